@@ -1,0 +1,2 @@
+//! Manifests in, valid objects out: loading, defaulting and validation.
+#![forbid(unsafe_code)]

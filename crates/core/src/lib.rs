@@ -1,0 +1,32 @@
+//! The vocabulary every podvisor crate shares, and the seams they plug into.
+//!
+//! This crate is deliberately small: it holds
+//!
+//! - the Kubernetes object types, re-exported from [`k8s_openapi`] (one pinned API version for the
+//!   whole workspace), so every crate names `Pod` and `PodStatus` the same way;
+//! - plain value types that cross crate boundaries: [`ContainerId`], [`ExitStatus`], the probe
+//!   vocabulary in [`probe`] ([`ProbeKind`], [`ProbeOutcome`], [`ProbeResult`]) and hook results;
+//! - the seam traits that the node's parts implement ([`runtime::ContainerRuntime`],
+//!   [`runtime::ContainerExec`], [`probe::Prober`]) and their error enums.
+//!
+//! What it does **not** contain: any I/O, any async runtime, any decision about pod behaviour
+//! (that is `podvisor-lifecycle`), and no dependency on another `podvisor-*` crate. Its dependency
+//! closure has no tokio, hyper, nix or tonic; the workspace's tidy test checks this.
+//!
+//! Start with [`probe`] and [`runtime`]: they say what the node's moving parts promise each
+//! other.
+#![forbid(unsafe_code)]
+
+pub mod probe;
+pub mod runtime;
+
+pub use k8s_openapi;
+pub use probe::{ProbeKind, ProbeOutcome, ProbeResult};
+pub use runtime::{ContainerId, ExitStatus, HookKind, HookResult};
+
+/// Kubernetes core/v1 object types (`Pod`, `Service`, `Endpoints`, `Event`, `Node`, ...).
+pub use k8s_openapi::api::core::v1 as corev1;
+/// `discovery.k8s.io/v1` types (`EndpointSlice`).
+pub use k8s_openapi::api::discovery::v1 as discoveryv1;
+/// `metav1` types (`ObjectMeta`, `Time`, `Status`, ...).
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;

@@ -1,0 +1,103 @@
+//! The probe vocabulary: which probe, what it found, and the seam that runs one.
+
+use std::time::Duration;
+
+use crate::corev1;
+use crate::runtime::ContainerId;
+
+/// Which of a container's three probes a result belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKind {
+    /// `livenessProbe`: a failure kills the container.
+    Liveness,
+    /// `readinessProbe`: a failure takes the container out of Service endpoints.
+    Readiness,
+    /// `startupProbe`: gates the other two until it succeeds once.
+    Startup,
+}
+
+impl ProbeKind {
+    /// All three kinds, in the order the kubelet creates their workers.
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Readiness, ProbeKind::Liveness, ProbeKind::Startup];
+
+    /// The capitalised name the kubelet uses in events (`Liveness probe failed: ...`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Liveness => "Liveness",
+            ProbeKind::Readiness => "Readiness",
+            ProbeKind::Startup => "Startup",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a probe handler found, before thresholds are applied.
+///
+/// These are the kubelet's low-level prober results (`pkg/probe`), not the cached
+/// Success/Failure a container ends up with: `Warning` counts as success and `Unknown` as
+/// failure once the lifecycle model sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProbeOutcome {
+    /// The check passed (exit 0, connection established, HTTP 2xx, gRPC `SERVING`).
+    Success,
+    /// It passed with a remark: an HTTP 3xx that was not followed. Counts as success and is
+    /// reported with a `ProbeWarning` event.
+    Warning,
+    /// The check ran and failed (non-zero exit, refused connection, HTTP 4xx/5xx, timeout).
+    Failure,
+    /// The check could not tell. Counts as failure unless [`ProbeResult::error`] is set.
+    Unknown,
+}
+
+/// One probe attempt's complete result.
+///
+/// Expected negative outcomes are values here, never `Err`: a failed probe is data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// The verdict.
+    pub outcome: ProbeOutcome,
+    /// Short human-readable detail: HTTP status, exit code and output tail, connection error.
+    pub output: String,
+    /// Set when the handler itself could not run (a port name that does not resolve, an exec
+    /// that could not be spawned) even after its retries. The kubelet discards such results:
+    /// they change no counter and no state, and only produce an `Unhealthy` event.
+    pub error: Option<String>,
+}
+
+impl ProbeResult {
+    /// A result with the given outcome and output and no handler error.
+    pub fn new(outcome: ProbeOutcome, output: impl Into<String>) -> Self {
+        ProbeResult { outcome, output: output.into(), error: None }
+    }
+
+    /// A handler error: the result is discarded by the lifecycle model.
+    pub fn errored(error: impl Into<String>) -> Self {
+        ProbeResult { outcome: ProbeOutcome::Unknown, output: String::new(), error: Some(error.into()) }
+    }
+}
+
+/// Where a probe is aimed: the container instance and the pod's address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeTarget {
+    /// The container instance being probed (exec probes run inside it).
+    pub container_id: ContainerId,
+    /// The pod IP (`status.podIP`), used when a handler has no `host`.
+    pub pod_ip: String,
+    /// The container's declared ports, for resolving named ports.
+    pub ports: Vec<corev1::ContainerPort>,
+    /// The container's static `env[].value` entries, for `$(VAR)` expansion in exec probes.
+    pub env: Vec<(String, String)>,
+}
+
+/// Runs one probe attempt. Implementations enforce `timeout` themselves, retry handler errors as
+/// the kubelet does (up to three tries), and never panic.
+#[async_trait::async_trait]
+pub trait Prober: Send + Sync {
+    /// Runs `probe`'s handler once against `target`, bounded by `timeout`.
+    async fn probe(&self, probe: &corev1::Probe, target: &ProbeTarget, timeout: Duration) -> ProbeResult;
+}

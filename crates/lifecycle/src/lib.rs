@@ -1,0 +1,2 @@
+//! The pure pod lifecycle state machine.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! `cargo xtask`: podvisor's developer commands.
+fn main() {}
