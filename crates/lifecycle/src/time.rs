@@ -39,7 +39,10 @@ impl Time {
 
     /// This time plus `d` (saturating).
     pub fn plus(self, d: Duration) -> Time {
-        Time(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Time(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// How long after `earlier` this is; zero if it is not after.
@@ -79,6 +82,9 @@ mod tests {
     #[test]
     fn since_is_never_negative() {
         assert_eq!(Time::from_secs(1).since(Time::from_secs(5)), Duration::ZERO);
-        assert_eq!(Time::from_secs(5).since(Time::from_secs(1)), Duration::from_secs(4));
+        assert_eq!(
+            Time::from_secs(5).since(Time::from_secs(1)),
+            Duration::from_secs(4)
+        );
     }
 }

@@ -1,0 +1,210 @@
+//! What the model knows about each container: its current instance and its history.
+
+use std::time::Duration;
+
+use podvisor_core::{ContainerId, ExitStatus, ProbeKind};
+
+use crate::Time;
+use crate::backoff::Backoff;
+use crate::probe_worker::{ProbeValue, ProbeWorker};
+use crate::spec::probe_index;
+
+/// A container instance that has ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Terminated {
+    pub(crate) id: Option<ContainerId>,
+    pub(crate) exit_code: i32,
+    pub(crate) signal: Option<i32>,
+    pub(crate) reason: String,
+    pub(crate) message: Option<String>,
+    pub(crate) started_at: Option<Time>,
+    pub(crate) finished_at: Time,
+}
+
+impl Terminated {
+    pub(crate) fn from_exit(
+        id: ContainerId,
+        status: ExitStatus,
+        message: Option<String>,
+        started_at: Time,
+        now: Time,
+    ) -> Self {
+        Terminated {
+            id: Some(id),
+            exit_code: status.code(),
+            signal: status.signal(),
+            reason: status.reason().to_owned(),
+            message,
+            started_at: Some(started_at),
+            finished_at: now,
+        }
+    }
+}
+
+/// Why a running container is being stopped (rule 7.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KillReason {
+    /// Pod deletion, deadline, pod completion, sandbox change.
+    PodStop,
+    /// The liveness probe failed.
+    Liveness,
+    /// The startup probe failed.
+    Startup,
+    /// The postStart hook failed.
+    PostStartHook,
+    /// The container's definition (image) changed.
+    SpecChanged,
+}
+
+/// Where a stop is in the `killContainer` sequence (rule 9.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StopPhase {
+    /// The preStop hook runs; we wait for it until `deadline`.
+    PreStop {
+        since: Time,
+        deadline: Time,
+        grace: Duration,
+    },
+    /// A sidecar waits for the containers that must stop before it (rule 9.7 step 3).
+    AwaitTurn {
+        since: Time,
+        deadline: Time,
+        grace: Duration,
+    },
+    /// The stop signal was sent; SIGKILL follows after `grace`.
+    Signalled { at: Time, grace: Duration },
+}
+
+/// A stop in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stop {
+    pub(crate) reason: KillReason,
+    /// The container will be started again after it exits.
+    pub(crate) restart: bool,
+    pub(crate) phase: StopPhase,
+}
+
+/// A running instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Running {
+    pub(crate) id: ContainerId,
+    pub(crate) started_at: Time,
+    /// The image it was started with (its definition hash, rule 7.4).
+    pub(crate) image: String,
+    /// The postStart hook has not returned yet.
+    pub(crate) post_start_pending: bool,
+    pub(crate) stop: Option<Stop>,
+}
+
+/// The current instance of a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// No instance: never started, or its record was purged with its sandbox.
+    Absent,
+    /// `StartContainer` was issued; waiting for the runtime. `stop_when_started` is set when the
+    /// pod began terminating in the meantime.
+    Starting { stop_when_started: bool },
+    /// The process runs.
+    Running(Running),
+    /// The last instance ended.
+    Exited(Terminated),
+}
+
+/// Everything about one container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) state: State,
+    pub(crate) restart_count: i32,
+    /// An instance existed before (so the next start is a restart).
+    pub(crate) has_history: bool,
+    /// The previous instance's end, shown as `lastState`.
+    pub(crate) last_termination: Option<Terminated>,
+    /// The last start attempt failed: waiting reason and message (rule 11.4).
+    pub(crate) start_error: Option<(&'static str, String)>,
+    /// In CrashLoopBackOff until this time, with this back-off.
+    pub(crate) backoff_wait: Option<(Time, Duration)>,
+    pub(crate) backoff: Option<Backoff>,
+    /// The image the back-off entry belongs to (rule 7.7).
+    pub(crate) backoff_image: String,
+    /// A sidecar reached "started" once in the current sandbox (so it no longer gates init).
+    pub(crate) sidecar_started_once: bool,
+    pub(crate) probes: [Option<ProbeWorker>; 3],
+}
+
+impl Record {
+    pub(crate) fn new(probes: [Option<ProbeWorker>; 3]) -> Record {
+        Record {
+            state: State::Absent,
+            restart_count: 0,
+            has_history: false,
+            last_termination: None,
+            start_error: None,
+            backoff_wait: None,
+            backoff: None,
+            backoff_image: String::new(),
+            sidecar_started_once: false,
+            probes,
+        }
+    }
+
+    pub(crate) fn worker(&self, kind: ProbeKind) -> Option<&ProbeWorker> {
+        self.probes[probe_index(kind)].as_ref()
+    }
+
+    pub(crate) fn worker_mut(&mut self, kind: ProbeKind) -> Option<&mut ProbeWorker> {
+        self.probes[probe_index(kind)].as_mut()
+    }
+
+    pub(crate) fn running(&self) -> Option<&Running> {
+        match &self.state {
+            State::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn running_mut(&mut self) -> Option<&mut Running> {
+        match &mut self.state {
+            State::Running(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        matches!(self.state, State::Running(_))
+    }
+
+    /// Running or about to run: something the runtime may have.
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(self.state, State::Running(_) | State::Starting { .. })
+    }
+
+    pub(crate) fn exited(&self) -> Option<&Terminated> {
+        match &self.state {
+            State::Exited(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The cached probe value, or `None` when the container has no such probe.
+    pub(crate) fn probe_value(&self, kind: ProbeKind) -> Option<ProbeValue> {
+        self.worker(kind).map(|w| w.value)
+    }
+
+    /// Rule 3.10: running, and its startup probe (if any) succeeded.
+    pub(crate) fn started(&self) -> bool {
+        self.is_running()
+            && match self.probe_value(ProbeKind::Startup) {
+                None => true,
+                Some(v) => v == ProbeValue::Success,
+            }
+    }
+
+    /// Rule 3.11: started, and its readiness probe (if any) succeeded.
+    pub(crate) fn ready(&self) -> bool {
+        self.started()
+            && match self.probe_value(ProbeKind::Readiness) {
+                None => true,
+                Some(v) => v == ProbeValue::Success,
+            }
+    }
+}
