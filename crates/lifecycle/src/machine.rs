@@ -268,6 +268,7 @@ impl PodMachine {
                     return;
                 };
                 let t = Terminated::from_exit(id, status, message, r.started_at, now);
+                rec.pending_restart = r.stop.as_ref().is_some_and(|s| s.restart);
                 rec.state = State::Exited(t);
                 if let Some(w) = rec.worker_mut(ProbeKind::Readiness) {
                     w.value = ProbeValue::Failure;
@@ -579,10 +580,10 @@ impl PodMachine {
             }
             self.initialized = false;
         }
-        if let Sandbox::Absent { retry_at: Some(t) } = self.sandbox {
-            if self.now < t {
-                return;
-            }
+        if let Sandbox::Absent { retry_at: Some(t) } = self.sandbox
+            && self.now < t
+        {
+            return;
         }
         self.sandbox = Sandbox::Creating;
         self.sandbox_attempts += 1;
@@ -669,7 +670,9 @@ impl PodMachine {
                     }
                 }
                 State::Exited(t) => {
-                    if self.def.restart_policy.restarts(t.exit_code) && !held {
+                    let restarts =
+                        self.def.restart_policy.restarts(t.exit_code) || self.records[i].pending_restart;
+                    if restarts && !held {
                         self.try_start(i, out);
                         held |= self.def.containers[i].has_post_start;
                     }
@@ -742,6 +745,7 @@ impl PodMachine {
         }
         rec.has_history = true;
         rec.backoff_wait = None;
+        rec.pending_restart = false;
         out.push(Command::StartContainer {
             name,
             restart_count: rec.restart_count,
@@ -752,7 +756,9 @@ impl PodMachine {
         self.regular_indices().any(|i| match &self.records[i].state {
             State::Absent | State::Starting { .. } => true,
             State::Running(r) => r.stop.as_ref().is_none_or(|s| s.restart),
-            State::Exited(t) => self.def.restart_policy.restarts(t.exit_code),
+            State::Exited(t) => {
+                self.def.restart_policy.restarts(t.exit_code) || self.records[i].pending_restart
+            }
         })
     }
 
@@ -981,10 +987,10 @@ impl PodMachine {
     // --- probing ---
 
     fn trigger_readiness(&mut self, i: usize) {
-        if let Some(w) = self.records[i].worker_mut(ProbeKind::Readiness) {
-            if w.value != ProbeValue::Success {
-                w.triggered = true;
-            }
+        if let Some(w) = self.records[i].worker_mut(ProbeKind::Readiness)
+            && w.value != ProbeValue::Success
+        {
+            w.triggered = true;
         }
     }
 
@@ -1052,21 +1058,20 @@ impl PodMachine {
         if let Sandbox::Absent { retry_at: Some(t) } = self.sandbox {
             at(t);
         }
-        if self.termination.is_none() {
-            if let Some(t) = self.deadline() {
-                at(t);
-            }
+        if self.termination.is_none()
+            && let Some(t) = self.deadline()
+        {
+            at(t);
         }
         for rec in &self.records {
             if let Some((until, _)) = rec.backoff_wait {
                 at(until);
             }
             if let Some(r) = rec.running() {
-                match r.stop.as_ref().map(|s| &s.phase) {
-                    Some(StopPhase::PreStop { deadline, .. } | StopPhase::AwaitTurn { deadline, .. }) => {
-                        at(*deadline)
-                    }
-                    _ => {}
+                if let Some(StopPhase::PreStop { deadline, .. } | StopPhase::AwaitTurn { deadline, .. }) =
+                    r.stop.as_ref().map(|s| &s.phase)
+                {
+                    at(*deadline);
                 }
                 for w in rec.probes.iter().flatten() {
                     if !w.stopped && !w.on_hold && w.in_flight.is_none() {

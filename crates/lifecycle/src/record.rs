@@ -126,6 +126,9 @@ pub(crate) struct Record {
     pub(crate) backoff: Option<Backoff>,
     /// The image the back-off entry belongs to (rule 7.7).
     pub(crate) backoff_image: String,
+    /// The last instance was stopped to be restarted (liveness, spec change): start it again
+    /// whatever the restart policy says.
+    pub(crate) pending_restart: bool,
     /// A sidecar reached "started" once in the current sandbox (so it no longer gates init).
     pub(crate) sidecar_started_once: bool,
     pub(crate) probes: [Option<ProbeWorker>; 3],
@@ -142,6 +145,7 @@ impl Record {
             backoff_wait: None,
             backoff: None,
             backoff_image: String::new(),
+            pending_restart: false,
             sidecar_started_once: false,
             probes,
         }

@@ -157,7 +157,9 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
                 && match def.kind {
                     ContainerKind::Sidecar => true,
                     ContainerKind::Init => t.exit_code != 0 && m.def.restart_policy != RestartPolicy::Never,
-                    ContainerKind::Regular => m.def.restart_policy.restarts(t.exit_code),
+                    ContainerKind::Regular => {
+                        m.def.restart_policy.restarts(t.exit_code) || rec.pending_restart
+                    }
                 };
             let id = t.id.as_ref().map(|id| id.uri());
             match (&rec.backoff_wait, &rec.start_error) {
@@ -187,7 +189,7 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
         ContainerKind::Init => (rec.exited().is_some_and(|t| t.exit_code == 0), rec.is_running()),
         _ => (rec.ready(), rec.started()),
     };
-    let mut status = ContainerStatus {
+    ContainerStatus {
         name: def.name.clone(),
         image: def.image.clone(),
         image_id: String::new(),
@@ -198,9 +200,13 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
         state: Some(state),
         last_state: Some(last_state.unwrap_or_default()),
         ..ContainerStatus::default()
-    };
-    if m.finished {
-        // The kubelet's TerminatePod: nothing of a finished pod may look alive.
+    }
+}
+
+/// The kubelet's `TerminatePod`: nothing of a finished pod may look alive, so every status that
+/// is not terminated becomes `ContainerStatusUnknown` (137).
+fn terminate_pod(statuses: &mut [ContainerStatus]) {
+    for status in statuses {
         let terminated = status.state.as_ref().is_some_and(|s| s.terminated.is_some());
         if !terminated {
             status.state = Some(ContainerState {
@@ -216,7 +222,6 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
         status.ready = false;
         status.started = Some(false);
     }
-    status
 }
 
 fn pod_ref(pod: &Pod) -> String {
@@ -483,7 +488,7 @@ fn ready(m: &PodMachine, containers_ready: &PodCondition) -> PodCondition {
 /// Generates the whole status; `lastTransitionTime`s are kept from `m.status` where a
 /// condition's status did not change (rule 14.2).
 pub(crate) fn generate(m: &PodMachine) -> PodStatus {
-    let (init, regular) = container_statuses(m);
+    let (mut init, mut regular) = container_statuses(m);
     let computed = compute_phase(m, &init, &regular, false);
     let phase = match m.terminal_phase {
         Some(p) => p,
@@ -499,6 +504,10 @@ pub(crate) fn generate(m: &PodMachine) -> PodStatus {
     conditions.push(ready);
     conditions.push(containers_ready);
     conditions.push(condition("PodScheduled", true, None, None));
+    if m.finished {
+        terminate_pod(&mut init);
+        terminate_pod(&mut regular);
+    }
     let previous = m.status.conditions.as_deref().unwrap_or_default();
     for c in conditions
         .iter_mut()
