@@ -1,0 +1,90 @@
+//! `metadata` validation shared by every kind: name, namespace, labels and annotations.
+
+use std::collections::BTreeMap;
+
+use podvisor_core::metav1::ObjectMeta;
+
+use super::field::{FieldError, Path, Value};
+use super::format;
+
+/// Total size limit of all annotation keys and values, in bytes.
+const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
+
+/// Which format `metadata.name` must have.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NameRule {
+    /// Pods, namespaces' objects in general: a DNS-1123 subdomain.
+    Dns1123Subdomain,
+    /// Services: a DNS-1035 label.
+    Dns1035Label,
+}
+
+/// Validate `metadata` like `ValidateObjectMeta` (name, namespace, labels, annotations).
+///
+/// An empty namespace is accepted: kube-apiserver fills it from the request before validating,
+/// and on podvisor that is the API layer's job.
+pub(crate) fn validate_object_meta(
+    meta: &ObjectMeta,
+    rule: NameRule,
+    path: &Path,
+    errs: &mut Vec<FieldError>,
+) {
+    let name = meta.name.as_deref().unwrap_or("");
+    let name_path = path.child("name");
+    if name.is_empty() {
+        errs.push(FieldError::required(
+            name_path.as_str(),
+            "name or generateName is required",
+        ));
+    } else {
+        let msgs = match rule {
+            NameRule::Dns1123Subdomain => format::is_dns1123_subdomain(name),
+            NameRule::Dns1035Label => format::is_dns1035_label(name),
+        };
+        for m in msgs {
+            errs.push(FieldError::invalid(name_path.as_str(), Value::str(name), m));
+        }
+    }
+    let ns = meta.namespace.as_deref().unwrap_or("");
+    if !ns.is_empty() {
+        for m in format::is_dns1123_label(ns) {
+            errs.push(FieldError::invalid(
+                path.child("namespace").as_str(),
+                Value::str(ns),
+                m,
+            ));
+        }
+    }
+    if let Some(labels) = &meta.labels {
+        validate_labels(labels, &path.child("labels"), errs);
+    }
+    if let Some(annotations) = &meta.annotations {
+        let p = path.child("annotations");
+        let mut total = 0usize;
+        for (k, v) in annotations {
+            for m in format::is_qualified_name(&k.to_lowercase()) {
+                errs.push(FieldError::invalid(p.as_str(), Value::str(k), m));
+            }
+            total = total.saturating_add(k.len()).saturating_add(v.len());
+        }
+        if total > TOTAL_ANNOTATION_SIZE_LIMIT {
+            errs.push(FieldError::too_long(p.as_str(), TOTAL_ANNOTATION_SIZE_LIMIT));
+        }
+    }
+}
+
+/// `ValidateLabels`: keys are qualified names, values label values; errors sit at `path` itself.
+pub(crate) fn validate_labels(
+    labels: &BTreeMap<String, String>,
+    path: &Path,
+    errs: &mut Vec<FieldError>,
+) {
+    for (k, v) in labels {
+        for m in format::is_qualified_name(k) {
+            errs.push(FieldError::invalid(path.as_str(), Value::str(k), m));
+        }
+        for m in format::is_label_value(v) {
+            errs.push(FieldError::invalid(path.as_str(), Value::str(v), m));
+        }
+    }
+}
