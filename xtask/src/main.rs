@@ -1,2 +1,96 @@
-//! `cargo xtask`: podvisor's developer commands.
-fn main() {}
+//! `cargo xtask`: podvisor's developer commands, in the style of
+//! [matklad/cargo-xtask](https://github.com/matklad/cargo-xtask).
+//!
+//! xtask is project automation that bootstraps from cargo alone: `cargo xtask <command>` (an alias
+//! in `.cargo/config.toml`) builds and runs this binary. Each subcommand lives in its own module
+//! and runs from the workspace root, whatever the current directory:
+//!
+//! - [`test`](mod@test): the project's one test command (`cargo xtask test`);
+//! - [`ci`]: what `.ci/run` runs: formatting, clippy, then `test`;
+//! - [`node`]: runs the node (a placeholder until issues #3 and #4 land);
+//! - [`bench`](mod@bench): runs the benchmarks (a placeholder until issue #6 lands).
+//!
+//! Repository policy (doc comments, dependency direction, manifest rules) is checked by the
+//! `#[test]`s in `tidy.rs`, so plain `cargo test` enforces it and CI needs nothing extra.
+//!
+//! Keep this crate's dependencies few: it is built before anything else can run. Arguments are
+//! parsed by the small hand-rolled parser in [`flags`]; switch to clap (with `derive`) once the
+//! commands grow real option sets.
+//!
+//! Exit codes: 0 on success, 1 when a step fails, 2 on a usage error or when the command is not
+//! built yet.
+
+mod bench;
+mod ci;
+mod flags;
+mod node;
+mod step;
+mod test;
+#[cfg(test)]
+mod tidy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use flags::UsageError;
+
+const HELP: &str = "\
+cargo xtask: podvisor's developer commands
+
+USAGE:
+    cargo xtask <COMMAND> [OPTIONS]
+
+COMMANDS:
+    test     Run every test, doctest and a warnings-free doc build (the project's one test command)
+    ci       Run what CI runs: cargo fmt --check, clippy -D warnings, then `test`
+    node     Run a podvisor node (not built yet: exits with code 2)
+    bench    Run the benchmarks (not built yet: exits with code 2)
+    help     Print this message
+
+Run `cargo xtask <COMMAND> --help` for a command's options.
+
+EXIT CODES:
+    0  success
+    1  a step failed (its output says which)
+    2  usage error, or the command is not built yet
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match command.as_deref() {
+        Some("test") => test::run(rest),
+        Some("ci") => ci::run(rest),
+        Some("node") => node::run(rest),
+        Some("bench") => bench::run(rest),
+        Some("help" | "--help" | "-h") => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprint!("{HELP}");
+            Ok(ExitCode::from(2))
+        }
+        Some(other) => {
+            Err(UsageError::new(format!("unknown command `{other}`"), "cargo xtask --help").into())
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            if let Some(usage) = error.downcast_ref::<UsageError>() {
+                eprintln!("error: {usage}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn project_root() -> PathBuf {
+    let xtask_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().map(PathBuf::from).unwrap_or(xtask_dir)
+}
