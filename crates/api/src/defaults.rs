@@ -5,8 +5,7 @@
 //! deliberately not done here: that comes from the request, which is the API layer's business.
 
 use podvisor_core::corev1::{
-    Container, HTTPGetAction, Lifecycle, Pod, PodSecurityContext, PodSpec, Probe, Service,
-    ServiceSpec,
+    Container, HTTPGetAction, Lifecycle, Pod, PodSecurityContext, PodSpec, Probe, Service, ServiceSpec,
 };
 use podvisor_core::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -61,10 +60,7 @@ fn default_pod_spec(spec: &mut PodSpec) {
 /// Rules 1.3–1.7 for one container (regular or init).
 fn default_container(c: &mut Container, host_network: bool) {
     // 1.5
-    default_str(
-        &mut c.termination_message_path,
-        DEFAULT_TERMINATION_MESSAGE_PATH,
-    );
+    default_str(&mut c.termination_message_path, DEFAULT_TERMINATION_MESSAGE_PATH);
     default_str(&mut c.termination_message_policy, "File");
     if c.image_pull_policy.as_deref().is_none_or(str::is_empty) {
         let policy = image_pull_policy_for(c.image.as_deref().unwrap_or(""));
@@ -97,9 +93,7 @@ fn default_container(c: &mut Container, host_network: bool) {
     {
         let requests = res.requests.get_or_insert_with(Default::default);
         for (name, qty) in limits {
-            requests
-                .entry(name.clone())
-                .or_insert_with(|| qty.clone());
+            requests.entry(name.clone()).or_insert_with(|| qty.clone());
         }
     }
 }
@@ -149,11 +143,7 @@ pub fn image_pull_policy_for(image: &str) -> &'static str {
         (None, Some(_)) => "",
         (None, None) => "latest",
     };
-    if tag == "latest" {
-        "Always"
-    } else {
-        "IfNotPresent"
-    }
+    if tag == "latest" { "Always" } else { "IfNotPresent" }
 }
 
 /// Apply every service default in place (rule 1.8). A missing `spec` is created first.
@@ -179,8 +169,7 @@ pub fn default_service(svc: &mut Service) {
 mod tests {
     use super::*;
     use podvisor_core::corev1::{
-        ContainerPort, ExecAction, HTTPGetAction, LifecycleHandler, ResourceRequirements,
-        ServicePort,
+        ContainerPort, ExecAction, HTTPGetAction, LifecycleHandler, ResourceRequirements, ServicePort,
     };
     use podvisor_core::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -366,9 +355,20 @@ mod tests {
         assert_eq!(probe_get.scheme.as_deref(), Some("HTTP"));
         assert_eq!(probe_get.host, None);
         let lc = c.lifecycle.as_ref().expect("lifecycle");
-        let pre = lc.pre_stop.as_ref().and_then(|h| h.http_get.as_ref()).expect("preStop");
-        assert_eq!((pre.path.as_deref(), pre.scheme.as_deref()), (Some("/"), Some("HTTP")));
-        let post = lc.post_start.as_ref().and_then(|h| h.http_get.as_ref()).expect("postStart");
+        let pre = lc
+            .pre_stop
+            .as_ref()
+            .and_then(|h| h.http_get.as_ref())
+            .expect("preStop");
+        assert_eq!(
+            (pre.path.as_deref(), pre.scheme.as_deref()),
+            (Some("/"), Some("HTTP"))
+        );
+        let post = lc
+            .post_start
+            .as_ref()
+            .and_then(|h| h.http_get.as_ref())
+            .expect("postStart");
         assert_eq!(
             (post.path.as_deref(), post.scheme.as_deref()),
             (Some("/hook"), Some("HTTPS"))
@@ -380,7 +380,10 @@ mod tests {
         let mut p = pod_with(container("app", "nginx:1.27"));
         default_pod(&mut p);
         let c = &spec(&p).containers[0];
-        assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
+        assert_eq!(
+            c.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
         assert_eq!(c.termination_message_policy.as_deref(), Some("File"));
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
 
@@ -442,7 +445,10 @@ mod tests {
         let s = spec(&p);
         for ports in [
             s.containers[0].ports.as_ref().expect("ports"),
-            s.init_containers.as_ref().expect("inits")[0].ports.as_ref().expect("ports"),
+            s.init_containers.as_ref().expect("inits")[0]
+                .ports
+                .as_ref()
+                .expect("ports"),
         ] {
             assert_eq!(ports[0].host_port, Some(8080));
             assert_eq!(ports[1].host_port, Some(5353), "an explicit hostPort is kept");
@@ -475,7 +481,11 @@ mod tests {
             .and_then(|r| r.requests.as_ref())
             .expect("requests");
         assert_eq!(req.get("cpu"), Some(&q("250m")), "explicit request kept");
-        assert_eq!(req.get("memory"), Some(&q("1Gi")), "missing request taken from limit");
+        assert_eq!(
+            req.get("memory"),
+            Some(&q("1Gi")),
+            "missing request taken from limit"
+        );
         let init_req = s.init_containers.as_ref().expect("inits")[0]
             .resources
             .as_ref()

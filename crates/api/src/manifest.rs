@@ -175,8 +175,8 @@ pub fn load(text: &str, mode: FieldValidation) -> Result<Vec<Object>> {
 pub fn load_yaml(text: &str, mode: FieldValidation) -> Result<Vec<Object>> {
     let mut out = Vec::new();
     for (document, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(de)
-            .map_err(|source| Error::Yaml { document, source })?;
+        let value: Value =
+            serde::Deserialize::deserialize(de).map_err(|source| Error::Yaml { document, source })?;
         if value.is_null() {
             continue;
         }
@@ -215,12 +215,7 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn decode_into(
-    value: Value,
-    location: Location,
-    mode: FieldValidation,
-    out: &mut Vec<Object>,
-) -> Result<()> {
+fn decode_into(value: Value, location: Location, mode: FieldValidation, out: &mut Vec<Object>) -> Result<()> {
     let Value::Object(map) = &value else {
         return Err(Error::NotAnObject {
             found: type_name(&value),
@@ -274,9 +269,7 @@ fn decode_into(
     let obj = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Pod") => Object::Pod(Box::new(typed(&value, &location, &kind, mode)?)),
         ("v1", "Service") => Object::Service(Box::new(typed(&value, &location, &kind, mode)?)),
-        ("v1", "Namespace") => {
-            Object::Namespace(Box::new(typed(&value, &location, &kind, mode)?))
-        }
+        ("v1", "Namespace") => Object::Namespace(Box::new(typed(&value, &location, &kind, mode)?)),
         _ => Object::Other {
             api_version,
             kind,

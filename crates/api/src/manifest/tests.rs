@@ -34,7 +34,10 @@ fn loads_json_object_and_lists_including_typed_lists_inside_yaml() {
         {"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[]}},
         {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}]}"#;
     let objs = load(json, FieldValidation::Strict).expect("loads");
-    assert_eq!(objs.iter().map(Object::kind).collect::<Vec<_>>(), ["Pod", "ConfigMap"]);
+    assert_eq!(
+        objs.iter().map(Object::kind).collect::<Vec<_>>(),
+        ["Pod", "ConfigMap"]
+    );
 
     let yaml = "apiVersion: v1\nkind: PodList\nitems:\n- metadata: {name: a}\n  spec: {containers: []}\n";
     let objs = load(yaml, FieldValidation::Strict).expect("loads");
@@ -51,7 +54,11 @@ fn unknown_fields_are_ignored_by_default_and_reported_in_strict_mode() {
             assert_eq!(kind, "Pod");
             assert_eq!(
                 fields,
-                &["bogus", "spec.containers[0].nmae", "spec.containers[0].ports[0].hostPrt"]
+                &[
+                    "bogus",
+                    "spec.containers[0].nmae",
+                    "spec.containers[0].ports[0].hostPrt"
+                ]
             );
         }
         other => panic!("unexpected {other:?}"),
@@ -73,7 +80,9 @@ fn decode_errors_name_the_field() {
     // Like kube-apiserver, a missing container name decodes as "" and is left to validation.
     let missing = "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - image: x\n";
     let objs = load(missing, FieldValidation::Strict).expect("loads");
-    assert!(matches!(&objs[..], [Object::Pod(p)] if p.spec.as_ref().is_some_and(|s| s.containers[0].name.is_empty())));
+    assert!(
+        matches!(&objs[..], [Object::Pod(p)] if p.spec.as_ref().is_some_and(|s| s.containers[0].name.is_empty()))
+    );
 }
 
 #[test]
@@ -120,7 +129,10 @@ fn path_at_line_maps_pretty_json_lines() {
             .map(|n| n + 1)
             .unwrap_or(0)
     };
-    assert_eq!(path_at_line(&pretty, line_of("\"c\"")).as_deref(), Some("a.b[1].c"));
+    assert_eq!(
+        path_at_line(&pretty, line_of("\"c\"")).as_deref(),
+        Some("a.b[1].c")
+    );
     assert_eq!(path_at_line(&pretty, line_of("\"d\"")).as_deref(), Some("d"));
     assert_eq!(path_at_line(&pretty, 0), None);
 }

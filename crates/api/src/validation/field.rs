@@ -271,11 +271,7 @@ impl ValidationErrors {
     }
 
     pub(crate) fn into_result<T>(self, ok: T) -> Result<T, ValidationErrors> {
-        if self.errors.is_empty() {
-            Ok(ok)
-        } else {
-            Err(self)
-        }
+        if self.errors.is_empty() { Ok(ok) } else { Err(self) }
     }
 }
 
@@ -378,7 +374,10 @@ mod tests {
                 "spec.containers[1].name: Duplicate value: \"app\"",
             ),
             (
-                FieldError::forbidden("spec.initContainers[0].livenessProbe", "may not be set for init containers without restartPolicy=Always"),
+                FieldError::forbidden(
+                    "spec.initContainers[0].livenessProbe",
+                    "may not be set for init containers without restartPolicy=Always",
+                ),
                 "spec.initContainers[0].livenessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
             ),
             (
@@ -414,10 +413,8 @@ mod tests {
             FieldError::required("a", ""),
         ]);
         assert_eq!(many.to_string(), "[a: Required value, b: Required value]");
-        let dup_only = ValidationErrors::new(vec![
-            FieldError::required("a", ""),
-            FieldError::required("a", ""),
-        ]);
+        let dup_only =
+            ValidationErrors::new(vec![FieldError::required("a", ""), FieldError::required("a", "")]);
         assert_eq!(dup_only.to_string(), "a: Required value");
         assert_eq!(
             one.invalid_message("Pod", "web"),

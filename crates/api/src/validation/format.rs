@@ -118,9 +118,7 @@ pub fn is_dns1035_label(v: &str) -> Vec<String> {
     let b = v.as_bytes();
     let ok = match (b.first(), b.last()) {
         (Some(&f), Some(&l)) => {
-            f.is_ascii_lowercase()
-                && lower_alnum(l)
-                && b.iter().all(|&c| lower_alnum(c) || c == b'-')
+            f.is_ascii_lowercase() && lower_alnum(l) && b.iter().all(|&c| lower_alnum(c) || c == b'-')
         }
         _ => false,
     };
@@ -273,9 +271,14 @@ mod tests {
         assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots"]);
         assert_eq!(
             is_dns1123_label("App"),
-            vec!["a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"]
+            vec![
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ]
         );
-        assert_eq!(is_dns1123_label(&"a".repeat(64)), vec!["must be no more than 63 characters"]);
+        assert_eq!(
+            is_dns1123_label(&"a".repeat(64)),
+            vec!["must be no more than 63 characters"]
+        );
         assert!(!is_dns1123_label("").is_empty());
         assert!(!is_dns1123_label("-a").is_empty());
     }
@@ -296,14 +299,21 @@ mod tests {
         assert_eq!(is_qualified_name("/a"), vec!["prefix part must be non-empty"]);
         assert_eq!(is_qualified_name("a/").len(), 2);
         assert_eq!(is_qualified_name("a/b/c").len(), 1);
-        assert!(is_qualified_name("_a").first().is_some_and(|m| m.starts_with("name part must consist")));
+        assert!(
+            is_qualified_name("_a")
+                .first()
+                .is_some_and(|m| m.starts_with("name part must consist"))
+        );
     }
 
     #[test]
     fn label_values() {
         assert!(is_label_value("").is_empty());
         assert!(is_label_value("my_value-1.x").is_empty());
-        assert_eq!(is_label_value(&"a".repeat(64)), vec!["must be no more than 63 characters"]);
+        assert_eq!(
+            is_label_value(&"a".repeat(64)),
+            vec!["must be no more than 63 characters"]
+        );
         assert!(!is_label_value("a b").is_empty());
     }
 
@@ -314,11 +324,23 @@ mod tests {
             is_valid_port_name("8080"),
             vec!["must contain at least one letter (a-z)"]
         );
-        assert_eq!(is_valid_port_name("a--b"), vec!["must not contain consecutive hyphens"]);
-        assert_eq!(is_valid_port_name("-ab"), vec!["must not begin or end with a hyphen"]);
-        assert_eq!(is_valid_port_name("averyveryverylongname"), vec!["must be no more than 15 characters"]);
+        assert_eq!(
+            is_valid_port_name("a--b"),
+            vec!["must not contain consecutive hyphens"]
+        );
+        assert_eq!(
+            is_valid_port_name("-ab"),
+            vec!["must not begin or end with a hyphen"]
+        );
+        assert_eq!(
+            is_valid_port_name("averyveryverylongname"),
+            vec!["must be no more than 15 characters"]
+        );
         assert!(is_valid_port_num(65535).is_empty());
-        assert_eq!(is_valid_port_num(0), vec!["must be between 1 and 65535, inclusive"]);
+        assert_eq!(
+            is_valid_port_num(0),
+            vec!["must be between 1 and 65535, inclusive"]
+        );
     }
 
     #[test]

@@ -74,11 +74,7 @@ pub(crate) fn validate_object_meta(
 }
 
 /// `ValidateLabels`: keys are qualified names, values label values; errors sit at `path` itself.
-pub(crate) fn validate_labels(
-    labels: &BTreeMap<String, String>,
-    path: &Path,
-    errs: &mut Vec<FieldError>,
-) {
+pub(crate) fn validate_labels(labels: &BTreeMap<String, String>, path: &Path, errs: &mut Vec<FieldError>) {
     for (k, v) in labels {
         for m in format::is_qualified_name(k) {
             errs.push(FieldError::invalid(path.as_str(), Value::str(k), m));

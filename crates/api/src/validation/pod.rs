@@ -12,7 +12,8 @@ use super::format;
 use super::meta::{NameRule, validate_object_meta};
 
 /// Detail of the podvisor-specific `command` rule.
-pub const COMMAND_REQUIRED_DETAIL: &str = "podvisor runs containers as host processes and has no image entrypoint to fall back on; set command";
+pub const COMMAND_REQUIRED_DETAIL: &str =
+    "podvisor runs containers as host processes and has no image entrypoint to fall back on; set command";
 
 const NON_NEGATIVE: &str = "must be greater than or equal to 0";
 const INIT_FORBIDDEN: &str = "may not be set for init containers without restartPolicy=Always";
@@ -50,8 +51,7 @@ pub fn pod_warnings(pod: &Pod) -> Vec<Warning> {
     {
         out.push(Warning {
             path: "spec.terminationGracePeriodSeconds".to_owned(),
-            message: "must be >= 0; negative values are invalid and will be treated as 1"
-                .to_owned(),
+            message: "must be >= 0; negative values are invalid and will be treated as 1".to_owned(),
         });
     }
     out
@@ -135,7 +135,11 @@ fn validate_pod_spec(spec: &PodSpec, path: &Path, errs: &mut Errs) {
     for (i, gate) in spec.readiness_gates.iter().flatten().enumerate() {
         let p = path.child("readinessGates").index(i).child("conditionType");
         for m in format::is_qualified_name(&gate.condition_type) {
-            errs.push(FieldError::invalid(p.as_str(), Value::str(&gate.condition_type), m));
+            errs.push(FieldError::invalid(
+                p.as_str(),
+                Value::str(&gate.condition_type),
+                m,
+            ));
         }
     }
 
@@ -181,7 +185,10 @@ fn validate_containers(containers: &[Container], grace: Option<i64>, path: &Path
         let p = path.index(i);
         validate_container_common(c, &p, errs);
         if !names.insert(c.name.as_str()) {
-            errs.push(FieldError::duplicate(p.child("name").as_str(), Value::str(&c.name)));
+            errs.push(FieldError::duplicate(
+                p.child("name").as_str(),
+                Value::str(&c.name),
+            ));
         }
         validate_probes_and_lifecycle(c, grace, &p, errs);
         if c.restart_policy.is_some() {
@@ -219,7 +226,10 @@ fn validate_init_containers(
             }
         }
         if names.contains(c.name.as_str()) {
-            errs.push(FieldError::duplicate(p.child("name").as_str(), Value::str(&c.name)));
+            errs.push(FieldError::duplicate(
+                p.child("name").as_str(),
+                Value::str(&c.name),
+            ));
         } else if !c.name.is_empty() {
             names.insert(c.name.as_str());
         }
@@ -468,7 +478,11 @@ fn validate_probe(probe: &Probe, p: &Path, errs: &mut Errs) {
     ] {
         let v = v.unwrap_or(0);
         if v < 0 {
-            errs.push(FieldError::invalid(p.child(field).as_str(), Value::int(v), NON_NEGATIVE));
+            errs.push(FieldError::invalid(
+                p.child(field).as_str(),
+                Value::int(v),
+                NON_NEGATIVE,
+            ));
         }
     }
     if let Some(t) = probe.termination_grace_period_seconds
@@ -507,7 +521,10 @@ fn validate_handler(h: &Handler<'_>, grace: Option<Option<i64>>, p: &Path, errs:
     let mut count = 0;
     let mut take = |name: &str, errs: &mut Errs| -> bool {
         if count > 0 {
-            errs.push(FieldError::forbidden(p.child(name).as_str(), MORE_THAN_ONE_HANDLER));
+            errs.push(FieldError::forbidden(
+                p.child(name).as_str(),
+                MORE_THAN_ONE_HANDLER,
+            ));
             false
         } else {
             count += 1;
@@ -518,7 +535,10 @@ fn validate_handler(h: &Handler<'_>, grace: Option<Option<i64>>, p: &Path, errs:
         && take("exec", errs)
         && exec.command.as_ref().is_none_or(|c| c.is_empty())
     {
-        errs.push(FieldError::required(p.child("exec").child("command").as_str(), ""));
+        errs.push(FieldError::required(
+            p.child("exec").child("command").as_str(),
+            "",
+        ));
     }
     if let Some(http) = h.http_get
         && take("httpGet", errs)
@@ -551,9 +571,7 @@ fn validate_handler(h: &Handler<'_>, grace: Option<Option<i64>>, p: &Path, errs:
             errs.push(FieldError::invalid(
                 p.child("sleep").as_str(),
                 Value::int(seconds),
-                format!(
-                    "must be non-negative and less than terminationGracePeriodSeconds ({grace})"
-                ),
+                format!("must be non-negative and less than terminationGracePeriodSeconds ({grace})"),
             ));
         }
     }
@@ -634,7 +652,11 @@ fn update_errors(old: &Pod, new: &Pod, errs: &mut Errs) {
     let spec_path = Path::root("spec");
 
     for (field, o, n) in [
-        ("containers", old_spec.containers.as_slice(), new_spec.containers.as_slice()),
+        (
+            "containers",
+            old_spec.containers.as_slice(),
+            new_spec.containers.as_slice(),
+        ),
         (
             "initContainers",
             old_spec.init_containers.as_deref().unwrap_or(&[]),
@@ -732,10 +754,7 @@ fn update_errors(old: &Pod, new: &Pod, errs: &mut Errs) {
     {
         munged.termination_grace_period_seconds = old_spec.termination_grace_period_seconds;
     }
-    let (Ok(old_json), Ok(new_json)) = (
-        serde_json::to_value(old_spec),
-        serde_json::to_value(&munged),
-    ) else {
+    let (Ok(old_json), Ok(new_json)) = (serde_json::to_value(old_spec), serde_json::to_value(&munged)) else {
         return;
     };
     if old_json != new_json {

@@ -105,7 +105,11 @@ fn validate_service_spec(spec: &ServiceSpec, path: &Path, errs: &mut Vec<FieldEr
             }
         }
         for m in format::is_valid_port_num(i64::from(port.port)) {
-            errs.push(FieldError::invalid(p.child("port").as_str(), Value::int(port.port), m));
+            errs.push(FieldError::invalid(
+                p.child("port").as_str(),
+                Value::int(port.port),
+                m,
+            ));
         }
         validate_protocol(&port.protocol, &p.child("protocol"), errs);
         let target = port
@@ -115,7 +119,11 @@ fn validate_service_spec(spec: &ServiceSpec, path: &Path, errs: &mut Vec<FieldEr
         validate_port_num_or_name(&target, &p.child("targetPort"), errs);
         if let Some(app) = &port.app_protocol {
             for m in format::is_qualified_name(app) {
-                errs.push(FieldError::invalid(p.child("appProtocol").as_str(), Value::str(app), m));
+                errs.push(FieldError::invalid(
+                    p.child("appProtocol").as_str(),
+                    Value::str(app),
+                    m,
+                ));
             }
         }
     }
@@ -244,9 +252,6 @@ fn validate_cluster_ips(spec: &ServiceSpec, ips: &[&str], path: &Path, errs: &mu
 
 /// Render a string list as Go's `%#v` of `[]string` does.
 fn go_slice<S: AsRef<str>>(items: &[S]) -> Value {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| super::field::go_quote(s.as_ref()))
-        .collect();
+    let quoted: Vec<String> = items.iter().map(|s| super::field::go_quote(s.as_ref())).collect();
     Value::raw(format!("[]string{{{}}}", quoted.join(", ")))
 }
