@@ -72,12 +72,20 @@ pub struct ProbeResult {
 impl ProbeResult {
     /// A result with the given outcome and output and no handler error.
     pub fn new(outcome: ProbeOutcome, output: impl Into<String>) -> Self {
-        ProbeResult { outcome, output: output.into(), error: None }
+        ProbeResult {
+            outcome,
+            output: output.into(),
+            error: None,
+        }
     }
 
     /// A handler error: the result is discarded by the lifecycle model.
     pub fn errored(error: impl Into<String>) -> Self {
-        ProbeResult { outcome: ProbeOutcome::Unknown, output: String::new(), error: Some(error.into()) }
+        ProbeResult {
+            outcome: ProbeOutcome::Unknown,
+            output: String::new(),
+            error: Some(error.into()),
+        }
     }
 }
 

@@ -42,8 +42,10 @@ pub struct Auto {
     pub start: bool,
     /// Answer StopContainer with this exit (None: the test delivers exits itself).
     pub stop: Option<ExitStatus>,
-    /// Answer RunHook with success.
+    /// Answer RunHook (with `hook_result`).
     pub hooks: bool,
+    /// What auto-answered hooks return.
+    pub hook_result: HookResult,
 }
 
 impl Default for Auto {
@@ -53,6 +55,7 @@ impl Default for Auto {
             start: true,
             stop: Some(ExitStatus::Signaled(15)),
             hooks: true,
+            hook_result: HookResult::Succeeded,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct Sim {
     pub log: Vec<(Time, Command)>,
     /// Running instances by container name.
     pub running: BTreeMap<String, ContainerId>,
+    /// The newest instance of each container, running or not.
+    pub last_id: BTreeMap<String, ContainerId>,
     /// Probes asked for and not answered yet.
     pub probes: Vec<(String, ContainerId, ProbeKind)>,
     /// Hooks asked for and not answered yet.
@@ -73,6 +78,8 @@ pub struct Sim {
     pub stops: Vec<(String, ContainerId, Duration)>,
     /// Starts asked for and not answered yet (when `auto.start` is false).
     pub starts: Vec<String>,
+    /// Containers whose next start fails (spawn error).
+    pub fail_next_start: Vec<String>,
     pub sandbox_requests: usize,
     pub finished: bool,
     next_id: u32,
@@ -91,10 +98,12 @@ impl Sim {
             auto,
             log: Vec::new(),
             running: BTreeMap::new(),
+            last_id: BTreeMap::new(),
             probes: Vec::new(),
             hooks: Vec::new(),
             stops: Vec::new(),
             starts: Vec::new(),
+            fail_next_start: Vec::new(),
             sandbox_requests: 0,
             finished: false,
             next_id: 0,
@@ -120,7 +129,13 @@ impl Sim {
                         }
                     }
                     Command::StartContainer { name, .. } => {
-                        if self.auto.start {
+                        if let Some(pos) = self.fail_next_start.iter().position(|n| *n == name) {
+                            self.fail_next_start.remove(pos);
+                            queue.push_back(Input::ContainerStartFailed {
+                                name,
+                                message: "exec format error".into(),
+                            });
+                        } else if self.auto.start {
                             queue.push_back(self.started(&name));
                         } else {
                             self.starts.push(name);
@@ -128,11 +143,12 @@ impl Sim {
                     }
                     Command::RunHook { name, id, hook } => {
                         if self.auto.hooks {
+                            let result = self.auto.hook_result.clone();
                             queue.push_back(Input::HookResult {
                                 name,
                                 id,
                                 hook,
-                                result: HookResult::Succeeded,
+                                result,
                             });
                         } else {
                             self.hooks.push((name, id, hook));
@@ -163,6 +179,7 @@ impl Sim {
         self.next_id += 1;
         let id = ContainerId(format!("{name}-{}", self.next_id));
         self.running.insert(name.to_owned(), id.clone());
+        self.last_id.insert(name.to_owned(), id.clone());
         Input::ContainerStarted {
             name: name.to_owned(),
             id,
