@@ -139,6 +139,10 @@ impl PodMachine {
         };
         machine.restore_from_status();
         machine.external_conditions = status::external_conditions(pod);
+        if pod.metadata.deletion_timestamp.is_some() && !machine.finished {
+            // Admitted while already being deleted (a node restart during termination).
+            machine.request_deletion(pod.metadata.deletion_grace_period_seconds, &mut Vec::new());
+        }
         machine.status = status::generate(&machine);
         machine
     }
@@ -740,9 +744,10 @@ impl PodMachine {
         ) {
             rec.last_termination = Some(t);
         }
-        if rec.has_history {
+        if rec.has_history && !rec.count_preincremented {
             rec.restart_count = rec.restart_count.saturating_add(1);
         }
+        rec.count_preincremented = false;
         rec.has_history = true;
         rec.backoff_wait = None;
         rec.pending_restart = false;
@@ -1132,6 +1137,7 @@ impl PodMachine {
         }
         self.reason = st.reason.clone();
         self.message = st.message.clone();
+        let deleting = self.pod.metadata.deletion_timestamp.is_some();
         let all = st
             .init_container_statuses
             .iter()
@@ -1153,6 +1159,27 @@ impl PodMachine {
                 .or_else(|| cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()));
             if let Some(t) = last {
                 rec.last_termination = Some(status::terminated_from_api(t));
+            }
+            if state.is_some_and(|s| s.running.is_some()) {
+                // Rule 11.9: it was running and no runtime record of it survived.
+                rec.last_termination = Some(Terminated {
+                    id: None,
+                    exit_code: 137,
+                    signal: None,
+                    reason: "ContainerStatusUnknown".into(),
+                    message: Some(
+                        "The container could not be located when the pod was deleted.  The container used to be Running"
+                            .into(),
+                    ),
+                    started_at: None,
+                    finished_at: self.now,
+                });
+                if deleting {
+                    rec.count_preincremented = false;
+                } else {
+                    rec.restart_count = rec.restart_count.saturating_add(1);
+                    rec.count_preincremented = true;
+                }
             }
         }
         if self.records.iter().any(|r| r.has_history) {

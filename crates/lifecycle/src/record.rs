@@ -129,6 +129,8 @@ pub(crate) struct Record {
     /// The last instance was stopped to be restarted (liveness, spec change): start it again
     /// whatever the restart policy says.
     pub(crate) pending_restart: bool,
+    /// `restart_count` already counts the next instance (rule 11.9 after a node restart).
+    pub(crate) count_preincremented: bool,
     /// A sidecar reached "started" once in the current sandbox (so it no longer gates init).
     pub(crate) sidecar_started_once: bool,
     pub(crate) probes: [Option<ProbeWorker>; 3],
@@ -146,6 +148,7 @@ impl Record {
             backoff: None,
             backoff_image: String::new(),
             pending_restart: false,
+            count_preincremented: false,
             sidecar_started_once: false,
             probes,
         }

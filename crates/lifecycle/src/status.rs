@@ -567,3 +567,28 @@ fn qos_class(pod: &Pod) -> &'static str {
     });
     if guaranteed { "Guaranteed" } else { "Burstable" }
 }
+
+/// The status to publish for a pod whose node cannot report (its heartbeats stopped): the
+/// phase becomes `Unknown` unless it is already terminal, and `Ready` turns `False`, as the node
+/// lifecycle controller marks such pods. Everything else is kept as last reported.
+pub fn node_unreachable(status: &PodStatus, now: Time) -> PodStatus {
+    let mut status = status.clone();
+    let terminal = status
+        .phase
+        .as_deref()
+        .and_then(Phase::parse)
+        .is_some_and(Phase::is_terminal);
+    if !terminal {
+        status.phase = Some(Phase::Unknown.as_str().to_owned());
+    }
+    for c in status
+        .conditions
+        .iter_mut()
+        .flatten()
+        .filter(|c| c.type_ == "Ready" && c.status != "False")
+    {
+        c.status = "False".into();
+        c.last_transition_time = Some(now.to_k8s());
+    }
+    status
+}

@@ -1131,3 +1131,72 @@ fn restore_carries_restart_counts_over_a_node_restart() {
     assert_eq!(fresh.m.status().start_time, sim.m.status().start_time);
     let _ = Time::EPOCH;
 }
+
+#[test]
+fn phase_is_unknown_when_the_node_cannot_report() {
+    let sim = one(c("app"));
+    let later = sim.now + Duration::from_secs(60);
+    let st = podvisor_lifecycle::node_unreachable(sim.m.status(), later);
+    assert_eq!(st.phase.as_deref(), Some("Unknown"));
+    let ready = st
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "False");
+    assert_eq!(
+        ready.last_transition_time.as_ref().map(|t| t.0.as_second()),
+        Some(later.as_secs())
+    );
+
+    let mut done = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "Never", "containers": [c("app")]}}),
+    ));
+    done.exit("app", 0);
+    let st = podvisor_lifecycle::node_unreachable(done.m.status(), later);
+    assert_eq!(st.phase.as_deref(), Some("Succeeded"), "terminal phases stay");
+}
+
+#[test]
+fn rule_11_9_a_container_running_before_a_node_restart_counts_as_restarted() {
+    let mut sim = one(c("app"));
+    sim.exit("app", 1);
+    assert_eq!(sim.cs("app").restart_count, 1);
+    let saved = sim.m.pod();
+    let mut fresh = Sim::with(
+        saved,
+        Auto {
+            sandbox: false,
+            ..Auto::default()
+        },
+    );
+    let cs = fresh.cs("app");
+    assert_eq!(cs.restart_count, 2, "incremented for the lost instance");
+    let last = cs.last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.reason.as_deref(), last.exit_code),
+        (Some("ContainerStatusUnknown"), 137)
+    );
+    fresh.input(Input::SandboxReady {
+        pod_ip: Some("10.88.0.8".into()),
+    });
+    assert_eq!(fresh.state("app"), "running");
+    assert_eq!(fresh.cs("app").restart_count, 2, "not counted twice");
+}
+
+#[test]
+fn a_pod_admitted_while_being_deleted_terminates() {
+    let mut sim = one(c("app"));
+    let mut deleting = sim.m.pod();
+    deleting.metadata.deletion_timestamp = Some(sim.now.to_k8s());
+    deleting.metadata.deletion_grace_period_seconds = Some(10);
+    sim.input(Input::PodUpdated(Box::new(deleting.clone())));
+    assert!(sim.finished);
+    let fresh = Sim::new(deleting);
+    assert!(
+        fresh.finished,
+        "nothing is started for a pod that is being deleted"
+    );
+    assert!(fresh.starts_of("app").is_empty());
+}
