@@ -150,6 +150,28 @@ fn anyhow_is_used_only_by_xtask() {
 }
 
 #[test]
+fn test_support_is_only_a_dev_dependency() {
+    let violations: Vec<String> = workspace_members()
+        .flat_map(|member| {
+            dependencies(member)
+                .filter(|dep| dep.name == "podvisor-test-support" && dep.kind != Some("dev"))
+                .map(move |dep| {
+                    format!(
+                        "{}: {} ({})",
+                        manifest(member),
+                        str_field(member, "name"),
+                        dep.kind_label()
+                    )
+                })
+        })
+        .collect();
+    report(
+        "podvisor-test-support is for tests: only under [dev-dependencies] (STYLE B rule 5)",
+        &violations,
+    );
+}
+
+#[test]
 fn members_inherit_workspace_lints() {
     let violations: Vec<String> = member_manifests()
         .filter(|(_, text)| !inherits_workspace_lints(text))

@@ -6,18 +6,16 @@
 //! of `support` (sandbox, starts and stops answered at once). Transitions pick their target
 //! among whatever is live at the time they are applied, so they need no preconditions.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use podvisor_core::corev1::ContainerStatus;
 use podvisor_core::{ExitStatus, HookResult, ProbeKind, ProbeOutcome, ProbeResult};
 use podvisor_lifecycle::{Command, Input};
+use podvisor_test_support::{Auto, Sim, pod};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 use serde_json::json;
-use support::{Auto, Sim, pod};
 
 /// One container of a generated pod.
 #[derive(Clone, Debug)]

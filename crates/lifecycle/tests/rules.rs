@@ -1,14 +1,12 @@
 //! One test per numbered rule of `shared/docs/k8s-semantics.md` (sections 3 and 5-15), each
 //! asserting on the commands the node receives and the status a user would see.
 
-mod support;
-
 use std::time::Duration;
 
 use podvisor_core::{ExitStatus, HookKind, HookResult, ProbeKind, ProbeOutcome, ProbeResult};
 use podvisor_lifecycle::{Command, Input, Time};
+use podvisor_test_support::{Auto, Sim, T0, c, pod};
 use serde_json::json;
-use support::{Auto, Sim, T0, c, pod};
 
 use ProbeKind::{Liveness, Readiness, Startup};
 use ProbeOutcome::{Failure, Success};

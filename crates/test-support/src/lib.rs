@@ -1,0 +1,13 @@
+//! Test doubles for podvisor's seams, shared by the tests of every crate.
+//!
+//! - [`sim`]: a simulated node around one [`PodMachine`](podvisor_lifecycle::PodMachine) that
+//!   answers its commands the way a well-behaved runtime would (each kind of answer can be
+//!   switched off), so a test scripts only what matters to it.
+//!
+//! This crate is for tests only: it appears only under `[dev-dependencies]` (the workspace's
+//! tidy test checks this) and is never published. It does no I/O and reads no clock.
+#![forbid(unsafe_code)]
+
+pub mod sim;
+
+pub use sim::{Auto, Sim, T0, c, pod};
