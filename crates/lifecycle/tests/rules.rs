@@ -1198,3 +1198,152 @@ fn a_pod_admitted_while_being_deleted_terminates() {
     );
     assert!(fresh.starts_of("app").is_empty());
 }
+
+#[test]
+fn rule_3_5_4_a_success_streak_carries_over_a_restart() {
+    let app = with_probe(
+        c("app"),
+        "readinessProbe",
+        exec_probe(json!({"periodSeconds": 1, "successThreshold": 2})),
+    );
+    let mut sim = one(app);
+    sim.probe("app", Readiness, Success);
+    assert!(!sim.cs("app").ready);
+    sim.exit("app", 1);
+    assert_eq!(sim.state("app"), "running", "restarted");
+    sim.probe("app", Readiness, Success);
+    assert!(
+        sim.cs("app").ready,
+        "the streak of the previous instance counts (kubelet behaviour)"
+    );
+}
+
+#[test]
+fn rule_3_5_6_probing_ends_for_a_finished_container_of_a_never_pod() {
+    let a = with_probe(c("a"), "livenessProbe", exec_probe(json!({"periodSeconds": 1})));
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "Never", "containers": [a, c("b")]}}),
+    ));
+    sim.advance(1.0);
+    sim.probe("a", Liveness, Success);
+    sim.exit("a", 0);
+    sim.advance(10.0);
+    assert!(!sim.has_probe("a", Liveness));
+    assert_eq!(sim.phase(), "Running", "b still runs");
+}
+
+#[test]
+fn rule_3_14_readiness_is_probed_at_once_when_a_container_starts() {
+    let app = with_probe(
+        c("app"),
+        "readinessProbe",
+        exec_probe(json!({"periodSeconds": 60})),
+    );
+    let sim = one(app);
+    assert!(
+        sim.has_probe("app", Readiness),
+        "the manual trigger does not wait a period"
+    );
+}
+
+#[test]
+fn rule_7_7_an_image_change_starts_a_fresh_backoff() {
+    let p = pod(json!({"spec": {"containers": [c("app")]}}));
+    let mut sim = one(c("app"));
+    for _ in 0..3 {
+        sim.exit("app", 1);
+        sim.advance(60.0);
+    }
+    sim.exit("app", 1);
+    assert_eq!(sim.state("app"), "waiting:CrashLoopBackOff");
+    let mut changed = p;
+    changed.spec.as_mut().unwrap().containers[0].image = Some("img:fixed".into());
+    sim.input(Input::PodUpdated(Box::new(changed)));
+    assert_eq!(sim.state("app"), "running", "new definition, no back-off");
+}
+
+#[test]
+fn rule_9_9_the_phase_stays_running_while_terminating() {
+    let p = pod(json!({"spec": {"containers": [c("app")]}}));
+    let mut sim = Sim::with(
+        p.clone(),
+        Auto {
+            stop: None,
+            ..Auto::default()
+        },
+    );
+    let mut deleting = p;
+    deleting.metadata.deletion_timestamp = Some(sim.now.to_k8s());
+    deleting.metadata.deletion_grace_period_seconds = Some(30);
+    sim.input(Input::PodUpdated(Box::new(deleting)));
+    assert_eq!(sim.phase(), "Running");
+    assert_eq!(sim.kubectl_status(), "Terminating");
+    assert_eq!(sim.stop_graces("app"), [Duration::from_secs(30)]);
+}
+
+#[test]
+fn rule_10_6_start_time_is_set_once() {
+    let mut sim = one(c("app"));
+    let start = sim.m.status().start_time.clone();
+    assert_eq!(start.as_ref().map(|t| t.0.as_second()), Some(T0));
+    sim.exit("app", 1);
+    sim.advance(100.0);
+    assert_eq!(sim.m.status().start_time, start);
+}
+
+#[test]
+fn rule_14_1_foreign_conditions_come_first_and_are_kept() {
+    let mut p = pod(json!({"spec": {"containers": [c("app")]}}));
+    p.status = Some(
+        serde_json::from_value(json!({"conditions": [{"type": "DisruptionTarget", "status": "True"}]}))
+            .unwrap(),
+    );
+    let sim = Sim::new(p);
+    let types: Vec<String> = sim
+        .m
+        .status()
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| c.type_.clone())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "DisruptionTarget",
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled"
+        ]
+    );
+}
+
+#[test]
+fn rule_15_2_a_sidecar_failing_liveness_is_restarted_and_does_not_block() {
+    let side = with_probe(
+        c("side"),
+        "livenessProbe",
+        exec_probe(json!({"periodSeconds": 1, "failureThreshold": 1})),
+    );
+    let mut side = side;
+    side["restartPolicy"] = json!("Always");
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "Never", "initContainers": [side, c("init")], "containers": [c("app")]}}),
+    ));
+    assert_eq!(
+        sim.state("init"),
+        "running",
+        "started sidecars do not wait for probes"
+    );
+    sim.advance(1.0);
+    sim.probe("side", Liveness, Failure);
+    assert_eq!(sim.cs("side").restart_count, 1, "restarted even under Never");
+    assert!(
+        sim.event_lines()
+            .contains(&"Killing: Container side failed liveness probe, will be restarted".into())
+    );
+    sim.exit("init", 0);
+    assert_eq!(sim.state("app"), "running");
+}
