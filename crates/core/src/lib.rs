@@ -7,7 +7,7 @@
 //! - plain value types that cross crate boundaries: [`ContainerId`], [`ExitStatus`], the probe
 //!   vocabulary in [`probe`] ([`ProbeKind`], [`ProbeOutcome`], [`ProbeResult`]) and hook results;
 //! - the seam traits that the node's parts implement ([`runtime::ContainerRuntime`],
-//!   [`runtime::ContainerExec`], [`probe::Prober`]) and their error enums.
+//!   [`runtime::ContainerExec`], [`probe::Prober`], [`probe::HookRunner`]) and their error enums.
 //!
 //! What it does **not** contain: any I/O, any async runtime, any decision about pod behaviour
 //! (that is `podvisor-lifecycle`), and no dependency on another `podvisor-*` crate. Its dependency
@@ -21,8 +21,8 @@ pub mod probe;
 pub mod runtime;
 
 pub use k8s_openapi;
-pub use probe::{ProbeKind, ProbeOutcome, ProbeResult};
-pub use runtime::{ContainerId, ExitStatus, HookKind, HookResult};
+pub use probe::{HookRunner, ProbeKind, ProbeOutcome, ProbeResult, ProbeTarget, Prober};
+pub use runtime::{ContainerId, ExitReport, ExitStatus, HookKind, HookResult};
 
 /// Kubernetes core/v1 object types (`Pod`, `Service`, `Endpoints`, `Event`, `Node`, ...).
 pub use k8s_openapi::api::core::v1 as corev1;

@@ -109,3 +109,19 @@ pub trait Prober: Send + Sync {
     /// Runs `probe`'s handler once against `target`, bounded by `timeout`.
     async fn probe(&self, probe: &corev1::Probe, target: &ProbeTarget, timeout: Duration) -> ProbeResult;
 }
+
+/// Runs lifecycle hook handlers (`postStart`, `preStop`): exec in the container, HTTP GET (any
+/// response is success), sleep; a `tcpSocket` handler always fails, as in the kubelet.
+/// Implementations never panic and report failure as [`HookResult::Failed`](crate::HookResult::Failed).
+///
+/// Hooks have no timeout of their own: the caller bounds `preStop` by the grace period and
+/// drops the future when it stops waiting (a `sleep` hook then ends early).
+#[async_trait::async_trait]
+pub trait HookRunner: Send + Sync {
+    /// Runs `handler` against `target`.
+    async fn run_hook(
+        &self,
+        handler: &corev1::LifecycleHandler,
+        target: &ProbeTarget,
+    ) -> crate::runtime::HookResult;
+}

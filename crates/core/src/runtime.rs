@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use futures_core::stream::BoxStream;
-
 use crate::corev1;
 
 /// A container instance, unique for the life of the node (`podvisor://<id>` in status).
@@ -82,31 +80,78 @@ pub enum HookResult {
     Failed(String),
 }
 
-/// What the runtime reports about containers, as a stream (no callbacks).
+/// A future the runtime resolves once, boxed so the seam stays object-safe.
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
+/// How a container instance ended, as the runtime observed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RuntimeEvent {
-    /// A container's main process ended.
-    Exited {
-        /// The instance.
-        id: ContainerId,
-        /// How it ended.
-        status: ExitStatus,
-        /// The termination message read from `terminationMessagePath` (or the log tail).
-        message: Option<String>,
-    },
+pub struct ExitReport {
+    /// How the main process ended (`OomKilled` when the memory limit killed it).
+    pub status: ExitStatus,
+    /// The termination message: the `terminationMessagePath` file (at most 4096 bytes), or with
+    /// `FallbackToLogsOnError` and a failed, silent exit, the log tail (80 lines, 2048 bytes).
+    pub message: Option<String>,
+}
+
+/// Everything the runtime needs to create a pod's sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    /// The pod (name, namespace, UID, `hostNetwork`, `hostname`, `dnsConfig`, ...).
+    pub pod: corev1::Pod,
+}
+
+/// A pod sandbox: the network, UTS and IPC namespaces and the pod IP that every container of
+/// the pod shares (the pause container's role).
+pub struct Sandbox {
+    /// The pod IP (the node's address when the pod uses the host network).
+    pub pod_ip: Option<String>,
+    /// Whether the pod shares the node's network (`hostNetwork: true`, or no privilege to
+    /// create namespaces).
+    pub host_network: bool,
+    /// Warnings for the user (e.g. why the host network is used), to be recorded as Events.
+    pub warnings: Vec<String>,
+    /// Resolves if the sandbox disappears while it is in use (its holder died).
+    pub lost: BoxFuture<()>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("pod_ip", &self.pod_ip)
+            .field("host_network", &self.host_network)
+            .field("warnings", &self.warnings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything the runtime needs to start one container instance.
 #[derive(Clone, Debug)]
 pub struct ContainerLaunch {
-    /// Owning pod's UID.
-    pub pod_uid: String,
-    /// The full pod, for `fieldRef` environment values and the sandbox.
+    /// The full pod, for `fieldRef` environment values and its sandbox (looked up by UID).
     pub pod: corev1::Pod,
+    /// The pod IP, for `status.podIP` environment values.
+    pub pod_ip: Option<String>,
     /// The container definition (regular, init or sidecar).
     pub container: corev1::Container,
-    /// This instance's restart count (0 for the first).
+    /// This instance's restart count (0 for the first); it names the log file.
     pub restart_count: i32,
+}
+
+/// A container instance that runs.
+pub struct Started {
+    /// The instance.
+    pub id: ContainerId,
+    /// Resolves when the instance's main process has ended and everything of it was reaped.
+    /// Dropping it does not stop the container.
+    pub exit: BoxFuture<ExitReport>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Errors at the runtime seam.
@@ -117,31 +162,54 @@ pub enum RuntimeError {
     Start {
         /// Container name.
         name: String,
-        /// What went wrong (e.g. `executable file not found`).
+        /// What went wrong (e.g. `executable file not found in $PATH`).
         message: String,
     },
-    /// The instance is unknown to the runtime.
+    /// The pod's sandbox could not be created.
+    #[error("failed to create sandbox for pod {pod}: {message}")]
+    Sandbox {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The instance is unknown to the runtime (it ended, or was never started here).
     #[error("container {id} not found")]
     NotFound {
         /// The instance.
         id: ContainerId,
+    },
+    /// A command could not be run in the container (the binary is missing, the container is
+    /// gone). Exec probes report this as a probe error, not a failure.
+    #[error("exec in container {id} failed: {message}")]
+    Exec {
+        /// The instance.
+        id: ContainerId,
+        /// What went wrong.
+        message: String,
     },
     /// Any other failure of the implementation.
     #[error(transparent)]
     Backend(#[from] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Runs containers. Implementations: the process runtime (real), and fakes in tests.
+/// Runs pod sandboxes and containers. Implementations: the process runtime
+/// (`podvisor-runtime`), and fakes in tests.
 ///
-/// `stop` only signals and escalates; exits are observed on [`ContainerRuntime::events`].
+/// `stop` only signals and escalates; the end of an instance is observed on
+/// [`Started::exit`], so stopping and waiting are separate (a stop may be repeated with a
+/// shorter grace).
 #[async_trait::async_trait]
 pub trait ContainerRuntime: Send + Sync {
+    /// Creates the pod's sandbox. Containers of the pod start inside it.
+    async fn create_sandbox(&self, config: SandboxConfig) -> Result<Sandbox, RuntimeError>;
+    /// Tears the sandbox of pod `pod_uid` down and releases its IP. Idempotent.
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError>;
     /// Starts one container instance in its pod's sandbox.
-    async fn start(&self, launch: ContainerLaunch) -> Result<ContainerId, RuntimeError>;
-    /// Sends the stop signal, waits up to `grace`, then kills every process of the container.
+    async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError>;
+    /// Sends the stop signal to the instance's processes, waits up to `grace`, then kills every
+    /// process of the container. Returns once the signal is sent.
     async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
-    /// Exits of every container this runtime started.
-    fn events(&self) -> BoxStream<'static, RuntimeEvent>;
 }
 
 /// The output of a command run inside a container.
