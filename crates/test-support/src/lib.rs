@@ -3,11 +3,14 @@
 //! - [`sim`]: a simulated node around one [`PodMachine`](podvisor_lifecycle::PodMachine) that
 //!   answers its commands the way a well-behaved runtime would (each kind of answer can be
 //!   switched off), so a test scripts only what matters to it.
+//! - [`fakes`]: recording fakes for the node's seams (runtime, prober, hook runner, pod sink),
+//!   for testing the pod workers under paused tokio time.
 //!
 //! This crate is for tests only: it appears only under `[dev-dependencies]` (the workspace's
 //! tidy test checks this) and is never published. It does no I/O and reads no clock.
 #![forbid(unsafe_code)]
 
+pub mod fakes;
 pub mod sim;
 
 pub use sim::{Auto, Sim, T0, c, pod};

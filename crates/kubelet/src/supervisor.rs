@@ -1,0 +1,151 @@
+//! [`PodSupervisor`]: one worker task per pod, started, updated and stopped by pod UID.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_core::corev1::Pod;
+use podvisor_core::{HookRunner, Prober, runtime::ContainerRuntime};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info_span, warn};
+
+use crate::clock::Clock;
+use crate::view::{PodSink, PodView};
+use crate::worker::{self, Deps, Msg};
+
+/// What the supervisor needs besides its seams.
+#[derive(Clone, Debug)]
+pub struct SupervisorConfig {
+    /// The node's name, written into `spec.nodeName` of pods that have none.
+    pub node_name: String,
+    /// The node's address (`status.hostIP`).
+    pub host_ip: Option<String>,
+    /// The clock the lifecycle model reads.
+    pub clock: Clock,
+}
+
+struct WorkerHandle {
+    messages: mpsc::UnboundedSender<Msg>,
+    view: watch::Receiver<PodView>,
+}
+
+/// Runs one worker per pod and routes pod changes to it.
+///
+/// Dropping the supervisor does not stop the workers; call [`shutdown`](Self::shutdown), which
+/// terminates every pod gracefully (as a deletion with each pod's own grace period) and waits
+/// for them, up to a deadline.
+pub struct PodSupervisor {
+    deps: Arc<Deps>,
+    node_name: String,
+    workers: HashMap<String, WorkerHandle>,
+    tracker: TaskTracker,
+    token: CancellationToken,
+}
+
+impl PodSupervisor {
+    /// A supervisor running pods on `runtime`, probing with `prober`, running hooks with `hooks`
+    /// and reporting to `sink`.
+    pub fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        prober: Arc<dyn Prober>,
+        hooks: Arc<dyn HookRunner>,
+        sink: Arc<dyn PodSink>,
+        config: SupervisorConfig,
+    ) -> PodSupervisor {
+        let deps = Deps {
+            runtime,
+            prober,
+            hooks,
+            sink,
+            clock: config.clock,
+            host_ip: config.host_ip,
+        };
+        PodSupervisor {
+            deps: Arc::new(deps),
+            node_name: config.node_name,
+            workers: HashMap::new(),
+            tracker: TaskTracker::new(),
+            token: CancellationToken::new(),
+        }
+    }
+
+    /// Runs `pod`, or passes a change of an already running pod (same UID) to its worker.
+    /// A pod without a UID is ignored with a warning: the UID is its identity.
+    pub fn apply(&mut self, mut pod: Pod) {
+        let Some(uid) = pod.metadata.uid.clone().filter(|u| !u.is_empty()) else {
+            warn!(pod = ?pod.metadata.name, "pod without a UID ignored");
+            return;
+        };
+        if let Some(spec) = pod.spec.as_mut()
+            && spec.node_name.as_deref().unwrap_or_default().is_empty()
+        {
+            spec.node_name = Some(self.node_name.clone());
+        }
+        if let Some(worker) = self.workers.get(&uid) {
+            if worker.messages.send(Msg::Update(Box::new(pod.clone()))).is_ok() {
+                return;
+            }
+            // That worker has finished; a pod with the same UID is not run twice.
+            return;
+        }
+        let (messages, rx) = mpsc::unbounded_channel();
+        let (view_tx, view) = watch::channel(PodView {
+            pod: pod.clone(),
+            ..PodView::default()
+        });
+        let span = info_span!(
+            "pod",
+            uid = %uid,
+            namespace = pod.metadata.namespace.as_deref().unwrap_or("default"),
+            name = pod.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let deps = Arc::clone(&self.deps);
+        let token = self.token.child_token();
+        self.tracker
+            .spawn(worker::run(pod, deps, rx, view_tx, token).instrument(span));
+        self.workers.insert(uid, WorkerHandle { messages, view });
+    }
+
+    /// Terminates the pod with UID `uid`, with an optional grace period in seconds (the pod's
+    /// own `terminationGracePeriodSeconds` otherwise). Unknown UIDs are ignored.
+    pub fn delete(&mut self, uid: &str, grace_period_seconds: Option<i64>) {
+        if let Some(worker) = self.workers.get(uid) {
+            let _ = worker.messages.send(Msg::Delete { grace_period_seconds });
+        }
+    }
+
+    /// The current view of every pod, including finished ones not yet [forgotten](Self::forget_finished).
+    pub fn pods(&self) -> Vec<PodView> {
+        self.workers.values().map(|w| w.view.borrow().clone()).collect()
+    }
+
+    /// A receiver that sees every change of the pod with UID `uid`.
+    pub fn watch(&self, uid: &str) -> Option<watch::Receiver<PodView>> {
+        self.workers.get(uid).map(|w| w.view.clone())
+    }
+
+    /// Drops the bookkeeping of pods whose workers have finished, returning their UIDs.
+    pub fn forget_finished(&mut self) -> Vec<String> {
+        let done: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.view.borrow().finished)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &done {
+            self.workers.remove(uid);
+        }
+        done
+    }
+
+    /// Terminates every pod gracefully and waits for all workers, at most `deadline`.
+    /// Returns `false` if the deadline passed first (the remaining workers are left running
+    /// until the runtime is dropped).
+    pub async fn shutdown(self, deadline: Duration) -> bool {
+        self.token.cancel();
+        self.tracker.close();
+        tokio::time::timeout(deadline, self.tracker.wait()).await.is_ok()
+    }
+}

@@ -1,0 +1,440 @@
+//! One pod worker: a task that feeds the lifecycle model and carries out its commands.
+//!
+//! The worker holds no lifecycle logic. It turns what happens (a process started or ended, a
+//! probe or hook finished, a timer fired, the pod changed) into [`Input`]s, and each
+//! [`Command`] into an action on the runtime, the prober or the hook runner, whose outcome
+//! comes back as another input. Every action runs in its own task, so a slow probe or hook
+//! never delays anything else.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_core::corev1::{Container, Pod, PodStatus};
+use podvisor_core::probe::ProbeTarget;
+use podvisor_core::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig, Started};
+use podvisor_core::{ContainerId, HookKind, HookResult, HookRunner, ProbeKind, ProbeResult, Prober};
+use podvisor_lifecycle::{Command, Event, EventType, Input, PodMachine};
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::clock::Clock;
+use crate::view::{ContainerDiagnostics, HookRecord, PodSink, PodView, ProbeRecord};
+
+/// What the worker needs from the node.
+pub(crate) struct Deps {
+    pub(crate) runtime: Arc<dyn ContainerRuntime>,
+    pub(crate) prober: Arc<dyn Prober>,
+    pub(crate) hooks: Arc<dyn HookRunner>,
+    pub(crate) sink: Arc<dyn PodSink>,
+    pub(crate) clock: Clock,
+    pub(crate) host_ip: Option<String>,
+}
+
+/// A message from the supervisor to a worker.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// The pod object changed.
+    Update(Box<Pod>),
+    /// Terminate the pod, with an optional grace period in seconds.
+    Delete { grace_period_seconds: Option<i64> },
+}
+
+/// What an action task reports back.
+enum Feedback {
+    Input(Input),
+    Probe {
+        name: String,
+        kind: ProbeKind,
+        record: ProbeRecord,
+        input: Input,
+    },
+    Hook {
+        name: String,
+        hook: HookKind,
+        record: HookRecord,
+        input: Input,
+    },
+    Warning(String),
+}
+
+/// The worker's state while it runs.
+struct Worker {
+    deps: Arc<Deps>,
+    machine: PodMachine,
+    feedback: mpsc::UnboundedSender<Feedback>,
+    tasks: JoinSet<()>,
+    sandbox_task: Option<AbortHandle>,
+    teardown: Option<JoinHandle<()>>,
+    /// Hooks running per instance, aborted when the instance ends (a `sleep` hook then stops).
+    hook_tasks: HashMap<ContainerId, Vec<AbortHandle>>,
+    diagnostics: BTreeMap<String, ContainerDiagnostics>,
+}
+
+/// Runs one pod until it is terminal and torn down.
+pub(crate) async fn run(
+    pod: Pod,
+    deps: Arc<Deps>,
+    mut msgs: mpsc::UnboundedReceiver<Msg>,
+    view: watch::Sender<PodView>,
+    shutdown: CancellationToken,
+) {
+    let clock = deps.clock;
+    let mut machine = PodMachine::new(&pod, clock.now());
+    if let Some(ip) = &deps.host_ip {
+        machine.set_host_ip(ip.clone());
+    }
+    let (feedback, mut feedback_rx) = mpsc::unbounded_channel();
+    let mut worker = Worker {
+        deps,
+        machine,
+        feedback,
+        tasks: JoinSet::new(),
+        sandbox_task: None,
+        teardown: None,
+        hook_tasks: HashMap::new(),
+        diagnostics: BTreeMap::new(),
+    };
+    let mut queue = VecDeque::from([Input::Tick]);
+    let mut published: Option<PodStatus> = None;
+    let mut msgs_open = true;
+    let mut shutting_down = false;
+    loop {
+        while let Some(input) = queue.pop_front() {
+            let commands = worker.machine.step(clock.now(), input);
+            for command in commands {
+                worker.execute(command);
+            }
+        }
+        let status = worker.machine.status().clone();
+        if published.as_ref() != Some(&status) && !worker.machine.is_finished() {
+            worker.publish(&view);
+            published = Some(status);
+        }
+        if worker.machine.is_finished() {
+            break;
+        }
+        let wake = worker.machine.next_wakeup().map(|t| clock.instant_at(t));
+        let timer = async move {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some(fb) = feedback_rx.recv() => queue.push_back(worker.absorb(fb)),
+            msg = msgs.recv(), if msgs_open => match msg {
+                Some(Msg::Update(pod)) => queue.push_back(Input::PodUpdated(pod)),
+                Some(Msg::Delete { grace_period_seconds }) => {
+                    queue.push_back(Input::DeleteRequested { grace_period_seconds });
+                }
+                None => msgs_open = false,
+            },
+            () = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                queue.push_back(Input::DeleteRequested { grace_period_seconds: None });
+            }
+            Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
+            () = timer => queue.push_back(Input::Tick),
+        }
+    }
+    worker.finish(&view).await;
+}
+
+// === impl Worker ===
+
+impl Worker {
+    fn pod(&self) -> Pod {
+        self.machine.pod()
+    }
+
+    fn container(&self, name: &str) -> Option<Container> {
+        let spec = self.machine.pod().spec?;
+        spec.init_containers
+            .into_iter()
+            .flatten()
+            .chain(spec.containers)
+            .find(|c| c.name == name)
+    }
+
+    fn target(&self, container: &Container, id: &ContainerId) -> ProbeTarget {
+        let status = self.machine.status();
+        let pod_ip = status
+            .pod_ip
+            .clone()
+            .or_else(|| self.deps.host_ip.clone())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        let env = container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.clone())))
+            .collect();
+        ProbeTarget {
+            container_id: id.clone(),
+            pod_ip,
+            ports: container.ports.clone().unwrap_or_default(),
+            env,
+        }
+    }
+
+    fn send(feedback: &mpsc::UnboundedSender<Feedback>, input: Input) {
+        // The worker may have ended; then nobody needs the answer.
+        let _ = feedback.send(Feedback::Input(input));
+    }
+
+    /// Carries out one command of the model.
+    fn execute(&mut self, command: Command) {
+        let deps = Arc::clone(&self.deps);
+        let feedback = self.feedback.clone();
+        match command {
+            Command::CreateSandbox => {
+                let config = SandboxConfig { pod: self.pod() };
+                let handle = self.tasks.spawn(async move {
+                    match deps.runtime.create_sandbox(config).await {
+                        Ok(sandbox) => {
+                            for warning in sandbox.warnings {
+                                let _ = feedback.send(Feedback::Warning(warning));
+                            }
+                            Worker::send(
+                                &feedback,
+                                Input::SandboxReady {
+                                    pod_ip: sandbox.pod_ip,
+                                },
+                            );
+                            sandbox.lost.await;
+                            Worker::send(&feedback, Input::SandboxLost);
+                        }
+                        Err(e) => Worker::send(
+                            &feedback,
+                            Input::SandboxFailed {
+                                message: e.to_string(),
+                            },
+                        ),
+                    }
+                });
+                if let Some(old) = self.sandbox_task.replace(handle) {
+                    old.abort();
+                }
+            }
+            Command::TeardownSandbox => {
+                if let Some(task) = self.sandbox_task.take() {
+                    task.abort();
+                }
+                let uid = self.pod().metadata.uid.unwrap_or_default();
+                self.teardown = Some(tokio::spawn(async move {
+                    if let Err(e) = deps.runtime.remove_sandbox(&uid).await {
+                        warn!(error = %e, "failed to remove the pod sandbox");
+                    }
+                }));
+            }
+            Command::StartContainer { name, restart_count } => {
+                let Some(container) = self.container(&name) else {
+                    return;
+                };
+                let launch = ContainerLaunch {
+                    pod: self.pod(),
+                    pod_ip: self.machine.status().pod_ip.clone(),
+                    container,
+                    restart_count,
+                };
+                self.tasks.spawn(async move {
+                    match deps.runtime.start(launch).await {
+                        Ok(Started { id, exit }) => {
+                            Worker::send(
+                                &feedback,
+                                Input::ContainerStarted {
+                                    name: name.clone(),
+                                    id: id.clone(),
+                                },
+                            );
+                            let report = exit.await;
+                            let input = Input::ContainerExited {
+                                name,
+                                id,
+                                status: report.status,
+                                message: report.message,
+                            };
+                            Worker::send(&feedback, input);
+                        }
+                        Err(e) => {
+                            let message = match e {
+                                RuntimeError::Start { message, .. } => message,
+                                other => other.to_string(),
+                            };
+                            Worker::send(&feedback, Input::ContainerStartFailed { name, message });
+                        }
+                    }
+                });
+            }
+            Command::RunHook { name, id, hook } => {
+                let Some(container) = self.container(&name) else {
+                    return;
+                };
+                let lifecycle = container.lifecycle.clone().unwrap_or_default();
+                let handler = match hook {
+                    HookKind::PostStart => lifecycle.post_start,
+                    HookKind::PreStop => lifecycle.pre_stop,
+                };
+                let Some(handler) = handler else { return };
+                let target = self.target(&container, &id);
+                let instance = id.clone();
+                let clock = deps.clock;
+                let task = self.tasks.spawn(async move {
+                    let started = Instant::now();
+                    let result = deps.hooks.run_hook(&handler, &target).await;
+                    let record = HookRecord {
+                        at: clock.now(),
+                        succeeded: result == HookResult::Succeeded,
+                        message: match &result {
+                            HookResult::Succeeded => String::new(),
+                            HookResult::Failed(m) => m.clone(),
+                        },
+                        latency: started.elapsed(),
+                    };
+                    let input = Input::HookResult {
+                        name: name.clone(),
+                        id,
+                        hook,
+                        result,
+                    };
+                    let _ = feedback.send(Feedback::Hook {
+                        name,
+                        hook,
+                        record,
+                        input,
+                    });
+                });
+                self.hook_tasks.entry(instance).or_default().push(task);
+            }
+            Command::RunProbe {
+                name,
+                id,
+                kind,
+                timeout,
+            } => {
+                let Some(container) = self.container(&name) else {
+                    return;
+                };
+                let probe = match kind {
+                    ProbeKind::Liveness => container.liveness_probe.clone(),
+                    ProbeKind::Readiness => container.readiness_probe.clone(),
+                    ProbeKind::Startup => container.startup_probe.clone(),
+                };
+                let Some(probe) = probe else { return };
+                let target = self.target(&container, &id);
+                let clock = deps.clock;
+                self.tasks.spawn(async move {
+                    let started = Instant::now();
+                    let result: ProbeResult = deps.prober.probe(&probe, &target, timeout).await;
+                    let record = ProbeRecord {
+                        at: clock.now(),
+                        outcome: if result.error.is_some() {
+                            None
+                        } else {
+                            Some(result.outcome)
+                        },
+                        message: result.error.clone().unwrap_or_else(|| result.output.clone()),
+                        latency: started.elapsed(),
+                    };
+                    let input = Input::ProbeResult {
+                        name: name.clone(),
+                        id,
+                        kind,
+                        result,
+                    };
+                    let _ = feedback.send(Feedback::Probe {
+                        name,
+                        kind,
+                        record,
+                        input,
+                    });
+                });
+            }
+            Command::StopContainer { name, id, grace } => {
+                self.tasks.spawn(async move {
+                    if let Err(e) = deps.runtime.stop(&id, grace).await {
+                        debug!(container = %name, error = %e, "stop failed (the instance may have ended)");
+                    }
+                });
+            }
+            Command::Event(event) => self.deps.sink.event(&self.pod(), &event, self.deps.clock.now()),
+            Command::PodFinished | Command::WakeAt(_) => {}
+        }
+    }
+
+    /// Records what a task reported and returns the input for the model.
+    fn absorb(&mut self, feedback: Feedback) -> Input {
+        match feedback {
+            Feedback::Input(input) => {
+                if let Input::ContainerExited { id, .. } = &input {
+                    for task in self.hook_tasks.remove(id).into_iter().flatten() {
+                        task.abort();
+                    }
+                }
+                input
+            }
+            Feedback::Probe {
+                name,
+                kind,
+                record,
+                input,
+            } => {
+                self.diagnostics
+                    .entry(name)
+                    .or_default()
+                    .probes
+                    .insert(kind, record);
+                input
+            }
+            Feedback::Hook {
+                name,
+                hook,
+                record,
+                input,
+            } => {
+                self.diagnostics
+                    .entry(name)
+                    .or_default()
+                    .record_hook(hook, record);
+                input
+            }
+            Feedback::Warning(message) => {
+                let event = Event {
+                    type_: EventType::Warning,
+                    reason: "SandboxWarning",
+                    message,
+                    field_path: None,
+                };
+                self.deps.sink.event(&self.pod(), &event, self.deps.clock.now());
+                Input::Tick
+            }
+        }
+    }
+
+    fn publish(&self, view: &watch::Sender<PodView>) {
+        let current = PodView {
+            pod: self.pod(),
+            diagnostics: self.diagnostics.clone(),
+            finished: self.machine.is_finished(),
+        };
+        self.deps.sink.status(&current);
+        view.send_replace(current);
+    }
+
+    /// Waits for the sandbox teardown and stops whatever is still running of the worker's tasks.
+    async fn finish(mut self, view: &watch::Sender<PodView>) {
+        if let Some(teardown) = self.teardown.take()
+            && tokio::time::timeout(Duration::from_secs(30), teardown)
+                .await
+                .is_err()
+        {
+            warn!("sandbox teardown took longer than 30s");
+        }
+        self.tasks.abort_all();
+        self.publish(view);
+    }
+}

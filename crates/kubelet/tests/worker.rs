@@ -1,0 +1,328 @@
+//! Pod workers against recording fakes, under paused tokio time: what the runtime is asked to
+//! do, and when.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_core::corev1::Pod;
+use podvisor_core::{ExitStatus, ProbeOutcome};
+use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
+use podvisor_lifecycle::Time;
+use podvisor_test_support::fakes::{FakeHooks, FakeRuntime, RecordingSink, RuntimeCall, ScriptedProber};
+use serde_json::json;
+
+struct Node {
+    runtime: FakeRuntime,
+    prober: ScriptedProber,
+    hooks: FakeHooks,
+    sink: RecordingSink,
+    supervisor: PodSupervisor,
+}
+
+fn node_with(hooks: FakeHooks) -> Node {
+    let runtime = FakeRuntime::new();
+    let prober = ScriptedProber::default();
+    let sink = RecordingSink::default();
+    let supervisor = PodSupervisor::new(
+        Arc::new(runtime.clone()),
+        Arc::new(prober.clone()),
+        Arc::new(hooks.clone()),
+        Arc::new(sink.clone()),
+        SupervisorConfig {
+            node_name: "node-1".into(),
+            host_ip: Some("192.0.2.1".into()),
+            clock: Clock::starting_at(Time::from_secs(1_700_000_000)),
+        },
+    );
+    Node {
+        runtime,
+        prober,
+        hooks,
+        sink,
+        supervisor,
+    }
+}
+
+fn node() -> Node {
+    node_with(FakeHooks::default())
+}
+
+fn pod(spec: serde_json::Value) -> Pod {
+    serde_json::from_value(
+        json!({"metadata": {"name": "web", "namespace": "default", "uid": "uid-1"}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+fn container(name: &str) -> serde_json::Value {
+    json!({"name": name, "image": "img", "command": ["run"]})
+}
+
+/// Lets every ready task run (paused time does not move).
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Node {
+    fn phase(&self) -> String {
+        self.supervisor.pods()[0]
+            .pod
+            .status
+            .clone()
+            .unwrap_or_default()
+            .phase
+            .unwrap_or_default()
+    }
+
+    fn ready(&self) -> bool {
+        let status = self.supervisor.pods()[0].pod.status.clone().unwrap_or_default();
+        status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pod_starts_and_reports_running() {
+    let mut n = node();
+    n.supervisor.apply(pod(json!({"containers": [container("app")]})));
+    settle().await;
+    let calls = n.runtime.calls();
+    assert_eq!(calls[0], RuntimeCall::CreateSandbox { pod: "web".into() });
+    assert!(
+        matches!(&calls[1], RuntimeCall::Start { container, restart_count: 0, .. } if container == "app")
+    );
+    assert_eq!(n.phase(), "Running");
+    let st = n.supervisor.pods()[0].pod.status.clone().unwrap();
+    assert_eq!(st.pod_ip.as_deref(), Some("10.88.0.2"));
+    assert_eq!(st.host_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(
+        n.supervisor.pods()[0]
+            .pod
+            .spec
+            .as_ref()
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("node-1")
+    );
+    assert!(
+        n.sink
+            .event_lines()
+            .contains(&"Started: Started container app".into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_is_noticed_at_once_and_restarts_follow_the_backoff() {
+    let mut n = node();
+    n.supervisor.apply(pod(json!({"containers": [container("app")]})));
+    settle().await;
+    let t0 = tokio::time::Instant::now();
+    assert!(n.runtime.exit("app", ExitStatus::Exited(1)));
+    settle().await;
+    assert_eq!(n.runtime.starts("app").len(), 2, "first restart is immediate");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    n.runtime.exit("app", ExitStatus::Exited(1));
+    settle().await;
+    assert_eq!(n.runtime.starts("app").len(), 2, "in back-off");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    settle().await;
+    let starts = n.runtime.starts("app");
+    assert_eq!(starts.len(), 3);
+    assert_eq!(
+        starts[2] - t0,
+        Duration::from_secs(11),
+        "10 s after the second crash"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_liveness_probe_stops_and_restarts_the_container() {
+    let mut n = node();
+    let mut app = container("app");
+    app["livenessProbe"] = json!({"exec": {"command": ["alive"]}, "periodSeconds": 5, "failureThreshold": 2});
+    n.supervisor.apply(pod(
+        json!({"containers": [app], "terminationGracePeriodSeconds": 7}),
+    ));
+    settle().await;
+    n.prober.answer("alive", ProbeOutcome::Failure);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    settle().await;
+    let stops: Vec<Duration> = n
+        .runtime
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            RuntimeCall::Stop { grace, .. } => Some(*grace),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, [Duration::from_secs(7)]);
+    assert_eq!(n.runtime.starts("app").len(), 2);
+    assert!(
+        n.sink
+            .event_lines()
+            .contains(&"Unhealthy: Liveness probe failed: scripted Failure".into())
+    );
+    let diag = &n.supervisor.pods()[0].diagnostics["app"];
+    assert_eq!(
+        diag.probes[&podvisor_core::ProbeKind::Liveness].outcome,
+        Some(ProbeOutcome::Failure)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_follows_the_probe_without_restarts() {
+    let mut n = node();
+    let mut app = container("app");
+    app["readinessProbe"] = json!({"exec": {"command": ["ready"]}, "periodSeconds": 1});
+    n.supervisor.apply(pod(json!({"containers": [app]})));
+    settle().await;
+    assert!(n.ready(), "probed at once on start, succeeded");
+    n.prober.answer("ready", ProbeOutcome::Failure);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    settle().await;
+    assert!(!n.ready());
+    n.prober.answer("ready", ProbeOutcome::Success);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert!(n.ready());
+    assert_eq!(n.runtime.starts("app").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deletion_runs_pre_stop_then_stops_with_the_remaining_grace_and_tears_down() {
+    let hooks = FakeHooks {
+        duration: Duration::from_secs(4),
+        ..FakeHooks::default()
+    };
+    let mut n = node_with(hooks);
+    let mut app = container("app");
+    app["lifecycle"] = json!({"preStop": {"exec": {"command": ["drain"]}}});
+    n.supervisor.apply(pod(
+        json!({"containers": [app], "terminationGracePeriodSeconds": 10}),
+    ));
+    settle().await;
+    n.supervisor.delete("uid-1", None);
+    settle().await;
+    assert_eq!(n.hooks.calls().len(), 1);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+    let calls = n.runtime.calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| matches!(c, RuntimeCall::Stop { grace, .. } if *grace == Duration::from_secs(6))),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&RuntimeCall::RemoveSandbox {
+        pod_uid: "uid-1".into()
+    }));
+    let view = &n.supervisor.pods()[0];
+    assert!(view.finished);
+    assert_eq!(
+        view.pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Failed"),
+        "143 on SIGTERM"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_process_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let mut n = node();
+    n.runtime
+        .honour_sigterm
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    n.supervisor.apply(pod(
+        json!({"containers": [container("app")], "terminationGracePeriodSeconds": 3}),
+    ));
+    settle().await;
+    n.supervisor.delete("uid-1", None);
+    tokio::time::sleep(Duration::from_millis(2900)).await;
+    settle().await;
+    assert!(!n.supervisor.pods()[0].finished);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    settle().await;
+    let view = &n.supervisor.pods()[0];
+    assert!(view.finished);
+    let cs = &view
+        .pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        cs.state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code,
+        137
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_terminates_every_pod() {
+    let mut n = node();
+    n.supervisor
+        .apply(pod(json!({"containers": [container("a"), container("b")]})));
+    let mut other = pod(json!({"containers": [container("c")]}));
+    other.metadata.uid = Some("uid-2".into());
+    other.metadata.name = Some("other".into());
+    n.supervisor.apply(other);
+    settle().await;
+    let runtime = n.runtime.clone();
+    assert!(n.supervisor.shutdown(Duration::from_secs(60)).await);
+    let stops = runtime
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, RuntimeCall::Stop { .. }))
+        .count();
+    let removed = runtime
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, RuntimeCall::RemoveSandbox { .. }))
+        .count();
+    assert_eq!((stops, removed), (3, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_error_is_reported_and_retried() {
+    let mut n = node();
+    n.runtime
+        .fail_next_start("app", "exec: \"run\": executable file not found in $PATH");
+    n.supervisor.apply(pod(json!({"containers": [container("app")]})));
+    settle().await;
+    assert!(
+        n.sink
+            .event_lines()
+            .contains(&"Failed: Error: exec: \"run\": executable file not found in $PATH".into())
+    );
+    assert_eq!(n.runtime.starts("app").len(), 1, "the immediate retry succeeded");
+    assert_eq!(n.phase(), "Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sandbox_loss_recreates_the_sandbox_and_restarts_the_containers() {
+    let mut n = node();
+    n.supervisor.apply(pod(
+        json!({"initContainers": [container("init")], "containers": [container("app")]}),
+    ));
+    settle().await;
+    n.runtime.exit("init", ExitStatus::Exited(0));
+    settle().await;
+    assert!(n.runtime.running("app").is_some());
+    n.runtime.lose_sandboxes();
+    settle().await;
+    let sandboxes = n
+        .runtime
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, RuntimeCall::CreateSandbox { .. }))
+        .count();
+    assert_eq!(sandboxes, 2);
+    assert_eq!(n.runtime.starts("init").len(), 2, "init runs again");
+}

@@ -1,0 +1,326 @@
+//! Recording fakes for the node's seams: runtime, prober, hook runner and pod sink.
+//!
+//! Each fake records every call and lets the test decide what happens (a container exits,
+//! a probe fails). They are for testing the layers above the seams (the pod workers) under
+//! paused tokio time; the real runtime and probes are tested against real processes and
+//! sockets in their own crates.
+#![allow(missing_docs)] // Test scaffolding: names say what they do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use podvisor_core::corev1::{LifecycleHandler, Pod, Probe};
+use podvisor_core::probe::ProbeTarget;
+use podvisor_core::runtime::{
+    ContainerLaunch, ContainerRuntime, ExitReport, RuntimeError, Sandbox, SandboxConfig, Started,
+};
+use podvisor_core::{ContainerId, ExitStatus, HookResult, HookRunner, ProbeOutcome, ProbeResult, Prober};
+use podvisor_kubelet::{PodSink, PodView};
+use podvisor_lifecycle::{Event, Time};
+use tokio::sync::oneshot;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One call the fake runtime saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeCall {
+    CreateSandbox {
+        pod: String,
+    },
+    RemoveSandbox {
+        pod_uid: String,
+    },
+    Start {
+        container: String,
+        restart_count: i32,
+        id: ContainerId,
+    },
+    Stop {
+        id: ContainerId,
+        grace: Duration,
+    },
+}
+
+#[derive(Default)]
+struct RuntimeState {
+    calls: Vec<(tokio::time::Instant, RuntimeCall)>,
+    next_id: u32,
+    /// Exit senders of running instances.
+    running: HashMap<ContainerId, (String, oneshot::Sender<ExitReport>)>,
+    sandbox_lost: Vec<oneshot::Sender<()>>,
+    fail_starts: HashMap<String, String>,
+}
+
+/// A runtime that runs nothing: starts succeed at once, exits happen when the test says (or,
+/// on `stop`, after the grace period unless the instance "honours SIGTERM").
+#[derive(Clone, Default)]
+pub struct FakeRuntime {
+    state: Arc<Mutex<RuntimeState>>,
+    /// Instances exit with 143 as soon as they are stopped; otherwise they exit with 137 when
+    /// the grace period ends.
+    pub honour_sigterm: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> FakeRuntime {
+        let rt = FakeRuntime::default();
+        rt.honour_sigterm.store(true, std::sync::atomic::Ordering::SeqCst);
+        rt
+    }
+
+    pub fn calls(&self) -> Vec<RuntimeCall> {
+        lock(&self.state).calls.iter().map(|(_, c)| c.clone()).collect()
+    }
+
+    pub fn timed_calls(&self) -> Vec<(tokio::time::Instant, RuntimeCall)> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// Start times of `container`'s instances.
+    pub fn starts(&self, container: &str) -> Vec<tokio::time::Instant> {
+        lock(&self.state)
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c, RuntimeCall::Start { container: n, .. } if n == container))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    pub fn running(&self, container: &str) -> Option<ContainerId> {
+        lock(&self.state)
+            .running
+            .iter()
+            .find(|(_, (n, _))| n == container)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Makes the running instance of `container` exit.
+    pub fn exit(&self, container: &str, status: ExitStatus) -> bool {
+        let mut state = lock(&self.state);
+        let Some(id) = state
+            .running
+            .iter()
+            .find(|(_, (n, _))| n == container)
+            .map(|(id, _)| id.clone())
+        else {
+            return false;
+        };
+        let (_, tx) = state.running.remove(&id).expect("present");
+        tx.send(ExitReport {
+            status,
+            message: None,
+        })
+        .is_ok()
+    }
+
+    /// The next start of `container` fails with `message`.
+    pub fn fail_next_start(&self, container: &str, message: &str) {
+        lock(&self.state)
+            .fail_starts
+            .insert(container.to_owned(), message.to_owned());
+    }
+
+    /// Every sandbox created so far is lost.
+    pub fn lose_sandboxes(&self) {
+        for tx in lock(&self.state).sandbox_lost.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+
+    fn record(&self, call: RuntimeCall) {
+        lock(&self.state).calls.push((tokio::time::Instant::now(), call));
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn create_sandbox(&self, config: SandboxConfig) -> Result<Sandbox, RuntimeError> {
+        self.record(RuntimeCall::CreateSandbox {
+            pod: config.pod.metadata.name.unwrap_or_default(),
+        });
+        let (tx, rx) = oneshot::channel();
+        lock(&self.state).sandbox_lost.push(tx);
+        Ok(Sandbox {
+            pod_ip: Some("10.88.0.2".into()),
+            host_network: false,
+            warnings: Vec::new(),
+            lost: Box::pin(async move {
+                if rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }),
+        })
+    }
+
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        self.record(RuntimeCall::RemoveSandbox {
+            pod_uid: pod_uid.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
+        let name = launch.container.name.clone();
+        let mut state = lock(&self.state);
+        if let Some(message) = state.fail_starts.remove(&name) {
+            return Err(RuntimeError::Start { name, message });
+        }
+        state.next_id += 1;
+        let id = ContainerId(format!("{name}-{}", state.next_id));
+        let (tx, rx) = oneshot::channel();
+        state.running.insert(id.clone(), (name.clone(), tx));
+        state.calls.push((
+            tokio::time::Instant::now(),
+            RuntimeCall::Start {
+                container: name,
+                restart_count: launch.restart_count,
+                id: id.clone(),
+            },
+        ));
+        let exit = Box::pin(async move {
+            rx.await.unwrap_or(ExitReport {
+                status: ExitStatus::Signaled(9),
+                message: None,
+            })
+        });
+        Ok(Started { id, exit })
+    }
+
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        self.record(RuntimeCall::Stop {
+            id: id.clone(),
+            grace,
+        });
+        let honour = self.honour_sigterm.load(std::sync::atomic::Ordering::SeqCst);
+        let state = Arc::clone(&self.state);
+        let id = id.clone();
+        let finish = move |status| {
+            if let Some((_, tx)) = lock(&state).running.remove(&id) {
+                let _ = tx.send(ExitReport {
+                    status,
+                    message: None,
+                });
+            }
+        };
+        if honour {
+            finish(ExitStatus::Signaled(15));
+        } else {
+            tokio::spawn(async move {
+                tokio::time::sleep(grace).await;
+                finish(ExitStatus::Signaled(9));
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A prober that answers what the test scripted per (container-id prefix, probe kind):
+/// `Success` unless told otherwise. It records every call.
+#[derive(Clone, Default)]
+pub struct ScriptedProber {
+    answers: Arc<Mutex<BTreeMap<String, ProbeOutcome>>>,
+    calls: Arc<Mutex<Vec<(tokio::time::Instant, String)>>>,
+    /// How long each probe takes.
+    pub latency: Duration,
+}
+
+impl ScriptedProber {
+    /// From now on, probes whose handler is `exec: [<key>]` answer `outcome`.
+    pub fn answer(&self, key: &str, outcome: ProbeOutcome) {
+        lock(&self.answers).insert(key.to_owned(), outcome);
+    }
+
+    /// The keys probed, with when.
+    pub fn calls(&self) -> Vec<(tokio::time::Instant, String)> {
+        lock(&self.calls).clone()
+    }
+
+    fn key(probe: &Probe) -> String {
+        probe
+            .exec
+            .as_ref()
+            .and_then(|e| e.command.as_ref())
+            .and_then(|c| c.first().cloned())
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl Prober for ScriptedProber {
+    async fn probe(&self, probe: &Probe, _target: &ProbeTarget, _timeout: Duration) -> ProbeResult {
+        let key = ScriptedProber::key(probe);
+        lock(&self.calls).push((tokio::time::Instant::now(), key.clone()));
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let outcome = lock(&self.answers)
+            .get(&key)
+            .copied()
+            .unwrap_or(ProbeOutcome::Success);
+        ProbeResult::new(outcome, format!("scripted {outcome:?}"))
+    }
+}
+
+/// A hook runner whose hooks take `duration` and then return `result`.
+#[derive(Clone)]
+pub struct FakeHooks {
+    pub duration: Duration,
+    pub result: HookResult,
+    pub calls: Arc<Mutex<Vec<(tokio::time::Instant, ContainerId)>>>,
+}
+
+impl Default for FakeHooks {
+    fn default() -> Self {
+        FakeHooks {
+            duration: Duration::ZERO,
+            result: HookResult::Succeeded,
+            calls: Arc::default(),
+        }
+    }
+}
+
+impl FakeHooks {
+    pub fn calls(&self) -> Vec<(tokio::time::Instant, ContainerId)> {
+        lock(&self.calls).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl HookRunner for FakeHooks {
+    async fn run_hook(&self, _handler: &LifecycleHandler, target: &ProbeTarget) -> HookResult {
+        lock(&self.calls).push((tokio::time::Instant::now(), target.container_id.clone()));
+        tokio::time::sleep(self.duration).await;
+        self.result.clone()
+    }
+}
+
+/// Everything a pod worker reported.
+#[derive(Clone, Default)]
+pub struct RecordingSink {
+    pub statuses: Arc<Mutex<Vec<Pod>>>,
+    pub events: Arc<Mutex<Vec<(Time, String)>>>,
+}
+
+impl RecordingSink {
+    /// `reason: message` of every event so far.
+    pub fn event_lines(&self) -> Vec<String> {
+        lock(&self.events).iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    pub fn last(&self) -> Option<Pod> {
+        lock(&self.statuses).last().cloned()
+    }
+}
+
+impl PodSink for RecordingSink {
+    fn status(&self, view: &PodView) {
+        lock(&self.statuses).push(view.pod.clone());
+    }
+
+    fn event(&self, _pod: &Pod, event: &Event, at: Time) {
+        lock(&self.events).push((at, format!("{}: {}", event.reason, event.message)));
+    }
+}
