@@ -1,0 +1,32 @@
+//! Every manifest in `examples/` loads, defaults and validates, so the examples never rot.
+
+use std::path::Path;
+
+use podvisor_api::manifest::{self, FieldValidation, Object};
+use podvisor_api::{defaults, validation};
+
+#[test]
+fn every_example_is_a_valid_pod() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let objects = manifest::load(&text, FieldValidation::Strict)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for object in objects {
+            if let Object::Pod(pod) = object {
+                let mut pod = *pod;
+                defaults::default_pod(&mut pod);
+                if let Err(e) = validation::validate_pod(&pod) {
+                    panic!("{}: {e}", path.display());
+                }
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 8, "only {seen} example pods found");
+}
