@@ -140,6 +140,20 @@ impl PodSupervisor {
         done
     }
 
+    /// Like [`forget_finished`](Self::forget_finished), but keeps the pods in `keep`.
+    pub fn forget_finished_except(&mut self, keep: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let done: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(uid, w)| w.view.borrow().finished && !keep.contains(*uid))
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in &done {
+            self.workers.remove(uid);
+        }
+        done
+    }
+
     /// Terminates every pod gracefully and waits for all workers, at most `deadline`.
     /// Returns `false` if the deadline passed first (the remaining workers are left running
     /// until the runtime is dropped).

@@ -1,0 +1,22 @@
+//! The composition root: podvisor's parts wired into a runnable node.
+//!
+//! [`Node`] runs a [`PodSupervisor`](podvisor_kubelet::PodSupervisor) over a container
+//! runtime, a prober and a hook runner, feeds it the static pod manifests of a directory
+//! ([`manifests::StaticPods`], like the kubelet's `staticPodPath`) and shows what happens
+//! ([`output`]: a live table on a terminal, one line per change otherwise).
+//!
+//! This is the only crate that names concrete types from more than one `podvisor-*` crate.
+//! What it is not: it makes no decision about pods (that is `podvisor-lifecycle`), and it does
+//! not parse command lines or install signal handlers (that is the binary, `cargo xtask node`).
+//!
+//! Shutdown: [`Node::run`] takes a shutdown future; when it completes, every pod is terminated
+//! gracefully and `run` returns once they have stopped or a deadline passed.
+#![forbid(unsafe_code)]
+
+pub mod manifests;
+mod node;
+pub mod output;
+pub mod table;
+
+pub use node::{Node, NodeConfig};
+pub use output::OutputMode;

@@ -1,0 +1,119 @@
+//! [`Node`]: the pod supervisor, the manifest source and the output, run until shutdown.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_core::runtime::ContainerRuntime;
+use podvisor_core::{HookRunner, Prober};
+use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
+
+use crate::manifests::StaticPods;
+use crate::output::{NodeOutput, OutputMode};
+
+/// How often the manifest directory is read and the table redrawn.
+const SCAN_PERIOD: Duration = Duration::from_secs(1);
+/// Extra time, beyond the longest grace period, that shutdown waits for pods to stop.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(15);
+
+/// What the node is told on its command line.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the node keeps its state (logs, sandboxes, IP allocations).
+    pub data_dir: PathBuf,
+    /// A directory of static pod manifests to follow, if any.
+    pub manifests: Option<PathBuf>,
+    /// The node's name (`spec.nodeName` of its pods).
+    pub node_name: String,
+    /// How the node shows what happens.
+    pub output: OutputMode,
+}
+
+/// A node: the pod supervisor over a runtime, a prober and a hook runner, fed by static
+/// manifests.
+pub struct Node {
+    config: NodeConfig,
+    runtime: Arc<dyn ContainerRuntime>,
+    prober: Arc<dyn Prober>,
+    hooks: Arc<dyn HookRunner>,
+    host_ip: Option<String>,
+}
+
+impl Node {
+    /// A node over the given seams (see [`crate::build`] for the real ones).
+    pub fn new(
+        config: NodeConfig,
+        runtime: Arc<dyn ContainerRuntime>,
+        prober: Arc<dyn Prober>,
+        hooks: Arc<dyn HookRunner>,
+        host_ip: Option<String>,
+    ) -> Node {
+        Node {
+            config,
+            runtime,
+            prober,
+            hooks,
+            host_ip,
+        }
+    }
+
+    /// Runs until `shutdown` completes, then terminates every pod gracefully (each with its
+    /// own grace period) and returns once they have stopped, or after the longest grace period
+    /// plus a margin.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let output = Arc::new(NodeOutput::new(self.config.output));
+        let clock = Clock::system();
+        let mut supervisor = PodSupervisor::new(
+            self.runtime,
+            self.prober,
+            self.hooks,
+            output.clone(),
+            SupervisorConfig {
+                node_name: self.config.node_name.clone(),
+                host_ip: self.host_ip,
+                clock,
+            },
+        );
+        let mut statics = self.config.manifests.as_ref().map(StaticPods::new);
+        let mut interval = tokio::time::interval(SCAN_PERIOD);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = interval.tick() => {
+                    if let Some(statics) = statics.as_mut() {
+                        let changes = statics.scan();
+                        for error in &changes.errors {
+                            output.notice(&format!("manifest skipped: {error}"));
+                        }
+                        for uid in &changes.removed {
+                            supervisor.delete(uid, None);
+                        }
+                        for pod in changes.added {
+                            supervisor.apply(pod);
+                        }
+                        let defined: BTreeSet<String> =
+                            statics.pods().filter_map(|p| p.metadata.uid.clone()).collect();
+                        supervisor.forget_finished_except(&defined);
+                    }
+                    let pods: Vec<_> = supervisor.pods().into_iter().map(|v| v.pod).collect();
+                    output.redraw(&pods, clock.now());
+                }
+            }
+        }
+        let longest_grace = supervisor
+            .pods()
+            .iter()
+            .filter_map(|v| v.pod.spec.as_ref()?.termination_grace_period_seconds)
+            .max()
+            .unwrap_or(30);
+        let deadline = Duration::from_secs(u64::try_from(longest_grace).unwrap_or(30)) + SHUTDOWN_SLACK;
+        output.notice("shutting down: terminating every pod");
+        if !supervisor.shutdown(deadline).await {
+            output.notice("some pods did not stop in time");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! What the node shows its user: a live table on a terminal, `kubectl get pods -w`-style lines
+//! otherwise, and the pods' events.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::sync::Mutex;
+
+use podvisor_core::corev1::Pod;
+use podvisor_kubelet::{PodSink, PodView};
+use podvisor_lifecycle::printer::pod_row;
+use podvisor_lifecycle::{Event, Time};
+
+use crate::table;
+
+/// How many recent events the terminal view keeps.
+const RECENT_EVENTS: usize = 12;
+
+/// Where the node writes what happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    /// Redraw a table of every pod, with the latest events under it (a terminal).
+    Table,
+    /// One line per change of a pod's row and one per event (logs, pipes, tests).
+    Lines,
+    /// Nothing.
+    Quiet,
+}
+
+/// The node's [`PodSink`]: keeps recent events and prints changes.
+pub struct NodeOutput {
+    mode: OutputMode,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    events: VecDeque<String>,
+    rows: BTreeMap<String, String>,
+}
+
+impl NodeOutput {
+    /// An output in `mode`.
+    pub fn new(mode: OutputMode) -> NodeOutput {
+        NodeOutput {
+            mode,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Redraws the table (in [`OutputMode::Table`]).
+    pub fn redraw(&self, pods: &[Pod], now: Time) {
+        if self.mode != OutputMode::Table {
+            return;
+        }
+        let mut screen = String::from("\x1b[H\x1b[2J");
+        screen.push_str(&table::render(pods, now));
+        let state = self.lock();
+        if !state.events.is_empty() {
+            screen.push_str("\nEVENTS\n");
+            for line in &state.events {
+                screen.push_str(line);
+                screen.push('\n');
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(screen.as_bytes());
+        let _ = out.flush();
+    }
+
+    /// A message for the user that is not about one pod (manifest errors, shutdown).
+    pub fn notice(&self, text: &str) {
+        match self.mode {
+            OutputMode::Quiet => {}
+            OutputMode::Lines => self.line(&format!("NODE   {text}")),
+            OutputMode::Table => {
+                let mut state = self.lock();
+                state.events.push_back(format!("Node     {text}"));
+                while state.events.len() > RECENT_EVENTS {
+                    state.events.pop_front();
+                }
+            }
+        }
+    }
+
+    fn line(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+fn pod_name(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+impl PodSink for NodeOutput {
+    fn status(&self, view: &PodView) {
+        if self.mode != OutputMode::Lines {
+            return;
+        }
+        let now = view
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map_or(Time::EPOCH, Time::from_k8s);
+        let row = pod_row(&view.pod, now);
+        let text = format!(
+            "{}   {}   {}   {}   {}",
+            pod_name(&view.pod),
+            row.ready,
+            row.status,
+            row.restarts,
+            row.ip
+        );
+        let uid = view.pod.metadata.uid.clone().unwrap_or_default();
+        let changed = self.lock().rows.insert(uid, text.clone()).as_ref() != Some(&text);
+        if changed {
+            self.line(&format!("POD    {text}"));
+        }
+    }
+
+    fn event(&self, pod: &Pod, event: &Event, _at: Time) {
+        let object = match &event.field_path {
+            Some(path) => format!("{} ({path})", pod_name(pod)),
+            None => pod_name(pod),
+        };
+        let text = format!(
+            "{:<7}  {:<20}  {object}: {}",
+            event.type_.as_str(),
+            event.reason,
+            event.message
+        );
+        match self.mode {
+            OutputMode::Lines => self.line(&format!("EVENT  {text}")),
+            OutputMode::Table => {
+                let mut state = self.lock();
+                state.events.push_back(text);
+                while state.events.len() > RECENT_EVENTS {
+                    state.events.pop_front();
+                }
+            }
+            OutputMode::Quiet => {}
+        }
+    }
+}
