@@ -21,6 +21,26 @@ const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 
+/// A pod's resolved ports for a Service: (port name, number, protocol), sorted.
+type PortSet = Vec<(Option<String>, i32, String)>;
+
+/// The Service ports `pod` serves, resolved (rule 16.6); ports it does not serve are left out.
+fn resolved_ports(service_ports: &[podvisor_core::corev1::ServicePort], pod: &Pod) -> PortSet {
+    let mut ports: PortSet = service_ports
+        .iter()
+        .filter_map(|sp| {
+            let port = find_port(pod, sp)?;
+            Some((
+                sp.name.clone(),
+                port,
+                sp.protocol.clone().unwrap_or_else(|| "TCP".into()),
+            ))
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
 /// Whether `service` manages endpoints and selects `pod` (rule 16.1): a non-empty selector,
 /// not `ExternalName`, same namespace, and every selector label present on the pod.
 pub fn selects(service: &Service, pod: &Pod) -> bool {
@@ -132,30 +152,16 @@ pub fn desired_endpoints(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
         .and_then(|s| s.ports.clone())
         .unwrap_or_default();
     // Ports (sorted) → (ready, not ready) addresses.
-    let mut subsets: BTreeMap<
-        Vec<(Option<String>, i32, String)>,
-        (Vec<EndpointAddress>, Vec<EndpointAddress>),
-    > = BTreeMap::new();
+    let mut subsets: BTreeMap<PortSet, (Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
     for pod in selected(service, pods) {
         if !eligible(pod, publish) {
             continue;
         }
         let Some(ip) = pod_ip(pod) else { continue };
-        let mut ports: Vec<(Option<String>, i32, String)> = service_ports
-            .iter()
-            .filter_map(|sp| {
-                let port = find_port(pod, sp)?;
-                Some((
-                    sp.name.clone(),
-                    port,
-                    sp.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                ))
-            })
-            .collect();
+        let ports = resolved_ports(&service_ports, pod);
         if ports.is_empty() && !service_ports.is_empty() {
             continue;
         }
-        ports.sort();
         let address = EndpointAddress {
             ip,
             hostname: hostname(service, pod),
@@ -264,25 +270,13 @@ pub fn desired_slices(service: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
         .as_ref()
         .and_then(|s| s.ports.clone())
         .unwrap_or_default();
-    let mut groups: BTreeMap<Vec<(Option<String>, i32, String)>, Vec<discoveryv1::Endpoint>> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<PortSet, Vec<discoveryv1::Endpoint>> = BTreeMap::new();
     for pod in selected(service, pods) {
         if !eligible(pod, true) {
             continue;
         }
         let Some(ip) = pod_ip(pod) else { continue };
-        let mut ports: Vec<(Option<String>, i32, String)> = service_ports
-            .iter()
-            .filter_map(|sp| {
-                let port = find_port(pod, sp)?;
-                Some((
-                    sp.name.clone(),
-                    port,
-                    sp.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                ))
-            })
-            .collect();
-        ports.sort();
+        let ports = resolved_ports(&service_ports, pod);
         let serving = is_pod_ready(pod);
         let terminating = pod.metadata.deletion_timestamp.is_some();
         let endpoint = discoveryv1::Endpoint {
