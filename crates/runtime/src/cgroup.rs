@@ -1,0 +1,472 @@
+//! Cgroups: detection (v2, v1 controllers, hybrid), per-container groups, limits, kill, OOM.
+//!
+//! Layout: `<base>/<pod-uid>/<container>-<restart>` in every hierarchy used, where `<base>` is
+//! `<v2 mount>/<parent>` for cgroup v2 and `<v1 controller mount>/<own cgroup>/<parent>` for v1
+//! (nested under the node's own v1 group, so limits placed on the node still apply). On a
+//! hybrid machine (v1 controllers plus a controller-less v2 at `/sys/fs/cgroup/unified`), the
+//! limits go to v1 and the v2 group is still used to track and kill (`cgroup.kill`).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Errors of cgroup operations.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// A cgroup directory or file could not be written.
+    #[error("cgroup {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T, E = CgroupError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Which cgroup interface the runtime uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// No writable cgroup hierarchy: containers run without limits (a warning is logged).
+    None,
+    /// cgroup v1 controllers (possibly with a controller-less v2 hierarchy for tracking).
+    V1,
+    /// cgroup v2 (unified) with its controllers.
+    V2,
+}
+
+/// The hierarchies found at construction.
+#[derive(Clone, Debug)]
+pub(crate) struct Cgroups {
+    pub(crate) version: CgroupVersion,
+    /// v2 base directory (limits in v2 mode; tracking and `cgroup.kill` in both).
+    v2: Option<PathBuf>,
+    /// v1 base directories per controller.
+    v1_memory: Option<PathBuf>,
+    v1_cpu: Option<PathBuf>,
+    v1_pids: Option<PathBuf>,
+    /// Controllers that limits can be written to (`memory`, `cpu`, `pids`).
+    pub(crate) controllers: Vec<String>,
+    pub(crate) cgroup_kill: bool,
+}
+
+/// Limits for one container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) memory_bytes: Option<u64>,
+    pub(crate) cpu_millis: Option<u64>,
+    pub(crate) pids: Option<u64>,
+}
+
+/// One container's cgroup directories (one per hierarchy).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ContainerCgroup {
+    pub(crate) dirs: Vec<PathBuf>,
+    v2: Option<PathBuf>,
+    memory: Option<(PathBuf, bool)>,
+}
+
+struct Mount {
+    path: PathBuf,
+    fstype: String,
+    options: Vec<String>,
+}
+
+fn mounts() -> Vec<Mount> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let path = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?.to_string();
+            let _source = r.next();
+            let options = r.next().unwrap_or("").split(',').map(str::to_string).collect();
+            Some(Mount {
+                path: PathBuf::from(path),
+                fstype,
+                options,
+            })
+        })
+        .collect()
+}
+
+/// The node's own path in a hierarchy: `""` for v2 (`0::`), else the entry naming `controller`.
+fn own_path(controller: Option<&str>) -> String {
+    let text = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(list), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let matches = match controller {
+            None => id == "0" && list.is_empty(),
+            Some(c) => list.split(',').any(|x| x == c),
+        };
+        if matches {
+            return path.trim_start_matches('/').to_string();
+        }
+    }
+    String::new()
+}
+
+fn writable_dir(dir: &Path) -> bool {
+    fs::create_dir_all(dir).is_ok() && dir.join("cgroup.procs").exists()
+}
+
+impl Cgroups {
+    /// A runtime without cgroups.
+    pub(crate) fn disabled() -> Self {
+        Cgroups {
+            version: CgroupVersion::None,
+            v2: None,
+            v1_memory: None,
+            v1_cpu: None,
+            v1_pids: None,
+            controllers: Vec::new(),
+            cgroup_kill: false,
+        }
+    }
+
+    /// Finds the hierarchies and creates `<base>` in each writable one.
+    pub(crate) fn detect(parent: &str) -> Self {
+        let mut found = Self::disabled();
+        let all = mounts();
+        if let Some(m) = all.iter().find(|m| m.fstype == "cgroup2") {
+            let base = m.path.join(parent);
+            let available = fs::read_to_string(m.path.join("cgroup.controllers")).unwrap_or_default();
+            let wanted: Vec<&str> = ["memory", "cpu", "pids"]
+                .into_iter()
+                .filter(|c| available.split_whitespace().any(|a| a == *c))
+                .collect();
+            for c in &wanted {
+                // Best effort: systemd usually enabled them already.
+                let _ = fs::write(m.path.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+            if writable_dir(&base) {
+                for c in &wanted {
+                    let _ = fs::write(base.join("cgroup.subtree_control"), format!("+{c}"));
+                }
+                let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+                found.controllers = enabled.split_whitespace().map(str::to_string).collect();
+                found
+                    .controllers
+                    .retain(|c| ["memory", "cpu", "pids"].contains(&c.as_str()));
+                found.cgroup_kill = base.join("cgroup.kill").exists();
+                found.v2 = Some(base);
+                found.version = CgroupVersion::V2;
+            }
+        }
+        if found.controllers.iter().any(|c| c == "memory") {
+            return found;
+        }
+        // v1 controllers: used for limits when v2 has none of them.
+        for controller in ["memory", "cpu", "pids"] {
+            let Some(m) = all
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == controller))
+            else {
+                continue;
+            };
+            let own = own_path(Some(controller));
+            let base = m.path.join(own).join(parent);
+            if !writable_dir(&base) {
+                continue;
+            }
+            match controller {
+                "memory" => found.v1_memory = Some(base),
+                "cpu" => found.v1_cpu = Some(base),
+                _ => found.v1_pids = Some(base),
+            }
+        }
+        let v1: Vec<String> = [
+            ("memory", &found.v1_memory),
+            ("cpu", &found.v1_cpu),
+            ("pids", &found.v1_pids),
+        ]
+        .into_iter()
+        .filter(|(_, p)| p.is_some())
+        .map(|(c, _)| c.to_string())
+        .collect();
+        if !v1.is_empty() {
+            found.version = CgroupVersion::V1;
+            found.controllers = v1;
+        }
+        found
+    }
+
+    fn bases(&self) -> Vec<&PathBuf> {
+        [&self.v2, &self.v1_memory, &self.v1_cpu, &self.v1_pids]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// Creates the container's groups and writes its limits. Returns what was created and the
+    /// limits that could not be applied (controller missing).
+    pub(crate) fn create(
+        &self,
+        pod_uid: &str,
+        name: &str,
+        limits: Limits,
+    ) -> Result<(ContainerCgroup, Vec<&'static str>)> {
+        let mut cg = ContainerCgroup::default();
+        let mut missing = Vec::new();
+        if self.version == CgroupVersion::None {
+            if limits.memory_bytes.is_some() {
+                missing.push("memory");
+            }
+            if limits.cpu_millis.is_some() {
+                missing.push("cpu");
+            }
+            if limits.pids.is_some() {
+                missing.push("pids");
+            }
+            return Ok((cg, missing));
+        }
+        let leaf = |base: &PathBuf| base.join(pod_uid).join(name);
+        if let Some(base) = &self.v2 {
+            let pod = base.join(pod_uid);
+            fs::create_dir_all(&pod).map_err(io_err(&pod))?;
+            for c in &self.controllers {
+                let _ = fs::write(pod.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+            let dir = leaf(base);
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            cg.v2 = Some(dir.clone());
+            cg.dirs.push(dir);
+        }
+        let v2_limits = self.version == CgroupVersion::V2;
+        // Memory.
+        if let Some(bytes) = limits.memory_bytes {
+            if v2_limits && self.controllers.iter().any(|c| c == "memory") {
+                let dir = cg.v2.clone().unwrap_or_default();
+                write(&dir.join("memory.max"), &bytes.to_string())?;
+                let _ = fs::write(dir.join("memory.swap.max"), "0");
+                cg.memory = Some((dir, true));
+            } else if let Some(base) = &self.v1_memory {
+                let dir = leaf(base);
+                fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                let _ = fs::write(dir.join("memory.memsw.limit_in_bytes"), bytes.to_string());
+                cg.memory = Some((dir.clone(), false));
+                cg.dirs.push(dir);
+            } else {
+                missing.push("memory");
+            }
+        } else if !v2_limits && let Some(base) = &self.v1_memory {
+            // Without a limit the v1 memory group still records OOM kills and tracks pids.
+            let dir = leaf(base);
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            cg.memory = Some((dir.clone(), false));
+            cg.dirs.push(dir);
+        }
+        if let Some(millis) = limits.cpu_millis {
+            let period: u64 = 100_000;
+            let quota = (millis * period / 1000).max(1000);
+            if v2_limits && self.controllers.iter().any(|c| c == "cpu") {
+                let dir = cg.v2.clone().unwrap_or_default();
+                write(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
+            } else if let Some(base) = &self.v1_cpu {
+                let dir = leaf(base);
+                fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                cg.dirs.push(dir);
+            } else {
+                missing.push("cpu");
+            }
+        }
+        if let Some(max) = limits.pids {
+            if v2_limits && self.controllers.iter().any(|c| c == "pids") {
+                let dir = cg.v2.clone().unwrap_or_default();
+                write(&dir.join("pids.max"), &max.to_string())?;
+            } else if let Some(base) = &self.v1_pids {
+                let dir = leaf(base);
+                fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+                write(&dir.join("pids.max"), &max.to_string())?;
+                cg.dirs.push(dir);
+            } else {
+                missing.push("pids");
+            }
+        }
+        Ok((cg, missing))
+    }
+
+    /// Removes the pod's directory in every hierarchy (after its containers' groups).
+    pub(crate) fn remove_pod(&self, pod_uid: &str) {
+        for base in self.bases() {
+            let pod = base.join(pod_uid);
+            if let Ok(entries) = fs::read_dir(&pod) {
+                for e in entries.flatten() {
+                    if e.path().is_dir() {
+                        kill_dir(&e.path());
+                        let _ = fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(&pod);
+        }
+    }
+
+    /// Kills every process under `<base>` and removes the groups: what a previous run left.
+    pub(crate) fn cleanup_all(&self) {
+        for base in self.bases() {
+            let Ok(pods) = fs::read_dir(base) else { continue };
+            for pod in pods.flatten() {
+                if pod.path().is_dir()
+                    && let Some(uid) = pod.file_name().to_str()
+                {
+                    self.remove_pod(uid);
+                }
+            }
+        }
+    }
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(io_err(path))
+}
+
+/// SIGKILLs the processes listed in one group (without `cgroup.kill`). Returns how many.
+fn kill_dir(dir: &Path) -> usize {
+    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return 0;
+    }
+    let pids = read_pids(dir);
+    for pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    pids.len()
+}
+
+fn read_pids(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+impl ContainerCgroup {
+    /// The `cgroup.procs` files a new process must join.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// The pids currently in the container's groups.
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        let mut all: Vec<i32> = self.dirs.iter().flat_map(|d| read_pids(d)).collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// SIGKILLs everything in the groups: `cgroup.kill` when there is a v2 group, else each
+    /// listed pid (repeated by the caller until [`Self::pids`] is empty).
+    pub(crate) fn kill_all(&self) {
+        if let Some(v2) = &self.v2
+            && fs::write(v2.join("cgroup.kill"), "1").is_ok()
+        {
+            return;
+        }
+        for dir in &self.dirs {
+            kill_dir(dir);
+        }
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this container.
+    pub(crate) fn oom_killed(&self) -> bool {
+        let Some((dir, v2)) = &self.memory else {
+            return false;
+        };
+        let file = if *v2 {
+            "memory.events"
+        } else {
+            "memory.oom_control"
+        };
+        let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
+        text.lines().any(|l| {
+            l.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        })
+    }
+
+    /// Removes the groups (they must be empty).
+    pub(crate) fn remove(&self) {
+        for dir in &self.dirs {
+            if fs::remove_dir(dir).is_err() {
+                kill_dir(dir);
+                let _ = fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+/// Parses a Kubernetes memory quantity (`64Mi`, `1G`, `128974848`, `129e6`) into bytes.
+pub(crate) fn parse_memory(q: &str) -> Option<u64> {
+    let q = q.trim();
+    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0f64.powi(4),
+        "m" => 1e-3,
+        s if s.starts_with('e') || s.starts_with('E') => {
+            let exp: i32 = s[1..].parse().ok()?;
+            10f64.powi(exp)
+        }
+        _ => return None,
+    };
+    let value: f64 = num.parse().ok()?;
+    (value >= 0.0).then(|| (value * mult).ceil() as u64)
+}
+
+/// Parses a Kubernetes CPU quantity (`500m`, `1`, `0.25`) into millicores.
+pub(crate) fn parse_cpu(q: &str) -> Option<u64> {
+    let q = q.trim();
+    if let Some(m) = q.strip_suffix('m') {
+        return m.parse().ok();
+    }
+    let value: f64 = q.parse().ok()?;
+    (value >= 0.0).then(|| (value * 1000.0).ceil() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_memory("64Mi"), Some(64 << 20));
+        assert_eq!(parse_memory("1G"), Some(1_000_000_000));
+        assert_eq!(parse_memory("129e6"), Some(129_000_000));
+        assert_eq!(parse_memory("12345"), Some(12345));
+        assert_eq!(parse_memory("x"), None);
+        assert_eq!(parse_memory("-1"), None);
+        assert_eq!(parse_cpu("500m"), Some(500));
+        assert_eq!(parse_cpu("0.25"), Some(250));
+        assert_eq!(parse_cpu("2"), Some(2000));
+        assert_eq!(parse_cpu("abc"), None);
+    }
+}

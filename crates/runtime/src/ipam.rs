@@ -1,0 +1,191 @@
+//! Pod IP allocation from the pod CIDR, persisted in the data directory so that an address in
+//! use is never handed out twice, also across node restarts.
+//!
+//! The gateway (first host address) belongs to the bridge. Allocation continues after the last
+//! address handed out (round robin), so a released address is not reused at once.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of the allocator.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    /// The pod CIDR is not `a.b.c.d/n` with 8 ≤ n ≤ 30.
+    #[error("invalid pod CIDR {0:?}")]
+    InvalidCidr(String),
+    /// Every address is in use.
+    #[error("no free address left in {0}")]
+    Exhausted(String),
+    /// The state file could not be read or written.
+    #[error("ipam state {path}: {source}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+type Result<T, E = IpamError> = std::result::Result<T, E>;
+
+/// An IPv4 network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address.
+    pub network: Ipv4Addr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `a.b.c.d/n` (host bits are cleared).
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = || IpamError::InvalidCidr(s.to_string());
+        let (ip, len) = s.split_once('/').ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.trim().parse().map_err(|_| bad())?;
+        let prefix: u8 = len.trim().parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad());
+        }
+        let mask = u32::MAX << (32 - prefix);
+        Ok(Cidr {
+            network: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
+    }
+
+    /// The gateway: the first host address (`.1`).
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+
+    fn size(&self) -> u32 {
+        1u32 << (32 - self.prefix)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    last: u32,
+    /// Host offset → pod UID.
+    used: BTreeMap<u32, String>,
+}
+
+/// The allocator. Not shared between processes: one node owns its data directory.
+pub(crate) struct Ipam {
+    cidr: Cidr,
+    path: PathBuf,
+    state: State,
+}
+
+impl Ipam {
+    pub(crate) fn open(cidr: Cidr, dir: PathBuf) -> Result<Self> {
+        let path = dir.join(format!("ipam-{}-{}.json", cidr.network, cidr.prefix));
+        let state = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
+            Err(source) => return Err(IpamError::State { path, source }),
+        };
+        Ok(Ipam { cidr, path, state })
+    }
+
+    fn save(&self) -> Result<()> {
+        let err = |source| IpamError::State {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(err)?;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let bytes = serde_json::to_vec(&self.state).map_err(|e| err(io::Error::other(e)))?;
+        fs::write(&tmp, bytes).map_err(err)?;
+        fs::rename(&tmp, &self.path).map_err(err)
+    }
+
+    /// Allocates an address for `pod_uid` (the same one again if it already has one).
+    pub(crate) fn allocate(&mut self, pod_uid: &str) -> Result<Ipv4Addr> {
+        if let Some((off, _)) = self.state.used.iter().find(|(_, uid)| *uid == pod_uid) {
+            return Ok(Ipv4Addr::from(u32::from(self.cidr.network) + off));
+        }
+        // Host offsets 2 ..= size-2: not the network, the gateway or the broadcast address.
+        let (first, last) = (2, self.cidr.size() - 2);
+        let count = last - first + 1;
+        for i in 0..count {
+            let off = first + (self.state.last.saturating_sub(first) + 1 + i) % count;
+            if !self.state.used.contains_key(&off) {
+                self.state.used.insert(off, pod_uid.to_string());
+                self.state.last = off;
+                self.save()?;
+                return Ok(Ipv4Addr::from(u32::from(self.cidr.network) + off));
+            }
+        }
+        Err(IpamError::Exhausted(self.cidr.to_string()))
+    }
+
+    /// Releases the address of `pod_uid`, if any.
+    pub(crate) fn release(&mut self, pod_uid: &str) -> Result<()> {
+        let before = self.state.used.len();
+        self.state.used.retain(|_, uid| uid != pod_uid);
+        if self.state.used.len() != before {
+            self.save()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Releases every address whose pod is not in `live`.
+    pub(crate) fn retain(&mut self, live: &dyn Fn(&str) -> bool) -> Result<()> {
+        self.state.used.retain(|_, uid| live(uid));
+        self.save()
+    }
+
+    /// How many addresses are in use.
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
+        self.state.used.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_without_reuse_and_persists() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cidr = Cidr::parse("10.9.0.77/29").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cidr.network, Ipv4Addr::new(10, 9, 0, 72));
+        assert_eq!(cidr.gateway(), Ipv4Addr::new(10, 9, 0, 73));
+        let mut ipam = Ipam::open(cidr, dir.path().into()).unwrap_or_else(|e| panic!("{e}"));
+        let a = ipam.allocate("a").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a, Ipv4Addr::new(10, 9, 0, 74));
+        assert_eq!(ipam.allocate("a").ok(), Some(a));
+        let b = ipam.allocate("b").unwrap_or_else(|e| panic!("{e}"));
+        ipam.release("a").unwrap_or_else(|e| panic!("{e}"));
+        let c = ipam.allocate("c").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(c, a);
+        assert_ne!(c, b);
+        let reopened = Ipam::open(cidr, dir.path().into()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reopened.in_use(), 2);
+        let mut ipam = reopened;
+        for uid in ["d", "e", "f"] {
+            let _ = ipam.allocate(uid);
+        }
+        assert!(matches!(ipam.allocate("g"), Err(IpamError::Exhausted(_))));
+        assert!(Cidr::parse("10.0.0.0/31").is_err());
+        assert!(Cidr::parse("nonsense").is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! podvisor's process runtime: Kubernetes pod sandboxes and containers as supervised host
+//! processes, implementing [`ContainerRuntime`](podvisor_core::runtime::ContainerRuntime) and
+//! [`ContainerExec`](podvisor_core::runtime::ContainerExec).
+//!
+//! What it is:
+//! - **Sandboxes** (the pause container's role): as root, a forked holder process owns the
+//!   pod's network, UTS, IPC and mount namespaces ([`sandbox`] explains the design). The pod
+//!   gets an IP from the pod CIDR on the node bridge through a veth pair, programmed over
+//!   netlink; its hostname; its own `/etc/hosts` and `/etc/resolv.conf`. `hostNetwork` pods,
+//!   and every pod when the node is not root, use the host network (with a warning).
+//! - **Containers**: each instance is a process tree in its own session/process group and,
+//!   where the machine allows, its own cgroup (v2, or v1 controllers; see [`cgroup`]) with
+//!   memory, CPU and pids limits. The main process joins the sandbox's namespaces and gets a
+//!   private mount namespace carrying its `terminationMessagePath` file.
+//! - **Logs**: stdout and stderr are read continuously into CRI-format files, rotated by size
+//!   ([`logs`]); [`ProcessRuntime::log_path`] finds them.
+//! - **Stop and reaping**: the stop signal to the group, SIGKILL to every descendant at the
+//!   deadline, leftovers killed when the main process ends; the node is a child subreaper and
+//!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
+//! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
+//!   namespaces ([`exec`]).
+//!
+//! What it is not: an OCI runtime. There are no images, no root filesystem, no PID or user
+//! namespace, no seccomp or capabilities handling; containers see the host's filesystem.
+//!
+//! Start at [`ProcessRuntime::new`] with a [`RuntimeConfig`]; [`ProcessRuntime::capabilities`]
+//! says what the machine allowed.
+//!
+//! # Node restarts
+//! State lives in memory, plus on disk: the IP allocations (`<data_dir>/ipam-*.json`), one
+//! record per sandbox (`<data_dir>/sandboxes/<uid>.json`: holder pid, veth) and the pod files
+//! and logs (`<data_dir>/pods/`). A new runtime does not adopt running pods: with
+//! `cleanup_on_start` (the default) it kills the holders and cgroups a previous run left, deletes
+//! their veths and frees their IPs ([`ProcessRuntime::cleanup_stale`]); the pod workers then
+//! create the pods again. Without cgroups, containers of a crashed node that escaped are not found.
+//!
+//! # Cancel safety
+//! Every future may be dropped. Dropping [`Started::exit`](podvisor_core::runtime::Started)
+//! does not stop the container: a task per container keeps supervising, reaping and logging
+//! it for as long as the tokio runtime lives. Dropping a `start` or `create_sandbox` future
+//! in the middle may leave a process or a sandbox that the runtime still tracks (removed by
+//! `remove_sandbox` or `cleanup_stale`). Dropping an `exec` future leaves the exec'd command
+//! running until it ends by itself. When the tokio runtime shuts down, containers keep running
+//! as orphans until `cleanup_stale` (cgroups) or the holder's end.
+#![deny(unsafe_code)]
+
+pub mod cgroup;
+pub mod env;
+pub mod exec;
+pub mod ipam;
+pub mod logs;
+pub mod network;
+pub mod process;
+mod runtime;
+pub mod sandbox;
+mod spawn;
+
+pub use cgroup::CgroupVersion;
+pub use runtime::{
+    Capabilities, EXEC_OUTPUT_LIMIT, InitError, PIDS_LIMIT_ANNOTATION, PIDS_LIMIT_CONTAINER_PREFIX,
+    ProcessRuntime, RuntimeConfig, TERMINATION_MESSAGE_LIMIT, delete_link,
+};

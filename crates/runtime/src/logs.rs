@@ -1,0 +1,276 @@
+//! Container logs: pipes read continuously into CRI-format files, rotated by size.
+//!
+//! Each line is `<RFC 3339 nano UTC timestamp> <stdout|stderr> <F|P> <text>`; a line longer than
+//! [`MAX_LINE`] is split into `P` (partial) records followed by a final `F` record, as
+//! containerd does. The current file is `<restart>.log`; rotated ones are `<restart>.log.1`
+//! (newest) up to `<restart>.log.<max_files - 1>`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncReadExt;
+
+/// The longest line written as one record; longer ones are split into partial records.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Which stream a record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A size-rotated CRI log file shared by a container's stdout and stderr readers.
+pub(crate) struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    size: u64,
+    max_bytes: u64,
+    max_files: u32,
+}
+
+impl LogFile {
+    /// Creates (truncates) the log file of one instance.
+    pub(crate) fn create(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = File::create(&path)?;
+        Ok(LogFile {
+            path,
+            file: Some(file),
+            size: 0,
+            max_bytes: max_bytes.max(1024),
+            max_files: max_files.max(1),
+        })
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file = None;
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.max_files <= 1 {
+            fs::remove_file(&self.path).or_else(ignore_missing)?;
+        } else {
+            let last = self.max_files - 1;
+            fs::remove_file(name(last)).or_else(ignore_missing)?;
+            for n in (1..last).rev() {
+                fs::rename(name(n), name(n + 1)).or_else(ignore_missing)?;
+            }
+            fs::rename(&self.path, name(1))?;
+        }
+        self.file = Some(File::create(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Writes one record. Errors are reported once by the caller and never block the reader.
+    pub(crate) fn record(&mut self, stream: Stream, partial: bool, text: &[u8]) -> io::Result<()> {
+        let mut line = Vec::with_capacity(text.len() + 48);
+        line.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(stream.as_str().as_bytes());
+        line.extend_from_slice(if partial { b" P " } else { b" F " });
+        line.extend_from_slice(text);
+        line.push(b'\n');
+        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self
+                .file
+                .insert(OpenOptions::new().append(true).create(true).open(&self.path)?),
+        };
+        file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+}
+
+fn ignore_missing(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// Reads `pipe` until EOF into `log`, splitting lines. Never stops reading because of a write
+/// error, so the container never blocks on a full pipe.
+pub(crate) async fn pump(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    stream: Stream,
+    log: Arc<Mutex<LogFile>>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut reported = false;
+    let mut emit = |pending: &mut Vec<u8>, partial: bool, upto: usize, skip: usize| {
+        let result = match log.lock() {
+            Ok(mut log) => log.record(stream, partial, &pending[..upto]),
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = result
+            && !reported
+        {
+            reported = true;
+            tracing::warn!(error = %e, "container log write failed; further output is dropped");
+        }
+        pending.drain(..upto + skip);
+    };
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        loop {
+            if let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                if pos > MAX_LINE {
+                    emit(&mut pending, true, MAX_LINE, 0);
+                } else {
+                    emit(&mut pending, false, pos, 1);
+                }
+            } else if pending.len() > MAX_LINE {
+                emit(&mut pending, true, MAX_LINE, 0);
+            } else {
+                break;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let len = pending.len();
+        emit(&mut pending, false, len, 0);
+    }
+}
+
+/// Formats a time as RFC 3339 with nanoseconds in UTC (`2006-01-02T15:04:05.999999999Z`).
+pub(crate) fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// The termination message fallback: the text of the last `max_lines` records of the log (at
+/// most `max_bytes`, keeping the end), partial records joined as the container wrote them.
+pub(crate) fn tail(path: &Path, max_lines: usize, max_bytes: usize) -> String {
+    let mut text = Vec::new();
+    // Read the end of the current file; 64 KiB of records covers 2048 bytes of payload or more.
+    if let Ok(mut f) = File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = len.saturating_sub(64 * 1024);
+        if f.seek(SeekFrom::Start(start)).is_ok() {
+            let _ = f.read_to_end(&mut text);
+        }
+        if start > 0 {
+            // Drop the first, probably cut, record.
+            let cut = text
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(text.len(), |p| p + 1);
+            text.drain(..cut);
+        }
+    }
+    let mut out = String::new();
+    for record in String::from_utf8_lossy(&text).lines() {
+        let mut parts = record.splitn(4, ' ');
+        let (_ts, _stream, tag) = (parts.next(), parts.next(), parts.next());
+        let body = parts.next().unwrap_or("");
+        out.push_str(body);
+        if tag != Some("P") {
+            out.push('\n');
+        }
+    }
+    let lines: Vec<&str> = out.split_inclusive('\n').collect();
+    let mut kept: String = lines[lines.len().saturating_sub(max_lines)..].concat();
+    if kept.len() > max_bytes {
+        let mut cut = kept.len() - max_bytes;
+        while !kept.is_char_boundary(cut) {
+            cut += 1;
+        }
+        kept.drain(..cut);
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_nano() {
+        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        assert_eq!(timestamp(t), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert!(timestamp(leap).starts_with("2000-02-29T00:00:00"));
+    }
+
+    #[test]
+    fn rotation_keeps_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("0.log");
+        let mut log = LogFile::create(path.clone(), 1024, 3).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..200 {
+            log.record(Stream::Stdout, false, format!("line {i}").as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert!(path.exists());
+        assert!(dir.path().join("0.log.1").exists());
+        assert!(dir.path().join("0.log.2").exists());
+        assert!(!dir.path().join("0.log.3").exists());
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        assert!(current.len() <= 1024);
+        assert!(current.contains(" stdout F line 199\n"));
+    }
+
+    #[test]
+    fn tail_keeps_the_end() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("0.log");
+        let mut log = LogFile::create(path.clone(), 1 << 20, 2).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..100 {
+            log.record(Stream::Stderr, false, format!("l{i}").as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        log.record(Stream::Stdout, true, b"part")
+            .unwrap_or_else(|e| panic!("{e}"));
+        log.record(Stream::Stdout, false, b"ial")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = tail(&path, 80, 2048);
+        assert_eq!(t.lines().count(), 80);
+        assert!(t.ends_with("l99\npartial\n"));
+        assert_eq!(tail(&path, 80, 8), "partial\n");
+    }
+}

@@ -1,0 +1,203 @@
+//! Process plumbing: pidfd exit waits, the child subreaper and the orphan reaper.
+//!
+//! Reaping rule: the runtime reaps the processes it started itself (their pids are in the
+//! process-wide *owned* set from just before spawn until the owner reaped them, so nobody else
+//! takes their status). Orphans re-parented to the node (it is a child subreaper) are reaped by
+//! [`reap_orphans`], which takes only zombie children that are *not* owned and whose process
+//! group differs from the node's: processes started directly by other code in the node (which
+//! keep the node's process group) are left to their owners, e.g. tokio's process driver.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use podvisor_core::ExitStatus;
+use tokio::io::unix::AsyncFd;
+
+static OWNED: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
+
+/// The owned set, locked. Hold the guard across `spawn` and the insertion of the new pid.
+pub(crate) fn owned() -> MutexGuard<'static, HashSet<i32>> {
+    let m = OWNED.get_or_init(|| Mutex::new(HashSet::new()));
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Makes the node a child subreaper, so orphaned descendants of containers become its children
+/// (and can be reaped) instead of init's. Returns whether it worked.
+pub(crate) fn become_subreaper() -> bool {
+    nix::sys::prctl::set_child_subreaper(true).is_ok()
+}
+
+/// Opens a pidfd for `pid` (Linux 5.3+).
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    #[allow(unsafe_code)]
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    #[allow(unsafe_code)]
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether pidfds work here.
+pub(crate) fn pidfd_supported() -> bool {
+    pidfd_open(std::process::id() as i32).is_ok()
+}
+
+/// Waits until process `pid` (one of ours) has exited, reaps it and returns its status.
+/// Uses the pidfd (no polling); without one, a blocking `waitpid` on the blocking pool.
+/// The pid is removed from the owned set once reaped.
+pub(crate) async fn wait_reap(pid: i32, pidfd: Option<OwnedFd>) -> ExitStatus {
+    let status = match pidfd.and_then(|fd| register(fd).ok()) {
+        Some(afd) => loop {
+            if let Ok(mut guard) = afd.readable().await {
+                match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => guard.clear_ready(),
+                    other => break other,
+                }
+            } else {
+                break waitpid(Pid::from_raw(pid), None);
+            }
+        },
+        None => tokio::task::spawn_blocking(move || waitpid(Pid::from_raw(pid), None))
+            .await
+            .unwrap_or(Err(Errno::ECHILD)),
+    };
+    owned().remove(&pid);
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => ExitStatus::Exited(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => ExitStatus::Signaled(sig as i32),
+        // Someone else reaped it: the status is lost.
+        _ => ExitStatus::Exited(-1),
+    }
+}
+
+/// Waits (without reaping) until `pid` has exited, through a pidfd; `false` if it could not.
+pub(crate) async fn wait_gone(pid: i32) -> bool {
+    let Ok(fd) = pidfd_open(pid) else { return true };
+    match register(fd) {
+        Ok(afd) => afd.readable().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open (and is not reused) for as long
+    // as it is registered.
+    #[allow(unsafe_code)]
+    unsafe {
+        AsyncFd::register(fd).map_err(io::Error::from)
+    }
+}
+
+/// One `/proc/<pid>/stat` entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProcStat {
+    pub(crate) pid: i32,
+    pub(crate) state: char,
+    pub(crate) ppid: i32,
+    pub(crate) pgrp: i32,
+    pub(crate) session: i32,
+}
+
+pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    let session = f.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        state,
+        ppid,
+        pgrp,
+        session,
+    })
+}
+
+/// Every process on the machine.
+pub(crate) fn all_processes() -> Vec<ProcStat> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(stat)
+        .collect()
+}
+
+/// Reaps zombie children that nobody owns and that are not in the node's process group.
+pub(crate) fn reap_orphans() -> usize {
+    let me = std::process::id() as i32;
+    let my_pgrp = nix::unistd::getpgrp().as_raw();
+    let mut reaped = 0;
+    let candidates: Vec<ProcStat> = all_processes()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.state == 'Z' && p.pgrp != my_pgrp)
+        .collect();
+    if candidates.is_empty() {
+        return 0;
+    }
+    let owned = owned();
+    for p in candidates {
+        if owned.contains(&p.pid) {
+            continue;
+        }
+        if matches!(waitpid(Pid::from_raw(p.pid), Some(WaitPidFlag::WNOHANG)), Ok(s) if s != WaitStatus::StillAlive)
+        {
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// Reaps orphans whenever SIGCHLD arrives, for as long as the tokio runtime lives.
+pub(crate) fn spawn_orphan_reaper() {
+    let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) else {
+        tracing::warn!("cannot listen for SIGCHLD; orphans are reaped only when their container ends");
+        return;
+    };
+    tokio::spawn(async move {
+        while sig.recv().await.is_some() {
+            reap_orphans();
+        }
+    });
+}
+
+/// The processes of group or session `leader` (a container's or exec's main pid), excluding
+/// the node itself.
+pub(crate) fn group_members(leader: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    all_processes()
+        .into_iter()
+        .filter(|p| p.pid != me && p.state != 'Z' && (p.pgrp == leader || p.session == leader))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Sends `signal` to process group `pgid`, ignoring "no such process".
+pub(crate) fn signal_group(pgid: i32, signal: Signal) {
+    let _ = killpg(Pid::from_raw(pgid), signal);
+}
+
+/// SIGKILLs one pid, ignoring errors.
+pub(crate) fn kill_pid(pid: i32) {
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+}
+
+/// Reaps `pid` if it is a zombie child of ours (after it was killed).
+pub(crate) fn reap_if_child(pid: i32) {
+    let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+}

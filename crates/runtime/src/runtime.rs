@@ -1,0 +1,1142 @@
+//! [`ProcessRuntime`]: the `ContainerRuntime` and `ContainerExec` implementation.
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use podvisor_core::corev1;
+use podvisor_core::runtime::{
+    ContainerExec, ContainerLaunch, ContainerRuntime, ExecOutput, RuntimeError, Sandbox, SandboxConfig,
+    Started,
+};
+use podvisor_core::{ContainerId, ExitReport, ExitStatus};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::cgroup::{CgroupVersion, Cgroups, ContainerCgroup, Limits};
+use crate::ipam::{Cidr, Ipam};
+use crate::logs::{LogFile, Stream};
+use crate::{env, exec, logs, network, process, sandbox, spawn};
+
+/// Annotation with a pids limit for every container of the pod (`"100"`).
+pub const PIDS_LIMIT_ANNOTATION: &str = "podvisor.io/pids-limit";
+/// Per-container pids limit annotation prefix: `podvisor.io/pids-limit.<container>`.
+pub const PIDS_LIMIT_CONTAINER_PREFIX: &str = "podvisor.io/pids-limit.";
+/// Exec output cap (combined stdout and stderr), as for exec probes.
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+/// Termination message file limit.
+pub const TERMINATION_MESSAGE_LIMIT: u64 = 4096;
+
+/// How the runtime is set up.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where pod files, logs and state go (`<data_dir>/pods/<ns>_<name>_<uid>/...`).
+    pub data_dir: PathBuf,
+    /// The pod CIDR (`10.88.0.0/16`); its first address is the bridge's (the gateway).
+    pub pod_cidr: String,
+    /// The node bridge (`podvisor0`).
+    pub bridge_name: String,
+    /// The node name, for `spec.nodeName` when the pod does not set it.
+    pub node_name: String,
+    /// Rotate a container log when it would grow past this many bytes.
+    pub log_max_bytes: u64,
+    /// Log files per instance, the current one included.
+    pub log_max_files: u32,
+    /// The cgroup directory name under each hierarchy (`podvisor`).
+    pub cgroup_parent: String,
+    /// Use cgroups when the machine allows it.
+    pub use_cgroups: bool,
+    /// Never create namespaces: every pod uses the host network (what happens without root).
+    pub force_host_network: bool,
+    /// The address host-network pods report; detected when `None`.
+    pub node_ip: Option<String>,
+    /// Kill and remove what a previous run left (holders, veths, cgroups) at construction.
+    pub cleanup_on_start: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            data_dir: PathBuf::from(".podvisor"),
+            pod_cidr: "10.88.0.0/16".into(),
+            bridge_name: "podvisor0".into(),
+            node_name: "podvisor".into(),
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 5,
+            cgroup_parent: "podvisor".into(),
+            use_cgroups: true,
+            force_host_network: false,
+            node_ip: None,
+            cleanup_on_start: true,
+        }
+    }
+}
+
+/// What this machine lets the runtime do, detected at construction (for the node to report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The node runs as root (effective uid 0).
+    pub root: bool,
+    /// Pod sandboxes get their own network, UTS, IPC and mount namespaces.
+    pub namespaces: bool,
+    /// The cgroup interface in use.
+    pub cgroup: CgroupVersion,
+    /// Controllers limits are written to (`memory`, `cpu`, `pids`).
+    pub cgroup_controllers: Vec<String>,
+    /// `cgroup.kill` is available (cgroup v2, Linux 5.14+).
+    pub cgroup_kill: bool,
+    /// The node is a child subreaper (orphans of containers are reaped by it).
+    pub subreaper: bool,
+    /// Process exits are observed through pidfds (else a blocking `waitpid` per process).
+    pub pidfd: bool,
+    /// `terminationMessagePath` can be provided (needs a mount namespace per container).
+    pub termination_message_path: bool,
+}
+
+/// Errors at construction.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The data directory could not be created.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pod CIDR is invalid.
+    #[error(transparent)]
+    Ipam(#[from] crate::ipam::IpamError),
+}
+
+/// A sandbox's fate, for `Sandbox::lost`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Alive,
+    Lost,
+    Removed,
+}
+
+struct Namespaces {
+    net: Arc<OwnedFd>,
+    uts: Arc<OwnedFd>,
+    ipc: Arc<OwnedFd>,
+    mnt: Arc<OwnedFd>,
+}
+
+struct SandboxState {
+    pod_dir: PathBuf,
+    holder: Option<i32>,
+    namespaces: Option<Namespaces>,
+    host_veth: Option<String>,
+    fate: watch::Sender<Fate>,
+}
+
+/// On-disk record of a sandbox, for cleanup after a node restart.
+#[derive(Serialize, Deserialize)]
+struct SandboxRecord {
+    pod_uid: String,
+    holder: Option<i32>,
+    host_veth: Option<String>,
+}
+
+struct ContainerState {
+    main_pid: i32,
+    stop_signal: Signal,
+    stop: watch::Sender<Option<Instant>>,
+    exec_ctx: Mutex<Option<exec::ExecContext>>,
+    exec_tx: Mutex<Option<std::sync::mpsc::Sender<exec::Request>>>,
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    caps: Capabilities,
+    cgroups: Cgroups,
+    cidr: Cidr,
+    ipam: Mutex<Ipam>,
+    sandboxes: Mutex<HashMap<String, SandboxState>>,
+    containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
+    next: AtomicU64,
+    netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
+}
+
+/// The process runtime. Cheap to clone; clones share all state.
+///
+/// Construct it inside a tokio runtime (it spawns the orphan reaper and netlink tasks there).
+#[derive(Clone)]
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessRuntime")
+            .field("capabilities", &self.inner.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> RuntimeError {
+    RuntimeError::Backend(Box::new(e))
+}
+
+fn pod_name(pod: &corev1::Pod) -> (String, String, String) {
+    let m = &pod.metadata;
+    (
+        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        m.name.clone().unwrap_or_default(),
+        m.uid.clone().unwrap_or_default(),
+    )
+}
+
+fn hostname_of(pod: &corev1::Pod) -> String {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .or_else(|| pod.metadata.name.clone());
+    let mut h = name.unwrap_or_else(|| "pod".into());
+    h.truncate(63);
+    h
+}
+
+impl ProcessRuntime {
+    /// Detects what the machine allows, becomes a child subreaper, prepares the data directory
+    /// and (with `cleanup_on_start`) removes what a previous run left behind.
+    pub async fn new(config: RuntimeConfig) -> Result<Self, InitError> {
+        let cidr = Cidr::parse(&config.pod_cidr)?;
+        for dir in [
+            config.data_dir.clone(),
+            config.data_dir.join("pods"),
+            config.data_dir.join("sandboxes"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| InitError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let root = nix::unistd::geteuid().is_root();
+        let namespaces = root && !config.force_host_network && sandbox::namespaces_available();
+        let cgroups = if config.use_cgroups {
+            Cgroups::detect(&config.cgroup_parent)
+        } else {
+            Cgroups::disabled()
+        };
+        if cgroups.version == CgroupVersion::None {
+            tracing::warn!("no writable cgroup hierarchy: containers run without resource limits");
+        }
+        let caps = Capabilities {
+            root,
+            namespaces,
+            cgroup: cgroups.version,
+            cgroup_controllers: cgroups.controllers.clone(),
+            cgroup_kill: cgroups.cgroup_kill,
+            subreaper: process::become_subreaper(),
+            pidfd: process::pidfd_supported(),
+            termination_message_path: root,
+        };
+        let ipam = Ipam::open(cidr, config.data_dir.clone())?;
+        process::spawn_orphan_reaper();
+        let rt = ProcessRuntime {
+            inner: Arc::new(Inner {
+                config,
+                caps,
+                cgroups,
+                cidr,
+                ipam: Mutex::new(ipam),
+                sandboxes: Mutex::new(HashMap::new()),
+                containers: Mutex::new(HashMap::new()),
+                next: AtomicU64::new(0),
+                netlink: tokio::sync::OnceCell::new(),
+            }),
+        };
+        if rt.inner.config.cleanup_on_start {
+            rt.cleanup_stale().await;
+        }
+        Ok(rt)
+    }
+
+    /// What the machine allows.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    fn pod_dir_for(&self, pod: &corev1::Pod) -> PathBuf {
+        let (ns, name, uid) = pod_name(pod);
+        self.inner
+            .config
+            .data_dir
+            .join("pods")
+            .join(format!("{ns}_{name}_{uid}"))
+    }
+
+    /// The log file of one container instance (`<restart>.log`; rotated files add `.1`,
+    /// `.2`, ...), if that pod is or was on this node.
+    pub fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
+        let pods = fs::read_dir(self.inner.config.data_dir.join("pods")).ok()?;
+        let suffix = format!("_{pod_uid}");
+        let dir = pods
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
+            .path();
+        Some(dir.join(container).join(format!("{restart}.log")))
+    }
+
+    async fn netlink(&self) -> Option<rtnetlink::Handle> {
+        self.inner
+            .netlink
+            .get_or_init(|| async {
+                network::connect()
+                    .map_err(|e| tracing::warn!(error = %e, "no netlink connection"))
+                    .ok()
+            })
+            .await
+            .clone()
+    }
+
+    /// Kills and removes what a previous run of the node left behind: sandbox holders (by
+    /// their records in `<data_dir>/sandboxes`), their veths and addresses, and every cgroup
+    /// under this runtime's cgroup parent. Called by `new` unless `cleanup_on_start` is off.
+    pub async fn cleanup_stale(&self) {
+        let dir = self.inner.config.data_dir.join("sandboxes");
+        let live: Vec<String> = lock(&self.inner.sandboxes).keys().cloned().collect();
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let Ok(bytes) = fs::read(e.path()) else { continue };
+                let Ok(rec) = serde_json::from_slice::<SandboxRecord>(&bytes) else {
+                    continue;
+                };
+                if live.contains(&rec.pod_uid) {
+                    continue;
+                }
+                if let Some(pid) = rec.holder
+                    && sandbox::is_holder(pid)
+                {
+                    process::kill_pid(pid);
+                }
+                if let (Some(veth), Some(h)) = (&rec.host_veth, self.netlink().await) {
+                    let _ = network::delete_veth(&h, veth).await;
+                }
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let _ = lock(&self.inner.ipam).retain(&|uid| live.iter().any(|l| l == uid));
+        if live.is_empty() {
+            self.inner.cgroups.cleanup_all();
+        }
+    }
+
+    async fn teardown(&self, uid: &str, state: SandboxState, fate: Fate) {
+        state.fate.send_replace(fate);
+        drop(state.namespaces);
+        if let Some(pid) = state.holder {
+            process::kill_pid(pid);
+            process::wait_gone(pid).await;
+        }
+        if let (Some(veth), Some(h)) = (&state.host_veth, self.netlink().await)
+            && let Err(e) = network::delete_veth(&h, veth).await
+        {
+            tracing::warn!(error = %e, "deleting veth");
+        }
+        if let Err(e) = lock(&self.inner.ipam).release(uid) {
+            tracing::warn!(error = %e, "releasing pod IP");
+        }
+        let _ = fs::remove_file(
+            self.inner
+                .config
+                .data_dir
+                .join("sandboxes")
+                .join(format!("{uid}.json")),
+        );
+        let _ = &state.pod_dir;
+    }
+
+    async fn create_sandbox_inner(&self, pod: &corev1::Pod) -> Result<Sandbox, String> {
+        let (_, _, uid) = pod_name(pod);
+        if uid.is_empty() {
+            return Err("pod has no metadata.uid".into());
+        }
+        let old = lock(&self.inner.sandboxes).remove(&uid);
+        if let Some(old) = old {
+            self.teardown(&uid, old, Fate::Removed).await;
+        }
+        let pod_dir = self.pod_dir_for(pod);
+        fs::create_dir_all(&pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display()))?;
+        let wants_host = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+        let hostname = hostname_of(pod);
+        let (fate_tx, fate_rx) = watch::channel(Fate::Alive);
+        let mut warnings = Vec::new();
+        if wants_host || !self.inner.caps.namespaces {
+            if !wants_host {
+                let why = if self.inner.caps.root {
+                    "namespaces are disabled or unavailable"
+                } else {
+                    "the node does not run as root"
+                };
+                warnings.push(format!(
+                    "pod uses the host network: {why}, so it gets no network, UTS or IPC namespace and no own IP"
+                ));
+            }
+            let ip = match &self.inner.config.node_ip {
+                Some(ip) => Some(ip.clone()),
+                None => match self.netlink().await {
+                    Some(h) => network::node_ipv4(&h).await.map(|ip| ip.to_string()),
+                    None => None,
+                },
+            };
+            lock(&self.inner.sandboxes).insert(
+                uid,
+                SandboxState {
+                    pod_dir,
+                    holder: None,
+                    namespaces: None,
+                    host_veth: None,
+                    fate: fate_tx,
+                },
+            );
+            return Ok(Sandbox {
+                pod_ip: ip.or_else(|| Some("127.0.0.1".into())),
+                host_network: true,
+                warnings,
+                lost: Box::pin(async { std::future::pending::<()>().await }),
+            });
+        }
+        let ip = lock(&self.inner.ipam).allocate(&uid).map_err(|e| e.to_string())?;
+        match self
+            .create_netns_sandbox(pod, &uid, &pod_dir, &hostname, ip, fate_tx)
+            .await
+        {
+            Ok(state) => {
+                lock(&self.inner.sandboxes).insert(uid.clone(), state);
+                let mut rx = fate_rx;
+                Ok(Sandbox {
+                    pod_ip: Some(ip.to_string()),
+                    host_network: false,
+                    warnings,
+                    lost: Box::pin(async move {
+                        loop {
+                            let fate = *rx.borrow_and_update();
+                            match fate {
+                                Fate::Lost => return,
+                                Fate::Removed => std::future::pending::<()>().await,
+                                Fate::Alive => {}
+                            }
+                            if rx.changed().await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    }),
+                })
+            }
+            Err(e) => {
+                let _ = lock(&self.inner.ipam).release(&uid);
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_netns_sandbox(
+        &self,
+        pod: &corev1::Pod,
+        uid: &str,
+        pod_dir: &Path,
+        hostname: &str,
+        ip: Ipv4Addr,
+        fate: watch::Sender<Fate>,
+    ) -> Result<SandboxState, String> {
+        let hosts = pod_dir.join("hosts");
+        let resolv = pod_dir.join("resolv.conf");
+        fs::write(&hosts, hosts_file(pod, hostname, &ip.to_string())).map_err(|e| format!("hosts: {e}"))?;
+        fs::write(&resolv, resolv_file(pod)).map_err(|e| format!("resolv.conf: {e}"))?;
+        let spec = sandbox::HolderSpec {
+            hostname: hostname.to_string(),
+            hosts: sandbox::cstring(&hosts).zip(sandbox::bind_target("/etc/hosts")),
+            resolv: sandbox::cstring(&resolv).zip(sandbox::bind_target("/etc/resolv.conf")),
+        };
+        let holder = tokio::task::spawn_blocking(move || sandbox::spawn(&spec))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let pid = holder.pid;
+        let open =
+            |kind: &str| fs::File::open(format!("/proc/{pid}/ns/{kind}")).map(|f| Arc::new(OwnedFd::from(f)));
+        let kill_holder = || {
+            process::kill_pid(pid);
+        };
+        let namespaces = match (open("net"), open("uts"), open("ipc"), open("mnt")) {
+            (Ok(net), Ok(uts), Ok(ipc), Ok(mnt)) => Namespaces { net, uts, ipc, mnt },
+            _ => {
+                kill_holder();
+                return Err("cannot open the holder's namespaces".into());
+            }
+        };
+        let host_veth = format!("pv{}", &short_hash(uid));
+        let record = SandboxRecord {
+            pod_uid: uid.to_string(),
+            holder: Some(pid),
+            host_veth: Some(host_veth.clone()),
+        };
+        let _ = fs::write(
+            self.inner
+                .config
+                .data_dir
+                .join("sandboxes")
+                .join(format!("{uid}.json")),
+            serde_json::to_vec(&record).unwrap_or_default(),
+        );
+        let pidfd = process::pidfd_open(pid).ok();
+        // The holder's exit: reap it and report loss unless the sandbox was removed on purpose.
+        let fate_watch = fate.clone();
+        tokio::spawn(async move {
+            process::wait_reap(pid, pidfd).await;
+            fate_watch.send_if_modified(|f| {
+                if *f == Fate::Alive {
+                    *f = Fate::Lost;
+                    true
+                } else {
+                    false
+                }
+            });
+        });
+        let net_result = match self.netlink().await {
+            Some(h) => {
+                let net = network::PodNet {
+                    bridge: &self.inner.config.bridge_name,
+                    host_veth: &host_veth,
+                    ip,
+                    prefix: self.inner.cidr.prefix,
+                    gateway: self.inner.cidr.gateway(),
+                };
+                network::setup_pod(&h, namespaces.net.as_fd(), &net)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            None => Err("no netlink connection".into()),
+        };
+        let state = SandboxState {
+            pod_dir: pod_dir.to_path_buf(),
+            holder: Some(pid),
+            namespaces: Some(namespaces),
+            host_veth: Some(host_veth),
+            fate,
+        };
+        if let Err(e) = net_result {
+            self.teardown(uid, state, Fate::Removed).await;
+            return Err(format!("pod network: {e}"));
+        }
+        Ok(state)
+    }
+
+    fn container_limits(pod: &corev1::Pod, c: &corev1::Container) -> Limits {
+        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+        let get = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
+        let ann = pod.metadata.annotations.as_ref();
+        let pids = ann
+            .and_then(|a| {
+                a.get(&format!("{PIDS_LIMIT_CONTAINER_PREFIX}{}", c.name))
+                    .or_else(|| a.get(PIDS_LIMIT_ANNOTATION))
+            })
+            .and_then(|v| v.trim().parse().ok());
+        Limits {
+            memory_bytes: get("memory").and_then(|q| crate::cgroup::parse_memory(&q)),
+            cpu_millis: get("cpu").and_then(|q| crate::cgroup::parse_cpu(&q)),
+            pids,
+        }
+    }
+
+    async fn start_inner(&self, launch: ContainerLaunch) -> Result<Started, String> {
+        let ContainerLaunch {
+            pod,
+            pod_ip,
+            container,
+            restart_count,
+        } = launch;
+        let (_, _, uid) = pod_name(&pod);
+        let hostname = if pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default()
+        } else {
+            hostname_of(&pod)
+        };
+        let source = env::FieldSource {
+            pod: &pod,
+            pod_ip: pod_ip.as_deref(),
+            node_name: &self.inner.config.node_name,
+        };
+        let env = env::build(&container, &source, &hostname).map_err(|e| e.to_string())?;
+        let argv = env::argv(&container, &env);
+        let Some(program) = argv.first() else {
+            return Err("no command given".into());
+        };
+        let cwd = PathBuf::from(
+            container
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+        );
+        if !cwd.is_dir() {
+            return Err(format!(
+                "chdir to cwd ({:?}) set in config.json failed: no such file or directory",
+                cwd.display().to_string()
+            ));
+        }
+        let path_env = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or(env::DEFAULT_PATH, |(_, v)| v.as_str());
+        let resolved = spawn::resolve(program, path_env, &cwd)?;
+        let sc = container.security_context.as_ref();
+        let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+        let to_u32 = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+        let uid_run = to_u32(sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user)));
+        let gid_run = to_u32(
+            sc.and_then(|s| s.run_as_group)
+                .or(psc.and_then(|s| s.run_as_group)),
+        );
+
+        // Files: log, termination message.
+        let dir = self.pod_dir_for(&pod).join(&container.name);
+        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        prune_old_instances(&dir, restart_count);
+        let log_path = dir.join(format!("{restart_count}.log"));
+        let log = LogFile::create(
+            log_path.clone(),
+            self.inner.config.log_max_bytes,
+            self.inner.config.log_max_files,
+        )
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log = Arc::new(Mutex::new(log));
+        let term_host = dir.join(format!("{restart_count}.termination-log"));
+        fs::write(&term_host, b"").map_err(|e| format!("{}: {e}", term_host.display()))?;
+        let _ = fs::set_permissions(&term_host, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let term_path = container
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let term = if self.inner.caps.termination_message_path {
+            spawn::TermMount::prepare(&term_host, &term_path, &dir.join(format!("{restart_count}.mnt")))
+        } else {
+            None
+        };
+
+        // Sandbox namespaces.
+        let ns = lock(&self.inner.sandboxes).get(&uid).and_then(|s| {
+            s.namespaces
+                .as_ref()
+                .map(|n| (n.net.clone(), n.uts.clone(), n.ipc.clone(), n.mnt.clone()))
+        });
+        use std::os::fd::AsRawFd;
+        let join = match &ns {
+            Some((net, uts, ipc, mnt)) => spawn::JoinFds {
+                net: Some(net.as_raw_fd()),
+                uts: Some(uts.as_raw_fd()),
+                ipc: Some(ipc.as_raw_fd()),
+                mnt: Some(mnt.as_raw_fd()),
+            },
+            None => spawn::JoinFds::default(),
+        };
+
+        // Cgroup.
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let cg_name = format!("{}-{restart_count}", container.name);
+        let limits = Self::container_limits(&pod, &container);
+        let (cgroup, missing) = self
+            .inner
+            .cgroups
+            .create(&uid, &cg_name, limits)
+            .map_err(|e| e.to_string())?;
+        if !missing.is_empty() {
+            tracing::warn!(container = %container.name, ?missing, "resource limits not enforced: controller unavailable");
+        }
+        let mut procs = Vec::new();
+        for f in cgroup.procs_files() {
+            match fs::OpenOptions::new().write(true).open(&f) {
+                Ok(file) => procs.push(OwnedFd::from(file)),
+                Err(e) => {
+                    cgroup.remove();
+                    return Err(format!("{}: {e}", f.display()));
+                }
+            }
+        }
+        let cwd_c = sandbox::cstring(&cwd).ok_or("working directory contains a NUL byte")?;
+        let setup = spawn::ChildSetup {
+            cgroup_procs: procs,
+            join,
+            term,
+            cwd: cwd_c,
+            uid: uid_run,
+            gid: gid_run,
+        };
+        let (out_r, out_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+        let spawned = {
+            let mut owned = process::owned();
+            let r = spawn::spawn(&resolved, &argv, &env, setup, out_w.into(), err_w.into());
+            if let Ok((child, _)) = &r {
+                owned.insert(child.id() as i32);
+            }
+            r
+        };
+        let (child, _procs) = match spawned {
+            Ok(x) => x,
+            Err(e) => {
+                cgroup.remove();
+                return Err(match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        format!("exec: \"{program}\": executable file not found in $PATH")
+                    }
+                    std::io::ErrorKind::PermissionDenied => format!("exec: \"{program}\": permission denied"),
+                    _ => format!("exec: \"{program}\": {e}"),
+                });
+            }
+        };
+        let pid = child.id() as i32;
+        drop(child);
+        let pidfd = process::pidfd_open(pid).ok();
+
+        // Exec context: the container's own mount namespace when it has one.
+        let mut namespaces = Vec::new();
+        if let Some((net, uts, ipc, mnt)) = &ns {
+            namespaces.push((net.clone(), CloneFlags::CLONE_NEWNET));
+            namespaces.push((uts.clone(), CloneFlags::CLONE_NEWUTS));
+            namespaces.push((ipc.clone(), CloneFlags::CLONE_NEWIPC));
+            let own_mnt = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+                .ok()
+                .map(|f| Arc::new(OwnedFd::from(f)));
+            namespaces.push((own_mnt.unwrap_or_else(|| mnt.clone()), CloneFlags::CLONE_NEWNS));
+        } else if self.inner.caps.termination_message_path
+            && let Ok(f) = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        {
+            namespaces.push((Arc::new(OwnedFd::from(f)), CloneFlags::CLONE_NEWNS));
+        }
+        let exec_ctx = exec::ExecContext {
+            namespaces,
+            env,
+            cwd,
+            uid: uid_run,
+            gid: gid_run,
+        };
+
+        let id = ContainerId(format!(
+            "{}-{}-{restart_count}-{n}",
+            short_hash(&uid),
+            container.name
+        ));
+        let stop_signal = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.stop_signal.as_deref())
+            .and_then(|s| {
+                s.parse::<Signal>()
+                    .ok()
+                    .or_else(|| format!("SIG{s}").parse().ok())
+            })
+            .unwrap_or(Signal::SIGTERM);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let state = Arc::new(ContainerState {
+            main_pid: pid,
+            stop_signal,
+            stop: stop_tx,
+            exec_ctx: Mutex::new(Some(exec_ctx)),
+            exec_tx: Mutex::new(None),
+        });
+        lock(&self.inner.containers).insert(id.clone(), state);
+
+        let pumps = [
+            pump_task(out_r, Stream::Stdout, log.clone()),
+            pump_task(err_r, Stream::Stderr, log.clone()),
+        ];
+        let fallback = container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        let exit_id = id.clone();
+        tokio::spawn(async move {
+            let status = supervise(pid, pidfd, stop_rx, &cgroup).await;
+            kill_leftovers(pid, &cgroup).await;
+            for p in pumps {
+                // Output of processes that escaped both group and cgroup is not waited for.
+                let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+            }
+            let status = if cgroup.oom_killed() {
+                ExitStatus::OomKilled
+            } else {
+                status
+            };
+            let message = termination_message(&term_host, fallback, status, &log_path);
+            cgroup.remove();
+            let _ = fs::remove_dir(dir.join(format!("{restart_count}.mnt")));
+            lock(&this.inner.containers).remove(&exit_id);
+            let _ = tx.send(ExitReport { status, message });
+        });
+        let exit = Box::pin(async move {
+            rx.await.unwrap_or(ExitReport {
+                status: ExitStatus::Signaled(9),
+                message: Some("the runtime shut down before the container ended".into()),
+            })
+        });
+        Ok(Started { id, exit })
+    }
+
+    async fn exec_inner(
+        &self,
+        id: &ContainerId,
+        argv: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let err = |message: String| RuntimeError::Exec {
+            id: id.clone(),
+            message,
+        };
+        let state = lock(&self.inner.containers)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+        let tx = {
+            let mut slot = lock(&state.exec_tx);
+            match &*slot {
+                Some(tx) => tx.clone(),
+                None => {
+                    let ctx = lock(&state.exec_ctx)
+                        .take()
+                        .ok_or_else(|| err("exec context unavailable".into()))?;
+                    let tx = exec::start_thread(ctx).map_err(|e| err(format!("exec thread: {e}")))?;
+                    *slot = Some(tx.clone());
+                    tx
+                }
+            }
+        };
+        let (reply, answer) = oneshot::channel();
+        tx.send(exec::Request {
+            argv: argv.to_vec(),
+            reply,
+        })
+        .map_err(|_| err("exec thread gone".into()))?;
+        let (pid, out) = answer
+            .await
+            .map_err(|_| err("exec thread gone".into()))?
+            .map_err(err)?;
+        let pidfd = process::pidfd_open(pid).ok();
+        let reader = tokio::spawn(read_capped(out));
+        let wait = process::wait_reap(pid, pidfd);
+        tokio::pin!(wait);
+        let (status, timed_out) = match timeout {
+            Some(t) => match tokio::time::timeout(t, &mut wait).await {
+                Ok(s) => (s, false),
+                Err(_) => {
+                    kill_tree(pid);
+                    (wait.await, true)
+                }
+            },
+            None => (wait.await, false),
+        };
+        // Like a container's end: nothing the command started outlives it.
+        kill_tree(pid);
+        let output = match tokio::time::timeout(Duration::from_secs(2), reader).await {
+            Ok(Ok(o)) => o,
+            _ => Vec::new(),
+        };
+        process::reap_orphans();
+        Ok(ExecOutput {
+            status,
+            output,
+            timed_out,
+        })
+    }
+}
+
+fn pump_task(fd: OwnedFd, stream: Stream, log: Arc<Mutex<LogFile>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            Ok(pipe) => logs::pump(pipe, stream, log).await,
+            Err(e) => tracing::warn!(error = %e, "cannot read container output"),
+        }
+    })
+}
+
+async fn read_capped(fd: OwnedFd) -> Vec<u8> {
+    let Ok(mut pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = EXEC_OUTPUT_LIMIT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILLs a process group and every remaining member of it (by group or session).
+fn kill_tree(leader: i32) {
+    process::signal_group(leader, Signal::SIGKILL);
+    for p in process::group_members(leader) {
+        process::kill_pid(p);
+    }
+}
+
+/// Waits for the main process, applying stop requests: the stop signal was sent by `stop`;
+/// at the (possibly shortened) deadline everything of the container is SIGKILLed.
+async fn supervise(
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    mut stop: watch::Receiver<Option<Instant>>,
+    cgroup: &ContainerCgroup,
+) -> ExitStatus {
+    let wait = process::wait_reap(pid, pidfd);
+    tokio::pin!(wait);
+    let mut killed = false;
+    loop {
+        let deadline = if killed { None } else { *stop.borrow_and_update() };
+        tokio::select! {
+            status = &mut wait => return status,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                cgroup.kill_all();
+                kill_tree(pid);
+                killed = true;
+            }
+            changed = stop.changed(), if !killed => {
+                if changed.is_err() {
+                    killed = true;
+                }
+            }
+        }
+    }
+}
+
+/// After the main process ended: kill what remains of its group and cgroup, as the end of a
+/// PID namespace would, wait until it is gone and reap it.
+async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
+    for _ in 0..20 {
+        let mut pids = cgroup.pids();
+        pids.extend(process::group_members(pid));
+        pids.sort_unstable();
+        pids.dedup();
+        if pids.is_empty() {
+            break;
+        }
+        cgroup.kill_all();
+        process::signal_group(pid, Signal::SIGKILL);
+        for p in &pids {
+            process::kill_pid(*p);
+        }
+        for p in &pids {
+            let _ = tokio::time::timeout(Duration::from_secs(1), process::wait_gone(*p)).await;
+        }
+        for p in &pids {
+            process::reap_if_child(*p);
+        }
+    }
+    process::reap_orphans();
+}
+
+fn termination_message(host: &Path, fallback: bool, status: ExitStatus, log: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut content = Vec::new();
+    if let Ok(f) = fs::File::open(host) {
+        let _ = f.take(TERMINATION_MESSAGE_LIMIT).read_to_end(&mut content);
+    }
+    let _ = fs::remove_file(host);
+    if !content.is_empty() {
+        return Some(String::from_utf8_lossy(&content).into_owned());
+    }
+    if fallback && status.code() != 0 {
+        let tail = logs::tail(log, 80, 2048);
+        if !tail.is_empty() {
+            return Some(tail);
+        }
+    }
+    None
+}
+
+/// Keeps the logs of this instance's predecessor (for `--previous`), removes older ones.
+fn prune_old_instances(dir: &Path, restart: i32) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.split('.').next().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if n < restart - 1 {
+            let _ = if e.path().is_dir() {
+                fs::remove_dir(e.path())
+            } else {
+                fs::remove_file(e.path())
+            };
+        }
+    }
+}
+
+fn short_hash(s: &str) -> String {
+    // FNV-1a, 40 bits: short enough for interface names (15 bytes).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{:010x}", h & 0xff_ffff_ffff)
+}
+
+fn hosts_file(pod: &corev1::Pod, hostname: &str, ip: &str) -> String {
+    let mut s = String::from(
+        "# Kubernetes-managed hosts file (podvisor).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    );
+    let spec = pod.spec.as_ref();
+    let fqdn = match (
+        spec.and_then(|s| s.subdomain.as_deref()),
+        pod.metadata.namespace.as_deref(),
+    ) {
+        (Some(sub), ns) => format!("{hostname}.{sub}.{}.svc.cluster.local\t", ns.unwrap_or("default")),
+        _ => String::new(),
+    };
+    s.push_str(&format!("{ip}\t{fqdn}{hostname}\n"));
+    for alias in spec.and_then(|s| s.host_aliases.as_ref()).into_iter().flatten() {
+        s.push_str(&format!(
+            "\n# Entries added by HostAliases.\n{}\t{}\n",
+            alias.ip,
+            alias.hostnames.clone().unwrap_or_default().join("\t")
+        ));
+    }
+    s
+}
+
+fn resolv_file(pod: &corev1::Pod) -> String {
+    let spec = pod.spec.as_ref();
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
+    let mut servers = Vec::new();
+    let mut searches = Vec::new();
+    let mut options = Vec::new();
+    if policy != "None" {
+        for line in fs::read_to_string("/etc/resolv.conf").unwrap_or_default().lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => servers.extend(words.map(str::to_string)),
+                Some("search") => searches.extend(words.map(str::to_string)),
+                Some("options") => options.extend(words.map(str::to_string)),
+                _ => {}
+            }
+        }
+    }
+    if let Some(cfg) = spec.and_then(|s| s.dns_config.as_ref()) {
+        servers.extend(cfg.nameservers.clone().unwrap_or_default());
+        searches.extend(cfg.searches.clone().unwrap_or_default());
+        for o in cfg.options.iter().flatten() {
+            if let Some(name) = &o.name {
+                options.push(match &o.value {
+                    Some(v) => format!("{name}:{v}"),
+                    None => name.clone(),
+                });
+            }
+        }
+    }
+    let mut s = String::new();
+    if !searches.is_empty() {
+        s.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for ns in servers {
+        s.push_str(&format!("nameserver {ns}\n"));
+    }
+    if !options.is_empty() {
+        s.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    s
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for ProcessRuntime {
+    async fn create_sandbox(&self, config: SandboxConfig) -> Result<Sandbox, RuntimeError> {
+        let (ns, name, _) = pod_name(&config.pod);
+        self.create_sandbox_inner(&config.pod)
+            .await
+            .map_err(|message| RuntimeError::Sandbox {
+                pod: format!("{ns}/{name}"),
+                message,
+            })
+    }
+
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let state = lock(&self.inner.sandboxes).remove(pod_uid);
+        if let Some(state) = state {
+            self.teardown(pod_uid, state, Fate::Removed).await;
+        }
+        self.inner.cgroups.remove_pod(pod_uid);
+        Ok(())
+    }
+
+    async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
+        let name = launch.container.name.clone();
+        self.start_inner(launch)
+            .await
+            .map_err(|message| RuntimeError::Start { name, message })
+    }
+
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let state = lock(&self.inner.containers)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+        let first = state.stop.borrow().is_none();
+        if first {
+            process::signal_group(state.main_pid, state.stop_signal);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.main_pid), state.stop_signal);
+        }
+        let deadline = Instant::now() + grace;
+        state.stop.send_if_modified(|d| {
+            if d.is_none_or(|d| deadline < d) {
+                *d = Some(deadline);
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerExec for ProcessRuntime {
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        argv: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        self.exec_inner(id, argv, timeout).await
+    }
+}
+
+/// Test and cleanup helper: deletes a network link (e.g. a test bridge) by name.
+pub async fn delete_link(name: &str) -> Result<(), RuntimeError> {
+    let h = network::connect().map_err(backend)?;
+    network::delete_link(&h, name).await.map_err(backend)
+}

@@ -1,0 +1,447 @@
+//! Containers as real processes: exit codes, environment, logs, termination messages, stop
+//! with grace and SIGKILL of whole trees, cgroup limits, and exec.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use podvisor_core::ExitStatus;
+use podvisor_core::runtime::{ContainerExec, ContainerRuntime, RuntimeError};
+use serde_json::json;
+use support::*;
+
+fn sh(name: &str, script: &str) -> serde_json::Value {
+    json!({ "name": name, "image": "none", "command": ["sh", "-c", script] })
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod(
+        "exits",
+        json!([sh("three", "exit 3"), sh("killed", "kill -KILL $$")]),
+        json!({}),
+    );
+    let three = start(&rt, &p, 0, None).await;
+    assert_eq!(within(10, three.exit).await.status, ExitStatus::Exited(3));
+    let killed = start(&rt, &p, 1, None).await;
+    let report = within(10, killed.exit).await;
+    assert_eq!(report.status, ExitStatus::Signaled(9));
+    assert_eq!(report.status.code(), 137);
+}
+
+#[tokio::test]
+async fn missing_binary_is_a_start_error() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod(
+        "missing",
+        json!([{ "name": "c", "command": ["no-such-binary-xyz"] }]),
+        json!({}),
+    );
+    let container = p
+        .spec
+        .as_ref()
+        .map(|s| s.containers[0].clone())
+        .unwrap_or_else(|| panic!());
+    let err = rt
+        .start(podvisor_core::runtime::ContainerLaunch {
+            pod: p.clone(),
+            pod_ip: None,
+            container,
+            restart_count: 0,
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("started"));
+    match err {
+        RuntimeError::Start { message, .. } => {
+            assert_eq!(
+                message,
+                "exec: \"no-such-binary-xyz\": executable file not found in $PATH"
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn env_expansion_field_refs_and_working_dir() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let c = json!({
+        "name": "env", "command": ["sh", "-c"],
+        "args": ["echo \"$(GREETING) $(MISSING) $$(GREETING) $POD $NS $UID_ $IP $NODE $LABEL $ANN\"; pwd"],
+        "workingDir": "/tmp",
+        "env": [
+            { "name": "WHO", "value": "world" },
+            { "name": "GREETING", "value": "hello $(WHO)" },
+            { "name": "POD", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+            { "name": "NS", "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
+            { "name": "UID_", "valueFrom": { "fieldRef": { "fieldPath": "metadata.uid" } } },
+            { "name": "IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } },
+            { "name": "NODE", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+            { "name": "LABEL", "valueFrom": { "fieldRef": { "fieldPath": "metadata.labels['app']" } } },
+            { "name": "ANN", "valueFrom": { "fieldRef": { "fieldPath": "metadata.annotations['note']" } } }
+        ]
+    });
+    let p = pod("envpod", json!([c]), json!({}));
+    let s = start(&rt, &p, 0, Some("10.1.2.3".into())).await;
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    let text = log_text(&read_log(&rt, &p, "env"));
+    let expected = format!(
+        "hello world $(MISSING) $(GREETING) envpod ns1 {} 10.1.2.3 podvisor demo hi\n/tmp\n",
+        uid(&p)
+    );
+    assert_eq!(text, expected);
+
+    let bad = json!({ "name": "bad", "command": ["true"],
+        "env": [{ "name": "X", "valueFrom": { "fieldRef": { "fieldPath": "status.hostIPs" } } }] });
+    let p = pod("badenv", json!([bad]), json!({}));
+    let container = p
+        .spec
+        .as_ref()
+        .map(|s| s.containers[0].clone())
+        .unwrap_or_else(|| panic!());
+    let err = rt
+        .start(podvisor_core::runtime::ContainerLaunch {
+            pod: p.clone(),
+            pod_ip: None,
+            container,
+            restart_count: 0,
+        })
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("started"));
+    assert!(err.to_string().contains("status.hostIPs"), "{err}");
+}
+
+#[tokio::test]
+async fn run_as_user() {
+    if skip_unless_root("run_as_user") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let c = json!({ "name": "user", "command": ["sh", "-c", "id -u; id -g"],
+        "securityContext": { "runAsUser": 65534 } });
+    let p = pod(
+        "userpod",
+        json!([c]),
+        json!({ "securityContext": { "runAsGroup": 65533 } }),
+    );
+    let s = start(&rt, &p, 0, None).await;
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    assert_eq!(log_text(&read_log(&rt, &p, "user")), "65534\n65533\n");
+}
+
+#[tokio::test]
+async fn logs_are_cri_with_streams_partial_lines_and_rotation() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let script = "echo out; echo err >&2; head -c 40000 /dev/zero | tr '\\0' a; echo; printf tail";
+    let p = pod("logs", json!([sh("c", script)]), json!({}));
+    let s = start(&rt, &p, 0, None).await;
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    let cri = read_log(&rt, &p, "c");
+    let lines: Vec<&str> = cri.lines().collect();
+    for l in &lines {
+        let parts: Vec<&str> = l.splitn(4, ' ').collect();
+        assert!(
+            parts[0].ends_with('Z') && parts[0].contains('T') && parts[0].len() == 30,
+            "{l}"
+        );
+        assert!(
+            ["stdout", "stderr"].contains(&parts[1]) && ["F", "P"].contains(&parts[2]),
+            "{l}"
+        );
+    }
+    assert!(lines.iter().any(|l| l.contains(" stdout F out")));
+    assert!(lines.iter().any(|l| l.contains(" stderr F err")));
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" stdout P ")).count(),
+        2,
+        "40000 bytes = 2 partial + 1 full"
+    );
+    assert!(cri.ends_with(" stdout F tail\n"));
+
+    // Rotation: 64 KiB files, 3 in total; a second instance keeps the first one's log.
+    let big = "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
+    let p2 = pod("rotate", json!([sh("r", big)]), json!({}));
+    let s = start(&rt, &p2, 0, None).await;
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    let path = rt.log_path(&uid(&p2), "r", 0).unwrap_or_else(|| panic!());
+    let rotated = |n: u32| std::path::PathBuf::from(format!("{}.{n}", path.display()));
+    assert!(rotated(1).exists() && rotated(2).exists() && !rotated(3).exists());
+    assert!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) <= 64 * 1024);
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("line-2999-")
+    );
+    let container = p2
+        .spec
+        .as_ref()
+        .map(|s| s.containers[0].clone())
+        .unwrap_or_else(|| panic!());
+    let second = rt
+        .start(podvisor_core::runtime::ContainerLaunch {
+            pod: p2.clone(),
+            pod_ip: None,
+            container,
+            restart_count: 1,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    within(10, second.exit).await;
+    assert!(path.exists(), "previous instance's log kept");
+    assert!(rt.log_path(&uid(&p2), "r", 1).is_some_and(|p| p.exists()));
+}
+
+#[tokio::test]
+async fn a_flood_of_output_never_blocks_the_container() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    // 32 MiB through stdout and stderr; a blocked pipe would hang it.
+    let p = pod(
+        "flood",
+        json!([sh(
+            "f",
+            "head -c 16000000 /dev/zero | tr '\\0' 'x' | fold -w 100 & head -c 16000000 /dev/zero | tr '\\0' y | fold -w 100 >&2; wait"
+        )]),
+        json!({}),
+    );
+    let t = Instant::now();
+    let s = start(&rt, &p, 0, None).await;
+    assert_eq!(within(14, s.exit).await.status, ExitStatus::Exited(0));
+    println!("32 MB of output logged in {:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn termination_message_file_and_fallback_to_logs() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let fallback = json!({ "name": "fb", "command": ["sh", "-c", "i=0; while [ $i -lt 100 ]; do echo log-$i; i=$((i+1)); done; exit 2"],
+        "terminationMessagePolicy": "FallbackToLogsOnError" });
+    let p = pod("term", json!([fallback]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    let msg = report.message.unwrap_or_default();
+    assert_eq!(msg.lines().count(), 80);
+    assert!(msg.ends_with("log-99\n") && msg.len() <= 2048);
+
+    if !is_root() {
+        println!("SKIPPED termination message file part: needs root (per-container mount namespace)");
+        return;
+    }
+    let file = json!({ "name": "f", "command": ["sh", "-c", "printf bye > /dev/termination-log; test -c /dev/null || exit 9"] });
+    let custom = json!({ "name": "g", "command": ["sh", "-c", "printf custom > /tmp/pv-term-msg-test"],
+        "terminationMessagePath": "/tmp/pv-term-msg-test" });
+    let p = pod("term2", json!([file, custom]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(0));
+    assert_eq!(report.message.as_deref(), Some("bye"));
+    assert!(
+        !std::path::Path::new("/dev/termination-log").exists(),
+        "host /dev untouched"
+    );
+    let report = within(10, start(&rt, &p, 1, None).await.exit).await;
+    assert_eq!(report.message.as_deref(), Some("custom"));
+    assert!(
+        !std::path::Path::new("/tmp/pv-term-msg-test").exists(),
+        "host /tmp untouched"
+    );
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_for_the_whole_tree() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    // The main shell ignores TERM; a child and a grandchild (in a new session, escaping the
+    // process group) do too. Pids are written to a file.
+    let pids = dir.path().join("pids");
+    let script = format!(
+        "trap '' TERM; sh -c 'trap \"\" TERM; setsid sh -c \"trap \\\"\\\" TERM; echo \\$\\$ >> {p}; sleep 60\" & echo $$ >> {p}; sleep 60' & echo $$ >> {p}; while :; do sleep 1; done",
+        p = pids.display()
+    );
+    let p = pod("stubborn", json!([sh("s", &script)]), json!({}));
+    let s = start(&rt, &p, 0, None).await;
+    let t = Instant::now();
+    let mut all: Vec<i32> = Vec::new();
+    while all.len() < 3 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        all = std::fs::read_to_string(&pids)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+    }
+    assert_eq!(all.len(), 3, "three processes started");
+    rt.stop(&s.id, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A second stop with a shorter grace shortens the wait.
+    rt.stop(&s.id, Duration::from_millis(700))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = within(10, s.exit).await;
+    let waited = t.elapsed();
+    assert_eq!(report.status, ExitStatus::Signaled(9));
+    assert!(waited >= Duration::from_millis(600), "grace honoured: {waited:?}");
+    let has_cgroup = rt.capabilities().cgroup != podvisor_runtime::CgroupVersion::None;
+    for pid in &all {
+        // Without a cgroup the setsid'd grandchild escapes the group; with one it must be gone.
+        if has_cgroup || *pid != all[0] {
+            assert!(!exists(*pid), "pid {pid} still exists");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(zombie_children().is_empty(), "zombies: {:?}", zombie_children());
+    assert!(matches!(
+        rt.stop(&s.id, Duration::ZERO).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn leftovers_are_killed_when_the_main_process_exits() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let pidfile = dir.path().join("bg");
+    let p = pod(
+        "leftover",
+        json!([sh(
+            "l",
+            &format!("sleep 60 & echo $! > {}; exit 0", pidfile.display())
+        )]),
+        json!({}),
+    );
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(0));
+    let bg: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(bg > 0 && !exists(bg), "background sleep {bg} killed and reaped");
+}
+
+#[tokio::test]
+async fn memory_limit_kill_is_oom_killed() {
+    if skip_unless_root("memory_limit_kill_is_oom_killed") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    if !rt.capabilities().cgroup_controllers.iter().any(|c| c == "memory") {
+        println!("SKIPPED memory_limit_kill_is_oom_killed: no memory cgroup controller");
+        return;
+    }
+    let c = json!({ "name": "hog", "command": ["python3", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))"],
+        "resources": { "limits": { "memory": "32Mi" } } });
+    let p = pod("oom", json!([c]), json!({}));
+    let report = within(14, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::OomKilled);
+    assert_eq!(report.status.code(), 137);
+}
+
+#[tokio::test]
+async fn pids_limit() {
+    if skip_unless_root("pids_limit") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    if !rt.capabilities().cgroup_controllers.iter().any(|c| c == "pids") {
+        println!("SKIPPED pids_limit: no pids cgroup controller");
+        return;
+    }
+    let script = "ok=0; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & [ $? -eq 0 ] && ok=$((ok+1)); done; sleep 0.5; n=$(jobs -p | wc -l); echo started=$n";
+    let mut p = pod("pids", json!([sh("p", script)]), json!({}));
+    p.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(podvisor_runtime::PIDS_LIMIT_ANNOTATION.into(), "4".into());
+    let _ = within(14, start(&rt, &p, 0, None).await.exit).await;
+    let text = log_text(&read_log(&rt, &p, "p"));
+    let started: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("started="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(99);
+    assert!(started < 10, "pids limit enforced: {text}");
+}
+
+#[tokio::test]
+async fn exec_output_exit_code_timeout_and_missing_binary() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let c = json!({ "name": "app", "command": ["sleep", "60"], "workingDir": "/tmp", "env": [{ "name": "FOO", "value": "bar" }] });
+    let p = pod("exec", json!([c]), json!({}));
+    let s = start(&rt, &p, 0, None).await;
+    let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let out = rt
+        .exec(
+            &s.id,
+            &argv(&["sh", "-c", "echo $FOO; pwd; echo e >&2; exit 4"]),
+            None,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status, ExitStatus::Exited(4));
+    assert_eq!(String::from_utf8_lossy(&out.output), "bar\n/tmp\ne\n");
+    assert!(!out.timed_out);
+
+    let big = rt
+        .exec(&s.id, &argv(&["sh", "-c", "head -c 100000 /dev/zero"]), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(big.output.len(), podvisor_runtime::EXEC_OUTPUT_LIMIT);
+
+    let pidfile = dir.path().join("child");
+    let t = Instant::now();
+    let slow = rt
+        .exec(
+            &s.id,
+            &argv(&[
+                "sh",
+                "-c",
+                &format!("sleep 30 & echo $! > {}; sleep 30", pidfile.display()),
+            ]),
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(slow.timed_out && t.elapsed() < Duration::from_secs(5));
+    let child: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(child > 0 && !exists(child), "exec'd tree killed");
+
+    match rt.exec(&s.id, &argv(&["no-such-binary-xyz"]), None).await {
+        Err(RuntimeError::Exec { message, .. }) => {
+            assert!(message.contains("executable file not found"), "{message}")
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Rough spawn latency of exec (fast path from the helper thread).
+    let n = 30;
+    let t = Instant::now();
+    for _ in 0..n {
+        let _ = rt.exec(&s.id, &argv(&["/bin/true"]), None).await;
+    }
+    println!("exec /bin/true round trip: {:?} on average", t.elapsed() / n);
+
+    rt.stop(&s.id, Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Signaled(15));
+    assert!(matches!(
+        rt.exec(&s.id, &argv(&["true"]), None).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}

@@ -1,0 +1,147 @@
+//! Shared helpers for the runtime's integration tests: pods from JSON, unique names, /proc checks.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use podvisor_core::corev1;
+use podvisor_core::runtime::{ContainerLaunch, ContainerRuntime, SandboxConfig, Started};
+use podvisor_runtime::{ProcessRuntime, RuntimeConfig};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique suffix per call in this test process.
+pub fn unique() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Prints why a root-only test does nothing and returns true when not root.
+pub fn skip_unless_root(test: &str) -> bool {
+    if !is_root() {
+        println!("SKIPPED {test}: needs root (runs as root in CI)");
+        return true;
+    }
+    false
+}
+
+/// A runtime on a temp dir, host network only (no bridge), cgroups per `cgroups`.
+pub async fn runtime(dir: &Path, host_network: bool) -> ProcessRuntime {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 200;
+    let cfg = RuntimeConfig {
+        data_dir: dir.to_path_buf(),
+        pod_cidr: format!("10.231.{n}.0/24"),
+        bridge_name: format!("pvt{}x{n}", std::process::id() % 10000),
+        cgroup_parent: format!("podvisor-test-{}", unique()),
+        force_host_network: host_network,
+        log_max_bytes: 64 * 1024,
+        log_max_files: 3,
+        node_ip: Some("127.0.0.1".into()),
+        ..RuntimeConfig::default()
+    };
+    ProcessRuntime::new(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("runtime: {e}"))
+}
+
+/// A pod from a JSON container list.
+pub fn pod(name: &str, containers: serde_json::Value, extra_spec: serde_json::Value) -> corev1::Pod {
+    let mut spec = serde_json::json!({ "containers": containers });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        for (k, v) in e {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "ns1", "uid": format!("uid-{name}-{}", unique()),
+                      "labels": { "app": "demo" }, "annotations": { "note": "hi" } },
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("pod: {e}"))
+}
+
+pub fn uid(pod: &corev1::Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+pub async fn start(rt: &ProcessRuntime, pod: &corev1::Pod, index: usize, ip: Option<String>) -> Started {
+    let container = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers[index].clone())
+        .unwrap_or_else(|| panic!("no spec"));
+    rt.start(ContainerLaunch {
+        pod: pod.clone(),
+        pod_ip: ip,
+        container,
+        restart_count: 0,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("start: {e}"))
+}
+
+pub async fn sandbox(rt: &ProcessRuntime, pod: &corev1::Pod) -> podvisor_core::runtime::Sandbox {
+    rt.create_sandbox(SandboxConfig { pod: pod.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("sandbox: {e}"))
+}
+
+pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {secs}s"))
+}
+
+/// Whether a process exists at all (zombie included).
+pub fn exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Zombie children of this test process.
+pub fn zombie_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split(' ').collect();
+        if f.first() == Some(&"Z") && f.get(1) == Some(&me.as_str()) {
+            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    out
+}
+
+pub fn read_log(rt: &ProcessRuntime, pod: &corev1::Pod, container: &str) -> String {
+    let path = rt
+        .log_path(&uid(pod), container, 0)
+        .unwrap_or_else(|| panic!("no log path"));
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The text of a CRI log (bodies only, partial records joined).
+pub fn log_text(cri: &str) -> String {
+    let mut out = String::new();
+    for line in cri.lines() {
+        let parts: Vec<&str> = line.splitn(4, ' ').collect();
+        out.push_str(parts.get(3).copied().unwrap_or(""));
+        if parts.get(2) != Some(&"P") {
+            out.push('\n');
+        }
+    }
+    out
+}
