@@ -636,7 +636,7 @@ impl ProcessRuntime {
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
         let term = if self.inner.caps.termination_message_path {
-            spawn::TermMount::prepare(&term_host, &term_path, &dir.join(format!("{restart_count}.mnt")))
+            spawn::TermMount::prepare(&term_host, &term_path)
         } else {
             None
         };
@@ -788,7 +788,6 @@ impl ProcessRuntime {
             };
             let message = termination_message(&term_host, fallback, status, &log_path);
             cgroup.remove();
-            let _ = fs::remove_dir(dir.join(format!("{restart_count}.mnt")));
             lock(&this.inner.containers).remove(&exit_id);
             let _ = tx.send(ExitReport { status, message });
         });

@@ -5,12 +5,13 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns, unshare};
 
 /// Finds the executable for `program` like runc: a name with a `/` is used as is (relative to
@@ -64,8 +65,12 @@ pub(crate) struct TermMount {
 
 struct Shadow {
     dir: CString,
-    staging: CString,
-    /// (path in the shadowed dir, path under staging, kind)
+    /// A placeholder fd number reserved in the node. In the child (after `unshare`, so in the
+    /// child's own mount namespace: a bind source must be in the caller's namespace) the
+    /// original directory is opened and moved onto this number before the tmpfs hides it;
+    /// entries are then bound from `/proc/self/fd/<n>/<name>`.
+    slot: OwnedFd,
+    /// (path in the shadowed dir, path through the original's fd, kind)
     entries: Vec<(CString, CString, EntryKind)>,
 }
 
@@ -82,7 +87,7 @@ fn cs(p: &Path) -> Option<CString> {
 
 impl TermMount {
     /// Prepares everything the child needs (it must not allocate after fork).
-    pub(crate) fn prepare(host: &Path, target: &str, staging: &Path) -> Option<Self> {
+    pub(crate) fn prepare(host: &Path, target: &str) -> Option<Self> {
         let target_path = Path::new(target);
         if !target_path.is_absolute() {
             return None;
@@ -94,7 +99,8 @@ impl TermMount {
             if !dir.is_dir() {
                 return None;
             }
-            fs::create_dir_all(staging).ok()?;
+            let slot: OwnedFd = fs::File::open("/dev/null").ok()?.into();
+            let via = PathBuf::from(format!("/proc/self/fd/{}", slot.as_raw_fd()));
             let mut entries = Vec::new();
             for e in fs::read_dir(dir).ok()?.flatten() {
                 let ft = e.file_type().ok()?;
@@ -112,11 +118,11 @@ impl TermMount {
                 } else {
                     continue;
                 };
-                entries.push((cs(&e.path())?, cs(&staging.join(e.file_name()))?, kind));
+                entries.push((cs(&e.path())?, cs(&via.join(e.file_name()))?, kind));
             }
             Some(Shadow {
                 dir: cs(dir)?,
-                staging: cs(staging)?,
+                slot,
                 entries,
             })
         };
@@ -131,13 +137,13 @@ impl TermMount {
     fn apply(&self) -> io::Result<()> {
         let none = None::<&std::ffi::CStr>;
         if let Some(s) = &self.shadow {
-            mount(
-                Some(s.dir.as_c_str()),
-                s.staging.as_c_str(),
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
+            let original = nix::fcntl::open(
+                s.dir.as_c_str(),
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
             )?;
+            nix::unistd::dup3(original, s.slot.as_raw_fd(), nix::fcntl::OFlag::O_CLOEXEC)?;
+            let _ = nix::unistd::close(original);
             mount(
                 Some(c"tmpfs"),
                 s.dir.as_c_str(),
@@ -146,15 +152,20 @@ impl TermMount {
                 Some(c"mode=755"),
             )?;
             for (path, staged, kind) in &s.entries {
-                match kind {
+                // An entry that vanished since `prepare` is skipped.
+                let created = match kind {
                     EntryKind::Symlink(to) => {
-                        nix::unistd::symlinkat(to.as_c_str(), None, path.as_c_str())?;
+                        let _ = nix::unistd::symlinkat(to.as_c_str(), None, path.as_c_str());
                         continue;
                     }
                     EntryKind::Dir => {
-                        nix::unistd::mkdir(path.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(0o755))?
+                        nix::unistd::mkdir(path.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(0o755))
+                            .map_err(io::Error::from)
                     }
-                    EntryKind::File => create_file(path)?,
+                    EntryKind::File => create_file(path),
+                };
+                if created.is_err() {
+                    continue;
                 }
                 // Best effort: an entry that cannot be bound stays an empty placeholder.
                 let _ = mount(
@@ -166,7 +177,6 @@ impl TermMount {
                 );
             }
             create_file(&self.target)?;
-            umount2(s.staging.as_c_str(), MntFlags::MNT_DETACH)?;
         }
         mount(
             Some(self.host.as_c_str()),
@@ -219,7 +229,6 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    use std::os::fd::AsRawFd;
     let procs: Vec<i32> = setup.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
     let ChildSetup {
         cgroup_procs,
