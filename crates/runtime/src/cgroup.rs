@@ -318,6 +318,13 @@ impl Cgroups {
         }
     }
 
+    /// Removes the (empty) base directories.
+    pub(crate) fn remove_bases(&self) {
+        for base in self.bases() {
+            let _ = fs::remove_dir(base);
+        }
+    }
+
     /// Kills every process under `<base>` and removes the groups: what a previous run left.
     pub(crate) fn cleanup_all(&self) {
         for base in self.bases() {

@@ -123,8 +123,13 @@ impl Ipam {
         // Host offsets 2 ..= size-2: not the network, the gateway or the broadcast address.
         let (first, last) = (2, self.cidr.size() - 2);
         let count = last - first + 1;
+        let start = if self.state.last < first {
+            0
+        } else {
+            self.state.last - first + 1
+        };
         for i in 0..count {
-            let off = first + (self.state.last.saturating_sub(first) + 1 + i) % count;
+            let off = first + (start + i) % count;
             if !self.state.used.contains_key(&off) {
                 self.state.used.insert(off, pod_uid.to_string());
                 self.state.last = off;

@@ -345,6 +345,13 @@ impl ProcessRuntime {
         }
     }
 
+    /// Kills every process in this runtime's cgroups and removes its cgroup parent directory
+    /// in every hierarchy (for a node that shuts down for good, and for tests).
+    pub fn remove_cgroup_parent(&self) {
+        self.inner.cgroups.cleanup_all();
+        self.inner.cgroups.remove_bases();
+    }
+
     async fn teardown(&self, uid: &str, state: SandboxState, fate: Fate) {
         state.fate.send_replace(fate);
         drop(state.namespaces);

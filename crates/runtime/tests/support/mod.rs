@@ -34,23 +34,41 @@ pub fn skip_unless_root(test: &str) -> bool {
     false
 }
 
-/// A runtime on a temp dir, host network only (no bridge), cgroups per `cgroups`.
-pub async fn runtime(dir: &Path, host_network: bool) -> ProcessRuntime {
+/// A runtime that removes its cgroups (killing what is left in them) when dropped.
+pub struct Rt(ProcessRuntime);
+
+impl std::ops::Deref for Rt {
+    type Target = ProcessRuntime;
+    fn deref(&self) -> &ProcessRuntime {
+        &self.0
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        self.0.remove_cgroup_parent();
+    }
+}
+
+/// A runtime on a temp dir with its own cgroup parent, pod CIDR and bridge name;
+/// `host_network` forces the no-namespace fallback.
+pub async fn runtime(dir: &Path, host_network: bool) -> Rt {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 200;
     let cfg = RuntimeConfig {
         data_dir: dir.to_path_buf(),
         pod_cidr: format!("10.231.{n}.0/24"),
         bridge_name: format!("pvt{}x{n}", std::process::id() % 10000),
         cgroup_parent: format!("podvisor-test-{}", unique()),
+        cleanup_on_start: false,
         force_host_network: host_network,
         log_max_bytes: 64 * 1024,
         log_max_files: 3,
         node_ip: Some("127.0.0.1".into()),
         ..RuntimeConfig::default()
     };
-    ProcessRuntime::new(cfg)
+    Rt(ProcessRuntime::new(cfg)
         .await
-        .unwrap_or_else(|e| panic!("runtime: {e}"))
+        .unwrap_or_else(|e| panic!("runtime: {e}")))
 }
 
 /// A pod from a JSON container list.

@@ -1,0 +1,189 @@
+//! Pod sandboxes with real namespaces: hostname, own network namespace with the pod IP,
+//! reachability from the node, loss detection, teardown, host network and the fallback.
+
+mod support;
+
+use std::io::Read;
+use std::time::Duration;
+
+use podvisor_core::ExitStatus;
+use podvisor_core::runtime::ContainerRuntime;
+use serde_json::json;
+use support::*;
+
+fn sh(name: &str, script: &str) -> serde_json::Value {
+    json!({ "name": name, "command": ["sh", "-c", script] })
+}
+
+#[tokio::test]
+async fn sandbox_namespaces_ip_and_reachability() {
+    if skip_unless_root("sandbox_namespaces_ip_and_reachability") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), false).await;
+    assert!(rt.capabilities().namespaces);
+    let p = pod(
+        "netpod",
+        json!([
+            sh("info", "hostname; cat /proc/net/dev | grep -c eth0; ip -4 -o addr show 2>/dev/null | grep -c 127.0.0.1; grep netpod /etc/hosts | head -1"),
+            { "name": "server", "command": ["python3", "-c", "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 8080))\ns.listen()\nwhile True:\n c,_=s.accept()\n c.sendall(b'hello from pod')\n c.close()"] }
+        ]),
+        json!({}),
+    );
+    let sb = sandbox(&rt, &p).await;
+    assert!(!sb.host_network && sb.warnings.is_empty(), "{sb:?}");
+    let ip = sb.pod_ip.clone().unwrap_or_default();
+    let info = start(&rt, &p, 0, Some(ip.clone())).await;
+    assert_eq!(within(10, info.exit).await.status, ExitStatus::Exited(0));
+    let text = log_text(&read_log(&rt, &p, "info"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first().copied(), Some("netpod"), "{text}");
+    assert_eq!(lines.get(1).copied(), Some("1"), "eth0 in the pod: {text}");
+    assert!(text.contains(&format!("{ip}\tnetpod")), "{text}");
+
+    let server = start(&rt, &p, 1, Some(ip.clone())).await;
+    let addr = format!("{ip}:8080");
+    let mut got = String::new();
+    for _ in 0..100 {
+        if let Ok(mut c) = std::net::TcpStream::connect_timeout(
+            &addr.parse().unwrap_or_else(|e| panic!("{e}")),
+            Duration::from_millis(200),
+        ) {
+            let _ = c.read_to_string(&mut got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, "hello from pod", "node -> pod IP");
+    // Not reachable on the node's loopback: it is another network namespace.
+    assert!(
+        std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:8080".parse().unwrap_or_else(|e| panic!("{e}")),
+            Duration::from_millis(200)
+        )
+        .is_err()
+    );
+
+    // Exec joins the pod's namespaces too.
+    let out = podvisor_core::runtime::ContainerExec::exec(&*rt, &server.id, &["hostname".to_string()], None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(String::from_utf8_lossy(&out.output), "netpod\n");
+
+    rt.stop(&server.id, Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    within(10, server.exit).await;
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = podvisor_runtime::delete_link(&rt.config().bridge_name).await;
+}
+
+#[tokio::test]
+async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
+    if skip_unless_root("sandbox_loss_is_detected_and_teardown_releases_the_ip") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), false).await;
+    let p = pod("lossy", json!([sh("c", "true")]), json!({}));
+    let sb = sandbox(&rt, &p).await;
+    let ip = sb.pod_ip.clone().unwrap_or_default();
+    // Find the holder and kill it.
+    let holders: Vec<i32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "podvisor-pause")
+                && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|r| r.split(' ').nth(2))
+                        .is_some_and(|pp| pp == std::process::id().to_string())
+                })
+        })
+        .collect();
+    assert!(!holders.is_empty());
+    let me = holders.iter().copied().find(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/ns/uts")).ok() != std::fs::read_link("/proc/self/ns/uts").ok()
+            && std::process::Command::new("nsenter")
+                .args(["-t", &pid.to_string(), "-u", "hostname"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "lossy")
+    });
+    let holder = me.unwrap_or_else(|| panic!("holder of this pod not found"));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    within(5, sb.lost).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!exists(holder), "holder reaped");
+
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The IP is free again: the state file no longer lists the pod.
+    let state: String = std::fs::read_dir(dir.path())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ipam-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(!state.contains(&uid(&p)), "{state} still has {ip}");
+    let p2 = pod("again", json!([sh("c", "true")]), json!({}));
+    let sb2 = sandbox(&rt, &p2).await;
+    assert_ne!(sb2.pod_ip, None);
+    rt.remove_sandbox(&uid(&p2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = podvisor_runtime::delete_link(&rt.config().bridge_name).await;
+}
+
+#[tokio::test]
+async fn host_network_pods_share_the_node_network() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), false).await;
+    let p = pod(
+        "hostnet",
+        json!([sh("c", "readlink /proc/self/ns/net")]),
+        json!({ "hostNetwork": true }),
+    );
+    let sb = sandbox(&rt, &p).await;
+    assert!(sb.host_network && sb.warnings.is_empty());
+    assert_eq!(sb.pod_ip.as_deref(), Some("127.0.0.1"));
+    let s = start(&rt, &p, 0, sb.pod_ip.clone()).await;
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    let own = std::fs::read_link("/proc/self/ns/net")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    assert_eq!(log_text(&read_log(&rt, &p, "c")).trim(), own);
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[tokio::test]
+async fn without_namespaces_every_pod_falls_back_to_the_host_network() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    assert!(!rt.capabilities().namespaces);
+    let p = pod("fallback", json!([sh("c", "echo ok")]), json!({}));
+    let sb = sandbox(&rt, &p).await;
+    assert!(sb.host_network);
+    assert!(
+        sb.warnings.iter().any(|w| w.contains("host network")),
+        "{:?}",
+        sb.warnings
+    );
+    let s = start(&rt, &p, 0, sb.pod_ip.clone()).await;
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
