@@ -130,8 +130,8 @@ impl Ipam {
         };
         for i in 0..count {
             let off = first + (start + i) % count;
-            if !self.state.used.contains_key(&off) {
-                self.state.used.insert(off, pod_uid.to_string());
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.state.used.entry(off) {
+                slot.insert(pod_uid.to_string());
                 self.state.last = off;
                 self.save()?;
                 return Ok(Ipv4Addr::from(u32::from(self.cidr.network) + off));

@@ -3,7 +3,7 @@
 //! Reaping rule: the runtime reaps the processes it started itself (their pids are in the
 //! process-wide *owned* set from just before spawn until the owner reaped them, so nobody else
 //! takes their status). Orphans re-parented to the node (it is a child subreaper) are reaped by
-//! [`reap_orphans`], which takes only zombie children that are *not* owned and whose process
+//! `reap_orphans`, which takes only zombie children that are *not* owned and whose process
 //! group differs from the node's: processes started directly by other code in the node (which
 //! keep the node's process group) are left to their owners, e.g. tokio's process driver.
 
