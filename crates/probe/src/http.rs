@@ -628,6 +628,26 @@ mod tests {
     }
 
     #[test]
+    fn odd_locations_never_panic() {
+        for location in [
+            "http:",
+            "http://",
+            "//",
+            ":",
+            "http://[::1",
+            "?",
+            "../../..",
+            "/%zz",
+            "a\u{0}b",
+            "https://user:pw@h:99999/",
+            "x:y",
+            "\u{1F600}",
+        ] {
+            let _ = resolve_location(&base(), location);
+        }
+    }
+
+    #[test]
     fn dot_segments() {
         assert_eq!(remove_dot_segments("/a/./b/../c"), "/a/c");
         assert_eq!(remove_dot_segments("/../.."), "/");
