@@ -43,7 +43,7 @@ USAGE:
 COMMANDS:
     test     Run every test, doctest and a warnings-free doc build (the project's one test command)
     ci       Run what CI runs: cargo fmt --check, clippy -D warnings, then `test`
-    node     Run a podvisor node (not built yet: exits with code 2)
+    node     Run a podvisor node: Pods from a manifest directory as supervised processes
     bench    Run the benchmarks (not built yet: exits with code 2)
     help     Print this message
 

@@ -1,33 +1,47 @@
-//! `cargo xtask node`: run a podvisor node (a placeholder: the node is not built yet).
+//! `cargo xtask node`: run a podvisor node in this process.
 //!
-//! The flags are parsed and validated now so scripts can be written against them; the command
-//! then explains what is missing and exits with code 2. Once the node exists this module only
-//! turns flags into its config and calls the node library; the wiring stays out of xtask.
+//! This module only turns flags into a [`podvisor_node::NodeConfig`], sets up logging and
+//! signals, and calls the node library; the wiring lives in `podvisor-node`.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use podvisor_node::{NodeConfig, OutputMode};
 
 use crate::flags::{Arg, Parser};
 
 const HELP: &str = "\
-cargo xtask node: run a podvisor node (not built yet: exits with code 2)
+cargo xtask node: run a podvisor node: Pods as supervised host processes
 
 USAGE:
-    cargo xtask node [--data-dir DIR] [--listen ADDR] [--manifests DIR]
+    cargo xtask node [OPTIONS]
 
 OPTIONS:
-    --data-dir DIR    Where the node keeps its state and container logs [default: ./.podvisor]
-    --listen ADDR     Address the API server listens on, as IP:PORT [default: 127.0.0.1:6443]
-    --manifests DIR   A directory of Pod and Service manifests to apply at start (must exist)
-    -h, --help        Print this message
+    --data-dir DIR      Where the node keeps its state and container logs [default: ./.podvisor]
+    --manifests DIR     Follow the Pod manifests (*.yaml, *.yml, *.json) in DIR, like the
+                        kubelet's staticPodPath: added, changed and removed files are followed
+    --listen ADDR       Address for the Kubernetes API, as IP:PORT [default: 127.0.0.1:6443]
+                        (the API server is not wired in yet: issue #4)
+    --node-name NAME    The node's name [default: the host name]
+    --pod-cidr CIDR     The pod network; the bridge podvisor0 takes its first address
+                        [default: 10.88.0.0/16]
+    --host-network      Run every pod in the node's network, without pod sandboxes (what
+                        happens anyway when the node does not run as root)
+    --output MODE       table (a live `kubectl get pods -w`-like table), lines (one line per
+                        change and per event) or quiet [default: table on a terminal, else lines]
+    -h, --help          Print this message
 
-Flags may also be written --flag=VALUE.
+Flags may also be written --flag=VALUE. Logs go to stderr; RUST_LOG sets their level
+[default: warn]. SIGINT or SIGTERM terminates every pod gracefully (preStop hooks, grace
+periods), then the node exits.
 
 EXIT CODES:
-    2   usage error, or (for now) the node is not built yet
+    0   the node stopped after a signal
+    1   the node could not start
+    2   usage error
 ";
 
 /// The node's flags, validated.
@@ -36,6 +50,10 @@ struct NodeArgs {
     data_dir: PathBuf,
     listen: SocketAddr,
     manifests: Option<PathBuf>,
+    node_name: Option<String>,
+    pod_cidr: String,
+    host_network: bool,
+    output: Option<String>,
 }
 
 pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
@@ -43,27 +61,58 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
-    let manifests = match &node_args.manifests {
-        Some(dir) => dir.display().to_string(),
-        None => "(none)".to_owned(),
+    let mut config = NodeConfig::new(&node_args.data_dir);
+    config.manifests = node_args.manifests;
+    if let Some(name) = node_args.node_name {
+        config.node_name = name;
+    }
+    config.pod_cidr = node_args.pod_cidr;
+    config.host_network_only = node_args.host_network;
+    config.output = match node_args.output.as_deref() {
+        Some("table") => OutputMode::Table,
+        Some("lines") => OutputMode::Lines,
+        Some("quiet") => OutputMode::Quiet,
+        _ if std::io::stdout().is_terminal() => OutputMode::Table,
+        _ => OutputMode::Lines,
     };
-    eprintln!(
-        "\
-error: `cargo xtask node` cannot run a node yet: the node is not built.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (node, capabilities) = podvisor_node::build(config)
+            .await
+            .context("cannot start the node")?;
+        eprintln!(
+            "podvisor node: root={} namespaces={} cgroups={:?} (API on {} not served yet: issue #4)",
+            capabilities.root, capabilities.namespaces, capabilities.cgroup, node_args.listen
+        );
+        node.run(shutdown_signal()).await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
 
-Missing:
-  - issue #3: the process runtime, the probe handlers and the pod workers that drive
-    podvisor-lifecycle;
-  - issue #4: the API server.
-
-The flags are accepted and were validated:
-  --data-dir  {}
-  --listen    {}
-  --manifests {manifests}",
-        node_args.data_dir.display(),
-        node_args.listen,
-    );
-    Ok(ExitCode::from(2))
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// The validated flags, or `None` when `--help` was asked for.
@@ -72,6 +121,10 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
     let mut data_dir = PathBuf::from("./.podvisor");
     let mut listen = SocketAddr::from(([127, 0, 0, 1], 6443));
     let mut manifests = None;
+    let mut node_name = None;
+    let mut pod_cidr = "10.88.0.0/16".to_owned();
+    let mut host_network = false;
+    let mut output = None;
     while let Some(arg) = parser.next_arg()? {
         match arg {
             Arg::Flag(flag) => match flag.as_str() {
@@ -101,6 +154,38 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
                     }
                     manifests = Some(value);
                 }
+                "node-name" => {
+                    let value = parser.value()?;
+                    if value.is_empty() {
+                        return Err(parser.error("`--node-name` must not be empty").into());
+                    }
+                    node_name = Some(value);
+                }
+                "pod-cidr" => {
+                    let value = parser.value()?;
+                    let valid = value.split_once('/').is_some_and(|(ip, len)| {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok()
+                            && len.parse::<u8>().is_ok_and(|l| (8..=30).contains(&l))
+                    });
+                    if !valid {
+                        return Err(parser
+                            .error(format!(
+                                "`--pod-cidr {value}` is not an IPv4 CIDR with a /8 to /30 prefix"
+                            ))
+                            .into());
+                    }
+                    pod_cidr = value;
+                }
+                "host-network" => host_network = true,
+                "output" => {
+                    let value = parser.value()?;
+                    if !matches!(value.as_str(), "table" | "lines" | "quiet") {
+                        return Err(parser
+                            .error(format!("`--output {value}` must be one of table, lines, quiet"))
+                            .into());
+                    }
+                    output = Some(value);
+                }
                 _ => return Err(parser.unknown_flag().into()),
             },
             Arg::Positional(arg) => {
@@ -112,6 +197,10 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
         data_dir,
         listen,
         manifests,
+        node_name,
+        pod_cidr,
+        host_network,
+        output,
     }))
 }
 
@@ -152,6 +241,8 @@ mod tests {
             ),
             (&["--data-dir"][..], "`--data-dir` needs a value"),
             (&["--bogus"][..], "unknown option `--bogus`"),
+            (&["--pod-cidr", "10.88.0.0"][..], "`--pod-cidr 10.88.0.0`"),
+            (&["--output", "fancy"][..], "`--output fancy`"),
         ] {
             let error = parse_strs(args).unwrap_err().to_string();
             assert!(error.contains(expected), "{args:?}: {error}");

@@ -18,5 +18,5 @@ mod node;
 pub mod output;
 pub mod table;
 
-pub use node::{Node, NodeConfig};
+pub use node::{BuildError, Node, NodeConfig, build};
 pub use output::OutputMode;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use podvisor_core::runtime::ContainerRuntime;
 use podvisor_core::{HookRunner, Prober};
 use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
+use podvisor_probe::ProbeSet;
+use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 
 use crate::manifests::StaticPods;
 use crate::output::{NodeOutput, OutputMode};
@@ -29,6 +31,60 @@ pub struct NodeConfig {
     pub node_name: String,
     /// How the node shows what happens.
     pub output: OutputMode,
+    /// The pod network (`10.88.0.0/16`); the node bridge takes its first address.
+    pub pod_cidr: String,
+    /// Run every pod in the node's network, without sandboxes (what happens without root).
+    pub host_network_only: bool,
+}
+
+impl NodeConfig {
+    /// The defaults of `cargo xtask node`, with state in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            manifests: None,
+            node_name: default_node_name(),
+            output: OutputMode::Lines,
+            pod_cidr: "10.88.0.0/16".into(),
+            host_network_only: false,
+        }
+    }
+}
+
+/// The machine's host name, or `podvisor`.
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_lowercase())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "podvisor".into())
+}
+
+/// Why a node could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The process runtime could not be set up.
+    #[error("cannot set up the process runtime: {0}")]
+    Runtime(#[from] podvisor_runtime::InitError),
+}
+
+/// Builds a node over the real parts: the process runtime and the probe handlers.
+/// Must be called inside a tokio runtime.
+pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+    let runtime = ProcessRuntime::new(RuntimeConfig {
+        data_dir: config.data_dir.clone(),
+        pod_cidr: config.pod_cidr.clone(),
+        node_name: config.node_name.clone(),
+        force_host_network: config.host_network_only,
+        ..RuntimeConfig::default()
+    })
+    .await?;
+    let capabilities = runtime.capabilities().clone();
+    let host_ip = runtime.node_ip().await;
+    let runtime = Arc::new(runtime);
+    let probes = Arc::new(ProbeSet::new(runtime.clone()));
+    let node = Node::new(config, runtime, probes.clone(), probes, host_ip);
+    Ok((node, capabilities))
 }
 
 /// A node: the pod supervisor over a runtime, a prober and a hook runner, fed by static

@@ -93,6 +93,14 @@ impl NodeOutput {
     }
 }
 
+/// The current wall-clock time, for the AGE and "ago" cells.
+fn wall_clock() -> Time {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Time::from_millis(millis)
+}
+
 fn pod_name(pod: &Pod) -> String {
     format!(
         "{}/{}",
@@ -106,12 +114,7 @@ impl PodSink for NodeOutput {
         if self.mode != OutputMode::Lines {
             return;
         }
-        let now = view
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.start_time.as_ref())
-            .map_or(Time::EPOCH, Time::from_k8s);
+        let now = wall_clock();
         let row = pod_row(&view.pod, now);
         let text = format!(
             "{}   {}   {}   {}   {}",

@@ -270,6 +270,18 @@ impl ProcessRuntime {
         Ok(rt)
     }
 
+    /// The node's address: the configured `node_ip`, else its first global IPv4 address.
+    /// Host-network pods report it as their IP; the node reports it as `status.hostIP`.
+    pub async fn node_ip(&self) -> Option<String> {
+        match &self.inner.config.node_ip {
+            Some(ip) => Some(ip.clone()),
+            None => match self.netlink().await {
+                Some(h) => network::node_ipv4(&h).await.map(|ip| ip.to_string()),
+                None => None,
+            },
+        }
+    }
+
     /// What the machine allows.
     pub fn capabilities(&self) -> &Capabilities {
         &self.inner.caps
@@ -403,13 +415,7 @@ impl ProcessRuntime {
                     "pod uses the host network: {why}, so it gets no network, UTS or IPC namespace and no own IP"
                 ));
             }
-            let ip = match &self.inner.config.node_ip {
-                Some(ip) => Some(ip.clone()),
-                None => match self.netlink().await {
-                    Some(h) => network::node_ipv4(&h).await.map(|ip| ip.to_string()),
-                    None => None,
-                },
-            };
+            let ip = self.node_ip().await;
             lock(&self.inner.sandboxes).insert(
                 uid,
                 SandboxState {
