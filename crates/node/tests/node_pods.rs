@@ -298,16 +298,23 @@ async fn a_failing_init_container_is_retried_under_on_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_waits_the_grace_period_then_kills_a_process_ignoring_sigterm() {
     let mut h = harness().await;
+    let dir = tempfile::tempdir().unwrap();
+    let trapped = dir.path().join("trapped");
+    let trapped = trapped.to_str().unwrap();
+    // Ready only once the TERM trap is in place, so the signal cannot arrive before it.
+    let script = format!(
+        "trap 'echo ignoring TERM' TERM; (trap '' TERM; sleep 600) & touch {trapped}; while true; do sleep 1; done"
+    );
     let p = pod(
         "stubborn",
         json!({"terminationGracePeriodSeconds": 2, "containers": [{
-            "name": "app", "image": "host",
-            "command": ["sh", "-c", "trap 'echo ignoring TERM' TERM; (trap '' TERM; sleep 600) & while true; do sleep 1; done"]
+            "name": "app", "image": "host", "command": ["sh", "-c", script],
+            "readinessProbe": {"exec": {"command": ["test", "-e", trapped]}, "periodSeconds": 1}
         }]}),
     );
     let id = uid(&p);
     h.supervisor.apply(p);
-    wait_for(&h, &id, 30, "the container to run", |v| phase(v) == "Running").await;
+    wait_for(&h, &id, 30, "the trap to be set", ready).await;
     let started = std::time::Instant::now();
     h.supervisor.delete(&id, None);
     let view = wait_for(&h, &id, 30, "termination", |v| v.finished).await;
