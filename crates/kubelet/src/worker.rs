@@ -98,6 +98,26 @@ pub(crate) async fn run(
         hook_tasks: HashMap::new(),
         diagnostics: BTreeMap::new(),
     };
+    if !worker.machine.is_finished() {
+        // There is no scheduler: the node accepts its pods itself, and says so as one would.
+        let pod = worker.pod();
+        let message = format!(
+            "Successfully assigned {}/{} to {}",
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .unwrap_or_default(),
+        );
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Scheduled",
+            message,
+            field_path: None,
+        };
+        worker.deps.sink.event(&pod, &event, clock.now());
+    }
     let mut queue = VecDeque::from([Input::Tick]);
     let mut published: Option<PodStatus> = None;
     let mut msgs_open = true;

@@ -155,8 +155,7 @@ impl Node {
                             statics.pods().filter_map(|p| p.metadata.uid.clone()).collect();
                         supervisor.forget_finished_except(&defined);
                     }
-                    let pods: Vec<_> = supervisor.pods().into_iter().map(|v| v.pod).collect();
-                    output.redraw(&pods, clock.now());
+                    output.redraw(&supervisor.pods(), clock.now());
                 }
             }
         }

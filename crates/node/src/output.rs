@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
 
+use podvisor_core::ProbeOutcome;
 use podvisor_core::corev1::Pod;
 use podvisor_kubelet::{PodSink, PodView};
 use podvisor_lifecycle::printer::pod_row;
@@ -51,13 +52,23 @@ impl NodeOutput {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Redraws the table (in [`OutputMode::Table`]).
-    pub fn redraw(&self, pods: &[Pod], now: Time) {
+    /// Redraws the table (in [`OutputMode::Table`]), with the last probe results of the pods
+    /// that are not ready, so "why is my pod not ready" is answered on screen.
+    pub fn redraw(&self, views: &[PodView], now: Time) {
         if self.mode != OutputMode::Table {
             return;
         }
+        let pods: Vec<Pod> = views.iter().map(|v| v.pod.clone()).collect();
         let mut screen = String::from("\x1b[H\x1b[2J");
-        screen.push_str(&table::render(pods, now));
+        screen.push_str(&table::render(&pods, now));
+        let why = not_ready_reasons(views, now);
+        if !why.is_empty() {
+            screen.push_str("\nNOT READY\n");
+            for line in why {
+                screen.push_str(&line);
+                screen.push('\n');
+            }
+        }
         let state = self.lock();
         if !state.events.is_empty() {
             screen.push_str("\nEVENTS\n");
@@ -91,6 +102,47 @@ impl NodeOutput {
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
     }
+}
+
+/// One line per failing probe of every pod that is not ready.
+pub fn not_ready_reasons(views: &[PodView], now: Time) -> Vec<String> {
+    let mut lines = Vec::new();
+    for view in views.iter().filter(|v| !v.finished) {
+        let ready = view
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if ready {
+            continue;
+        }
+        for (container, diagnostics) in &view.diagnostics {
+            for (kind, record) in &diagnostics.probes {
+                let passed = matches!(
+                    record.outcome,
+                    Some(ProbeOutcome::Success | ProbeOutcome::Warning)
+                );
+                if passed {
+                    continue;
+                }
+                let verdict = match record.outcome {
+                    None => "errored",
+                    Some(_) => "failed",
+                };
+                let ago = podvisor_lifecycle::printer::human_duration(
+                    now.as_millis().saturating_sub(record.at.as_millis()),
+                );
+                lines.push(format!(
+                    "{}/{container}: {kind} probe {verdict} {ago} ago ({} ms): {}",
+                    pod_name(&view.pod),
+                    record.latency.as_millis(),
+                    record.message.trim()
+                ));
+            }
+        }
+    }
+    lines
 }
 
 /// The current wall-clock time, for the AGE and "ago" cells.
