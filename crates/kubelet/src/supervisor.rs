@@ -83,6 +83,10 @@ impl PodSupervisor {
         {
             spec.node_name = Some(self.node_name.clone());
         }
+        if pod.metadata.creation_timestamp.is_none() {
+            // Pods that did not come through an API server (static pods) start existing now.
+            pod.metadata.creation_timestamp = Some(self.deps.clock.now().to_k8s());
+        }
         if let Some(worker) = self.workers.get(&uid) {
             if worker.messages.send(Msg::Update(Box::new(pod.clone()))).is_ok() {
                 return;

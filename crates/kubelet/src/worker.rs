@@ -72,6 +72,8 @@ struct Worker {
     /// Hooks running per instance, aborted when the instance ends (a `sleep` hook then stops).
     hook_tasks: HashMap<ContainerId, Vec<AbortHandle>>,
     diagnostics: BTreeMap<String, ContainerDiagnostics>,
+    /// A probe or hook result arrived since the view was last published.
+    diagnostics_changed: bool,
 }
 
 /// Runs one pod until it is terminal and torn down.
@@ -97,6 +99,7 @@ pub(crate) async fn run(
         teardown: None,
         hook_tasks: HashMap::new(),
         diagnostics: BTreeMap::new(),
+        diagnostics_changed: false,
     };
     if !worker.machine.is_finished() {
         // There is no scheduler: the node accepts its pods itself, and says so as one would.
@@ -130,9 +133,12 @@ pub(crate) async fn run(
             }
         }
         let status = worker.machine.status().clone();
-        if published.as_ref() != Some(&status) && !worker.machine.is_finished() {
-            worker.publish(&view);
-            published = Some(status);
+        if !worker.machine.is_finished() {
+            let changed = published.as_ref() != Some(&status);
+            if changed || worker.diagnostics_changed {
+                worker.publish(&view, changed);
+                published = Some(status);
+            }
         }
         if worker.machine.is_finished() {
             break;
@@ -435,14 +441,18 @@ impl Worker {
         }
     }
 
-    fn publish(&self, view: &watch::Sender<PodView>) {
+    /// Publishes the view; the sink hears of it only when the status changed.
+    fn publish(&mut self, view: &watch::Sender<PodView>, status_changed: bool) {
         let current = PodView {
             pod: self.pod(),
             diagnostics: self.diagnostics.clone(),
             finished: self.machine.is_finished(),
         };
-        self.deps.sink.status(&current);
+        if status_changed {
+            self.deps.sink.status(&current);
+        }
         view.send_replace(current);
+        self.diagnostics_changed = false;
     }
 
     /// Waits for the sandbox teardown and stops whatever is still running of the worker's tasks.
@@ -455,6 +465,6 @@ impl Worker {
             warn!("sandbox teardown took longer than 30s");
         }
         self.tasks.abort_all();
-        self.publish(view);
+        self.publish(view, true);
     }
 }
