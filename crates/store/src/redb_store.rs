@@ -1,0 +1,576 @@
+//! The default backend: one redb database file, fsynced on every commit.
+//!
+//! Three tables: `objects` (encoded key → (revision, JSON)), `history` (revision → (event type,
+//! encoded key, JSON)) for watch replay, and `meta` (the current revision and the compacted
+//! revision). Every write is one redb transaction that bumps the revision, writes the object
+//! and its history entry, and commits with immediate durability; only then is the write
+//! acknowledged and broadcast to live watchers. Writes are serialised by one lock, so revisions
+//! are handed out, committed and broadcast in order.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::{
+    EventType, ListOptions, ListResult, ObjectKey, Preconditions, Result, Store, StoreError, Versioned,
+    WatchEvent, WatchStream,
+};
+
+const OBJECTS: TableDefinition<'_, &str, (u64, &[u8])> = TableDefinition::new("objects");
+const HISTORY: TableDefinition<'_, u64, (u8, &str, &[u8])> = TableDefinition::new("history");
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const META_REVISION: &str = "revision";
+const META_COMPACTED: &str = "compacted";
+
+/// Tuning of a [`RedbStore`].
+#[derive(Debug, Clone)]
+pub struct RedbStoreConfig {
+    /// How many revisions of change history to keep for watchers; older history is compacted
+    /// away automatically (`0`: never compact automatically).
+    pub history_limit: u64,
+    /// Capacity of the live event channel per watcher before a slow watcher falls back to
+    /// reading history.
+    pub live_buffer: usize,
+}
+
+impl Default for RedbStoreConfig {
+    fn default() -> Self {
+        RedbStoreConfig {
+            history_limit: 10_000,
+            live_buffer: 4096,
+        }
+    }
+}
+
+/// A [`Store`] in one redb file. Cheap to clone; clones share the database.
+#[derive(Clone)]
+pub struct RedbStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    write_lock: Mutex<()>,
+    events: broadcast::Sender<Arc<WatchEvent>>,
+    config: RedbStoreConfig,
+}
+
+fn backend<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::backend(e.into())
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::backend(e)
+}
+
+fn event_code(kind: EventType) -> u8 {
+    match kind {
+        EventType::Added => 0,
+        EventType::Modified => 1,
+        EventType::Deleted => 2,
+    }
+}
+
+fn event_kind(code: u8) -> Result<EventType> {
+    match code {
+        0 => Ok(EventType::Added),
+        1 => Ok(EventType::Modified),
+        2 => Ok(EventType::Deleted),
+        other => Err(StoreError::InvalidObject {
+            reason: format!("unknown event code {other}"),
+        }),
+    }
+}
+
+/// Sets `metadata.resourceVersion` to `revision`; the object must be a JSON object.
+fn stamp(object: &mut Value, revision: u64) -> Result<()> {
+    let map = object.as_object_mut().ok_or_else(|| StoreError::InvalidObject {
+        reason: "not a JSON object".into(),
+    })?;
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let meta = meta.as_object_mut().ok_or_else(|| StoreError::InvalidObject {
+        reason: "metadata is not a map".into(),
+    })?;
+    meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    Ok(())
+}
+
+fn parse(bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::InvalidObject {
+        reason: format!("stored JSON: {e}"),
+    })
+}
+
+fn uid_of(object: &Value) -> Option<&str> {
+    object.get("metadata")?.get("uid")?.as_str()
+}
+
+fn check(key: &ObjectKey, pre: &Preconditions, revision: u64, object: &Value) -> Result<()> {
+    if let Some(expected) = pre.resource_version
+        && expected != revision
+    {
+        return Err(StoreError::Conflict {
+            key: key.clone(),
+            reason: format!("resourceVersion {expected} expected, {revision} stored"),
+        });
+    }
+    if let Some(uid) = &pre.uid
+        && uid_of(object) != Some(uid.as_str())
+    {
+        return Err(StoreError::Conflict {
+            key: key.clone(),
+            reason: format!("uid {uid} expected, {} stored", uid_of(object).unwrap_or("")),
+        });
+    }
+    Ok(())
+}
+
+enum Write {
+    Create(Value),
+    Update(Value, Preconditions),
+    Delete(Preconditions),
+}
+
+impl RedbStore {
+    /// Opens (or creates) the database at `path` with the default configuration.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, RedbStoreConfig::default())
+    }
+
+    /// Opens (or creates) the database at `path`. An unclean shutdown is repaired here; no
+    /// acknowledged write is lost.
+    pub fn open_with(path: impl AsRef<Path>, config: RedbStoreConfig) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let db = Database::create(&path).map_err(backend)?;
+        let txn = db.begin_write().map_err(backend)?;
+        {
+            txn.open_table(OBJECTS).map_err(backend)?;
+            txn.open_table(HISTORY).map_err(backend)?;
+            txn.open_table(META).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        let (events, _) = broadcast::channel(config.live_buffer.max(16));
+        Ok(RedbStore {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                write_lock: Mutex::new(()),
+                events,
+                config,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(join_error)?
+    }
+}
+
+impl Inner {
+    fn write(&self, key: &ObjectKey, op: Write) -> Result<Versioned> {
+        // A poisoned lock only means another writer panicked; the database itself is intact.
+        let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let encoded = key.encode();
+        let txn = self.db.begin_write().map_err(backend)?;
+        let event;
+        {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            let mut objects = txn.open_table(OBJECTS).map_err(backend)?;
+            let mut history = txn.open_table(HISTORY).map_err(backend)?;
+            let current = meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value());
+            let revision = current + 1;
+            let existing = match objects.get(encoded.as_str()).map_err(backend)? {
+                Some(guard) => {
+                    let (rev, bytes) = guard.value();
+                    Some((rev, parse(bytes)?))
+                }
+                None => None,
+            };
+            let (kind, mut object) = match (op, existing) {
+                (Write::Create(_), Some(_)) => {
+                    return Err(StoreError::AlreadyExists { key: key.clone() });
+                }
+                (Write::Create(object), None) => (EventType::Added, object),
+                (Write::Update(..) | Write::Delete(_), None) => {
+                    return Err(StoreError::NotFound { key: key.clone() });
+                }
+                (Write::Update(object, pre), Some((rev, old))) => {
+                    check(key, &pre, rev, &old)?;
+                    (EventType::Modified, object)
+                }
+                (Write::Delete(pre), Some((rev, old))) => {
+                    check(key, &pre, rev, &old)?;
+                    (EventType::Deleted, old)
+                }
+            };
+            stamp(&mut object, revision)?;
+            let bytes = serde_json::to_vec(&object).map_err(|e| StoreError::InvalidObject {
+                reason: e.to_string(),
+            })?;
+            if kind == EventType::Deleted {
+                objects.remove(encoded.as_str()).map_err(backend)?;
+            } else {
+                objects
+                    .insert(encoded.as_str(), (revision, bytes.as_slice()))
+                    .map_err(backend)?;
+            }
+            history
+                .insert(revision, (event_code(kind), encoded.as_str(), bytes.as_slice()))
+                .map_err(backend)?;
+            meta.insert(META_REVISION, revision).map_err(backend)?;
+            let limit = self.config.history_limit;
+            if limit > 0 && revision > limit && revision % 64 == 0 {
+                let horizon = revision - limit;
+                history.retain_in(..=horizon, |_, _| false).map_err(backend)?;
+                meta.insert(META_COMPACTED, horizon).map_err(backend)?;
+            }
+            event = WatchEvent {
+                kind,
+                key: key.clone(),
+                object,
+                revision,
+            };
+        }
+        txn.commit().map_err(backend)?;
+        let versioned = Versioned {
+            object: event.object.clone(),
+            revision: event.revision,
+        };
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(Arc::new(event));
+        Ok(versioned)
+    }
+
+    /// History after `after` for the resource, plus (compacted, current) revisions.
+    fn history_after(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        after: u64,
+    ) -> Result<(Vec<WatchEvent>, u64)> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let meta = txn.open_table(META).map_err(backend)?;
+        let history = txn.open_table(HISTORY).map_err(backend)?;
+        let compacted = meta
+            .get(META_COMPACTED)
+            .map_err(backend)?
+            .map_or(0, |v| v.value());
+        let current = meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value());
+        if after < compacted {
+            return Err(StoreError::Expired {
+                requested: after,
+                compacted,
+            });
+        }
+        let mut out = Vec::new();
+        for entry in history.range(after + 1..).map_err(backend)? {
+            let (rev, value) = entry.map_err(backend)?;
+            let (code, key, bytes) = value.value();
+            let Some(key) = ObjectKey::decode(key) else {
+                continue;
+            };
+            if !key.matches(resource, namespace) {
+                continue;
+            }
+            out.push(WatchEvent {
+                kind: event_kind(code)?,
+                key,
+                object: parse(bytes)?,
+                revision: rev.value(),
+            });
+        }
+        Ok((out, current))
+    }
+}
+
+#[async_trait]
+impl Store for RedbStore {
+    async fn create(&self, key: &ObjectKey, object: Value) -> Result<Versioned> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.write(&key, Write::Create(object)))
+            .await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Versioned> {
+        let key = key.clone();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let objects = txn.open_table(OBJECTS).map_err(backend)?;
+            let guard = objects
+                .get(key.encode().as_str())
+                .map_err(backend)?
+                .ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+            let (revision, bytes) = guard.value();
+            Ok(Versioned {
+                object: parse(bytes)?,
+                revision,
+            })
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        options: ListOptions,
+    ) -> Result<ListResult> {
+        let prefix = ObjectKey::prefix(resource, namespace);
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let meta = txn.open_table(META).map_err(backend)?;
+            let objects = txn.open_table(OBJECTS).map_err(backend)?;
+            let revision = meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value());
+            let limit = options.limit.filter(|l| *l > 0);
+            let start = match &options.continue_after {
+                Some(after) if after.starts_with(&prefix) => after.clone(),
+                _ => prefix.clone(),
+            };
+            let mut items = Vec::new();
+            let mut last_key = None;
+            let mut remaining = 0u64;
+            for entry in objects.range(start.as_str()..).map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let k = k.value();
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                if options.continue_after.as_deref() == Some(k) {
+                    continue;
+                }
+                let (rev, bytes) = v.value();
+                let object = parse(bytes)?;
+                if let Some(p) = &options.predicate
+                    && !p(&object)
+                {
+                    continue;
+                }
+                if limit.is_some_and(|l| items.len() >= l) {
+                    remaining += 1;
+                    continue;
+                }
+                last_key = Some(k.to_string());
+                items.push(Versioned {
+                    object,
+                    revision: rev,
+                });
+            }
+            let cut = remaining > 0;
+            Ok(ListResult {
+                items,
+                revision,
+                continue_after: if cut { last_key } else { None },
+                remaining: cut.then_some(remaining),
+            })
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        key: &ObjectKey,
+        object: Value,
+        preconditions: Preconditions,
+    ) -> Result<Versioned> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.write(&key, Write::Update(object, preconditions)))
+            .await
+    }
+
+    async fn delete(&self, key: &ObjectKey, preconditions: Preconditions) -> Result<Versioned> {
+        let key = key.clone();
+        self.blocking(move |inner| inner.write(&key, Write::Delete(preconditions)))
+            .await
+    }
+
+    async fn watch(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        from_revision: u64,
+    ) -> Result<WatchStream> {
+        // Subscribe before reading history, so nothing committed in between is missed;
+        // duplicates are skipped by revision.
+        let rx = self.inner.events.subscribe();
+        let (resource, namespace) = (resource.to_string(), namespace.map(str::to_string));
+        let (backlog, last) = if from_revision == 0 {
+            (Vec::new(), self.current_revision().await?)
+        } else {
+            let (r, n) = (resource.clone(), namespace.clone());
+            let (events, current) = self
+                .blocking(move |inner| inner.history_after(&r, n.as_deref(), from_revision))
+                .await?;
+            (events, current.max(from_revision))
+        };
+        let state = WatchState {
+            store: self.clone(),
+            rx,
+            backlog: backlog.into(),
+            last,
+            resource,
+            namespace,
+            done: false,
+        };
+        Ok(futures_util::stream::unfold(state, WatchState::next).boxed())
+    }
+
+    async fn current_revision(&self) -> Result<u64> {
+        self.blocking(|inner| {
+            let txn = inner.db.begin_read().map_err(backend)?;
+            let meta = txn.open_table(META).map_err(backend)?;
+            Ok(meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    async fn compact(&self, revision: u64) -> Result<()> {
+        self.blocking(move |inner| {
+            let _guard = inner.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+            let txn = inner.db.begin_write().map_err(backend)?;
+            {
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let mut history = txn.open_table(HISTORY).map_err(backend)?;
+                let current = meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value());
+                let old = meta
+                    .get(META_COMPACTED)
+                    .map_err(backend)?
+                    .map_or(0, |v| v.value());
+                let horizon = revision.min(current);
+                if horizon > old {
+                    history.retain_in(..=horizon, |_, _| false).map_err(backend)?;
+                    meta.insert(META_COMPACTED, horizon).map_err(backend)?;
+                }
+                tracing::debug!(horizon, remaining = history.len().map_err(backend)?, "compacted");
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+}
+
+/// The state of one watch stream: replayed history first, then the live channel.
+struct WatchState {
+    store: RedbStore,
+    rx: broadcast::Receiver<Arc<WatchEvent>>,
+    backlog: std::collections::VecDeque<WatchEvent>,
+    /// The last revision delivered or known to be covered.
+    last: u64,
+    resource: String,
+    namespace: Option<String>,
+    done: bool,
+}
+
+impl WatchState {
+    async fn next(mut self) -> Option<(Result<WatchEvent>, Self)> {
+        if self.done {
+            return None;
+        }
+        if let Some(event) = self.backlog.pop_front() {
+            self.last = self.last.max(event.revision);
+            return Some((Ok(event), self));
+        }
+        loop {
+            match self.rx.recv().await {
+                Ok(event) => {
+                    if event.revision <= self.last
+                        || !event.key.matches(&self.resource, self.namespace.as_deref())
+                    {
+                        continue;
+                    }
+                    self.last = event.revision;
+                    return Some((Ok((*event).clone()), self));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Fell behind the live channel: catch up from history.
+                    let (r, n, after) = (self.resource.clone(), self.namespace.clone(), self.last);
+                    let caught_up = self
+                        .store
+                        .blocking(move |inner| inner.history_after(&r, n.as_deref(), after))
+                        .await;
+                    match caught_up {
+                        Ok((events, _)) => {
+                            self.backlog = events.into();
+                            if let Some(event) = self.backlog.pop_front() {
+                                self.last = event.revision;
+                                return Some((Ok(event), self));
+                            }
+                        }
+                        Err(e) => {
+                            self.done = true;
+                            return Some((Err(e), self));
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_sets_resource_version_and_rejects_non_objects() {
+        let mut v = serde_json::json!({"kind": "Pod"});
+        stamp(&mut v, 7).unwrap();
+        assert_eq!(v["metadata"]["resourceVersion"], "7");
+        assert!(stamp(&mut Value::Null, 1).is_err());
+        assert!(stamp(&mut serde_json::json!({"metadata": 3}), 1).is_err());
+    }
+
+    #[test]
+    fn preconditions_check_version_and_uid() {
+        let key = ObjectKey::new("pods", "ns", "a");
+        let obj = serde_json::json!({"metadata": {"uid": "u1"}});
+        let ok = Preconditions {
+            resource_version: Some(3),
+            uid: Some("u1".into()),
+        };
+        assert!(check(&key, &ok, 3, &obj).is_ok());
+        let bad_rv = Preconditions {
+            resource_version: Some(2),
+            uid: None,
+        };
+        assert!(matches!(
+            check(&key, &bad_rv, 3, &obj),
+            Err(StoreError::Conflict { .. })
+        ));
+        let bad_uid = Preconditions {
+            resource_version: None,
+            uid: Some("u2".into()),
+        };
+        assert!(matches!(
+            check(&key, &bad_uid, 3, &obj),
+            Err(StoreError::Conflict { .. })
+        ));
+    }
+}

@@ -1,0 +1,326 @@
+//! Behaviour of the redb store through the `Store` trait: CRUD, preconditions, revisions,
+//! watch, compaction, concurrency and crash safety.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use podvisor_store::{EventType, ListOptions, ObjectKey, Preconditions, RedbStore, Store, StoreError};
+use serde_json::{Value, json};
+
+fn pod(name: &str, label: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {"app": label}}})
+}
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey::new("pods", "default", name)
+}
+
+fn open(dir: &tempfile::TempDir) -> RedbStore {
+    RedbStore::open(dir.path().join("store.redb")).expect("open store")
+}
+
+#[tokio::test]
+async fn crud_and_resource_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
+    assert_eq!(a.object["metadata"]["resourceVersion"], a.revision.to_string());
+    assert!(matches!(
+        store.create(&key("a"), pod("a", "x")).await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    let got = store.get(&key("a")).await.unwrap();
+    assert_eq!(got, a);
+    let b = store
+        .update(&key("a"), pod("a", "y"), Preconditions::default())
+        .await
+        .unwrap();
+    assert!(b.revision > a.revision);
+    assert_eq!(
+        store.get(&key("a")).await.unwrap().object["metadata"]["labels"]["app"],
+        "y"
+    );
+    let deleted = store.delete(&key("a"), Preconditions::default()).await.unwrap();
+    assert!(deleted.revision > b.revision);
+    assert!(matches!(
+        store.get(&key("a")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .update(&key("a"), pod("a", "z"), Preconditions::default())
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete(&key("a"), Preconditions::default()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn stale_resource_version_and_uid_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
+    store
+        .update(
+            &key("a"),
+            pod("a", "y"),
+            Preconditions {
+                resource_version: Some(a.revision),
+                uid: None,
+            },
+        )
+        .await
+        .unwrap();
+    let stale = store
+        .update(
+            &key("a"),
+            pod("a", "z"),
+            Preconditions {
+                resource_version: Some(a.revision),
+                uid: None,
+            },
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+    let wrong_uid = store
+        .delete(
+            &key("a"),
+            Preconditions {
+                resource_version: None,
+                uid: Some("other".into()),
+            },
+        )
+        .await;
+    assert!(matches!(wrong_uid, Err(StoreError::Conflict { .. })));
+    store.get(&key("a")).await.unwrap();
+}
+
+#[tokio::test]
+async fn list_filters_pages_and_reports_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for i in 0..5 {
+        store
+            .create(&key(&format!("p{i}")), pod(&format!("p{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    store
+        .create(&ObjectKey::new("pods", "other", "q"), pod("q", "x"))
+        .await
+        .unwrap();
+    store
+        .create(&ObjectKey::new("services", "default", "s"), pod("s", "x"))
+        .await
+        .unwrap();
+    let all = store.list("pods", None, ListOptions::default()).await.unwrap();
+    assert_eq!(all.items.len(), 6);
+    assert_eq!(all.revision, store.current_revision().await.unwrap());
+    let ns = store
+        .list("pods", Some("default"), ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(ns.items.len(), 5);
+    let mut names = Vec::new();
+    let mut options = ListOptions {
+        limit: Some(2),
+        ..Default::default()
+    };
+    loop {
+        let page = store
+            .list("pods", Some("default"), options.clone())
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 2);
+        names.extend(page.items.iter().map(|v| v.object["metadata"]["name"].clone()));
+        match page.continue_after {
+            Some(c) => options.continue_after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(names, vec!["p0", "p1", "p2", "p3", "p4"]);
+    let only_p3 = ListOptions {
+        predicate: Some(std::sync::Arc::new(|v: &Value| v["metadata"]["name"] == "p3")),
+        ..Default::default()
+    };
+    let filtered = store.list("pods", None, only_p3).await.unwrap();
+    assert_eq!(filtered.items.len(), 1);
+}
+
+#[tokio::test]
+async fn revisions_stay_monotonic_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let last = {
+        let store = open(&dir);
+        store.create(&key("a"), pod("a", "x")).await.unwrap();
+        store.create(&key("b"), pod("b", "x")).await.unwrap().revision
+    };
+    let store = open(&dir);
+    assert_eq!(store.current_revision().await.unwrap(), last);
+    let c = store.create(&key("c"), pod("c", "x")).await.unwrap();
+    assert!(c.revision > last);
+    assert_eq!(store.get(&key("b")).await.unwrap().revision, last);
+}
+
+#[tokio::test]
+async fn watch_replays_history_then_streams_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create(&ObjectKey::new("services", "default", "s0"), pod("s0", "x"))
+        .await
+        .unwrap();
+    let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
+    store
+        .update(&key("a"), pod("a", "y"), Preconditions::default())
+        .await
+        .unwrap();
+    store
+        .create(&ObjectKey::new("services", "default", "s"), pod("s", "x"))
+        .await
+        .unwrap();
+    let mut watch = store
+        .watch("pods", Some("default"), a.revision - 1)
+        .await
+        .unwrap();
+    let first = watch.next().await.unwrap().unwrap();
+    assert_eq!((first.kind, first.revision), (EventType::Added, a.revision));
+    let second = watch.next().await.unwrap().unwrap();
+    assert_eq!(second.kind, EventType::Modified);
+    store.delete(&key("a"), Preconditions::default()).await.unwrap();
+    let third = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("live event in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(third.kind, EventType::Deleted);
+    assert_eq!(
+        third.object["metadata"]["resourceVersion"],
+        third.revision.to_string()
+    );
+
+    // From 0: only what happens next.
+    let mut live = store.watch("pods", None, 0).await.unwrap();
+    let b = store.create(&key("b"), pod("b", "x")).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), live.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.revision, b.revision);
+}
+
+#[tokio::test]
+async fn watch_from_compacted_revision_is_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
+    let b = store.create(&key("b"), pod("b", "x")).await.unwrap();
+    store.compact(b.revision).await.unwrap();
+    let expired = store.watch("pods", None, a.revision).await;
+    assert!(
+        matches!(expired, Err(StoreError::Expired { .. })),
+        "{:?}",
+        expired.err()
+    );
+    // Watching from the compaction horizon still works.
+    let mut ok = store.watch("pods", None, b.revision).await.unwrap();
+    let c = store.create(&key("c"), pod("c", "x")).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), ok.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.unwrap().revision, c.revision);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_lose_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .create(&key("counter"), json!({"metadata": {"name": "counter"}, "n": 0}))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                loop {
+                    let cur = store.get(&key("counter")).await.unwrap();
+                    let mut next = cur.object.clone();
+                    next["n"] = json!(next["n"].as_u64().unwrap() + 1);
+                    let pre = Preconditions {
+                        resource_version: Some(cur.revision),
+                        uid: None,
+                    };
+                    match store.update(&key("counter"), next, pre).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.get(&key("counter")).await.unwrap().object["n"], 40);
+}
+
+const CRASH_ENV: &str = "PODVISOR_STORE_CRASH_DIR";
+
+/// Helper run in a child process: writes, reports each acknowledged write, then aborts
+/// without closing the database.
+#[tokio::test]
+async fn crash_child() {
+    let Ok(dir) = std::env::var(CRASH_ENV) else { return };
+    let store = RedbStore::open(std::path::Path::new(&dir).join("store.redb")).unwrap();
+    for i in 0..20 {
+        let v = store
+            .create(&key(&format!("p{i}")), pod(&format!("p{i}"), "x"))
+            .await
+            .unwrap();
+        println!("ACK {} {}", i, v.revision);
+    }
+    std::process::abort();
+}
+
+#[test]
+fn reopen_after_crash_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CRASH_ENV, dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child must die by abort");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let acks: Vec<(u32, u64)> = stdout
+        .lines()
+        .filter_map(|l| l.split("ACK ").nth(1))
+        .filter_map(|l| {
+            let (i, r) = l.split_once(' ')?;
+            Some((i.parse().ok()?, r.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(acks.len(), 20, "child output: {stdout}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = open(&dir);
+        for (i, rev) in &acks {
+            let got = store.get(&key(&format!("p{i}"))).await.unwrap();
+            assert_eq!(got.revision, *rev);
+        }
+        let next = store.create(&key("after"), pod("after", "x")).await.unwrap();
+        assert!(next.revision > acks.last().unwrap().1);
+    });
+}
