@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use podvisor_core::runtime::ContainerRuntime;
 use podvisor_core::{HookRunner, Prober};
+use podvisor_kubelet::PodSink;
 use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
-use podvisor_probe::ProbeSet;
+use podvisor_lifecycle::{Event, EventType};
+use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
+use tokio::sync::mpsc;
 
 use crate::manifests::StaticPods;
 use crate::output::{NodeOutput, OutputMode};
@@ -82,8 +85,9 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     let capabilities = runtime.capabilities().clone();
     let host_ip = runtime.node_ip().await;
     let runtime = Arc::new(runtime);
-    let probes = Arc::new(ProbeSet::new(runtime.clone()));
-    let node = Node::new(config, runtime, probes.clone(), probes, host_ip);
+    let (probes, hook_warnings) = ProbeSet::new(runtime.clone()).with_hook_warnings(64);
+    let probes = Arc::new(probes);
+    let node = Node::new(config, runtime, probes.clone(), probes, host_ip).with_hook_warnings(hook_warnings);
     Ok((node, capabilities))
 }
 
@@ -95,6 +99,7 @@ pub struct Node {
     prober: Arc<dyn Prober>,
     hooks: Arc<dyn HookRunner>,
     host_ip: Option<String>,
+    hook_warnings: Option<mpsc::Receiver<HookWarning>>,
 }
 
 impl Node {
@@ -112,7 +117,14 @@ impl Node {
             prober,
             hooks,
             host_ip,
+            hook_warnings: None,
         }
+    }
+
+    /// Also turns hook warnings (`LifecycleHTTPFallback`) into Warning events of their pods.
+    pub fn with_hook_warnings(mut self, warnings: mpsc::Receiver<HookWarning>) -> Node {
+        self.hook_warnings = Some(warnings);
+        self
     }
 
     /// Runs until `shutdown` completes, then terminates every pod gracefully (each with its
@@ -136,9 +148,22 @@ impl Node {
         let mut interval = tokio::time::interval(SCAN_PERIOD);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
+        let mut hook_warnings = self.hook_warnings;
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                Some(warning) = async { hook_warnings.as_mut()?.recv().await }, if hook_warnings.is_some() => {
+                    let uri = warning.container_id.uri();
+                    let owner = supervisor.pods().into_iter().find(|v| {
+                        let st = v.pod.status.clone().unwrap_or_default();
+                        st.container_statuses.iter().flatten().chain(st.init_container_statuses.iter().flatten())
+                            .any(|c| c.container_id.as_deref() == Some(uri.as_str()))
+                    });
+                    if let Some(view) = owner {
+                        let event = Event { type_: EventType::Warning, reason: warning.reason, message: warning.message, field_path: None };
+                        output.event(&view.pod, &event, clock.now());
+                    }
+                }
                 _ = interval.tick() => {
                     if let Some(statics) = statics.as_mut() {
                         let changes = statics.scan();
