@@ -1,0 +1,190 @@
+//! The served resources: one static table that routing, discovery, OpenAPI and tables share.
+
+/// One served resource (a kind under one group/version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resource {
+    /// API group, `""` for the core group.
+    pub group: &'static str,
+    /// API version (`v1`).
+    pub version: &'static str,
+    /// Plural resource name in URLs (`pods`).
+    pub plural: &'static str,
+    /// Singular name (`pod`).
+    pub singular: &'static str,
+    /// Kind (`Pod`).
+    pub kind: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// kubectl short names (`po`).
+    pub short_names: &'static [&'static str],
+    /// Subresources served (`status`), besides the object itself.
+    pub subresources: &'static [&'static str],
+    /// Categories (`all`).
+    pub categories: &'static [&'static str],
+}
+
+/// Every verb of a fully served resource, as discovery lists them.
+pub const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The served resources.
+pub const RESOURCES: &[Resource] = &[
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "namespaces",
+        singular: "namespace",
+        kind: "Namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        subresources: &["status"],
+        categories: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "pods",
+        singular: "pod",
+        kind: "Pod",
+        namespaced: true,
+        short_names: &["po"],
+        subresources: &["status", "log"],
+        categories: &["all"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "services",
+        singular: "service",
+        kind: "Service",
+        namespaced: true,
+        short_names: &["svc"],
+        subresources: &["status"],
+        categories: &["all"],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "endpoints",
+        singular: "endpoints",
+        kind: "Endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        subresources: &[],
+        categories: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        subresources: &[],
+        categories: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        singular: "node",
+        kind: "Node",
+        namespaced: false,
+        short_names: &["no"],
+        subresources: &["status"],
+        categories: &[],
+    },
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        kind: "EndpointSlice",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    Resource {
+        group: "events.k8s.io",
+        version: "v1",
+        plural: "events",
+        singular: "event",
+        kind: "Event",
+        namespaced: true,
+        short_names: &["ev"],
+        subresources: &[],
+        categories: &[],
+    },
+];
+
+/// The groups other than core, with their one version each.
+pub const GROUPS: &[(&str, &str)] = &[("discovery.k8s.io", "v1"), ("events.k8s.io", "v1")];
+
+impl Resource {
+    /// Finds a served resource by group, version and plural.
+    pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// `v1` or `group/v1`, the objects' `apiVersion`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`).
+    pub fn store_key(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}/{}", self.group, self.plural)
+        }
+    }
+
+    /// The URL prefix of the group version (`/api/v1`, `/apis/discovery.k8s.io/v1`).
+    pub fn gv_path(&self) -> String {
+        if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The resources served under one group version.
+    pub fn in_group(group: &str, version: &str) -> impl Iterator<Item = &'static Resource> {
+        let (group, version) = (group.to_string(), version.to_string());
+        RESOURCES
+            .iter()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_and_keys() {
+        let slices = Resource::find("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        assert_eq!(slices.api_version(), "discovery.k8s.io/v1");
+        assert_eq!(slices.store_key(), "discovery.k8s.io/endpointslices");
+        assert_eq!(Resource::find("", "v1", "pods").unwrap().store_key(), "pods");
+        assert!(Resource::find("", "v1", "secrets").is_none());
+        assert_eq!(Resource::in_group("", "v1").count(), 6);
+    }
+}

@@ -1,0 +1,256 @@
+//! Label selectors (`=`, `==`, `!=`, `in`, `notin`, exists, `!`exists) and field selectors.
+
+use serde_json::Value;
+
+use crate::meta::field_value;
+
+/// Why a selector did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectorError {
+    /// A label selector term is malformed.
+    #[error("unable to parse requirement: {term}")]
+    Label {
+        /// The offending term.
+        term: String,
+    },
+    /// A field selector names a field this resource does not support.
+    #[error("field label not supported: {field}")]
+    UnsupportedField {
+        /// The field.
+        field: String,
+    },
+    /// A field selector term is malformed.
+    #[error("invalid selector: '{term}'; can't understand '{term}'")]
+    Field {
+        /// The offending term.
+        term: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Op {
+    Eq(String),
+    NotEq(String),
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    Exists,
+    NotExists,
+}
+
+/// A parsed label selector; the empty selector matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelSelector {
+    terms: Vec<(String, Op)>,
+}
+
+/// Splits on commas outside parentheses.
+fn split_terms(s: &str) -> Vec<String> {
+    let (mut out, mut cur, mut depth) = (Vec::new(), String::new(), 0);
+    for c in s.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+fn set(values: &str, term: &str) -> Result<Vec<String>, SelectorError> {
+    let inner = values
+        .trim()
+        .strip_prefix('(')
+        .and_then(|v| v.strip_suffix(')'))
+        .ok_or_else(|| SelectorError::Label { term: term.into() })?;
+    Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
+}
+
+impl LabelSelector {
+    /// Parses `app=web,tier!=db,env in (a,b),!legacy`.
+    pub fn parse(s: &str) -> Result<Self, SelectorError> {
+        let mut terms = Vec::new();
+        for term in split_terms(s) {
+            let bad = || SelectorError::Label { term: term.clone() };
+            let parsed = if let Some(key) = term.strip_prefix('!') {
+                (key.trim().to_string(), Op::NotExists)
+            } else if let Some((k, v)) = term.split_once("!=") {
+                (k.trim().to_string(), Op::NotEq(v.trim().to_string()))
+            } else if let Some((k, v)) = term.split_once("==") {
+                (k.trim().to_string(), Op::Eq(v.trim().to_string()))
+            } else if let Some((k, v)) = term.split_once('=') {
+                (k.trim().to_string(), Op::Eq(v.trim().to_string()))
+            } else if let Some((k, v)) = term.split_once(" notin ") {
+                (k.trim().to_string(), Op::NotIn(set(v, &term)?))
+            } else if let Some((k, v)) = term.split_once(" in ") {
+                (k.trim().to_string(), Op::In(set(v, &term)?))
+            } else if term.contains(char::is_whitespace) || term.contains(['(', ')', '<', '>']) {
+                return Err(bad());
+            } else {
+                (term.clone(), Op::Exists)
+            };
+            if parsed.0.is_empty() {
+                return Err(bad());
+            }
+            terms.push(parsed);
+        }
+        Ok(LabelSelector { terms })
+    }
+
+    /// Whether an object's `metadata.labels` match.
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = object.get("metadata").and_then(|m| m.get("labels"));
+        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.terms.iter().all(|(key, op)| match op {
+            Op::Eq(v) => get(key) == Some(v.as_str()),
+            Op::NotEq(v) => get(key) != Some(v.as_str()),
+            Op::In(vs) => get(key).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Op::NotIn(vs) => get(key).is_none_or(|l| vs.iter().all(|v| v != l)),
+            Op::Exists => get(key).is_some(),
+            Op::NotExists => get(key).is_none(),
+        })
+    }
+}
+
+/// A parsed field selector (`metadata.name=x,status.phase!=Running`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldSelector {
+    terms: Vec<(String, bool, String)>,
+}
+
+/// The fields a resource supports in field selectors, besides `metadata.name` and
+/// `metadata.namespace`.
+pub fn supported_fields(plural: &str) -> &'static [&'static str] {
+    match plural {
+        "pods" => &[
+            "spec.nodeName",
+            "status.phase",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+        ],
+        "namespaces" => &["status.phase"],
+        "nodes" => &["spec.unschedulable"],
+        "services" => &["spec.clusterIP", "spec.type"],
+        "endpointslices" => &["addressType"],
+        _ => &[],
+    }
+}
+
+impl FieldSelector {
+    /// Parses a field selector for a resource, rejecting unsupported fields like kube-apiserver.
+    pub fn parse(s: &str, plural: &str) -> Result<Self, SelectorError> {
+        let mut terms = Vec::new();
+        for term in split_terms(s) {
+            let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(SelectorError::Field { term });
+            };
+            let field = field.trim();
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !supported_fields(plural).contains(&field)
+            {
+                return Err(SelectorError::UnsupportedField { field: field.into() });
+            }
+            terms.push((field.to_string(), eq, value.trim().to_string()));
+        }
+        Ok(FieldSelector { terms })
+    }
+
+    /// Whether an object's fields match.
+    pub fn matches(&self, object: &Value) -> bool {
+        self.terms.iter().all(|(field, eq, value)| {
+            let path = if field == "source" {
+                "source.component"
+            } else {
+                field.as_str()
+            };
+            (field_value(object, path) == *value) == *eq
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn label_selector_operators() {
+        let obj = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
+        for (sel, want) in [
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app in (web, api)", true),
+            ("app notin (web)", false),
+            ("tier", true),
+            ("!tier", false),
+            ("!missing", true),
+            ("missing notin (x)", true),
+            ("app=web,tier=back", false),
+            ("", true),
+        ] {
+            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
+        }
+        assert!(LabelSelector::parse("app in web").is_err());
+        assert!(LabelSelector::parse("a b").is_err());
+    }
+
+    #[test]
+    fn field_selector_fields() {
+        let pod = json!({"metadata": {"name": "a", "namespace": "d"}, "status": {"phase": "Running"}});
+        let s = FieldSelector::parse("metadata.name=a,status.phase!=Pending", "pods").unwrap();
+        assert!(s.matches(&pod));
+        assert!(
+            FieldSelector::parse("spec.nodeName=", "pods")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert_eq!(
+            FieldSelector::parse("spec.bogus=1", "pods")
+                .unwrap_err()
+                .to_string(),
+            "field label not supported: spec.bogus"
+        );
+        let ev = json!({"involvedObject": {"name": "a"}, "source": {"component": "kubelet"}});
+        assert!(
+            FieldSelector::parse("involvedObject.name=a,source=kubelet", "events")
+                .unwrap()
+                .matches(&ev)
+        );
+    }
+}

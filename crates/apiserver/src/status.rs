@@ -1,0 +1,266 @@
+//! Request failures as `metav1.Status` bodies, with kube-apiserver's reasons, codes and causes.
+
+use podvisor_api::validation::ValidationErrors;
+use podvisor_store::StoreError;
+use serde_json::{Value, json};
+
+use crate::resources::Resource;
+
+/// One `details.causes` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, ...
+    pub reason: String,
+    /// The human-readable message.
+    pub message: String,
+    /// The field path.
+    pub field: String,
+}
+
+/// A failed API request, rendered as a `Status` with [`ApiError::to_status`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    /// HTTP status code.
+    pub code: u16,
+    /// `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, `Expired`, ...
+    pub reason: &'static str,
+    /// The message kubectl prints.
+    pub message: String,
+    /// `details`: (group, kind, name).
+    pub details: Option<(String, String, String)>,
+    /// `details.causes`.
+    pub causes: Vec<Cause>,
+}
+
+/// This module's result type.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+            causes: Vec::new(),
+        }
+    }
+
+    fn with_details(mut self, resource: &Resource, name: &str) -> Self {
+        self.details = Some((resource.group.into(), resource.plural.into(), name.into()));
+        self
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    /// 404 NotFound for an object.
+    pub fn not_found(resource: &Resource, name: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(resource)),
+        )
+        .with_details(resource, name)
+    }
+
+    /// 404 NotFound for a path that serves nothing.
+    pub fn no_route(path: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+    }
+
+    /// 405 MethodNotAllowed.
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
+    }
+
+    /// 409 AlreadyExists.
+    pub fn already_exists(resource: &Resource, name: &str) -> Self {
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(resource)),
+        )
+        .with_details(resource, name)
+    }
+
+    /// 409 Conflict for a stale resourceVersion or uid.
+    pub fn conflict(resource: &Resource, name: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                qualified(resource)
+            ),
+        )
+        .with_details(resource, name)
+    }
+
+    /// 410 Expired: a resourceVersion older than the retained history.
+    pub fn expired(requested: u64, compacted: u64) -> Self {
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({compacted})"),
+        )
+    }
+
+    /// 413 RequestEntityTooLarge.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
+    }
+
+    /// 415 UnsupportedMediaType.
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf ({content_type})"
+            ),
+        )
+    }
+
+    /// 422 Invalid, with one cause per field error.
+    pub fn invalid(resource: &Resource, name: &str, errors: &ValidationErrors) -> Self {
+        let list: Vec<String> = errors.errors().iter().map(|e| e.to_string()).collect();
+        let joined = if list.len() == 1 {
+            list.join("")
+        } else {
+            format!("[{}]", list.join(", "))
+        };
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {joined}", resource.kind),
+        )
+        .with_details(resource, name);
+        e.details = Some((resource.group.into(), resource.kind.into(), name.into()));
+        e.causes = errors
+            .errors()
+            .iter()
+            .map(|f| Cause {
+                reason: f.kind.reason().to_string(),
+                message: f
+                    .to_string()
+                    .strip_prefix(&format!("{}: ", f.path))
+                    .unwrap_or("")
+                    .to_string(),
+                field: f.path.clone(),
+            })
+            .collect();
+        e
+    }
+
+    /// 422 Invalid for one field, when no `ValidationErrors` exist (e.g. immutable metadata).
+    pub fn invalid_field(resource: &Resource, name: &str, field: &str, reason: &str, message: &str) -> Self {
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {field}: {message}", resource.kind),
+        );
+        e.details = Some((resource.group.into(), resource.kind.into(), name.into()));
+        e.causes = vec![Cause {
+            reason: reason.into(),
+            message: message.into(),
+            field: field.into(),
+        }];
+        e
+    }
+
+    /// 500 InternalError.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    /// 501 NotImplemented.
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(501, "NotImplemented", message)
+    }
+
+    /// Maps a store error on `resource`/`name` to its API error.
+    pub fn from_store(e: StoreError, resource: &Resource, name: &str) -> Self {
+        match e {
+            StoreError::NotFound { .. } => Self::not_found(resource, name),
+            StoreError::AlreadyExists { .. } => Self::already_exists(resource, name),
+            StoreError::Conflict { .. } => Self::conflict(resource, name),
+            StoreError::Expired { requested, compacted } => Self::expired(requested, compacted),
+            StoreError::InvalidObject { reason } => Self::bad_request(reason),
+            other => Self::internal(format!("storage error: {other}")),
+        }
+    }
+
+    /// The `metav1.Status` body.
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some((group, kind, name)) = &self.details {
+            let mut details = json!({"name": name, "kind": kind});
+            if !group.is_empty() {
+                details["group"] = json!(group);
+            }
+            if !self.causes.is_empty() {
+                details["causes"] = self
+                    .causes
+                    .iter()
+                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .collect();
+            }
+            status["details"] = details;
+        }
+        status
+    }
+}
+
+/// `pods` or `endpointslices.discovery.k8s.io`, as kube-apiserver names resources in messages.
+fn qualified(resource: &Resource) -> String {
+    if resource.group.is_empty() {
+        resource.plural.to_string()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_status_matches_kube_apiserver() {
+        let pods = Resource::find("", "v1", "pods").unwrap();
+        let s = ApiError::not_found(pods, "web").to_status();
+        assert_eq!(s["message"], "pods \"web\" not found");
+        assert_eq!(s["code"], 404);
+        assert_eq!(s["details"]["kind"], "pods");
+        let slices = Resource::find("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        let s = ApiError::already_exists(slices, "a").to_status();
+        assert_eq!(
+            s["message"],
+            "endpointslices.discovery.k8s.io \"a\" already exists"
+        );
+        assert_eq!(s["details"]["group"], "discovery.k8s.io");
+    }
+}
