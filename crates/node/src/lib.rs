@@ -13,6 +13,7 @@
 //! gracefully and `run` returns once they have stopped or a deadline passed.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod manifests;
 mod node;
 pub mod output;

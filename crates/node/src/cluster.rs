@@ -1,0 +1,507 @@
+//! The node as a member of its own Kubernetes API: pods come from the store, and their status,
+//! events and the Node object go back to it.
+//!
+//! - [`follow_pods`] lists and watches pods, binds unassigned ones to this node (there is no
+//!   scheduler) and hands this node's pods to the run loop as [`PodChange`]s.
+//! - [`ApiSink`] is the [`PodSink`] that writes pod status (through the same store the API
+//!   serves) and records Events; once a deleted pod has stopped, it removes the object.
+//! - [`heartbeat`] registers the Node object and keeps its `Ready` condition fresh.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_core::corev1::{Pod, PodStatus};
+use podvisor_kubelet::{PodSink, PodView};
+use podvisor_lifecycle::{Event, Time};
+use podvisor_store::{EventType as WatchKind, ListOptions, ObjectKey, Preconditions, Store, StoreError};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// How often the Node object's heartbeat is renewed.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// A change of a pod assigned to this node.
+#[derive(Debug)]
+pub enum PodChange {
+    /// Run the pod, or pass its new version to its worker.
+    Apply(Box<Pod>),
+    /// The object is gone from the API (force deletion): stop the pod at once.
+    Gone {
+        /// The pod's UID.
+        uid: String,
+    },
+}
+
+fn pod_key(pod: &Pod) -> ObjectKey {
+    ObjectKey::new(
+        "pods",
+        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        pod.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// Lists and watches every pod; binds pods without `spec.nodeName` to `node_name` and sends
+/// this node's pods to `changes`. Runs until `changes` is closed; relists after watch errors.
+pub async fn follow_pods(
+    store: Arc<dyn Store>,
+    node_name: String,
+    changes: mpsc::UnboundedSender<PodChange>,
+) {
+    let mut known: HashSet<String> = HashSet::new();
+    loop {
+        if changes.is_closed() {
+            return;
+        }
+        let list = match store.list("pods", None, ListOptions::default()).await {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(error = %e, "listing pods failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut present = HashSet::new();
+        for item in list.items {
+            if let Some(uid) = handle(&*store, &node_name, item.object, &changes).await {
+                present.insert(uid);
+            }
+        }
+        for uid in known.difference(&present) {
+            let _ = changes.send(PodChange::Gone { uid: uid.clone() });
+        }
+        known = present;
+        let mut watch = match store.watch("pods", None, list.revision).await {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "watching pods failed; relisting");
+                continue;
+            }
+        };
+        while let Some(event) = futures_util::StreamExt::next(&mut watch).await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    debug!(error = %e, "pod watch ended; relisting");
+                    break;
+                }
+            };
+            match event.kind {
+                WatchKind::Deleted => {
+                    let uid = event.object["metadata"]["uid"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    if known.remove(&uid) {
+                        let _ = changes.send(PodChange::Gone { uid });
+                    }
+                }
+                WatchKind::Added | WatchKind::Modified => {
+                    if let Some(uid) = handle(&*store, &node_name, event.object, &changes).await {
+                        known.insert(uid);
+                    }
+                }
+            }
+            if changes.is_closed() {
+                return;
+            }
+        }
+    }
+}
+
+/// Binds or forwards one pod; returns its UID if it runs here.
+async fn handle(
+    store: &dyn Store,
+    node_name: &str,
+    object: Value,
+    changes: &mpsc::UnboundedSender<PodChange>,
+) -> Option<String> {
+    let pod: Pod = match serde_json::from_value(object.clone()) {
+        Ok(pod) => pod,
+        Err(e) => {
+            warn!(error = %e, "undecodable pod in the store");
+            return None;
+        }
+    };
+    let assigned = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
+    match assigned {
+        None => {
+            // No scheduler: this node takes every unassigned pod. The watch brings it back bound.
+            let mut bound = object;
+            bound["spec"]["nodeName"] = json!(node_name);
+            let rv = pod
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok());
+            let pre = Preconditions {
+                resource_version: rv,
+                uid: pod.metadata.uid.clone(),
+            };
+            if let Err(e) = store.update(&pod_key(&pod), bound, pre).await {
+                debug!(error = %e, "binding a pod failed (it changed meanwhile)");
+            }
+            None
+        }
+        Some(name) if name == node_name => {
+            let uid = pod.metadata.uid.clone()?;
+            let _ = changes.send(PodChange::Apply(Box::new(pod)));
+            Some(uid)
+        }
+        Some(_) => None,
+    }
+}
+
+enum SinkMsg {
+    Status {
+        key: ObjectKey,
+        uid: String,
+        status: Box<PodStatus>,
+        remove: bool,
+    },
+    Event {
+        pod: Box<Pod>,
+        event: Event,
+        at: Time,
+    },
+}
+
+/// The [`PodSink`] that writes to the store: pod status, Events, and the final removal of a
+/// deleted pod once it has stopped. Writes happen on a background task, newest status first
+/// wins, so the pod workers never wait for the disk.
+pub struct ApiSink {
+    tx: mpsc::UnboundedSender<SinkMsg>,
+}
+
+impl ApiSink {
+    /// A sink writing to `store` as node `node_name`, and the task that does the writing (spawn it).
+    pub fn new(
+        store: Arc<dyn Store>,
+        node_name: String,
+    ) -> (ApiSink, impl std::future::Future<Output = ()> + Send) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (ApiSink { tx }, write_loop(store, node_name, rx))
+    }
+}
+
+impl PodSink for ApiSink {
+    fn status(&self, view: &PodView) {
+        let Some(status) = view.pod.status.clone() else {
+            return;
+        };
+        let uid = view.pod.metadata.uid.clone().unwrap_or_default();
+        let remove = view.finished && view.pod.metadata.deletion_timestamp.is_some();
+        let _ = self.tx.send(SinkMsg::Status {
+            key: pod_key(&view.pod),
+            uid,
+            status: Box::new(status),
+            remove,
+        });
+    }
+
+    fn event(&self, pod: &Pod, event: &Event, at: Time) {
+        let _ = self.tx.send(SinkMsg::Event {
+            pod: Box::new(pod.clone()),
+            event: event.clone(),
+            at,
+        });
+    }
+}
+
+async fn write_loop(store: Arc<dyn Store>, node_name: String, mut rx: mpsc::UnboundedReceiver<SinkMsg>) {
+    // (pod uid, reason, message, field path) → (event name, count), to aggregate repeats.
+    let mut seen: HashMap<(String, String, String, String), (String, i64)> = HashMap::new();
+    let mut counter: u64 = 0;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        // Only the newest status of each pod matters.
+        let mut statuses: HashMap<ObjectKey, (String, Box<PodStatus>, bool)> = HashMap::new();
+        for msg in batch {
+            match msg {
+                SinkMsg::Status {
+                    key,
+                    uid,
+                    status,
+                    remove,
+                } => {
+                    let entry = statuses
+                        .entry(key)
+                        .or_insert((uid.clone(), status.clone(), false));
+                    *entry = (uid, status, entry.2 || remove);
+                }
+                SinkMsg::Event { pod, event, at } => {
+                    counter += 1;
+                    record_event(&*store, &node_name, &pod, &event, at, &mut seen, counter).await;
+                }
+            }
+        }
+        for (key, (uid, status, remove)) in statuses {
+            write_status(&*store, &key, &uid, &status).await;
+            if remove {
+                let pre = Preconditions {
+                    resource_version: None,
+                    uid: Some(uid),
+                };
+                match store.delete(&key, pre).await {
+                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => warn!(error = %e, pod = %key.name, "removing a terminated pod failed"),
+                }
+            }
+        }
+    }
+}
+
+async fn write_status(store: &dyn Store, key: &ObjectKey, uid: &str, status: &PodStatus) {
+    let Ok(status) = serde_json::to_value(status) else {
+        return;
+    };
+    for _ in 0..5 {
+        let current = match store.get(key).await {
+            Ok(current) => current,
+            Err(_) => return,
+        };
+        if current.object["metadata"]["uid"].as_str() != Some(uid) {
+            return;
+        }
+        let mut object = current.object;
+        let mut status = status.clone();
+        keep_foreign_conditions(&object["status"], &mut status);
+        object["status"] = status;
+        let pre = Preconditions {
+            resource_version: Some(current.revision),
+            uid: Some(uid.to_owned()),
+        };
+        match store.update(key, object, pre).await {
+            Ok(_) => return,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => {
+                warn!(error = %e, pod = %key.name, "writing pod status failed");
+                return;
+            }
+        }
+    }
+}
+
+/// The conditions the kubelet owns; all others (readiness gates, `DisruptionTarget`) are kept
+/// as they are in the API, so a gate set by someone else is never overwritten (rule 14.8).
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+    "PodScheduled",
+];
+
+fn keep_foreign_conditions(stored: &Value, ours: &mut Value) {
+    let foreign: Vec<Value> = stored["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| !KUBELET_CONDITIONS.contains(&c["type"].as_str().unwrap_or_default()))
+        .cloned()
+        .collect();
+    let owned: Vec<Value> = ours["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| KUBELET_CONDITIONS.contains(&c["type"].as_str().unwrap_or_default()))
+        .cloned()
+        .collect();
+    ours["conditions"] = Value::Array(foreign.into_iter().chain(owned).collect());
+}
+
+async fn record_event(
+    store: &dyn Store,
+    node_name: &str,
+    pod: &Pod,
+    event: &Event,
+    at: Time,
+    seen: &mut HashMap<(String, String, String, String), (String, i64)>,
+    counter: u64,
+) {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let pod_name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let field_path = event.field_path.clone().unwrap_or_default();
+    let when = serde_json::to_value(at.to_k8s()).unwrap_or(Value::Null);
+    let id = (
+        uid.clone(),
+        event.reason.to_owned(),
+        event.message.clone(),
+        field_path.clone(),
+    );
+    if let Some((name, count)) = seen.get_mut(&id) {
+        let key = ObjectKey::new("events", namespace.clone(), name.clone());
+        if let Ok(current) = store.get(&key).await {
+            *count += 1;
+            let mut object = current.object;
+            object["count"] = json!(*count);
+            object["lastTimestamp"] = when.clone();
+            let pre = Preconditions {
+                resource_version: Some(current.revision),
+                uid: None,
+            };
+            if store.update(&key, object, pre).await.is_ok() {
+                return;
+            }
+        }
+    }
+    let name = format!("{pod_name}.{:x}{:08x}", at.as_millis(), counter);
+    let mut involved =
+        json!({"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": pod_name, "uid": uid});
+    if !field_path.is_empty() {
+        involved["fieldPath"] = json!(field_path);
+    }
+    let object = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver_uid(counter, at)},
+        "involvedObject": involved,
+        "reason": event.reason,
+        "message": event.message,
+        "type": event.type_.as_str(),
+        "source": {"component": "kubelet", "host": node_name},
+        "reportingComponent": "kubelet",
+        "reportingInstance": node_name,
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+        "count": 1,
+    });
+    let key = ObjectKey::new("events", namespace, name.clone());
+    match store.create(&key, object).await {
+        Ok(_) => {
+            seen.insert(id, (name, 1));
+        }
+        Err(e) => debug!(error = %e, "recording an event failed"),
+    }
+}
+
+/// A UID for an object the node creates itself.
+fn podvisor_apiserver_uid(counter: u64, at: Time) -> String {
+    let a = u64::try_from(at.as_millis()).unwrap_or(0);
+    let mix = counter.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ a.rotate_left(17);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a & 0xffff_ffff,
+        (a >> 32) & 0xffff,
+        counter & 0xfff,
+        (mix >> 12) & 0xfff,
+        mix & 0xffff_ffff_ffff
+    )
+}
+
+/// What the Node object says about the machine.
+#[derive(Clone, Debug)]
+pub struct NodeFacts {
+    /// The node's name.
+    pub name: String,
+    /// Its address (`InternalIP`).
+    pub address: Option<String>,
+    /// The pod CIDR.
+    pub pod_cidr: String,
+}
+
+/// Registers the Node object and renews its heartbeat every [`HEARTBEAT`], until dropped.
+pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_kubelet::Clock) {
+    let key = ObjectKey::new("nodes", "", facts.name.clone());
+    let mut transition: Option<Value> = None;
+    loop {
+        let now = serde_json::to_value(clock.now().to_k8s()).unwrap_or(Value::Null);
+        let since = transition.get_or_insert_with(|| now.clone()).clone();
+        let status = node_status(&facts, &now, &since);
+        match store.get(&key).await {
+            Ok(current) => {
+                let mut object = current.object;
+                object["status"] = status;
+                let pre = Preconditions {
+                    resource_version: Some(current.revision),
+                    uid: None,
+                };
+                if let Err(e) = store.update(&key, object, pre).await {
+                    debug!(error = %e, "node heartbeat failed; retrying next period");
+                }
+            }
+            Err(StoreError::NotFound { .. }) => {
+                let object = json!({
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": facts.name,
+                        "uid": podvisor_apiserver_uid(0, clock.now()),
+                        "creationTimestamp": now,
+                        "labels": {
+                            "kubernetes.io/hostname": facts.name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": std::env::consts::ARCH,
+                            "node-role.kubernetes.io/control-plane": "",
+                        },
+                    },
+                    "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
+                    "status": status,
+                });
+                if let Err(e) = store.create(&key, object).await {
+                    warn!(error = %e, "registering the node failed");
+                }
+            }
+            Err(e) => warn!(error = %e, "reading the node failed"),
+        }
+        tokio::time::sleep(HEARTBEAT).await;
+    }
+}
+
+fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        })
+        .unwrap_or_else(|| "0".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let resources = json!({"cpu": cpus.to_string(), "memory": format!("{memory_kib}Ki"), "pods": "110"});
+    let mut addresses = vec![json!({"type": "Hostname", "address": facts.name})];
+    if let Some(ip) = &facts.address {
+        addresses.insert(0, json!({"type": "InternalIP", "address": ip}));
+    }
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": type_, "status": status, "reason": reason, "message": message,
+            "lastHeartbeatTime": now, "lastTransitionTime": since})
+    };
+    json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "addresses": addresses,
+        "conditions": [
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ],
+        "nodeInfo": {
+            "architecture": std::env::consts::ARCH,
+            "bootID": "",
+            "containerRuntimeVersion": "podvisor://0.1.0",
+            "kernelVersion": kernel,
+            "kubeProxyVersion": "",
+            "kubeletVersion": "v1.35.0-podvisor",
+            "machineID": "",
+            "operatingSystem": "linux",
+            "osImage": "podvisor process node",
+            "systemUUID": "",
+        },
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+    })
+}

@@ -1,0 +1,190 @@
+//! The node against its store: binding, status write-back, events, removal after deletion,
+//! and the Node object.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use podvisor_core::corev1::Pod;
+use podvisor_kubelet::{Clock, PodSink, PodView};
+use podvisor_lifecycle::{Event, EventType, Time};
+use podvisor_node::cluster::{ApiSink, NodeFacts, PodChange, follow_pods, heartbeat};
+use podvisor_store::{ListOptions, ObjectKey, Preconditions, RedbStore, Store};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path().join("store.redb")).unwrap();
+    (Arc::new(store), dir)
+}
+
+fn pod_json(name: &str, node: Option<&str>) -> serde_json::Value {
+    let mut spec = json!({"containers": [{"name": "app", "image": "x", "command": ["sleep", "1"]}]});
+    if let Some(node) = node {
+        spec["nodeName"] = json!(node);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}")}, "spec": spec})
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<PodChange>) -> PodChange {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a change in time")
+        .expect("open")
+}
+
+#[tokio::test]
+async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
+    let (store, _dir) = store();
+    store
+        .create(&ObjectKey::new("pods", "default", "mine"), pod_json("mine", None))
+        .await
+        .unwrap();
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "theirs"),
+            pod_json("theirs", Some("other-node")),
+        )
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(follow_pods(store.clone(), "node-1".into(), tx));
+    let PodChange::Apply(pod) = next(&mut rx).await else {
+        panic!("expected a pod")
+    };
+    assert_eq!(pod.metadata.name.as_deref(), Some("mine"));
+    assert_eq!(
+        pod.spec.unwrap().node_name.as_deref(),
+        Some("node-1"),
+        "bound to this node"
+    );
+    // A pod created later is bound too; a force-deleted one is reported gone.
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "later"),
+            pod_json("later", None),
+        )
+        .await
+        .unwrap();
+    let PodChange::Apply(pod) = next(&mut rx).await else {
+        panic!("expected a pod")
+    };
+    assert_eq!(pod.metadata.name.as_deref(), Some("later"));
+    store
+        .delete(
+            &ObjectKey::new("pods", "default", "mine"),
+            Preconditions::default(),
+        )
+        .await
+        .unwrap();
+    loop {
+        match next(&mut rx).await {
+            PodChange::Gone { uid } => {
+                assert_eq!(uid, "uid-mine");
+                break;
+            }
+            PodChange::Apply(_) => continue,
+        }
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped() {
+    let (store, _dir) = store();
+    let key = ObjectKey::new("pods", "default", "web");
+    let mut object = pod_json("web", Some("node-1"));
+    object["status"] = json!({"conditions": [{"type": "example.com/gate", "status": "True"}]});
+    store.create(&key, object).await.unwrap();
+    let (sink, writer) = ApiSink::new(store.clone(), "node-1".into());
+    let writer = tokio::spawn(writer);
+    let mut pod: Pod = serde_json::from_value(pod_json("web", Some("node-1"))).unwrap();
+    pod.status = Some(
+        serde_json::from_value(json!({"phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}]}))
+        .unwrap(),
+    );
+    let view = PodView {
+        pod: pod.clone(),
+        ..PodView::default()
+    };
+    sink.status(&view);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Unhealthy",
+        message: "Readiness probe failed: x".into(),
+        field_path: Some("spec.containers{app}".into()),
+    };
+    sink.event(&pod, &event, Time::from_secs(1_700_000_000));
+    sink.event(&pod, &event, Time::from_secs(1_700_000_010));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stored = store.get(&key).await.unwrap().object;
+    assert_eq!(stored["status"]["phase"], "Running");
+    let types: Vec<&str> = stored["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["example.com/gate", "Ready"],
+        "a gate set by others is kept"
+    );
+    let events = store
+        .list("events", Some("default"), ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(events.items.len(), 1, "repeats are aggregated");
+    let e = &events.items[0].object;
+    assert_eq!(
+        (e["reason"].as_str(), e["count"].as_i64()),
+        (Some("Unhealthy"), Some(2))
+    );
+    assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{app}");
+
+    // Deleted and stopped: the object goes away.
+    pod.metadata.deletion_timestamp = Some(Time::from_secs(1_700_000_020).to_k8s());
+    sink.status(&PodView {
+        pod,
+        finished: true,
+        ..PodView::default()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(store.get(&key).await.is_err());
+    drop(sink);
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_node_registers_itself_as_ready() {
+    let (store, _dir) = store();
+    let facts = NodeFacts {
+        name: "node-1".into(),
+        address: Some("192.0.2.10".into()),
+        pod_cidr: "10.88.0.0/16".into(),
+    };
+    let task = tokio::spawn(heartbeat(store.clone(), facts, Clock::system()));
+    let key = ObjectKey::new("nodes", "", "node-1");
+    let mut node = None;
+    for _ in 0..50 {
+        if let Ok(found) = store.get(&key).await {
+            node = Some(found.object);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+    let node = node.expect("node registered");
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+    assert_eq!(node["status"]["addresses"][0]["address"], "192.0.2.10");
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+}
