@@ -28,7 +28,7 @@ pub struct ApiError {
     /// The message kubectl prints.
     pub message: String,
     /// `details`: (group, kind, name).
-    pub details: Option<(String, String, String)>,
+    pub details: Option<Box<(String, String, String)>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
 }
@@ -48,7 +48,11 @@ impl ApiError {
     }
 
     fn with_details(mut self, resource: &Resource, name: &str) -> Self {
-        self.details = Some((resource.group.into(), resource.plural.into(), name.into()));
+        self.details = Some(Box::new((
+            resource.group.into(),
+            resource.plural.into(),
+            name.into(),
+        )));
         self
     }
 
@@ -151,7 +155,11 @@ impl ApiError {
             format!("{} \"{name}\" is invalid: {joined}", resource.kind),
         )
         .with_details(resource, name);
-        e.details = Some((resource.group.into(), resource.kind.into(), name.into()));
+        e.details = Some(Box::new((
+            resource.group.into(),
+            resource.kind.into(),
+            name.into(),
+        )));
         e.causes = errors
             .errors()
             .iter()
@@ -175,7 +183,11 @@ impl ApiError {
             "Invalid",
             format!("{} \"{name}\" is invalid: {field}: {message}", resource.kind),
         );
-        e.details = Some((resource.group.into(), resource.kind.into(), name.into()));
+        e.details = Some(Box::new((
+            resource.group.into(),
+            resource.kind.into(),
+            name.into(),
+        )));
         e.causes = vec![Cause {
             reason: reason.into(),
             message: message.into(),
@@ -217,7 +229,8 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
-        if let Some((group, kind, name)) = &self.details {
+        if let Some(details) = &self.details {
+            let (group, kind, name) = details.as_ref();
             let mut details = json!({"name": name, "kind": kind});
             if !group.is_empty() {
                 details["group"] = json!(group);
