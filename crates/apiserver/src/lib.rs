@@ -17,7 +17,7 @@
 //!
 //! **Where to start.** [`ApiServer::new`], [`ApiServer::serve`]; in-process consumers use
 //! [`ApiServer::store`] to read, watch and write the same objects directly. Routing and verbs
-//! are in [`handlers`](crate::handlers) (private), tables in [`table`], discovery in
+//! are in the private `handlers` module, tables in [`table`], discovery in
 //! [`discovery`].
 //!
 //! **Cancel safety.** `serve` returns once `shutdown` fires and in-flight requests finished (or

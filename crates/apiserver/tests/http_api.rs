@@ -1,0 +1,134 @@
+//! Raw HTTP against the server: Status causes, stale updates, oversized and malformed bodies,
+//! watch from a resourceVersion, bookmarks, 410 Expired after compaction, limit/continue.
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, body).
+async fn request(url: &str, method: &str, path: &str, ct: &str, body: &[u8]) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let _ = s.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn pod(name: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{name}"}},"spec":{{"containers":[{{"name":"c","image":"busybox","command":["sleep","1"]}}]}}}}"#
+    )
+}
+
+#[test]
+fn errors_conflicts_and_limits() {
+    let s = common::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let base = "/api/v1/namespaces/default/pods";
+        let (code, _) = request(&s.url, "POST", base, "application/json", pod("a").as_bytes()).await;
+        assert_eq!(code, 201);
+        let (code, body) = request(&s.url, "POST", base, "application/json", pod("a").as_bytes()).await;
+        assert_eq!(code, 409, "{body}");
+        assert!(body.contains("AlreadyExists"));
+        let bad = pod("b").replace("\"name\":\"c\"", "\"name\":\"C_1\"");
+        let (code, body) = request(&s.url, "POST", base, "application/json", bad.as_bytes()).await;
+        assert_eq!(code, 422, "{body}");
+        assert!(
+            body.contains("\"field\":\"spec.containers[0].name\"") && body.contains("FieldValueInvalid"),
+            "{body}"
+        );
+        let stale = pod("a").replace("\"name\":\"a\"", "\"name\":\"a\",\"resourceVersion\":\"1\"");
+        let (code, body) = request(
+            &s.url,
+            "PUT",
+            &format!("{base}/a"),
+            "application/json",
+            stale.as_bytes(),
+        )
+        .await;
+        assert_eq!(code, 409, "{body}");
+        assert!(body.contains("Conflict"));
+        let (code, _) = request(&s.url, "POST", base, "application/json", b"{not json").await;
+        assert_eq!(code, 400);
+        let huge = vec![b' '; 4 * 1024 * 1024];
+        let (code, _) = request(&s.url, "POST", base, "application/json", &huge).await;
+        assert_eq!(code, 413);
+        let (code, body) = request(&s.url, "GET", &format!("{base}/a/log"), "application/json", b"").await;
+        assert_eq!(code, 501, "{body}");
+        for n in ["b", "c", "d"] {
+            request(&s.url, "POST", base, "application/json", pod(n).as_bytes()).await;
+        }
+        let (code, body) = request(&s.url, "GET", &format!("{base}?limit=2"), "application/json", b"").await;
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 2);
+        let token = v["metadata"]["continue"].as_str().unwrap().to_string();
+        let (_, body) = request(
+            &s.url,
+            "GET",
+            &format!("{base}?limit=2&continue={token}"),
+            "application/json",
+            b"",
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 2);
+        assert!(v["metadata"].get("continue").is_none());
+        let (code, _) = request(&s.url, "GET", "/readyz", "", b"").await;
+        assert_eq!(code, 200);
+    });
+}
+
+#[test]
+fn watch_from_revision_bookmarks_and_expired() {
+    let s = common::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let base = "/api/v1/namespaces/default/pods";
+        let (_, body) = request(&s.url, "POST", base, "application/json", pod("a").as_bytes()).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let rv: u64 = v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        request(&s.url, "POST", base, "application/json", pod("b").as_bytes()).await;
+
+        // Watch from rv: replays b, then a bookmark (interval 1 s in the harness).
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!("GET {base}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=10 HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut lines = BufReader::new(conn).lines();
+        let mut got = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !(got.contains("\"ADDED\"") && got.contains("BOOKMARK")) {
+            let line = tokio::time::timeout_at(deadline, lines.next_line()).await.expect("events in time").unwrap().unwrap();
+            got.push_str(&line);
+        }
+        assert!(got.contains("\"name\":\"b\""), "{got}");
+        assert!(!got.contains("\"name\":\"a\""), "{got}");
+
+        s.store.compact(rv + 1).await.unwrap();
+        let (code, body) = request(&s.url, "GET", &format!("{base}?watch=true&resourceVersion={rv}"), "", b"").await;
+        assert_eq!(code, 200);
+        assert!(body.contains("\"ERROR\"") && body.contains("\"code\":410") && body.contains("Expired"), "{body}");
+    });
+}
