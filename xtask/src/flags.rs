@@ -82,6 +82,11 @@ impl Parser {
             self.current_flag = "help".to_owned();
             return Ok(Some(Arg::Flag(self.current_flag.clone())));
         }
+        if arg == "-f" {
+            // kubectl's short form of --filename.
+            self.current_flag = "filename".to_owned();
+            return Ok(Some(Arg::Flag(self.current_flag.clone())));
+        }
         if let Some(flag) = arg.strip_prefix("--") {
             let (name, value) = match flag.split_once('=') {
                 Some((name, value)) => (name, Some(value.to_owned())),

@@ -23,8 +23,11 @@ OPTIONS:
     --data-dir DIR      Where the node keeps its state and container logs [default: ./.podvisor]
     --manifests DIR     Follow the Pod manifests (*.yaml, *.yml, *.json) in DIR, like the
                         kubelet's staticPodPath: added, changed and removed files are followed
-    --listen ADDR       Address for the Kubernetes API, as IP:PORT [default: 127.0.0.1:6443]
-                        (the API server is not wired in yet: issue #4)
+                        (the pods appear in the API, like mirror pods)
+    --listen ADDR       Serve the Kubernetes API on IP:PORT (loopback only for now) and write
+                        DATA_DIR/kubeconfig once it answers [default: 127.0.0.1:6443]
+    -f, --filename PATH Create the objects of a manifest file or directory through the API at
+                        start-up, like `kubectl create -f` (may be repeated)
     --node-name NAME    The node's name [default: the host name]
     --pod-cidr CIDR     The pod network; the bridge podvisor0 takes its first address
                         [default: 10.88.0.0/16]
@@ -54,6 +57,7 @@ struct NodeArgs {
     pod_cidr: String,
     host_network: bool,
     output: Option<String>,
+    apply: Vec<PathBuf>,
 }
 
 pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
@@ -68,6 +72,8 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
     }
     config.pod_cidr = node_args.pod_cidr;
     config.host_network_only = node_args.host_network;
+    config.listen = Some(node_args.listen);
+    config.apply = node_args.apply;
     config.output = match node_args.output.as_deref() {
         Some("table") => OutputMode::Table,
         Some("lines") => OutputMode::Lines,
@@ -90,7 +96,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
             .await
             .context("cannot start the node")?;
         eprintln!(
-            "podvisor node: root={} namespaces={} cgroups={:?} (API on {} not served yet: issue #4)",
+            "podvisor node: root={} namespaces={} cgroups={:?} api=http://{}",
             capabilities.root, capabilities.namespaces, capabilities.cgroup, node_args.listen
         );
         node.run(shutdown_signal()).await;
@@ -125,6 +131,7 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
     let mut pod_cidr = "10.88.0.0/16".to_owned();
     let mut host_network = false;
     let mut output = None;
+    let mut apply = Vec::new();
     while let Some(arg) = parser.next_arg()? {
         match arg {
             Arg::Flag(flag) => match flag.as_str() {
@@ -177,6 +184,15 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
                     pod_cidr = value;
                 }
                 "host-network" => host_network = true,
+                "filename" => {
+                    let value = PathBuf::from(parser.value()?);
+                    if !value.exists() {
+                        return Err(parser
+                            .error(format!("`-f {}`: no such file or directory", value.display()))
+                            .into());
+                    }
+                    apply.push(value);
+                }
                 "output" => {
                     let value = parser.value()?;
                     if !matches!(value.as_str(), "table" | "lines" | "quiet") {
@@ -201,6 +217,7 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
         pod_cidr,
         host_network,
         output,
+        apply,
     }))
 }
 

@@ -176,6 +176,7 @@ enum SinkMsg {
 /// wins, so the pod workers never wait for the disk.
 pub struct ApiSink {
     tx: mpsc::UnboundedSender<SinkMsg>,
+    detached: std::sync::atomic::AtomicBool,
 }
 
 impl ApiSink {
@@ -185,12 +186,33 @@ impl ApiSink {
         node_name: String,
     ) -> (ApiSink, impl std::future::Future<Output = ()> + Send) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (ApiSink { tx }, write_loop(store, node_name, rx))
+        (
+            ApiSink {
+                tx,
+                detached: std::sync::atomic::AtomicBool::new(false),
+            },
+            write_loop(store, node_name, rx),
+        )
+    }
+
+    /// Stops writing: what pods report from now on stays out of the API. The node detaches
+    /// before it stops its pods at shutdown, so the API keeps them as they were running and a
+    /// restarted node runs them again (restart counts continuing) instead of finding them
+    /// terminated.
+    pub fn detach(&self) {
+        self.detached.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn attached(&self) -> bool {
+        !self.detached.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 impl PodSink for ApiSink {
     fn status(&self, view: &PodView) {
+        if !self.attached() {
+            return;
+        }
         let Some(status) = view.pod.status.clone() else {
             return;
         };
@@ -205,6 +227,9 @@ impl PodSink for ApiSink {
     }
 
     fn event(&self, pod: &Pod, event: &Event, at: Time) {
+        if !self.attached() {
+            return;
+        }
         let _ = self.tx.send(SinkMsg::Event {
             pod: Box::new(pod.clone()),
             event: event.clone(),
@@ -504,4 +529,19 @@ fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
         },
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
     })
+}
+
+/// A sink that reports to two others (the API and the node's own output).
+pub struct Tee<A, B>(pub Arc<A>, pub Arc<B>);
+
+impl<A: PodSink, B: PodSink> PodSink for Tee<A, B> {
+    fn status(&self, view: &PodView) {
+        self.0.status(view);
+        self.1.status(view);
+    }
+
+    fn event(&self, pod: &Pod, event: &Event, at: Time) {
+        self.0.event(pod, event, at);
+        self.1.event(pod, event, at);
+    }
 }

@@ -13,6 +13,8 @@
 //! gracefully and `run` returns once they have stopped or a deadline passed.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod client;
 pub mod cluster;
 pub mod manifests;
 mod node;

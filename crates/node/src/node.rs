@@ -1,11 +1,13 @@
 //! [`Node`]: the pod supervisor, the manifest source and the output, run until shutdown.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_core::runtime::ContainerRuntime;
 use podvisor_core::{HookRunner, Prober};
 use podvisor_kubelet::PodSink;
@@ -14,7 +16,10 @@ use podvisor_lifecycle::{Event, EventType};
 use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 use tokio::sync::mpsc;
+use tracing::warn;
 
+use crate::api::{self, ApiParts, ApiSetupError};
+use crate::cluster::{ApiSink, NodeFacts, PodChange, Tee, follow_pods, heartbeat};
 use crate::manifests::StaticPods;
 use crate::output::{NodeOutput, OutputMode};
 
@@ -38,6 +43,10 @@ pub struct NodeConfig {
     pub pod_cidr: String,
     /// Run every pod in the node's network, without sandboxes (what happens without root).
     pub host_network_only: bool,
+    /// Serve the Kubernetes API (with the embedded store) on this address; loopback only.
+    pub listen: Option<SocketAddr>,
+    /// Manifest files or directories to create through the API at start-up (`-f`).
+    pub apply: Vec<PathBuf>,
 }
 
 impl NodeConfig {
@@ -50,6 +59,8 @@ impl NodeConfig {
             output: OutputMode::Lines,
             pod_cidr: "10.88.0.0/16".into(),
             host_network_only: false,
+            listen: None,
+            apply: Vec::new(),
         }
     }
 }
@@ -69,11 +80,18 @@ pub enum BuildError {
     /// The process runtime could not be set up.
     #[error("cannot set up the process runtime: {0}")]
     Runtime(#[from] podvisor_runtime::InitError),
+    /// The API could not be set up.
+    #[error(transparent)]
+    Api(#[from] ApiSetupError),
 }
 
 /// Builds a node over the real parts: the process runtime and the probe handlers.
 /// Must be called inside a tokio runtime.
 pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+    let api = match config.listen {
+        Some(listen) => Some(api::open(&config.data_dir, listen).await?),
+        None => None,
+    };
     let runtime = ProcessRuntime::new(RuntimeConfig {
         data_dir: config.data_dir.clone(),
         pod_cidr: config.pod_cidr.clone(),
@@ -87,7 +105,9 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     let runtime = Arc::new(runtime);
     let (probes, hook_warnings) = ProbeSet::new(runtime.clone()).with_hook_warnings(64);
     let probes = Arc::new(probes);
-    let node = Node::new(config, runtime, probes.clone(), probes, host_ip).with_hook_warnings(hook_warnings);
+    let mut node =
+        Node::new(config, runtime, probes.clone(), probes, host_ip).with_hook_warnings(hook_warnings);
+    node.api = api;
     Ok((node, capabilities))
 }
 
@@ -100,6 +120,7 @@ pub struct Node {
     hooks: Arc<dyn HookRunner>,
     host_ip: Option<String>,
     hook_warnings: Option<mpsc::Receiver<HookWarning>>,
+    api: Option<ApiParts>,
 }
 
 impl Node {
@@ -118,6 +139,7 @@ impl Node {
             hooks,
             host_ip,
             hook_warnings: None,
+            api: None,
         }
     }
 
@@ -130,14 +152,25 @@ impl Node {
     /// Runs until `shutdown` completes, then terminates every pod gracefully (each with its
     /// own grace period) and returns once they have stopped, or after the longest grace period
     /// plus a margin.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let output = Arc::new(NodeOutput::new(self.config.output));
         let clock = Clock::system();
+        let (changes_tx, mut changes) = mpsc::unbounded_channel::<PodChange>();
+        let mut api = None;
+        let sink: Arc<dyn PodSink> = match self.api.take() {
+            Some(parts) => {
+                let running = self.start_api(parts, changes_tx, &output, clock).await;
+                let sink = Arc::new(Tee(running.sink.clone(), output.clone()));
+                api = Some(running);
+                sink
+            }
+            None => output.clone(),
+        };
         let mut supervisor = PodSupervisor::new(
             self.runtime,
             self.prober,
             self.hooks,
-            output.clone(),
+            sink,
             SupervisorConfig {
                 node_name: self.config.node_name.clone(),
                 host_ip: self.host_ip,
@@ -145,6 +178,8 @@ impl Node {
             },
         );
         let mut statics = self.config.manifests.as_ref().map(StaticPods::new);
+        let mut static_names = BTreeMap::new();
+        let mut statics_pending = false;
         let mut interval = tokio::time::interval(SCAN_PERIOD);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
@@ -152,6 +187,10 @@ impl Node {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                Some(change) = changes.recv() => match change {
+                    PodChange::Apply(pod) => supervisor.apply(*pod),
+                    PodChange::Gone { uid } => supervisor.delete(&uid, Some(0)),
+                },
                 Some(warning) = async { hook_warnings.as_mut()?.recv().await }, if hook_warnings.is_some() => {
                     let uri = warning.container_id.uri();
                     let owner = supervisor.pods().into_iter().find(|v| {
@@ -167,22 +206,43 @@ impl Node {
                 _ = interval.tick() => {
                     if let Some(statics) = statics.as_mut() {
                         let changes = statics.scan();
+                        let changed = !changes.added.is_empty() || !changes.removed.is_empty();
                         for error in &changes.errors {
                             output.notice(&format!("manifest skipped: {error}"));
                         }
-                        for uid in &changes.removed {
-                            supervisor.delete(uid, None);
+                        match &api {
+                            // With an API, static pods are objects in it, like the kubelet's mirror pods.
+                            Some(running) => {
+                                if changed || statics_pending {
+                                    let desired: Vec<_> = statics.pods().cloned().collect();
+                                    statics_pending = !api::sync_static_pods(running.addr, &desired, &mut static_names).await;
+                                }
+                            }
+                            None => {
+                                for uid in &changes.removed {
+                                    supervisor.delete(uid, None);
+                                }
+                                for pod in changes.added {
+                                    supervisor.apply(pod);
+                                }
+                            }
                         }
-                        for pod in changes.added {
-                            supervisor.apply(pod);
+                        if api.is_none() {
+                            let defined: BTreeSet<String> =
+                                statics.pods().filter_map(|p| p.metadata.uid.clone()).collect();
+                            supervisor.forget_finished_except(&defined);
                         }
-                        let defined: BTreeSet<String> =
-                            statics.pods().filter_map(|p| p.metadata.uid.clone()).collect();
-                        supervisor.forget_finished_except(&defined);
+                    }
+                    if api.is_some() {
+                        supervisor.forget_finished();
                     }
                     output.redraw(&supervisor.pods(), clock.now());
                 }
             }
+        }
+        if let Some(running) = &api {
+            // The API keeps the pods as they were; a restarted node runs them again.
+            running.sink.detach();
         }
         let longest_grace = supervisor
             .pods()
@@ -195,5 +255,81 @@ impl Node {
         if !supervisor.shutdown(deadline).await {
             output.notice("some pods did not stop in time");
         }
+        if let Some(running) = api {
+            running.stop().await;
+        }
+    }
+
+    /// Serves the API, writes the kubeconfig, applies `-f` manifests and starts following
+    /// pods, the Node heartbeat and the status writer.
+    async fn start_api(
+        &self,
+        parts: ApiParts,
+        changes: mpsc::UnboundedSender<PodChange>,
+        output: &NodeOutput,
+        clock: Clock,
+    ) -> RunningApi {
+        let ApiParts {
+            store,
+            listener,
+            addr,
+        } = parts;
+        let server = ApiServer::new(store.clone(), ApiServerConfig::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serve = tokio::spawn(async move {
+            if let Err(e) = server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            {
+                warn!(error = %e, "the API server stopped");
+            }
+        });
+        if api::wait_ready(addr, Duration::from_secs(10)).await {
+            match api::write_kubeconfig(&self.config.data_dir, addr) {
+                Ok(path) => output.notice(&format!("API on http://{addr}; KUBECONFIG={}", path.display())),
+                Err(e) => output.notice(&format!("API on http://{addr}; cannot write the kubeconfig: {e}")),
+            }
+        } else {
+            output.notice(&format!("the API on {addr} did not become ready"));
+        }
+        for line in api::apply_paths(addr, &self.config.apply).await {
+            output.notice(&line);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(follow_pods(store.clone(), self.config.node_name.clone(), changes));
+        let facts = NodeFacts {
+            name: self.config.node_name.clone(),
+            address: self.host_ip.clone(),
+            pod_cidr: self.config.pod_cidr.clone(),
+        };
+        tasks.spawn(heartbeat(store.clone(), facts, clock));
+        let (sink, writer) = ApiSink::new(store, self.config.node_name.clone());
+        tasks.spawn(writer);
+        RunningApi {
+            addr,
+            sink: Arc::new(sink),
+            stop,
+            serve,
+            tasks,
+        }
+    }
+}
+
+/// The API and the tasks that connect the node to it.
+struct RunningApi {
+    addr: SocketAddr,
+    sink: Arc<ApiSink>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serve: tokio::task::JoinHandle<()>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl RunningApi {
+    async fn stop(mut self) {
+        self.tasks.abort_all();
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.serve).await;
     }
 }

@@ -168,6 +168,9 @@ struct Inner {
     containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
     next: AtomicU64,
     netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
+    /// Serialises pod network set-up: concurrent bridge checks and creations race in the
+    /// kernel (EBUSY) when several sandboxes start at once.
+    network_lock: tokio::sync::Mutex<()>,
 }
 
 /// The process runtime. Cheap to clone; clones share all state.
@@ -262,6 +265,7 @@ impl ProcessRuntime {
                 containers: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 netlink: tokio::sync::OnceCell::new(),
+                network_lock: tokio::sync::Mutex::new(()),
             }),
         };
         if rt.inner.config.cleanup_on_start {
@@ -539,6 +543,7 @@ impl ProcessRuntime {
                     prefix: self.inner.cidr.prefix,
                     gateway: self.inner.cidr.gateway(),
                 };
+                let _serialised = self.inner.network_lock.lock().await;
                 network::setup_pod(&h, namespaces.net.as_fd(), &net)
                     .await
                     .map_err(|e| e.to_string())
