@@ -1,0 +1,225 @@
+//! The whole node, driven by the real `kubectl` through its API: pods applied, running, ready,
+//! described, deleted, and kept across a node restart with restart counts continuing.
+//!
+//! Skipped (with a message) when `kubectl` is not installed; `.ci/run` installs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use podvisor_node::{NodeConfig, OutputMode, build};
+
+fn kubectl_available() -> bool {
+    Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A node running in this process until dropped.
+struct RunningNode {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    kubeconfig: PathBuf,
+}
+
+impl RunningNode {
+    async fn start(data_dir: &Path, pod_cidr: &str, bridge_hint: &str) -> RunningNode {
+        let mut config = NodeConfig::new(data_dir);
+        config.node_name = "e2e-node".into();
+        config.output = OutputMode::Quiet;
+        config.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.pod_cidr = pod_cidr.into();
+        config.host_network_only = !is_root();
+        let _ = bridge_hint;
+        let (node, _caps) = build(config).await.expect("node builds");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(node.run(async move {
+            let _ = stopped.await;
+        }));
+        let kubeconfig = data_dir.join("kubeconfig");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !kubeconfig.exists() {
+            assert!(Instant::now() < deadline, "the node never wrote its kubeconfig");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        RunningNode {
+            stop: Some(stop),
+            task: Some(task),
+            kubeconfig,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("the node stops")
+                .unwrap();
+        }
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("kubectl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {text}");
+        text
+    }
+
+    /// Runs `kubectl args` until its output satisfies `check`, at most `secs` seconds.
+    async fn until(&self, args: &[&str], secs: u64, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, text) = self.kubectl(args);
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} never satisfied the check; last output:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: app
+    image: host
+    command: [sh, -c, 'echo started; touch $(MARK); exec sleep 3600']
+    env:
+    - name: MARK
+      value: MARK_PATH
+    readinessProbe:
+      exec: {command: [test, -e, $(MARK)]}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: crasher
+spec:
+  containers:
+  - name: app
+    image: host
+    command: [sh, -c, 'exit 3']
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart() {
+    if !kubectl_available() {
+        eprintln!("skipped: kubectl not found (install Debian's kubernetes-client, or run .ci/run)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let cidr = format!("10.97.{}.0/24", std::process::id() % 250);
+    let node = RunningNode::start(data.path(), &cidr, "e2e").await;
+    let manifest = data.path().join("pods.yaml");
+    let mark = data.path().join("ready-mark");
+    std::fs::write(&manifest, POD.replace("MARK_PATH", mark.to_str().unwrap())).unwrap();
+
+    let applied = node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(
+        applied.contains("pod/web created") && applied.contains("pod/crasher created"),
+        "{applied}"
+    );
+    node.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+    let table = node.ok(&["get", "pods", "-o", "wide"]);
+    let web = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default()
+        .to_owned();
+    let cells: Vec<&str> = web.split_whitespace().collect();
+    assert_eq!(&cells[1..3], ["1/1", "Running"], "{table}");
+    assert_eq!(cells[6], "e2e-node", "bound to the node: {table}");
+    // The crasher restarts and backs off; RESTARTS counts up.
+    node.until(&["get", "pod", "crasher"], 60, |t| t.contains("CrashLoopBackOff"))
+        .await;
+    let described = node.ok(&["describe", "pod", "crasher"]);
+    assert!(
+        described.contains("Back-off restarting failed container app"),
+        "{described}"
+    );
+    assert!(node.ok(&["get", "nodes"]).contains("Ready"));
+
+    // A restart of the node: the pods come back, restart counts continue.
+    let before: i64 = node
+        .ok(&[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ])
+        .trim()
+        .parse()
+        .unwrap();
+    node.stop().await;
+    let node = RunningNode::start(data.path(), &cidr, "e2e").await;
+    // The web container runs again: its instance from before the restart counts as a restart
+    // (rule 11.9), and it is ready again.
+    let jsonpath =
+        "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}";
+    node.until(&["get", "pod", "web", "-o", jsonpath], 60, |t| {
+        t.trim() == "1 true"
+    })
+    .await;
+    let restarts = |t: &str| t.trim().parse::<i64>().unwrap_or(-1);
+    node.until(
+        &[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        60,
+        |t| restarts(t) > before,
+    )
+    .await;
+
+    // Deletion is graceful and the object goes once the pod has stopped.
+    node.ok(&["delete", "pod", "web", "--timeout=60s"]);
+    let (_, gone) = node.kubectl(&["get", "pod", "web"]);
+    assert!(gone.contains("NotFound"), "{gone}");
+    node.ok(&["delete", "pod", "crasher", "--grace-period=0", "--force"]);
+    node.stop().await;
+}
