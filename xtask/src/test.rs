@@ -89,9 +89,46 @@ pub(crate) fn run_all() -> Result<()> {
 
 /// Prepares what the tests need beyond the Rust toolchain.
 ///
-/// Nothing yet. Later issues add steps here (installing a pinned kubectl for the end-to-end
-/// tests, for example); each must be idempotent, announce itself, and work as root on a fresh
-/// clone, since `.ci/run` runs it that way.
+/// Installs what the end-to-end tests need besides the Rust toolchain: `kubectl` (from
+/// Debian's `kubernetes-client` package) when it is missing and the machine can install it
+/// (root with apt-get). Idempotent; without it the kubectl tests say they were skipped.
 fn set_up() -> Result<()> {
+    let has = |program: &str| {
+        std::process::Command::new(program)
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has("kubectl") {
+        return Ok(());
+    }
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let apt = std::path::Path::new("/usr/bin/apt-get").exists();
+    if !(root && apt) {
+        eprintln!(
+            "==> set-up: kubectl not found and cannot be installed here (needs root and apt-get); kubectl tests will be skipped"
+        );
+        return Ok(());
+    }
+    eprintln!("==> set-up: installing kubectl (Debian package kubernetes-client)");
+    let quiet = |args: &[&str]| {
+        std::process::Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !(quiet(&["update", "-qq"]) && quiet(&["install", "-y", "-qq", "kubernetes-client"]) && has("kubectl"))
+    {
+        eprintln!("==> set-up: installing kubectl failed; kubectl tests will be skipped");
+    }
     Ok(())
 }
