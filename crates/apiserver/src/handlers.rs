@@ -33,6 +33,7 @@ pub(crate) struct State {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) bookmark_interval: Duration,
+    pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
 }
 
 fn full(bytes: impl Into<Bytes>) -> Body {
@@ -225,9 +226,16 @@ where
         accept,
     };
     if ctx.target.sub.as_deref() == Some("log") {
-        return Err(ApiError::not_implemented(
-            "pod logs are not served by this API server yet",
-        ));
+        if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
+            return Err(ApiError::no_route(&path));
+        }
+        let pod = ctx
+            .store()
+            .get(&ctx.key(ctx.name()))
+            .await
+            .map_err(|e| ctx.store_err(e))?;
+        let options = crate::logs::LogOptions::from_query(&ctx.query);
+        return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
     }
     match (method, ctx.target.name.is_some()) {
         (Method::GET, false) => {

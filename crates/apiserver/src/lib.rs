@@ -28,6 +28,7 @@
 pub mod body;
 pub mod discovery;
 mod handlers;
+pub mod logs;
 pub mod meta;
 pub mod patch;
 pub mod protobuf;
@@ -91,6 +92,7 @@ impl Default for ApiServerConfig {
 pub struct ApiServer {
     store: Arc<dyn Store>,
     config: ApiServerConfig,
+    logs: Option<Arc<dyn logs::LogSource>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -102,7 +104,17 @@ impl std::fmt::Debug for ApiServer {
 impl ApiServer {
     /// An API server over `store`.
     pub fn new(store: Arc<dyn Store>, config: ApiServerConfig) -> Self {
-        ApiServer { store, config }
+        ApiServer {
+            store,
+            config,
+            logs: None,
+        }
+    }
+
+    /// Serves `pods/{name}/log` from `source` (without one, logs requests fail).
+    pub fn with_logs(mut self, source: Arc<dyn logs::LogSource>) -> Self {
+        self.logs = Some(source);
+        self
     }
 
     /// The store, for in-process readers, watchers and writers (the node's pod workers).
@@ -151,6 +163,7 @@ impl ApiServer {
             store: self.store.clone(),
             shutdown: token.clone(),
             bookmark_interval: self.config.bookmark_interval,
+            logs: self.logs.clone(),
         });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);

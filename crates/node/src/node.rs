@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use podvisor_apiserver::logs::LogSource;
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_core::runtime::ContainerRuntime;
 use podvisor_core::{HookRunner, Prober};
@@ -102,12 +103,14 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     .await?;
     let capabilities = runtime.capabilities().clone();
     let host_ip = runtime.node_ip().await;
+    let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(runtime.clone()));
     let runtime = Arc::new(runtime);
     let (probes, hook_warnings) = ProbeSet::new(runtime.clone()).with_hook_warnings(64);
     let probes = Arc::new(probes);
     let mut node =
         Node::new(config, runtime, probes.clone(), probes, host_ip).with_hook_warnings(hook_warnings);
     node.api = api;
+    node.logs = Some(logs);
     Ok((node, capabilities))
 }
 
@@ -121,6 +124,16 @@ pub struct Node {
     host_ip: Option<String>,
     hook_warnings: Option<mpsc::Receiver<HookWarning>>,
     api: Option<ApiParts>,
+    logs: Option<Arc<dyn LogSource>>,
+}
+
+/// Container logs for the API, from the process runtime's log files.
+struct RuntimeLogs(ProcessRuntime);
+
+impl LogSource for RuntimeLogs {
+    fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
+        self.0.log_path(pod_uid, container, restart)
+    }
 }
 
 impl Node {
@@ -140,6 +153,7 @@ impl Node {
             host_ip,
             hook_warnings: None,
             api: None,
+            logs: None,
         }
     }
 
@@ -274,7 +288,10 @@ impl Node {
             listener,
             addr,
         } = parts;
-        let server = ApiServer::new(store.clone(), ApiServerConfig::default());
+        let mut server = ApiServer::new(store.clone(), ApiServerConfig::default());
+        if let Some(logs) = &self.logs {
+            server = server.with_logs(logs.clone());
+        }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve = tokio::spawn(async move {
             if let Err(e) = server
@@ -329,6 +346,9 @@ struct RunningApi {
 impl RunningApi {
     async fn stop(mut self) {
         self.tasks.abort_all();
+        // Wait until the aborted tasks are gone: they hold the store, which must be closed
+        // before this process (or a restarted node in it) opens it again.
+        while self.tasks.join_next().await.is_some() {}
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(15), self.serve).await;
     }

@@ -139,7 +139,7 @@ spec:
   containers:
   - name: app
     image: host
-    command: [sh, -c, 'exit 3']
+    command: [sh, -c, 'echo crashing now; exit 3']
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +179,35 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
         "{described}"
     );
     assert!(node.ok(&["get", "nodes"]).contains("Ready"));
+
+    // Logs: current and previous instance, tail, timestamps, container, follow.
+    assert_eq!(node.ok(&["logs", "web"]), "started\n");
+    assert_eq!(node.ok(&["logs", "web", "-c", "app", "--tail=1"]), "started\n");
+    let stamped = node.ok(&["logs", "web", "--timestamps"]);
+    assert!(
+        stamped.starts_with("20") && stamped.trim_end().ends_with("Z started"),
+        "{stamped}"
+    );
+    assert_eq!(node.ok(&["logs", "crasher", "--previous"]), "crashing now\n");
+    let (ok, text) = node.kubectl(&["logs", "web", "-c", "nope"]);
+    assert!(
+        !ok && text.contains("container nope is not valid for pod web"),
+        "{text}"
+    );
+    let mut follow = Command::new("kubectl")
+        .args(["logs", "-f", "web"])
+        .env("KUBECONFIG", &node.kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = follow.kill();
+    let followed = follow.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&followed.stdout),
+        "started\n",
+        "follow streams the log"
+    );
 
     // A restart of the node: the pods come back, restart counts continue.
     let before: i64 = node
