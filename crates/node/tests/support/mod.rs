@@ -1,0 +1,111 @@
+//! Shared by the whole-node tests: a node running in-process with its API, and kubectl.
+#![allow(dead_code, unreachable_pub)] // Each test binary uses its own subset.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use podvisor_node::{NodeConfig, OutputMode, build};
+
+pub fn kubectl_available() -> bool {
+    Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A node running in this process until dropped.
+pub struct RunningNode {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub kubeconfig: PathBuf,
+}
+
+impl RunningNode {
+    pub async fn start(data_dir: &Path, pod_cidr: &str, bridge_hint: &str) -> RunningNode {
+        let mut config = NodeConfig::new(data_dir);
+        config.node_name = "e2e-node".into();
+        config.output = OutputMode::Quiet;
+        config.listen = Some("127.0.0.1:0".parse().unwrap());
+        config.pod_cidr = pod_cidr.into();
+        config.host_network_only = !is_root();
+        let _ = bridge_hint;
+        let (node, _caps) = build(config).await.expect("node builds");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(node.run(async move {
+            let _ = stopped.await;
+        }));
+        let kubeconfig = data_dir.join("kubeconfig");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !kubeconfig.exists() {
+            assert!(Instant::now() < deadline, "the node never wrote its kubeconfig");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        RunningNode {
+            stop: Some(stop),
+            task: Some(task),
+            kubeconfig,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("the node stops")
+                .unwrap();
+        }
+        let _ = std::fs::remove_file(&self.kubeconfig);
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .expect("kubectl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {text}");
+        text
+    }
+
+    /// Runs `kubectl args` until its output satisfies `check`, at most `secs` seconds.
+    pub async fn until(&self, args: &[&str], secs: u64, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (_, text) = self.kubectl(args);
+            if check(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kubectl {args:?} never satisfied the check; last output:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
