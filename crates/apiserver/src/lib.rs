@@ -9,8 +9,12 @@
 //! merge), graceful pod deletion and deletecollection; bodies in JSON, YAML and Kubernetes
 //! protobuf; `Status` errors with field causes; `Table` output; `/livez`, `/readyz`, `/healthz`.
 //!
-//! **What it is not.** No TLS or authentication yet (serve on loopback only; the listener is
-//! passed in, so a TLS acceptor can wrap it later), no admission beyond podvisor-api's
+//! **Security.** Plain HTTP and no authentication by default, for loopback. [`ApiServer::with_tls`]
+//! serves TLS (rustls) instead, and [`ApiServer::with_bearer_tokens`] requires a bearer token on
+//! every request but anonymous health checks (401 `Unauthorized` Status otherwise, see
+//! [`auth`]); off loopback the node uses both.
+//!
+//! **What it is not.** No client certificates, RBAC or other authorization, no admission beyond podvisor-api's
 //! defaulting and validation, no server-side apply, no `pods/log` content (501 Status), no
 //! aggregated discovery (kubectl falls back to the legacy documents), and events.k8s.io/v1
 //! events are stored apart from core/v1 events rather than converted.
@@ -25,6 +29,7 @@
 //! every connection at once.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod body;
 pub mod discovery;
 mod handlers;
@@ -88,11 +93,16 @@ impl Default for ApiServerConfig {
     }
 }
 
+/// How long a client may take to complete the TLS handshake before its connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The API server: a store plus the HTTP front end.
 pub struct ApiServer {
     store: Arc<dyn Store>,
     config: ApiServerConfig,
     logs: Option<Arc<dyn logs::LogSource>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    auth: Option<Arc<auth::Authenticator>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -108,7 +118,32 @@ impl ApiServer {
             store,
             config,
             logs: None,
+            tls: None,
+            auth: None,
         }
+    }
+
+    /// Serves HTTPS with `config` instead of plain HTTP. The server speaks HTTP/1.1, so
+    /// `config` gets `http/1.1` as its ALPN protocol when it names none. A connection whose
+    /// handshake fails or takes longer than 10 s is dropped.
+    pub fn with_tls(mut self, mut config: rustls::ServerConfig) -> Self {
+        if config.alpn_protocols.is_empty() {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        }
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` with one of `tokens` on every request except
+    /// anonymous health checks (see [`auth::Authenticator`]).
+    pub fn with_bearer_tokens(self, tokens: Vec<String>) -> Self {
+        self.with_authenticator(auth::Authenticator::bearer_tokens(tokens))
+    }
+
+    /// Authenticates every request with `authenticator`.
+    pub fn with_authenticator(mut self, authenticator: auth::Authenticator) -> Self {
+        self.auth = Some(Arc::new(authenticator));
+        self
     }
 
     /// Serves `pods/{name}/log` from `source` (without one, logs requests fail).
@@ -150,7 +185,7 @@ impl ApiServer {
         Ok(())
     }
 
-    /// Serves HTTP on `listener` until `shutdown` completes, then stops accepting, ends
+    /// Serves HTTP (or HTTPS, see [`ApiServer::with_tls`]) on `listener` until `shutdown` completes, then stops accepting, ends
     /// watches and waits up to the drain deadline for in-flight requests.
     pub async fn serve(
         &self,
@@ -180,17 +215,29 @@ impl ApiServer {
                 },
             };
             let state = state.clone();
+            let authenticator = self.auth.clone();
             let service = service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(handlers::handle(state, req).await) }
+                let rejected = authenticator
+                    .as_ref()
+                    .and_then(|a| a.check(req.uri().path(), req.headers()).err());
+                async move {
+                    if let Some(e) = rejected {
+                        return Ok::<_, std::convert::Infallible>(handlers::error_response(&e));
+                    }
+                    Ok::<_, std::convert::Infallible>(handlers::handle(state, req).await)
+                }
             });
-            let conn = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let watcher = graceful.watcher();
+            let Some(acceptor) = self.tls.clone() else {
+                tokio::spawn(serve_connection(TokioIo::new(stream), service, watcher, peer));
+                continue;
+            };
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), service, watcher, peer).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
             });
         }
@@ -202,5 +249,29 @@ impl ApiServer {
             tracing::warn!("in-flight requests did not finish within the drain deadline");
         }
         Ok(())
+    }
+}
+
+/// Serves one accepted connection (plain or TLS) until it ends or graceful shutdown ends it.
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: std::net::SocketAddr,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

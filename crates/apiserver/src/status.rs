@@ -196,6 +196,11 @@ impl ApiError {
         e
     }
 
+    /// 401 Unauthorized: no or unknown credentials (kube-apiserver's body exactly).
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
