@@ -16,6 +16,7 @@
 pub mod api;
 pub mod client;
 pub mod cluster;
+pub mod endpoints;
 pub mod manifests;
 mod node;
 pub mod output;

@@ -322,6 +322,7 @@ impl Node {
             pod_cidr: self.config.pod_cidr.clone(),
         };
         tasks.spawn(heartbeat(store.clone(), facts, clock));
+        tasks.spawn(crate::endpoints::run(store.clone(), clock));
         let (sink, writer) = ApiSink::new(store, self.config.node_name.clone());
         tasks.spawn(writer);
         RunningApi {

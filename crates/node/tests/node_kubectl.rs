@@ -68,6 +68,15 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
     let cells: Vec<&str> = web.split_whitespace().collect();
     assert_eq!(&cells[1..3], ["1/1", "Running"], "{table}");
     assert_eq!(cells[6], "e2e-node", "bound to the node: {table}");
+    // A Service selecting the pod gets its IP as an endpoint (readiness decides).
+    node.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let pod_ip = node.ok(&["get", "pod", "web", "-o", "jsonpath={.status.podIP}"]);
+    let endpoints = node
+        .until(&["get", "endpoints", "web"], 30, |t| {
+            t.contains(&format!("{}:8080", pod_ip.trim()))
+        })
+        .await;
+    assert!(endpoints.starts_with("NAME"), "{endpoints}");
     // The crasher restarts and backs off; RESTARTS counts up.
     node.until(&["get", "pod", "crasher"], 60, |t| t.contains("CrashLoopBackOff"))
         .await;

@@ -1,0 +1,223 @@
+//! The endpoint controller: Endpoints and EndpointSlices follow Services and pod readiness.
+//!
+//! Level-triggered: every change of a Service or Pod marks its namespace, and the namespace is
+//! recomputed from the store with `podvisor-endpoints`' pure functions; an object is written
+//! only when it differs from what is stored, so repeated or reordered events do no harm.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use podvisor_core::corev1::{Pod, Service};
+use podvisor_store::{ListOptions, ObjectKey, Preconditions, Store, StoreError};
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+const SLICES: &str = "discovery.k8s.io/endpointslices";
+const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+
+/// Runs the controller until dropped: reconciles everything, then each namespace a Service or
+/// Pod change touches. Relists after watch errors.
+pub async fn run(store: Arc<dyn Store>, clock: podvisor_kubelet::Clock) {
+    loop {
+        let revision = match store.current_revision().await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "endpoint controller cannot read the store; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let namespaces: BTreeSet<String> = match store.list("namespaces", None, ListOptions::default()).await
+        {
+            Ok(list) => list
+                .items
+                .iter()
+                .filter_map(|v| v.object["metadata"]["name"].as_str().map(str::to_owned))
+                .collect(),
+            Err(_) => BTreeSet::from(["default".to_owned()]),
+        };
+        for ns in &namespaces {
+            reconcile_namespace(&*store, ns, clock).await;
+        }
+        let (Ok(services), Ok(pods)) = (
+            store.watch("services", None, revision).await,
+            store.watch("pods", None, revision).await,
+        ) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut events = futures_util::stream::select(services, pods);
+        loop {
+            let Some(first) = events.next().await else { break };
+            let Ok(first) = first else { break };
+            let mut dirty = BTreeSet::from([first.key.namespace.clone()]);
+            // Take whatever else is already queued, so a burst is handled in one pass.
+            let mut failed = false;
+            while let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(2), events.next()).await {
+                match more {
+                    Ok(event) => {
+                        dirty.insert(event.key.namespace.clone());
+                    }
+                    Err(_) => failed = true,
+                }
+            }
+            for ns in &dirty {
+                reconcile_namespace(&*store, ns, clock).await;
+            }
+            if failed {
+                break;
+            }
+        }
+        debug!("endpoint controller watch ended; relisting");
+    }
+}
+
+async fn list_typed<T: serde::de::DeserializeOwned>(store: &dyn Store, resource: &str, ns: &str) -> Vec<T> {
+    match store.list(resource, Some(ns), ListOptions::default()).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v.object).ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Recomputes and writes the Endpoints and EndpointSlices of every Service in `ns`.
+pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_kubelet::Clock) {
+    let services: Vec<Service> = list_typed(store, "services", ns).await;
+    let pods: Vec<Pod> = list_typed(store, "pods", ns).await;
+    let mut wanted_endpoints = BTreeSet::new();
+    let mut wanted_slices: BTreeMap<String, Value> = BTreeMap::new();
+    for service in &services {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        if let Some(endpoints) = podvisor_endpoints::desired_endpoints(service, &pods) {
+            wanted_endpoints.insert(name.clone());
+            let mut value = serde_json::to_value(&endpoints).unwrap_or(Value::Null);
+            value["apiVersion"] = json!("v1");
+            value["kind"] = json!("Endpoints");
+            write(store, ObjectKey::new("endpoints", ns, name.clone()), value, clock).await;
+        }
+        for slice in podvisor_endpoints::desired_slices(service, &pods) {
+            let mut value = serde_json::to_value(&slice).unwrap_or(Value::Null);
+            value["apiVersion"] = json!("discovery.k8s.io/v1");
+            value["kind"] = json!("EndpointSlice");
+            wanted_slices.insert(slice.metadata.name.clone().unwrap_or_default(), value);
+        }
+    }
+    for (name, value) in wanted_slices.clone() {
+        write(store, ObjectKey::new(SLICES, ns, name), value, clock).await;
+    }
+    // Managed slices no longer wanted, and Endpoints of Services that are gone.
+    if let Ok(list) = store.list(SLICES, Some(ns), ListOptions::default()).await {
+        for item in list.items {
+            let labels = &item.object["metadata"]["labels"];
+            let managed = labels["endpointslice.kubernetes.io/managed-by"].as_str() == Some(MANAGED_BY);
+            let name = item.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if managed && !wanted_slices.contains_key(&name) {
+                remove(store, ObjectKey::new(SLICES, ns, name)).await;
+            }
+        }
+    }
+    let service_names: BTreeSet<String> = services.iter().filter_map(|s| s.metadata.name.clone()).collect();
+    if let Ok(list) = store.list("endpoints", Some(ns), ListOptions::default()).await {
+        for item in list.items {
+            let name = item.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !service_names.contains(&name) {
+                remove(store, ObjectKey::new("endpoints", ns, name)).await;
+            }
+        }
+    }
+}
+
+/// The parts of an object the controller decides (everything but bookkeeping metadata).
+fn content(value: &Value) -> Value {
+    let mut v = value.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(key);
+        }
+    }
+    v
+}
+
+/// Creates or updates `key` to `desired`, writing nothing when the content is the same.
+async fn write(store: &dyn Store, key: ObjectKey, mut desired: Value, clock: podvisor_kubelet::Clock) {
+    for _ in 0..3 {
+        match store.get(&key).await {
+            Ok(current) => {
+                if content(&current.object) == content(&desired) {
+                    return;
+                }
+                for field in ["uid", "creationTimestamp"] {
+                    desired["metadata"][field] = current.object["metadata"][field].clone();
+                }
+                let pre = Preconditions {
+                    resource_version: Some(current.revision),
+                    uid: None,
+                };
+                match store.update(&key, desired.clone(), pre).await {
+                    Ok(_) => return,
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return warn!(error = %e, object = %key.name, "writing endpoints failed"),
+                }
+            }
+            Err(StoreError::NotFound { .. }) => {
+                desired["metadata"]["creationTimestamp"] =
+                    serde_json::to_value(clock.now().to_k8s()).unwrap_or_default();
+                desired["metadata"]["uid"] = json!(uid_for(&key, clock));
+                match store.create(&key, desired.clone()).await {
+                    Ok(_) => return,
+                    Err(StoreError::AlreadyExists { .. }) => continue,
+                    Err(e) => return warn!(error = %e, object = %key.name, "creating endpoints failed"),
+                }
+            }
+            Err(e) => return warn!(error = %e, "reading endpoints failed"),
+        }
+    }
+}
+
+async fn remove(store: &dyn Store, key: ObjectKey) {
+    match store.delete(&key, Preconditions::default()).await {
+        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+        Err(e) => warn!(error = %e, object = %key.name, "deleting endpoints failed"),
+    }
+}
+
+fn uid_for(key: &ObjectKey, clock: podvisor_kubelet::Clock) -> String {
+    let seed = format!(
+        "{}/{}/{}/{}",
+        key.resource,
+        key.namespace,
+        key.name,
+        clock.now().as_millis()
+    );
+    let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let l = seed.bytes().rev().fold(0x8422_2325_cbf2_9ce4_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        h >> 32,
+        (h >> 16) & 0xffff,
+        h & 0xfff,
+        l >> 52,
+        l & 0xffff_ffff_ffff
+    )
+}

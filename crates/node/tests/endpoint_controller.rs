@@ -1,0 +1,159 @@
+//! The endpoint controller loop against the real store: Endpoints and EndpointSlices follow
+//! Services, pod readiness and deletions, and nothing is rewritten when nothing changed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use podvisor_kubelet::Clock;
+use podvisor_store::{ObjectKey, Preconditions, RedbStore, Store};
+use serde_json::{Value, json};
+
+fn pod(name: &str, ip: &str, ready: bool) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"), "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "app", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {"phase": "Running", "podIP": ip,
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+}
+
+async fn wait_for(
+    store: &Arc<dyn Store>,
+    key: &ObjectKey,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = store.get(key).await.map(|v| v.object).unwrap_or(Value::Null);
+        if check(&current) {
+            return current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {current:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ready_ips(endpoints: &Value) -> Vec<String> {
+    endpoints["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["addresses"].as_array().into_iter().flatten())
+        .filter_map(|a| a["ip"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn endpoints_follow_readiness_and_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path().join("store.redb")).unwrap());
+    store
+        .create(
+            &ObjectKey::new("namespaces", "", "default"),
+            json!({"metadata": {"name": "default"}}),
+        )
+        .await
+        .unwrap();
+    let controller = tokio::spawn(podvisor_node::endpoints::run(store.clone(), Clock::system()));
+    store
+        .create(
+            &ObjectKey::new("services", "default", "web"),
+            json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "uid": "svc"},
+        "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.20",
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}),
+        )
+        .await
+        .unwrap();
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "a"),
+            pod("a", "10.88.0.2", true),
+        )
+        .await
+        .unwrap();
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "b"),
+            pod("b", "10.88.0.3", false),
+        )
+        .await
+        .unwrap();
+
+    let ep_key = ObjectKey::new("endpoints", "default", "web");
+    let ep = wait_for(&store, &ep_key, "a ready address", |e| {
+        ready_ips(e) == ["10.88.0.2"]
+    })
+    .await;
+    assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], "10.88.0.3");
+    assert_eq!(ep["subsets"][0]["ports"][0]["port"], 8080);
+
+    // b becomes ready: it moves into addresses.
+    let current = store.get(&ObjectKey::new("pods", "default", "b")).await.unwrap();
+    store
+        .update(
+            &ObjectKey::new("pods", "default", "b"),
+            pod("b", "10.88.0.3", true),
+            Preconditions {
+                resource_version: Some(current.revision),
+                uid: None,
+            },
+        )
+        .await
+        .unwrap();
+    let ep = wait_for(&store, &ep_key, "two ready addresses", |e| {
+        ready_ips(e).len() == 2
+    })
+    .await;
+    let revision = ep["metadata"]["resourceVersion"].clone();
+
+    // An unrelated change of the namespace rewrites nothing.
+    store.create(&ObjectKey::new("pods", "default", "other"), json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "other", "namespace": "default", "labels": {"app": "other"}}, "spec": {"containers": []}})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.get(&ep_key).await.unwrap().object["metadata"]["resourceVersion"],
+        revision,
+        "no needless write"
+    );
+
+    let slices = store
+        .list(
+            "discovery.k8s.io/endpointslices",
+            Some("default"),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(slices.items.len(), 1);
+    assert_eq!(slices.items[0].object["endpoints"].as_array().unwrap().len(), 2);
+
+    // The Service goes: so do its Endpoints and slices.
+    store
+        .delete(
+            &ObjectKey::new("services", "default", "web"),
+            Preconditions::default(),
+        )
+        .await
+        .unwrap();
+    wait_for(&store, &ep_key, "the endpoints to go", Value::is_null).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !store
+        .list(
+            "discovery.k8s.io/endpointslices",
+            Some("default"),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .items
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "slices not removed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    controller.abort();
+}
