@@ -16,16 +16,22 @@
 //! Time: the model's clock is [`Clock`], which follows tokio's clock, so tests run workers
 //! under `tokio::time::pause()` with fakes from `podvisor-test-support`.
 //!
+//! Metrics: [`KubeletMetrics`] (probe results and durations, pod start duration, container
+//! restarts, runtime operation latencies) with the kubelet's metric names, given to the
+//! supervisor with [`PodSupervisor::with_metrics`]; the workers only observe.
+//!
 //! Cancellation: [`PodSupervisor::shutdown`] terminates every pod gracefully (each with its own
 //! grace period, preStop hooks included) and waits, up to a deadline. Dropping the supervisor
 //! without it leaves the workers running.
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod metrics;
 mod supervisor;
 mod view;
 mod worker;
 
 pub use clock::Clock;
+pub use metrics::KubeletMetrics;
 pub use supervisor::{PodSupervisor, SupervisorConfig};
 pub use view::{ContainerDiagnostics, HookRecord, NullSink, PodSink, PodView, ProbeRecord};

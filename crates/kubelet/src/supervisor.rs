@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info_span, warn};
 
 use crate::clock::Clock;
+use crate::metrics::KubeletMetrics;
 use crate::view::{PodSink, PodView};
 use crate::worker::{self, Deps, Msg};
 
@@ -61,6 +62,7 @@ impl PodSupervisor {
             sink,
             clock: config.clock,
             host_ip: config.host_ip,
+            metrics: None,
         };
         PodSupervisor {
             deps: Arc::new(deps),
@@ -69,6 +71,16 @@ impl PodSupervisor {
             tracker: TaskTracker::new(),
             token: CancellationToken::new(),
         }
+    }
+
+    /// Records what the workers observe into `metrics` (probe results and durations, pod start
+    /// duration, container restarts, runtime operation latencies). Applies to pods applied
+    /// after this call; call it before the first [`apply`](Self::apply).
+    pub fn with_metrics(mut self, metrics: KubeletMetrics) -> PodSupervisor {
+        let mut deps = Deps::clone(&self.deps);
+        deps.metrics = Some(metrics);
+        self.deps = Arc::new(deps);
+        self
     }
 
     /// Runs `pod`, or passes a change of an already running pod (same UID) to its worker.

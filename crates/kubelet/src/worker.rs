@@ -22,9 +22,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
+use crate::metrics::{KubeletMetrics, PodRecorder, RuntimeOperation, timed};
 use crate::view::{ContainerDiagnostics, HookRecord, PodSink, PodView, ProbeRecord};
 
 /// What the worker needs from the node.
+#[derive(Clone)]
 pub(crate) struct Deps {
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
     pub(crate) prober: Arc<dyn Prober>,
@@ -32,6 +34,7 @@ pub(crate) struct Deps {
     pub(crate) sink: Arc<dyn PodSink>,
     pub(crate) clock: Clock,
     pub(crate) host_ip: Option<String>,
+    pub(crate) metrics: Option<KubeletMetrics>,
 }
 
 /// A message from the supervisor to a worker.
@@ -74,6 +77,8 @@ struct Worker {
     diagnostics: BTreeMap<String, ContainerDiagnostics>,
     /// A probe or hook result arrived since the view was last published.
     diagnostics_changed: bool,
+    /// Where what the worker observes is recorded.
+    recorder: PodRecorder,
 }
 
 /// Runs one pod until it is terminal and torn down.
@@ -90,6 +95,9 @@ pub(crate) async fn run(
         machine.set_host_ip(ip.clone());
     }
     let (feedback, mut feedback_rx) = mpsc::unbounded_channel();
+    let admitted = Instant::now();
+    let mut start_recorded = false;
+    let recorder = PodRecorder::new(deps.metrics.clone(), &pod);
     let mut worker = Worker {
         deps,
         machine,
@@ -100,6 +108,7 @@ pub(crate) async fn run(
         hook_tasks: HashMap::new(),
         diagnostics: BTreeMap::new(),
         diagnostics_changed: false,
+        recorder,
     };
     if !worker.machine.is_finished() {
         // There is no scheduler: the node accepts its pods itself, and says so as one would.
@@ -133,6 +142,11 @@ pub(crate) async fn run(
             }
         }
         let status = worker.machine.status().clone();
+        if !start_recorded && status.phase.as_deref() == Some("Running") {
+            // kubelet_pod_start_duration_seconds: first seen → running.
+            start_recorded = true;
+            worker.recorder.pod_running(admitted.elapsed());
+        }
         if !worker.machine.is_finished() {
             let changed = published.as_ref() != Some(&status);
             if changed || worker.diagnostics_changed {
@@ -219,8 +233,14 @@ impl Worker {
         match command {
             Command::CreateSandbox => {
                 let config = SandboxConfig { pod: self.pod() };
+                let recorder = self.recorder.clone();
                 let handle = self.tasks.spawn(async move {
-                    match deps.runtime.create_sandbox(config).await {
+                    let created = timed(
+                        &recorder,
+                        RuntimeOperation::RunPodSandbox,
+                        deps.runtime.create_sandbox(config),
+                    );
+                    match created.await {
                         Ok(sandbox) => {
                             for warning in sandbox.warnings {
                                 let _ = feedback.send(Feedback::Warning(warning));
@@ -251,8 +271,14 @@ impl Worker {
                     task.abort();
                 }
                 let uid = self.pod().metadata.uid.unwrap_or_default();
+                let recorder = self.recorder.clone();
                 self.teardown = Some(tokio::spawn(async move {
-                    if let Err(e) = deps.runtime.remove_sandbox(&uid).await {
+                    let removed = timed(
+                        &recorder,
+                        RuntimeOperation::RemovePodSandbox,
+                        deps.runtime.remove_sandbox(&uid),
+                    );
+                    if let Err(e) = removed.await {
                         warn!(error = %e, "failed to remove the pod sandbox");
                     }
                 }));
@@ -261,15 +287,28 @@ impl Worker {
                 let Some(container) = self.container(&name) else {
                     return;
                 };
+                let init = self
+                    .pod()
+                    .spec
+                    .and_then(|s| s.init_containers)
+                    .is_some_and(|init| init.iter().any(|c| c.name == name));
                 let launch = ContainerLaunch {
                     pod: self.pod(),
                     pod_ip: self.machine.status().pod_ip.clone(),
                     container,
                     restart_count,
                 };
+                let recorder = self.recorder.clone();
+                recorder.container_start_attempt(init);
                 self.tasks.spawn(async move {
-                    match deps.runtime.start(launch).await {
+                    let started = timed(
+                        &recorder,
+                        RuntimeOperation::StartContainer,
+                        deps.runtime.start(launch),
+                    );
+                    match started.await {
                         Ok(Started { id, exit }) => {
+                            recorder.container_started(&name, restart_count);
                             Worker::send(
                                 &feedback,
                                 Input::ContainerStarted {
@@ -353,9 +392,11 @@ impl Worker {
                 let Some(probe) = probe else { return };
                 let target = self.target(&container, &id);
                 let clock = deps.clock;
+                let recorder = self.recorder.clone();
                 self.tasks.spawn(async move {
                     let started = Instant::now();
                     let result: ProbeResult = deps.prober.probe(&probe, &target, timeout).await;
+                    recorder.probe(&name, kind, &result, started.elapsed());
                     let record = ProbeRecord {
                         at: clock.now(),
                         outcome: if result.error.is_some() {
@@ -381,8 +422,14 @@ impl Worker {
                 });
             }
             Command::StopContainer { name, id, grace } => {
+                let recorder = self.recorder.clone();
                 self.tasks.spawn(async move {
-                    if let Err(e) = deps.runtime.stop(&id, grace).await {
+                    let stopped = timed(
+                        &recorder,
+                        RuntimeOperation::StopContainer,
+                        deps.runtime.stop(&id, grace),
+                    );
+                    if let Err(e) = stopped.await {
                         debug!(container = %name, error = %e, "stop failed (the instance may have ended)");
                     }
                 });
@@ -466,5 +513,19 @@ impl Worker {
         }
         self.tasks.abort_all();
         self.publish(view, true);
+        // The pod is gone from this node: so are its series, as the kubelet's prober removes them.
+        let containers: Vec<String> = self
+            .pod()
+            .spec
+            .map(|s| {
+                s.init_containers
+                    .into_iter()
+                    .flatten()
+                    .chain(s.containers)
+                    .map(|c| c.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.recorder.forget(&containers);
     }
 }

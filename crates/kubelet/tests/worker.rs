@@ -326,3 +326,55 @@ async fn sandbox_loss_recreates_the_sandbox_and_restarts_the_containers() {
     assert_eq!(sandboxes, 2);
     assert_eq!(n.runtime.starts("init").len(), 2, "init runs again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn probe_results_and_runtime_operations_are_counted_in_the_metrics() {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
+
+    let metrics = podvisor_kubelet::KubeletMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let runtime = FakeRuntime::new();
+    let prober = ScriptedProber::default();
+    let mut supervisor = PodSupervisor::new(
+        Arc::new(runtime.clone()),
+        Arc::new(prober.clone()),
+        Arc::new(FakeHooks::default()),
+        Arc::new(RecordingSink::default()),
+        SupervisorConfig {
+            node_name: "node-1".into(),
+            host_ip: Some("192.0.2.1".into()),
+            clock: Clock::starting_at(Time::from_secs(1_700_000_000)),
+        },
+    )
+    .with_metrics(metrics);
+    let mut app = container("app");
+    app["readinessProbe"] = json!({"exec": {"command": ["ready"]}, "periodSeconds": 1});
+    supervisor.apply(pod(json!({"containers": [app]})));
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    settle().await;
+    let probes = prober.calls().len();
+    assert!(probes >= 3, "probed at start and every second: {probes}");
+
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    let counted = text
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"prober_probe_total{probe_type="Readiness",result="successful",container="app",pod="web",namespace="default",pod_uid="uid-1"}"#)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<usize>().ok());
+    assert_eq!(counted, Some(probes), "{text}");
+    for name in [
+        r#"prober_probe_duration_seconds_count{probe_type="Readiness",container="app",pod="web",namespace="default"}"#,
+        r#"kubelet_runtime_operations_total{operation_type="run_podsandbox"} 1"#,
+        r#"kubelet_runtime_operations_total{operation_type="start_container"} 1"#,
+        r#"kubelet_started_containers_total{container_type="container"} 1"#,
+        "kubelet_pod_start_duration_seconds_count 1",
+    ] {
+        assert!(text.contains(name), "missing {name}\n{text}");
+    }
+}
