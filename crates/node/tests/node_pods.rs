@@ -2,6 +2,8 @@
 //! real sockets, and (as root) real pod sandboxes. Bounds are generous: these must not flake on
 //! a loaded 2-core machine.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -12,6 +14,7 @@ use podvisor_probe::ProbeSet;
 use podvisor_runtime::{ProcessRuntime, RuntimeConfig};
 use podvisor_test_support::fakes::RecordingSink;
 use serde_json::json;
+use support::is_root;
 
 static NEXT: AtomicU16 = AtomicU16::new(0);
 
@@ -24,17 +27,6 @@ struct Harness {
 
 /// Removes the test's bridge when the test ends.
 struct BridgeGuard(String);
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 async fn harness() -> Harness {
     let n = NEXT.fetch_add(1, Ordering::SeqCst) + u16::try_from(std::process::id() % 100).unwrap_or(0) * 3;
