@@ -34,7 +34,12 @@ pub(crate) struct State {
     pub(crate) shutdown: CancellationToken,
     pub(crate) bookmark_interval: Duration,
     pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
+    /// Where Services get their ClusterIPs and node ports.
+    pub(crate) service_ranges: crate::alloc::ServiceRanges,
 }
+
+/// Held from a Service's address allocation until it is stored.
+static SERVICE_ALLOCATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
@@ -612,30 +617,19 @@ impl Ctx {
         Ok(warnings)
     }
 
-    async fn allocate_cluster_ip(&self, object: &mut Value) -> Result<()> {
-        let ty = meta::str_at(object, "spec.type").unwrap_or("ClusterIP");
-        let ip = meta::str_at(object, "spec.clusterIP").unwrap_or("");
-        if ty == "ExternalName" || !ip.is_empty() {
-            return Ok(());
-        }
+    /// Gives a new Service its ClusterIP and node ports (`crate::alloc`); the stored Services
+    /// are the allocation table.
+    async fn allocate_service_addresses(&self, object: &mut Value) -> Result<()> {
         let all = self
             .store()
             .list("services", None, ListOptions::default())
             .await
             .map_err(|e| self.store_err(e))?;
-        let used: std::collections::HashSet<String> = all
-            .items
-            .iter()
-            .filter_map(|v| meta::str_at(&v.object, "spec.clusterIP").map(str::to_string))
-            .collect();
-        let free = (10u32..65_000)
-            .map(|n| format!("10.96.{}.{}", n / 256, n % 256))
-            .find(|ip| !used.contains(ip));
-        if let (Some(ip), Some(spec)) = (free, object.get_mut("spec").and_then(Value::as_object_mut)) {
-            spec.insert("clusterIP".into(), json!(ip));
-            spec.insert("clusterIPs".into(), json!([ip]));
-        }
-        Ok(())
+        let used = crate::alloc::InUse::from_services(all.items.iter().map(|v| &v.object));
+        crate::alloc::allocate(&self.state.service_ranges, object, &used).map_err(|e| {
+            let name = meta::str_at(object, "metadata.name").unwrap_or("");
+            ApiError::invalid_field(self.r(), name, &e.field, "FieldValueInvalid", &e.message)
+        })
     }
 
     async fn create(&self, object: Value) -> Result<Response<Body>> {
@@ -675,9 +669,14 @@ impl Ctx {
             object["status"] = json!({"phase": "Active"});
         }
         warnings.extend(self.default_and_validate(&mut object, None)?);
-        if r.group.is_empty() && r.plural == "services" {
-            self.allocate_cluster_ip(&mut object).await?;
-        }
+        // Service creates are serialised from allocation to write, so two never get one address.
+        let _allocating = if r.group.is_empty() && r.plural == "services" {
+            let guard = SERVICE_ALLOCATION.lock().await;
+            self.allocate_service_addresses(&mut object).await?;
+            Some(guard)
+        } else {
+            None
+        };
         if r.namespaced {
             let ns = self.target.namespace.clone().unwrap_or_default();
             if self

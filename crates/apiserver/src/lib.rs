@@ -29,6 +29,7 @@
 //! every connection at once.
 #![forbid(unsafe_code)]
 
+pub mod alloc;
 pub mod auth;
 pub mod body;
 pub mod discovery;
@@ -53,6 +54,7 @@ use podvisor_store::{ObjectKey, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+pub use alloc::ServiceRanges;
 pub use handlers::Body;
 
 /// Why the server stopped with an error.
@@ -82,6 +84,8 @@ pub struct ApiServerConfig {
     pub drain_deadline: Duration,
     /// How often watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
+    /// The service CIDR and node-port range Services get their addresses from.
+    pub service_ranges: alloc::ServiceRanges,
 }
 
 impl Default for ApiServerConfig {
@@ -89,6 +93,7 @@ impl Default for ApiServerConfig {
         ApiServerConfig {
             drain_deadline: Duration::from_secs(10),
             bookmark_interval: Duration::from_secs(5),
+            service_ranges: alloc::ServiceRanges::default(),
         }
     }
 }
@@ -199,6 +204,7 @@ impl ApiServer {
             shutdown: token.clone(),
             bookmark_interval: self.config.bookmark_interval,
             logs: self.logs.clone(),
+            service_ranges: self.config.service_ranges.clone(),
         });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);

@@ -20,6 +20,7 @@ pub mod endpoints;
 pub mod manifests;
 mod node;
 pub mod output;
+pub mod services;
 pub mod table;
 
 pub use node::{BuildError, Node, NodeConfig, build};

@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub listen: Option<SocketAddr>,
     /// Manifest files or directories to create through the API at start-up (`-f`).
     pub apply: Vec<PathBuf>,
+    /// Service addresses, cluster DNS and the Service datapath.
+    pub services: crate::services::ServicesConfig,
 }
 
 impl NodeConfig {
@@ -62,6 +64,7 @@ impl NodeConfig {
             host_network_only: false,
             listen: None,
             apply: Vec::new(),
+            services: crate::services::ServicesConfig::default(),
         }
     }
 }
@@ -288,7 +291,12 @@ impl Node {
             listener,
             addr,
         } = parts;
-        let mut server = ApiServer::new(store.clone(), ApiServerConfig::default());
+        let service_ranges = crate::services::ranges(&self.config.services, output);
+        let api_config = ApiServerConfig {
+            service_ranges: service_ranges.clone(),
+            ..ApiServerConfig::default()
+        };
+        let mut server = ApiServer::new(store.clone(), api_config);
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
         }
@@ -323,6 +331,15 @@ impl Node {
         };
         tasks.spawn(heartbeat(store.clone(), facts, clock));
         tasks.spawn(crate::endpoints::run(store.clone(), clock));
+        crate::services::start(
+            &mut tasks,
+            store.clone(),
+            &self.config,
+            &service_ranges,
+            addr,
+            output,
+        )
+        .await;
         let (sink, writer) = ApiSink::new(store, self.config.node_name.clone());
         tasks.spawn(writer);
         RunningApi {
