@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
     /// Where Services get their ClusterIPs and node ports.
     pub(crate) service_ranges: crate::alloc::ServiceRanges,
+    /// Request metrics, and the registry `/metrics` serves.
+    pub(crate) metrics: Option<crate::metrics::Served>,
 }
 
 /// Held from a Service's address allocation until it is stored.
@@ -100,14 +102,14 @@ fn parse_query(q: Option<&str>) -> HashMap<String, String> {
 }
 
 /// A request for a resource path.
-struct Target {
-    resource: &'static Resource,
-    namespace: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
+pub(crate) struct Target {
+    pub(crate) resource: &'static Resource,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) sub: Option<String>,
 }
 
-fn route(path: &str) -> Option<Target> {
+pub(crate) fn route(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
@@ -157,13 +159,21 @@ where
 {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    let info = state.metrics.as_ref().map(|_| {
+        let query = parse_query(req.uri().query());
+        crate::metrics::RequestInfo::new(&method, &path, &query, req.headers(), route(&path).as_ref())
+    });
     let result = dispatch(&state, req).await;
-    match result {
+    let response = match result {
         Ok(resp) => resp,
         Err(e) => {
             tracing::debug!(%method, %path, code = e.code, message = %e.message, "request failed");
             error_response(&e)
         }
+    };
+    match (&state.metrics, info) {
+        (Some((metrics, _)), Some(info)) => crate::metrics::record(metrics, info, response),
+        _ => response,
     }
 }
 
@@ -180,6 +190,11 @@ where
         "/api" => return ok(discovery::api_versions()),
         "/apis" => return ok(discovery::api_group_list()),
         "/openapi/v3" => return ok(discovery::openapi_root()),
+        "/metrics" if req.method() == Method::GET => {
+            let (_, registry) = state.metrics.as_ref().ok_or_else(|| ApiError::no_route(&path))?;
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            return Ok(crate::metrics::exposition(registry, accept.unwrap_or("")));
+        }
         p if p == "/livez"
             || p == "/readyz"
             || p == "/healthz"

@@ -7,7 +7,8 @@
 //! nodes; get, list (label and field selectors, limit/continue), watch (resourceVersion,
 //! bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON, merge, strategic
 //! merge), graceful pod deletion and deletecollection; bodies in JSON, YAML and Kubernetes
-//! protobuf; `Status` errors with field causes; `Table` output; `/livez`, `/readyz`, `/healthz`.
+//! protobuf; `Status` errors with field causes; `Table` output; `/livez`, `/readyz`, `/healthz`;
+//! `/metrics` with kube-apiserver's request metrics ([`metrics`], [`ApiServer::with_metrics`]).
 //!
 //! **Security.** Plain HTTP and no authentication by default, for loopback. [`ApiServer::with_tls`]
 //! serves TLS (rustls) instead, and [`ApiServer::with_bearer_tokens`] requires a bearer token on
@@ -36,6 +37,7 @@ pub mod discovery;
 mod handlers;
 pub mod logs;
 pub mod meta;
+pub mod metrics;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
@@ -108,6 +110,7 @@ pub struct ApiServer {
     logs: Option<Arc<dyn logs::LogSource>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     auth: Option<Arc<auth::Authenticator>>,
+    metrics: Option<metrics::Served>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -125,6 +128,7 @@ impl ApiServer {
             logs: None,
             tls: None,
             auth: None,
+            metrics: None,
         }
     }
 
@@ -148,6 +152,18 @@ impl ApiServer {
     /// Authenticates every request with `authenticator`.
     pub fn with_authenticator(mut self, authenticator: auth::Authenticator) -> Self {
         self.auth = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Records request metrics into `metrics` and serves `GET /metrics` from `registry` (which
+    /// should hold `metrics`, see [`metrics::ApiMetrics::register`]). Without it, `/metrics`
+    /// is 404 and nothing is recorded.
+    pub fn with_metrics(
+        mut self,
+        metrics: metrics::ApiMetrics,
+        registry: Arc<prometheus_client::registry::Registry>,
+    ) -> Self {
+        self.metrics = Some((metrics, registry));
         self
     }
 
@@ -205,6 +221,7 @@ impl ApiServer {
             bookmark_interval: self.config.bookmark_interval,
             logs: self.logs.clone(),
             service_ranges: self.config.service_ranges.clone(),
+            metrics: self.metrics.clone(),
         });
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);

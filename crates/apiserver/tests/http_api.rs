@@ -134,3 +134,69 @@ fn watch_from_revision_bookmarks_and_expired() {
         assert!(body.contains("\"ERROR\"") && body.contains("\"code\":410") && body.contains("Expired"), "{body}");
     });
 }
+
+#[test]
+fn metrics_count_requests_and_open_watches() {
+    use podvisor_apiserver::metrics::ApiMetrics;
+    use prometheus_client::registry::Registry;
+
+    let metrics = ApiMetrics::new();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let registry = std::sync::Arc::new(registry);
+    let s = common::start_with(move |server| server.with_metrics(metrics, registry));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let base = "/api/v1/namespaces/default/pods";
+        for n in ["a", "b"] {
+            let (code, _) = request(&s.url, "POST", base, "application/json", pod(n).as_bytes()).await;
+            assert_eq!(code, 201);
+        }
+        request(&s.url, "GET", base, "", b"").await;
+        request(&s.url, "GET", &format!("{base}/a"), "", b"").await;
+        request(&s.url, "GET", &format!("{base}/missing"), "", b"").await;
+
+        // A watch stays open (bookmarks every second, so its end is noticed soon after).
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let req = format!("GET {base}?watch=true&allowWatchBookmarks=true HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut lines = BufReader::new(conn).lines();
+        let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+        assert!(matches!(first, Ok(Ok(Some(_)))), "the watch answered");
+
+        let (code, text) = request(&s.url, "GET", "/metrics", "", b"").await;
+        assert_eq!(code, 200);
+        let labels = |verb: &str, scope: &str| {
+            format!(r#"{{verb="{verb}",dry_run="",group="",version="v1",resource="pods",subresource="",scope="{scope}",component="apiserver""#)
+        };
+        for line in [
+            "# TYPE apiserver_request_duration_seconds histogram".to_string(),
+            format!("apiserver_request_duration_seconds_count{}}} 2", labels("POST", "resource")),
+            format!(r#"apiserver_request_duration_seconds_bucket{},le="+Inf"}} 2"#, labels("POST", "resource")),
+            format!("apiserver_request_duration_seconds_count{}}} 1", labels("LIST", "namespace")),
+            format!(r#"apiserver_request_total{},code="200"}} 1"#, labels("GET", "resource")),
+            format!(r#"apiserver_request_total{},code="404"}} 1"#, labels("GET", "resource")),
+            r#"apiserver_longrunning_requests{verb="WATCH",group="",version="v1",resource="pods",subresource="",scope="namespace",component="apiserver"} 1"#.to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+
+        // Once the client goes away, the watch is no longer counted and is recorded as done.
+        drop(lines);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, text) = request(&s.url, "GET", "/metrics", "", b"").await;
+            if text.contains(r#"apiserver_longrunning_requests{verb="WATCH",group="",version="v1",resource="pods",subresource="",scope="namespace",component="apiserver"} 0"#)
+                && text.contains(r#"apiserver_request_total{verb="WATCH""#)
+            {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the watch still counts as open:\n{text}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}

@@ -19,6 +19,11 @@ pub struct Server {
 }
 
 pub fn start() -> Server {
+    start_with(|server| server)
+}
+
+/// Like [`start`], with `configure` applied to the server before it serves.
+pub fn start_with(configure: impl FnOnce(ApiServer) -> ApiServer + Send + 'static) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn podvisor_store::Store> =
         Arc::new(RedbStore::open(dir.path().join("store.redb")).unwrap());
@@ -37,7 +42,7 @@ pub fn start() -> Server {
                 bookmark_interval: std::time::Duration::from_secs(1),
                 ..Default::default()
             };
-            let server = ApiServer::new(server_store, config);
+            let server = configure(ApiServer::new(server_store, config));
             server.bootstrap().await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             server
