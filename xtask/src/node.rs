@@ -24,8 +24,12 @@ OPTIONS:
     --manifests DIR     Follow the Pod manifests (*.yaml, *.yml, *.json) in DIR, like the
                         kubelet's staticPodPath: added, changed and removed files are followed
                         (the pods appear in the API, like mirror pods)
-    --listen ADDR       Serve the Kubernetes API on IP:PORT (loopback only for now) and write
-                        DATA_DIR/kubeconfig once it answers [default: 127.0.0.1:6443]
+    --listen ADDR       Serve the Kubernetes API on IP:PORT and write DATA_DIR/kubeconfig once
+                        it answers [default: 127.0.0.1:6443]. Loopback is plain HTTP without
+                        authentication; any other address is HTTPS with a bearer token: a CA,
+                        serving certificate and token are made on first start in DATA_DIR/pki
+                        (keys and token mode 0600) and the kubeconfig carries the CA and token
+    --tls               Serve HTTPS with the bearer token on a loopback --listen address too
     -f, --filename PATH Create the objects of a manifest file or directory through the API at
                         start-up, like `kubectl create -f` (may be repeated)
     --node-name NAME    The node's name [default: the host name]
@@ -52,6 +56,7 @@ EXIT CODES:
 struct NodeArgs {
     data_dir: PathBuf,
     listen: SocketAddr,
+    tls: bool,
     manifests: Option<PathBuf>,
     node_name: Option<String>,
     pod_cidr: String,
@@ -73,6 +78,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
     config.pod_cidr = node_args.pod_cidr;
     config.host_network_only = node_args.host_network;
     config.listen = Some(node_args.listen);
+    config.tls = node_args.tls;
     config.apply = node_args.apply;
     config.output = match node_args.output.as_deref() {
         Some("table") => OutputMode::Table,
@@ -95,8 +101,13 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         let (node, capabilities) = podvisor_node::build(config)
             .await
             .context("cannot start the node")?;
+        let scheme = if node_args.tls || !node_args.listen.ip().is_loopback() {
+            "https"
+        } else {
+            "http"
+        };
         eprintln!(
-            "podvisor node: root={} namespaces={} cgroups={:?} api=http://{}",
+            "podvisor node: root={} namespaces={} cgroups={:?} api={scheme}://{}",
             capabilities.root, capabilities.namespaces, capabilities.cgroup, node_args.listen
         );
         node.run(shutdown_signal()).await;
@@ -130,6 +141,7 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
     let mut node_name = None;
     let mut pod_cidr = "10.88.0.0/16".to_owned();
     let mut host_network = false;
+    let mut tls = false;
     let mut output = None;
     let mut apply = Vec::new();
     while let Some(arg) = parser.next_arg()? {
@@ -184,6 +196,7 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
                     pod_cidr = value;
                 }
                 "host-network" => host_network = true,
+                "tls" => tls = true,
                 "filename" => {
                     let value = PathBuf::from(parser.value()?);
                     if !value.exists() {
@@ -212,6 +225,7 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
     Ok(Some(NodeArgs {
         data_dir,
         listen,
+        tls,
         manifests,
         node_name,
         pod_cidr,
@@ -235,14 +249,23 @@ mod tests {
         assert_eq!(args.data_dir, PathBuf::from("./.podvisor"));
         assert_eq!(args.listen, "127.0.0.1:6443".parse().unwrap());
         assert_eq!(args.manifests, None);
+        assert!(!args.tls);
     }
 
     #[test]
     fn flags_are_read() {
         let dir = env!("CARGO_MANIFEST_DIR");
-        let args = parse_strs(&["--data-dir", "/tmp/pv", "--listen=[::1]:7000", "--manifests", dir])
-            .unwrap()
-            .unwrap();
+        let args = parse_strs(&[
+            "--data-dir",
+            "/tmp/pv",
+            "--listen=[::1]:7000",
+            "--manifests",
+            dir,
+            "--tls",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(args.tls);
         assert_eq!(args.data_dir, PathBuf::from("/tmp/pv"));
         assert_eq!(args.listen, "[::1]:7000".parse().unwrap());
         assert_eq!(args.manifests, Some(PathBuf::from(dir)));

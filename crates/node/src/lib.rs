@@ -20,6 +20,7 @@ pub mod endpoints;
 pub mod manifests;
 mod node;
 pub mod output;
+pub mod pki;
 pub mod services;
 pub mod table;
 

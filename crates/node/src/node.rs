@@ -44,8 +44,11 @@ pub struct NodeConfig {
     pub pod_cidr: String,
     /// Run every pod in the node's network, without sandboxes (what happens without root).
     pub host_network_only: bool,
-    /// Serve the Kubernetes API (with the embedded store) on this address; loopback only.
+    /// Serve the Kubernetes API (with the embedded store) on this address: plain HTTP without
+    /// authentication on loopback, TLS with a bearer token anywhere else.
     pub listen: Option<SocketAddr>,
+    /// Serve TLS with a bearer token on a loopback `listen` address too (`--tls`).
+    pub tls: bool,
     /// Manifest files or directories to create through the API at start-up (`-f`).
     pub apply: Vec<PathBuf>,
     /// Service addresses, cluster DNS and the Service datapath.
@@ -63,6 +66,7 @@ impl NodeConfig {
             pod_cidr: "10.88.0.0/16".into(),
             host_network_only: false,
             listen: None,
+            tls: false,
             apply: Vec::new(),
             services: crate::services::ServicesConfig::default(),
         }
@@ -93,7 +97,7 @@ pub enum BuildError {
 /// Must be called inside a tokio runtime.
 pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
     let api = match config.listen {
-        Some(listen) => Some(api::open(&config.data_dir, listen).await?),
+        Some(listen) => Some(api::open(&config.data_dir, listen, config.tls).await?),
         None => None,
     };
     let runtime = ProcessRuntime::new(RuntimeConfig {
@@ -232,7 +236,7 @@ impl Node {
                             Some(running) => {
                                 if changed || statics_pending {
                                     let desired: Vec<_> = statics.pods().cloned().collect();
-                                    statics_pending = !api::sync_static_pods(running.addr, &desired, &mut static_names).await;
+                                    statics_pending = !api::sync_static_pods(&running.endpoint, &desired, &mut static_names).await;
                                 }
                             }
                             None => {
@@ -290,6 +294,9 @@ impl Node {
             store,
             listener,
             addr,
+            pki,
+            server_tls,
+            endpoint,
         } = parts;
         let service_ranges = crate::services::ranges(&self.config.services, output);
         let api_config = ApiServerConfig {
@@ -299,6 +306,11 @@ impl Node {
         let mut server = ApiServer::new(store.clone(), api_config);
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
+        }
+        if let (Some(tls), Some(pki)) = (server_tls, &pki) {
+            server = server
+                .with_tls(tls)
+                .with_bearer_tokens(vec![pki.token().to_owned()]);
         }
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve = tokio::spawn(async move {
@@ -311,15 +323,16 @@ impl Node {
                 warn!(error = %e, "the API server stopped");
             }
         });
-        if api::wait_ready(addr, Duration::from_secs(10)).await {
-            match api::write_kubeconfig(&self.config.data_dir, addr) {
-                Ok(path) => output.notice(&format!("API on http://{addr}; KUBECONFIG={}", path.display())),
-                Err(e) => output.notice(&format!("API on http://{addr}; cannot write the kubeconfig: {e}")),
+        let url = endpoint.url();
+        if api::wait_ready(&endpoint, Duration::from_secs(10)).await {
+            match api::write_kubeconfig(&self.config.data_dir, &endpoint, pki.as_ref()) {
+                Ok(path) => output.notice(&format!("API on {url}; KUBECONFIG={}", path.display())),
+                Err(e) => output.notice(&format!("API on {url}; cannot write the kubeconfig: {e}")),
             }
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));
         }
-        for line in api::apply_paths(addr, &self.config.apply).await {
+        for line in api::apply_paths(&endpoint, &self.config.apply).await {
             output.notice(&line);
         }
         let mut tasks = tokio::task::JoinSet::new();
@@ -343,7 +356,7 @@ impl Node {
         let (sink, writer) = ApiSink::new(store, self.config.node_name.clone());
         tasks.spawn(writer);
         RunningApi {
-            addr,
+            endpoint,
             sink: Arc::new(sink),
             stop,
             serve,
@@ -354,7 +367,7 @@ impl Node {
 
 /// The API and the tasks that connect the node to it.
 struct RunningApi {
-    addr: SocketAddr,
+    endpoint: crate::client::Endpoint,
     sink: Arc<ApiSink>,
     stop: tokio::sync::oneshot::Sender<()>,
     serve: tokio::task::JoinHandle<()>,

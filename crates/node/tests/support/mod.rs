@@ -26,6 +26,17 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The whole-node tests' configuration: API on 127.0.0.1:0, quiet, host network without root.
+pub fn e2e_config(data_dir: &Path, pod_cidr: &str) -> NodeConfig {
+    let mut config = NodeConfig::new(data_dir);
+    config.node_name = "e2e-node".into();
+    config.output = OutputMode::Quiet;
+    config.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.pod_cidr = pod_cidr.into();
+    config.host_network_only = !is_root();
+    config
+}
+
 /// A node running in this process until dropped.
 pub struct RunningNode {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -35,13 +46,13 @@ pub struct RunningNode {
 
 impl RunningNode {
     pub async fn start(data_dir: &Path, pod_cidr: &str, bridge_hint: &str) -> RunningNode {
-        let mut config = NodeConfig::new(data_dir);
-        config.node_name = "e2e-node".into();
-        config.output = OutputMode::Quiet;
-        config.listen = Some("127.0.0.1:0".parse().unwrap());
-        config.pod_cidr = pod_cidr.into();
-        config.host_network_only = !is_root();
         let _ = bridge_hint;
+        RunningNode::start_with(e2e_config(data_dir, pod_cidr)).await
+    }
+
+    /// Starts a node with `config` and waits for its kubeconfig.
+    pub async fn start_with(config: NodeConfig) -> RunningNode {
+        let data_dir = config.data_dir.clone();
         let (node, _caps) = build(config).await.expect("node builds");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(node.run(async move {
