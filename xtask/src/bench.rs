@@ -1,31 +1,41 @@
-//! `cargo xtask bench`: run the benchmarks (a placeholder: they are not written yet).
+//! `cargo xtask bench`: build the benchmark harness (`crates/bench`, the `podvisor-bench`
+//! binary) in release mode and run it.
 //!
-//! The flags are parsed now so scripts can be written against them; the command then explains
-//! what is missing and exits with code 2.
+//! The flags are checked here first so a typo fails before a release build; the harness checks
+//! the benchmark names. `--json FILE` is resolved against the current directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::flags::{Arg, Parser};
+use crate::step;
 
 const HELP: &str = "\
-cargo xtask bench: run the benchmarks (not built yet: exits with code 2)
+cargo xtask bench: run the benchmarks against floors measured in the same run
+
+Builds `podvisor-bench` (crates/bench) in release mode and runs it. It prints a table
+(benchmark, metric, p50, p99, floor, ratio, goal, verdict); ratios to the floor are the
+point, because absolute times drift ±20% on shared machines. Missed goals are reported,
+not failures.
 
 USAGE:
     cargo xtask bench [--quick] [--json FILE] [NAME...]
 
 ARGUMENTS:
     NAME...       Run only the benchmarks whose names contain one of these [default: all]
+                  (pod-start, crash-restart, api, footprint)
 
 OPTIONS:
-    --quick       Fewer iterations: a smoke test, not a measurement
+    --quick       Small sizes: a smoke test of everything in under two minutes after the build
     --json FILE   Also write the results as JSON to FILE
     -h, --help    Print this message
 
 EXIT CODES:
-    2   usage error, or (for now) the benchmarks are not built yet
+    0   every benchmark ran
+    1   the build or a benchmark failed
+    2   usage error
 ";
 
 /// The bench flags, validated.
@@ -41,26 +51,21 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
-    let json = match &bench_args.json {
-        Some(file) => file.display().to_string(),
-        None => "(none)".to_owned(),
-    };
-    let names = if bench_args.names.is_empty() {
-        "(all)".to_owned()
-    } else {
-        bench_args.names.join(" ")
-    };
-    eprintln!(
-        "\
-error: `cargo xtask bench` has nothing to run yet: the benchmarks are issue #6.
-
-The flags are accepted and were validated:
-  --quick {}
-  --json  {json}
-  NAME... {names}",
-        bench_args.quick,
-    );
-    Ok(ExitCode::from(2))
+    let mut command = step::cargo();
+    command.args(["run", "--release", "--quiet", "-p", "podvisor-bench", "--"]);
+    if bench_args.quick {
+        command.arg("--quick");
+    }
+    if let Some(json) = &bench_args.json {
+        // cargo runs in the workspace root; keep a relative FILE relative to where we were called.
+        let json = std::env::current_dir()
+            .context("reading the current directory for `--json`")?
+            .join(json);
+        command.arg("--json").arg(json);
+    }
+    command.args(&bench_args.names);
+    step::run("bench", "", &mut command)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The validated flags, or `None` when `--help` was asked for.

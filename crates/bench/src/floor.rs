@@ -1,0 +1,67 @@
+//! Floors: minimal programs doing the bare operation a benchmark's workload rests on, measured
+//! in the same run as the benchmark so the ratio survives the machine's ±20% drift.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sched::CloneFlags;
+
+/// Spawns `/bin/true` and waits for it, `n` times; with `namespaces`, the child first leaves
+/// into new network, UTS and IPC namespaces (what a pod sandbox costs at minimum).
+pub(crate) fn spawn_wait(n: usize, namespaces: bool) -> io::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut cmd = Command::new("/bin/true");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if namespaces {
+            // SAFETY: unshare(2) is a plain syscall, async-signal-safe, and touches no memory
+            // of the parent; nothing is allocated between fork and exec.
+            #[allow(unsafe_code)]
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sched::unshare(
+                        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
+                    )
+                    .map_err(io::Error::from)
+                });
+            }
+        }
+        let start = Instant::now();
+        let status = cmd.spawn()?.wait()?;
+        samples.push(start.elapsed());
+        if !status.success() {
+            return Err(io::Error::other(format!("/bin/true exited with {status}")));
+        }
+    }
+    Ok(samples)
+}
+
+/// The restart floor: a minimal supervisor kills its `sleep` child with SIGKILL, reaps it with
+/// waitpid and spawns the replacement; the time from the kill until the replacement's spawn
+/// returned (exec done), `n` times.
+pub(crate) fn kill_wait_respawn(n: usize) -> io::Result<Vec<Duration>> {
+    let spawn = || {
+        Command::new("sleep")
+            .arg("3600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    };
+    let mut samples = Vec::with_capacity(n);
+    let mut child = spawn()?;
+    for _ in 0..n {
+        let start = Instant::now();
+        child.kill()?;
+        child.wait()?;
+        child = spawn()?;
+        samples.push(start.elapsed());
+    }
+    child.kill()?;
+    child.wait()?;
+    Ok(samples)
+}

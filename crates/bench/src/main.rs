@@ -1,0 +1,200 @@
+//! `podvisor-bench`: podvisor's benchmarks, each measured against a floor taken in the same run
+//! (a minimal Rust program doing the bare operation), because absolute times on shared
+//! machines drift by ±20% between runs and ratios do not. Run it through `cargo xtask bench`,
+//! which builds it in release mode.
+//!
+//! Prints a table (benchmark, metric, p50, p99, floor, ratio, goal, verdict) and, with
+//! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's.
+
+mod crash_restart;
+mod floor;
+mod peers;
+mod pod_start;
+mod pods;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::stats::Row;
+
+const HELP: &str = "\
+podvisor-bench: run podvisor's benchmarks against floors measured in the same run
+
+USAGE:
+    podvisor-bench [--quick] [--json FILE] [NAME...]
+    (normally through `cargo xtask bench`, which builds this in release mode)
+
+ARGUMENTS:
+    NAME...       Run only the benchmarks whose names contain one of these [default: all]
+
+OPTIONS:
+    --quick       Small sizes: a smoke test of everything in under two minutes
+    --json FILE   Also write the results as JSON to FILE
+    -h, --help    Print this message
+
+BENCHMARKS:
+    pod-start      one-container pod created → Running        (floor: spawn+wait, namespaces as root)
+    crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
+
+EXIT CODES:
+    0   every benchmark ran (goals missed are reported, not failures)
+    1   a benchmark failed to run
+    2   usage error
+";
+
+/// The validated command line.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Args {
+    quick: bool,
+    json: Option<PathBuf>,
+    names: Vec<String>,
+}
+
+/// One benchmark: its name and its sizes (full, quick).
+struct Bench {
+    name: &'static str,
+    full: usize,
+    quick: usize,
+}
+
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "pod-start",
+        full: 200,
+        quick: 20,
+    },
+    Bench {
+        name: "crash-restart",
+        full: 100,
+        quick: 10,
+    },
+];
+
+fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}\n\nRun `podvisor-bench --help` for usage.");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The flags, or `None` for `--help`.
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Args>> {
+    let mut out = Args::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--quick" => out.quick = true,
+            "--json" => {
+                let value = args.next().context("`--json` needs a FILE")?;
+                if value.is_empty() || value.starts_with("--") {
+                    bail!("`--json` needs a FILE, got {value:?}");
+                }
+                out.json = Some(PathBuf::from(value));
+            }
+            s if s.starts_with("--json=") => {
+                let value = &s["--json=".len()..];
+                if value.is_empty() {
+                    bail!("`--json` must not be empty");
+                }
+                out.json = Some(PathBuf::from(value));
+            }
+            s if s.starts_with('-') => bail!("unknown flag `{s}`"),
+            name => out.names.push(name.to_owned()),
+        }
+    }
+    for name in &out.names {
+        if !BENCHES.iter().any(|b| b.name.contains(name.as_str())) {
+            let known: Vec<&str> = BENCHES.iter().map(|b| b.name).collect();
+            bail!("no benchmark matches NAME `{name}` (known: {})", known.join(", "));
+        }
+    }
+    Ok(Some(out))
+}
+
+fn run(args: &Args) -> Result<()> {
+    let selected: Vec<&Bench> = BENCHES
+        .iter()
+        .filter(|b| args.names.is_empty() || args.names.iter().any(|n| b.name.contains(n.as_str())))
+        .collect();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let started = Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
+    for bench in &selected {
+        let n = if args.quick { bench.quick } else { bench.full };
+        eprintln!("==> {} (n = {n})", bench.name);
+        let t = Instant::now();
+        let result = tokio.block_on(async {
+            match bench.name {
+                "pod-start" => pod_start::run(n).await,
+                "crash-restart" => crash_restart::run(n).await,
+                other => bail!("benchmark {other} has no runner"),
+            }
+        });
+        let new_rows = result.with_context(|| format!("benchmark {}", bench.name))?;
+        eprintln!("    done in {:.1} s", t.elapsed().as_secs_f64());
+        rows.extend(new_rows);
+    }
+    let peer_notes = peers::notes();
+    print!("{}", report::table(&rows));
+    for note in report::notes(&rows).iter().chain(&peer_notes) {
+        println!("note: {note}");
+    }
+    println!(
+        "({} run, {:.1} s; ratios are the point: absolute times drift ±20% on shared machines)",
+        if args.quick { "quick" } else { "full" },
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.json {
+        let json = report::json(&rows, args.quick, &peer_notes);
+        let text = serde_json::to_string_pretty(&json).context("encoding the JSON")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing `--json` file {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Option<Args>> {
+        parse(list.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn flags_parse_and_errors_name_the_flag() {
+        let a = args(&["--quick", "--json", "out.json", "pod"]).unwrap().unwrap();
+        assert!(a.quick);
+        assert_eq!(a.json, Some(PathBuf::from("out.json")));
+        assert_eq!(a.names, vec!["pod".to_owned()]);
+        assert!(args(&["--help"]).unwrap().is_none());
+        assert!(format!("{:#}", args(&["--json"]).unwrap_err()).contains("--json"));
+        assert!(format!("{:#}", args(&["--bogus"]).unwrap_err()).contains("--bogus"));
+        assert!(format!("{:#}", args(&["nothing"]).unwrap_err()).contains("nothing"));
+    }
+}

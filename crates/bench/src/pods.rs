@@ -1,0 +1,157 @@
+//! The node's real pod parts, in-process: [`ProcessRuntime`], [`ProbeSet`] and
+//! [`PodSupervisor`] over a temporary data directory with a bridge, pod CIDR and cgroup parent
+//! of its own, plus helpers to wait for a pod's [`PodView`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use podvisor_core::corev1::Pod;
+use podvisor_kubelet::{Clock, NullSink, PodSupervisor, PodView, SupervisorConfig};
+use podvisor_probe::ProbeSet;
+use podvisor_runtime::{ProcessRuntime, RuntimeConfig};
+use tokio::sync::watch;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Whether this process runs as root (pod sandboxes need it).
+pub(crate) fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A pod supervisor on the real runtime, torn down by [`PodNode::shutdown`].
+pub(crate) struct PodNode {
+    /// The supervisor the benchmarks apply pods to.
+    pub(crate) supervisor: PodSupervisor,
+    /// Whether pods get sandboxes (root) or share the host network.
+    pub(crate) sandboxes: bool,
+    bridge: String,
+    _data: tempfile::TempDir,
+}
+
+impl PodNode {
+    /// A node whose pods get sandboxes when this process is root.
+    pub(crate) async fn start() -> Result<PodNode> {
+        let n = (std::process::id() % 200) * 5 + NEXT.fetch_add(1, Ordering::SeqCst);
+        let data = tempfile::Builder::new()
+            .prefix("podvisor-bench-")
+            .tempdir()
+            .context("creating the data directory")?;
+        let bridge = format!("pvb{}", n % 1000);
+        let sandboxes = is_root();
+        let runtime = ProcessRuntime::new(RuntimeConfig {
+            data_dir: data.path().to_owned(),
+            pod_cidr: format!("10.{}.{}.0/22", 80 + (n / 60) % 10, (n % 60) * 4),
+            bridge_name: bridge.clone(),
+            node_name: "bench-node".into(),
+            cgroup_parent: format!("podvisor-bench-{}-{n}", std::process::id()),
+            force_host_network: !sandboxes,
+            cleanup_on_start: false,
+            ..RuntimeConfig::default()
+        })
+        .await
+        .context("starting the process runtime")?;
+        let runtime = Arc::new(runtime);
+        let probes = Arc::new(ProbeSet::new(runtime.clone()));
+        let supervisor = PodSupervisor::new(
+            runtime,
+            probes.clone(),
+            probes,
+            Arc::new(NullSink),
+            SupervisorConfig {
+                node_name: "bench-node".into(),
+                host_ip: None,
+                clock: Clock::system(),
+            },
+        );
+        Ok(PodNode {
+            supervisor,
+            sandboxes,
+            bridge,
+            _data: data,
+        })
+    }
+
+    /// Deletes the pod with `uid` (no grace) and waits until its worker has finished and
+    /// everything of it is gone, then forgets it.
+    pub(crate) async fn delete_and_wait(&mut self, uid: &str) -> Result<()> {
+        let Some(mut rx) = self.supervisor.watch(uid) else {
+            return Ok(());
+        };
+        self.supervisor.delete(uid, Some(0));
+        wait_view(&mut rx, Duration::from_secs(60), "the pod to be torn down", |v| {
+            v.finished
+        })
+        .await?;
+        self.supervisor.forget_finished();
+        Ok(())
+    }
+
+    /// Stops every pod and removes the bridge.
+    pub(crate) async fn shutdown(self) {
+        let _ = self.supervisor.shutdown(Duration::from_secs(60)).await;
+        if self.sandboxes {
+            let _ = podvisor_runtime::delete_link(&self.bridge).await;
+        }
+    }
+}
+
+/// A pod named `name` in `default` with a fresh UID and the given spec.
+pub(crate) fn pod(name: &str, spec: serde_json::Value) -> Result<Pod> {
+    let uid = format!(
+        "bench-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{name}-{}", NEXT.fetch_add(1, Ordering::SeqCst)), "namespace": "default", "uid": uid},
+        "spec": spec,
+    }))
+    .context("building the pod")
+}
+
+/// Waits until `check` holds for the view, at most `limit`.
+pub(crate) async fn wait_view(
+    rx: &mut watch::Receiver<PodView>,
+    limit: Duration,
+    what: &str,
+    check: impl Fn(&PodView) -> bool,
+) -> Result<PodView> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let view = rx.borrow_and_update().clone();
+        if check(&view) {
+            return Ok(view);
+        }
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => bail!("the pod's worker ended while waiting for {what}"),
+            Err(_) => bail!(
+                "timed out after {limit:?} waiting for {what}; last status: {:?}",
+                view.pod.status
+            ),
+        }
+    }
+}
+
+/// The first container's restart count and whether it is running.
+pub(crate) fn first_container(view: &PodView) -> (i32, bool) {
+    view.pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.first())
+        .map_or((0, false), |c| {
+            (
+                c.restart_count,
+                c.state.as_ref().is_some_and(|s| s.running.is_some()),
+            )
+        })
+}
+
+/// The pod's phase is `Running` and its first container runs.
+pub(crate) fn running(view: &PodView) -> bool {
+    let phase = view.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    phase == Some("Running") && first_container(view).1
+}
