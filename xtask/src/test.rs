@@ -100,7 +100,18 @@ fn set_up() -> Result<()> {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    if has("kubectl") {
+    // `nft` programs the Service datapath (podvisor-proxy); without it Service traffic is not
+    // proxied and the datapath tests skip.
+    let has_nft =
+        std::path::Path::new("/usr/sbin/nft").exists() || std::path::Path::new("/sbin/nft").exists();
+    let mut packages = Vec::new();
+    if !has("kubectl") {
+        packages.push("kubernetes-client");
+    }
+    if !has_nft {
+        packages.push("nftables");
+    }
+    if packages.is_empty() {
         return Ok(());
     }
     let root = std::fs::read_to_string("/proc/self/status")
@@ -118,7 +129,7 @@ fn set_up() -> Result<()> {
         );
         return Ok(());
     }
-    eprintln!("==> set-up: installing kubectl (Debian package kubernetes-client)");
+    eprintln!("==> set-up: installing Debian packages {}", packages.join(" "));
     let quiet = |args: &[&str]| {
         std::process::Command::new("apt-get")
             .args(args)
@@ -126,7 +137,9 @@ fn set_up() -> Result<()> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !(quiet(&["update", "-qq"]) && quiet(&["install", "-y", "-qq", "kubernetes-client"]) && has("kubectl"))
+    if !(quiet(&["update", "-qq"])
+        && quiet(&[&["install", "-y", "-qq"][..], &packages].concat())
+        && has("kubectl"))
     {
         eprintln!("==> set-up: installing kubectl failed; kubectl tests will be skipped");
     }

@@ -105,6 +105,9 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         pod_cidr: config.pod_cidr.clone(),
         node_name: config.node_name.clone(),
         force_host_network: config.host_network_only,
+        cluster_dns: config
+            .listen
+            .and_then(|_| crate::services::cluster_dns_address(&config)),
         ..RuntimeConfig::default()
     })
     .await?;

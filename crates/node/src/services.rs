@@ -4,6 +4,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use podvisor_core::corev1::Service;
+use podvisor_core::discoveryv1::EndpointSlice;
+use podvisor_store::ListOptions;
+use tracing::{debug, warn};
 
 use podvisor_apiserver::ServiceRanges;
 
@@ -94,12 +101,15 @@ async fn put(store: &dyn Store, key: ObjectKey, mut object: Value) -> Result<(),
 pub struct ServicesConfig {
     /// The service CIDR ClusterIPs come from (`10.96.0.0/16`).
     pub service_cidr: String,
+    /// The nftables table the Service datapath owns (`podvisor`).
+    pub nft_table: String,
 }
 
 impl Default for ServicesConfig {
     fn default() -> Self {
         ServicesConfig {
             service_cidr: "10.96.0.0/16".into(),
+            nft_table: "podvisor".into(),
         }
     }
 }
@@ -112,12 +122,36 @@ pub fn ranges(config: &ServicesConfig, output: &crate::output::NodeOutput) -> Se
     })
 }
 
+/// The pod network's gateway (its first address: the node's bridge), where cluster DNS
+/// listens when pods have their own network.
+pub fn cluster_dns_address(config: &crate::NodeConfig) -> Option<Ipv4Addr> {
+    if config.host_network_only || !is_root() {
+        return None;
+    }
+    let (ip, prefix) = config.pod_cidr.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 30)?;
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    Some(Ipv4Addr::from((u32::from(ip) & mask) + 1))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 /// Starts what serves Services on this node: the `kubernetes` Service now, then (as tasks)
-/// cluster DNS and the Service datapath.
+/// cluster DNS and the Service datapath, both following Services and EndpointSlices.
 pub async fn start(
-    _tasks: &mut tokio::task::JoinSet<()>,
+    tasks: &mut tokio::task::JoinSet<()>,
     store: Arc<dyn Store>,
-    _config: &crate::NodeConfig,
+    config: &crate::NodeConfig,
     ranges: &ServiceRanges,
     api: SocketAddr,
     output: &crate::output::NodeOutput,
@@ -125,4 +159,205 @@ pub async fn start(
     if let Err(e) = ensure_kubernetes_service(&*store, ranges.first(), api).await {
         output.notice(&format!("cannot create the kubernetes Service: {e}"));
     }
+    let table = podvisor_dns::DnsTable::default();
+    let dns_ip = cluster_dns_address(config);
+    let listen = SocketAddr::new(
+        dns_ip.unwrap_or(Ipv4Addr::LOCALHOST).into(),
+        if dns_ip.is_some() { 53 } else { 0 },
+    );
+    let upstream = std::fs::read_to_string("/etc/resolv.conf")
+        .ok()
+        .and_then(|t| podvisor_dns::upstream_from_resolv_conf(&t, listen.ip()));
+    match podvisor_dns::bind(listen, table.clone(), upstream).await {
+        Ok((addr, server)) => {
+            let note = if dns_ip.is_some() {
+                ""
+            } else {
+                " (pods share the host network and keep the host's resolver)"
+            };
+            output.notice(&format!("cluster DNS on {addr}{note}"));
+            tasks.spawn(async move {
+                if let Err(e) = server.serve(std::future::pending()).await {
+                    warn!(error = %e, "cluster DNS stopped");
+                }
+            });
+        }
+        Err(e) => output.notice(&format!("no cluster DNS: {e}")),
+    }
+    let proxy = if is_root() && podvisor_proxy::Proxy::available().await {
+        Some(ProxyGuard(podvisor_proxy::Proxy::new(
+            config.services.nft_table.clone(),
+        )))
+    } else {
+        output.notice("warning: Service traffic is not proxied (the nftables datapath needs root and nft)");
+        None
+    };
+    tasks.spawn(follow_services(store, table, proxy));
+}
+
+/// Removes the datapath's table when the node stops (the task holding it is dropped).
+struct ProxyGuard(podvisor_proxy::Proxy);
+
+impl Drop for ProxyGuard {
+    fn drop(&mut self) {
+        self.0.remove_blocking();
+    }
+}
+
+/// Keeps the DNS table and the datapath in line with Services and EndpointSlices: rebuilt
+/// from a full list at every change (level-triggered), relisting after watch errors.
+async fn follow_services(store: Arc<dyn Store>, table: podvisor_dns::DnsTable, proxy: Option<ProxyGuard>) {
+    let mut last: Option<Vec<podvisor_proxy::ProxyService>> = None;
+    loop {
+        let Ok(revision) = store.current_revision().await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let (Ok(services), Ok(slices)) = (
+            store.watch("services", None, revision).await,
+            store.watch(SLICES, None, revision).await,
+        ) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        sync(&*store, &table, proxy.as_ref(), &mut last).await;
+        let mut events = futures_util::stream::select(services, slices);
+        while let Some(Ok(_)) = events.next().await {
+            // Take whatever else is already queued, so a burst is one rebuild.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(2), events.next()).await {}
+            sync(&*store, &table, proxy.as_ref(), &mut last).await;
+        }
+        debug!("service watch ended; relisting");
+    }
+}
+
+const SLICES: &str = "discovery.k8s.io/endpointslices";
+
+async fn sync(
+    store: &dyn Store,
+    table: &podvisor_dns::DnsTable,
+    proxy: Option<&ProxyGuard>,
+    last: &mut Option<Vec<podvisor_proxy::ProxyService>>,
+) {
+    let (Ok(services), Ok(slices)) = (
+        store.list("services", None, ListOptions::default()).await,
+        store.list(SLICES, None, ListOptions::default()).await,
+    ) else {
+        return;
+    };
+    let services: Vec<Service> = services
+        .items
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v.object).ok())
+        .collect();
+    let slices: Vec<EndpointSlice> = slices
+        .items
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v.object).ok())
+        .collect();
+    let (records, proxied) = datapath(&services, &slices);
+    table.replace(records);
+    if let Some(proxy) = proxy
+        && last.as_ref() != Some(&proxied)
+    {
+        match proxy.0.sync(&proxied).await {
+            Ok(()) => *last = Some(proxied),
+            Err(e) => warn!(error = %e, "cannot program the Service datapath"),
+        }
+    }
+}
+
+/// One DNS name: namespace, Service, addresses.
+pub type DnsRecord = (String, String, Vec<Ipv4Addr>);
+
+/// DNS records and datapath Services from Services and their EndpointSlices (ready endpoints
+/// only).
+pub fn datapath(
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> (Vec<DnsRecord>, Vec<podvisor_proxy::ProxyService>) {
+    let mut records = Vec::new();
+    let mut proxied = Vec::new();
+    for svc in services {
+        let (Some(ns), Some(name)) = (svc.metadata.namespace.clone(), svc.metadata.name.clone()) else {
+            continue;
+        };
+        let spec = svc.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let own: Vec<&EndpointSlice> = slices
+            .iter()
+            .filter(|s| {
+                s.metadata.namespace.as_deref() == Some(ns.as_str())
+                    && s.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("kubernetes.io/service-name"))
+                        == Some(&name)
+            })
+            .collect();
+        let ready = |e: &podvisor_core::discoveryv1::Endpoint| {
+            e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true)
+        };
+        let cluster_ip = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+        match cluster_ip {
+            Some(ip) => records.push((ns.clone(), name.clone(), vec![ip])),
+            None => {
+                let mut ips: Vec<Ipv4Addr> = own
+                    .iter()
+                    .flat_map(|s| s.endpoints.iter())
+                    .filter(|e| ready(e))
+                    .filter_map(|e| e.addresses.first()?.parse().ok())
+                    .collect();
+                ips.sort();
+                ips.dedup();
+                records.push((ns.clone(), name.clone(), ips));
+            }
+        }
+        let mut ports = Vec::new();
+        for port in spec.ports.iter().flatten() {
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
+            let mut endpoints = Vec::new();
+            for slice in &own {
+                let Some(target) = slice.ports.iter().flatten().find(|p| {
+                    p.name.as_deref().unwrap_or("") == port.name.as_deref().unwrap_or("")
+                        && p.protocol.as_deref().unwrap_or("TCP") == protocol
+                }) else {
+                    continue;
+                };
+                let Some(tport) = target.port.and_then(|p| u16::try_from(p).ok()) else {
+                    continue;
+                };
+                for e in slice.endpoints.iter().filter(|e| ready(e)) {
+                    if let Some(ip) = e.addresses.first().and_then(|a| a.parse().ok()) {
+                        endpoints.push((ip, tport));
+                    }
+                }
+            }
+            endpoints.sort();
+            endpoints.dedup();
+            let (Ok(p), node_port) = (
+                u16::try_from(port.port),
+                port.node_port.and_then(|p| u16::try_from(p).ok()),
+            ) else {
+                continue;
+            };
+            ports.push(podvisor_proxy::ProxyPort {
+                protocol,
+                port: p,
+                node_port,
+                endpoints,
+            });
+        }
+        proxied.push(podvisor_proxy::ProxyService {
+            id: format!("{ns}/{name}"),
+            cluster_ip,
+            ports,
+        });
+    }
+    (records, proxied)
 }

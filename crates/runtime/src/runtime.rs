@@ -61,6 +61,10 @@ pub struct RuntimeConfig {
     pub node_ip: Option<String>,
     /// Kill and remove what a previous run left (holders, veths, cgroups) at construction.
     pub cleanup_on_start: bool,
+    /// The cluster DNS server: pods with `dnsPolicy: ClusterFirst` (the default) in their own
+    /// network get it as their only nameserver, with the cluster search domains and
+    /// `ndots:5`. `None` keeps the host's resolver configuration.
+    pub cluster_dns: Option<Ipv4Addr>,
 }
 
 impl Default for RuntimeConfig {
@@ -77,6 +81,7 @@ impl Default for RuntimeConfig {
             force_host_network: false,
             node_ip: None,
             cleanup_on_start: true,
+            cluster_dns: None,
         }
     }
 }
@@ -483,7 +488,8 @@ impl ProcessRuntime {
         let hosts = pod_dir.join("hosts");
         let resolv = pod_dir.join("resolv.conf");
         fs::write(&hosts, hosts_file(pod, hostname, &ip.to_string())).map_err(|e| format!("hosts: {e}"))?;
-        fs::write(&resolv, resolv_file(pod)).map_err(|e| format!("resolv.conf: {e}"))?;
+        fs::write(&resolv, resolv_file(pod, self.inner.config.cluster_dns))
+            .map_err(|e| format!("resolv.conf: {e}"))?;
         let spec = sandbox::HolderSpec {
             hostname: hostname.to_string(),
             hosts: sandbox::cstring(&hosts).zip(sandbox::bind_target("/etc/hosts")),
@@ -1045,7 +1051,9 @@ fn hosts_file(pod: &corev1::Pod, hostname: &str, ip: &str) -> String {
     s
 }
 
-fn resolv_file(pod: &corev1::Pod) -> String {
+/// The pod's resolv.conf: the cluster DNS with the cluster search domains for `ClusterFirst`
+/// (and `ClusterFirstWithHostNet`) when there is one, else the host's; then `dnsConfig`.
+fn resolv_file(pod: &corev1::Pod, cluster_dns: Option<Ipv4Addr>) -> String {
     let spec = pod.spec.as_ref();
     let policy = spec
         .and_then(|s| s.dns_policy.as_deref())
@@ -1053,7 +1061,16 @@ fn resolv_file(pod: &corev1::Pod) -> String {
     let mut servers = Vec::new();
     let mut searches = Vec::new();
     let mut options = Vec::new();
-    if policy != "None" {
+    if let (Some(dns), "ClusterFirst" | "ClusterFirstWithHostNet") = (cluster_dns, policy) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        servers.push(dns.to_string());
+        searches.extend([
+            format!("{ns}.svc.cluster.local"),
+            "svc.cluster.local".into(),
+            "cluster.local".into(),
+        ]);
+        options.push("ndots:5".to_string());
+    } else if policy != "None" {
         for line in fs::read_to_string("/etc/resolv.conf").unwrap_or_default().lines() {
             let mut words = line.split_whitespace();
             match words.next() {

@@ -46,8 +46,10 @@ pub struct RunningNode {
 
 impl RunningNode {
     pub async fn start(data_dir: &Path, pod_cidr: &str, bridge_hint: &str) -> RunningNode {
-        let _ = bridge_hint;
-        RunningNode::start_with(e2e_config(data_dir, pod_cidr)).await
+        // Each node owns its own nftables table, so parallel tests do not replace each other's.
+        let mut config = e2e_config(data_dir, pod_cidr);
+        config.services.nft_table = format!("podvisor_{bridge_hint}_{}", std::process::id());
+        RunningNode::start_with(config).await
     }
 
     /// Starts a node with `config` and waits for its kubeconfig.
