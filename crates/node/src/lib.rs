@@ -18,6 +18,7 @@ pub mod client;
 pub mod cluster;
 pub mod endpoints;
 pub mod manifests;
+pub mod metrics;
 mod node;
 pub mod output;
 pub mod pki;

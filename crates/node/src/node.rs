@@ -22,6 +22,7 @@ use tracing::warn;
 use crate::api::{self, ApiParts, ApiSetupError};
 use crate::cluster::{ApiSink, NodeFacts, PodChange, Tee, follow_pods, heartbeat};
 use crate::manifests::StaticPods;
+use crate::metrics::NodeMetrics;
 use crate::output::{NodeOutput, OutputMode};
 
 /// How often the manifest directory is read and the table redrawn.
@@ -115,12 +116,15 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     let host_ip = runtime.node_ip().await;
     let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(runtime.clone()));
     let runtime = Arc::new(runtime);
-    let (probes, hook_warnings) = ProbeSet::new(runtime.clone()).with_hook_warnings(64);
+    let metrics = NodeMetrics::new();
+    let exec = metrics.kubelet.instrument_exec(runtime.clone());
+    let (probes, hook_warnings) = ProbeSet::new(exec).with_hook_warnings(64);
     let probes = Arc::new(probes);
     let mut node =
         Node::new(config, runtime, probes.clone(), probes, host_ip).with_hook_warnings(hook_warnings);
     node.api = api;
     node.logs = Some(logs);
+    node.metrics = metrics;
     Ok((node, capabilities))
 }
 
@@ -135,6 +139,7 @@ pub struct Node {
     hook_warnings: Option<mpsc::Receiver<HookWarning>>,
     api: Option<ApiParts>,
     logs: Option<Arc<dyn LogSource>>,
+    metrics: NodeMetrics,
 }
 
 /// Container logs for the API, from the process runtime's log files.
@@ -164,6 +169,7 @@ impl Node {
             hook_warnings: None,
             api: None,
             logs: None,
+            metrics: NodeMetrics::new(),
         }
     }
 
@@ -200,7 +206,8 @@ impl Node {
                 host_ip: self.host_ip,
                 clock,
             },
-        );
+        )
+        .with_metrics(self.metrics.kubelet.clone());
         let mut statics = self.config.manifests.as_ref().map(StaticPods::new);
         let mut static_names = BTreeMap::new();
         let mut statics_pending = false;
@@ -310,6 +317,7 @@ impl Node {
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
         }
+        server = server.with_metrics(self.metrics.api.clone(), self.metrics.registry.clone());
         if let (Some(tls), Some(pki)) = (server_tls, &pki) {
             server = server
                 .with_tls(tls)
