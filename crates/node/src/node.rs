@@ -113,6 +113,10 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     })
     .await?;
     let capabilities = runtime.capabilities().clone();
+    // Cluster DNS listens on the bridge's address: make sure it exists before anything binds it.
+    if let Err(e) = runtime.ensure_pod_network().await {
+        warn!(error = %e, "cannot set up the pod network bridge yet; it is retried with the first pod");
+    }
     let host_ip = runtime.node_ip().await;
     let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(runtime.clone()));
     let runtime = Arc::new(runtime);

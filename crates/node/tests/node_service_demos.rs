@@ -71,7 +71,6 @@ fn skip(name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails: the init container exits (Init:CrashLoopBackOff) once it runs getent in the pod; not yet diagnosed"]
 async fn init_containers_wait_until_the_services_resolve() {
     if skip("init_containers_wait_until_the_services_resolve") {
         return;

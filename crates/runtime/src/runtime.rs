@@ -279,6 +279,28 @@ impl ProcessRuntime {
         Ok(rt)
     }
 
+    /// Creates the node bridge with its gateway address now, rather than with the first pod
+    /// sandbox, so services that listen on the gateway (cluster DNS) can bind it at start-up.
+    /// Does nothing when pods use the host network.
+    pub async fn ensure_pod_network(&self) -> Result<(), RuntimeError> {
+        if !self.inner.caps.namespaces {
+            return Ok(());
+        }
+        let Some(h) = self.netlink().await else {
+            return Err(RuntimeError::Backend("no netlink connection".into()));
+        };
+        let _serialised = self.inner.network_lock.lock().await;
+        network::ensure_bridge(
+            &h,
+            &self.inner.config.bridge_name,
+            self.inner.cidr.gateway(),
+            self.inner.cidr.prefix,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Backend(Box::new(e)))
+    }
+
     /// The node's address: the configured `node_ip`, else its first global IPv4 address.
     /// Host-network pods report it as their IP; the node reports it as `status.hostIP`.
     pub async fn node_ip(&self) -> Option<String> {
