@@ -42,7 +42,10 @@ pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
             name: "kill -9 + waitpid + spawn sleep".into(),
             value: Percentiles::of_durations_ms(&floor_samples).context("no floor samples")?,
         }),
-        goal: Goal::Ratio { p50: 5.0, p99: 5.0 },
+        goal: Goal::Ratio {
+            p50: Some(5.0),
+            p99: Some(5.0),
+        },
         note: None,
     }])
 }

@@ -6,8 +6,10 @@
 //! Prints a table (benchmark, metric, p50, p99, floor, ratio, goal, verdict) and, with
 //! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's.
 
+mod api;
 mod crash_restart;
 mod floor;
+mod footprint;
 mod peers;
 mod pod_start;
 mod pods;
@@ -16,7 +18,7 @@ mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -40,6 +42,8 @@ OPTIONS:
 BENCHMARKS:
     pod-start      one-container pod created → Running        (floor: spawn+wait, namespaces as root)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
+    api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
+    footprint      RSS and CPU of the pod parts, 0 and N probed pods
 
 EXIT CODES:
     0   every benchmark ran (goals missed are reported, not failures)
@@ -73,9 +77,31 @@ const BENCHES: &[Bench] = &[
         full: 100,
         quick: 10,
     },
+    // Pods created, got and listed; the watchers and changes scale from it.
+    Bench {
+        name: "api",
+        full: 1000,
+        quick: 100,
+    },
+    // Probed pods of the larger size.
+    Bench {
+        name: "footprint",
+        full: 110,
+        quick: 20,
+    },
 ];
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some(footprint::CHILD_ARG) {
+        return match footprint::child(argv.get(1..).unwrap_or_default()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: footprint child: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let args = match parse(std::env::args().skip(1)) {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -151,6 +177,19 @@ fn run(args: &Args) -> Result<()> {
             match bench.name {
                 "pod-start" => pod_start::run(n).await,
                 "crash-restart" => crash_restart::run(n).await,
+                "api" => {
+                    api::run(&api::Sizes {
+                        pods: n,
+                        lists: if args.quick { 5 } else { 20 },
+                        watchers: if args.quick { 10 } else { 50 },
+                        changes: if args.quick { 10 } else { 50 },
+                    })
+                    .await
+                }
+                "footprint" => {
+                    let idle = Duration::from_secs(if args.quick { 2 } else { 5 });
+                    footprint::run(n, idle).await
+                }
                 other => bail!("benchmark {other} has no runner"),
             }
         });

@@ -52,7 +52,10 @@ pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
             name: floor_name.into(),
             value: Percentiles::of_durations_ms(&floor_samples).context("no floor samples")?,
         }),
-        goal: Goal::Ratio { p50: 10.0, p99: 30.0 },
+        goal: Goal::Ratio {
+            p50: Some(10.0),
+            p99: Some(30.0),
+        },
         note: Some(note.into()),
     }])
 }

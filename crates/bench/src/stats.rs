@@ -48,7 +48,6 @@ impl Percentiles {
     }
 
     /// A single measured value (both percentiles are that value).
-    #[allow(dead_code)] // TODO(next commit): the footprint benchmark
     pub(crate) fn single(value: f64) -> Percentiles {
         Percentiles {
             p50: value,
@@ -60,14 +59,14 @@ impl Percentiles {
 
 /// What a row is judged against.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(dead_code)] // TODO(next commit): the footprint and api benchmarks
 pub(crate) enum Goal {
-    /// Ratios to the floor: p50 and p99 each at most this many times the floor's.
+    /// Ratios to the floor: p50 and p99 each at most this many times the floor's (`None`: no
+    /// bound on that percentile).
     Ratio {
         /// Bound on p50 / floor p50.
-        p50: f64,
+        p50: Option<f64>,
         /// Bound on p99 / floor p99.
-        p99: f64,
+        p99: Option<f64>,
     },
     /// An absolute bound on p99 (a single value's bound, for one-sample rows), in the row's unit.
     AtMost(f64),
@@ -136,7 +135,9 @@ impl Row {
     pub(crate) fn verdict(&self) -> Verdict {
         match self.goal {
             Goal::Ratio { p50, p99 } => match self.ratios() {
-                Some((r50, r99)) if r50 <= p50 && r99 <= p99 => Verdict::Pass,
+                Some((r50, r99)) if p50.is_none_or(|b| r50 <= b) && p99.is_none_or(|b| r99 <= b) => {
+                    Verdict::Pass
+                }
                 Some(_) => Verdict::Miss,
                 None => Verdict::Info,
             },
@@ -154,7 +155,16 @@ impl Row {
     /// The goal as printed (`p50≤10x p99≤30x`).
     pub(crate) fn goal_text(&self) -> String {
         match self.goal {
-            Goal::Ratio { p50, p99 } => format!("p50≤{p50}x p99≤{p99}x"),
+            Goal::Ratio { p50, p99 } => {
+                let p50 = p50.map(|b| format!("p50≤{b}x"));
+                let p99 = p99.map(|b| format!("p99≤{b}x"));
+                let parts: Vec<String> = p50.into_iter().chain(p99).collect();
+                if parts.is_empty() {
+                    "-".to_owned()
+                } else {
+                    parts.join(" ")
+                }
+            }
             Goal::AtMost(bound) => format!("≤{bound} {}", self.unit),
             Goal::None => "-".to_owned(),
         }

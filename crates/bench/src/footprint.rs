@@ -1,0 +1,179 @@
+//! `footprint`: the memory and CPU of the node's pod parts (runtime, probes, supervisor) with
+//! 0 and N probed pods. Each size runs in a child process (this binary re-executed with a
+//! hidden argument) so the numbers are not the harness's own: the child starts the pods, waits
+//! until they are ready, then reads its VmRSS and its CPU time over an idle window.
+//!
+//! Each pod is `sleep 3600` with an HTTP readiness probe and a TCP liveness probe, period 1 s,
+//! against a tiny HTTP server the parent runs on 127.0.0.1 (probes come from the node's network
+//! namespace, like the kubelet's).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::pods::{self, PodNode};
+use crate::stats::{Goal, Percentiles, Row};
+
+/// The hidden first argument that makes this binary the footprint child.
+pub(crate) const CHILD_ARG: &str = "__footprint-child";
+
+/// Runs the child for 0 and `pods` pods, watching for `idle` each time.
+pub(crate) async fn run(pods: usize, idle: Duration) -> Result<Vec<Row>> {
+    // The probe target: a tiny HTTP server in this (the parent) process.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the probe target")?;
+    let port = listener
+        .local_addr()
+        .context("the probe target's address")?
+        .port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                if matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    let mut rows = Vec::new();
+    for n in [0, pods] {
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new(exe)
+                .args([
+                    CHILD_ARG,
+                    &n.to_string(),
+                    &idle.as_millis().to_string(),
+                    &port.to_string(),
+                ])
+                .stdin(Stdio::null())
+                .stderr(Stdio::inherit())
+                .output()
+        })
+        .await
+        .context("the child thread")?
+        .context("running the footprint child")?;
+        if !output.status.success() {
+            bail!("the footprint child with {n} pods failed ({})", output.status);
+        }
+        let report: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context("decoding the child's report")?;
+        let rss_mb = report["rss_kb"].as_f64().context("rss_kb")? / 1024.0;
+        let cpu = report["cpu_percent"].as_f64().context("cpu_percent")?;
+        rows.push(Row {
+            bench: "footprint".into(),
+            metric: format!("RSS, {n} probed pods"),
+            unit: "MB",
+            value: Percentiles::single(rss_mb),
+            floor: None,
+            goal: if n >= 110 { Goal::AtMost(30.0) } else { Goal::None },
+            note: Some("pod parts only (runtime, probes, supervisor); no API server or store".into()),
+        });
+        rows.push(Row {
+            bench: "footprint".into(),
+            metric: format!("CPU, {n} probed pods"),
+            unit: "%",
+            value: Percentiles::single(cpu),
+            floor: None,
+            goal: if n == 0 { Goal::AtMost(0.5) } else { Goal::None },
+            note: Some(format!(
+                "% of one core over {:.0} s; with pods it includes 2 probes/s per pod",
+                idle.as_secs_f64()
+            )),
+        });
+    }
+    server.abort();
+    Ok(rows)
+}
+
+/// The child: `__footprint-child PODS IDLE_MS PORT`. Prints `{"rss_kb":..,"cpu_percent":..}`.
+pub(crate) fn child(args: &[String]) -> Result<()> {
+    let [pods, idle_ms, port] = args else {
+        bail!("usage: {CHILD_ARG} PODS IDLE_MS PORT");
+    };
+    let pods: usize = pods.parse().context("PODS")?;
+    let idle = Duration::from_millis(idle_ms.parse().context("IDLE_MS")?);
+    let port: u16 = port.parse().context("PORT")?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let report = tokio.block_on(async move {
+        let mut node = PodNode::start().await?;
+        let result = async {
+            let mut watches = Vec::new();
+            for _ in 0..pods {
+                let pod = pods::pod(
+                    "fp",
+                    json!({"terminationGracePeriodSeconds": 0, "containers": [{
+                        "name": "main", "image": "host", "command": ["sleep", "3600"],
+                        "readinessProbe": {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/"}, "periodSeconds": 1},
+                        "livenessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": port}, "periodSeconds": 1},
+                    }]}),
+                )?;
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                node.supervisor.apply(pod);
+                watches.push(node.supervisor.watch(&uid).context("the pod has no worker")?);
+            }
+            for rx in &mut watches {
+                pods::wait_view(rx, Duration::from_secs(120), "the pod to be ready", ready).await?;
+            }
+            // Let start-up work settle, then measure.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let cpu_before = cpu_time()?;
+            let start = Instant::now();
+            tokio::time::sleep(idle).await;
+            let cpu = (cpu_time()? - cpu_before) / start.elapsed().as_secs_f64() * 100.0;
+            for rx in &watches {
+                if !ready(&rx.borrow()) {
+                    bail!("a pod became unready during the window (a false probe failure)");
+                }
+            }
+            Ok::<_, anyhow::Error>(json!({"rss_kb": rss_kb()?, "cpu_percent": cpu}))
+        }
+        .await;
+        node.shutdown().await;
+        result
+    })?;
+    println!("{report}");
+    Ok(())
+}
+
+fn ready(view: &podvisor_kubelet::PodView) -> bool {
+    view.pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// This process's resident set size in KiB (VmRSS).
+fn rss_kb() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/self/status")
+}
+
+/// User plus system CPU time of this process so far, in seconds.
+fn cpu_time() -> Result<f64> {
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).context("getrusage")?;
+    let secs = |t: nix::sys::time::TimeVal| {
+        #[allow(clippy::cast_precision_loss)]
+        let s = t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        s
+    };
+    Ok(secs(usage.user_time()) + secs(usage.system_time()))
+}
