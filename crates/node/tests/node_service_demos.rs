@@ -176,3 +176,61 @@ async fn readiness_decides_endpoints_and_service_traffic() {
     node.stop().await;
     let _ = std::fs::remove_dir_all(std::path::Path::new("/tmp").join(&root));
 }
+
+const LIVENESS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: liveness-http}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: host
+    command:
+    - python3
+    - -c
+    - |
+      import http.server, threading, time
+      server = http.server.HTTPServer(("", 80), http.server.SimpleHTTPRequestHandler)
+      threading.Thread(target=server.serve_forever, daemon=True).start()
+      print("serving on :80", flush=True)
+      time.sleep(3)
+      server.shutdown(); server.server_close()
+      print("port 80 closed", flush=True)
+      time.sleep(3600)
+    livenessProbe:
+      tcpSocket: {port: 80}
+      initialDelaySeconds: 1
+      periodSeconds: 1
+      failureThreshold: 2
+"#;
+
+/// The seed's liveness demonstration: a container serving on port 80 stops answering; the node
+/// restarts it, RESTARTS goes up and an Unhealthy event says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_restarts_the_container_when_port_80_stops_answering() {
+    if skip("liveness_restarts_the_container_when_port_80_stops_answering") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let cidr = format!("10.99.{}.0/24", (std::process::id() + 7) % 250);
+    let node = RunningNode::start(data.path(), &cidr, "liveness").await;
+    let pod = data.path().join("liveness.yaml");
+    std::fs::write(&pod, LIVENESS).unwrap();
+    node.ok(&["apply", "-f", pod.to_str().unwrap()]);
+    let jsonpath = "jsonpath={.status.containerStatuses[0].restartCount}";
+    node.until(&["get", "pod", "liveness-http", "-o", jsonpath], 60, |t| {
+        t.trim().parse::<i32>().unwrap_or(0) >= 1
+    })
+    .await;
+    let row = node.ok(&["get", "pod", "liveness-http"]);
+    assert!(row.contains("Running"), "{row}");
+    let described = node.ok(&["describe", "pod", "liveness-http"]);
+    assert!(described.contains("Liveness probe failed"), "{described}");
+    assert!(
+        described.contains("Container web failed liveness probe, will be restarted"),
+        "{described}"
+    );
+    node.ok(&["delete", "pod", "liveness-http", "--grace-period=0", "--force"]);
+    node.stop().await;
+}
