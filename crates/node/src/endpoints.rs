@@ -93,6 +93,9 @@ pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_ku
     let mut wanted_slices: BTreeMap<String, Value> = BTreeMap::new();
     for service in &services {
         let name = service.metadata.name.clone().unwrap_or_default();
+        for problem in unresolved_ports(service, &pods) {
+            warn_about(store, service, &problem, clock).await;
+        }
         if let Some(endpoints) = podvisor_endpoints::desired_endpoints(service, &pods) {
             wanted_endpoints.insert(name.clone());
             let mut value = serde_json::to_value(&endpoints).unwrap_or(Value::Null);
@@ -220,4 +223,91 @@ fn uid_for(key: &ObjectKey, clock: podvisor_kubelet::Clock) -> String {
         l >> 52,
         l & 0xffff_ffff_ffff
     )
+}
+
+/// Named target ports that none of the Service's selected pods exposes (with the protocol), so
+/// the Service has no endpoints for them: a user should be told rather than left guessing.
+fn unresolved_ports(service: &Service, pods: &[Pod]) -> Vec<String> {
+    use podvisor_core::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let selected: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| podvisor_endpoints::selects(service, p))
+        .collect();
+    if selected.is_empty() {
+        return Vec::new();
+    }
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
+    ports
+        .iter()
+        .filter(|sp| matches!(&sp.target_port, Some(IntOrString::String(n)) if !n.is_empty()))
+        .filter(|sp| {
+            selected
+                .iter()
+                .all(|p| podvisor_endpoints::find_port(p, sp).is_none())
+        })
+        .map(|sp| {
+            let Some(IntOrString::String(target)) = &sp.target_port else {
+                return String::new();
+            };
+            format!(
+                "no selected pod has a container port named \"{target}\" with protocol {} (service port {})",
+                sp.protocol.as_deref().unwrap_or("TCP"),
+                sp.port
+            )
+        })
+        .collect()
+}
+
+/// Records (or counts again) a Warning event `FailedToResolveTargetPort` on the Service.
+async fn warn_about(store: &dyn Store, service: &Service, message: &str, clock: podvisor_kubelet::Clock) {
+    let ns = service
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let svc = service.metadata.name.clone().unwrap_or_default();
+    let tag = message.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let key = ObjectKey::new("events", ns.clone(), format!("{svc}.targetport.{tag:08x}"));
+    let now = serde_json::to_value(clock.now().to_k8s()).unwrap_or_default();
+    if let Ok(current) = store.get(&key).await {
+        // Already said; count it at most once a minute so a busy namespace does not churn.
+        let last = current.object["lastTimestamp"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let fresh = now.as_str().is_some_and(|n| n.get(..16) == last.get(..16));
+        if fresh {
+            return;
+        }
+        let mut object = current.object;
+        object["count"] = json!(object["count"].as_i64().unwrap_or(1) + 1);
+        object["lastTimestamp"] = now;
+        let _ = store
+            .update(
+                &key,
+                object,
+                Preconditions {
+                    resource_version: Some(current.revision),
+                    uid: None,
+                },
+            )
+            .await;
+        return;
+    }
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": key.name, "namespace": ns, "uid": uid_for(&key, clock), "creationTimestamp": now},
+        "involvedObject": {"apiVersion": "v1", "kind": "Service", "namespace": ns, "name": svc,
+            "uid": service.metadata.uid},
+        "reason": "FailedToResolveTargetPort", "message": message, "type": "Warning",
+        "source": {"component": "endpoint-controller"}, "reportingComponent": "endpoint-controller",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let _ = store.create(&key, event).await;
 }

@@ -157,3 +157,68 @@ async fn endpoints_follow_readiness_and_services() {
     }
     controller.abort();
 }
+
+#[tokio::test]
+async fn a_target_port_no_pod_exposes_gives_no_endpoints_and_a_warning_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path().join("store.redb")).unwrap());
+    store
+        .create(
+            &ObjectKey::new("namespaces", "", "default"),
+            json!({"metadata": {"name": "default"}}),
+        )
+        .await
+        .unwrap();
+    let controller = tokio::spawn(podvisor_node::endpoints::run(store.clone(), Clock::system()));
+    store
+        .create(
+            &ObjectKey::new("services", "default", "web"),
+            json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "uid": "svc"},
+        "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.20",
+            "ports": [{"name": "http", "port": 80, "targetPort": "https", "protocol": "TCP"}]}}),
+        )
+        .await
+        .unwrap();
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "a"),
+            pod("a", "10.88.0.2", true),
+        )
+        .await
+        .unwrap();
+    let ep = wait_for(
+        &store,
+        &ObjectKey::new("endpoints", "default", "web"),
+        "the endpoints object",
+        |e| !e.is_null(),
+    )
+    .await;
+    assert!(
+        ep["subsets"].is_null(),
+        "no endpoints for an unresolvable port: {ep:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = store
+            .list("events", Some("default"), Default::default())
+            .await
+            .unwrap();
+        if let Some(e) = events
+            .items
+            .iter()
+            .find(|e| e.object["reason"] == "FailedToResolveTargetPort")
+        {
+            assert_eq!(e.object["involvedObject"]["kind"], "Service");
+            assert!(
+                e.object["message"].as_str().unwrap().contains("\"https\""),
+                "{:#}",
+                e.object
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no warning event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    controller.abort();
+}
