@@ -64,8 +64,20 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         command.arg("--json").arg(json);
     }
     command.args(&bench_args.names);
-    step::run("bench", "", &mut command)?;
-    Ok(ExitCode::SUCCESS)
+    let shown: Vec<String> = command
+        .get_args()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    eprintln!("\n==> bench: cargo {}", shown.join(" "));
+    let status = command
+        .status()
+        .context("cannot start `cargo run -p podvisor-bench`")?;
+    // The harness's own exit code: 2 for a usage error (an unknown NAME), 1 for a failure.
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(2) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    })
 }
 
 /// The validated flags, or `None` when `--help` was asked for.
