@@ -185,14 +185,25 @@ pub async fn start(
         Err(e) => output.notice(&format!("no cluster DNS: {e}")),
     }
     let proxy = if is_root() && podvisor_proxy::Proxy::available().await {
-        Some(ProxyGuard(podvisor_proxy::Proxy::new(
+        Datapath::Kernel(ProxyGuard(podvisor_proxy::Proxy::new(
             config.services.nft_table.clone(),
         )))
     } else {
-        output.notice("warning: Service traffic is not proxied (the nftables datapath needs root and nft)");
-        None
+        output.notice(
+            "warning: no nftables datapath (needs root and nft): NodePorts are served by a userspace \
+             proxy; ClusterIPs are not reachable",
+        );
+        Datapath::Userspace(podvisor_proxy::UserspaceProxy::new())
     };
     tasks.spawn(follow_services(store, table, proxy));
+}
+
+/// How Service traffic reaches endpoints.
+enum Datapath {
+    /// nftables rules in the kernel (ClusterIPs and NodePorts).
+    Kernel(ProxyGuard),
+    /// The fallback: NodePorts served by a proxy in the node.
+    Userspace(podvisor_proxy::UserspaceProxy),
 }
 
 /// Removes the datapath's table when the node stops (the task holding it is dropped).
@@ -206,7 +217,7 @@ impl Drop for ProxyGuard {
 
 /// Keeps the DNS table and the datapath in line with Services and EndpointSlices: rebuilt
 /// from a full list at every change (level-triggered), relisting after watch errors.
-async fn follow_services(store: Arc<dyn Store>, table: podvisor_dns::DnsTable, proxy: Option<ProxyGuard>) {
+async fn follow_services(store: Arc<dyn Store>, table: podvisor_dns::DnsTable, mut proxy: Datapath) {
     let mut last: Option<Vec<podvisor_proxy::ProxyService>> = None;
     loop {
         let Ok(revision) = store.current_revision().await else {
@@ -220,12 +231,12 @@ async fn follow_services(store: Arc<dyn Store>, table: podvisor_dns::DnsTable, p
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        sync(&*store, &table, proxy.as_ref(), &mut last).await;
+        sync(&*store, &table, &mut proxy, &mut last).await;
         let mut events = futures_util::stream::select(services, slices);
         while let Some(Ok(_)) = events.next().await {
             // Take whatever else is already queued, so a burst is one rebuild.
             while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_millis(2), events.next()).await {}
-            sync(&*store, &table, proxy.as_ref(), &mut last).await;
+            sync(&*store, &table, &mut proxy, &mut last).await;
         }
         debug!("service watch ended; relisting");
     }
@@ -236,7 +247,7 @@ const SLICES: &str = "discovery.k8s.io/endpointslices";
 async fn sync(
     store: &dyn Store,
     table: &podvisor_dns::DnsTable,
-    proxy: Option<&ProxyGuard>,
+    proxy: &mut Datapath,
     last: &mut Option<Vec<podvisor_proxy::ProxyService>>,
 ) {
     let (Ok(services), Ok(slices)) = (
@@ -257,12 +268,17 @@ async fn sync(
         .collect();
     let (records, proxied) = datapath(&services, &slices);
     table.replace(records);
-    if let Some(proxy) = proxy
-        && last.as_ref() != Some(&proxied)
-    {
-        match proxy.0.sync(&proxied).await {
+    if last.as_ref() == Some(&proxied) {
+        return;
+    }
+    match proxy {
+        Datapath::Kernel(guard) => match guard.0.sync(&proxied).await {
             Ok(()) => *last = Some(proxied),
             Err(e) => warn!(error = %e, "cannot program the Service datapath"),
+        },
+        Datapath::Userspace(userspace) => {
+            userspace.sync(&proxied).await;
+            *last = Some(proxied);
         }
     }
 }

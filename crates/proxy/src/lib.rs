@@ -16,9 +16,12 @@
 //! tested without privileges.
 #![forbid(unsafe_code)]
 
+pub mod userspace;
+
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
+pub use userspace::UserspaceProxy;
 
 use tokio::io::AsyncWriteExt;
 
