@@ -58,6 +58,29 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 "#;
 
+const CLIENT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: host
+    command:
+    - python3
+    - -c
+    - |
+      import time, urllib.request
+      while True:
+          try:
+              with urllib.request.urlopen("http://web/test.html", timeout=2) as r:
+                  print("status", r.status, flush=True)
+          except Exception as e:
+              print("error", e, flush=True)
+          time.sleep(0.5)
+"#;
+
 fn skip(name: &str) -> bool {
     if !kubectl_available() {
         eprintln!("SKIPPED {name}: kubectl not found");
@@ -155,6 +178,14 @@ async fn readiness_decides_endpoints_and_service_traffic() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // From inside another pod too: the name resolves through cluster DNS and the ClusterIP
+    // reaches the ready pod.
+    let client = data.path().join("client.yaml");
+    std::fs::write(&client, CLIENT).unwrap();
+    node.ok(&["apply", "-f", client.to_str().unwrap()]);
+    node.until(&["logs", "client"], 60, |t| t.contains("status 200"))
+        .await;
+    node.ok(&["delete", "pod", "client", "--grace-period=0", "--force"]);
     // Not ready again: the endpoint and the traffic go, the container is not restarted.
     std::fs::remove_file(&file).unwrap();
     node.until(&["get", "endpoints", "web"], 30, |t| t.contains("<none>"))
