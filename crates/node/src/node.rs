@@ -54,6 +54,10 @@ pub struct NodeConfig {
     pub apply: Vec<PathBuf>,
     /// Service addresses, cluster DNS and the Service datapath.
     pub services: crate::services::ServicesConfig,
+    /// The cgroup directory of this node's containers under each hierarchy (`podvisor`). At
+    /// start the node removes what a previous run left there, so two nodes on one machine
+    /// need different ones.
+    pub cgroup_parent: String,
 }
 
 impl NodeConfig {
@@ -70,6 +74,7 @@ impl NodeConfig {
             tls: false,
             apply: Vec::new(),
             services: crate::services::ServicesConfig::default(),
+            cgroup_parent: "podvisor".into(),
         }
     }
 }
@@ -106,6 +111,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         pod_cidr: config.pod_cidr.clone(),
         node_name: config.node_name.clone(),
         force_host_network: config.host_network_only,
+        cgroup_parent: config.cgroup_parent.clone(),
         cluster_dns: config
             .listen
             .and_then(|_| crate::services::cluster_dns_address(&config)),

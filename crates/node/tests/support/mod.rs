@@ -34,6 +34,12 @@ pub fn e2e_config(data_dir: &Path, pod_cidr: &str) -> NodeConfig {
     config.listen = Some("127.0.0.1:0".parse().unwrap());
     config.pod_cidr = pod_cidr.into();
     config.host_network_only = !is_root();
+    // A cgroup parent of its own (stable for the same data dir, so a restarted node finds its
+    // own): a node cleans its parent at start and must not kill another test node's pods.
+    let tag = data_dir.to_string_lossy().bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    config.cgroup_parent = format!("podvisor-e2e-{tag:08x}");
     config
 }
 
