@@ -8,6 +8,7 @@
 
 mod api;
 mod crash_restart;
+mod endpoint_propagation;
 mod floor;
 mod footprint;
 mod peers;
@@ -82,6 +83,12 @@ const BENCHES: &[Bench] = &[
         name: "api",
         full: 1000,
         quick: 100,
+    },
+    // Readiness flips.
+    Bench {
+        name: "endpoint-propagation",
+        full: 200,
+        quick: 20,
     },
     // Probed pods of the larger size.
     Bench {
@@ -186,6 +193,7 @@ fn run(args: &Args) -> Result<()> {
                     })
                     .await
                 }
+                "endpoint-propagation" => endpoint_propagation::run(n).await,
                 "footprint" => {
                     let idle = Duration::from_secs(if args.quick { 2 } else { 5 });
                     footprint::run(n, idle).await
