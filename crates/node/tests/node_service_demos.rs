@@ -54,6 +54,7 @@ apiVersion: v1
 kind: Service
 metadata: {name: web}
 spec:
+  type: NodePort
   selector: {app: web}
   ports: [{port: 80, targetPort: 8080}]
 "#;
@@ -177,6 +178,27 @@ async fn readiness_decides_endpoints_and_service_traffic() {
             get(&service)
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A NodePort Service also answers on the node's own address.
+    let node_ip = node.ok(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    let node_port = node.ok(&[
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    if !node_ip.trim().is_empty() && !node_ip.trim().starts_with("127.") {
+        assert_eq!(
+            get(&format!("{}:{}", node_ip.trim(), node_port.trim())),
+            "200",
+            "NodePort on the node's address"
+        );
     }
     // From inside another pod too: the name resolves through cluster DNS and the ClusterIP
     // reaches the ready pod.
