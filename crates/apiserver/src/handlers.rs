@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use podvisor_core::corev1::{Pod, Service};
+use podvisor_core::corev1::{ConfigMap, Pod, Secret, Service};
 use podvisor_store::{ListOptions, ObjectKey, Preconditions, Store, StoreError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -627,6 +627,35 @@ impl Ctx {
                 *object = serde_json::to_value(&svc).map_err(bad)?;
                 w.iter().map(ToString::to_string).collect()
             }
+            ("", "configmaps") => {
+                let cm: ConfigMap = serde_json::from_value(object.clone()).map_err(bad)?;
+                let result = match old {
+                    Some(o) => {
+                        let old: ConfigMap = serde_json::from_value(o.clone()).map_err(bad)?;
+                        podvisor_api::validation::validate_config_map_update(&old, &cm)
+                    }
+                    None => podvisor_api::validation::validate_config_map(&cm),
+                };
+                result.map_err(|e| ApiError::invalid(r, &name, &e))?;
+                Vec::new()
+            }
+            ("", "secrets") => {
+                let mut secret: Secret = serde_json::from_value(object.clone()).map_err(bad)?;
+                podvisor_api::validation::fold_string_data(&mut secret);
+                if secret.type_.is_none() {
+                    secret.type_ = Some("Opaque".into());
+                }
+                let result = match old {
+                    Some(o) => {
+                        let old: Secret = serde_json::from_value(o.clone()).map_err(bad)?;
+                        podvisor_api::validation::validate_secret_update(&old, &secret)
+                    }
+                    None => podvisor_api::validation::validate_secret(&secret),
+                };
+                result.map_err(|e| ApiError::invalid(r, &name, &e))?;
+                *object = serde_json::to_value(&secret).map_err(bad)?;
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         Ok(warnings)
@@ -1015,7 +1044,11 @@ mod tests {
         let t = route("/apis/discovery.k8s.io/v1/namespaces/x/endpointslices").unwrap();
         assert_eq!(t.resource.kind, "EndpointSlice");
         assert!(route("/api/v1/pods/web").is_none());
-        assert!(route("/api/v1/namespaces/default/secrets").is_none());
+        assert_eq!(
+            route("/api/v1/namespaces/default/secrets").unwrap().resource.kind,
+            "Secret"
+        );
+        assert!(route("/api/v1/namespaces/default/deployments").is_none());
         assert!(route("/api/v1/namespaces/default/pods/web/exec").is_none());
     }
 

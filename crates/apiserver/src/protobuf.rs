@@ -6,6 +6,8 @@
 //! body takes; the kinds converted are those kubectl generates for served resources
 //! (Namespace, Service). Other kinds get 415, so the client can retry in JSON.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use k8s_pb::api::core::v1 as pb;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as pbmeta;
 use prost::Message;
@@ -56,6 +58,49 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
             set_meta(&mut v, svc.metadata);
             if let Some(spec) = svc.spec {
                 v["spec"] = service_spec(spec);
+            }
+            Ok(v)
+        }
+        ("v1", "ConfigMap") => {
+            let cm = pb::ConfigMap::decode(bytes.as_slice()).map_err(ProtobufError::Decode)?;
+            let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap"});
+            set_meta(&mut v, cm.metadata);
+            if !cm.data.is_empty() {
+                v["data"] = json!(cm.data);
+            }
+            if !cm.binary_data.is_empty() {
+                let binary: Map<String, Value> = cm
+                    .binary_data
+                    .into_iter()
+                    .map(|(k, b)| (k, Value::String(STANDARD.encode(b))))
+                    .collect();
+                v["binaryData"] = Value::Object(binary);
+            }
+            if let Some(immutable) = cm.immutable {
+                v["immutable"] = json!(immutable);
+            }
+            Ok(v)
+        }
+        ("v1", "Secret") => {
+            let secret = pb::Secret::decode(bytes.as_slice()).map_err(ProtobufError::Decode)?;
+            let mut v = json!({"apiVersion": "v1", "kind": "Secret"});
+            set_meta(&mut v, secret.metadata);
+            if !secret.data.is_empty() {
+                let data: Map<String, Value> = secret
+                    .data
+                    .into_iter()
+                    .map(|(k, b)| (k, Value::String(STANDARD.encode(b))))
+                    .collect();
+                v["data"] = Value::Object(data);
+            }
+            if !secret.string_data.is_empty() {
+                v["stringData"] = json!(secret.string_data);
+            }
+            if let Some(t) = secret.r#type {
+                v["type"] = json!(t);
+            }
+            if let Some(immutable) = secret.immutable {
+                v["immutable"] = json!(immutable);
             }
             Ok(v)
         }
@@ -205,11 +250,39 @@ mod tests {
     }
 
     #[test]
+    fn decodes_config_maps_and_secrets() {
+        let cm = pb::ConfigMap {
+            metadata: Some(pbmeta::ObjectMeta {
+                name: Some("c".into()),
+                ..Default::default()
+            }),
+            data: [("mode".to_string(), "fast".to_string())].into_iter().collect(),
+            ..Default::default()
+        };
+        let v = decode(&envelope("ConfigMap", cm.encode_to_vec())).unwrap();
+        assert_eq!(v["data"]["mode"], "fast");
+        let secret = pb::Secret {
+            metadata: Some(pbmeta::ObjectMeta {
+                name: Some("s".into()),
+                ..Default::default()
+            }),
+            data: [("password".to_string(), b"hunter2".to_vec())]
+                .into_iter()
+                .collect(),
+            r#type: Some("Opaque".into()),
+            ..Default::default()
+        };
+        let v = decode(&envelope("Secret", secret.encode_to_vec())).unwrap();
+        assert_eq!(v["data"]["password"], "aHVudGVyMg==");
+        assert_eq!(v["type"], "Opaque");
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(matches!(decode(b"nope"), Err(ProtobufError::Magic)));
         assert!(decode(b"k8s\0\xff\xff\xff").is_err());
         assert!(matches!(
-            decode(&envelope("ConfigMap", vec![])),
+            decode(&envelope("Pod", vec![])),
             Err(ProtobufError::UnsupportedKind { .. })
         ));
     }

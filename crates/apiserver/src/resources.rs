@@ -104,6 +104,28 @@ pub const RESOURCES: &[Resource] = &[
         categories: &[],
     },
     Resource {
+        group: "",
+        version: "v1",
+        plural: "configmaps",
+        singular: "configmap",
+        kind: "ConfigMap",
+        namespaced: true,
+        short_names: &["cm"],
+        subresources: &[],
+        categories: &[],
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "secrets",
+        singular: "secret",
+        kind: "Secret",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
+    Resource {
         group: "discovery.k8s.io",
         version: "v1",
         plural: "endpointslices",
@@ -184,7 +206,8 @@ mod tests {
         assert_eq!(slices.api_version(), "discovery.k8s.io/v1");
         assert_eq!(slices.store_key(), "discovery.k8s.io/endpointslices");
         assert_eq!(Resource::find("", "v1", "pods").unwrap().store_key(), "pods");
-        assert!(Resource::find("", "v1", "secrets").is_none());
-        assert_eq!(Resource::in_group("", "v1").count(), 6);
+        assert_eq!(Resource::find("", "v1", "secrets").unwrap().kind, "Secret");
+        assert!(Resource::find("", "v1", "deployments").is_none());
+        assert_eq!(Resource::in_group("", "v1").count(), 8);
     }
 }

@@ -59,6 +59,8 @@ fn columns(resource: &Resource) -> Vec<Column> {
         ],
         ("", "endpoints") => vec![NAME, ("Endpoints", "string", "", 0), AGE],
         ("", "namespaces") => vec![NAME, ("Status", "string", "", 0), AGE],
+        ("", "configmaps") => vec![NAME, ("Data", "string", "", 0), AGE],
+        ("", "secrets") => vec![NAME, ("Type", "string", "", 0), ("Data", "string", "", 0), AGE],
         (_, "events") => vec![
             ("Last Seen", "string", "", 0),
             ("Type", "string", "", 0),
@@ -195,6 +197,22 @@ fn cells(resource: &Resource, o: &Value, now: i64) -> Vec<Value> {
                 }
             }
             vec![name, more(list), created]
+        }
+        ("", "configmaps") => {
+            let count = |k: &str| o.pointer(k).and_then(Value::as_object).map_or(0, |m| m.len());
+            vec![name, (count("/data") + count("/binaryData")).to_string(), created]
+        }
+        ("", "secrets") => {
+            let count = o
+                .pointer("/data")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            vec![
+                name,
+                str_at(o, "type").unwrap_or("Opaque").to_string(),
+                count.to_string(),
+                created,
+            ]
         }
         ("", "namespaces") => vec![
             name,

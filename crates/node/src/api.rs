@@ -99,6 +99,11 @@ pub async fn open(data_dir: &Path, listen: SocketAddr, tls: bool) -> Result<ApiP
         path: path.clone(),
         source,
     })?;
+    // The store holds Secrets: readable by root only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ApiSetupError::Listen { addr: listen, source })?;

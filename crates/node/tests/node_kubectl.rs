@@ -77,6 +77,41 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
         })
         .await;
     assert!(endpoints.starts_with("NAME"), "{endpoints}");
+    // ConfigMaps and Secrets through kubectl's generators (protobuf bodies); values stay out of
+    // describe.
+    node.ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "--from-literal=mode=fast",
+        "--from-literal=level=3",
+    ]);
+    let cms = node.ok(&["get", "configmaps", "app-config"]);
+    assert!(
+        cms.lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("2")),
+        "{cms}"
+    );
+    node.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ]);
+    let encoded = node.ok(&["get", "secret", "creds", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(encoded.trim(), "aHVudGVyMg==");
+    let described = node.ok(&["describe", "secret", "creds"]);
+    assert!(
+        !described.contains("hunter2") && described.contains("password:  7 bytes"),
+        "{described}"
+    );
+    let (ok, bad) = node.kubectl(&["create", "configmap", "bad", "--from-literal=bad key=x"]);
+    assert!(
+        !ok && bad.contains("a valid config key must consist of alphanumeric characters"),
+        "{bad}"
+    );
     // The crasher restarts and backs off; RESTARTS counts up.
     node.until(&["get", "pod", "crasher"], 60, |t| t.contains("CrashLoopBackOff"))
         .await;

@@ -1,16 +1,22 @@
-//! Validation of Pods and Services with kube-apiserver's field paths and messages.
+//! Validation of Pods, Services, ConfigMaps and Secrets with kube-apiserver's field paths and
+//! messages.
 //!
 //! Call after [`crate::defaults`]: like kube-apiserver, validation assumes defaults are
 //! applied and reports unset defaulted fields as `Required`. Every error is collected; the
 //! result is a [`ValidationErrors`] whose `Display` matches the apiserver's aggregate message
 //! and whose [`ValidationErrors::errors`] feed `Status.details.causes`.
 
+mod config;
 mod field;
 pub mod format;
 mod meta;
 mod pod;
 mod service;
 
+pub use config::{
+    MAX_DATA_BYTES, fold_string_data, validate_config_map, validate_config_map_update, validate_secret,
+    validate_secret_update,
+};
 pub use field::{ErrorKind, FieldError, ValidationErrors, Value, Warning};
 pub use pod::{COMMAND_REQUIRED_DETAIL, pod_warnings, validate_pod, validate_pod_update};
 pub use service::validate_service;
