@@ -191,13 +191,15 @@ impl Worker {
         self.machine.pod()
     }
 
+    /// The named container's definition, found without cloning the whole pod.
     fn container(&self, name: &str) -> Option<Container> {
-        let spec = self.machine.pod().spec?;
+        let spec = self.machine.object().spec.as_ref()?;
         spec.init_containers
-            .into_iter()
+            .iter()
             .flatten()
-            .chain(spec.containers)
+            .chain(&spec.containers)
             .find(|c| c.name == name)
+            .cloned()
     }
 
     fn target(&self, container: &Container, id: &ContainerId) -> ProbeTarget {
@@ -270,7 +272,7 @@ impl Worker {
                 if let Some(task) = self.sandbox_task.take() {
                     task.abort();
                 }
-                let uid = self.pod().metadata.uid.unwrap_or_default();
+                let uid = self.machine.object().metadata.uid.clone().unwrap_or_default();
                 let recorder = self.recorder.clone();
                 self.teardown = Some(tokio::spawn(async move {
                     let removed = timed(
@@ -434,7 +436,11 @@ impl Worker {
                     }
                 });
             }
-            Command::Event(event) => self.deps.sink.event(&self.pod(), &event, self.deps.clock.now()),
+            Command::Event(event) => {
+                self.deps
+                    .sink
+                    .event(self.machine.object(), &event, self.deps.clock.now())
+            }
             Command::PodFinished | Command::WakeAt(_) => {}
         }
     }
@@ -482,7 +488,9 @@ impl Worker {
                     message,
                     field_path: None,
                 };
-                self.deps.sink.event(&self.pod(), &event, self.deps.clock.now());
+                self.deps
+                    .sink
+                    .event(self.machine.object(), &event, self.deps.clock.now());
                 Input::Tick
             }
         }

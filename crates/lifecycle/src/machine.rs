@@ -158,6 +158,12 @@ impl PodMachine {
         &self.status
     }
 
+    /// The pod object as last seen (metadata and spec; its `status` is the API's copy, not the
+    /// model's). Borrowed, for callers that need the spec or identity without a clone.
+    pub fn object(&self) -> &Pod {
+        &self.pod
+    }
+
     /// The pod as last seen, with [`status`](Self::status) filled in.
     pub fn pod(&self) -> Pod {
         let mut pod = self.pod.clone();
@@ -1103,13 +1109,7 @@ impl PodMachine {
     }
 
     fn pod_ref(&self) -> String {
-        let m = &self.pod.metadata;
-        format!(
-            "{}_{}({})",
-            m.name.as_deref().unwrap_or_default(),
-            m.namespace.as_deref().unwrap_or("default"),
-            m.uid.as_deref().unwrap_or_default()
-        )
+        status::pod_ref(&self.pod)
     }
 
     fn event(

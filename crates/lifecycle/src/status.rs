@@ -56,8 +56,9 @@ impl Phase {
     }
 }
 
-/// The condition types the kubelet owns and rewrites (rule 14.1).
-const KUBELET_CONDITIONS: [&str; 5] = [
+/// The condition types the kubelet owns and rewrites (rule 14.1); all others are kept as the
+/// API has them.
+pub const KUBELET_CONDITIONS: [&str; 5] = [
     "PodReadyToStartContainers",
     "Initialized",
     "ContainersReady",
@@ -224,7 +225,7 @@ fn terminate_pod(statuses: &mut [ContainerStatus]) {
     }
 }
 
-fn pod_ref(pod: &Pod) -> String {
+pub(crate) fn pod_ref(pod: &Pod) -> String {
     let m = &pod.metadata;
     format!(
         "{}_{}({})",

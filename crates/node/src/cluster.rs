@@ -315,15 +315,7 @@ async fn write_status(store: &dyn Store, key: &ObjectKey, uid: &str, status: &Po
     }
 }
 
-/// The conditions the kubelet owns; all others (readiness gates, `DisruptionTarget`) are kept
-/// as they are in the API, so a gate set by someone else is never overwritten (rule 14.8).
-const KUBELET_CONDITIONS: [&str; 5] = [
-    "PodReadyToStartContainers",
-    "Initialized",
-    "ContainersReady",
-    "Ready",
-    "PodScheduled",
-];
+use podvisor_lifecycle::KUBELET_CONDITIONS;
 
 fn keep_foreign_conditions(stored: &Value, ours: &mut Value) {
     let foreign: Vec<Value> = stored["conditions"]
@@ -388,7 +380,7 @@ async fn record_event(
     let object = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver_uid(counter, at)},
+        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver::meta::new_uid()},
         "involvedObject": involved,
         "reason": event.reason,
         "message": event.message,
@@ -407,20 +399,6 @@ async fn record_event(
         }
         Err(e) => debug!(error = %e, "recording an event failed"),
     }
-}
-
-/// A UID for an object the node creates itself.
-fn podvisor_apiserver_uid(counter: u64, at: Time) -> String {
-    let a = u64::try_from(at.as_millis()).unwrap_or(0);
-    let mix = counter.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ a.rotate_left(17);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        a & 0xffff_ffff,
-        (a >> 32) & 0xffff,
-        counter & 0xfff,
-        (mix >> 12) & 0xfff,
-        mix & 0xffff_ffff_ffff
-    )
 }
 
 /// What the Node object says about the machine.
@@ -460,7 +438,7 @@ pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_
                     "kind": "Node",
                     "metadata": {
                         "name": facts.name,
-                        "uid": podvisor_apiserver_uid(0, clock.now()),
+                        "uid": podvisor_apiserver::meta::new_uid(),
                         "creationTimestamp": now,
                         "labels": {
                             "kubernetes.io/hostname": facts.name,

@@ -182,7 +182,7 @@ async fn write(store: &dyn Store, key: ObjectKey, mut desired: Value, clock: pod
             Err(StoreError::NotFound { .. }) => {
                 desired["metadata"]["creationTimestamp"] =
                     serde_json::to_value(clock.now().to_k8s()).unwrap_or_default();
-                desired["metadata"]["uid"] = json!(uid_for(&key, clock));
+                desired["metadata"]["uid"] = json!(podvisor_apiserver::meta::new_uid());
                 match store.create(&key, desired.clone()).await {
                     Ok(_) => return,
                     Err(StoreError::AlreadyExists { .. }) => continue,
@@ -199,30 +199,6 @@ async fn remove(store: &dyn Store, key: ObjectKey) {
         Ok(_) | Err(StoreError::NotFound { .. }) => {}
         Err(e) => warn!(error = %e, object = %key.name, "deleting endpoints failed"),
     }
-}
-
-fn uid_for(key: &ObjectKey, clock: podvisor_kubelet::Clock) -> String {
-    let seed = format!(
-        "{}/{}/{}/{}",
-        key.resource,
-        key.namespace,
-        key.name,
-        clock.now().as_millis()
-    );
-    let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    let l = seed.bytes().rev().fold(0x8422_2325_cbf2_9ce4_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        h >> 32,
-        (h >> 16) & 0xffff,
-        h & 0xfff,
-        l >> 52,
-        l & 0xffff_ffff_ffff
-    )
 }
 
 /// Named target ports that none of the Service's selected pods exposes (with the protocol), so
@@ -302,7 +278,7 @@ async fn warn_about(store: &dyn Store, service: &Service, message: &str, clock: 
     }
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": key.name, "namespace": ns, "uid": uid_for(&key, clock), "creationTimestamp": now},
+        "metadata": {"name": key.name, "namespace": ns, "uid": podvisor_apiserver::meta::new_uid(), "creationTimestamp": now},
         "involvedObject": {"apiVersion": "v1", "kind": "Service", "namespace": ns, "name": svc,
             "uid": service.metadata.uid},
         "reason": "FailedToResolveTargetPort", "message": message, "type": "Warning",

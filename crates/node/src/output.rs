@@ -147,10 +147,7 @@ pub fn not_ready_reasons(views: &[PodView], now: Time) -> Vec<String> {
 
 /// The current wall-clock time, for the AGE and "ago" cells.
 fn wall_clock() -> Time {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Time::from_millis(millis)
+    podvisor_kubelet::Clock::system().now()
 }
 
 fn pod_name(pod: &Pod) -> String {
