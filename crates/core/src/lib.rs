@@ -7,7 +7,8 @@
 //! - plain value types that cross crate boundaries: [`ContainerId`], [`ExitStatus`], the probe
 //!   vocabulary in [`probe`] ([`ProbeKind`], [`ProbeOutcome`], [`ProbeResult`]) and hook results;
 //! - the seam traits that the node's parts implement ([`runtime::ContainerRuntime`],
-//!   [`runtime::ContainerExec`], [`probe::Prober`], [`probe::HookRunner`]) and their error enums.
+//!   [`runtime::ContainerExec`], [`probe::Prober`], [`probe::HookRunner`], [`config::ConfigSource`])
+//!   and their error enums.
 //!
 //! What it does **not** contain: any I/O, any async runtime, any decision about pod behaviour
 //! (that is `podvisor-lifecycle`), and no dependency on another `podvisor-*` crate. Its dependency
@@ -17,9 +18,11 @@
 //! other.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod probe;
 pub mod runtime;
 
+pub use config::{ConfigSource, ConfigSourceError};
 pub use k8s_openapi;
 pub use probe::{HookRunner, ProbeKind, ProbeOutcome, ProbeResult, ProbeTarget, Prober};
 pub use runtime::{ContainerId, ExitReport, ExitStatus, HookKind, HookResult};

@@ -135,6 +135,26 @@ pub struct ContainerLaunch {
     pub container: corev1::Container,
     /// This instance's restart count (0 for the first); it names the log file.
     pub restart_count: i32,
+    /// The container's volume mounts, resolved to host paths. A runtime that can give the
+    /// container its own mount namespace shows exactly these (and nothing else of other
+    /// volumes); one that cannot ignores them, and the caller decides beforehand what may not
+    /// be ignored (see [`Mount::sensitive`]).
+    pub mounts: Vec<Mount>,
+}
+
+/// One volume mount of a container: a host file or directory shown at a path inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// The volume's name (for messages).
+    pub volume: String,
+    /// What is mounted: the volume's directory, or a file or directory in it (`subPath`).
+    pub host_path: std::path::PathBuf,
+    /// `mountPath`.
+    pub container_path: String,
+    /// `readOnly`.
+    pub read_only: bool,
+    /// The mount carries Secret data: it must not be exposed where it cannot be isolated.
+    pub sensitive: bool,
 }
 
 /// A container instance that runs.

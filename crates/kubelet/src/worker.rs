@@ -299,6 +299,7 @@ impl Worker {
                     pod_ip: self.machine.status().pod_ip.clone(),
                     container,
                     restart_count,
+                    mounts: Vec::new(),
                 };
                 let recorder = self.recorder.clone();
                 recorder.container_start_attempt(init);

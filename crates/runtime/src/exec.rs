@@ -74,7 +74,7 @@ fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
         .iter()
         .find(|(k, _)| k == "PATH")
         .map_or(crate::env::DEFAULT_PATH, |(_, v)| v.as_str());
-    let resolved = crate::spawn::resolve(program, path_env, &ctx.cwd)?;
+    let resolved = crate::spawn::resolve(program, path_env, &ctx.cwd, &|p| p.to_path_buf())?;
     let (read_end, write_end) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let write_dup = write_end.try_clone().map_err(|e| format!("pipe: {e}"))?;

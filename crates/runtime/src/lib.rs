@@ -49,6 +49,7 @@ pub mod env;
 pub mod exec;
 pub mod ipam;
 pub mod logs;
+mod mounts;
 pub mod network;
 pub mod process;
 mod runtime;

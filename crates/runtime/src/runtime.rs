@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::cgroup::{CgroupVersion, Cgroups, ContainerCgroup, Limits};
 use crate::ipam::{Cidr, Ipam};
 use crate::logs::{LogFile, Stream};
-use crate::{env, exec, logs, network, process, sandbox, spawn};
+use crate::{env, exec, logs, mounts, network, process, sandbox, spawn};
 
 /// Annotation with a pids limit for every container of the pod (`"100"`).
 pub const PIDS_LIMIT_ANNOTATION: &str = "podvisor.io/pids-limit";
@@ -231,6 +231,7 @@ impl ProcessRuntime {
             config.data_dir.clone(),
             config.data_dir.join("pods"),
             config.data_dir.join("sandboxes"),
+            config.data_dir.join("rootfs"),
         ] {
             fs::create_dir_all(&dir).map_err(|source| InitError::DataDir {
                 path: dir.clone(),
@@ -615,7 +616,32 @@ impl ProcessRuntime {
             pod_ip,
             container,
             restart_count,
+            mounts,
         } = launch;
+        // The container's mounts (only where it gets a mount namespace of its own), and how a
+        // path inside it maps to the host before they are made.
+        let mounts = if self.inner.caps.termination_message_path {
+            mounts
+        } else {
+            Vec::new()
+        };
+        let view = |p: &Path| -> PathBuf {
+            mounts
+                .iter()
+                .filter(|m| p.starts_with(&m.container_path))
+                .max_by_key(|m| m.container_path.len())
+                .map_or_else(
+                    || p.to_path_buf(),
+                    |m| {
+                        let rest = p.strip_prefix(&m.container_path).unwrap_or(p);
+                        if rest.as_os_str().is_empty() {
+                            m.host_path.clone()
+                        } else {
+                            m.host_path.join(rest)
+                        }
+                    },
+                )
+        };
         let (_, _, uid) = pod_name(&pod);
         let hostname = if pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) {
             nix::unistd::gethostname()
@@ -642,7 +668,7 @@ impl ProcessRuntime {
                 .filter(|w| !w.is_empty())
                 .unwrap_or_else(|| "/".into()),
         );
-        if !cwd.is_dir() {
+        if !view(&cwd).is_dir() {
             return Err(format!(
                 "chdir to cwd ({:?}) set in config.json failed: no such file or directory",
                 cwd.display().to_string()
@@ -652,7 +678,7 @@ impl ProcessRuntime {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map_or(env::DEFAULT_PATH, |(_, v)| v.as_str());
-        let resolved = spawn::resolve(program, path_env, &cwd)?;
+        let resolved = spawn::resolve(program, path_env, &cwd, &view)?;
         let sc = container.security_context.as_ref();
         let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
         let to_u32 = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
@@ -681,8 +707,26 @@ impl ProcessRuntime {
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
-        let term = if self.inner.caps.termination_message_path {
-            spawn::TermMount::prepare(&term_host, &term_path)
+        let mount_plan = if self.inner.caps.termination_message_path {
+            let mut binds: Vec<mounts::BindSpec> = mounts
+                .iter()
+                .map(|m| mounts::BindSpec {
+                    source: m.host_path.clone(),
+                    target: m.container_path.clone(),
+                    read_only: m.read_only,
+                })
+                .collect();
+            // The termination-message file, unless a volume is mounted there.
+            if Path::new(&term_path).is_absolute() && !binds.iter().any(|b| b.target == term_path) {
+                binds.push(mounts::BindSpec {
+                    source: term_host.clone(),
+                    target: term_path.clone(),
+                    read_only: false,
+                });
+            }
+            let hide = fs::canonicalize(&self.inner.config.data_dir).ok();
+            let stage = self.inner.config.data_dir.join("rootfs");
+            Some(mounts::MountPlan::prepare(&binds, hide.as_deref(), &stage)?)
         } else {
             None
         };
@@ -730,7 +774,7 @@ impl ProcessRuntime {
         let setup = spawn::ChildSetup {
             cgroup_procs: procs,
             join,
-            term,
+            mounts: mount_plan,
             cwd: cwd_c,
             uid: uid_run,
             gid: gid_run,

@@ -1,23 +1,33 @@
 //! Starting a container's main process: the `pre_exec` hook that joins the sandbox, the
-//! cgroup, a private mount namespace with the termination-message file, the working directory
-//! and the user; and resolving the executable like the kubelet's runtime reports it.
+//! cgroup, a private mount namespace with the container's mounts ([`crate::mounts`]), the
+//! working directory and the user; and resolving the executable like the kubelet's runtime reports it.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, setns, unshare};
+
+use crate::mounts::MountPlan;
 
 /// Finds the executable for `program` like runc: a name with a `/` is used as is (relative to
 /// `cwd`), anything else is searched in `path_env`. The error texts match the kubelet's.
-pub(crate) fn resolve(program: &str, path_env: &str, cwd: &Path) -> Result<PathBuf, String> {
-    let executable = |p: &Path| fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+///
+/// `view` maps a path in the container to where it is seen from here (through the container's
+/// mounts, for a process that has not entered them yet).
+pub(crate) fn resolve(
+    program: &str,
+    path_env: &str,
+    cwd: &Path,
+    view: &dyn Fn(&Path) -> PathBuf,
+) -> Result<PathBuf, String> {
+    let executable =
+        |p: &Path| fs::metadata(view(p)).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.is_empty() {
         return Err("exec: \"\": executable file not found in $PATH".into());
     }
@@ -54,156 +64,11 @@ pub(crate) struct JoinFds {
     pub(crate) mnt: Option<i32>,
 }
 
-/// The termination-message mount: `host` file bind-mounted at `target` in a private mount
-/// namespace. When `target` does not exist, its directory is shadowed by a tmpfs that gets
-/// bind mounts of the original entries (prepared in [`TermMount::prepare`]) plus the file.
-pub(crate) struct TermMount {
-    host: CString,
-    target: CString,
-    shadow: Option<Shadow>,
-}
-
-struct Shadow {
-    dir: CString,
-    /// A placeholder fd number reserved in the node. In the child (after `unshare`, so in the
-    /// child's own mount namespace: a bind source must be in the caller's namespace) the
-    /// original directory is opened and moved onto this number before the tmpfs hides it;
-    /// entries are then bound from `/proc/self/fd/<n>/<name>`.
-    slot: OwnedFd,
-    /// (path in the shadowed dir, path through the original's fd, kind)
-    entries: Vec<(CString, CString, EntryKind)>,
-}
-
-#[derive(Clone)]
-enum EntryKind {
-    Dir,
-    File,
-    Symlink(CString),
-}
-
-fn cs(p: &Path) -> Option<CString> {
-    CString::new(p.as_os_str().as_encoded_bytes()).ok()
-}
-
-impl TermMount {
-    /// Prepares everything the child needs (it must not allocate after fork).
-    pub(crate) fn prepare(host: &Path, target: &str) -> Option<Self> {
-        let target_path = Path::new(target);
-        if !target_path.is_absolute() {
-            return None;
-        }
-        let shadow = if target_path.exists() {
-            None
-        } else {
-            let dir = target_path.parent()?;
-            if !dir.is_dir() {
-                return None;
-            }
-            let slot: OwnedFd = fs::File::open("/dev/null").ok()?.into();
-            let via = PathBuf::from(format!("/proc/self/fd/{}", slot.as_raw_fd()));
-            let mut entries = Vec::new();
-            for e in fs::read_dir(dir).ok()?.flatten() {
-                let ft = e.file_type().ok()?;
-                let kind = if ft.is_symlink() {
-                    EntryKind::Symlink(cs(&fs::read_link(e.path()).ok()?)?)
-                } else if ft.is_dir() {
-                    EntryKind::Dir
-                } else if ft.is_file()
-                    || ft.is_char_device()
-                    || ft.is_block_device()
-                    || ft.is_socket()
-                    || ft.is_fifo()
-                {
-                    EntryKind::File
-                } else {
-                    continue;
-                };
-                entries.push((cs(&e.path())?, cs(&via.join(e.file_name()))?, kind));
-            }
-            Some(Shadow {
-                dir: cs(dir)?,
-                slot,
-                entries,
-            })
-        };
-        Some(TermMount {
-            host: cs(host)?,
-            target: cs(target_path)?,
-            shadow,
-        })
-    }
-
-    /// Runs in the forked child, after `unshare(CLONE_NEWNS)`.
-    fn apply(&self) -> io::Result<()> {
-        let none = None::<&std::ffi::CStr>;
-        if let Some(s) = &self.shadow {
-            let original = nix::fcntl::open(
-                s.dir.as_c_str(),
-                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-                nix::sys::stat::Mode::empty(),
-            )?;
-            nix::unistd::dup3(original, s.slot.as_raw_fd(), nix::fcntl::OFlag::O_CLOEXEC)?;
-            let _ = nix::unistd::close(original);
-            mount(
-                Some(c"tmpfs"),
-                s.dir.as_c_str(),
-                Some(c"tmpfs"),
-                MsFlags::MS_NOSUID,
-                Some(c"mode=755"),
-            )?;
-            for (path, staged, kind) in &s.entries {
-                // An entry that vanished since `prepare` is skipped.
-                let created = match kind {
-                    EntryKind::Symlink(to) => {
-                        let _ = nix::unistd::symlinkat(to.as_c_str(), None, path.as_c_str());
-                        continue;
-                    }
-                    EntryKind::Dir => {
-                        nix::unistd::mkdir(path.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(0o755))
-                            .map_err(io::Error::from)
-                    }
-                    EntryKind::File => create_file(path),
-                };
-                if created.is_err() {
-                    continue;
-                }
-                // Best effort: an entry that cannot be bound stays an empty placeholder.
-                let _ = mount(
-                    Some(staged.as_c_str()),
-                    path.as_c_str(),
-                    none,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    none,
-                );
-            }
-            create_file(&self.target)?;
-        }
-        mount(
-            Some(self.host.as_c_str()),
-            self.target.as_c_str(),
-            none,
-            MsFlags::MS_BIND,
-            none,
-        )?;
-        Ok(())
-    }
-}
-
-fn create_file(path: &CString) -> io::Result<()> {
-    let fd = nix::fcntl::open(
-        path.as_c_str(),
-        nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
-    )?;
-    let _ = nix::unistd::close(fd);
-    Ok(())
-}
-
 /// Everything the child does before `exec`.
 pub(crate) struct ChildSetup {
     pub(crate) cgroup_procs: Vec<std::os::fd::OwnedFd>,
     pub(crate) join: JoinFds,
-    pub(crate) term: Option<TermMount>,
+    pub(crate) mounts: Option<MountPlan>,
     pub(crate) cwd: CString,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
@@ -233,7 +98,7 @@ pub(crate) fn spawn(
     let ChildSetup {
         cgroup_procs,
         join,
-        term,
+        mounts,
         cwd,
         uid,
         gid,
@@ -263,9 +128,9 @@ pub(crate) fn spawn(
                 setns(ns, flag)?;
             }
         }
-        if let Some(term) = &term {
+        if let Some(mounts) = &mounts {
             unshare(CloneFlags::CLONE_NEWNS)?;
-            term.apply()?;
+            mounts.apply()?;
         }
         nix::unistd::chdir(cwd.as_c_str())?;
         if let Some(gid) = gid.or(uid.map(|_| 0)) {
@@ -278,7 +143,8 @@ pub(crate) fn spawn(
         Ok(())
     };
     // SAFETY: the hook runs between fork and exec in the child and only makes system calls
-    // (setsid, write, setns, unshare, mount, chdir, set*id) on data prepared before the fork; it
+    // (setsid, write, setns, unshare, mount, mkdir, open, symlinkat, chroot, chdir, set*id) on
+    // data prepared before the fork; it
     // does not allocate (nix passes the prepared `CStr`s straight through) or take locks.
     #[allow(unsafe_code)]
     unsafe {

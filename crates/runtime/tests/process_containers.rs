@@ -56,6 +56,7 @@ async fn missing_binary_is_a_start_error() {
             pod_ip: None,
             container,
             restart_count: 0,
+            mounts: Vec::new(),
         })
         .await
         .err()
@@ -115,6 +116,7 @@ async fn env_expansion_field_refs_and_working_dir() {
             pod_ip: None,
             container,
             restart_count: 0,
+            mounts: Vec::new(),
         })
         .await
         .err()
@@ -196,6 +198,7 @@ async fn logs_are_cri_with_streams_partial_lines_and_rotation() {
             pod_ip: None,
             container,
             restart_count: 1,
+            mounts: Vec::new(),
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

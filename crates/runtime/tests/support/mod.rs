@@ -50,12 +50,14 @@ impl Drop for Rt {
     }
 }
 
-/// A runtime on a temp dir with its own cgroup parent, pod CIDR and bridge name;
+/// A runtime with its data in `dir/data` (containers cannot see the node's data directory, so
+/// tests keep their own files beside it), its own cgroup parent, pod CIDR and bridge name;
 /// `host_network` forces the no-namespace fallback.
 pub async fn runtime(dir: &Path, host_network: bool) -> Rt {
+    let data_dir = dir.join("data");
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 200;
     let cfg = RuntimeConfig {
-        data_dir: dir.to_path_buf(),
+        data_dir,
         pod_cidr: format!("10.231.{n}.0/24"),
         bridge_name: format!("pvt{}x{n}", std::process::id() % 10000),
         cgroup_parent: format!("podvisor-test-{}", unique()),
@@ -103,6 +105,7 @@ pub async fn start(rt: &ProcessRuntime, pod: &corev1::Pod, index: usize, ip: Opt
         pod_ip: ip,
         container,
         restart_count: 0,
+        mounts: Vec::new(),
     })
     .await
     .unwrap_or_else(|e| panic!("start: {e}"))
