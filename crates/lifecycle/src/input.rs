@@ -40,6 +40,22 @@ pub enum Input {
         /// The runtime's error text.
         message: String,
     },
+    /// A container could not be created from its configuration, before any process was
+    /// started: a referenced ConfigMap, Secret or key is missing (`CreateContainerConfigError`),
+    /// or a mount cannot be made safely (`CreateContainerError`). The container waits with
+    /// that reason and is tried again later (or at once after `ConfigChanged`); no restart is
+    /// counted.
+    ContainerCreateFailed {
+        /// Container name.
+        name: String,
+        /// The waiting reason.
+        reason: &'static str,
+        /// What is missing, as the kubelet says it (`secret "db" not found`).
+        message: String,
+    },
+    /// ConfigMaps or Secrets the pod may reference changed: containers waiting after a
+    /// `ContainerCreateFailed` are tried again now.
+    ConfigChanged,
     /// A container instance's main process ended.
     ContainerExited {
         /// Container name.

@@ -14,12 +14,15 @@ use crate::backoff::{self, Verdict};
 use crate::command::{Command, Event, EventType};
 use crate::input::Input;
 use crate::probe_worker::{ProbeValue, ProbeWorker};
-use crate::record::{KillReason, Record, Running, State, Stop, StopPhase, Terminated};
+use crate::record::{CreateError, KillReason, Record, Running, State, Stop, StopPhase, Terminated};
 use crate::spec::{ContainerKind, PodDef, RestartPolicy, probe_index};
 use crate::status::{self, Phase};
 
 /// Requeue delay after a failed sandbox creation (the pod worker's error back-off).
 const SANDBOX_RETRY: Duration = Duration::from_secs(10);
+/// How long a container that could not be created waits before the next attempt (the
+/// kubelet's pod worker back-off after a failed sync).
+const CREATE_RETRY: Duration = Duration::from_secs(10);
 /// The kubelet never SIGKILLs sooner than this after the stop signal (rule 9.4 step 4).
 pub const MIN_KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -258,6 +261,8 @@ impl PodMachine {
                     finished_at: now,
                 });
                 self.records[i].start_error = Some(("RunContainerError", message.clone()));
+                self.records[i].create_error = None;
+                self.records[i].before_start = None;
                 self.event(
                     out,
                     EventType::Warning,
@@ -265,6 +270,40 @@ impl PodMachine {
                     format!("Error: {message}"),
                     Some(field_path),
                 );
+            }
+            Input::ContainerCreateFailed {
+                name,
+                reason,
+                message,
+            } => {
+                let Some(i) = self.index_of(&name) else { return };
+                if !matches!(self.records[i].state, State::Starting { .. }) {
+                    return;
+                }
+                let field_path = self.def.containers[i].field_path.clone();
+                let rec = &mut self.records[i];
+                if let Some(before) = rec.before_start.take() {
+                    *rec = *before;
+                }
+                rec.create_error = Some(CreateError {
+                    reason,
+                    message: message.clone(),
+                    retry_at: now + CREATE_RETRY,
+                });
+                self.event(
+                    out,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                    Some(field_path),
+                );
+            }
+            Input::ConfigChanged => {
+                for rec in &mut self.records {
+                    if let Some(e) = &mut rec.create_error {
+                        e.retry_at = now;
+                    }
+                }
             }
             Input::ContainerExited {
                 name,
@@ -350,6 +389,8 @@ impl PodMachine {
             stop: None,
         });
         rec.start_error = None;
+        rec.create_error = None;
+        rec.before_start = None;
         for w in rec.probes.iter_mut().flatten() {
             w.new_instance(&id);
         }
@@ -721,6 +762,11 @@ impl PodMachine {
             rec.backoff = None;
             rec.backoff_image = image;
         }
+        if rec.is_live() || rec.create_error.as_ref().is_some_and(|e| e.retry_at > now) {
+            return;
+        }
+        rec.before_start = None;
+        let snapshot = Box::new(rec.clone());
         match &rec.state {
             State::Absent => {}
             State::Exited(t) => match backoff::check(&mut rec.backoff, t.finished_at, now) {
@@ -742,6 +788,7 @@ impl PodMachine {
             State::Starting { .. } | State::Running(_) => return,
         }
         let rec = &mut self.records[i];
+        rec.before_start = Some(snapshot);
         if let State::Exited(t) = std::mem::replace(
             &mut rec.state,
             State::Starting {
@@ -1077,6 +1124,9 @@ impl PodMachine {
         for rec in &self.records {
             if let Some((until, _)) = rec.backoff_wait {
                 at(until);
+            }
+            if let Some(e) = rec.create_error.as_ref().filter(|_| !rec.is_live()) {
+                at(e.retry_at);
             }
             if let Some(r) = rec.running() {
                 if let Some(StopPhase::PreStop { deadline, .. } | StopPhase::AwaitTurn { deadline, .. }) =

@@ -41,6 +41,16 @@ impl Terminated {
     }
 }
 
+/// A container that could not be created (rule 11.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CreateError {
+    /// The waiting reason (`CreateContainerConfigError`, `CreateContainerError`).
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+    /// When to try again.
+    pub(crate) retry_at: Time,
+}
+
 /// Why a running container is being stopped (rule 7.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KillReason {
@@ -121,6 +131,12 @@ pub(crate) struct Record {
     pub(crate) last_termination: Option<Terminated>,
     /// The last start attempt failed: waiting reason and message (rule 11.4).
     pub(crate) start_error: Option<(&'static str, String)>,
+    /// The container could not be created from its configuration (rule 11.5: a missing
+    /// ConfigMap or Secret reference); no process was started, and it is tried again.
+    pub(crate) create_error: Option<CreateError>,
+    /// The record as it was before the start in flight, restored when that start turns out to
+    /// be a create error (nothing was created: no restart is counted).
+    pub(crate) before_start: Option<Box<Record>>,
     /// In CrashLoopBackOff until this time, with this back-off.
     pub(crate) backoff_wait: Option<(Time, Duration)>,
     pub(crate) backoff: Option<Backoff>,
@@ -144,6 +160,8 @@ impl Record {
             has_history: false,
             last_termination: None,
             start_error: None,
+            create_error: None,
+            before_start: None,
             backoff_wait: None,
             backoff: None,
             backoff_image: String::new(),

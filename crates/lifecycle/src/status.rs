@@ -133,7 +133,21 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
             ..ContainerState::default()
         })
     };
+    let create_error = rec
+        .create_error
+        .as_ref()
+        .map(|e| waiting(e.reason, Some(e.message.clone())));
     let (state, last_state, id) = match &rec.state {
+        State::Absent | State::Starting { .. } if create_error.is_some() => (
+            create_error.unwrap_or_default(),
+            last(&rec.last_termination),
+            None,
+        ),
+        State::Exited(t) if create_error.is_some() && active => (
+            create_error.unwrap_or_default(),
+            Some(terminated_state(t)),
+            t.id.as_ref().map(|id| id.uri()),
+        ),
         State::Absent => (waiting(default_reason, None), last(&rec.last_termination), None),
         State::Starting { .. } => {
             let reason = if rec.restart_count == 0 {

@@ -152,6 +152,10 @@ enum Transition {
     Probe(usize, Outcome),
     /// The next start of the `n`th container fails.
     BreakStart(usize),
+    /// The next start of the `n`th container finds a config reference missing.
+    BreakConfig(usize),
+    /// ConfigMaps or Secrets changed.
+    ConfigChanged,
     SandboxLost,
     Delete(Option<i64>),
 }
@@ -192,6 +196,8 @@ impl ReferenceStateMachine for Reference {
             4 => (0usize..4, exit).prop_map(|(n, e)| Transition::Exit(n, e)),
             6 => (0usize..8, outcome).prop_map(|(n, o)| Transition::Probe(n, o)),
             1 => (0usize..4).prop_map(Transition::BreakStart),
+            1 => (0usize..4).prop_map(Transition::BreakConfig),
+            1 => Just(Transition::ConfigChanged),
             1 => Just(Transition::SandboxLost),
             1 => proptest::option::of(0i64..40).prop_map(Transition::Delete),
         ]
@@ -284,6 +290,11 @@ impl StateMachineTest for LifecycleTest {
                 let names = h.pod.names();
                 h.sim.fail_next_start.push(names[n % names.len()].clone());
             }
+            Transition::BreakConfig(n) => {
+                let names = h.pod.names();
+                h.sim.config_error_next_start.push(names[n % names.len()].clone());
+            }
+            Transition::ConfigChanged => h.sim.input(Input::ConfigChanged),
             Transition::SandboxLost => h.sim.input(Input::SandboxLost),
             Transition::Delete(grace) => {
                 h.deleted = true;

@@ -940,6 +940,67 @@ fn rule_11_5_spawn_failure_is_start_error_128_then_run_container_error() {
 }
 
 #[test]
+fn rule_11_5_missing_config_reference_waits_in_create_container_config_error() {
+    let mut sim = Sim::with(
+        pod(json!({"spec": {"initContainers": [c("init")], "containers": [c("app")]}})),
+        Auto {
+            start: false,
+            ..Auto::default()
+        },
+    );
+    let config_error = |sim: &mut Sim| {
+        sim.input(Input::ContainerCreateFailed {
+            name: "init".into(),
+            reason: "CreateContainerConfigError",
+            message: "secret \"db\" not found".into(),
+        });
+    };
+    assert_eq!(sim.starts_of("init").len(), 1);
+    config_error(&mut sim);
+    assert!(
+        sim.event_lines()
+            .contains(&"Failed: Error: secret \"db\" not found".into())
+    );
+    let cs = sim
+        .m
+        .status()
+        .init_container_statuses
+        .clone()
+        .unwrap_or_default()
+        .remove(0);
+    let waiting = cs.state.unwrap().waiting.unwrap();
+    assert_eq!(
+        (waiting.reason.as_deref(), waiting.message.as_deref()),
+        (
+            Some("CreateContainerConfigError"),
+            Some("secret \"db\" not found")
+        )
+    );
+    assert_eq!(cs.restart_count, 0, "nothing was created: no restart counted");
+    assert_eq!(sim.phase(), "Pending");
+    assert_eq!(sim.kubectl_status(), "Init:CreateContainerConfigError");
+    // Tried again after the retry period, not before; the count still does not move.
+    sim.advance(9.0);
+    assert_eq!(sim.starts_of("init").len(), 1);
+    sim.advance(1.5);
+    assert_eq!(sim.starts_of("init").len(), 2);
+    config_error(&mut sim);
+    // A change of ConfigMaps or Secrets retries at once; this time it starts.
+    sim.input(Input::ConfigChanged);
+    assert_eq!(sim.starts_of("init").len(), 3);
+    sim.answer_start("init");
+    let cs = sim
+        .m
+        .status()
+        .init_container_statuses
+        .clone()
+        .unwrap_or_default()
+        .remove(0);
+    assert!(cs.state.unwrap().running.is_some());
+    assert_eq!(cs.restart_count, 0);
+}
+
+#[test]
 fn rule_11_7_container_statuses_are_sorted_by_name() {
     let sim = Sim::new(pod(
         json!({"spec": {"initContainers": [c("z-init"), c("a-init")], "containers": [c("web"), c("api")]}}),

@@ -80,6 +80,8 @@ pub struct Sim {
     pub starts: Vec<String>,
     /// Containers whose next start fails (spawn error).
     pub fail_next_start: Vec<String>,
+    /// Containers whose next start finds a ConfigMap or Secret reference missing.
+    pub config_error_next_start: Vec<String>,
     pub sandbox_requests: usize,
     pub finished: bool,
     next_id: u32,
@@ -104,6 +106,7 @@ impl Sim {
             stops: Vec::new(),
             starts: Vec::new(),
             fail_next_start: Vec::new(),
+            config_error_next_start: Vec::new(),
             sandbox_requests: 0,
             finished: false,
             next_id: 0,
@@ -134,6 +137,14 @@ impl Sim {
                             queue.push_back(Input::ContainerStartFailed {
                                 name,
                                 message: "exec format error".into(),
+                            });
+                        } else if let Some(pos) = self.config_error_next_start.iter().position(|n| *n == name)
+                        {
+                            self.config_error_next_start.remove(pos);
+                            queue.push_back(Input::ContainerCreateFailed {
+                                name,
+                                reason: "CreateContainerConfigError",
+                                message: "configmap \"settings\" not found".into(),
                             });
                         } else if self.auto.start {
                             queue.push_back(self.started(&name));
