@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod probe;
+pub mod quantity;
 pub mod runtime;
 
 pub use config::{ConfigSource, ConfigSourceError};

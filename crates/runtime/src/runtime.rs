@@ -604,8 +604,8 @@ impl ProcessRuntime {
             })
             .and_then(|v| v.trim().parse().ok());
         Limits {
-            memory_bytes: get("memory").and_then(|q| crate::cgroup::parse_memory(&q)),
-            cpu_millis: get("cpu").and_then(|q| crate::cgroup::parse_cpu(&q)),
+            memory_bytes: get("memory").and_then(|q| podvisor_core::quantity::memory_bytes(&q)),
+            cpu_millis: get("cpu").and_then(|q| podvisor_core::quantity::cpu_millis(&q)),
             pids,
         }
     }
