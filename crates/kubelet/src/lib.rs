@@ -13,6 +13,13 @@
 //! wires those in. Child exits are noticed through the runtime's exit futures, never by
 //! polling.
 //!
+//! ConfigMaps and Secrets: with a [`ConfigSource`](podvisor_core::ConfigSource)
+//! ([`PodSupervisor::with_config_source`]) workers resolve `env` references and `envFrom`
+//! (a missing one keeps the container in `CreateContainerConfigError`); with a
+//! [`VolumeManager`] ([`PodSupervisor::with_volumes`]) they prepare the pod's volumes before
+//! its sandbox (`FailedMount` events until they can), give each container its mounts, follow
+//! object updates ([`PodSupervisor::config_changed`]) and remove the volumes with the pod.
+//!
 //! Time: the model's clock is [`Clock`], which follows tokio's clock, so tests run workers
 //! under `tokio::time::pause()` with fakes from `podvisor-test-support`.
 //!
@@ -26,12 +33,15 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+mod env_refs;
 pub mod metrics;
 mod supervisor;
 mod view;
+pub mod volumes;
 mod worker;
 
 pub use clock::Clock;
 pub use metrics::KubeletMetrics;
 pub use supervisor::{PodSupervisor, SupervisorConfig};
 pub use view::{ContainerDiagnostics, HookRecord, NullSink, PodSink, PodView, ProbeRecord};
+pub use volumes::{VolumeConfig, VolumeManager};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podvisor_core::corev1::Pod;
-use podvisor_core::{HookRunner, Prober, runtime::ContainerRuntime};
+use podvisor_core::{ConfigSource, HookRunner, Prober, runtime::ContainerRuntime};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,6 +14,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::clock::Clock;
 use crate::metrics::KubeletMetrics;
 use crate::view::{PodSink, PodView};
+use crate::volumes::VolumeManager;
 use crate::worker::{self, Deps, Msg};
 
 /// What the supervisor needs besides its seams.
@@ -43,6 +44,8 @@ pub struct PodSupervisor {
     workers: HashMap<String, WorkerHandle>,
     tracker: TaskTracker,
     token: CancellationToken,
+    /// Bumped on every ConfigMap or Secret change; workers watch it.
+    config_generation: watch::Sender<u64>,
 }
 
 impl PodSupervisor {
@@ -55,6 +58,7 @@ impl PodSupervisor {
         sink: Arc<dyn PodSink>,
         config: SupervisorConfig,
     ) -> PodSupervisor {
+        let (config_tx, config_rx) = watch::channel(0);
         let deps = Deps {
             runtime,
             prober,
@@ -63,6 +67,9 @@ impl PodSupervisor {
             clock: config.clock,
             host_ip: config.host_ip,
             metrics: None,
+            config: None,
+            volumes: None,
+            config_generation: config_rx,
         };
         PodSupervisor {
             deps: Arc::new(deps),
@@ -70,6 +77,7 @@ impl PodSupervisor {
             workers: HashMap::new(),
             tracker: TaskTracker::new(),
             token: CancellationToken::new(),
+            config_generation: config_tx,
         }
     }
 
@@ -81,6 +89,32 @@ impl PodSupervisor {
         deps.metrics = Some(metrics);
         self.deps = Arc::new(deps);
         self
+    }
+
+    /// Resolves ConfigMap and Secret references (`env`, `envFrom`, volumes) through `source`.
+    /// Without one, every reference is missing. Call it before the first
+    /// [`apply`](Self::apply), and call [`config_changed`](Self::config_changed) whenever a
+    /// ConfigMap or Secret changes.
+    pub fn with_config_source(mut self, source: Arc<dyn ConfigSource>) -> PodSupervisor {
+        let mut deps = Deps::clone(&self.deps);
+        deps.config = Some(source);
+        self.deps = Arc::new(deps);
+        self
+    }
+
+    /// Serves pod volumes with `volumes`. Without a volume manager, volumes are ignored and
+    /// containers get no mounts. Call it before the first [`apply`](Self::apply).
+    pub fn with_volumes(mut self, volumes: VolumeManager) -> PodSupervisor {
+        let mut deps = Deps::clone(&self.deps);
+        deps.volumes = Some(Arc::new(volumes));
+        self.deps = Arc::new(deps);
+        self
+    }
+
+    /// ConfigMaps or Secrets changed: volumes that show them are rewritten, and containers
+    /// waiting for a missing reference are tried again at once.
+    pub fn config_changed(&self) {
+        self.config_generation.send_modify(|g| *g += 1);
     }
 
     /// Runs `pod`, or passes a change of an already running pod (same UID) to its worker.

@@ -13,7 +13,9 @@ use std::time::Duration;
 use podvisor_core::corev1::{Container, Pod, PodStatus};
 use podvisor_core::probe::ProbeTarget;
 use podvisor_core::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig, Started};
-use podvisor_core::{ContainerId, HookKind, HookResult, HookRunner, ProbeKind, ProbeResult, Prober};
+use podvisor_core::{
+    ConfigSource, ContainerId, HookKind, HookResult, HookRunner, ProbeKind, ProbeResult, Prober,
+};
 use podvisor_lifecycle::{Command, Event, EventType, Input, PodMachine};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
@@ -22,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
+use crate::env_refs::{self, ConfigError};
 use crate::metrics::{KubeletMetrics, PodRecorder, RuntimeOperation, timed};
 use crate::view::{ContainerDiagnostics, HookRecord, PodSink, PodView, ProbeRecord};
+use crate::volumes::{MountError, VolumeManager};
 
 /// What the worker needs from the node.
 #[derive(Clone)]
@@ -35,6 +39,12 @@ pub(crate) struct Deps {
     pub(crate) clock: Clock,
     pub(crate) host_ip: Option<String>,
     pub(crate) metrics: Option<KubeletMetrics>,
+    /// Where ConfigMaps and Secrets are looked up (none: every reference is missing).
+    pub(crate) config: Option<Arc<dyn ConfigSource>>,
+    /// Pod volumes (none: volumes are ignored).
+    pub(crate) volumes: Option<Arc<VolumeManager>>,
+    /// Changes whenever ConfigMaps or Secrets change.
+    pub(crate) config_generation: watch::Receiver<u64>,
 }
 
 /// A message from the supervisor to a worker.
@@ -62,6 +72,7 @@ enum Feedback {
         input: Input,
     },
     Warning(String),
+    Event(Event),
 }
 
 /// The worker's state while it runs.
@@ -134,6 +145,8 @@ pub(crate) async fn run(
     let mut published: Option<PodStatus> = None;
     let mut msgs_open = true;
     let mut shutting_down = false;
+    let mut config_generation = worker.deps.config_generation.clone();
+    config_generation.mark_unchanged();
     loop {
         while let Some(input) = queue.pop_front() {
             let commands = worker.machine.step(clock.now(), input);
@@ -166,8 +179,15 @@ pub(crate) async fn run(
         };
         tokio::select! {
             Some(fb) = feedback_rx.recv() => queue.push_back(worker.absorb(fb)),
+            Ok(()) = config_generation.changed() => {
+                worker.refresh_volumes();
+                queue.push_back(Input::ConfigChanged);
+            }
             msg = msgs.recv(), if msgs_open => match msg {
-                Some(Msg::Update(pod)) => queue.push_back(Input::PodUpdated(pod)),
+                Some(Msg::Update(pod)) => {
+                    queue.push_back(Input::PodUpdated(pod));
+                    worker.refresh_volumes();
+                }
                 Some(Msg::Delete { grace_period_seconds }) => {
                     queue.push_back(Input::DeleteRequested { grace_period_seconds });
                 }
@@ -237,6 +257,7 @@ impl Worker {
                 let config = SandboxConfig { pod: self.pod() };
                 let recorder = self.recorder.clone();
                 let handle = self.tasks.spawn(async move {
+                    Worker::setup_volumes(&deps, &config.pod, &feedback).await;
                     let created = timed(
                         &recorder,
                         RuntimeOperation::RunPodSandbox,
@@ -294,16 +315,39 @@ impl Worker {
                     .spec
                     .and_then(|s| s.init_containers)
                     .is_some_and(|init| init.iter().any(|c| c.name == name));
-                let launch = ContainerLaunch {
-                    pod: self.pod(),
-                    pod_ip: self.machine.status().pod_ip.clone(),
-                    container,
-                    restart_count,
-                    mounts: Vec::new(),
-                };
+                let pod = self.pod();
+                let pod_ip = self.machine.status().pod_ip.clone();
                 let recorder = self.recorder.clone();
                 recorder.container_start_attempt(init);
                 self.tasks.spawn(async move {
+                    let field_path = if init {
+                        format!("spec.initContainers{{{name}}}")
+                    } else {
+                        format!("spec.containers{{{name}}}")
+                    };
+                    let prepared =
+                        Worker::prepare_container(&deps, &pod, container, &field_path, &feedback).await;
+                    let (container, mounts) = match prepared {
+                        Ok(ready) => ready,
+                        Err((reason, message)) => {
+                            Worker::send(
+                                &feedback,
+                                Input::ContainerCreateFailed {
+                                    name,
+                                    reason,
+                                    message,
+                                },
+                            );
+                            return;
+                        }
+                    };
+                    let launch = ContainerLaunch {
+                        pod,
+                        pod_ip,
+                        container,
+                        restart_count,
+                        mounts,
+                    };
                     let started = timed(
                         &recorder,
                         RuntimeOperation::StartContainer,
@@ -482,6 +526,12 @@ impl Worker {
                     .record_hook(hook, record);
                 input
             }
+            Feedback::Event(event) => {
+                self.deps
+                    .sink
+                    .event(self.machine.object(), &event, self.deps.clock.now());
+                Input::Tick
+            }
             Feedback::Warning(message) => {
                 let event = Event {
                     type_: EventType::Warning,
@@ -495,6 +545,89 @@ impl Worker {
                 Input::Tick
             }
         }
+    }
+
+    /// Prepares the pod's volumes before its sandbox, retrying (with `FailedMount` events) until
+    /// they can be: after a back-off, or at once when ConfigMaps or Secrets change.
+    async fn setup_volumes(deps: &Deps, pod: &Pod, feedback: &mpsc::UnboundedSender<Feedback>) {
+        let Some(volumes) = &deps.volumes else { return };
+        let warn = |reason: &'static str, message: String| {
+            let event = Event {
+                type_: EventType::Warning,
+                reason,
+                message,
+                field_path: None,
+            };
+            let _ = feedback.send(Feedback::Event(event));
+        };
+        if let Some(message) = volumes.unhonoured(pod) {
+            warn("FailedMount", message);
+        }
+        let mut generation = deps.config_generation.clone();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match volumes.setup(pod, deps.config.as_deref()).await {
+                Ok(()) => return,
+                Err(MountError(message)) => warn("FailedMount", message),
+            }
+            generation.mark_unchanged();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                Ok(()) = generation.changed() => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// Resolves the container's ConfigMap and Secret references and its mounts, or says why
+    /// it cannot be created (waiting reason, message).
+    async fn prepare_container(
+        deps: &Deps,
+        pod: &Pod,
+        mut container: Container,
+        field_path: &str,
+        feedback: &mpsc::UnboundedSender<Feedback>,
+    ) -> Result<(Container, Vec<podvisor_core::runtime::Mount>), (&'static str, String)> {
+        if env_refs::needs_objects(&container) {
+            let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+            match env_refs::resolve(&container, namespace, deps.config.as_deref()).await {
+                Ok(resolved) => {
+                    for message in resolved.warnings {
+                        let event = Event {
+                            type_: EventType::Warning,
+                            reason: "InvalidEnvironmentVariableNames",
+                            message,
+                            field_path: Some(field_path.to_string()),
+                        };
+                        let _ = feedback.send(Feedback::Event(event));
+                    }
+                    container = resolved.container;
+                }
+                Err(ConfigError(message)) => return Err(("CreateContainerConfigError", message)),
+            }
+        }
+        let mounts = match &deps.volumes {
+            Some(volumes) => volumes
+                .mounts(pod, &container)
+                .map_err(|message| ("CreateContainerError", message))?,
+            None => Vec::new(),
+        };
+        Ok((container, mounts))
+    }
+
+    /// Rewrites the pod's ConfigMap, Secret, downward API and projected volumes whose content
+    /// changed.
+    fn refresh_volumes(&mut self) {
+        let Some(volumes) = self.deps.volumes.clone() else {
+            return;
+        };
+        if self.machine.is_finished() {
+            return;
+        }
+        let pod = self.pod();
+        let deps = Arc::clone(&self.deps);
+        self.tasks
+            .spawn(async move { volumes.refresh(&pod, deps.config.as_deref()).await });
     }
 
     /// Publishes the view; the sink hears of it only when the status changed.
@@ -519,6 +652,10 @@ impl Worker {
                 .is_err()
         {
             warn!("sandbox teardown took longer than 30s");
+        }
+        if let Some(volumes) = &self.deps.volumes {
+            let uid = self.machine.object().metadata.uid.clone().unwrap_or_default();
+            volumes.teardown(&uid).await;
         }
         self.tasks.abort_all();
         self.publish(view, true);

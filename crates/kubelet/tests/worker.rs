@@ -7,8 +7,11 @@ use std::time::Duration;
 use podvisor_core::corev1::Pod;
 use podvisor_core::{ExitStatus, ProbeOutcome};
 use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
+use podvisor_kubelet::{VolumeConfig, VolumeManager};
 use podvisor_lifecycle::Time;
-use podvisor_test_support::fakes::{FakeHooks, FakeRuntime, RecordingSink, RuntimeCall, ScriptedProber};
+use podvisor_test_support::fakes::{
+    FakeConfig, FakeHooks, FakeRuntime, RecordingSink, RuntimeCall, ScriptedProber,
+};
 use serde_json::json;
 
 struct Node {
@@ -20,6 +23,10 @@ struct Node {
 }
 
 fn node_with(hooks: FakeHooks) -> Node {
+    build_node(hooks, |s| s)
+}
+
+fn build_node(hooks: FakeHooks, customize: impl FnOnce(PodSupervisor) -> PodSupervisor) -> Node {
     let runtime = FakeRuntime::new();
     let prober = ScriptedProber::default();
     let sink = RecordingSink::default();
@@ -34,6 +41,7 @@ fn node_with(hooks: FakeHooks) -> Node {
             clock: Clock::starting_at(Time::from_secs(1_700_000_000)),
         },
     );
+    let supervisor = customize(supervisor);
     Node {
         runtime,
         prober,
@@ -377,4 +385,135 @@ async fn probe_results_and_runtime_operations_are_counted_in_the_metrics() {
     ] {
         assert!(text.contains(name), "missing {name}\n{text}");
     }
+}
+
+fn node_with_config(config: FakeConfig, volumes_root: Option<&std::path::Path>) -> Node {
+    build_node(FakeHooks::default(), |supervisor| {
+        let supervisor = supervisor.with_config_source(Arc::new(config));
+        match volumes_root {
+            Some(root) => {
+                let manager = VolumeManager::new(VolumeConfig {
+                    root: root.to_path_buf(),
+                    isolation: true,
+                })
+                .unwrap();
+                supervisor.with_volumes(manager)
+            }
+            None => supervisor,
+        }
+    })
+}
+
+fn waiting_reason(n: &Node) -> Option<String> {
+    let status = n.supervisor.pods()[0].pod.status.clone().unwrap_or_default();
+    status.container_statuses.unwrap_or_default()[0]
+        .state
+        .clone()
+        .and_then(|s| s.waiting)
+        .and_then(|w| w.reason)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_secret_reference_waits_then_recovers_when_the_secret_appears() {
+    let config = FakeConfig::default();
+    let mut n = node_with_config(config.clone(), None);
+    let mut app = container("app");
+    app["env"] =
+        json!([{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]);
+    n.supervisor.apply(pod(json!({"containers": [app]})));
+    settle().await;
+    assert!(
+        n.runtime.starts("app").is_empty(),
+        "no process without its environment"
+    );
+    assert_eq!(waiting_reason(&n).as_deref(), Some("CreateContainerConfigError"));
+    assert!(
+        n.sink
+            .event_lines()
+            .contains(&"Failed: Error: secret \"db\" not found".into())
+    );
+    // "s3cr3t$(X)" in base64: the value reaches the process exactly, unexpanded.
+    config.put_secret(
+        json!({"metadata": {"name": "db", "namespace": "default"}, "data": {"password": "czNjcjN0JChYKQ=="}}),
+    );
+    n.supervisor.config_changed();
+    settle().await;
+    assert_eq!(n.runtime.starts("app").len(), 1, "tried again at once");
+    let launch = n.runtime.last_launch("app").unwrap();
+    let env = launch.container.env.unwrap();
+    assert_eq!(env[0].name, "PASSWORD");
+    assert_eq!(env[0].value.as_deref(), Some("s3cr3t$$(X)"));
+    assert_eq!(n.phase(), "Running");
+    assert!(
+        !n.sink.event_lines().iter().any(|l| l.contains("s3cr3t")),
+        "secret values never reach events"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn volumes_are_prepared_before_the_sandbox_and_mounted_per_container() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = FakeConfig::default();
+    let mut n = node_with_config(config.clone(), Some(tmp.path()));
+    let mut init = container("init");
+    init["volumeMounts"] =
+        json!([{"name": "work", "mountPath": "/work"}, {"name": "cfg", "mountPath": "/etc/app"}]);
+    let mut app = container("app");
+    app["volumeMounts"] = json!([{"name": "work", "mountPath": "/srv", "readOnly": true},
+                                 {"name": "cfg", "mountPath": "/etc/app.conf", "subPath": "app.conf"}]);
+    n.supervisor.apply(pod(json!({
+        "initContainers": [init], "containers": [app],
+        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "settings"}}]
+    })));
+    settle().await;
+    assert!(
+        n.runtime.calls().is_empty(),
+        "no sandbox before the volumes are ready"
+    );
+    assert!(
+        n.sink.event_lines().contains(
+            &"FailedMount: MountVolume.SetUp failed for volume \"cfg\" : configmap \"settings\" not found"
+                .into()
+        ),
+        "{:?}",
+        n.sink.event_lines()
+    );
+    config.put_config_map(
+        json!({"metadata": {"name": "settings", "namespace": "default"}, "data": {"app.conf": "v1"}}),
+    );
+    n.supervisor.config_changed();
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
+    assert_eq!(n.runtime.starts("init").len(), 1);
+    let mounts = n.runtime.last_launch("init").unwrap().mounts;
+    let work = tmp.path().join("uid-1/empty-dir/work");
+    let cfg = tmp.path().join("uid-1/configmap/cfg");
+    assert_eq!(
+        mounts
+            .iter()
+            .map(|m| (m.host_path.clone(), m.container_path.as_str(), m.read_only))
+            .collect::<Vec<_>>(),
+        vec![(work.clone(), "/work", false), (cfg.clone(), "/etc/app", true)]
+    );
+    assert_eq!(std::fs::read_to_string(cfg.join("app.conf")).unwrap(), "v1");
+    n.runtime.exit("init", ExitStatus::Exited(0));
+    settle().await;
+    let mounts = n.runtime.last_launch("app").unwrap().mounts;
+    assert_eq!(mounts[0].container_path, "/srv");
+    assert!(mounts[0].read_only);
+    assert_eq!(mounts[1].host_path, cfg.join("app.conf"));
+    // An update reaches the volume; deleting the pod removes it.
+    config.put_config_map(
+        json!({"metadata": {"name": "settings", "namespace": "default"}, "data": {"app.conf": "v2"}}),
+    );
+    n.supervisor.config_changed();
+    settle().await;
+    assert_eq!(std::fs::read_to_string(cfg.join("app.conf")).unwrap(), "v2");
+    n.supervisor.delete("uid-1", Some(0));
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    assert!(!tmp.path().join("uid-1").exists(), "volumes removed with the pod");
 }

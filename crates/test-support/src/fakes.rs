@@ -52,6 +52,8 @@ struct RuntimeState {
     running: HashMap<ContainerId, (String, oneshot::Sender<ExitReport>)>,
     sandbox_lost: Vec<oneshot::Sender<()>>,
     fail_starts: HashMap<String, String>,
+    /// The last launch of each container.
+    launches: HashMap<String, ContainerLaunch>,
 }
 
 /// A runtime that runs nothing: starts succeed at once, exits happen when the test says (or,
@@ -116,6 +118,11 @@ impl FakeRuntime {
         .is_ok()
     }
 
+    /// The last launch of `container`: its resolved definition (environment) and mounts.
+    pub fn last_launch(&self, container: &str) -> Option<ContainerLaunch> {
+        lock(&self.state).launches.get(container).cloned()
+    }
+
     /// The next start of `container` fails with `message`.
     pub fn fail_next_start(&self, container: &str, message: &str) {
         lock(&self.state)
@@ -170,6 +177,7 @@ impl ContainerRuntime for FakeRuntime {
         }
         state.next_id += 1;
         let id = ContainerId(format!("{name}-{}", state.next_id));
+        state.launches.insert(name.clone(), launch.clone());
         let (tx, rx) = oneshot::channel();
         state.running.insert(id.clone(), (name.clone(), tx));
         state.calls.push((
@@ -322,5 +330,56 @@ impl PodSink for RecordingSink {
 
     fn event(&self, _pod: &Pod, event: &Event, at: Time) {
         lock(&self.events).push((at, format!("{}: {}", event.reason, event.message)));
+    }
+}
+
+/// ConfigMaps and Secrets held in memory, changed by the test.
+#[derive(Clone, Default)]
+pub struct FakeConfig {
+    config_maps: Arc<Mutex<HashMap<(String, String), podvisor_core::corev1::ConfigMap>>>,
+    secrets: Arc<Mutex<HashMap<(String, String), podvisor_core::corev1::Secret>>>,
+}
+
+impl FakeConfig {
+    /// Stores (or replaces) a ConfigMap given as JSON (`metadata.namespace` defaults to `default`).
+    pub fn put_config_map(&self, object: serde_json::Value) {
+        let cm: podvisor_core::corev1::ConfigMap = serde_json::from_value(object).expect("a ConfigMap");
+        lock(&self.config_maps).insert(Self::key(&cm.metadata), cm);
+    }
+
+    /// Stores (or replaces) a Secret given as JSON (`data` values in base64).
+    pub fn put_secret(&self, object: serde_json::Value) {
+        let secret: podvisor_core::corev1::Secret = serde_json::from_value(object).expect("a Secret");
+        lock(&self.secrets).insert(Self::key(&secret.metadata), secret);
+    }
+
+    fn key(meta: &podvisor_core::metav1::ObjectMeta) -> (String, String) {
+        (
+            meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl podvisor_core::ConfigSource for FakeConfig {
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<podvisor_core::corev1::ConfigMap>, podvisor_core::ConfigSourceError> {
+        Ok(lock(&self.config_maps)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned())
+    }
+
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<podvisor_core::corev1::Secret>, podvisor_core::ConfigSourceError> {
+        Ok(lock(&self.secrets)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned())
     }
 }

@@ -1,0 +1,991 @@
+//! Pod volumes: what the kubelet's volume manager does for the volume types a process node can
+//! serve, and the per-container mounts handed to the runtime.
+//!
+//! Each pod's volumes live in `<root>/<pod uid>/<type>/<volume>`:
+//!
+//! | type | contents | medium |
+//! |---|---|---|
+//! | `emptyDir` | empty, mode 0777, removed with the pod | disk, or tmpfs for `medium: Memory` (`sizeLimit` is the tmpfs size) |
+//! | `configMap` | one file per key (or per `items` entry) | disk |
+//! | `secret` | one file per key (or per `items` entry) | tmpfs: never written to disk |
+//! | `downwardAPI` | pod fields and resources, one file per item | tmpfs |
+//! | `projected` | the union of its configMap, secret and downwardAPI sources | tmpfs |
+//! | `hostPath` | the host path itself, after its `type` check | — |
+//!
+//! ConfigMap, Secret, downward API and projected volumes are written like the kubelet's atomic
+//! writer: the files go into a fresh hidden directory `..<timestamp>`, a `..data` symlink is
+//! swapped to it with one `rename`, and each visible name is a symlink through `..data`. A
+//! container therefore sees either the old or the new set of files, never a mix, and a
+//! `subPath` mount (bound to the file itself) keeps the content it started with. These volumes
+//! are mounted read-only, as the kubelet mounts them.
+//!
+//! Without mount isolation (the node does not run as root, so containers get no mount
+//! namespace of their own) no mount can be honoured: [`VolumeManager::unhonoured`] says which,
+//! Secret data is never written, and a container that mounts Secret data is refused
+//! ([`VolumeManager::mounts`]) rather than started without it being isolated.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use podvisor_core::corev1::{
+    ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, PodSpec, Secret, Volume, VolumeMount,
+};
+use podvisor_core::runtime::Mount;
+use podvisor_core::{ConfigSource, quantity};
+
+/// Where volumes live and whether containers can have mounts of their own.
+#[derive(Clone, Debug)]
+pub struct VolumeConfig {
+    /// The directory for every pod's volumes (created mode 0700; it should be inside the
+    /// runtime's data directory, which containers cannot see).
+    pub root: PathBuf,
+    /// Containers get their own mount namespace (the runtime runs as root), so mounts can be
+    /// honoured and Secret data isolated.
+    pub isolation: bool,
+}
+
+/// Files of one volume: path inside the volume → (content, mode).
+type Payload = BTreeMap<String, (Vec<u8>, u32)>;
+
+/// A volume could not be set up: the `FailedMount` event's message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MountError(pub(crate) String);
+
+/// Sets up, updates and removes pod volumes; see the module docs.
+#[derive(Debug)]
+pub struct VolumeManager {
+    config: VolumeConfig,
+    /// One volume operation at a time (set-ups, refreshes and teardowns are short).
+    busy: tokio::sync::Mutex<()>,
+}
+
+const DEFAULT_MODE: i32 = 0o644;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    EmptyDir,
+    ConfigMap,
+    Secret,
+    DownwardApi,
+    Projected,
+}
+
+impl Kind {
+    fn dir(self) -> &'static str {
+        match self {
+            Kind::EmptyDir => "empty-dir",
+            Kind::ConfigMap => "configmap",
+            Kind::Secret => "secret",
+            Kind::DownwardApi => "downward-api",
+            Kind::Projected => "projected",
+        }
+    }
+}
+
+fn kind_of(v: &Volume) -> Option<Kind> {
+    if v.empty_dir.is_some() {
+        Some(Kind::EmptyDir)
+    } else if v.config_map.is_some() {
+        Some(Kind::ConfigMap)
+    } else if v.secret.is_some() {
+        Some(Kind::Secret)
+    } else if v.downward_api.is_some() {
+        Some(Kind::DownwardApi)
+    } else if v.projected.is_some() {
+        Some(Kind::Projected)
+    } else {
+        None
+    }
+}
+
+/// The volume carries Secret data.
+fn sensitive(v: &Volume) -> bool {
+    v.secret.is_some()
+        || v.projected
+            .as_ref()
+            .is_some_and(|p| p.sources.iter().flatten().any(|s| s.secret.is_some()))
+}
+
+fn io_err(path: &Path, e: io::Error) -> String {
+    format!("{}: {e}", path.display())
+}
+
+impl VolumeManager {
+    /// A manager keeping volumes under `config.root`.
+    pub fn new(config: VolumeConfig) -> io::Result<VolumeManager> {
+        fs::create_dir_all(&config.root)?;
+        fs::set_permissions(&config.root, fs::Permissions::from_mode(0o700))?;
+        Ok(VolumeManager {
+            config,
+            busy: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn volume_dir(&self, uid: &str, kind: Kind, name: &str) -> PathBuf {
+        self.config.root.join(uid).join(kind.dir()).join(name)
+    }
+
+    fn uid(pod: &Pod) -> &str {
+        pod.metadata.uid.as_deref().unwrap_or("")
+    }
+
+    fn volumes(pod: &Pod) -> &[Volume] {
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// Prepares every volume of the pod (idempotent: a volume already there is refreshed).
+    /// The first failure is returned as the `FailedMount` message; the caller retries.
+    pub(crate) async fn setup(&self, pod: &Pod, source: Option<&dyn ConfigSource>) -> Result<(), MountError> {
+        if Self::volumes(pod).is_empty() {
+            return Ok(());
+        }
+        let _busy = self.busy.lock().await;
+        for v in Self::volumes(pod) {
+            self.setup_one(pod, v, source).await.map_err(|e| {
+                MountError(format!(
+                    "MountVolume.SetUp failed for volume \"{}\" : {e}",
+                    v.name
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the pod's ConfigMap, Secret, downward API and projected volumes whose content
+    /// changed (objects updated, labels or annotations changed). Failures keep the old content,
+    /// as the kubelet does.
+    pub(crate) async fn refresh(&self, pod: &Pod, source: Option<&dyn ConfigSource>) {
+        let volumes = Self::volumes(pod);
+        if !volumes
+            .iter()
+            .any(|v| matches!(kind_of(v), Some(k) if k != Kind::EmptyDir))
+        {
+            return;
+        }
+        let _busy = self.busy.lock().await;
+        if !self.config.root.join(Self::uid(pod)).exists() {
+            return;
+        }
+        for v in volumes {
+            if matches!(kind_of(v), Some(k) if k != Kind::EmptyDir)
+                && let Err(e) = self.setup_one(pod, v, source).await
+            {
+                tracing::debug!(volume = %v.name, error = %e, "volume not refreshed");
+            }
+        }
+    }
+
+    async fn setup_one(
+        &self,
+        pod: &Pod,
+        v: &Volume,
+        source: Option<&dyn ConfigSource>,
+    ) -> Result<(), String> {
+        let uid = Self::uid(pod);
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        if let Some(h) = &v.host_path {
+            return check_host_path(&h.path, h.type_.as_deref().unwrap_or(""));
+        }
+        let Some(kind) = kind_of(v) else {
+            return Err(format!(
+                "volume type {} is not supported by podvisor",
+                unsupported_field(v)
+            ));
+        };
+        if !self.config.isolation && sensitive(v) {
+            // Never written where it could not be isolated; containers mounting it are refused.
+            return Ok(());
+        }
+        let dir = self.volume_dir(uid, kind, &v.name);
+        let tmpfs_size = match kind {
+            Kind::EmptyDir => {
+                let e = v.empty_dir.as_ref();
+                if e.and_then(|e| e.medium.as_deref()) == Some("Memory") {
+                    Some(
+                        e.and_then(|e| e.size_limit.as_ref())
+                            .and_then(|q| quantity::memory_bytes(&q.0)),
+                    )
+                } else {
+                    None
+                }
+            }
+            Kind::ConfigMap => None,
+            Kind::Secret | Kind::DownwardApi | Kind::Projected => Some(None),
+        };
+        // Build the content first: a missing object fails before anything is created.
+        let payload = match kind {
+            Kind::EmptyDir => None,
+            Kind::ConfigMap => {
+                let s = v.config_map.as_ref().ok_or("no configMap")?;
+                let cm = get_config_map(source, namespace, &s.name).await?;
+                let optional = s.optional.unwrap_or(false);
+                Some(config_map_payload(
+                    &s.name,
+                    cm.as_ref(),
+                    s.items.as_deref(),
+                    s.default_mode,
+                    optional,
+                )?)
+            }
+            Kind::Secret => {
+                let s = v.secret.as_ref().ok_or("no secret")?;
+                let name = s.secret_name.clone().unwrap_or_default();
+                let secret = get_secret(source, namespace, &name).await?;
+                let optional = s.optional.unwrap_or(false);
+                Some(secret_payload(
+                    &name,
+                    secret.as_ref(),
+                    s.items.as_deref(),
+                    s.default_mode,
+                    optional,
+                )?)
+            }
+            Kind::DownwardApi => {
+                let d = v.downward_api.as_ref().ok_or("no downwardAPI")?;
+                Some(downward_payload(
+                    pod,
+                    d.items.as_deref().unwrap_or(&[]),
+                    d.default_mode,
+                )?)
+            }
+            Kind::Projected => {
+                let p = v.projected.as_ref().ok_or("no projected")?;
+                let mut payload = Payload::new();
+                for s in p.sources.iter().flatten() {
+                    let part = if let Some(c) = &s.config_map {
+                        let cm = get_config_map(source, namespace, &c.name).await?;
+                        let optional = c.optional.unwrap_or(false);
+                        config_map_payload(
+                            &c.name,
+                            cm.as_ref(),
+                            c.items.as_deref(),
+                            p.default_mode,
+                            optional,
+                        )?
+                    } else if let Some(c) = &s.secret {
+                        let secret = get_secret(source, namespace, &c.name).await?;
+                        let optional = c.optional.unwrap_or(false);
+                        secret_payload(
+                            &c.name,
+                            secret.as_ref(),
+                            c.items.as_deref(),
+                            p.default_mode,
+                            optional,
+                        )?
+                    } else if let Some(d) = &s.downward_api {
+                        downward_payload(pod, d.items.as_deref().unwrap_or(&[]), p.default_mode)?
+                    } else {
+                        return Err(
+                            "projected volume sources other than configMap, secret and downwardAPI are not supported by podvisor"
+                                .into(),
+                        );
+                    };
+                    payload.extend(part);
+                }
+                Some(payload)
+            }
+        };
+        fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        if let Some(size) = tmpfs_size
+            && self.config.isolation
+            && !is_mount_point(&dir)
+        {
+            mount_tmpfs(&dir, size).map_err(|e| io_err(&dir, e))?;
+        }
+        match payload {
+            None => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(|e| io_err(&dir, e))?
+            }
+            Some(payload) => {
+                write_atomic(&dir, &payload).map_err(|e| io_err(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The mounts of `container` (after `env` resolution, for `subPathExpr`), or why it cannot
+    /// be created (`CreateContainerError`).
+    pub(crate) fn mounts(&self, pod: &Pod, container: &Container) -> Result<Vec<Mount>, String> {
+        let uid = Self::uid(pod);
+        let mut mounts = Vec::new();
+        for vm in container.volume_mounts.iter().flatten() {
+            let Some(v) = Self::volumes(pod).iter().find(|v| v.name == vm.name) else {
+                return Err(format!("volume \"{}\" not found in the pod's volumes", vm.name));
+            };
+            if !self.config.isolation {
+                if sensitive(v) {
+                    return Err(format!(
+                        "volume \"{}\" holds Secret data and cannot be mounted at {} in isolation: the node does not run as root, so containers get no mount namespace of their own",
+                        v.name, vm.mount_path
+                    ));
+                }
+                continue;
+            }
+            let (base, api_read_only) = match (kind_of(v), &v.host_path) {
+                (Some(kind), _) => (self.volume_dir(uid, kind, &v.name), kind != Kind::EmptyDir),
+                (None, Some(h)) => (PathBuf::from(&h.path), false),
+                (None, None) => return Err(format!("volume \"{}\" has an unsupported type", v.name)),
+            };
+            let host_path = match sub_path(vm, container)? {
+                None => base,
+                Some(sub) => {
+                    let p = base.join(&sub);
+                    if fs::symlink_metadata(&p).is_err() {
+                        if api_read_only {
+                            return Err(format!("subPath {sub:?} does not exist in volume \"{}\"", v.name));
+                        }
+                        fs::create_dir_all(&p).map_err(|e| io_err(&p, e))?;
+                    }
+                    let (real, real_base) = (fs::canonicalize(&p), fs::canonicalize(&base));
+                    match (real, real_base) {
+                        (Ok(real), Ok(real_base)) if real.starts_with(&real_base) => p,
+                        _ => return Err(format!("subPath {sub:?} leads outside volume \"{}\"", v.name)),
+                    }
+                }
+            };
+            mounts.push(Mount {
+                volume: v.name.clone(),
+                host_path,
+                container_path: vm.mount_path.clone(),
+                read_only: vm.read_only.unwrap_or(false) || api_read_only,
+                sensitive: sensitive(v),
+            });
+        }
+        Ok(mounts)
+    }
+
+    /// Without isolation: which mounts are not honoured, as one warning for the pod.
+    pub(crate) fn unhonoured(&self, pod: &Pod) -> Option<String> {
+        if self.config.isolation {
+            return None;
+        }
+        let spec: &PodSpec = pod.spec.as_ref()?;
+        let list: Vec<String> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .flat_map(|c| {
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .map(move |m| format!("{}: {} at {}", c.name, m.name, m.mount_path))
+            })
+            .collect();
+        (!list.is_empty()).then(|| {
+            format!(
+                "volume mounts are not honoured because the node does not run as root (containers get no mount namespace of their own): {}",
+                list.join(", ")
+            )
+        })
+    }
+
+    /// Removes the pod's volumes (unmounting tmpfs ones). Called once nothing of the pod runs.
+    pub(crate) async fn teardown(&self, uid: &str) {
+        if uid.is_empty() {
+            return;
+        }
+        let _busy = self.busy.lock().await;
+        let dir = self.config.root.join(uid);
+        if !dir.exists() {
+            return;
+        }
+        for kind in [Kind::EmptyDir, Kind::Secret, Kind::DownwardApi, Kind::Projected] {
+            for e in fs::read_dir(dir.join(kind.dir())).into_iter().flatten().flatten() {
+                if is_mount_point(&e.path()) {
+                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                }
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            tracing::warn!(pod_uid = uid, error = %e, "could not remove the pod's volumes");
+        }
+    }
+}
+
+fn unsupported_field(v: &Volume) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| {
+            j.as_object()
+                .and_then(|o| o.keys().find(|k| *k != "name").cloned())
+        })
+        .unwrap_or_else(|| "(none)".into())
+}
+
+fn sub_path(vm: &VolumeMount, container: &Container) -> Result<Option<String>, String> {
+    let raw = match (&vm.sub_path, &vm.sub_path_expr) {
+        (Some(p), _) if !p.is_empty() => p.clone(),
+        (_, Some(expr)) if !expr.is_empty() => {
+            let vars: std::collections::HashMap<String, String> = container
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| e.value.as_ref().map(|v| (e.name.clone(), v.replace("$$", "$"))))
+                .collect();
+            expand_vars(expr, &vars)
+        }
+        _ => return Ok(None),
+    };
+    let p = Path::new(&raw);
+    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!("subPath {raw:?} must be a relative path without '..'"));
+    }
+    Ok(Some(raw))
+}
+
+/// `$(VAR)` expansion for `subPathExpr` (unknown names expand to nothing, as the kubelet's).
+fn expand_vars(expr: &str, vars: &std::collections::HashMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = expr;
+    while let Some(pos) = rest.find("$(") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        match after.find(')') {
+            Some(end) => {
+                out.push_str(vars.get(&after[..end]).map_or("", String::as_str));
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[pos..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+async fn get_config_map(
+    source: Option<&dyn ConfigSource>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ConfigMap>, String> {
+    match source {
+        Some(s) => s.config_map(namespace, name).await.map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+async fn get_secret(
+    source: Option<&dyn ConfigSource>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Secret>, String> {
+    match source {
+        Some(s) => s.secret(namespace, name).await.map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+fn mode(item: Option<i32>, default: Option<i32>) -> u32 {
+    (item.or(default).unwrap_or(DEFAULT_MODE) & 0o777) as u32
+}
+
+/// Keys to files: all keys, or the `items` (a missing key is an error unless optional).
+fn keyed_payload(
+    all: BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: bool,
+    missing_key: impl Fn(&str) -> String,
+) -> Result<Payload, String> {
+    let mut payload = Payload::new();
+    match items.filter(|i| !i.is_empty()) {
+        None => {
+            for (k, v) in all {
+                payload.insert(k, (v, mode(None, default_mode)));
+            }
+        }
+        Some(items) => {
+            for item in items {
+                match all.get(&item.key) {
+                    Some(v) => {
+                        payload.insert(item.path.clone(), (v.clone(), mode(item.mode, default_mode)));
+                    }
+                    None if optional => {}
+                    None => return Err(missing_key(&item.key)),
+                }
+            }
+        }
+    }
+    Ok(payload)
+}
+
+fn config_map_payload(
+    name: &str,
+    cm: Option<&ConfigMap>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Payload, String> {
+    let Some(cm) = cm else {
+        return if optional {
+            Ok(Payload::new())
+        } else {
+            Err(format!("configmap \"{name}\" not found"))
+        };
+    };
+    let mut all: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    all.extend(
+        cm.binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone())),
+    );
+    keyed_payload(all, items, default_mode, optional, |k| {
+        format!("configmap references non-existent config key: {k}")
+    })
+}
+
+fn secret_payload(
+    name: &str,
+    secret: Option<&Secret>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+    optional: bool,
+) -> Result<Payload, String> {
+    let Some(secret) = secret else {
+        return if optional {
+            Ok(Payload::new())
+        } else {
+            Err(format!("secret \"{name}\" not found"))
+        };
+    };
+    let all = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    keyed_payload(all, items, default_mode, optional, |k| {
+        format!("references non-existent secret key: {k}")
+    })
+}
+
+/// Go's `%q` for the downward API's `key="value"` lines.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
+    m.into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn downward_payload(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: Option<i32>,
+) -> Result<Payload, String> {
+    let meta = &pod.metadata;
+    let mut payload = Payload::new();
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            let path = f.field_path.as_str();
+            let keyed = |prefix: &str| path.strip_prefix(prefix).and_then(|k| k.strip_suffix("']"));
+            match path {
+                "metadata.name" => meta.name.clone().unwrap_or_default(),
+                "metadata.namespace" => meta.namespace.clone().unwrap_or_else(|| "default".into()),
+                "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+                "metadata.labels" => format_map(meta.labels.as_ref()),
+                "metadata.annotations" => format_map(meta.annotations.as_ref()),
+                _ => {
+                    if let Some(k) = keyed("metadata.labels['") {
+                        meta.labels
+                            .as_ref()
+                            .and_then(|l| l.get(k))
+                            .cloned()
+                            .unwrap_or_default()
+                    } else if let Some(k) = keyed("metadata.annotations['") {
+                        meta.annotations
+                            .as_ref()
+                            .and_then(|a| a.get(k))
+                            .cloned()
+                            .unwrap_or_default()
+                    } else {
+                        return Err(format!(
+                            "unsupported fieldPath {path:?} in downward API item {:?}",
+                            item.path
+                        ));
+                    }
+                }
+            }
+        } else if let Some(r) = &item.resource_field_ref {
+            resource_value(pod, r)?
+        } else {
+            continue;
+        };
+        payload.insert(
+            item.path.clone(),
+            (value.into_bytes(), mode(item.mode, default_mode)),
+        );
+    }
+    Ok(payload)
+}
+
+/// `resourceFieldRef`: the container's limit or request divided by the divisor (rounded up);
+/// an unset limit is the node's capacity, as the kubelet reports it.
+fn resource_value(pod: &Pod, r: &podvisor_core::corev1::ResourceFieldSelector) -> Result<String, String> {
+    let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
+    let name = r.container_name.as_deref().unwrap_or("");
+    let container = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == name)
+        .ok_or_else(|| format!("resourceFieldRef: container {name:?} not found"))?;
+    let resources = container.resources.as_ref();
+    let (section, resource) = r
+        .resource
+        .split_once('.')
+        .ok_or_else(|| format!("unsupported resource {:?}", r.resource))?;
+    let map = match section {
+        "limits" => resources.and_then(|r| r.limits.as_ref()),
+        "requests" => resources.and_then(|r| r.requests.as_ref()),
+        _ => return Err(format!("unsupported resource {:?}", r.resource)),
+    };
+    let quantity = map.and_then(|m| m.get(resource)).map(|q| q.0.clone());
+    let divisor = r.divisor.as_ref().map(|q| q.0.clone());
+    match resource {
+        "cpu" => {
+            let millis = match quantity.as_deref().and_then(quantity::cpu_millis) {
+                Some(m) => m,
+                None if section == "limits" => node_cpus() * 1000,
+                None => 0,
+            };
+            let per = divisor
+                .as_deref()
+                .and_then(quantity::cpu_millis)
+                .filter(|d| *d > 0)
+                .unwrap_or(1000);
+            Ok(millis.div_ceil(per).to_string())
+        }
+        "memory" | "ephemeral-storage" => {
+            let bytes = match quantity.as_deref().and_then(quantity::memory_bytes) {
+                Some(b) => b,
+                None if section == "limits" && resource == "memory" => node_memory(),
+                None => 0,
+            };
+            let per = divisor
+                .as_deref()
+                .and_then(quantity::memory_bytes)
+                .filter(|d| *d > 0)
+                .unwrap_or(1);
+            Ok(bytes.div_ceil(per).to_string())
+        }
+        _ => Err(format!("unsupported resource {:?}", r.resource)),
+    }
+}
+
+fn node_cpus() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+fn node_memory() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The kubelet's `hostPath` type checks (and creation for the `...OrCreate` types).
+fn check_host_path(path: &str, type_: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    let meta = fs::metadata(p);
+    let fail = |what: &str| Err(format!("hostPath type check failed: {path} is not a {what}"));
+    match type_ {
+        "" => Ok(()),
+        "DirectoryOrCreate" => match meta {
+            Err(_) => {
+                fs::create_dir_all(p).map_err(|e| io_err(p, e))?;
+                fs::set_permissions(p, fs::Permissions::from_mode(0o755)).map_err(|e| io_err(p, e))
+            }
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => fail("directory"),
+        },
+        "Directory" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => fail("directory"),
+        },
+        "FileOrCreate" => match meta {
+            Err(_) => fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map(|_| ())
+                .map_err(|e| io_err(p, e)),
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => fail("file"),
+        },
+        "File" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => fail("file"),
+        },
+        "Socket" => match meta {
+            Ok(m) if m.file_type().is_socket() => Ok(()),
+            _ => fail("socket file"),
+        },
+        "CharDevice" => match meta {
+            Ok(m) if m.file_type().is_char_device() => Ok(()),
+            _ => fail("character device"),
+        },
+        "BlockDevice" => match meta {
+            Ok(m) if m.file_type().is_block_device() => Ok(()),
+            _ => fail("block device"),
+        },
+        other => Err(format!("hostPath type {other:?} is not supported")),
+    }
+}
+
+fn is_mount_point(dir: &Path) -> bool {
+    match (fs::metadata(dir), dir.parent().map(fs::metadata)) {
+        (Ok(d), Some(Ok(parent))) => d.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: Option<u64>) -> io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    let options = match size {
+        Some(bytes) => format!("mode=0777,size={bytes}"),
+        None => "mode=0777".into(),
+    };
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options.as_str()),
+    )?;
+    Ok(())
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The kubelet's atomic writer: returns whether anything changed. See the module docs.
+fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<bool> {
+    let data_link = dir.join("..data");
+    let current = fs::read_link(&data_link).ok().map(|t| dir.join(t));
+    if let Some(current) = &current
+        && same_content(current, payload)
+    {
+        return Ok(false);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let name = format!(
+        "..{}.{:09}.{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        GENERATION.fetch_add(1, Ordering::Relaxed)
+    );
+    let fresh = dir.join(&name);
+    fs::create_dir(&fresh)?;
+    fs::set_permissions(&fresh, fs::Permissions::from_mode(0o755))?;
+    for (path, (content, mode)) in payload {
+        let file = fresh.join(path);
+        if let Some(parent) = file.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        fs::write(&file, content)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(*mode))?;
+    }
+    let tmp_link = dir.join("..data_tmp");
+    let _ = fs::remove_file(&tmp_link);
+    symlink(&name, &tmp_link)?;
+    fs::rename(&tmp_link, &data_link)?;
+    // Visible names: one symlink per top-level entry, through `..data`.
+    let top: std::collections::BTreeSet<String> = payload
+        .keys()
+        .filter_map(|p| p.split('/').next().map(str::to_string))
+        .collect();
+    for name in &top {
+        let link = dir.join(name);
+        if fs::symlink_metadata(&link).is_err() {
+            symlink(Path::new("..data").join(name), &link)?;
+        }
+    }
+    for e in fs::read_dir(dir)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with("..") && !top.contains(&n) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    if let Some(old) = current {
+        let _ = fs::remove_dir_all(old);
+    }
+    Ok(true)
+}
+
+fn same_content(dir: &Path, payload: &Payload) -> bool {
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                _ => count += 1,
+            }
+        }
+    }
+    count == payload.len()
+        && payload.iter().all(|(path, (content, mode))| {
+            let p = dir.join(path);
+            fs::read(&p).is_ok_and(|c| c == *content)
+                && fs::metadata(&p).is_ok_and(|m| m.permissions().mode() & 0o777 == *mode)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(pairs: &[(&str, &str)]) -> Payload {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), (v.as_bytes().to_vec(), 0o644)))
+            .collect()
+    }
+
+    #[test]
+    fn atomic_writer_swaps_data_and_keeps_visible_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert!(write_atomic(dir, &payload(&[("a", "1"), ("sub/b", "2")])).unwrap());
+        assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "1");
+        assert_eq!(fs::read_to_string(dir.join("sub/b")).unwrap(), "2");
+        assert_eq!(fs::read_link(dir.join("a")).unwrap(), Path::new("..data/a"));
+        let first = fs::read_link(dir.join("..data")).unwrap();
+        // The same content writes nothing.
+        assert!(!write_atomic(dir, &payload(&[("a", "1"), ("sub/b", "2")])).unwrap());
+        assert_eq!(fs::read_link(dir.join("..data")).unwrap(), first);
+        // A change: new data dir, removed key's link gone, old data dir removed.
+        assert!(write_atomic(dir, &payload(&[("a", "10"), ("c", "3")])).unwrap());
+        assert_eq!(fs::read_to_string(dir.join("a")).unwrap(), "10");
+        assert_eq!(fs::read_to_string(dir.join("c")).unwrap(), "3");
+        assert!(fs::symlink_metadata(dir.join("sub")).is_err());
+        assert!(!dir.join(&first).exists());
+        let entries: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("..2") && !n.starts_with("..1"))
+            .collect();
+        let mut entries = entries;
+        entries.sort();
+        assert_eq!(entries, ["..data", "a", "c"]);
+    }
+
+    #[test]
+    fn downward_api_formats_maps_like_the_kubelet() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1",
+                         "labels": {"tier": "web", "app": "a \"quoted\""}},
+            "spec": {"containers": [{"name": "c", "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}}}]}
+        }))
+        .unwrap();
+        let items: Vec<DownwardAPIVolumeFile> = serde_json::from_value(serde_json::json!([
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "tier", "fieldRef": {"fieldPath": "metadata.labels['tier']"}},
+            {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Mi"}},
+            {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}},
+            {"path": "cpu-m", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "1m"}}
+        ]))
+        .unwrap();
+        let p = downward_payload(&pod, &items, None).unwrap();
+        let text = |k: &str| String::from_utf8(p[k].0.clone()).unwrap();
+        assert_eq!(text("labels"), "app=\"a \\\"quoted\\\"\"\ntier=\"web\"");
+        assert_eq!(text("name"), "p");
+        assert_eq!(text("tier"), "web");
+        assert_eq!(text("mem"), "64");
+        assert_eq!(text("cpu"), "1");
+        assert_eq!(text("cpu-m"), "250");
+    }
+
+    #[test]
+    fn host_path_types_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        fs::write(&file, "").unwrap();
+        let f = file.display().to_string();
+        let d = tmp.path().display().to_string();
+        assert_eq!(
+            check_host_path(&f, "Directory"),
+            Err(format!("hostPath type check failed: {f} is not a directory"))
+        );
+        assert_eq!(
+            check_host_path(&d, "File"),
+            Err(format!("hostPath type check failed: {d} is not a file"))
+        );
+        assert_eq!(check_host_path(&f, "File"), Ok(()));
+        let created = tmp.path().join("new/dir").display().to_string();
+        assert_eq!(check_host_path(&created, "DirectoryOrCreate"), Ok(()));
+        assert!(Path::new(&created).is_dir());
+        let created_file = tmp.path().join("made").display().to_string();
+        assert_eq!(check_host_path(&created_file, "FileOrCreate"), Ok(()));
+        assert!(Path::new(&created_file).is_file());
+    }
+
+    #[test]
+    fn missing_objects_and_keys_are_reported_like_the_kubelet() {
+        let items: Vec<KeyToPath> =
+            serde_json::from_value(serde_json::json!([{"key": "nope", "path": "x"}])).unwrap();
+        assert_eq!(
+            config_map_payload("cfg", None, None, None, false),
+            Err("configmap \"cfg\" not found".into())
+        );
+        assert_eq!(
+            config_map_payload("cfg", None, None, None, true),
+            Ok(Payload::new())
+        );
+        let cm = ConfigMap::default();
+        assert_eq!(
+            config_map_payload("cfg", Some(&cm), Some(&items), None, false),
+            Err("configmap references non-existent config key: nope".into())
+        );
+        let secret = Secret::default();
+        assert_eq!(
+            secret_payload("s", Some(&secret), Some(&items), None, false),
+            Err("references non-existent secret key: nope".into())
+        );
+        assert_eq!(
+            secret_payload("s", None, None, None, false),
+            Err("secret \"s\" not found".into())
+        );
+    }
+}
