@@ -16,6 +16,7 @@
 pub mod api;
 pub mod client;
 pub mod cluster;
+mod config;
 pub mod endpoints;
 pub mod manifests;
 pub mod metrics;

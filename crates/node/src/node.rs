@@ -10,9 +10,9 @@ use std::time::Duration;
 use podvisor_apiserver::logs::LogSource;
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_core::runtime::ContainerRuntime;
-use podvisor_core::{HookRunner, Prober};
+use podvisor_core::{ConfigSource, HookRunner, Prober};
 use podvisor_kubelet::PodSink;
-use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
+use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig, VolumeConfig, VolumeManager};
 use podvisor_lifecycle::{Event, EventType};
 use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
@@ -130,8 +130,14 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     let exec = metrics.kubelet.instrument_exec(runtime.clone());
     let (probes, hook_warnings) = ProbeSet::new(exec).with_hook_warnings(64);
     let probes = Arc::new(probes);
-    let mut node =
-        Node::new(config, runtime, probes.clone(), probes, host_ip).with_hook_warnings(hook_warnings);
+    let volumes = VolumeConfig {
+        root: config.data_dir.join("volumes"),
+        // Containers get mount namespaces of their own where the runtime can give them one.
+        isolation: capabilities.termination_message_path,
+    };
+    let mut node = Node::new(config, runtime, probes.clone(), probes, host_ip)
+        .with_hook_warnings(hook_warnings)
+        .with_volumes(volumes);
     node.api = api;
     node.logs = Some(logs);
     node.metrics = metrics;
@@ -150,6 +156,7 @@ pub struct Node {
     api: Option<ApiParts>,
     logs: Option<Arc<dyn LogSource>>,
     metrics: NodeMetrics,
+    volumes: Option<VolumeConfig>,
 }
 
 /// Container logs for the API, from the process runtime's log files.
@@ -180,7 +187,14 @@ impl Node {
             api: None,
             logs: None,
             metrics: NodeMetrics::new(),
+            volumes: None,
         }
+    }
+
+    /// Also serves pod volumes, kept under `volumes.root`.
+    pub fn with_volumes(mut self, volumes: VolumeConfig) -> Node {
+        self.volumes = Some(volumes);
+        self
     }
 
     /// Also turns hook warnings (`LifecycleHTTPFallback`) into Warning events of their pods.
@@ -196,10 +210,11 @@ impl Node {
         let output = Arc::new(NodeOutput::new(self.config.output));
         let clock = Clock::system();
         let (changes_tx, mut changes) = mpsc::unbounded_channel::<PodChange>();
+        let (config_tx, mut config_changes) = mpsc::unbounded_channel::<()>();
         let mut api = None;
         let sink: Arc<dyn PodSink> = match self.api.take() {
             Some(parts) => {
-                let running = self.start_api(parts, changes_tx, &output, clock).await;
+                let running = self.start_api(parts, changes_tx, config_tx, &output, clock).await;
                 let sink = Arc::new(Tee(running.sink.clone(), output.clone()));
                 api = Some(running);
                 sink
@@ -218,6 +233,18 @@ impl Node {
             },
         )
         .with_metrics(self.metrics.kubelet.clone());
+        if let Some(running) = &api {
+            supervisor = supervisor.with_config_source(running.config.clone());
+        }
+        if let Some(volumes) = self.volumes.take() {
+            match VolumeManager::new(volumes.clone()) {
+                Ok(manager) => supervisor = supervisor.with_volumes(manager),
+                Err(e) => output.notice(&format!(
+                    "pod volumes are not served: {}: {e}",
+                    volumes.root.display()
+                )),
+            }
+        }
         let mut statics = self.config.manifests.as_ref().map(StaticPods::new);
         let mut static_names = BTreeMap::new();
         let mut statics_pending = false;
@@ -232,6 +259,7 @@ impl Node {
                     PodChange::Apply(pod) => supervisor.apply(*pod),
                     PodChange::Gone { uid } => supervisor.delete(&uid, Some(0)),
                 },
+                Some(()) = config_changes.recv() => supervisor.config_changed(),
                 Some(warning) = async { hook_warnings.as_mut()?.recv().await }, if hook_warnings.is_some() => {
                     let uri = warning.container_id.uri();
                     let owner = supervisor.pods().into_iter().find(|v| {
@@ -307,6 +335,7 @@ impl Node {
         &self,
         parts: ApiParts,
         changes: mpsc::UnboundedSender<PodChange>,
+        config_changes: mpsc::UnboundedSender<()>,
         output: &NodeOutput,
         clock: Clock,
     ) -> RunningApi {
@@ -358,6 +387,8 @@ impl Node {
         }
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(follow_pods(store.clone(), self.config.node_name.clone(), changes));
+        tasks.spawn(crate::config::watch_changes(store.clone(), config_changes));
+        let config: Arc<dyn ConfigSource> = Arc::new(crate::config::StoreConfig(store.clone()));
         let facts = NodeFacts {
             name: self.config.node_name.clone(),
             address: self.host_ip.clone(),
@@ -378,6 +409,7 @@ impl Node {
         tasks.spawn(writer);
         RunningApi {
             endpoint,
+            config,
             sink: Arc::new(sink),
             stop,
             serve,
@@ -389,6 +421,7 @@ impl Node {
 /// The API and the tasks that connect the node to it.
 struct RunningApi {
     endpoint: crate::client::Endpoint,
+    config: Arc<dyn ConfigSource>,
     sink: Arc<ApiSink>,
     stop: tokio::sync::oneshot::Sender<()>,
     serve: tokio::task::JoinHandle<()>,
