@@ -28,6 +28,9 @@ fn default_nonzero(slot: &mut Option<i32>, value: i32) {
     }
 }
 
+/// `defaultMode` of configMap, secret, downwardAPI and projected volumes (0644).
+pub const DEFAULT_VOLUME_MODE: i32 = 0o644;
+
 /// Apply every pod default in place. A missing `spec` is created first, as the API server
 /// always has one.
 pub fn default_pod(pod: &mut Pod) {
@@ -49,6 +52,24 @@ fn default_pod_spec(spec: &mut PodSpec) {
     }
     if spec.enable_service_links.is_none() {
         spec.enable_service_links = Some(true);
+    }
+    // Volume sources' file modes (0644), as the API server defaults them.
+    for v in spec.volumes.iter_mut().flatten() {
+        if let Some(c) = v.config_map.as_mut() {
+            c.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        }
+        if let Some(s) = v.secret.as_mut() {
+            s.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        }
+        if let Some(d) = v.downward_api.as_mut() {
+            d.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        }
+        if let Some(p) = v.projected.as_mut() {
+            p.default_mode.get_or_insert(DEFAULT_VOLUME_MODE);
+        }
+        if let Some(h) = v.host_path.as_mut() {
+            h.type_.get_or_insert_with(String::new);
+        }
     }
     let host_network = spec.host_network == Some(true);
     let inits = spec.init_containers.iter_mut().flatten();

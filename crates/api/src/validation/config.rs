@@ -14,7 +14,7 @@ const IMMUTABLE: &str = "field is immutable when `immutable` is set";
 
 /// Whether `key` is a valid ConfigMap/Secret key (`[-._a-zA-Z0-9]+`, at most 253 characters,
 /// not `.` or `..`, not starting with `..`).
-fn key_problems(key: &str) -> Vec<String> {
+pub(crate) fn key_problems(key: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if key.len() > 253 {
         problems.push("must be no more than 253 characters".to_owned());

@@ -1,4 +1,4 @@
-//! Validation of Pods, Services, ConfigMaps and Secrets with kube-apiserver's field paths and
+//! Validation of Pods (with their volumes), Services, ConfigMaps and Secrets with kube-apiserver's field paths and
 //! messages.
 //!
 //! Call after [`crate::defaults`]: like kube-apiserver, validation assumes defaults are
@@ -12,6 +12,7 @@ pub mod format;
 mod meta;
 mod pod;
 mod service;
+mod volume;
 
 pub use config::{
     MAX_DATA_BYTES, fold_string_data, validate_config_map, validate_config_map_update, validate_secret,

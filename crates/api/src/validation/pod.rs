@@ -96,6 +96,20 @@ fn validate_pod_spec(spec: &PodSpec, path: &Path, errs: &mut Errs) {
         ));
     }
     let grace = spec.termination_grace_period_seconds;
+    let volumes = super::volume::validate_volumes(
+        spec.volumes.as_deref().unwrap_or(&[]),
+        &path.child("volumes"),
+        errs,
+    );
+    for (field, containers) in [
+        ("initContainers", spec.init_containers.as_deref().unwrap_or(&[])),
+        ("containers", &spec.containers[..]),
+    ] {
+        for (i, c) in containers.iter().enumerate() {
+            let p = path.child(field).index(i).child("volumeMounts");
+            super::volume::validate_volume_mounts(c, &volumes, &p, errs);
+        }
+    }
     validate_containers(&spec.containers, grace, &path.child("containers"), errs);
     validate_init_containers(
         spec.init_containers.as_deref().unwrap_or(&[]),

@@ -818,3 +818,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn volumes_are_defaulted_and_validated_with_their_field_paths() {
+    let ok = pod(json!({
+        "containers": [with(app("a"), json!({"volumeMounts": [{"name": "cfg", "mountPath": "/etc/cfg"}]}))],
+        "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}, {"name": "h", "hostPath": {"path": "/srv"}}]
+    }));
+    assert!(errors(&ok).is_empty(), "{:?}", errors(&ok));
+    let volumes = ok.spec.as_ref().unwrap().volumes.clone().unwrap();
+    assert_eq!(volumes[0].config_map.as_ref().unwrap().default_mode, Some(0o644));
+    assert_eq!(volumes[1].host_path.as_ref().unwrap().type_.as_deref(), Some(""));
+    let bad = pod(json!({
+        "containers": [with(app("a"), json!({"volumeMounts": [
+            {"name": "gone", "mountPath": "/x"},
+            {"name": "cfg", "mountPath": "/x"},
+            {"name": "cfg", "mountPath": "/y", "subPath": "../up"}
+        ]}))],
+        "volumes": [
+            {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "k", "path": "/abs"}], "defaultMode": 1024}},
+            {"name": "cfg", "emptyDir": {}},
+            {"name": "two", "emptyDir": {}, "secret": {"secretName": "s"}},
+            {"name": "none"},
+            {"name": "h", "hostPath": {"path": "/srv", "type": "Dir"}}
+        ]
+    }));
+    assert_eq!(
+        errors(&bad),
+        [
+            r#"spec.volumes[0].configMap.items[0].path: Invalid value: "/abs": must be a relative path"#,
+            "spec.volumes[0].configMap.defaultMode: Invalid value: 1024: must be a number between 0 and 0777 (octal), both inclusive",
+            r#"spec.volumes[1].name: Duplicate value: "cfg""#,
+            "spec.volumes[2].secret: Forbidden: may not specify more than 1 volume type",
+            "spec.volumes[3]: Required value: must specify a volume type",
+            r#"spec.volumes[4].hostPath.type: Unsupported value: "Dir": supported values: "", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice""#,
+            r#"spec.containers[0].volumeMounts[0].name: Not found: "gone""#,
+            r#"spec.containers[0].volumeMounts[1].mountPath: Invalid value: "/x": must be unique"#,
+            r#"spec.containers[0].volumeMounts[2].subPath: Invalid value: "../up": must not contain '..'"#,
+        ]
+    );
+}
