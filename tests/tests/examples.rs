@@ -1,4 +1,5 @@
-//! Every manifest in `examples/` loads, defaults and validates, so the examples never rot.
+//! Every manifest in `examples/` loads, defaults and validates (pods, ConfigMaps, Secrets),
+//! so the examples never rot.
 
 use std::path::Path;
 
@@ -18,13 +19,29 @@ fn every_example_is_a_valid_pod() {
         let objects = manifest::load(&text, FieldValidation::Strict)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for object in objects {
-            if let Object::Pod(pod) = object {
-                let mut pod = *pod;
-                defaults::default_pod(&mut pod);
-                if let Err(e) = validation::validate_pod(&pod) {
-                    panic!("{}: {e}", path.display());
+            match object {
+                Object::Pod(pod) => {
+                    let mut pod = *pod;
+                    defaults::default_pod(&mut pod);
+                    if let Err(e) = validation::validate_pod(&pod) {
+                        panic!("{}: {e}", path.display());
+                    }
+                    seen += 1;
                 }
-                seen += 1;
+                Object::Other { kind, value, .. } if kind == "ConfigMap" => {
+                    let cm = serde_json::from_value(value).unwrap();
+                    if let Err(e) = validation::validate_config_map(&cm) {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+                Object::Other { kind, value, .. } if kind == "Secret" => {
+                    let mut secret = serde_json::from_value(value).unwrap();
+                    validation::fold_string_data(&mut secret);
+                    if let Err(e) = validation::validate_secret(&secret) {
+                        panic!("{}: {e}", path.display());
+                    }
+                }
+                _ => {}
             }
         }
     }

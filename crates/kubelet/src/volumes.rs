@@ -988,4 +988,39 @@ mod tests {
             Err("secret \"s\" not found".into())
         );
     }
+
+    #[tokio::test]
+    async fn without_isolation_secret_mounts_are_refused_and_others_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manager = VolumeManager::new(VolumeConfig {
+            root: tmp.path().join("volumes"),
+            isolation: false,
+        })
+        .unwrap();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "initContainers": [{"name": "init", "volumeMounts": [{"name": "creds", "mountPath": "/secrets"}]}],
+                "containers": [{"name": "app", "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+                "volumes": [{"name": "creds", "secret": {"secretName": "s"}}, {"name": "work", "emptyDir": {}}]
+            }
+        }))
+        .unwrap();
+        // The Secret is not looked up, let alone written: nothing could keep it isolated.
+        manager.setup(&pod, None).await.unwrap();
+        assert!(!tmp.path().join("volumes/u1/secret").exists());
+        let spec = pod.spec.as_ref().unwrap();
+        let refused = manager
+            .mounts(&pod, &spec.init_containers.as_ref().unwrap()[0])
+            .unwrap_err();
+        assert!(
+            refused.contains("volume \"creds\" holds Secret data"),
+            "{refused}"
+        );
+        assert_eq!(manager.mounts(&pod, &spec.containers[0]).unwrap(), vec![]);
+        assert_eq!(
+            manager.unhonoured(&pod).unwrap(),
+            "volume mounts are not honoured because the node does not run as root (containers get no mount namespace of their own): init: creds at /secrets, app: work at /work"
+        );
+    }
 }

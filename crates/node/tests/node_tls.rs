@@ -74,14 +74,14 @@ async fn the_api_over_tls_needs_the_token_and_kubectl_uses_the_kubeconfig() {
     let token = field(&kubeconfig, "token").to_owned();
     assert_eq!(
         token,
-        std::fs::read_to_string(data.path().join("pki/token"))
+        std::fs::read_to_string(data.path().join("node/pki/token"))
             .unwrap()
             .trim()
     );
     assert!(!field(&kubeconfig, "certificate-authority-data").is_empty());
 
     // Raw TLS, trusting the node's CA for the listen address.
-    let ca = CertificateDer::from_pem_file(data.path().join("pki/ca.crt")).unwrap();
+    let ca = CertificateDer::from_pem_file(data.path().join("node/pki/ca.crt")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).unwrap();
     let client =

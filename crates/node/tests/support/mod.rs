@@ -27,7 +27,10 @@ pub fn is_root() -> bool {
 }
 
 /// The whole-node tests' configuration: API on 127.0.0.1:0, quiet, host network without root.
-pub fn e2e_config(data_dir: &Path, pod_cidr: &str) -> NodeConfig {
+/// The node's data dir is `dir/node`: containers cannot see the node's data dir, so tests keep
+/// the files their pods use beside it, in `dir`.
+pub fn e2e_config(dir: &Path, pod_cidr: &str) -> NodeConfig {
+    let data_dir = &dir.join("node");
     let mut config = NodeConfig::new(data_dir);
     config.node_name = "e2e-node".into();
     config.output = OutputMode::Quiet;
