@@ -519,6 +519,15 @@ fn keyed_payload(
     Ok(payload)
 }
 
+/// A missing object: an empty volume when it is optional, else the kubelet's not-found error.
+fn absent(optional: bool, kind: &str, name: &str) -> Result<Payload, String> {
+    if optional {
+        Ok(Payload::new())
+    } else {
+        Err(format!("{kind} \"{name}\" not found"))
+    }
+}
+
 fn config_map_payload(
     name: &str,
     cm: Option<&ConfigMap>,
@@ -527,11 +536,7 @@ fn config_map_payload(
     optional: bool,
 ) -> Result<Payload, String> {
     let Some(cm) = cm else {
-        return if optional {
-            Ok(Payload::new())
-        } else {
-            Err(format!("configmap \"{name}\" not found"))
-        };
+        return absent(optional, "configmap", name);
     };
     let mut all: BTreeMap<String, Vec<u8>> = cm
         .data
@@ -558,11 +563,7 @@ fn secret_payload(
     optional: bool,
 ) -> Result<Payload, String> {
     let Some(secret) = secret else {
-        return if optional {
-            Ok(Payload::new())
-        } else {
-            Err(format!("secret \"{name}\" not found"))
-        };
+        return absent(optional, "secret", name);
     };
     let all = secret
         .data
