@@ -91,6 +91,12 @@ fn skip(name: &str) -> bool {
         eprintln!("SKIPPED {name}: needs root");
         return true;
     }
+    // ClusterIP traffic needs the nftables datapath (`cargo xtask test` installs nft).
+    let nft = std::process::Command::new("nft").arg("--version").output();
+    if !nft.is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED {name}: nft not found (run `cargo xtask test`, which installs nftables)");
+        return true;
+    }
     false
 }
 

@@ -1,13 +1,58 @@
 //! Volumes, ConfigMaps and Secrets end to end through `kubectl`, with the manifests of
 //! `examples/`: an init container preparing an emptyDir the app serves, a Secret only the init
 //! container can read, a ConfigMap update reaching a mounted file (and not a subPath mount), and
-//! a missing Secret reference waiting in CreateContainerConfigError until the Secret exists.
+//! a missing Secret reference waiting in CreateContainerConfigError until the Secret exists;
+//! and the other volume types (projected, downwardAPI, hostPath, memory emptyDir) in one pod.
 //!
 //! Needs root (containers get their own mount namespace) and kubectl; skipped otherwise.
 
 mod support;
 
 use support::{RunningNode, is_root, kubectl_available};
+
+const MIXED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed, labels: {app: mixed}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: app
+    image: host
+    command:
+    - sh
+    - -c
+    - |
+      echo "conf: $(cat /config/app.conf)"
+      echo "greeting: $(cat /all/greeting)"
+      echo "pass: $(cat /all/pass)"
+      echo "labels: $(cat /info/labels)"
+      echo "name: $(cat /all/name)"
+      echo "cache: $(df -k --output=fstype,size /cache | tail -1 | tr -s ' ')"
+      echo hi > /host/from-pod
+      echo done
+    volumeMounts:
+    - {name: files, mountPath: /config}
+    - {name: all, mountPath: /all}
+    - {name: info, mountPath: /info}
+    - {name: cache, mountPath: /cache}
+    - {name: host, mountPath: /host}
+  volumes:
+  - name: files
+    configMap: {name: files}
+  - name: all
+    projected:
+      sources:
+      - configMap: {name: greeting, items: [{key: message, path: greeting}]}
+      - secret: {name: db-password, items: [{key: password, path: pass}]}
+      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+  - name: info
+    downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}
+  - name: cache
+    emptyDir: {medium: Memory, sizeLimit: 16Mi}
+  - name: host
+    hostPath: {path: HOST_DIR, type: DirectoryOrCreate}
+"#;
 
 fn example(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,6 +176,33 @@ async fn volumes_configmaps_and_secrets_through_kubectl() {
         "jsonpath={.status.containerStatuses[0].restartCount}",
     ]);
     assert_eq!(restarts.trim(), "0");
+
+    // 5. The other volume types in one pod: projected (ConfigMap + Secret + downward API),
+    //    downwardAPI labels, hostPath with DirectoryOrCreate, a memory-backed emptyDir with a
+    //    size limit; and a ConfigMap made with --from-file.
+    let conf = dir.path().join("app.conf");
+    std::fs::write(&conf, "mode=fast\n").unwrap();
+    node.ok(&[
+        "create",
+        "configmap",
+        "files",
+        &format!("--from-file={}", conf.display()),
+    ]);
+    let host_dir = dir.path().join("host-made");
+    let pod = MIXED.replace("HOST_DIR", host_dir.to_str().unwrap());
+    apply("mixed.yaml", &pod);
+    let logs = node.until(&["logs", "mixed"], 60, |t| t.contains("done")).await;
+    assert!(logs.contains("conf: mode=fast"), "{logs}");
+    assert!(logs.contains("greeting: bonjour"), "{logs}");
+    assert!(logs.contains("pass: s3cr3t"), "{logs}");
+    assert!(logs.contains(r#"labels: app="mixed""#), "{logs}");
+    assert!(logs.contains("name: mixed"), "{logs}");
+    assert!(logs.contains("cache: tmpfs 16384"), "{logs}");
+    assert!(host_dir.is_dir(), "DirectoryOrCreate made the host directory");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("from-pod")).unwrap(),
+        "hi\n"
+    );
 
     // Deleting a pod removes its volumes (the Secret's tmpfs included).
     node.ok(&["delete", "pod", "secret-isolation", "--wait=true"]);
