@@ -115,10 +115,27 @@ fn io_err(path: &Path, e: io::Error) -> String {
 }
 
 impl VolumeManager {
-    /// A manager keeping volumes under `config.root`.
+    /// A manager keeping volumes under `config.root`. Whatever a previous run left there
+    /// (after a crash: tmpfs mounts with Secret data included) is unmounted and removed: pod
+    /// volumes live while the node runs the pod, and a restarted node sets them up again.
     pub fn new(config: VolumeConfig) -> io::Result<VolumeManager> {
         fs::create_dir_all(&config.root)?;
         fs::set_permissions(&config.root, fs::Permissions::from_mode(0o700))?;
+        let root = fs::canonicalize(&config.root)?;
+        let mut stale: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|p| PathBuf::from(unescape_mountinfo(p)))
+            .filter(|p| p.starts_with(&root) && *p != root)
+            .collect();
+        stale.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for mount_point in stale {
+            let _ = nix::mount::umount2(&mount_point, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for e in fs::read_dir(&root)?.flatten() {
+            let _ = fs::remove_dir_all(e.path());
+        }
         Ok(VolumeManager {
             config,
             busy: tokio::sync::Mutex::new(()),
@@ -771,6 +788,29 @@ fn check_host_path(path: &str, type_: &str) -> Result<(), String> {
     }
 }
 
+/// `/proc/self/mountinfo` writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        if bytes[i] == b'\\'
+            && let Some(v) = octal
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn is_mount_point(dir: &Path) -> bool {
     match (fs::metadata(dir), dir.parent().map(fs::metadata)) {
         (Ok(d), Some(Ok(parent))) => d.dev() != parent.dev(),
@@ -1023,5 +1063,26 @@ mod tests {
             manager.unhonoured(&pod).unwrap(),
             "volume mounts are not honoured because the node does not run as root (containers get no mount namespace of their own): init: creds at /secrets, app: work at /work"
         );
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d"), "/a b/c\\d");
+        assert_eq!(unescape_mountinfo("/plain/é"), "/plain/é");
+    }
+
+    #[tokio::test]
+    async fn a_new_manager_removes_what_a_previous_run_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("volumes");
+        fs::create_dir_all(root.join("old-uid/empty-dir/x")).unwrap();
+        fs::write(root.join("old-uid/empty-dir/x/f"), "left over").unwrap();
+        let manager = VolumeManager::new(VolumeConfig {
+            root: root.clone(),
+            isolation: false,
+        })
+        .unwrap();
+        assert!(!root.join("old-uid").exists());
+        assert!(manager.config.root.is_dir());
     }
 }
