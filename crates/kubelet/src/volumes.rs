@@ -20,9 +20,9 @@
 //! are mounted read-only, as the kubelet mounts them.
 //!
 //! Without mount isolation (the node does not run as root, so containers get no mount
-//! namespace of their own) no mount can be honoured: [`VolumeManager::unhonoured`] says which,
+//! namespace of their own) no mount can be honoured: `VolumeManager::unhonoured` says which,
 //! Secret data is never written, and a container that mounts Secret data is refused
-//! ([`VolumeManager::mounts`]) rather than started without it being isolated.
+//! (`VolumeManager::mounts`) rather than started without it being isolated.
 
 use std::collections::BTreeMap;
 use std::fs;
