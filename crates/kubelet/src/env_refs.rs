@@ -1,6 +1,6 @@
-//! `env` values from ConfigMaps and Secrets (`configMapKeyRef`, `secretKeyRef`, `envFrom`),
-//! resolved the way the kubelet's `makeEnvironmentVariables` does, into a container definition
-//! the runtime can start as is.
+//! `env` values from ConfigMaps and Secrets (`configMapKeyRef`, `secretKeyRef`, `envFrom`) and
+//! from the container's resources (`resourceFieldRef`), resolved the way the kubelet's
+//! `makeEnvironmentVariables` does, into a container definition the runtime can start as is.
 //!
 //! The result has no `envFrom` and no ConfigMap/Secret `valueFrom`: every value found becomes a
 //! plain `env` entry, `envFrom` variables first, with `$` written as `$$` so the runtime's
@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use podvisor_core::ConfigSource;
-use podvisor_core::corev1::{ConfigMap, Container, EnvVar, Secret};
+use podvisor_core::corev1::{ConfigMap, Container, EnvVar, Pod, Secret};
 
 /// Why the container cannot be created (`CreateContainerConfigError`), in the kubelet's words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,9 +26,9 @@ pub(crate) struct Resolved {
 pub(crate) fn needs_objects(container: &Container) -> bool {
     container.env_from.as_ref().is_some_and(|e| !e.is_empty())
         || container.env.iter().flatten().any(|e| {
-            e.value_from
-                .as_ref()
-                .is_some_and(|f| f.config_map_key_ref.is_some() || f.secret_key_ref.is_some())
+            e.value_from.as_ref().is_some_and(|f| {
+                f.config_map_key_ref.is_some() || f.secret_key_ref.is_some() || f.resource_field_ref.is_some()
+            })
         })
 }
 
@@ -93,12 +93,14 @@ fn set(env: &mut Vec<EnvVar>, name: String, value: &str) {
     }
 }
 
-/// Resolves the container's ConfigMap and Secret references in `namespace`.
+/// Resolves the container's ConfigMap and Secret references (in the pod's namespace) and its
+/// `resourceFieldRef` values.
 pub(crate) async fn resolve(
     container: &Container,
-    namespace: &str,
+    pod: &Pod,
     source: Option<&dyn ConfigSource>,
 ) -> Result<Resolved, ConfigError> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut lookup = Lookup {
         source,
         namespace,
@@ -195,6 +197,13 @@ pub(crate) async fn resolve(
                 },
             };
             set(&mut env, var.name.clone(), &value);
+        } else if let Some(r) = from.and_then(|f| f.resource_field_ref.as_ref()) {
+            let mut r = r.clone();
+            if r.container_name.as_deref().unwrap_or("").is_empty() {
+                r.container_name = Some(container.name.clone());
+            }
+            let value = crate::volumes::resource_value(pod, &r).map_err(ConfigError)?;
+            set(&mut env, var.name.clone(), &value);
         } else {
             // Plain values and field references stay for the runtime (a later entry of the same
             // name replaces an earlier one, as in the kubelet's map).
@@ -259,6 +268,13 @@ mod tests {
         serde_json::from_value(c).unwrap()
     }
 
+    fn pod_in(namespace: &str, c: &Container) -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": namespace}, "spec": {"containers": [c]}}),
+        )
+        .unwrap()
+    }
+
     fn env_of(r: &Resolved) -> Vec<(String, String)> {
         r.container
             .env
@@ -276,11 +292,13 @@ mod tests {
                 {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
                 {"name": "MODE", "value": "slow"},
                 {"name": "OPTIONAL", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k", "optional": true}}},
-                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-            ]
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}}
+            ],
+            "resources": {"limits": {"memory": "128Mi"}}
         }));
         let objects = objects();
-        let r = resolve(&c, "ns", Some(&objects)).await.unwrap();
+        let r = resolve(&c, &pod_in("ns", &c), Some(&objects)).await.unwrap();
         assert_eq!(
             env_of(&r),
             vec![
@@ -290,6 +308,7 @@ mod tests {
                 ("PASSWORD".into(), "hunter2".into()),
                 ("MODE".into(), "slow".into()),
                 ("POD".into(), String::new()),
+                ("MEM_MI".into(), "128".into()),
             ]
         );
         assert!(r.container.env_from.is_none());
@@ -323,7 +342,7 @@ mod tests {
             ),
         ] {
             let c = container(env);
-            let Err(ConfigError(e)) = resolve(&c, "ns", Some(&objects)).await else {
+            let Err(ConfigError(e)) = resolve(&c, &pod_in("ns", &c), Some(&objects)).await else {
                 panic!("{message}: resolved");
             };
             assert_eq!(e, message);
@@ -334,7 +353,7 @@ mod tests {
             "envFrom": [{"secretRef": {"name": "gone", "optional": true}}],
             "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "user", "optional": true}}}]
         }));
-        let r = resolve(&c, "ns", Some(&objects)).await.unwrap();
+        let r = resolve(&c, &pod_in("ns", &c), Some(&objects)).await.unwrap();
         assert!(env_of(&r).is_empty());
     }
 }

@@ -672,7 +672,10 @@ fn downward_payload(
 
 /// `resourceFieldRef`: the container's limit or request divided by the divisor (rounded up);
 /// an unset limit is the node's capacity, as the kubelet reports it.
-fn resource_value(pod: &Pod, r: &podvisor_core::corev1::ResourceFieldSelector) -> Result<String, String> {
+pub(crate) fn resource_value(
+    pod: &Pod,
+    r: &podvisor_core::corev1::ResourceFieldSelector,
+) -> Result<String, String> {
     let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
     let name = r.container_name.as_deref().unwrap_or("");
     let container = spec

@@ -589,8 +589,7 @@ impl Worker {
         feedback: &mpsc::UnboundedSender<Feedback>,
     ) -> Result<(Container, Vec<podvisor_core::runtime::Mount>), (&'static str, String)> {
         if env_refs::needs_objects(&container) {
-            let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
-            match env_refs::resolve(&container, namespace, deps.config.as_deref()).await {
+            match env_refs::resolve(&container, pod, deps.config.as_deref()).await {
                 Ok(resolved) => {
                     for message in resolved.warnings {
                         let event = Event {
