@@ -154,17 +154,21 @@ pub(crate) async fn run(
                 worker.execute(command);
             }
         }
-        let status = worker.machine.status().clone();
+        let status = worker.machine.status();
         if !start_recorded && status.phase.as_deref() == Some("Running") {
             // kubelet_pod_start_duration_seconds: first seen → running.
             start_recorded = true;
             worker.recorder.pod_running(admitted.elapsed());
         }
         if !worker.machine.is_finished() {
-            let changed = published.as_ref() != Some(&status);
+            // Compared in place: most inputs (probe results that change nothing) leave the
+            // status as it was, and then nothing is cloned.
+            let changed = published.as_ref() != Some(status);
+            if changed {
+                published = Some(status.clone());
+            }
             if changed || worker.diagnostics_changed {
                 worker.publish(&view, changed);
-                published = Some(status);
             }
         }
         if worker.machine.is_finished() {
