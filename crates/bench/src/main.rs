@@ -7,6 +7,7 @@
 //! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's.
 
 mod api;
+mod burst;
 mod crash_restart;
 mod endpoint_propagation;
 mod floor;
@@ -42,6 +43,8 @@ OPTIONS:
 
 BENCHMARKS:
     pod-start      one-container pod created → Running        (floor: spawn+wait, namespaces as root)
+    burst-110      110 pods applied at once → all Running → all deleted → all gone
+                                                                (floor: spawn and kill 110 processes)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
@@ -71,6 +74,12 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "pod-start",
         full: 200,
+        quick: 20,
+    },
+    // Pods per burst.
+    Bench {
+        name: "burst-110",
+        full: 110,
         quick: 20,
     },
     Bench {
@@ -184,6 +193,7 @@ fn run(args: &Args) -> Result<()> {
             match bench.name {
                 "pod-start" => pod_start::run(n).await,
                 "crash-restart" => crash_restart::run(n).await,
+                "burst-110" => burst::run(n, if args.quick { 1 } else { 5 }).await,
                 "api" => {
                     api::run(&api::Sizes {
                         pods: n,
