@@ -15,6 +15,7 @@ mod footprint;
 mod peers;
 mod pod_start;
 mod pods;
+mod probe_timing;
 mod report;
 mod stats;
 
@@ -46,6 +47,7 @@ BENCHMARKS:
     burst-110      110 pods applied at once → all Running → all deleted → all gone
                                                                 (floor: spawn and kill 110 processes)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
+    probe-timing   330 HTTP probes at period 1 s: lateness idle and with both cores loaded
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
 
@@ -92,6 +94,12 @@ const BENCHES: &[Bench] = &[
         name: "api",
         full: 1000,
         quick: 100,
+    },
+    // Probes (two per pod, period 1 s).
+    Bench {
+        name: "probe-timing",
+        full: 330,
+        quick: 30,
     },
     // Readiness flips.
     Bench {
@@ -204,6 +212,9 @@ fn run(args: &Args) -> Result<()> {
                     .await
                 }
                 "endpoint-propagation" => endpoint_propagation::run(n).await,
+                "probe-timing" => {
+                    probe_timing::run(n, Duration::from_secs(if args.quick { 3 } else { 10 })).await
+                }
                 "footprint" => {
                     let idle = Duration::from_secs(if args.quick { 2 } else { 5 });
                     footprint::run(n, idle).await
