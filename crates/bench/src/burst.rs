@@ -33,9 +33,10 @@ pub(crate) async fn run(n: usize, rounds: usize) -> Result<Vec<Row>> {
     .await;
     node.shutdown().await;
     let (up, down) = result?;
-    let (floor_up, floor_down) = tokio::task::spawn_blocking(move || spawn_all_floor(n, rounds.max(3), sandboxes))
-        .await
-        .context("the floor thread")??;
+    let (floor_up, floor_down) =
+        tokio::task::spawn_blocking(move || spawn_all_floor(n, rounds.max(3), sandboxes))
+            .await
+            .context("the floor thread")??;
     let what = if sandboxes {
         format!("spawn {n} sleeps in new net/uts/ipc namespaces")
     } else {
@@ -108,7 +109,10 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
         node.supervisor.delete(uid, Some(0));
     }
     for rx in &mut views {
-        pods::wait_view(rx, Duration::from_secs(120), "every pod to be gone", |v| v.finished).await?;
+        pods::wait_view(rx, Duration::from_secs(120), "every pod to be gone", |v| {
+            v.finished
+        })
+        .await?;
     }
     let down = start.elapsed();
     node.supervisor.forget_finished();

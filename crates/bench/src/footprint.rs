@@ -22,49 +22,10 @@ pub(crate) const CHILD_ARG: &str = "__footprint-child";
 /// Runs the child for 0 and `pods` pods, watching for `idle` each time.
 pub(crate) async fn run(pods: usize, idle: Duration) -> Result<Vec<Row>> {
     // The probe target: a tiny HTTP server in this (the parent) process.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the probe target")?;
-    let port = listener
-        .local_addr()
-        .context("the probe target's address")?
-        .port();
-    let server = tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 1024];
-                if matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
-                    let _ = stream
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                        .await;
-                }
-            });
-        }
-    });
+    let (port, server) = probe_target().await?;
     let mut rows = Vec::new();
     for n in [0, pods] {
-        let exe = std::env::current_exe().context("finding this binary")?;
-        let output = tokio::task::spawn_blocking(move || {
-            Command::new(exe)
-                .args([
-                    CHILD_ARG,
-                    &n.to_string(),
-                    &idle.as_millis().to_string(),
-                    &port.to_string(),
-                ])
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-        })
-        .await
-        .context("the child thread")?
-        .context("running the footprint child")?;
-        if !output.status.success() {
-            bail!("the footprint child with {n} pods failed ({})", output.status);
-        }
-        let report: serde_json::Value =
-            serde_json::from_slice(&output.stdout).context("decoding the child's report")?;
+        let report = run_child(n, idle, port, "http-tcp").await?;
         let rss_mb = report["rss_kb"].as_f64().context("rss_kb")? / 1024.0;
         let cpu = report["cpu_percent"].as_f64().context("cpu_percent")?;
         rows.push(Row {
@@ -93,10 +54,76 @@ pub(crate) async fn run(pods: usize, idle: Duration) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The child: `__footprint-child PODS IDLE_MS PORT`. Prints `{"rss_kb":..,"cpu_percent":..}`.
+/// A tiny HTTP server on 127.0.0.1 answering every request with 200, the probes' target.
+pub(crate) async fn probe_target() -> Result<(u16, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the probe target")?;
+    let port = listener
+        .local_addr()
+        .context("the probe target's address")?
+        .port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                if matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .await;
+                }
+            });
+        }
+    });
+    Ok((port, server))
+}
+
+/// Runs the child (this binary re-executed) with `n` pods probed as `variant`, and returns its
+/// JSON report.
+pub(crate) async fn run_child(
+    n: usize,
+    idle: Duration,
+    port: u16,
+    variant: &'static str,
+) -> Result<serde_json::Value> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(exe)
+            .args([
+                CHILD_ARG,
+                &n.to_string(),
+                &idle.as_millis().to_string(),
+                &port.to_string(),
+                variant,
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+    })
+    .await
+    .context("the child thread")?
+    .context("running the footprint child")?;
+    if !output.status.success() {
+        bail!("the footprint child with {n} pods failed ({})", output.status);
+    }
+    serde_json::from_slice(&output.stdout).context("decoding the child's report")
+}
+
+/// The child: `__footprint-child PODS IDLE_MS PORT [http-tcp|exec]`. Prints
+/// `{"rss_kb":..,"cpu_percent":..,"time_wait":..,"unready":..}`: CPU includes reaped children
+/// (exec probes), `time_wait` counts the probes' TIME_WAIT sockets at the end, `unready` the pods seen not
+/// ready during the window (false probe failures: every probe target answers).
 pub(crate) fn child(args: &[String]) -> Result<()> {
-    let [pods, idle_ms, port] = args else {
-        bail!("usage: {CHILD_ARG} PODS IDLE_MS PORT");
+    let (pods, idle_ms, port, variant) = match args {
+        [pods, idle_ms, port] => (pods, idle_ms, port, "http-tcp"),
+        [pods, idle_ms, port, variant] => (pods, idle_ms, port, variant.as_str()),
+        _ => bail!("usage: {CHILD_ARG} PODS IDLE_MS PORT [http-tcp|exec]"),
+    };
+    let exec = match variant {
+        "http-tcp" => false,
+        "exec" => true,
+        other => bail!("unknown probe variant {other:?}"),
     };
     let pods: usize = pods.parse().context("PODS")?;
     let idle = Duration::from_millis(idle_ms.parse().context("IDLE_MS")?);
@@ -111,12 +138,22 @@ pub(crate) fn child(args: &[String]) -> Result<()> {
         let result = async {
             let mut watches = Vec::new();
             for _ in 0..pods {
+                let (readiness, liveness) = if exec {
+                    (
+                        json!({"exec": {"command": ["true"]}, "periodSeconds": 1}),
+                        json!({"exec": {"command": ["true"]}, "periodSeconds": 1}),
+                    )
+                } else {
+                    (
+                        json!({"httpGet": {"host": "127.0.0.1", "port": port, "path": "/"}, "periodSeconds": 1}),
+                        json!({"tcpSocket": {"host": "127.0.0.1", "port": port}, "periodSeconds": 1}),
+                    )
+                };
                 let pod = pods::pod(
                     "fp",
                     json!({"terminationGracePeriodSeconds": 0, "containers": [{
                         "name": "main", "image": "host", "command": ["sleep", "3600"],
-                        "readinessProbe": {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/"}, "periodSeconds": 1},
-                        "livenessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": port}, "periodSeconds": 1},
+                        "readinessProbe": readiness, "livenessProbe": liveness,
                     }]}),
                 )?;
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -130,14 +167,18 @@ pub(crate) fn child(args: &[String]) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let cpu_before = cpu_time()?;
             let start = Instant::now();
-            tokio::time::sleep(idle).await;
-            let cpu = (cpu_time()? - cpu_before) / start.elapsed().as_secs_f64() * 100.0;
-            for rx in &watches {
-                if !ready(&rx.borrow()) {
-                    bail!("a pod became unready during the window (a false probe failure)");
+            let mut unready = vec![false; watches.len()];
+            while start.elapsed() < idle {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                for (seen, rx) in unready.iter_mut().zip(&watches) {
+                    *seen |= !ready(&rx.borrow());
                 }
             }
-            Ok::<_, anyhow::Error>(json!({"rss_kb": rss_kb()?, "cpu_percent": cpu}))
+            let cpu = (cpu_time()? - cpu_before) / start.elapsed().as_secs_f64() * 100.0;
+            let unready = unready.iter().filter(|u| **u).count();
+            Ok::<_, anyhow::Error>(json!({
+                "rss_kb": rss_kb()?, "cpu_percent": cpu, "time_wait": time_wait(port), "unready": unready
+            }))
         }
         .await;
         node.shutdown().await;
@@ -166,14 +207,37 @@ fn rss_kb() -> Result<f64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-/// User plus system CPU time of this process so far, in seconds.
-fn cpu_time() -> Result<f64> {
-    let usage =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).context("getrusage")?;
+/// User plus system CPU time of this process and its reaped children so far, in seconds.
+pub(crate) fn cpu_time() -> Result<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
     let secs = |t: nix::sys::time::TimeVal| {
         #[allow(clippy::cast_precision_loss)]
         let s = t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
         s
     };
-    Ok(secs(usage.user_time()) + secs(usage.system_time()))
+    let mut total = 0.0;
+    for who in [UsageWho::RUSAGE_SELF, UsageWho::RUSAGE_CHILDREN] {
+        let usage = getrusage(who).context("getrusage")?;
+        total += secs(usage.user_time()) + secs(usage.system_time());
+    }
+    Ok(total)
+}
+
+/// Probe sockets in TIME_WAIT: client-side TCP sockets to `port` (the probe target's own
+/// sockets, which close first, are not the node's).
+pub(crate) fn time_wait(port: u16) -> usize {
+    let remote = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(3) == Some(&"06") && f.get(2).is_some_and(|r| r.ends_with(&remote))
+                })
+                .count()
+        })
+        .sum()
 }

@@ -15,6 +15,7 @@ mod footprint;
 mod peers;
 mod pod_start;
 mod pods;
+mod probe_cpu;
 mod probe_timing;
 mod report;
 mod stats;
@@ -47,6 +48,7 @@ BENCHMARKS:
     burst-110      110 pods applied at once → all Running → all deleted → all gone
                                                                 (floor: spawn and kill 110 processes)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
+    probe-cpu      CPU of 110 pods' HTTP+TCP (and exec) probes at 1 s, TIME_WAIT, false failures
     probe-timing   330 HTTP probes at period 1 s: lateness idle and with both cores loaded
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
@@ -94,6 +96,12 @@ const BENCHES: &[Bench] = &[
         name: "api",
         full: 1000,
         quick: 100,
+    },
+    // Probed pods (two probes each, period 1 s).
+    Bench {
+        name: "probe-cpu",
+        full: 110,
+        quick: 20,
     },
     // Probes (two per pod, period 1 s).
     Bench {
@@ -212,6 +220,7 @@ fn run(args: &Args) -> Result<()> {
                     .await
                 }
                 "endpoint-propagation" => endpoint_propagation::run(n).await,
+                "probe-cpu" => probe_cpu::run(n, Duration::from_secs(if args.quick { 3 } else { 10 })).await,
                 "probe-timing" => {
                     probe_timing::run(n, Duration::from_secs(if args.quick { 3 } else { 10 })).await
                 }

@@ -22,7 +22,10 @@ pub(crate) async fn run(probes: usize, window: Duration) -> Result<Vec<Row>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the probe target")?;
-    let port = listener.local_addr().context("the probe target's address")?.port();
+    let port = listener
+        .local_addr()
+        .context("the probe target's address")?
+        .port();
     let record = arrivals.clone();
     let server = tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -30,7 +33,9 @@ pub(crate) async fn run(probes: usize, window: Duration) -> Result<Vec<Row>> {
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = [0u8; 1024];
-                let Ok(n) = stream.read(&mut buf).await else { return };
+                let Ok(n) = stream.read(&mut buf).await else {
+                    return;
+                };
                 let at = Instant::now();
                 let text = String::from_utf8_lossy(&buf[..n]);
                 if let Some(path) = text.split_whitespace().nth(1) {

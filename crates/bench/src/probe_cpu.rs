@@ -1,0 +1,126 @@
+//! `probe-cpu`: the CPU the node's pod parts spend probing N pods, each with a readiness and a
+//! liveness probe at period 1 s: HTTP GET + TCP, and a variant with two exec probes. Measured
+//! in the footprint child (see [`crate::footprint`]) over a window, with the TIME_WAIT sockets
+//! left on the machine and the pods seen unready (false failures: every target answers).
+//!
+//! Floors, measured in this process: the CPU of the same number of bare operations per second
+//! (an HTTP GET on a fresh connection plus a bare TCP connect; or spawning and reaping `true`
+//! twice), as a percentage of one core.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::footprint::{self, cpu_time};
+use crate::stats::{Floor, Goal, Percentiles, Row};
+
+/// Runs both variants with `pods` pods over `window`.
+pub(crate) async fn run(pods: usize, window: Duration) -> Result<Vec<Row>> {
+    let (port, server) = footprint::probe_target().await?;
+    let result = async {
+        // exec first: TIME_WAIT sockets of the HTTP run would outlive it by a minute.
+        let exec = footprint::run_child(pods, window, port, "exec").await?;
+        let http = footprint::run_child(pods, window, port, "http-tcp").await?;
+        let ops = pods * 2;
+        let http_floor = tokio::task::spawn_blocking(move || floor_percent(ops, || http_and_connect(port)))
+            .await
+            .context("the floor thread")??;
+        let exec_floor = tokio::task::spawn_blocking(move || floor_percent(ops, spawn_true))
+            .await
+            .context("the floor thread")??;
+        Ok::<_, anyhow::Error>((http, exec, http_floor, exec_floor))
+    }
+    .await;
+    server.abort();
+    let (http, exec, http_floor, exec_floor) = result?;
+    let mut rows = Vec::new();
+    for (variant, report, floor, floor_name) in [
+        (
+            "HTTP+TCP",
+            &http,
+            http_floor,
+            format!("{pods} HTTP GETs + {pods} TCP connects per second"),
+        ),
+        (
+            "exec+exec",
+            &exec,
+            exec_floor,
+            format!("{} spawns of `true` per second", pods * 2),
+        ),
+    ] {
+        let cpu = report["cpu_percent"].as_f64().context("cpu_percent")?;
+        rows.push(Row {
+            bench: "probe-cpu".into(),
+            metric: format!("CPU, {pods} pods {variant} at 1 s"),
+            unit: "%",
+            value: Percentiles::single(cpu),
+            floor: Some(Floor {
+                name: floor_name,
+                value: Percentiles::single(floor),
+            }),
+            goal: Goal::Ratio {
+                p50: Some(3.0),
+                p99: None,
+            },
+            note: Some("% of one core, exec probes' processes included".into()),
+        });
+        let count = |key: &str| report[key].as_f64().context("a count in the child's report");
+        rows.push(Row {
+            bench: "probe-cpu".into(),
+            metric: format!("TIME_WAIT sockets, {variant}"),
+            unit: "",
+            value: Percentiles::single(count("time_wait")?),
+            floor: None,
+            goal: Goal::AtMost(250.0),
+            note: None,
+        });
+        rows.push(Row {
+            bench: "probe-cpu".into(),
+            metric: format!("false probe failures, {variant}"),
+            unit: "pods",
+            value: Percentiles::single(count("unready")?),
+            floor: None,
+            goal: Goal::AtMost(0.0),
+            note: None,
+        });
+    }
+    Ok(rows)
+}
+
+/// The CPU (% of one core) of doing `per_second` operations every second: the cost of one
+/// operation, measured over a batch, times the rate.
+fn floor_percent(per_second: usize, op: impl Fn() -> Result<()>) -> Result<f64> {
+    let batch = per_second.clamp(20, 400);
+    let before = cpu_time()?;
+    for _ in 0..batch {
+        op()?;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let per_op = (cpu_time()? - before) / batch as f64;
+    #[allow(clippy::cast_precision_loss)]
+    Ok(per_op * per_second as f64 * 100.0)
+}
+
+/// Half an HTTP probe's and half a TCP probe's bare work: one GET on a fresh connection and
+/// one connect-and-close (averaged over two operations by the caller's rate of `2 × pods`).
+fn http_and_connect(port: u16) -> Result<()> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
+    stream.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf)?;
+    drop(TcpStream::connect(("127.0.0.1", port)).context("connecting")?);
+    Ok(())
+}
+
+fn spawn_true() -> Result<()> {
+    Command::new("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("spawning true")?;
+    Ok(())
+}
