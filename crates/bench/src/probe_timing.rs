@@ -38,10 +38,10 @@ pub(crate) async fn run(probes: usize, window: Duration) -> Result<Vec<Row>> {
                 };
                 let at = Instant::now();
                 let text = String::from_utf8_lossy(&buf[..n]);
-                if let Some(path) = text.split_whitespace().nth(1) {
-                    if let Ok(mut map) = record.lock() {
-                        map.entry(path.to_owned()).or_default().push(at);
-                    }
+                if let Some(path) = text.split_whitespace().nth(1)
+                    && let Ok(mut map) = record.lock()
+                {
+                    map.entry(path.to_owned()).or_default().push(at);
                 }
                 let _ = stream
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")

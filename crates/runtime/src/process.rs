@@ -138,12 +138,30 @@ pub(crate) fn all_processes() -> Vec<ProcStat> {
         .collect()
 }
 
+/// This process's children: from `/proc/self/task/*/children` (no scan of every process),
+/// or, where the kernel does not provide those files, from a scan of `/proc`.
+fn children() -> Vec<ProcStat> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return all_processes();
+    };
+    let mut pids = Vec::new();
+    for task in tasks.flatten() {
+        match fs::read_to_string(task.path().join("children")) {
+            Ok(list) => pids.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok())),
+            Err(_) => return all_processes(),
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter().filter_map(stat).collect()
+}
+
 /// Reaps zombie children that nobody owns and that are not in the node's process group.
 pub(crate) fn reap_orphans() -> usize {
     let me = std::process::id() as i32;
     let my_pgrp = nix::unistd::getpgrp().as_raw();
     let mut reaped = 0;
-    let candidates: Vec<ProcStat> = all_processes()
+    let candidates: Vec<ProcStat> = children()
         .into_iter()
         .filter(|p| p.ppid == me && p.state == 'Z' && p.pgrp != my_pgrp)
         .collect();
@@ -163,7 +181,13 @@ pub(crate) fn reap_orphans() -> usize {
     reaped
 }
 
-/// Reaps orphans whenever SIGCHLD arrives, for as long as the tokio runtime lives.
+/// How often at most the orphan reaper scans. Every exec probe's exit raises SIGCHLD; scanning
+/// on each one cost more CPU than the probes themselves at a few hundred execs per second.
+/// Signals that arrive in between are coalesced into the next scan.
+const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Reaps orphans when SIGCHLD arrives (at most every [`REAP_INTERVAL`]), for as long as the
+/// tokio runtime lives.
 pub(crate) fn spawn_orphan_reaper() {
     let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) else {
         tracing::warn!("cannot listen for SIGCHLD; orphans are reaped only when their container ends");
@@ -172,6 +196,7 @@ pub(crate) fn spawn_orphan_reaper() {
     tokio::spawn(async move {
         while sig.recv().await.is_some() {
             reap_orphans();
+            tokio::time::sleep(REAP_INTERVAL).await;
         }
     });
 }

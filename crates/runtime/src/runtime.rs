@@ -936,19 +936,22 @@ impl ProcessRuntime {
             Some(t) => match tokio::time::timeout(t, &mut wait).await {
                 Ok(s) => (s, false),
                 Err(_) => {
-                    kill_tree(pid);
+                    let _ = kill_tree(pid);
                     (wait.await, true)
                 }
             },
             None => (wait.await, false),
         };
         // Like a container's end: nothing the command started outlives it.
-        kill_tree(pid);
+        let left_processes = kill_tree(pid);
         let output = match tokio::time::timeout(Duration::from_secs(2), reader).await {
             Ok(Ok(o)) => o,
             _ => Vec::new(),
         };
-        process::reap_orphans();
+        if left_processes {
+            // They were reparented to the node: reap them now rather than at the next SIGCHLD.
+            process::reap_orphans();
+        }
         Ok(ExecOutput {
             status,
             output,
@@ -984,12 +987,19 @@ async fn read_capped(fd: OwnedFd) -> Vec<u8> {
     out
 }
 
-/// SIGKILLs a process group and every remaining member of it (by group or session).
-fn kill_tree(leader: i32) {
-    process::signal_group(leader, Signal::SIGKILL);
+/// SIGKILLs a process group and every remaining member of it (by group or session), and says
+/// whether there was anything to kill. When the group is already empty and the leader is gone,
+/// `/proc` is not scanned (the common end of an exec probe).
+fn kill_tree(leader: i32) -> bool {
+    let group_gone = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(leader), Signal::SIGKILL)
+        == Err(nix::errno::Errno::ESRCH);
+    if group_gone && nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(leader))).is_err() {
+        return false;
+    }
     for p in process::group_members(leader) {
         process::kill_pid(p);
     }
+    true
 }
 
 /// Waits for the main process, applying stop requests: the stop signal was sent by `stop`;
@@ -1009,7 +1019,7 @@ async fn supervise(
             status = &mut wait => return status,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 cgroup.kill_all();
-                kill_tree(pid);
+                let _ = kill_tree(pid);
                 killed = true;
             }
             changed = stop.changed(), if !killed => {
