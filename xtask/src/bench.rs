@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: build the benchmark harness (`crates/bench`, the `podvisor-bench`
-//! binary) in release mode and run it.
+//! binary) in release mode and run it, then the criterion micro-benchmarks of the lifecycle
+//! model and the endpoint computation (`micro`).
 //!
 //! The flags are checked here first so a typo fails before a release build; the harness checks
 //! the benchmark names. `--json FILE` is resolved against the current directory.
@@ -25,7 +26,9 @@ USAGE:
 
 ARGUMENTS:
     NAME...       Run only the benchmarks whose names contain one of these [default: all]
-                  (pod-start, crash-restart, api, footprint)
+                  (pod-start, burst-110, crash-restart, probe-cpu, probe-timing, api,
+                  endpoint-propagation, footprint; `micro` for the criterion micro-benchmarks
+                  of PodMachine::step and the endpoint computation)
 
 OPTIONS:
     --quick       Small sizes: a smoke test of everything in under two minutes after the build
@@ -51,6 +54,47 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
+    let micro = bench_args.names.is_empty() || bench_args.names.iter().any(|n| n == "micro");
+    let names: Vec<&String> = bench_args.names.iter().filter(|n| *n != "micro").collect();
+    let mut code = ExitCode::SUCCESS;
+    if bench_args.names.is_empty() || !names.is_empty() {
+        code = harness(&bench_args, &names)?;
+    }
+    if micro && code == ExitCode::SUCCESS {
+        code = micro_benchmarks(bench_args.quick)?;
+    }
+    Ok(code)
+}
+
+/// The criterion micro-benchmarks (`--quick`: criterion's quick mode).
+fn micro_benchmarks(quick: bool) -> Result<ExitCode> {
+    let mut command = step::cargo();
+    command.args([
+        "bench",
+        "-p",
+        "podvisor-lifecycle",
+        "-p",
+        "podvisor-endpoints",
+        "--bench",
+        "step",
+        "--bench",
+        "endpoints",
+        "--",
+    ]);
+    if quick {
+        command.arg("--quick");
+    }
+    eprintln!("\n==> bench: micro-benchmarks (criterion)");
+    let status = command.status().context("cannot start `cargo bench`")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The harness with the given names.
+fn harness(bench_args: &BenchArgs, names: &[&String]) -> Result<ExitCode> {
     let mut command = step::cargo();
     command.args(["run", "--release", "--quiet", "-p", "podvisor-bench", "--"]);
     if bench_args.quick {
@@ -63,7 +107,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
             .join(json);
         command.arg("--json").arg(json);
     }
-    command.args(&bench_args.names);
+    command.args(names);
     let shown: Vec<String> = command
         .get_args()
         .map(|arg| arg.to_string_lossy().into_owned())
