@@ -231,7 +231,12 @@ fn run(args: &Args) -> Result<()> {
                 other => bail!("benchmark {other} has no runner"),
             }
         });
-        let new_rows = result.with_context(|| format!("benchmark {}", bench.name))?;
+        let mut new_rows = result.with_context(|| format!("benchmark {}", bench.name))?;
+        if matches!(bench.name, "burst-110" | "crash-restart") {
+            let samples = if args.quick { 3 } else { 20 };
+            // Outside the runtime: the peers are driven with blocking commands.
+            new_rows.extend(peers::rows(bench.name, samples));
+        }
         eprintln!("    done in {:.1} s", t.elapsed().as_secs_f64());
         rows.extend(new_rows);
     }

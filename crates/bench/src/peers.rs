@@ -1,7 +1,22 @@
-//! Peers (supervisord, pm2): detected on `PATH`. They are never installed by the harness; when
-//! absent, a note says how to install them.
+//! Peers, side by side: supervisord and pm2 when they are on `PATH` (never installed by the
+//! harness; when absent, a note says how to install them). Each runs in its own temporary
+//! home, supervising `sleep 3600` programs:
+//!
+//! - burst: 100 programs started with one command (`supervisorctl start all`, `pm2 start` of an
+//!   ecosystem file) until the command returns with all of them running (`startsecs=0` for
+//!   supervisord); the command-line tool's own start-up is included, as a user pays it;
+//! - crash-restart: one program killed with SIGKILL until the peer's daemon has a new `sleep`
+//!   child (seen in `/proc`, polled every millisecond).
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::stats::{Goal, Percentiles, Row};
+
+/// How many programs the peers start in the burst (the issue's figure).
+const BURST: usize = 100;
 
 /// Whether `program --version` runs.
 fn installed(program: &str) -> bool {
@@ -14,20 +29,273 @@ fn installed(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// One note per peer: skipped (with how to install it), or found but not yet benchmarked
-/// side by side.
+/// One note per missing peer, with how to install it.
 pub(crate) fn notes() -> Vec<String> {
     [("supervisord", "pip install supervisor"), ("pm2", "npm i -g pm2")]
         .iter()
-        .map(|(peer, install)| {
-            if installed(peer) {
-                format!(
-                    "peer {peer}: installed, but the side-by-side peer runs are not written yet \
-                 (see docs/performance.md for figures measured on this machine class)"
-                )
-            } else {
-                format!("peer {peer}: not installed, skipped (install with `{install}`)")
-            }
-        })
+        .filter(|(peer, _)| !installed(peer))
+        .map(|(peer, install)| format!("peer {peer}: not installed, skipped (install with `{install}`)"))
         .collect()
+}
+
+/// The peers' rows for `bench` (`burst-110` or `crash-restart`), `n` crash samples each.
+pub(crate) fn rows(bench: &str, n: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for peer in ["supervisord", "pm2"] {
+        if !installed(peer) {
+            continue;
+        }
+        let measured = match (peer, bench) {
+            ("supervisord", "burst-110") => Supervisord::start(BURST).and_then(|s| s.burst()),
+            ("supervisord", _) => Supervisord::start(1).and_then(|s| s.crashes(n)),
+            (_, "burst-110") => Pm2::start().and_then(|p| p.burst()),
+            _ => Pm2::start().and_then(|p| p.crashes(n)),
+        };
+        match measured {
+            Ok((metric, samples)) => {
+                if let Some(value) = Percentiles::of_durations_ms(&samples) {
+                    rows.push(Row {
+                        bench: bench.into(),
+                        metric: format!("peer {peer}: {metric}"),
+                        unit: "ms",
+                        value,
+                        floor: None,
+                        goal: Goal::None,
+                        note: None,
+                    });
+                }
+            }
+            Err(e) => eprintln!("    peer {peer} failed: {e:#}"),
+        }
+    }
+    rows
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .context("running a peer command")?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed: {}{}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `sleep` children of `parent`, from /proc.
+fn sleep_children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else { continue };
+        let name = stat
+            .split_once('(')
+            .map_or("", |(_, rest)| &rest[..rest.rfind(')').unwrap_or(0)]);
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        let alive = stat[close + 2..].split(' ').next() != Some("Z");
+        if ppid == Some(parent) && name == "sleep" && alive {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Kills the first `sleep` child of `parent` `n` times and measures until a new one exists.
+fn crash_loop(parent: u32, n: usize) -> Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let victim = loop {
+            if let Some(pid) = sleep_children(parent).first() {
+                break *pid;
+            }
+            if Instant::now() > deadline {
+                bail!("the peer never started its program");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let start = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .context("killing the peer's program")?;
+        loop {
+            if sleep_children(parent).iter().any(|p| *p != victim) {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("the peer never restarted its program");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        samples.push(start.elapsed());
+        // Let the peer settle (it counts fast restarts).
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Ok(samples)
+}
+
+struct Supervisord {
+    dir: tempfile::TempDir,
+    daemon: Child,
+}
+
+impl Supervisord {
+    /// A supervisord with `programs` `sleep` programs that start on demand and restart at once.
+    fn start(programs: usize) -> Result<Supervisord> {
+        let dir = tempfile::tempdir().context("a temp dir for supervisord")?;
+        let d = dir.path().display();
+        let mut conf = format!(
+            "[supervisord]\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+             [unix_http_server]\nfile={d}/s.sock\n\
+             [rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
+             [supervisorctl]\nserverurl=unix://{d}/s.sock\n"
+        );
+        for i in 0..programs {
+            // One program starts by itself for the crash loop; the burst starts them on demand.
+            let autostart = programs == 1;
+            conf.push_str(&format!(
+                "[program:p{i}]\ncommand=sleep 3600\nautostart={autostart}\nautorestart=true\nstartsecs=0\nstartretries=1000\n"
+            ));
+        }
+        std::fs::write(dir.path().join("s.conf"), conf)?;
+        let daemon = Command::new("supervisord")
+            .args(["-n", "-c"])
+            .arg(dir.path().join("s.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting supervisord")?;
+        let s = Supervisord { dir, daemon };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while s.ctl(&["status"]).is_err_and(|_| Instant::now() < deadline) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(s)
+    }
+
+    fn ctl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("supervisorctl")
+            .arg("-c")
+            .arg(self.dir.path().join("s.conf"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running supervisorctl")?;
+        // `status` exits 3 when programs are stopped; only a missing daemon is an error here.
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("refused connection") || text.contains("no such file") {
+            bail!("supervisord is not up: {text}");
+        }
+        Ok(text)
+    }
+
+    fn burst(self) -> Result<(String, Vec<Duration>)> {
+        let start = Instant::now();
+        self.ctl(&["start", "all"])?;
+        let elapsed = start.elapsed();
+        let running = sleep_children(self.daemon.id()).len();
+        if running != BURST {
+            bail!("supervisord started {running} of {BURST} programs");
+        }
+        Ok((
+            format!("{BURST} started (supervisorctl start all)"),
+            vec![elapsed],
+        ))
+    }
+
+    fn crashes(self, n: usize) -> Result<(String, Vec<Duration>)> {
+        let samples = crash_loop(self.daemon.id(), n)?;
+        Ok(("SIGKILL→replacement spawned".into(), samples))
+    }
+}
+
+impl Drop for Supervisord {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["shutdown"]);
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+struct Pm2 {
+    home: tempfile::TempDir,
+}
+
+impl Pm2 {
+    fn start() -> Result<Pm2> {
+        let home = tempfile::tempdir().context("a temp PM2_HOME")?;
+        let pm2 = Pm2 { home };
+        // Start the daemon first, so it is not part of what is measured.
+        run(pm2.cmd().arg("ping"))?;
+        Ok(pm2)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("pm2");
+        c.env("PM2_HOME", self.home.path()).stderr(Stdio::null());
+        c
+    }
+
+    fn daemon_pid(&self) -> Result<u32> {
+        let text = std::fs::read_to_string(self.home.path().join("pm2.pid")).context("reading pm2.pid")?;
+        text.trim().parse().context("pm2.pid")
+    }
+
+    fn ecosystem(&self, n: usize) -> Result<std::path::PathBuf> {
+        let apps: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                serde_json::json!({"name": format!("p{i}"), "script": "sleep", "args": "3600",
+                                         "interpreter": "none", "autorestart": true, "restart_delay": 0})
+            })
+            .collect();
+        let path = self.home.path().join("ecosystem.json");
+        std::fs::write(&path, serde_json::json!({"apps": apps}).to_string())?;
+        Ok(path)
+    }
+
+    fn burst(self) -> Result<(String, Vec<Duration>)> {
+        let file = self.ecosystem(BURST)?;
+        let start = Instant::now();
+        run(self.cmd().arg("start").arg(&file))?;
+        let daemon = self.daemon_pid()?;
+        while sleep_children(daemon).len() < BURST {
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("pm2 did not start {BURST} programs");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok((
+            format!("{BURST} started (pm2 start ecosystem)"),
+            vec![start.elapsed()],
+        ))
+    }
+
+    fn crashes(self, n: usize) -> Result<(String, Vec<Duration>)> {
+        let file = self.ecosystem(1)?;
+        run(self.cmd().arg("start").arg(&file))?;
+        let samples = crash_loop(self.daemon_pid()?, n)?;
+        Ok(("SIGKILL→replacement spawned".into(), samples))
+    }
+}
+
+impl Drop for Pm2 {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill").stdout(Stdio::null()).status();
+    }
 }
