@@ -261,7 +261,9 @@ impl Pm2 {
         let apps: Vec<serde_json::Value> = (0..n)
             .map(|i| {
                 serde_json::json!({"name": format!("p{i}"), "script": "sleep", "args": "3600",
-                                         "interpreter": "none", "autorestart": true, "restart_delay": 0})
+                                         "interpreter": "none", "autorestart": true, "restart_delay": 0,
+                                         // Fast restarts must not count as unstable ones.
+                                         "min_uptime": 100, "max_restarts": 100_000})
             })
             .collect();
         let path = self.home.path().join("ecosystem.json");
