@@ -7,8 +7,8 @@
 //!
 //! - [`test`](mod@test): the project's one test command (`cargo xtask test`);
 //! - [`ci`]: what `.ci/run` runs: formatting, clippy, then `test`;
-//! - [`node`]: runs the node (a placeholder until issues #3 and #4 land);
-//! - [`bench`](mod@bench): runs the benchmarks (a placeholder until issue #6 lands).
+//! - [`node`]: runs the node (runtime, kubelet, API server, store, Services) in the foreground;
+//! - [`bench`](mod@bench): builds the benchmark harness in release mode and runs it.
 //!
 //! Repository policy (doc comments, dependency direction, manifest rules) is checked by the
 //! `#[test]`s in `tidy.rs`, so plain `cargo test` enforces it and CI needs nothing extra.
@@ -17,8 +17,7 @@
 //! parsed by the small hand-rolled parser in [`flags`]; switch to clap (with `derive`) once the
 //! commands grow real option sets.
 //!
-//! Exit codes: 0 on success, 1 when a step fails, 2 on a usage error or when the command is not
-//! built yet.
+//! Exit codes: 0 on success, 1 when a step fails, 2 on a usage error.
 
 mod bench;
 mod ci;
@@ -44,7 +43,7 @@ COMMANDS:
     test     Run every test, doctest and a warnings-free doc build (the project's one test command)
     ci       Run what CI runs: cargo fmt --check, clippy -D warnings, then `test`
     node     Run a podvisor node: Pods from a manifest directory as supervised processes
-    bench    Run the benchmarks (not built yet: exits with code 2)
+    bench    Run the benchmarks against floors measured in the same run (--quick, --json FILE)
     help     Print this message
 
 Run `cargo xtask <COMMAND> --help` for a command's options.
@@ -52,7 +51,7 @@ Run `cargo xtask <COMMAND> --help` for a command's options.
 EXIT CODES:
     0  success
     1  a step failed (its output says which)
-    2  usage error, or the command is not built yet
+    2  usage error
 ";
 
 fn main() -> ExitCode {
