@@ -368,9 +368,17 @@ fn read_pids(dir: &Path) -> Vec<i32> {
 }
 
 impl ContainerCgroup {
-    /// The `cgroup.procs` files a new process must join.
-    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    /// What a new process must join: the v2 group's directory (and its `cgroup.procs`), and
+    /// the `tasks` file of every v1 group.
+    pub(crate) fn join_paths(&self) -> (Option<(PathBuf, PathBuf)>, Vec<PathBuf>) {
+        let v2 = self.v2.as_ref().map(|d| (d.clone(), d.join("cgroup.procs")));
+        let v1 = self
+            .dirs
+            .iter()
+            .filter(|d| Some(*d) != self.v2.as_ref())
+            .map(|d| d.join("tasks"))
+            .collect();
+        (v2, v1)
     }
 
     /// The pids currently in the container's groups.

@@ -760,19 +760,39 @@ impl ProcessRuntime {
         if !missing.is_empty() {
             tracing::warn!(container = %container.name, ?missing, "resource limits not enforced: controller unavailable");
         }
-        let mut procs = Vec::new();
-        for f in cgroup.procs_files() {
-            match fs::OpenOptions::new().write(true).open(&f) {
-                Ok(file) => procs.push(OwnedFd::from(file)),
-                Err(e) => {
-                    cgroup.remove();
-                    return Err(format!("{}: {e}", f.display()));
-                }
+        let open_join = || -> std::io::Result<spawn::CgroupJoin> {
+            let (v2, v1) = cgroup.join_paths();
+            let write = |p: &Path| fs::OpenOptions::new().write(true).open(p).map(OwnedFd::from);
+            let mut join = spawn::CgroupJoin::default();
+            if let Some((dir, procs)) = v2 {
+                join.v2_dir = Some(
+                    fs::File::open(&dir)
+                        .map(OwnedFd::from)
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?,
+                );
+                join.v2_procs = Some(
+                    write(&procs)
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", procs.display())))?,
+                );
             }
-        }
+            for tasks in v1 {
+                join.v1_tasks.push(
+                    write(&tasks)
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tasks.display())))?,
+                );
+            }
+            Ok(join)
+        };
+        let cgroups = match open_join() {
+            Ok(join) => join,
+            Err(e) => {
+                cgroup.remove();
+                return Err(e.to_string());
+            }
+        };
         let cwd_c = sandbox::cstring(&cwd).ok_or("working directory contains a NUL byte")?;
         let setup = spawn::ChildSetup {
-            cgroup_procs: procs,
+            cgroups,
             join,
             mounts: mount_plan,
             cwd: cwd_c,
@@ -785,13 +805,13 @@ impl ProcessRuntime {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
         let spawned = {
             let mut owned = process::owned();
-            let r = spawn::spawn(&resolved, &argv, &env, setup, out_w.into(), err_w.into());
-            if let Ok((child, _)) = &r {
-                owned.insert(child.id() as i32);
+            let r = spawn::spawn(&resolved, &argv, &env, setup, out_w, err_w);
+            if let Ok(s) = &r {
+                owned.insert(s.pid);
             }
             r
         };
-        let (child, _procs) = match spawned {
+        let spawned = match spawned {
             Ok(x) => x,
             Err(e) => {
                 cgroup.remove();
@@ -804,9 +824,8 @@ impl ProcessRuntime {
                 });
             }
         };
-        let pid = child.id() as i32;
-        drop(child);
-        let pidfd = process::pidfd_open(pid).ok();
+        let pid = spawned.pid;
+        let pidfd = spawned.pidfd.or_else(|| process::pidfd_open(pid).ok());
 
         // Exec context: the container's own mount namespace when it has one.
         let mut namespaces = Vec::new();

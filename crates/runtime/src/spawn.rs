@@ -1,15 +1,16 @@
-//! Starting a container's main process: the `pre_exec` hook that joins the sandbox, the
-//! cgroup, a private mount namespace with the container's mounts ([`crate::mounts`]), the
-//! working directory and the user; and resolving the executable like the kubelet's runtime reports it.
+//! Starting a container's main process: created with `clone3` inside its cgroup, it joins
+//! the sandbox, a private mount namespace with the container's mounts ([`crate::mounts`]),
+//! the working directory and the user before it execs; and resolving the executable like the
+//! kubelet's runtime reports it.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use nix::sched::{CloneFlags, setns, unshare};
 
@@ -64,9 +65,22 @@ pub(crate) struct JoinFds {
     pub(crate) mnt: Option<i32>,
 }
 
+/// The cgroups a new process must be in before it execs.
+#[derive(Debug, Default)]
+pub(crate) struct CgroupJoin {
+    /// The cgroup v2 group's directory: the child is created inside it (`CLONE_INTO_CGROUP`).
+    pub(crate) v2_dir: Option<OwnedFd>,
+    /// That group's `cgroup.procs`, written by the child where `clone3` is not available.
+    pub(crate) v2_procs: Option<OwnedFd>,
+    /// cgroup v1 `tasks` files. The child, still single-threaded, writes `0` (itself) to each:
+    /// moving one thread that is the caller skips the kernel's global threadgroup lock, whose
+    /// write side waits for an RCU grace period (10-20 ms here) on every `cgroup.procs` write.
+    pub(crate) v1_tasks: Vec<OwnedFd>,
+}
+
 /// Everything the child does before `exec`.
 pub(crate) struct ChildSetup {
-    pub(crate) cgroup_procs: Vec<std::os::fd::OwnedFd>,
+    pub(crate) cgroups: CgroupJoin,
     pub(crate) join: JoinFds,
     pub(crate) mounts: Option<MountPlan>,
     pub(crate) cwd: CString,
@@ -74,16 +88,72 @@ pub(crate) struct ChildSetup {
     pub(crate) gid: Option<u32>,
 }
 
-/// Spawns the container's main process with the setup hook. The fork path is used (a
-/// `pre_exec` hook disables posix_spawn); exec probes use the fast path instead (see `exec`).
+/// A process started by [`spawn`].
+pub(crate) struct Spawned {
+    pub(crate) pid: i32,
+    /// Its pidfd when `clone3` returned one.
+    pub(crate) pidfd: Option<OwnedFd>,
+}
+
+fn borrow(fd: i32) -> BorrowedFd<'static> {
+    // SAFETY: every fd borrowed here is owned by the `ChildSetup` that outlives the child's
+    // use of it (the child execs or exits before `spawn` returns).
+    #[allow(unsafe_code)]
+    unsafe {
+        BorrowedFd::borrow_raw(fd)
+    }
+}
+
+/// The child's side: session, cgroups, namespaces, mounts, directory and user. Only system
+/// calls on data prepared before the fork (it runs between fork and exec).
+fn setup_child(setup: &ChildSetup, in_v2_group: bool) -> io::Result<()> {
+    nix::unistd::setsid()?;
+    if !in_v2_group && let Some(procs) = &setup.cgroups.v2_procs {
+        nix::unistd::write(borrow(procs.as_raw_fd()), b"0")?;
+    }
+    for tasks in &setup.cgroups.v1_tasks {
+        nix::unistd::write(borrow(tasks.as_raw_fd()), b"0")?;
+    }
+    let join = setup.join;
+    for (fd, flag) in [
+        (join.net, CloneFlags::CLONE_NEWNET),
+        (join.uts, CloneFlags::CLONE_NEWUTS),
+        (join.ipc, CloneFlags::CLONE_NEWIPC),
+        (join.mnt, CloneFlags::CLONE_NEWNS),
+    ] {
+        if let Some(fd) = fd {
+            setns(borrow(fd), flag)?;
+        }
+    }
+    if let Some(mounts) = &setup.mounts {
+        unshare(CloneFlags::CLONE_NEWNS)?;
+        mounts.apply()?;
+    }
+    nix::unistd::chdir(setup.cwd.as_c_str())?;
+    if let Some(gid) = setup.gid.or(setup.uid.map(|_| 0)) {
+        nix::unistd::setgroups(&[])?;
+        nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
+    }
+    if let Some(uid) = setup.uid {
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?;
+    }
+    Ok(())
+}
+
+/// Spawns the container's main process: with `clone3` straight into its cgroup v2 group (no
+/// migration afterwards) where the kernel has it (5.7+), else through `std::process` with a
+/// `pre_exec` hook. Exec probes use posix_spawn instead (see `exec`).
 pub(crate) fn spawn(
     program: &Path,
     argv: &[String],
     env: &[(String, String)],
     setup: ChildSetup,
-    stdout: Stdio,
-    stderr: Stdio,
-) -> io::Result<(Child, Vec<std::os::fd::OwnedFd>)> {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> io::Result<Spawned> {
+    if let Some(spawned) = clone3::spawn(program, argv, env, &setup, &stdout, &stderr)? {
+        return Ok(spawned);
+    }
     let mut cmd = Command::new(program);
     if let Some(arg0) = argv.first() {
         cmd.arg0(arg0);
@@ -94,62 +164,280 @@ pub(crate) fn spawn(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
-    let procs: Vec<i32> = setup.cgroup_procs.iter().map(|f| f.as_raw_fd()).collect();
-    let ChildSetup {
-        cgroup_procs,
-        join,
-        mounts,
-        cwd,
-        uid,
-        gid,
-    } = setup;
-    let hook = move || -> io::Result<()> {
-        nix::unistd::setsid()?;
-        for fd in &procs {
-            nix::unistd::write(
-                // SAFETY: the fd is open in the parent until spawn returns, so in the child too.
-                #[allow(unsafe_code)]
-                unsafe {
-                    std::os::fd::BorrowedFd::borrow_raw(*fd)
-                },
-                b"0",
-            )?;
-        }
-        for (fd, flag) in [
-            (join.net, CloneFlags::CLONE_NEWNET),
-            (join.uts, CloneFlags::CLONE_NEWUTS),
-            (join.ipc, CloneFlags::CLONE_NEWIPC),
-            (join.mnt, CloneFlags::CLONE_NEWNS),
-        ] {
-            if let Some(fd) = fd {
-                // SAFETY: as above, the namespace fd outlives the child's use of it.
-                #[allow(unsafe_code)]
-                let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                setns(ns, flag)?;
-            }
-        }
-        if let Some(mounts) = &mounts {
-            unshare(CloneFlags::CLONE_NEWNS)?;
-            mounts.apply()?;
-        }
-        nix::unistd::chdir(cwd.as_c_str())?;
-        if let Some(gid) = gid.or(uid.map(|_| 0)) {
-            nix::unistd::setgroups(&[])?;
-            nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
-        }
-        if let Some(uid) = uid {
-            nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?;
-        }
-        Ok(())
-    };
+    let hook = move || setup_child(&setup, false);
     // SAFETY: the hook runs between fork and exec in the child and only makes system calls
-    // (setsid, write, setns, unshare, mount, mkdir, open, symlinkat, chroot, chdir, set*id) on
-    // data prepared before the fork; it
-    // does not allocate (nix passes the prepared `CStr`s straight through) or take locks.
+    // (setsid, write, setns, unshare, mount, mkdir, mknod, open, symlinkat, chroot, chdir,
+    // set*id) on data prepared before the fork; it does not allocate (nix passes the prepared
+    // `CStr`s straight through) or take locks.
     #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(hook);
     }
     let child = cmd.spawn()?;
-    Ok((child, cgroup_procs))
+    Ok(Spawned {
+        pid: child.id() as i32,
+        pidfd: None,
+    })
+}
+
+/// The `clone3` path: fork-like (no shared memory), the child created inside the cgroup v2
+/// group and handed back with a pidfd; exec failures come back through a close-on-exec pipe.
+#[allow(unsafe_code)]
+mod clone3 {
+    use std::ffi::{CString, c_char};
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::path::Path;
+
+    use super::{ChildSetup, Spawned, setup_child};
+
+    const CLONE_PIDFD: u64 = 0x1000;
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+    /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+
+    fn cstring(s: &[u8]) -> io::Result<CString> {
+        CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
+    }
+
+    /// `Ok(None)` when this kernel has no `clone3` with `CLONE_INTO_CGROUP`/`CLONE_PIDFD`.
+    pub(super) fn spawn(
+        program: &Path,
+        argv: &[String],
+        env: &[(String, String)],
+        setup: &ChildSetup,
+        stdout: &OwnedFd,
+        stderr: &OwnedFd,
+    ) -> io::Result<Option<Spawned>> {
+        // Everything the child touches is made here, before the fork.
+        let path = cstring(program.as_os_str().as_encoded_bytes())?;
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| cstring(a.as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+            .collect::<io::Result<_>>()?;
+        let argv_ptrs: Vec<*const c_char> = argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp_ptrs: Vec<*const c_char> = envp
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let stdin = OwnedFd::from(std::fs::File::open("/dev/null")?);
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let stdio = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+
+        let mut pidfd: libc::c_int = -1;
+        let in_group = setup.cgroups.v2_dir.as_ref().map(AsRawFd::as_raw_fd);
+        let args = CloneArgs {
+            flags: CLONE_PIDFD | if in_group.is_some() { CLONE_INTO_CGROUP } else { 0 },
+            pidfd: std::ptr::from_mut(&mut pidfd) as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: in_group.map_or(0, |fd| fd as u64),
+            ..CloneArgs::default()
+        };
+        // SAFETY: clone3 with no stack and no CLONE_VM behaves like fork: the child gets a
+        // copy of this process and runs only `child` below, which makes system calls on the
+        // data prepared above and then execs or exits.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                std::ptr::from_ref(&args),
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                // No clone3 (before 5.3), no CLONE_INTO_CGROUP (before 5.7), or refused in a
+                // sandbox: the caller falls back to fork.
+                Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM) => Ok(None),
+                _ => Err(e),
+            };
+        }
+        if ret == 0 {
+            // SAFETY: in the child; see above.
+            let errno = unsafe { child(setup, in_group.is_some(), stdio, &path, &argv_ptrs, &envp_ptrs) };
+            let bytes = errno.to_ne_bytes();
+            // SAFETY: writing a local buffer to the error pipe, then leaving without running
+            // any of the parent's destructors or exit handlers.
+            unsafe {
+                libc::write(err_w.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(127);
+            }
+        }
+        drop(err_w);
+        let pid = i32::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
+        // SAFETY: the kernel wrote a new pidfd there (CLONE_PIDFD) and nothing else owns it.
+        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < buf.len() {
+            match nix::unistd::read(err_r.as_raw_fd(), &mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if got == 0 {
+            // The pipe closed on exec: the program runs.
+            return Ok(Some(Spawned { pid, pidfd }));
+        }
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)))
+    }
+
+    /// In the child: default signal mask and SIGPIPE, stdio, the setup, then exec. Returns
+    /// the errno of what failed (it only returns on failure).
+    unsafe fn child(
+        setup: &ChildSetup,
+        in_group: bool,
+        stdio: [i32; 3],
+        path: &CString,
+        argv: &[*const c_char],
+        envp: &[*const c_char],
+    ) -> i32 {
+        let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+        // SAFETY: plain system calls on local data and fds that are open in the child.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+                return errno();
+            }
+            // Rust ignores SIGPIPE; a program expects the default.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            for (target, fd) in stdio.into_iter().enumerate() {
+                let target = target as i32;
+                let ok = if fd == target {
+                    libc::fcntl(fd, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(fd, target) == target
+                };
+                if !ok {
+                    return errno();
+                }
+            }
+        }
+        if let Err(e) = setup_child(setup, in_group) {
+            return e.raw_os_error().unwrap_or(libc::EIO);
+        }
+        // SAFETY: null-terminated arrays of pointers into CStrings that outlive this call.
+        unsafe {
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        }
+        errno()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn setup(cwd: &str) -> ChildSetup {
+        ChildSetup {
+            cgroups: CgroupJoin::default(),
+            join: JoinFds::default(),
+            mounts: None,
+            cwd: CString::new(cwd).unwrap(),
+            uid: None,
+            gid: None,
+        }
+    }
+
+    /// The tests wait for "any child": one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn pipe() -> (fs::File, OwnedFd) {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (fs::File::from(r), w)
+    }
+
+    #[test]
+    fn the_child_gets_default_signals_stdio_a_session_and_the_directory() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut out, out_w) = pipe();
+        let (_err, err_w) = pipe();
+        let argv = [
+            "sh",
+            "-c",
+            "grep -E '^(SigIgn|SigBlk)' /proc/self/status; pwd; echo $FOO; ps -o sid= -p $$",
+        ]
+        .map(String::from);
+        let env = [
+            ("FOO".to_string(), "bar".to_string()),
+            ("PATH".into(), "/usr/bin:/bin".into()),
+        ];
+        let spawned = spawn(Path::new("/bin/sh"), &argv, &env, setup("/tmp"), out_w, err_w).unwrap();
+        let mut text = String::new();
+        out.read_to_string(&mut text).unwrap();
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(spawned.pid), None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(spawned.pid), 0)
+        );
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "SigBlk:\t0000000000000000", "nothing blocked: {text}");
+        let ignored = u64::from_str_radix(lines[1].trim_start_matches("SigIgn:\t"), 16).unwrap();
+        assert_eq!(
+            ignored & (1 << (libc::SIGPIPE - 1)),
+            0,
+            "SIGPIPE back to default: {text}"
+        );
+        assert_eq!(lines[2], "/tmp");
+        assert_eq!(lines[3], "bar");
+        assert_eq!(
+            lines[4],
+            spawned.pid.to_string(),
+            "the process leads its own session"
+        );
+    }
+
+    #[test]
+    fn a_failure_before_exec_is_returned_and_the_child_reaped() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let (_out, out_w) = pipe();
+        let (_err, err_w) = pipe();
+        let argv = ["true".to_string()];
+        let e = spawn(
+            Path::new("/bin/true"),
+            &argv,
+            &[],
+            setup("/nonexistent/dir"),
+            out_w,
+            err_w,
+        )
+        .err()
+        .expect("chdir must fail");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        // No child of ours is left, not even a zombie.
+        assert_eq!(
+            nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG)),
+            Err(nix::errno::Errno::ECHILD)
+        );
+    }
 }

@@ -140,3 +140,32 @@ async fn exec_in_a_container_sees_its_mounts() {
     within(30, started.exit).await;
     rt.remove_sandbox(&uid(&pod)).await.unwrap();
 }
+
+#[tokio::test]
+async fn the_shadowed_dev_has_the_hosts_devices() {
+    if skip_unless_root("the_shadowed_dev_has_the_hosts_devices") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), false).await;
+    // /dev/termination-log does not exist on the host, so /dev is shadowed: its devices are
+    // re-created as nodes and its directories bound back.
+    let stat = "stat -c '%n %F %a %t:%T %U:%G' /dev/null /dev/zero /dev/urandom /dev/tty /dev/pts /dev/shm";
+    let script = format!(
+        "exec 2>&1; {stat} && echo x > /dev/null && head -c 3 /dev/zero | wc -c && test -f /dev/termination-log && echo term-ok"
+    );
+    let pod = pod(
+        "dev",
+        serde_json::json!([{ "name": "c", "image": "host", "command": ["sh", "-c", script] }]),
+        serde_json::json!({}),
+    );
+    let (code, log) = run(&rt, &pod, Vec::new()).await;
+    assert_eq!(code, 0, "log: {log}");
+    let host = std::process::Command::new("sh")
+        .args(["-c", stat])
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert_eq!(log, format!("{host}3\nterm-ok\n"), "inside vs host");
+    assert!(!Path::new("/dev/termination-log").exists());
+}
