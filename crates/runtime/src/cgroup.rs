@@ -381,6 +381,12 @@ impl ContainerCgroup {
         (v2, v1)
     }
 
+    /// Whether the container has groups, which then hold every process it started (none can
+    /// leave them without root).
+    pub(crate) fn tracks(&self) -> bool {
+        !self.dirs.is_empty()
+    }
+
     /// The pids currently in the container's groups.
     pub(crate) fn pids(&self) -> Vec<i32> {
         let mut all: Vec<i32> = self.dirs.iter().flat_map(|d| read_pids(d)).collect();

@@ -132,9 +132,10 @@ pub(crate) struct PodNet<'a> {
     pub(crate) gateway: Ipv4Addr,
 }
 
-/// Creates the veth pair, attaches the host end to the bridge, moves the other end into the
-/// pod's namespace as `eth0` with the pod IP, and sets loopback up and the default route.
-pub(crate) async fn setup_pod(host: &Handle, netns: BorrowedFd<'_>, net: &PodNet<'_>) -> Result<()> {
+/// Creates the veth pair with its pod end in the pod's namespace as `eth0`, attaches the host
+/// end to the bridge, gives `eth0` the pod IP, and sets loopback up and the default route.
+/// Returns the host end's interface index.
+pub(crate) async fn setup_pod(host: &Handle, netns: BorrowedFd<'_>, net: &PodNet<'_>) -> Result<u32> {
     let bridge = ensure_bridge(host, net.bridge, net.gateway, net.prefix).await?;
     // A leftover pair of the same name (a sandbox re-created for the same pod) goes first.
     if let Some(old) = link_index(host, net.host_veth).await? {
@@ -193,7 +194,7 @@ pub(crate) async fn setup_pod(host: &Handle, netns: BorrowedFd<'_>, net: &PodNet
         .execute()
         .await
         .map_err(nl("default route"))?;
-    Ok(())
+    Ok(host_index)
 }
 
 /// A veth pair `host` ↔ `peer` whose peer end is created in the namespace `netns`.

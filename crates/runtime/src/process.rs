@@ -181,6 +181,23 @@ pub(crate) fn reap_orphans() -> usize {
     reaped
 }
 
+/// Reaps the zombie children of process group `pgid` (a container's, whose leader was
+/// already reaped by its owner): one `waitpid` each, no `/proc` reading.
+///
+/// Each zombie is looked at first without reaping it, and one that is owned (the group's
+/// number taken again by a process of ours after the group died) is left to its owner.
+pub(crate) fn reap_group(pgid: i32) {
+    use nix::sys::wait::{Id, waitid};
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    while let Ok(status) = waitid(Id::PGid(Pid::from_raw(pgid)), peek) {
+        let Some(pid) = status.pid() else { break };
+        if owned().contains(&pid.as_raw()) {
+            break;
+        }
+        let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+    }
+}
+
 /// How often at most the orphan reaper scans. Every exec probe's exit raises SIGCHLD; scanning
 /// on each one cost more CPU than the probes themselves at a few hundred execs per second.
 /// Signals that arrive in between are coalesced into the next scan.

@@ -33,6 +33,9 @@ pub const PIDS_LIMIT_ANNOTATION: &str = "podvisor.io/pids-limit";
 pub const PIDS_LIMIT_CONTAINER_PREFIX: &str = "podvisor.io/pids-limit.";
 /// Exec output cap (combined stdout and stderr), as for exec probes.
 pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+/// How long a torn-down pod's veth may outlive it before it is deleted explicitly (the
+/// kernel removes it with the pod's network namespace, normally within milliseconds).
+const VETH_GRACE: Duration = Duration::from_secs(5);
 /// Termination message file limit.
 pub const TERMINATION_MESSAGE_LIMIT: u64 = 4096;
 
@@ -144,6 +147,8 @@ struct SandboxState {
     holder: Option<i32>,
     namespaces: Option<Namespaces>,
     host_veth: Option<String>,
+    /// The host end's interface index, once the pod network is set up.
+    host_veth_index: Option<u32>,
     fate: watch::Sender<Fate>,
 }
 
@@ -403,10 +408,24 @@ impl ProcessRuntime {
             process::kill_pid(pid);
             process::wait_gone(pid).await;
         }
-        if let (Some(veth), Some(h)) = (&state.host_veth, self.netlink().await)
-            && let Err(e) = network::delete_veth(&h, veth).await
-        {
-            tracing::warn!(error = %e, "deleting veth");
+        // The veth pair goes with the pod's network namespace, which the kernel destroys (in
+        // batches, off this path) once the holder and every fd of it are gone: deleting it
+        // here instead waited an RCU grace period per pod under the global rtnl lock (57 ms
+        // each with 20 pods torn down at once), and even a lookup waits for that lock while
+        // the kernel destroys namespaces. Should something keep the namespace alive, the host
+        // end is deleted after a while (unless a new sandbox of the pod took its name).
+        if let (Some(veth), Some(index)) = (state.host_veth.clone(), state.host_veth_index) {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(VETH_GRACE).await;
+                if let Some(h) = this.netlink().await
+                    && let Ok(Some(now)) = network::link_index(&h, &veth).await
+                    && now == index
+                    && let Err(e) = network::delete_veth(&h, &veth).await
+                {
+                    tracing::warn!(error = %e, "deleting veth");
+                }
+            });
         }
         if let Err(e) = lock(&self.inner.ipam).release(uid) {
             tracing::warn!(error = %e, "releasing pod IP");
@@ -455,6 +474,7 @@ impl ProcessRuntime {
                     holder: None,
                     namespaces: None,
                     host_veth: None,
+                    host_veth_index: None,
                     fate: fate_tx,
                 },
             );
@@ -583,10 +603,15 @@ impl ProcessRuntime {
             pod_dir: pod_dir.to_path_buf(),
             holder: Some(pid),
             namespaces: Some(namespaces),
-            host_veth: Some(host_veth),
+            host_veth: Some(host_veth.clone()),
+            host_veth_index: net_result.as_ref().ok().copied(),
             fate,
         };
         if let Err(e) = net_result {
+            // Half set up: whatever was created goes now.
+            if let Some(h) = self.netlink().await {
+                let _ = network::delete_veth(&h, &host_veth).await;
+            }
             self.teardown(uid, state, Fate::Removed).await;
             return Err(format!("pod network: {e}"));
         }
@@ -726,7 +751,19 @@ impl ProcessRuntime {
             }
             let hide = fs::canonicalize(&self.inner.config.data_dir).ok();
             let stage = self.inner.config.data_dir.join("rootfs");
-            Some(mounts::MountPlan::prepare(&binds, hide.as_deref(), &stage)?)
+            // The mounts of the namespace the container starts from: its sandbox's, or ours.
+            let holder = lock(&self.inner.sandboxes).get(&uid).and_then(|s| s.holder);
+            let mountinfo = holder.map_or_else(
+                || "/proc/self/mountinfo".to_string(),
+                |pid| format!("/proc/{pid}/mountinfo"),
+            );
+            let mount_points = mounts::mount_points(&fs::read_to_string(mountinfo).unwrap_or_default());
+            Some(mounts::MountPlan::prepare(
+                &binds,
+                hide.as_deref(),
+                &stage,
+                &mount_points,
+            )?)
         } else {
             None
         };
@@ -896,9 +933,14 @@ impl ProcessRuntime {
                 status
             };
             let message = termination_message(&term_host, fallback, status, &log_path);
-            cgroup.remove();
-            lock(&this.inner.containers).remove(&exit_id);
             let _ = tx.send(ExitReport { status, message });
+            // After the report, as a restart need not wait for them: the container's state
+            // (closing its namespace fds can mean unmounting its whole mount namespace) and its
+            // groups (the next instance has groups of its own; removing the pod removes what is
+            // left).
+            let state = lock(&this.inner.containers).remove(&exit_id);
+            drop(state);
+            cgroup.remove();
         });
         let exit = Box::pin(async move {
             rx.await.unwrap_or(ExitReport {
@@ -1038,7 +1080,12 @@ async fn supervise(
             status = &mut wait => return status,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 cgroup.kill_all();
-                let _ = kill_tree(pid);
+                if cgroup.tracks() {
+                    // Everything of the container is in its groups: no need to scan `/proc`.
+                    process::signal_group(pid, Signal::SIGKILL);
+                } else {
+                    let _ = kill_tree(pid);
+                }
                 killed = true;
             }
             changed = stop.changed(), if !killed => {
@@ -1053,9 +1100,14 @@ async fn supervise(
 /// After the main process ended: kill what remains of its group and cgroup, as the end of a
 /// PID namespace would, wait until it is gone and reap it.
 async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
+    // A container's cgroup holds every process it started (none can leave it without root),
+    // so where there is one, `/proc` is not scanned for its process group and session.
+    let tracked = cgroup.tracks();
     for _ in 0..20 {
         let mut pids = cgroup.pids();
-        pids.extend(process::group_members(pid));
+        if !tracked {
+            pids.extend(process::group_members(pid));
+        }
         pids.sort_unstable();
         pids.dedup();
         if pids.is_empty() {
@@ -1073,7 +1125,9 @@ async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
             process::reap_if_child(*p);
         }
     }
-    process::reap_orphans();
+    // Orphans of the container's group that were re-parented to the node. (Ones that left the
+    // group are reaped by the SIGCHLD-driven orphan reaper.)
+    process::reap_group(pid);
 }
 
 fn termination_message(host: &Path, fallback: bool, status: ExitStatus, log: &Path) -> Option<String> {
