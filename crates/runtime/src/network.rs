@@ -125,7 +125,6 @@ pub(crate) async fn ensure_bridge(handle: &Handle, name: &str, gateway: Ipv4Addr
 
 /// What one pod's network is made of.
 pub(crate) struct PodNet<'a> {
-    pub(crate) bridge: &'a str,
     pub(crate) host_veth: &'a str,
     pub(crate) ip: Ipv4Addr,
     pub(crate) prefix: u8,
@@ -133,10 +132,14 @@ pub(crate) struct PodNet<'a> {
 }
 
 /// Creates the veth pair with its pod end in the pod's namespace as `eth0`, attaches the host
-/// end to the bridge, gives `eth0` the pod IP, and sets loopback up and the default route.
+/// end to the bridge (index `bridge`, see [`ensure_bridge`]), gives `eth0` the pod IP, and sets loopback up and the default route.
 /// Returns the host end's interface index.
-pub(crate) async fn setup_pod(host: &Handle, netns: BorrowedFd<'_>, net: &PodNet<'_>) -> Result<u32> {
-    let bridge = ensure_bridge(host, net.bridge, net.gateway, net.prefix).await?;
+pub(crate) async fn setup_pod(
+    host: &Handle,
+    bridge: u32,
+    netns: BorrowedFd<'_>,
+    net: &PodNet<'_>,
+) -> Result<u32> {
     // A leftover pair of the same name (a sandbox re-created for the same pod) goes first.
     if let Some(old) = link_index(host, net.host_veth).await? {
         let _ = host.link().del(old).execute().await;

@@ -178,9 +178,10 @@ struct Inner {
     containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
     next: AtomicU64,
     netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
-    /// Serialises pod network set-up: concurrent bridge checks and creations race in the
-    /// kernel (EBUSY) when several sandboxes start at once.
-    network_lock: tokio::sync::Mutex<()>,
+    /// The node bridge's index once it is known to exist with its address. Checking and
+    /// creating it is serialised (concurrent creations race in the kernel, EBUSY); the rest of
+    /// a pod's network is then set up concurrently with other pods'.
+    bridge: tokio::sync::Mutex<Option<u32>>,
 }
 
 /// The process runtime. Cheap to clone; clones share all state.
@@ -276,7 +277,7 @@ impl ProcessRuntime {
                 containers: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 netlink: tokio::sync::OnceCell::new(),
-                network_lock: tokio::sync::Mutex::new(()),
+                bridge: tokio::sync::Mutex::new(None),
             }),
         };
         if rt.inner.config.cleanup_on_start {
@@ -295,16 +296,28 @@ impl ProcessRuntime {
         let Some(h) = self.netlink().await else {
             return Err(RuntimeError::Backend("no netlink connection".into()));
         };
-        let _serialised = self.inner.network_lock.lock().await;
-        network::ensure_bridge(
-            &h,
+        self.bridge_index(&h)
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Backend(Box::new(e)))
+    }
+
+    /// The node bridge, created with its gateway address the first time (and again after a
+    /// pod network failed, in case it was deleted).
+    async fn bridge_index(&self, h: &rtnetlink::Handle) -> Result<u32, network::NetworkError> {
+        let mut known = self.inner.bridge.lock().await;
+        if let Some(index) = *known {
+            return Ok(index);
+        }
+        let index = network::ensure_bridge(
+            h,
             &self.inner.config.bridge_name,
             self.inner.cidr.gateway(),
             self.inner.cidr.prefix,
         )
-        .await
-        .map(|_| ())
-        .map_err(|e| RuntimeError::Backend(Box::new(e)))
+        .await?;
+        *known = Some(index);
+        Ok(index)
     }
 
     /// The node's address: the configured `node_ip`, else its first global IPv4 address.
@@ -586,16 +599,19 @@ impl ProcessRuntime {
         let net_result = match self.netlink().await {
             Some(h) => {
                 let net = network::PodNet {
-                    bridge: &self.inner.config.bridge_name,
                     host_veth: &host_veth,
                     ip,
                     prefix: self.inner.cidr.prefix,
                     gateway: self.inner.cidr.gateway(),
                 };
-                let _serialised = self.inner.network_lock.lock().await;
-                network::setup_pod(&h, namespaces.net.as_fd(), &net)
-                    .await
-                    .map_err(|e| e.to_string())
+                let result = match self.bridge_index(&h).await {
+                    Ok(bridge) => network::setup_pod(&h, bridge, namespaces.net.as_fd(), &net).await,
+                    Err(e) => Err(e),
+                };
+                if result.is_err() {
+                    *self.inner.bridge.lock().await = None;
+                }
+                result.map_err(|e| e.to_string())
             }
             None => Err("no netlink connection".into()),
         };
