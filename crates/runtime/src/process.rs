@@ -138,9 +138,11 @@ pub(crate) fn all_processes() -> Vec<ProcStat> {
         .collect()
 }
 
-/// This process's children: from `/proc/self/task/*/children` (no scan of every process),
-/// or, where the kernel does not provide those files, from a scan of `/proc`.
-fn children() -> Vec<ProcStat> {
+/// This process's children that nobody owns: from `/proc/self/task/*/children` (no scan of
+/// every process), or, where the kernel does not provide those files, from a scan of `/proc`.
+/// Owned ones (every running container and sandbox holder) are left out before their `stat`
+/// is read.
+fn unowned_children() -> Vec<ProcStat> {
     let Ok(tasks) = fs::read_dir("/proc/self/task") else {
         return all_processes();
     };
@@ -153,6 +155,10 @@ fn children() -> Vec<ProcStat> {
     }
     pids.sort_unstable();
     pids.dedup();
+    {
+        let owned = owned();
+        pids.retain(|p| !owned.contains(p));
+    }
     pids.into_iter().filter_map(stat).collect()
 }
 
@@ -161,7 +167,7 @@ pub(crate) fn reap_orphans() -> usize {
     let me = std::process::id() as i32;
     let my_pgrp = nix::unistd::getpgrp().as_raw();
     let mut reaped = 0;
-    let candidates: Vec<ProcStat> = children()
+    let candidates: Vec<ProcStat> = unowned_children()
         .into_iter()
         .filter(|p| p.ppid == me && p.state == 'Z' && p.pgrp != my_pgrp)
         .collect();

@@ -955,8 +955,12 @@ impl ProcessRuntime {
             // groups (the next instance has groups of its own; removing the pod removes what is
             // left).
             let state = lock(&this.inner.containers).remove(&exit_id);
-            drop(state);
-            cgroup.remove();
+            // Both block (a mount namespace's teardown waits for RCU): not on a tokio worker.
+            let released = tokio::task::spawn_blocking(move || {
+                drop(state);
+                cgroup.remove();
+            });
+            let _ = released.await;
         });
         let exit = Box::pin(async move {
             rx.await.unwrap_or(ExitReport {
@@ -1288,7 +1292,9 @@ impl ContainerRuntime for ProcessRuntime {
         if let Some(state) = state {
             self.teardown(pod_uid, state, Fate::Removed).await;
         }
-        self.inner.cgroups.remove_pod(pod_uid);
+        let this = self.clone();
+        let uid = pod_uid.to_string();
+        let _ = tokio::task::spawn_blocking(move || this.inner.cgroups.remove_pod(&uid)).await;
         Ok(())
     }
 
