@@ -10,8 +10,9 @@
 //!   and every pod when the node is not root, use the host network (with a warning).
 //! - **Containers**: each instance is a process tree in its own session/process group and,
 //!   where the machine allows, its own cgroup (v2, or v1 controllers; see [`cgroup`]) with
-//!   memory, CPU and pids limits. The main process joins the sandbox's namespaces and gets a
-//!   private mount namespace carrying its `terminationMessagePath` file.
+//!   memory, CPU and pids limits; the main process is created inside it (`clone3` with
+//!   `CLONE_INTO_CGROUP`), joins the sandbox's namespaces and gets a private mount namespace
+//!   with its volume mounts and its `terminationMessagePath` file.
 //! - **Logs**: stdout and stderr are read continuously into CRI-format files, rotated by size
 //!   ([`logs`]); [`ProcessRuntime::log_path`] finds them.
 //! - **Stop and reaping**: the stop signal to the group, SIGKILL to every descendant at the
