@@ -27,6 +27,7 @@ pub(crate) struct PodNode {
     /// Whether pods get sandboxes (root) or share the host network.
     pub(crate) sandboxes: bool,
     bridge: String,
+    runtime: Arc<ProcessRuntime>,
     _data: tempfile::TempDir,
 }
 
@@ -55,7 +56,7 @@ impl PodNode {
         let runtime = Arc::new(runtime);
         let probes = Arc::new(ProbeSet::new(runtime.clone()));
         let supervisor = PodSupervisor::new(
-            runtime,
+            runtime.clone(),
             probes.clone(),
             probes,
             Arc::new(NullSink),
@@ -69,6 +70,7 @@ impl PodNode {
             supervisor,
             sandboxes,
             bridge,
+            runtime,
             _data: data,
         })
     }
@@ -88,9 +90,10 @@ impl PodNode {
         Ok(())
     }
 
-    /// Stops every pod and removes the bridge.
+    /// Stops every pod and removes the bridge and the cgroup parent.
     pub(crate) async fn shutdown(self) {
         let _ = self.supervisor.shutdown(Duration::from_secs(60)).await;
+        self.runtime.remove_cgroup_parent();
         if self.sandboxes {
             let _ = podvisor_runtime::delete_link(&self.bridge).await;
         }

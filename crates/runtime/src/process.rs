@@ -245,7 +245,10 @@ pub(crate) fn kill_pid(pid: i32) {
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
-/// Reaps `pid` if it is a zombie child of ours (after it was killed).
+/// Reaps `pid` if it is a zombie child of ours (after it was killed) that nobody owns.
 pub(crate) fn reap_if_child(pid: i32) {
+    if owned().contains(&pid) {
+        return;
+    }
     let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
 }

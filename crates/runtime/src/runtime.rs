@@ -1123,6 +1123,7 @@ async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
     // A container's cgroup holds every process it started (none can leave it without root),
     // so where there is one, `/proc` is not scanned for its process group and session.
     let tracked = cgroup.tracks();
+    let mut seen: Vec<i32> = Vec::new();
     for _ in 0..20 {
         let mut pids = cgroup.pids();
         if !tracked {
@@ -1141,12 +1142,14 @@ async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
         for p in &pids {
             let _ = tokio::time::timeout(Duration::from_secs(1), process::wait_gone(*p)).await;
         }
-        for p in &pids {
-            process::reap_if_child(*p);
-        }
+        seen.extend(&pids);
     }
-    // Orphans of the container's group that were re-parented to the node. (Ones that left the
-    // group are reaped by the SIGCHLD-driven orphan reaper.)
+    // Every one has exited, so each zombie now belongs to the node (re-parented when its own
+    // parent died) and is reaped here, before the exit is reported; so are other orphans of the
+    // container's group. (Anything else is left to the SIGCHLD-driven orphan reaper.)
+    for p in seen {
+        process::reap_if_child(p);
+    }
     process::reap_group(pid);
 }
 

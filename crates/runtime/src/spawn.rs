@@ -180,19 +180,27 @@ pub(crate) fn spawn(
     })
 }
 
-/// The `clone3` path: fork-like (no shared memory), the child created inside the cgroup v2
-/// group and handed back with a pidfd; exec failures come back through a close-on-exec pipe.
+/// The `clone3` path: the child is created inside the cgroup v2 group and handed back with a
+/// pidfd; exec failures come back through a close-on-exec pipe. On x86_64 it shares the
+/// node's memory until it execs (`CLONE_VM | CLONE_VFORK`, as posix_spawn does): no page
+/// tables are copied, and the node does not take copy-on-write faults afterwards (each one a
+/// TLB shootdown across the node's threads). Elsewhere it is fork-like.
 #[allow(unsafe_code)]
 mod clone3 {
-    use std::ffi::{CString, c_char};
+    use std::ffi::{CString, c_char, c_void};
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::path::Path;
 
     use super::{ChildSetup, Spawned, setup_child};
 
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_VFORK: u64 = 0x4000;
     const CLONE_PIDFD: u64 = 0x1000;
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    /// The child's stack when it shares the node's memory (it runs the mount plan and little
+    /// else before it execs).
+    const STACK_SIZE: usize = 256 * 1024;
 
     /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
     #[repr(C)]
@@ -211,8 +219,52 @@ mod clone3 {
         cgroup: u64,
     }
 
+    /// What the child needs, all made before the clone.
+    struct ChildArgs<'a> {
+        setup: &'a ChildSetup,
+        in_group: bool,
+        shares_memory: bool,
+        stdio: [i32; 3],
+        path: &'a CString,
+        argv: &'a [*const c_char],
+        envp: &'a [*const c_char],
+        err_w: i32,
+    }
+
     fn cstring(s: &[u8]) -> io::Result<CString> {
         CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
+    }
+
+    /// A stack for a child that shares our memory, unmapped on drop.
+    struct Stack(*mut c_void);
+
+    impl Stack {
+        fn new() -> io::Result<Stack> {
+            // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    STACK_SIZE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                    -1,
+                    0,
+                )
+            };
+            if ptr == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Stack(ptr))
+        }
+    }
+
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            // SAFETY: our own mapping, no longer used (the child has exec'd or exited).
+            unsafe {
+                libc::munmap(self.0, STACK_SIZE);
+            }
+        }
     }
 
     /// `Ok(None)` when this kernel has no `clone3` with `CLONE_INTO_CGROUP`/`CLONE_PIDFD`.
@@ -224,7 +276,7 @@ mod clone3 {
         stdout: &OwnedFd,
         stderr: &OwnedFd,
     ) -> io::Result<Option<Spawned>> {
-        // Everything the child touches is made here, before the fork.
+        // Everything the child touches is made here, before the clone.
         let path = cstring(program.as_os_str().as_encoded_bytes())?;
         let argv: Vec<CString> = argv
             .iter()
@@ -246,46 +298,66 @@ mod clone3 {
             .collect();
         let stdin = OwnedFd::from(std::fs::File::open("/dev/null")?);
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let stdio = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+        let stack = if cfg!(target_arch = "x86_64") {
+            Some(Stack::new()?)
+        } else {
+            None
+        };
 
         let mut pidfd: libc::c_int = -1;
         let in_group = setup.cgroups.v2_dir.as_ref().map(AsRawFd::as_raw_fd);
-        let args = CloneArgs {
-            flags: CLONE_PIDFD | if in_group.is_some() { CLONE_INTO_CGROUP } else { 0 },
+        let mut flags = CLONE_PIDFD;
+        if in_group.is_some() {
+            flags |= CLONE_INTO_CGROUP;
+        }
+        if stack.is_some() {
+            flags |= CLONE_VM | CLONE_VFORK;
+        }
+        let clone_args = CloneArgs {
+            flags,
             pidfd: std::ptr::from_mut(&mut pidfd) as u64,
             exit_signal: libc::SIGCHLD as u64,
+            stack: stack.as_ref().map_or(0, |s| s.0 as u64),
+            stack_size: if stack.is_some() { STACK_SIZE as u64 } else { 0 },
             cgroup: in_group.map_or(0, |fd| fd as u64),
             ..CloneArgs::default()
         };
-        // SAFETY: clone3 with no stack and no CLONE_VM behaves like fork: the child gets a
-        // copy of this process and runs only `child` below, which makes system calls on the
-        // data prepared above and then execs or exits.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                std::ptr::from_ref(&args),
-                std::mem::size_of::<CloneArgs>(),
-            )
+        let child_args = ChildArgs {
+            setup,
+            in_group: in_group.is_some(),
+            shares_memory: stack.is_some(),
+            stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+            path: &path,
+            argv: &argv_ptrs,
+            envp: &envp_ptrs,
+            err_w: err_w.as_raw_fd(),
         };
+
+        // No signal handler may run in a child that shares our memory: everything is blocked
+        // around the clone (the child sets handlers to default before it unblocks).
+        // SAFETY: sigset manipulation on local values.
+        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old_mask);
+        }
+        // SAFETY: see `raw_clone3`; `child_args` and everything it points to outlive the child's
+        // use of them (with CLONE_VFORK this thread waits until the child has exec'd or exited;
+        // without CLONE_VM the child has its own copy).
+        let ret = unsafe { raw_clone3(&clone_args, std::ptr::from_ref(&child_args).cast_mut().cast()) };
+        // SAFETY: restores this thread's own mask.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+        }
+        drop(stack);
         if ret < 0 {
-            let e = io::Error::last_os_error();
-            return match e.raw_os_error() {
+            return match i32::try_from(-ret).unwrap_or(libc::EINVAL) {
                 // No clone3 (before 5.3), no CLONE_INTO_CGROUP (before 5.7), or refused in a
                 // sandbox: the caller falls back to fork.
-                Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM) => Ok(None),
-                _ => Err(e),
+                libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM => Ok(None),
+                errno => Err(io::Error::from_raw_os_error(errno)),
             };
-        }
-        if ret == 0 {
-            // SAFETY: in the child; see above.
-            let errno = unsafe { child(setup, in_group.is_some(), stdio, &path, &argv_ptrs, &envp_ptrs) };
-            let bytes = errno.to_ne_bytes();
-            // SAFETY: writing a local buffer to the error pipe, then leaving without running
-            // any of the parent's destructors or exit handlers.
-            unsafe {
-                libc::write(err_w.as_raw_fd(), bytes.as_ptr().cast(), bytes.len());
-                libc::_exit(127);
-            }
         }
         drop(err_w);
         let pid = i32::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
@@ -309,27 +381,106 @@ mod clone3 {
         Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)))
     }
 
-    /// In the child: default signal mask and SIGPIPE, stdio, the setup, then exec. Returns
-    /// the errno of what failed (it only returns on failure).
-    unsafe fn child(
-        setup: &ChildSetup,
-        in_group: bool,
-        stdio: [i32; 3],
-        path: &CString,
-        argv: &[*const c_char],
-        envp: &[*const c_char],
-    ) -> i32 {
+    /// `clone3(args)`; the child runs `child_entry(arg)` (on its own stack when `args` gives
+    /// one) and never returns here. Returns the child's pid or `-errno`.
+    ///
+    /// # Safety
+    /// `arg` must point to a live `ChildArgs`; a stack in `args` must be a mapping of at least
+    /// `stack_size` bytes that stays mapped until the child has exec'd or exited.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn raw_clone3(args: &CloneArgs, arg: *mut c_void) -> i64 {
+        let entry: extern "C" fn(*mut c_void) -> ! = child_entry;
+        let ret: i64;
+        // SAFETY: the caller's contract. In the parent the syscall returns the pid; in the
+        // child (rax 0) r12/r13 still hold `arg` and `entry`, and the stack pointer is the top
+        // of the new stack (16-byte aligned, as `call` expects), which `entry` never leaves.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "mov rdi, r12",
+                "call r13",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone3 => ret,
+                in("rdi") std::ptr::from_ref(args),
+                in("rsi") std::mem::size_of::<CloneArgs>(),
+                in("r12") arg,
+                in("r13") entry,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        ret
+    }
+
+    /// The fork-like `clone3` (no stack in `args`): the child continues here with a copy of
+    /// our memory.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn raw_clone3(args: &CloneArgs, arg: *mut c_void) -> i64 {
+        // SAFETY: without CLONE_VM and a stack this is fork: the child returns here.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                std::ptr::from_ref(args),
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if ret == 0 {
+            child_entry(arg);
+        }
+        if ret < 0 {
+            -i64::from(io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL))
+        } else {
+            ret
+        }
+    }
+
+    extern "C" fn child_entry(arg: *mut c_void) -> ! {
+        // SAFETY: `arg` is the parent's `ChildArgs` (shared or copied memory, see `spawn`).
+        let args = unsafe { &*arg.cast::<ChildArgs<'_>>() };
+        // SAFETY: in the child between clone and exec; see `child`.
+        let errno = unsafe { child(args) };
+        let bytes = errno.to_ne_bytes();
+        // SAFETY: writing a local buffer to the error pipe, then leaving without running any
+        // destructor or exit handler (they would run on the parent's memory).
+        unsafe {
+            libc::write(args.err_w, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        }
+    }
+
+    /// In the child: default signal handlers (when sharing memory) and mask, default SIGPIPE,
+    /// stdio, the setup, then exec. Returns the errno of what failed (it only returns on
+    /// failure).
+    unsafe fn child(args: &ChildArgs<'_>) -> i32 {
         let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
         // SAFETY: plain system calls on local data and fds that are open in the child.
         unsafe {
+            if args.shares_memory {
+                // A handler of the node's must never run here, on the node's memory.
+                for sig in 1..=libc::SIGRTMAX() {
+                    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                        continue;
+                    }
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                        && old.sa_sigaction != libc::SIG_DFL
+                        && old.sa_sigaction != libc::SIG_IGN
+                    {
+                        libc::signal(sig, libc::SIG_DFL);
+                    }
+                }
+            }
+            // Rust ignores SIGPIPE; a program expects the default.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
                 return errno();
             }
-            // Rust ignores SIGPIPE; a program expects the default.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            for (target, fd) in stdio.into_iter().enumerate() {
+            for (target, fd) in args.stdio.into_iter().enumerate() {
                 let target = target as i32;
                 let ok = if fd == target {
                     libc::fcntl(fd, libc::F_SETFD, 0) == 0
@@ -341,12 +492,12 @@ mod clone3 {
                 }
             }
         }
-        if let Err(e) = setup_child(setup, in_group) {
+        if let Err(e) = setup_child(args.setup, args.in_group) {
             return e.raw_os_error().unwrap_or(libc::EIO);
         }
         // SAFETY: null-terminated arrays of pointers into CStrings that outlive this call.
         unsafe {
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::execve(args.path.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr());
         }
         errno()
     }

@@ -34,8 +34,9 @@ pub fn skip_unless_root(test: &str) -> bool {
     false
 }
 
-/// A runtime that removes its cgroups (killing what is left in them) when dropped.
-pub struct Rt(ProcessRuntime);
+/// A runtime that removes its cgroups (killing what is left in them) and its bridge when
+/// dropped.
+pub struct Rt(ProcessRuntime, String);
 
 impl std::ops::Deref for Rt {
     type Target = ProcessRuntime;
@@ -47,6 +48,14 @@ impl std::ops::Deref for Rt {
 impl Drop for Rt {
     fn drop(&mut self) {
         self.0.remove_cgroup_parent();
+        // The bridge goes too (on a thread of its own: this may run inside a tokio runtime).
+        let bridge = std::mem::take(&mut self.1);
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let _ = rt.block_on(podvisor_runtime::delete_link(&bridge));
+            }
+        })
+        .join();
     }
 }
 
@@ -56,10 +65,11 @@ impl Drop for Rt {
 pub async fn runtime(dir: &Path, host_network: bool) -> Rt {
     let data_dir = dir.join("data");
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 200;
+    let bridge = format!("pvt{}x{n}", std::process::id() % 10000);
     let cfg = RuntimeConfig {
         data_dir,
         pod_cidr: format!("10.231.{n}.0/24"),
-        bridge_name: format!("pvt{}x{n}", std::process::id() % 10000),
+        bridge_name: bridge.clone(),
         cgroup_parent: format!("podvisor-test-{}", unique()),
         cleanup_on_start: false,
         force_host_network: host_network,
@@ -68,9 +78,10 @@ pub async fn runtime(dir: &Path, host_network: bool) -> Rt {
         node_ip: Some("127.0.0.1".into()),
         ..RuntimeConfig::default()
     };
-    Rt(ProcessRuntime::new(cfg)
+    let rt = ProcessRuntime::new(cfg)
         .await
-        .unwrap_or_else(|e| panic!("runtime: {e}")))
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    Rt(rt, bridge)
 }
 
 /// A pod from a JSON container list.
