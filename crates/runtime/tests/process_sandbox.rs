@@ -128,20 +128,36 @@ async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // The IP is free again: the state file no longer lists the pod.
-    let state: String = std::fs::read_dir(dir.path())
+    let state: String = std::fs::read_dir(dir.path().join("data"))
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("ipam-"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
+    assert!(state.contains("\"used\""), "no IPAM state found: {state:?}");
     assert!(!state.contains(&uid(&p)), "{state} still has {ip}");
     let p2 = pod("again", json!([sh("c", "true")]), json!({}));
     let sb2 = sandbox(&rt, &p2).await;
     assert_ne!(sb2.pod_ip, None);
+    let ports = format!("/sys/class/net/{}/brif", rt.config().bridge_name);
+    let port_count = || std::fs::read_dir(&ports).map_or(0, |d| d.count());
+    assert_eq!(port_count(), 1, "the pod's veth is a port of the bridge");
     rt.remove_sandbox(&uid(&p2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // The veth goes with the pod's network namespace (the kernel destroys it once the holder
+    // is gone), well before the runtime's own 5 s fallback would delete it.
+    let t = std::time::Instant::now();
+    while port_count() > 0 && t.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        port_count(),
+        0,
+        "veth still on the bridge after {:?}",
+        t.elapsed()
+    );
     let _ = podvisor_runtime::delete_link(&rt.config().bridge_name).await;
 }
 

@@ -82,6 +82,9 @@ pub struct Sim {
     pub fail_next_start: Vec<String>,
     /// Containers whose next start finds a ConfigMap or Secret reference missing.
     pub config_error_next_start: Vec<String>,
+    /// Containers whose start attempt ended in a create failure, once per attempt (the
+    /// kubelet retries those whatever the restart policy: the container never ran).
+    pub create_failed: Vec<String>,
     pub sandbox_requests: usize,
     pub finished: bool,
     next_id: u32,
@@ -107,6 +110,7 @@ impl Sim {
             starts: Vec::new(),
             fail_next_start: Vec::new(),
             config_error_next_start: Vec::new(),
+            create_failed: Vec::new(),
             sandbox_requests: 0,
             finished: false,
             next_id: 0,
@@ -141,6 +145,7 @@ impl Sim {
                         } else if let Some(pos) = self.config_error_next_start.iter().position(|n| *n == name)
                         {
                             self.config_error_next_start.remove(pos);
+                            self.create_failed.push(name.clone());
                             queue.push_back(Input::ContainerCreateFailed {
                                 name,
                                 reason: "CreateContainerConfigError",
