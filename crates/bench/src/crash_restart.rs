@@ -64,7 +64,17 @@ async fn restart_one(node: &mut PodNode, i: usize) -> Result<Duration> {
     node.supervisor.apply(pod);
     let mut rx = node.supervisor.watch(&uid).context("the pod has no worker")?;
     pods::wait_view(&mut rx, Duration::from_secs(30), "the pod to run", pods::running).await?;
-    let pid = find_marked(&mark).with_context(|| format!("no process carries {MARK}={mark}"))?;
+    // The runtime reports a start once the exec has begun; the new program's environment shows
+    // in /proc a moment later.
+    let mut found = find_marked(&mark);
+    for _ in 0..100 {
+        if found.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        found = find_marked(&mark);
+    }
+    let pid = found.with_context(|| format!("no process carries {MARK}={mark}"))?;
     let start = Instant::now();
     kill(Pid::from_raw(pid), Signal::SIGKILL).context("kill -9 of the container")?;
     pods::wait_view(&mut rx, Duration::from_secs(30), "the replacement to run", |v| {

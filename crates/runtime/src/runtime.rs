@@ -949,13 +949,12 @@ impl ProcessRuntime {
                 status
             };
             let message = termination_message(&term_host, fallback, status, &log_path);
-            let _ = tx.send(ExitReport { status, message });
-            // After the report, as a restart need not wait for them: the container's state
-            // (closing its namespace fds can mean unmounting its whole mount namespace) and its
-            // groups (the next instance has groups of its own; removing the pod removes what is
-            // left).
+            // Forgotten before the exit is reported (no stop or exec may reach a pid that is
+            // gone), but released after it, on the blocking pool: closing the container's
+            // namespace fds can mean unmounting its whole mount namespace, which waits for RCU,
+            // and the next instance has groups of its own (removing the pod removes what is left).
             let state = lock(&this.inner.containers).remove(&exit_id);
-            // Both block (a mount namespace's teardown waits for RCU): not on a tokio worker.
+            let _ = tx.send(ExitReport { status, message });
             let released = tokio::task::spawn_blocking(move || {
                 drop(state);
                 cgroup.remove();
@@ -1135,7 +1134,11 @@ async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
             break;
         }
         cgroup.kill_all();
-        process::signal_group(pid, Signal::SIGKILL);
+        if !tracked {
+            // Without a cgroup the process group is what finds them. (With one, the group is
+            // not signalled: once empty, the main process's number may be reused.)
+            process::signal_group(pid, Signal::SIGKILL);
+        }
         for p in &pids {
             process::kill_pid(*p);
         }
