@@ -20,6 +20,14 @@
 //! becomes the root (`MS_MOVE` onto `/`, then `chroot`), so joining the namespace later (exec
 //! probes, `setns`) lands in the same view.
 //!
+//! # Restarts
+//! The runtime keeps a container's namespace for its next instance, which joins it instead of
+//! carrying the plan out again, as long as the binds' sources are the same files (device and
+//! inode) on the same sandbox namespace; a replaced file (a `subPath` of an updated ConfigMap)
+//! makes the next instance get a fresh namespace. What an instance wrote into a shadow's upper
+//! layer is therefore still there for the next one, as files it wrote elsewhere on the host
+//! filesystem are.
+//!
 //! # Hiding the node's data directory
 //! Volume contents live under the node's data directory on the host. After the binds, the data
 //! directory is covered with an empty read-only tmpfs in the container's namespace, so a

@@ -160,6 +160,52 @@ struct SandboxRecord {
     host_veth: Option<String>,
 }
 
+/// A container's mount namespace, reused by its next instance while what it was made from is
+/// the same: the same binds of the same files (device and inode of each source) on top of the
+/// same sandbox namespace. A restart then joins it instead of building it again.
+struct KeptMountNs {
+    made_from: MountOrigin,
+    ns: Arc<OwnedFd>,
+}
+
+/// What a container's mount namespace was made from.
+#[derive(PartialEq, Eq)]
+struct MountOrigin {
+    /// (source, target, read-only, device, inode) of each bind.
+    binds: Vec<(PathBuf, String, bool, u64, u64)>,
+    /// The inode of the sandbox's mount namespace it was copied from (`None`: the node's).
+    base: Option<u64>,
+}
+
+impl MountOrigin {
+    /// `None` when a source cannot be examined (then nothing is reused).
+    fn of(binds: &[mounts::BindSpec], base: Option<&OwnedFd>) -> Option<MountOrigin> {
+        use std::os::unix::fs::MetadataExt;
+        let binds = binds
+            .iter()
+            .map(|b| {
+                let meta = fs::metadata(&b.source).ok()?;
+                Some((
+                    b.source.clone(),
+                    b.target.clone(),
+                    b.read_only,
+                    meta.dev(),
+                    meta.ino(),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let base = match base {
+            Some(fd) => Some(
+                nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd))
+                    .ok()?
+                    .st_ino,
+            ),
+            None => None,
+        };
+        Some(MountOrigin { binds, base })
+    }
+}
+
 struct ContainerState {
     main_pid: i32,
     stop_signal: Signal,
@@ -176,6 +222,8 @@ struct Inner {
     ipam: Mutex<Ipam>,
     sandboxes: Mutex<HashMap<String, SandboxState>>,
     containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
+    /// Each container's mount namespace, kept for its next instance (pod UID, container name).
+    mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
     next: AtomicU64,
     netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
     /// The node bridge's index once it is known to exist with its address. Checking and
@@ -275,6 +323,7 @@ impl ProcessRuntime {
                 ipam: Mutex::new(ipam),
                 sandboxes: Mutex::new(HashMap::new()),
                 containers: Mutex::new(HashMap::new()),
+                mount_namespaces: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 netlink: tokio::sync::OnceCell::new(),
                 bridge: tokio::sync::Mutex::new(None),
@@ -741,13 +790,24 @@ impl ProcessRuntime {
         )
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
-        let term_host = dir.join(format!("{restart_count}.termination-log"));
+        // One file per container, emptied for each instance (a kept mount namespace has it
+        // bound already).
+        let term_host = dir.join("termination-log");
         fs::write(&term_host, b"").map_err(|e| format!("{}: {e}", term_host.display()))?;
         let _ = fs::set_permissions(&term_host, std::os::unix::fs::PermissionsExt::from_mode(0o666));
         let term_path = container
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
+        // Sandbox namespaces.
+        let ns = lock(&self.inner.sandboxes).get(&uid).and_then(|s| {
+            s.namespaces
+                .as_ref()
+                .map(|n| (n.net.clone(), n.uts.clone(), n.ipc.clone(), n.mnt.clone()))
+        });
+        let key = (uid.clone(), container.name.clone());
+        let mut kept_mnt: Option<Arc<OwnedFd>> = None;
+        let mut origin = None;
         let mount_plan = if self.inner.caps.termination_message_path {
             let mut binds: Vec<mounts::BindSpec> = mounts
                 .iter()
@@ -765,33 +825,36 @@ impl ProcessRuntime {
                     read_only: false,
                 });
             }
-            let hide = fs::canonicalize(&self.inner.config.data_dir).ok();
-            let stage = self.inner.config.data_dir.join("rootfs");
-            // The mounts of the namespace the container starts from: its sandbox's, or ours.
-            let holder = lock(&self.inner.sandboxes).get(&uid).and_then(|s| s.holder);
-            let mountinfo = holder.map_or_else(
-                || "/proc/self/mountinfo".to_string(),
-                |pid| format!("/proc/{pid}/mountinfo"),
-            );
-            let mount_points = mounts::mount_points(&fs::read_to_string(mountinfo).unwrap_or_default());
-            Some(mounts::MountPlan::prepare(
-                &binds,
-                hide.as_deref(),
-                &stage,
-                &mount_points,
-            )?)
+            origin = MountOrigin::of(&binds, ns.as_ref().map(|n| n.3.as_ref()));
+            kept_mnt = lock(&self.inner.mount_namespaces)
+                .get(&key)
+                .filter(|k| origin.as_ref() == Some(&k.made_from))
+                .map(|k| k.ns.clone());
+            if kept_mnt.is_some() {
+                None
+            } else {
+                let hide = fs::canonicalize(&self.inner.config.data_dir).ok();
+                let stage = self.inner.config.data_dir.join("rootfs");
+                // The mounts of the namespace the container starts from: its sandbox's, or ours.
+                let holder = lock(&self.inner.sandboxes).get(&uid).and_then(|s| s.holder);
+                let mountinfo = holder.map_or_else(
+                    || "/proc/self/mountinfo".to_string(),
+                    |pid| format!("/proc/{pid}/mountinfo"),
+                );
+                let mount_points = mounts::mount_points(&fs::read_to_string(mountinfo).unwrap_or_default());
+                Some(mounts::MountPlan::prepare(
+                    &binds,
+                    hide.as_deref(),
+                    &stage,
+                    &mount_points,
+                )?)
+            }
         } else {
             None
         };
 
-        // Sandbox namespaces.
-        let ns = lock(&self.inner.sandboxes).get(&uid).and_then(|s| {
-            s.namespaces
-                .as_ref()
-                .map(|n| (n.net.clone(), n.uts.clone(), n.ipc.clone(), n.mnt.clone()))
-        });
         use std::os::fd::AsRawFd;
-        let join = match &ns {
+        let mut join = match &ns {
             Some((net, uts, ipc, mnt)) => spawn::JoinFds {
                 net: Some(net.as_raw_fd()),
                 uts: Some(uts.as_raw_fd()),
@@ -800,6 +863,10 @@ impl ProcessRuntime {
             },
             None => spawn::JoinFds::default(),
         };
+        if let Some(kept) = &kept_mnt {
+            // The predecessor's namespace, as it was made: joined, not copied.
+            join.mnt = Some(kept.as_raw_fd());
+        }
 
         // Cgroup.
         let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
@@ -880,20 +947,33 @@ impl ProcessRuntime {
         let pid = spawned.pid;
         let pidfd = spawned.pidfd.or_else(|| process::pidfd_open(pid).ok());
 
-        // Exec context: the container's own mount namespace when it has one.
+        // The container's own mount namespace (kept for its next instance), and its exec
+        // context.
+        let own_mnt = if !self.inner.caps.termination_message_path {
+            None
+        } else if kept_mnt.is_some() {
+            kept_mnt.clone()
+        } else {
+            let opened = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+                .ok()
+                .map(|f| Arc::new(OwnedFd::from(f)));
+            if let (Some(made_from), Some(mnt)) = (origin, &opened) {
+                let kept = KeptMountNs {
+                    made_from,
+                    ns: mnt.clone(),
+                };
+                lock(&self.inner.mount_namespaces).insert(key, kept);
+            }
+            opened
+        };
         let mut namespaces = Vec::new();
         if let Some((net, uts, ipc, mnt)) = &ns {
             namespaces.push((net.clone(), CloneFlags::CLONE_NEWNET));
             namespaces.push((uts.clone(), CloneFlags::CLONE_NEWUTS));
             namespaces.push((ipc.clone(), CloneFlags::CLONE_NEWIPC));
-            let own_mnt = fs::File::open(format!("/proc/{pid}/ns/mnt"))
-                .ok()
-                .map(|f| Arc::new(OwnedFd::from(f)));
             namespaces.push((own_mnt.unwrap_or_else(|| mnt.clone()), CloneFlags::CLONE_NEWNS));
-        } else if self.inner.caps.termination_message_path
-            && let Ok(f) = fs::File::open(format!("/proc/{pid}/ns/mnt"))
-        {
-            namespaces.push((Arc::new(OwnedFd::from(f)), CloneFlags::CLONE_NEWNS));
+        } else if let Some(mnt) = own_mnt {
+            namespaces.push((mnt, CloneFlags::CLONE_NEWNS));
         }
         let exec_ctx = exec::ExecContext {
             namespaces,
@@ -1162,7 +1242,6 @@ fn termination_message(host: &Path, fallback: bool, status: ExitStatus, log: &Pa
     if let Ok(f) = fs::File::open(host) {
         let _ = f.take(TERMINATION_MESSAGE_LIMIT).read_to_end(&mut content);
     }
-    let _ = fs::remove_file(host);
     if !content.is_empty() {
         return Some(String::from_utf8_lossy(&content).into_owned());
     }
@@ -1295,6 +1374,15 @@ impl ContainerRuntime for ProcessRuntime {
 
     async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
         let state = lock(&self.inner.sandboxes).remove(pod_uid);
+        // The pod's kept mount namespaces go (released on the blocking pool: unmounting waits).
+        let kept: Vec<KeptMountNs> = {
+            let mut all = lock(&self.inner.mount_namespaces);
+            let keys: Vec<_> = all.keys().filter(|(u, _)| u == pod_uid).cloned().collect();
+            keys.into_iter().filter_map(|k| all.remove(&k)).collect()
+        };
+        if !kept.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || drop(kept)).await;
+        }
         if let Some(state) = state {
             self.teardown(pod_uid, state, Fate::Removed).await;
         }

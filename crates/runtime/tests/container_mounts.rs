@@ -21,6 +21,17 @@ fn mount(volume: &str, host: &Path, at: &str, read_only: bool) -> Mount {
 }
 
 async fn run(rt: &Rt, pod: &podvisor_core::corev1::Pod, mounts: Vec<Mount>) -> (i32, String) {
+    let (report, log) = run_instance(rt, pod, 0, mounts).await;
+    (report.status.code(), log)
+}
+
+/// Runs instance `restart` of the pod's only container to its end: its exit report and log.
+async fn run_instance(
+    rt: &Rt,
+    pod: &podvisor_core::corev1::Pod,
+    restart: i32,
+    mounts: Vec<Mount>,
+) -> (podvisor_core::ExitReport, String) {
     let container = pod
         .spec
         .as_ref()
@@ -31,16 +42,16 @@ async fn run(rt: &Rt, pod: &podvisor_core::corev1::Pod, mounts: Vec<Mount>) -> (
             pod: pod.clone(),
             pod_ip: None,
             container: container.clone(),
-            restart_count: 0,
+            restart_count: restart,
             mounts,
         })
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
     let report = within(30, started.exit).await;
-    (
-        report.status.code(),
-        log_text(&read_log(rt, pod, &container.name)),
-    )
+    let path = rt
+        .log_path(&uid(pod), &container.name, restart)
+        .unwrap_or_else(|| panic!("no log path"));
+    (report, log_text(&fs::read_to_string(path).unwrap_or_default()))
 }
 
 #[tokio::test]
@@ -168,4 +179,54 @@ async fn the_shadowed_dev_has_the_hosts_devices() {
     let host = String::from_utf8_lossy(&host.stdout).into_owned();
     assert_eq!(log, format!("{host}3\nterm-ok\n"), "inside vs host");
     assert!(!Path::new("/dev/termination-log").exists());
+}
+
+#[tokio::test]
+async fn a_restart_reuses_the_mount_namespace_until_a_source_changes() {
+    if skip_unless_root("a_restart_reuses_the_mount_namespace_until_a_source_changes") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime(tmp.path(), false).await;
+    let conf = tmp.path().join("data").join("volumes").join("conf");
+    fs::create_dir_all(&conf).unwrap();
+    fs::write(conf.join("app.conf"), "v1\n").unwrap();
+    let target = format!("/etc/podvisor-test-{}.conf", unique());
+    let script =
+        format!("readlink /proc/self/ns/mnt; cat {target}; printf \"msg-$RANDOM\" > /dev/termination-log");
+    let pod = pod(
+        "reuse",
+        serde_json::json!([{ "name": "c", "image": "host", "command": ["sh", "-c", script] }]),
+        serde_json::json!({}),
+    );
+    let mounts = || vec![mount("conf", &conf.join("app.conf"), &target, true)];
+    let (report1, first) = run_instance(&rt, &pod, 0, mounts()).await;
+    let (report2, second) = run_instance(&rt, &pod, 1, mounts()).await;
+    assert_eq!(
+        (report1.status.code(), report2.status.code()),
+        (0, 0),
+        "{first}{second}"
+    );
+    let (msg1, msg2) = (report1.message, report2.message);
+    let ns = |log: &str| log.lines().next().unwrap_or_default().to_string();
+    assert_eq!(first.lines().nth(1), Some("v1"), "{first}");
+    assert_eq!(ns(&first), ns(&second), "the restart joined the kept namespace");
+    assert_eq!(second.lines().nth(1), Some("v1"), "{second}");
+    // Each instance's termination message is its own (the file is emptied in between).
+    let (m1, m2) = (msg1.unwrap_or_default(), msg2.unwrap_or_default());
+    assert!(
+        m1.starts_with("msg-") && m2.starts_with("msg-") && m1.len() <= 9 && m2.len() <= 9,
+        "{m1:?} {m2:?}"
+    );
+    // The file is replaced (new inode, as a ConfigMap update of a subPath does): the next
+    // instance gets a namespace made afresh, with the new content.
+    let next = conf.join("app.conf.new");
+    fs::write(&next, "v2\n").unwrap();
+    fs::rename(&next, conf.join("app.conf")).unwrap();
+    let (report3, third) = run_instance(&rt, &pod, 2, mounts()).await;
+    assert_eq!(report3.status.code(), 0, "{third}");
+    assert_ne!(ns(&third), ns(&first), "{third}");
+    assert_eq!(third.lines().nth(1), Some("v2"), "{third}");
+    rt.remove_sandbox(&uid(&pod)).await.unwrap();
+    assert!(!Path::new(&target).exists(), "{target} was created on the host");
 }
