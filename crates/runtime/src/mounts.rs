@@ -353,13 +353,7 @@ impl MountPlan {
         for op in &self.ops {
             match op {
                 Op::ShadowRoot { stage, entries } => {
-                    mount(
-                        Some(c"tmpfs"),
-                        stage.as_c_str(),
-                        Some(c"tmpfs"),
-                        MsFlags::MS_NOSUID,
-                        Some(c"mode=755"),
-                    )?;
+                    mount_tmpfs(stage.as_c_str())?;
                     bind_entries(entries);
                     nix::unistd::chdir(stage.as_c_str())?;
                     mount(Some(c"."), c"/", none, MsFlags::MS_MOVE, none)?;
@@ -383,13 +377,7 @@ impl MountPlan {
                         overlay.apply(dir)?;
                         continue;
                     }
-                    mount(
-                        Some(c"tmpfs"),
-                        dir.as_c_str(),
-                        Some(c"tmpfs"),
-                        MsFlags::MS_NOSUID,
-                        Some(c"mode=755"),
-                    )?;
+                    mount_tmpfs(dir.as_c_str())?;
                     bind_entries(entries);
                 }
                 Op::Mkdir(path) => match nix::unistd::mkdir(path.as_c_str(), Mode::from_bits_truncate(0o755))
@@ -403,13 +391,7 @@ impl MountPlan {
                     target,
                     read_only,
                 } => {
-                    mount(
-                        Some(source.as_c_str()),
-                        target.as_c_str(),
-                        none,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        none,
-                    )?;
+                    rbind(source.as_c_str(), target.as_c_str())?;
                     if *read_only {
                         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
                         mount(none, target.as_c_str(), none, flags, none)?;
@@ -467,15 +449,16 @@ impl Overlay {
             .filter_map(|m| m.strip_prefix(dir).ok().map(|rel| (rel, m)))
             .map(|(rel, m)| Ok((cs(&original.join(rel))?, cs(m)?)))
             .collect::<io::Result<_>>()?;
+        let (upper, work) = (stage.join("upper"), stage.join("work"));
         Ok(Some(Overlay {
             stage: cs(stage)?,
-            upper: cs(&stage.join("upper"))?,
-            work: cs(&stage.join("work"))?,
+            upper: cs(&upper)?,
+            work: cs(&work)?,
             options: CString::new(format!(
                 "lowerdir={},upperdir={},workdir={}",
                 original.display(),
-                stage.join("upper").display(),
-                stage.join("work").display()
+                upper.display(),
+                work.display()
             ))
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in path"))?,
             submounts,
@@ -484,14 +467,7 @@ impl Overlay {
 
     /// In the child, once the original directory is open at the slot.
     fn apply(&self, dir: &CStr) -> io::Result<()> {
-        let none = None::<&CStr>;
-        mount(
-            Some(c"tmpfs"),
-            self.stage.as_c_str(),
-            Some(c"tmpfs"),
-            MsFlags::MS_NOSUID,
-            Some(c"mode=755"),
-        )?;
+        mount_tmpfs(self.stage.as_c_str())?;
         nix::unistd::mkdir(self.upper.as_c_str(), Mode::from_bits_truncate(0o755))?;
         nix::unistd::mkdir(self.work.as_c_str(), Mode::from_bits_truncate(0o755))?;
         mount(
@@ -502,22 +478,37 @@ impl Overlay {
             Some(self.options.as_c_str()),
         )?;
         for (source, target) in &self.submounts {
-            mount(
-                Some(source.as_c_str()),
-                target.as_c_str(),
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
-            )?;
+            rbind(source.as_c_str(), target.as_c_str())?;
         }
         Ok(())
     }
 }
 
+/// Mounts a fresh tmpfs (mode 755, nosuid) at `at`.
+fn mount_tmpfs(at: &CStr) -> nix::Result<()> {
+    mount(
+        Some(c"tmpfs"),
+        at,
+        Some(c"tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some(c"mode=755"),
+    )
+}
+
+/// Binds `source` (with the mounts below it) at `target`.
+fn rbind(source: &CStr, target: &CStr) -> nix::Result<()> {
+    mount(
+        Some(source),
+        target,
+        None::<&CStr>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&CStr>,
+    )
+}
+
 /// Re-creates each entry in a fresh tmpfs and binds the original onto it (best effort: an
 /// entry that vanished or cannot be bound stays an empty placeholder).
 fn bind_entries(entries: &Entries) {
-    let none = None::<&CStr>;
     for (path, source, kind) in entries {
         let created = match kind {
             EntryKind::Symlink(to) => {
@@ -558,13 +549,7 @@ fn bind_entries(entries: &Entries) {
             EntryKind::File => create_file(path),
         };
         if created.is_ok() {
-            let _ = mount(
-                Some(source.as_c_str()),
-                path.as_c_str(),
-                none,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                none,
-            );
+            let _ = rbind(source.as_c_str(), path.as_c_str());
         }
     }
 }

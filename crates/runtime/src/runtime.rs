@@ -222,6 +222,8 @@ struct Inner {
     ipam: Mutex<Ipam>,
     sandboxes: Mutex<HashMap<String, SandboxState>>,
     containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
+    /// The data directory's real path, hidden in every container's mount namespace.
+    hidden_data_dir: Option<PathBuf>,
     /// Each container's mount namespace, kept for its next instance (pod UID, container name).
     mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
     next: AtomicU64,
@@ -313,6 +315,7 @@ impl ProcessRuntime {
             termination_message_path: root,
         };
         let ipam = Ipam::open(cidr, config.data_dir.clone())?;
+        let hidden_data_dir = fs::canonicalize(&config.data_dir).ok();
         process::spawn_orphan_reaper();
         let rt = ProcessRuntime {
             inner: Arc::new(Inner {
@@ -323,6 +326,7 @@ impl ProcessRuntime {
                 ipam: Mutex::new(ipam),
                 sandboxes: Mutex::new(HashMap::new()),
                 containers: Mutex::new(HashMap::new()),
+                hidden_data_dir,
                 mount_namespaces: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 netlink: tokio::sync::OnceCell::new(),
@@ -799,11 +803,13 @@ impl ProcessRuntime {
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
-        // Sandbox namespaces.
-        let ns = lock(&self.inner.sandboxes).get(&uid).and_then(|s| {
-            s.namespaces
+        // Sandbox namespaces, and the holder whose mount table they start from.
+        let (ns, holder) = lock(&self.inner.sandboxes).get(&uid).map_or((None, None), |s| {
+            let ns = s
+                .namespaces
                 .as_ref()
-                .map(|n| (n.net.clone(), n.uts.clone(), n.ipc.clone(), n.mnt.clone()))
+                .map(|n| (n.net.clone(), n.uts.clone(), n.ipc.clone(), n.mnt.clone()));
+            (ns, s.holder)
         });
         let key = (uid.clone(), container.name.clone());
         let mut kept_mnt: Option<Arc<OwnedFd>> = None;
@@ -833,10 +839,8 @@ impl ProcessRuntime {
             if kept_mnt.is_some() {
                 None
             } else {
-                let hide = fs::canonicalize(&self.inner.config.data_dir).ok();
                 let stage = self.inner.config.data_dir.join("rootfs");
                 // The mounts of the namespace the container starts from: its sandbox's, or ours.
-                let holder = lock(&self.inner.sandboxes).get(&uid).and_then(|s| s.holder);
                 let mountinfo = holder.map_or_else(
                     || "/proc/self/mountinfo".to_string(),
                     |pid| format!("/proc/{pid}/mountinfo"),
@@ -844,7 +848,7 @@ impl ProcessRuntime {
                 let mount_points = mounts::mount_points(&fs::read_to_string(mountinfo).unwrap_or_default());
                 Some(mounts::MountPlan::prepare(
                     &binds,
-                    hide.as_deref(),
+                    self.inner.hidden_data_dir.as_deref(),
                     &stage,
                     &mount_points,
                 )?)
@@ -880,26 +884,23 @@ impl ProcessRuntime {
         if !missing.is_empty() {
             tracing::warn!(container = %container.name, ?missing, "resource limits not enforced: controller unavailable");
         }
-        let open_join = || -> std::io::Result<spawn::CgroupJoin> {
+        let open_join = || -> Result<spawn::CgroupJoin, String> {
+            let open = |p: &Path, write: bool| {
+                fs::OpenOptions::new()
+                    .read(!write)
+                    .write(write)
+                    .open(p)
+                    .map(OwnedFd::from)
+                    .map_err(|e| format!("{}: {e}", p.display()))
+            };
             let (v2, v1) = cgroup.join_paths();
-            let write = |p: &Path| fs::OpenOptions::new().write(true).open(p).map(OwnedFd::from);
             let mut join = spawn::CgroupJoin::default();
             if let Some((dir, procs)) = v2 {
-                join.v2_dir = Some(
-                    fs::File::open(&dir)
-                        .map(OwnedFd::from)
-                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?,
-                );
-                join.v2_procs = Some(
-                    write(&procs)
-                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", procs.display())))?,
-                );
+                join.v2_dir = Some(open(&dir, false)?);
+                join.v2_procs = Some(open(&procs, true)?);
             }
             for tasks in v1 {
-                join.v1_tasks.push(
-                    write(&tasks)
-                        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", tasks.display())))?,
-                );
+                join.v1_tasks.push(open(&tasks, true)?);
             }
             Ok(join)
         };
@@ -907,7 +908,7 @@ impl ProcessRuntime {
             Ok(join) => join,
             Err(e) => {
                 cgroup.remove();
-                return Err(e.to_string());
+                return Err(e);
             }
         };
         let cwd_c = sandbox::cstring(&cwd).ok_or("working directory contains a NUL byte")?;

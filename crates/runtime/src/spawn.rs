@@ -194,30 +194,17 @@ mod clone3 {
 
     use super::{ChildSetup, Spawned, setup_child};
 
-    const CLONE_VM: u64 = 0x100;
-    const CLONE_VFORK: u64 = 0x4000;
-    const CLONE_PIDFD: u64 = 0x1000;
+    const CLONE_VM: u64 = libc::CLONE_VM as u64;
+    const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+    const CLONE_PIDFD: u64 = libc::CLONE_PIDFD as u64;
+    /// Not taken from libc, which declares it as a C `int` (it does not fit one).
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     /// The child's stack when it shares the node's memory (it runs the mount plan and little
     /// else before it execs).
     const STACK_SIZE: usize = 256 * 1024;
 
     /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
-    }
+    type CloneArgs = libc::clone_args;
 
     /// What the child needs, all made before the clone.
     struct ChildArgs<'a> {
@@ -316,11 +303,15 @@ mod clone3 {
         let clone_args = CloneArgs {
             flags,
             pidfd: std::ptr::from_mut(&mut pidfd) as u64,
+            child_tid: 0,
+            parent_tid: 0,
             exit_signal: libc::SIGCHLD as u64,
             stack: stack.as_ref().map_or(0, |s| s.0 as u64),
             stack_size: if stack.is_some() { STACK_SIZE as u64 } else { 0 },
+            tls: 0,
+            set_tid: 0,
+            set_tid_size: 0,
             cgroup: in_group.map_or(0, |fd| fd as u64),
-            ..CloneArgs::default()
         };
         let child_args = ChildArgs {
             setup,
