@@ -3,7 +3,9 @@
 //! model and the endpoint computation (`micro`).
 //!
 //! The flags are checked here first so a typo fails before a release build; the harness checks
-//! the benchmark names. `--json FILE` is resolved against the current directory.
+//! the benchmark names. `--json FILE` is resolved against the current directory. Afterwards the
+//! run fails if it left podvisor cgroups, interfaces, tables or orphaned processes (the peers'
+//! programs included) behind ([`crate::machine`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +56,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
+    let before = crate::machine::Snapshot::take_as_reaper();
     let micro = bench_args.names.is_empty() || bench_args.names.iter().any(|n| n == "micro");
     let names: Vec<&String> = bench_args.names.iter().filter(|n| *n != "micro").collect();
     let mut code = ExitCode::SUCCESS;
@@ -62,6 +65,13 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
     }
     if micro && code == ExitCode::SUCCESS {
         code = micro_benchmarks(bench_args.quick)?;
+    }
+    let leftovers = before.leftovers(std::time::Duration::from_secs(10));
+    if !leftovers.is_empty() {
+        anyhow::bail!(
+            "the benchmarks left these behind (a run must leave the machine as it found it):\n  {}",
+            leftovers.join("\n  ")
+        );
     }
     Ok(code)
 }

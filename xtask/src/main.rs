@@ -22,6 +22,7 @@
 mod bench;
 mod ci;
 mod flags;
+mod machine;
 mod node;
 mod step;
 mod test;

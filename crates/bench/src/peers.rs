@@ -227,10 +227,27 @@ impl Supervisord {
 
 impl Drop for Supervisord {
     fn drop(&mut self) {
-        let _ = self.ctl(&["shutdown"]);
-        let _ = self.daemon.kill();
+        kill_daemon_and_programs(self.daemon.id());
         let _ = self.daemon.wait();
     }
+}
+
+/// Ends a peer's daemon and every program it runs, leaving nothing behind: the daemon is
+/// stopped first (SIGSTOP: it can no longer restart what is killed), then its programs and the
+/// daemon are killed. A daemon killed first would leave its programs orphaned and running.
+fn kill_daemon_and_programs(daemon: u32) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let Ok(daemon_pid) = i32::try_from(daemon).map(Pid::from_raw) else {
+        return;
+    };
+    let _ = kill(daemon_pid, Signal::SIGSTOP);
+    for program in sleep_children(daemon) {
+        if let Ok(pid) = i32::try_from(program) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    let _ = kill(daemon_pid, Signal::SIGKILL);
 }
 
 struct Pm2 {
@@ -298,6 +315,8 @@ impl Pm2 {
 
 impl Drop for Pm2 {
     fn drop(&mut self) {
-        let _ = self.cmd().arg("kill").stdout(Stdio::null()).status();
+        if let Ok(daemon) = self.daemon_pid() {
+            kill_daemon_and_programs(daemon);
+        }
     }
 }

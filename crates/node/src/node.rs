@@ -17,7 +17,7 @@ use podvisor_lifecycle::{Event, EventType};
 use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::api::{self, ApiParts, ApiSetupError};
 use crate::cluster::{ApiSink, NodeFacts, PodChange, Tee, follow_pods, heartbeat};
@@ -58,6 +58,8 @@ pub struct NodeConfig {
     /// start the node removes what a previous run left there, so two nodes on one machine
     /// need different ones.
     pub cgroup_parent: String,
+    /// The pod network's bridge (`podvisor0`). Two nodes on one machine need different ones.
+    pub bridge_name: String,
 }
 
 impl NodeConfig {
@@ -75,6 +77,7 @@ impl NodeConfig {
             apply: Vec::new(),
             services: crate::services::ServicesConfig::default(),
             cgroup_parent: "podvisor".into(),
+            bridge_name: "podvisor0".into(),
         }
     }
 }
@@ -112,6 +115,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         node_name: config.node_name.clone(),
         force_host_network: config.host_network_only,
         cgroup_parent: config.cgroup_parent.clone(),
+        bridge_name: config.bridge_name.clone(),
         cluster_dns: config
             .listen
             .and_then(|_| crate::services::cluster_dns_address(&config)),
@@ -125,6 +129,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     }
     let host_ip = runtime.node_ip().await;
     let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(runtime.clone()));
+    let process_runtime = runtime.clone();
     let runtime = Arc::new(runtime);
     let metrics = NodeMetrics::new();
     let exec = metrics.kubelet.instrument_exec(runtime.clone());
@@ -139,6 +144,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         .with_hook_warnings(hook_warnings)
         .with_volumes(volumes);
     node.api = api;
+    node.process_runtime = Some(process_runtime);
     node.logs = Some(logs);
     node.metrics = metrics;
     Ok((node, capabilities))
@@ -157,6 +163,8 @@ pub struct Node {
     logs: Option<Arc<dyn LogSource>>,
     metrics: NodeMetrics,
     volumes: Option<VolumeConfig>,
+    /// The process runtime of [`build`], whose cgroups and bridge a clean stop removes.
+    process_runtime: Option<ProcessRuntime>,
 }
 
 /// Container logs for the API, from the process runtime's log files.
@@ -188,6 +196,7 @@ impl Node {
             logs: None,
             metrics: NodeMetrics::new(),
             volumes: None,
+            process_runtime: None,
         }
     }
 
@@ -321,11 +330,25 @@ impl Node {
             .unwrap_or(30);
         let deadline = Duration::from_secs(u64::try_from(longest_grace).unwrap_or(30)) + SHUTDOWN_SLACK;
         output.notice("shutting down: terminating every pod");
-        if !supervisor.shutdown(deadline).await {
+        let all_stopped = supervisor.shutdown(deadline).await;
+        if !all_stopped {
             output.notice("some pods did not stop in time");
         }
         if let Some(running) = api {
             running.stop().await;
+        }
+        if all_stopped && let Some(runtime) = self.process_runtime.take() {
+            // Every pod stopped: the node leaves no cgroup or bridge of its own behind.
+            let removed = tokio::task::spawn_blocking(move || runtime.remove_cgroup_parent()).await;
+            if let Err(e) = removed {
+                warn!(error = %e, "removing the node's cgroups failed");
+            }
+            let bridge = &self.config.bridge_name;
+            if !self.config.host_network_only
+                && let Err(e) = podvisor_runtime::delete_link(bridge).await
+            {
+                debug!(error = %e, bridge, "the pod network bridge was not removed");
+            }
         }
     }
 

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{RunningNode, kubectl_available};
+use support::{RunningNode, require_kubectl};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -42,10 +42,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart() {
-    if !kubectl_available() {
-        eprintln!("skipped: kubectl not found (install Debian's kubernetes-client, or run .ci/run)");
-        return;
-    }
+    require_kubectl();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.97.{}.0/24", std::process::id() % 250);
     let node = RunningNode::start(data.path(), &cidr, "e2e").await;

@@ -2,14 +2,14 @@
 //! node: init containers waiting for `myservice` and `mydb` to resolve through cluster DNS, and
 //! readiness deciding which pods get a Service's traffic through its ClusterIP.
 //!
-//! Needs root (pod network namespaces, cluster DNS on the bridge, nftables); prints
-//! `SKIPPED ... needs root` otherwise. Skipped when `kubectl` is not installed.
+//! Needs root (pod network namespaces, cluster DNS on the bridge, nftables) and kubectl: the
+//! tests are `#[ignore = "needs root"]`, run by `cargo xtask test` as root.
 
 mod support;
 
 use std::time::Duration;
 
-use support::{RunningNode, is_root, kubectl_available};
+use support::{RunningNode, require_kubectl, require_nft, require_root};
 
 const INIT_POD: &str = r#"
 apiVersion: v1
@@ -82,29 +82,17 @@ spec:
           time.sleep(0.5)
 "#;
 
-fn skip(name: &str) -> bool {
-    if !kubectl_available() {
-        eprintln!("SKIPPED {name}: kubectl not found");
-        return true;
-    }
-    if !is_root() {
-        eprintln!("SKIPPED {name}: needs root");
-        return true;
-    }
-    // ClusterIP traffic needs the nftables datapath (`cargo xtask test` installs nft).
-    let nft = std::process::Command::new("nft").arg("--version").output();
-    if !nft.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED {name}: nft not found (run `cargo xtask test`, which installs nftables)");
-        return true;
-    }
-    false
+/// The demos need root (pod network namespaces), kubectl and the nftables datapath.
+fn require_all() {
+    require_root();
+    require_kubectl();
+    require_nft();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn init_containers_wait_until_the_services_resolve() {
-    if skip("init_containers_wait_until_the_services_resolve") {
-        return;
-    }
+    require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.99.{}.0/24", std::process::id() % 250);
     let node = RunningNode::start(data.path(), &cidr, "init").await;
@@ -145,10 +133,9 @@ fn get(addr: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn readiness_decides_endpoints_and_service_traffic() {
-    if skip("readiness_decides_endpoints_and_service_traffic") {
-        return;
-    }
+    require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.100.{}.0/24", std::process::id() % 250);
     let node = RunningNode::start(data.path(), &cidr, "ready").await;
@@ -267,10 +254,9 @@ spec:
 /// The seed's liveness demonstration: a container serving on port 80 stops answering; the node
 /// restarts it, RESTARTS goes up and an Unhealthy event says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn liveness_restarts_the_container_when_port_80_stops_answering() {
-    if skip("liveness_restarts_the_container_when_port_80_stops_answering") {
-        return;
-    }
+    require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.99.{}.0/24", (std::process::id() + 7) % 250);
     let node = RunningNode::start(data.path(), &cidr, "liveness").await;

@@ -2,11 +2,11 @@
 //! CIDR (released on delete), headless and explicit addresses, node ports, the `kubernetes`
 //! Service, and the validation errors of taken or out-of-range addresses.
 //!
-//! Skipped (with a message) when `kubectl` is not installed; `.ci/run` installs it.
+//! Needs kubectl (`cargo xtask test` installs it); fails with the reason without it.
 
 mod support;
 
-use support::{RunningNode, kubectl_available};
+use support::{RunningNode, require_kubectl};
 
 const SERVICES: &str = r#"
 apiVersion: v1
@@ -36,10 +36,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_addresses_from_the_service_cidr_and_node_ports() {
-    if !kubectl_available() {
-        eprintln!("skipped: kubectl not found (install Debian's kubernetes-client, or run .ci/run)");
-        return;
-    }
+    require_kubectl();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.98.{}.0/24", std::process::id() % 250);
     let node = RunningNode::start(data.path(), &cidr, "svc").await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::{RunningNode, e2e_config, kubectl_available};
+use support::{RunningNode, e2e_config, require_kubectl};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const SERVICE: &str =
@@ -128,16 +128,13 @@ async fn the_api_over_tls_needs_the_token_and_kubectl_uses_the_kubeconfig() {
     .await;
     assert_eq!(code, 0);
 
-    if kubectl_available() {
+    require_kubectl();
+    {
         assert!(node.ok(&["get", "pods"]).contains("No resources found"));
         assert!(node.ok(&["get", "nodes"]).contains("e2e-node"));
         assert!(node.ok(&["get", "service", "web"]).contains("web"));
         let (ok, text) = node.kubectl(&["get", "pods", "--token=not-the-token"]);
         assert!(!ok && text.contains("Unauthorized"), "{text}");
-    } else {
-        eprintln!(
-            "kubectl part skipped: kubectl not found (install Debian's kubernetes-client, or run .ci/run)"
-        );
     }
 
     // A second start reuses the CA and the token: the kubeconfig is the same.
@@ -149,8 +146,6 @@ async fn the_api_over_tls_needs_the_token_and_kubectl_uses_the_kubeconfig() {
         field(&again, "certificate-authority-data"),
         field(&kubeconfig, "certificate-authority-data")
     );
-    if kubectl_available() {
-        node.ok(&["get", "nodes"]);
-    }
+    node.ok(&["get", "nodes"]);
     node.stop().await;
 }

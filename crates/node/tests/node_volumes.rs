@@ -4,11 +4,12 @@
 //! a missing Secret reference waiting in CreateContainerConfigError until the Secret exists;
 //! and the other volume types (projected, downwardAPI, hostPath, memory emptyDir) in one pod.
 //!
-//! Needs root (containers get their own mount namespace) and kubectl; skipped otherwise.
+//! Needs root (containers get their own mount namespace) and kubectl: `#[ignore = "needs root"]`,
+//! run by `cargo xtask test` as root.
 
 mod support;
 
-use support::{RunningNode, is_root, kubectl_available};
+use support::{RunningNode, require_kubectl, require_root};
 
 const MIXED: &str = r#"
 apiVersion: v1
@@ -62,13 +63,10 @@ fn example(name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
 async fn volumes_configmaps_and_secrets_through_kubectl() {
-    if !kubectl_available() || !is_root() {
-        println!(
-            "SKIPPED volumes_configmaps_and_secrets_through_kubectl: needs root and kubectl (CI has both)"
-        );
-        return;
-    }
+    require_root();
+    require_kubectl();
     let dir = tempfile::tempdir().unwrap();
     let cidr = format!("10.98.{}.0/24", std::process::id() % 250);
     let node = RunningNode::start(dir.path(), &cidr, "vol").await;

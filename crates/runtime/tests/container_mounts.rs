@@ -55,10 +55,9 @@ async fn run_instance(
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn a_container_sees_exactly_its_mounts_and_not_the_data_dir() {
-    if skip_unless_root("a_container_sees_exactly_its_mounts_and_not_the_data_dir") {
-        return;
-    }
+    require_root();
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime(tmp.path(), false).await;
     let data = tmp.path().join("data");
@@ -110,10 +109,9 @@ async fn a_container_sees_exactly_its_mounts_and_not_the_data_dir() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn exec_in_a_container_sees_its_mounts() {
-    if skip_unless_root("exec_in_a_container_sees_its_mounts") {
-        return;
-    }
+    require_root();
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime(tmp.path(), false).await;
     let data = tmp.path().join("data");
@@ -153,10 +151,9 @@ async fn exec_in_a_container_sees_its_mounts() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn the_shadowed_dev_has_the_hosts_devices() {
-    if skip_unless_root("the_shadowed_dev_has_the_hosts_devices") {
-        return;
-    }
+    require_root();
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime(tmp.path(), false).await;
     // /dev/termination-log does not exist on the host, so /dev is shadowed: its devices are
@@ -182,10 +179,9 @@ async fn the_shadowed_dev_has_the_hosts_devices() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn a_restart_reuses_the_mount_namespace_until_a_source_changes() {
-    if skip_unless_root("a_restart_reuses_the_mount_namespace_until_a_source_changes") {
-        return;
-    }
+    require_root();
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime(tmp.path(), false).await;
     let conf = tmp.path().join("data").join("volumes").join("conf");

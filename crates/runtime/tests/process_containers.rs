@@ -125,10 +125,9 @@ async fn env_expansion_field_refs_and_working_dir() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn run_as_user() {
-    if skip_unless_root("run_as_user") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
     let c = json!({ "name": "user", "command": ["sh", "-c", "id -u; id -g"],
@@ -227,7 +226,7 @@ async fn a_flood_of_output_never_blocks_the_container() {
 }
 
 #[tokio::test]
-async fn termination_message_file_and_fallback_to_logs() {
+async fn termination_message_fallback_to_logs() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
     let fallback = json!({ "name": "fb", "command": ["sh", "-c", "i=0; while [ $i -lt 100 ]; do echo log-$i; i=$((i+1)); done; exit 2"],
@@ -237,11 +236,15 @@ async fn termination_message_file_and_fallback_to_logs() {
     let msg = report.message.unwrap_or_default();
     assert_eq!(msg.lines().count(), 80);
     assert!(msg.ends_with("log-99\n") && msg.len() <= 2048);
+}
 
-    if !is_root() {
-        println!("SKIPPED termination message file part: needs root (per-container mount namespace)");
-        return;
-    }
+/// The termination-message file needs a per-container mount namespace, so root.
+#[tokio::test]
+#[ignore = "needs root"]
+async fn termination_message_file_in_the_containers_mount_namespace() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
     let file = json!({ "name": "f", "command": ["sh", "-c", "printf bye > /dev/termination-log; test -c /dev/null || exit 9"] });
     let custom = json!({ "name": "g", "command": ["sh", "-c", "printf custom > /tmp/pv-term-msg-test"],
         "terminationMessagePath": "/tmp/pv-term-msg-test" });
@@ -346,16 +349,15 @@ async fn leftovers_are_killed_when_the_main_process_exits() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn memory_limit_kill_is_oom_killed() {
-    if skip_unless_root("memory_limit_kill_is_oom_killed") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
-    if !rt.capabilities().cgroup_controllers.iter().any(|c| c == "memory") {
-        println!("SKIPPED memory_limit_kill_is_oom_killed: no memory cgroup controller");
-        return;
-    }
+    assert!(
+        rt.capabilities().cgroup_controllers.iter().any(|c| c == "memory"),
+        "needs the memory cgroup controller"
+    );
     let c = json!({ "name": "hog", "command": ["python3", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))"],
         "resources": { "limits": { "memory": "32Mi" } } });
     let p = pod("oom", json!([c]), json!({}));
@@ -365,16 +367,15 @@ async fn memory_limit_kill_is_oom_killed() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn pids_limit() {
-    if skip_unless_root("pids_limit") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
-    if !rt.capabilities().cgroup_controllers.iter().any(|c| c == "pids") {
-        println!("SKIPPED pids_limit: no pids cgroup controller");
-        return;
-    }
+    assert!(
+        rt.capabilities().cgroup_controllers.iter().any(|c| c == "pids"),
+        "needs the pids cgroup controller"
+    );
     let script = "ok=0; for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & [ $? -eq 0 ] && ok=$((ok+1)); done; sleep 0.5; n=$(jobs -p | wc -l); echo started=$n";
     let mut p = pod("pids", json!([sh("p", script)]), json!({}));
     p.metadata

@@ -16,10 +16,9 @@ fn sh(name: &str, script: &str) -> serde_json::Value {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn sandbox_namespaces_ip_and_reachability() {
-    if skip_unless_root("sandbox_namespaces_ip_and_reachability") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), false).await;
     assert!(rt.capabilities().namespaces);
@@ -82,10 +81,9 @@ async fn sandbox_namespaces_ip_and_reachability() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
-    if skip_unless_root("sandbox_loss_is_detected_and_teardown_releases_the_ip") {
-        return;
-    }
+    require_root();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), false).await;
     let p = pod("lossy", json!([sh("c", "true")]), json!({}));

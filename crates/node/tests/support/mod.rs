@@ -15,6 +15,32 @@ pub fn kubectl_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Fails a test that needs kubectl when it is missing, with the reason (never a silent pass).
+/// `cargo xtask test` installs it (Debian's `kubernetes-client`).
+pub fn require_kubectl() {
+    assert!(
+        kubectl_available(),
+        "needs kubectl: not found on PATH (`cargo xtask test` installs Debian's kubernetes-client)"
+    );
+}
+
+/// Fails a root-only test (one marked `#[ignore = "needs root"]`) run without root.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "needs root: run `cargo xtask test` (or `cargo test -- --ignored`) as root"
+    );
+}
+
+/// Fails a test that needs `nft` (the nftables datapath) when it is missing.
+pub fn require_nft() {
+    let nft = Command::new("nft").arg("--version").output();
+    assert!(
+        nft.is_ok_and(|o| o.status.success()),
+        "needs nft: not found (`cargo xtask test` installs Debian's nftables)"
+    );
+}
+
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -43,6 +69,8 @@ pub fn e2e_config(dir: &Path, pod_cidr: &str) -> NodeConfig {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     config.cgroup_parent = format!("podvisor-e2e-{tag:08x}");
+    // And a bridge of its own: a node removes its bridge when it stops.
+    config.bridge_name = format!("pve{tag:08x}");
     config
 }
 

@@ -25,13 +25,14 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Prints why a root-only test does nothing and returns true when not root.
-pub fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        println!("SKIPPED {test}: needs root (runs as root in CI)");
-        return true;
-    }
-    false
+/// Fails a root-only test that was run without root. Such tests are `#[ignore = "needs root"]`:
+/// `cargo xtask test` runs them as root; a plain `cargo test -- --ignored` without root fails
+/// here with the reason instead of passing without having checked anything.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "needs root: run `cargo xtask test` (or `cargo test -- --ignored`) as root"
+    );
 }
 
 /// A runtime that removes its cgroups (killing what is left in them) and its bridge when
