@@ -274,42 +274,67 @@ async fn concurrent_writers_lose_no_update() {
 
 const CRASH_ENV: &str = "PODVISOR_STORE_CRASH_DIR";
 
-/// Helper run in a child process: writes, reports each acknowledged write, then aborts
-/// without closing the database.
-#[tokio::test]
-async fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_ENV) else { return };
-    let store = RedbStore::open(std::path::Path::new(&dir).join("store.redb")).unwrap();
-    for i in 0..20 {
-        let v = store
-            .create(&key(&format!("p{i}")), pod(&format!("p{i}"), "x"))
-            .await
-            .unwrap();
-        println!("ACK {} {}", i, v.revision);
-    }
-    std::process::abort();
+/// The child side of [`reopen_after_crash_loses_nothing_acknowledged`]: creates objects as fast
+/// as it can and reports each acknowledged write, until it is killed.
+fn crash_child(dir: &str) -> ! {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = RedbStore::open(std::path::Path::new(dir).join("store.redb")).unwrap();
+        for i in 0.. {
+            let v = store
+                .create(&key(&format!("p{i}")), pod(&format!("p{i}"), "x"))
+                .await
+                .unwrap();
+            println!("ACK {} {}", i, v.revision);
+        }
+    });
+    unreachable!("the child writes until it is killed")
 }
 
+/// A store process killed with SIGKILL in the middle of its writes (the test binary runs
+/// itself as the writer) loses no write it acknowledged, and revisions go on after it.
 #[test]
 fn reopen_after_crash_loses_nothing_acknowledged() {
+    use std::io::BufRead;
+    if let Ok(dir) = std::env::var(CRASH_ENV) {
+        crash_child(&dir);
+    }
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "reopen_after_crash_loses_nothing_acknowledged",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CRASH_ENV, dir.path())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success(), "the child must die by abort");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let acks: Vec<(u32, u64)> = stdout
-        .lines()
-        .filter_map(|l| l.split("ACK ").nth(1))
-        .filter_map(|l| {
-            let (i, r) = l.split_once(' ')?;
-            Some((i.parse().ok()?, r.parse().ok()?))
-        })
-        .collect();
-    assert_eq!(acks.len(), 20, "child output: {stdout}");
+    let stdout = child.stdout.take().unwrap();
+    let mut acks: Vec<(u32, u64)> = Vec::new();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    // Kill it while it is writing: after 50 acknowledged writes, with more on the way.
+    while acks.len() < 50 {
+        let line = lines.next().expect("the child writes until killed").unwrap();
+        if let Some((i, r)) = line.split("ACK ").nth(1).and_then(|l| l.split_once(' ')) {
+            acks.push((i.parse().unwrap(), r.parse().unwrap()));
+        }
+    }
+    child.kill().unwrap();
+    // Acknowledgements already in the pipe count too.
+    for line in lines.map_while(Result::ok) {
+        if let Some((i, r)) = line.split("ACK ").nth(1).and_then(|l| l.split_once(' ')) {
+            acks.push((i.parse().unwrap(), r.parse().unwrap()));
+        }
+    }
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "the child dies by SIGKILL");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
