@@ -7,7 +7,8 @@
 //!
 //! - [`test`](mod@test): the project's one test command (`cargo xtask test`);
 //! - [`ci`]: what `.ci/run` runs: formatting, clippy, then `test`;
-//! - [`node`]: runs the node (runtime, kubelet, API server, store, Services) in the foreground;
+//! - [`node`]: builds the `podvisor` binary with optimizations and runs `podvisor node` (the
+//!   runtime, kubelet, API server, store and Services) in the foreground;
 //! - [`bench`](mod@bench): builds the benchmark harness in release mode and runs it.
 //!
 //! Repository policy (doc comments, dependency direction, manifest rules) is checked by the
@@ -43,7 +44,7 @@ USAGE:
 COMMANDS:
     test     Run every test, doctest and a warnings-free doc build (the project's one test command)
     ci       Run what CI runs: cargo fmt --check, clippy -D warnings, then `test`
-    node     Run a podvisor node: Pods from a manifest directory as supervised processes
+    node     Build the podvisor binary (release) and run `podvisor node` with the given flags
     bench    Run the benchmarks against floors measured in the same run (--quick, --json FILE)
     help     Print this message
 

@@ -1,0 +1,290 @@
+//! `podvisor`: the product binary.
+//!
+//! `podvisor node` runs the all-in-one node: the Kubernetes API on an embedded store, the
+//! runtime, probes, pod workers, endpoints, cluster DNS and the Service datapath, in one process.
+//! This file only turns flags into a [`podvisor_node::NodeConfig`], sets up logging and signals,
+//! and calls the node library; the wiring lives in `podvisor-node`. `cargo xtask node` builds this
+//! binary with optimizations and runs `podvisor node` with the same flags.
+//!
+//! Exit codes: 0 when the node stopped after a signal, 1 when it could not start, 2 on a usage
+//! error.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use podvisor_node::{NodeConfig, OutputMode};
+
+/// Kubernetes Pods as supervised host processes, with the kubelet's lifecycle semantics.
+#[derive(Debug, Parser)]
+#[command(name = "podvisor", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an all-in-one node: the Kubernetes API on an embedded store, and its Pods as
+    /// supervised host processes.
+    ///
+    /// SIGINT or SIGTERM terminates every pod gracefully (preStop hooks, grace periods), then
+    /// the node exits. Logs go to stderr; RUST_LOG sets their level [default: warn].
+    Node(NodeArgs),
+}
+
+/// The flags of `podvisor node` (and `cargo xtask node`).
+#[derive(Debug, clap::Args, PartialEq, Eq)]
+struct NodeArgs {
+    /// Where the node keeps its state and container logs.
+    #[arg(long, value_name = "DIR", default_value = "./.podvisor", value_parser = non_empty_path)]
+    data_dir: PathBuf,
+    /// Serve the Kubernetes API on IP:PORT and write DATA_DIR/kubeconfig once it answers.
+    /// Loopback is plain HTTP without authentication; any other address is HTTPS with a bearer
+    /// token: a CA, serving certificate and token are made on first start in DATA_DIR/pki (keys
+    /// and token mode 0600) and the kubeconfig carries the CA and token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443", value_parser = listen_address)]
+    listen: SocketAddr,
+    /// Serve HTTPS with the bearer token on a loopback --listen address too.
+    #[arg(long)]
+    tls: bool,
+    /// Follow the Pod manifests (*.yaml, *.yml, *.json) in DIR, like the kubelet's
+    /// staticPodPath: added, changed and removed files are followed (the pods appear in the API,
+    /// like mirror pods).
+    #[arg(long, value_name = "DIR", value_parser = existing_dir)]
+    manifests: Option<PathBuf>,
+    /// Create the objects of a manifest file or directory through the API at start-up, like
+    /// `kubectl create -f` (may be repeated).
+    #[arg(short = 'f', long = "filename", value_name = "PATH", value_parser = existing_path)]
+    apply: Vec<PathBuf>,
+    /// The node's name [default: the host name].
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    node_name: Option<String>,
+    /// The pod network; the node's bridge takes its first address.
+    #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16", value_parser = pod_cidr)]
+    pod_cidr: String,
+    /// Run every pod in the node's network, without pod sandboxes (what happens anyway when the
+    /// node does not run as root).
+    #[arg(long)]
+    host_network: bool,
+    /// How the node shows what happens [default: table on a terminal, else lines].
+    #[arg(long, value_name = "MODE")]
+    output: Option<Output>,
+}
+
+/// `--output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// A live `kubectl get pods -w`-like table.
+    Table,
+    /// One line per change and per event.
+    Lines,
+    /// Nothing but errors.
+    Quiet,
+}
+
+fn non_empty(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn non_empty_path(value: &str) -> Result<PathBuf, String> {
+    non_empty(value).map(PathBuf::from)
+}
+
+fn listen_address(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|e| format!("not an address of the form IP:PORT (e.g. 127.0.0.1:6443): {e}"))
+}
+
+fn existing_dir(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if !path.is_dir() {
+        return Err("not a directory".into());
+    }
+    Ok(path)
+}
+
+fn existing_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if !path.exists() {
+        return Err("no such file or directory".into());
+    }
+    Ok(path)
+}
+
+fn pod_cidr(value: &str) -> Result<String, String> {
+    let valid = value.split_once('/').is_some_and(|(ip, len)| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| (8..=30).contains(&l))
+    });
+    if !valid {
+        return Err("not an IPv4 CIDR with a /8 to /30 prefix".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(args) => node(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl NodeArgs {
+    fn config(&self) -> NodeConfig {
+        let mut config = NodeConfig::new(&self.data_dir);
+        config.manifests.clone_from(&self.manifests);
+        if let Some(name) = &self.node_name {
+            config.node_name.clone_from(name);
+        }
+        config.pod_cidr.clone_from(&self.pod_cidr);
+        config.host_network_only = self.host_network;
+        config.listen = Some(self.listen);
+        config.tls = self.tls;
+        config.apply.clone_from(&self.apply);
+        config.output = match self.output {
+            Some(Output::Table) => OutputMode::Table,
+            Some(Output::Lines) => OutputMode::Lines,
+            Some(Output::Quiet) => OutputMode::Quiet,
+            None if std::io::stdout().is_terminal() => OutputMode::Table,
+            None => OutputMode::Lines,
+        };
+        config
+    }
+}
+
+/// `podvisor node`: runs until SIGINT or SIGTERM, then stops every pod gracefully.
+fn node(args: NodeArgs) -> Result<()> {
+    let config = args.config();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let (node, capabilities) = podvisor_node::build(config)
+            .await
+            .context("cannot start the node")?;
+        let scheme = if args.tls || !args.listen.ip().is_loopback() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!(
+            "podvisor node: root={} namespaces={} cgroups={:?} api={scheme}://{}",
+            capabilities.root, capabilities.namespaces, capabilities.cgroup, args.listen
+        );
+        node.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node_args(args: &[&str]) -> Result<NodeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["podvisor", "node"].iter().chain(args))?;
+        let Command::Node(node) = cli.command;
+        Ok(node)
+    }
+
+    #[test]
+    fn defaults() {
+        let args = node_args(&[]).unwrap();
+        assert_eq!(args.data_dir, PathBuf::from("./.podvisor"));
+        assert_eq!(args.listen, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(args.manifests, None);
+        assert_eq!(args.pod_cidr, "10.88.0.0/16");
+        assert!(!args.tls && !args.host_network);
+    }
+
+    #[test]
+    fn flags_are_read() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let args = node_args(&[
+            "--data-dir",
+            "/tmp/pv",
+            "--listen=[::1]:7000",
+            "--manifests",
+            dir,
+            "--tls",
+            "-f",
+            dir,
+            "--filename",
+            dir,
+            "--output",
+            "quiet",
+        ])
+        .unwrap();
+        assert!(args.tls);
+        assert_eq!(args.data_dir, PathBuf::from("/tmp/pv"));
+        assert_eq!(args.listen, "[::1]:7000".parse().unwrap());
+        assert_eq!(args.manifests, Some(PathBuf::from(dir)));
+        assert_eq!(args.apply.len(), 2);
+        let config = args.config();
+        assert_eq!(config.output, OutputMode::Quiet);
+        assert_eq!(config.listen, Some("[::1]:7000".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        for (args, expected) in [
+            (&["--listen", "localhost"][..], "--listen <ADDR>"),
+            (&["--manifests", "/does/not/exist"][..], "--manifests <DIR>"),
+            (&["--data-dir"][..], "--data-dir <DIR>"),
+            (&["--bogus"][..], "--bogus"),
+            (&["--pod-cidr", "10.88.0.0"][..], "--pod-cidr <CIDR>"),
+            (&["--output", "fancy"][..], "--output <MODE>"),
+            (&["-f", "/does/not/exist"][..], "--filename <PATH>"),
+        ] {
+            let error = node_args(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}: usage errors exit with 2");
+            let text = error.to_string();
+            assert!(text.contains(expected), "{args:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_recognised() {
+        for flag in ["--help", "-h"] {
+            let error = node_args(&[flag]).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
+        }
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}
