@@ -55,7 +55,9 @@ impl LogOptions {
 }
 
 /// Turns CRI log records (`<time> <stream> <P|F> <text>`) into output lines: partial records
-/// are joined, and with `timestamps` each line starts with the time of its first record.
+/// are joined, and with `timestamps` each line starts with the time of its first record. Partial
+/// records at the end (output that ended without a newline) are the last line, without a
+/// newline, as the container wrote it.
 pub(crate) fn render(records: &str, timestamps: bool) -> Vec<String> {
     let mut lines = Vec::new();
     let mut partial: Option<(String, String)> = None;
@@ -77,6 +79,13 @@ pub(crate) fn render(records: &str, timestamps: bool) -> Vec<String> {
             format!("{start} {line}\n")
         } else {
             format!("{line}\n")
+        });
+    }
+    if let Some((start, line)) = partial {
+        lines.push(if timestamps {
+            format!("{start} {line}")
+        } else {
+            line
         });
     }
     lines
@@ -242,5 +251,13 @@ mod tests {
                        2026-01-01T00:00:02.4Z stdout F \n";
         assert_eq!(render(records, false), ["hello\n", "partial\n", "\n"]);
         assert_eq!(render(records, true)[1], "2026-01-01T00:00:01.2Z partial\n");
+    }
+
+    #[test]
+    fn output_without_a_final_newline_keeps_its_last_line() {
+        let records = "2026-01-01T00:00:00.1Z stdout F first\n\
+                       2026-01-01T00:00:01.2Z stdout P DONE\n";
+        assert_eq!(render(records, false).concat(), "first\nDONE");
+        assert_eq!(render(records, true)[1], "2026-01-01T00:00:01.2Z DONE");
     }
 }

@@ -151,8 +151,10 @@ pub(crate) async fn pump(
         }
     }
     if !pending.is_empty() {
+        // Output that ends without a newline is a partial line, as containerd records it: the
+        // readers give it back without a newline (`printf DONE` logs `DONE`).
         let len = pending.len();
-        emit(&mut pending, false, len, 0);
+        emit(&mut pending, true, len, 0);
     }
 }
 

@@ -237,6 +237,13 @@ async fn termination_message_file_and_fallback_to_logs() {
     let msg = report.message.unwrap_or_default();
     assert_eq!(msg.lines().count(), 80);
     assert!(msg.ends_with("log-99\n") && msg.len() <= 2048);
+    // A log that ends without a newline gives its text as written.
+    let unterminated = json!({ "name": "nonl", "command": ["sh", "-c", "printf DONE; false"],
+        "terminationMessagePolicy": "FallbackToLogsOnError" });
+    let p = pod("term-nonl", json!([unterminated]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(1));
+    assert_eq!(report.message.as_deref(), Some("DONE"));
 
     if !is_root() {
         println!("SKIPPED termination message file part: needs root (per-container mount namespace)");
