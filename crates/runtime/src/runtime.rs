@@ -1407,7 +1407,8 @@ impl ContainerRuntime for ProcessRuntime {
             .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
         let first = state.stop.borrow().is_none();
         if first {
-            process::signal_group(state.main_pid, state.stop_signal);
+            // The stop signal goes to the main process only, as a runtime signals a container's
+            // PID 1; the rest go when it exits (`kill_leftovers`) or at the deadline.
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.main_pid), state.stop_signal);
         }
         let deadline = Instant::now() + grace;

@@ -269,6 +269,35 @@ async fn termination_message_file_and_fallback_to_logs() {
 }
 
 #[tokio::test]
+async fn stop_signal_goes_to_the_main_process_only() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    // A helper in the container's process group says when it gets TERM; the main process
+    // takes a second to exit after its own TERM, so a helper signalled too would say so.
+    let script = "sh -c 'trap \"echo helper-term; exit 0\" TERM; echo helper-up; while :; do sleep 0.1; done' & \
+                  trap 'echo main-term; sleep 1; exit 0' TERM; while :; do sleep 0.1; done";
+    let p = pod("stop-main", json!([sh("m", script)]), json!({}));
+    let s = start(&rt, &p, 0, None).await;
+    let t = Instant::now();
+    while !read_log(&rt, &p, "m").contains("helper-up") && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rt.stop(&s.id, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = within(15, s.exit).await;
+    let log = read_log(&rt, &p, "m");
+    assert_eq!(report.status, ExitStatus::Exited(0), "{log}");
+    assert!(log.contains("main-term"), "{log}");
+    assert!(
+        !log.contains("helper-term"),
+        "only the main process gets the stop signal: {log}"
+    );
+    // The helper went with the main process, long before the grace period ended.
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
 async fn stop_escalates_to_sigkill_for_the_whole_tree() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
