@@ -797,8 +797,8 @@ impl ProcessRuntime {
         // One file per container, emptied for each instance (a kept mount namespace has it
         // bound already).
         let term_host = dir.join("termination-log");
-        fs::write(&term_host, b"").map_err(|e| format!("{}: {e}", term_host.display()))?;
-        let _ = fs::set_permissions(&term_host, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        termination_file(&term_host, uid_run, gid_run)
+            .map_err(|e| format!("{}: {e}", term_host.display()))?;
         let term_path = container
             .termination_message_path
             .clone()
@@ -1235,6 +1235,26 @@ async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
         process::reap_if_child(p);
     }
     process::reap_group(pid);
+}
+
+/// Empties (or creates) the termination-message file of a new instance: mode 0600, owned by
+/// the user the container runs as when that is not the node's (with the group its process
+/// gets), so only the container's user can write it.
+fn termination_file(path: &Path, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    if let Some(uid) = uid
+        && uid != nix::unistd::geteuid().as_raw()
+    {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid.unwrap_or(0)))?;
+    }
+    Ok(())
 }
 
 fn termination_message(host: &Path, fallback: bool, status: ExitStatus, log: &Path) -> Option<String> {

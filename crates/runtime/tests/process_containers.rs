@@ -168,10 +168,11 @@ async fn logs_are_cri_with_streams_partial_lines_and_rotation() {
     assert!(lines.iter().any(|l| l.contains(" stderr F err")));
     assert_eq!(
         lines.iter().filter(|l| l.contains(" stdout P ")).count(),
-        2,
-        "40000 bytes = 2 partial + 1 full"
+        3,
+        "40000 bytes = 2 partial + 1 full, and the unterminated tail"
     );
-    assert!(cri.ends_with(" stdout F tail\n"));
+    // Output that ends without a newline is a partial record, as containerd writes it.
+    assert!(cri.ends_with(" stdout P tail\n"));
 
     // Rotation: 64 KiB files, 3 in total; a second instance keeps the first one's log.
     let big = "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
@@ -266,6 +267,43 @@ async fn termination_message_file_and_fallback_to_logs() {
         !std::path::Path::new("/tmp/pv-term-msg-test").exists(),
         "host /tmp untouched"
     );
+}
+
+#[tokio::test]
+async fn log_and_termination_files_are_private() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod("modes", json!([sh("c", "echo secret")]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(0));
+    let log = rt.log_path(&uid(&p), "c", 0).unwrap_or_else(|| panic!("no log"));
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&log), 0o640, "log mode");
+    let term = log.with_file_name("termination-log");
+    assert_eq!(mode(&term), 0o600, "termination-message file mode");
+
+    if !is_root() {
+        println!("SKIPPED runAsUser part: needs root");
+        return;
+    }
+    // A container running as another user owns its termination-message file and can write it.
+    let c = json!({ "name": "u", "command": ["sh", "-c", "printf by-1234 > /dev/termination-log"],
+        "securityContext": { "runAsUser": 1234, "runAsGroup": 2345 } });
+    let p = pod("modes-user", json!([c]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(0));
+    assert_eq!(report.message.as_deref(), Some("by-1234"));
+    let log = rt.log_path(&uid(&p), "u", 0).unwrap_or_else(|| panic!("no log"));
+    let term = std::fs::metadata(log.with_file_name("termination-log")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((term.uid(), term.gid(), term.mode() & 0o777), (1234, 2345, 0o600));
+    let log = std::fs::metadata(&log).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((log.uid(), log.mode() & 0o777), (0, 0o640));
 }
 
 #[tokio::test]
