@@ -166,6 +166,10 @@ impl LogSource for RuntimeLogs {
     fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
         self.0.log_path(pod_uid, container, restart)
     }
+
+    fn log_updates(&self, path: &std::path::Path) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.0.log_updates(path)
+    }
 }
 
 impl Node {

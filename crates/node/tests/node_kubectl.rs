@@ -131,6 +131,9 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
         "{stamped}"
     );
     assert_eq!(node.ok(&["logs", "crasher", "--previous"]), "crashing now\n");
+    // --since / --since-time keep the lines written since then (the CRI timestamps).
+    assert_eq!(node.ok(&["logs", "web", "--since=1h"]), "started\n");
+    assert_eq!(node.ok(&["logs", "web", "--since-time=2099-01-01T00:00:00Z"]), "");
     let (ok, text) = node.kubectl(&["logs", "web", "-c", "nope"]);
     assert!(
         !ok && text.contains("container nope is not valid for pod web"),

@@ -40,6 +40,9 @@ pub(crate) struct LogFile {
     size: u64,
     max_bytes: u64,
     max_files: u32,
+    /// Notified after every record written (followers read the file on each change); dropped
+    /// with the file, once both streams ended.
+    updates: tokio::sync::watch::Sender<()>,
 }
 
 impl LogFile {
@@ -55,7 +58,13 @@ impl LogFile {
             size: 0,
             max_bytes: max_bytes.max(1024),
             max_files: max_files.max(1),
+            updates: tokio::sync::watch::Sender::new(()),
         })
+    }
+
+    /// A receiver notified after each record written to this file.
+    pub(crate) fn updates(&self) -> tokio::sync::watch::Receiver<()> {
+        self.updates.subscribe()
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -100,6 +109,7 @@ impl LogFile {
         };
         file.write_all(&line)?;
         self.size += line.len() as u64;
+        self.updates.send_modify(|()| {});
         Ok(())
     }
 }

@@ -226,6 +226,8 @@ struct Inner {
     hidden_data_dir: Option<PathBuf>,
     /// Each container's mount namespace, kept for its next instance (pod UID, container name).
     mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
+    /// The log files being written, by path, for followers ([`ProcessRuntime::log_updates`]).
+    live_logs: Mutex<HashMap<PathBuf, std::sync::Weak<Mutex<LogFile>>>>,
     next: AtomicU64,
     netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
     /// The node bridge's index once it is known to exist with its address. Checking and
@@ -328,6 +330,7 @@ impl ProcessRuntime {
                 containers: Mutex::new(HashMap::new()),
                 hidden_data_dir,
                 mount_namespaces: Mutex::new(HashMap::new()),
+                live_logs: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 netlink: tokio::sync::OnceCell::new(),
                 bridge: tokio::sync::Mutex::new(None),
@@ -414,6 +417,16 @@ impl ProcessRuntime {
             .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
             .path();
         Some(dir.join(container).join(format!("{restart}.log")))
+    }
+
+    /// Notifications of writes to the log file at `path` (a [`log_path`](Self::log_path))
+    /// while its instance's output is still being written: a follower reads on each change
+    /// (the file may have been rotated since: a new file at the same path) and stops once the
+    /// sender is gone. `None` when nothing writes it any more.
+    pub fn log_updates(&self, path: &Path) -> Option<watch::Receiver<()>> {
+        let log = lock(&self.inner.live_logs).get(path)?.upgrade()?;
+        let updates = lock(&log).updates();
+        Some(updates)
     }
 
     async fn netlink(&self) -> Option<rtnetlink::Handle> {
@@ -794,6 +807,11 @@ impl ProcessRuntime {
         )
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
+        {
+            let mut live = lock(&self.inner.live_logs);
+            live.retain(|_, l| l.strong_count() > 0);
+            live.insert(log_path.clone(), Arc::downgrade(&log));
+        }
         // One file per container, emptied for each instance (a kept mount namespace has it
         // bound already).
         let term_host = dir.join("termination-log");

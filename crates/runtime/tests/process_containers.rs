@@ -270,6 +270,34 @@ async fn termination_message_file_and_fallback_to_logs() {
 }
 
 #[tokio::test]
+async fn log_writes_are_notified_until_the_output_ends() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod(
+        "notify",
+        json!([sh("c", "sleep 0.3; echo one; sleep 0.3; echo two")]),
+        json!({}),
+    );
+    let s = start(&rt, &p, 0, None).await;
+    let path = rt.log_path(&uid(&p), "c", 0).unwrap_or_else(|| panic!("no log"));
+    let mut updates = rt
+        .log_updates(&path)
+        .unwrap_or_else(|| panic!("a live log has updates"));
+    within(5, updates.changed())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(read_log(&rt, &p, "c").contains(" stdout F one\n"));
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    // The writer goes with the output: a follower sees the end.
+    while within(5, updates.changed()).await.is_ok() {}
+    assert!(read_log(&rt, &p, "c").contains(" stdout F two\n"));
+    assert!(
+        rt.log_updates(&path).is_none(),
+        "nothing writes a finished instance's log"
+    );
+}
+
+#[tokio::test]
 async fn log_and_termination_files_are_private() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
