@@ -410,13 +410,22 @@ impl ProcessRuntime {
     /// The log file of one container instance (`<restart>.log`; rotated files add `.1`,
     /// `.2`, ...), if that pod is or was on this node.
     pub fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
+        let dir = self.pod_dir_of(pod_uid)?;
+        Some(dir.join(container).join(format!("{restart}.log")))
+    }
+
+    /// The directory of pod `pod_uid`'s files (`<data>/pods/<ns>_<name>_<uid>`), if it has one.
+    fn pod_dir_of(&self, pod_uid: &str) -> Option<PathBuf> {
+        if pod_uid.is_empty() {
+            return None;
+        }
         let pods = fs::read_dir(self.inner.config.data_dir.join("pods")).ok()?;
         let suffix = format!("_{pod_uid}");
-        let dir = pods
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
-            .path();
-        Some(dir.join(container).join(format!("{restart}.log")))
+        Some(
+            pods.flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
+                .path(),
+        )
     }
 
     /// Notifications of writes to the log file at `path` (a [`log_path`](Self::log_path))
@@ -1429,6 +1438,19 @@ impl ContainerRuntime for ProcessRuntime {
         let uid = pod_uid.to_string();
         let _ = tokio::task::spawn_blocking(move || this.inner.cgroups.remove_pod(&uid)).await;
         Ok(())
+    }
+
+    async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let Some(dir) = self.pod_dir_of(pod_uid) else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
     }
 
     async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
