@@ -304,7 +304,7 @@ impl ProcessRuntime {
             Cgroups::disabled()
         };
         if cgroups.version == CgroupVersion::None {
-            tracing::warn!("no writable cgroup hierarchy: containers run without resource limits");
+            tracing::warn!("no usable cgroup hierarchy: containers run without resource limits");
         }
         let caps = Capabilities {
             root,
@@ -553,6 +553,16 @@ impl ProcessRuntime {
                 warnings.push(format!(
                     "pod uses the host network: {why}, so it gets no network, UTS or IPC namespace and no own IP"
                 ));
+                let policy = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.dns_policy.as_deref())
+                    .unwrap_or("ClusterFirst");
+                if policy == "ClusterFirst" {
+                    warnings.push(format!(
+                        "Service names will not resolve in this pod: dnsPolicy ClusterFirst needs the pod's own network namespace ({why}), so the pod keeps the host's resolver"
+                    ));
+                }
             }
             let ip = self.node_ip().await;
             lock(&self.inner.sandboxes).insert(
