@@ -230,6 +230,13 @@ pub trait ContainerRuntime: Send + Sync {
     /// Sends the stop signal to the instance's processes, waits up to `grace`, then kills every
     /// process of the container. Returns once the signal is sent.
     async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
+    /// Removes what the runtime keeps of pod `pod_uid` once the pod is deleted and stopped:
+    /// its containers' logs and files (a finished pod that still exists keeps them, for
+    /// `kubectl logs`). Idempotent.
+    async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let _ = pod_uid;
+        Ok(())
+    }
 }
 
 /// The output of a command run inside a container.

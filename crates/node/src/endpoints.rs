@@ -2,9 +2,12 @@
 //!
 //! Level-triggered: every change of a Service or Pod marks its namespace, and the namespace is
 //! recomputed from the store with `podvisor-endpoints`' pure functions; an object is written
-//! only when it differs from what is stored, so repeated or reordered events do no harm.
+//! only when it differs from what is stored, so repeated or reordered events do no harm. Like
+//! upstream's controllers it watches the Endpoints and EndpointSlices too: one deleted or
+//! changed by someone else is put back (its own writes, known by their revisions, are not
+//! looked at again).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,33 +41,41 @@ pub async fn run(store: Arc<dyn Store>, clock: podvisor_kubelet::Clock) {
                 .collect(),
             Err(_) => BTreeSet::from(["default".to_owned()]),
         };
+        // Revisions of the controller's own writes, whose events need no new pass.
+        let mut own = HashSet::new();
         for ns in &namespaces {
-            reconcile_namespace(&*store, ns, clock).await;
+            reconcile(&*store, ns, clock, &mut own).await;
         }
-        let (Ok(services), Ok(pods)) = (
+        let (Ok(services), Ok(pods), Ok(endpoints), Ok(slices)) = (
             store.watch("services", None, revision).await,
             store.watch("pods", None, revision).await,
+            store.watch("endpoints", None, revision).await,
+            store.watch(SLICES, None, revision).await,
         ) else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        let mut events = futures_util::stream::select(services, pods);
+        let mut events = futures_util::stream::select_all([services, pods, endpoints, slices]);
         loop {
             let Some(first) = events.next().await else { break };
             let Ok(first) = first else { break };
-            let mut dirty = BTreeSet::from([first.key.namespace.clone()]);
-            // Take whatever else is already queued, so a burst is handled in one pass.
+            let mut dirty = BTreeSet::new();
             let mut failed = false;
+            let mut note = |event: podvisor_store::WatchEvent| {
+                if !own.remove(&event.revision) {
+                    dirty.insert(event.key.namespace);
+                }
+            };
+            note(first);
+            // Take whatever else is already queued, so a burst is handled in one pass.
             while let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(2), events.next()).await {
                 match more {
-                    Ok(event) => {
-                        dirty.insert(event.key.namespace.clone());
-                    }
+                    Ok(event) => note(event),
                     Err(_) => failed = true,
                 }
             }
             for ns in &dirty {
-                reconcile_namespace(&*store, ns, clock).await;
+                reconcile(&*store, ns, clock, &mut own).await;
             }
             if failed {
                 break;
@@ -87,6 +98,11 @@ async fn list_typed<T: serde::de::DeserializeOwned>(store: &dyn Store, resource:
 
 /// Recomputes and writes the Endpoints and EndpointSlices of every Service in `ns`.
 pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_kubelet::Clock) {
+    reconcile(store, ns, clock, &mut HashSet::new()).await;
+}
+
+/// [`reconcile_namespace`], adding the revision of every write it makes to `own`.
+async fn reconcile(store: &dyn Store, ns: &str, clock: podvisor_kubelet::Clock, own: &mut HashSet<u64>) {
     let services: Vec<Service> = list_typed(store, "services", ns).await;
     let pods: Vec<Pod> = list_typed(store, "pods", ns).await;
     let mut wanted_endpoints = BTreeSet::new();
@@ -101,7 +117,7 @@ pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_ku
             let mut value = serde_json::to_value(&endpoints).unwrap_or(Value::Null);
             value["apiVersion"] = json!("v1");
             value["kind"] = json!("Endpoints");
-            write(store, ObjectKey::new("endpoints", ns, name.clone()), value, clock).await;
+            own.extend(write(store, ObjectKey::new("endpoints", ns, name.clone()), value, clock).await);
         }
         for slice in podvisor_endpoints::desired_slices(service, &pods) {
             let mut value = serde_json::to_value(&slice).unwrap_or(Value::Null);
@@ -111,7 +127,7 @@ pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_ku
         }
     }
     for (name, value) in wanted_slices.clone() {
-        write(store, ObjectKey::new(SLICES, ns, name), value, clock).await;
+        own.extend(write(store, ObjectKey::new(SLICES, ns, name), value, clock).await);
     }
     // Managed slices no longer wanted, and Endpoints of Services that are gone.
     if let Ok(list) = store.list(SLICES, Some(ns), ListOptions::default()).await {
@@ -123,7 +139,7 @@ pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_ku
                 .unwrap_or_default()
                 .to_owned();
             if managed && !wanted_slices.contains_key(&name) {
-                remove(store, ObjectKey::new(SLICES, ns, name)).await;
+                own.extend(remove(store, ObjectKey::new(SLICES, ns, name)).await);
             }
         }
     }
@@ -135,7 +151,7 @@ pub async fn reconcile_namespace(store: &dyn Store, ns: &str, clock: podvisor_ku
                 .unwrap_or_default()
                 .to_owned();
             if !service_names.contains(&name) {
-                remove(store, ObjectKey::new("endpoints", ns, name)).await;
+                own.extend(remove(store, ObjectKey::new("endpoints", ns, name)).await);
             }
         }
     }
@@ -159,12 +175,18 @@ fn content(value: &Value) -> Value {
 }
 
 /// Creates or updates `key` to `desired`, writing nothing when the content is the same.
-async fn write(store: &dyn Store, key: ObjectKey, mut desired: Value, clock: podvisor_kubelet::Clock) {
+/// Returns the revision of the write, if it made one.
+async fn write(
+    store: &dyn Store,
+    key: ObjectKey,
+    mut desired: Value,
+    clock: podvisor_kubelet::Clock,
+) -> Option<u64> {
     for _ in 0..3 {
         match store.get(&key).await {
             Ok(current) => {
                 if content(&current.object) == content(&desired) {
-                    return;
+                    return None;
                 }
                 for field in ["uid", "creationTimestamp"] {
                     desired["metadata"][field] = current.object["metadata"][field].clone();
@@ -174,9 +196,12 @@ async fn write(store: &dyn Store, key: ObjectKey, mut desired: Value, clock: pod
                     uid: None,
                 };
                 match store.update(&key, desired.clone(), pre).await {
-                    Ok(_) => return,
+                    Ok(written) => return Some(written.revision),
                     Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return warn!(error = %e, object = %key.name, "writing endpoints failed"),
+                    Err(e) => {
+                        warn!(error = %e, object = %key.name, "writing endpoints failed");
+                        return None;
+                    }
                 }
             }
             Err(StoreError::NotFound { .. }) => {
@@ -184,20 +209,32 @@ async fn write(store: &dyn Store, key: ObjectKey, mut desired: Value, clock: pod
                     serde_json::to_value(clock.now().to_k8s()).unwrap_or_default();
                 desired["metadata"]["uid"] = json!(podvisor_apiserver::meta::new_uid());
                 match store.create(&key, desired.clone()).await {
-                    Ok(_) => return,
+                    Ok(written) => return Some(written.revision),
                     Err(StoreError::AlreadyExists { .. }) => continue,
-                    Err(e) => return warn!(error = %e, object = %key.name, "creating endpoints failed"),
+                    Err(e) => {
+                        warn!(error = %e, object = %key.name, "creating endpoints failed");
+                        return None;
+                    }
                 }
             }
-            Err(e) => return warn!(error = %e, "reading endpoints failed"),
+            Err(e) => {
+                warn!(error = %e, "reading endpoints failed");
+                return None;
+            }
         }
     }
+    None
 }
 
-async fn remove(store: &dyn Store, key: ObjectKey) {
+/// Deletes `key`; returns the revision of the deletion, if it made one.
+async fn remove(store: &dyn Store, key: ObjectKey) -> Option<u64> {
     match store.delete(&key, Preconditions::default()).await {
-        Ok(_) | Err(StoreError::NotFound { .. }) => {}
-        Err(e) => warn!(error = %e, object = %key.name, "deleting endpoints failed"),
+        Ok(deleted) => Some(deleted.revision),
+        Err(StoreError::NotFound { .. }) => None,
+        Err(e) => {
+            warn!(error = %e, object = %key.name, "deleting endpoints failed");
+            None
+        }
     }
 }
 

@@ -167,12 +167,38 @@ pub struct Node {
     process_runtime: Option<ProcessRuntime>,
 }
 
+/// Once the deleted pod `uid` has stopped (its worker finished, or there is none), removes
+/// what the runtime keeps of it: its logs go with the pod, as the kubelet's do.
+fn remove_when_stopped(
+    runtime: Arc<dyn ContainerRuntime>,
+    view: Option<tokio::sync::watch::Receiver<podvisor_kubelet::PodView>>,
+    uid: String,
+) {
+    tokio::spawn(async move {
+        if let Some(mut view) = view {
+            // The worker's end also ends the channel.
+            while !view.borrow_and_update().finished {
+                if view.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Err(e) = runtime.remove_pod(&uid).await {
+            tracing::warn!(pod_uid = %uid, error = %e, "removing the files of a deleted pod");
+        }
+    });
+}
+
 /// Container logs for the API, from the process runtime's log files.
 struct RuntimeLogs(ProcessRuntime);
 
 impl LogSource for RuntimeLogs {
     fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
         self.0.log_path(pod_uid, container, restart)
+    }
+
+    fn log_updates(&self, path: &std::path::Path) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.0.log_updates(path)
     }
 }
 
@@ -230,6 +256,7 @@ impl Node {
             }
             None => output.clone(),
         };
+        let runtime = self.runtime.clone();
         let mut supervisor = PodSupervisor::new(
             self.runtime,
             self.prober,
@@ -266,7 +293,10 @@ impl Node {
                 () = &mut shutdown => break,
                 Some(change) = changes.recv() => match change {
                     PodChange::Apply(pod) => supervisor.apply(*pod),
-                    PodChange::Gone { uid } => supervisor.delete(&uid, Some(0)),
+                    PodChange::Gone { uid } => {
+                        supervisor.delete(&uid, Some(0));
+                        remove_when_stopped(runtime.clone(), supervisor.watch(&uid), uid);
+                    }
                 },
                 Some(()) = config_changes.recv() => supervisor.config_changed(),
                 Some(warning) = async { hook_warnings.as_mut()?.recv().await }, if hook_warnings.is_some() => {

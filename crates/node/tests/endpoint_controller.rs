@@ -222,3 +222,91 @@ async fn a_target_port_no_pod_exposes_gives_no_endpoints_and_a_warning_event() {
     }
     controller.abort();
 }
+
+#[tokio::test]
+async fn deleted_or_changed_endpoints_and_slices_are_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path().join("store.redb")).unwrap());
+    store
+        .create(
+            &ObjectKey::new("namespaces", "", "default"),
+            json!({"metadata": {"name": "default"}}),
+        )
+        .await
+        .unwrap();
+    let controller = tokio::spawn(podvisor_node::endpoints::run(store.clone(), Clock::system()));
+    store
+        .create(
+            &ObjectKey::new("services", "default", "web"),
+            json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default", "uid": "svc"},
+        "spec": {"selector": {"app": "web"}, "clusterIP": "10.96.0.21",
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}}),
+        )
+        .await
+        .unwrap();
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "a"),
+            pod("a", "10.88.0.2", true),
+        )
+        .await
+        .unwrap();
+    let ep_key = ObjectKey::new("endpoints", "default", "web");
+    let has_a = |e: &Value| ready_ips(e) == ["10.88.0.2"];
+    wait_for(&store, &ep_key, "the endpoints", has_a).await;
+    let slice_name = || async {
+        store
+            .list(
+                "discovery.k8s.io/endpointslices",
+                Some("default"),
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .items
+            .first()
+            .and_then(|s| s.object["metadata"]["name"].as_str().map(str::to_owned))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let name = loop {
+        if let Some(name) = slice_name().await {
+            break name;
+        }
+        assert!(Instant::now() < deadline, "no slice");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let slice_key = ObjectKey::new("discovery.k8s.io/endpointslices", "default", name);
+    let slice_has_a = |s: &Value| s["endpoints"][0]["addresses"][0] == "10.88.0.2";
+
+    // Deleted by a user: both come back.
+    store.delete(&ep_key, Preconditions::default()).await.unwrap();
+    wait_for(&store, &ep_key, "the endpoints to come back", has_a).await;
+    store.delete(&slice_key, Preconditions::default()).await.unwrap();
+    wait_for(&store, &slice_key, "the slice to come back", slice_has_a).await;
+
+    // Changed by a user: put right again.
+    let current = store.get(&slice_key).await.unwrap();
+    let mut changed = current.object.clone();
+    changed["endpoints"] = json!([]);
+    store
+        .update(
+            &slice_key,
+            changed,
+            Preconditions {
+                resource_version: Some(current.revision),
+                uid: None,
+            },
+        )
+        .await
+        .unwrap();
+    let restored = wait_for(&store, &slice_key, "the slice to be restored", slice_has_a).await;
+
+    // Its own writes cause no further writes: the slice stays as it is.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.get(&slice_key).await.unwrap().object["metadata"]["resourceVersion"],
+        restored["metadata"]["resourceVersion"]
+    );
+    controller.abort();
+}

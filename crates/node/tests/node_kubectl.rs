@@ -128,6 +128,9 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
         "{stamped}"
     );
     assert_eq!(node.ok(&["logs", "crasher", "--previous"]), "crashing now\n");
+    // --since / --since-time keep the lines written since then (the CRI timestamps).
+    assert_eq!(node.ok(&["logs", "web", "--since=1h"]), "started\n");
+    assert_eq!(node.ok(&["logs", "web", "--since-time=2099-01-01T00:00:00Z"]), "");
     let (ok, text) = node.kubectl(&["logs", "web", "-c", "nope"]);
     assert!(
         !ok && text.contains("container nope is not valid for pod web"),
@@ -185,9 +188,28 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
     .await;
 
     // Deletion is graceful and the object goes once the pod has stopped.
+    let pod_dir = |pod: &str| {
+        let uid = node.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
+        data.path()
+            .join("node/pods")
+            .join(format!("default_{pod}_{}", uid.trim()))
+    };
+    let (web_dir, crasher_dir) = (pod_dir("web"), pod_dir("crasher"));
+    assert!(web_dir.join("app").exists() && crasher_dir.join("app").exists());
     node.ok(&["delete", "pod", "web", "--timeout=60s"]);
     let (_, gone) = node.kubectl(&["get", "pod", "web"]);
     assert!(gone.contains("NotFound"), "{gone}");
     node.ok(&["delete", "pod", "crasher", "--grace-period=0", "--force"]);
+    // Their logs go with them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while web_dir.exists() || crasher_dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs of deleted pods are kept: {} {}",
+            web_dir.exists(),
+            crasher_dir.exists()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     node.stop().await;
 }

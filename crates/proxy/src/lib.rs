@@ -59,7 +59,7 @@ pub struct ProxyService {
 /// One port of a Service, with the ready endpoints it goes to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProxyPort {
-    /// `tcp`, `udp` or `sctp`.
+    /// As the Service spells it (`TCP`, `UDP` or `SCTP`); compared without regard to case.
     pub protocol: String,
     /// The Service port.
     pub port: u16,

@@ -43,7 +43,7 @@ impl UserspaceProxy {
     pub async fn sync(&mut self, services: &[ProxyService]) {
         let mut wanted: HashMap<u16, Vec<(Ipv4Addr, u16)>> = HashMap::new();
         for port in services.iter().flat_map(|s| &s.ports) {
-            if port.protocol == "tcp"
+            if port.protocol.eq_ignore_ascii_case("tcp")
                 && let Some(node_port) = port.node_port
             {
                 wanted

@@ -19,7 +19,8 @@ fn service(node_port: u16, endpoints: Vec<(Ipv4Addr, u16)>) -> ProxyService {
         id: "default/web".into(),
         cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 9)),
         ports: vec![ProxyPort {
-            protocol: "tcp".into(),
+            // As the node passes it: the Service's own spelling.
+            protocol: "TCP".into(),
             port: 80,
             node_port: Some(node_port),
             endpoints,

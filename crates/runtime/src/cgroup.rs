@@ -119,8 +119,30 @@ fn own_path(controller: Option<&str>) -> String {
     String::new()
 }
 
-fn writable_dir(dir: &Path) -> bool {
-    fs::create_dir_all(dir).is_ok() && dir.join("cgroup.procs").exists()
+/// Whether this process can use `dir` as a cgroup base: it is (or could be created as) a
+/// cgroup, processes can be moved into it, and groups can be created in it. Existence alone is
+/// not enough: a base left by an earlier run as root exists but is not ours to use without
+/// root, and every container start would then fail.
+fn usable_dir(dir: &Path) -> bool {
+    if fs::create_dir_all(dir).is_err() || !dir.join("cgroup.procs").exists() {
+        return false;
+    }
+    // Opening for writing checks the permission without writing anything.
+    if fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .is_err()
+    {
+        return false;
+    }
+    let probe = dir.join(format!("podvisor-probe-{}", std::process::id()));
+    match fs::create_dir(&probe) {
+        Ok(()) => {
+            let _ = fs::remove_dir(&probe);
+            true
+        }
+        Err(e) => e.kind() == io::ErrorKind::AlreadyExists,
+    }
 }
 
 impl Cgroups {
@@ -137,10 +159,15 @@ impl Cgroups {
         }
     }
 
-    /// Finds the hierarchies and creates `<base>` in each writable one.
+    /// Finds the hierarchies and creates `<base>` in each usable one.
     pub(crate) fn detect(parent: &str) -> Self {
+        Self::detect_in(&mounts(), &own_path, parent)
+    }
+
+    /// [`detect`](Self::detect) over given mounts and own-group lookup (tests stand a temporary
+    /// directory in for the cgroup mounts).
+    fn detect_in(all: &[Mount], own_path: &dyn Fn(Option<&str>) -> String, parent: &str) -> Self {
         let mut found = Self::disabled();
-        let all = mounts();
         if let Some(m) = all.iter().find(|m| m.fstype == "cgroup2") {
             let base = m.path.join(parent);
             let available = fs::read_to_string(m.path.join("cgroup.controllers")).unwrap_or_default();
@@ -152,7 +179,7 @@ impl Cgroups {
                 // Best effort: systemd usually enabled them already.
                 let _ = fs::write(m.path.join("cgroup.subtree_control"), format!("+{c}"));
             }
-            if writable_dir(&base) {
+            if usable_dir(&base) {
                 for c in &wanted {
                     let _ = fs::write(base.join("cgroup.subtree_control"), format!("+{c}"));
                 }
@@ -179,7 +206,7 @@ impl Cgroups {
             };
             let own = own_path(Some(controller));
             let base = m.path.join(own).join(parent);
-            if !writable_dir(&base) {
+            if !usable_dir(&base) {
                 continue;
             }
             match controller {
@@ -434,5 +461,106 @@ impl ContainerCgroup {
                 let _ = fs::remove_dir(dir);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A temporary directory standing in for a cgroup v2 mount, with the files the kernel
+    /// provides at its root.
+    fn fake_v2() -> (tempfile::TempDir, Vec<Mount>) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+        for (file, text) in [
+            ("cgroup.controllers", "cpu memory pids"),
+            ("cgroup.subtree_control", ""),
+            ("cgroup.procs", ""),
+        ] {
+            fs::write(dir.path().join(file), text).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mounts = vec![Mount {
+            path: dir.path().to_path_buf(),
+            fstype: "cgroup2".into(),
+            options: vec!["rw".into()],
+        }];
+        (dir, mounts)
+    }
+
+    /// A base as a run of the node left it: a group with its `cgroup.procs`.
+    fn leave_base(root: &Path, parent: &str) -> PathBuf {
+        let base = root.join(parent);
+        fs::create_dir_all(&base).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(base.join("cgroup.procs"), "").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(base.join("cgroup.subtree_control"), "").unwrap_or_else(|e| panic!("{e}"));
+        base
+    }
+
+    /// Runs `f` as an unprivileged user: as root in a thread whose filesystem user is
+    /// `nobody` (which also drops the thread's file capabilities); otherwise as we are.
+    fn unprivileged<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if nix::unistd::geteuid().is_root() {
+                    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(65534));
+                }
+                f()
+            })
+            .join()
+            .unwrap_or_else(|_| panic!("probe thread panicked"))
+        })
+    }
+
+    fn no_own_path(_: Option<&str>) -> String {
+        String::new()
+    }
+
+    #[test]
+    fn a_base_this_process_can_use_is_detected() {
+        let (dir, mounts) = fake_v2();
+        leave_base(dir.path(), "podvisor");
+        let found = Cgroups::detect_in(&mounts, &no_own_path, "podvisor");
+        assert_eq!(found.version, CgroupVersion::V2);
+        assert_eq!(found.v2.as_deref(), Some(dir.path().join("podvisor").as_path()));
+        // The probe group is gone again.
+        let left: Vec<_> = fs::read_dir(dir.path().join("podvisor"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn a_base_left_by_a_root_run_is_not_usable_without_root() {
+        let (dir, mounts) = fake_v2();
+        let base = leave_base(dir.path(), "podvisor");
+        // Not ours: no group can be created in it, no process moved into it.
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o555)).unwrap_or_else(|e| panic!("{e}"));
+        fs::set_permissions(base.join("cgroup.procs"), fs::Permissions::from_mode(0o444))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let found = unprivileged(|| Cgroups::detect_in(&mounts, &no_own_path, "podvisor"));
+        assert_eq!(found.version, CgroupVersion::None, "{found:?}");
+        assert!(found.v2.is_none());
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn a_missing_base_that_cannot_be_created_is_not_usable() {
+        let (dir, mounts) = fake_v2();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o555)).unwrap_or_else(|e| panic!("{e}"));
+        let found = unprivileged(|| Cgroups::detect_in(&mounts, &no_own_path, "podvisor"));
+        assert_eq!(found.version, CgroupVersion::None);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn a_directory_that_is_no_cgroup_is_not_usable() {
+        let (dir, mounts) = fake_v2();
+        fs::create_dir_all(dir.path().join("podvisor")).unwrap_or_else(|e| panic!("{e}"));
+        let found = Cgroups::detect_in(&mounts, &no_own_path, "podvisor");
+        assert_eq!(found.version, CgroupVersion::None);
     }
 }

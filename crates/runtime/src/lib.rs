@@ -15,7 +15,7 @@
 //!   with its volume mounts and its `terminationMessagePath` file.
 //! - **Logs**: stdout and stderr are read continuously into CRI-format files, rotated by size
 //!   ([`logs`]); [`ProcessRuntime::log_path`] finds them.
-//! - **Stop and reaping**: the stop signal to the group, SIGKILL to every descendant at the
+//! - **Stop and reaping**: the stop signal to the main process, SIGKILL to every descendant at the
 //!   deadline, leftovers killed when the main process ends; the node is a child subreaper and
 //!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
 //! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's

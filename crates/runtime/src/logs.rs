@@ -7,6 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,6 +40,9 @@ pub(crate) struct LogFile {
     size: u64,
     max_bytes: u64,
     max_files: u32,
+    /// Notified after every record written (followers read the file on each change); dropped
+    /// with the file, once both streams ended.
+    updates: tokio::sync::watch::Sender<()>,
 }
 
 impl LogFile {
@@ -47,14 +51,20 @@ impl LogFile {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let file = File::create(&path)?;
+        let file = create_private(&path)?;
         Ok(LogFile {
             path,
             file: Some(file),
             size: 0,
             max_bytes: max_bytes.max(1024),
             max_files: max_files.max(1),
+            updates: tokio::sync::watch::Sender::new(()),
         })
+    }
+
+    /// A receiver notified after each record written to this file.
+    pub(crate) fn updates(&self) -> tokio::sync::watch::Receiver<()> {
+        self.updates.subscribe()
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -70,7 +80,7 @@ impl LogFile {
             }
             fs::rename(&self.path, name(1))?;
         }
-        self.file = Some(File::create(&self.path)?);
+        self.file = Some(create_private(&self.path)?);
         self.size = 0;
         Ok(())
     }
@@ -89,14 +99,35 @@ impl LogFile {
         }
         let file = match &mut self.file {
             Some(f) => f,
-            None => self
-                .file
-                .insert(OpenOptions::new().append(true).create(true).open(&self.path)?),
+            None => self.file.insert(
+                OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(LOG_MODE)
+                    .open(&self.path)?,
+            ),
         };
         file.write_all(&line)?;
         self.size += line.len() as u64;
+        self.updates.send_modify(|()| {});
         Ok(())
     }
+}
+
+/// Log files are readable by the node's user and group only: container output can hold
+/// secrets, as with the kubelet's `/var/log/pods`.
+pub(crate) const LOG_MODE: u32 = 0o640;
+
+/// Creates (truncates) `path` with [`LOG_MODE`], also when it existed with another mode.
+fn create_private(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(LOG_MODE)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(LOG_MODE))?;
+    Ok(file)
 }
 
 fn ignore_missing(e: io::Error) -> io::Result<()> {
@@ -151,8 +182,10 @@ pub(crate) async fn pump(
         }
     }
     if !pending.is_empty() {
+        // Output that ends without a newline is a partial line, as containerd records it: the
+        // readers give it back without a newline (`printf DONE` logs `DONE`).
         let len = pending.len();
-        emit(&mut pending, false, len, 0);
+        emit(&mut pending, true, len, 0);
     }
 }
 

@@ -226,6 +226,8 @@ struct Inner {
     hidden_data_dir: Option<PathBuf>,
     /// Each container's mount namespace, kept for its next instance (pod UID, container name).
     mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
+    /// The log files being written, by path, for followers ([`ProcessRuntime::log_updates`]).
+    live_logs: Mutex<HashMap<PathBuf, std::sync::Weak<Mutex<LogFile>>>>,
     next: AtomicU64,
     netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
     /// The node bridge's index once it is known to exist with its address. Checking and
@@ -302,7 +304,7 @@ impl ProcessRuntime {
             Cgroups::disabled()
         };
         if cgroups.version == CgroupVersion::None {
-            tracing::warn!("no writable cgroup hierarchy: containers run without resource limits");
+            tracing::warn!("no usable cgroup hierarchy: containers run without resource limits");
         }
         let caps = Capabilities {
             root,
@@ -328,6 +330,7 @@ impl ProcessRuntime {
                 containers: Mutex::new(HashMap::new()),
                 hidden_data_dir,
                 mount_namespaces: Mutex::new(HashMap::new()),
+                live_logs: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 netlink: tokio::sync::OnceCell::new(),
                 bridge: tokio::sync::Mutex::new(None),
@@ -407,13 +410,32 @@ impl ProcessRuntime {
     /// The log file of one container instance (`<restart>.log`; rotated files add `.1`,
     /// `.2`, ...), if that pod is or was on this node.
     pub fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
+        let dir = self.pod_dir_of(pod_uid)?;
+        Some(dir.join(container).join(format!("{restart}.log")))
+    }
+
+    /// The directory of pod `pod_uid`'s files (`<data>/pods/<ns>_<name>_<uid>`), if it has one.
+    fn pod_dir_of(&self, pod_uid: &str) -> Option<PathBuf> {
+        if pod_uid.is_empty() {
+            return None;
+        }
         let pods = fs::read_dir(self.inner.config.data_dir.join("pods")).ok()?;
         let suffix = format!("_{pod_uid}");
-        let dir = pods
-            .flatten()
-            .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
-            .path();
-        Some(dir.join(container).join(format!("{restart}.log")))
+        Some(
+            pods.flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
+                .path(),
+        )
+    }
+
+    /// Notifications of writes to the log file at `path` (a [`log_path`](Self::log_path))
+    /// while its instance's output is still being written: a follower reads on each change
+    /// (the file may have been rotated since: a new file at the same path) and stops once the
+    /// sender is gone. `None` when nothing writes it any more.
+    pub fn log_updates(&self, path: &Path) -> Option<watch::Receiver<()>> {
+        let log = lock(&self.inner.live_logs).get(path)?.upgrade()?;
+        let updates = lock(&log).updates();
+        Some(updates)
     }
 
     async fn netlink(&self) -> Option<rtnetlink::Handle> {
@@ -531,6 +553,16 @@ impl ProcessRuntime {
                 warnings.push(format!(
                     "pod uses the host network: {why}, so it gets no network, UTS or IPC namespace and no own IP"
                 ));
+                let policy = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.dns_policy.as_deref())
+                    .unwrap_or("ClusterFirst");
+                if policy == "ClusterFirst" {
+                    warnings.push(format!(
+                        "Service names will not resolve in this pod: dnsPolicy ClusterFirst needs the pod's own network namespace ({why}), so the pod keeps the host's resolver"
+                    ));
+                }
             }
             let ip = self.node_ip().await;
             lock(&self.inner.sandboxes).insert(
@@ -794,11 +826,16 @@ impl ProcessRuntime {
         )
         .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
+        {
+            let mut live = lock(&self.inner.live_logs);
+            live.retain(|_, l| l.strong_count() > 0);
+            live.insert(log_path.clone(), Arc::downgrade(&log));
+        }
         // One file per container, emptied for each instance (a kept mount namespace has it
         // bound already).
         let term_host = dir.join("termination-log");
-        fs::write(&term_host, b"").map_err(|e| format!("{}: {e}", term_host.display()))?;
-        let _ = fs::set_permissions(&term_host, std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        termination_file(&term_host, uid_run, gid_run)
+            .map_err(|e| format!("{}: {e}", term_host.display()))?;
         let term_path = container
             .termination_message_path
             .clone()
@@ -1237,6 +1274,26 @@ async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
     process::reap_group(pid);
 }
 
+/// Empties (or creates) the termination-message file of a new instance: mode 0600, owned by
+/// the user the container runs as when that is not the node's (with the group its process
+/// gets), so only the container's user can write it.
+fn termination_file(path: &Path, uid: Option<u32>, gid: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    if let Some(uid) = uid
+        && uid != nix::unistd::geteuid().as_raw()
+    {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid.unwrap_or(0)))?;
+    }
+    Ok(())
+}
+
 fn termination_message(host: &Path, fallback: bool, status: ExitStatus, log: &Path) -> Option<String> {
     use std::io::Read;
     let mut content = Vec::new();
@@ -1393,6 +1450,19 @@ impl ContainerRuntime for ProcessRuntime {
         Ok(())
     }
 
+    async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let Some(dir) = self.pod_dir_of(pod_uid) else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
     async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
         let name = launch.container.name.clone();
         self.start_inner(launch)
@@ -1407,7 +1477,8 @@ impl ContainerRuntime for ProcessRuntime {
             .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
         let first = state.stop.borrow().is_none();
         if first {
-            process::signal_group(state.main_pid, state.stop_signal);
+            // The stop signal goes to the main process only, as a runtime signals a container's
+            // PID 1; the rest go when it exits (`kill_leftovers`) or at the deadline.
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.main_pid), state.stop_signal);
         }
         let deadline = Instant::now() + grace;

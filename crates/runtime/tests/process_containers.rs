@@ -167,10 +167,11 @@ async fn logs_are_cri_with_streams_partial_lines_and_rotation() {
     assert!(lines.iter().any(|l| l.contains(" stderr F err")));
     assert_eq!(
         lines.iter().filter(|l| l.contains(" stdout P ")).count(),
-        2,
-        "40000 bytes = 2 partial + 1 full"
+        3,
+        "40000 bytes = 2 partial + 1 full, and the unterminated tail"
     );
-    assert!(cri.ends_with(" stdout F tail\n"));
+    // Output that ends without a newline is a partial record, as containerd writes it.
+    assert!(cri.ends_with(" stdout P tail\n"));
 
     // Rotation: 64 KiB files, 3 in total; a second instance keeps the first one's log.
     let big = "i=0; while [ $i -lt 3000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done";
@@ -236,6 +237,13 @@ async fn termination_message_fallback_to_logs() {
     let msg = report.message.unwrap_or_default();
     assert_eq!(msg.lines().count(), 80);
     assert!(msg.ends_with("log-99\n") && msg.len() <= 2048);
+    // A log that ends without a newline gives its text as written.
+    let unterminated = json!({ "name": "nonl", "command": ["sh", "-c", "printf DONE; false"],
+        "terminationMessagePolicy": "FallbackToLogsOnError" });
+    let p = pod("term-nonl", json!([unterminated]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(1));
+    assert_eq!(report.message.as_deref(), Some("DONE"));
 }
 
 /// The termination-message file needs a per-container mount namespace, so root.
@@ -262,6 +270,105 @@ async fn termination_message_file_in_the_containers_mount_namespace() {
         !std::path::Path::new("/tmp/pv-term-msg-test").exists(),
         "host /tmp untouched"
     );
+}
+
+#[tokio::test]
+async fn log_writes_are_notified_until_the_output_ends() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod(
+        "notify",
+        json!([sh("c", "sleep 0.3; echo one; sleep 0.3; echo two")]),
+        json!({}),
+    );
+    let s = start(&rt, &p, 0, None).await;
+    let path = rt.log_path(&uid(&p), "c", 0).unwrap_or_else(|| panic!("no log"));
+    let mut updates = rt
+        .log_updates(&path)
+        .unwrap_or_else(|| panic!("a live log has updates"));
+    within(5, updates.changed())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(read_log(&rt, &p, "c").contains(" stdout F one\n"));
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    // The writer goes with the output: a follower sees the end.
+    while within(5, updates.changed()).await.is_ok() {}
+    assert!(read_log(&rt, &p, "c").contains(" stdout F two\n"));
+    assert!(
+        rt.log_updates(&path).is_none(),
+        "nothing writes a finished instance's log"
+    );
+}
+
+#[tokio::test]
+async fn log_and_termination_files_are_private() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod("modes", json!([sh("c", "echo secret")]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(0));
+    let log = rt.log_path(&uid(&p), "c", 0).unwrap_or_else(|| panic!("no log"));
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&log), 0o640, "log mode");
+    let term = log.with_file_name("termination-log");
+    assert_eq!(mode(&term), 0o600, "termination-message file mode");
+}
+
+/// A container running as another user owns its termination-message file and can write it;
+/// its log stays the node's.
+#[tokio::test]
+#[ignore = "needs root"]
+async fn a_container_of_another_user_owns_its_termination_message_file() {
+    use std::os::unix::fs::MetadataExt;
+    require_root();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let c = json!({ "name": "u", "command": ["sh", "-c", "printf by-1234 > /dev/termination-log"],
+        "securityContext": { "runAsUser": 1234, "runAsGroup": 2345 } });
+    let p = pod("modes-user", json!([c]), json!({}));
+    let report = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(report.status, ExitStatus::Exited(0));
+    assert_eq!(report.message.as_deref(), Some("by-1234"));
+    let log = rt.log_path(&uid(&p), "u", 0).unwrap_or_else(|| panic!("no log"));
+    let term = std::fs::metadata(log.with_file_name("termination-log")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((term.uid(), term.gid(), term.mode() & 0o777), (1234, 2345, 0o600));
+    let log = std::fs::metadata(&log).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((log.uid(), log.mode() & 0o777), (0, 0o640));
+}
+
+#[tokio::test]
+async fn stop_signal_goes_to_the_main_process_only() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    // A helper in the container's process group says when it gets TERM; the main process
+    // takes a second to exit after its own TERM, so a helper signalled too would say so.
+    let script = "sh -c 'trap \"echo helper-term; exit 0\" TERM; echo helper-up; while :; do sleep 0.1; done' & \
+                  trap 'echo main-term; sleep 1; exit 0' TERM; while :; do sleep 0.1; done";
+    let p = pod("stop-main", json!([sh("m", script)]), json!({}));
+    let s = start(&rt, &p, 0, None).await;
+    let t = Instant::now();
+    while !read_log(&rt, &p, "m").contains("helper-up") && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rt.stop(&s.id, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let report = within(15, s.exit).await;
+    let log = read_log(&rt, &p, "m");
+    assert_eq!(report.status, ExitStatus::Exited(0), "{log}");
+    assert!(log.contains("main-term"), "{log}");
+    assert!(
+        !log.contains("helper-term"),
+        "only the main process gets the stop signal: {log}"
+    );
+    // The helper went with the main process, long before the grace period ended.
+    assert!(t.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]

@@ -195,8 +195,31 @@ async fn without_namespaces_every_pod_falls_back_to_the_host_network() {
         "{:?}",
         sb.warnings
     );
+    // dnsPolicy ClusterFirst (the default) cannot be had there: the pod is told.
+    assert!(
+        sb.warnings
+            .iter()
+            .any(|w| w.starts_with("Service names will not resolve in this pod")),
+        "{:?}",
+        sb.warnings
+    );
     let s = start(&rt, &p, 0, sb.pod_ip.clone()).await;
     assert_eq!(within(10, s.exit).await.status, ExitStatus::Exited(0));
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A pod that asked for the host's resolver gets no such warning.
+    let p = pod(
+        "fallback-dns",
+        json!([sh("c", "echo ok")]),
+        json!({"dnsPolicy": "Default"}),
+    );
+    let sb = sandbox(&rt, &p).await;
+    assert!(
+        !sb.warnings.iter().any(|w| w.contains("Service names")),
+        "{:?}",
+        sb.warnings
+    );
     rt.remove_sandbox(&uid(&p))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
