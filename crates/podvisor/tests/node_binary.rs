@@ -1,0 +1,204 @@
+//! The `podvisor` binary as a user runs it: `podvisor node` with `--manifests` (static pods
+//! appear in the API), killed with SIGKILL and started again on the same data dir (every pod
+//! runs again, nothing of the killed run is left running twice), then stopped with SIGTERM
+//! (exit 0, every pod's processes gone).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use std::time::{Duration, Instant};
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: api-pod}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: app, image: host, command: [sleep, "1234567"]}
+"#;
+
+const STATIC_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: static-web}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - {name: app, image: host, command: [sleep, "7654321"]}
+"#;
+
+/// A `podvisor node` process, killed with its pods' processes if the test fails midway.
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = send_signal(self.0.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+        for arg in ["1234567", "7654321"] {
+            for pid in sleeping(arg) {
+                let _ = send_signal(pid, "KILL");
+            }
+        }
+    }
+}
+
+/// A `podvisor node` process on `dir`, its API on an ephemeral loopback port.
+fn start(dir: &Path, manifests: &Path) -> NodeProcess {
+    let kubeconfig = dir.join("kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let child = Command::new(env!("CARGO_BIN_EXE_podvisor"))
+        .arg("node")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0", "--output", "quiet"])
+        .arg("--manifests")
+        .arg(manifests)
+        .args(["--node-name", "binary-node", "--host-network"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("podvisor starts");
+    let child = NodeProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !kubeconfig.exists() {
+        assert!(Instant::now() < deadline, "the node never wrote its kubeconfig");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("kubectl runs (cargo xtask test installs it)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn until(kubeconfig: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = kubectl(kubeconfig, args);
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} never satisfied the check:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pids of the live processes whose command line is `sleep <arg>`.
+fn sleeping(arg: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if cmdline == format!("sleep\0{arg}\0").as_bytes() && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn running(kubeconfig: &Path) -> String {
+    until(kubeconfig, &["get", "pods", "-o", "wide"], |t| {
+        let ready = |name: &str| {
+            t.lines()
+                .any(|l| l.starts_with(name) && l.split_whitespace().nth(2) == Some("Running"))
+        };
+        ready("api-pod ") && ready("static-web ")
+    })
+}
+
+/// Root-only: a node without root cannot yet find the processes a killed run left (it has no
+/// cgroups to find them in); see the README's "Without root".
+#[test]
+#[ignore = "needs root"]
+fn a_killed_node_runs_its_pods_again_once_and_a_stopped_node_leaves_nothing() {
+    assert!(
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))),
+        "needs root: run `cargo xtask test` (or `cargo test -- --ignored`) as root"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().join("node");
+    let manifests = tmp.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join("web.yaml"), STATIC_POD).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+
+    let mut node = start(&dir, &manifests);
+    let pod_file = tmp.path().join("pod.yaml");
+    std::fs::write(&pod_file, POD).unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", pod_file.to_str().unwrap()]);
+    assert!(applied.contains("pod/api-pod created"), "{applied}");
+    // The static pod is in the API beside the one created through it.
+    running(&kubeconfig);
+    assert_eq!(sleeping("1234567").len(), 1);
+    assert_eq!(sleeping("7654321").len(), 1);
+
+    // SIGKILL: no graceful stop. The next start on the same data dir runs every pod again,
+    // exactly once: what the killed run left is not running beside the new instances.
+    node.0.kill().unwrap();
+    node.0.wait().unwrap();
+    let mut node = start(&dir, &manifests);
+    running(&kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleeping("1234567").len() != 1 || sleeping("7654321").len() != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "each container runs once after the restart: {:?} {:?}",
+            sleeping("1234567"),
+            sleeping("7654321")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // SIGTERM: every pod stops gracefully, then the node exits 0.
+    assert!(send_signal(node.0.id(), "TERM"), "kill -TERM ran");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = node.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the node exits after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert!(sleeping("1234567").is_empty() && sleeping("7654321").is_empty());
+}
+
+/// Sends a signal with the `kill` program (the test needs no signal crate for one call).
+fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
+}
