@@ -723,6 +723,12 @@ impl Ctx {
             object["status"] = json!({"phase": "Active"});
         }
         warnings.extend(self.default_and_validate(&mut object, None)?);
+        if r.group.is_empty() && r.plural == "pods" {
+            // As kube-apiserver's pod strategy: a new pod is Pending, with its QoS class.
+            let pod: Pod =
+                serde_json::from_value(object.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            object["status"] = json!({"phase": "Pending", "qosClass": podvisor_lifecycle::qos_class(&pod)});
+        }
         // Service creates are serialised from allocation to write, so two never get one address.
         let _allocating = if r.group.is_empty() && r.plural == "services" {
             let guard = SERVICE_ALLOCATION.lock().await;

@@ -98,3 +98,39 @@ fn server_dry_runs_persist_nothing() {
     ]);
     assert!(!exists(&s, &["get", "configmap", "a"]));
 }
+
+#[test]
+fn new_pods_are_pending_with_their_qos_class() {
+    need_kubectl!();
+    let s = common::start();
+    let with = |name: &str, resources: &str| {
+        let manifest = pod(name, None).replace(
+            "    command:",
+            &format!("    resources: {resources}\n    command:"),
+        );
+        s.ok_stdin(&["create", "-f", "-"], &manifest);
+        s.ok(&[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.status.phase} {.status.qosClass}",
+        ])
+    };
+    assert_eq!(with("plain", "{}"), "Pending BestEffort");
+    assert_eq!(
+        with("exact", "{limits: {cpu: 100m, memory: 64Mi}}"),
+        "Pending Guaranteed"
+    );
+    assert_eq!(with("some", "{requests: {cpu: 100m}}"), "Pending Burstable");
+    assert_eq!(
+        with("storage-only", "{requests: {ephemeral-storage: 1Gi}}"),
+        "Pending BestEffort"
+    );
+    let table = s.ok(&["get", "pods"]);
+    let plain = table
+        .lines()
+        .find(|l| l.starts_with("plain "))
+        .unwrap_or_default();
+    assert_eq!(plain.split_whitespace().nth(2), Some("Pending"), "{table}");
+}
