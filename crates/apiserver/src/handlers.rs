@@ -876,13 +876,7 @@ impl Ctx {
         let name = self.name().to_string();
         let key = self.key(&name);
         if r.group.is_empty() && r.plural == "namespaces" && (name == "default" || name == "kube-system") {
-            return Err(ApiError {
-                code: 403,
-                reason: "Forbidden",
-                message: format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
-                details: None,
-                causes: Vec::new(),
-            });
+            return Err(ApiError::forbidden(r, &name, "this namespace may not be deleted"));
         }
         let grace_q = self
             .query

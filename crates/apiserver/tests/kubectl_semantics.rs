@@ -134,3 +134,29 @@ fn new_pods_are_pending_with_their_qos_class() {
         .unwrap_or_default();
     assert_eq!(plain.split_whitespace().nth(2), Some("Pending"), "{table}");
 }
+
+#[test]
+fn errors_carry_details_and_unserved_endpoints_say_so() {
+    need_kubectl!();
+    let s = common::start();
+    s.ok_stdin(&["create", "-f", "-"], &pod("web", None));
+    // kubectl debug patches pods/ephemeralcontainers; on a 404 it reads the Status's details.
+    let out = s.kubectl(&["debug", "web", "--image=busybox"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("panic"), "{err}");
+    assert!(
+        err.contains("ephemeral containers are disabled for this cluster")
+            && err.contains("podvisor does not serve pods/ephemeralcontainers"),
+        "{err}"
+    );
+    let json = s.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web"]);
+    assert!(json.contains("\"name\":\"web\""), "{json}");
+    let out = s.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/gone"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pods \"gone\" not found"), "{err}");
+    let err = s.fails(&["delete", "namespace", "default"], None);
+    assert!(
+        err.contains("namespaces \"default\" is forbidden: this namespace may not be deleted"),
+        "{err}"
+    );
+}
