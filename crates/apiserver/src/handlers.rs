@@ -652,9 +652,7 @@ impl Ctx {
             ("", "secrets") => {
                 let mut secret: Secret = serde_json::from_value(object.clone()).map_err(bad)?;
                 podvisor_api::validation::fold_string_data(&mut secret);
-                if secret.type_.is_none() {
-                    secret.type_ = Some("Opaque".into());
-                }
+                podvisor_api::defaults::default_secret(&mut secret);
                 let result = match old {
                     Some(o) => {
                         let old: Secret = serde_json::from_value(o.clone()).map_err(bad)?;

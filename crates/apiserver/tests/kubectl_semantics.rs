@@ -160,3 +160,51 @@ fn errors_carry_details_and_unserved_endpoints_say_so() {
         "{err}"
     );
 }
+
+#[test]
+fn defaults_for_secrets_and_services_and_one_version() {
+    need_kubectl!();
+    let s = common::start();
+    // kubectl's generator sends protobuf, where the unset type is "".
+    s.ok(&["create", "secret", "generic", "creds", "--from-literal=a=b"]);
+    assert_eq!(
+        s.ok(&["get", "secret", "creds", "-o", "jsonpath={.type}"]),
+        "Opaque"
+    );
+    let table = s.ok(&["get", "secrets"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("creds ") && l.contains("Opaque")),
+        "{table}"
+    );
+    s.ok(&["create", "service", "clusterip", "web", "--tcp=80:8080"]);
+    let spec = s.ok(&[
+        "get",
+        "service",
+        "web",
+        "-o",
+        "jsonpath={.spec.ipFamilies} {.spec.ipFamilyPolicy} {.spec.internalTrafficPolicy}",
+    ]);
+    assert_eq!(spec, r#"["IPv4"] SingleStack Cluster"#);
+    s.ok(&["create", "service", "nodeport", "np", "--tcp=80:8080"]);
+    let policy = s.ok(&[
+        "get",
+        "service",
+        "np",
+        "-o",
+        "jsonpath={.spec.externalTrafficPolicy}",
+    ]);
+    assert_eq!(policy, "Cluster");
+    let version: serde_json::Value =
+        serde_json::from_str(&s.ok(&["version", "-o", "json"])).expect("kubectl version -o json");
+    let server = &version["serverVersion"];
+    assert_eq!(server["gitVersion"], podvisor_apiserver::discovery::GIT_VERSION);
+    assert!(
+        server["gitVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.35.")),
+        "{server}"
+    );
+    assert_eq!((&server["major"], &server["minor"]), (&"1".into(), &"35".into()));
+}

@@ -443,7 +443,7 @@ pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_
                         "labels": {
                             "kubernetes.io/hostname": facts.name,
                             "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": std::env::consts::ARCH,
+                            "kubernetes.io/arch": podvisor_apiserver::discovery::go_arch(),
                             "node-role.kubernetes.io/control-plane": "",
                         },
                     },
@@ -494,12 +494,12 @@ fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
             condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
         "nodeInfo": {
-            "architecture": std::env::consts::ARCH,
+            "architecture": podvisor_apiserver::discovery::go_arch(),
             "bootID": "",
             "containerRuntimeVersion": "podvisor://0.1.0",
             "kernelVersion": kernel,
             "kubeProxyVersion": "",
-            "kubeletVersion": "v1.35.0-podvisor",
+            "kubeletVersion": podvisor_apiserver::discovery::GIT_VERSION,
             "machineID": "",
             "operatingSystem": "linux",
             "osImage": "podvisor process node",
