@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, FieldValidation};
 use crate::discovery;
+use crate::events;
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
 use crate::patch::{self, PatchType};
 use crate::resources::{RESOURCES, Resource};
@@ -352,7 +353,28 @@ impl Ctx {
             );
             return Ok(json_response(code, &t, warnings));
         }
+        if events::is_events_v1(self.r()) {
+            return Ok(json_response(code, &events::to_events_v1(object), warnings));
+        }
         Ok(json_response(code, object, warnings))
+    }
+
+    /// A request body's object as stored (events.k8s.io Events are stored as core Events).
+    fn inward(&self, object: Value) -> Value {
+        if events::is_events_v1(self.r()) {
+            events::to_core(&object)
+        } else {
+            object
+        }
+    }
+
+    /// A stored object as this resource's version shows it.
+    fn outward(&self, object: Value) -> Value {
+        if events::is_events_v1(self.r()) {
+            events::to_events_v1(&object)
+        } else {
+            object
+        }
     }
 
     /// Whether the request is a server-side dry run (`dryRun=All` in the query, or in the
@@ -429,6 +451,7 @@ impl Ctx {
             );
             return Ok(json_response(StatusCode::OK, &t, &[]));
         }
+        let items: Vec<Value> = items.into_iter().map(|o| self.outward(o)).collect();
         let mut metadata = json!({"resourceVersion": rv});
         if let Some(t) = token {
             metadata["continue"] = json!(t);
@@ -491,6 +514,8 @@ impl Ctx {
                     .unwrap_or("")
                     .to_string();
                 table::table(resource, &[object], &rv, None, include, now_millis())
+            } else if events::is_events_v1(resource) && kind != "BOOKMARK" && kind != "ERROR" {
+                events::to_events_v1(&object)
             } else {
                 object
             };
@@ -685,7 +710,8 @@ impl Ctx {
     }
 
     async fn create(&self, object: Value) -> Result<Response<Body>> {
-        let (mut object, mut warnings) = self.admit_shape(object)?;
+        let (object, mut warnings) = self.admit_shape(object)?;
+        let mut object = self.inward(object);
         let r = self.r();
         {
             let meta =
@@ -838,6 +864,7 @@ impl Ctx {
 
     async fn update(&self, object: Value) -> Result<Response<Body>> {
         let (object, warnings) = self.admit_shape(object)?;
+        let object = self.inward(object);
         let cur = self
             .store()
             .get(&self.key(self.name()))
@@ -853,14 +880,17 @@ impl Ctx {
                 .get(&self.key(self.name()))
                 .await
                 .map_err(|e| self.store_err(e))?;
-            let mut patched =
-                patch::apply(kind, &cur.object, &patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            // events.k8s.io Events are patched as that version shows them.
+            let shown = events::is_events_v1(self.r()).then(|| events::to_events_v1(&cur.object));
+            let mut patched = patch::apply(kind, shown.as_ref().unwrap_or(&cur.object), &patch)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             // A patch without a resourceVersion applies to whatever is current.
             let pinned = patch.pointer("/metadata/resourceVersion").is_some();
             if !pinned && let Some(m) = metadata_mut(&mut patched) {
                 m.insert("resourceVersion".into(), json!(cur.revision.to_string()));
             }
             let (patched, warnings) = self.admit_shape(patched)?;
+            let patched = self.inward(patched);
             match self.replace(patched, &cur.object, cur.revision, warnings).await {
                 Err(e) if e.code == 409 && !pinned => continue,
                 other => return other,
@@ -1010,7 +1040,7 @@ impl Ctx {
                 accept: "application/json".into(),
             };
             match ctx.delete(options.clone()).await {
-                Ok(_) => items.push(item.object),
+                Ok(_) => items.push(self.outward(item.object)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }

@@ -17,8 +17,8 @@
 //!
 //! **What it is not.** No client certificates, RBAC or other authorization, no admission beyond podvisor-api's
 //! defaulting and validation, no server-side apply, no `pods/log` content (501 Status), no
-//! aggregated discovery (kubectl falls back to the legacy documents), and events.k8s.io/v1
-//! events are stored apart from core/v1 events rather than converted.
+//! aggregated discovery (kubectl falls back to the legacy documents). events.k8s.io/v1 Events
+//! are the core/v1 Events, converted ([`events`]).
 //!
 //! **Where to start.** [`ApiServer::new`], [`ApiServer::serve`]; in-process consumers use
 //! [`ApiServer::store`] to read, watch and write the same objects directly. Routing and verbs
@@ -34,6 +34,7 @@ pub mod alloc;
 pub mod auth;
 pub mod body;
 pub mod discovery;
+pub mod events;
 mod handlers;
 pub mod logs;
 pub mod meta;

@@ -208,3 +208,98 @@ fn defaults_for_secrets_and_services_and_one_version() {
     );
     assert_eq!((&server["major"], &server["minor"]), (&"1".into(), &"35".into()));
 }
+
+const CORE_EVENT: &str = r#"
+apiVersion: v1
+kind: Event
+metadata: {name: core-made}
+involvedObject: {apiVersion: v1, kind: Pod, name: web, namespace: default}
+reason: Pulled
+message: made through core/v1
+type: Normal
+source: {component: kubelet, host: n1}
+firstTimestamp: "2026-01-01T00:00:00Z"
+lastTimestamp: "2026-01-01T00:00:00Z"
+count: 1
+"#;
+
+const EVENTS_V1_EVENT: &str = r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: v1-made}
+eventTime: "2026-01-01T00:00:01.000000Z"
+regarding: {apiVersion: v1, kind: Pod, name: web, namespace: default}
+reason: Scaled
+action: Scaling
+note: made through events.k8s.io
+type: Warning
+reportingController: example.com/controller
+reportingInstance: controller-1
+"#;
+
+#[test]
+fn events_are_one_set_of_objects_through_both_apis() {
+    need_kubectl!();
+    let s = common::start();
+    s.ok_stdin(&["create", "-f", "-"], CORE_EVENT);
+    s.ok_stdin(&["create", "-f", "-"], EVENTS_V1_EVENT);
+    let v1 = s.ok(&["get", "events.v1.events.k8s.io", "-o", "name"]);
+    assert!(v1.contains("core-made") && v1.contains("v1-made"), "{v1}");
+    let note = s.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "core-made",
+        "-o",
+        "jsonpath={.note}|{.regarding.name}|{.deprecatedSource.component}|{.deprecatedCount}",
+    ]);
+    assert_eq!(note, "made through core/v1|web|kubelet|1");
+    let core = s.ok(&[
+        "get",
+        "events.v1.",
+        "v1-made",
+        "-o",
+        "jsonpath={.message}|{.involvedObject.name}|{.reportingComponent}|{.reportingInstance}|{.action}",
+    ]);
+    assert_eq!(
+        core,
+        "made through events.k8s.io|web|example.com/controller|controller-1|Scaling"
+    );
+    let table = s.ok(&["get", "events"]);
+    assert!(
+        table.contains("made through events.k8s.io") && table.contains("pod/web"),
+        "{table}"
+    );
+    // A patch through events.k8s.io shows through core.
+    s.ok(&[
+        "patch",
+        "events.v1.events.k8s.io",
+        "v1-made",
+        "--type=merge",
+        "-p",
+        r#"{"note":"patched"}"#,
+    ]);
+    assert_eq!(
+        s.ok(&["get", "events.v1.", "v1-made", "-o", "jsonpath={.message}"]),
+        "patched"
+    );
+    let watched = s.ok(&[
+        "get",
+        "--raw",
+        "/apis/events.k8s.io/v1/namespaces/default/events?watch=1&timeoutSeconds=1",
+    ]);
+    assert!(
+        watched.contains(r#""note":"made through core/v1""#) && !watched.contains(r#""message":"#),
+        "{watched}"
+    );
+    // Created through either API, events have a creation time to sort by.
+    let sorted = s.ok(&[
+        "get",
+        "events",
+        "--sort-by=.metadata.creationTimestamp",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(sorted.lines().count(), 2, "{sorted}");
+    s.ok(&["delete", "events.v1.events.k8s.io", "core-made"]);
+    assert!(!exists(&s, &["get", "events.v1.", "core-made"]));
+}

@@ -380,7 +380,8 @@ async fn record_event(
     let object = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver::meta::new_uid()},
+        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver::meta::new_uid(),
+            "creationTimestamp": when},
         "involvedObject": involved,
         "reason": event.reason,
         "message": event.message,

@@ -144,6 +144,8 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
         (Some("Unhealthy"), Some(2))
     );
     assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{app}");
+    // Like every object, an event has a creation time (kubectl sorts events by it).
+    assert_eq!(e["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
 
     // Deleted and stopped: the object goes away.
     pod.metadata.deletion_timestamp = Some(Time::from_secs(1_700_000_020).to_k8s());
