@@ -21,7 +21,7 @@ use crate::discovery;
 use crate::events;
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
 use crate::patch::{self, PatchType};
-use crate::resources::{RESOURCES, Resource};
+use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Result};
 use crate::table::{self, IncludeObject};
@@ -298,6 +298,28 @@ where
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
+}
+
+/// Deletes one object as a client's plain `DELETE` would (graceful for pods, marked while
+/// finalizers remain); for the namespace controller.
+pub(crate) async fn delete_object(
+    state: &Arc<State>,
+    resource: &'static Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    let ctx = Ctx {
+        state: state.clone(),
+        target: Target {
+            resource,
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            sub: None,
+        },
+        query: HashMap::new(),
+        accept: "application/json".into(),
+    };
+    ctx.delete(Value::Null).await.map(|_| ())
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -763,15 +785,18 @@ impl Ctx {
         };
         if r.namespaced {
             let ns = self.target.namespace.clone().unwrap_or_default();
-            if self
+            let namespaces =
+                Resource::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
+            let Ok(namespace) = self
                 .store()
                 .get(&ObjectKey::new("namespaces", "", ns.as_str()))
                 .await
-                .is_err()
-            {
-                let namespaces = Resource::find("", "v1", "namespaces")
-                    .ok_or_else(|| ApiError::internal("no namespaces"))?;
+            else {
                 return Err(ApiError::not_found(namespaces, &ns));
+            };
+            if crate::namespaces::terminating(&namespace.object) {
+                let name = meta::str_at(&object, "metadata.name").unwrap_or("");
+                return Err(crate::namespaces::refuse_create(r, name, &ns));
             }
         }
         let name = meta::str_at(&object, "metadata.name").unwrap_or("").to_string();
@@ -903,7 +928,8 @@ impl Ctx {
         let r = self.r();
         let name = self.name().to_string();
         let key = self.key(&name);
-        if r.group.is_empty() && r.plural == "namespaces" && (name == "default" || name == "kube-system") {
+        let is_namespace = r.group.is_empty() && r.plural == "namespaces";
+        if is_namespace && crate::namespaces::IMMORTAL.contains(&name.as_str()) {
             return Err(ApiError::forbidden(r, &name, "this namespace may not be deleted"));
         }
         let grace_q = self
@@ -949,12 +975,15 @@ impl Ctx {
             } else {
                 0
             };
-            if grace == 0 && !has_finalizers {
+            // A namespace with spec.finalizers (`kubernetes`) terminates first: its contents are
+            // deleted by `crate::namespaces`, which then removes it.
+            let namespace_finalizers = is_namespace
+                && o.pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
+            if grace == 0 && !has_finalizers && !namespace_finalizers {
                 if dry_run {
                     return self.respond(StatusCode::OK, o, &[]);
-                }
-                if r.group.is_empty() && r.plural == "namespaces" {
-                    self.purge_namespace(&name).await?;
                 }
                 match self.store().delete(&key, pre).await {
                     Ok(gone) => return self.respond(StatusCode::OK, &gone.object, &[]),
@@ -977,6 +1006,9 @@ impl Ctx {
                 );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
+            if is_namespace {
+                marked["status"]["phase"] = json!("Terminating");
+            }
             if dry_run {
                 return self.respond(StatusCode::OK, &marked, &[]);
             }
@@ -987,26 +1019,6 @@ impl Ctx {
             }
         }
         Err(ApiError::conflict(r, &name))
-    }
-
-    async fn purge_namespace(&self, ns: &str) -> Result<()> {
-        for r in RESOURCES.iter().filter(|r| r.namespaced) {
-            let list = self
-                .store()
-                .list(&r.store_key(), Some(ns), ListOptions::default())
-                .await
-                .map_err(|e| self.store_err(e))?;
-            for item in list.items {
-                let name = meta::str_at(&item.object, "metadata.name")
-                    .unwrap_or("")
-                    .to_string();
-                let _ = self
-                    .store()
-                    .delete(&ObjectKey::new(r.store_key(), ns, name), Preconditions::default())
-                    .await;
-            }
-        }
-        Ok(())
     }
 
     async fn delete_collection(&self, options: Value) -> Result<Response<Body>> {

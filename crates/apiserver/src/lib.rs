@@ -39,6 +39,7 @@ mod handlers;
 pub mod logs;
 pub mod meta;
 pub mod metrics;
+pub mod namespaces;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
@@ -180,9 +181,10 @@ impl ApiServer {
         self.store.clone()
     }
 
-    /// Creates the `default` and `kube-system` namespaces if they do not exist.
+    /// Creates the namespaces kube-apiserver keeps (`default`, `kube-system`, `kube-public`,
+    /// `kube-node-lease`) if they do not exist.
     pub async fn bootstrap(&self) -> Result<()> {
-        for name in ["default", "kube-system"] {
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns = json!({
                 "apiVersion": "v1",
                 "kind": "Namespace",
@@ -224,6 +226,7 @@ impl ApiServer {
             service_ranges: self.config.service_ranges.clone(),
             metrics: self.metrics.clone(),
         });
+        tokio::spawn(namespaces::run(state.clone()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
