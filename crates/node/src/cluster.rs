@@ -150,7 +150,12 @@ async fn handle(
         }
         Some(name) if name == node_name => {
             let uid = pod.metadata.uid.clone()?;
-            let _ = changes.send(PodChange::Apply(Box::new(pod)));
+            // A pod in a terminal phase is done: the kubelet never runs it again, and its status
+            // (written when it finished) stays as it is, whatever else changes in the object.
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            if !matches!(phase, Some("Succeeded" | "Failed")) {
+                let _ = changes.send(PodChange::Apply(Box::new(pod)));
+            }
             Some(uid)
         }
         Some(_) => None,
