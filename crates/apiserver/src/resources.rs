@@ -147,10 +147,25 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         categories: &[],
     },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
 ];
 
 /// The groups other than core, with their one version each.
-pub const GROUPS: &[(&str, &str)] = &[("discovery.k8s.io", "v1"), ("events.k8s.io", "v1")];
+pub const GROUPS: &[(&str, &str)] = &[
+    ("discovery.k8s.io", "v1"),
+    ("events.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+];
 
 impl Resource {
     /// Finds a served resource by group, version and plural.
@@ -210,6 +225,12 @@ mod tests {
         assert_eq!(Resource::find("", "v1", "secrets").unwrap().kind, "Secret");
         assert!(Resource::find("", "v1", "deployments").is_none());
         assert_eq!(Resource::in_group("", "v1").count(), 8);
+        assert_eq!(
+            Resource::find("coordination.k8s.io", "v1", "leases")
+                .unwrap()
+                .kind,
+            "Lease"
+        );
         let events = Resource::find("events.k8s.io", "v1", "events").unwrap();
         assert_eq!(events.store_key(), "events", "one object for both versions");
     }

@@ -5,7 +5,8 @@
 //!   scheduler) and hands this node's pods to the run loop as [`PodChange`]s.
 //! - [`ApiSink`] is the [`PodSink`] that writes pod status (through the same store the API
 //!   serves) and records Events; once a deleted pod has stopped, it removes the object.
-//! - [`heartbeat`] registers the Node object and keeps its `Ready` condition fresh.
+//! - [`heartbeat`] registers the Node object, keeps its `Ready` condition fresh and renews the
+//!   node's Lease in `kube-node-lease`, as the kubelet does.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,8 +20,15 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// How often the Node object's heartbeat is renewed.
+/// How often the Node object's heartbeat and its Lease are renewed.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The node Lease's duration (the kubelet's default `nodeLeaseDurationSeconds`); it is renewed
+/// every [`HEARTBEAT`], a quarter of it, as the kubelet renews.
+pub const LEASE_DURATION_SECONDS: i64 = 40;
+
+/// The namespace of the nodes' heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// A change of a pod assigned to this node.
 #[derive(Debug)]
@@ -418,7 +426,8 @@ pub struct NodeFacts {
     pub pod_cidr: String,
 }
 
-/// Registers the Node object and renews its heartbeat every [`HEARTBEAT`], until dropped.
+/// Registers the Node object and renews its heartbeat and Lease every [`HEARTBEAT`], until
+/// dropped.
 pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_kubelet::Clock) {
     let key = ObjectKey::new("nodes", "", facts.name.clone());
     let mut transition: Option<Value> = None;
@@ -462,8 +471,70 @@ pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_
             }
             Err(e) => warn!(error = %e, "reading the node failed"),
         }
+        renew_lease(&*store, &facts.name, clock.now()).await;
         tokio::time::sleep(HEARTBEAT).await;
     }
+}
+
+/// Creates or renews the node's Lease (`kube-node-lease/<node>`), owned by the Node object.
+async fn renew_lease(store: &dyn Store, node: &str, now: Time) {
+    let renew = podvisor_apiserver::meta::rfc3339_micro(now.as_millis());
+    let key = ObjectKey::new("coordination.k8s.io/leases", NODE_LEASE_NAMESPACE, node);
+    match store.get(&key).await {
+        Ok(current) => {
+            let mut object = current.object;
+            object["spec"]["renewTime"] = json!(renew);
+            object["spec"]["holderIdentity"] = json!(node);
+            let pre = Preconditions {
+                resource_version: Some(current.revision),
+                uid: None,
+            };
+            if let Err(e) = store.update(&key, object, pre).await {
+                debug!(error = %e, "renewing the node lease failed; retrying next period");
+            }
+        }
+        Err(StoreError::NotFound { .. }) => {
+            let namespace = ObjectKey::new("namespaces", "", NODE_LEASE_NAMESPACE);
+            if let Err(StoreError::NotFound { .. }) = store.get(&namespace).await {
+                let ns = json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": NODE_LEASE_NAMESPACE, "uid": podvisor_apiserver::meta::new_uid(),
+                        "creationTimestamp": podvisor_apiserver::meta::rfc3339(now.as_millis()),
+                        "labels": {"kubernetes.io/metadata.name": NODE_LEASE_NAMESPACE}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                });
+                let _ = store.create(&namespace, ns).await;
+            }
+            let mut owner = Vec::new();
+            if let Ok(n) = store.get(&ObjectKey::new("nodes", "", node)).await {
+                owner.push(json!({"apiVersion": "v1", "kind": "Node", "name": node,
+                    "uid": n.object["metadata"]["uid"]}));
+            }
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": node, "namespace": NODE_LEASE_NAMESPACE,
+                    "uid": podvisor_apiserver::meta::new_uid(),
+                    "creationTimestamp": podvisor_apiserver::meta::rfc3339(now.as_millis()),
+                    "ownerReferences": owner},
+                "spec": {"holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                    "renewTime": renew},
+            });
+            if let Err(e) = store.create(&key, lease).await {
+                debug!(error = %e, "creating the node lease failed; retrying next period");
+            }
+        }
+        Err(e) => warn!(error = %e, "reading the node lease failed"),
+    }
+}
+
+/// The first line of a file that identifies the machine, or empty when it cannot be read
+/// (`product_uuid` is root's only).
+fn machine_identity(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
@@ -501,15 +572,15 @@ fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
         ],
         "nodeInfo": {
             "architecture": podvisor_apiserver::discovery::go_arch(),
-            "bootID": "",
+            "bootID": machine_identity("/proc/sys/kernel/random/boot_id"),
             "containerRuntimeVersion": "podvisor://0.1.0",
             "kernelVersion": kernel,
             "kubeProxyVersion": "",
             "kubeletVersion": podvisor_apiserver::discovery::GIT_VERSION,
-            "machineID": "",
+            "machineID": machine_identity("/etc/machine-id"),
             "operatingSystem": "linux",
             "osImage": "podvisor process node",
-            "systemUUID": "",
+            "systemUUID": machine_identity("/sys/class/dmi/id/product_uuid"),
         },
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
     })

@@ -1,5 +1,6 @@
 //! What the node keeps in its API, through the real `kubectl`: a finished pod's status survives
-//! metadata updates, and events have a creation time.
+//! metadata updates, the Node's heartbeat Lease, the Node's and events' wide columns, the one
+//! version, and the `kubernetes` Service coming back after a delete.
 //!
 //! Skipped (with a message) when `kubectl` is not installed.
 
@@ -21,6 +22,18 @@ spec:
     image: host
     command: [sh, -c, 'echo bye; exit 3']
 "#;
+
+fn cells(table: &str, first: &str) -> Vec<String> {
+    table
+        .lines()
+        .find(|l| l.starts_with(first))
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_keeps_its_api_objects_as_kubernetes_does() {
@@ -64,8 +77,124 @@ async fn the_node_keeps_its_api_objects_as_kubernetes_does() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(status_of(), before, "a label changed the finished pod's status");
 
-    // Events have a creation time kubectl sorts by.
+    // Item: events have a creation time kubectl sorts by, and kubectl's wide columns.
     let sorted = node.ok(&["get", "events", "--sort-by=.metadata.creationTimestamp"]);
     assert!(sorted.contains("pod/done"), "{sorted}");
+    let wide = node.ok(&["get", "events", "-o", "wide"]);
+    let header = wide.lines().next().unwrap_or_default();
+    for column in [
+        "LAST SEEN",
+        "TYPE",
+        "REASON",
+        "OBJECT",
+        "SUBOBJECT",
+        "SOURCE",
+        "MESSAGE",
+        "FIRST SEEN",
+        "COUNT",
+        "NAME",
+    ] {
+        assert!(header.contains(column), "{column} missing: {wide}");
+    }
+    assert!(
+        wide.contains("spec.containers{app}") && wide.contains("kubelet, e2e-node"),
+        "{wide}"
+    );
+
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_object_its_lease_and_the_kubernetes_service() {
+    if !kubectl_available() {
+        eprintln!("skipped: kubectl not found");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let cidr = format!("10.98.{}.0/24", (std::process::id() + 1) % 250);
+    let node = RunningNode::start(data.path(), &cidr, "apinode").await;
+    node.until(&["get", "nodes", "-o", "name"], 30, |t| {
+        t.contains("node/e2e-node")
+    })
+    .await;
+
+    // Item: the Node's wide columns, machine identity and one version.
+    let nodes = node.ok(&["get", "nodes", "-o", "wide"]);
+    let header = cells(&nodes, "NAME");
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
+        ],
+        "{nodes}"
+    );
+    let row = cells(&nodes, "e2e-node");
+    let server: serde_json::Value = serde_json::from_str(&node.ok(&["get", "--raw", "/version"])).unwrap();
+    assert_eq!(
+        row.get(4).map(String::as_str),
+        server["gitVersion"].as_str(),
+        "{nodes}"
+    );
+    assert_eq!(
+        row.get(9).map(String::as_str),
+        Some("podvisor://0.1.0"),
+        "{nodes}"
+    );
+    let ids = node.ok(&[
+        "get",
+        "node",
+        "e2e-node",
+        "-o",
+        "jsonpath={.status.nodeInfo.machineID}|{.status.nodeInfo.bootID}|{.status.nodeInfo.systemUUID}",
+    ]);
+    let mut ids = ids.split('|');
+    let expect = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(ids.next(), Some(expect("/etc/machine-id").as_str()));
+    assert_eq!(
+        ids.next(),
+        Some(expect("/proc/sys/kernel/random/boot_id").as_str())
+    );
+    assert_eq!(
+        ids.next(),
+        Some(expect("/sys/class/dmi/id/product_uuid").as_str())
+    );
+    assert!(!expect("/proc/sys/kernel/random/boot_id").is_empty());
+
+    // Item: the heartbeat is a Lease in kube-node-lease, and describe shows it.
+    let lease = node.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "e2e-node",
+        "-o",
+        "jsonpath={.spec.holderIdentity}|{.spec.leaseDurationSeconds}|{.metadata.ownerReferences[0].kind}",
+    ]);
+    assert_eq!(lease, "e2e-node|40|Node");
+    let described = node.ok(&["describe", "node", "e2e-node"]);
+    assert!(
+        described.contains("HolderIdentity:  e2e-node") && !described.contains("Failed to get lease"),
+        "{described}"
+    );
+
+    // Item: the kubernetes Service comes back within seconds.
+    node.ok(&["delete", "service", "kubernetes"]);
+    node.until(&["get", "service", "kubernetes", "-o", "name"], 15, |t| {
+        t.trim() == "service/kubernetes"
+    })
+    .await;
     node.stop().await;
 }
