@@ -3,10 +3,11 @@
 //! **What it is.** A hyper 1.x HTTP/1.1 server speaking enough of kube-apiserver's API for
 //! kubectl and client libraries: discovery (`/version`, `/api`, `/apis`, resource lists), a
 //! minimal OpenAPI v3 (so kubectl hands field validation to the server), namespaces, pods (+
-//! `status`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1) and
-//! nodes; get, list (label and field selectors, limit/continue), watch (resourceVersion,
-//! bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON, merge, strategic
-//! merge), graceful pod deletion and deletecollection; bodies in JSON, YAML and Kubernetes
+//! `status`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1),
+//! nodes and leases; get, list (label and field selectors, limit/continue), watch
+//! (resourceVersion, bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON,
+//! merge, strategic merge), graceful pod deletion, deletecollection, server-side dry runs and
+//! namespace termination ([`namespaces`]); bodies in JSON, YAML and Kubernetes
 //! protobuf; `Status` errors with field causes; `Table` output; `/livez`, `/readyz`, `/healthz`;
 //! `/metrics` with kube-apiserver's request metrics ([`metrics`], [`ApiServer::with_metrics`]).
 //!
