@@ -871,7 +871,14 @@ impl Ctx {
         if self.dry_run(&Value::Null) {
             return self.respond(StatusCode::OK, &new, &warnings);
         }
-        if deleting && finalizers_empty && r.plural != "pods" {
+        // A namespace also waits for its spec.finalizers (`crate::namespaces` clears them).
+        let namespace_finalizers = r.group.is_empty()
+            && r.plural == "namespaces"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        if deleting && finalizers_empty && !namespace_finalizers && r.plural != "pods" {
             let gone = self
                 .store()
                 .delete(&self.key(&name), pre)

@@ -423,6 +423,45 @@ fn a_deleted_namespace_terminates_its_contents_through_their_normal_paths() {
         assert!(Instant::now() < deadline, "the empty namespace was never removed");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Removing a namespace's own finalizer does not skip the termination of its contents.
+    s.ok(&["create", "namespace", "held"]);
+    s.ok(&["create", "-n", "held", "configmap", "inside"]);
+    let keep = r#"{"metadata":{"finalizers":["example.com/keep"]}}"#;
+    s.ok(&[
+        "patch",
+        "-n",
+        "held",
+        "configmap",
+        "inside",
+        "--type=merge",
+        "-p",
+        keep,
+    ]);
+    s.ok(&["patch", "namespace", "held", "--type=merge", "-p", keep]);
+    s.ok(&["delete", "namespace", "held", "--wait=false"]);
+    let unfinalize = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
+    s.ok(&["patch", "namespace", "held", "--type=json", "-p", unfinalize]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let phase = s.ok(&["get", "namespace", "held", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(phase, "Terminating", "the namespace went while content remained");
+    s.ok(&[
+        "patch",
+        "-n",
+        "held",
+        "configmap",
+        "inside",
+        "--type=json",
+        "-p",
+        unfinalize,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while exists(&s, &["get", "namespace", "held"]) {
+        assert!(
+            Instant::now() < deadline,
+            "the namespace stayed after its content went"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A namespace of that name can be made again, empty.
     s.ok(&["create", "namespace", "t"]);
     assert_eq!(s.ok(&["get", "configmaps", "-n", "t", "-o", "name"]), "");
