@@ -196,5 +196,40 @@ async fn the_node_object_its_lease_and_the_kubernetes_service() {
         t.trim() == "service/kubernetes"
     })
     .await;
+
+    // Item: a deleted namespace terminates; its pod stops gracefully on the node, then both go.
+    node.ok(&["create", "namespace", "doomed"]);
+    let manifest = data.path().join("graceful.yaml");
+    std::fs::write(&manifest, GRACEFUL).unwrap();
+    node.ok(&["apply", "-n", "doomed", "-f", manifest.to_str().unwrap()]);
+    node.until(&["get", "pod", "-n", "doomed", "graceful"], 60, |t| {
+        t.contains("Running")
+    })
+    .await;
+    node.ok(&["delete", "namespace", "doomed", "--wait=false"]);
+    let ns = node.ok(&["get", "namespace", "doomed", "-o", "jsonpath={.status.phase}"]);
+    assert_eq!(ns, "Terminating");
+    let pods = node
+        .until(&["get", "pods", "-n", "doomed"], 10, |t| {
+            t.contains("Terminating")
+        })
+        .await;
+    assert!(pods.contains("graceful"), "{pods}");
+    node.until(&["get", "namespace", "doomed"], 60, |t| t.contains("NotFound"))
+        .await;
     node.stop().await;
 }
+
+/// A pod that takes a moment to stop after SIGTERM.
+const GRACEFUL: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: graceful
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: app
+    image: host
+    command: [sh, -c, 'trap "sleep 2; exit 0" TERM; while true; do sleep 0.2; done']
+"#;
