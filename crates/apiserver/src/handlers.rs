@@ -711,6 +711,13 @@ impl Ctx {
                 *object = serde_json::to_value(&secret).map_err(bad)?;
                 Vec::new()
             }
+            (_, "events") if old.is_none() => {
+                let event: podvisor_core::corev1::Event =
+                    serde_json::from_value(object.clone()).map_err(bad)?;
+                podvisor_api::validation::validate_event(&event, events::is_events_v1(r))
+                    .map_err(|e| ApiError::invalid(r, &name, &e))?;
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         Ok(warnings)

@@ -302,6 +302,17 @@ fn events_are_one_set_of_objects_through_both_apis() {
         "name",
     ]);
     assert_eq!(sorted.lines().count(), 2, "{sorted}");
+    let listed = s.ok(&["get", "events.v1.events.k8s.io"]);
+    assert!(
+        listed.contains("made through core/v1") && listed.contains("pod/web"),
+        "{listed}"
+    );
+    // Created through events.k8s.io/v1, an Event needs that version's fields.
+    let bare = EVENTS_V1_EVENT
+        .replace("v1-made", "bare")
+        .replace("action: Scaling\n", "");
+    let err = s.fails(&["create", "-f", "-"], Some(&bare));
+    assert!(err.contains("action: Required value"), "{err}");
     s.ok(&["delete", "events.v1.events.k8s.io", "core-made"]);
     assert!(!exists(&s, &["get", "events.v1.", "core-made"]));
 }
