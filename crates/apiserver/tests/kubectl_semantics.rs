@@ -307,6 +307,27 @@ fn events_are_one_set_of_objects_through_both_apis() {
         listed.contains("made through core/v1") && listed.contains("pod/web"),
         "{listed}"
     );
+    // Selected by either version's field names.
+    for selector in ["regarding.name=web", "involvedObject.name=web"] {
+        let selected = s.ok(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "--field-selector",
+            selector,
+            "-o",
+            "name",
+        ]);
+        assert_eq!(selected.lines().count(), 2, "{selector}: {selected}");
+    }
+    let by_controller = s.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "--field-selector",
+        "reportingController=example.com/controller",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(by_controller.trim(), "event.events.k8s.io/v1-made");
     // Created through events.k8s.io/v1, an Event needs that version's fields.
     let bare = EVENTS_V1_EVENT
         .replace("v1-made", "bare")
