@@ -227,7 +227,7 @@ impl ApiServer {
             service_ranges: self.config.service_ranges.clone(),
             metrics: self.metrics.clone(),
         });
-        tokio::spawn(namespaces::run(state.clone()));
+        let namespace_controller = tokio::spawn(namespaces::run(state.clone()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -270,6 +270,9 @@ impl ApiServer {
             });
         }
         token.cancel();
+        // The controller holds the store, which the caller may close and reopen after this.
+        namespace_controller.abort();
+        let _ = namespace_controller.await;
         if tokio::time::timeout(self.config.drain_deadline, graceful.shutdown())
             .await
             .is_err()
