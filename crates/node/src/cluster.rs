@@ -118,7 +118,7 @@ pub async fn follow_pods(
     }
 }
 
-/// Binds or forwards one pod; returns its UID if it runs here.
+/// Binds or forwards one pod; returns its UID if it runs here (not in a terminal phase).
 async fn handle(
     store: &dyn Store,
     node_name: &str,
@@ -163,8 +163,22 @@ async fn handle(
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
             if !matches!(phase, Some("Succeeded" | "Failed")) {
                 let _ = changes.send(PodChange::Apply(Box::new(pod)));
+                return Some(uid);
             }
-            Some(uid)
+            if pod.metadata.deletion_timestamp.is_some() {
+                // Finished and deleted (its removal was interrupted, e.g. by a node restart):
+                // nothing runs any more, so the object can go, as the kubelet's status manager
+                // removes it.
+                let pre = Preconditions {
+                    resource_version: None,
+                    uid: Some(uid.clone()),
+                };
+                if let Err(e) = store.delete(&pod_key(&pod), pre).await {
+                    debug!(error = %e, "removing a finished deleted pod failed");
+                }
+            }
+            // No worker needs to hear of it again (a finished worker ignores a stop).
+            None
         }
         Some(_) => None,
     }
