@@ -27,6 +27,11 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 /// every [`HEARTBEAT`], a quarter of it, as the kubelet renews.
 pub const LEASE_DURATION_SECONDS: i64 = 40;
 
+/// How often the Node's status is written when nothing in it changed (the kubelet's
+/// `nodeStatusReportFrequency`): with the Lease as the heartbeat, an unchanged status is not
+/// rewritten every period.
+pub const NODE_STATUS_REPORT: Duration = Duration::from_secs(5 * 60);
+
 /// The namespace of the nodes' heartbeat Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
@@ -440,25 +445,34 @@ pub struct NodeFacts {
     pub pod_cidr: String,
 }
 
-/// Registers the Node object and renews its heartbeat and Lease every [`HEARTBEAT`], until
-/// dropped.
+/// Registers the Node object and renews its Lease every [`HEARTBEAT`], until dropped; the
+/// Node's status is written when it changed, or every [`NODE_STATUS_REPORT`] otherwise, as the
+/// kubelet does.
 pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_kubelet::Clock) {
     let key = ObjectKey::new("nodes", "", facts.name.clone());
     let mut transition: Option<Value> = None;
+    let mut reported: Option<tokio::time::Instant> = None;
     loop {
         let now = serde_json::to_value(clock.now().to_k8s()).unwrap_or(Value::Null);
         let since = transition.get_or_insert_with(|| now.clone()).clone();
         let status = node_status(&facts, &now, &since);
         match store.get(&key).await {
             Ok(current) => {
-                let mut object = current.object;
-                object["status"] = status;
-                let pre = Preconditions {
-                    resource_version: Some(current.revision),
-                    uid: None,
-                };
-                if let Err(e) = store.update(&key, object, pre).await {
-                    debug!(error = %e, "node heartbeat failed; retrying next period");
+                if status_report_due(
+                    &current.object["status"],
+                    &status,
+                    reported.map(|at| at.elapsed()),
+                ) {
+                    let mut object = current.object;
+                    object["status"] = status;
+                    let pre = Preconditions {
+                        resource_version: Some(current.revision),
+                        uid: None,
+                    };
+                    match store.update(&key, object, pre).await {
+                        Ok(_) => reported = Some(tokio::time::Instant::now()),
+                        Err(e) => debug!(error = %e, "node status update failed; retrying next period"),
+                    }
                 }
             }
             Err(StoreError::NotFound { .. }) => {
@@ -479,8 +493,9 @@ pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_
                     "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
                     "status": status,
                 });
-                if let Err(e) = store.create(&key, object).await {
-                    warn!(error = %e, "registering the node failed");
+                match store.create(&key, object).await {
+                    Ok(_) => reported = Some(tokio::time::Instant::now()),
+                    Err(e) => warn!(error = %e, "registering the node failed"),
                 }
             }
             Err(e) => warn!(error = %e, "reading the node failed"),
@@ -488,6 +503,24 @@ pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_
         renew_lease(&*store, &facts.name, clock.now()).await;
         tokio::time::sleep(HEARTBEAT).await;
     }
+}
+
+/// Whether the Node's status must be written: it changed (beyond its heartbeat times), or
+/// [`NODE_STATUS_REPORT`] passed since it was last written (`since_last`, `None` if never).
+fn status_report_due(stored: &Value, new: &Value, since_last: Option<Duration>) -> bool {
+    since_last.is_none_or(|d| d >= NODE_STATUS_REPORT)
+        || without_heartbeats(stored) != without_heartbeats(new)
+}
+
+/// A Node status without its conditions' `lastHeartbeatTime`s, to tell a change from a renewal.
+fn without_heartbeats(status: &Value) -> Value {
+    let mut status = status.clone();
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        if let Some(c) = c.as_object_mut() {
+            c.remove("lastHeartbeatTime");
+        }
+    }
+    status
 }
 
 /// Creates or renews the node's Lease (`kube-node-lease/<node>`), owned by the Node object.
@@ -612,5 +645,38 @@ impl<A: PodSink, B: PodSink> PodSink for Tee<A, B> {
     fn event(&self, pod: &Pod, event: &Event, at: Time) {
         self.0.event(pod, event, at);
         self.1.event(pod, event, at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_node_status_is_written_every_five_minutes_a_changed_one_at_once() {
+        let facts = NodeFacts {
+            name: "n".into(),
+            address: None,
+            pod_cidr: "10.88.0.0/16".into(),
+        };
+        let since = json!("2026-01-01T00:00:00Z");
+        let stored = node_status(&facts, &json!("2026-01-01T00:00:10Z"), &since);
+        let renewed = node_status(&facts, &json!("2026-01-01T00:00:20Z"), &since);
+        let minute = Some(Duration::from_secs(60));
+        assert!(
+            !status_report_due(&stored, &renewed, minute),
+            "only the heartbeat moved"
+        );
+        assert!(status_report_due(&stored, &renewed, Some(NODE_STATUS_REPORT)));
+        assert!(status_report_due(&stored, &renewed, None), "never written");
+        let moved = NodeFacts {
+            address: Some("192.0.2.1".into()),
+            ..facts
+        };
+        let changed = node_status(&moved, &json!("2026-01-01T00:00:20Z"), &since);
+        assert!(
+            status_report_due(&stored, &changed, minute),
+            "a changed status is written at once"
+        );
     }
 }
