@@ -184,6 +184,13 @@ async fn the_node_object_its_lease_and_the_kubernetes_service() {
         "jsonpath={.spec.holderIdentity}|{.spec.leaseDurationSeconds}|{.metadata.ownerReferences[0].kind}",
     ]);
     assert_eq!(lease, "e2e-node|40|Node");
+    let leases = node.ok(&["get", "leases", "-n", "kube-node-lease"]);
+    assert_eq!(cells(&leases, "NAME")[..2], ["NAME", "HOLDER"], "{leases}");
+    assert_eq!(
+        cells(&leases, "e2e-node")[..2],
+        ["e2e-node", "e2e-node"],
+        "{leases}"
+    );
     let described = node.ok(&["describe", "node", "e2e-node"]);
     assert!(
         described.contains("HolderIdentity:  e2e-node") && !described.contains("Failed to get lease"),
