@@ -1,11 +1,12 @@
-//! API-server defaulting for Pods and Services (k8s-semantics rules 1.1–1.8).
+//! API-server defaulting for Pods, Services and Secrets (k8s-semantics rules 1.1–1.8).
 //!
 //! Defaulting fills fields that are unset (or hold their zero value) and never overwrites a
 //! value the user chose. It runs before [`crate::validation`]. Filling `metadata.namespace` is
 //! deliberately not done here: that comes from the request, which is the API layer's business.
 
 use podvisor_core::corev1::{
-    Container, HTTPGetAction, Lifecycle, Pod, PodSecurityContext, PodSpec, Probe, Service, ServiceSpec,
+    Container, HTTPGetAction, Lifecycle, Pod, PodSecurityContext, PodSpec, Probe, Secret, Service,
+    ServiceSpec,
 };
 use podvisor_core::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -184,6 +185,37 @@ pub fn default_service(svc: &mut Service) {
             port.target_port = Some(IntOrString::Int(port.port));
         }
     }
+    let type_ = spec.type_.clone().unwrap_or_default();
+    if type_ == "ExternalName" {
+        return;
+    }
+    // The traffic policies (SetDefaults_Service) and the IP families the registry sets: this
+    // is a single-stack IPv4 cluster, so a headless Service without a selector prefers dual
+    // stack (as upstream's), every other one is SingleStack.
+    default_str(&mut spec.internal_traffic_policy, "Cluster");
+    if type_ == "NodePort" || type_ == "LoadBalancer" {
+        default_str(&mut spec.external_traffic_policy, "Cluster");
+    }
+    if type_ == "LoadBalancer" && spec.allocate_load_balancer_node_ports.is_none() {
+        spec.allocate_load_balancer_node_ports = Some(true);
+    }
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let selectorless = spec.selector.as_ref().is_none_or(|s| s.is_empty());
+    let policy = if headless && selectorless {
+        "PreferDualStack"
+    } else {
+        "SingleStack"
+    };
+    default_str(&mut spec.ip_family_policy, policy);
+    if spec.ip_families.as_ref().is_none_or(Vec::is_empty) {
+        spec.ip_families = Some(vec!["IPv4".into()]);
+    }
+}
+
+/// Secrets: `type` defaults to `Opaque`, also when it is the empty string (kubectl's
+/// generators send protobuf, where an unset string is empty).
+pub fn default_secret(secret: &mut Secret) {
+    default_str(&mut secret.type_, "Opaque");
 }
 
 #[cfg(test)]
@@ -547,6 +579,10 @@ mod tests {
         };
         default_service(&mut svc);
         let s = svc.spec.as_ref().expect("spec");
+        assert_eq!(s.internal_traffic_policy.as_deref(), Some("Cluster"));
+        assert_eq!(s.ip_family_policy.as_deref(), Some("SingleStack"));
+        assert_eq!(s.ip_families.as_deref(), Some(&["IPv4".to_string()][..]));
+        assert_eq!(s.external_traffic_policy, None, "ClusterIP Services have none");
         assert_eq!(s.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(s.session_affinity.as_deref(), Some("None"));
         let ports = s.ports.as_ref().expect("ports");
@@ -556,5 +592,48 @@ mod tests {
         assert_eq!(ports[2].protocol.as_deref(), Some("UDP"));
         assert_eq!(ports[2].target_port, Some(IntOrString::String("dns".into())));
         assert_eq!(ports[3].target_port, Some(IntOrString::Int(8080)));
+    }
+
+    #[test]
+    fn rule_1_8_service_defaults_by_type() {
+        let with = |type_: &str, cluster_ip: Option<&str>| {
+            let mut svc = Service {
+                spec: Some(ServiceSpec {
+                    type_: Some(type_.into()),
+                    cluster_ip: cluster_ip.map(Into::into),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            default_service(&mut svc);
+            svc.spec.expect("spec")
+        };
+        let np = with("NodePort", None);
+        assert_eq!(np.external_traffic_policy.as_deref(), Some("Cluster"));
+        let lb = with("LoadBalancer", None);
+        assert_eq!(lb.allocate_load_balancer_node_ports, Some(true));
+        let headless = with("ClusterIP", Some("None"));
+        assert_eq!(headless.ip_family_policy.as_deref(), Some("PreferDualStack"));
+        let external = with("ExternalName", None);
+        assert_eq!(external.ip_families, None);
+        assert_eq!(external.internal_traffic_policy, None);
+    }
+
+    #[test]
+    fn secret_type_defaults_to_opaque_also_when_empty() {
+        for given in [None, Some(String::new())] {
+            let mut secret = Secret {
+                type_: given,
+                ..Default::default()
+            };
+            default_secret(&mut secret);
+            assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        }
+        let mut tls = Secret {
+            type_: Some("kubernetes.io/tls".into()),
+            ..Default::default()
+        };
+        default_secret(&mut tls);
+        assert_eq!(tls.type_.as_deref(), Some("kubernetes.io/tls"));
     }
 }

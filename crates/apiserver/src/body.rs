@@ -117,6 +117,7 @@ pub fn validate_fields(
         ("", "nodes") => check_typed::<api::core::v1::Node>(value),
         ("discovery.k8s.io", "endpointslices") => check_typed::<api::discovery::v1::EndpointSlice>(value),
         ("events.k8s.io", "events") => check_typed::<api::events::v1::Event>(value),
+        ("coordination.k8s.io", "leases") => check_typed::<api::coordination::v1::Lease>(value),
         _ => Ok((value.clone(), Vec::new())),
     };
     let (known, unknown) = result.map_err(|e| {

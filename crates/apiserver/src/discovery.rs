@@ -11,21 +11,33 @@ use serde_json::{Value, json};
 
 use crate::resources::{GROUPS, RESOURCES, Resource, VERBS};
 
-/// The Kubernetes version the API claims to be.
-pub const GIT_VERSION: &str = "v1.32.0-podvisor";
+/// The Kubernetes version this server is: the one whose API types it serves (`k8s-openapi`'s
+/// `v1_35`). The Node's `kubeletVersion` says the same.
+pub const GIT_VERSION: &str = "v1.35.0-podvisor";
+
+/// This machine's architecture as Kubernetes names it (Go's `GOARCH`: `amd64`, `arm64`).
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
 
 /// `/version`.
 pub fn version() -> Value {
     json!({
         "major": "1",
-        "minor": "32",
+        "minor": "35",
         "gitVersion": GIT_VERSION,
         "gitCommit": "",
         "gitTreeState": "clean",
         "buildDate": "1970-01-01T00:00:00Z",
         "goVersion": "",
         "compiler": "rustc",
-        "platform": "linux/amd64",
+        "platform": format!("linux/{}", go_arch()),
     })
 }
 

@@ -18,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, FieldValidation};
 use crate::discovery;
+use crate::events;
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
 use crate::patch::{self, PatchType};
-use crate::resources::{RESOURCES, Resource};
+use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, Result};
 use crate::table::{self, IncludeObject};
@@ -299,6 +300,28 @@ where
     }
 }
 
+/// Deletes one object as a client's plain `DELETE` would (graceful for pods, marked while
+/// finalizers remain); for the namespace controller.
+pub(crate) async fn delete_object(
+    state: &Arc<State>,
+    resource: &'static Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    let ctx = Ctx {
+        state: state.clone(),
+        target: Target {
+            resource,
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            sub: None,
+        },
+        query: HashMap::new(),
+        accept: "application/json".into(),
+    };
+    ctx.delete(Value::Null).await.map(|_| ())
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     k: String,
@@ -352,7 +375,38 @@ impl Ctx {
             );
             return Ok(json_response(code, &t, warnings));
         }
+        if events::is_events_v1(self.r()) {
+            return Ok(json_response(code, &events::to_events_v1(object), warnings));
+        }
         Ok(json_response(code, object, warnings))
+    }
+
+    /// A request body's object as stored (events.k8s.io Events are stored as core Events).
+    fn inward(&self, object: Value) -> Value {
+        if events::is_events_v1(self.r()) {
+            events::to_core(&object)
+        } else {
+            object
+        }
+    }
+
+    /// A stored object as this resource's version shows it.
+    fn outward(&self, object: Value) -> Value {
+        if events::is_events_v1(self.r()) {
+            events::to_events_v1(&object)
+        } else {
+            object
+        }
+    }
+
+    /// Whether the request is a server-side dry run (`dryRun=All` in the query, or in the
+    /// body's `DeleteOptions`): everything is checked and answered, nothing is persisted.
+    fn dry_run(&self, options: &Value) -> bool {
+        self.query.contains_key("dryRun")
+            || options
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| !d.is_empty())
     }
 
     fn include(&self) -> IncludeObject {
@@ -419,6 +473,7 @@ impl Ctx {
             );
             return Ok(json_response(StatusCode::OK, &t, &[]));
         }
+        let items: Vec<Value> = items.into_iter().map(|o| self.outward(o)).collect();
         let mut metadata = json!({"resourceVersion": rv});
         if let Some(t) = token {
             metadata["continue"] = json!(t);
@@ -481,6 +536,8 @@ impl Ctx {
                     .unwrap_or("")
                     .to_string();
                 table::table(resource, &[object], &rv, None, include, now_millis())
+            } else if events::is_events_v1(resource) && kind != "BOOKMARK" && kind != "ERROR" {
+                events::to_events_v1(&object)
             } else {
                 object
             };
@@ -642,9 +699,7 @@ impl Ctx {
             ("", "secrets") => {
                 let mut secret: Secret = serde_json::from_value(object.clone()).map_err(bad)?;
                 podvisor_api::validation::fold_string_data(&mut secret);
-                if secret.type_.is_none() {
-                    secret.type_ = Some("Opaque".into());
-                }
+                podvisor_api::defaults::default_secret(&mut secret);
                 let result = match old {
                     Some(o) => {
                         let old: Secret = serde_json::from_value(o.clone()).map_err(bad)?;
@@ -654,6 +709,13 @@ impl Ctx {
                 };
                 result.map_err(|e| ApiError::invalid(r, &name, &e))?;
                 *object = serde_json::to_value(&secret).map_err(bad)?;
+                Vec::new()
+            }
+            (_, "events") if old.is_none() => {
+                let event: podvisor_core::corev1::Event =
+                    serde_json::from_value(object.clone()).map_err(bad)?;
+                podvisor_api::validation::validate_event(&event, events::is_events_v1(r))
+                    .map_err(|e| ApiError::invalid(r, &name, &e))?;
                 Vec::new()
             }
             _ => Vec::new(),
@@ -677,7 +739,8 @@ impl Ctx {
     }
 
     async fn create(&self, object: Value) -> Result<Response<Body>> {
-        let (mut object, mut warnings) = self.admit_shape(object)?;
+        let (object, mut warnings) = self.admit_shape(object)?;
+        let mut object = self.inward(object);
         let r = self.r();
         {
             let meta =
@@ -713,6 +776,12 @@ impl Ctx {
             object["status"] = json!({"phase": "Active"});
         }
         warnings.extend(self.default_and_validate(&mut object, None)?);
+        if r.group.is_empty() && r.plural == "pods" {
+            // As kube-apiserver's pod strategy: a new pod is Pending, with its QoS class.
+            let pod: Pod =
+                serde_json::from_value(object.clone()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            object["status"] = json!({"phase": "Pending", "qosClass": podvisor_lifecycle::qos_class(&pod)});
+        }
         // Service creates are serialised from allocation to write, so two never get one address.
         let _allocating = if r.group.is_empty() && r.plural == "services" {
             let guard = SERVICE_ALLOCATION.lock().await;
@@ -723,19 +792,22 @@ impl Ctx {
         };
         if r.namespaced {
             let ns = self.target.namespace.clone().unwrap_or_default();
-            if self
+            let namespaces =
+                Resource::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces"))?;
+            let Ok(namespace) = self
                 .store()
                 .get(&ObjectKey::new("namespaces", "", ns.as_str()))
                 .await
-                .is_err()
-            {
-                let namespaces = Resource::find("", "v1", "namespaces")
-                    .ok_or_else(|| ApiError::internal("no namespaces"))?;
+            else {
                 return Err(ApiError::not_found(namespaces, &ns));
+            };
+            if crate::namespaces::terminating(&namespace.object) {
+                let name = meta::str_at(&object, "metadata.name").unwrap_or("");
+                return Err(crate::namespaces::refuse_create(r, name, &ns));
             }
         }
         let name = meta::str_at(&object, "metadata.name").unwrap_or("").to_string();
-        if self.query.contains_key("dryRun") {
+        if self.dry_run(&Value::Null) {
             return self.respond(StatusCode::CREATED, &object, &warnings);
         }
         let created = self
@@ -803,16 +875,23 @@ impl Ctx {
             resource_version: Some(rev),
             uid: None,
         };
-        if deleting && finalizers_empty && r.plural != "pods" {
+        if self.dry_run(&Value::Null) {
+            return self.respond(StatusCode::OK, &new, &warnings);
+        }
+        // A namespace also waits for its spec.finalizers (`crate::namespaces` clears them).
+        let namespace_finalizers = r.group.is_empty()
+            && r.plural == "namespaces"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        if deleting && finalizers_empty && !namespace_finalizers && r.plural != "pods" {
             let gone = self
                 .store()
                 .delete(&self.key(&name), pre)
                 .await
                 .map_err(|e| self.store_err(e))?;
             return self.respond(StatusCode::OK, &gone.object, &warnings);
-        }
-        if self.query.contains_key("dryRun") {
-            return self.respond(StatusCode::OK, &new, &warnings);
         }
         let updated = self
             .store()
@@ -824,6 +903,7 @@ impl Ctx {
 
     async fn update(&self, object: Value) -> Result<Response<Body>> {
         let (object, warnings) = self.admit_shape(object)?;
+        let object = self.inward(object);
         let cur = self
             .store()
             .get(&self.key(self.name()))
@@ -839,14 +919,17 @@ impl Ctx {
                 .get(&self.key(self.name()))
                 .await
                 .map_err(|e| self.store_err(e))?;
-            let mut patched =
-                patch::apply(kind, &cur.object, &patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            // events.k8s.io Events are patched as that version shows them.
+            let shown = events::is_events_v1(self.r()).then(|| events::to_events_v1(&cur.object));
+            let mut patched = patch::apply(kind, shown.as_ref().unwrap_or(&cur.object), &patch)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
             // A patch without a resourceVersion applies to whatever is current.
             let pinned = patch.pointer("/metadata/resourceVersion").is_some();
             if !pinned && let Some(m) = metadata_mut(&mut patched) {
                 m.insert("resourceVersion".into(), json!(cur.revision.to_string()));
             }
             let (patched, warnings) = self.admit_shape(patched)?;
+            let patched = self.inward(patched);
             match self.replace(patched, &cur.object, cur.revision, warnings).await {
                 Err(e) if e.code == 409 && !pinned => continue,
                 other => return other,
@@ -859,14 +942,9 @@ impl Ctx {
         let r = self.r();
         let name = self.name().to_string();
         let key = self.key(&name);
-        if r.group.is_empty() && r.plural == "namespaces" && (name == "default" || name == "kube-system") {
-            return Err(ApiError {
-                code: 403,
-                reason: "Forbidden",
-                message: format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
-                details: None,
-                causes: Vec::new(),
-            });
+        let is_namespace = r.group.is_empty() && r.plural == "namespaces";
+        if is_namespace && crate::namespaces::IMMORTAL.contains(&name.as_str()) {
+            return Err(ApiError::forbidden(r, &name, "this namespace may not be deleted"));
         }
         let grace_q = self
             .query
@@ -881,6 +959,7 @@ impl Ctx {
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let dry_run = self.dry_run(&options);
         for _ in 0..5 {
             let cur = self.store().get(&key).await.map_err(|e| self.store_err(e))?;
             let pre = Preconditions {
@@ -910,9 +989,15 @@ impl Ctx {
             } else {
                 0
             };
-            if grace == 0 && !has_finalizers {
-                if r.group.is_empty() && r.plural == "namespaces" {
-                    self.purge_namespace(&name).await?;
+            // A namespace with spec.finalizers (`kubernetes`) terminates first: its contents are
+            // deleted by `crate::namespaces`, which then removes it.
+            let namespace_finalizers = is_namespace
+                && o.pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| !f.is_empty());
+            if grace == 0 && !has_finalizers && !namespace_finalizers {
+                if dry_run {
+                    return self.respond(StatusCode::OK, o, &[]);
                 }
                 match self.store().delete(&key, pre).await {
                     Ok(gone) => return self.respond(StatusCode::OK, &gone.object, &[]),
@@ -935,6 +1020,12 @@ impl Ctx {
                 );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
+            if is_namespace {
+                marked["status"]["phase"] = json!("Terminating");
+            }
+            if dry_run {
+                return self.respond(StatusCode::OK, &marked, &[]);
+            }
             match self.store().update(&key, marked, pre).await {
                 Ok(v) => return self.respond(StatusCode::OK, &v.object, &[]),
                 Err(StoreError::Conflict { .. }) if pre_uid.is_none() => continue,
@@ -942,26 +1033,6 @@ impl Ctx {
             }
         }
         Err(ApiError::conflict(r, &name))
-    }
-
-    async fn purge_namespace(&self, ns: &str) -> Result<()> {
-        for r in RESOURCES.iter().filter(|r| r.namespaced) {
-            let list = self
-                .store()
-                .list(&r.store_key(), Some(ns), ListOptions::default())
-                .await
-                .map_err(|e| self.store_err(e))?;
-            for item in list.items {
-                let name = meta::str_at(&item.object, "metadata.name")
-                    .unwrap_or("")
-                    .to_string();
-                let _ = self
-                    .store()
-                    .delete(&ObjectKey::new(r.store_key(), ns, name), Preconditions::default())
-                    .await;
-            }
-        }
-        Ok(())
     }
 
     async fn delete_collection(&self, options: Value) -> Result<Response<Body>> {
@@ -995,7 +1066,7 @@ impl Ctx {
                 accept: "application/json".into(),
             };
             match ctx.delete(options.clone()).await {
-                Ok(_) => items.push(item.object),
+                Ok(_) => items.push(self.outward(item.object)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
             }

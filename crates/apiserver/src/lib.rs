@@ -3,10 +3,11 @@
 //! **What it is.** A hyper 1.x HTTP/1.1 server speaking enough of kube-apiserver's API for
 //! kubectl and client libraries: discovery (`/version`, `/api`, `/apis`, resource lists), a
 //! minimal OpenAPI v3 (so kubectl hands field validation to the server), namespaces, pods (+
-//! `status`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1) and
-//! nodes; get, list (label and field selectors, limit/continue), watch (resourceVersion,
-//! bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON, merge, strategic
-//! merge), graceful pod deletion and deletecollection; bodies in JSON, YAML and Kubernetes
+//! `status`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1),
+//! nodes and leases; get, list (label and field selectors, limit/continue), watch
+//! (resourceVersion, bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON,
+//! merge, strategic merge), graceful pod deletion, deletecollection, server-side dry runs and
+//! namespace termination ([`namespaces`]); bodies in JSON, YAML and Kubernetes
 //! protobuf; `Status` errors with field causes; `Table` output; `/livez`, `/readyz`, `/healthz`;
 //! `/metrics` with kube-apiserver's request metrics ([`metrics`], [`ApiServer::with_metrics`]).
 //!
@@ -17,8 +18,8 @@
 //!
 //! **What it is not.** No client certificates, RBAC or other authorization, no admission beyond podvisor-api's
 //! defaulting and validation, no server-side apply, no `pods/log` content (501 Status), no
-//! aggregated discovery (kubectl falls back to the legacy documents), and events.k8s.io/v1
-//! events are stored apart from core/v1 events rather than converted.
+//! aggregated discovery (kubectl falls back to the legacy documents). events.k8s.io/v1 Events
+//! are the core/v1 Events, converted ([`events`]).
 //!
 //! **Where to start.** [`ApiServer::new`], [`ApiServer::serve`]; in-process consumers use
 //! [`ApiServer::store`] to read, watch and write the same objects directly. Routing and verbs
@@ -34,10 +35,12 @@ pub mod alloc;
 pub mod auth;
 pub mod body;
 pub mod discovery;
+pub mod events;
 mod handlers;
 pub mod logs;
 pub mod meta;
 pub mod metrics;
+pub mod namespaces;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
@@ -179,9 +182,10 @@ impl ApiServer {
         self.store.clone()
     }
 
-    /// Creates the `default` and `kube-system` namespaces if they do not exist.
+    /// Creates the namespaces kube-apiserver keeps (`default`, `kube-system`, `kube-public`,
+    /// `kube-node-lease`) if they do not exist.
     pub async fn bootstrap(&self) -> Result<()> {
-        for name in ["default", "kube-system"] {
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns = json!({
                 "apiVersion": "v1",
                 "kind": "Namespace",
@@ -223,6 +227,7 @@ impl ApiServer {
             service_ranges: self.config.service_ranges.clone(),
             metrics: self.metrics.clone(),
         });
+        let namespace_controller = tokio::spawn(namespaces::run(state.clone()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -265,6 +270,9 @@ impl ApiServer {
             });
         }
         token.cancel();
+        // The controller holds the store, which the caller may close and reopen after this.
+        namespace_controller.abort();
+        let _ = namespace_controller.await;
         if tokio::time::timeout(self.config.drain_deadline, graceful.shutdown())
             .await
             .is_err()

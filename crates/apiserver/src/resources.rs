@@ -147,10 +147,25 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         categories: &[],
     },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        singular: "lease",
+        kind: "Lease",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+    },
 ];
 
 /// The groups other than core, with their one version each.
-pub const GROUPS: &[(&str, &str)] = &[("discovery.k8s.io", "v1"), ("events.k8s.io", "v1")];
+pub const GROUPS: &[(&str, &str)] = &[
+    ("discovery.k8s.io", "v1"),
+    ("events.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+];
 
 impl Resource {
     /// Finds a served resource by group, version and plural.
@@ -169,9 +184,10 @@ impl Resource {
         }
     }
 
-    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`).
+    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`). events.k8s.io
+    /// Events are the core Events (`crate::events`).
     pub fn store_key(&self) -> String {
-        if self.group.is_empty() {
+        if self.group.is_empty() || crate::events::is_events_v1(self) {
             self.plural.to_string()
         } else {
             format!("{}/{}", self.group, self.plural)
@@ -209,5 +225,13 @@ mod tests {
         assert_eq!(Resource::find("", "v1", "secrets").unwrap().kind, "Secret");
         assert!(Resource::find("", "v1", "deployments").is_none());
         assert_eq!(Resource::in_group("", "v1").count(), 8);
+        assert_eq!(
+            Resource::find("coordination.k8s.io", "v1", "leases")
+                .unwrap()
+                .kind,
+            "Lease"
+        );
+        let events = Resource::find("events.k8s.io", "v1", "events").unwrap();
+        assert_eq!(events.store_key(), "events", "one object for both versions");
     }
 }

@@ -155,6 +155,10 @@ pub fn supported_fields(plural: &str) -> &'static [&'static str] {
             "regarding.namespace",
             "regarding.name",
             "regarding.uid",
+            "regarding.apiVersion",
+            "regarding.resourceVersion",
+            "regarding.fieldPath",
+            "reportingController",
         ],
         "namespaces" => &["status.phase"],
         "nodes" => &["spec.unschedulable"],
@@ -193,12 +197,17 @@ impl FieldSelector {
     /// Whether an object's fields match.
     pub fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|(field, eq, value)| {
-            let path = if field == "source" {
-                "source.component"
-            } else {
-                field.as_str()
+            // Events are stored in their core/v1 form (`crate::events`): the events.k8s.io
+            // names select the same fields.
+            let path = match field.as_str() {
+                "source" => "source.component".to_string(),
+                "reportingController" => "reportingComponent".to_string(),
+                f => match f.strip_prefix("regarding.") {
+                    Some(rest) => format!("involvedObject.{rest}"),
+                    None => f.to_string(),
+                },
             };
-            (field_value(object, path) == *value) == *eq
+            (field_value(object, &path) == *value) == *eq
         })
     }
 }

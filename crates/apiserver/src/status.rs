@@ -71,22 +71,41 @@ impl ApiError {
         .with_details(resource, name)
     }
 
-    /// 404 NotFound for a path that serves nothing.
+    /// 404 NotFound for a path that serves nothing. Like kube-apiserver's, its `details` are
+    /// empty (no name: clients such as `kubectl debug` tell an unserved endpoint from a missing
+    /// object by that); the message says what podvisor does not serve.
     pub fn no_route(path: &str) -> Self {
-        Self::new(
+        let mut e = Self::new(
             404,
             "NotFound",
-            format!("the server could not find the requested resource ({path})"),
-        )
+            format!(
+                "the server could not find the requested resource (podvisor does not serve {})",
+                unserved(path)
+            ),
+        );
+        e.details = Some(Box::default());
+        e
     }
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(method: &str) -> Self {
-        Self::new(
+        let mut e = Self::new(
             405,
             "MethodNotAllowed",
             format!("the server does not allow this method on the requested resource ({method})"),
+        );
+        e.details = Some(Box::default());
+        e
+    }
+
+    /// 403 Forbidden for an object, as kube-apiserver's `NewForbidden`.
+    pub fn forbidden(resource: &Resource, name: &str, why: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{} \"{name}\" is forbidden: {why}", qualified(resource)),
         )
+        .with_details(resource, name)
     }
 
     /// 409 AlreadyExists.
@@ -236,9 +255,11 @@ impl ApiError {
         });
         if let Some(details) = &self.details {
             let (group, kind, name) = details.as_ref();
-            let mut details = json!({"name": name, "kind": kind});
-            if !group.is_empty() {
-                details["group"] = json!(group);
+            let mut details = json!({});
+            for (k, v) in [("name", name), ("group", group), ("kind", kind)] {
+                if !v.is_empty() {
+                    details[k] = json!(v);
+                }
             }
             if !self.causes.is_empty() {
                 details["causes"] = self
@@ -250,6 +271,40 @@ impl ApiError {
             status["details"] = details;
         }
         status
+    }
+}
+
+/// What a path that serves nothing asked for, for [`ApiError::no_route`]'s message:
+/// `pods/ephemeralcontainers`, `deployments in apps/v1`, `the API group apps`, or the path.
+fn unserved(path: &str) -> String {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        ["apis", g] => return format!("the API group {g}"),
+        _ => return path.to_string(),
+    };
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    if !crate::resources::RESOURCES
+        .iter()
+        .any(|r| r.group == group && r.version == version)
+    {
+        return format!("the API version {gv}");
+    }
+    let rest = match rest {
+        ["namespaces", _, plural, more @ ..] => std::iter::once(*plural)
+            .chain(more.iter().copied())
+            .collect::<Vec<_>>(),
+        other => other.to_vec(),
+    };
+    match rest.as_slice() {
+        [plural, ..] if Resource::find(group, version, plural).is_none() => format!("{plural} in {gv}"),
+        [plural, _, sub, ..] => format!("{plural}/{sub}"),
+        _ => path.to_string(),
     }
 }
 
@@ -280,5 +335,30 @@ mod tests {
             "endpointslices.discovery.k8s.io \"a\" already exists"
         );
         assert_eq!(s["details"]["group"], "discovery.k8s.io");
+    }
+
+    #[test]
+    fn unserved_paths_say_what_is_not_served_with_empty_details() {
+        let s = ApiError::no_route("/api/v1/namespaces/default/pods/web/ephemeralcontainers").to_status();
+        assert_eq!(
+            s["message"],
+            "the server could not find the requested resource (podvisor does not serve pods/ephemeralcontainers)"
+        );
+        assert_eq!(s["details"], json!({}));
+        let m = |p: &str| ApiError::no_route(p).message;
+        assert!(
+            m("/apis/apps/v1/namespaces/x/deployments")
+                .ends_with("(podvisor does not serve the API version apps/v1)")
+        );
+        assert!(
+            m("/api/v1/namespaces/x/replicationcontrollers")
+                .ends_with("(podvisor does not serve replicationcontrollers in v1)")
+        );
+        assert!(
+            m("/apis/discovery.k8s.io/v1/widgets")
+                .ends_with("(podvisor does not serve widgets in discovery.k8s.io/v1)")
+        );
+        assert!(m("/apis/apps").ends_with("(podvisor does not serve the API group apps)"));
+        assert!(m("/logs").ends_with("(podvisor does not serve /logs)"));
     }
 }

@@ -66,7 +66,12 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Type", "string", "", 0),
             ("Reason", "string", "", 0),
             ("Object", "string", "", 0),
+            ("Subobject", "string", "", 1),
+            ("Source", "string", "", 1),
             ("Message", "string", "", 0),
+            ("First Seen", "string", "", 1),
+            ("Count", "string", "", 1),
+            ("Name", "string", "", 1),
         ],
         ("", "nodes") => vec![
             NAME,
@@ -76,7 +81,11 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Version", "string", "", 0),
             ("Internal-IP", "string", "", 1),
             ("External-IP", "string", "", 1),
+            ("OS-Image", "string", "", 1),
+            ("Kernel-Version", "string", "", 1),
+            ("Container-Runtime", "string", "", 1),
         ],
+        ("coordination.k8s.io", "leases") => vec![NAME, ("Holder", "string", "", 0), AGE],
         (_, "endpointslices") => vec![
             NAME,
             ("AddressType", "string", "", 0),
@@ -101,6 +110,10 @@ fn s(object: &Value, path: &str) -> String {
 
 fn or_none(v: String) -> String {
     if v.is_empty() { "<none>".into() } else { v }
+}
+
+fn or_unknown(v: String) -> String {
+    if v.is_empty() { "<unknown>".into() } else { v }
 }
 
 fn more(list: Vec<String>) -> String {
@@ -220,33 +233,51 @@ fn cells(resource: &Resource, o: &Value, now: i64) -> Vec<Value> {
             created,
         ],
         (_, "events") => {
-            let last = [
-                "lastTimestamp",
-                "deprecatedLastTimestamp",
-                "eventTime",
-                "firstTimestamp",
-                "deprecatedFirstTimestamp",
-                "metadata.creationTimestamp",
-            ]
-            .iter()
-            .find_map(|p| str_at(o, p).and_then(parse_rfc3339))
-            .map_or("<unknown>".into(), |t| human_duration(now - t));
-            let obj = o
-                .get("involvedObject")
-                .or_else(|| o.get("regarding"))
-                .cloned()
-                .unwrap_or(Value::Null);
-            let object = format!("{}/{}", s(&obj, "kind").to_lowercase(), s(&obj, "name"));
-            let message = str_at(o, "message")
-                .or_else(|| str_at(o, "note"))
-                .unwrap_or("")
-                .to_string();
+            // As kube-apiserver's event printer (the stored core/v1 form).
+            let since = |path: &str| {
+                str_at(o, path)
+                    .and_then(parse_rfc3339)
+                    .map(|t| human_duration(now - t))
+            };
+            let first = since("firstTimestamp")
+                .or_else(|| since("eventTime"))
+                .unwrap_or_else(|| "<unknown>".into());
+            let mut last = since("lastTimestamp").unwrap_or_else(|| first.clone());
+            let mut count = o.get("count").and_then(Value::as_i64).unwrap_or(0);
+            if let Some(series) = o.get("series").filter(|v| v.is_object()) {
+                last = since("series.lastObservedTime").unwrap_or_else(|| "<unknown>".into());
+                count = series.get("count").and_then(Value::as_i64).unwrap_or(0);
+            } else if count == 0 {
+                count = 1;
+            }
+            let obj = o.get("involvedObject").cloned().unwrap_or(Value::Null);
+            let kind = s(&obj, "kind").to_lowercase();
+            let object = match s(&obj, "name") {
+                n if n.is_empty() => kind,
+                n => format!("{kind}/{n}"),
+            };
+            let first_of = |a: &str, b: &str| {
+                let v = s(o, a);
+                if v.is_empty() { s(o, b) } else { v }
+            };
+            let component = first_of("source.component", "reportingComponent");
+            let instance = first_of("source.host", "reportingInstance");
+            let source = if instance.is_empty() {
+                component
+            } else {
+                format!("{component}, {instance}")
+            };
             vec![
                 last,
                 s(o, "type"),
                 s(o, "reason"),
                 object,
-                message.trim().to_string(),
+                s(&obj, "fieldPath"),
+                source,
+                s(o, "message").trim().to_string(),
+                first,
+                count.to_string(),
+                name,
             ]
         }
         ("", "nodes") => {
@@ -288,8 +319,12 @@ fn cells(resource: &Resource, o: &Value, now: i64) -> Vec<Value> {
                 s(o, "status.nodeInfo.kubeletVersion"),
                 or_none(addr("InternalIP")),
                 or_none(addr("ExternalIP")),
+                or_unknown(s(o, "status.nodeInfo.osImage")),
+                or_unknown(s(o, "status.nodeInfo.kernelVersion")),
+                or_unknown(s(o, "status.nodeInfo.containerRuntimeVersion")),
             ]
         }
+        ("coordination.k8s.io", "leases") => vec![name, s(o, "spec.holderIdentity"), created],
         (_, "endpointslices") => {
             let ports: Vec<String> = arr(o, "ports")
                 .iter()

@@ -34,5 +34,5 @@ pub use input::Input;
 pub use machine::{MIN_KILL_GRACE, PodMachine};
 pub use probe_worker::ProbeValue;
 pub use spec::{ContainerKind, RestartPolicy};
-pub use status::{KUBELET_CONDITIONS, Phase, node_unreachable};
+pub use status::{KUBELET_CONDITIONS, Phase, node_unreachable, qos_class};
 pub use time::Time;

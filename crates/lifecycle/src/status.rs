@@ -553,34 +553,55 @@ pub(crate) fn generate(m: &PodMachine) -> PodStatus {
     }
 }
 
-/// The pod's QoS class from its resources (`BestEffort`, `Burstable` or `Guaranteed`).
-fn qos_class(pod: &Pod) -> &'static str {
+/// The pod's QoS class from its resources (`BestEffort`, `Burstable` or `Guaranteed`), as the
+/// kubelet's `GetPodQOS` computes it: only non-zero cpu and memory amounts count; Guaranteed
+/// needs cpu and memory limits on every container and requests equal to limits (a missing
+/// request is the limit, as defaulting makes it, rule 1.7). kube-apiserver stores it at create.
+pub fn qos_class(pod: &Pod) -> &'static str {
+    use podvisor_core::quantity::{cpu_millis, memory_bytes};
     let Some(spec) = &pod.spec else {
         return "BestEffort";
     };
-    let all: Vec<_> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-        .collect();
-    let resources = all.iter().filter_map(|c| c.resources.as_ref());
-    let any = resources.clone().any(|r| {
-        r.requests.as_ref().is_some_and(|m| !m.is_empty()) || r.limits.as_ref().is_some_and(|m| !m.is_empty())
-    });
-    if !any {
-        return "BestEffort";
+    let amount = |name: &str,
+                  q: &podvisor_core::k8s_openapi::apimachinery::pkg::api::resource::Quantity|
+     -> Option<u64> {
+        match name {
+            "cpu" => cpu_millis(&q.0),
+            "memory" => memory_bytes(&q.0),
+            _ => None,
+        }
+        .filter(|v| *v > 0)
+    };
+    let mut requests: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut limits = requests.clone();
+    let mut guaranteed = true;
+    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+        let r = c.resources.as_ref();
+        let mut limited = 0;
+        for name in ["cpu", "memory"] {
+            let limit = r
+                .and_then(|r| r.limits.as_ref()?.get(name))
+                .and_then(|q| amount(name, q));
+            let request = r
+                .and_then(|r| r.requests.as_ref()?.get(name))
+                .map_or(limit, |q| amount(name, q));
+            if let Some(l) = limit {
+                *limits.entry(name).or_default() += l;
+                limited += 1;
+            }
+            if let Some(q) = request {
+                *requests.entry(name).or_default() += q;
+            }
+        }
+        guaranteed &= limited == 2;
     }
-    let guaranteed = all.iter().all(|c| {
-        let Some(r) = &c.resources else { return false };
-        let Some(limits) = &r.limits else { return false };
-        ["cpu", "memory"].iter().all(|k| {
-            let limit = limits.get(*k);
-            let request = r.requests.as_ref().and_then(|m| m.get(*k)).or(limit);
-            limit.is_some() && request == limit
-        })
-    });
-    if guaranteed { "Guaranteed" } else { "Burstable" }
+    if requests.is_empty() && limits.is_empty() {
+        "BestEffort"
+    } else if guaranteed && requests == limits {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 /// The status to publish for a pod whose node cannot report (its heartbeats stopped): the

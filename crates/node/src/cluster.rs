@@ -5,7 +5,8 @@
 //!   scheduler) and hands this node's pods to the run loop as [`PodChange`]s.
 //! - [`ApiSink`] is the [`PodSink`] that writes pod status (through the same store the API
 //!   serves) and records Events; once a deleted pod has stopped, it removes the object.
-//! - [`heartbeat`] registers the Node object and keeps its `Ready` condition fresh.
+//! - [`heartbeat`] registers the Node object, keeps its `Ready` condition fresh and renews the
+//!   node's Lease in `kube-node-lease`, as the kubelet does.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,8 +20,20 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-/// How often the Node object's heartbeat is renewed.
+/// How often the Node object's heartbeat and its Lease are renewed.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// The node Lease's duration (the kubelet's default `nodeLeaseDurationSeconds`); it is renewed
+/// every [`HEARTBEAT`], a quarter of it, as the kubelet renews.
+pub const LEASE_DURATION_SECONDS: i64 = 40;
+
+/// How often the Node's status is written when nothing in it changed (the kubelet's
+/// `nodeStatusReportFrequency`): with the Lease as the heartbeat, an unchanged status is not
+/// rewritten every period.
+pub const NODE_STATUS_REPORT: Duration = Duration::from_secs(5 * 60);
+
+/// The namespace of the nodes' heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// A change of a pod assigned to this node.
 #[derive(Debug)]
@@ -110,7 +123,7 @@ pub async fn follow_pods(
     }
 }
 
-/// Binds or forwards one pod; returns its UID if it runs here.
+/// Binds or forwards one pod; returns its UID if it runs here (not in a terminal phase).
 async fn handle(
     store: &dyn Store,
     node_name: &str,
@@ -150,8 +163,27 @@ async fn handle(
         }
         Some(name) if name == node_name => {
             let uid = pod.metadata.uid.clone()?;
-            let _ = changes.send(PodChange::Apply(Box::new(pod)));
-            Some(uid)
+            // A pod in a terminal phase is done: the kubelet never runs it again, and its status
+            // (written when it finished) stays as it is, whatever else changes in the object.
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            if !matches!(phase, Some("Succeeded" | "Failed")) {
+                let _ = changes.send(PodChange::Apply(Box::new(pod)));
+                return Some(uid);
+            }
+            if pod.metadata.deletion_timestamp.is_some() {
+                // Finished and deleted (its removal was interrupted, e.g. by a node restart):
+                // nothing runs any more, so the object can go, as the kubelet's status manager
+                // removes it.
+                let pre = Preconditions {
+                    resource_version: None,
+                    uid: Some(uid.clone()),
+                };
+                if let Err(e) = store.delete(&pod_key(&pod), pre).await {
+                    debug!(error = %e, "removing a finished deleted pod failed");
+                }
+            }
+            // No worker needs to hear of it again (a finished worker ignores a stop).
+            None
         }
         Some(_) => None,
     }
@@ -380,7 +412,8 @@ async fn record_event(
     let object = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver::meta::new_uid()},
+        "metadata": {"name": name, "namespace": namespace, "uid": podvisor_apiserver::meta::new_uid(),
+            "creationTimestamp": when},
         "involvedObject": involved,
         "reason": event.reason,
         "message": event.message,
@@ -412,24 +445,34 @@ pub struct NodeFacts {
     pub pod_cidr: String,
 }
 
-/// Registers the Node object and renews its heartbeat every [`HEARTBEAT`], until dropped.
+/// Registers the Node object and renews its Lease every [`HEARTBEAT`], until dropped; the
+/// Node's status is written when it changed, or every [`NODE_STATUS_REPORT`] otherwise, as the
+/// kubelet does.
 pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_kubelet::Clock) {
     let key = ObjectKey::new("nodes", "", facts.name.clone());
     let mut transition: Option<Value> = None;
+    let mut reported: Option<tokio::time::Instant> = None;
     loop {
         let now = serde_json::to_value(clock.now().to_k8s()).unwrap_or(Value::Null);
         let since = transition.get_or_insert_with(|| now.clone()).clone();
         let status = node_status(&facts, &now, &since);
         match store.get(&key).await {
             Ok(current) => {
-                let mut object = current.object;
-                object["status"] = status;
-                let pre = Preconditions {
-                    resource_version: Some(current.revision),
-                    uid: None,
-                };
-                if let Err(e) = store.update(&key, object, pre).await {
-                    debug!(error = %e, "node heartbeat failed; retrying next period");
+                if status_report_due(
+                    &current.object["status"],
+                    &status,
+                    reported.map(|at| at.elapsed()),
+                ) {
+                    let mut object = current.object;
+                    object["status"] = status;
+                    let pre = Preconditions {
+                        resource_version: Some(current.revision),
+                        uid: None,
+                    };
+                    match store.update(&key, object, pre).await {
+                        Ok(_) => reported = Some(tokio::time::Instant::now()),
+                        Err(e) => debug!(error = %e, "node status update failed; retrying next period"),
+                    }
                 }
             }
             Err(StoreError::NotFound { .. }) => {
@@ -443,21 +486,102 @@ pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_
                         "labels": {
                             "kubernetes.io/hostname": facts.name,
                             "kubernetes.io/os": "linux",
-                            "kubernetes.io/arch": std::env::consts::ARCH,
+                            "kubernetes.io/arch": podvisor_apiserver::discovery::go_arch(),
                             "node-role.kubernetes.io/control-plane": "",
                         },
                     },
                     "spec": {"podCIDR": facts.pod_cidr, "podCIDRs": [facts.pod_cidr]},
                     "status": status,
                 });
-                if let Err(e) = store.create(&key, object).await {
-                    warn!(error = %e, "registering the node failed");
+                match store.create(&key, object).await {
+                    Ok(_) => reported = Some(tokio::time::Instant::now()),
+                    Err(e) => warn!(error = %e, "registering the node failed"),
                 }
             }
             Err(e) => warn!(error = %e, "reading the node failed"),
         }
+        renew_lease(&*store, &facts.name, clock.now()).await;
         tokio::time::sleep(HEARTBEAT).await;
     }
+}
+
+/// Whether the Node's status must be written: it changed (beyond its heartbeat times), or
+/// [`NODE_STATUS_REPORT`] passed since it was last written (`since_last`, `None` if never).
+fn status_report_due(stored: &Value, new: &Value, since_last: Option<Duration>) -> bool {
+    since_last.is_none_or(|d| d >= NODE_STATUS_REPORT)
+        || without_heartbeats(stored) != without_heartbeats(new)
+}
+
+/// A Node status without its conditions' `lastHeartbeatTime`s, to tell a change from a renewal.
+fn without_heartbeats(status: &Value) -> Value {
+    let mut status = status.clone();
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        if let Some(c) = c.as_object_mut() {
+            c.remove("lastHeartbeatTime");
+        }
+    }
+    status
+}
+
+/// Creates or renews the node's Lease (`kube-node-lease/<node>`), owned by the Node object.
+async fn renew_lease(store: &dyn Store, node: &str, now: Time) {
+    let renew = podvisor_apiserver::meta::rfc3339_micro(now.as_millis());
+    let key = ObjectKey::new("coordination.k8s.io/leases", NODE_LEASE_NAMESPACE, node);
+    match store.get(&key).await {
+        Ok(current) => {
+            let mut object = current.object;
+            object["spec"]["renewTime"] = json!(renew);
+            object["spec"]["holderIdentity"] = json!(node);
+            let pre = Preconditions {
+                resource_version: Some(current.revision),
+                uid: None,
+            };
+            if let Err(e) = store.update(&key, object, pre).await {
+                debug!(error = %e, "renewing the node lease failed; retrying next period");
+            }
+        }
+        Err(StoreError::NotFound { .. }) => {
+            let namespace = ObjectKey::new("namespaces", "", NODE_LEASE_NAMESPACE);
+            if let Err(StoreError::NotFound { .. }) = store.get(&namespace).await {
+                let ns = json!({
+                    "apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": NODE_LEASE_NAMESPACE, "uid": podvisor_apiserver::meta::new_uid(),
+                        "creationTimestamp": podvisor_apiserver::meta::rfc3339(now.as_millis()),
+                        "labels": {"kubernetes.io/metadata.name": NODE_LEASE_NAMESPACE}},
+                    "spec": {"finalizers": ["kubernetes"]},
+                    "status": {"phase": "Active"},
+                });
+                let _ = store.create(&namespace, ns).await;
+            }
+            let mut owner = Vec::new();
+            if let Ok(n) = store.get(&ObjectKey::new("nodes", "", node)).await {
+                owner.push(json!({"apiVersion": "v1", "kind": "Node", "name": node,
+                    "uid": n.object["metadata"]["uid"]}));
+            }
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": node, "namespace": NODE_LEASE_NAMESPACE,
+                    "uid": podvisor_apiserver::meta::new_uid(),
+                    "creationTimestamp": podvisor_apiserver::meta::rfc3339(now.as_millis()),
+                    "ownerReferences": owner},
+                "spec": {"holderIdentity": node, "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                    "renewTime": renew},
+            });
+            if let Err(e) = store.create(&key, lease).await {
+                debug!(error = %e, "creating the node lease failed; retrying next period");
+            }
+        }
+        Err(e) => warn!(error = %e, "reading the node lease failed"),
+    }
+}
+
+/// The first line of a file that identifies the machine, or empty when it cannot be read
+/// (`product_uuid` is root's only).
+fn machine_identity(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
@@ -494,16 +618,16 @@ fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
             condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
         ],
         "nodeInfo": {
-            "architecture": std::env::consts::ARCH,
-            "bootID": "",
+            "architecture": podvisor_apiserver::discovery::go_arch(),
+            "bootID": machine_identity("/proc/sys/kernel/random/boot_id"),
             "containerRuntimeVersion": "podvisor://0.1.0",
             "kernelVersion": kernel,
             "kubeProxyVersion": "",
-            "kubeletVersion": "v1.35.0-podvisor",
-            "machineID": "",
+            "kubeletVersion": podvisor_apiserver::discovery::GIT_VERSION,
+            "machineID": machine_identity("/etc/machine-id"),
             "operatingSystem": "linux",
             "osImage": "podvisor process node",
-            "systemUUID": "",
+            "systemUUID": machine_identity("/sys/class/dmi/id/product_uuid"),
         },
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
     })
@@ -521,5 +645,38 @@ impl<A: PodSink, B: PodSink> PodSink for Tee<A, B> {
     fn event(&self, pod: &Pod, event: &Event, at: Time) {
         self.0.event(pod, event, at);
         self.1.event(pod, event, at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unchanged_node_status_is_written_every_five_minutes_a_changed_one_at_once() {
+        let facts = NodeFacts {
+            name: "n".into(),
+            address: None,
+            pod_cidr: "10.88.0.0/16".into(),
+        };
+        let since = json!("2026-01-01T00:00:00Z");
+        let stored = node_status(&facts, &json!("2026-01-01T00:00:10Z"), &since);
+        let renewed = node_status(&facts, &json!("2026-01-01T00:00:20Z"), &since);
+        let minute = Some(Duration::from_secs(60));
+        assert!(
+            !status_report_due(&stored, &renewed, minute),
+            "only the heartbeat moved"
+        );
+        assert!(status_report_due(&stored, &renewed, Some(NODE_STATUS_REPORT)));
+        assert!(status_report_due(&stored, &renewed, None), "never written");
+        let moved = NodeFacts {
+            address: Some("192.0.2.1".into()),
+            ..facts
+        };
+        let changed = node_status(&moved, &json!("2026-01-01T00:00:20Z"), &since);
+        assert!(
+            status_report_due(&stored, &changed, minute),
+            "a changed status is written at once"
+        );
     }
 }

@@ -72,6 +72,23 @@ pub async fn ensure_kubernetes_service(
     .await
 }
 
+/// How often the node checks that the `kubernetes` Service still exists.
+const KUBERNETES_SERVICE_CHECK: Duration = Duration::from_secs(3);
+
+/// Puts the `kubernetes` Service back when it is deleted, within seconds, as kube-apiserver's
+/// own controller does.
+async fn keep_kubernetes_service(store: Arc<dyn Store>, cluster_ip: Ipv4Addr, api: SocketAddr) {
+    let key = ObjectKey::new("services", "default", "kubernetes");
+    loop {
+        tokio::time::sleep(KUBERNETES_SERVICE_CHECK).await;
+        if let Err(StoreError::NotFound { .. }) = store.get(&key).await
+            && let Err(e) = ensure_kubernetes_service(&*store, cluster_ip, api).await
+        {
+            warn!(error = %e, "re-creating the kubernetes Service failed");
+        }
+    }
+}
+
 /// Creates `key` as `object`, or replaces its content (keeping its metadata) when it differs.
 async fn put(store: &dyn Store, key: ObjectKey, mut object: Value) -> Result<(), StoreError> {
     match store.get(&key).await {
@@ -159,6 +176,7 @@ pub async fn start(
     if let Err(e) = ensure_kubernetes_service(&*store, ranges.first(), api).await {
         output.notice(&format!("cannot create the kubernetes Service: {e}"));
     }
+    tasks.spawn(keep_kubernetes_service(store.clone(), ranges.first(), api));
     let table = podvisor_dns::DnsTable::default();
     let dns_ip = cluster_dns_address(config);
     let listen = SocketAddr::new(

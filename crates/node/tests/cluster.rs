@@ -91,6 +91,62 @@ async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
 }
 
 #[tokio::test]
+async fn finished_pods_are_not_run_again_and_deleted_ones_are_removed() {
+    let (store, _dir) = store();
+    let finished = |name: &str, deleted: bool| {
+        let mut pod = pod_json(name, Some("node-1"));
+        pod["status"] = json!({"phase": "Succeeded"});
+        if deleted {
+            pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        pod
+    };
+    for (name, deleted) in [("done", false), ("done-deleted", true)] {
+        store
+            .create(&ObjectKey::new("pods", "default", name), finished(name, deleted))
+            .await
+            .unwrap();
+    }
+    store
+        .create(
+            &ObjectKey::new("pods", "default", "live"),
+            pod_json("live", Some("node-1")),
+        )
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(follow_pods(store.clone(), "node-1".into(), tx));
+    let PodChange::Apply(pod) = next(&mut rx).await else {
+        panic!("expected a pod")
+    };
+    assert_eq!(
+        pod.metadata.name.as_deref(),
+        Some("live"),
+        "only the running pod is run"
+    );
+    // A label on the finished pod does not hand it to a worker either.
+    let key = ObjectKey::new("pods", "default", "done");
+    let mut labelled = store.get(&key).await.unwrap().object;
+    labelled["metadata"]["labels"] = json!({"checked": "yes"});
+    store
+        .update(&key, labelled, Preconditions::default())
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), rx.recv())
+            .await
+            .is_err(),
+        "a finished pod was handed to a worker"
+    );
+    assert!(store.get(&key).await.is_ok());
+    let gone = store
+        .get(&ObjectKey::new("pods", "default", "done-deleted"))
+        .await;
+    assert!(gone.is_err(), "a finished, deleted pod stays forever");
+    task.abort();
+}
+
+#[tokio::test]
 async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped() {
     let (store, _dir) = store();
     let key = ObjectKey::new("pods", "default", "web");
@@ -144,6 +200,8 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
         (Some("Unhealthy"), Some(2))
     );
     assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{app}");
+    // Like every object, an event has a creation time (kubectl sorts events by it).
+    assert_eq!(e["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
 
     // Deleted and stopped: the object goes away.
     pod.metadata.deletion_timestamp = Some(Time::from_secs(1_700_000_020).to_k8s());

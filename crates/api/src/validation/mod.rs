@@ -1,4 +1,4 @@
-//! Validation of Pods (with their volumes), Services, ConfigMaps and Secrets with kube-apiserver's field paths and
+//! Validation of Pods (with their volumes), Services, ConfigMaps, Secrets and Events with kube-apiserver's field paths and
 //! messages.
 //!
 //! Call after [`crate::defaults`]: like kube-apiserver, validation assumes defaults are
@@ -7,6 +7,7 @@
 //! and whose [`ValidationErrors::errors`] feed `Status.details.causes`.
 
 mod config;
+mod event;
 mod field;
 pub mod format;
 mod meta;
@@ -18,6 +19,7 @@ pub use config::{
     MAX_DATA_BYTES, fold_string_data, validate_config_map, validate_config_map_update, validate_secret,
     validate_secret_update,
 };
+pub use event::validate_event;
 pub use field::{ErrorKind, FieldError, ValidationErrors, Value, Warning};
 pub use pod::{COMMAND_REQUIRED_DETAIL, pod_warnings, validate_pod, validate_pod_update};
 pub use service::validate_service;
