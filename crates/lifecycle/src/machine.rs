@@ -768,20 +768,26 @@ impl PodMachine {
                 State::Starting { .. } => held |= self.def.containers[i].has_post_start,
                 State::Absent => {
                     if !held {
-                        self.try_start(i, out);
-                        held |= self.def.containers[i].has_post_start;
+                        held |= self.start_holding(i, out);
                     }
                 }
                 State::Exited(t) => {
                     let restarts =
                         self.def.restart_policy.restarts(t.exit_code) || self.records[i].pending_restart;
                     if restarts && !held {
-                        self.try_start(i, out);
-                        held |= self.def.containers[i].has_post_start;
+                        held |= self.start_holding(i, out);
                     }
                 }
             }
         }
+    }
+
+    /// Tries to start container `i`; true if a start with a postStart hook is now under way,
+    /// which holds back the containers after it. One left in back-off (or waiting to retry a
+    /// create error) holds nothing back: the kubelet goes on to the next container.
+    fn start_holding(&mut self, i: usize, out: &mut Vec<Command>) -> bool {
+        self.try_start(i, out);
+        self.def.containers[i].has_post_start && matches!(self.records[i].state, State::Starting { .. })
     }
 
     /// Rule 7.3 (and 15.2 for sidecars): kill a running container whose definition changed or

@@ -612,6 +612,22 @@ fn rule_8_1_post_start_holds_back_the_next_container() {
 }
 
 #[test]
+fn rule_8_1_a_container_in_back_off_holds_nothing_back() {
+    let mut first = c("a");
+    first["lifecycle"] = json!({"postStart": {"exec": {"command": ["warm-up"]}}});
+    let mut sim = Sim::new(pod(json!({"spec": {"containers": [first, c("b")]}})));
+    sim.exit("a", 1);
+    sim.exit("a", 1);
+    assert_eq!(sim.state("a"), "waiting:CrashLoopBackOff");
+    sim.exit("b", 1);
+    assert_eq!(
+        sim.state("b"),
+        "running",
+        "only a start under way (its hook running) holds the next one back"
+    );
+}
+
+#[test]
 fn rule_8_1_while_post_start_runs_the_container_is_still_being_created() {
     let mut app = with_probe(
         c("app"),
