@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use podvisor_core::corev1::{Pod, PodCondition, PodStatus};
+use podvisor_core::corev1::{HostIP, Pod, PodCondition, PodStatus};
 use podvisor_core::{ContainerId, HookKind, HookResult, ProbeKind};
 
 use crate::Time;
@@ -165,6 +165,13 @@ impl PodMachine {
     /// Sets the node's address, reported as `status.hostIP`.
     pub fn set_host_ip(&mut self, ip: impl Into<String>) {
         self.host_ip = Some(ip.into());
+        if self.finished {
+            // A finished pod's status never changes again (rule 10.4), also one restored after a
+            // node restart: only the address is filled in.
+            self.status.host_ip.clone_from(&self.host_ip);
+            self.status.host_ips = self.host_ip.clone().map(|ip| vec![HostIP { ip }]);
+            return;
+        }
         self.status = status::generate(self);
     }
 

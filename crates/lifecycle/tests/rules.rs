@@ -1740,7 +1740,15 @@ fn rule_10_4_a_finished_pod_keeps_its_status_over_a_node_restart() {
     sim.exit("app", 3);
     assert_eq!(sim.phase(), "Failed");
     let restarted_at = sim.now + Duration::from_secs(60);
-    let fresh = PodMachine::new(&sim.m.pod(), restarted_at);
+    let mut fresh = PodMachine::new(&sim.m.pod(), restarted_at);
     assert!(fresh.is_finished());
     assert_eq!(fresh.status(), sim.m.status(), "the exit code is not lost");
+    // The node tells a restored machine its address; nothing else changes.
+    fresh.set_host_ip("192.0.2.1");
+    assert_eq!(fresh.status().host_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(
+        fresh.status().container_statuses,
+        sim.m.status().container_statuses
+    );
+    assert_eq!(fresh.status().conditions, sim.m.status().conditions);
 }
