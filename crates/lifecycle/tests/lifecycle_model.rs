@@ -282,6 +282,8 @@ struct Harness {
     /// Raw readiness results accepted for each container, in order.
     readiness_history: BTreeMap<String, Vec<bool>>,
     deleted: bool,
+    /// The sandbox was lost at some point.
+    sandbox_lost: bool,
     commands_seen: usize,
     /// The prediction, in the prediction test.
     model: Option<Model>,
@@ -336,6 +338,7 @@ fn init_harness(state: &RefState, predict: bool) -> Harness {
         terminal: None,
         readiness_history: BTreeMap::new(),
         deleted: false,
+        sandbox_lost: false,
         commands_seen: 0,
         model,
     };
@@ -409,6 +412,7 @@ fn apply_harness(mut h: Harness, transition: Transition) -> Harness {
         }
         Transition::SandboxLost => {
             assert!(h.model.is_none(), "not in the prediction test");
+            h.sandbox_lost = true;
             h.sim.input(Input::SandboxLost);
         }
         Transition::Delete(grace) => {
@@ -552,7 +556,9 @@ fn check_invariants(h: &mut Harness) {
             _ => {}
         }
     }
-    if phase == "Failed" && h.pod.policy == "Never" && !h.deleted {
+    // (A Never pod that loses its sandbox fails whatever its containers did, rule 6.2a; its
+    // containers that never ran keep waiting, rule 11.2.)
+    if phase == "Failed" && h.pod.policy == "Never" && !h.deleted && !h.sandbox_lost {
         let any_failed = init
             .iter()
             .chain(&regular)
@@ -1222,4 +1228,27 @@ fn replay_back_off_with_post_start_holds_nothing_back() {
         true,
     );
     assert!(h.sim.running.contains_key("app-1"));
+}
+
+/// A Never pod that loses its sandbox during init fails though no container failed; the app
+/// container that never ran keeps waiting (rules 6.2a, 11.2).
+#[test]
+fn replay_never_pod_loses_its_sandbox_during_init() {
+    let mut side = cgen("init-0", true, false);
+    side.startup = true;
+    let pod = pod_of("Never", vec![side], vec![cgen("app-0", false, false)]);
+    let h = replay(
+        pod,
+        vec![
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::SandboxLost,
+        ],
+        false,
+    );
+    let status = h.sim.m.status();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let app = &status.container_statuses.as_ref().expect("statuses")[0];
+    let waiting = app.state.as_ref().and_then(|s| s.waiting.as_ref());
+    assert_eq!(waiting.and_then(|w| w.reason.as_deref()), Some("PodInitializing"));
 }
