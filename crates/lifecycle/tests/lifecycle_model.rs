@@ -5,7 +5,7 @@
 //! live at the time they are applied, so they need no preconditions.
 //!
 //! - `lifecycle_invariants_hold` takes every kind of pod and event (sandbox loss, missing
-//!   ConfigMaps, startup probes, ...) and checks the invariants that must hold after every step.
+//!   ConfigMaps too) and checks the invariants that must hold after every step.
 //! - `lifecycle_follows_the_model` takes the pods and events [`Model`] knows, and after every
 //!   step checks the machine against the model's prediction: which containers run, how often
 //!   each restarted, the phase and the Ready condition. The model is an independent, plain
@@ -108,13 +108,12 @@ fn container_gen(
     prefix: &'static str,
     index: usize,
     may_be_sidecar: bool,
-    predictable: bool,
 ) -> impl Strategy<Value = ContainerGen> {
     (
         proptest::bool::weighted(if may_be_sidecar { 0.4 } else { 0.0 }),
         proptest::option::of((1u32..10, 1u32..3, 1u32..4)),
         proptest::option::of((1u32..10, 1u32..4)),
-        proptest::bool::weighted(if predictable { 0.0 } else { 0.2 }),
+        proptest::bool::weighted(0.2),
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.2),
     )
@@ -131,8 +130,7 @@ fn container_gen(
         )
 }
 
-/// A pod; `predictable` leaves out what the predicting model does not know (startup probes).
-fn pod_gen(predictable: bool) -> impl Strategy<Value = PodGen> {
+fn pod_gen() -> impl Strategy<Value = PodGen> {
     (
         prop_oneof![Just("Always"), Just("OnFailure"), Just("Never")],
         0usize..3,
@@ -141,12 +139,8 @@ fn pod_gen(predictable: bool) -> impl Strategy<Value = PodGen> {
         proptest::bool::weighted(0.2),
     )
         .prop_flat_map(move |(policy, n_init, n_regular, grace, hooks_fail)| {
-            let init: Vec<_> = (0..n_init)
-                .map(|i| container_gen("init", i, true, predictable))
-                .collect();
-            let regular: Vec<_> = (0..n_regular)
-                .map(|i| container_gen("app", i, false, predictable))
-                .collect();
+            let init: Vec<_> = (0..n_init).map(|i| container_gen("init", i, true)).collect();
+            let regular: Vec<_> = (0..n_regular).map(|i| container_gen("app", i, false)).collect();
             (init, regular).prop_map(move |(init, regular)| PodGen {
                 policy,
                 init,
@@ -191,8 +185,8 @@ struct RefState {
 /// The generator of the invariant test: every kind of pod and event.
 struct Reference;
 
-/// The generator of the prediction test: only what [`Model`] knows (no startup probes, no
-/// sandbox loss, no missing ConfigMaps).
+/// The generator of the prediction test: only what [`Model`] knows (no sandbox loss, no
+/// missing ConfigMaps).
 struct PredictableReference;
 
 fn exit_gen() -> impl Strategy<Value = ExitStatus> {
@@ -223,9 +217,7 @@ impl ReferenceStateMachine for Reference {
     type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<RefState> {
-        pod_gen(false)
-            .prop_map(|pod| RefState { pod, deleted: false })
-            .boxed()
+        pod_gen().prop_map(|pod| RefState { pod, deleted: false }).boxed()
     }
 
     fn transitions(_state: &RefState) -> BoxedStrategy<Transition> {
@@ -252,9 +244,7 @@ impl ReferenceStateMachine for PredictableReference {
     type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<RefState> {
-        pod_gen(true)
-            .prop_map(|pod| RefState { pod, deleted: false })
-            .boxed()
+        pod_gen().prop_map(|pod| RefState { pod, deleted: false }).boxed()
     }
 
     fn transitions(_state: &RefState) -> BoxedStrategy<Transition> {
@@ -674,11 +664,23 @@ struct MContainer {
     started_once: bool,
     liveness: Option<MProbe>,
     readiness: Option<MProbe>,
+    /// The startup probe: `known` is false until a result was recorded for the instance.
+    startup: Option<(MProbe, bool)>,
 }
 
 impl MContainer {
+    /// Rule 3.10.
+    fn started(&self) -> bool {
+        self.state == MState::Running && self.startup.as_ref().is_none_or(|(p, known)| *known && p.value)
+    }
+
+    /// Rule 3.11.
     fn ready(&self) -> bool {
-        self.state == MState::Running && self.readiness.as_ref().is_none_or(|r| r.value)
+        self.started() && self.readiness.as_ref().is_none_or(|r| r.value)
+    }
+
+    fn startup_failed(&self) -> bool {
+        self.startup.as_ref().is_some_and(|(p, known)| *known && !p.value)
     }
 }
 
@@ -743,6 +745,8 @@ impl Model {
                 .readiness
                 .filter(|_| kind != Kind::Init)
                 .map(|(_, success, failure)| MProbe::new(success, failure, false)),
+            // As generated: periodSeconds 1, failureThreshold 3.
+            startup: (c.startup && kind != Kind::Init).then(|| (MProbe::new(1, 3, false), false)),
         };
         let mut containers: Vec<MContainer> = pod
             .init
@@ -831,7 +835,15 @@ impl Model {
                     p.record(success);
                 }
             }
-            ProbeKind::Startup => {}
+            ProbeKind::Startup => {
+                // Either result, once recorded, holds the worker and resets its streak.
+                if let Some((p, known)) = &mut c.startup
+                    && p.record(success)
+                {
+                    *known = true;
+                    p.run = 0;
+                }
+            }
         }
         self.reconcile();
     }
@@ -876,8 +888,12 @@ impl Model {
         // Rule 7.3 / 15.2: a failed liveness probe kills (and restarts unless Never).
         for i in 0..self.containers.len() {
             let c = &self.containers[i];
-            let eligible = c.kind == Kind::Regular || (c.kind == Kind::Sidecar && c.started_once);
-            let failed = c.liveness.as_ref().is_some_and(|p| !p.value);
+            // Rule 15.2: a sidecar's failed startup probe kills it even before it ever started.
+            let eligible = c.kind == Kind::Regular || c.kind == Kind::Sidecar;
+            let liveness_failed = c.liveness.as_ref().is_some_and(|p| !p.value) && c.started_once;
+            let failed = c.liveness.as_ref().is_some_and(|p| !p.value) && c.kind == Kind::Regular
+                || liveness_failed
+                || c.startup_failed();
             if eligible && failed && c.state == MState::Running {
                 let restart = c.kind == Kind::Sidecar || self.policy != "Never";
                 let base = restart.then_some(c.previous_finish);
@@ -936,10 +952,11 @@ impl Model {
             match (c.kind, c.state) {
                 (Kind::Regular, _) => break,
                 (Kind::Sidecar, _) if c.started_once => {}
-                (Kind::Sidecar, MState::Running) => {
+                (Kind::Sidecar, MState::Running) if c.started() => {
                     self.containers[i].started_once = true;
                     return Progress::Changed;
                 }
+                (Kind::Sidecar, MState::Running) => return Progress::Waiting,
                 (Kind::Init, MState::Exited { code: 0, .. }) => {}
                 (Kind::Init, MState::Exited { .. }) if self.policy == "Never" => {
                     self.kill_everything();
@@ -998,6 +1015,9 @@ impl Model {
         if let Some(p) = &mut c.readiness {
             p.value = false;
         }
+        if let Some((_, known)) = &mut c.startup {
+            *known = false;
+        }
         if c.post_start && self.hooks_fail {
             // Rule 8.2: killed at once, started again unless the pod's policy says Never.
             let restart = c.kind == Kind::Sidecar || self.policy != "Never";
@@ -1029,7 +1049,10 @@ impl Model {
             match (c.kind, c.state) {
                 (Kind::Init, MState::Exited { code, .. }) => failed_init += usize::from(code != 0),
                 (Kind::Init, _) => pending_init += 1,
-                (Kind::Sidecar, MState::Running) => running += 1,
+                (Kind::Sidecar, MState::Running) => {
+                    running += 1;
+                    pending_sidecar += usize::from(!c.started());
+                }
                 (Kind::Sidecar, MState::Exited { .. }) => {}
                 (Kind::Sidecar, MState::NotStarted) => {
                     pending_sidecar += 1;
