@@ -1212,18 +1212,23 @@ impl PodMachine {
         {
             at(t);
         }
+        // A container's wait that is over but could not act (its start held back by another
+        // container's postStart hook, or its back-off ended while a create error waits for its
+        // retry) is woken by whatever holds it: a wake-up in the past would only spin.
+        let now = self.now;
         for rec in &self.records {
-            if let Some((until, _)) = rec.backoff_wait.filter(|_| self.termination.is_none()) {
-                // The next sync in back-off, unless it came and went (a start held back).
-                at(if rec.backoff_resync > self.now {
-                    until.min(rec.backoff_resync)
-                } else {
-                    until
-                });
-            }
-            if let Some(e) = rec.create_error.as_ref().filter(|_| !rec.is_live()) {
-                at(e.retry_at);
-            }
+            // The end of the back-off and the next sync in it (rule 7.9); a create error's retry.
+            let backoff = rec.backoff_wait.filter(|_| self.termination.is_none());
+            let retry = rec.create_error.as_ref().filter(|_| !rec.is_live());
+            [
+                backoff.map(|(until, _)| until),
+                backoff.map(|_| rec.backoff_resync),
+                retry.map(|e| e.retry_at),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .for_each(&mut at);
             if let Some(r) = rec.running() {
                 if let Some(StopPhase::PreStop { deadline, .. } | StopPhase::AwaitTurn { deadline, .. }) =
                     r.stop.as_ref().map(|s| &s.phase)

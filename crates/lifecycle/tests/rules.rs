@@ -1752,3 +1752,22 @@ fn rule_10_4_a_finished_pod_keeps_its_status_over_a_node_restart() {
     );
     assert_eq!(fresh.status().conditions, sim.m.status().conditions);
 }
+
+#[test]
+fn rule_11_5_a_create_error_after_a_back_off_sets_no_timer_in_the_past() {
+    let mut sim = one(c("app"));
+    sim.exit("app", 1);
+    sim.exit("app", 1);
+    assert_eq!(sim.state("app"), "waiting:CrashLoopBackOff");
+    sim.config_error_next_start.push("app".into());
+    sim.advance(10.0);
+    assert_eq!(sim.state("app"), "waiting:CreateContainerConfigError");
+    assert!(
+        sim.m.next_wakeup() > Some(sim.now),
+        "the node would tick without pause until the retry: {:?} at {:?}",
+        sim.m.next_wakeup(),
+        sim.now
+    );
+    sim.advance(10.0);
+    assert_eq!(sim.state("app"), "running");
+}
