@@ -555,6 +555,10 @@ fn check_invariants(h: &mut Harness) {
             .any(|cs| exit_code(cs).is_some_and(|c| c != 0));
         assert!(any_failed, "a Never pod failed with no failed container");
     }
+    // A timer in the past would make the pod worker tick without pause.
+    if let Some(wake) = h.sim.m.next_wakeup() {
+        assert!(wake > h.sim.now, "a wake-up at {wake:?}, not after now ({:?})", h.sim.now);
+    }
     // kubectl's columns can always be computed.
     let row = podvisor_lifecycle::printer::pod_row(&h.sim.m.pod(), h.sim.now);
     assert!(!row.status.is_empty());
