@@ -4,8 +4,8 @@
 //! (sandbox, starts and stops answered at once). Transitions pick their target among whatever is
 //! live at the time they are applied, so they need no preconditions.
 //!
-//! - `lifecycle_invariants_hold` takes every kind of pod and event (sandbox loss, missing
-//!   ConfigMaps too) and checks the invariants that must hold after every step.
+//! - `lifecycle_invariants_hold` takes every kind of pod and event (sandbox loss too) and
+//!   checks the invariants that must hold after every step.
 //! - `lifecycle_follows_the_model` takes the pods and events [`Model`] knows, and after every
 //!   step checks the machine against the model's prediction: which containers run, how often
 //!   each restarted, the phase and the Ready condition. The model is an independent, plain
@@ -185,8 +185,7 @@ struct RefState {
 /// The generator of the invariant test: every kind of pod and event.
 struct Reference;
 
-/// The generator of the prediction test: only what [`Model`] knows (no sandbox loss, no
-/// missing ConfigMaps).
+/// The generator of the prediction test: only what [`Model`] knows (no sandbox loss).
 struct PredictableReference;
 
 fn exit_gen() -> impl Strategy<Value = ExitStatus> {
@@ -253,6 +252,8 @@ impl ReferenceStateMachine for PredictableReference {
             5 => (0usize..4, exit_gen()).prop_map(|(n, e)| Transition::Exit(n, e)),
             8 => (0usize..8, outcome_gen()).prop_map(|(n, o)| Transition::Probe(n, o)),
             1 => (0usize..4).prop_map(Transition::BreakStart),
+            1 => (0usize..4).prop_map(Transition::BreakConfig),
+            1 => Just(Transition::ConfigChanged),
             1 => proptest::option::of(0i64..40).prop_map(Transition::Delete),
         ]
         .boxed()
@@ -392,13 +393,18 @@ fn apply_harness(mut h: Harness, transition: Transition) -> Harness {
             }
         }
         Transition::BreakConfig(n) => {
-            assert!(h.model.is_none(), "not in the prediction test");
             let names = h.pod.names();
-            h.sim.config_error_next_start.push(names[n % names.len()].clone());
+            let name = names[n % names.len()].clone();
+            h.sim.config_error_next_start.push(name.clone());
+            if let Some(m) = &mut h.model {
+                m.break_config(&name);
+            }
         }
         Transition::ConfigChanged => {
-            assert!(h.model.is_none(), "not in the prediction test");
             h.sim.input(Input::ConfigChanged);
+            if let Some(m) = &mut h.model {
+                m.config_changed();
+            }
         }
         Transition::SandboxLost => {
             assert!(h.model.is_none(), "not in the prediction test");
@@ -557,7 +563,11 @@ fn check_invariants(h: &mut Harness) {
     }
     // A timer in the past would make the pod worker tick without pause.
     if let Some(wake) = h.sim.m.next_wakeup() {
-        assert!(wake > h.sim.now, "a wake-up at {wake:?}, not after now ({:?})", h.sim.now);
+        assert!(
+            wake > h.sim.now,
+            "a wake-up at {wake:?}, not after now ({:?})",
+            h.sim.now
+        );
     }
     // kubectl's columns can always be computed.
     let row = podvisor_lifecycle::printer::pod_row(&h.sim.m.pod(), h.sim.now);
@@ -665,6 +675,10 @@ struct MContainer {
     kill_base: Option<Option<i64>>,
     pending_restart: bool,
     break_starts: usize,
+    /// Start attempts that will find a ConfigMap reference missing.
+    config_breaks: usize,
+    /// After such an attempt: when it is tried again (rule 11.5).
+    create_retry_at: Option<i64>,
     started_once: bool,
     liveness: Option<MProbe>,
     readiness: Option<MProbe>,
@@ -740,6 +754,8 @@ impl Model {
             kill_base: None,
             pending_restart: false,
             break_starts: 0,
+            config_breaks: 0,
+            create_retry_at: None,
             started_once: false,
             liveness: c
                 .liveness
@@ -791,7 +807,8 @@ impl Model {
             let next = self
                 .containers
                 .iter()
-                .filter_map(|c| c.restart_at)
+                .flat_map(|c| [c.restart_at, c.create_retry_at])
+                .flatten()
                 .filter(|t| *t > self.now && *t <= target)
                 .min();
             let Some(t) = next else { break };
@@ -855,6 +872,22 @@ impl Model {
     fn break_start(&mut self, name: &str) {
         let i = self.index(name);
         self.containers[i].break_starts += 1;
+    }
+
+    fn break_config(&mut self, name: &str) {
+        let i = self.index(name);
+        self.containers[i].config_breaks += 1;
+    }
+
+    /// ConfigMaps changed: containers waiting after a create error are tried again now.
+    fn config_changed(&mut self) {
+        let now = self.now;
+        for c in &mut self.containers {
+            if c.create_retry_at.is_some() {
+                c.create_retry_at = Some(now);
+            }
+        }
+        self.reconcile();
     }
 
     fn delete(&mut self) {
@@ -983,7 +1016,11 @@ impl Model {
     /// Starts container `i` unless it is in back-off; true if it was started.
     fn try_start(&mut self, i: usize) -> bool {
         let now = self.now;
+        let before = self.containers[i].clone();
         let c = &mut self.containers[i];
+        if c.create_retry_at.is_some_and(|t| t > now) {
+            return false;
+        }
         if let MState::Exited { finished, .. } = c.state {
             if c.restart_at.is_some_and(|t| t > now) {
                 return false;
@@ -1009,9 +1046,19 @@ impl Model {
         if c.break_starts > 0 {
             // Rule 11.5: StartError, exit 128, at once.
             c.break_starts -= 1;
+            c.create_retry_at = None;
             self.end_instance(i, 128, false, None);
             return true;
         }
+        if c.config_breaks > 0 {
+            // Rule 11.5: nothing was created; as it was, tried again in 10 s, no restart counted.
+            let breaks = c.config_breaks - 1;
+            *c = before;
+            c.config_breaks = breaks;
+            c.create_retry_at = Some(now + 10_000);
+            return false;
+        }
+        c.create_retry_at = None;
         c.state = MState::Running;
         if let Some(p) = &mut c.liveness {
             p.value = true;
