@@ -4,12 +4,10 @@
 //! (sandbox, starts and stops answered at once). Transitions pick their target among whatever is
 //! live at the time they are applied, so they need no preconditions.
 //!
-//! - `lifecycle_invariants_hold` takes every kind of pod and event (sandbox loss too) and
-//!   checks the invariants that must hold after every step.
-//! - `lifecycle_follows_the_model` takes the pods and events [`Model`] knows, and after every
-//!   step checks the machine against the model's prediction: which containers run, how often
-//!   each restarted, the phase and the Ready condition. The model is an independent, plain
-//!   rendering of the kubelet's rules (sections 5, 7, 10, 14, 15), fed the same concrete events.
+//! `lifecycle_follows_the_model` checks after every step the invariants that must always hold,
+//! and the machine against [`Model`]'s prediction: which containers run, how often each
+//! restarted, the phase and the Ready condition. The model is an independent, plain rendering
+//! of the kubelet's rules (sections 3, 5-8, 10, 14, 15), fed the same concrete events.
 //!
 //! Failures proptest finds are kept as seeds in `lifecycle_model.regressions`; seeds only replay
 //! for the generator that found them, so each case worth keeping is also written out below as
@@ -182,11 +180,8 @@ struct RefState {
     deleted: bool,
 }
 
-/// The generator of the invariant test: every kind of pod and event.
+/// The generator: every kind of pod and event.
 struct Reference;
-
-/// The generator of the prediction test: only what [`Model`] knows (no sandbox loss).
-struct PredictableReference;
 
 fn exit_gen() -> impl Strategy<Value = ExitStatus> {
     prop_oneof![
@@ -238,32 +233,6 @@ impl ReferenceStateMachine for Reference {
     }
 }
 
-impl ReferenceStateMachine for PredictableReference {
-    type State = RefState;
-    type Transition = Transition;
-
-    fn init_state() -> BoxedStrategy<RefState> {
-        pod_gen().prop_map(|pod| RefState { pod, deleted: false }).boxed()
-    }
-
-    fn transitions(_state: &RefState) -> BoxedStrategy<Transition> {
-        prop_oneof![
-            6 => tick_gen(),
-            5 => (0usize..4, exit_gen()).prop_map(|(n, e)| Transition::Exit(n, e)),
-            8 => (0usize..8, outcome_gen()).prop_map(|(n, o)| Transition::Probe(n, o)),
-            1 => (0usize..4).prop_map(Transition::BreakStart),
-            1 => (0usize..4).prop_map(Transition::BreakConfig),
-            1 => Just(Transition::ConfigChanged),
-            1 => proptest::option::of(0i64..40).prop_map(Transition::Delete),
-        ]
-        .boxed()
-    }
-
-    fn apply(state: RefState, transition: &Transition) -> RefState {
-        apply_ref(state, transition)
-    }
-}
-
 /// The system under test and what the invariants need to remember.
 struct Harness {
     sim: Sim,
@@ -276,21 +245,19 @@ struct Harness {
     /// The sandbox was lost at some point.
     sandbox_lost: bool,
     commands_seen: usize,
-    /// The prediction, in the prediction test.
-    model: Option<Model>,
+    /// The prediction.
+    model: Model,
 }
 
-struct LifecycleTest;
-
-/// The same harness, checked against [`Model`] after every step.
+/// The harness, checked against the invariants and [`Model`] after every step.
 struct PredictionTest;
 
-impl StateMachineTest for LifecycleTest {
+impl StateMachineTest for PredictionTest {
     type SystemUnderTest = Harness;
     type Reference = Reference;
 
     fn init_test(state: &RefState) -> Harness {
-        init_harness(state, false)
+        init_harness(state)
     }
 
     fn apply(h: Harness, _state: &RefState, transition: Transition) -> Harness {
@@ -298,20 +265,7 @@ impl StateMachineTest for LifecycleTest {
     }
 }
 
-impl StateMachineTest for PredictionTest {
-    type SystemUnderTest = Harness;
-    type Reference = PredictableReference;
-
-    fn init_test(state: &RefState) -> Harness {
-        init_harness(state, true)
-    }
-
-    fn apply(h: Harness, _state: &RefState, transition: Transition) -> Harness {
-        apply_harness(h, transition)
-    }
-}
-
-fn init_harness(state: &RefState, predict: bool) -> Harness {
+fn init_harness(state: &RefState) -> Harness {
     let auto = Auto {
         hook_result: if state.pod.hooks_fail {
             HookResult::Failed("exit 1".into())
@@ -321,7 +275,7 @@ fn init_harness(state: &RefState, predict: bool) -> Harness {
         ..Auto::default()
     };
     let sim = Sim::with(pod(state.pod.to_json()), auto);
-    let model = predict.then(|| Model::new(&state.pod, sim.now.as_millis()));
+    let model = Model::new(&state.pod, sim.now.as_millis());
     let mut harness = Harness {
         sim,
         pod: state.pod.clone(),
@@ -343,18 +297,14 @@ fn apply_harness(mut h: Harness, transition: Transition) -> Harness {
         Transition::Tick(ms) => {
             h.sim.advance(ms as f64 / 1000.0);
             let now = h.sim.now.as_millis();
-            if let Some(m) = &mut h.model {
-                m.advance(now);
-            }
+            h.model.advance(now);
         }
         Transition::Exit(n, status) => {
             let running: Vec<String> = h.sim.running.keys().cloned().collect();
             if !running.is_empty() {
                 let name = running[n % running.len()].clone();
                 h.sim.exit_with(&name, status);
-                if let Some(m) = &mut h.model {
-                    m.exit(&name, status.code());
-                }
+                h.model.exit(&name, status.code());
             }
         }
         Transition::Probe(n, outcome) => {
@@ -379,8 +329,8 @@ fn apply_harness(mut h: Harness, transition: Transition) -> Harness {
                     kind,
                     result,
                 });
-                if let Some(m) = h.model.as_mut().filter(|_| counts) {
-                    m.probe(&name, kind, success);
+                if counts {
+                    h.model.probe(&name, kind, success);
                 }
             }
         }
@@ -388,28 +338,22 @@ fn apply_harness(mut h: Harness, transition: Transition) -> Harness {
             let names = h.pod.names();
             let name = names[n % names.len()].clone();
             h.sim.fail_next_start.push(name.clone());
-            if let Some(m) = &mut h.model {
-                m.break_start(&name);
-            }
+            h.model.break_start(&name);
         }
         Transition::BreakConfig(n) => {
             let names = h.pod.names();
             let name = names[n % names.len()].clone();
             h.sim.config_error_next_start.push(name.clone());
-            if let Some(m) = &mut h.model {
-                m.break_config(&name);
-            }
+            h.model.break_config(&name);
         }
         Transition::ConfigChanged => {
             h.sim.input(Input::ConfigChanged);
-            if let Some(m) = &mut h.model {
-                m.config_changed();
-            }
+            h.model.config_changed();
         }
         Transition::SandboxLost => {
-            assert!(h.model.is_none(), "not in the prediction test");
             h.sandbox_lost = true;
             h.sim.input(Input::SandboxLost);
+            h.model.sandbox_lost();
         }
         Transition::Delete(grace) => {
             h.deleted = true;
@@ -418,9 +362,7 @@ fn apply_harness(mut h: Harness, transition: Transition) -> Harness {
                 h.sim.finished,
                 "with a runtime that answers at once, deletion finishes at once"
             );
-            if let Some(m) = &mut h.model {
-                m.delete();
-            }
+            h.model.delete();
         }
     }
     check_invariants(&mut h);
@@ -583,9 +525,6 @@ prop_state_machine! {
     })]
 
     #[test]
-    fn lifecycle_invariants_hold(sequential 30..60 => LifecycleTest);
-
-    #[test]
     fn lifecycle_follows_the_model(sequential 20..60 => PredictionTest);
 }
 
@@ -679,6 +618,8 @@ struct MContainer {
     config_breaks: usize,
     /// After such an attempt: when it is tried again (rule 11.5).
     create_retry_at: Option<i64>,
+    /// Not started in this sandbox, but an instance in the old one ended with this code.
+    old_sandbox_exit: Option<i32>,
     started_once: bool,
     liveness: Option<MProbe>,
     readiness: Option<MProbe>,
@@ -756,6 +697,7 @@ impl Model {
             break_starts: 0,
             config_breaks: 0,
             create_retry_at: None,
+            old_sandbox_exit: None,
             started_once: false,
             liveness: c
                 .liveness
@@ -877,6 +819,43 @@ impl Model {
     fn break_config(&mut self, name: &str) {
         let i = self.index(name);
         self.containers[i].config_breaks += 1;
+    }
+
+    /// Rules 6.2-6.3: the sandbox is gone. A Never pod that ran anything ends; otherwise
+    /// everything is killed (to be started again) and initialisation starts over in a new one.
+    fn sandbox_lost(&mut self) {
+        if self.finished.is_some() {
+            return;
+        }
+        let regulars = || self.containers.iter().filter(|c| c.kind == Kind::Regular);
+        let ends = if self.policy == "Never" {
+            self.containers.iter().any(|c| c.ran)
+        } else {
+            let to_start = regulars()
+                .any(|c| !(self.policy == "OnFailure" && matches!(c.state, MState::Exited { code: 0, .. })));
+            !to_start && self.initialized
+        };
+        if ends {
+            self.kill_everything();
+            self.finished = Some(self.final_phase());
+            return;
+        }
+        for i in 0..self.containers.len() {
+            if self.containers[i].state == MState::Running {
+                self.end_instance(i, 143, true, None);
+            }
+        }
+        for c in self.containers.iter_mut().filter(|c| c.kind != Kind::Regular) {
+            if let MState::Exited { code, finished } = c.state {
+                c.state = MState::NotStarted;
+                c.old_sandbox_exit = Some(code);
+                c.previous_finish = Some(finished);
+            }
+            c.started_once = false;
+            c.restart_at = None;
+        }
+        self.initialized = false;
+        self.reconcile();
     }
 
     /// ConfigMaps changed: containers waiting after a create error are tried again now.
@@ -1047,6 +1026,7 @@ impl Model {
             // Rule 11.5: StartError, exit 128, at once.
             c.break_starts -= 1;
             c.create_retry_at = None;
+            c.old_sandbox_exit = None;
             self.end_instance(i, 128, false, None);
             return true;
         }
@@ -1059,6 +1039,7 @@ impl Model {
             return false;
         }
         c.create_retry_at = None;
+        c.old_sandbox_exit = None;
         c.state = MState::Running;
         if let Some(p) = &mut c.liveness {
             p.value = true;
@@ -1099,12 +1080,17 @@ impl Model {
         for c in &self.containers {
             match (c.kind, c.state) {
                 (Kind::Init, MState::Exited { code, .. }) => failed_init += usize::from(code != 0),
+                // Waiting with its old sandbox's exit as the last state.
+                (Kind::Init, MState::NotStarted) if c.old_sandbox_exit.is_some_and(|code| code != 0) => {
+                    failed_init += 1
+                }
                 (Kind::Init, _) => pending_init += 1,
                 (Kind::Sidecar, MState::Running) => {
                     running += 1;
                     pending_sidecar += usize::from(!c.started());
                 }
                 (Kind::Sidecar, MState::Exited { .. }) => {}
+                (Kind::Sidecar, MState::NotStarted) if c.old_sandbox_exit.is_some() => {}
                 (Kind::Sidecar, MState::NotStarted) => {
                     pending_sidecar += 1;
                     waiting += 1;
@@ -1152,7 +1138,7 @@ impl Model {
 
 /// The machine against the model's prediction.
 fn check_prediction(h: &Harness) {
-    let Some(model) = &h.model else { return };
+    let model = &h.model;
     let status = h.sim.m.status();
     let context = || format!("model: {model:#?}\nstatus: {status:#?}");
     let running: Vec<String> = h.sim.running.keys().cloned().collect();
@@ -1200,11 +1186,11 @@ fn cgen(name: &str, sidecar: bool, post_start: bool) -> ContainerGen {
     }
 }
 
-/// Runs `transitions` through the harness, checking the invariants (and the model's prediction
-/// when `predict`) after each, as the property tests do.
-fn replay(pod: PodGen, transitions: Vec<Transition>, predict: bool) -> Harness {
+/// Runs `transitions` through the harness, checking the invariants and the model's prediction
+/// after each, as the property test does.
+fn replay(pod: PodGen, transitions: Vec<Transition>) -> Harness {
     let state = RefState { pod, deleted: false };
-    let mut h = init_harness(&state, predict);
+    let mut h = init_harness(&state);
     for t in transitions {
         h = apply_harness(h, t);
     }
@@ -1238,7 +1224,6 @@ fn replay_sandbox_loss_after_app_exits_with_a_sidecar() {
             Transition::Tick(10_000),
             Transition::SandboxLost,
         ],
-        false,
     );
     assert!(h.sim.running.contains_key("app-0") && h.sim.running.contains_key("init-0"));
 }
@@ -1251,7 +1236,7 @@ fn replay_failed_init_container_under_always() {
         vec![cgen("init-0", false, false)],
         vec![cgen("app-0", false, false)],
     );
-    let h = replay(pod, vec![Transition::Exit(0, ExitStatus::Exited(1))], true);
+    let h = replay(pod, vec![Transition::Exit(0, ExitStatus::Exited(1))]);
     assert_eq!(h.sim.m.status().phase.as_deref(), Some("Pending"));
 }
 
@@ -1259,7 +1244,7 @@ fn replay_failed_init_container_under_always() {
 #[test]
 fn replay_never_pod_loses_its_sandbox() {
     let pod = pod_of("Never", vec![], vec![cgen("app-0", false, false)]);
-    let h = replay(pod, vec![Transition::SandboxLost], false);
+    let h = replay(pod, vec![Transition::SandboxLost]);
     assert!(h.sim.finished);
 }
 
@@ -1278,7 +1263,6 @@ fn replay_create_error_under_never_is_retried() {
             Transition::Exit(0, ExitStatus::Exited(0)),
             Transition::Tick(10_000),
         ],
-        false,
     );
     assert!(h.sim.running.contains_key("app-0"));
 }
@@ -1299,7 +1283,6 @@ fn replay_back_off_with_post_start_holds_nothing_back() {
             Transition::Exit(3, ExitStatus::Exited(0)),
             Transition::Exit(0, ExitStatus::Exited(0)),
         ],
-        true,
     );
     assert!(h.sim.running.contains_key("app-1"));
 }
@@ -1318,7 +1301,6 @@ fn replay_never_pod_loses_its_sandbox_during_init() {
             Transition::Exit(0, ExitStatus::Exited(0)),
             Transition::SandboxLost,
         ],
-        false,
     );
     let status = h.sim.m.status();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
