@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use podvisor_core::corev1::{Pod, PodCondition, PodStatus};
+use podvisor_core::corev1::{HostIP, Pod, PodCondition, PodStatus};
 use podvisor_core::{ContainerId, HookKind, HookResult, ProbeKind};
 
 use crate::Time;
-use crate::backoff::{self, Verdict};
+use crate::backoff::Verdict;
 use crate::command::{Command, Event, EventType};
 use crate::input::Input;
 use crate::probe_worker::{ProbeValue, ProbeWorker};
@@ -20,9 +20,11 @@ use crate::status::{self, Phase};
 
 /// Requeue delay after a failed sandbox creation (the pod worker's error back-off).
 const SANDBOX_RETRY: Duration = Duration::from_secs(10);
-/// How long a container that could not be created waits before the next attempt (the
-/// kubelet's pod worker back-off after a failed sync).
-const CREATE_RETRY: Duration = Duration::from_secs(10);
+/// The kubelet's pod worker syncs a pod again this long after a sync that failed (a container
+/// that could not be created, or one still in back-off).
+const SYNC_RETRY: Duration = Duration::from_secs(10);
+/// How long a container that could not be created waits before the next attempt.
+const CREATE_RETRY: Duration = SYNC_RETRY;
 /// The kubelet never SIGKILLs sooner than this after the stop signal (rule 9.4 step 4).
 pub const MIN_KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -83,6 +85,8 @@ pub struct PodMachine {
     pub(crate) records: Vec<Record>,
     pub(crate) sandbox: Sandbox,
     pub(crate) sandbox_attempts: u32,
+    /// The sandbox was lost and no `SandboxChanged` event said so yet.
+    pub(crate) sandbox_changed: bool,
     pub(crate) pod_ip: Option<String>,
     pub(crate) host_ip: Option<String>,
     pub(crate) initialized: bool,
@@ -125,6 +129,7 @@ impl PodMachine {
             records,
             sandbox: Sandbox::Absent { retry_at: None },
             sandbox_attempts: 0,
+            sandbox_changed: false,
             pod_ip: None,
             host_ip: None,
             initialized: false,
@@ -147,12 +152,26 @@ impl PodMachine {
             machine.request_deletion(pod.metadata.deletion_grace_period_seconds, &mut Vec::new());
         }
         machine.status = status::generate(&machine);
+        if machine.finished
+            && let Some(st) = &pod.status
+        {
+            // A terminal pod's status never changes again: the kubelet keeps the terminated
+            // states it reported (their exit codes), which a restarted node has no record of.
+            machine.status = st.clone();
+        }
         machine
     }
 
     /// Sets the node's address, reported as `status.hostIP`.
     pub fn set_host_ip(&mut self, ip: impl Into<String>) {
         self.host_ip = Some(ip.into());
+        if self.finished {
+            // A finished pod's status never changes again (rule 10.4), also one restored after a
+            // node restart: only the address is filled in.
+            self.status.host_ip.clone_from(&self.host_ip);
+            self.status.host_ips = self.host_ip.clone().map(|ip| vec![HostIP { ip }]);
+            return;
+        }
         self.status = status::generate(self);
     }
 
@@ -196,7 +215,18 @@ impl PodMachine {
         self.observe(input, &mut out);
         self.reconcile(&mut out);
         self.run_due_probes(&mut out);
-        self.status = status::generate(self);
+        let status = status::generate(self);
+        if status != self.status {
+            // Rule 3.14: generating a changed status probes the readiness of every started
+            // container that is not ready, at once.
+            for i in 0..self.records.len() {
+                if self.records[i].started() && !self.records[i].ready() {
+                    self.trigger_readiness(i);
+                }
+            }
+            self.run_due_probes(&mut out);
+        }
+        self.status = status;
         self.wake = self.compute_wake();
         if let Some(t) = self.wake {
             out.push(Command::WakeAt(t));
@@ -233,15 +263,8 @@ impl PodMachine {
             Input::SandboxLost => {
                 if self.sandbox != (Sandbox::Absent { retry_at: None }) {
                     self.sandbox = Sandbox::Absent { retry_at: None };
-                    if self.termination.is_none() {
-                        self.event(
-                            out,
-                            EventType::Normal,
-                            "SandboxChanged",
-                            "Pod sandbox changed, it will be killed and re-created.".into(),
-                            None,
-                        );
-                    }
+                    // Announced by `ensure_sandbox` if a new one is made (not for a pod that ends).
+                    self.sandbox_changed = true;
                 }
             }
             Input::ContainerStarted { name, id } => self.observe_started(&name, id, out),
@@ -257,7 +280,9 @@ impl PodMachine {
                     signal: None,
                     reason: "StartError".into(),
                     message: Some(message.clone()),
-                    started_at: None,
+                    // The runtime never started it: its start time is the Unix epoch, which the
+                    // kubelet reports as is (rule 9.6).
+                    started_at: Some(Time::EPOCH),
                     finished_at: now,
                 });
                 self.records[i].start_error = Some(("RunContainerError", message.clone()));
@@ -317,7 +342,11 @@ impl PodMachine {
                     return;
                 };
                 let t = Terminated::from_exit(id, status, message, r.started_at, now);
-                rec.pending_restart = r.stop.as_ref().is_some_and(|s| s.restart);
+                let restart = r.stop.as_ref().filter(|s| s.restart);
+                let (pending_restart, kill_backoff) =
+                    (restart.is_some(), restart.and_then(|s| s.backoff_base));
+                rec.pending_restart = pending_restart;
+                rec.kill_backoff = kill_backoff;
                 rec.state = State::Exited(t);
                 if let Some(w) = rec.worker_mut(ProbeKind::Readiness) {
                     w.value = ProbeValue::Failure;
@@ -415,7 +444,7 @@ impl PodMachine {
                 hook: HookKind::PostStart,
             });
         }
-        if self.records[i].worker(ProbeKind::Startup).is_none() {
+        if !self.def.containers[i].has_post_start && self.records[i].worker(ProbeKind::Startup).is_none() {
             self.trigger_readiness(i);
         }
         if stop_when_started || self.termination.is_some() {
@@ -445,19 +474,28 @@ impl PodMachine {
                     return;
                 }
                 r.post_start_pending = false;
-                if let HookResult::Failed(message) = result {
-                    self.event(
-                        out,
-                        EventType::Warning,
-                        "FailedPostStartHook",
-                        "PostStartHook failed".into(),
-                        Some(field_path),
-                    );
-                    self.records[i].start_error = Some(("PostStartHookError", message));
-                    let restart = self.termination.is_none()
-                        && (self.def.containers[i].kind == ContainerKind::Sidecar
-                            || self.def.restart_policy != RestartPolicy::Never);
-                    self.start_kill(i, KillReason::PostStartHook, restart, None, None, out);
+                match result {
+                    HookResult::Succeeded => {
+                        // Rule 8.1: only now does the container count as started.
+                        if self.records[i].worker(ProbeKind::Startup).is_none() {
+                            self.trigger_readiness(i);
+                        }
+                    }
+                    HookResult::Failed(message) => {
+                        self.event(
+                            out,
+                            EventType::Warning,
+                            "FailedPostStartHook",
+                            "PostStartHook failed".into(),
+                            Some(field_path),
+                        );
+                        self.records[i].start_error = Some(("PostStartHookError", message));
+                        let restart = self.termination.is_none()
+                            && (self.def.containers[i].kind == ContainerKind::Sidecar
+                                || self.def.restart_policy != RestartPolicy::Never);
+                        let message = Some("FailedPostStartHook".to_owned());
+                        self.start_kill(i, KillReason::PostStartHook, restart, None, message, out);
+                    }
                 }
             }
             HookKind::PreStop => {
@@ -604,6 +642,15 @@ impl PodMachine {
                 self.drive_termination(out);
                 return;
             }
+            if std::mem::take(&mut self.sandbox_changed) {
+                self.event(
+                    out,
+                    EventType::Normal,
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.".into(),
+                    None,
+                );
+            }
             // Kill everything of the old sandbox first.
             let mut live = false;
             for i in 0..self.records.len() {
@@ -657,7 +704,19 @@ impl PodMachine {
                     }
                     State::Starting { .. } => return InitProgress::Waiting,
                     State::Running(r) => {
-                        if r.stop.is_some() || r.post_start_pending || !rec.started() {
+                        if r.stop.is_some() || r.post_start_pending {
+                            return InitProgress::Waiting;
+                        }
+                        if rec.probe_value(ProbeKind::Startup) == Some(ProbeValue::Failure) {
+                            // Rule 15.2: killed and started again; initialisation waits.
+                            let message = format!(
+                                "Init container {} failed startup probe",
+                                self.def.containers[i].name
+                            );
+                            self.start_kill(i, KillReason::Startup, true, None, Some(message), out);
+                            return InitProgress::Waiting;
+                        }
+                        if !rec.started() {
                             return InitProgress::Waiting;
                         }
                         self.records[i].sidecar_started_once = true;
@@ -716,39 +775,58 @@ impl PodMachine {
                 State::Starting { .. } => held |= self.def.containers[i].has_post_start,
                 State::Absent => {
                     if !held {
-                        self.try_start(i, out);
-                        held |= self.def.containers[i].has_post_start;
+                        held |= self.start_holding(i, out);
                     }
                 }
                 State::Exited(t) => {
                     let restarts =
                         self.def.restart_policy.restarts(t.exit_code) || self.records[i].pending_restart;
                     if restarts && !held {
-                        self.try_start(i, out);
-                        held |= self.def.containers[i].has_post_start;
+                        held |= self.start_holding(i, out);
                     }
                 }
             }
         }
     }
 
-    /// Rule 7.3: kill a running container whose definition changed or whose liveness or
-    /// startup probe failed. `restart` says whether it will be started again.
+    /// Tries to start container `i`; true if a start with a postStart hook is now under way,
+    /// which holds back the containers after it. One left in back-off (or waiting to retry a
+    /// create error) holds nothing back: the kubelet goes on to the next container.
+    fn start_holding(&mut self, i: usize, out: &mut Vec<Command>) -> bool {
+        self.try_start(i, out);
+        self.def.containers[i].has_post_start && matches!(self.records[i].state, State::Starting { .. })
+    }
+
+    /// Rule 7.3 (and 15.2 for sidecars): kill a running container whose definition changed or
+    /// whose liveness or startup probe failed. `restart` says whether it will be started again.
     fn check_running_health(&mut self, i: usize, restart: bool, out: &mut Vec<Command>) {
-        let name = self.def.containers[i].name.clone();
+        let def = &self.def.containers[i];
         let rec = &self.records[i];
         let Some(r) = rec.running() else { return };
-        let suffix = if restart { ", will be restarted" } else { "" };
-        if r.image != self.def.containers[i].image {
-            let message = format!("Container {name} definition changed, will be restarted");
-            self.start_kill(i, KillReason::SpecChanged, true, None, Some(message), out);
+        let reason = if r.image != def.image {
+            KillReason::SpecChanged
         } else if rec.probe_value(ProbeKind::Liveness) == Some(ProbeValue::Failure) {
-            let message = format!("Container {name} failed liveness probe{suffix}");
-            self.start_kill(i, KillReason::Liveness, restart, None, Some(message), out);
+            KillReason::Liveness
         } else if rec.probe_value(ProbeKind::Startup) == Some(ProbeValue::Failure) {
-            let message = format!("Container {name} failed startup probe{suffix}");
-            self.start_kill(i, KillReason::Startup, restart, None, Some(message), out);
-        }
+            KillReason::Startup
+        } else {
+            return;
+        };
+        let what = match reason {
+            KillReason::SpecChanged => "definition changed",
+            KillReason::Liveness => "failed liveness probe",
+            _ => "failed startup probe",
+        };
+        let restart = restart || reason == KillReason::SpecChanged;
+        // The kubelet words a sidecar's kill as an init container's, without the suffix.
+        let message = if def.kind == ContainerKind::Sidecar {
+            format!("Init container {} {what}", def.name)
+        } else if restart {
+            format!("Container {} {what}, will be restarted", def.name)
+        } else {
+            format!("Container {} {what}", def.name)
+        };
+        self.start_kill(i, reason, restart, None, Some(message), out);
     }
 
     /// Starts container `i`, or puts it in CrashLoopBackOff (rule 7.9).
@@ -769,11 +847,15 @@ impl PodMachine {
         let snapshot = Box::new(rec.clone());
         match &rec.state {
             State::Absent => {}
-            State::Exited(t) => match backoff::check(&mut rec.backoff, t.finished_at, now) {
+            State::Exited(t) => match rec.restart_verdict(t.finished_at, now) {
                 Verdict::Start => {}
                 Verdict::Wait { until, duration } => {
-                    if rec.backoff_wait.map(|(u, _)| u) != Some(until) {
+                    // Rule 7.9: every sync that finds the container in back-off records the
+                    // event; the kubelet's pod worker syncs it again every SYNC_RETRY.
+                    let new_wait = rec.backoff_wait.map(|(u, _)| u) != Some(until);
+                    if new_wait || now >= rec.backoff_resync {
                         rec.backoff_wait = Some((until, duration));
+                        rec.backoff_resync = now + SYNC_RETRY;
                         self.event(
                             out,
                             EventType::Warning,
@@ -909,10 +991,15 @@ impl PodMachine {
         }
         let id = r.id.clone();
         let message = message.unwrap_or_else(|| format!("Stopping container {name}"));
+        let backoff_base = self.records[i].kill_backoff_base(reason, restart);
+        let Some(r) = self.records[i].running_mut() else {
+            return;
+        };
         if has_pre_stop && !grace.is_zero() {
             r.stop = Some(Stop {
                 reason,
                 restart,
+                backoff_base,
                 phase: StopPhase::PreStop {
                     since: now,
                     deadline: now + grace,
@@ -929,6 +1016,7 @@ impl PodMachine {
             r.stop = Some(Stop {
                 reason,
                 restart,
+                backoff_base,
                 phase: StopPhase::Signalled { at: now, grace },
             });
             self.event(out, EventType::Normal, "Killing", message, Some(field_path));
@@ -1061,8 +1149,11 @@ impl PodMachine {
             let def = &self.def.containers[i];
             let rec = &mut self.records[i];
             let started = rec.started();
+            // Rule 8.1: while its postStart hook runs, the status shows no running container,
+            // so the workers find nothing to probe.
             let running = rec
                 .running()
+                .filter(|r| !r.post_start_pending)
                 .map(|r| (r.id.clone(), r.started_at, r.stop.is_some()));
             let exited = rec.exited().is_some();
             for w in rec.probes.iter_mut().flatten() {
@@ -1121,13 +1212,23 @@ impl PodMachine {
         {
             at(t);
         }
+        // A container's wait that is over but could not act (its start held back by another
+        // container's postStart hook, or its back-off ended while a create error waits for its
+        // retry) is woken by whatever holds it: a wake-up in the past would only spin.
+        let now = self.now;
         for rec in &self.records {
-            if let Some((until, _)) = rec.backoff_wait {
-                at(until);
-            }
-            if let Some(e) = rec.create_error.as_ref().filter(|_| !rec.is_live()) {
-                at(e.retry_at);
-            }
+            // The end of the back-off and the next sync in it (rule 7.9); a create error's retry.
+            let backoff = rec.backoff_wait.filter(|_| self.termination.is_none());
+            let retry = rec.create_error.as_ref().filter(|_| !rec.is_live());
+            [
+                backoff.map(|(until, _)| until),
+                backoff.map(|_| rec.backoff_resync),
+                retry.map(|e| e.retry_at),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .for_each(&mut at);
             if let Some(r) = rec.running() {
                 if let Some(StopPhase::PreStop { deadline, .. } | StopPhase::AwaitTurn { deadline, .. }) =
                     r.stop.as_ref().map(|s| &s.phase)
@@ -1182,6 +1283,9 @@ impl PodMachine {
     /// existing status (a node restart).
     fn restore_from_status(&mut self) {
         let Some(st) = self.pod.status.clone() else { return };
+        // The kubelet's own conditions as last reported: their lastTransitionTimes are kept
+        // where their status does not change (rule 14.2).
+        self.status.conditions.clone_from(&st.conditions);
         if let Some(t) = &st.start_time {
             self.start_time = Time::from_k8s(t);
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use podvisor_core::{ContainerId, ExitStatus, ProbeKind};
 
 use crate::Time;
-use crate::backoff::Backoff;
+use crate::backoff::{self, Backoff, Verdict};
 use crate::probe_worker::{ProbeValue, ProbeWorker};
 use crate::spec::probe_index;
 
@@ -32,7 +32,8 @@ impl Terminated {
         Terminated {
             id: Some(id),
             exit_code: status.code(),
-            signal: status.signal(),
+            // The kubelet never fills `signal`: a signalled exit shows only as 128 + N.
+            signal: None,
             reason: status.reason().to_owned(),
             message,
             started_at: Some(started_at),
@@ -85,12 +86,25 @@ pub(crate) enum StopPhase {
     Signalled { at: Time, grace: Duration },
 }
 
+/// What the back-off of the restart after a probe or definition kill is measured from (rule
+/// 7.9): the kubelet kills and starts again in one sync, from the runtime's records as they were
+/// before the kill, so it looks at the instance that exited before the killed one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BackoffBase {
+    /// No instance had exited before: the restart is immediate and leaves the back-off alone.
+    NoneExited,
+    /// The instance before the killed one finished at this time.
+    Previous(Time),
+}
+
 /// A stop in progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Stop {
     pub(crate) reason: KillReason,
     /// The container will be started again after it exits.
     pub(crate) restart: bool,
+    /// For a restart decided in a sync (probe or definition kill), what its back-off counts from.
+    pub(crate) backoff_base: Option<BackoffBase>,
     pub(crate) phase: StopPhase,
 }
 
@@ -139,12 +153,17 @@ pub(crate) struct Record {
     pub(crate) before_start: Option<Box<Record>>,
     /// In CrashLoopBackOff until this time, with this back-off.
     pub(crate) backoff_wait: Option<(Time, Duration)>,
+    /// While in back-off: when the next sync (and `BackOff` event) is due.
+    pub(crate) backoff_resync: Time,
     pub(crate) backoff: Option<Backoff>,
     /// The image the back-off entry belongs to (rule 7.7).
     pub(crate) backoff_image: String,
     /// The last instance was stopped to be restarted (liveness, spec change): start it again
     /// whatever the restart policy says.
     pub(crate) pending_restart: bool,
+    /// The last instance was killed by a probe or a definition change; its restart's back-off
+    /// is measured from this (used once).
+    pub(crate) kill_backoff: Option<BackoffBase>,
     /// `restart_count` already counts the next instance (rule 11.9 after a node restart).
     pub(crate) count_preincremented: bool,
     /// A sidecar reached "started" once in the current sandbox (so it no longer gates init).
@@ -163,12 +182,41 @@ impl Record {
             create_error: None,
             before_start: None,
             backoff_wait: None,
+            backoff_resync: Time::EPOCH,
             backoff: None,
             backoff_image: String::new(),
             pending_restart: false,
+            kill_backoff: None,
             count_preincremented: false,
             sidecar_started_once: false,
             probes,
+        }
+    }
+
+    /// What a kill for `reason` measures its restart's back-off from (see [`BackoffBase`]).
+    pub(crate) fn kill_backoff_base(&self, reason: KillReason, restart: bool) -> Option<BackoffBase> {
+        let in_sync = matches!(
+            reason,
+            KillReason::Liveness | KillReason::Startup | KillReason::SpecChanged
+        );
+        let base = match &self.last_termination {
+            Some(t) => BackoffBase::Previous(t.finished_at),
+            None => BackoffBase::NoneExited,
+        };
+        (restart && in_sync).then_some(base)
+    }
+
+    /// Rule 7.9 for an exited instance that finished at `finished_at`: may it start at `now`?
+    /// Right after a probe or definition kill the kubelet's check looks at the instance before
+    /// the killed one; if that says wait, the killed one's own end counts from then on.
+    pub(crate) fn restart_verdict(&mut self, finished_at: Time, now: Time) -> Verdict {
+        match self.kill_backoff.take() {
+            Some(BackoffBase::NoneExited) => Verdict::Start,
+            Some(BackoffBase::Previous(previous)) => match backoff::check(&mut self.backoff, previous, now) {
+                Verdict::Start => Verdict::Start,
+                Verdict::Wait { .. } => backoff::check(&mut self.backoff, finished_at, now),
+            },
+            None => backoff::check(&mut self.backoff, finished_at, now),
         }
     }
 
@@ -215,9 +263,10 @@ impl Record {
         self.worker(kind).map(|w| w.value)
     }
 
-    /// Rule 3.10: running, and its startup probe (if any) succeeded.
+    /// Rule 3.10: running (its postStart hook returned, rule 8.1), and its startup probe (if
+    /// any) succeeded.
     pub(crate) fn started(&self) -> bool {
-        self.is_running()
+        self.running().is_some_and(|r| !r.post_start_pending)
             && match self.probe_value(ProbeKind::Startup) {
                 None => true,
                 Some(v) => v == ProbeValue::Success,

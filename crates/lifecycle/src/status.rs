@@ -8,7 +8,7 @@ use podvisor_core::corev1::{
 use crate::Time;
 use crate::backoff::go_duration;
 use crate::machine::{PodMachine, Sandbox};
-use crate::record::{State, Terminated};
+use crate::record::{Running, State, Terminated};
 use crate::spec::{ContainerKind, RestartPolicy};
 
 /// A pod phase (`status.phase`).
@@ -149,7 +149,12 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
             t.id.as_ref().map(|id| id.uri()),
         ),
         State::Absent => (waiting(default_reason, None), last(&rec.last_termination), None),
-        State::Starting { .. } => {
+        // Rule 8.1: until its postStart hook returns, the start is still in progress.
+        State::Starting { .. }
+        | State::Running(Running {
+            post_start_pending: true,
+            ..
+        }) => {
             let reason = if rec.restart_count == 0 {
                 default_reason
             } else {
@@ -168,11 +173,13 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
             Some(r.id.uri()),
         ),
         State::Exited(t) => {
+            // Rule 11.4: the kubelet's "should be restarted" test reads the pod's restart policy
+            // for every container, sidecars too (they keep their terminated state in a `Never`
+            // pod), and leaves init containers that exited 0 alone.
             let will_restart = active
                 && match def.kind {
-                    ContainerKind::Sidecar => true,
                     ContainerKind::Init => t.exit_code != 0 && m.def.restart_policy != RestartPolicy::Never,
-                    ContainerKind::Regular => {
+                    ContainerKind::Sidecar | ContainerKind::Regular => {
                         m.def.restart_policy.restarts(t.exit_code) || rec.pending_restart
                     }
                 };
@@ -218,24 +225,74 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
     }
 }
 
-/// The kubelet's `TerminatePod`: nothing of a finished pod may look alive, so every status that
-/// is not terminated becomes `ContainerStatusUnknown` (137).
-fn terminate_pod(statuses: &mut [ContainerStatus]) {
-    for status in statuses {
-        let terminated = status.state.as_ref().is_some_and(|s| s.terminated.is_some());
-        if !terminated {
-            status.state = Some(ContainerState {
-                terminated: Some(ContainerStateTerminated {
-                    exit_code: 137,
-                    reason: Some("ContainerStatusUnknown".into()),
-                    message: Some("The container could not be located when the pod was terminated".into()),
-                    ..ContainerStateTerminated::default()
-                }),
-                ..ContainerState::default()
-            });
+fn is_waiting(cs: &ContainerStatus) -> bool {
+    cs.state.as_ref().is_some_and(|s| s.waiting.is_some())
+}
+
+fn is_terminated(cs: &ContainerStatus) -> bool {
+    cs.state.as_ref().is_some_and(|s| s.terminated.is_some())
+}
+
+/// The kubelet's `hasPodInitialized`, on a finished pod's statuses: is there evidence that its
+/// regular containers were ever started?
+fn has_pod_initialized(m: &PodMachine, init: &[ContainerStatus], regular: &[ContainerStatus]) -> bool {
+    if m.def.n_init == 0 {
+        return true;
+    }
+    if regular
+        .iter()
+        .any(|cs| previous_termination(cs).is_some() || !is_waiting(cs))
+    {
+        return true;
+    }
+    let (Some(last), Some(def)) = (init.last(), m.def.containers.get(m.def.n_init - 1)) else {
+        return false;
+    };
+    let exited_0 = |s: Option<&ContainerState>| {
+        s.and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    };
+    match def.kind {
+        ContainerKind::Sidecar => {
+            last.state.as_ref().is_some_and(|s| s.running.is_some()) && last.started == Some(true)
         }
-        status.ready = false;
-        status.started = Some(false);
+        _ => exited_0(last.last_state.as_ref()) || exited_0(last.state.as_ref()),
+    }
+}
+
+fn unknown_terminated() -> ContainerState {
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            exit_code: 137,
+            reason: Some("ContainerStatusUnknown".into()),
+            message: Some("The container could not be located when the pod was terminated".into()),
+            ..ContainerStateTerminated::default()
+        }),
+        ..ContainerState::default()
+    }
+}
+
+/// The kubelet's `TerminatePod` (rule 11.2): in a finished pod, a status that is not
+/// terminated becomes `ContainerStatusUnknown` (137) only where a container may have run: the
+/// regular containers once the pod has initialized, and the init containers up to the last
+/// one that left its waiting state. Containers that never ran keep waiting (a `Never` pod that
+/// failed in init shows its app containers `PodInitializing`). `ready` stays as generated: an
+/// init container that exited 0 is ready (rule 3.12), nothing else is.
+fn terminate_pod(m: &PodMachine, init: &mut [ContainerStatus], regular: &mut [ContainerStatus]) {
+    if has_pod_initialized(m, init, regular) {
+        for cs in regular.iter_mut().filter(|cs| !is_terminated(cs)) {
+            cs.state = Some(unknown_terminated());
+        }
+    }
+    let attempted = init
+        .iter()
+        .rposition(|cs| !is_waiting(cs) || previous_termination(cs).is_some())
+        .map_or(init.len().min(1), |i| i + 1);
+    for cs in init[..attempted].iter_mut().filter(|cs| !is_terminated(cs)) {
+        cs.state = Some(unknown_terminated());
+    }
+    for cs in init.iter_mut().chain(regular.iter_mut()) {
+        cs.started = Some(false);
     }
 }
 
@@ -393,11 +450,11 @@ fn initialized(
     if phase == Phase::Succeeded {
         return condition("Initialized", true, Some("PodCompleted"), None);
     }
+    // Rule 14.5: running or terminated; one waiting in back-off does not count.
     let regular_started = regular.iter().any(|cs| {
         cs.state
             .as_ref()
             .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-            || previous_termination(cs).is_some()
     });
     if regular_started {
         return condition("Initialized", true, None, None);
@@ -520,8 +577,7 @@ pub(crate) fn generate(m: &PodMachine) -> PodStatus {
     conditions.push(containers_ready);
     conditions.push(condition("PodScheduled", true, None, None));
     if m.finished {
-        terminate_pod(&mut init);
-        terminate_pod(&mut regular);
+        terminate_pod(m, &mut init, &mut regular);
     }
     let previous = m.status.conditions.as_deref().unwrap_or_default();
     for c in conditions

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use podvisor_core::{ExitStatus, HookKind, HookResult, ProbeKind, ProbeOutcome, ProbeResult};
-use podvisor_lifecycle::{Command, Input, Time};
+use podvisor_lifecycle::{Command, Input, PodMachine, Time};
 use podvisor_test_support::{Auto, Sim, T0, c, pod};
 use serde_json::json;
 
@@ -343,7 +343,12 @@ fn rule_5_2_failed_init_container_fails_a_never_pod() {
     assert!(sim.starts_of("app").is_empty(), "app containers never start");
     assert!(sim.finished);
     assert_eq!(sim.kubectl_status(), "Init:Error");
-    assert_eq!(sim.state("app"), "terminated:ContainerStatusUnknown:137");
+    assert_eq!(
+        sim.state("app"),
+        "waiting:PodInitializing",
+        "never ran: not made terminated (rule 11.2)"
+    );
+    assert_eq!(sim.state("init-b"), "waiting:PodInitializing");
 }
 
 #[test]
@@ -400,6 +405,10 @@ fn rule_6_2a_a_never_pod_gets_no_new_sandbox() {
     assert_eq!(sim.sandbox_requests, 1);
     assert!(sim.finished);
     assert_eq!(sim.phase(), "Failed");
+    assert!(
+        !sim.event_lines().iter().any(|e| e.starts_with("SandboxChanged")),
+        "no new sandbox, no SandboxChanged"
+    );
 }
 
 #[test]
@@ -597,14 +606,70 @@ fn rule_8_1_post_start_holds_back_the_next_container() {
             ..Auto::default()
         },
     );
-    assert_eq!(
-        sim.state("a"),
-        "running",
-        "the container runs while its hook runs"
-    );
     assert!(sim.starts_of("b").is_empty());
     sim.hook("a", HookKind::PostStart, HookResult::Succeeded);
     assert_eq!(sim.state("b"), "running");
+}
+
+#[test]
+fn rule_8_1_a_container_in_back_off_holds_nothing_back() {
+    let mut first = c("a");
+    first["lifecycle"] = json!({"postStart": {"exec": {"command": ["warm-up"]}}});
+    let mut sim = Sim::new(pod(json!({"spec": {"containers": [first, c("b")]}})));
+    sim.exit("a", 1);
+    sim.exit("a", 1);
+    assert_eq!(sim.state("a"), "waiting:CrashLoopBackOff");
+    sim.exit("b", 1);
+    assert_eq!(
+        sim.state("b"),
+        "running",
+        "only a start under way (its hook running) holds the next one back"
+    );
+}
+
+#[test]
+fn rule_8_1_while_post_start_runs_the_container_is_still_being_created() {
+    let mut app = with_probe(
+        c("app"),
+        "livenessProbe",
+        exec_probe(json!({"periodSeconds": 1, "failureThreshold": 1})),
+    );
+    app = with_probe(app, "readinessProbe", exec_probe(json!({"periodSeconds": 1})));
+    app["lifecycle"] = json!({"postStart": {"exec": {"command": ["warm-up"]}}});
+    let mut sim = Sim::with(
+        pod(json!({"spec": {"containers": [app]}})),
+        Auto {
+            hooks: false,
+            ..Auto::default()
+        },
+    );
+    assert_eq!(sim.starts_of("app").len(), 1, "the process was started");
+    assert_eq!(sim.state("app"), "waiting:ContainerCreating");
+    assert_eq!(sim.cs("app").started, Some(false));
+    assert!(!sim.cs("app").ready);
+    assert_eq!(sim.phase(), "Pending");
+    assert_eq!(sim.kubectl_status(), "ContainerCreating");
+    sim.advance(5.0);
+    assert!(
+        !sim.has_probe("app", Liveness) && !sim.has_probe("app", Readiness),
+        "no probe runs while the hook runs"
+    );
+    assert_eq!(sim.state("app"), "waiting:ContainerCreating");
+    sim.hook("app", HookKind::PostStart, HookResult::Succeeded);
+    let cs = sim.cs("app");
+    assert_eq!(
+        cs.state
+            .unwrap()
+            .running
+            .unwrap()
+            .started_at
+            .map(|t| t.0.as_second()),
+        Some(T0),
+        "startedAt is the process start"
+    );
+    assert_eq!(cs.started, Some(true));
+    assert_eq!(sim.phase(), "Running");
+    assert!(sim.has_probe("app", Readiness), "readiness is probed at once");
 }
 
 #[test]
@@ -622,6 +687,10 @@ fn rule_8_2_failed_post_start_kills_the_container() {
     assert!(
         sim.event_lines()
             .contains(&"FailedPostStartHook: PostStartHook failed".into())
+    );
+    assert!(
+        sim.event_lines().contains(&"Killing: FailedPostStartHook".into()),
+        "the kill's message is its reason"
     );
     assert_eq!(sim.cs("app").restart_count, 1, "killed and restarted");
 }
@@ -930,6 +999,11 @@ fn rule_11_5_spawn_failure_is_start_error_128_then_run_container_error() {
     assert_eq!(
         (last.exit_code, last.reason.as_deref()),
         (128, Some("StartError"))
+    );
+    assert_eq!(
+        last.started_at.map(|t| t.0.as_second()),
+        Some(0),
+        "never started: the runtime's zero start time, the Unix epoch"
     );
     sim.starts.clear();
     sim.input(Input::ContainerStartFailed {
@@ -1403,8 +1477,297 @@ fn rule_15_2_a_sidecar_failing_liveness_is_restarted_and_does_not_block() {
     assert_eq!(sim.cs("side").restart_count, 1, "restarted even under Never");
     assert!(
         sim.event_lines()
-            .contains(&"Killing: Container side failed liveness probe, will be restarted".into())
+            .contains(&"Killing: Init container side failed liveness probe".into()),
+        "a sidecar's kill is worded as an init container's"
     );
     sim.exit("init", 0);
+    assert_eq!(sim.state("app"), "running");
+}
+
+fn sidecar(name: &str) -> serde_json::Value {
+    let mut s = c(name);
+    s["restartPolicy"] = json!("Always");
+    s
+}
+
+#[test]
+fn rule_3_12_completed_init_containers_stay_ready_in_a_succeeded_pod() {
+    let mut sim = init_pod("Never");
+    sim.exit("init-a", 0);
+    assert!(sim.cs("init-a").ready, "ready once it exited 0");
+    sim.exit("init-b", 0);
+    sim.exit("app", 0);
+    assert_eq!(sim.phase(), "Succeeded");
+    assert!(sim.finished);
+    assert!(sim.cs("init-a").ready && sim.cs("init-b").ready);
+    assert!(!sim.cs("app").ready);
+    assert_eq!(sim.cs("init-a").started, Some(false));
+}
+
+#[test]
+fn rule_11_2_containers_that_never_ran_keep_waiting_in_a_finished_pod() {
+    // Deleted while the first init container runs: it was killed, nothing after it ran.
+    let mut sim = init_pod("Always");
+    sim.delete(Some(5));
+    assert!(sim.finished);
+    assert_eq!(sim.state("init-a"), "terminated:Error:143");
+    assert_eq!(sim.state("init-b"), "waiting:PodInitializing");
+    assert_eq!(sim.state("app"), "waiting:PodInitializing");
+    // Deleted after initialisation: a regular container that cannot be accounted for is
+    // reported as unknown.
+    let mut sim = Sim::with(
+        pod(json!({"spec": {"initContainers": [c("init")], "containers": [c("a"), c("b")]}})),
+        Auto {
+            start: false,
+            ..Auto::default()
+        },
+    );
+    sim.answer_start("init");
+    sim.exit("init", 0);
+    sim.answer_start("a");
+    sim.delete(Some(5));
+    sim.answer_start("b");
+    assert!(sim.finished);
+    assert_eq!(sim.state("a"), "terminated:Error:143");
+    assert_eq!(sim.state("init"), "terminated:Completed:0");
+}
+
+#[test]
+fn rule_15_2_a_sidecar_failing_its_startup_probe_before_it_started_is_restarted() {
+    let side = with_probe(
+        sidecar("side"),
+        "startupProbe",
+        exec_probe(json!({"periodSeconds": 1, "failureThreshold": 1})),
+    );
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"initContainers": [side], "containers": [c("app")]}}),
+    ));
+    sim.advance(1.0);
+    sim.probe("side", Startup, Failure);
+    assert!(
+        sim.event_lines()
+            .contains(&"Killing: Init container side failed startup probe".into())
+    );
+    assert_eq!(sim.cs("side").restart_count, 1);
+    assert_eq!(sim.state("side"), "running", "the first restart is immediate");
+    assert!(sim.starts_of("app").is_empty(), "initialisation waits");
+    for _ in 0..2 {
+        sim.advance(1.0);
+        sim.probe("side", Startup, Failure);
+    }
+    assert_eq!(sim.cs("side").restart_count, 2);
+    assert_eq!(sim.kubectl_status(), "Init:CrashLoopBackOff");
+    sim.advance(10.0);
+    assert_eq!(sim.cs("side").restart_count, 3);
+    sim.advance(1.0);
+    sim.probe("side", Startup, Success);
+    assert_eq!(sim.state("app"), "running");
+}
+
+#[test]
+fn rule_7_9_backoff_after_a_liveness_kill_counts_from_the_previous_exit() {
+    let app = with_probe(
+        c("app"),
+        "livenessProbe",
+        exec_probe(json!({"periodSeconds": 10, "failureThreshold": 1})),
+    );
+    let mut sim = one(app);
+    let mut kills = Vec::new();
+    for _ in 0..4 {
+        sim.advance(10.0);
+        assert_eq!(sim.state("app"), "running");
+        sim.probe("app", Liveness, Failure);
+        kills.push(sim.secs(sim.now));
+    }
+    let starts: Vec<i64> = sim.starts_of("app").iter().map(|t| sim.secs(*t)).collect();
+    // The first kill finds no earlier exit; the second finds one but no back-off yet, the
+    // third one 10s old, as long as the back-off; the fourth finds the third's exit 10s back
+    // in a 20s back-off, and waits 20s from the kill itself.
+    assert_eq!(kills, [10, 20, 30, 40]);
+    assert_eq!(starts, [0, 10, 20, 30]);
+    assert_eq!(sim.state("app"), "waiting:CrashLoopBackOff");
+    sim.advance(19.0);
+    assert_eq!(sim.starts_of("app").len(), 4);
+    sim.advance(1.0);
+    assert_eq!(sim.state("app"), "running");
+}
+
+#[test]
+fn rule_11_4_sidecars_of_never_pods_keep_their_terminated_state() {
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "Never", "initContainers": [sidecar("side")], "containers": [c("app")]}}),
+    ));
+    sim.exit("side", 1);
+    sim.exit("side", 1);
+    assert_eq!(
+        sim.state("side"),
+        "terminated:Error:1",
+        "not restarted by the pod's policy: no waiting reason"
+    );
+    sim.advance(10.0);
+    assert_eq!(sim.state("side"), "running", "but restarted all the same");
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "OnFailure", "initContainers": [sidecar("side")], "containers": [c("app")]}}),
+    ));
+    sim.exit("side", 0);
+    sim.exit("side", 0);
+    assert_eq!(sim.state("side"), "terminated:Completed:0");
+    sim.advance(10.0);
+    sim.exit("side", 1);
+    assert_eq!(sim.state("side"), "waiting:CrashLoopBackOff");
+}
+
+#[test]
+fn rule_14_5_a_regular_container_in_back_off_has_not_started() {
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"initContainers": [sidecar("side")], "containers": [c("app")]}}),
+    ));
+    for _ in 0..2 {
+        sim.exit("app", 1);
+        sim.exit("side", 1);
+    }
+    assert_eq!(sim.state("app"), "waiting:CrashLoopBackOff");
+    assert_eq!(sim.state("side"), "waiting:CrashLoopBackOff");
+    assert_eq!(sim.cond("Initialized"), "False/ContainersNotInitialized");
+    assert_eq!(
+        sim.condition("Initialized").message.as_deref(),
+        Some("containers with incomplete status: [side]")
+    );
+    sim.advance(10.0);
+    assert_eq!(sim.cond("Initialized"), "True");
+}
+
+#[test]
+fn rule_3_14_a_status_change_probes_readiness_at_once() {
+    let app = with_probe(
+        c("app"),
+        "readinessProbe",
+        exec_probe(json!({"periodSeconds": 60, "failureThreshold": 1})),
+    );
+    let mut sim = Sim::new(pod(json!({"spec": {"containers": [app, c("other")]}})));
+    // Both starts changed the status: probes asked for then are answered in turn.
+    while sim.probe("app", Readiness, Success) > 0 {}
+    assert!(sim.cs("app").ready);
+    assert_eq!(
+        sim.log
+            .iter()
+            .filter(|(_, c)| matches!(c, Command::RunProbe { .. }))
+            .count(),
+        2,
+        "one probe per status change while not ready"
+    );
+    sim.advance(60.0);
+    sim.probe("app", Readiness, Failure);
+    assert!(!sim.cs("app").ready);
+    assert!(
+        sim.has_probe("app", Readiness),
+        "the status changed: probed again without waiting a period"
+    );
+    sim.probe("app", Readiness, Failure);
+    assert!(
+        !sim.has_probe("app", Readiness),
+        "an unchanged status asks nothing"
+    );
+    sim.advance(1.0);
+    sim.exit("other", 1);
+    assert!(
+        sim.has_probe("app", Readiness),
+        "another container's change probes it too"
+    );
+}
+
+#[test]
+fn rule_9_6_a_signalled_exit_shows_its_code_and_no_signal() {
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "Never", "containers": [c("app")]}}),
+    ));
+    sim.exit_with("app", ExitStatus::Signaled(9));
+    let t = sim.cs("app").state.unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.signal), (137, None));
+}
+
+#[test]
+fn rule_7_9_every_sync_in_back_off_records_the_event() {
+    let mut sim = one(c("app"));
+    for wait in [0.0, 10.0, 20.0] {
+        sim.exit("app", 1);
+        sim.advance(wait);
+    }
+    let before = sim.events().iter().filter(|e| e.reason == "BackOff").count();
+    sim.exit("app", 1);
+    assert_eq!(
+        sim.cs("app").state.unwrap().waiting.unwrap().message.as_deref(),
+        Some("back-off 40s restarting failed container=app pod=p_default(uid-1)")
+    );
+    sim.advance(40.0);
+    assert_eq!(sim.state("app"), "running");
+    let during = sim.events().iter().filter(|e| e.reason == "BackOff").count() - before;
+    assert_eq!(during, 4, "at the exit and every 10s after it");
+}
+
+#[test]
+fn rule_14_2_transition_times_survive_a_node_restart() {
+    let mut sim = one(c("app"));
+    sim.advance(100.0);
+    let restarted_at = sim.now + Duration::from_secs(5);
+    let mut fresh = PodMachine::new(&sim.m.pod(), restarted_at);
+    fresh.step(restarted_at, Input::Tick);
+    let transition = |type_: &str| {
+        let c = fresh
+            .status()
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_);
+        c.and_then(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0.as_second())
+    };
+    for type_ in ["PodScheduled", "Initialized"] {
+        assert_eq!(transition(type_), Some(T0), "{type_} did not change");
+    }
+    assert_eq!(
+        transition("PodReadyToStartContainers"),
+        Some(restarted_at.as_secs()),
+        "the sandbox is gone: that one changed"
+    );
+}
+
+#[test]
+fn rule_10_4_a_finished_pod_keeps_its_status_over_a_node_restart() {
+    let mut sim = Sim::new(pod(
+        json!({"spec": {"restartPolicy": "Never", "containers": [c("app")]}}),
+    ));
+    sim.exit("app", 3);
+    assert_eq!(sim.phase(), "Failed");
+    let restarted_at = sim.now + Duration::from_secs(60);
+    let mut fresh = PodMachine::new(&sim.m.pod(), restarted_at);
+    assert!(fresh.is_finished());
+    assert_eq!(fresh.status(), sim.m.status(), "the exit code is not lost");
+    // The node tells a restored machine its address; nothing else changes.
+    fresh.set_host_ip("192.0.2.1");
+    assert_eq!(fresh.status().host_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(
+        fresh.status().container_statuses,
+        sim.m.status().container_statuses
+    );
+    assert_eq!(fresh.status().conditions, sim.m.status().conditions);
+}
+
+#[test]
+fn rule_11_5_a_create_error_after_a_back_off_sets_no_timer_in_the_past() {
+    let mut sim = one(c("app"));
+    sim.exit("app", 1);
+    sim.exit("app", 1);
+    assert_eq!(sim.state("app"), "waiting:CrashLoopBackOff");
+    sim.config_error_next_start.push("app".into());
+    sim.advance(10.0);
+    assert_eq!(sim.state("app"), "waiting:CreateContainerConfigError");
+    assert!(
+        sim.m.next_wakeup() > Some(sim.now),
+        "the node would tick without pause until the retry: {:?} at {:?}",
+        sim.m.next_wakeup(),
+        sim.now
+    );
+    sim.advance(10.0);
     assert_eq!(sim.state("app"), "running");
 }
