@@ -443,6 +443,36 @@ pub struct NodeFacts {
     pub address: Option<String>,
     /// The pod CIDR.
     pub pod_cidr: String,
+    /// The node's data dir: its file system is the one DiskPressure watches, and the runtime
+    /// is Ready while it can write there.
+    pub data_dir: std::path::PathBuf,
+}
+
+/// Each condition's status and when it last changed, so `lastTransitionTime` moves only when
+/// the status flips (`cluster-semantics.md` §2.4).
+#[derive(Default)]
+struct Transitions(HashMap<&'static str, (&'static str, Value)>);
+
+impl Transitions {
+    /// The conditions as the Node shows them, heartbeats at `now`.
+    fn conditions(&mut self, measured: &[crate::health::Condition], now: &Value) -> Value {
+        Value::Array(
+            measured
+                .iter()
+                .map(|c| {
+                    let since = match self.0.get(c.type_) {
+                        Some((status, since)) if *status == c.status => since.clone(),
+                        _ => {
+                            self.0.insert(c.type_, (c.status, now.clone()));
+                            now.clone()
+                        }
+                    };
+                    json!({"type": c.type_, "status": c.status, "reason": c.reason,
+                        "message": c.message, "lastHeartbeatTime": now, "lastTransitionTime": since})
+                })
+                .collect(),
+        )
+    }
 }
 
 /// Registers the Node object and renews its Lease every [`HEARTBEAT`], until dropped; the
@@ -450,12 +480,20 @@ pub struct NodeFacts {
 /// kubelet does.
 pub async fn heartbeat(store: Arc<dyn Store>, facts: NodeFacts, clock: podvisor_kubelet::Clock) {
     let key = ObjectKey::new("nodes", "", facts.name.clone());
-    let mut transition: Option<Value> = None;
+    let mut transitions = Transitions::default();
     let mut reported: Option<tokio::time::Instant> = None;
     loop {
         let now = serde_json::to_value(clock.now().to_k8s()).unwrap_or(Value::Null);
-        let since = transition.get_or_insert_with(|| now.clone()).clone();
-        let status = node_status(&facts, &now, &since);
+        // Measured off the async workers: the runtime check syncs a file to disk.
+        let data_dir = facts.data_dir.clone();
+        let measured = tokio::task::spawn_blocking(move || crate::health::measure(&data_dir))
+            .await
+            .unwrap_or_else(|e| crate::health::Measured {
+                runtime_error: Some(format!("measuring the node failed: {e}")),
+                ..Default::default()
+            });
+        let conditions = transitions.conditions(&crate::health::conditions(&measured), &now);
+        let status = node_status(&facts, conditions);
         match store.get(&key).await {
             Ok(current) => {
                 if status_report_due(
@@ -584,7 +622,7 @@ fn machine_identity(path: &str) -> String {
         .unwrap_or_default()
 }
 
-fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
+fn node_status(facts: &NodeFacts, conditions: Value) -> Value {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let memory_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -603,20 +641,11 @@ fn node_status(facts: &NodeFacts, now: &Value, since: &Value) -> Value {
     if let Some(ip) = &facts.address {
         addresses.insert(0, json!({"type": "InternalIP", "address": ip}));
     }
-    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": type_, "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": since})
-    };
     json!({
         "capacity": resources,
         "allocatable": resources,
         "addresses": addresses,
-        "conditions": [
-            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-        ],
+        "conditions": conditions,
         "nodeInfo": {
             "architecture": podvisor_apiserver::discovery::go_arch(),
             "bootID": machine_identity("/proc/sys/kernel/random/boot_id"),
@@ -658,10 +687,13 @@ mod tests {
             name: "n".into(),
             address: None,
             pod_cidr: "10.88.0.0/16".into(),
+            data_dir: "/nowhere".into(),
         };
-        let since = json!("2026-01-01T00:00:00Z");
-        let stored = node_status(&facts, &json!("2026-01-01T00:00:10Z"), &since);
-        let renewed = node_status(&facts, &json!("2026-01-01T00:00:20Z"), &since);
+        let healthy = crate::health::conditions(&crate::health::Measured::default());
+        let mut transitions = Transitions::default();
+        let mut at = |t: &str| transitions.conditions(&healthy, &json!(t));
+        let stored = node_status(&facts, at("2026-01-01T00:00:10Z"));
+        let renewed = node_status(&facts, at("2026-01-01T00:00:20Z"));
         let minute = Some(Duration::from_secs(60));
         assert!(
             !status_report_due(&stored, &renewed, minute),
@@ -673,10 +705,39 @@ mod tests {
             address: Some("192.0.2.1".into()),
             ..facts
         };
-        let changed = node_status(&moved, &json!("2026-01-01T00:00:20Z"), &since);
+        let changed = node_status(&moved, at("2026-01-01T00:00:20Z"));
         assert!(
             status_report_due(&stored, &changed, minute),
             "a changed status is written at once"
+        );
+    }
+
+    #[test]
+    fn a_condition_changes_its_transition_time_only_when_its_status_flips() {
+        let mut m = crate::health::Measured::default();
+        let mut transitions = Transitions::default();
+        let first = transitions.conditions(&crate::health::conditions(&m), &json!("t1"));
+        m.runtime_error = Some("disk gone".into());
+        let second = transitions.conditions(&crate::health::conditions(&m), &json!("t2"));
+        let third = transitions.conditions(&crate::health::conditions(&m), &json!("t3"));
+        let times = |v: &Value, i: usize| {
+            (
+                v[i]["lastTransitionTime"].clone(),
+                v[i]["lastHeartbeatTime"].clone(),
+            )
+        };
+        assert_eq!(times(&first, 3), (json!("t1"), json!("t1")));
+        assert_eq!(second[3]["status"], "False");
+        assert_eq!(
+            times(&second, 3),
+            (json!("t2"), json!("t2")),
+            "Ready flipped at t2"
+        );
+        assert_eq!(times(&third, 3), (json!("t2"), json!("t3")));
+        assert_eq!(
+            times(&third, 0),
+            (json!("t1"), json!("t3")),
+            "MemoryPressure never flipped"
         );
     }
 }

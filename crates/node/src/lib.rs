@@ -7,7 +7,7 @@
 //!
 //! This is the only crate that names concrete types from more than one `podvisor-*` crate.
 //! What it is not: it makes no decision about pods (that is `podvisor-lifecycle`), and it does
-//! not parse command lines or install signal handlers (that is the binary, `cargo xtask node`).
+//! not parse command lines or install signal handlers (that is the binary, `podvisor node`).
 //!
 //! Shutdown: [`Node::run`] takes a shutdown future; when it completes, every pod is terminated
 //! gracefully and `run` returns once they have stopped or a deadline passed.
@@ -18,6 +18,7 @@ pub mod client;
 pub mod cluster;
 mod config;
 pub mod endpoints;
+pub mod health;
 pub mod manifests;
 pub mod metrics;
 mod node;

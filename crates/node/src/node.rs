@@ -446,6 +446,7 @@ impl Node {
             name: self.config.node_name.clone(),
             address: self.host_ip.clone(),
             pod_cidr: self.config.pod_cidr.clone(),
+            data_dir: self.config.data_dir.clone(),
         };
         tasks.spawn(heartbeat(store.clone(), facts, clock));
         tasks.spawn(crate::endpoints::run(store.clone(), clock));

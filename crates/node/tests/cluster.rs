@@ -216,13 +216,13 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
     writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn the_node_registers_itself_as_ready() {
-    let (store, _dir) = store();
+/// The Node object the heartbeat registers, once it exists.
+async fn registered_node(store: &Arc<dyn Store>, data_dir: std::path::PathBuf) -> serde_json::Value {
     let facts = NodeFacts {
         name: "node-1".into(),
         address: Some("192.0.2.10".into()),
         pod_cidr: "10.88.0.0/16".into(),
+        data_dir,
     };
     let task = tokio::spawn(heartbeat(store.clone(), facts, Clock::system()));
     let key = ObjectKey::new("nodes", "", "node-1");
@@ -235,14 +235,44 @@ async fn the_node_registers_itself_as_ready() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     task.abort();
-    let node = node.expect("node registered");
-    let ready = node["status"]["conditions"]
+    node.expect("node registered")
+}
+
+fn condition<'a>(node: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    node["status"]["conditions"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap();
-    assert_eq!(ready["status"], "True");
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_node_registers_itself_as_ready() {
+    let (store, dir) = store();
+    let node = registered_node(&store, dir.path().to_owned()).await;
+    assert_eq!(condition(&node, "Ready")["status"], "True");
+    assert_eq!(
+        condition(&node, "DiskPressure")["reason"],
+        "KubeletHasNoDiskPressure"
+    );
     assert_eq!(node["status"]["addresses"][0]["address"], "192.0.2.10");
     assert_eq!(node["status"]["capacity"]["pods"], "110");
+}
+
+/// Ready is measured: a node whose runtime cannot write its data dir is not ready.
+#[tokio::test]
+async fn a_node_that_cannot_write_its_data_dir_is_not_ready() {
+    let (store, dir) = store();
+    let node = registered_node(&store, dir.path().join("gone")).await;
+    let ready = condition(&node, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("KubeletNotReady"))
+    );
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("container runtime is down: cannot write the data dir"),
+        "{message}"
+    );
 }

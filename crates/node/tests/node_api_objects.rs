@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{RunningNode, kubectl_available};
+use support::{RunningNode, require_kubectl};
 
 const FINISHED: &str = r#"
 apiVersion: v1
@@ -37,10 +37,7 @@ fn cells(table: &str, first: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_keeps_its_api_objects_as_kubernetes_does() {
-    if !kubectl_available() {
-        eprintln!("skipped: kubectl not found");
-        return;
-    }
+    require_kubectl();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.98.{}.0/24", std::process::id() % 250);
     let node = RunningNode::start(data.path(), &cidr, "apiobj").await;
@@ -106,10 +103,7 @@ async fn the_node_keeps_its_api_objects_as_kubernetes_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_object_its_lease_and_the_kubernetes_service() {
-    if !kubectl_available() {
-        eprintln!("skipped: kubectl not found");
-        return;
-    }
+    require_kubectl();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.98.{}.0/24", (std::process::id() + 1) % 250);
     let node = RunningNode::start(data.path(), &cidr, "apinode").await;
