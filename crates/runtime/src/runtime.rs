@@ -1474,6 +1474,34 @@ impl ContainerRuntime for ProcessRuntime {
         .map_err(backend)
     }
 
+    async fn remove_pods_except(&self, keep: &[String]) -> Result<usize, RuntimeError> {
+        let pods = self.inner.config.data_dir.join("pods");
+        let keep: std::collections::HashSet<String> = keep.iter().cloned().collect();
+        tokio::task::spawn_blocking(move || {
+            let entries = match fs::read_dir(&pods) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut removed = 0;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // `<namespace>_<name>_<uid>`: neither a namespace nor a UID has `_`.
+                let Some((_, uid)) = name.rsplit_once('_') else {
+                    continue;
+                };
+                if !uid.is_empty() && !keep.contains(uid) && e.path().is_dir() {
+                    fs::remove_dir_all(e.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
     async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
         let name = launch.container.name.clone();
         self.start_inner(launch)
