@@ -55,20 +55,28 @@ pub(crate) struct LogOptions {
     pub(crate) limit_bytes: Option<usize>,
     /// Lines written before this time (milliseconds since the epoch) are left out.
     pub(crate) since: Option<i64>,
-    /// Options that are not valid, each naming its field; the request is refused with them.
-    pub(crate) invalid: Vec<String>,
+    /// Values that are not numbers or times at all: 400, as kube-apiserver's decoding says.
+    pub(crate) malformed: Vec<String>,
+    /// Options that are not valid (field, message): 422 Invalid, as kube-apiserver's
+    /// validation of `PodLogOptions` says.
+    pub(crate) invalid: Vec<(&'static str, String)>,
 }
 
 impl LogOptions {
     pub(crate) fn from_query(query: &std::collections::HashMap<String, String>) -> LogOptions {
         let flag = |k: &str| matches!(query.get(k).map(String::as_str), Some("true" | "1"));
+        let mut malformed = Vec::new();
         let mut invalid = Vec::new();
-        let mut number = |k: &str, min: i64, rule: &str| -> Option<i64> {
+        let mut number = |k: &'static str, min: i64, rule: &str| -> Option<i64> {
             let v = query.get(k)?;
             match v.parse::<i64>() {
                 Ok(n) if n >= min => Some(n),
-                _ => {
-                    invalid.push(format!("{k}: Invalid value: \"{v}\": {rule}"));
+                Ok(n) => {
+                    invalid.push((k, format!("Invalid value: {n}: {rule}")));
+                    None
+                }
+                Err(_) => {
+                    malformed.push(format!("{k}: \"{v}\" is not an integer"));
                     None
                 }
             }
@@ -79,14 +87,15 @@ impl LogOptions {
         let since_time = query.get("sinceTime").filter(|t| !t.is_empty()).and_then(|t| {
             let parsed = crate::meta::parse_rfc3339(t);
             if parsed.is_none() {
-                invalid.push(format!(
-                    "sinceTime: Invalid value: \"{t}\": must be an RFC 3339 time"
-                ));
+                malformed.push(format!("sinceTime: \"{t}\" is not an RFC 3339 time"));
             }
             parsed
         });
         if since_seconds.is_some() && since_time.is_some() {
-            invalid.push("at most one of `sinceTime` or `sinceSeconds` may be specified".into());
+            invalid.push((
+                "",
+                "Forbidden: at most one of `sinceTime` or `sinceSeconds` may be specified".into(),
+            ));
         }
         let since = since_time.or_else(|| {
             since_seconds.map(|s| crate::meta::now_millis().saturating_sub(s.saturating_mul(1000)))
@@ -99,6 +108,7 @@ impl LogOptions {
             tail_lines: tail_lines.and_then(|n| usize::try_from(n).ok()),
             limit_bytes: limit_bytes.and_then(|n| usize::try_from(n).ok()),
             since,
+            malformed,
             invalid,
         }
     }
@@ -400,6 +410,46 @@ impl Follower {
     }
 }
 
+/// 422 Invalid for `PodLogOptions`, one cause per field, as kube-apiserver answers.
+fn invalid_options(name: &str, errors: &[(&'static str, String)]) -> ApiError {
+    use crate::status::Cause;
+    let list: Vec<String> = errors
+        .iter()
+        .map(|(field, message)| {
+            if field.is_empty() {
+                message.clone()
+            } else {
+                format!("{field}: {message}")
+            }
+        })
+        .collect();
+    let joined = if list.len() == 1 {
+        list.concat()
+    } else {
+        format!("[{}]", list.join(", "))
+    };
+    ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("PodLogOptions \"{name}\" is invalid: {joined}"),
+        details: Some(Box::new((String::new(), "PodLogOptions".into(), name.into()))),
+        causes: errors
+            .iter()
+            .map(|(field, message)| {
+                let (reason, text) = match message.split_once(": ") {
+                    Some(("Forbidden", text)) => ("FieldValueForbidden", text.to_owned()),
+                    _ => ("FieldValueInvalid", message.clone()),
+                };
+                Cause {
+                    reason: reason.into(),
+                    message: text,
+                    field: (*field).into(),
+                }
+            })
+            .collect(),
+    }
+}
+
 fn text_response(body: Body) -> Response<Body> {
     let mut resp = Response::new(body);
     resp.headers_mut()
@@ -416,11 +466,11 @@ pub(crate) async fn serve(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<Response<Body>, ApiError> {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    if !options.malformed.is_empty() {
+        return Err(ApiError::bad_request(options.malformed.join(", ")));
+    }
     if !options.invalid.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "PodLogOptions \"{name}\" is invalid: {}",
-            options.invalid.join(", ")
-        )));
+        return Err(invalid_options(&name, &options.invalid));
     }
     let uid = pod["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
     let spec_names: Vec<String> = pod["spec"]["containers"]
@@ -716,25 +766,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let src = source(dir.path(), false);
         append(&src.path, "2026-01-01T00:00:01.000000000Z stdout F one\n");
-        for (query, field) in [
-            (&[("sinceSeconds", "0")][..], "sinceSeconds"),
-            (&[("sinceTime", "yesterday")][..], "sinceTime"),
+        for (query, code, field) in [
+            (&[("sinceSeconds", "0")][..], 422, "sinceSeconds"),
+            (&[("sinceSeconds", "soon")][..], 400, "sinceSeconds"),
+            (&[("sinceTime", "yesterday")][..], 400, "sinceTime"),
             (
                 &[("sinceSeconds", "5"), ("sinceTime", "2026-01-01T00:00:00Z")][..],
+                422,
                 "sinceTime",
             ),
-            (&[("tailLines", "-1")][..], "tailLines"),
+            (&[("tailLines", "-1")][..], 422, "tailLines"),
+            (&[("limitBytes", "0")][..], 422, "limitBytes"),
         ] {
             let err = get(src.clone(), query)
                 .await
                 .err()
                 .unwrap_or_else(|| panic!("{query:?} accepted"));
             let status = err.to_status();
-            assert_eq!(status["code"], 400, "{query:?}");
+            assert_eq!(status["code"], code, "{query:?}: {status}");
             assert!(
                 status["message"].as_str().unwrap_or_default().contains(field),
                 "{status}"
             );
+            if code == 422 {
+                assert_eq!(status["details"]["kind"], "PodLogOptions", "{status}");
+            }
         }
     }
 

@@ -237,6 +237,12 @@ pub trait ContainerRuntime: Send + Sync {
         let _ = pod_uid;
         Ok(())
     }
+    /// [`remove_pod`](Self::remove_pod) for every pod the runtime keeps files of except those
+    /// in `keep`: the pods deleted while the node was down. Returns how many went.
+    async fn remove_pods_except(&self, keep: &[String]) -> Result<usize, RuntimeError> {
+        let _ = keep;
+        Ok(0)
+    }
 }
 
 /// The output of a command run inside a container.

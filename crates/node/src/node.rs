@@ -438,6 +438,17 @@ impl Node {
         for line in api::apply_paths(&endpoint, &self.config.apply).await {
             output.notice(&line);
         }
+        // Files of pods deleted while the node was down go before any pod starts again.
+        if let Ok(list) = store.list("pods", None, Default::default()).await {
+            let uids: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|p| p.object["metadata"]["uid"].as_str().map(str::to_owned))
+                .collect();
+            if let Err(e) = self.runtime.remove_pods_except(&uids).await {
+                warn!(error = %e, "removing the files of deleted pods");
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(follow_pods(store.clone(), self.config.node_name.clone(), changes));
         tasks.spawn(crate::config::watch_changes(store.clone(), config_changes));

@@ -395,3 +395,42 @@ pub fn datapath(
     }
     (records, proxied)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the API stores for a NodePort Service and its slice (protocols as defaulted).
+    fn objects(node_port: u16) -> (Service, EndpointSlice) {
+        let service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.30", "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080,
+                    "nodePort": node_port}]}
+        }));
+        let slice = serde_json::from_value(json!({
+            "metadata": {"name": "web-abc", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}],
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]
+        }));
+        match (service, slice) {
+            (Ok(s), Ok(e)) => (s, e),
+            (s, e) => panic!("{:?} {:?}", s.err(), e.err()),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_userspace_fallback_listens_on_the_node_ports_the_node_passes() {
+        let node_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (service, slice) = objects(node_port);
+        let (_, proxied) = datapath(&[service], &[slice]);
+        let mut proxy = podvisor_proxy::UserspaceProxy::new();
+        proxy.sync(&proxied).await;
+        assert_eq!(proxy.ports(), [node_port], "{proxied:?}");
+    }
+}

@@ -211,5 +211,34 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A pod deleted while the node is down: its files go when the node starts again.
+    node.ok(&[
+        "run",
+        "brief",
+        "--image=host",
+        "--restart=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo bye",
+    ]);
+    node.until(&["get", "pod", "brief"], 60, |t| t.contains("Completed"))
+        .await;
+    let brief_dir = pod_dir("brief");
+    assert!(brief_dir.join("brief").exists());
+    node.stop().await;
+    {
+        use podvisor_store::Store;
+        let store = podvisor_store::RedbStore::open(data.path().join("node/store.redb")).unwrap();
+        let key = podvisor_store::ObjectKey::new("pods", "default", "brief");
+        store.delete(&key, Default::default()).await.unwrap();
+    }
+    let node = RunningNode::start(data.path(), &cidr, "e2e").await;
+    assert!(
+        !brief_dir.exists(),
+        "the files of a pod deleted while the node was down are kept"
+    );
     node.stop().await;
 }

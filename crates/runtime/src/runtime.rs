@@ -1055,8 +1055,8 @@ impl ProcessRuntime {
         let this = self.clone();
         let exit_id = id.clone();
         tokio::spawn(async move {
-            let status = supervise(pid, pidfd, stop_rx, &cgroup).await;
-            kill_leftovers(pid, &cgroup).await;
+            let (status, killed) = supervise(pid, pidfd, stop_rx, &cgroup).await;
+            kill_leftovers(pid, &cgroup, killed).await;
             for p in pumps {
                 // Output of processes that escaped both group and cgroup is not waited for.
                 let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
@@ -1201,21 +1201,25 @@ fn kill_tree(leader: i32) -> bool {
 }
 
 /// Waits for the main process, applying stop requests: the stop signal was sent by `stop`;
-/// at the (possibly shortened) deadline everything of the container is SIGKILLed.
+/// at the (possibly shortened) deadline everything of the container is SIGKILLed. Returns the
+/// exit and the processes the cgroup held when they were killed (gone from it as soon as they
+/// exit, so they are remembered for reaping).
 async fn supervise(
     pid: i32,
     pidfd: Option<OwnedFd>,
     mut stop: watch::Receiver<Option<Instant>>,
     cgroup: &ContainerCgroup,
-) -> ExitStatus {
+) -> (ExitStatus, Vec<i32>) {
     let wait = process::wait_reap(pid, pidfd);
     tokio::pin!(wait);
     let mut killed = false;
+    let mut victims = Vec::new();
     loop {
         let deadline = if killed { None } else { *stop.borrow_and_update() };
         tokio::select! {
-            status = &mut wait => return status,
+            status = &mut wait => return (status, victims),
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                victims = cgroup.pids();
                 cgroup.kill_all();
                 if cgroup.tracks() {
                     // Everything of the container is in its groups: no need to scan `/proc`.
@@ -1236,11 +1240,18 @@ async fn supervise(
 
 /// After the main process ended: kill what remains of its group and cgroup, as the end of a
 /// PID namespace would, wait until it is gone and reap it.
-async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup) {
+async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup, killed: Vec<i32>) {
     // A container's cgroup holds every process it started (none can leave it without root),
     // so where there is one, `/proc` is not scanned for its process group and session.
     let tracked = cgroup.tracks();
-    let mut seen: Vec<i32> = Vec::new();
+    // Those killed at the deadline have left the cgroup once they exited; wait for them too.
+    // (The main process is reaped already.)
+    let mut killed = killed;
+    killed.retain(|p| *p != pid);
+    for p in &killed {
+        let _ = tokio::time::timeout(Duration::from_secs(1), process::wait_gone(*p)).await;
+    }
+    let mut seen: Vec<i32> = killed;
     for _ in 0..20 {
         let mut pids = cgroup.pids();
         if !tracked {
@@ -1457,6 +1468,34 @@ impl ContainerRuntime for ProcessRuntime {
         tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
+    async fn remove_pods_except(&self, keep: &[String]) -> Result<usize, RuntimeError> {
+        let pods = self.inner.config.data_dir.join("pods");
+        let keep: std::collections::HashSet<String> = keep.iter().cloned().collect();
+        tokio::task::spawn_blocking(move || {
+            let entries = match fs::read_dir(&pods) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut removed = 0;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // `<namespace>_<name>_<uid>`: neither a namespace nor a UID has `_`.
+                let Some((_, uid)) = name.rsplit_once('_') else {
+                    continue;
+                };
+                if !uid.is_empty() && !keep.contains(uid) && e.path().is_dir() {
+                    fs::remove_dir_all(e.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
         })
         .await
         .map_err(backend)?
