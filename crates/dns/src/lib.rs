@@ -412,4 +412,66 @@ mod tests {
             .unwrap()
             .unwrap();
     }
+
+    /// A name outside the cluster domain is forwarded to the upstream resolver (a stand-in on
+    /// loopback here, as the host's resolver would be) and its answer comes back to the pod.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outside_names_are_forwarded_to_the_upstream_resolver() {
+        let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let upstream_addr = upstream.local_addr().unwrap();
+        let resolver = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let (n, from) = upstream.recv_from(&mut buf).await.unwrap();
+            let question = Message::from_vec(&buf[..n]).unwrap();
+            let asked = question.queries()[0].name().clone();
+            let mut reply = Message::new();
+            reply
+                .set_id(question.id())
+                .set_message_type(MessageType::Response)
+                .set_response_code(ResponseCode::NoError)
+                .add_query(question.queries()[0].clone())
+                .add_answer(Record::from_rdata(
+                    asked.clone(),
+                    60,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
+                ));
+            upstream.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
+            asked
+        });
+        let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), table(), Some(upstream_addr))
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let mut m = Message::new();
+        m.set_id(9)
+            .set_recursion_desired(true)
+            .add_query(Query::query(Name::from_ascii("example.com.").unwrap(), RecordType::A));
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        udp.send_to(&m.to_vec().unwrap(), addr).await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), udp.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(reply.response_code(), ResponseCode::NoError);
+        assert_eq!(
+            reply.answers().iter().map(|a| a.data().clone()).collect::<Vec<_>>(),
+            [RData::A(A(Ipv4Addr::new(192, 0, 2, 7)))]
+        );
+        let asked = tokio::time::timeout(Duration::from_secs(10), resolver)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(asked.to_ascii(), "example.com.");
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
 }
