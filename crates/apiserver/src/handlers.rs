@@ -38,6 +38,8 @@ pub(crate) struct State {
     pub(crate) service_ranges: crate::alloc::ServiceRanges,
     /// Request metrics, and the registry `/metrics` serves.
     pub(crate) metrics: Option<crate::metrics::Served>,
+    /// The server's budgets.
+    pub(crate) limits: crate::limits::Limits,
 }
 
 /// Held from a Service's address allocation until it is stored.
@@ -380,7 +382,8 @@ impl Ctx {
     }
 
     async fn list(&self) -> Result<Response<Body>> {
-        let limit = self.query.get("limit").and_then(|l| l.parse::<usize>().ok());
+        let limit =
+            crate::options::int_param::<i64>(&self.query, "limit")?.and_then(|l| usize::try_from(l).ok());
         let continue_after = match self.query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => {
                 let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -431,21 +434,26 @@ impl Ctx {
     }
 
     async fn watch(&self) -> Result<Response<Body>> {
+        // timeoutSeconds counts from the request's start, the initial list included.
+        let started = tokio::time::Instant::now();
         let predicate = self.predicate()?;
-        let rv = self
-            .query
-            .get("resourceVersion")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        let rv = crate::options::resource_version(&self.query)?;
         let bookmarks = self
             .query
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true" || v == "1");
-        let timeout = self
-            .query
-            .get("timeoutSeconds")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(1800);
+        let timeout = crate::options::int_param::<i64>(&self.query, "timeoutSeconds")?
+            .map_or(1800, |t| u64::try_from(t).unwrap_or(0));
+        let deadline = started
+            .checked_add(Duration::from_secs(timeout))
+            .unwrap_or_else(|| started + Duration::from_secs(86_400 * 365));
+        // A revision the store has not reached yet: wait a bounded time for it, then answer
+        // as kube-apiserver does (an ERROR event with a 504 "Too large resource version").
+        let too_large = if rv > 0 {
+            self.wait_for_revision(rv).await?
+        } else {
+            None
+        };
         let resource = self.r();
         let as_table = table::wants_table(&self.accept);
         let include = self.include();
@@ -489,35 +497,30 @@ impl Ctx {
             Bytes::from(line)
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let stream = match self.store().watch(&store_key, ns.as_deref(), from).await {
-            Ok(s) => Some(s),
-            Err(StoreError::Expired { requested, compacted }) => {
-                let status = ApiError::expired(requested, compacted).to_status();
-                let _ = tx.send(render("ERROR", status)).await;
-                None
-            }
-            Err(e) => return Err(self.store_err(e)),
+        let stream = if let Some(current) = too_large {
+            let status = ApiError::too_large_resource_version(rv, current).to_status();
+            let _ = tx.send(render("ERROR", status)).await;
+            None
+        } else {
+            self.watch_store(&store_key, ns.as_deref(), from, &tx, &render)
+                .await?
         };
         let shutdown = self.state.shutdown.clone();
         let bookmark_every = self.state.bookmark_interval;
         let kind = resource.kind;
         let api_version = resource.api_version();
-        tokio::spawn(async move {
+        let run = async move {
             for (k, o) in initial {
                 if tx.send(render(k, o)).await.is_err() {
                     return;
                 }
             }
             let Some(mut stream) = stream else { return };
-            let deadline = tokio::time::sleep(Duration::from_secs(timeout));
-            tokio::pin!(deadline);
             let mut ticker = tokio::time::interval(bookmark_every);
             ticker.tick().await;
             let mut last = from;
             loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = &mut deadline => return,
                     () = tx.closed() => return,
                     _ = ticker.tick(), if bookmarks => {
                         let b = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last.to_string()}});
@@ -541,6 +544,15 @@ impl Ctx {
                     }
                 }
             }
+        };
+        // The deadline covers the initial events too: a client that never reads is dropped at
+        // its timeout like any other.
+        tokio::spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = shutdown.cancelled() => {}
+            }
         });
         let frames = tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
@@ -551,6 +563,48 @@ impl Ctx {
             HeaderValue::from_static("no-cache, private"),
         );
         Ok(resp)
+    }
+
+    /// Waits up to [`crate::limits::Limits::too_large_resource_version_wait`] for the store to
+    /// reach `rv`; `Some(current)` if it did not.
+    async fn wait_for_revision(&self, rv: u64) -> Result<Option<u64>> {
+        let until = tokio::time::Instant::now() + self.state.limits.too_large_resource_version_wait;
+        loop {
+            let current = self
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| self.store_err(e))?;
+            if current >= rv {
+                return Ok(None);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(Some(current));
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+        }
+    }
+
+    /// Opens the store's watch from `from`; a compacted revision becomes an ERROR event
+    /// (410 Expired) and no stream.
+    async fn watch_store(
+        &self,
+        store_key: &str,
+        ns: Option<&str>,
+        from: u64,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+        render: &(dyn Fn(&str, Value) -> Bytes + Send + Sync),
+    ) -> Result<Option<podvisor_store::WatchStream>> {
+        match self.store().watch(store_key, ns, from).await {
+            Ok(s) => Ok(Some(s)),
+            Err(StoreError::Expired { requested, compacted }) => {
+                let status = ApiError::expired(requested, compacted).to_status();
+                let _ = tx.send(render("ERROR", status)).await;
+                Ok(None)
+            }
+            Err(e) => Err(self.store_err(e)),
+        }
     }
 
     /// Checks kind and apiVersion, applies the URL's namespace, and validates fields.
@@ -839,8 +893,7 @@ impl Ctx {
                 .get(&self.key(self.name()))
                 .await
                 .map_err(|e| self.store_err(e))?;
-            let mut patched =
-                patch::apply(kind, &cur.object, &patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let mut patched = patch::apply(kind, &cur.object, &patch).map_err(ApiError::from)?;
             // A patch without a resourceVersion applies to whatever is current.
             let pinned = patch.pointer("/metadata/resourceVersion").is_some();
             if !pinned && let Some(m) = metadata_mut(&mut patched) {
@@ -868,19 +921,11 @@ impl Ctx {
                 causes: Vec::new(),
             });
         }
-        let grace_q = self
-            .query
-            .get("gracePeriodSeconds")
-            .and_then(|g| g.parse::<i64>().ok());
-        let grace_b = options.get("gracePeriodSeconds").and_then(Value::as_i64);
-        let pre_rv = options
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|v| v.parse::<u64>().ok());
-        let pre_uid = options
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let crate::options::DeleteOptions {
+            grace_period_seconds,
+            precondition_resource_version: pre_rv,
+            precondition_uid: pre_uid,
+        } = crate::options::DeleteOptions::parse(&self.query, &options)?;
         for _ in 0..5 {
             let cur = self.store().get(&key).await.map_err(|e| self.store_err(e))?;
             let pre = Preconditions {
@@ -896,17 +941,7 @@ impl Ctx {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             let grace = if r.group.is_empty() && r.plural == "pods" {
-                let g = grace_q
-                    .or(grace_b)
-                    .or_else(|| {
-                        o.pointer("/spec/terminationGracePeriodSeconds")
-                            .and_then(Value::as_i64)
-                    })
-                    .unwrap_or(30)
-                    .max(0);
-                let unscheduled = meta::str_at(o, "spec.nodeName").is_none_or(str::is_empty);
-                let finished = matches!(meta::str_at(o, "status.phase"), Some("Succeeded" | "Failed"));
-                if unscheduled || finished { 0 } else { g }
+                crate::options::pod_grace_period(grace_period_seconds, o)
             } else {
                 0
             };
@@ -931,7 +966,7 @@ impl Ctx {
             if let Some(m) = metadata_mut(&mut marked) {
                 m.insert(
                     "deletionTimestamp".into(),
-                    json!(rfc3339(now_millis() + grace * 1000)),
+                    json!(rfc3339(crate::options::deadline_millis(now_millis(), grace))),
                 );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }

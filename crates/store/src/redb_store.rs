@@ -36,13 +36,20 @@ pub struct RedbStoreConfig {
     /// Capacity of the live event channel per watcher before a slow watcher falls back to
     /// reading history.
     pub live_buffer: usize,
+    /// The largest object, encoded as JSON, the store accepts; larger writes fail with
+    /// [`StoreError::TooLarge`]. etcd's default request limit (1.5 MiB) by default.
+    pub max_object_bytes: usize,
 }
+
+/// etcd's default `--max-request-bytes`: the largest object kube-apiserver can store.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1536 * 1024;
 
 impl Default for RedbStoreConfig {
     fn default() -> Self {
         RedbStoreConfig {
             history_limit: 10_000,
             live_buffer: 4096,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         }
     }
 }
@@ -234,6 +241,13 @@ impl Inner {
             let bytes = serde_json::to_vec(&object).map_err(|e| StoreError::InvalidObject {
                 reason: e.to_string(),
             })?;
+            if kind != EventType::Deleted && bytes.len() > self.config.max_object_bytes {
+                return Err(StoreError::TooLarge {
+                    key: key.clone(),
+                    size: bytes.len(),
+                    limit: self.config.max_object_bytes,
+                });
+            }
             if kind == EventType::Deleted {
                 objects.remove(encoded.as_str()).map_err(backend)?;
             } else {
@@ -290,7 +304,11 @@ impl Inner {
             });
         }
         let mut out = Vec::new();
-        for entry in history.range(after + 1..).map_err(backend)? {
+        // Nothing can come after the last revision there is (a watch from u64::MAX).
+        let Some(first) = after.checked_add(1) else {
+            return Ok((out, current));
+        };
+        for entry in history.range(first..).map_err(backend)? {
             let (rev, value) = entry.map_err(backend)?;
             let (code, key, bytes) = value.value();
             let Some(key) = ObjectKey::decode(key) else {

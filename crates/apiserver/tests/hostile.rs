@@ -1,0 +1,389 @@
+//! Hostile input and load against a real server: every case gets a bounded answer
+//! (400/410/413/422/429/504 or kube-apiserver's behaviour), never a panic or a silent hang.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use podvisor_apiserver::limits::Limits;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, headers, body). A server
+/// that drops the connection (a panicking handler) gives status 0.
+async fn request(url: &str, method: &str, path: &str, ct: &str, body: &[u8]) -> (u16, String, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let _ = s.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (code, headers.to_string(), body.to_string())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn bound_pod(name: &str, grace: Option<i64>) -> Vec<u8> {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": "node-a", "containers": [{"name": "c", "image": "x", "command": ["sleep", "1"]}]}});
+    if let Some(g) = grace {
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(g);
+    }
+    serde_json::to_vec(&pod).unwrap()
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn grace_periods_from_delete_are_checked_and_negative_is_one_second() {
+    let s = common::start();
+    rt().block_on(async {
+        let base = "/api/v1/namespaces/default/pods";
+        for (name, grace) in [("neg", None), ("q", None), ("b", None), ("spec", Some(i64::MAX))] {
+            let (code, _, body) =
+                request(&s.url, "POST", base, "application/json", &bound_pod(name, grace)).await;
+            assert_eq!(code, 201, "{body}");
+        }
+        // -1 is not a force delete: kube-apiserver's pod strategy makes it 1 s.
+        let (code, _, body) = request(
+            &s.url,
+            "DELETE",
+            &format!("{base}/neg?gracePeriodSeconds=-1"),
+            "application/json",
+            b"",
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let (code, _, body) = request(&s.url, "GET", &format!("{base}/neg"), "application/json", b"").await;
+        assert_eq!(code, 200, "still there, being deleted: {body}");
+        assert_eq!(parse(&body)["metadata"]["deletionGracePeriodSeconds"], 1);
+        // i64::MAX from the query, the body or the pod spec: no overflow, a parseable deadline.
+        let max = i64::MAX;
+        let (code, _, body) = request(
+            &s.url,
+            "DELETE",
+            &format!("{base}/q?gracePeriodSeconds={max}"),
+            "application/json",
+            b"",
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            parse(&body)["metadata"]["deletionTimestamp"],
+            "9999-12-31T23:59:59Z"
+        );
+        let options = format!(r#"{{"kind":"DeleteOptions","apiVersion":"v1","gracePeriodSeconds":{max}}}"#);
+        let (code, _, body) = request(
+            &s.url,
+            "DELETE",
+            &format!("{base}/b"),
+            "application/json",
+            options.as_bytes(),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(parse(&body)["metadata"]["deletionGracePeriodSeconds"], max);
+        let (code, _, body) =
+            request(&s.url, "DELETE", &format!("{base}/spec"), "application/json", b"").await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            parse(&body)["metadata"]["deletionTimestamp"],
+            "9999-12-31T23:59:59Z"
+        );
+        // Malformed options.
+        let (code, _, body) = request(
+            &s.url,
+            "DELETE",
+            &format!("{base}/q?gracePeriodSeconds=soon"),
+            "application/json",
+            b"",
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+        let (code, _, body) = request(
+            &s.url,
+            "DELETE",
+            &format!("{base}/q?propagationPolicy=Sideways"),
+            "application/json",
+            b"",
+        )
+        .await;
+        assert_eq!(code, 422, "{body}");
+        assert_eq!(parse(&body)["details"]["causes"][0]["field"], "propagationPolicy");
+        let (code, _, body) = request(
+            &s.url,
+            "DELETE",
+            &format!("{base}/q"),
+            "application/json",
+            br#"{"gracePeriodSeconds": 1e30}"#,
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+    });
+}
+
+/// Reads watch events (one JSON object a line) until `n` arrived, the stream ended or `limit`
+/// passed.
+async fn watch_lines(url: &str, path: &str, n: usize, limit: Duration) -> (u16, Vec<Value>) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    let deadline = Instant::now() + limit;
+    if tokio::time::timeout(limit, reader.read_line(&mut status))
+        .await
+        .is_err()
+    {
+        return (0, Vec::new());
+    }
+    let code = status.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut events = Vec::new();
+    let mut line = String::new();
+    while events.len() < n {
+        line.clear();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, reader.read_line(&mut line)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {
+                // Chunk sizes of the chunked encoding are between the events.
+                if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line.trim()) {
+                    events.push(v);
+                }
+            }
+        }
+    }
+    (code, events)
+}
+
+#[test]
+fn a_watch_from_a_future_or_the_last_revision_is_answered_too_large_after_a_bounded_wait() {
+    let s = common::start_with(|server| {
+        server.with_limits(Limits {
+            too_large_resource_version_wait: Duration::from_millis(300),
+            ..Limits::default()
+        })
+    });
+    rt().block_on(async {
+        let base = "/api/v1/namespaces/default/pods";
+        for rv in [u64::MAX, 1_000_000] {
+            let started = Instant::now();
+            let (code, events) = watch_lines(
+                &s.url,
+                &format!("{base}?watch=1&resourceVersion={rv}"),
+                1,
+                Duration::from_secs(10),
+            )
+            .await;
+            assert_eq!(code, 200);
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+            let event = events
+                .first()
+                .unwrap_or_else(|| panic!("no ERROR event for {rv}"));
+            assert_eq!(event["type"], "ERROR");
+            let status = &event["object"];
+            assert_eq!(
+                (status["code"].as_u64(), status["reason"].as_str()),
+                (Some(504), Some("Timeout")),
+                "{status}"
+            );
+            assert_eq!(
+                status["details"]["causes"][0]["reason"],
+                "ResourceVersionTooLarge"
+            );
+            assert_eq!(status["details"]["retryAfterSeconds"], 1);
+            assert!(
+                status["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("Timeout: Too large resource version: {rv}, current: ")),
+                "{status}"
+            );
+        }
+        let (code, _, body) = request(
+            &s.url,
+            "GET",
+            &format!("{base}?watch=1&resourceVersion=abc"),
+            "",
+            b"",
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+        let (code, _, body) = request(
+            &s.url,
+            "GET",
+            &format!("{base}?watch=1&timeoutSeconds=x"),
+            "",
+            b"",
+        )
+        .await;
+        assert_eq!(code, 400, "{body}");
+        let (code, _, body) = request(&s.url, "GET", &format!("{base}?limit=ten"), "", b"").await;
+        assert_eq!(code, 400, "{body}");
+    });
+}
+
+#[test]
+fn objects_over_the_store_limit_are_413() {
+    let s = common::start();
+    rt().block_on(async {
+        // 2 MiB: under the 3 MiB body limit, over the 1.5 MiB object limit.
+        let big = "x".repeat(2 * 1024 * 1024);
+        let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "big", "annotations": {"a": big}}});
+        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/endpoints", "application/json", &serde_json::to_vec(&ep).unwrap()).await;
+        assert_eq!(code, 413, "{}", &body[..body.len().min(300)]);
+        assert_eq!(parse(&body)["reason"], "RequestEntityTooLarge");
+        let (code, _, _) = request(&s.url, "GET", "/api/v1/namespaces/default/endpoints/big", "", b"").await;
+        assert_eq!(code, 404, "nothing stored");
+    });
+}
+
+#[test]
+fn a_json_patch_of_repeated_copies_is_rejected_before_it_grows() {
+    let s = common::start();
+    rt().block_on(async {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}, "data": {"k": "x".repeat(1024)}});
+        let base = "/api/v1/namespaces/default/configmaps";
+        let (code, _, body) = request(&s.url, "POST", base, "application/json", &serde_json::to_vec(&cm).unwrap()).await;
+        assert_eq!(code, 201, "{body}");
+        // Copies of /data into itself double it each time (~1 KB of patch, 2^40 KiB of result).
+        let doubling: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+            .collect();
+        let started = Instant::now();
+        let (code, _, body) = request(&s.url, "PATCH", &format!("{base}/cm"), "application/json-patch+json", &serde_json::to_vec(&doubling).unwrap()).await;
+        assert_eq!(code, 422, "{body}");
+        assert!(body.contains("accumulated size increase of copy"), "{body}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let (code, _, body) = request(&s.url, "GET", &format!("{base}/cm"), "", b"").await;
+        assert_eq!(code, 200);
+        assert!(parse(&body)["data"].get("c0").is_none(), "unchanged");
+    });
+}
+
+#[test]
+fn metrics_labels_stay_bounded_whatever_the_path() {
+    let s = common::start_with(|server| {
+        let metrics = podvisor_apiserver::metrics::ApiMetrics::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        server.with_metrics(metrics, std::sync::Arc::new(registry))
+    });
+    rt().block_on(async {
+        for i in 0..300 {
+            request(&s.url, "GET", &format!("/livez/{i}-made-up"), "", b"").await;
+            request(&s.url, "GET", &format!("/nothing/{i}"), "", b"").await;
+        }
+        let (code, _, text) = request(&s.url, "GET", "/metrics", "", b"").await;
+        assert_eq!(code, 200);
+        assert!(!text.contains("made-up") && !text.contains("/nothing"), "{text}");
+        assert!(text.len() < 64 * 1024, "{} bytes of metrics", text.len());
+    });
+}
+
+#[test]
+fn requests_over_the_inflight_budgets_get_429_with_retry_after() {
+    // A budget of 0 makes every request of that kind the one too many.
+    let s = common::start_with(|server| {
+        server.with_limits(Limits {
+            max_requests_inflight: 0,
+            max_mutating_requests_inflight: 0,
+            ..Limits::default()
+        })
+    });
+    rt().block_on(async {
+        let base = "/api/v1/namespaces/default/configmaps";
+        let (code, headers, body) = request(&s.url, "GET", base, "", b"").await;
+        assert_eq!(code, 429, "{body}");
+        assert!(
+            headers.to_ascii_lowercase().contains("retry-after: 1"),
+            "{headers}"
+        );
+        let (code, _, _) = request(&s.url, "POST", base, "application/json", b"{}").await;
+        assert_eq!(code, 429);
+        // Health checks and watches are exempt.
+        let (code, _, _) = request(&s.url, "GET", "/readyz", "", b"").await;
+        assert_eq!(code, 200);
+        let (code, _) = watch_lines(
+            &s.url,
+            &format!("{base}?watch=1&timeoutSeconds=1"),
+            0,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(code, 200);
+    });
+}
+
+/// Whether the server closed `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(within, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
+    let s = common::start_with(|server| {
+        server.with_limits(Limits {
+            header_read_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(500),
+            max_connections: 3,
+            ..Limits::default()
+        })
+    });
+    rt().block_on(async {
+        let addr = s.url.trim_start_matches("http://").to_string();
+        // A connection that never sends a byte, and one that sends half a header.
+        let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        slow.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        // A keep-alive connection after one request.
+        let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        kept.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = [0u8; 64];
+        let n = kept.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+        // A fourth connection is over the cap: closed at once.
+        let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(2)).await,
+            "over the cap"
+        );
+        for (name, stream) in [("silent", &mut silent), ("slow", &mut slow), ("kept", &mut kept)] {
+            assert!(
+                closed_within(stream, Duration::from_secs(5)).await,
+                "{name} not closed"
+            );
+        }
+        // With those gone there is room again.
+        let (code, _, _) = request(&s.url, "GET", "/readyz", "", b"").await;
+        assert_eq!(code, 200);
+    });
+}
