@@ -270,11 +270,13 @@ where
         (Method::GET, true) => ctx.get().await,
         (Method::POST, false) => {
             let bytes = body::read(req.into_body()).await?;
-            ctx.create(body::decode(&content_type, &bytes)?).await
+            ctx.create(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+                .await
         }
         (Method::PUT, true) => {
             let bytes = body::read(req.into_body()).await?;
-            ctx.update(body::decode(&content_type, &bytes)?).await
+            ctx.update(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+                .await
         }
         (Method::PATCH, true) => {
             let kind = PatchType::from_content_type(&content_type)
@@ -289,7 +291,7 @@ where
             let options = if bytes.is_empty() {
                 Value::Null
             } else {
-                body::decode(&content_type, &bytes)?
+                body::decode_request(&content_type, bytes, FieldValidation::Ignore).await?
             };
             if named {
                 ctx.delete(options).await
@@ -355,6 +357,10 @@ impl Ctx {
             return Ok(json_response(code, &t, warnings));
         }
         Ok(json_response(code, object, warnings))
+    }
+
+    fn field_validation(&self) -> FieldValidation {
+        FieldValidation::parse(self.query.get("fieldValidation").map(String::as_str))
     }
 
     fn include(&self) -> IncludeObject {
@@ -632,8 +638,7 @@ impl Ctx {
         }
         map.insert("kind".into(), json!(r.kind));
         map.insert("apiVersion".into(), json!(av));
-        let mode = FieldValidation::parse(self.query.get("fieldValidation").map(String::as_str));
-        let (mut object, warnings) = body::validate_fields(r, &object, mode)?;
+        let (mut object, warnings) = body::validate_fields(r, &object, self.field_validation())?;
         let meta = metadata_mut(&mut object).ok_or_else(|| ApiError::bad_request("metadata is not a map"))?;
         if r.namespaced {
             let url_ns = self.target.namespace.clone().unwrap_or_default();

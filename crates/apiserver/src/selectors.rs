@@ -13,6 +13,16 @@ pub enum SelectorError {
         /// The offending term.
         term: String,
     },
+    /// A label selector's key or value is not a valid label key or value.
+    #[error("unable to parse requirement: {field}: Invalid value: {value:?}: {detail}")]
+    InvalidLabel {
+        /// `key` or `values[i]`.
+        field: String,
+        /// The offending key or value.
+        value: String,
+        /// Why it is invalid (apimachinery's message).
+        detail: String,
+    },
     /// A field selector names a field this resource does not support.
     #[error("field label not supported: {field}")]
     UnsupportedField {
@@ -74,6 +84,34 @@ fn set(values: &str, term: &str) -> Result<Vec<String>, SelectorError> {
     Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
 }
 
+/// kube-apiserver's checks of a requirement: the key a qualified name, every value a label
+/// value.
+fn check_requirement(key: &str, op: &Op) -> Result<(), SelectorError> {
+    use podvisor_api::validation::format::{is_label_value, is_qualified_name};
+    if let Some(detail) = is_qualified_name(key).into_iter().next() {
+        return Err(SelectorError::InvalidLabel {
+            field: "key".into(),
+            value: key.into(),
+            detail,
+        });
+    }
+    let values: &[String] = match op {
+        Op::Eq(v) | Op::NotEq(v) => std::slice::from_ref(v),
+        Op::In(vs) | Op::NotIn(vs) => vs,
+        Op::Exists | Op::NotExists => &[],
+    };
+    for (i, v) in values.iter().enumerate() {
+        if let Some(detail) = is_label_value(v).into_iter().next() {
+            return Err(SelectorError::InvalidLabel {
+                field: format!("values[{i}][{key}]"),
+                value: v.clone(),
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl LabelSelector {
     /// Parses `app=web,tier!=db,env in (a,b),!legacy`.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
@@ -100,6 +138,7 @@ impl LabelSelector {
             if parsed.0.is_empty() {
                 return Err(bad());
             }
+            check_requirement(&parsed.0, &parsed.1)?;
             terms.push(parsed);
         }
         Ok(LabelSelector { terms })
@@ -228,6 +267,18 @@ mod tests {
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a b").is_err());
+        for garbage in [
+            "x===y",
+            "Bad Key=1",
+            "a=b c",
+            "app in (a b)",
+            "-x=1",
+            "a=%zz",
+            "k=v!",
+        ] {
+            assert!(LabelSelector::parse(garbage).is_err(), "{garbage} accepted");
+        }
+        assert!(LabelSelector::parse("example.com/app=web-1,tier in (a, b-c)").is_ok());
     }
 
     #[test]

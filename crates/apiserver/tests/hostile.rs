@@ -248,11 +248,11 @@ fn objects_over_the_store_limit_are_413() {
     rt().block_on(async {
         // 2 MiB: under the 3 MiB body limit, over the 1.5 MiB object limit.
         let big = "x".repeat(2 * 1024 * 1024);
-        let ep = json!({"apiVersion": "v1", "kind": "Endpoints", "metadata": {"name": "big", "annotations": {"a": big}}});
-        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/endpoints", "application/json", &serde_json::to_vec(&ep).unwrap()).await;
+        let ev = json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "big"}, "involvedObject": {"kind": "Pod", "name": "p"}, "message": big});
+        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/events", "application/json", &serde_json::to_vec(&ev).unwrap()).await;
         assert_eq!(code, 413, "{}", &body[..body.len().min(300)]);
         assert_eq!(parse(&body)["reason"], "RequestEntityTooLarge");
-        let (code, _, _) = request(&s.url, "GET", "/api/v1/namespaces/default/endpoints/big", "", b"").await;
+        let (code, _, _) = request(&s.url, "GET", "/api/v1/namespaces/default/events/big", "", b"").await;
         assert_eq!(code, 404, "nothing stored");
     });
 }
@@ -383,6 +383,52 @@ fn idle_and_slow_connections_are_closed_and_connections_are_capped() {
             );
         }
         // With those gone there is room again.
+        let (code, _, _) = request(&s.url, "GET", "/readyz", "", b"").await;
+        assert_eq!(code, 200);
+    });
+}
+
+#[test]
+fn names_quantities_strict_fields_and_selectors_are_validated() {
+    let s = common::start();
+    rt().block_on(async {
+        for (path, kind) in [
+            ("/api/v1/namespaces", "Namespace"),
+            ("/api/v1/nodes", "Node"),
+            ("/api/v1/namespaces/default/events", "Event"),
+            ("/api/v1/namespaces/default/endpoints", "Endpoints"),
+        ] {
+            for name in ["a/b", "..", "Upper", "nul\u{0}", &"n".repeat(100_000)] {
+                let obj = json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}, "involvedObject": {}});
+                let (code, _, body) = request(&s.url, "POST", path, "application/json", &serde_json::to_vec(&obj).unwrap()).await;
+                assert_eq!(code, 422, "{kind} {:?}: {}", &name[..name.len().min(20)], &body[..body.len().min(300)]);
+            }
+        }
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"}, "spec": {"containers": [
+            {"name": "c", "image": "x", "command": ["true"], "resources": {"limits": {"memory": "abc"}, "requests": {"cpu": "-1"}}}]}});
+        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/pods", "application/json", &serde_json::to_vec(&pod).unwrap()).await;
+        assert_eq!(code, 422, "{body}");
+        let fields: Vec<Value> = parse(&body)["details"]["causes"].as_array().unwrap().iter().map(|c| c["field"].clone()).collect();
+        assert!(fields.contains(&json!("spec.containers[0].resources.limits[memory]")), "{body}");
+        assert!(fields.contains(&json!("spec.containers[0].resources.requests[cpu]")), "{body}");
+        let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{"k":"v"},"dta":{}}"#;
+        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "application/json", cm).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("unknown field"), "{body}");
+        let dup = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","name":"b"}}"#;
+        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", "application/json", dup).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("duplicate field"), "{body}");
+        for selector in ["labelSelector=a%20b%20c", "labelSelector=x%3D%3D%3Dy", "labelSelector=Bad%20Key%3D1", "fieldSelector=garbage"] {
+            let (code, _, body) = request(&s.url, "GET", &format!("/api/v1/namespaces/default/pods?{selector}"), "", b"").await;
+            assert_eq!(code, 400, "{selector}: {body}");
+        }
+        // A deeply nested YAML body is refused at once, and the server keeps answering.
+        let deep = format!("a: {}{}", "[".repeat(40_000), "]".repeat(40_000));
+        let started = Instant::now();
+        let (code, _, body) = request(&s.url, "POST", "/api/v1/namespaces/default/configmaps", "application/yaml", deep.as_bytes()).await;
+        assert_eq!(code, 400, "{}", &body[..body.len().min(200)]);
+        assert!(started.elapsed() < Duration::from_secs(2));
         let (code, _, _) = request(&s.url, "GET", "/readyz", "", b"").await;
         assert_eq!(code, 200);
     });
