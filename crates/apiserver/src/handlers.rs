@@ -535,8 +535,8 @@ impl Ctx {
                     event = stream.next() => match event {
                         Some(Ok(ev)) => {
                             last = ev.revision;
-                            if !predicate(&ev.object) { continue; }
-                            if tx.send(render(ev.kind.as_str(), ev.object)).await.is_err() { return; }
+                            let Some((kind, object)) = crate::selectors::selected_event(ev, predicate.as_ref()) else { continue };
+                            if tx.send(render(kind, object)).await.is_err() { return; }
                         }
                         Some(Err(StoreError::Expired { requested, compacted })) => {
                             let _ = tx.send(render("ERROR", ApiError::expired(requested, compacted).to_status())).await;
@@ -560,7 +560,10 @@ impl Ctx {
                 () = shutdown.cancelled() => {}
             }
         });
-        let frames = tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+        // At the deadline the response ends, events still buffered for a slow reader included.
+        let frames = tokio_stream_from(rx)
+            .take_until(tokio::time::sleep_until(deadline))
+            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

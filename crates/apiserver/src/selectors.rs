@@ -242,6 +242,41 @@ impl FieldSelector {
     }
 }
 
+/// What a watcher with a selector (`matches`) sees of a change, as kube-apiserver's watch cache
+/// decides it: an object that starts matching arrives as ADDED, one that stops matching as
+/// DELETED (its previous content, at the change's resourceVersion), one that keeps matching as
+/// MODIFIED; changes it never matched are not sent. Without the previous version (compacted),
+/// a matching object is MODIFIED and a non-matching one is not sent.
+pub fn selected_event(
+    event: podvisor_store::WatchEvent,
+    matches: &dyn Fn(&Value) -> bool,
+) -> Option<(&'static str, Value)> {
+    use podvisor_store::EventType;
+    let now = matches(&event.object);
+    match event.kind {
+        EventType::Added => now.then_some(("ADDED", event.object)),
+        EventType::Deleted => now.then_some(("DELETED", event.object)),
+        EventType::Modified => {
+            let before = event.prev_object.as_ref().map(matches);
+            match (now, before) {
+                (true, Some(false)) => Some(("ADDED", event.object)),
+                (true, _) => Some(("MODIFIED", event.object)),
+                (false, Some(true)) => {
+                    let mut last = event.prev_object?;
+                    if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.insert(
+                            "resourceVersion".into(),
+                            Value::String(event.revision.to_string()),
+                        );
+                    }
+                    Some(("DELETED", last))
+                }
+                (false, _) => None,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +337,69 @@ mod tests {
             FieldSelector::parse("involvedObject.name=a,source=kubelet", "events")
                 .unwrap()
                 .matches(&ev)
+        );
+    }
+
+    #[test]
+    fn selector_watches_see_objects_enter_and_leave() {
+        use podvisor_store::{EventType, ObjectKey, WatchEvent};
+        let web =
+            |rv: &str| json!({"metadata": {"name": "a", "resourceVersion": rv, "labels": {"app": "web"}}});
+        let db =
+            |rv: &str| json!({"metadata": {"name": "a", "resourceVersion": rv, "labels": {"app": "db"}}});
+        let sel = LabelSelector::parse("app=web").unwrap();
+        let matches = |o: &Value| sel.matches(o);
+        let ev = |kind, object, prev_object| WatchEvent {
+            kind,
+            key: ObjectKey::new("pods", "default", "a"),
+            object,
+            revision: 9,
+            prev_object,
+        };
+        let kind = |e: Option<(&'static str, Value)>| e.map(|(k, _)| k);
+        assert_eq!(
+            kind(selected_event(ev(EventType::Added, web("9"), None), &matches)),
+            Some("ADDED")
+        );
+        assert_eq!(
+            kind(selected_event(ev(EventType::Added, db("9"), None), &matches)),
+            None
+        );
+        let left = selected_event(ev(EventType::Modified, db("9"), Some(web("8"))), &matches).unwrap();
+        assert_eq!(left.0, "DELETED");
+        assert_eq!(
+            left.1["metadata"]["labels"]["app"], "web",
+            "the last matching content"
+        );
+        assert_eq!(left.1["metadata"]["resourceVersion"], "9");
+        assert_eq!(
+            kind(selected_event(
+                ev(EventType::Modified, web("9"), Some(db("8"))),
+                &matches
+            )),
+            Some("ADDED")
+        );
+        assert_eq!(
+            kind(selected_event(
+                ev(EventType::Modified, web("9"), Some(web("8"))),
+                &matches
+            )),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            kind(selected_event(
+                ev(EventType::Modified, db("9"), Some(db("8"))),
+                &matches
+            )),
+            None
+        );
+        assert_eq!(
+            kind(selected_event(ev(EventType::Modified, web("9"), None), &matches)),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            kind(selected_event(ev(EventType::Deleted, web("9"), None), &matches)),
+            Some("DELETED")
         );
     }
 }

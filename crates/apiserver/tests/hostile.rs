@@ -433,3 +433,87 @@ fn names_quantities_strict_fields_and_selectors_are_validated() {
         assert_eq!(code, 200);
     });
 }
+
+#[test]
+fn a_selector_watch_sees_objects_start_and_stop_matching() {
+    let s = common::start();
+    rt().block_on(async {
+        let base = "/api/v1/namespaces/default/configmaps";
+        let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"app":"db"}}}"#;
+        let (code, _, body) = request(&s.url, "POST", base, "application/json", cm).await;
+        assert_eq!(code, 201, "{body}");
+        let url = s.url.clone();
+        let watch = tokio::spawn(async move {
+            watch_lines(
+                &url,
+                &format!("{base}?watch=1&labelSelector=app%3Dweb&timeoutSeconds=5"),
+                2,
+                Duration::from_secs(10),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for app in ["web", "db"] {
+            let patch = format!(r#"{{"metadata":{{"labels":{{"app":"{app}"}}}}}}"#);
+            let (code, _, body) = request(
+                &s.url,
+                "PATCH",
+                &format!("{base}/a"),
+                "application/merge-patch+json",
+                patch.as_bytes(),
+            )
+            .await;
+            assert_eq!(code, 200, "{body}");
+        }
+        let (code, events) = watch.await.unwrap();
+        assert_eq!(code, 200);
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap_or("")).collect();
+        assert_eq!(kinds, ["ADDED", "DELETED"], "{events:?}");
+        assert_eq!(events[1]["object"]["metadata"]["labels"]["app"], "web");
+    });
+}
+
+#[test]
+fn a_watch_that_is_never_read_ends_at_its_timeout() {
+    let s = common::start();
+    rt().block_on(async {
+        // Enough objects (16 MB) that the initial events fill every buffer (the watch's channel,
+        // both sockets) of a client that never reads.
+        const OBJECTS: usize = 16;
+        const SIZE: usize = 1000 * 1024;
+        let big = "x".repeat(SIZE);
+        for i in 0..OBJECTS {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}, "data": {"k": big}});
+            let (code, _, _) = request(&s.url, "POST", "/api/v1/namespaces/default/configmaps", "application/json", &serde_json::to_vec(&cm).unwrap()).await;
+            assert_eq!(code, 201);
+        }
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Not reading for longer than the timeout...
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // ...then the stream ends after what was already buffered.
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(n) => {
+                        total += n;
+                        if buf[..n].ends_with(b"0\r\n\r\n") {
+                            return true;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        assert!(ended, "the watch did not end ({total} bytes read)");
+        assert!(total < OBJECTS * SIZE, "not every initial event was sent: {total} bytes");
+    });
+}

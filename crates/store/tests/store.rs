@@ -373,3 +373,34 @@ async fn objects_larger_than_the_limit_are_refused_and_nothing_is_written() {
     ));
     assert_eq!(store.get(&key("big")).await.unwrap(), small);
 }
+
+#[tokio::test]
+async fn modifications_carry_their_previous_version_live_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut live = store.watch("pods", None, 0).await.unwrap();
+    let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
+    store
+        .update(&key("a"), pod("a", "y"), Preconditions::default())
+        .await
+        .unwrap();
+    let added = live.next().await.unwrap().unwrap();
+    assert_eq!(added.prev_object, None);
+    let modified = live.next().await.unwrap().unwrap();
+    let prev = modified.prev_object.expect("live previous version");
+    assert_eq!(prev["metadata"]["labels"]["app"], "x");
+    let mut replay = store.watch("pods", None, a.revision).await.unwrap();
+    let replayed = replay.next().await.unwrap().unwrap();
+    assert_eq!(replayed.kind, EventType::Modified);
+    let prev = replayed.prev_object.expect("replayed previous version");
+    assert_eq!(prev["metadata"]["resourceVersion"], a.revision.to_string());
+    // Once the previous version is compacted away, a replay has none.
+    store
+        .update(&key("a"), pod("a", "z"), Preconditions::default())
+        .await
+        .unwrap();
+    store.compact(a.revision + 1).await.unwrap();
+    let mut after = store.watch("pods", None, a.revision + 1).await.unwrap();
+    let last = after.next().await.unwrap().unwrap();
+    assert_eq!(last.prev_object, None);
+}
