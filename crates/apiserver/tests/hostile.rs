@@ -517,3 +517,40 @@ fn a_watch_that_is_never_read_ends_at_its_timeout() {
         assert!(total < OBJECTS * SIZE, "not every initial event was sent: {total} bytes");
     });
 }
+
+#[test]
+fn a_tls_client_that_never_finishes_its_handshake_is_dropped() {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(signing_key.serialize_der())),
+    )
+    .unwrap();
+    let s = common::start_with(move |server| {
+        server.with_tls(config).with_limits(Limits {
+            tls_handshake_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        })
+    });
+    rt().block_on(async {
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        // The start of a TLS record, then nothing: the handshake never completes.
+        stream.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40]).await.unwrap();
+        let started = Instant::now();
+        assert!(closed_within(&mut stream, Duration::from_secs(5)).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}

@@ -17,7 +17,7 @@ use podvisor_lifecycle::{Event, EventType};
 use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::api::{self, ApiParts, ApiSetupError};
 use crate::cluster::{ApiSink, NodeFacts, PodChange, Tee, follow_pods, heartbeat};
@@ -102,6 +102,12 @@ pub enum BuildError {
 /// Builds a node over the real parts: the process runtime and the probe handlers.
 /// Must be called inside a tokio runtime.
 pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+    // Connections, watches, logs and probes each hold descriptors: 1024 is not enough.
+    match podvisor_runtime::process::raise_open_file_limit() {
+        Ok((before, after)) if after > before => info!(before, after, "raised the open-file limit"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let api = match config.listen {
         Some(listen) => Some(api::open(&config.data_dir, listen, config.tls).await?),
         None => None,
