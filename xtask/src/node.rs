@@ -39,6 +39,11 @@ OPTIONS:
                         happens anyway when the node does not run as root)
     --output MODE       table (a live `kubectl get pods -w`-like table), lines (one line per
                         change and per event) or quiet [default: table on a terminal, else lines]
+    --max-requests-inflight N
+                        API reads (GET, LIST) served at once; more get 429 [default: 400]
+    --max-mutating-requests-inflight N
+                        API writes served at once; more get 429 [default: 200]
+    --max-connections N API connections open at once; more are closed [default: 1024]
     -h, --help          Print this message
 
 Flags may also be written --flag=VALUE. Logs go to stderr; RUST_LOG sets their level
@@ -63,6 +68,9 @@ struct NodeArgs {
     host_network: bool,
     output: Option<String>,
     apply: Vec<PathBuf>,
+    max_requests_inflight: Option<usize>,
+    max_mutating_requests_inflight: Option<usize>,
+    max_connections: Option<usize>,
 }
 
 pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
@@ -80,6 +88,15 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
     config.listen = Some(node_args.listen);
     config.tls = node_args.tls;
     config.apply = node_args.apply;
+    if let Some(n) = node_args.max_requests_inflight {
+        config.api_limits.max_requests_inflight = n;
+    }
+    if let Some(n) = node_args.max_mutating_requests_inflight {
+        config.api_limits.max_mutating_requests_inflight = n;
+    }
+    if let Some(n) = node_args.max_connections {
+        config.api_limits.max_connections = n;
+    }
     config.output = match node_args.output.as_deref() {
         Some("table") => OutputMode::Table,
         Some("lines") => OutputMode::Lines,
@@ -144,6 +161,8 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
     let mut tls = false;
     let mut output = None;
     let mut apply = Vec::new();
+    let (mut max_requests_inflight, mut max_mutating_requests_inflight, mut max_connections) =
+        (None, None, None);
     while let Some(arg) = parser.next_arg()? {
         match arg {
             Arg::Flag(flag) => match flag.as_str() {
@@ -215,6 +234,17 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
                     }
                     output = Some(value);
                 }
+                name @ ("max-requests-inflight" | "max-mutating-requests-inflight" | "max-connections") => {
+                    let value = parser.value()?;
+                    let n = value.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        parser.error(format!("`--{name} {value}` is not a positive number"))
+                    })?;
+                    match name {
+                        "max-requests-inflight" => max_requests_inflight = Some(n),
+                        "max-mutating-requests-inflight" => max_mutating_requests_inflight = Some(n),
+                        _ => max_connections = Some(n),
+                    }
+                }
                 _ => return Err(parser.unknown_flag().into()),
             },
             Arg::Positional(arg) => {
@@ -232,6 +262,9 @@ fn parse(args: Vec<String>) -> Result<Option<NodeArgs>> {
         host_network,
         output,
         apply,
+        max_requests_inflight,
+        max_mutating_requests_inflight,
+        max_connections,
     }))
 }
 
@@ -262,10 +295,23 @@ mod tests {
             "--manifests",
             dir,
             "--tls",
+            "--max-requests-inflight=10",
+            "--max-mutating-requests-inflight",
+            "5",
+            "--max-connections",
+            "64",
         ])
         .unwrap()
         .unwrap();
         assert!(args.tls);
+        assert_eq!(
+            (
+                args.max_requests_inflight,
+                args.max_mutating_requests_inflight,
+                args.max_connections
+            ),
+            (Some(10), Some(5), Some(64))
+        );
         assert_eq!(args.data_dir, PathBuf::from("/tmp/pv"));
         assert_eq!(args.listen, "[::1]:7000".parse().unwrap());
         assert_eq!(args.manifests, Some(PathBuf::from(dir)));
@@ -283,6 +329,11 @@ mod tests {
             (&["--bogus"][..], "unknown option `--bogus`"),
             (&["--pod-cidr", "10.88.0.0"][..], "`--pod-cidr 10.88.0.0`"),
             (&["--output", "fancy"][..], "`--output fancy`"),
+            (&["--max-connections", "0"][..], "`--max-connections 0`"),
+            (
+                &["--max-requests-inflight", "many"][..],
+                "`--max-requests-inflight many`",
+            ),
         ] {
             let error = parse_strs(args).unwrap_err().to_string();
             assert!(error.contains(expected), "{args:?}: {error}");

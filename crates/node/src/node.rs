@@ -58,6 +58,9 @@ pub struct NodeConfig {
     /// start the node removes what a previous run left there, so two nodes on one machine
     /// need different ones.
     pub cgroup_parent: String,
+    /// The API server's connection, request and wait budgets (`--max-requests-inflight`,
+    /// `--max-mutating-requests-inflight`, `--max-connections`).
+    pub api_limits: podvisor_apiserver::limits::Limits,
 }
 
 impl NodeConfig {
@@ -75,6 +78,7 @@ impl NodeConfig {
             apply: Vec::new(),
             services: crate::services::ServicesConfig::default(),
             cgroup_parent: "podvisor".into(),
+            api_limits: podvisor_apiserver::limits::Limits::default(),
         }
     }
 }
@@ -356,6 +360,7 @@ impl Node {
         let service_ranges = crate::services::ranges(&self.config.services, output);
         let api_config = ApiServerConfig {
             service_ranges: service_ranges.clone(),
+            limits: self.config.api_limits.clone(),
             ..ApiServerConfig::default()
         };
         let mut server = ApiServer::new(store.clone(), api_config);
