@@ -388,6 +388,14 @@ impl Ctx {
     }
 
     async fn list(&self) -> Result<Response<Body>> {
+        // A list "not older than" a revision the store has not reached: the same bounded wait
+        // and 504 as a watch (kube-apiserver's watch cache answers both alike).
+        let rv = crate::options::resource_version(&self.query)?;
+        if rv > 0
+            && let Some(current) = self.wait_for_revision(rv).await?
+        {
+            return Err(ApiError::too_large_resource_version(rv, current));
+        }
         let limit =
             crate::options::int_param::<i64>(&self.query, "limit")?.and_then(|l| usize::try_from(l).ok());
         let continue_after = match self.query.get("continue").filter(|c| !c.is_empty()) {

@@ -219,6 +219,17 @@ fn a_watch_from_a_future_or_the_last_revision_is_answered_too_large_after_a_boun
                 "{status}"
             );
         }
+        let started = Instant::now();
+        let (code, _, body) =
+            request(&s.url, "GET", &format!("{base}?resourceVersion=1000000"), "", b"").await;
+        assert_eq!(code, 504, "{body}");
+        assert_eq!(
+            parse(&body)["details"]["causes"][0]["reason"],
+            "ResourceVersionTooLarge"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let (code, _, body) = request(&s.url, "GET", &format!("{base}?resourceVersion=1"), "", b"").await;
+        assert_eq!(code, 200, "a reached revision lists at once: {body}");
         let (code, _, body) = request(
             &s.url,
             "GET",
