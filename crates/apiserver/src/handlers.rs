@@ -510,6 +510,9 @@ impl Ctx {
             line.push(b'\n');
             Bytes::from(line)
         };
+        // The initial events are kept encoded (about a third of the parsed objects' memory)
+        // until the client takes them.
+        let initial: Vec<Bytes> = initial.into_iter().map(|(k, o)| render(k, o)).collect();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let stream = if let Some(current) = too_large {
             let status = ApiError::too_large_resource_version(rv, current).to_status();
@@ -524,8 +527,8 @@ impl Ctx {
         let kind = resource.kind;
         let api_version = resource.api_version();
         let run = async move {
-            for (k, o) in initial {
-                if tx.send(render(k, o)).await.is_err() {
+            for line in initial {
+                if tx.send(line).await.is_err() {
                     return;
                 }
             }
