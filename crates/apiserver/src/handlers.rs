@@ -912,7 +912,7 @@ impl Ctx {
                 .get(&self.key(self.name()))
                 .await
                 .map_err(|e| self.store_err(e))?;
-            let mut patched = patch::apply(kind, &cur.object, &patch).map_err(ApiError::from)?;
+            let mut patched = patch::apply_off_workers(kind, cur.object.clone(), patch.clone()).await?;
             // A patch without a resourceVersion applies to whatever is current.
             let pinned = patch.pointer("/metadata/resourceVersion").is_some();
             if !pinned && let Some(m) = metadata_mut(&mut patched) {

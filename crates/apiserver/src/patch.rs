@@ -113,6 +113,20 @@ pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, Pa
     Ok(out)
 }
 
+/// [`apply`] on the blocking pool: a patch within its budgets can still take milliseconds of
+/// CPU (megabytes copied, long lists merged), which must not stall the async workers that
+/// answer everyone else.
+pub async fn apply_off_workers(
+    kind: PatchType,
+    target: Value,
+    patch: Value,
+) -> Result<Value, crate::status::ApiError> {
+    tokio::task::spawn_blocking(move || apply(kind, &target, &patch))
+        .await
+        .map_err(|e| crate::status::ApiError::internal(format!("applying the patch failed: {e}")))?
+        .map_err(crate::status::ApiError::from)
+}
+
 fn unescape(token: &str) -> String {
     token.replace("~1", "/").replace("~0", "~")
 }

@@ -565,3 +565,98 @@ fn a_tls_client_that_never_finishes_its_handshake_is_dropped() {
         );
     });
 }
+
+/// Times one request; returns (status, elapsed).
+async fn timed(url: &str, path: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let (code, _, _) = request(url, "GET", path, "", b"").await;
+    (code, started.elapsed())
+}
+
+#[test]
+fn under_hostile_load_readyz_and_a_pod_list_answer_within_a_second() {
+    let s = common::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let addr = s.url.trim_start_matches("http://").to_string();
+        // 300 connections that never send anything.
+        let mut idle = Vec::new();
+        for _ in 0..300 {
+            idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+        }
+        // Deep YAML, doubling JSON patches and a watch from the last revision, repeatedly.
+        let deep = format!("a: {}{}", "[".repeat(40_000), "]".repeat(40_000));
+        let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"},"data":{"k":"v"}}"#;
+        request(
+            &s.url,
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            "application/json",
+            cm,
+        )
+        .await;
+        let doubling: Vec<Value> = (0..40)
+            .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+            .collect();
+        let doubling = serde_json::to_vec(&doubling).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut attackers = Vec::new();
+        for i in 0..6 {
+            let (url, deep, doubling, stop) = (s.url.clone(), deep.clone(), doubling.clone(), stop.clone());
+            attackers.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match i % 3 {
+                        0 => {
+                            request(
+                                &url,
+                                "POST",
+                                "/api/v1/namespaces/default/configmaps",
+                                "application/yaml",
+                                deep.as_bytes(),
+                            )
+                            .await;
+                        }
+                        1 => {
+                            request(
+                                &url,
+                                "PATCH",
+                                "/api/v1/namespaces/default/configmaps/cm",
+                                "application/json-patch+json",
+                                &doubling,
+                            )
+                            .await;
+                        }
+                        _ => {
+                            request(&url, "GET", &format!("/livez/{}", rand_suffix()), "", b"").await;
+                        }
+                    }
+                }
+            }));
+        }
+        for _ in 0..10 {
+            let (code, took) = timed(&s.url, "/readyz").await;
+            assert_eq!(code, 200);
+            assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
+            let (code, took) = timed(&s.url, "/api/v1/namespaces/default/pods").await;
+            assert_eq!(code, 200);
+            assert!(took < Duration::from_secs(1), "the pod list took {took:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for a in attackers {
+            a.await.unwrap();
+        }
+        drop(idle);
+    });
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish()
+}
