@@ -40,6 +40,8 @@ pub(crate) struct State {
     pub(crate) metrics: Option<crate::metrics::Served>,
     /// The server's budgets.
     pub(crate) limits: crate::limits::Limits,
+    /// Initial watch events shared between watches.
+    pub(crate) initial_lists: crate::initial::InitialLists,
 }
 
 /// Held from a Service's address allocation until it is stored.
@@ -473,30 +475,6 @@ impl Ctx {
         let include = self.include();
         let store_key = resource.store_key();
         let ns = self.target.namespace.clone();
-        // rv 0 / unset: synthetic ADDED events for the current state, then changes.
-        let (initial, from) = if rv == 0 {
-            let list = self
-                .store()
-                .list(
-                    &store_key,
-                    ns.as_deref(),
-                    ListOptions {
-                        predicate: Some(predicate.clone()),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| self.store_err(e))?;
-            (
-                list.items
-                    .into_iter()
-                    .map(|v| ("ADDED", v.object))
-                    .collect::<Vec<_>>(),
-                list.revision,
-            )
-        } else {
-            (Vec::new(), rv)
-        };
         let render = move |kind: &str, object: Value| -> Bytes {
             let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
                 let rv = meta::str_at(&object, "metadata.resourceVersion")
@@ -510,9 +488,48 @@ impl Ctx {
             line.push(b'\n');
             Bytes::from(line)
         };
-        // The initial events are kept encoded (about a third of the parsed objects' memory)
-        // until the client takes them.
-        let initial: Vec<Bytes> = initial.into_iter().map(|(k, o)| render(k, o)).collect();
+        // rv 0 / unset: synthetic ADDED events for the current state, then changes. They are
+        // kept encoded, and shared by every watch that asks for the same list at the same
+        // revision, until the client has taken them.
+        let (initial, from) = if rv == 0 && too_large.is_none() {
+            let current = self
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| self.store_err(e))?;
+            let cache_key = format!(
+                "{store_key}\0{}\0{}\0{}\0{as_table}\0{include:?}",
+                ns.as_deref().unwrap_or(""),
+                self.query.get("labelSelector").map_or("", String::as_str),
+                self.query.get("fieldSelector").map_or("", String::as_str),
+            );
+            let list_predicate = predicate.clone();
+            self.state
+                .initial_lists
+                .get_or_build(cache_key, current, || async {
+                    let list = self
+                        .store()
+                        .list(
+                            &store_key,
+                            ns.as_deref(),
+                            ListOptions {
+                                predicate: Some(list_predicate),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map_err(|e| self.store_err(e))?;
+                    let lines: Vec<Bytes> = list
+                        .items
+                        .into_iter()
+                        .map(|v| render("ADDED", v.object))
+                        .collect();
+                    Ok::<_, ApiError>((Arc::new(lines), list.revision))
+                })
+                .await?
+        } else {
+            (Arc::new(Vec::new()), rv)
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let stream = if let Some(current) = too_large {
             let status = ApiError::too_large_resource_version(rv, current).to_status();
@@ -527,8 +544,8 @@ impl Ctx {
         let kind = resource.kind;
         let api_version = resource.api_version();
         let run = async move {
-            for line in initial {
-                if tx.send(line).await.is_err() {
+            for line in initial.iter() {
+                if tx.send(line.clone()).await.is_err() {
                     return;
                 }
             }

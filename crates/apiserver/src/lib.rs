@@ -35,6 +35,7 @@ pub mod auth;
 pub mod body;
 pub mod discovery;
 mod handlers;
+mod initial;
 pub mod limits;
 pub mod logs;
 pub mod meta;
@@ -231,6 +232,7 @@ impl ApiServer {
             service_ranges: self.config.service_ranges.clone(),
             metrics: self.metrics.clone(),
             limits: self.config.limits.clone(),
+            initial_lists: initial::InitialLists::default(),
         });
         let limits = &self.config.limits;
         let inflight = Arc::new(limits::InFlight::new(limits));

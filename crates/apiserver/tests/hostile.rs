@@ -660,3 +660,56 @@ fn rand_suffix() -> u64 {
     h.write_u8(0);
     h.finish()
 }
+
+/// This process's resident memory in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+#[test]
+fn many_watches_of_a_large_list_share_one_copy_of_it() {
+    let s = common::start();
+    rt().block_on(async {
+        // A 2 MB list.
+        let big = "x".repeat(100 * 1024);
+        for i in 0..20 {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}, "data": {"k": big}});
+            let (code, _, _) = request(&s.url, "POST", "/api/v1/namespaces/default/configmaps", "application/json", &serde_json::to_vec(&cm).unwrap()).await;
+            assert_eq!(code, 201);
+        }
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let open = |n: usize| {
+            let addr = addr.clone();
+            async move {
+                let mut watches = Vec::new();
+                for _ in 0..n {
+                    let mut w = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                    w.write_all(b"GET /api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+                        .await
+                        .unwrap();
+                    // The status line: the watch is open and its events are queued.
+                    let mut first = [0u8; 12];
+                    w.read_exact(&mut first).await.unwrap();
+                    assert_eq!(&first[9..12], b"200");
+                    watches.push(w);
+                }
+                watches
+            }
+        };
+        let warm = open(5).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = rss();
+        // 200 watches that never read: 400 MB if each kept its own copy of the list.
+        let watches = open(200).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let grown = rss().saturating_sub(before);
+        assert!(grown < 150 * 1024 * 1024, "RSS grew {} MB for 200 watches", grown >> 20);
+        drop((warm, watches));
+    });
+}
