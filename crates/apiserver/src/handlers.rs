@@ -44,6 +44,9 @@ pub(crate) struct State {
     pub(crate) initial_lists: crate::initial::InitialLists,
 }
 
+/// Events a watch buffers for its client (each at most one object, 1.5 MiB).
+const WATCH_BUFFER: usize = 16;
+
 /// Held from a Service's address allocation until it is stored.
 static SERVICE_ALLOCATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -530,7 +533,7 @@ impl Ctx {
         } else {
             (Arc::new(Vec::new()), rv)
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(WATCH_BUFFER);
         let stream = if let Some(current) = too_large {
             let status = ApiError::too_large_resource_version(rv, current).to_status();
             let _ = tx.send(render("ERROR", status)).await;
@@ -540,12 +543,16 @@ impl Ctx {
                 .await?
         };
         let shutdown = self.state.shutdown.clone();
+        let stalled = self.state.limits.stalled_watch_timeout;
         let bookmark_every = self.state.bookmark_interval;
         let kind = resource.kind;
         let api_version = resource.api_version();
         let run = async move {
             for line in initial.iter() {
-                if tx.send(line.clone()).await.is_err() {
+                if tokio::time::timeout(stalled, tx.send(line.clone()))
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
                     return;
                 }
             }
@@ -558,13 +565,15 @@ impl Ctx {
                     () = tx.closed() => return,
                     _ = ticker.tick(), if bookmarks => {
                         let b = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last.to_string()}});
-                        if tx.send(render("BOOKMARK", b)).await.is_err() { return; }
+                        if tokio::time::timeout(stalled, tx.send(render("BOOKMARK", b))).await.map_or(true, |r| r.is_err()) { return; }
                     }
                     event = stream.next() => match event {
                         Some(Ok(ev)) => {
                             last = ev.revision;
                             let Some((kind, object)) = crate::selectors::selected_event(ev, predicate.as_ref()) else { continue };
-                            if tx.send(render(kind, object)).await.is_err() { return; }
+                            // A client that takes nothing for this long is dropped, as
+                            // kube-apiserver drops a watcher whose buffer stays full.
+                            if tokio::time::timeout(stalled, tx.send(render(kind, object))).await.map_or(true, |r| r.is_err()) { return; }
                         }
                         Some(Err(StoreError::Expired { requested, compacted })) => {
                             let _ = tx.send(render("ERROR", ApiError::expired(requested, compacted).to_status())).await;

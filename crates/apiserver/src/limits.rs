@@ -45,6 +45,9 @@ pub struct Limits {
     /// How long a watch from a resourceVersion the store has not reached waits for it before
     /// it is answered with 504 "Too large resource version".
     pub too_large_resource_version_wait: Duration,
+    /// How long a watch's buffer (16 events) may stay full, its client taking nothing, before
+    /// the watch is ended (the client re-lists, as after kube-apiserver drops a slow watcher).
+    pub stalled_watch_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(90),
             tls_handshake_timeout: Duration::from_secs(10),
             too_large_resource_version_wait: Duration::from_secs(3),
+            stalled_watch_timeout: Duration::from_secs(30),
         }
     }
 }

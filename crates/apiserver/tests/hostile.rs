@@ -713,3 +713,51 @@ fn many_watches_of_a_large_list_share_one_copy_of_it() {
         drop((warm, watches));
     });
 }
+
+#[test]
+fn a_watch_whose_client_takes_nothing_is_ended() {
+    let s = common::start_with(|server| {
+        server.with_limits(Limits {
+            stalled_watch_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        })
+    });
+    rt().block_on(async {
+        let addr = s.url.trim_start_matches("http://").to_string();
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"GET /api/v1/namespaces/default/configmaps?watch=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // More events than the channel and both sockets hold, while the client reads nothing.
+        let big = "x".repeat(300 * 1024);
+        for i in 0..40 {
+            let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{i}")}, "data": {"k": big}});
+            let (code, _, _) = request(&s.url, "POST", "/api/v1/namespaces/default/configmaps", "application/json", &serde_json::to_vec(&cm).unwrap()).await;
+            assert_eq!(code, 201);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The watch was ended: what was buffered drains, then the stream ends, well before
+        // its 1800 s timeout, and not every event was delivered.
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(n) => {
+                        total += n;
+                        if buf[..n].ends_with(b"0\r\n\r\n") {
+                            return true;
+                        }
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        assert!(ended, "the stalled watch was not ended ({total} bytes)");
+        assert!(total < 40 * 300 * 1024, "{total} bytes: every event was delivered");
+    });
+}
