@@ -614,7 +614,10 @@ impl Ctx {
     /// Waits up to [`crate::limits::Limits::too_large_resource_version_wait`] for the store to
     /// reach `rv`; `Some(current)` if it did not.
     async fn wait_for_revision(&self, rv: u64) -> Result<Option<u64>> {
-        let until = tokio::time::Instant::now() + self.state.limits.too_large_resource_version_wait;
+        let now = tokio::time::Instant::now();
+        let until = now
+            .checked_add(self.state.limits.too_large_resource_version_wait)
+            .unwrap_or(now);
         loop {
             let current = self
                 .store()

@@ -228,9 +228,11 @@ impl<S> Timed<S> {
     }
 
     fn touch(&mut self) {
-        if let Some(at) = Instant::now().checked_add(self.idle_timeout) {
-            self.deadline.as_mut().reset(at);
-        }
+        let now = Instant::now();
+        let at = now
+            .checked_add(self.idle_timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        self.deadline.as_mut().reset(at);
     }
 }
 
@@ -337,5 +339,39 @@ mod tests {
         assert!(inflight.admit(Budget::Exempt).unwrap().is_none());
         drop(held);
         assert!(inflight.admit(Budget::ReadOnly).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_outlives_its_deadline_and_an_idle_one_does_not() {
+        use tokio::io::AsyncReadExt;
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(20),
+            // Beyond what the clock can add: must not spin or panic.
+            idle_timeout: Duration::MAX,
+            ..Limits::default()
+        };
+        let (_client, server) = tokio::io::duplex(64);
+        let busy = Busy::default();
+        let request = busy.enter();
+        let mut timed = Timed::new(server, busy.clone(), &limits);
+        let mut buf = [0u8; 8];
+        // In flight: the deadline passes and the read keeps waiting.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), timed.read(&mut buf))
+                .await
+                .is_err()
+        );
+        drop(request);
+        let limits = Limits {
+            header_read_timeout: Duration::from_millis(20),
+            ..Limits::default()
+        };
+        let (_client, server) = tokio::io::duplex(64);
+        let mut idle = Timed::new(server, Busy::default(), &limits);
+        let err = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 }
