@@ -15,6 +15,12 @@
 //! every request but anonymous health checks (401 `Unauthorized` Status otherwise, see
 //! [`auth`]); off loopback the node uses both.
 //!
+//! **Budgets.** Every input is bounded ([`limits`], [`body`], [`patch`], [`options`]): connection
+//! count, header-read and idle timeouts, requests in flight (429), body and object sizes (413),
+//! YAML depth, JSON patch operations and copies, strictly parsed options with checked
+//! arithmetic, a bounded wait for future resourceVersions (504), shared initial watch lists
+//! and dropped stalled watchers. The README's "Limits" section lists every value.
+//!
 //! **What it is not.** No client certificates, RBAC or other authorization, no admission beyond podvisor-api's
 //! defaulting and validation, no server-side apply, no `pods/log` content (501 Status), no
 //! aggregated discovery (kubectl falls back to the legacy documents), and events.k8s.io/v1
