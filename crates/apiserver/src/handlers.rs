@@ -39,7 +39,14 @@ pub(crate) struct State {
     pub(crate) service_ranges: crate::alloc::ServiceRanges,
     /// Request metrics, and the registry `/metrics` serves.
     pub(crate) metrics: Option<crate::metrics::Served>,
+    /// The server's budgets.
+    pub(crate) limits: crate::limits::Limits,
+    /// Initial watch events shared between watches.
+    pub(crate) initial_lists: crate::initial::InitialLists,
 }
+
+/// Events a watch buffers for its client (each at most one object, 1.5 MiB).
+const WATCH_BUFFER: usize = 16;
 
 /// Held from a Service's address allocation until it is stored.
 static SERVICE_ALLOCATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -269,11 +276,13 @@ where
         (Method::GET, true) => ctx.get().await,
         (Method::POST, false) => {
             let bytes = body::read(req.into_body()).await?;
-            ctx.create(body::decode(&content_type, &bytes)?).await
+            ctx.create(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+                .await
         }
         (Method::PUT, true) => {
             let bytes = body::read(req.into_body()).await?;
-            ctx.update(body::decode(&content_type, &bytes)?).await
+            ctx.update(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+                .await
         }
         (Method::PATCH, true) => {
             let kind = PatchType::from_content_type(&content_type)
@@ -288,7 +297,7 @@ where
             let options = if bytes.is_empty() {
                 Value::Null
             } else {
-                body::decode(&content_type, &bytes)?
+                body::decode_request(&content_type, bytes, FieldValidation::Ignore).await?
             };
             if named {
                 ctx.delete(options).await
@@ -409,6 +418,10 @@ impl Ctx {
                 .is_some_and(|d| !d.is_empty())
     }
 
+    fn field_validation(&self) -> FieldValidation {
+        FieldValidation::parse(self.query.get("fieldValidation").map(String::as_str))
+    }
+
     fn include(&self) -> IncludeObject {
         IncludeObject::parse(self.query.get("includeObject").map(String::as_str))
     }
@@ -434,7 +447,16 @@ impl Ctx {
     }
 
     async fn list(&self) -> Result<Response<Body>> {
-        let limit = self.query.get("limit").and_then(|l| l.parse::<usize>().ok());
+        // A list "not older than" a revision the store has not reached: the same bounded wait
+        // and 504 as a watch (kube-apiserver's watch cache answers both alike).
+        let rv = crate::options::resource_version(&self.query)?;
+        if rv > 0
+            && let Some(current) = self.wait_for_revision(rv).await?
+        {
+            return Err(ApiError::too_large_resource_version(rv, current));
+        }
+        let limit =
+            crate::options::int_param::<i64>(&self.query, "limit")?.and_then(|l| usize::try_from(l).ok());
         let continue_after = match self.query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => {
                 let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -486,50 +508,31 @@ impl Ctx {
     }
 
     async fn watch(&self) -> Result<Response<Body>> {
+        // timeoutSeconds counts from the request's start, the initial list included.
+        let started = tokio::time::Instant::now();
         let predicate = self.predicate()?;
-        let rv = self
-            .query
-            .get("resourceVersion")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        let rv = crate::options::resource_version(&self.query)?;
         let bookmarks = self
             .query
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true" || v == "1");
-        let timeout = self
-            .query
-            .get("timeoutSeconds")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(1800);
+        let timeout = crate::options::int_param::<i64>(&self.query, "timeoutSeconds")?
+            .map_or(1800, |t| u64::try_from(t).unwrap_or(0));
+        let deadline = started
+            .checked_add(Duration::from_secs(timeout))
+            .unwrap_or_else(|| started + Duration::from_secs(86_400 * 365));
+        // A revision the store has not reached yet: wait a bounded time for it, then answer
+        // as kube-apiserver does (an ERROR event with a 504 "Too large resource version").
+        let too_large = if rv > 0 {
+            self.wait_for_revision(rv).await?
+        } else {
+            None
+        };
         let resource = self.r();
         let as_table = table::wants_table(&self.accept);
         let include = self.include();
         let store_key = resource.store_key();
         let ns = self.target.namespace.clone();
-        // rv 0 / unset: synthetic ADDED events for the current state, then changes.
-        let (initial, from) = if rv == 0 {
-            let list = self
-                .store()
-                .list(
-                    &store_key,
-                    ns.as_deref(),
-                    ListOptions {
-                        predicate: Some(predicate.clone()),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| self.store_err(e))?;
-            (
-                list.items
-                    .into_iter()
-                    .map(|v| ("ADDED", v.object))
-                    .collect::<Vec<_>>(),
-                list.revision,
-            )
-        } else {
-            (Vec::new(), rv)
-        };
         let render = move |kind: &str, object: Value| -> Bytes {
             let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
                 let rv = meta::str_at(&object, "metadata.resourceVersion")
@@ -545,46 +548,89 @@ impl Ctx {
             line.push(b'\n');
             Bytes::from(line)
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-        let stream = match self.store().watch(&store_key, ns.as_deref(), from).await {
-            Ok(s) => Some(s),
-            Err(StoreError::Expired { requested, compacted }) => {
-                let status = ApiError::expired(requested, compacted).to_status();
-                let _ = tx.send(render("ERROR", status)).await;
-                None
-            }
-            Err(e) => return Err(self.store_err(e)),
+        // rv 0 / unset: synthetic ADDED events for the current state, then changes. They are
+        // kept encoded, and shared by every watch that asks for the same list at the same
+        // revision, until the client has taken them.
+        let (initial, from) = if rv == 0 && too_large.is_none() {
+            let current = self
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| self.store_err(e))?;
+            let cache_key = format!(
+                "{store_key}\0{}\0{}\0{}\0{as_table}\0{include:?}",
+                ns.as_deref().unwrap_or(""),
+                self.query.get("labelSelector").map_or("", String::as_str),
+                self.query.get("fieldSelector").map_or("", String::as_str),
+            );
+            let list_predicate = predicate.clone();
+            self.state
+                .initial_lists
+                .get_or_build(cache_key, current, || async {
+                    let list = self
+                        .store()
+                        .list(
+                            &store_key,
+                            ns.as_deref(),
+                            ListOptions {
+                                predicate: Some(list_predicate),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map_err(|e| self.store_err(e))?;
+                    let lines: Vec<Bytes> = list
+                        .items
+                        .into_iter()
+                        .map(|v| render("ADDED", v.object))
+                        .collect();
+                    Ok::<_, ApiError>((Arc::new(lines), list.revision))
+                })
+                .await?
+        } else {
+            (Arc::new(Vec::new()), rv)
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(WATCH_BUFFER);
+        let stream = if let Some(current) = too_large {
+            let status = ApiError::too_large_resource_version(rv, current).to_status();
+            let _ = tx.send(render("ERROR", status)).await;
+            None
+        } else {
+            self.watch_store(&store_key, ns.as_deref(), from, &tx, &render)
+                .await?
         };
         let shutdown = self.state.shutdown.clone();
+        let stalled = self.state.limits.stalled_watch_timeout;
         let bookmark_every = self.state.bookmark_interval;
         let kind = resource.kind;
         let api_version = resource.api_version();
-        tokio::spawn(async move {
-            for (k, o) in initial {
-                if tx.send(render(k, o)).await.is_err() {
+        let run = async move {
+            for line in initial.iter() {
+                if tokio::time::timeout(stalled, tx.send(line.clone()))
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
                     return;
                 }
             }
             let Some(mut stream) = stream else { return };
-            let deadline = tokio::time::sleep(Duration::from_secs(timeout));
-            tokio::pin!(deadline);
             let mut ticker = tokio::time::interval(bookmark_every);
             ticker.tick().await;
             let mut last = from;
             loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = &mut deadline => return,
                     () = tx.closed() => return,
                     _ = ticker.tick(), if bookmarks => {
                         let b = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last.to_string()}});
-                        if tx.send(render("BOOKMARK", b)).await.is_err() { return; }
+                        if tokio::time::timeout(stalled, tx.send(render("BOOKMARK", b))).await.map_or(true, |r| r.is_err()) { return; }
                     }
                     event = stream.next() => match event {
                         Some(Ok(ev)) => {
                             last = ev.revision;
-                            if !predicate(&ev.object) { continue; }
-                            if tx.send(render(ev.kind.as_str(), ev.object)).await.is_err() { return; }
+                            let Some((kind, object)) = crate::selectors::selected_event(ev, predicate.as_ref()) else { continue };
+                            // A client that takes nothing for this long is dropped, as
+                            // kube-apiserver drops a watcher whose buffer stays full.
+                            if tokio::time::timeout(stalled, tx.send(render(kind, object))).await.map_or(true, |r| r.is_err()) { return; }
                         }
                         Some(Err(StoreError::Expired { requested, compacted })) => {
                             let _ = tx.send(render("ERROR", ApiError::expired(requested, compacted).to_status())).await;
@@ -598,8 +644,20 @@ impl Ctx {
                     }
                 }
             }
+        };
+        // The deadline covers the initial events too: a client that never reads is dropped at
+        // its timeout like any other.
+        tokio::spawn(async move {
+            tokio::select! {
+                () = run => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = shutdown.cancelled() => {}
+            }
         });
-        let frames = tokio_stream_from(rx).map(|b| Ok::<_, Infallible>(Frame::data(b)));
+        // At the deadline the response ends, events still buffered for a slow reader included.
+        let frames = tokio_stream_from(rx)
+            .take_until(tokio::time::sleep_until(deadline))
+            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
         let mut resp = Response::new(BodyExt::boxed(StreamBody::new(frames)));
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -608,6 +666,51 @@ impl Ctx {
             HeaderValue::from_static("no-cache, private"),
         );
         Ok(resp)
+    }
+
+    /// Waits up to [`crate::limits::Limits::too_large_resource_version_wait`] for the store to
+    /// reach `rv`; `Some(current)` if it did not.
+    async fn wait_for_revision(&self, rv: u64) -> Result<Option<u64>> {
+        let now = tokio::time::Instant::now();
+        let until = now
+            .checked_add(self.state.limits.too_large_resource_version_wait)
+            .unwrap_or(now);
+        loop {
+            let current = self
+                .store()
+                .current_revision()
+                .await
+                .map_err(|e| self.store_err(e))?;
+            if current >= rv {
+                return Ok(None);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(Some(current));
+            }
+            tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+        }
+    }
+
+    /// Opens the store's watch from `from`; a compacted revision becomes an ERROR event
+    /// (410 Expired) and no stream.
+    async fn watch_store(
+        &self,
+        store_key: &str,
+        ns: Option<&str>,
+        from: u64,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+        render: &(dyn Fn(&str, Value) -> Bytes + Send + Sync),
+    ) -> Result<Option<podvisor_store::WatchStream>> {
+        match self.store().watch(store_key, ns, from).await {
+            Ok(s) => Ok(Some(s)),
+            Err(StoreError::Expired { requested, compacted }) => {
+                let status = ApiError::expired(requested, compacted).to_status();
+                let _ = tx.send(render("ERROR", status)).await;
+                Ok(None)
+            }
+            Err(e) => Err(self.store_err(e)),
+        }
     }
 
     /// Checks kind and apiVersion, applies the URL's namespace, and validates fields.
@@ -635,8 +738,7 @@ impl Ctx {
         }
         map.insert("kind".into(), json!(r.kind));
         map.insert("apiVersion".into(), json!(av));
-        let mode = FieldValidation::parse(self.query.get("fieldValidation").map(String::as_str));
-        let (mut object, warnings) = body::validate_fields(r, &object, mode)?;
+        let (mut object, warnings) = body::validate_fields(r, &object, self.field_validation())?;
         let meta = metadata_mut(&mut object).ok_or_else(|| ApiError::bad_request("metadata is not a map"))?;
         if r.namespaced {
             let url_ns = self.target.namespace.clone().unwrap_or_default();
@@ -921,8 +1023,9 @@ impl Ctx {
                 .map_err(|e| self.store_err(e))?;
             // events.k8s.io Events are patched as that version shows them.
             let shown = events::is_events_v1(self.r()).then(|| events::to_events_v1(&cur.object));
-            let mut patched = patch::apply(kind, shown.as_ref().unwrap_or(&cur.object), &patch)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let mut patched =
+                patch::apply_off_workers(kind, shown.unwrap_or_else(|| cur.object.clone()), patch.clone())
+                    .await?;
             // A patch without a resourceVersion applies to whatever is current.
             let pinned = patch.pointer("/metadata/resourceVersion").is_some();
             if !pinned && let Some(m) = metadata_mut(&mut patched) {
@@ -946,19 +1049,11 @@ impl Ctx {
         if is_namespace && crate::namespaces::IMMORTAL.contains(&name.as_str()) {
             return Err(ApiError::forbidden(r, &name, "this namespace may not be deleted"));
         }
-        let grace_q = self
-            .query
-            .get("gracePeriodSeconds")
-            .and_then(|g| g.parse::<i64>().ok());
-        let grace_b = options.get("gracePeriodSeconds").and_then(Value::as_i64);
-        let pre_rv = options
-            .pointer("/preconditions/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|v| v.parse::<u64>().ok());
-        let pre_uid = options
-            .pointer("/preconditions/uid")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let crate::options::DeleteOptions {
+            grace_period_seconds,
+            precondition_resource_version: pre_rv,
+            precondition_uid: pre_uid,
+        } = crate::options::DeleteOptions::parse(&self.query, &options)?;
         let dry_run = self.dry_run(&options);
         for _ in 0..5 {
             let cur = self.store().get(&key).await.map_err(|e| self.store_err(e))?;
@@ -975,17 +1070,7 @@ impl Ctx {
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
             let grace = if r.group.is_empty() && r.plural == "pods" {
-                let g = grace_q
-                    .or(grace_b)
-                    .or_else(|| {
-                        o.pointer("/spec/terminationGracePeriodSeconds")
-                            .and_then(Value::as_i64)
-                    })
-                    .unwrap_or(30)
-                    .max(0);
-                let unscheduled = meta::str_at(o, "spec.nodeName").is_none_or(str::is_empty);
-                let finished = matches!(meta::str_at(o, "status.phase"), Some("Succeeded" | "Failed"));
-                if unscheduled || finished { 0 } else { g }
+                crate::options::pod_grace_period(grace_period_seconds, o)
             } else {
                 0
             };
@@ -1016,7 +1101,7 @@ impl Ctx {
             if let Some(m) = metadata_mut(&mut marked) {
                 m.insert(
                     "deletionTimestamp".into(),
-                    json!(rfc3339(now_millis() + grace * 1000)),
+                    json!(rfc3339(crate::options::deadline_millis(now_millis(), grace))),
                 );
                 m.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }

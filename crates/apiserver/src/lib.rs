@@ -16,6 +16,12 @@
 //! every request but anonymous health checks (401 `Unauthorized` Status otherwise, see
 //! [`auth`]); off loopback the node uses both.
 //!
+//! **Budgets.** Every input is bounded ([`limits`], [`body`], [`patch`], [`options`]): connection
+//! count, header-read and idle timeouts, requests in flight (429), body and object sizes (413),
+//! YAML depth, JSON patch operations and copies, strictly parsed options with checked
+//! arithmetic, a bounded wait for future resourceVersions (504), shared initial watch lists
+//! and dropped stalled watchers. The README's "Limits" section lists every value.
+//!
 //! **What it is not.** No client certificates, RBAC or other authorization, no admission beyond podvisor-api's
 //! defaulting and validation, no server-side apply, no `pods/log` content (501 Status), no
 //! aggregated discovery (kubectl falls back to the legacy documents). events.k8s.io/v1 Events
@@ -37,10 +43,13 @@ pub mod body;
 pub mod discovery;
 pub mod events;
 mod handlers;
+mod initial;
+pub mod limits;
 pub mod logs;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;
+pub mod options;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;
@@ -91,6 +100,8 @@ pub struct ApiServerConfig {
     pub bookmark_interval: Duration,
     /// The service CIDR and node-port range Services get their addresses from.
     pub service_ranges: alloc::ServiceRanges,
+    /// Connection, request and wait budgets ([`limits`]).
+    pub limits: limits::Limits,
 }
 
 impl Default for ApiServerConfig {
@@ -99,12 +110,10 @@ impl Default for ApiServerConfig {
             drain_deadline: Duration::from_secs(10),
             bookmark_interval: Duration::from_secs(5),
             service_ranges: alloc::ServiceRanges::default(),
+            limits: limits::Limits::default(),
         }
     }
 }
-
-/// How long a client may take to complete the TLS handshake before its connection is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The API server: a store plus the HTTP front end.
 pub struct ApiServer {
@@ -137,7 +146,7 @@ impl ApiServer {
 
     /// Serves HTTPS with `config` instead of plain HTTP. The server speaks HTTP/1.1, so
     /// `config` gets `http/1.1` as its ALPN protocol when it names none. A connection whose
-    /// handshake fails or takes longer than 10 s is dropped.
+    /// handshake fails or takes longer than [`limits::Limits::tls_handshake_timeout`] is dropped.
     pub fn with_tls(mut self, mut config: rustls::ServerConfig) -> Self {
         if config.alpn_protocols.is_empty() {
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -167,6 +176,12 @@ impl ApiServer {
         registry: Arc<prometheus_client::registry::Registry>,
     ) -> Self {
         self.metrics = Some((metrics, registry));
+        self
+    }
+
+    /// Replaces the server's budgets (connections, timeouts, requests in flight).
+    pub fn with_limits(mut self, limits: limits::Limits) -> Self {
+        self.config.limits = limits;
         self
     }
 
@@ -226,8 +241,15 @@ impl ApiServer {
             logs: self.logs.clone(),
             service_ranges: self.config.service_ranges.clone(),
             metrics: self.metrics.clone(),
+            limits: self.config.limits.clone(),
+            initial_lists: initial::InitialLists::default(),
         });
         let namespace_controller = tokio::spawn(namespaces::run(state.clone()));
+        let limits = &self.config.limits;
+        let inflight = Arc::new(limits::InFlight::new(limits));
+        let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+        let header_read_timeout = limits.header_read_timeout;
+        let handshake_timeout = limits.tls_handshake_timeout;
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -242,31 +264,59 @@ impl ApiServer {
                     }
                 },
             };
+            // Over the connection cap: closed at once, before any byte is read.
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "connection refused: too many connections");
+                drop(stream);
+                continue;
+            };
             let state = state.clone();
             let authenticator = self.auth.clone();
+            let inflight = inflight.clone();
+            let busy = limits::Busy::default();
+            let stream = limits::Timed::new(stream, busy.clone(), limits);
             let service = service_fn(move |req| {
                 let state = state.clone();
+                let in_flight = busy.enter();
                 let rejected = authenticator
                     .as_ref()
                     .and_then(|a| a.check(req.uri().path(), req.headers()).err());
+                let budget = limits::Budget::of(req.method(), req.uri().path(), req.uri().query());
+                let admitted = if rejected.is_some() {
+                    Ok(None)
+                } else {
+                    inflight.admit(budget)
+                };
                 async move {
-                    if let Some(e) = rejected {
-                        return Ok::<_, std::convert::Infallible>(handlers::error_response(&e));
-                    }
-                    Ok::<_, std::convert::Infallible>(handlers::handle(state, req).await)
+                    let response = if let Some(e) = rejected {
+                        handlers::error_response(&e)
+                    } else {
+                        match admitted {
+                            Ok(_permit) => handlers::handle(state, req).await,
+                            Err(limits::Spent) => limits::too_many_requests(),
+                        }
+                    };
+                    Ok::<_, std::convert::Infallible>(limits::hold_until_sent(response, in_flight))
                 }
             });
             let watcher = graceful.watcher();
             let Some(acceptor) = self.tls.clone() else {
-                tokio::spawn(serve_connection(TokioIo::new(stream), service, watcher, peer));
+                tokio::spawn(async move {
+                    serve_connection(TokioIo::new(stream), service, watcher, peer, header_read_timeout).await;
+                    drop(permit);
+                });
                 continue;
             };
             tokio::spawn(async move {
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_connection(TokioIo::new(tls), service, watcher, peer).await,
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        serve_connection(TokioIo::new(tls), service, watcher, peer, header_read_timeout)
+                            .await;
+                    }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 }
+                drop(permit);
             });
         }
         token.cancel();
@@ -289,6 +339,7 @@ async fn serve_connection<I, S>(
     service: S,
     watcher: hyper_util::server::graceful::Watcher,
     peer: std::net::SocketAddr,
+    header_read_timeout: Duration,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -299,9 +350,12 @@ async fn serve_connection<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let conn = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

@@ -15,8 +15,9 @@
 //! `apiserver_longrunning_requests` while open (that is the number of open watches per
 //! resource), and their duration and count are recorded when they end, as kube-apiserver
 //! does. Requests refused by authentication never reach the handlers and are not recorded.
-//! Paths that match nothing are recorded with empty `resource` and `subresource`, so unknown
-//! URLs cannot grow the number of series.
+//! Paths that match nothing are recorded with empty `resource` and `subresource`, and a health
+//! check's sub-path (`/livez/<anything>`) as its health path (`/livez`), so no URL a client
+//! makes up can grow the number of series: every label value comes from a fixed set.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -191,11 +192,18 @@ impl RequestInfo {
             ""
         };
         let Some(target) = target else {
+            // Only the known paths themselves, never what a client appended to them: a path
+            // that comes from the request must not become a label value.
             let trimmed = path.trim_end_matches('/');
-            let known = NON_RESOURCE_PATHS
+            let subresource = NON_RESOURCE_PATHS
                 .iter()
-                .any(|p| trimmed == *p || trimmed.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')));
-            let subresource = if known { trimmed.to_string() } else { String::new() };
+                .find(|p| {
+                    trimmed == **p
+                        || trimmed
+                            .strip_prefix(**p)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                })
+                .map_or_else(String::new, |p| (*p).to_string());
             return RequestInfo {
                 labels: RequestLabels {
                     verb: method_verb(method),
@@ -397,11 +405,44 @@ mod tests {
             r#"apiserver_request_total{verb="POST",dry_run="",group="",version="v1",resource="pods",subresource="",scope="resource",component="apiserver",code="200"} 1"#,
             r#"apiserver_request_total{verb="GET",dry_run="",group="",version="v1",resource="pods",subresource="",scope="resource",component="apiserver",code="200"} 1"#,
             r#"apiserver_request_total{verb="DELETECOLLECTION",dry_run="",group="",version="v1",resource="nodes",subresource="",scope="cluster",component="apiserver",code="200"} 1"#,
-            r#"apiserver_request_total{verb="GET",dry_run="",group="",version="",resource="",subresource="/livez/ping",scope="",component="apiserver",code="200"} 1"#,
+            r#"apiserver_request_total{verb="GET",dry_run="",group="",version="",resource="",subresource="/livez",scope="",component="apiserver",code="200"} 1"#,
             r#"apiserver_request_total{verb="GET",dry_run="",group="",version="",resource="",subresource="",scope="",component="apiserver",code="404"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
         }
+    }
+
+    #[test]
+    fn made_up_paths_do_not_grow_the_series() {
+        let metrics = ApiMetrics::new();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        record(&metrics, info(Method::GET, "/livez/a", &[]), ok());
+        let one = encoded(&registry).len();
+        for i in 0..200 {
+            record(
+                &metrics,
+                info(Method::GET, &format!("/livez/{i}-random"), &[]),
+                ok(),
+            );
+            record(&metrics, info(Method::GET, &format!("/no/such/{i}"), &[]), ok());
+            record(
+                &metrics,
+                info(Method::GET, &format!("/api/v1/namespaces/ns{i}/pods/p{i}"), &[]),
+                ok(),
+            );
+        }
+        let text = encoded(&registry);
+        assert!(
+            !text.contains("random") && !text.contains("ns1") && !text.contains("p1\""),
+            "{text}"
+        );
+        // A handful of series (one per distinct label set), not hundreds.
+        assert!(
+            text.len() < one * 4,
+            "{} bytes after 600 requests, {one} after one",
+            text.len()
+        );
     }
 
     #[test]

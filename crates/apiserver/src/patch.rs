@@ -1,7 +1,22 @@
 //! PATCH bodies: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and Kubernetes strategic
 //! merge patch with the merge keys of the served kinds.
+//!
+//! **Budgets.** A JSON patch has at most [`MAX_JSON_PATCH_OPERATIONS`] operations (413, as
+//! kube-apiserver), and its `copy` operations may add at most [`MAX_COPY_BYTES`] in total (422,
+//! as kube-apiserver's json-patch library's accumulated-copy limit): a small patch cannot build a
+//! huge document. Merge and strategic merge patches only ever add what the patch holds, which the
+//! body limit bounds. Strategic merge of keyed lists indexes the list once (O(n) per list).
+
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
+
+/// kube-apiserver's `maxJSONPatchOperations`.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// The most a JSON patch's `copy` operations may add, in encoded bytes (the request body
+/// limit, as kube-apiserver configures its json-patch library).
+pub const MAX_COPY_BYTES: usize = crate::body::MAX_BODY;
 
 /// Why a patch could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +36,47 @@ pub enum PatchError {
         /// The JSON pointer.
         path: String,
     },
+    /// A JSON patch has more operations than [`MAX_JSON_PATCH_OPERATIONS`].
+    #[error("The allowed maximum operations in a JSON patch is {limit}, got {got}")]
+    TooManyOperations {
+        /// The operations in the patch.
+        got: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A JSON patch's `copy` operations would add more than [`MAX_COPY_BYTES`].
+    #[error("Unable to copy, the accumulated size increase of copy is {size}, exceeding the limit {limit}")]
+    CopyTooLarge {
+        /// The accumulated size the copies would reach.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl PatchError {
+    /// The HTTP status kube-apiserver answers with: 413 for too many operations, 422 for a copy
+    /// budget exceeded, 400 for a malformed or inapplicable patch.
+    pub fn code(&self) -> u16 {
+        match self {
+            PatchError::TooManyOperations { .. } => 413,
+            PatchError::CopyTooLarge { .. } => 422,
+            _ => 400,
+        }
+    }
+}
+
+impl From<PatchError> for crate::status::ApiError {
+    fn from(e: PatchError) -> Self {
+        let mut error = crate::status::ApiError::bad_request(e.to_string());
+        error.code = e.code();
+        error.reason = match error.code {
+            413 => "RequestEntityTooLarge",
+            422 => "Invalid",
+            _ => "BadRequest",
+        };
+        error
+    }
 }
 
 /// The three patch flavours (server-side apply is not served).
@@ -55,6 +111,20 @@ pub fn apply(kind: PatchType, target: &Value, patch: &Value) -> Result<Value, Pa
         PatchType::Strategic => strategic(&mut out, patch, "")?,
     }
     Ok(out)
+}
+
+/// [`apply`] on the blocking pool: a patch within its budgets can still take milliseconds of
+/// CPU (megabytes copied, long lists merged), which must not stall the async workers that
+/// answer everyone else.
+pub async fn apply_off_workers(
+    kind: PatchType,
+    target: Value,
+    patch: Value,
+) -> Result<Value, crate::status::ApiError> {
+    tokio::task::spawn_blocking(move || apply(kind, &target, &patch))
+        .await
+        .map_err(|e| crate::status::ApiError::internal(format!("applying the patch failed: {e}")))?
+        .map_err(crate::status::ApiError::from)
 }
 
 fn unescape(token: &str) -> String {
@@ -136,10 +206,34 @@ fn add_at(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<()
     Ok(())
 }
 
+/// The encoded size of `v`, counted without allocating it.
+fn encoded_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, v);
+    count.0
+}
+
 fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops = patch
         .as_array()
         .ok_or_else(|| PatchError::Invalid("a JSON patch must be an array".into()))?;
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooManyOperations {
+            got: ops.len(),
+            limit: MAX_JSON_PATCH_OPERATIONS,
+        });
+    }
+    let mut copied = 0usize;
     for op in ops {
         let name = op.get("op").and_then(Value::as_str).unwrap_or("");
         let path = op
@@ -167,7 +261,19 @@ fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
                 add_at(doc, path, v, false)?;
             }
             "copy" => {
-                let v = get_at(doc, from()?)?;
+                let from = from()?;
+                let source = doc
+                    .pointer(from)
+                    .ok_or_else(|| PatchError::PathNotFound { path: from.into() })?;
+                // Measured before it is cloned: the budget is checked before any memory is spent.
+                copied = copied.saturating_add(encoded_len(source));
+                if copied > MAX_COPY_BYTES {
+                    return Err(PatchError::CopyTooLarge {
+                        size: copied,
+                        limit: MAX_COPY_BYTES,
+                    });
+                }
+                let v = source.clone();
                 add_at(doc, path, v, false)?;
             }
             "test" => {
@@ -201,46 +307,71 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// The merge key of a list field of the served kinds, `None` for lists that are replaced.
-fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "containerStatuses"
-        | "initContainerStatuses"
-        | "ephemeralContainerStatuses"
-        | "resourceClaims" => Some("name"),
-        "ports" => {
-            let has = |k: &str| items.iter().any(|i| i.get(k).is_some());
-            if has("containerPort") {
-                Some("containerPort")
-            } else if has("port") {
-                Some("port")
-            } else {
-                None
-            }
-        }
-        "volumeMounts" => Some("mountPath"),
-        "volumeDevices" => Some("devicePath"),
-        "conditions" => Some("type"),
-        "hostAliases" => Some("ip"),
-        "ownerReferences" => Some("uid"),
-        "podIPs" | "hostIPs" => Some("ip"),
-        "addresses" if items.iter().any(|i| i.get("type").is_some()) => Some("type"),
-        _ => None,
+/// How strategic merge treats a list, from the served kinds' schemas (`patchStrategy` and
+/// `patchMergeKey` of k8s.io/api): lists without a merge strategy are replaced whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListStrategy {
+    /// Replaced by the patch's list.
+    Replace,
+    /// Objects merged by the value of this key.
+    MergeBy(&'static str),
+    /// Scalars merged as a set.
+    Set,
+}
+
+/// The strategy of the list at `path` (field names from the object's root, list indices left
+/// out: `spec.containers.env`).
+fn list_strategy(path: &str) -> ListStrategy {
+    use ListStrategy::{MergeBy, Replace, Set};
+    let in_container = [
+        "spec.containers.",
+        "spec.initContainers.",
+        "spec.ephemeralContainers.",
+    ]
+    .iter()
+    .find_map(|prefix| path.strip_prefix(prefix));
+    if let Some(field) = in_container {
+        return match field {
+            "env" => MergeBy("name"),
+            "ports" => MergeBy("containerPort"),
+            "volumeMounts" => MergeBy("mountPath"),
+            "volumeDevices" => MergeBy("devicePath"),
+            _ => Replace,
+        };
+    }
+    match path {
+        "metadata.finalizers" | "spec.podCIDRs" => Set,
+        "metadata.ownerReferences" => MergeBy("uid"),
+        "spec.containers"
+        | "spec.initContainers"
+        | "spec.ephemeralContainers"
+        | "spec.volumes"
+        | "spec.imagePullSecrets"
+        | "spec.resourceClaims"
+        | "spec.schedulingGates" => MergeBy("name"),
+        "spec.hostAliases" | "status.podIPs" | "status.hostIPs" => MergeBy("ip"),
+        "spec.topologySpreadConstraints" => MergeBy("topologyKey"),
+        // Service ports.
+        "spec.ports" => MergeBy("port"),
+        "status.conditions" | "status.addresses" => MergeBy("type"),
+        _ => Replace,
     }
 }
 
-/// Lists of scalars that merge as sets (`finalizers`).
-fn is_primitive_set(field: &str) -> bool {
-    field == "finalizers"
+fn child_path(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
-fn strategic(target: &mut Value, patch: &Value, field: &str) -> Result<(), PatchError> {
+/// The identity of a scalar in a set or a merge key's value.
+fn identity(v: &Value) -> String {
+    v.to_string()
+}
+
+fn strategic(target: &mut Value, patch: &Value, path: &str) -> Result<(), PatchError> {
     let Value::Object(p) = patch else {
         *target = patch.clone();
         return Ok(());
@@ -255,14 +386,14 @@ fn strategic(target: &mut Value, patch: &Value, field: &str) -> Result<(), Patch
         *target = Value::Object(Map::new());
     }
     let Value::Object(t) = target else { return Ok(()) };
-    let _ = field;
     for (k, v) in p {
         if k == "$patch" || k == "$retainKeys" || k.starts_with("$setElementOrder/") {
             continue;
         }
         if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/") {
             if let (Some(Value::Array(cur)), Value::Array(del)) = (t.get_mut(list), v) {
-                cur.retain(|x| !del.contains(x));
+                let del: HashSet<String> = del.iter().map(identity).collect();
+                cur.retain(|x| !del.contains(&identity(x)));
             }
             continue;
         }
@@ -270,25 +401,25 @@ fn strategic(target: &mut Value, patch: &Value, field: &str) -> Result<(), Patch
             t.remove(k);
             continue;
         }
+        let field_path = child_path(path, k);
         match (t.get_mut(k), v) {
-            (Some(Value::Array(cur)), Value::Array(items)) => {
-                if let Some(key) = merge_key(k, items).or_else(|| merge_key(k, cur)) {
-                    merge_list(cur, items, key)?;
-                } else if is_primitive_set(k) {
+            (Some(Value::Array(cur)), Value::Array(items)) => match list_strategy(&field_path) {
+                ListStrategy::MergeBy(key) => merge_list(cur, items, key, &field_path)?,
+                ListStrategy::Set => {
+                    let mut seen: HashSet<String> = cur.iter().map(identity).collect();
                     for i in items {
-                        if !cur.contains(i) {
+                        if seen.insert(identity(i)) {
                             cur.push(i.clone());
                         }
                     }
-                } else {
-                    *cur = items.clone();
                 }
-            }
-            (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic(cur, v, k)?,
+                ListStrategy::Replace => *cur = items.clone(),
+            },
+            (Some(cur @ Value::Object(_)), Value::Object(_)) => strategic(cur, v, &field_path)?,
             _ => {
                 let mut fresh = Value::Null;
                 if v.is_object() {
-                    strategic(&mut fresh, v, k)?;
+                    strategic(&mut fresh, v, &field_path)?;
                 } else if let Value::Array(items) = v {
                     fresh = Value::Array(
                         items
@@ -307,35 +438,55 @@ fn strategic(target: &mut Value, patch: &Value, field: &str) -> Result<(), Patch
     Ok(())
 }
 
-fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str) -> Result<(), PatchError> {
+/// Merges `items` into `cur` by `key`: one index of `cur` built up front, so a patch of m items
+/// into a list of n costs O(n + m), not O(n * m).
+fn merge_list(cur: &mut Vec<Value>, items: &[Value], key: &str, path: &str) -> Result<(), PatchError> {
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(cur.len());
+    for (i, c) in cur.iter().enumerate() {
+        if let Some(id) = c.get(key) {
+            index.entry(identity(id)).or_insert(i);
+        }
+    }
+    let mut removed = vec![false; cur.len()];
     for item in items {
-        let Some(id) = item.get(key).cloned() else {
+        let Some(id) = item.get(key) else {
             if item.get("$patch").and_then(Value::as_str) == Some("replace") {
                 cur.clear();
+                index.clear();
+                removed.clear();
                 continue;
             }
             return Err(PatchError::Invalid(format!(
                 "map in list is missing its merge key {key:?}"
             )));
         };
-        let pos = cur.iter().position(|c| c.get(key) == Some(&id));
+        let id = identity(id);
         let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
-        match (pos, delete) {
+        match (index.get(&id).copied(), delete) {
             (Some(i), true) => {
-                cur.remove(i);
+                if let Some(r) = removed.get_mut(i) {
+                    *r = true;
+                }
+                index.remove(&id);
             }
             (None, true) => {}
             (Some(i), false) => {
                 if let Some(slot) = cur.get_mut(i) {
-                    strategic(slot, item, key)?;
+                    strategic(slot, item, path)?;
                 }
             }
             (None, false) => {
                 let mut fresh = Value::Null;
-                strategic(&mut fresh, item, key)?;
+                strategic(&mut fresh, item, path)?;
+                index.insert(id, cur.len());
                 cur.push(fresh);
+                removed.push(false);
             }
         }
+    }
+    if removed.iter().any(|r| *r) {
+        let mut flags = removed.into_iter();
+        cur.retain(|_| !flags.next().unwrap_or(false));
     }
     Ok(())
 }
@@ -418,5 +569,80 @@ mod tests {
         assert_eq!(out["status"]["conditions"][0]["status"], "True");
         assert_eq!(out["status"]["conditions"].as_array().unwrap().len(), 2);
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn a_small_json_patch_cannot_build_a_huge_object() {
+        let doc = json!({"data": {"k": "x".repeat(1024)}});
+        // Each copy doubles /data: 30 of them would be 2^30 KiB.
+        let ops: Vec<Value> = (0..30)
+            .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/c{i}")}))
+            .collect();
+        let e = apply(PatchType::Json, &doc, &Value::Array(ops)).unwrap_err();
+        assert!(matches!(e, PatchError::CopyTooLarge { .. }), "{e}");
+        assert_eq!(e.code(), 422);
+        let many: Vec<Value> = (0..=MAX_JSON_PATCH_OPERATIONS)
+            .map(|_| json!({"op": "test", "path": "/data/k", "value": "x"}))
+            .collect();
+        let e = apply(PatchType::Json, &doc, &Value::Array(many)).unwrap_err();
+        assert_eq!(e.code(), 413);
+        // A few copies within the budget still work.
+        let ok = apply(
+            PatchType::Json,
+            &doc,
+            &json!([{"op": "copy", "from": "/data/k", "path": "/data/k2"}]),
+        )
+        .unwrap();
+        assert_eq!(ok["data"]["k2"], doc["data"]["k"]);
+    }
+
+    #[test]
+    fn strategic_merge_of_large_lists_is_linear() {
+        let n = 20_000;
+        let env: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("E{i}"), "value": "a"}))
+            .collect();
+        let doc = json!({"spec": {"containers": [{"name": "c", "env": env}]}});
+        let mut patch_env: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("E{i}"), "value": "b"}))
+            .collect();
+        patch_env.push(json!({"name": "E0", "$patch": "delete"}));
+        patch_env.push(json!({"name": "NEW", "value": "c"}));
+        let patch = json!({"spec": {"containers": [{"name": "c", "env": patch_env}]}});
+        let started = std::time::Instant::now();
+        let out = apply(PatchType::Strategic, &doc, &patch).unwrap();
+        // Quadratic merging took ~10 s at this size in a debug build; linear takes milliseconds.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let merged = out["spec"]["containers"][0]["env"].as_array().unwrap();
+        assert_eq!(merged.len(), n);
+        assert_eq!(merged[0], json!({"name": "E1", "value": "b"}));
+        assert_eq!(merged[n - 1], json!({"name": "NEW", "value": "c"}));
+    }
+
+    #[test]
+    fn merge_keys_come_from_the_schema_path() {
+        // Service ports merge by port; a list the schema does not key is replaced.
+        let svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}], "externalIPs": ["1.1.1.1"]}});
+        let out = apply(
+            PatchType::Strategic,
+            &svc,
+            &json!({"spec": {"ports": [{"port": 443, "name": "https"}], "externalIPs": ["2.2.2.2"]}}),
+        )
+        .unwrap();
+        assert_eq!(out["spec"]["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(out["spec"]["externalIPs"], json!(["2.2.2.2"]));
+        // tolerations are atomic in the Pod schema even though their items have a "key".
+        let pod = json!({"spec": {"tolerations": [{"key": "a"}]}});
+        let out = apply(
+            PatchType::Strategic,
+            &pod,
+            &json!({"spec": {"tolerations": [{"key": "b"}]}}),
+        )
+        .unwrap();
+        assert_eq!(out["spec"]["tolerations"], json!([{"key": "b"}]));
     }
 }

@@ -13,6 +13,16 @@ pub enum SelectorError {
         /// The offending term.
         term: String,
     },
+    /// A label selector's key or value is not a valid label key or value.
+    #[error("unable to parse requirement: {field}: Invalid value: {value:?}: {detail}")]
+    InvalidLabel {
+        /// `key` or `values[i]`.
+        field: String,
+        /// The offending key or value.
+        value: String,
+        /// Why it is invalid (apimachinery's message).
+        detail: String,
+    },
     /// A field selector names a field this resource does not support.
     #[error("field label not supported: {field}")]
     UnsupportedField {
@@ -74,6 +84,34 @@ fn set(values: &str, term: &str) -> Result<Vec<String>, SelectorError> {
     Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
 }
 
+/// kube-apiserver's checks of a requirement: the key a qualified name, every value a label
+/// value.
+fn check_requirement(key: &str, op: &Op) -> Result<(), SelectorError> {
+    use podvisor_api::validation::format::{is_label_value, is_qualified_name};
+    if let Some(detail) = is_qualified_name(key).into_iter().next() {
+        return Err(SelectorError::InvalidLabel {
+            field: "key".into(),
+            value: key.into(),
+            detail,
+        });
+    }
+    let values: &[String] = match op {
+        Op::Eq(v) | Op::NotEq(v) => std::slice::from_ref(v),
+        Op::In(vs) | Op::NotIn(vs) => vs,
+        Op::Exists | Op::NotExists => &[],
+    };
+    for (i, v) in values.iter().enumerate() {
+        if let Some(detail) = is_label_value(v).into_iter().next() {
+            return Err(SelectorError::InvalidLabel {
+                field: format!("values[{i}][{key}]"),
+                value: v.clone(),
+                detail,
+            });
+        }
+    }
+    Ok(())
+}
+
 impl LabelSelector {
     /// Parses `app=web,tier!=db,env in (a,b),!legacy`.
     pub fn parse(s: &str) -> Result<Self, SelectorError> {
@@ -100,6 +138,7 @@ impl LabelSelector {
             if parsed.0.is_empty() {
                 return Err(bad());
             }
+            check_requirement(&parsed.0, &parsed.1)?;
             terms.push(parsed);
         }
         Ok(LabelSelector { terms })
@@ -212,6 +251,41 @@ impl FieldSelector {
     }
 }
 
+/// What a watcher with a selector (`matches`) sees of a change, as kube-apiserver's watch cache
+/// decides it: an object that starts matching arrives as ADDED, one that stops matching as
+/// DELETED (its previous content, at the change's resourceVersion), one that keeps matching as
+/// MODIFIED; changes it never matched are not sent. Without the previous version (compacted),
+/// a matching object is MODIFIED and a non-matching one is not sent.
+pub fn selected_event(
+    event: podvisor_store::WatchEvent,
+    matches: &dyn Fn(&Value) -> bool,
+) -> Option<(&'static str, Value)> {
+    use podvisor_store::EventType;
+    let now = matches(&event.object);
+    match event.kind {
+        EventType::Added => now.then_some(("ADDED", event.object)),
+        EventType::Deleted => now.then_some(("DELETED", event.object)),
+        EventType::Modified => {
+            let before = event.prev_object.as_ref().map(matches);
+            match (now, before) {
+                (true, Some(false)) => Some(("ADDED", event.object)),
+                (true, _) => Some(("MODIFIED", event.object)),
+                (false, Some(true)) => {
+                    let mut last = event.prev_object?;
+                    if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.insert(
+                            "resourceVersion".into(),
+                            Value::String(event.revision.to_string()),
+                        );
+                    }
+                    Some(("DELETED", last))
+                }
+                (false, _) => None,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +311,18 @@ mod tests {
         }
         assert!(LabelSelector::parse("app in web").is_err());
         assert!(LabelSelector::parse("a b").is_err());
+        for garbage in [
+            "x===y",
+            "Bad Key=1",
+            "a=b c",
+            "app in (a b)",
+            "-x=1",
+            "a=%zz",
+            "k=v!",
+        ] {
+            assert!(LabelSelector::parse(garbage).is_err(), "{garbage} accepted");
+        }
+        assert!(LabelSelector::parse("example.com/app=web-1,tier in (a, b-c)").is_ok());
     }
 
     #[test]
@@ -260,6 +346,69 @@ mod tests {
             FieldSelector::parse("involvedObject.name=a,source=kubelet", "events")
                 .unwrap()
                 .matches(&ev)
+        );
+    }
+
+    #[test]
+    fn selector_watches_see_objects_enter_and_leave() {
+        use podvisor_store::{EventType, ObjectKey, WatchEvent};
+        let web =
+            |rv: &str| json!({"metadata": {"name": "a", "resourceVersion": rv, "labels": {"app": "web"}}});
+        let db =
+            |rv: &str| json!({"metadata": {"name": "a", "resourceVersion": rv, "labels": {"app": "db"}}});
+        let sel = LabelSelector::parse("app=web").unwrap();
+        let matches = |o: &Value| sel.matches(o);
+        let ev = |kind, object, prev_object| WatchEvent {
+            kind,
+            key: ObjectKey::new("pods", "default", "a"),
+            object,
+            revision: 9,
+            prev_object,
+        };
+        let kind = |e: Option<(&'static str, Value)>| e.map(|(k, _)| k);
+        assert_eq!(
+            kind(selected_event(ev(EventType::Added, web("9"), None), &matches)),
+            Some("ADDED")
+        );
+        assert_eq!(
+            kind(selected_event(ev(EventType::Added, db("9"), None), &matches)),
+            None
+        );
+        let left = selected_event(ev(EventType::Modified, db("9"), Some(web("8"))), &matches).unwrap();
+        assert_eq!(left.0, "DELETED");
+        assert_eq!(
+            left.1["metadata"]["labels"]["app"], "web",
+            "the last matching content"
+        );
+        assert_eq!(left.1["metadata"]["resourceVersion"], "9");
+        assert_eq!(
+            kind(selected_event(
+                ev(EventType::Modified, web("9"), Some(db("8"))),
+                &matches
+            )),
+            Some("ADDED")
+        );
+        assert_eq!(
+            kind(selected_event(
+                ev(EventType::Modified, web("9"), Some(web("8"))),
+                &matches
+            )),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            kind(selected_event(
+                ev(EventType::Modified, db("9"), Some(db("8"))),
+                &matches
+            )),
+            None
+        );
+        assert_eq!(
+            kind(selected_event(ev(EventType::Modified, web("9"), None), &matches)),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            kind(selected_event(ev(EventType::Deleted, web("9"), None), &matches)),
+            Some("DELETED")
         );
     }
 }

@@ -140,6 +140,24 @@ impl ApiError {
         )
     }
 
+    /// 504 Timeout for a watch or read from a resourceVersion the store has not reached within
+    /// the bounded wait (kube-apiserver's "Too large resource version", cause
+    /// `ResourceVersionTooLarge`, retry after 1 s).
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        let mut e = Self::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {requested}, current: {current}"),
+        );
+        e.details = Some(Box::new((String::new(), String::new(), String::new())));
+        e.causes = vec![Cause {
+            reason: "ResourceVersionTooLarge".into(),
+            message: "Too large resource version".into(),
+            field: String::new(),
+        }];
+        e
+    }
+
     /// 413 RequestEntityTooLarge.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
@@ -238,6 +256,12 @@ impl ApiError {
             StoreError::Conflict { .. } => Self::conflict(resource, name),
             StoreError::Expired { requested, compacted } => Self::expired(requested, compacted),
             StoreError::InvalidObject { reason } => Self::bad_request(reason),
+            StoreError::TooLarge { size, limit, .. } => Self::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("Request entity too large: the object is {size} bytes, the limit is {limit}"),
+            )
+            .with_details(resource, name),
             other => Self::internal(format!("storage error: {other}")),
         }
     }
@@ -256,17 +280,26 @@ impl ApiError {
         if let Some(details) = &self.details {
             let (group, kind, name) = details.as_ref();
             let mut details = json!({});
-            for (k, v) in [("name", name), ("group", group), ("kind", kind)] {
-                if !v.is_empty() {
-                    details[k] = json!(v);
+            for (key, value) in [("name", name), ("group", group), ("kind", kind)] {
+                if !value.is_empty() || (key != "group" && !kind.is_empty()) {
+                    details[key] = json!(value);
                 }
             }
             if !self.causes.is_empty() {
                 details["causes"] = self
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        let mut cause = json!({"reason": c.reason, "message": c.message});
+                        if !c.field.is_empty() || self.reason == "Invalid" {
+                            cause["field"] = json!(c.field);
+                        }
+                        cause
+                    })
                     .collect();
+            }
+            if self.reason == "Timeout" {
+                details["retryAfterSeconds"] = json!(1);
             }
             status["details"] = details;
         }

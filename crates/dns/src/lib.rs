@@ -446,9 +446,10 @@ mod tests {
             let _ = stopped.await;
         }));
         let mut m = Message::new();
-        m.set_id(9)
-            .set_recursion_desired(true)
-            .add_query(Query::query(Name::from_ascii("example.com.").unwrap(), RecordType::A));
+        m.set_id(9).set_recursion_desired(true).add_query(Query::query(
+            Name::from_ascii("example.com.").unwrap(),
+            RecordType::A,
+        ));
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         udp.send_to(&m.to_vec().unwrap(), addr).await.unwrap();
         let mut buf = [0u8; 1024];
@@ -459,7 +460,11 @@ mod tests {
         let reply = Message::from_vec(&buf[..n]).unwrap();
         assert_eq!(reply.response_code(), ResponseCode::NoError);
         assert_eq!(
-            reply.answers().iter().map(|a| a.data().clone()).collect::<Vec<_>>(),
+            reply
+                .answers()
+                .iter()
+                .map(|a| a.data().clone())
+                .collect::<Vec<_>>(),
             [RData::A(A(Ipv4Addr::new(192, 0, 2, 7)))]
         );
         let asked = tokio::time::timeout(Duration::from_secs(10), resolver)

@@ -29,3 +29,5 @@ pub mod table;
 
 pub use node::{BuildError, Node, NodeConfig, build};
 pub use output::OutputMode;
+/// The API server's connection and request budgets ([`NodeConfig::api_limits`]).
+pub use podvisor_apiserver::limits::Limits as ApiLimits;

@@ -17,7 +17,7 @@ use podvisor_lifecycle::{Event, EventType};
 use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiParts, ApiSetupError};
 use crate::cluster::{ApiSink, NodeFacts, PodChange, Tee, follow_pods, heartbeat};
@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub cgroup_parent: String,
     /// The pod network's bridge (`podvisor0`). Two nodes on one machine need different ones.
     pub bridge_name: String,
+    /// The API server's connection, request and wait budgets (`--max-requests-inflight`,
+    /// `--max-mutating-requests-inflight`, `--max-connections`).
+    pub api_limits: podvisor_apiserver::limits::Limits,
 }
 
 impl NodeConfig {
@@ -78,6 +81,7 @@ impl NodeConfig {
             services: crate::services::ServicesConfig::default(),
             cgroup_parent: "podvisor".into(),
             bridge_name: "podvisor0".into(),
+            api_limits: podvisor_apiserver::limits::Limits::default(),
         }
     }
 }
@@ -105,6 +109,12 @@ pub enum BuildError {
 /// Builds a node over the real parts: the process runtime and the probe handlers.
 /// Must be called inside a tokio runtime.
 pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+    // Connections, watches, logs and probes each hold descriptors: 1024 is not enough.
+    match podvisor_runtime::process::raise_open_file_limit() {
+        Ok((before, after)) if after > before => info!(before, after, "raised the open-file limit"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
+    }
     let api = match config.listen {
         Some(listen) => Some(api::open(&config.data_dir, listen, config.tls).await?),
         None => None,
@@ -403,6 +413,7 @@ impl Node {
         let service_ranges = crate::services::ranges(&self.config.services, output);
         let api_config = ApiServerConfig {
             service_ranges: service_ranges.clone(),
+            limits: self.config.api_limits.clone(),
             ..ApiServerConfig::default()
         };
         let mut server = ApiServer::new(store.clone(), api_config);

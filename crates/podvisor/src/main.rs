@@ -73,6 +73,15 @@ struct NodeArgs {
     /// How the node shows what happens [default: table on a terminal, else lines].
     #[arg(long, value_name = "MODE")]
     output: Option<Output>,
+    /// API reads (GET, LIST) served at once; more get 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = podvisor_node::ApiLimits::default().max_requests_inflight, value_parser = positive)]
+    max_requests_inflight: usize,
+    /// API writes served at once; more get 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = podvisor_node::ApiLimits::default().max_mutating_requests_inflight, value_parser = positive)]
+    max_mutating_requests_inflight: usize,
+    /// API connections open at once; more are closed as soon as they are accepted.
+    #[arg(long, value_name = "N", default_value_t = podvisor_node::ApiLimits::default().max_connections, value_parser = positive)]
+    max_connections: usize,
 }
 
 /// `--output`.
@@ -84,6 +93,14 @@ enum Output {
     Lines,
     /// Nothing but errors.
     Quiet,
+}
+
+fn positive(value: &str) -> Result<usize, String> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "not a positive number".into())
 }
 
 fn non_empty(value: &str) -> Result<String, String> {
@@ -155,6 +172,9 @@ impl NodeArgs {
         config.listen = Some(self.listen);
         config.tls = self.tls;
         config.apply.clone_from(&self.apply);
+        config.api_limits.max_requests_inflight = self.max_requests_inflight;
+        config.api_limits.max_mutating_requests_inflight = self.max_mutating_requests_inflight;
+        config.api_limits.max_connections = self.max_connections;
         config.output = match self.output {
             Some(Output::Table) => OutputMode::Table,
             Some(Output::Lines) => OutputMode::Lines,
@@ -249,6 +269,11 @@ mod tests {
             dir,
             "--output",
             "quiet",
+            "--max-requests-inflight=10",
+            "--max-mutating-requests-inflight",
+            "5",
+            "--max-connections",
+            "64",
         ])
         .unwrap();
         assert!(args.tls);
@@ -259,6 +284,15 @@ mod tests {
         let config = args.config();
         assert_eq!(config.output, OutputMode::Quiet);
         assert_eq!(config.listen, Some("[::1]:7000".parse().unwrap()));
+        let limits = &config.api_limits;
+        assert_eq!(
+            (
+                limits.max_requests_inflight,
+                limits.max_mutating_requests_inflight,
+                limits.max_connections
+            ),
+            (10, 5, 64)
+        );
     }
 
     #[test]
@@ -271,6 +305,11 @@ mod tests {
             (&["--pod-cidr", "10.88.0.0"][..], "--pod-cidr <CIDR>"),
             (&["--output", "fancy"][..], "--output <MODE>"),
             (&["-f", "/does/not/exist"][..], "--filename <PATH>"),
+            (&["--max-connections", "0"][..], "--max-connections <N>"),
+            (
+                &["--max-requests-inflight", "many"][..],
+                "--max-requests-inflight <N>",
+            ),
         ] {
             let error = node_args(args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}: usage errors exit with 2");

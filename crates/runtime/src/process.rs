@@ -22,6 +22,25 @@ use tokio::io::unix::AsyncFd;
 
 static OWNED: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
 
+/// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to its hard limit (at most
+/// the kernel's `fs.nr_open`), as Go programs and containerd do at start: the default soft
+/// limit of 1024 is far below what a node serving connections, watches, logs and probes needs.
+/// Returns the (previous, current) soft limit.
+pub fn raise_open_file_limit() -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(hard);
+    let target = hard.min(nr_open);
+    if soft >= target {
+        return Ok((soft, soft));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, target, hard).map_err(io::Error::from)?;
+    Ok((soft, target))
+}
+
 /// The owned set, locked. Hold the guard across `spawn` and the insertion of the new pid.
 pub(crate) fn owned() -> MutexGuard<'static, HashSet<i32>> {
     let m = OWNED.get_or_init(|| Mutex::new(HashSet::new()));

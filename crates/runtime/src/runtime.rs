@@ -1520,7 +1520,7 @@ impl ContainerRuntime for ProcessRuntime {
             // PID 1; the rest go when it exits (`kill_leftovers`) or at the deadline.
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.main_pid), state.stop_signal);
         }
-        let deadline = Instant::now() + grace;
+        let deadline = stop_deadline(Instant::now(), grace);
         state.stop.send_if_modified(|d| {
             if d.is_none_or(|d| deadline < d) {
                 *d = Some(deadline);
@@ -1531,6 +1531,16 @@ impl ContainerRuntime for ProcessRuntime {
         });
         Ok(())
     }
+}
+
+/// When a stop's grace period ends: `now + grace`, or, for a grace the clock cannot represent
+/// (a probe's `terminationGracePeriodSeconds` near `i64::MAX`), a deadline 30 years away (as
+/// tokio's "far future"), so a later, shorter stop can still bring it forward.
+fn stop_deadline(now: Instant, grace: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    now.checked_add(grace.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
 }
 
 #[async_trait::async_trait]

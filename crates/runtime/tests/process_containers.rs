@@ -433,6 +433,29 @@ async fn stop_escalates_to_sigkill_for_the_whole_tree() {
 }
 
 #[tokio::test]
+async fn a_grace_period_near_i64_max_does_not_panic_and_a_shorter_stop_still_kills() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let p = pod(
+        "huge-grace",
+        json!([sh("s", "trap '' TERM; while :; do sleep 1; done")]),
+        json!({}),
+    );
+    let s = start(&rt, &p, 0, None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What a probe's terminationGracePeriodSeconds of i64::MAX becomes in the lifecycle model.
+    let huge = Duration::from_secs(u64::try_from(i64::MAX).unwrap_or(u64::MAX));
+    rt.stop(&s.id, huge).await.unwrap_or_else(|e| panic!("{e}"));
+    rt.stop(&s.id, Duration::MAX)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.stop(&s.id, Duration::from_millis(100))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(within(10, s.exit).await.status, ExitStatus::Signaled(9));
+}
+
+#[tokio::test]
 async fn leftovers_are_killed_when_the_main_process_exits() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;

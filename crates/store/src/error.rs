@@ -7,8 +7,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Why a store operation failed.
 ///
-/// The first five variants are expected outcomes that an API server maps to HTTP status codes
-/// (404, 409, 409, 410, 400); [`StoreError::Backend`] is everything else.
+/// The first six variants are expected outcomes that an API server maps to HTTP status codes
+/// (404, 409, 409, 410, 400, 413); [`StoreError::Backend`] is everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The object does not exist.
@@ -44,6 +44,17 @@ pub enum StoreError {
     InvalidObject {
         /// What is wrong with it.
         reason: String,
+    },
+    /// The object, encoded, is larger than the store keeps (etcd's `--max-request-bytes`,
+    /// 1.5 MiB by default); nothing was written.
+    #[error("object {key} is too large: {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// The key written.
+        key: ObjectKey,
+        /// The encoded object's size in bytes.
+        size: usize,
+        /// The largest encoded object the store accepts.
+        limit: usize,
     },
     /// The backend failed (I/O, database, task join).
     #[error("store backend failed")]

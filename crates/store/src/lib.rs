@@ -44,7 +44,7 @@ use serde_json::Value;
 
 pub use error::{Result, StoreError};
 pub use key::ObjectKey;
-pub use redb_store::{RedbStore, RedbStoreConfig};
+pub use redb_store::{DEFAULT_MAX_OBJECT_BYTES, RedbStore, RedbStoreConfig};
 
 /// A stored object and the revision at which it was last written.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +135,11 @@ pub struct WatchEvent {
     pub object: Value,
     /// The revision of this change.
     pub revision: u64,
+    /// For `Modified`: the object before this change, when the store still has it (always for
+    /// live events; for replayed history while the previous version is not compacted). A
+    /// selector watch needs it to tell an object that stopped matching (DELETED) or started
+    /// matching (ADDED) from one that changed (MODIFIED).
+    pub prev_object: Option<Value>,
 }
 
 /// A stream of watch events; it ends with an error (e.g. [`StoreError::Expired`] when the

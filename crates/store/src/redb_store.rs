@@ -1,8 +1,9 @@
 //! The default backend: one redb database file, fsynced on every commit.
 //!
-//! Three tables: `objects` (encoded key → (revision, JSON)), `history` (revision → (event type,
-//! encoded key, JSON)) for watch replay, and `meta` (the current revision and the compacted
-//! revision). Every write is one redb transaction that bumps the revision, writes the object
+//! Four tables: `objects` (encoded key → (revision, JSON)), `history` (revision → (event type,
+//! encoded key, JSON)) for watch replay, `history_prev` (revision of a modification → revision
+//! of the version it replaced, so replayed events carry their previous object) and `meta` (the
+//! current revision and the compacted revision). Every write is one redb transaction that bumps the revision, writes the object
 //! and its history entry, and commits with immediate durability; only then is the write
 //! acknowledged and broadcast to live watchers. Writes are serialised by one lock, so revisions
 //! are handed out, committed and broadcast in order.
@@ -24,6 +25,9 @@ use crate::{
 const OBJECTS: TableDefinition<'_, &str, (u64, &[u8])> = TableDefinition::new("objects");
 const HISTORY: TableDefinition<'_, u64, (u8, &str, &[u8])> = TableDefinition::new("history");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// For each `Modified` history entry: the revision of the key's previous version (its own
+/// history entry, while retained).
+const PREV: TableDefinition<'_, u64, u64> = TableDefinition::new("history_prev");
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
 
@@ -36,13 +40,20 @@ pub struct RedbStoreConfig {
     /// Capacity of the live event channel per watcher before a slow watcher falls back to
     /// reading history.
     pub live_buffer: usize,
+    /// The largest object, encoded as JSON, the store accepts; larger writes fail with
+    /// [`StoreError::TooLarge`]. etcd's default request limit (1.5 MiB) by default.
+    pub max_object_bytes: usize,
 }
+
+/// etcd's default `--max-request-bytes`: the largest object kube-apiserver can store.
+pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1536 * 1024;
 
 impl Default for RedbStoreConfig {
     fn default() -> Self {
         RedbStoreConfig {
             history_limit: 10_000,
             live_buffer: 4096,
+            max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
         }
     }
 }
@@ -162,6 +173,7 @@ impl RedbStore {
         {
             txn.open_table(OBJECTS).map_err(backend)?;
             txn.open_table(HISTORY).map_err(backend)?;
+            txn.open_table(PREV).map_err(backend)?;
             txn.open_table(META).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
@@ -213,6 +225,7 @@ impl Inner {
                 }
                 None => None,
             };
+            let mut prev = None;
             let (kind, mut object) = match (op, existing) {
                 (Write::Create(_), Some(_)) => {
                     return Err(StoreError::AlreadyExists { key: key.clone() });
@@ -223,6 +236,7 @@ impl Inner {
                 }
                 (Write::Update(object, pre), Some((rev, old))) => {
                     check(key, &pre, rev, &old)?;
+                    prev = Some((rev, old));
                     (EventType::Modified, object)
                 }
                 (Write::Delete(pre), Some((rev, old))) => {
@@ -234,6 +248,13 @@ impl Inner {
             let bytes = serde_json::to_vec(&object).map_err(|e| StoreError::InvalidObject {
                 reason: e.to_string(),
             })?;
+            if kind != EventType::Deleted && bytes.len() > self.config.max_object_bytes {
+                return Err(StoreError::TooLarge {
+                    key: key.clone(),
+                    size: bytes.len(),
+                    limit: self.config.max_object_bytes,
+                });
+            }
             if kind == EventType::Deleted {
                 objects.remove(encoded.as_str()).map_err(backend)?;
             } else {
@@ -244,11 +265,16 @@ impl Inner {
             history
                 .insert(revision, (event_code(kind), encoded.as_str(), bytes.as_slice()))
                 .map_err(backend)?;
+            let mut prevs = txn.open_table(PREV).map_err(backend)?;
+            if let Some((prev_revision, _)) = &prev {
+                prevs.insert(revision, *prev_revision).map_err(backend)?;
+            }
             meta.insert(META_REVISION, revision).map_err(backend)?;
             let limit = self.config.history_limit;
             if limit > 0 && revision > limit && revision % 64 == 0 {
                 let horizon = revision - limit;
                 history.retain_in(..=horizon, |_, _| false).map_err(backend)?;
+                prevs.retain_in(..=horizon, |_, _| false).map_err(backend)?;
                 meta.insert(META_COMPACTED, horizon).map_err(backend)?;
             }
             event = WatchEvent {
@@ -256,6 +282,7 @@ impl Inner {
                 key: key.clone(),
                 object,
                 revision,
+                prev_object: prev.map(|(_, old)| old),
             };
         }
         txn.commit().map_err(backend)?;
@@ -278,6 +305,7 @@ impl Inner {
         let txn = self.db.begin_read().map_err(backend)?;
         let meta = txn.open_table(META).map_err(backend)?;
         let history = txn.open_table(HISTORY).map_err(backend)?;
+        let prevs = txn.open_table(PREV).map_err(backend)?;
         let compacted = meta
             .get(META_COMPACTED)
             .map_err(backend)?
@@ -290,7 +318,11 @@ impl Inner {
             });
         }
         let mut out = Vec::new();
-        for entry in history.range(after + 1..).map_err(backend)? {
+        // Nothing can come after the last revision there is (a watch from u64::MAX).
+        let Some(first) = after.checked_add(1) else {
+            return Ok((out, current));
+        };
+        for entry in history.range(first..).map_err(backend)? {
             let (rev, value) = entry.map_err(backend)?;
             let (code, key, bytes) = value.value();
             let Some(key) = ObjectKey::decode(key) else {
@@ -299,11 +331,24 @@ impl Inner {
             if !key.matches(resource, namespace) {
                 continue;
             }
+            let kind = event_kind(code)?;
+            let revision = rev.value();
+            let prev_object = match kind {
+                EventType::Modified => match prevs.get(revision).map_err(backend)? {
+                    Some(p) => match history.get(p.value()).map_err(backend)? {
+                        Some(entry) => Some(parse(entry.value().2)?),
+                        None => None,
+                    },
+                    None => None,
+                },
+                EventType::Added | EventType::Deleted => None,
+            };
             out.push(WatchEvent {
-                kind: event_kind(code)?,
+                kind,
                 key,
                 object: parse(bytes)?,
-                revision: rev.value(),
+                revision,
+                prev_object,
             });
         }
         Ok((out, current))
@@ -465,6 +510,8 @@ impl Store for RedbStore {
                 let horizon = revision.min(current);
                 if horizon > old {
                     history.retain_in(..=horizon, |_, _| false).map_err(backend)?;
+                    let mut prevs = txn.open_table(PREV).map_err(backend)?;
+                    prevs.retain_in(..=horizon, |_, _| false).map_err(backend)?;
                     meta.insert(META_COMPACTED, horizon).map_err(backend)?;
                 }
                 tracing::debug!(horizon, remaining = history.len().map_err(backend)?, "compacted");

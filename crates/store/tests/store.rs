@@ -349,3 +349,83 @@ fn reopen_after_crash_loses_nothing_acknowledged() {
         assert!(next.revision > acks.last().unwrap().1);
     });
 }
+
+#[tokio::test]
+async fn a_watch_from_the_last_possible_revision_waits_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&key("a"), pod("a", "x")).await.unwrap();
+    let mut watch = store.watch("pods", None, u64::MAX).await.unwrap();
+    store.create(&key("b"), pod("b", "x")).await.unwrap();
+    // Nothing is after u64::MAX: the stream stays open and silent.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), watch.next())
+            .await
+            .is_err()
+    );
+    let mut near = store.watch("pods", None, u64::MAX - 1).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), near.next())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn objects_larger_than_the_limit_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = podvisor_store::RedbStoreConfig {
+        max_object_bytes: 4096,
+        ..Default::default()
+    };
+    let store = RedbStore::open_with(dir.path().join("store.redb"), config).unwrap();
+    assert_eq!(
+        podvisor_store::RedbStoreConfig::default().max_object_bytes,
+        1536 * 1024
+    );
+    let before = store.current_revision().await.unwrap();
+    let mut big = pod("big", "x");
+    big["data"] = json!("x".repeat(5000));
+    match store.create(&key("big"), big.clone()).await {
+        Err(StoreError::TooLarge { size, limit, .. }) => assert!(size > 5000 && limit == 4096),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(store.current_revision().await.unwrap(), before);
+    let small = store.create(&key("big"), pod("big", "x")).await.unwrap();
+    assert!(matches!(
+        store.update(&key("big"), big, Preconditions::default()).await,
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert_eq!(store.get(&key("big")).await.unwrap(), small);
+}
+
+#[tokio::test]
+async fn modifications_carry_their_previous_version_live_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut live = store.watch("pods", None, 0).await.unwrap();
+    let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
+    store
+        .update(&key("a"), pod("a", "y"), Preconditions::default())
+        .await
+        .unwrap();
+    let added = live.next().await.unwrap().unwrap();
+    assert_eq!(added.prev_object, None);
+    let modified = live.next().await.unwrap().unwrap();
+    let prev = modified.prev_object.expect("live previous version");
+    assert_eq!(prev["metadata"]["labels"]["app"], "x");
+    let mut replay = store.watch("pods", None, a.revision).await.unwrap();
+    let replayed = replay.next().await.unwrap().unwrap();
+    assert_eq!(replayed.kind, EventType::Modified);
+    let prev = replayed.prev_object.expect("replayed previous version");
+    assert_eq!(prev["metadata"]["resourceVersion"], a.revision.to_string());
+    // Once the previous version is compacted away, a replay has none.
+    store
+        .update(&key("a"), pod("a", "z"), Preconditions::default())
+        .await
+        .unwrap();
+    store.compact(a.revision + 1).await.unwrap();
+    let mut after = store.watch("pods", None, a.revision + 1).await.unwrap();
+    let last = after.next().await.unwrap().unwrap();
+    assert_eq!(last.prev_object, None);
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use podvisor_core::metav1::ObjectMeta;
 
-use super::field::{FieldError, Path, Value};
+use super::field::{FieldError, Path, ValidationErrors, Value};
 use super::format;
 
 /// Total size limit of all annotation keys and values, in bytes.
@@ -17,6 +17,29 @@ pub(crate) enum NameRule {
     Dns1123Subdomain,
     /// Services: a DNS-1035 label.
     Dns1035Label,
+    /// Namespaces: a DNS-1123 label.
+    Dns1123Label,
+}
+
+/// The `metadata.name` rule of a kind, as kube-apiserver's validators name it: a DNS-1123
+/// label for Namespaces, a DNS-1035 label for Services, a DNS-1123 subdomain for every other
+/// kind podvisor serves (Pod, Node, Event, Endpoints, EndpointSlice, ConfigMap, Secret, ...).
+pub(crate) fn name_rule(kind: &str) -> NameRule {
+    match kind {
+        "Namespace" => NameRule::Dns1123Label,
+        "Service" => NameRule::Dns1035Label,
+        _ => NameRule::Dns1123Subdomain,
+    }
+}
+
+/// Validates the `metadata` (name by the kind's rule, namespace, labels, annotations) of an
+/// object of `kind` that has no validator of its own here: Namespace, Node, Event, Endpoints,
+/// EndpointSlice. A name with `/`, `..`, upper case or NUL, or longer than the rule allows, is
+/// invalid; errors are at `metadata.*` with kube-apiserver's messages.
+pub fn validate_metadata(kind: &str, meta: &ObjectMeta) -> Result<(), ValidationErrors> {
+    let mut errs = Vec::new();
+    validate_object_meta(meta, name_rule(kind), &Path::root("metadata"), &mut errs);
+    ValidationErrors::new(errs).into_result(())
 }
 
 /// Validate `metadata` like `ValidateObjectMeta` (name, namespace, labels, annotations).
@@ -40,6 +63,7 @@ pub(crate) fn validate_object_meta(
         let msgs = match rule {
             NameRule::Dns1123Subdomain => format::is_dns1123_subdomain(name),
             NameRule::Dns1035Label => format::is_dns1035_label(name),
+            NameRule::Dns1123Label => format::is_dns1123_label(name),
         };
         for m in msgs {
             errs.push(FieldError::invalid(name_path.as_str(), Value::str(name), m));

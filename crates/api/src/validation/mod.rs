@@ -1,5 +1,5 @@
-//! Validation of Pods (with their volumes), Services, ConfigMaps, Secrets and Events with kube-apiserver's field paths and
-//! messages.
+//! Validation of Pods (with their volumes), Services, ConfigMaps, Secrets and Events, and the
+//! metadata of every other served kind, with kube-apiserver's field paths and messages.
 //!
 //! Call after [`crate::defaults`]: like kube-apiserver, validation assumes defaults are
 //! applied and reports unset defaulted fields as `Required`. Every error is collected; the
@@ -12,6 +12,7 @@ mod field;
 pub mod format;
 mod meta;
 mod pod;
+mod quantity;
 mod service;
 mod volume;
 
@@ -21,7 +22,9 @@ pub use config::{
 };
 pub use event::validate_event;
 pub use field::{ErrorKind, FieldError, ValidationErrors, Value, Warning};
+pub use meta::validate_metadata;
 pub use pod::{COMMAND_REQUIRED_DETAIL, pod_warnings, validate_pod, validate_pod_update};
+pub use quantity::parse_quantity;
 pub use service::validate_service;
 
 #[cfg(test)]

@@ -108,6 +108,26 @@ fn validate_pod_spec(spec: &PodSpec, path: &Path, errs: &mut Errs) {
         for (i, c) in containers.iter().enumerate() {
             let p = path.child(field).index(i).child("volumeMounts");
             super::volume::validate_volume_mounts(c, &volumes, &p, errs);
+            if let Some(r) = &c.resources {
+                let rp = path.child(field).index(i).child("resources");
+                super::quantity::validate_resource_list(r.limits.as_ref(), &rp.child("limits"), errs);
+                super::quantity::validate_resource_list(r.requests.as_ref(), &rp.child("requests"), errs);
+            }
+        }
+    }
+    if let Some(r) = &spec.resources {
+        let rp = path.child("resources");
+        super::quantity::validate_resource_list(r.limits.as_ref(), &rp.child("limits"), errs);
+        super::quantity::validate_resource_list(r.requests.as_ref(), &rp.child("requests"), errs);
+    }
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if let Some(size) = v.empty_dir.as_ref().and_then(|e| e.size_limit.as_ref()) {
+            let p = path
+                .child("volumes")
+                .index(i)
+                .child("emptyDir")
+                .child("sizeLimit");
+            super::quantity::validate_non_negative(size, p.as_str(), errs);
         }
     }
     validate_containers(&spec.containers, grace, &path.child("containers"), errs);

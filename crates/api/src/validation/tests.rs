@@ -858,3 +858,68 @@ fn volumes_are_defaulted_and_validated_with_their_field_paths() {
         ]
     );
 }
+
+#[test]
+fn quantities_follow_the_grammar_and_resources_are_non_negative() {
+    let p = pod(json!({
+        "containers": [with(app("a"), json!({"resources": {
+            "limits": {"memory": "abc", "cpu": "500m"},
+            "requests": {"memory": "-1", "cpu": "1"}
+        }}))],
+        "initContainers": [with(app("i"), json!({"resources": {"limits": {"cpu": "1.2.3"}}}))],
+        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "-5Mi"}}]
+    }));
+    let msgs = errors(&p);
+    let format =
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+    for want in [
+        format!("spec.containers[0].resources.limits[memory]: Invalid value: \"abc\": {format}"),
+        "spec.containers[0].resources.requests[memory]: Invalid value: \"-1\": must be greater than or equal to 0".to_string(),
+        format!("spec.initContainers[0].resources.limits[cpu]: Invalid value: \"1.2.3\": {format}"),
+        "spec.volumes[0].emptyDir.sizeLimit: Invalid value: \"-5Mi\": must be greater than or equal to 0".to_string(),
+    ] {
+        assert!(msgs.contains(&want), "missing {want}\n{msgs:#?}");
+    }
+    // Defaulting copied the init container's limit to its request: both are reported.
+    assert_eq!(msgs.len(), 5, "{msgs:#?}");
+    let fine = pod(
+        json!({"containers": [with(app("a"), json!({"resources": {"limits": {"memory": "64Mi", "cpu": "0.5"}}}))]}),
+    );
+    assert_eq!(errors(&fine), Vec::<String>::new());
+}
+
+#[test]
+fn names_of_every_kind_follow_their_rule() {
+    use podvisor_core::metav1::ObjectMeta;
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    let bad = |kind: &str, name: &str| {
+        validate_metadata(kind, &meta(name))
+            .err()
+            .map(|e| e.messages())
+            .unwrap_or_default()
+    };
+    for kind in ["Namespace", "Node", "Event", "Endpoints", "EndpointSlice"] {
+        for name in ["a/b", "..", ".", "Upper", "nul\u{0}byte", "", "-x"] {
+            assert!(!bad(kind, name).is_empty(), "{kind} {name:?} accepted");
+        }
+        assert!(
+            !bad(kind, &"a".repeat(100_000)).is_empty(),
+            "{kind} long name accepted"
+        );
+        assert!(bad(kind, "web-1").is_empty(), "{kind}");
+    }
+    // Namespaces are labels (no dots); the others subdomains.
+    assert_eq!(
+        bad("Namespace", "a.b"),
+        vec!["metadata.name: Invalid value: \"a.b\": must not contain dots".to_string()]
+    );
+    assert!(bad("Node", "node-1.example.com").is_empty());
+    assert_eq!(bad("Namespace", &"a".repeat(64)).len(), 1);
+    assert!(
+        bad("Node", &"a".repeat(64)).is_empty(),
+        "subdomains may be 253 long"
+    );
+}
