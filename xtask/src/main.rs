@@ -9,7 +9,8 @@
 //! - [`ci`]: what `.ci/run` runs: formatting, clippy, then `test`;
 //! - [`node`]: builds the `podvisor` binary with optimizations and runs `podvisor node` (the
 //!   runtime, kubelet, API server, store and Services) in the foreground;
-//! - [`bench`](mod@bench): builds the benchmark harness in release mode and runs it.
+//! - [`bench`](mod@bench): builds the benchmark harness in release mode and runs it;
+//! - [`fuzz`]: runs the never-panic property tests of every input parser for a time budget.
 //!
 //! Repository policy (doc comments, dependency direction, manifest rules) is checked by the
 //! `#[test]`s in `tidy.rs`, so plain `cargo test` enforces it and CI needs nothing extra.
@@ -23,6 +24,7 @@
 mod bench;
 mod ci;
 mod flags;
+mod fuzz;
 mod machine;
 mod node;
 mod step;
@@ -46,6 +48,7 @@ COMMANDS:
     ci       Run what CI runs: cargo fmt --check, clippy -D warnings, then `test`
     node     Build the podvisor binary (release) and run `podvisor node` with the given flags
     bench    Run the benchmarks against floors measured in the same run (--quick, --json FILE)
+    fuzz     Run the never-panic property tests of every input parser for a time budget
     help     Print this message
 
 Run `cargo xtask <COMMAND> --help` for a command's options.
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(rest),
         Some("node") => node::run(rest),
         Some("bench") => bench::run(rest),
+        Some("fuzz") => fuzz::run(rest),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)
