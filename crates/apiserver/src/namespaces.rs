@@ -2,7 +2,7 @@
 //! kube-controller-manager's namespace controller do it together.
 //!
 //! Deleting a namespace marks it (`deletionTimestamp`, phase `Terminating`) while its
-//! `spec.finalizers` hold `kubernetes`. Creates in it are refused (403). [`run`] then deletes
+//! `spec.finalizers` hold `kubernetes`. Creates in it are refused (403). `run` then deletes
 //! its contents through their normal paths (pods get their grace period and are removed by their
 //! node, objects with finalizers wait for them), reports what remains in the namespace's
 //! conditions, and once nothing is left removes the `kubernetes` finalizer and the namespace.

@@ -9,21 +9,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// One JSON request; returns its status.
 async fn request(url: &str, method: &str, path: &str, body: &[u8]) -> u16 {
-    let addr = url.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out)
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    common::raw_request(url, method, path, "application/json", body)
+        .await
+        .0
 }
 
 fn open_fds() -> usize {
