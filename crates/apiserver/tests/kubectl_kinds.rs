@@ -109,6 +109,12 @@ fn every_kind_describe_events_and_graceful_delete() {
 fn get_watch_shows_new_objects() {
     need_kubectl!();
     let s = common::start();
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: app, image: busybox, command: [sleep, '1']}}]\n"
+        )
+    };
+    s.ok_stdin(&["create", "-f", "-"], &pod("listed"));
     let mut child = Command::new("kubectl")
         .env("KUBECONFIG", &s.kubeconfig)
         .env("HOME", s.dir.path())
@@ -126,26 +132,26 @@ fn get_watch_shows_new_objects() {
             }
         }
     });
-    std::thread::sleep(Duration::from_millis(1500));
-    s.ok_stdin(
-        &["create", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: watched}\nspec:\n  containers: [{name: app, image: busybox, command: [sleep, '1']}]\n",
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let done = line.contains("watched");
-            seen.push(line);
-            if done {
-                break;
+    let mut wait_for = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                let done = line.starts_with(&format!("{name} "));
+                seen.push(line);
+                if done {
+                    return true;
+                }
             }
         }
-    }
+        false
+    };
+    // The list shows `listed`; the watch starts from the list's resourceVersion, so `watched`,
+    // created only after the list was printed, can come only from the watch.
+    let listed = wait_for("listed");
+    s.ok_stdin(&["create", "-f", "-"], &pod("watched"));
+    let watched = listed && wait_for("watched");
     let _ = child.kill();
     let _ = child.wait();
-    assert!(
-        seen.iter().any(|l| l.contains("watched")),
-        "watch output: {seen:?}"
-    );
+    assert!(listed && watched, "watch output: {seen:?}");
 }

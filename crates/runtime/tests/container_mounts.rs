@@ -188,8 +188,13 @@ async fn a_restart_reuses_the_mount_namespace_until_a_source_changes() {
     fs::create_dir_all(&conf).unwrap();
     fs::write(conf.join("app.conf"), "v1\n").unwrap();
     let target = format!("/etc/podvisor-test-{}.conf", unique());
-    let script =
-        format!("readlink /proc/self/ns/mnt; cat {target}; printf \"msg-$RANDOM\" > /dev/termination-log");
+    // Only the first instance writes a termination message: a file not emptied between
+    // instances would give the second one the first one's message.
+    let once = tmp.path().join("wrote-once");
+    let script = format!(
+        "readlink /proc/self/ns/mnt; cat {target}; [ -e {o} ] || {{ printf first > /dev/termination-log; touch {o}; }}",
+        o = once.display()
+    );
     let pod = pod(
         "reuse",
         serde_json::json!([{ "name": "c", "image": "host", "command": ["sh", "-c", script] }]),
@@ -209,10 +214,11 @@ async fn a_restart_reuses_the_mount_namespace_until_a_source_changes() {
     assert_eq!(ns(&first), ns(&second), "the restart joined the kept namespace");
     assert_eq!(second.lines().nth(1), Some("v1"), "{second}");
     // Each instance's termination message is its own (the file is emptied in between).
-    let (m1, m2) = (msg1.unwrap_or_default(), msg2.unwrap_or_default());
-    assert!(
-        m1.starts_with("msg-") && m2.starts_with("msg-") && m1.len() <= 9 && m2.len() <= 9,
-        "{m1:?} {m2:?}"
+    assert_eq!(msg1.as_deref(), Some("first"));
+    assert_eq!(
+        msg2.unwrap_or_default(),
+        "",
+        "the second instance wrote no message"
     );
     // The file is replaced (new inode, as a ConfigMap update of a subPath does): the next
     // instance gets a namespace made afresh, with the new content.
