@@ -10,7 +10,8 @@
 //! - [`node`]: builds the `podvisor` binary with optimizations and runs `podvisor node` (the
 //!   runtime, kubelet, API server, store and Services) in the foreground;
 //! - [`bench`](mod@bench): builds the benchmark harness in release mode and runs it;
-//! - [`fuzz`]: runs the never-panic property tests of every input parser for a time budget.
+//! - [`fuzz`]: runs the never-panic property tests of every input parser for a time budget;
+//! - [`soak`]: soaks a release node (10,000 pods, 1,000 connections, 500 watches).
 //!
 //! Repository policy (doc comments, dependency direction, manifest rules) is checked by the
 //! `#[test]`s in `tidy.rs`, so plain `cargo test` enforces it and CI needs nothing extra.
@@ -27,6 +28,7 @@ mod flags;
 mod fuzz;
 mod machine;
 mod node;
+mod soak;
 mod step;
 mod test;
 #[cfg(test)]
@@ -49,6 +51,7 @@ COMMANDS:
     node     Build the podvisor binary (release) and run `podvisor node` with the given flags
     bench    Run the benchmarks against floors measured in the same run (--quick, --json FILE)
     fuzz     Run the never-panic property tests of every input parser for a time budget
+    soak     Soak a release node with pods, connections, watches and big objects (root)
     help     Print this message
 
 Run `cargo xtask <COMMAND> --help` for a command's options.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Some("node") => node::run(rest),
         Some("bench") => bench::run(rest),
         Some("fuzz") => fuzz::run(rest),
+        Some("soak") => soak::run(rest),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)

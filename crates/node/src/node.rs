@@ -109,6 +109,10 @@ pub enum BuildError {
 /// Builds a node over the real parts: the process runtime and the probe handlers.
 /// Must be called inside a tokio runtime.
 pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+    // Large request and response bodies are freed back to the system, not kept by the allocator.
+    if !podvisor_runtime::process::return_large_frees_to_the_system() {
+        debug!("the allocator keeps freed large blocks (not glibc)");
+    }
     // Connections, watches, logs and probes each hold descriptors: 1024 is not enough.
     match podvisor_runtime::process::raise_open_file_limit() {
         Ok((before, after)) if after > before => info!(before, after, "raised the open-file limit"),

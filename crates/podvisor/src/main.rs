@@ -70,6 +70,13 @@ struct NodeArgs {
     /// node does not run as root).
     #[arg(long)]
     host_network: bool,
+    /// The cgroup directory of the node's containers under each hierarchy. At start the node
+    /// removes what an earlier run left there, so two nodes on one machine need different ones.
+    #[arg(long, value_name = "NAME", default_value = "podvisor", value_parser = cgroup_name)]
+    cgroup_parent: String,
+    /// The pod network's bridge. Two nodes on one machine need different ones.
+    #[arg(long, value_name = "NAME", default_value = "podvisor0", value_parser = interface_name)]
+    bridge: String,
     /// How the node shows what happens [default: table on a terminal, else lines].
     #[arg(long, value_name = "MODE")]
     output: Option<Output>,
@@ -101,6 +108,30 @@ fn positive(value: &str) -> Result<usize, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| "not a positive number".into())
+}
+
+fn cgroup_name(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value != "."
+        && value != ".."
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err("not a cgroup directory name (letters, digits, '-', '_', '.')".into());
+    }
+    Ok(value.to_owned())
+}
+
+fn interface_name(value: &str) -> Result<String, String> {
+    let valid = (1..=15).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err("not a network interface name (1 to 15 letters, digits, '-', '_', '.')".into());
+    }
+    Ok(value.to_owned())
 }
 
 fn non_empty(value: &str) -> Result<String, String> {
@@ -169,6 +200,8 @@ impl NodeArgs {
         }
         config.pod_cidr.clone_from(&self.pod_cidr);
         config.host_network_only = self.host_network;
+        config.cgroup_parent.clone_from(&self.cgroup_parent);
+        config.bridge_name.clone_from(&self.bridge);
         config.listen = Some(self.listen);
         config.tls = self.tls;
         config.apply.clone_from(&self.apply);
@@ -274,6 +307,10 @@ mod tests {
             "5",
             "--max-connections",
             "64",
+            "--cgroup-parent",
+            "podvisor-a",
+            "--bridge",
+            "pva0",
         ])
         .unwrap();
         assert!(args.tls);
@@ -284,6 +321,10 @@ mod tests {
         let config = args.config();
         assert_eq!(config.output, OutputMode::Quiet);
         assert_eq!(config.listen, Some("[::1]:7000".parse().unwrap()));
+        assert_eq!(
+            (config.cgroup_parent.as_str(), config.bridge_name.as_str()),
+            ("podvisor-a", "pva0")
+        );
         let limits = &config.api_limits;
         assert_eq!(
             (
@@ -306,6 +347,8 @@ mod tests {
             (&["--output", "fancy"][..], "--output <MODE>"),
             (&["-f", "/does/not/exist"][..], "--filename <PATH>"),
             (&["--max-connections", "0"][..], "--max-connections <N>"),
+            (&["--cgroup-parent", "../escape"][..], "--cgroup-parent <NAME>"),
+            (&["--bridge", "a-name-longer-than-15"][..], "--bridge <NAME>"),
             (
                 &["--max-requests-inflight", "many"][..],
                 "--max-requests-inflight <N>",

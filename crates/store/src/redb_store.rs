@@ -37,13 +37,19 @@ pub struct RedbStoreConfig {
     /// How many revisions of change history to keep for watchers; older history is compacted
     /// away automatically (`0`: never compact automatically).
     pub history_limit: u64,
-    /// Capacity of the live event channel per watcher before a slow watcher falls back to
-    /// reading history.
+    /// Capacity of the live event channel (shared by every watcher; it keeps the newest events
+    /// and their objects in memory) before a slow watcher falls back to reading history.
     pub live_buffer: usize,
+    /// redb's page cache, in bytes (redb's own default is 1 GiB; the node's memory is bounded
+    /// by keeping it small: pages not cached are read from the file).
+    pub cache_bytes: usize,
     /// The largest object, encoded as JSON, the store accepts; larger writes fail with
     /// [`StoreError::TooLarge`]. etcd's default request limit (1.5 MiB) by default.
     pub max_object_bytes: usize,
 }
+
+/// The store's page cache unless configured: 32 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// etcd's default `--max-request-bytes`: the largest object kube-apiserver can store.
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1536 * 1024;
@@ -52,8 +58,9 @@ impl Default for RedbStoreConfig {
     fn default() -> Self {
         RedbStoreConfig {
             history_limit: 10_000,
-            live_buffer: 4096,
+            live_buffer: 256,
             max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -168,7 +175,10 @@ impl RedbStore {
     /// acknowledged write is lost.
     pub fn open_with(path: impl AsRef<Path>, config: RedbStoreConfig) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::create(&path).map_err(backend)?;
+        let db = redb::Builder::new()
+            .set_cache_size(config.cache_bytes)
+            .create(&path)
+            .map_err(backend)?;
         let txn = db.begin_write().map_err(backend)?;
         {
             txn.open_table(OBJECTS).map_err(backend)?;
