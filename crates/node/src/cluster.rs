@@ -270,6 +270,9 @@ impl PodSink for ApiSink {
     }
 }
 
+/// How many distinct events the node aggregates repeats of at once (client-go's LRU size).
+const EVENT_AGGREGATION_ENTRIES: usize = 4096;
+
 async fn write_loop(store: Arc<dyn Store>, node_name: String, mut rx: mpsc::UnboundedReceiver<SinkMsg>) {
     // (pod uid, reason, message, field path) → (event name, count), to aggregate repeats.
     let mut seen: HashMap<(String, String, String, String), (String, i64)> = HashMap::new();
@@ -303,6 +306,8 @@ async fn write_loop(store: Arc<dyn Store>, node_name: String, mut rx: mpsc::Unbo
         for (key, (uid, status, remove)) in statuses {
             write_status(&*store, &key, &uid, &status).await;
             if remove {
+                // A removed pod's events are never aggregated again.
+                seen.retain(|(pod_uid, ..), _| *pod_uid != uid);
                 let pre = Preconditions {
                     resource_version: None,
                     uid: Some(uid),
@@ -428,6 +433,11 @@ async fn record_event(
     let key = ObjectKey::new("events", namespace, name.clone());
     match store.create(&key, object).await {
         Ok(_) => {
+            // Bounded like client-go's event aggregation cache (4096 entries): when it is full
+            // it starts afresh, and a repeat of a forgotten event starts a new Event object.
+            if seen.len() >= EVENT_AGGREGATION_ENTRIES {
+                seen.clear();
+            }
             seen.insert(id, (name, 1));
         }
         Err(e) => debug!(error = %e, "recording an event failed"),
