@@ -249,7 +249,7 @@ fn set_up(root: bool) -> Result<()> {
     Ok(())
 }
 
-/// The names of the `#[ignore]`d tests (those that need root), from libtest's `--list`.
+/// The names of the ignored tests (every one is `needs root`), from libtest's `--list --ignored`.
 fn ignored_tests() -> Result<Vec<String>> {
     let out = step::cargo()
         .args([
