@@ -18,5 +18,9 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_limit() {
     let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(before, low);
     assert_eq!(soft, after);
-    assert_eq!(after, hard.min(nr_open), "raised to the hard limit (at most fs.nr_open)");
+    assert_eq!(
+        after,
+        hard.min(nr_open),
+        "raised to the hard limit (at most fs.nr_open)"
+    );
 }
