@@ -1,0 +1,494 @@
+//! Routing and the request context of the verbs; the verbs themselves are in `read` (get,
+//! list, watch) and `write` (create, update, patch, delete, deletecollection).
+
+mod read;
+mod write;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
+use podvisor_core::corev1::{ConfigMap, Pod, Secret, Service};
+use podvisor_store::{ListOptions, ObjectKey, Preconditions, Store, StoreError};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::body::{self, FieldValidation};
+use crate::discovery;
+use crate::events;
+use crate::meta::{self, metadata_mut, now_millis, rfc3339};
+use crate::patch::{self, PatchType};
+use crate::resources::Resource;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, Result};
+use crate::table::{self, IncludeObject};
+
+/// The response body type of every handler.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// What every request handler shares.
+pub(crate) struct State {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) bookmark_interval: Duration,
+    pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
+    /// Where Services get their ClusterIPs and node ports.
+    pub(crate) service_ranges: crate::alloc::ServiceRanges,
+    /// Request metrics, and the registry `/metrics` serves.
+    pub(crate) metrics: Option<crate::metrics::Served>,
+    /// The server's budgets.
+    pub(crate) limits: crate::limits::Limits,
+    /// Initial watch events shared between watches.
+    pub(crate) initial_lists: crate::initial::InitialLists,
+}
+
+/// Events a watch buffers for its client (each at most one object, 1.5 MiB).
+const WATCH_BUFFER: usize = 16;
+
+/// Held from a Service's address allocation until it is stored.
+static SERVICE_ALLOCATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
+
+fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response<Body> {
+    let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// The `Status` response for an error.
+pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, &e.to_status(), &[])
+}
+
+fn pct_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(h) = hex {
+                    out.push(h);
+                    i += 2;
+                } else {
+                    out.push(b'%');
+                }
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect()
+}
+
+/// A request for a resource path.
+pub(crate) struct Target {
+    pub(crate) resource: &'static Resource,
+    pub(crate) namespace: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) sub: Option<String>,
+}
+
+pub(crate) fn route(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let namespaced_target = match rest {
+        ["namespaces", ns, plural, more @ ..] => Resource::find(group, version, plural)
+            .filter(|r| r.namespaced)
+            .map(|r| (r, Some((*ns).to_string()), more)),
+        _ => None,
+    };
+    let (resource, namespace, more) = match namespaced_target {
+        Some(t) => t,
+        None => {
+            let (plural, more) = rest.split_first()?;
+            (Resource::find(group, version, plural)?, None, more)
+        }
+    };
+    let (name, sub) = match more {
+        [] => (None, None),
+        [name] => (Some((*name).to_string()), None),
+        [name, sub] => (Some((*name).to_string()), Some((*sub).to_string())),
+        _ => return None,
+    };
+    if resource.namespaced && namespace.is_none() && name.is_some() {
+        return None;
+    }
+    if let Some(s) = &sub
+        && !resource.subresources.contains(&s.as_str())
+    {
+        return None;
+    }
+    Some(Target {
+        resource,
+        namespace,
+        name,
+        sub,
+    })
+}
+
+/// Handles one request.
+pub(crate) async fn handle<B>(state: Arc<State>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let info = state.metrics.as_ref().map(|_| {
+        let query = parse_query(req.uri().query());
+        crate::metrics::RequestInfo::new(&method, &path, &query, req.headers(), route(&path).as_ref())
+    });
+    let result = dispatch(&state, req).await;
+    let response = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(%method, %path, code = e.code, message = %e.message, "request failed");
+            error_response(&e)
+        }
+    };
+    match (&state.metrics, info) {
+        (Some((metrics, _)), Some(info)) => crate::metrics::record(metrics, info, response),
+        _ => response,
+    }
+}
+
+async fn dispatch<B>(state: &Arc<State>, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path().to_string();
+    let query = parse_query(req.uri().query());
+    let ok = |v: Value| Ok(json_response(StatusCode::OK, &v, &[]));
+    match path.trim_end_matches('/') {
+        "/version" => return ok(discovery::version()),
+        "/api" => return ok(discovery::api_versions()),
+        "/apis" => return ok(discovery::api_group_list()),
+        "/openapi/v3" => return ok(discovery::openapi_root()),
+        "/metrics" if req.method() == Method::GET => {
+            let (_, registry) = state.metrics.as_ref().ok_or_else(|| ApiError::no_route(&path))?;
+            let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+            return Ok(crate::metrics::exposition(registry, accept.unwrap_or("")));
+        }
+        p if p == "/livez"
+            || p == "/readyz"
+            || p == "/healthz"
+            || p.starts_with("/livez/")
+            || p.starts_with("/readyz/")
+            || p.starts_with("/healthz/") =>
+        {
+            let mut resp = Response::new(full("ok"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return Ok(resp);
+        }
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
+        return discovery::openapi_group_version(rest).map_or_else(|| Err(ApiError::no_route(&path)), ok);
+    }
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["api", v] => {
+            return discovery::resource_list("", v).map_or_else(|| Err(ApiError::no_route(&path)), ok);
+        }
+        ["apis", g] => return discovery::api_group(g).map_or_else(|| Err(ApiError::no_route(&path)), ok),
+        ["apis", g, v] => {
+            return discovery::resource_list(g, v).map_or_else(|| Err(ApiError::no_route(&path)), ok);
+        }
+        _ => {}
+    }
+    let target = route(&path).ok_or_else(|| ApiError::no_route(&path))?;
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let method = req.method().clone();
+    let ctx = Ctx {
+        state: state.clone(),
+        target,
+        query,
+        accept,
+    };
+    if ctx.target.sub.as_deref() == Some("log") {
+        if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
+            return Err(ApiError::no_route(&path));
+        }
+        let pod = ctx
+            .store()
+            .get(&ctx.key(ctx.name()))
+            .await
+            .map_err(|e| ctx.store_err(e))?;
+        let options = crate::logs::LogOptions::from_query(&ctx.query);
+        return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
+    }
+    match (method, ctx.target.name.is_some()) {
+        (Method::GET, false) => {
+            if matches!(ctx.query.get("watch").map(String::as_str), Some("true" | "1")) {
+                ctx.watch().await
+            } else {
+                ctx.list().await
+            }
+        }
+        (Method::GET, true) => ctx.get().await,
+        (Method::POST, false) => {
+            let bytes = body::read(req.into_body()).await?;
+            ctx.create(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+                .await
+        }
+        (Method::PUT, true) => {
+            let bytes = body::read(req.into_body()).await?;
+            ctx.update(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+                .await
+        }
+        (Method::PATCH, true) => {
+            let kind = PatchType::from_content_type(&content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?;
+            let bytes = body::read(req.into_body()).await?;
+            let patch: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            ctx.patch(kind, patch).await
+        }
+        (Method::DELETE, named) => {
+            let bytes = body::read(req.into_body()).await?;
+            let options = if bytes.is_empty() {
+                Value::Null
+            } else {
+                body::decode_request(&content_type, bytes, FieldValidation::Ignore).await?
+            };
+            if named {
+                ctx.delete(options).await
+            } else {
+                ctx.delete_collection(options).await
+            }
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+/// Deletes one object as a client's plain `DELETE` would (graceful for pods, marked while
+/// finalizers remain); for the namespace controller.
+pub(crate) async fn delete_object(
+    state: &Arc<State>,
+    resource: &'static Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
+    let ctx = Ctx {
+        state: state.clone(),
+        target: Target {
+            resource,
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            sub: None,
+        },
+        query: HashMap::new(),
+        accept: "application/json".into(),
+    };
+    ctx.delete(Value::Null).await.map(|_| ())
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    k: String,
+    rv: u64,
+}
+
+struct Ctx {
+    state: Arc<State>,
+    target: Target,
+    query: HashMap<String, String>,
+    accept: String,
+}
+
+impl Ctx {
+    fn r(&self) -> &'static Resource {
+        self.target.resource
+    }
+
+    fn name(&self) -> &str {
+        self.target.name.as_deref().unwrap_or("")
+    }
+
+    fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            self.r().store_key(),
+            self.target.namespace.clone().unwrap_or_default(),
+            name,
+        )
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.state.store.as_ref()
+    }
+
+    fn store_err(&self, e: StoreError) -> ApiError {
+        ApiError::from_store(e, self.r(), self.name())
+    }
+
+    fn respond(&self, code: StatusCode, object: &Value, warnings: &[String]) -> Result<Response<Body>> {
+        if table::wants_table(&self.accept) {
+            let rv = meta::str_at(object, "metadata.resourceVersion")
+                .unwrap_or("")
+                .to_string();
+            let t = table::table(
+                self.r(),
+                std::slice::from_ref(object),
+                &rv,
+                None,
+                self.include(),
+                now_millis(),
+            );
+            return Ok(json_response(code, &t, warnings));
+        }
+        if events::is_events_v1(self.r()) {
+            return Ok(json_response(code, &events::to_events_v1(object), warnings));
+        }
+        Ok(json_response(code, object, warnings))
+    }
+
+    /// A request body's object as stored (events.k8s.io Events are stored as core Events).
+    fn inward(&self, object: Value) -> Value {
+        if events::is_events_v1(self.r()) {
+            events::to_core(&object)
+        } else {
+            object
+        }
+    }
+
+    /// A stored object as this resource's version shows it.
+    fn outward(&self, object: Value) -> Value {
+        if events::is_events_v1(self.r()) {
+            events::to_events_v1(&object)
+        } else {
+            object
+        }
+    }
+
+    /// Whether the request is a server-side dry run (`dryRun=All` in the query, or in the
+    /// body's `DeleteOptions`): everything is checked and answered, nothing is persisted.
+    fn dry_run(&self, options: &Value) -> bool {
+        self.query.contains_key("dryRun")
+            || options
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|d| !d.is_empty())
+    }
+
+    fn field_validation(&self) -> FieldValidation {
+        FieldValidation::parse(self.query.get("fieldValidation").map(String::as_str))
+    }
+
+    fn include(&self) -> IncludeObject {
+        IncludeObject::parse(self.query.get("includeObject").map(String::as_str))
+    }
+
+    fn predicate(&self) -> Result<podvisor_store::Predicate> {
+        let labels = LabelSelector::parse(self.query.get("labelSelector").map_or("", String::as_str))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let fields = FieldSelector::parse(
+            self.query.get("fieldSelector").map_or("", String::as_str),
+            self.r().plural,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Arc::new(move |o: &Value| labels.matches(o) && fields.matches(o)))
+    }
+}
+
+impl ApiError {
+    fn with_kind_mismatch(mut self, got: &str, want: &str) -> Self {
+        if got != want {
+            self.message = format!("the kind in the data ({got}) does not match the expected kind ({want})");
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_namespaced_cluster_and_subresources() {
+        let t = route("/api/v1/namespaces/default/pods/web/status").unwrap();
+        assert_eq!(
+            (
+                t.resource.plural,
+                t.namespace.as_deref(),
+                t.name.as_deref(),
+                t.sub.as_deref()
+            ),
+            ("pods", Some("default"), Some("web"), Some("status"))
+        );
+        let t = route("/api/v1/namespaces/default").unwrap();
+        assert_eq!(
+            (t.resource.plural, t.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
+        let t = route("/api/v1/pods").unwrap();
+        assert!(t.namespace.is_none() && t.name.is_none());
+        let t = route("/apis/discovery.k8s.io/v1/namespaces/x/endpointslices").unwrap();
+        assert_eq!(t.resource.kind, "EndpointSlice");
+        assert!(route("/api/v1/pods/web").is_none());
+        assert_eq!(
+            route("/api/v1/namespaces/default/secrets").unwrap().resource.kind,
+            "Secret"
+        );
+        assert!(route("/api/v1/namespaces/default/deployments").is_none());
+        assert!(route("/api/v1/namespaces/default/pods/web/exec").is_none());
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1"));
+        assert_eq!(q["labelSelector"], "app=web,tier in (a)");
+        assert_eq!(q["watch"], "1");
+    }
+}
