@@ -1,0 +1,629 @@
+//! [`ProcessRuntime`]: the `ContainerRuntime` and `ContainerExec` implementation: its set-up,
+//! state and the trait methods; pod sandboxes are in `pod_sandbox`, containers in `container`.
+
+mod container;
+mod pod_sandbox;
+
+use container::*;
+
+use std::collections::HashMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use podvisor_core::corev1;
+use podvisor_core::runtime::{
+    ContainerExec, ContainerLaunch, ContainerRuntime, ExecOutput, RuntimeError, Sandbox, SandboxConfig,
+    Started,
+};
+use podvisor_core::{ContainerId, ExitReport, ExitStatus};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::cgroup::{CgroupVersion, Cgroups, ContainerCgroup, Limits};
+use crate::ipam::{Cidr, Ipam};
+use crate::logs::{LogFile, Stream};
+use crate::{env, exec, logs, mounts, network, process, sandbox, spawn};
+
+/// Annotation with a pids limit for every container of the pod (`"100"`).
+pub const PIDS_LIMIT_ANNOTATION: &str = "podvisor.io/pids-limit";
+/// Per-container pids limit annotation prefix: `podvisor.io/pids-limit.<container>`.
+pub const PIDS_LIMIT_CONTAINER_PREFIX: &str = "podvisor.io/pids-limit.";
+/// Exec output cap (combined stdout and stderr), as for exec probes.
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+/// How long a torn-down pod's veth may outlive it before it is deleted explicitly (the
+/// kernel removes it with the pod's network namespace, normally within milliseconds).
+const VETH_GRACE: Duration = Duration::from_secs(5);
+/// Termination message file limit.
+pub const TERMINATION_MESSAGE_LIMIT: u64 = 4096;
+
+/// How the runtime is set up.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where pod files, logs and state go (`<data_dir>/pods/<ns>_<name>_<uid>/...`).
+    pub data_dir: PathBuf,
+    /// The pod CIDR (`10.88.0.0/16`); its first address is the bridge's (the gateway).
+    pub pod_cidr: String,
+    /// The node bridge (`podvisor0`).
+    pub bridge_name: String,
+    /// The node name, for `spec.nodeName` when the pod does not set it.
+    pub node_name: String,
+    /// Rotate a container log when it would grow past this many bytes.
+    pub log_max_bytes: u64,
+    /// Log files per instance, the current one included.
+    pub log_max_files: u32,
+    /// The cgroup directory name under each hierarchy (`podvisor`).
+    pub cgroup_parent: String,
+    /// Use cgroups when the machine allows it.
+    pub use_cgroups: bool,
+    /// Never create namespaces: every pod uses the host network (what happens without root).
+    pub force_host_network: bool,
+    /// The address host-network pods report; detected when `None`.
+    pub node_ip: Option<String>,
+    /// Kill and remove what a previous run left (holders, veths, cgroups) at construction.
+    pub cleanup_on_start: bool,
+    /// The cluster DNS server: pods with `dnsPolicy: ClusterFirst` (the default) in their own
+    /// network get it as their only nameserver, with the cluster search domains and
+    /// `ndots:5`. `None` keeps the host's resolver configuration.
+    pub cluster_dns: Option<Ipv4Addr>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            data_dir: PathBuf::from(".podvisor"),
+            pod_cidr: "10.88.0.0/16".into(),
+            bridge_name: "podvisor0".into(),
+            node_name: "podvisor".into(),
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 5,
+            cgroup_parent: "podvisor".into(),
+            use_cgroups: true,
+            force_host_network: false,
+            node_ip: None,
+            cleanup_on_start: true,
+            cluster_dns: None,
+        }
+    }
+}
+
+/// What this machine lets the runtime do, detected at construction (for the node to report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The node runs as root (effective uid 0).
+    pub root: bool,
+    /// Pod sandboxes get their own network, UTS, IPC and mount namespaces.
+    pub namespaces: bool,
+    /// The cgroup interface in use.
+    pub cgroup: CgroupVersion,
+    /// Controllers limits are written to (`memory`, `cpu`, `pids`).
+    pub cgroup_controllers: Vec<String>,
+    /// `cgroup.kill` is available (cgroup v2, Linux 5.14+).
+    pub cgroup_kill: bool,
+    /// The node is a child subreaper (orphans of containers are reaped by it).
+    pub subreaper: bool,
+    /// Process exits are observed through pidfds (else a blocking `waitpid` per process).
+    pub pidfd: bool,
+    /// `terminationMessagePath` can be provided (needs a mount namespace per container).
+    pub termination_message_path: bool,
+}
+
+/// Errors at construction.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// The data directory could not be created.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pod CIDR is invalid.
+    #[error(transparent)]
+    Ipam(#[from] crate::ipam::IpamError),
+}
+
+/// A sandbox's fate, for `Sandbox::lost`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    Alive,
+    Lost,
+    Removed,
+}
+
+struct Namespaces {
+    net: Arc<OwnedFd>,
+    uts: Arc<OwnedFd>,
+    ipc: Arc<OwnedFd>,
+    mnt: Arc<OwnedFd>,
+}
+
+struct SandboxState {
+    pod_dir: PathBuf,
+    holder: Option<i32>,
+    namespaces: Option<Namespaces>,
+    host_veth: Option<String>,
+    /// The host end's interface index, once the pod network is set up.
+    host_veth_index: Option<u32>,
+    fate: watch::Sender<Fate>,
+}
+
+/// On-disk record of a sandbox, for cleanup after a node restart.
+#[derive(Serialize, Deserialize)]
+struct SandboxRecord {
+    pod_uid: String,
+    holder: Option<i32>,
+    host_veth: Option<String>,
+}
+
+/// A container's mount namespace, reused by its next instance while what it was made from is
+/// the same: the same binds of the same files (device and inode of each source) on top of the
+/// same sandbox namespace. A restart then joins it instead of building it again.
+struct KeptMountNs {
+    made_from: MountOrigin,
+    ns: Arc<OwnedFd>,
+}
+
+/// What a container's mount namespace was made from.
+#[derive(PartialEq, Eq)]
+struct MountOrigin {
+    /// (source, target, read-only, device, inode) of each bind.
+    binds: Vec<(PathBuf, String, bool, u64, u64)>,
+    /// The inode of the sandbox's mount namespace it was copied from (`None`: the node's).
+    base: Option<u64>,
+}
+
+impl MountOrigin {
+    /// `None` when a source cannot be examined (then nothing is reused).
+    fn of(binds: &[mounts::BindSpec], base: Option<&OwnedFd>) -> Option<MountOrigin> {
+        use std::os::unix::fs::MetadataExt;
+        let binds = binds
+            .iter()
+            .map(|b| {
+                let meta = fs::metadata(&b.source).ok()?;
+                Some((
+                    b.source.clone(),
+                    b.target.clone(),
+                    b.read_only,
+                    meta.dev(),
+                    meta.ino(),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let base = match base {
+            Some(fd) => Some(
+                nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(fd))
+                    .ok()?
+                    .st_ino,
+            ),
+            None => None,
+        };
+        Some(MountOrigin { binds, base })
+    }
+}
+
+struct ContainerState {
+    main_pid: i32,
+    stop_signal: Signal,
+    stop: watch::Sender<Option<Instant>>,
+    exec_ctx: Mutex<Option<exec::ExecContext>>,
+    exec_tx: Mutex<Option<std::sync::mpsc::Sender<exec::Request>>>,
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    caps: Capabilities,
+    cgroups: Cgroups,
+    cidr: Cidr,
+    ipam: Mutex<Ipam>,
+    sandboxes: Mutex<HashMap<String, SandboxState>>,
+    containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
+    /// The data directory's real path, hidden in every container's mount namespace.
+    hidden_data_dir: Option<PathBuf>,
+    /// Each container's mount namespace, kept for its next instance (pod UID, container name).
+    mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
+    /// The log files being written, by path, for followers ([`ProcessRuntime::log_updates`]).
+    live_logs: Mutex<HashMap<PathBuf, std::sync::Weak<Mutex<LogFile>>>>,
+    next: AtomicU64,
+    netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
+    /// The node bridge's index once it is known to exist with its address. Checking and
+    /// creating it is serialised (concurrent creations race in the kernel, EBUSY); the rest of
+    /// a pod's network is then set up concurrently with other pods'.
+    bridge: tokio::sync::Mutex<Option<u32>>,
+}
+
+/// The process runtime. Cheap to clone; clones share all state.
+///
+/// Construct it inside a tokio runtime (it spawns the orphan reaper and netlink tasks there).
+#[derive(Clone)]
+pub struct ProcessRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ProcessRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessRuntime")
+            .field("capabilities", &self.inner.caps)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> RuntimeError {
+    RuntimeError::Backend(Box::new(e))
+}
+
+fn pod_name(pod: &corev1::Pod) -> (String, String, String) {
+    let m = &pod.metadata;
+    (
+        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        m.name.clone().unwrap_or_default(),
+        m.uid.clone().unwrap_or_default(),
+    )
+}
+
+fn hostname_of(pod: &corev1::Pod) -> String {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .or_else(|| pod.metadata.name.clone());
+    let mut h = name.unwrap_or_else(|| "pod".into());
+    h.truncate(63);
+    h
+}
+
+impl ProcessRuntime {
+    /// Detects what the machine allows, becomes a child subreaper, prepares the data directory
+    /// and (with `cleanup_on_start`) removes what a previous run left behind.
+    pub async fn new(config: RuntimeConfig) -> Result<Self, InitError> {
+        let cidr = Cidr::parse(&config.pod_cidr)?;
+        for dir in [
+            config.data_dir.clone(),
+            config.data_dir.join("pods"),
+            config.data_dir.join("sandboxes"),
+            config.data_dir.join("rootfs"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| InitError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let root = nix::unistd::geteuid().is_root();
+        let namespaces = root && !config.force_host_network && sandbox::namespaces_available();
+        let cgroups = if config.use_cgroups {
+            Cgroups::detect(&config.cgroup_parent)
+        } else {
+            Cgroups::disabled()
+        };
+        if cgroups.version == CgroupVersion::None {
+            tracing::warn!("no usable cgroup hierarchy: containers run without resource limits");
+        }
+        let caps = Capabilities {
+            root,
+            namespaces,
+            cgroup: cgroups.version,
+            cgroup_controllers: cgroups.controllers.clone(),
+            cgroup_kill: cgroups.cgroup_kill,
+            subreaper: process::become_subreaper(),
+            pidfd: process::pidfd_supported(),
+            termination_message_path: root,
+        };
+        let ipam = Ipam::open(cidr, config.data_dir.clone())?;
+        let hidden_data_dir = fs::canonicalize(&config.data_dir).ok();
+        process::spawn_orphan_reaper();
+        let rt = ProcessRuntime {
+            inner: Arc::new(Inner {
+                config,
+                caps,
+                cgroups,
+                cidr,
+                ipam: Mutex::new(ipam),
+                sandboxes: Mutex::new(HashMap::new()),
+                containers: Mutex::new(HashMap::new()),
+                hidden_data_dir,
+                mount_namespaces: Mutex::new(HashMap::new()),
+                live_logs: Mutex::new(HashMap::new()),
+                next: AtomicU64::new(0),
+                netlink: tokio::sync::OnceCell::new(),
+                bridge: tokio::sync::Mutex::new(None),
+            }),
+        };
+        if rt.inner.config.cleanup_on_start {
+            rt.cleanup_stale().await;
+        }
+        Ok(rt)
+    }
+
+    /// Creates the node bridge with its gateway address now, rather than with the first pod
+    /// sandbox, so services that listen on the gateway (cluster DNS) can bind it at start-up.
+    /// Does nothing when pods use the host network.
+    pub async fn ensure_pod_network(&self) -> Result<(), RuntimeError> {
+        if !self.inner.caps.namespaces {
+            return Ok(());
+        }
+        let Some(h) = self.netlink().await else {
+            return Err(RuntimeError::Backend("no netlink connection".into()));
+        };
+        self.bridge_index(&h)
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Backend(Box::new(e)))
+    }
+
+    /// The node bridge, created with its gateway address the first time (and again after a
+    /// pod network failed, in case it was deleted).
+    async fn bridge_index(&self, h: &rtnetlink::Handle) -> Result<u32, network::NetworkError> {
+        let mut known = self.inner.bridge.lock().await;
+        if let Some(index) = *known {
+            return Ok(index);
+        }
+        let index = network::ensure_bridge(
+            h,
+            &self.inner.config.bridge_name,
+            self.inner.cidr.gateway(),
+            self.inner.cidr.prefix,
+        )
+        .await?;
+        *known = Some(index);
+        Ok(index)
+    }
+
+    /// The node's address: the configured `node_ip`, else its first global IPv4 address.
+    /// Host-network pods report it as their IP; the node reports it as `status.hostIP`.
+    pub async fn node_ip(&self) -> Option<String> {
+        match &self.inner.config.node_ip {
+            Some(ip) => Some(ip.clone()),
+            None => match self.netlink().await {
+                Some(h) => network::node_ipv4(&h).await.map(|ip| ip.to_string()),
+                None => None,
+            },
+        }
+    }
+
+    /// What the machine allows.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    fn pod_dir_for(&self, pod: &corev1::Pod) -> PathBuf {
+        let (ns, name, uid) = pod_name(pod);
+        self.inner
+            .config
+            .data_dir
+            .join("pods")
+            .join(format!("{ns}_{name}_{uid}"))
+    }
+
+    /// The log file of one container instance (`<restart>.log`; rotated files add `.1`,
+    /// `.2`, ...), if that pod is or was on this node.
+    pub fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
+        let dir = self.pod_dir_of(pod_uid)?;
+        Some(dir.join(container).join(format!("{restart}.log")))
+    }
+
+    /// The directory of pod `pod_uid`'s files (`<data>/pods/<ns>_<name>_<uid>`), if it has one.
+    fn pod_dir_of(&self, pod_uid: &str) -> Option<PathBuf> {
+        if pod_uid.is_empty() {
+            return None;
+        }
+        let pods = fs::read_dir(self.inner.config.data_dir.join("pods")).ok()?;
+        let suffix = format!("_{pod_uid}");
+        Some(
+            pods.flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with(&suffix))?
+                .path(),
+        )
+    }
+
+    /// Notifications of writes to the log file at `path` (a [`log_path`](Self::log_path))
+    /// while its instance's output is still being written: a follower reads on each change
+    /// (the file may have been rotated since: a new file at the same path) and stops once the
+    /// sender is gone. `None` when nothing writes it any more.
+    pub fn log_updates(&self, path: &Path) -> Option<watch::Receiver<()>> {
+        let log = lock(&self.inner.live_logs).get(path)?.upgrade()?;
+        let updates = lock(&log).updates();
+        Some(updates)
+    }
+
+    async fn netlink(&self) -> Option<rtnetlink::Handle> {
+        self.inner
+            .netlink
+            .get_or_init(|| async {
+                network::connect()
+                    .map_err(|e| tracing::warn!(error = %e, "no netlink connection"))
+                    .ok()
+            })
+            .await
+            .clone()
+    }
+
+    /// Kills and removes what a previous run of the node left behind: sandbox holders (by
+    /// their records in `<data_dir>/sandboxes`), their veths and addresses, and every cgroup
+    /// under this runtime's cgroup parent. Called by `new` unless `cleanup_on_start` is off.
+    pub async fn cleanup_stale(&self) {
+        let dir = self.inner.config.data_dir.join("sandboxes");
+        let live: Vec<String> = lock(&self.inner.sandboxes).keys().cloned().collect();
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let Ok(bytes) = fs::read(e.path()) else { continue };
+                let Ok(rec) = serde_json::from_slice::<SandboxRecord>(&bytes) else {
+                    continue;
+                };
+                if live.contains(&rec.pod_uid) {
+                    continue;
+                }
+                if let Some(pid) = rec.holder
+                    && sandbox::is_holder(pid)
+                {
+                    process::kill_pid(pid);
+                }
+                if let (Some(veth), Some(h)) = (&rec.host_veth, self.netlink().await) {
+                    let _ = network::delete_veth(&h, veth).await;
+                }
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let _ = lock(&self.inner.ipam).retain(&|uid| live.iter().any(|l| l == uid));
+        if live.is_empty() {
+            self.inner.cgroups.cleanup_all();
+        }
+    }
+
+    /// Kills every process in this runtime's cgroups and removes its cgroup parent directory
+    /// in every hierarchy (for a node that shuts down for good, and for tests).
+    pub fn remove_cgroup_parent(&self) {
+        self.inner.cgroups.cleanup_all();
+        self.inner.cgroups.remove_bases();
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for ProcessRuntime {
+    async fn create_sandbox(&self, config: SandboxConfig) -> Result<Sandbox, RuntimeError> {
+        let (ns, name, _) = pod_name(&config.pod);
+        self.create_sandbox_inner(&config.pod)
+            .await
+            .map_err(|message| RuntimeError::Sandbox {
+                pod: format!("{ns}/{name}"),
+                message,
+            })
+    }
+
+    async fn remove_sandbox(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let state = lock(&self.inner.sandboxes).remove(pod_uid);
+        // The pod's kept mount namespaces go (released on the blocking pool: unmounting waits).
+        let kept: Vec<KeptMountNs> = {
+            let mut all = lock(&self.inner.mount_namespaces);
+            let keys: Vec<_> = all.keys().filter(|(u, _)| u == pod_uid).cloned().collect();
+            keys.into_iter().filter_map(|k| all.remove(&k)).collect()
+        };
+        if !kept.is_empty() {
+            let _ = tokio::task::spawn_blocking(move || drop(kept)).await;
+        }
+        if let Some(state) = state {
+            self.teardown(pod_uid, state, Fate::Removed).await;
+        }
+        let this = self.clone();
+        let uid = pod_uid.to_string();
+        let _ = tokio::task::spawn_blocking(move || this.inner.cgroups.remove_pod(&uid)).await;
+        Ok(())
+    }
+
+    async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
+        let Some(dir) = self.pod_dir_of(pod_uid) else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
+    async fn remove_pods_except(&self, keep: &[String]) -> Result<usize, RuntimeError> {
+        let pods = self.inner.config.data_dir.join("pods");
+        let keep: std::collections::HashSet<String> = keep.iter().cloned().collect();
+        tokio::task::spawn_blocking(move || {
+            let entries = match fs::read_dir(&pods) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut removed = 0;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // `<namespace>_<name>_<uid>`: neither a namespace nor a UID has `_`.
+                let Some((_, uid)) = name.rsplit_once('_') else {
+                    continue;
+                };
+                if !uid.is_empty() && !keep.contains(uid) && e.path().is_dir() {
+                    fs::remove_dir_all(e.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
+    async fn start(&self, launch: ContainerLaunch) -> Result<Started, RuntimeError> {
+        let name = launch.container.name.clone();
+        self.start_inner(launch)
+            .await
+            .map_err(|message| RuntimeError::Start { name, message })
+    }
+
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        let state = lock(&self.inner.containers)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
+        let first = state.stop.borrow().is_none();
+        if first {
+            // The stop signal goes to the main process only, as a runtime signals a container's
+            // PID 1; the rest go when it exits (`kill_leftovers`) or at the deadline.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.main_pid), state.stop_signal);
+        }
+        let deadline = stop_deadline(Instant::now(), grace);
+        state.stop.send_if_modified(|d| {
+            if d.is_none_or(|d| deadline < d) {
+                *d = Some(deadline);
+                true
+            } else {
+                false
+            }
+        });
+        Ok(())
+    }
+}
+
+/// When a stop's grace period ends: `now + grace`, or, for a grace the clock cannot represent
+/// (a probe's `terminationGracePeriodSeconds` near `i64::MAX`), a deadline 30 years away (as
+/// tokio's "far future"), so a later, shorter stop can still bring it forward.
+fn stop_deadline(now: Instant, grace: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    now.checked_add(grace.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+#[async_trait::async_trait]
+impl ContainerExec for ProcessRuntime {
+    async fn exec(
+        &self,
+        id: &ContainerId,
+        argv: &[String],
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        self.exec_inner(id, argv, timeout).await
+    }
+}
+
+/// Test and cleanup helper: deletes a network link (e.g. a test bridge) by name.
+pub async fn delete_link(name: &str) -> Result<(), RuntimeError> {
+    let h = network::connect().map_err(backend)?;
+    network::delete_link(&h, name).await.map_err(backend)
+}
