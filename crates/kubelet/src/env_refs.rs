@@ -202,7 +202,7 @@ pub(crate) async fn resolve(
             if r.container_name.as_deref().unwrap_or("").is_empty() {
                 r.container_name = Some(container.name.clone());
             }
-            let value = crate::volumes::resource_value(pod, &r).map_err(ConfigError)?;
+            let value = crate::volumes::payload::resource_value(pod, &r).map_err(ConfigError)?;
             set(&mut env, var.name.clone(), &value);
         } else {
             // Plain values and field references stay for the runtime (a later entry of the same
