@@ -76,12 +76,11 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
         "categories": r.categories,
     })];
     for sub in r.subresources {
-        let verbs: &[&str] = if *sub == "log" {
-            &["get"]
-        } else {
-            &["get", "patch", "update"]
+        let (verbs, kind): (&[&str], &str) = match *sub {
+            "log" => (&["get"], "Pod"),
+            "binding" => (&["create"], "Binding"),
+            _ => (&["get", "patch", "update"], r.kind),
         };
-        let kind = if *sub == "log" { "Pod" } else { r.kind };
         out.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs}));
     }
     out

@@ -123,6 +123,9 @@ pub struct ApiServer {
     tls: Option<tokio_rustls::TlsAcceptor>,
     auth: Option<Arc<auth::Authenticator>>,
     metrics: Option<metrics::Served>,
+    /// What every request shares, built on first use (by [`ApiServer::handler`] or
+    /// [`ApiServer::serve`]): configure the server before either.
+    state: std::sync::OnceLock<Arc<handlers::State>>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -141,7 +144,34 @@ impl ApiServer {
             tls: None,
             auth: None,
             metrics: None,
+            state: std::sync::OnceLock::new(),
         }
+    }
+
+    fn state(&self) -> Arc<handlers::State> {
+        self.state
+            .get_or_init(|| {
+                Arc::new(handlers::State {
+                    store: self.store.clone(),
+                    shutdown: CancellationToken::new(),
+                    bookmark_interval: self.config.bookmark_interval,
+                    logs: self.logs.clone(),
+                    service_ranges: self.config.service_ranges.clone(),
+                    metrics: self.metrics.clone(),
+                    limits: self.config.limits.clone(),
+                    initial_lists: initial::InitialLists::default(),
+                })
+            })
+            .clone()
+    }
+
+    /// The request handler, for clients in the same process: a [`tower_service::Service`] that
+    /// answers HTTP requests exactly as the served API does (routing, admission, watches,
+    /// metrics), without a socket, authentication or the in-flight limits, which are the
+    /// front door's. `kube::Client::new(server.handler(), "default")` makes a client of it.
+    /// Watches it opens end when [`ApiServer::serve`] shuts down.
+    pub fn handler(&self) -> Handler {
+        Handler { state: self.state() }
     }
 
     /// Serves HTTPS with `config` instead of plain HTTP. The server speaks HTTP/1.1, so
@@ -233,17 +263,8 @@ impl ApiServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<()> {
         self.bootstrap().await?;
-        let token = CancellationToken::new();
-        let state = Arc::new(handlers::State {
-            store: self.store.clone(),
-            shutdown: token.clone(),
-            bookmark_interval: self.config.bookmark_interval,
-            logs: self.logs.clone(),
-            service_ranges: self.config.service_ranges.clone(),
-            metrics: self.metrics.clone(),
-            limits: self.config.limits.clone(),
-            initial_lists: initial::InitialLists::default(),
-        });
+        let state = self.state();
+        let token = state.shutdown.clone();
         let namespace_controller = tokio::spawn(namespaces::run(state.clone()));
         let limits = &self.config.limits;
         let inflight = Arc::new(limits::InFlight::new(limits));
@@ -330,6 +351,52 @@ impl ApiServer {
             tracing::warn!("in-flight requests did not finish within the drain deadline");
         }
         Ok(())
+    }
+}
+
+/// The API server's request handler for in-process clients ([`ApiServer::handler`]).
+#[derive(Clone)]
+pub struct Handler {
+    state: Arc<handlers::State>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        handlers::handle(self.state.clone(), req).await
+    }
+}
+
+impl<B> tower_service::Service<http::Request<B>> for Handler
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = std::result::Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        Box::pin(async move { Ok(handlers::handle(state, req).await) })
     }
 }
 

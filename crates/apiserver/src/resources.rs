@@ -56,7 +56,7 @@ pub const RESOURCES: &[Resource] = &[
         kind: "Pod",
         namespaced: true,
         short_names: &["po"],
-        subresources: &["status", "log"],
+        subresources: &["status", "log", "binding"],
         categories: &["all"],
     },
     Resource {

@@ -131,6 +131,20 @@ impl ApiError {
         .with_details(resource, name)
     }
 
+    /// 409 Conflict for a reason of the operation (`subresource` of `resource`), as
+    /// kube-apiserver's `NewConflict` with an error.
+    pub fn conflict_because(resource: &Resource, subresource: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {}/{subresource} \"{name}\": {why}",
+                qualified(resource)
+            ),
+        )
+        .with_details(resource, name)
+    }
+
     /// 410 Expired: a resourceVersion older than the retained history.
     pub fn expired(requested: u64, compacted: u64) -> Self {
         Self::new(

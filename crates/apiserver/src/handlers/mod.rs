@@ -1,6 +1,7 @@
 //! Routing and the request context of the verbs; the verbs themselves are in `read` (get,
 //! list, watch) and `write` (create, update, patch, delete, deletecollection).
 
+mod binding;
 mod read;
 mod write;
 
@@ -268,6 +269,18 @@ where
             .map_err(|e| ctx.store_err(e))?;
         let options = crate::logs::LogOptions::from_query(&ctx.query);
         return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
+    }
+    if ctx.target.sub.as_deref() == Some("binding") {
+        if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
+            return Err(ApiError::no_route(&path));
+        }
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str()));
+        }
+        let bytes = body::read(req.into_body()).await?;
+        return ctx
+            .bind(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+            .await;
     }
     match (method, ctx.target.name.is_some()) {
         (Method::GET, false) => {

@@ -1,0 +1,332 @@
+//! The endpoint controller: Endpoints and EndpointSlices follow Services and pod readiness.
+//!
+//! Level-triggered: every change of a Service, Pod, Endpoints or EndpointSlice marks its
+//! namespace, and the namespace is recomputed from the reflectors' caches with
+//! `podvisor-endpoints`' pure functions; an object is written only when it differs from the
+//! cached one, so repeated or reordered events do no harm, and one deleted or changed by
+//! someone else is put back, as upstream's controllers do. A write that loses a race (409) is
+//! left: the event of whoever won marks the namespace again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Event, ObjectReference, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{ObjectMeta, PostParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{debug, warn};
+
+use crate::watch::{Touched, follow};
+
+/// The label of the EndpointSlices this controller manages, and its value.
+pub const MANAGED_BY: (&str, &str) = (
+    "endpointslice.kubernetes.io/managed-by",
+    "endpointslice-controller.k8s.io",
+);
+
+/// How long a burst of changes is gathered before one pass handles it.
+const BATCH: Duration = Duration::from_millis(2);
+
+/// The caches the controller decides from.
+struct Caches {
+    services: Store<Service>,
+    pods: Store<Pod>,
+    endpoints: Store<Endpoints>,
+    slices: Store<EndpointSlice>,
+}
+
+/// Runs the controller until dropped.
+pub async fn run(client: Client) {
+    let (tx, mut touched) = mpsc::unbounded_channel();
+    let config = watcher::Config::default;
+    let (services, a) = follow(Api::<Service>::all(client.clone()), config(), tx.clone());
+    let (pods, b) = follow(Api::<Pod>::all(client.clone()), config(), tx.clone());
+    let (endpoints, c) = follow(Api::<Endpoints>::all(client.clone()), config(), tx.clone());
+    let (slices, d) = follow(Api::<EndpointSlice>::all(client.clone()), config(), tx);
+    // The followers end with this task.
+    let _followers =
+        [a.boxed(), b.boxed(), c.boxed(), d.boxed()].map(|f| AbortOnDropHandle::new(tokio::spawn(f)));
+    let caches = Caches {
+        services,
+        pods,
+        endpoints,
+        slices,
+    };
+    for ready in [
+        caches.services.wait_until_ready().await,
+        caches.pods.wait_until_ready().await,
+        caches.endpoints.wait_until_ready().await,
+        caches.slices.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            return;
+        }
+    }
+    let mut all = true;
+    loop {
+        let mut dirty = BTreeSet::new();
+        // Gather what is queued, so a burst is one pass.
+        loop {
+            let next = if all || !dirty.is_empty() {
+                match tokio::time::timeout(BATCH, touched.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            } else {
+                touched.recv().await
+            };
+            match next {
+                Some(Touched::All) => all = true,
+                Some(Touched::Namespace(ns)) => {
+                    dirty.insert(ns);
+                }
+                None => return,
+            }
+        }
+        if std::mem::take(&mut all) {
+            dirty.extend(caches.namespaces());
+        }
+        for ns in &dirty {
+            reconcile(&client, &caches, ns).await;
+        }
+    }
+}
+
+use futures_util::FutureExt as _;
+
+impl Caches {
+    /// Every namespace any cached object is in.
+    fn namespaces(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        out.extend(self.services.state().iter().filter_map(|o| o.namespace()));
+        out.extend(self.pods.state().iter().filter_map(|o| o.namespace()));
+        out.extend(self.endpoints.state().iter().filter_map(|o| o.namespace()));
+        out.extend(self.slices.state().iter().filter_map(|o| o.namespace()));
+        out
+    }
+}
+
+/// The cached objects of `store` in `ns`.
+fn in_namespace<K>(store: &Store<K>, ns: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .collect()
+}
+
+/// Recomputes and writes the Endpoints and EndpointSlices of every Service in `ns`.
+async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
+    let services = in_namespace(&caches.services, ns);
+    let pods: Vec<Pod> = in_namespace(&caches.pods, ns)
+        .iter()
+        .map(|p| (**p).clone())
+        .collect();
+    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), ns);
+    let slices_api = Api::<EndpointSlice>::namespaced(client.clone(), ns);
+    let mut wanted_endpoints = BTreeSet::new();
+    let mut wanted_slices = BTreeSet::new();
+    for service in &services {
+        let name = service.name_any();
+        for problem in unresolved_ports(service, &pods) {
+            warn_about(client, service, &problem).await;
+        }
+        if let Some(desired) = podvisor_endpoints::desired_endpoints(service, &pods) {
+            wanted_endpoints.insert(name.clone());
+            let current = caches.endpoints.get(&ObjectRef::new(&name).within(ns));
+            write(&endpoints_api, desired, current).await;
+        }
+        for desired in podvisor_endpoints::desired_slices(service, &pods) {
+            let slice_name = desired.name_any();
+            wanted_slices.insert(slice_name.clone());
+            let current = caches.slices.get(&ObjectRef::new(&slice_name).within(ns));
+            write(&slices_api, desired, current).await;
+        }
+    }
+    // Managed slices no longer wanted, and Endpoints of Services that are gone.
+    for slice in in_namespace(&caches.slices, ns) {
+        let managed = slice.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
+        if managed && !wanted_slices.contains(&slice.name_any()) {
+            remove(&slices_api, &slice).await;
+        }
+    }
+    let service_names: BTreeSet<String> = services.iter().map(|s| s.name_any()).collect();
+    for endpoints in in_namespace(&caches.endpoints, ns) {
+        if !service_names.contains(&endpoints.name_any()) {
+            remove(&endpoints_api, &endpoints).await;
+        }
+    }
+}
+
+/// The parts of an object the controller decides (everything but bookkeeping metadata).
+fn content<K: serde::Serialize>(object: &K) -> Value {
+    let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for key in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(key);
+        }
+    }
+    v
+}
+
+/// Creates `desired`, or replaces `current` with it when their content differs.
+async fn write<K>(api: &Api<K>, mut desired: K, current: Option<Arc<K>>)
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let result = match current {
+        Some(current) if content(&*current) == content(&desired) => return,
+        Some(current) => {
+            let meta = desired.meta_mut();
+            meta.resource_version = current.meta().resource_version.clone();
+            meta.uid = current.meta().uid.clone();
+            meta.creation_timestamp = current.meta().creation_timestamp.clone();
+            api.replace(&name, &PostParams::default(), &desired).await
+        }
+        None => api.create(&PostParams::default(), &desired).await,
+    };
+    match result {
+        Ok(_) => {}
+        // Someone else wrote first: their event brings the namespace back.
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+            debug!(object = %name, reason = %e.reason, "lost a race writing endpoints");
+        }
+        Err(e) => warn!(error = %e, object = %name, "writing endpoints failed"),
+    }
+}
+
+/// Deletes `object` (only the version that was looked at).
+async fn remove<K>(api: &Api<K>, object: &K)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    let params = kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: object.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+        Err(e) => warn!(error = %e, object = %name, "deleting endpoints failed"),
+    }
+}
+
+/// Named target ports that none of the Service's selected pods exposes (with the protocol), so
+/// the Service has no endpoints for them: a user should be told rather than left guessing.
+fn unresolved_ports(service: &Service, pods: &[Pod]) -> Vec<String> {
+    let selected: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| podvisor_endpoints::selects(service, p))
+        .collect();
+    if selected.is_empty() {
+        return Vec::new();
+    }
+    let ports = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_deref())
+        .unwrap_or_default();
+    ports
+        .iter()
+        .filter_map(|sp| match &sp.target_port {
+            Some(IntOrString::String(target)) if !target.is_empty() => Some((sp, target)),
+            _ => None,
+        })
+        .filter(|(sp, _)| {
+            selected
+                .iter()
+                .all(|p| podvisor_endpoints::find_port(p, sp).is_none())
+        })
+        .map(|(sp, target)| {
+            format!(
+                "no selected pod has a container port named \"{target}\" with protocol {} (service port {})",
+                sp.protocol.as_deref().unwrap_or("TCP"),
+                sp.port
+            )
+        })
+        .collect()
+}
+
+/// Records (or counts again, at most once a minute) a Warning event
+/// `FailedToResolveTargetPort` on the Service.
+async fn warn_about(client: &Client, service: &Service, message: &str) {
+    let ns = service.namespace().unwrap_or_else(|| "default".into());
+    let svc = service.name_any();
+    let tag = message.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let name = format!("{svc}.targetport.{tag:08x}");
+    let api = Api::<Event>::namespaced(client.clone(), &ns);
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let result = match api.get_opt(&name).await {
+        Ok(Some(mut event)) => {
+            // Already said; count it at most once a minute so a busy namespace does not churn.
+            let fresh = event
+                .last_timestamp
+                .as_ref()
+                .is_some_and(|last| now.0.duration_since(last.0).as_secs() < 60);
+            if fresh {
+                return;
+            }
+            event.count = Some(event.count.unwrap_or(1) + 1);
+            event.last_timestamp = Some(now);
+            api.replace(&name, &PostParams::default(), &event).await
+        }
+        Ok(None) => {
+            let event = Event {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                },
+                involved_object: ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Service".into()),
+                    namespace: Some(ns),
+                    name: Some(svc),
+                    uid: service.metadata.uid.clone(),
+                    ..Default::default()
+                },
+                reason: Some("FailedToResolveTargetPort".into()),
+                message: Some(message.to_owned()),
+                type_: Some("Warning".into()),
+                source: Some(k8s_openapi::api::core::v1::EventSource {
+                    component: Some("endpoint-controller".into()),
+                    host: None,
+                }),
+                reporting_component: Some("endpoint-controller".into()),
+                first_timestamp: Some(now.clone()),
+                last_timestamp: Some(now),
+                count: Some(1),
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &event).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "recording a FailedToResolveTargetPort event failed");
+    }
+}

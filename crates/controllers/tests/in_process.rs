@@ -1,0 +1,249 @@
+//! The control loops against a real API server, through its in-process handler: what a user
+//! would see with kubectl (pods bound, Endpoints following readiness, the `kubernetes` Service
+//! put back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Pod, PodCondition, PodStatus, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, Client};
+use podvisor_apiserver::{ApiServer, ApiServerConfig};
+use podvisor_controllers::{Controllers, ControllersConfig};
+use serde_json::json;
+
+/// An API server on a fresh store, and a client of its in-process handler.
+async fn server() -> (tempfile::TempDir, ApiServer, Client) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store =
+        podvisor_store::RedbStore::open(dir.path().join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
+    let server = ApiServer::new(Arc::new(store), ApiServerConfig::default());
+    server.bootstrap().await.unwrap_or_else(|e| panic!("{e}"));
+    let client = Client::new(server.handler(), "default");
+    (dir, server, client)
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most 10 s.
+async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_bound_and_endpoints_follow_readiness() {
+    let (_dir, _server, client) = server().await;
+    let config = ControllersConfig {
+        kubernetes_service: None,
+        bind_to: Some("node-1".into()),
+    };
+    let controllers = Controllers::spawn(&client, &config);
+    let pods = Api::<Pod>::namespaced(client.clone(), "default");
+    let services = Api::<Service>::namespaced(client.clone(), "default");
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), "default");
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+    let service: Service = from_json(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }));
+    services
+        .create(&pp, &service)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pod: Pod = from_json(json!({
+        "metadata": {"name": "web-1", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "1000"]}]}
+    }));
+    pods.create(&pp, &pod).await.unwrap_or_else(|e| panic!("{e}"));
+
+    // Bound through pods/binding: spec.nodeName and PodScheduled.
+    let bound = eventually("the pod to be bound", || async {
+        let pod = pods.get("web-1").await.ok()?;
+        pod.spec.as_ref()?.node_name.as_ref()?;
+        Some(pod)
+    })
+    .await;
+    assert_eq!(
+        bound.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+        Some("node-1")
+    );
+    let scheduled = bound
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten();
+    assert!(
+        scheduled
+            .into_iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+
+    // Not ready yet: no ready address. Then the pod becomes Ready, with an IP.
+    let mut ready = bound;
+    ready.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: Some("10.88.0.7".into()),
+        pod_ips: Some(vec![k8s_openapi::api::core::v1::PodIP {
+            ip: "10.88.0.7".into(),
+        }]),
+        conditions: Some(vec![PodCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    pods.replace_status("web-1", &pp, &ready)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("a ready address in the Endpoints", || async {
+        let ep = endpoints.get("web").await.ok()?;
+        let subset = ep.subsets?.into_iter().next()?;
+        let address = subset.addresses?.into_iter().next()?;
+        (address.ip == "10.88.0.7" && subset.ports?.first()?.port == 8080).then_some(())
+    })
+    .await;
+    eventually("a ready endpoint in the EndpointSlice", || async {
+        let list = slices.list(&Default::default()).await.ok()?;
+        let slice = list.items.into_iter().find(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .map(String::as_str)
+                == Some("web")
+        })?;
+        let endpoint = slice.endpoints.first()?;
+        (endpoint.addresses == ["10.88.0.7"] && endpoint.conditions.as_ref()?.ready == Some(true))
+            .then_some(())
+    })
+    .await;
+
+    // Someone deletes the Endpoints: they are put back.
+    endpoints
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the Endpoints to be put back", || async {
+        endpoints.get("web").await.ok()
+    })
+    .await;
+
+    // The Service goes: its Endpoints and slices go with it.
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the Endpoints to go", || async {
+        endpoints.get_opt("web").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    eventually("the managed slices to go", || async {
+        slices
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    controllers.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_pod_cannot_be_bound_again() {
+    let (_dir, _server, client) = server().await;
+    let pods = Api::<Pod>::namespaced(client.clone(), "default");
+    let pod: Pod = from_json(json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}
+    }));
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let binding = |node: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
+    };
+    let first = pods
+        .create_subresource::<_, serde_json::Value>("binding", "p", &PostParams::default(), &binding("a"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first["status"], "Success");
+    let again = pods
+        .create_subresource::<_, serde_json::Value>("binding", "p", &PostParams::default(), &binding("b"))
+        .await;
+    match again {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 409);
+            assert_eq!(
+                e.message,
+                "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"a\""
+            );
+        }
+        other => panic!("a second binding must conflict, got {other:?}"),
+    }
+    let bound = pods.get("p").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bound.spec.and_then(|s| s.node_name).as_deref(), Some("a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_service_is_put_back() {
+    let (_dir, _server, client) = server().await;
+    let api = "127.0.0.1:6443".parse().unwrap_or_else(|e| panic!("{e}"));
+    let config = ControllersConfig {
+        kubernetes_service: Some(("10.96.0.1".parse().unwrap_or_else(|e| panic!("{e}")), api)),
+        bind_to: None,
+    };
+    let controllers = Controllers::spawn(&client, &config);
+    let services = Api::<Service>::namespaced(client.clone(), "default");
+    let endpoints = Api::<Endpoints>::namespaced(client.clone(), "default");
+    let cluster_ip = || async { services.get("kubernetes").await.ok()?.spec?.cluster_ip };
+    eventually("the kubernetes Service", || async { cluster_ip().await }).await;
+    assert_eq!(cluster_ip().await.as_deref(), Some("10.96.0.1"));
+    services
+        .delete("kubernetes", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the kubernetes Service back", || async { cluster_ip().await }).await;
+    let mut changed = endpoints
+        .get("kubernetes")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    changed.subsets = None;
+    endpoints
+        .replace("kubernetes", &PostParams::default(), &changed)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the kubernetes Endpoints fixed", || async {
+        let port = endpoints
+            .get("kubernetes")
+            .await
+            .ok()?
+            .subsets?
+            .first()?
+            .ports
+            .as_ref()?
+            .first()?
+            .port;
+        (port == 6443).then_some(())
+    })
+    .await;
+    controllers.stop().await;
+}
