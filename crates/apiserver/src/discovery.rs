@@ -11,20 +11,7 @@ use serde_json::{Value, json};
 
 use crate::resources::{GROUPS, RESOURCES, Resource, VERBS};
 
-/// The Kubernetes version this server is: the one whose API types it serves (`k8s-openapi`'s
-/// `v1_35`). The Node's `kubeletVersion` says the same.
-pub const GIT_VERSION: &str = "v1.35.0-podvisor";
-
-/// This machine's architecture as Kubernetes names it (Go's `GOARCH`: `amd64`, `arm64`).
-pub fn go_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
-}
+pub use podvisor_core::version::{GIT_VERSION, go_arch};
 
 /// `/version`.
 pub fn version() -> Value {

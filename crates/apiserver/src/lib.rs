@@ -51,6 +51,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod options;
 pub mod patch;
+pub mod pki;
 pub mod protobuf;
 pub mod resources;
 pub mod selectors;

@@ -49,10 +49,10 @@ pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
     store.create(&pod_key, pod(false)).await?;
     let revision = store.current_revision().await?;
     let mut watch = store.watch(SLICES, Some("default"), revision).await?;
-    let controller = tokio::spawn(podvisor_node::endpoints::run(
-        store.clone(),
-        podvisor_kubelet::Clock::system(),
-    ));
+    // The controller reads and writes through the API server's in-process handler, as in the node.
+    let server = podvisor_apiserver::ApiServer::new(store.clone(), Default::default());
+    let client = kube::Client::new(server.handler(), "default");
+    let controller = tokio::spawn(podvisor_controllers::endpoints::run(client));
     // The first slice, not ready.
     wait_for(&mut watch, false)
         .await

@@ -22,6 +22,7 @@ pub mod config;
 pub mod probe;
 pub mod quantity;
 pub mod runtime;
+pub mod version;
 
 pub use config::{ConfigSource, ConfigSourceError};
 pub use k8s_openapi;

@@ -33,9 +33,13 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod cluster;
 mod env_refs;
 pub mod metrics;
+pub mod output;
+pub mod static_pods;
 mod supervisor;
+pub mod table;
 mod view;
 pub mod volumes;
 mod worker;
@@ -43,5 +47,5 @@ mod worker;
 pub use clock::Clock;
 pub use metrics::KubeletMetrics;
 pub use supervisor::{PodSupervisor, SupervisorConfig};
-pub use view::{ContainerDiagnostics, HookRecord, NullSink, PodSink, PodView, ProbeRecord};
+pub use view::{ContainerDiagnostics, HookRecord, NullSink, PodSink, PodView, ProbeRecord, Tee};
 pub use volumes::{VolumeConfig, VolumeManager};

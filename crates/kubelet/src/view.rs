@@ -80,3 +80,19 @@ impl PodSink for NullSink {
     fn status(&self, _view: &PodView) {}
     fn event(&self, _pod: &Pod, _event: &Event, _at: Time) {}
 }
+
+/// A sink that reports to two others (the API and the node's own output, say).
+#[derive(Debug)]
+pub struct Tee<A, B>(pub std::sync::Arc<A>, pub std::sync::Arc<B>);
+
+impl<A: PodSink, B: PodSink> PodSink for Tee<A, B> {
+    fn status(&self, view: &PodView) {
+        self.0.status(view);
+        self.1.status(view);
+    }
+
+    fn event(&self, pod: &Pod, event: &Event, at: Time) {
+        self.0.event(pod, event, at);
+        self.1.event(pod, event, at);
+    }
+}

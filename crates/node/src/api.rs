@@ -2,8 +2,9 @@
 //! the kubeconfig for clients, and manifests applied through the API.
 //!
 //! Plain HTTP without authentication is served only on loopback. Any other address, or
-//! loopback with `tls` asked for, gets TLS with the node's CA and a bearer token ([`crate::pki`]);
-//! the kubeconfig then carries the CA and the token, and the node's own requests use both.
+//! loopback with `tls` asked for, gets TLS with the node's CA and a bearer token ([`podvisor_apiserver::pki`]);
+//! the kubeconfig then carries the CA and the token. The node's own requests do not go through
+//! the socket: they use a [`kube::Client`] over the API server's in-process handler.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,13 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::api::{DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::{Api, Client};
 use podvisor_api::manifest::{self, FieldValidation};
 use podvisor_core::corev1::Pod;
 use podvisor_store::{RedbStore, Store};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::client::{self, Endpoint, object_path};
-use crate::pki::{Pki, PkiError};
+use podvisor_apiserver::pki::{Pki, PkiError};
 
 /// The annotation that marks a pod made from a static manifest, with the manifest's hash.
 pub const STATIC_POD_ANNOTATION: &str = "podvisor.io/static-manifest";
@@ -67,14 +69,15 @@ pub struct ApiParts {
     /// The API server's TLS settings (the serving certificate) when it serves TLS.
     pub server_tls: Option<rustls::ServerConfig>,
     /// How the node's own requests reach the API (TLS and the token when `pki` is set).
-    pub endpoint: Endpoint,
+    /// The URL clients reach the API at (`http://127.0.0.1:PORT`, `https://ADDR`).
+    pub url: String,
 }
 
 impl std::fmt::Debug for ApiParts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiParts")
             .field("addr", &self.addr)
-            .field("endpoint", &self.endpoint)
+            .field("url", &self.url)
             .finish_non_exhaustive()
     }
 }
@@ -113,16 +116,12 @@ pub async fn open(data_dir: &Path, listen: SocketAddr, tls: bool) -> Result<ApiP
     // Clients reach a wildcard listener on loopback (the certificate names 127.0.0.1 and ::1).
     let target = SocketAddr::new(client_ip(addr.ip()), addr.port());
     let pki_error = |source| ApiSetupError::Pki { addr: listen, source };
-    let (endpoint, server_tls) = match &pki {
-        Some(pki) => {
-            let client = pki.client_config().map_err(pki_error)?;
-            let server = pki.server_config().map_err(pki_error)?;
-            (
-                Endpoint::tls(target, client, pki.token().to_owned()),
-                Some(server),
-            )
-        }
-        None => (Endpoint::plain(target), None),
+    let (url, server_tls) = match &pki {
+        Some(pki) => (
+            format!("https://{target}"),
+            Some(pki.server_config().map_err(pki_error)?),
+        ),
+        None => (format!("http://{target}"), None),
     };
     Ok(ApiParts {
         store: Arc::new(store),
@@ -130,7 +129,7 @@ pub async fn open(data_dir: &Path, listen: SocketAddr, tls: bool) -> Result<ApiP
         addr,
         pki,
         server_tls,
-        endpoint,
+        url,
     })
 }
 
@@ -143,11 +142,14 @@ fn client_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Waits until `/readyz` answers 200, at most `limit`.
-pub async fn wait_ready(endpoint: &Endpoint, limit: Duration) -> bool {
+/// Waits until `/readyz` answers, at most `limit`.
+pub async fn wait_ready(client: &Client, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        if let Ok((200, _)) = client::request(endpoint, "GET", "/readyz", None).await {
+        let request = http::Request::get("/readyz").body(Vec::new());
+        if let Ok(request) = request
+            && client.request_text(request).await.is_ok()
+        {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -155,13 +157,13 @@ pub async fn wait_ready(endpoint: &Endpoint, limit: Duration) -> bool {
     false
 }
 
-/// Writes `<data_dir>/kubeconfig` pointing kubectl at `endpoint`: with TLS, the server is
+/// Writes `<data_dir>/kubeconfig` pointing kubectl at `url`: with TLS, the server is
 /// `https://ADDR`, the cluster trusts the node's CA (`certificate-authority-data`) and the user
 /// sends the token (the file is then mode 0600, like the token itself).
-pub fn write_kubeconfig(data_dir: &Path, endpoint: &Endpoint, pki: Option<&Pki>) -> std::io::Result<PathBuf> {
+pub fn write_kubeconfig(data_dir: &Path, url: &str, pki: Option<&Pki>) -> std::io::Result<PathBuf> {
     use base64::Engine as _;
     let path = data_dir.join("kubeconfig");
-    let server = endpoint.url();
+    let server = url;
     let (ca, user, mode) = match pki {
         Some(pki) => (
             format!(
@@ -178,14 +180,14 @@ pub fn write_kubeconfig(data_dir: &Path, endpoint: &Endpoint, pki: Option<&Pki>)
          contexts:\n- name: podvisor\n  context:\n    cluster: podvisor\n    namespace: default\n    user: podvisor\n\
          current-context: podvisor\nusers:\n- name: podvisor\n  user:{user}\n"
     );
-    crate::pki::write_file_with_mode(&path, text.as_bytes(), mode)?;
+    podvisor_apiserver::pki::write_file_with_mode(&path, text.as_bytes(), mode)?;
     Ok(path)
 }
 
 /// Creates every object of the manifest files in `paths` (files, or directories of `*.yaml`,
 /// `*.yml`, `*.json`) through the API, like `kubectl create -f`; objects that exist are left as
 /// they are. Returns one line per object (`pod/web created`, or why not).
-pub async fn apply_paths(endpoint: &Endpoint, paths: &[PathBuf]) -> Vec<String> {
+pub async fn apply_paths(client: &Client, paths: &[PathBuf]) -> Vec<String> {
     let mut lines = Vec::new();
     for path in expand(paths) {
         let text = match std::fs::read_to_string(&path) {
@@ -203,7 +205,7 @@ pub async fn apply_paths(endpoint: &Endpoint, paths: &[PathBuf]) -> Vec<String> 
             }
         };
         for object in objects {
-            lines.push(create(endpoint, object_to_value(object)).await);
+            lines.push(create(client, object_to_value(object)).await);
         }
     }
     lines
@@ -244,20 +246,36 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
-/// POSTs one object; returns a kubectl-like line.
-async fn create(endpoint: &Endpoint, object: Value) -> String {
-    let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_owned();
-    let kind = object["kind"].as_str().unwrap_or_default().to_owned();
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
-    let namespace = object["metadata"]["namespace"].as_str().map(str::to_owned);
-    let label = format!("{}/{name}", kind.to_lowercase());
-    let Some(path) = object_path(&api_version, &kind, namespace.as_deref(), "") else {
-        return format!("{label}: kind {kind} is not served by this node");
+/// Creates one object; returns a kubectl-like line.
+async fn create(client: &Client, object: Value) -> String {
+    let object: DynamicObject = match serde_json::from_value(object) {
+        Ok(object) => object,
+        Err(e) => return format!("an object cannot be read: {e}"),
     };
-    match client::request(endpoint, "POST", &path, Some(&object)).await {
-        Ok((201 | 200, _)) => format!("{label} created"),
-        Ok((409, _)) => format!("{label} unchanged (it exists)"),
-        Ok((_, status)) => format!("{label}: {}", status["message"].as_str().unwrap_or("rejected")),
+    let Some(types) = object.types.clone() else {
+        return "an object has no apiVersion and kind".into();
+    };
+    let name = object.metadata.name.clone().unwrap_or_default();
+    let label = format!("{}/{name}", types.kind.to_lowercase());
+    let gvk = match GroupVersionKind::try_from(&types) {
+        Ok(gvk) => gvk,
+        Err(e) => return format!("{label}: {e}"),
+    };
+    let (resource, capabilities) = match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok(found) => found,
+        Err(_) => return format!("{label}: kind {} is not served by this node", types.kind),
+    };
+    let api: Api<DynamicObject> = match capabilities.scope {
+        kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &resource),
+        kube::discovery::Scope::Namespaced => {
+            let ns = object.metadata.namespace.as_deref().unwrap_or("default");
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+    };
+    match api.create(&PostParams::default(), &object).await {
+        Ok(_) => format!("{label} created"),
+        Err(kube::Error::Api(e)) if e.code == 409 => format!("{label} unchanged (it exists)"),
+        Err(kube::Error::Api(e)) => format!("{label}: {}", e.message),
         Err(e) => format!("{label}: {e}"),
     }
 }
@@ -266,61 +284,59 @@ async fn create(endpoint: &Endpoint, object: Value) -> String {
 /// [`STATIC_POD_ANNOTATION`]); an edited manifest's pod is deleted and created again; a removed
 /// manifest's pod is deleted (gracefully). Returns whether everything is in line.
 pub async fn sync_static_pods(
-    endpoint: &Endpoint,
+    client: &Client,
     desired: &[Pod],
     previous: &mut BTreeMap<(String, String), String>,
 ) -> bool {
     let mut converged = true;
     let mut now: BTreeMap<(String, String), String> = BTreeMap::new();
+    let hash_of = |pod: &Pod| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(STATIC_POD_ANNOTATION))
+            .cloned()
+    };
     for pod in desired {
         let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
         let name = pod.metadata.name.clone().unwrap_or_default();
         let hash = pod.metadata.uid.clone().unwrap_or_default();
         now.insert((ns.clone(), name.clone()), hash.clone());
-        let Some(path) = object_path("v1", "Pod", Some(&ns), &name) else {
-            continue;
-        };
-        match client::request(endpoint, "GET", &path, None).await {
-            Ok((404, _)) => {
-                let mut object = serde_json::to_value(pod).unwrap_or(Value::Null);
-                object["apiVersion"] = json!("v1");
-                object["kind"] = json!("Pod");
-                object["metadata"]["uid"] = Value::Null;
-                object["metadata"]["creationTimestamp"] = Value::Null;
-                object["metadata"]["annotations"][STATIC_POD_ANNOTATION] = json!(hash);
-                let collection = object_path("v1", "Pod", Some(&ns), "").unwrap_or_default();
-                if !matches!(
-                    client::request(endpoint, "POST", &collection, Some(&object)).await,
-                    Ok((201 | 200, _))
-                ) {
+        let api = Api::<Pod>::namespaced(client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(None) => {
+                let mut object = pod.clone();
+                object.metadata.uid = None;
+                object.metadata.creation_timestamp = None;
+                object
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(STATIC_POD_ANNOTATION.into(), hash);
+                if api.create(&PostParams::default(), &object).await.is_err() {
                     converged = false;
                 }
             }
-            Ok((200, existing)) => {
-                let same = existing["metadata"]["annotations"][STATIC_POD_ANNOTATION].as_str()
-                    == Some(hash.as_str());
-                if !same {
+            Ok(Some(existing)) => {
+                if hash_of(&existing).as_deref() != Some(hash.as_str()) {
                     converged = false;
-                    if existing["metadata"]["deletionTimestamp"].is_null() {
-                        let _ = client::request(endpoint, "DELETE", &path, None).await;
+                    if existing.metadata.deletion_timestamp.is_none() {
+                        let _ = api.delete(&name, &DeleteParams::default()).await;
                     }
                 }
             }
-            _ => converged = false,
+            Err(_) => converged = false,
         }
     }
     for ((ns, name), hash) in previous.iter() {
         if now.contains_key(&(ns.clone(), name.clone())) {
             continue;
         }
-        let Some(path) = object_path("v1", "Pod", Some(ns), name) else {
-            continue;
-        };
-        if let Ok((200, existing)) = client::request(endpoint, "GET", &path, None).await {
-            let ours =
-                existing["metadata"]["annotations"][STATIC_POD_ANNOTATION].as_str() == Some(hash.as_str());
-            if ours && existing["metadata"]["deletionTimestamp"].is_null() {
-                let _ = client::request(endpoint, "DELETE", &path, None).await;
+        let api = Api::<Pod>::namespaced(client.clone(), ns);
+        if let Ok(Some(existing)) = api.get_opt(name).await {
+            let ours = hash_of(&existing).as_deref() == Some(hash.as_str());
+            if ours && existing.metadata.deletion_timestamp.is_none() {
+                let _ = api.delete(name, &DeleteParams::default()).await;
             }
         }
     }

@@ -14,20 +14,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod client;
-pub mod cluster;
-mod config;
-pub mod endpoints;
-pub mod health;
-pub mod manifests;
 pub mod metrics;
 mod node;
-pub mod output;
-pub mod pki;
 pub mod services;
-pub mod table;
 
 pub use node::{BuildError, Node, NodeConfig, build};
-pub use output::OutputMode;
 /// The API server's connection and request budgets ([`NodeConfig::api_limits`]).
 pub use podvisor_apiserver::limits::Limits as ApiLimits;
+pub use podvisor_kubelet::output::OutputMode;

@@ -11,8 +11,11 @@ use podvisor_apiserver::logs::LogSource;
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_core::runtime::ContainerRuntime;
 use podvisor_core::{ConfigSource, HookRunner, Prober};
-use podvisor_kubelet::PodSink;
+use podvisor_kubelet::cluster::PodChange;
+use podvisor_kubelet::cluster::node_status::{NodeFacts, heartbeat};
+use podvisor_kubelet::cluster::status::ApiSink;
 use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig, VolumeConfig, VolumeManager};
+use podvisor_kubelet::{PodSink, Tee};
 use podvisor_lifecycle::{Event, EventType};
 use podvisor_probe::{HookWarning, ProbeSet};
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
@@ -20,10 +23,9 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiParts, ApiSetupError};
-use crate::cluster::{ApiSink, NodeFacts, PodChange, Tee, follow_pods, heartbeat};
-use crate::manifests::StaticPods;
 use crate::metrics::NodeMetrics;
-use crate::output::{NodeOutput, OutputMode};
+use podvisor_kubelet::output::{NodeOutput, OutputMode};
+use podvisor_kubelet::static_pods::StaticPods;
 
 /// How often the manifest directory is read and the table redrawn.
 const SCAN_PERIOD: Duration = Duration::from_secs(1);
@@ -337,7 +339,7 @@ impl Node {
                             Some(running) => {
                                 if changed || statics_pending {
                                     let desired: Vec<_> = statics.pods().cloned().collect();
-                                    statics_pending = !api::sync_static_pods(&running.endpoint, &desired, &mut static_names).await;
+                                    statics_pending = !api::sync_static_pods(&running.client, &desired, &mut static_names).await;
                                 }
                             }
                             None => {
@@ -412,7 +414,7 @@ impl Node {
             addr,
             pki,
             server_tls,
-            endpoint,
+            url,
         } = parts;
         let service_ranges = crate::services::ranges(&self.config.services, output);
         let api_config = ApiServerConfig {
@@ -430,6 +432,11 @@ impl Node {
                 .with_tls(tls)
                 .with_bearer_tokens(vec![pki.token().to_owned()]);
         }
+        if let Err(e) = server.bootstrap().await {
+            output.notice(&format!("cannot create the initial namespaces: {e}"));
+        }
+        // The node's own requests go to the API server in-process, not through the socket.
+        let client = kube::Client::new(server.handler(), "default");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serve = tokio::spawn(async move {
             if let Err(e) = server
@@ -441,80 +448,113 @@ impl Node {
                 warn!(error = %e, "the API server stopped");
             }
         });
-        let url = endpoint.url();
-        if api::wait_ready(&endpoint, Duration::from_secs(10)).await {
-            match api::write_kubeconfig(&self.config.data_dir, &endpoint, pki.as_ref()) {
+        if api::wait_ready(&client, Duration::from_secs(10)).await {
+            match api::write_kubeconfig(&self.config.data_dir, &url, pki.as_ref()) {
                 Ok(path) => output.notice(&format!("API on {url}; KUBECONFIG={}", path.display())),
                 Err(e) => output.notice(&format!("API on {url}; cannot write the kubeconfig: {e}")),
             }
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));
         }
-        for line in api::apply_paths(&endpoint, &self.config.apply).await {
+        for line in api::apply_paths(&client, &self.config.apply).await {
             output.notice(&line);
         }
         // Files of pods deleted while the node was down go before any pod starts again.
-        if let Ok(list) = store.list("pods", None, Default::default()).await {
-            let uids: Vec<String> = list
-                .items
-                .iter()
-                .filter_map(|p| p.object["metadata"]["uid"].as_str().map(str::to_owned))
-                .collect();
+        if let Ok(list) = kube::Api::<podvisor_core::corev1::Pod>::all(client.clone())
+            .list(&Default::default())
+            .await
+        {
+            let uids: Vec<String> = list.items.into_iter().filter_map(|p| p.metadata.uid).collect();
             if let Err(e) = self.runtime.remove_pods_except(&uids).await {
                 warn!(error = %e, "removing the files of deleted pods");
             }
         }
+        let controllers = podvisor_controllers::Controllers::spawn(
+            &client,
+            &podvisor_controllers::ControllersConfig {
+                kubernetes_service: Some((service_ranges.first(), addr)),
+                bind_to: Some(self.config.node_name.clone()),
+            },
+        );
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(follow_pods(store.clone(), self.config.node_name.clone(), changes));
-        tasks.spawn(crate::config::watch_changes(store.clone(), config_changes));
-        let config: Arc<dyn ConfigSource> = Arc::new(crate::config::StoreConfig(store.clone()));
+        let kubelet = &podvisor_kubelet::cluster::pods::follow_pods;
+        tasks.spawn(kubelet(client.clone(), self.config.node_name.clone(), changes));
+        tasks.spawn(podvisor_kubelet::cluster::config::watch_changes(
+            client.clone(),
+            config_changes,
+        ));
+        let config: Arc<dyn ConfigSource> =
+            Arc::new(podvisor_kubelet::cluster::config::ApiConfig(client.clone()));
         let facts = NodeFacts {
             name: self.config.node_name.clone(),
             address: self.host_ip.clone(),
             pod_cidr: self.config.pod_cidr.clone(),
             data_dir: self.config.data_dir.clone(),
+            labels: [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
         };
-        tasks.spawn(heartbeat(store.clone(), facts, clock));
-        tasks.spawn(crate::endpoints::run(store.clone(), clock));
-        crate::services::start(
-            &mut tasks,
-            store.clone(),
-            &self.config,
-            &service_ranges,
-            addr,
-            output,
-        )
-        .await;
-        let (sink, writer) = ApiSink::new(store, self.config.node_name.clone());
+        tasks.spawn(heartbeat(client.clone(), facts, clock));
+        crate::services::start(&mut tasks, client.clone(), &self.config, output).await;
+        let (sink, writer) = ApiSink::new(client.clone(), self.config.node_name.clone());
         tasks.spawn(writer);
         RunningApi {
-            endpoint,
+            store: Arc::downgrade(&store),
+            client,
             config,
             sink: Arc::new(sink),
             stop,
             serve,
             tasks,
+            controllers,
         }
     }
 }
 
 /// The API and the tasks that connect the node to it.
 struct RunningApi {
-    endpoint: crate::client::Endpoint,
+    /// The store, to wait for its release at the stop.
+    store: std::sync::Weak<dyn podvisor_store::Store>,
+    client: kube::Client,
     config: Arc<dyn ConfigSource>,
     sink: Arc<ApiSink>,
     stop: tokio::sync::oneshot::Sender<()>,
     serve: tokio::task::JoinHandle<()>,
     tasks: tokio::task::JoinSet<()>,
+    controllers: podvisor_controllers::Controllers,
 }
 
 impl RunningApi {
-    async fn stop(mut self) {
-        self.tasks.abort_all();
+    async fn stop(self) {
+        let RunningApi {
+            store,
+            client,
+            config,
+            sink,
+            stop,
+            serve,
+            mut tasks,
+            controllers,
+        } = self;
+        controllers.stop().await;
+        tasks.abort_all();
         // Wait until the aborted tasks are gone: they hold the store, which must be closed
         // before this process (or a restarted node in it) opens it again.
-        while self.tasks.join_next().await.is_some() {}
-        let _ = self.stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.serve).await;
+        while tasks.join_next().await.is_some() {}
+        drop((client, config, sink));
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(15), serve).await;
+        // The in-process client's buffer task lets go of the API server (and its store) only
+        // once it sees the last client dropped: wait for that, so a node started again in this
+        // process can open the store.
+        let released = async {
+            while store.strong_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), released)
+            .await
+            .is_err()
+        {
+            warn!("the store is still held 10 s after the API stopped");
+        }
     }
 }

@@ -1,21 +1,30 @@
-//! The node against its store: binding, status write-back, events, removal after deletion,
-//! and the Node object.
+//! The node's side of the API against a real API server (in-process, over its store): binding,
+//! the pods of this node, status write-back, events, removal after deletion, and the Node
+//! object.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use podvisor_core::corev1::Pod;
+use podvisor_kubelet::cluster::PodChange;
+use podvisor_kubelet::cluster::node_status::{NodeFacts, heartbeat};
+use podvisor_kubelet::cluster::pods::follow_pods;
+use podvisor_kubelet::cluster::status::ApiSink;
 use podvisor_kubelet::{Clock, PodSink, PodView};
 use podvisor_lifecycle::{Event, EventType, Time};
-use podvisor_node::cluster::{ApiSink, NodeFacts, PodChange, follow_pods, heartbeat};
 use podvisor_store::{ListOptions, ObjectKey, Preconditions, RedbStore, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-fn store() -> (Arc<dyn Store>, tempfile::TempDir) {
+/// A store, and a client of an API server over it (objects written to the store are what the
+/// API serves).
+async fn store() -> (Arc<dyn Store>, kube::Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path().join("store.redb")).unwrap();
-    (Arc::new(store), dir)
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(dir.path().join("store.redb")).unwrap());
+    let server = podvisor_apiserver::ApiServer::new(store.clone(), Default::default());
+    server.bootstrap().await.unwrap();
+    let client = kube::Client::new(server.handler(), "default");
+    (store, client, dir)
 }
 
 fn pod_json(name: &str, node: Option<&str>) -> serde_json::Value {
@@ -36,7 +45,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<PodChange>) -> PodChange {
 
 #[tokio::test]
 async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
-    let (store, _dir) = store();
+    let (store, client, _dir) = store().await;
     store
         .create(&ObjectKey::new("pods", "default", "mine"), pod_json("mine", None))
         .await
@@ -49,7 +58,8 @@ async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
         .await
         .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(follow_pods(store.clone(), "node-1".into(), tx));
+    let task = tokio::spawn(follow_pods(client.clone(), "node-1".into(), tx));
+    let binder = tokio::spawn(podvisor_controllers::binder::run(client.clone(), "node-1".into()));
     let PodChange::Apply(pod) = next(&mut rx).await else {
         panic!("expected a pod")
     };
@@ -88,11 +98,12 @@ async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
         }
     }
     task.abort();
+    binder.abort();
 }
 
 #[tokio::test]
 async fn finished_pods_are_not_run_again_and_deleted_ones_are_removed() {
-    let (store, _dir) = store();
+    let (store, client, _dir) = store().await;
     let finished = |name: &str, deleted: bool| {
         let mut pod = pod_json(name, Some("node-1"));
         pod["status"] = json!({"phase": "Succeeded"});
@@ -115,7 +126,7 @@ async fn finished_pods_are_not_run_again_and_deleted_ones_are_removed() {
         .await
         .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(follow_pods(store.clone(), "node-1".into(), tx));
+    let task = tokio::spawn(follow_pods(client, "node-1".into(), tx));
     let PodChange::Apply(pod) = next(&mut rx).await else {
         panic!("expected a pod")
     };
@@ -148,12 +159,12 @@ async fn finished_pods_are_not_run_again_and_deleted_ones_are_removed() {
 
 #[tokio::test]
 async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped() {
-    let (store, _dir) = store();
+    let (store, client, _dir) = store().await;
     let key = ObjectKey::new("pods", "default", "web");
     let mut object = pod_json("web", Some("node-1"));
     object["status"] = json!({"conditions": [{"type": "example.com/gate", "status": "True"}]});
     store.create(&key, object).await.unwrap();
-    let (sink, writer) = ApiSink::new(store.clone(), "node-1".into());
+    let (sink, writer) = ApiSink::new(client, "node-1".into());
     let writer = tokio::spawn(writer);
     let mut pod: Pod = serde_json::from_value(pod_json("web", Some("node-1"))).unwrap();
     pod.status = Some(
@@ -200,8 +211,11 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
         (Some("Unhealthy"), Some(2))
     );
     assert_eq!(e["involvedObject"]["fieldPath"], "spec.containers{app}");
-    // Like every object, an event has a creation time (kubectl sorts events by it).
-    assert_eq!(e["metadata"]["creationTimestamp"], "2023-11-14T22:13:20Z");
+    // Like every object, an event has a creation time (kubectl sorts events by it): the API
+    // server's, as kube-apiserver sets it.
+    let created = e["metadata"]["creationTimestamp"].as_str().unwrap_or_default();
+    assert!(created.starts_with("20") && created.ends_with('Z'), "{created:?}");
+    assert_eq!(e["firstTimestamp"], "2023-11-14T22:13:20Z");
 
     // Deleted and stopped: the object goes away.
     pod.metadata.deletion_timestamp = Some(Time::from_secs(1_700_000_020).to_k8s());
@@ -217,14 +231,19 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
 }
 
 /// The Node object the heartbeat registers, once it exists.
-async fn registered_node(store: &Arc<dyn Store>, data_dir: std::path::PathBuf) -> serde_json::Value {
+async fn registered_node(
+    store: &Arc<dyn Store>,
+    client: kube::Client,
+    data_dir: std::path::PathBuf,
+) -> serde_json::Value {
     let facts = NodeFacts {
         name: "node-1".into(),
         address: Some("192.0.2.10".into()),
         pod_cidr: "10.88.0.0/16".into(),
         data_dir,
+        labels: Default::default(),
     };
-    let task = tokio::spawn(heartbeat(store.clone(), facts, Clock::system()));
+    let task = tokio::spawn(heartbeat(client, facts, Clock::system()));
     let key = ObjectKey::new("nodes", "", "node-1");
     let mut node = None;
     for _ in 0..50 {
@@ -249,13 +268,16 @@ fn condition<'a>(node: &'a serde_json::Value, type_: &str) -> &'a serde_json::Va
 
 #[tokio::test]
 async fn the_node_registers_itself_as_ready() {
-    let (store, dir) = store();
-    let node = registered_node(&store, dir.path().to_owned()).await;
+    let (store, client, dir) = store().await;
+    let node = registered_node(&store, client, dir.path().to_owned()).await;
     assert_eq!(condition(&node, "Ready")["status"], "True");
-    assert_eq!(
-        condition(&node, "DiskPressure")["reason"],
-        "KubeletHasNoDiskPressure"
+    // DiskPressure is the file system's truth (a full disk on the test machine shows), so the
+    // expectation is what the data dir's file system measures now.
+    let measured = podvisor_kubelet::cluster::health::conditions(
+        &podvisor_kubelet::cluster::health::measure(dir.path()),
     );
+    let disk = measured.iter().find(|c| c.type_ == "DiskPressure").unwrap();
+    assert_eq!(condition(&node, "DiskPressure")["reason"], disk.reason);
     assert_eq!(node["status"]["addresses"][0]["address"], "192.0.2.10");
     assert_eq!(node["status"]["capacity"]["pods"], "110");
 }
@@ -263,8 +285,8 @@ async fn the_node_registers_itself_as_ready() {
 /// Ready is measured: a node whose runtime cannot write its data dir is not ready.
 #[tokio::test]
 async fn a_node_that_cannot_write_its_data_dir_is_not_ready() {
-    let (store, dir) = store();
-    let node = registered_node(&store, dir.path().join("gone")).await;
+    let (store, client, dir) = store().await;
+    let node = registered_node(&store, client, dir.path().join("gone")).await;
     let ready = condition(&node, "Ready");
     assert_eq!(
         (&ready["status"], &ready["reason"]),

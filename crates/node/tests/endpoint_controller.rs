@@ -1,12 +1,18 @@
-//! The endpoint controller loop against the real store: Endpoints and EndpointSlices follow
-//! Services, pod readiness and deletions, and nothing is rewritten when nothing changed.
+//! The endpoint controller (podvisor-controllers) against a real API server over its store:
+//! Endpoints and EndpointSlices follow Services, pod readiness and deletions, and nothing is
+//! rewritten when nothing changed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use podvisor_kubelet::Clock;
 use podvisor_store::{ObjectKey, Preconditions, RedbStore, Store};
 use serde_json::{Value, json};
+
+/// A client of an API server over `store`, in-process.
+fn client_of(store: &Arc<dyn Store>) -> kube::Client {
+    let server = podvisor_apiserver::ApiServer::new(store.clone(), Default::default());
+    kube::Client::new(server.handler(), "default")
+}
 
 fn pod(name: &str, ip: &str, ready: bool) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -57,7 +63,7 @@ async fn endpoints_follow_readiness_and_services() {
         )
         .await
         .unwrap();
-    let controller = tokio::spawn(podvisor_node::endpoints::run(store.clone(), Clock::system()));
+    let controller = tokio::spawn(podvisor_controllers::endpoints::run(client_of(&store)));
     store
         .create(
             &ObjectKey::new("services", "default", "web"),
@@ -84,8 +90,9 @@ async fn endpoints_follow_readiness_and_services() {
         .unwrap();
 
     let ep_key = ObjectKey::new("endpoints", "default", "web");
-    let ep = wait_for(&store, &ep_key, "a ready address", |e| {
-        ready_ips(e) == ["10.88.0.2"]
+    // Level-triggered from caches: a first pass may have seen only one of the pods.
+    let ep = wait_for(&store, &ep_key, "a ready and a not-ready address", |e| {
+        ready_ips(e) == ["10.88.0.2"] && e["subsets"][0]["notReadyAddresses"][0]["ip"] == "10.88.0.3"
     })
     .await;
     assert_eq!(ep["subsets"][0]["notReadyAddresses"][0]["ip"], "10.88.0.3");
@@ -169,7 +176,7 @@ async fn a_target_port_no_pod_exposes_gives_no_endpoints_and_a_warning_event() {
         )
         .await
         .unwrap();
-    let controller = tokio::spawn(podvisor_node::endpoints::run(store.clone(), Clock::system()));
+    let controller = tokio::spawn(podvisor_controllers::endpoints::run(client_of(&store)));
     store
         .create(
             &ObjectKey::new("services", "default", "web"),
@@ -234,7 +241,7 @@ async fn deleted_or_changed_endpoints_and_slices_are_put_back() {
         )
         .await
         .unwrap();
-    let controller = tokio::spawn(podvisor_node::endpoints::run(store.clone(), Clock::system()));
+    let controller = tokio::spawn(podvisor_controllers::endpoints::run(client_of(&store)));
     store
         .create(
             &ObjectKey::new("services", "default", "web"),

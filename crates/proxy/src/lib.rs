@@ -10,12 +10,13 @@
 //! - Service traffic is marked and masqueraded on the way out, so a pod reaching itself or a
 //!   neighbour on the same bridge through a ClusterIP gets the replies back (hairpin).
 //!
-//! What it is not: it does not watch the API (the node gives it [`ProxyService`]s), and it has
-//! no userspace fallback: without root or without `nft`, [`Proxy::sync`] fails and the node
-//! warns that Service traffic is not proxied. [`ruleset`] is pure, so the rules are unit
+//! [`follow`] watches Services and EndpointSlices through the API and keeps a [`follow::Datapath`]
+//! (this, or the [`UserspaceProxy`] NodePort fallback when there is no root or no `nft`) and
+//! the cluster DNS table in line with them. [`ruleset`] is pure, so the rules are unit
 //! tested without privileges.
 #![forbid(unsafe_code)]
 
+pub mod follow;
 pub mod userspace;
 
 use std::fmt::Write as _;

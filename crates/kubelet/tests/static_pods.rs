@@ -1,6 +1,6 @@
 //! Static pods follow their manifest directory: files added, changed and removed.
 
-use podvisor_node::manifests::StaticPods;
+use podvisor_kubelet::static_pods::StaticPods;
 
 fn write(dir: &std::path::Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).unwrap();

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
 
+use crate::{PodSink, PodView};
 use podvisor_core::ProbeOutcome;
 use podvisor_core::corev1::Pod;
-use podvisor_kubelet::{PodSink, PodView};
 use podvisor_lifecycle::printer::pod_row;
 use podvisor_lifecycle::{Event, Time};
 
@@ -147,7 +147,7 @@ pub fn not_ready_reasons(views: &[PodView], now: Time) -> Vec<String> {
 
 /// The current wall-clock time, for the AGE and "ago" cells.
 fn wall_clock() -> Time {
-    podvisor_kubelet::Clock::system().now()
+    crate::Clock::system().now()
 }
 
 fn pod_name(pod: &Pod) -> String {

@@ -424,7 +424,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 
 /// Writes `contents` to `path` through a temporary file created with `mode` (so a secret is
 /// never readable by others, not even briefly) and renamed into place.
-pub(crate) fn write_file_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+pub fn write_file_with_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

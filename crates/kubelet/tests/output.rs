@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use podvisor_core::{ProbeKind, ProbeOutcome};
+use podvisor_kubelet::output::not_ready_reasons;
+use podvisor_kubelet::table::render;
 use podvisor_kubelet::{ContainerDiagnostics, PodView, ProbeRecord};
 use podvisor_lifecycle::Time;
-use podvisor_node::output::not_ready_reasons;
-use podvisor_node::table::render;
 use serde_json::json;
 
 fn view(ready: bool) -> PodView {
