@@ -1,22 +1,26 @@
 //! Initial watch events shared by the watches that start from the same state: 500 watches of a
 //! large list opened at once cost one encoded copy of it, not 500 (each watch holds a reference
-//! until its client has taken the events).
+//! until it ends). The list lives as long as a watch holds it: the last watch to end frees it
+//! (a node that once served watches of a 10 MiB list does not keep that list afterwards).
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-use tokio::sync::OnceCell;
 
 /// The encoded ADDED events of one list, and the revision it reflects.
 pub(crate) type Lines = (Arc<Vec<Bytes>>, u64);
 
-/// One list being built or built: by what was asked and the store revision it was asked at.
-type Entries = HashMap<(String, u64), Arc<OnceCell<Lines>>>;
+/// One list: the events while some watch holds them, and their revision. Locked while the list
+/// is built, so the watches that ask meanwhile wait for it instead of building their own.
+type Slot = Arc<tokio::sync::Mutex<(Weak<Vec<Bytes>>, u64)>>;
+
+/// One list by what was asked and the store revision it was asked at.
+type Entries = HashMap<(String, u64), Slot>;
 
 /// Entries for the latest revision seen only: older ones are dropped whenever a newer revision
-/// is asked for.
+/// is asked for, and lists no watch holds any more whenever any list is asked for.
 #[derive(Default)]
 pub(crate) struct InitialLists {
     entries: Mutex<Entries>,
@@ -24,7 +28,7 @@ pub(crate) struct InitialLists {
 
 impl InitialLists {
     /// The initial events for `key` (resource, namespace, selectors, rendering) at store
-    /// revision `current`: built once by `build` however many watches ask at the same time.
+    /// revision `current`: built once by `build` however many watches ask while one holds it.
     pub(crate) async fn get_or_build<E, F, Fut>(
         &self,
         key: String,
@@ -35,13 +39,24 @@ impl InitialLists {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Lines, E>>,
     {
-        let cell = {
+        let slot = {
             let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-            entries.retain(|(_, revision), _| *revision >= current);
+            entries.retain(|(_, revision), slot| *revision >= current && in_use(slot));
             entries.entry((key, current)).or_default().clone()
         };
-        cell.get_or_try_init(build).await.cloned()
+        let mut held = slot.lock().await;
+        if let Some(lines) = held.0.upgrade() {
+            return Ok((lines, held.1));
+        }
+        let (lines, revision) = build().await?;
+        *held = (Arc::downgrade(&lines), revision);
+        Ok((lines, revision))
     }
+}
+
+/// Whether a list is being built or some watch still holds it.
+fn in_use(slot: &Slot) -> bool {
+    slot.try_lock().map_or(true, |held| held.0.strong_count() > 0)
 }
 
 #[cfg(test)]
@@ -88,6 +103,37 @@ mod tests {
             lists.entries.lock().unwrap().len(),
             1,
             "the older revision was dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_list_is_shared_while_a_watch_holds_it_and_freed_when_none_does() {
+        let lists = InitialLists::default();
+        let big = || async { Ok::<_, ()>((Arc::new(vec![Bytes::from(vec![b'x'; 1 << 20])]), 3)) };
+        let (first, _) = lists.get_or_build("maps".into(), 3, big).await.unwrap();
+        let unused = || async { Err::<Lines, _>("a held list is not built again") };
+        let (second, rev) = lists.get_or_build("maps".into(), 3, unused).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "a later watch shares the held list");
+        assert_eq!(rev, 3);
+        let freed = Arc::downgrade(&first);
+        drop((first, second));
+        assert!(
+            freed.upgrade().is_none(),
+            "no watch holds the list: its memory is freed"
+        );
+        let (third, _) = lists.get_or_build("maps".into(), 3, big).await.unwrap();
+        assert_eq!(third.len(), 1, "built again when asked again");
+        drop(third);
+        lists
+            .get_or_build("pods".into(), 3, || async {
+                Ok::<_, ()>((Arc::new(Vec::new()), 3))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            lists.entries.lock().unwrap().len(),
+            1,
+            "entries of lists no watch holds go"
         );
     }
 }

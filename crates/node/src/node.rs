@@ -115,6 +115,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     if !podvisor_runtime::process::return_large_frees_to_the_system() {
         debug!("the allocator keeps freed large blocks (not glibc)");
     }
+    podvisor_runtime::process::release_free_memory_periodically();
     // Connections, watches, logs and probes each hold descriptors: 1024 is not enough.
     match podvisor_runtime::process::raise_open_file_limit() {
         Ok((before, after)) if after > before => info!(before, after, "raised the open-file limit"),
