@@ -4,11 +4,14 @@
 
 use std::time::Duration;
 
-use podvisor_core::runtime::{ContainerExec, ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig};
+use podvisor_core::runtime::{
+    ContainerExec, ContainerLaunch, ContainerRuntime, RuntimeError, Sandbox, SandboxConfig, Started,
+};
 use podvisor_core::{ExitStatus, corev1};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::ProcessRuntime;
 use super::fakes::{Failures, Machine};
 
 fn pod(host_network: bool) -> corev1::Pod {
@@ -41,6 +44,39 @@ fn launch(pod: &corev1::Pod, restart_count: i32) -> ContainerLaunch {
     }
 }
 
+/// A runtime on a fake machine that fails what `fail` says, in a fresh data directory.
+fn machine(fail: Failures, namespaces: bool) -> (tempfile::TempDir, Machine, ProcessRuntime) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let m = Machine::default();
+    m.fail(fail);
+    let rt = m.runtime(dir.path(), namespaces);
+    (dir, m, rt)
+}
+
+/// The message of a start that must fail.
+fn start_error(result: Result<Started, RuntimeError>) -> String {
+    match result {
+        Err(RuntimeError::Start { name, message }) => {
+            assert_eq!(name, "app");
+            message
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+        Ok(_) => panic!("it started"),
+    }
+}
+
+/// The message of a sandbox creation that must fail.
+fn sandbox_error(result: Result<Sandbox, RuntimeError>) -> String {
+    match result {
+        Err(RuntimeError::Sandbox { pod, message }) => {
+            assert_eq!(pod, "shop/web");
+            message
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+        Ok(_) => panic!("it was created"),
+    }
+}
+
 fn position(log: &[String], prefix: &str) -> usize {
     log.iter()
         .position(|l| l.starts_with(prefix))
@@ -49,9 +85,7 @@ fn position(log: &[String], prefix: &str) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn a_start_spawns_the_plan_in_its_cgroup_and_reports_the_exit() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), false);
+    let (dir, m, rt) = machine(Failures::default(), false);
     let p = pod(false);
     let started = rt.start(launch(&p, 3)).await.unwrap_or_else(|e| panic!("{e}"));
     let pid = m.last_pid();
@@ -122,9 +156,7 @@ async fn a_stop_signals_the_main_process_then_kills_the_cgroup_at_the_deadline()
 
 #[tokio::test(start_paused = true)]
 async fn a_process_that_ends_on_the_stop_signal_is_not_killed() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), false);
+    let (_dir, m, rt) = machine(Failures::default(), false);
     let started = rt
         .start(launch(&pod(false), 0))
         .await
@@ -144,9 +176,7 @@ async fn a_process_that_ends_on_the_stop_signal_is_not_killed() {
 
 #[tokio::test(start_paused = true)]
 async fn an_oom_kill_in_the_cgroup_is_reported_as_oom_killed() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), false);
+    let (_dir, m, rt) = machine(Failures::default(), false);
     let started = rt
         .start(launch(&pod(false), 0))
         .await
@@ -158,32 +188,23 @@ async fn an_oom_kill_in_the_cgroup_is_reported_as_oom_killed() {
 
 #[tokio::test]
 async fn a_failed_cgroup_write_is_a_start_error_and_nothing_is_spawned() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    m.fail(Failures {
-        cgroup_write: true,
-        ..Failures::default()
-    });
-    let rt = m.runtime(dir.path(), false);
-    let err = rt.start(launch(&pod(false), 0)).await.err();
-    match err {
-        Some(RuntimeError::Start { name, message }) => {
-            assert_eq!(name, "app");
-            assert_eq!(
-                message,
-                "cgroup /sys/fs/cgroup/podvisor/u-1/app-0/memory.max: Device or resource busy (os error 16)"
-            );
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let (_dir, m, rt) = machine(
+        Failures {
+            cgroup_write: true,
+            ..Failures::default()
+        },
+        false,
+    );
+    assert_eq!(
+        start_error(rt.start(launch(&pod(false), 0)).await),
+        "cgroup /sys/fs/cgroup/podvisor/u-1/app-0/memory.max: Device or resource busy (os error 16)"
+    );
     assert!(!m.log().iter().any(|l| l.starts_with("spawn")), "{:#?}", m.log());
 }
 
 #[tokio::test]
 async fn a_failed_spawn_is_a_start_error_and_the_cgroup_is_removed() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), false);
+    let (_dir, m, rt) = machine(Failures::default(), false);
     for (kind, text) in [
         (
             std::io::ErrorKind::NotFound,
@@ -198,32 +219,22 @@ async fn a_failed_spawn_is_a_start_error_and_the_cgroup_is_removed() {
             spawn: Some(kind),
             ..Failures::default()
         });
-        let err = rt.start(launch(&pod(false), 0)).await.err();
-        match err {
-            Some(RuntimeError::Start { message, .. }) => assert_eq!(message, text),
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_eq!(start_error(rt.start(launch(&pod(false), 0)).await), text);
         assert_eq!(m.log().last().map(String::as_str), Some("cgroup remove app-0"));
     }
 }
 
 #[tokio::test]
 async fn a_missing_working_directory_fails_before_any_cgroup_is_made() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), false);
+    let (_dir, m, rt) = machine(Failures::default(), false);
     let mut p = pod(false);
     if let Some(s) = p.spec.as_mut() {
         s.containers[0].working_dir = Some("/no/such/dir".into());
     }
-    let err = rt.start(launch(&p, 0)).await.err();
-    match err {
-        Some(RuntimeError::Start { message, .. }) => assert_eq!(
-            message,
-            "chdir to cwd (\"/no/such/dir\") set in config.json failed: no such file or directory"
-        ),
-        other => panic!("unexpected {other:?}"),
-    }
+    assert_eq!(
+        start_error(rt.start(launch(&p, 0)).await),
+        "chdir to cwd (\"/no/such/dir\") set in config.json failed: no such file or directory"
+    );
     assert!(m.log().is_empty(), "{:#?}", m.log());
 }
 
@@ -239,9 +250,7 @@ fn ipam_state(dir: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn a_sandbox_gets_a_holder_an_ip_and_a_network_and_its_teardown_releases_them() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), true);
+    let (dir, m, rt) = machine(Failures::default(), true);
     let sandbox = rt
         .create_sandbox(SandboxConfig { pod: pod(false) })
         .await
@@ -279,21 +288,17 @@ async fn a_sandbox_gets_a_holder_an_ip_and_a_network_and_its_teardown_releases_t
 
 #[tokio::test]
 async fn a_failed_pod_network_undoes_the_sandbox_and_says_why() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    m.fail(Failures {
-        pod_network: true,
-        ..Failures::default()
-    });
-    let rt = m.runtime(dir.path(), true);
-    let err = rt.create_sandbox(SandboxConfig { pod: pod(false) }).await.err();
-    match err {
-        Some(RuntimeError::Sandbox { pod, message }) => {
-            assert_eq!(pod, "shop/web");
-            assert_eq!(message, "pod network: no netlink connection");
-        }
-        other => panic!("unexpected {other:?}"),
-    }
+    let (dir, m, rt) = machine(
+        Failures {
+            pod_network: true,
+            ..Failures::default()
+        },
+        true,
+    );
+    assert_eq!(
+        sandbox_error(rt.create_sandbox(SandboxConfig { pod: pod(false) }).await),
+        "pod network: no netlink connection"
+    );
     let holder = m.last_pid();
     let log = m.log();
     assert!(position(&log, "delete veth pv") < position(&log, &format!("signal {holder} SIGKILL")));
@@ -303,29 +308,23 @@ async fn a_failed_pod_network_undoes_the_sandbox_and_says_why() {
 
 #[tokio::test]
 async fn a_failed_holder_is_a_sandbox_error_and_frees_the_ip() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    m.fail(Failures {
-        holder: Some(nix::errno::Errno::EPERM),
-        ..Failures::default()
-    });
-    let rt = m.runtime(dir.path(), true);
-    let err = rt.create_sandbox(SandboxConfig { pod: pod(false) }).await.err();
-    match err {
-        Some(RuntimeError::Sandbox { message, .. }) => assert_eq!(
-            message,
-            "sandbox holder failed at unshare namespaces: EPERM: Operation not permitted"
-        ),
-        other => panic!("unexpected {other:?}"),
-    }
+    let (dir, _m, rt) = machine(
+        Failures {
+            holder: Some(nix::errno::Errno::EPERM),
+            ..Failures::default()
+        },
+        true,
+    );
+    assert_eq!(
+        sandbox_error(rt.create_sandbox(SandboxConfig { pod: pod(false) }).await),
+        "sandbox holder failed at unshare namespaces: EPERM: Operation not permitted"
+    );
     assert!(!ipam_state(dir.path()).contains("u-1"));
 }
 
 #[tokio::test]
 async fn the_holders_end_is_reported_as_sandbox_loss() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), true);
+    let (_dir, m, rt) = machine(Failures::default(), true);
     let sandbox = rt
         .create_sandbox(SandboxConfig { pod: pod(false) })
         .await
@@ -338,9 +337,7 @@ async fn the_holders_end_is_reported_as_sandbox_loss() {
 
 #[tokio::test]
 async fn without_namespaces_a_sandbox_is_the_host_network_with_warnings() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let m = Machine::default();
-    let rt = m.runtime(dir.path(), false);
+    let (_dir, m, rt) = machine(Failures::default(), false);
     let sandbox = rt
         .create_sandbox(SandboxConfig { pod: pod(false) })
         .await
