@@ -353,3 +353,14 @@ async fn without_namespaces_a_sandbox_is_the_host_network_with_warnings() {
         Err(RuntimeError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn what_a_previous_run_left_is_removed_at_clean_up() {
+    let (dir, m, rt) = machine(Failures::default(), true);
+    let record = dir.path().join("sandboxes/old.json");
+    std::fs::write(&record, r#"{"pod_uid":"old","holder":null,"host_veth":"pvdead"}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.cleanup_stale().await;
+    assert_eq!(m.log(), ["delete veth pvdead", "cgroup cleanup"]);
+    assert!(!record.exists(), "the record goes with it");
+}
