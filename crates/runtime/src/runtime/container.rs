@@ -102,7 +102,15 @@ impl ProcessRuntime {
         let pidfd = spawned.pidfd.or_else(|| procs.pidfd(pid));
         let own_mnt = self.keep_mount_namespace(&plan, pid, mount.kept, mount.origin);
         let exec_ctx = exec_context(&plan, ns.as_ref(), own_mnt);
-        Ok(self.supervise_instance(plan, pid, pidfd, cgroup, exec_ctx, log, [out_r, err_r]))
+        let instance = Instance {
+            pid,
+            pidfd,
+            cgroup,
+            exec_ctx,
+            log,
+            output: [out_r, err_r],
+        };
+        Ok(self.supervise_instance(plan, instance))
     }
 
     /// The container's directory, its log file (registered for followers) and an empty
@@ -192,17 +200,8 @@ impl ProcessRuntime {
 
     /// Registers the running instance (for stop and exec) and spawns the task that supervises
     /// it until its exit is reported.
-    #[allow(clippy::too_many_arguments)]
-    fn supervise_instance(
-        &self,
-        plan: LaunchPlan,
-        pid: i32,
-        pidfd: Option<OwnedFd>,
-        cgroup: Box<dyn ContainerGroup>,
-        exec_ctx: exec::ExecContext,
-        log: Arc<Mutex<LogFile>>,
-        [out_r, err_r]: [OwnedFd; 2],
-    ) -> Started {
+    fn supervise_instance(&self, plan: LaunchPlan, instance: Instance) -> Started {
+        let pid = instance.pid;
         let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let id = ContainerId(format!(
             "{}-{}-{}-{n}",
@@ -215,15 +214,17 @@ impl ProcessRuntime {
             main_pid: pid,
             stop_signal: plan.stop_signal,
             stop: stop_tx,
-            exec_ctx: Mutex::new(Some(exec_ctx)),
+            exec_ctx: Mutex::new(Some(instance.exec_ctx)),
             exec_tx: Mutex::new(None),
         });
         lock(&self.inner.containers).insert(id.clone(), state);
 
+        let [out_r, err_r] = instance.output;
         let pumps = [
-            pump_task(out_r, Stream::Stdout, log.clone()),
-            pump_task(err_r, Stream::Stderr, log),
+            pump_task(out_r, Stream::Stdout, instance.log.clone()),
+            pump_task(err_r, Stream::Stderr, instance.log),
         ];
+        let (pidfd, cgroup) = (instance.pidfd, instance.cgroup);
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
         let exit_id = id.clone();
@@ -346,6 +347,17 @@ pub(super) struct MountStep {
     kept: Option<Arc<OwnedFd>>,
     /// What it is made from, to keep it for the next instance.
     origin: Option<MountOrigin>,
+}
+
+/// A spawned instance, as its supervision takes it over.
+pub(super) struct Instance {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    cgroup: Box<dyn ContainerGroup>,
+    exec_ctx: exec::ExecContext,
+    log: Arc<Mutex<LogFile>>,
+    /// The read ends of its stdout and stderr.
+    output: [OwnedFd; 2],
 }
 
 /// What exec in the container joins and runs with.
