@@ -21,6 +21,7 @@
 //! commands grow real option sets.
 //!
 //! Exit codes: 0 on success, 1 when a step fails, 2 on a usage error.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod ci;

@@ -5,7 +5,9 @@
 //!   `podvisor-*` crate, and neither it nor `podvisor-lifecycle` has tokio, hyper, nix or tonic
 //!   in its normal dependency closure;
 //! - `anyhow` is a dependency of xtask only;
-//! - every workspace member inherits the workspace lints and is not published.
+//! - every workspace member inherits the workspace lints and is not published;
+//! - `unsafe` code only in the runtime's audited module (`crates/runtime/src/sys/`), and every
+//!   other crate root forbids `unsafe_code`.
 //!
 //! Each failure lists every violation with the file or crate it is in, so one run shows them all.
 
@@ -55,6 +57,46 @@ fn every_source_file_starts_with_a_module_doc() {
     }
     report(
         "every source file must open with a `//!` doc saying what the module is (STYLE A33)",
+        &violations,
+    );
+}
+
+#[test]
+fn unsafe_code_is_only_in_the_runtimes_audited_module() {
+    let root = project_root();
+    let audited = root.join("crates/runtime/src/sys");
+    let keyword = concat!("un", "safe");
+    let uses = [
+        format!("{keyword} {{"),
+        format!("{keyword} fn "),
+        format!("{keyword} impl "),
+        format!("allow({keyword}_code)"),
+    ];
+    let mut files = Vec::new();
+    for dir in [root.join("crates"), root.join("xtask"), root.join("tests")] {
+        collect_rs_files(&dir, &mut files);
+    }
+    let mut violations = Vec::new();
+    for file in files.iter().filter(|f| !f.starts_with(&audited)) {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|error| panic!("cannot read {}: {error}", file.display()));
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if !code.starts_with("//") && uses.iter().any(|u| code.contains(u.as_str())) {
+                violations.push(format!("{}:{}: `{}`", relative(file).display(), n + 1, code));
+            }
+        }
+        let is_root = file.ends_with("src/lib.rs") || file.ends_with("src/main.rs");
+        let forbids = text.contains(&format!("#![forbid({keyword}_code)]"));
+        if is_root && !file.starts_with(root.join("crates/runtime")) && !forbids {
+            violations.push(format!(
+                "{}: a crate root without `#![forbid({keyword}_code)]`",
+                relative(file).display()
+            ));
+        }
+    }
+    report(
+        "unsafe code lives only in crates/runtime/src/sys (ARCHITECTURE.md); other crates forbid it",
         &violations,
     );
 }

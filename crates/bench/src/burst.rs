@@ -3,12 +3,10 @@
 //! Floor: spawning the same number of `sleep` processes one after another (in new network, UTS
 //! and IPC namespaces when root, as a sandbox needs at least), and killing and reaping them.
 
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use nix::sched::CloneFlags;
 use serde_json::json;
 
 use crate::pods::{self, PodNode};
@@ -129,17 +127,7 @@ fn spawn_all_floor(n: usize, rounds: usize, namespaces: bool) -> Result<(Vec<Dur
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if namespaces {
-            // SAFETY: unshare(2) is a plain syscall, async-signal-safe, and touches no memory
-            // of the parent; nothing is allocated between fork and exec.
-            #[allow(unsafe_code)]
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sched::unshare(
-                        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
-                    )
-                    .map_err(std::io::Error::from)
-                });
-            }
+            podvisor_runtime::with_new_pod_namespaces(&mut cmd);
         }
         cmd.spawn()
     };

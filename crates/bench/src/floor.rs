@@ -2,11 +2,8 @@
 //! in the same run as the benchmark so the ratio survives the machine's ±20% drift.
 
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use nix::sched::CloneFlags;
 
 /// Spawns `/bin/true` and waits for it, `n` times; with `namespaces`, the child first leaves
 /// into new network, UTS and IPC namespaces (what a pod sandbox costs at minimum).
@@ -18,17 +15,7 @@ pub(crate) fn spawn_wait(n: usize, namespaces: bool) -> io::Result<Vec<Duration>
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if namespaces {
-            // SAFETY: unshare(2) is a plain syscall, async-signal-safe, and touches no memory
-            // of the parent; nothing is allocated between fork and exec.
-            #[allow(unsafe_code)]
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sched::unshare(
-                        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
-                    )
-                    .map_err(io::Error::from)
-                });
-            }
+            podvisor_runtime::with_new_pod_namespaces(&mut cmd);
         }
         let start = Instant::now();
         let status = cmd.spawn()?.wait()?;

@@ -5,6 +5,7 @@
 //!
 //! Prints a table (benchmark, metric, p50, p99, floor, ratio, goal, verdict) and, with
 //! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's.
+#![forbid(unsafe_code)]
 
 mod api;
 mod burst;

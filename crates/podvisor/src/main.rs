@@ -8,6 +8,7 @@
 //!
 //! Exit codes: 0 when the node stopped after a signal, 1 when it could not start, 2 on a usage
 //! error.
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

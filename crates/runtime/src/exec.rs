@@ -17,6 +17,8 @@ use std::sync::mpsc;
 
 use nix::sched::{CloneFlags, setns, unshare};
 
+use crate::error::ExecError;
+
 /// A container's context, as exec needs it.
 pub(crate) struct ExecContext {
     /// (namespace fd, kind) to join, in order.
@@ -28,8 +30,8 @@ pub(crate) struct ExecContext {
 }
 
 /// What the helper thread returns for one request: the pid and the read end of the combined
-/// stdout+stderr pipe, or an error text.
-pub(crate) type Spawned = Result<(i32, OwnedFd), String>;
+/// stdout+stderr pipe, or why not.
+pub(crate) type Spawned = Result<(i32, OwnedFd), ExecError>;
 
 pub(crate) struct Request {
     pub(crate) argv: Vec<String>,
@@ -54,20 +56,20 @@ pub(crate) fn start_thread(ctx: ExecContext) -> std::io::Result<mpsc::Sender<Req
     Ok(tx)
 }
 
-fn join(ctx: &ExecContext) -> Result<(), String> {
+fn join(ctx: &ExecContext) -> Result<(), ExecError> {
     if ctx.namespaces.is_empty() {
         return Ok(());
     }
-    unshare(CloneFlags::CLONE_FS).map_err(|e| format!("unshare(CLONE_FS): {e}"))?;
+    unshare(CloneFlags::CLONE_FS).map_err(ExecError::Unshare)?;
     for (fd, kind) in &ctx.namespaces {
-        setns(fd.as_ref(), *kind).map_err(|e| format!("setns {kind:?}: {e}"))?;
+        setns(fd.as_ref(), *kind).map_err(|source| ExecError::Setns { kind: *kind, source })?;
     }
     Ok(())
 }
 
 fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
     let Some(program) = argv.first() else {
-        return Err("exec: no command given".into());
+        return Err(ExecError::NoCommand);
     };
     let path_env = ctx
         .env
@@ -75,9 +77,10 @@ fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
         .find(|(k, _)| k == "PATH")
         .map_or(crate::env::DEFAULT_PATH, |(_, v)| v.as_str());
     let resolved = crate::spawn::resolve(program, path_env, &ctx.cwd, &|p| p.to_path_buf())?;
-    let (read_end, write_end) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let write_dup = write_end.try_clone().map_err(|e| format!("pipe: {e}"))?;
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ExecError::Pipe)?;
+    let write_dup = write_end
+        .try_clone()
+        .map_err(|e| ExecError::Pipe(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
     let mut cmd = Command::new(&resolved);
     cmd.arg0(program)
         .args(&argv[1..])
@@ -95,7 +98,10 @@ fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
         cmd.uid(uid);
     }
     let mut owned = crate::process::owned();
-    let child = cmd.spawn().map_err(|e| format!("exec: \"{program}\": {e}"))?;
+    let child = cmd.spawn().map_err(|e| ExecError::Spawn {
+        program: program.clone(),
+        message: e.to_string(),
+    })?;
     let pid = child.id() as i32;
     owned.insert(pid);
     drop(owned);

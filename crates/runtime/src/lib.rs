@@ -21,6 +21,15 @@
 //! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
 //!   namespaces ([`exec`]).
 //!
+//! How it is built: a container start is first a value, a launch plan computed from the pod,
+//! the container, its sandbox and the node's options without touching the machine, then short
+//! steps that carry it out. The orchestration reaches cgroups, processes and netlink only
+//! through crate-private seams (real implementations by default, a recording fake machine in
+//! the unit tests), so start, stop, sandbox creation and teardown and their failure paths are
+//! tested without root. Errors are [`error`] enums with their causes as sources. Every
+//! `unsafe` of the workspace lives in one audited, crate-private module (`sys`): the rest of
+//! this crate denies `unsafe_code`; [`with_new_pod_namespaces`] is its safe face for others.
+//!
 //! What it is not: an OCI runtime. There are no images, no root filesystem, no PID or user
 //! namespace, no seccomp or capabilities handling; containers see the host's filesystem.
 //!
@@ -47,6 +56,7 @@
 
 pub mod cgroup;
 pub mod env;
+pub mod error;
 pub mod exec;
 pub mod ipam;
 pub mod logs;
@@ -55,10 +65,13 @@ pub mod network;
 pub mod process;
 mod runtime;
 pub mod sandbox;
+mod seams;
 mod spawn;
+mod sys;
 
 pub use cgroup::CgroupVersion;
 pub use runtime::{
     Capabilities, EXEC_OUTPUT_LIMIT, InitError, PIDS_LIMIT_ANNOTATION, PIDS_LIMIT_CONTAINER_PREFIX,
     ProcessRuntime, RuntimeConfig, TERMINATION_MESSAGE_LIMIT, delete_link,
 };
+pub use sys::with_new_pod_namespaces;

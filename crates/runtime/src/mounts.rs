@@ -35,6 +35,7 @@
 //! by any path. (A container running as root with `CAP_SYS_ADMIN` can undo mounts; there is no
 //! user namespace or capability dropping.)
 
+use crate::error::MountError;
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::fs;
@@ -175,10 +176,10 @@ fn cs(p: &Path) -> io::Result<CString> {
 }
 
 /// `target` as a clean absolute path (no `.`/`..`, no trailing slash).
-fn clean_target(target: &str) -> Result<PathBuf, String> {
+fn clean_target(target: &str) -> Result<PathBuf, MountError> {
     let p = Path::new(target);
     if !p.is_absolute() {
-        return Err(format!("mount point {target:?} is not an absolute path"));
+        return Err(MountError::NotAbsolute(target.into()));
     }
     let mut out = PathBuf::from("/");
     for c in p.components() {
@@ -186,12 +187,12 @@ fn clean_target(target: &str) -> Result<PathBuf, String> {
             Component::Normal(part) => out.push(part),
             Component::RootDir | Component::CurDir => {}
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(format!("mount point {target:?} must not contain '..'"));
+                return Err(MountError::ParentDir(target.into()));
             }
         }
     }
     if out == Path::new("/") {
-        return Err("the root directory cannot be a mount point".into());
+        return Err(MountError::Root);
     }
     Ok(out)
 }
@@ -246,7 +247,7 @@ impl MountPlan {
         hide: Option<&Path>,
         stage: &Path,
         mount_points: &[PathBuf],
-    ) -> Result<MountPlan, String> {
+    ) -> Result<MountPlan, MountError> {
         let mut binds: Vec<(PathBuf, &BindSpec)> = binds
             .iter()
             .map(|b| clean_target(&b.target).map(|t| (t, b)))
@@ -268,10 +269,12 @@ impl MountPlan {
                     |(t, src)| src.join(p.strip_prefix(t).unwrap_or(p)),
                 )
         };
-        let err = |e: io::Error| e.to_string();
+        let err = MountError::Io;
         for (target, bind) in binds {
-            let source_meta =
-                fs::metadata(&bind.source).map_err(|e| format!("{}: {e}", bind.source.display()))?;
+            let source_meta = fs::metadata(&bind.source).map_err(|source| MountError::Source {
+                path: bind.source.clone(),
+                source,
+            })?;
             let exists = |p: &Path, created: &HashSet<PathBuf>, mounted: &[(PathBuf, PathBuf)]| {
                 created.contains(p) || fs::symlink_metadata(host_view(p, mounted)).is_ok()
             };
@@ -659,7 +662,7 @@ mod tests {
             let Err(e) = MountPlan::prepare(&[bind(tmp.path(), target)], None, tmp.path(), &[]) else {
                 panic!("{target} accepted");
             };
-            assert!(e.contains(message), "{target}: {e}");
+            assert!(e.to_string().contains(message), "{target}: {e}");
         }
     }
 

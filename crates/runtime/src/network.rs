@@ -15,6 +15,9 @@ pub enum NetworkError {
     /// A netlink socket could not be opened (in the node's or the pod's namespace).
     #[error("netlink connection: {0}")]
     Connect(#[source] std::io::Error),
+    /// The node has no netlink connection (it could not be opened at first use).
+    #[error("no netlink connection")]
+    NoConnection,
     /// The kernel refused a netlink request.
     #[error("{step}: {source}")]
     Netlink {
@@ -47,14 +50,10 @@ pub(crate) fn connect() -> Result<Handle> {
 /// The socket is created on a short-lived thread that joined the namespace; the socket keeps
 /// that namespace after the thread is gone.
 pub(crate) fn connect_in(netns: BorrowedFd<'_>) -> Result<Handle> {
-    let fd = netns.as_raw_fd();
     let runtime = tokio::runtime::Handle::current();
     let (conn, handle, _) = std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: `fd` stays open for the whole scope (borrowed from the caller).
-            #[allow(unsafe_code)]
-            let ns = unsafe { BorrowedFd::borrow_raw(fd) };
-            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
             // The socket registers with the node's tokio runtime but lives in the pod's netns.
             let _entered = runtime.enter();
             rtnetlink::new_connection()

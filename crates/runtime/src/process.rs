@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use nix::errno::Errno;
@@ -18,7 +18,8 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use podvisor_core::ExitStatus;
-use tokio::io::unix::AsyncFd;
+
+use crate::sys::register;
 
 static OWNED: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
 
@@ -53,21 +54,7 @@ pub const ALLOCATOR_ARENAS: i32 = 2;
 /// after (measured by the whole-node soak test). Call it before the node starts threads.
 /// Returns whether the allocator took both settings (always false off glibc).
 pub fn return_large_frees_to_the_system() -> bool {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: mallopt only sets one of the allocator's tuning parameters; it reads no
-        // pointer and refuses (returns 0) a value it does not take.
-        #[allow(unsafe_code)]
-        let taken = unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) == 1
-                && libc::mallopt(libc::M_ARENA_MAX, ALLOCATOR_ARENAS) == 1
-        };
-        taken
-    }
-    #[cfg(not(target_env = "gnu"))]
-    {
-        false
-    }
+    crate::sys::tune_allocator(ALLOCATOR_ARENAS)
 }
 
 /// Hands the allocator's free memory back to the system (`malloc_trim`): pages of freed
@@ -75,17 +62,7 @@ pub fn return_large_frees_to_the_system() -> bool {
 /// pods a release node held 4.6 MB of such pages (measured with gdb). Returns whether any
 /// memory was released (always false off glibc).
 pub fn release_free_memory() -> bool {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: malloc_trim takes no pointer; it only releases pages the allocator holds free.
-        #[allow(unsafe_code)]
-        let released = unsafe { libc::malloc_trim(0) };
-        released == 1
-    }
-    #[cfg(not(target_env = "gnu"))]
-    {
-        false
-    }
+    crate::sys::trim_allocator()
 }
 
 /// How often the node hands free allocator memory back ([`release_free_memory`]).
@@ -118,19 +95,7 @@ pub(crate) fn become_subreaper() -> bool {
     nix::sys::prctl::set_child_subreaper(true).is_ok()
 }
 
-/// Opens a pidfd for `pid` (Linux 5.3+).
-pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
-    #[allow(unsafe_code)]
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
-    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
-    #[allow(unsafe_code)]
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
+pub(crate) use crate::sys::pidfd_open;
 
 /// Whether pidfds work here.
 pub(crate) fn pidfd_supported() -> bool {
@@ -171,15 +136,6 @@ pub(crate) async fn wait_gone(pid: i32) -> bool {
     match register(fd) {
         Ok(afd) => afd.readable().await.is_ok(),
         Err(_) => false,
-    }
-}
-
-fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open (and is not reused) for as long
-    // as it is registered.
-    #[allow(unsafe_code)]
-    unsafe {
-        AsyncFd::register(fd).map_err(io::Error::from)
     }
 }
 
@@ -335,4 +291,19 @@ pub(crate) fn reap_if_child(pid: i32) {
         return;
     }
     let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+}
+
+/// SIGKILLs a process group and every remaining member of it (by group or session), and says
+/// whether there was anything to kill. When the group is already empty and the leader is gone,
+/// `/proc` is not scanned (the common end of an exec probe).
+pub(crate) fn kill_tree(leader: i32) -> bool {
+    let group_gone = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(leader), Signal::SIGKILL)
+        == Err(nix::errno::Errno::ESRCH);
+    if group_gone && nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(leader))).is_err() {
+        return false;
+    }
+    for p in group_members(leader) {
+        kill_pid(p);
+    }
+    true
 }

@@ -1,7 +1,7 @@
 //! The pod sandbox holder: a forked child that owns the pod's network, UTS, IPC and mount
 //! namespaces (the pause container's role).
 //!
-//! Design: the node forks; the child (single-threaded, so it only makes raw syscalls on data
+//! Design: the node forks (in [`crate::sys`]); the child (single-threaded, so it only makes raw syscalls on data
 //! prepared before the fork) closes every inherited fd, starts its own session, names itself
 //! `podvisor-pause`, unshares `CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS`, makes
 //! its mounts private, bind-mounts the pod's `hosts` and `resolv.conf` over `/etc`, sets the
@@ -14,12 +14,9 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
-use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{ForkResult, fork, pipe2};
 
 /// Errors while creating a holder.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +40,7 @@ pub enum HolderError {
     },
 }
 
-const STEPS: [&str; 8] = [
+pub(crate) const STEPS: [&str; 8] = [
     "ready",
     "setsid",
     "unshare namespaces",
@@ -80,141 +77,7 @@ pub(crate) fn cstring(p: &Path) -> Option<CString> {
     CString::new(p.as_os_str().as_encoded_bytes()).ok()
 }
 
-/// Forks the holder and waits until it is ready. Must be called where blocking is fine.
-pub(crate) fn spawn(spec: &HolderSpec) -> Result<Holder, HolderError> {
-    let node = |step| move |source| HolderError::Node { step, source };
-    let (read_end, write_end): (OwnedFd, OwnedFd) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| node("pipe")(io::Error::from(e)))?;
-    let devnull = fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(node("open /dev/null"))?;
-    let hostname = spec.hostname.as_bytes();
-    let wfd = write_end.as_raw_fd();
-    let nfd = devnull.as_raw_fd();
-    let guard = crate::process::owned();
-    // SAFETY: between fork and the end of the child only async-signal-safe system calls run
-    // (dup2, close_range, setsid, prctl, unshare, mount, sethostname, write, pause, _exit) on
-    // data that was prepared before the fork; the child never returns into Rust code that
-    // could allocate or take a lock.
-    #[allow(unsafe_code)]
-    let forked = unsafe { fork() };
-    match forked {
-        Ok(ForkResult::Child) => {
-            // SAFETY: see above; `holder_main` never returns.
-            #[allow(unsafe_code)]
-            unsafe {
-                holder_main(wfd, nfd, hostname, spec)
-            }
-        }
-        Ok(ForkResult::Parent { child }) => {
-            let pid = child.as_raw();
-            let mut guard = guard;
-            guard.insert(pid);
-            drop(guard);
-            drop(write_end);
-            let mut buf = [0u8; 2];
-            let n = nix::unistd::read(read_end.as_raw_fd(), &mut buf).unwrap_or(0);
-            if n == 1 && buf[0] == 0 {
-                return Ok(Holder { pid });
-            }
-            // It failed: reap it.
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
-            crate::process::owned().remove(&pid);
-            if n == 2 {
-                let step = STEPS.get(usize::from(buf[0])).copied().unwrap_or("setup");
-                return Err(HolderError::Holder {
-                    step,
-                    errno: nix::errno::Errno::from_raw(i32::from(buf[1])),
-                });
-            }
-            Err(HolderError::Holder {
-                step: "setup",
-                errno: nix::errno::Errno::EIO,
-            })
-        }
-        Err(e) => Err(node("fork")(io::Error::from(e))),
-    }
-}
-
-/// The holder's life after the fork.
-///
-/// # Safety
-/// Only call in a freshly forked child; it never returns.
-#[allow(unsafe_code)]
-unsafe fn holder_main(wfd: i32, nfd: i32, hostname: &[u8], spec: &HolderSpec) -> ! {
-    let fail = |step: u8, errno: i32| -> ! {
-        let msg = [step, errno as u8];
-        // SAFETY: write and _exit are async-signal-safe; the buffer lives on our stack.
-        unsafe {
-            libc::write(3, msg.as_ptr().cast(), 2);
-            libc::_exit(1)
-        }
-    };
-    // SAFETY: plain fd syscalls on fds inherited from the parent.
-    unsafe {
-        // The report pipe becomes fd 3, stdio becomes /dev/null, everything else is closed so the
-        // holder keeps no pipe or socket of the node open.
-        if libc::dup2(wfd, 3) < 0 {
-            libc::_exit(1);
-        }
-        for std_fd in 0..3 {
-            libc::dup2(nfd, std_fd);
-        }
-        if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
-            for fd in 4..4096 {
-                libc::close(fd);
-            }
-        }
-        if libc::setsid() < 0 {
-            fail(1, nix::errno::Errno::last_raw());
-        }
-        libc::prctl(libc::PR_SET_NAME, c"podvisor-pause".as_ptr(), 0, 0, 0);
-    }
-    let flags = CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWNS;
-    if let Err(e) = unshare(flags) {
-        fail(2, e as i32);
-    }
-    if let Err(e) = mount(
-        None::<&std::ffi::CStr>,
-        c"/",
-        None::<&std::ffi::CStr>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&std::ffi::CStr>,
-    ) {
-        fail(3, e as i32);
-    }
-    for (step, bind) in [(4u8, &spec.hosts), (5u8, &spec.resolv)] {
-        if let Some((source, target)) = bind
-            && let Err(e) = mount(
-                Some(source.as_c_str()),
-                target.as_c_str(),
-                None::<&std::ffi::CStr>,
-                MsFlags::MS_BIND,
-                None::<&std::ffi::CStr>,
-            )
-        {
-            fail(step, e as i32);
-        }
-    }
-    // SAFETY: the pointer and length describe `hostname`, which outlives the call.
-    unsafe {
-        if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {
-            fail(6, nix::errno::Errno::last_raw());
-        }
-        let ok = [0u8];
-        libc::write(3, ok.as_ptr().cast(), 1);
-        libc::close(3);
-        loop {
-            libc::pause();
-        }
-    }
-}
+pub(crate) use crate::sys::spawn_holder as spawn;
 
 /// Whether `pid` is a sandbox holder (by its process name), for stale cleanup.
 pub(crate) fn is_holder(pid: i32) -> bool {

@@ -2,347 +2,236 @@
 //! container's context, and supervision of a running instance until its exit is reported
 //! (leftovers killed, termination message read, old instances' logs pruned).
 
+use super::plan::{self, LaunchOptions, LaunchPlan, Namespace, SandboxView};
 use super::*;
 
 impl ProcessRuntime {
-    pub(super) fn container_limits(pod: &corev1::Pod, c: &corev1::Container) -> Limits {
-        let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
-        let get = |k: &str| limits.and_then(|l| l.get(k)).map(|q| q.0.clone());
-        let ann = pod.metadata.annotations.as_ref();
-        let pids = ann
-            .and_then(|a| {
-                a.get(&format!("{PIDS_LIMIT_CONTAINER_PREFIX}{}", c.name))
-                    .or_else(|| a.get(PIDS_LIMIT_ANNOTATION))
-            })
-            .and_then(|v| v.trim().parse().ok());
-        Limits {
-            memory_bytes: get("memory").and_then(|q| podvisor_core::quantity::memory_bytes(&q)),
-            cpu_millis: get("cpu").and_then(|q| podvisor_core::quantity::cpu_millis(&q)),
-            pids,
-        }
-    }
-
-    pub(super) async fn start_inner(&self, launch: ContainerLaunch) -> Result<Started, String> {
-        let ContainerLaunch {
-            pod,
-            pod_ip,
-            container,
-            restart_count,
-            mounts,
-        } = launch;
-        // The container's mounts (only where it gets a mount namespace of its own), and how a
-        // path inside it maps to the host before they are made.
-        let mounts = if self.inner.caps.termination_message_path {
-            mounts
-        } else {
-            Vec::new()
-        };
-        let view = |p: &Path| -> PathBuf {
-            mounts
-                .iter()
-                .filter(|m| p.starts_with(&m.container_path))
-                .max_by_key(|m| m.container_path.len())
-                .map_or_else(
-                    || p.to_path_buf(),
-                    |m| {
-                        let rest = p.strip_prefix(&m.container_path).unwrap_or(p);
-                        if rest.as_os_str().is_empty() {
-                            m.host_path.clone()
-                        } else {
-                            m.host_path.join(rest)
-                        }
-                    },
-                )
-        };
-        let (_, _, uid) = pod_name(&pod);
-        let hostname = if pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false) {
+    /// Starts a container: its [plan](plan::plan), then one short step after the other (the
+    /// executable, the files, the mount namespace, the pipes, the cgroup, the process, its
+    /// supervision). A step that fails undoes what the steps before it made on the machine.
+    pub(super) async fn start_inner(&self, launch: ContainerLaunch) -> Result<Started, StartError> {
+        let (_, _, uid) = pod_name(&launch.pod);
+        let (ns, holder) = lock(&self.inner.sandboxes)
+            .get(&uid)
+            .map_or((None, None), |s| (s.namespaces.clone(), s.holder));
+        let host_network = launch
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let node_hostname = if host_network {
             nix::unistd::gethostname()
                 .ok()
                 .and_then(|h| h.into_string().ok())
                 .unwrap_or_default()
         } else {
-            hostname_of(&pod)
+            String::new()
         };
-        let source = env::FieldSource {
-            pod: &pod,
-            pod_ip: pod_ip.as_deref(),
+        let sandbox = SandboxView {
+            namespaces: ns.is_some(),
+            holder,
+        };
+        let options = LaunchOptions {
+            data_dir: &self.inner.config.data_dir,
             node_name: &self.inner.config.node_name,
+            node_hostname: &node_hostname,
+            own_mount_namespace: self.inner.caps.termination_message_path,
         };
-        let env = env::build(&container, &source, &hostname).map_err(|e| e.to_string())?;
-        let argv = env::argv(&container, &env);
-        let Some(program) = argv.first() else {
-            return Err("no command given".into());
-        };
-        let cwd = PathBuf::from(
-            container
-                .working_dir
-                .clone()
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| "/".into()),
-        );
-        if !view(&cwd).is_dir() {
-            return Err(format!(
-                "chdir to cwd ({:?}) set in config.json failed: no such file or directory",
-                cwd.display().to_string()
-            ));
-        }
-        let path_env = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map_or(env::DEFAULT_PATH, |(_, v)| v.as_str());
-        let resolved = spawn::resolve(program, path_env, &cwd, &view)?;
-        let sc = container.security_context.as_ref();
-        let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-        let to_u32 = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
-        let uid_run = to_u32(sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user)));
-        let gid_run = to_u32(
-            sc.and_then(|s| s.run_as_group)
-                .or(psc.and_then(|s| s.run_as_group)),
-        );
-
-        // Files: log, termination message.
-        let dir = self.pod_dir_for(&pod).join(&container.name);
-        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        prune_old_instances(&dir, restart_count);
-        let log_path = dir.join(format!("{restart_count}.log"));
-        let log = LogFile::create(
-            log_path.clone(),
-            self.inner.config.log_max_bytes,
-            self.inner.config.log_max_files,
-        )
-        .map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let log = Arc::new(Mutex::new(log));
-        {
-            let mut live = lock(&self.inner.live_logs);
-            live.retain(|_, l| l.strong_count() > 0);
-            live.insert(log_path.clone(), Arc::downgrade(&log));
-        }
-        // One file per container, emptied for each instance (a kept mount namespace has it
-        // bound already).
-        let term_host = dir.join("termination-log");
-        termination_file(&term_host, uid_run, gid_run)
-            .map_err(|e| format!("{}: {e}", term_host.display()))?;
-        let term_path = container
-            .termination_message_path
-            .clone()
-            .unwrap_or_else(|| "/dev/termination-log".into());
-        // Sandbox namespaces, and the holder whose mount table they start from.
-        let (ns, holder) = lock(&self.inner.sandboxes).get(&uid).map_or((None, None), |s| {
-            let ns = s
-                .namespaces
-                .as_ref()
-                .map(|n| (n.net.clone(), n.uts.clone(), n.ipc.clone(), n.mnt.clone()));
-            (ns, s.holder)
-        });
-        let key = (uid.clone(), container.name.clone());
-        let mut kept_mnt: Option<Arc<OwnedFd>> = None;
-        let mut origin = None;
-        let mount_plan = if self.inner.caps.termination_message_path {
-            let mut binds: Vec<mounts::BindSpec> = mounts
-                .iter()
-                .map(|m| mounts::BindSpec {
-                    source: m.host_path.clone(),
-                    target: m.container_path.clone(),
-                    read_only: m.read_only,
-                })
-                .collect();
-            // The termination-message file, unless a volume is mounted there.
-            if Path::new(&term_path).is_absolute() && !binds.iter().any(|b| b.target == term_path) {
-                binds.push(mounts::BindSpec {
-                    source: term_host.clone(),
-                    target: term_path.clone(),
-                    read_only: false,
-                });
-            }
-            origin = MountOrigin::of(&binds, ns.as_ref().map(|n| n.3.as_ref()));
-            kept_mnt = lock(&self.inner.mount_namespaces)
-                .get(&key)
-                .filter(|k| origin.as_ref() == Some(&k.made_from))
-                .map(|k| k.ns.clone());
-            if kept_mnt.is_some() {
-                None
-            } else {
-                let stage = self.inner.config.data_dir.join("rootfs");
-                // The mounts of the namespace the container starts from: its sandbox's, or ours.
-                let mountinfo = holder.map_or_else(
-                    || "/proc/self/mountinfo".to_string(),
-                    |pid| format!("/proc/{pid}/mountinfo"),
-                );
-                let mount_points = mounts::mount_points(&fs::read_to_string(mountinfo).unwrap_or_default());
-                Some(mounts::MountPlan::prepare(
-                    &binds,
-                    self.inner.hidden_data_dir.as_deref(),
-                    &stage,
-                    &mount_points,
-                )?)
-            }
-        } else {
-            None
-        };
-
-        use std::os::fd::AsRawFd;
-        let mut join = match &ns {
-            Some((net, uts, ipc, mnt)) => spawn::JoinFds {
-                net: Some(net.as_raw_fd()),
-                uts: Some(uts.as_raw_fd()),
-                ipc: Some(ipc.as_raw_fd()),
-                mnt: Some(mnt.as_raw_fd()),
-            },
-            None => spawn::JoinFds::default(),
-        };
-        if let Some(kept) = &kept_mnt {
-            // The predecessor's namespace, as it was made: joined, not copied.
-            join.mnt = Some(kept.as_raw_fd());
-        }
-
-        // Cgroup.
-        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let cg_name = format!("{}-{restart_count}", container.name);
-        let limits = Self::container_limits(&pod, &container);
+        let plan = plan::plan(&launch, sandbox, &options)?;
+        let executable = plan.resolve_executable()?;
+        let cwd = sandbox::cstring(&plan.cwd).ok_or(StartError::NulInWorkingDir)?;
+        let log = self.open_files(&plan)?;
+        let mount = self.mount_step(&plan, ns.as_ref().map(|n| n.mnt.as_ref()))?;
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
+        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
         let (cgroup, missing) = self
             .inner
             .cgroups
-            .create(&uid, &cg_name, limits)
-            .map_err(|e| e.to_string())?;
+            .create(&plan.pod_uid, &plan.cgroup, plan.limits)?;
         if !missing.is_empty() {
-            tracing::warn!(container = %container.name, ?missing, "resource limits not enforced: controller unavailable");
+            tracing::warn!(container = %plan.container, ?missing, "resource limits not enforced: controller unavailable");
         }
-        let open_join = || -> Result<spawn::CgroupJoin, String> {
-            let open = |p: &Path, write: bool| {
-                fs::OpenOptions::new()
-                    .read(!write)
-                    .write(write)
-                    .open(p)
-                    .map(OwnedFd::from)
-                    .map_err(|e| format!("{}: {e}", p.display()))
-            };
-            let (v2, v1) = cgroup.join_paths();
-            let mut join = spawn::CgroupJoin::default();
-            if let Some((dir, procs)) = v2 {
-                join.v2_dir = Some(open(&dir, false)?);
-                join.v2_procs = Some(open(&procs, true)?);
-            }
-            for tasks in v1 {
-                join.v1_tasks.push(open(&tasks, true)?);
-            }
-            Ok(join)
-        };
-        let cgroups = match open_join() {
+        let cgroups = match cgroup.open_join() {
             Ok(join) => join,
             Err(e) => {
                 cgroup.remove();
                 return Err(e);
             }
         };
-        let cwd_c = sandbox::cstring(&cwd).ok_or("working directory contains a NUL byte")?;
+        let mut join = spawn::JoinFds::default();
+        if let Some(n) = &ns {
+            for kind in &plan.join {
+                match kind {
+                    Namespace::Net => join.net = Some(n.net.clone()),
+                    Namespace::Uts => join.uts = Some(n.uts.clone()),
+                    Namespace::Ipc => join.ipc = Some(n.ipc.clone()),
+                    Namespace::Mnt => join.mnt = Some(n.mnt.clone()),
+                }
+            }
+        }
+        if let Some(kept) = &mount.kept {
+            // The predecessor's namespace, as it was made: joined, not copied.
+            join.mnt = Some(kept.clone());
+        }
         let setup = spawn::ChildSetup {
             cgroups,
             join,
-            mounts: mount_plan,
-            cwd: cwd_c,
-            uid: uid_run,
-            gid: gid_run,
+            mounts: mount.plan,
+            cwd,
+            uid: plan.uid,
+            gid: plan.gid,
         };
-        let (out_r, out_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-        let (err_r, err_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-        let spawned = {
-            let mut owned = process::owned();
-            let r = spawn::spawn(&resolved, &argv, &env, setup, out_w, err_w);
-            if let Ok(s) = &r {
-                owned.insert(s.pid);
-            }
-            r
+        let procs = &self.inner.procs;
+        let main = spawn::MainProcess {
+            program: &executable,
+            argv: &plan.argv,
+            env: &plan.env,
+            setup,
+            stdout: out_w,
+            stderr: err_w,
         };
-        let spawned = match spawned {
-            Ok(x) => x,
+        let spawned = match procs.spawn(main) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 cgroup.remove();
-                return Err(match e.kind() {
-                    std::io::ErrorKind::NotFound => {
-                        format!("exec: \"{program}\": executable file not found in $PATH")
-                    }
-                    std::io::ErrorKind::PermissionDenied => format!("exec: \"{program}\": permission denied"),
-                    _ => format!("exec: \"{program}\": {e}"),
-                });
+                return Err(StartError::spawn(plan.program(), e));
             }
         };
         let pid = spawned.pid;
-        let pidfd = spawned.pidfd.or_else(|| process::pidfd_open(pid).ok());
-
-        // The container's own mount namespace (kept for its next instance), and its exec
-        // context.
-        let own_mnt = if !self.inner.caps.termination_message_path {
-            None
-        } else if kept_mnt.is_some() {
-            kept_mnt.clone()
-        } else {
-            let opened = fs::File::open(format!("/proc/{pid}/ns/mnt"))
-                .ok()
-                .map(|f| Arc::new(OwnedFd::from(f)));
-            if let (Some(made_from), Some(mnt)) = (origin, &opened) {
-                let kept = KeptMountNs {
-                    made_from,
-                    ns: mnt.clone(),
-                };
-                lock(&self.inner.mount_namespaces).insert(key, kept);
-            }
-            opened
+        let pidfd = spawned.pidfd.or_else(|| procs.pidfd(pid));
+        let own_mnt = self.keep_mount_namespace(&plan, pid, mount.kept, mount.origin);
+        let exec_ctx = exec_context(&plan, ns.as_ref(), own_mnt);
+        let instance = Instance {
+            pid,
+            pidfd,
+            cgroup,
+            exec_ctx,
+            log,
+            output: [out_r, err_r],
         };
-        let mut namespaces = Vec::new();
-        if let Some((net, uts, ipc, mnt)) = &ns {
-            namespaces.push((net.clone(), CloneFlags::CLONE_NEWNET));
-            namespaces.push((uts.clone(), CloneFlags::CLONE_NEWUTS));
-            namespaces.push((ipc.clone(), CloneFlags::CLONE_NEWIPC));
-            namespaces.push((own_mnt.unwrap_or_else(|| mnt.clone()), CloneFlags::CLONE_NEWNS));
-        } else if let Some(mnt) = own_mnt {
-            namespaces.push((mnt, CloneFlags::CLONE_NEWNS));
+        Ok(self.supervise_instance(plan, instance))
+    }
+
+    /// The container's directory, its log file (registered for followers) and an empty
+    /// termination-message file; older instances' logs go.
+    fn open_files(&self, plan: &LaunchPlan) -> Result<Arc<Mutex<LogFile>>, StartError> {
+        fs::create_dir_all(&plan.dir).map_err(file_error(&plan.dir))?;
+        prune_old_instances(&plan.dir, plan.restart_count);
+        let log = LogFile::create(
+            plan.log_path.clone(),
+            self.inner.config.log_max_bytes,
+            self.inner.config.log_max_files,
+        )
+        .map_err(file_error(&plan.log_path))?;
+        let log = Arc::new(Mutex::new(log));
+        {
+            let mut live = lock(&self.inner.live_logs);
+            live.retain(|_, l| l.strong_count() > 0);
+            live.insert(plan.log_path.clone(), Arc::downgrade(&log));
         }
-        let exec_ctx = exec::ExecContext {
-            namespaces,
-            env,
-            cwd,
-            uid: uid_run,
-            gid: gid_run,
-        };
+        // One file per container, emptied for each instance (a kept mount namespace has it
+        // bound already).
+        termination_file(&plan.termination_file, plan.uid, plan.gid)
+            .map_err(file_error(&plan.termination_file))?;
+        Ok(log)
+    }
 
+    /// The container's own mount namespace: the predecessor's when it was made from the same
+    /// binds on the same sandbox namespace, else a plan to make it in the child.
+    fn mount_step(&self, plan: &LaunchPlan, sandbox_mnt: Option<&OwnedFd>) -> Result<MountStep, StartError> {
+        let Some(binds) = &plan.binds else {
+            return Ok(MountStep::default());
+        };
+        let origin = MountOrigin::of(binds, sandbox_mnt);
+        let key = (plan.pod_uid.clone(), plan.container.clone());
+        let kept = lock(&self.inner.mount_namespaces)
+            .get(&key)
+            .filter(|k| origin.as_ref() == Some(&k.made_from))
+            .map(|k| k.ns.clone());
+        if kept.is_some() {
+            return Ok(MountStep {
+                plan: None,
+                kept,
+                origin,
+            });
+        }
+        let stage = self.inner.config.data_dir.join("rootfs");
+        let mount_points =
+            mounts::mount_points(&fs::read_to_string(&plan.base_mountinfo).unwrap_or_default());
+        let made = mounts::MountPlan::prepare(
+            binds,
+            self.inner.hidden_data_dir.as_deref(),
+            &stage,
+            &mount_points,
+        )?;
+        Ok(MountStep {
+            plan: Some(made),
+            kept: None,
+            origin,
+        })
+    }
+
+    /// The new instance's mount namespace (kept for the next instance when it was made now).
+    fn keep_mount_namespace(
+        &self,
+        plan: &LaunchPlan,
+        pid: i32,
+        kept: Option<Arc<OwnedFd>>,
+        origin: Option<MountOrigin>,
+    ) -> Option<Arc<OwnedFd>> {
+        plan.binds.as_ref()?;
+        if kept.is_some() {
+            return kept;
+        }
+        let opened = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .map(|f| Arc::new(OwnedFd::from(f)));
+        if let (Some(made_from), Some(mnt)) = (origin, &opened) {
+            let key = (plan.pod_uid.clone(), plan.container.clone());
+            let kept = KeptMountNs {
+                made_from,
+                ns: mnt.clone(),
+            };
+            lock(&self.inner.mount_namespaces).insert(key, kept);
+        }
+        opened
+    }
+
+    /// Registers the running instance (for stop and exec) and spawns the task that supervises
+    /// it until its exit is reported.
+    fn supervise_instance(&self, plan: LaunchPlan, instance: Instance) -> Started {
+        let pid = instance.pid;
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let id = ContainerId(format!(
-            "{}-{}-{restart_count}-{n}",
-            short_hash(&uid),
-            container.name
+            "{}-{}-{}-{n}",
+            short_hash(&plan.pod_uid),
+            plan.container,
+            plan.restart_count
         ));
-        let stop_signal = container
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.stop_signal.as_deref())
-            .and_then(|s| {
-                s.parse::<Signal>()
-                    .ok()
-                    .or_else(|| format!("SIG{s}").parse().ok())
-            })
-            .unwrap_or(Signal::SIGTERM);
         let (stop_tx, stop_rx) = watch::channel(None);
         let state = Arc::new(ContainerState {
             main_pid: pid,
-            stop_signal,
+            stop_signal: plan.stop_signal,
             stop: stop_tx,
-            exec_ctx: Mutex::new(Some(exec_ctx)),
+            exec_ctx: Mutex::new(Some(instance.exec_ctx)),
             exec_tx: Mutex::new(None),
         });
         lock(&self.inner.containers).insert(id.clone(), state);
 
+        let [out_r, err_r] = instance.output;
         let pumps = [
-            pump_task(out_r, Stream::Stdout, log.clone()),
-            pump_task(err_r, Stream::Stderr, log.clone()),
+            pump_task(out_r, Stream::Stdout, instance.log.clone()),
+            pump_task(err_r, Stream::Stderr, instance.log),
         ];
-        let fallback = container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
+        let (pidfd, cgroup) = (instance.pidfd, instance.cgroup);
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
         let exit_id = id.clone();
         tokio::spawn(async move {
-            let (status, killed) = supervise(pid, pidfd, stop_rx, &cgroup).await;
-            kill_leftovers(pid, &cgroup, killed).await;
+            let procs = this.inner.procs.as_ref();
+            let (status, killed) = supervise(procs, pid, pidfd, stop_rx, cgroup.as_ref()).await;
+            kill_leftovers(procs, pid, cgroup.as_ref(), killed).await;
             for p in pumps {
                 // Output of processes that escaped both group and cgroup is not waited for.
                 let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
@@ -352,7 +241,12 @@ impl ProcessRuntime {
             } else {
                 status
             };
-            let message = termination_message(&term_host, fallback, status, &log_path);
+            let message = termination_message(
+                &plan.termination_file,
+                plan.fallback_to_logs,
+                status,
+                &plan.log_path,
+            );
             // Forgotten before the exit is reported (no stop or exec may reach a pid that is
             // gone), but released after it, on the blocking pool: closing the container's
             // namespace fds can mean unmounting its whole mount namespace, which waits for RCU,
@@ -371,7 +265,7 @@ impl ProcessRuntime {
                 message: Some("the runtime shut down before the container ended".into()),
             })
         });
-        Ok(Started { id, exit })
+        Started { id, exit }
     }
 
     pub(super) async fn exec_inner(
@@ -411,7 +305,7 @@ impl ProcessRuntime {
         let (pid, out) = answer
             .await
             .map_err(|_| err("exec thread gone".into()))?
-            .map_err(err)?;
+            .map_err(|e| err(e.to_string()))?;
         let pidfd = process::pidfd_open(pid).ok();
         let reader = tokio::spawn(read_capped(out));
         let wait = process::wait_reap(pid, pidfd);
@@ -420,14 +314,14 @@ impl ProcessRuntime {
             Some(t) => match tokio::time::timeout(t, &mut wait).await {
                 Ok(s) => (s, false),
                 Err(_) => {
-                    let _ = kill_tree(pid);
+                    let _ = process::kill_tree(pid);
                     (wait.await, true)
                 }
             },
             None => (wait.await, false),
         };
         // Like a container's end: nothing the command started outlives it.
-        let left_processes = kill_tree(pid);
+        let left_processes = process::kill_tree(pid);
         let output = match tokio::time::timeout(Duration::from_secs(2), reader).await {
             Ok(Ok(o)) => o,
             _ => Vec::new(),
@@ -441,6 +335,57 @@ impl ProcessRuntime {
             output,
             timed_out,
         })
+    }
+}
+
+/// The container's own mount namespace, as far as it is known before the spawn.
+#[derive(Default)]
+pub(super) struct MountStep {
+    /// What the child makes (a new namespace).
+    plan: Option<mounts::MountPlan>,
+    /// The predecessor's namespace, joined instead.
+    kept: Option<Arc<OwnedFd>>,
+    /// What it is made from, to keep it for the next instance.
+    origin: Option<MountOrigin>,
+}
+
+/// A spawned instance, as its supervision takes it over.
+pub(super) struct Instance {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    cgroup: Box<dyn ContainerGroup>,
+    exec_ctx: exec::ExecContext,
+    log: Arc<Mutex<LogFile>>,
+    /// The read ends of its stdout and stderr.
+    output: [OwnedFd; 2],
+}
+
+/// What exec in the container joins and runs with.
+fn exec_context(
+    plan: &LaunchPlan,
+    ns: Option<&Namespaces>,
+    own_mnt: Option<Arc<OwnedFd>>,
+) -> exec::ExecContext {
+    let mut namespaces = Vec::new();
+    if let Some(n) = ns {
+        for kind in &plan.join {
+            let fd = match kind {
+                Namespace::Net => n.net.clone(),
+                Namespace::Uts => n.uts.clone(),
+                Namespace::Ipc => n.ipc.clone(),
+                Namespace::Mnt => own_mnt.clone().unwrap_or_else(|| n.mnt.clone()),
+            };
+            namespaces.push((fd, kind.flag()));
+        }
+    } else if let Some(mnt) = own_mnt {
+        namespaces.push((mnt, CloneFlags::CLONE_NEWNS));
+    }
+    exec::ExecContext {
+        namespaces,
+        env: plan.env.clone(),
+        cwd: plan.cwd.clone(),
+        uid: plan.uid,
+        gid: plan.gid,
     }
 }
 
@@ -475,32 +420,18 @@ pub(super) async fn read_capped(fd: OwnedFd) -> Vec<u8> {
     out
 }
 
-/// SIGKILLs a process group and every remaining member of it (by group or session), and says
-/// whether there was anything to kill. When the group is already empty and the leader is gone,
-/// `/proc` is not scanned (the common end of an exec probe).
-pub(super) fn kill_tree(leader: i32) -> bool {
-    let group_gone = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(leader), Signal::SIGKILL)
-        == Err(nix::errno::Errno::ESRCH);
-    if group_gone && nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(leader))).is_err() {
-        return false;
-    }
-    for p in process::group_members(leader) {
-        process::kill_pid(p);
-    }
-    true
-}
-
 /// Waits for the main process, applying stop requests: the stop signal was sent by `stop`;
 /// at the (possibly shortened) deadline everything of the container is SIGKILLed. Returns the
 /// exit and the processes the cgroup held when they were killed (gone from it as soon as they
 /// exit, so they are remembered for reaping).
 pub(super) async fn supervise(
+    procs: &dyn ProcessOps,
     pid: i32,
     pidfd: Option<OwnedFd>,
     mut stop: watch::Receiver<Option<Instant>>,
-    cgroup: &ContainerCgroup,
+    cgroup: &dyn ContainerGroup,
 ) -> (ExitStatus, Vec<i32>) {
-    let wait = process::wait_reap(pid, pidfd);
+    let wait = procs.wait_reap(pid, pidfd);
     tokio::pin!(wait);
     let mut killed = false;
     let mut victims = Vec::new();
@@ -513,9 +444,9 @@ pub(super) async fn supervise(
                 cgroup.kill_all();
                 if cgroup.tracks() {
                     // Everything of the container is in its groups: no need to scan `/proc`.
-                    process::signal_group(pid, Signal::SIGKILL);
+                    procs.signal_group(pid, Signal::SIGKILL);
                 } else {
-                    let _ = kill_tree(pid);
+                    let _ = procs.kill_tree(pid);
                 }
                 killed = true;
             }
@@ -530,7 +461,12 @@ pub(super) async fn supervise(
 
 /// After the main process ended: kill what remains of its group and cgroup, as the end of a
 /// PID namespace would, wait until it is gone and reap it.
-pub(super) async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup, killed: Vec<i32>) {
+pub(super) async fn kill_leftovers(
+    procs: &dyn ProcessOps,
+    pid: i32,
+    cgroup: &dyn ContainerGroup,
+    killed: Vec<i32>,
+) {
     // A container's cgroup holds every process it started (none can leave it without root),
     // so where there is one, `/proc` is not scanned for its process group and session.
     let tracked = cgroup.tracks();
@@ -539,13 +475,13 @@ pub(super) async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup, killed: V
     let mut killed = killed;
     killed.retain(|p| *p != pid);
     for p in &killed {
-        let _ = tokio::time::timeout(Duration::from_secs(1), process::wait_gone(*p)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), procs.wait_gone(*p)).await;
     }
     let mut seen: Vec<i32> = killed;
     for _ in 0..20 {
         let mut pids = cgroup.pids();
         if !tracked {
-            pids.extend(process::group_members(pid));
+            pids.extend(procs.group_members(pid));
         }
         pids.sort_unstable();
         pids.dedup();
@@ -556,13 +492,13 @@ pub(super) async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup, killed: V
         if !tracked {
             // Without a cgroup the process group is what finds them. (With one, the group is
             // not signalled: once empty, the main process's number may be reused.)
-            process::signal_group(pid, Signal::SIGKILL);
+            procs.signal_group(pid, Signal::SIGKILL);
         }
         for p in &pids {
-            process::kill_pid(*p);
+            procs.signal(*p, Signal::SIGKILL);
         }
         for p in &pids {
-            let _ = tokio::time::timeout(Duration::from_secs(1), process::wait_gone(*p)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), procs.wait_gone(*p)).await;
         }
         seen.extend(&pids);
     }
@@ -570,9 +506,9 @@ pub(super) async fn kill_leftovers(pid: i32, cgroup: &ContainerCgroup, killed: V
     // parent died) and is reaped here, before the exit is reported; so are other orphans of the
     // container's group. (Anything else is left to the SIGCHLD-driven orphan reaper.)
     for p in seen {
-        process::reap_if_child(p);
+        procs.reap_if_child(p);
     }
-    process::reap_group(pid);
+    procs.reap_group(pid);
 }
 
 /// Empties (or creates) the termination-message file of a new instance: mode 0600, owned by

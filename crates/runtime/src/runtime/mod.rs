@@ -1,15 +1,22 @@
 //! [`ProcessRuntime`]: the `ContainerRuntime` and `ContainerExec` implementation: its set-up,
-//! state and the trait methods; pod sandboxes are in `pod_sandbox`, containers in `container`.
+//! state and the trait methods; pod sandboxes are in `pod_sandbox`, a container start's plan in
+//! `plan` and its steps, exec and supervision in `container`. The machine is reached through
+//! the seams of [`crate::seams`] only.
 
 mod container;
+#[cfg(test)]
+mod fakes;
+mod plan;
 mod pod_sandbox;
+#[cfg(test)]
+mod tests;
 
 use container::*;
 
 use std::collections::HashMap;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,10 +35,12 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::cgroup::{CgroupVersion, Cgroups, ContainerCgroup, Limits};
+use crate::cgroup::{CgroupVersion, Cgroups};
+use crate::error::{SandboxError, StartError, file_error};
 use crate::ipam::{Cidr, Ipam};
 use crate::logs::{LogFile, Stream};
-use crate::{env, exec, logs, mounts, network, process, sandbox, spawn};
+use crate::seams::{CgroupOps, ContainerGroup, Namespaces, NetOps, Netlink, ProcessOps, RealProcesses};
+use crate::{exec, logs, mounts, network, process, sandbox, spawn};
 
 /// Annotation with a pids limit for every container of the pod (`"100"`).
 pub const PIDS_LIMIT_ANNOTATION: &str = "podvisor.io/pids-limit";
@@ -141,13 +150,6 @@ enum Fate {
     Removed,
 }
 
-struct Namespaces {
-    net: Arc<OwnedFd>,
-    uts: Arc<OwnedFd>,
-    ipc: Arc<OwnedFd>,
-    mnt: Arc<OwnedFd>,
-}
-
 struct SandboxState {
     pod_dir: PathBuf,
     holder: Option<i32>,
@@ -223,7 +225,9 @@ struct ContainerState {
 struct Inner {
     config: RuntimeConfig,
     caps: Capabilities,
-    cgroups: Cgroups,
+    cgroups: Box<dyn CgroupOps>,
+    procs: Arc<dyn ProcessOps>,
+    net: Box<dyn NetOps>,
     cidr: Cidr,
     ipam: Mutex<Ipam>,
     sandboxes: Mutex<HashMap<String, SandboxState>>,
@@ -235,7 +239,6 @@ struct Inner {
     /// The log files being written, by path, for followers ([`ProcessRuntime::log_updates`]).
     live_logs: Mutex<HashMap<PathBuf, std::sync::Weak<Mutex<LogFile>>>>,
     next: AtomicU64,
-    netlink: tokio::sync::OnceCell<Option<rtnetlink::Handle>>,
     /// The node bridge's index once it is known to exist with its address. Checking and
     /// creating it is serialised (concurrent creations race in the kernel, EBUSY); the rest of
     /// a pod's network is then set up concurrently with other pods'.
@@ -275,6 +278,19 @@ fn pod_name(pod: &corev1::Pod) -> (String, String, String) {
     )
 }
 
+/// `<data_dir>/pods/<ns>_<name>_<uid>`: the pod's files.
+fn pod_dir(data_dir: &Path, pod: &corev1::Pod) -> PathBuf {
+    let (ns, name, uid) = pod_name(pod);
+    data_dir.join("pods").join(format!("{ns}_{name}_{uid}"))
+}
+
+/// The machine as the runtime reaches it (see [`crate::seams`]).
+struct Parts {
+    cgroups: Box<dyn CgroupOps>,
+    procs: Arc<dyn ProcessOps>,
+    net: Box<dyn NetOps>,
+}
+
 fn hostname_of(pod: &corev1::Pod) -> String {
     let name = pod
         .spec
@@ -290,18 +306,7 @@ impl ProcessRuntime {
     /// Detects what the machine allows, becomes a child subreaper, prepares the data directory
     /// and (with `cleanup_on_start`) removes what a previous run left behind.
     pub async fn new(config: RuntimeConfig) -> Result<Self, InitError> {
-        let cidr = Cidr::parse(&config.pod_cidr)?;
-        for dir in [
-            config.data_dir.clone(),
-            config.data_dir.join("pods"),
-            config.data_dir.join("sandboxes"),
-            config.data_dir.join("rootfs"),
-        ] {
-            fs::create_dir_all(&dir).map_err(|source| InitError::DataDir {
-                path: dir.clone(),
-                source,
-            })?;
-        }
+        Cidr::parse(&config.pod_cidr)?;
         let root = nix::unistd::geteuid().is_root();
         let namespaces = root && !config.force_host_network && sandbox::namespaces_available();
         let cgroups = if config.use_cgroups {
@@ -322,14 +327,42 @@ impl ProcessRuntime {
             pidfd: process::pidfd_supported(),
             termination_message_path: root,
         };
+        process::spawn_orphan_reaper();
+        let parts = Parts {
+            cgroups: Box::new(cgroups),
+            procs: Arc::new(RealProcesses),
+            net: Box::new(Netlink::default()),
+        };
+        let rt = Self::from_parts(config, caps, parts)?;
+        if rt.inner.config.cleanup_on_start {
+            rt.cleanup_stale().await;
+        }
+        Ok(rt)
+    }
+
+    /// A runtime on the given parts, with no detection and no clean-up.
+    fn from_parts(config: RuntimeConfig, caps: Capabilities, parts: Parts) -> Result<Self, InitError> {
+        let cidr = Cidr::parse(&config.pod_cidr)?;
+        for dir in [
+            config.data_dir.clone(),
+            config.data_dir.join("pods"),
+            config.data_dir.join("sandboxes"),
+            config.data_dir.join("rootfs"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| InitError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
         let ipam = Ipam::open(cidr, config.data_dir.clone())?;
         let hidden_data_dir = fs::canonicalize(&config.data_dir).ok();
-        process::spawn_orphan_reaper();
-        let rt = ProcessRuntime {
+        Ok(ProcessRuntime {
             inner: Arc::new(Inner {
                 config,
                 caps,
-                cgroups,
+                cgroups: parts.cgroups,
+                procs: parts.procs,
+                net: parts.net,
                 cidr,
                 ipam: Mutex::new(ipam),
                 sandboxes: Mutex::new(HashMap::new()),
@@ -338,14 +371,9 @@ impl ProcessRuntime {
                 mount_namespaces: Mutex::new(HashMap::new()),
                 live_logs: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
-                netlink: tokio::sync::OnceCell::new(),
                 bridge: tokio::sync::Mutex::new(None),
             }),
-        };
-        if rt.inner.config.cleanup_on_start {
-            rt.cleanup_stale().await;
-        }
-        Ok(rt)
+        })
     }
 
     /// Creates the node bridge with its gateway address now, rather than with the first pod
@@ -355,10 +383,7 @@ impl ProcessRuntime {
         if !self.inner.caps.namespaces {
             return Ok(());
         }
-        let Some(h) = self.netlink().await else {
-            return Err(RuntimeError::Backend("no netlink connection".into()));
-        };
-        self.bridge_index(&h)
+        self.bridge_index()
             .await
             .map(|_| ())
             .map_err(|e| RuntimeError::Backend(Box::new(e)))
@@ -366,18 +391,20 @@ impl ProcessRuntime {
 
     /// The node bridge, created with its gateway address the first time (and again after a
     /// pod network failed, in case it was deleted).
-    async fn bridge_index(&self, h: &rtnetlink::Handle) -> Result<u32, network::NetworkError> {
+    async fn bridge_index(&self) -> Result<u32, network::NetworkError> {
         let mut known = self.inner.bridge.lock().await;
         if let Some(index) = *known {
             return Ok(index);
         }
-        let index = network::ensure_bridge(
-            h,
-            &self.inner.config.bridge_name,
-            self.inner.cidr.gateway(),
-            self.inner.cidr.prefix,
-        )
-        .await?;
+        let index = self
+            .inner
+            .net
+            .ensure_bridge(
+                &self.inner.config.bridge_name,
+                self.inner.cidr.gateway(),
+                self.inner.cidr.prefix,
+            )
+            .await?;
         *known = Some(index);
         Ok(index)
     }
@@ -387,10 +414,7 @@ impl ProcessRuntime {
     pub async fn node_ip(&self) -> Option<String> {
         match &self.inner.config.node_ip {
             Some(ip) => Some(ip.clone()),
-            None => match self.netlink().await {
-                Some(h) => network::node_ipv4(&h).await.map(|ip| ip.to_string()),
-                None => None,
-            },
+            None => self.inner.net.node_ipv4().await.map(|ip| ip.to_string()),
         }
     }
 
@@ -405,12 +429,7 @@ impl ProcessRuntime {
     }
 
     fn pod_dir_for(&self, pod: &corev1::Pod) -> PathBuf {
-        let (ns, name, uid) = pod_name(pod);
-        self.inner
-            .config
-            .data_dir
-            .join("pods")
-            .join(format!("{ns}_{name}_{uid}"))
+        pod_dir(&self.inner.config.data_dir, pod)
     }
 
     /// The log file of one container instance (`<restart>.log`; rotated files add `.1`,
@@ -444,18 +463,6 @@ impl ProcessRuntime {
         Some(updates)
     }
 
-    async fn netlink(&self) -> Option<rtnetlink::Handle> {
-        self.inner
-            .netlink
-            .get_or_init(|| async {
-                network::connect()
-                    .map_err(|e| tracing::warn!(error = %e, "no netlink connection"))
-                    .ok()
-            })
-            .await
-            .clone()
-    }
-
     /// Kills and removes what a previous run of the node left behind: sandbox holders (by
     /// their records in `<data_dir>/sandboxes`), their veths and addresses, and every cgroup
     /// under this runtime's cgroup parent. Called by `new` unless `cleanup_on_start` is off.
@@ -472,12 +479,12 @@ impl ProcessRuntime {
                     continue;
                 }
                 if let Some(pid) = rec.holder
-                    && sandbox::is_holder(pid)
+                    && self.inner.procs.is_holder(pid)
                 {
-                    process::kill_pid(pid);
+                    self.inner.procs.signal(pid, Signal::SIGKILL);
                 }
-                if let (Some(veth), Some(h)) = (&rec.host_veth, self.netlink().await) {
-                    let _ = network::delete_veth(&h, veth).await;
+                if let Some(veth) = &rec.host_veth {
+                    let _ = self.inner.net.delete_veth(veth).await;
                 }
                 let _ = fs::remove_file(e.path());
             }
@@ -502,9 +509,9 @@ impl ContainerRuntime for ProcessRuntime {
         let (ns, name, _) = pod_name(&config.pod);
         self.create_sandbox_inner(&config.pod)
             .await
-            .map_err(|message| RuntimeError::Sandbox {
+            .map_err(|e: SandboxError| RuntimeError::Sandbox {
                 pod: format!("{ns}/{name}"),
-                message,
+                message: e.to_string(),
             })
     }
 
@@ -573,7 +580,10 @@ impl ContainerRuntime for ProcessRuntime {
         let name = launch.container.name.clone();
         self.start_inner(launch)
             .await
-            .map_err(|message| RuntimeError::Start { name, message })
+            .map_err(|e: StartError| RuntimeError::Start {
+                name,
+                message: e.to_string(),
+            })
     }
 
     async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
@@ -585,7 +595,7 @@ impl ContainerRuntime for ProcessRuntime {
         if first {
             // The stop signal goes to the main process only, as a runtime signals a container's
             // PID 1; the rest go when it exits (`kill_leftovers`) or at the deadline.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.main_pid), state.stop_signal);
+            self.inner.procs.signal(state.main_pid, state.stop_signal);
         }
         let deadline = stop_deadline(Instant::now(), grace);
         state.stop.send_if_modified(|d| {

@@ -9,8 +9,8 @@ impl ProcessRuntime {
         state.fate.send_replace(fate);
         drop(state.namespaces);
         if let Some(pid) = state.holder {
-            process::kill_pid(pid);
-            process::wait_gone(pid).await;
+            self.inner.procs.signal(pid, Signal::SIGKILL);
+            self.inner.procs.wait_gone(pid).await;
         }
         // The veth pair goes with the pod's network namespace, which the kernel destroys (in
         // batches, off this path) once the holder and every fd of it are gone: deleting it
@@ -22,10 +22,10 @@ impl ProcessRuntime {
             let this = self.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(VETH_GRACE).await;
-                if let Some(h) = this.netlink().await
-                    && let Ok(Some(now)) = network::link_index(&h, &veth).await
+                let net = &this.inner.net;
+                if let Ok(Some(now)) = net.link_index(&veth).await
                     && now == index
-                    && let Err(e) = network::delete_veth(&h, &veth).await
+                    && let Err(e) = net.delete_veth(&veth).await
                 {
                     tracing::warn!(error = %e, "deleting veth");
                 }
@@ -44,17 +44,20 @@ impl ProcessRuntime {
         let _ = &state.pod_dir;
     }
 
-    pub(super) async fn create_sandbox_inner(&self, pod: &corev1::Pod) -> Result<Sandbox, String> {
+    pub(super) async fn create_sandbox_inner(&self, pod: &corev1::Pod) -> Result<Sandbox, SandboxError> {
         let (_, _, uid) = pod_name(pod);
         if uid.is_empty() {
-            return Err("pod has no metadata.uid".into());
+            return Err(SandboxError::NoUid);
         }
         let old = lock(&self.inner.sandboxes).remove(&uid);
         if let Some(old) = old {
             self.teardown(&uid, old, Fate::Removed).await;
         }
         let pod_dir = self.pod_dir_for(pod);
-        fs::create_dir_all(&pod_dir).map_err(|e| format!("{}: {e}", pod_dir.display()))?;
+        fs::create_dir_all(&pod_dir).map_err(|source| SandboxError::PodDir {
+            path: pod_dir.clone(),
+            source,
+        })?;
         let wants_host = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
         let hostname = hostname_of(pod);
         let (fate_tx, fate_rx) = watch::channel(Fate::Alive);
@@ -99,7 +102,7 @@ impl ProcessRuntime {
                 lost: Box::pin(async { std::future::pending::<()>().await }),
             });
         }
-        let ip = lock(&self.inner.ipam).allocate(&uid).map_err(|e| e.to_string())?;
+        let ip = lock(&self.inner.ipam).allocate(&uid)?;
         match self
             .create_netns_sandbox(pod, &uid, &pod_dir, &hostname, ip, fate_tx)
             .await
@@ -141,32 +144,28 @@ impl ProcessRuntime {
         hostname: &str,
         ip: Ipv4Addr,
         fate: watch::Sender<Fate>,
-    ) -> Result<SandboxState, String> {
+    ) -> Result<SandboxState, SandboxError> {
         let hosts = pod_dir.join("hosts");
         let resolv = pod_dir.join("resolv.conf");
-        fs::write(&hosts, hosts_file(pod, hostname, &ip.to_string())).map_err(|e| format!("hosts: {e}"))?;
-        fs::write(&resolv, resolv_file(pod, self.inner.config.cluster_dns))
-            .map_err(|e| format!("resolv.conf: {e}"))?;
+        let file = |file| move |source| SandboxError::File { file, source };
+        fs::write(&hosts, hosts_file(pod, hostname, &ip.to_string())).map_err(file("hosts"))?;
+        fs::write(&resolv, resolv_file(pod, self.inner.config.cluster_dns)).map_err(file("resolv.conf"))?;
         let spec = sandbox::HolderSpec {
             hostname: hostname.to_string(),
             hosts: sandbox::cstring(&hosts).zip(sandbox::bind_target("/etc/hosts")),
             resolv: sandbox::cstring(&resolv).zip(sandbox::bind_target("/etc/resolv.conf")),
         };
-        let holder = tokio::task::spawn_blocking(move || sandbox::spawn(&spec))
+        let procs = self.inner.procs.clone();
+        let holder = tokio::task::spawn_blocking(move || procs.spawn_holder(&spec))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(SandboxError::Task)??;
         let pid = holder.pid;
-        let open =
-            |kind: &str| fs::File::open(format!("/proc/{pid}/ns/{kind}")).map(|f| Arc::new(OwnedFd::from(f)));
-        let kill_holder = || {
-            process::kill_pid(pid);
-        };
-        let namespaces = match (open("net"), open("uts"), open("ipc"), open("mnt")) {
-            (Ok(net), Ok(uts), Ok(ipc), Ok(mnt)) => Namespaces { net, uts, ipc, mnt },
-            _ => {
-                kill_holder();
-                return Err("cannot open the holder's namespaces".into());
+        let procs = &self.inner.procs;
+        let namespaces = match procs.namespaces_of(pid) {
+            Ok(namespaces) => namespaces,
+            Err(e) => {
+                procs.signal(pid, Signal::SIGKILL);
+                return Err(SandboxError::Namespaces(e));
             }
         };
         let host_veth = format!("pv{}", &short_hash(uid));
@@ -183,11 +182,12 @@ impl ProcessRuntime {
                 .join(format!("{uid}.json")),
             serde_json::to_vec(&record).unwrap_or_default(),
         );
-        let pidfd = process::pidfd_open(pid).ok();
+        let pidfd = procs.pidfd(pid);
         // The holder's exit: reap it and report loss unless the sandbox was removed on purpose.
         let fate_watch = fate.clone();
+        let exited = procs.wait_reap(pid, pidfd);
         tokio::spawn(async move {
-            process::wait_reap(pid, pidfd).await;
+            exited.await;
             fate_watch.send_if_modified(|f| {
                 if *f == Fate::Alive {
                     *f = Fate::Lost;
@@ -197,25 +197,19 @@ impl ProcessRuntime {
                 }
             });
         });
-        let net_result = match self.netlink().await {
-            Some(h) => {
-                let net = network::PodNet {
-                    host_veth: &host_veth,
-                    ip,
-                    prefix: self.inner.cidr.prefix,
-                    gateway: self.inner.cidr.gateway(),
-                };
-                let result = match self.bridge_index(&h).await {
-                    Ok(bridge) => network::setup_pod(&h, bridge, namespaces.net.as_fd(), &net).await,
-                    Err(e) => Err(e),
-                };
-                if result.is_err() {
-                    *self.inner.bridge.lock().await = None;
-                }
-                result.map_err(|e| e.to_string())
-            }
-            None => Err("no netlink connection".into()),
+        let net = network::PodNet {
+            host_veth: &host_veth,
+            ip,
+            prefix: self.inner.cidr.prefix,
+            gateway: self.inner.cidr.gateway(),
         };
+        let net_result = match self.bridge_index().await {
+            Ok(bridge) => self.inner.net.setup_pod(bridge, &namespaces.net, &net).await,
+            Err(e) => Err(e),
+        };
+        if net_result.is_err() {
+            *self.inner.bridge.lock().await = None;
+        }
         let state = SandboxState {
             pod_dir: pod_dir.to_path_buf(),
             holder: Some(pid),
@@ -226,11 +220,9 @@ impl ProcessRuntime {
         };
         if let Err(e) = net_result {
             // Half set up: whatever was created goes now.
-            if let Some(h) = self.netlink().await {
-                let _ = network::delete_veth(&h, &host_veth).await;
-            }
+            let _ = self.inner.net.delete_veth(&host_veth).await;
             self.teardown(uid, state, Fate::Removed).await;
-            return Err(format!("pod network: {e}"));
+            return Err(SandboxError::Network(e));
         }
         Ok(state)
     }

@@ -1,0 +1,98 @@
+//! The audited module: every `unsafe` of the workspace is here, and nowhere else (the crate
+//! denies `unsafe_code` outside it; every other crate forbids it).
+//!
+//! Rules for what lives here:
+//! - each `unsafe` block has a `// SAFETY:` comment and each `unsafe fn` a `# Safety` section
+//!   (clippy's `undocumented_unsafe_blocks` and `missing_safety_doc` are errors here);
+//! - every function exported from here is safe to call: its contract is upheld inside;
+//! - between fork (or `clone3`) and exec or `_exit`, a child makes only system calls on data
+//!   prepared before the fork: no allocation, no lock, no return into the caller's Rust code.
+//!
+//! What is here: creating a container's main process ([`clone`]: `clone3` into its cgroup, the
+//! `pre_exec` fallback), the sandbox holder's fork ([`holder`]), pidfds and their registration
+//! with tokio, the C allocator's mmap threshold, and a safe way for other crates to start a
+//! program in new namespaces ([`with_new_pod_namespaces`]).
+#![allow(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+mod clone;
+mod holder;
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+
+use nix::sched::CloneFlags;
+use tokio::io::unix::AsyncFd;
+
+pub(crate) use clone::spawn;
+pub(crate) use holder::spawn_holder;
+
+/// Opens a pidfd for `pid` (Linux 5.3+).
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory is shared.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Registers `fd` with tokio's reactor (readiness of a pidfd).
+pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open, refers to the same file
+    // description and is returned by every `as_raw_fd` for as long as it is registered.
+    unsafe { AsyncFd::register(fd).map_err(io::Error::from) }
+}
+
+/// Sets glibc's mmap threshold to 128 KiB and caps its arenas at `arenas` (see
+/// [`return_large_frees_to_the_system`](crate::process::return_large_frees_to_the_system)).
+/// Returns whether the allocator took both (always false off glibc).
+pub(crate) fn tune_allocator(arenas: i32) -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallopt only sets one of the allocator's tuning parameters; it reads no
+        // pointer and refuses (returns 0) a value it does not take.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024) == 1
+                && libc::mallopt(libc::M_ARENA_MAX, arenas) == 1
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = arenas;
+        false
+    }
+}
+
+/// Hands the allocator's free pages back to the system (`malloc_trim(0)`). Returns whether any
+/// memory was released (always false off glibc).
+pub(crate) fn trim_allocator() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: malloc_trim takes no pointer; it only releases pages the allocator holds free.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
+}
+
+/// Makes `cmd`'s child leave into new network, UTS and IPC namespaces before it execs (what a
+/// pod sandbox costs at minimum; for measurements such as the benchmarks' floors). Spawning
+/// then fails with the `unshare` error where namespaces cannot be created (without root).
+pub fn with_new_pod_namespaces(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    // SAFETY: the hook runs between fork and exec and makes one system call, unshare(2), which
+    // is async-signal-safe, allocates nothing and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sched::unshare(
+                CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC,
+            )
+            .map_err(io::Error::from)
+        })
+    }
+}
