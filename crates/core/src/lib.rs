@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod object;
 pub mod probe;
 pub mod quantity;
 pub mod runtime;

@@ -126,7 +126,7 @@ pub(crate) async fn run(
         let pod = worker.pod();
         let message = format!(
             "Successfully assigned {}/{} to {}",
-            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            podvisor_core::object::namespace_of(&pod.metadata),
             pod.metadata.name.as_deref().unwrap_or_default(),
             pod.spec
                 .as_ref()

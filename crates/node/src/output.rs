@@ -153,7 +153,7 @@ fn wall_clock() -> Time {
 fn pod_name(pod: &Pod) -> String {
     format!(
         "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        podvisor_core::object::namespace_of(&pod.metadata),
         pod.metadata.name.as_deref().unwrap_or_default()
     )
 }

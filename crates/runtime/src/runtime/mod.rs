@@ -269,7 +269,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> RuntimeError {
 fn pod_name(pod: &corev1::Pod) -> (String, String, String) {
     let m = &pod.metadata;
     (
-        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        podvisor_core::object::namespace_of(m).to_string(),
         m.name.clone().unwrap_or_default(),
         m.uid.clone().unwrap_or_default(),
     )
