@@ -19,6 +19,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod downward;
+pub mod expansion;
 pub mod object;
 pub mod probe;
 pub mod quantity;
