@@ -24,6 +24,7 @@ pub mod expansion;
 pub mod object;
 pub mod probe;
 pub mod quantity;
+pub mod rfc3339;
 pub mod runtime;
 
 pub use config::{ConfigSource, ConfigSourceError};
