@@ -31,3 +31,5 @@ pub use node::{BuildError, Node, NodeConfig, build};
 pub use output::OutputMode;
 /// The API server's connection and request budgets ([`NodeConfig::api_limits`]).
 pub use podvisor_apiserver::limits::Limits as ApiLimits;
+/// Whether the node runs as root (sandboxes, cgroups, the nftables datapath need it).
+pub use podvisor_runtime::is_root;

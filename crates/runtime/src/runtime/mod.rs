@@ -302,7 +302,7 @@ impl ProcessRuntime {
                 source,
             })?;
         }
-        let root = nix::unistd::geteuid().is_root();
+        let root = crate::is_root();
         let namespaces = root && !config.force_host_network && sandbox::namespaces_available();
         let cgroups = if config.use_cgroups {
             Cgroups::detect(&config.cgroup_parent)
