@@ -21,6 +21,7 @@
 pub mod config;
 pub mod downward;
 pub mod expansion;
+pub mod net;
 pub mod object;
 pub mod probe;
 pub mod quantity;

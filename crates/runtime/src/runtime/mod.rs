@@ -290,7 +290,7 @@ impl ProcessRuntime {
     /// Detects what the machine allows, becomes a child subreaper, prepares the data directory
     /// and (with `cleanup_on_start`) removes what a previous run left behind.
     pub async fn new(config: RuntimeConfig) -> Result<Self, InitError> {
-        let cidr = Cidr::parse(&config.pod_cidr)?;
+        let cidr = crate::ipam::parse_cidr(&config.pod_cidr)?;
         for dir in [
             config.data_dir.clone(),
             config.data_dir.join("pods"),
@@ -374,8 +374,8 @@ impl ProcessRuntime {
         let index = network::ensure_bridge(
             h,
             &self.inner.config.bridge_name,
-            self.inner.cidr.gateway(),
-            self.inner.cidr.prefix,
+            self.inner.cidr.first_host(),
+            self.inner.cidr.prefix(),
         )
         .await?;
         *known = Some(index);

@@ -202,8 +202,8 @@ impl ProcessRuntime {
                 let net = network::PodNet {
                     host_veth: &host_veth,
                     ip,
-                    prefix: self.inner.cidr.prefix,
-                    gateway: self.inner.cidr.gateway(),
+                    prefix: self.inner.cidr.prefix(),
+                    gateway: self.inner.cidr.first_host(),
                 };
                 let result = match self.bridge_index(&h).await {
                     Ok(bridge) => network::setup_pod(&h, bridge, namespaces.net.as_fd(), &net).await,
