@@ -1,4 +1,5 @@
-//! Object metadata helpers: timestamps in RFC 3339, uids, generated names, JSON accessors.
+//! Object metadata helpers: timestamps in RFC 3339 (`podvisor_core::rfc3339`), uids (random
+//! version-4 UUIDs), generated names, JSON accessors.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,39 +29,38 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     podvisor_core::rfc3339::parse(s)
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_i64(now_millis());
-    h.finish()
+/// Random bytes from the operating system; should it fail (it does not on Linux after boot),
+/// a per-process counter and the clock keep uids and names distinct.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if getrandom::fill(&mut bytes).is_err() {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_i64(now_millis());
+        let seed = h.finish().to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = seed.get(i % seed.len()).copied().unwrap_or_default() ^ (i as u8);
+        }
+    }
+    bytes
 }
 
 /// A random version-4 UUID.
 pub fn new_uid() -> String {
-    let (a, b) = (random_u64(), random_u64());
-    let a = (a & 0xffff_ffff_ffff_0fff) | 0x4000;
-    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
+    uuid::Builder::from_random_bytes(random_bytes())
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// `generateName` plus five random characters from kube-apiserver's alphabet.
 pub fn generate_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut n = random_u64();
     let mut out = prefix.chars().take(58).collect::<String>();
-    for _ in 0..5 {
-        let i = (n % ALPHABET.len() as u64) as usize;
+    for r in random_bytes::<5>() {
+        let i = usize::from(r) % ALPHABET.len();
         out.push(char::from(ALPHABET.get(i).copied().unwrap_or(b'x')));
-        n /= ALPHABET.len() as u64;
     }
     out
 }
@@ -97,6 +97,12 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_ne!(u, new_uid());
         assert_eq!(u.as_bytes()[14], b'4');
+        assert!(
+            matches!(u.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
+            "RFC 4122 variant: {u}"
+        );
+        let uids: std::collections::HashSet<String> = (0..1000).map(|_| new_uid()).collect();
+        assert_eq!(uids.len(), 1000);
         let n = generate_name("web-");
         assert!(n.starts_with("web-") && n.len() == 9);
     }
