@@ -299,10 +299,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops.
     pub async fn serve(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), Error> {
         tokio::select! {
-            () = shutdown => {
-                let _ = self.0.shutdown_gracefully().await;
-                Ok(())
-            }
+            () = shutdown => self.0.shutdown_gracefully().await.map_err(Error::Serve),
             r = self.0.block_until_done() => r.map_err(Error::Serve),
         }
     }

@@ -30,6 +30,16 @@ pub enum IpamError {
         #[source]
         source: io::Error,
     },
+    /// The state file holds something else than the allocator's state: starting empty would
+    /// hand running pods' addresses out again.
+    #[error("ipam state {path} is unreadable (remove it once no pod uses the network): {source}")]
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 type Result<T, E = IpamError> = std::result::Result<T, E>;
@@ -60,7 +70,10 @@ impl Ipam {
     pub(crate) fn open(cidr: Cidr, dir: PathBuf) -> Result<Self> {
         let path = dir.join(format!("ipam-{}-{}.json", cidr.network(), cidr.prefix()));
         let state = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(state) => state,
+                Err(source) => return Err(IpamError::Corrupt { path, source }),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
             Err(source) => return Err(IpamError::State { path, source }),
         };
@@ -158,5 +171,21 @@ mod tests {
         assert!(matches!(ipam.allocate("g"), Err(IpamError::Exhausted(_))));
         assert!(parse_cidr("10.0.0.0/31").is_err());
         assert!(parse_cidr("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_not_an_empty_allocator() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cidr = parse_cidr("10.9.0.0/29").unwrap_or_else(|e| panic!("{e}"));
+        let mut ipam = Ipam::open(cidr, dir.path().into()).unwrap_or_else(|e| panic!("{e}"));
+        ipam.allocate("a").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(&ipam.path, b"{not json").unwrap_or_else(|e| panic!("{e}"));
+        match Ipam::open(cidr, dir.path().into()) {
+            Err(e @ IpamError::Corrupt { .. }) => {
+                assert!(e.to_string().contains("ipam-10.9.0.0-29.json"), "{e}");
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(reopened) => panic!("opened with {} in use", reopened.in_use()),
+        }
     }
 }
