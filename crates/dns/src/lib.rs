@@ -432,6 +432,14 @@ mod tests {
         let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
         tcp.read_exact(&mut body).await.unwrap();
         assert_eq!(Message::from_vec(&body).unwrap().answers().len(), 2);
+        stop_server(stop, task).await;
+    }
+
+    /// Stops a server started by a test and waits for it to end cleanly.
+    async fn stop_server(
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), Error>>,
+    ) {
         let _ = stop.send(());
         tokio::time::timeout(Duration::from_secs(10), task)
             .await
@@ -483,12 +491,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let reply = Message::from_vec(&buf[..n]).unwrap();
-        let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        stop_server(stop, task).await;
         let answers = reply.answers().iter().map(|a| a.data().clone()).collect();
         (reply.response_code(), answers)
     }
