@@ -23,12 +23,6 @@ fn default_str(slot: &mut Option<String>, value: &str) {
 }
 
 /// Set `slot` to `value` when it is `None` or zero.
-fn default_nonzero(slot: &mut Option<i32>, value: i32) {
-    if slot.is_none_or(|v| v == 0) {
-        *slot = Some(value);
-    }
-}
-
 /// `defaultMode` of configMap, secret, downwardAPI and projected volumes (0644).
 pub const DEFAULT_VOLUME_MODE: i32 = 0o644;
 
@@ -121,10 +115,7 @@ fn default_container(c: &mut Container, host_network: bool) {
 }
 
 fn default_probe(p: &mut Probe) {
-    default_nonzero(&mut p.timeout_seconds, 1);
-    default_nonzero(&mut p.period_seconds, 10);
-    default_nonzero(&mut p.success_threshold, 1);
-    default_nonzero(&mut p.failure_threshold, 3);
+    podvisor_core::probe::ProbeTiming::apply_defaults(p);
     if let Some(h) = &mut p.http_get {
         default_http_get(h);
     }

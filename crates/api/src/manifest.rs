@@ -284,16 +284,20 @@ fn typed<T>(value: &Value, location: &Location, kind: &str, mode: FieldValidatio
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
-    // Decode from pretty-printed JSON so the error's line number can be mapped to a field path.
-    let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
-    let obj: T = serde_json::from_str(&pretty).map_err(|e| Error::Decode {
+    let decode_error = |field: Option<String>, e: &serde_json::Error| Error::Decode {
         location: location.clone(),
         kind: kind.to_owned(),
-        field: path_at_line(&pretty, e.line()),
-        message: strip_position(&e),
+        field,
+        message: strip_position(e),
+    };
+    // serde_path_to_error tracks the field being decoded, so the error names it.
+    let obj: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = (path != ".").then_some(path);
+        decode_error(field, e.inner())
     })?;
     if mode == FieldValidation::Strict {
-        let round_trip = serde_json::to_value(&obj).unwrap_or(Value::Null);
+        let round_trip = serde_json::to_value(&obj).map_err(|e| decode_error(None, &e))?;
         let mut fields = Vec::new();
         unknown_fields(value, &round_trip, String::new(), &mut fields);
         if !fields.is_empty() {
@@ -342,110 +346,6 @@ fn unknown_fields(input: &Value, typed: &Value, path: String, out: &mut Vec<Stri
         }
         _ => {}
     }
-}
-
-/// Map a 1-based line of serde_json's pretty output back to the field path on that line.
-///
-/// Pretty output puts every key and every array element on its own line, so a stack of open
-/// objects/arrays replayed line by line gives the path. Returns `None` for line 0 or past the
-/// end.
-fn path_at_line(pretty: &str, line: usize) -> Option<String> {
-    enum Seg {
-        Key(String),
-        Index(usize),
-    }
-    struct Frame {
-        is_array: bool,
-        next_index: usize,
-        pushed: bool,
-    }
-    fn render(segs: &[Seg]) -> String {
-        let mut s = String::new();
-        for seg in segs {
-            match seg {
-                Seg::Key(k) => {
-                    if !s.is_empty() {
-                        s.push('.');
-                    }
-                    s.push_str(k);
-                }
-                Seg::Index(i) => s.push_str(&format!("[{i}]")),
-            }
-        }
-        s
-    }
-    if line == 0 {
-        return None;
-    }
-    let mut segs: Vec<Seg> = Vec::new();
-    let mut frames: Vec<Frame> = Vec::new();
-    for (n, raw) in pretty.lines().enumerate() {
-        let t = raw.trim();
-        let is_error_line = n + 1 == line;
-        if t.starts_with('}') || t.starts_with(']') {
-            if is_error_line {
-                return Some(render(&segs));
-            }
-            if let Some(f) = frames.pop()
-                && f.pushed
-            {
-                segs.pop();
-            }
-            continue;
-        }
-        // The segment this line introduces, and the rest of the line after any key.
-        let (seg, rest) = match frames.last_mut() {
-            Some(f) if f.is_array => {
-                let i = f.next_index;
-                f.next_index += 1;
-                (Some(Seg::Index(i)), t)
-            }
-            Some(_) => match split_key(t) {
-                Some((k, rest)) => (Some(Seg::Key(k)), rest),
-                None => (None, t),
-            },
-            None => (None, t),
-        };
-        let opens = rest.ends_with('{') || rest.ends_with('[');
-        if is_error_line {
-            if let Some(seg) = seg {
-                segs.push(seg);
-            }
-            return Some(render(&segs));
-        }
-        if opens {
-            let pushed = seg.is_some();
-            if let Some(seg) = seg {
-                segs.push(seg);
-            }
-            frames.push(Frame {
-                is_array: rest.ends_with('['),
-                next_index: 0,
-                pushed,
-            });
-        }
-    }
-    None
-}
-
-/// Split `"key": rest` into the decoded key and `rest`.
-fn split_key(t: &str) -> Option<(String, &str)> {
-    let bytes = t.as_bytes();
-    if bytes.first() != Some(&b'"') {
-        return None;
-    }
-    let mut i = 1;
-    while i < bytes.len() {
-        match bytes.get(i) {
-            Some(b'\\') => i += 2,
-            Some(b'"') => break,
-            _ => i += 1,
-        }
-    }
-    let quoted = t.get(..=i)?;
-    let key: String = serde_json::from_str(quoted).ok()?;
-    let rest = t.get(i + 1..)?.trim_start().strip_prefix(':')?.trim_start();
-    Some((key, rest))
 }
 
 #[cfg(test)]

@@ -6,15 +6,14 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
+use podvisor_core::net::Ipv4Cidr;
 use serde_json::{Value, json};
 
 /// The address ranges Services are given addresses from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceRanges {
-    /// The service CIDR's network address.
-    network: Ipv4Addr,
-    /// Its prefix length.
-    prefix: u8,
+    /// The service CIDR.
+    cidr: Ipv4Cidr,
     /// The node-port range (`30000-32767`).
     pub node_ports: RangeInclusive<u16>,
 }
@@ -22,8 +21,7 @@ pub struct ServiceRanges {
 impl Default for ServiceRanges {
     fn default() -> Self {
         ServiceRanges {
-            network: Ipv4Addr::new(10, 96, 0, 0),
-            prefix: 16,
+            cidr: Ipv4Cidr::constant(Ipv4Addr::new(10, 96, 0, 0), 16),
             node_ports: 30000..=32767,
         }
     }
@@ -40,39 +38,25 @@ pub struct CidrError {
 impl ServiceRanges {
     /// Ranges with the service CIDR `cidr` (`10.96.0.0/16`) and the default node-port range.
     pub fn with_cidr(cidr: &str) -> Result<ServiceRanges, CidrError> {
-        let err = || CidrError { cidr: cidr.into() };
-        let (ip, prefix) = cidr.split_once('/').ok_or_else(err)?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| err())?;
-        let prefix: u8 = prefix.parse().map_err(|_| err())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(err());
-        }
-        let mask = u32::MAX << (32 - u32::from(prefix));
         Ok(ServiceRanges {
-            network: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix,
+            cidr: Ipv4Cidr::parse(cidr).map_err(|_| CidrError { cidr: cidr.into() })?,
             node_ports: 30000..=32767,
         })
     }
 
     /// The CIDR as text.
     pub fn cidr(&self) -> String {
-        format!("{}/{}", self.network, self.prefix)
+        self.cidr.to_string()
     }
 
     /// The first usable address (`10.96.0.1`), which the `kubernetes` Service takes.
     pub fn first(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network) + 1)
-    }
-
-    fn size(&self) -> u32 {
-        1u32 << (32 - u32::from(self.prefix))
+        self.cidr.first_host()
     }
 
     /// Whether `ip` is a usable address of the range (not the network or broadcast address).
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let offset = u32::from(ip).wrapping_sub(u32::from(self.network));
-        offset > 0 && offset < self.size() - 1
+        self.cidr.is_host(ip)
     }
 }
 
@@ -131,10 +115,10 @@ pub(crate) fn allocate(ranges: &ServiceRanges, object: &mut Value, used: &InUse)
     let ip = match requested.as_str() {
         "None" => None,
         "" => {
-            let size = ranges.size();
+            let size = ranges.cidr.size();
             // Sequential from the second address: the first is the `kubernetes` Service's.
             let free = (2..size - 1)
-                .map(|o| Ipv4Addr::from(u32::from(ranges.network) + o))
+                .filter_map(|o| ranges.cidr.nth(o))
                 .find(|ip| !used.ips.contains(ip))
                 .ok_or_else(|| AllocError {
                     field: "spec.clusterIPs".into(),

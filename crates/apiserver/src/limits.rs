@@ -90,10 +90,8 @@ impl Budget {
             .iter()
             .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
         let flag = |name: &str| {
-            query
-                .unwrap_or("")
-                .split('&')
-                .any(|kv| matches!(kv.split_once('='), Some((k, "true" | "1")) if k == name))
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .any(|(k, v)| k == name && matches!(&*v, "true" | "1"))
         };
         let long_running = flag("watch") || (path.ends_with("/log") && flag("follow"));
         if health || long_running {
@@ -309,6 +307,11 @@ mod tests {
         let pods = "/api/v1/namespaces/default/pods";
         assert_eq!(Budget::of(&Method::GET, pods, None), Budget::ReadOnly);
         assert_eq!(Budget::of(&Method::GET, pods, Some("watch=true")), Budget::Exempt);
+        // Decoded as the handler decodes it: an escaped `watch` is still a watch.
+        assert_eq!(
+            Budget::of(&Method::GET, pods, Some("w%61tch=%74rue")),
+            Budget::Exempt
+        );
         assert_eq!(
             Budget::of(&Method::GET, pods, Some("watch=false")),
             Budget::ReadOnly

@@ -11,6 +11,14 @@ use serde_json::Value;
 
 use crate::status::{ApiError, Cause, Result};
 
+/// The query string as a map (`application/x-www-form-urlencoded`: `+` is a space, `%XX`
+/// escapes decoded, invalid UTF-8 replaced); a repeated key keeps its last value.
+pub(crate) fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
 /// An integer query parameter (`limit`, `timeoutSeconds`, `gracePeriodSeconds`): absent is
 /// `None`, a value that is not a `T` is 400 BadRequest with Go's `strconv` message, as
 /// kube-apiserver's parameter codec answers.
@@ -184,6 +192,18 @@ pub fn deadline_millis(now_millis: i64, grace_seconds: i64) -> i64 {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&bad=%zz&x=1&x=2",
+        ));
+        assert_eq!(q["labelSelector"], "app=web,tier in (a)");
+        assert_eq!(q["watch"], "1");
+        assert_eq!(q["bad"], "%zz", "an invalid escape stays as written");
+        assert_eq!(q["x"], "2");
+        assert!(parse_query(None).is_empty());
+    }
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -127,85 +127,6 @@ pub async fn apply_off_workers(
         .map_err(crate::status::ApiError::from)
 }
 
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-fn split_pointer(path: &str) -> Result<(Vec<String>, String), PatchError> {
-    if path.is_empty() {
-        return Err(PatchError::Invalid("the root cannot be patched".into()));
-    }
-    let rest = path
-        .strip_prefix('/')
-        .ok_or_else(|| PatchError::Invalid(format!("bad path {path}")))?;
-    let mut parts: Vec<String> = rest.split('/').map(unescape).collect();
-    let last = parts.pop().unwrap_or_default();
-    Ok((parts, last))
-}
-
-fn parent_mut<'a>(doc: &'a mut Value, parts: &[String], path: &str) -> Result<&'a mut Value, PatchError> {
-    let mut cur = doc;
-    for p in parts {
-        cur = match cur {
-            Value::Object(m) => m.get_mut(p),
-            Value::Array(a) => p.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
-            _ => None,
-        }
-        .ok_or_else(|| PatchError::PathNotFound { path: path.into() })?;
-    }
-    Ok(cur)
-}
-
-fn get_at(doc: &Value, path: &str) -> Result<Value, PatchError> {
-    doc.pointer(path)
-        .cloned()
-        .ok_or_else(|| PatchError::PathNotFound { path: path.into() })
-}
-
-fn remove_at(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
-    let (parts, last) = split_pointer(path)?;
-    let parent = parent_mut(doc, &parts, path)?;
-    let nf = || PatchError::PathNotFound { path: path.into() };
-    match parent {
-        Value::Object(m) => m.remove(&last).ok_or_else(nf),
-        Value::Array(a) => {
-            let i = last.parse::<usize>().map_err(|_| nf())?;
-            if i < a.len() { Ok(a.remove(i)) } else { Err(nf()) }
-        }
-        _ => Err(nf()),
-    }
-}
-
-fn add_at(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), PatchError> {
-    let (parts, last) = split_pointer(path)?;
-    let parent = parent_mut(doc, &parts, path)?;
-    let nf = || PatchError::PathNotFound { path: path.into() };
-    match parent {
-        Value::Object(m) => {
-            if replace && !m.contains_key(&last) {
-                return Err(nf());
-            }
-            m.insert(last, value);
-        }
-        Value::Array(a) => {
-            if last == "-" && !replace {
-                a.push(value);
-            } else {
-                let i = last.parse::<usize>().map_err(|_| nf())?;
-                if replace {
-                    *a.get_mut(i).ok_or_else(nf)? = value;
-                } else if i <= a.len() {
-                    a.insert(i, value);
-                } else {
-                    return Err(nf());
-                }
-            }
-        }
-        _ => return Err(nf()),
-    }
-    Ok(())
-}
-
 /// The encoded size of `v`, counted without allocating it.
 fn encoded_len(v: &Value) -> usize {
     struct Count(usize);
@@ -219,10 +140,13 @@ fn encoded_len(v: &Value) -> usize {
         }
     }
     let mut count = Count(0);
+    // Writing a `Value` into a counter cannot fail: there is no I/O and every key is a string.
     let _ = serde_json::to_writer(&mut count, v);
     count.0
 }
 
+/// RFC 6902 through the `json-patch` crate, one operation at a time so that the budgets are
+/// checked before an operation spends memory, with kube-apiserver's messages.
 fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops = patch
         .as_array()
@@ -233,78 +157,50 @@ fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
             limit: MAX_JSON_PATCH_OPERATIONS,
         });
     }
+    let ops = <json_patch::Patch as serde::Deserialize>::deserialize(patch)
+        .map_err(|e| PatchError::Invalid(e.to_string()))?;
     let mut copied = 0usize;
-    for op in ops {
-        let name = op.get("op").and_then(Value::as_str).unwrap_or("");
-        let path = op
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| PatchError::Invalid("missing path".into()))?;
-        let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| PatchError::Invalid(format!("missing value for {name}")))
-        };
-        let from = || {
-            op.get("from")
-                .and_then(Value::as_str)
-                .ok_or_else(|| PatchError::Invalid(format!("missing from for {name}")))
-        };
-        match name {
-            "add" => add_at(doc, path, value()?, false)?,
-            "replace" => add_at(doc, path, value()?, true)?,
-            "remove" => {
-                remove_at(doc, path)?;
-            }
-            "move" => {
-                let v = remove_at(doc, from()?)?;
-                add_at(doc, path, v, false)?;
-            }
-            "copy" => {
-                let from = from()?;
-                let source = doc
-                    .pointer(from)
-                    .ok_or_else(|| PatchError::PathNotFound { path: from.into() })?;
-                // Measured before it is cloned: the budget is checked before any memory is spent.
-                copied = copied.saturating_add(encoded_len(source));
-                if copied > MAX_COPY_BYTES {
-                    return Err(PatchError::CopyTooLarge {
-                        size: copied,
-                        limit: MAX_COPY_BYTES,
-                    });
-                }
-                let v = source.clone();
-                add_at(doc, path, v, false)?;
-            }
-            "test" => {
-                if get_at(doc, path)? != value()? {
-                    return Err(PatchError::TestFailed { path: path.into() });
-                }
-            }
-            other => return Err(PatchError::Invalid(format!("unknown op {other:?}"))),
+    for op in &ops.0 {
+        let path = op.path().as_str();
+        if path.is_empty() {
+            return Err(PatchError::Invalid("the root cannot be patched".into()));
         }
+        let from = match op {
+            json_patch::PatchOperation::Move(m) => Some(m.from.as_str()),
+            json_patch::PatchOperation::Copy(c) => Some(c.from.as_str()),
+            _ => None,
+        };
+        if let json_patch::PatchOperation::Copy(c) = op {
+            let source = doc
+                .pointer(c.from.as_str())
+                .ok_or_else(|| PatchError::PathNotFound {
+                    path: c.from.to_string(),
+                })?;
+            // Measured before it is cloned: the budget is checked before any memory is spent.
+            copied = copied.saturating_add(encoded_len(source));
+            if copied > MAX_COPY_BYTES {
+                return Err(PatchError::CopyTooLarge {
+                    size: copied,
+                    limit: MAX_COPY_BYTES,
+                });
+            }
+        }
+        // The document is a copy that is dropped on error, so no undo is needed.
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| match e.kind {
+            json_patch::PatchErrorKind::TestFailed => PatchError::TestFailed { path: path.into() },
+            json_patch::PatchErrorKind::InvalidFromPointer => PatchError::PathNotFound {
+                path: from.unwrap_or(path).into(),
+            },
+            json_patch::PatchErrorKind::InvalidPointer => PatchError::PathNotFound { path: path.into() },
+            other => PatchError::Invalid(other.to_string()),
+        })?;
     }
     Ok(())
 }
 
 /// RFC 7386: objects merge recursively, `null` deletes, everything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
+    json_patch::merge(target, patch);
 }
 
 /// How strategic merge treats a list, from the served kinds' schemas (`patchStrategy` and
@@ -514,6 +410,37 @@ mod tests {
             json!({"metadata": {"labels": {"b": "2"}}, "list": [0, 2, 3], "d": 3})
         );
         assert!(apply(PatchType::Json, &doc, &json!([{"op": "remove", "path": "/x"}])).is_err());
+        // kube-apiserver's messages, whatever applies the operations.
+        let err = |patch: Value| {
+            apply(PatchType::Json, &doc, &patch)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            err(json!([{"op": "replace", "path": "/metadata/x~1y", "value": 1}])),
+            Err("the server rejected our request due to an error in our request: path /metadata/x~1y not found".into())
+        );
+        assert_eq!(
+            err(json!([{"op": "move", "from": "/nope", "path": "/d"}])),
+            Err(
+                "the server rejected our request due to an error in our request: path /nope not found".into()
+            )
+        );
+        assert_eq!(
+            err(json!([{"op": "test", "path": "/list/0", "value": 9}])),
+            Err("testing value /list/0 failed".into())
+        );
+        assert_eq!(
+            err(json!([{"op": "add", "path": "", "value": 1}])),
+            Err("invalid patch: the root cannot be patched".into())
+        );
+        assert!(
+            err(json!([{"op": "frobnicate", "path": "/a"}])).is_err_and(|e| e.starts_with("invalid patch: "))
+        );
+        assert_eq!(
+            err(json!([{"op": "add", "path": "/list/7", "value": 1}])).map_err(|e| e.contains("/list/7")),
+            Err(true)
+        );
         assert!(apply(PatchType::Json, &doc, &json!({"op": "add"})).is_err());
         assert!(
             apply(

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
+use podvisor_endpoints::SLICES;
 use podvisor_store::{ObjectKey, Preconditions, RedbStore, Store};
 use serde_json::{Value, json};
 
 use crate::stats::{Goal, Percentiles, Row};
-
-const SLICES: &str = "discovery.k8s.io/endpointslices";
 
 fn pod(ready: bool) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",

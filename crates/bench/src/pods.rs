@@ -15,10 +15,7 @@ use tokio::sync::watch;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// Whether this process runs as root (pod sandboxes need it).
-pub(crate) fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub(crate) use podvisor_runtime::is_root;
 
 /// A pod supervisor on the real runtime, torn down by [`PodNode::shutdown`].
 pub(crate) struct PodNode {

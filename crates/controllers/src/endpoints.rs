@@ -26,12 +26,6 @@ use tracing::{debug, warn};
 
 use crate::watch::{Touched, follow};
 
-/// The label of the EndpointSlices this controller manages, and its value.
-pub const MANAGED_BY: (&str, &str) = (
-    "endpointslice.kubernetes.io/managed-by",
-    "endpointslice-controller.k8s.io",
-);
-
 /// How long a burst of changes is gathered before one pass handles it.
 const BATCH: Duration = Duration::from_millis(2);
 
@@ -156,7 +150,11 @@ async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
     }
     // Managed slices no longer wanted, and Endpoints of Services that are gone.
     for slice in in_namespace(&caches.slices, ns) {
-        let managed = slice.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
+        let managed = slice
+            .labels()
+            .get(podvisor_endpoints::MANAGED_BY_LABEL)
+            .map(String::as_str)
+            == Some(podvisor_endpoints::MANAGED_BY);
         if managed && !wanted_slices.contains(&slice.name_any()) {
             remove(&slices_api, &slice).await;
         }
@@ -272,7 +270,7 @@ fn unresolved_ports(service: &Service, pods: &[Pod]) -> Vec<String> {
 /// Records (or counts again, at most once a minute) a Warning event
 /// `FailedToResolveTargetPort` on the Service.
 async fn warn_about(client: &Client, service: &Service, message: &str) {
-    let ns = service.namespace().unwrap_or_else(|| "default".into());
+    let ns = podvisor_core::object::namespace_of(&service.metadata).to_owned();
     let svc = service.name_any();
     let tag = message.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)

@@ -19,8 +19,13 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod downward;
+pub mod expansion;
+pub mod net;
+pub mod object;
 pub mod probe;
 pub mod quantity;
+pub mod rfc3339;
 pub mod runtime;
 pub mod version;
 

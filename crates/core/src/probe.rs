@@ -5,6 +5,52 @@ use std::time::Duration;
 use crate::corev1;
 use crate::runtime::ContainerId;
 
+/// A probe's timing fields and the API server's defaults for them (rule 1.3): a field that
+/// is unset or zero gets its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeTiming {
+    /// `timeoutSeconds` (default 1).
+    pub timeout_seconds: i32,
+    /// `periodSeconds` (default 10).
+    pub period_seconds: i32,
+    /// `successThreshold` (default 1).
+    pub success_threshold: i32,
+    /// `failureThreshold` (default 3).
+    pub failure_threshold: i32,
+}
+
+impl ProbeTiming {
+    /// The defaults kube-apiserver applies.
+    pub const DEFAULT: ProbeTiming = ProbeTiming {
+        timeout_seconds: 1,
+        period_seconds: 10,
+        success_threshold: 1,
+        failure_threshold: 3,
+    };
+
+    /// The timing of `probe` as stored: each field as given, its default when unset or zero
+    /// (a negative value stays, for validation to reject).
+    pub fn of(probe: &corev1::Probe) -> ProbeTiming {
+        let d = ProbeTiming::DEFAULT;
+        let or = |v: Option<i32>, default: i32| v.filter(|v| *v != 0).unwrap_or(default);
+        ProbeTiming {
+            timeout_seconds: or(probe.timeout_seconds, d.timeout_seconds),
+            period_seconds: or(probe.period_seconds, d.period_seconds),
+            success_threshold: or(probe.success_threshold, d.success_threshold),
+            failure_threshold: or(probe.failure_threshold, d.failure_threshold),
+        }
+    }
+
+    /// Writes the defaults into `probe`'s unset or zero fields.
+    pub fn apply_defaults(probe: &mut corev1::Probe) {
+        let t = ProbeTiming::of(probe);
+        probe.timeout_seconds = Some(t.timeout_seconds);
+        probe.period_seconds = Some(t.period_seconds);
+        probe.success_threshold = Some(t.success_threshold);
+        probe.failure_threshold = Some(t.failure_threshold);
+    }
+}
+
 /// Which of a container's three probes a result belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProbeKind {
@@ -124,4 +170,39 @@ pub trait HookRunner: Send + Sync {
         handler: &corev1::LifecycleHandler,
         target: &ProbeTarget,
     ) -> crate::runtime::HookResult;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_timing_defaults_unset_and_zero_fields_only() {
+        let probe = corev1::Probe {
+            timeout_seconds: Some(0),
+            period_seconds: None,
+            success_threshold: Some(2),
+            failure_threshold: Some(-1),
+            ..Default::default()
+        };
+        assert_eq!(
+            ProbeTiming::of(&probe),
+            ProbeTiming {
+                timeout_seconds: 1,
+                period_seconds: 10,
+                success_threshold: 2,
+                failure_threshold: -1,
+            }
+        );
+        let mut stored = probe;
+        ProbeTiming::apply_defaults(&mut stored);
+        assert_eq!(
+            (
+                stored.timeout_seconds,
+                stored.period_seconds,
+                stored.failure_threshold
+            ),
+            (Some(1), Some(10), Some(-1))
+        );
+    }
 }

@@ -2,7 +2,8 @@
 //! ClusterIP, or the ready endpoint addresses of a headless Service) from a [`DnsTable`] the
 //! node keeps current, NXDOMAIN for other names in `cluster.local`, and forwards every other
 //! name to the host's upstream resolver (the first `nameserver` of `/etc/resolv.conf`, over
-//! UDP; SERVFAIL when there is none or it does not answer).
+//! UDP, again over TCP when the answer is truncated; SERVFAIL when there is none or it does not
+//! answer).
 //!
 //! What it is not: it does not watch the API itself (the node fills the table), and it serves
 //! IPv4 A records only (AAAA questions get an empty NOERROR answer for known names, as CoreDNS
@@ -122,45 +123,74 @@ struct Handler {
 }
 
 impl Handler {
-    /// Asks the upstream resolver `query` and returns its answer records and code.
+    /// Asks the upstream resolver `query` and returns its answer records and code: over UDP,
+    /// and again over TCP when the UDP answer comes back truncated (TC set), as a stub
+    /// resolver does (RFC 7766).
     async fn forward(&self, query: &Query) -> (ResponseCode, Vec<Record>) {
         let Some(upstream) = self.upstream else {
             return (ResponseCode::ServFail, Vec::new());
         };
+        let id: u16 = rand_id();
+        let mut message = Message::new();
+        message
+            .set_id(id)
+            .set_message_type(MessageType::Query)
+            .set_op_code(OpCode::Query)
+            .set_recursion_desired(true)
+            .add_query(query.clone());
         let ask = async {
-            let bind: SocketAddr = if upstream.is_ipv4() {
-                (Ipv4Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            };
-            let socket = tokio::net::UdpSocket::bind(bind).await.ok()?;
-            let mut message = Message::new();
-            let id: u16 = rand_id();
-            message
-                .set_id(id)
-                .set_message_type(MessageType::Query)
-                .set_op_code(OpCode::Query)
-                .set_recursion_desired(true)
-                .add_query(query.clone());
-            socket.send_to(&message.to_vec().ok()?, upstream).await.ok()?;
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let (n, from) = socket.recv_from(&mut buf).await.ok()?;
-                let Some(bytes) = buf.get(..n) else { continue };
-                if from != upstream {
-                    continue;
-                }
-                match Message::from_vec(bytes) {
-                    Ok(reply) if reply.id() == id => return Some(reply),
-                    _ => continue,
-                }
+            let bytes = message.to_vec().ok()?;
+            let reply = ask_udp(upstream, &bytes, id).await?;
+            if reply.truncated() {
+                return ask_tcp(upstream, &bytes, id).await;
             }
+            Some(reply)
         };
         match tokio::time::timeout(UPSTREAM_TIMEOUT, ask).await {
             Ok(Some(reply)) => (reply.response_code(), reply.answers().to_vec()),
             _ => (ResponseCode::ServFail, Vec::new()),
         }
     }
+}
+
+/// Sends `question` (with id `id`) to `upstream` over UDP and waits for its answer.
+async fn ask_udp(upstream: SocketAddr, question: &[u8], id: u16) -> Option<Message> {
+    let bind: SocketAddr = if upstream.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(bind).await.ok()?;
+    socket.send_to(question, upstream).await.ok()?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, from) = socket.recv_from(&mut buf).await.ok()?;
+        let Some(bytes) = buf.get(..n) else { continue };
+        if from != upstream {
+            continue;
+        }
+        match Message::from_vec(bytes) {
+            Ok(reply) if reply.id() == id => return Some(reply),
+            _ => continue,
+        }
+    }
+}
+
+/// Sends `question` to `upstream` over TCP (two-byte length prefix, RFC 1035 4.2.2) and reads
+/// its answer.
+async fn ask_tcp(upstream: SocketAddr, question: &[u8], id: u16) -> Option<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(upstream).await.ok()?;
+    let len = u16::try_from(question.len()).ok()?;
+    let mut framed = Vec::with_capacity(question.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(question);
+    stream.write_all(&framed).await.ok()?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut answer).await.ok()?;
+    Message::from_vec(&answer).ok().filter(|reply| reply.id() == id)
 }
 
 /// A query id that differs between queries (no cryptographic need: the socket is fresh).
@@ -269,10 +299,7 @@ impl Server {
     /// Serves until `shutdown` completes, then stops.
     pub async fn serve(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<(), Error> {
         tokio::select! {
-            () = shutdown => {
-                let _ = self.0.shutdown_gracefully().await;
-                Ok(())
-            }
+            () = shutdown => self.0.shutdown_gracefully().await.map_err(Error::Serve),
             r = self.0.block_until_done() => r.map_err(Error::Serve),
         }
     }
@@ -405,6 +432,14 @@ mod tests {
         let mut body = vec![0u8; usize::from(u16::from_be_bytes(len))];
         tcp.read_exact(&mut body).await.unwrap();
         assert_eq!(Message::from_vec(&body).unwrap().answers().len(), 2);
+        stop_server(stop, task).await;
+    }
+
+    /// Stops a server started by a test and waits for it to end cleanly.
+    async fn stop_server(
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), Error>>,
+    ) {
         let _ = stop.send(());
         tokio::time::timeout(Duration::from_secs(10), task)
             .await
@@ -413,32 +448,30 @@ mod tests {
             .unwrap();
     }
 
-    /// A name outside the cluster domain is forwarded to the upstream resolver (a stand-in on
-    /// loopback here, as the host's resolver would be) and its answer comes back to the pod.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn outside_names_are_forwarded_to_the_upstream_resolver() {
-        let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let upstream_addr = upstream.local_addr().unwrap();
-        let resolver = tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let (n, from) = upstream.recv_from(&mut buf).await.unwrap();
-            let question = Message::from_vec(&buf[..n]).unwrap();
-            let asked = question.queries()[0].name().clone();
-            let mut reply = Message::new();
-            reply
-                .set_id(question.id())
-                .set_message_type(MessageType::Response)
-                .set_response_code(ResponseCode::NoError)
-                .add_query(question.queries()[0].clone())
-                .add_answer(Record::from_rdata(
-                    asked.clone(),
-                    60,
-                    RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
-                ));
-            upstream.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
-            asked
-        });
-        let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), table(), Some(upstream_addr))
+    /// The upstream's answer to `question`: `192.0.2.7`, or nothing with TC set.
+    fn upstream_reply(question: &Message, truncated: bool) -> Message {
+        let asked = question.queries()[0].name().clone();
+        let mut reply = Message::new();
+        reply
+            .set_id(question.id())
+            .set_message_type(MessageType::Response)
+            .set_response_code(ResponseCode::NoError)
+            .set_truncated(truncated)
+            .add_query(question.queries()[0].clone());
+        if !truncated {
+            reply.add_answer(Record::from_rdata(
+                asked,
+                60,
+                RData::A(A(Ipv4Addr::new(192, 0, 2, 7))),
+            ));
+        }
+        reply
+    }
+
+    /// Serves the table with `upstream` as the resolver, asks it `example.com` over UDP as a
+    /// pod would, and returns the answer's code and addresses.
+    async fn ask_example_com(upstream: SocketAddr) -> (ResponseCode, Vec<RData>) {
+        let (addr, server) = bind("127.0.0.1:0".parse().unwrap(), table(), Some(upstream))
             .await
             .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -458,24 +491,73 @@ mod tests {
             .unwrap()
             .unwrap();
         let reply = Message::from_vec(&buf[..n]).unwrap();
-        assert_eq!(reply.response_code(), ResponseCode::NoError);
-        assert_eq!(
-            reply
-                .answers()
-                .iter()
-                .map(|a| a.data().clone())
-                .collect::<Vec<_>>(),
-            [RData::A(A(Ipv4Addr::new(192, 0, 2, 7)))]
-        );
+        stop_server(stop, task).await;
+        let answers = reply.answers().iter().map(|a| a.data().clone()).collect();
+        (reply.response_code(), answers)
+    }
+
+    /// A name outside the cluster domain is forwarded to the upstream resolver (a stand-in on
+    /// loopback here, as the host's resolver would be) and its answer comes back to the pod.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outside_names_are_forwarded_to_the_upstream_resolver() {
+        let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let upstream_addr = upstream.local_addr().unwrap();
+        let resolver = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let (n, from) = upstream.recv_from(&mut buf).await.unwrap();
+            let question = Message::from_vec(&buf[..n]).unwrap();
+            let reply = upstream_reply(&question, false);
+            upstream.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
+            question.queries()[0].name().clone()
+        });
+        let (code, answers) = ask_example_com(upstream_addr).await;
+        assert_eq!(code, ResponseCode::NoError);
+        assert_eq!(answers, [RData::A(A(Ipv4Addr::new(192, 0, 2, 7)))]);
         let asked = tokio::time::timeout(Duration::from_secs(10), resolver)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(asked.to_ascii(), "example.com.");
-        let _ = stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), task)
+    }
+
+    /// A truncated UDP answer is asked again over TCP, and the full answer reaches the pod
+    /// (without the retry the pod got an empty answer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        // The stand-in resolver answers UDP truncated and TCP in full, on one port.
+        let (tcp, udp) = loop {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = tcp.local_addr().unwrap();
+            if let Ok(udp) = tokio::net::UdpSocket::bind(port).await {
+                break (tcp, udp);
+            }
+        };
+        let upstream_addr = tcp.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let (n, from) = udp.recv_from(&mut buf).await.unwrap();
+            let question = Message::from_vec(&buf[..n]).unwrap();
+            let reply = upstream_reply(&question, true);
+            udp.send_to(&reply.to_vec().unwrap(), from).await.unwrap();
+        });
+        let over_tcp = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut stream, _) = tcp.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.unwrap();
+            let mut question = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut question).await.unwrap();
+            let reply = upstream_reply(&Message::from_vec(&question).unwrap(), false)
+                .to_vec()
+                .unwrap();
+            let len = u16::try_from(reply.len()).unwrap().to_be_bytes();
+            stream.write_all(&[&len[..], &reply].concat()).await.unwrap();
+        });
+        let (code, answers) = ask_example_com(upstream_addr).await;
+        assert_eq!(code, ResponseCode::NoError);
+        assert_eq!(answers, [RData::A(A(Ipv4Addr::new(192, 0, 2, 7)))]);
+        tokio::time::timeout(Duration::from_secs(10), over_tcp)
             .await
-            .unwrap()
             .unwrap()
             .unwrap();
     }

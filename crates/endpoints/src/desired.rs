@@ -17,8 +17,12 @@ pub const MAX_SLICE_ENDPOINTS: usize = 100;
 
 const HEADLESS_LABEL: &str = "service.kubernetes.io/headless";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
-const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// The label naming an EndpointSlice's controller.
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// The EndpointSlice controller's name in [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// The store's resource key of EndpointSlices (`group/plural`).
+pub const SLICES: &str = "discovery.k8s.io/endpointslices";
 const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 
 /// A pod's resolved ports for a Service: (port name, number, protocol), sorted.

@@ -15,6 +15,7 @@ mod desired;
 mod port;
 
 pub use desired::{
-    MAX_ENDPOINTS, MAX_SLICE_ENDPOINTS, desired_endpoints, desired_slices, is_pod_ready, selects,
+    MANAGED_BY, MANAGED_BY_LABEL, MAX_ENDPOINTS, MAX_SLICE_ENDPOINTS, SLICES, desired_endpoints,
+    desired_slices, is_pod_ready, selects,
 };
 pub use port::find_port;

@@ -100,7 +100,7 @@ pub(crate) async fn resolve(
     pod: &Pod,
     source: Option<&dyn ConfigSource>,
 ) -> Result<Resolved, ConfigError> {
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let namespace = podvisor_core::object::namespace_of(&pod.metadata);
     let mut lookup = Lookup {
         source,
         namespace,

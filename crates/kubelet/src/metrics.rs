@@ -320,7 +320,7 @@ impl PodRecorder {
             metrics,
             pod: Arc::new(PodLabels {
                 name: meta.name.clone().unwrap_or_default(),
-                namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+                namespace: podvisor_core::object::namespace_of(meta).to_string(),
                 uid: meta.uid.clone().unwrap_or_default(),
             }),
         }

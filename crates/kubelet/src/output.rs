@@ -151,11 +151,7 @@ fn wall_clock() -> Time {
 }
 
 fn pod_name(pod: &Pod) -> String {
-    format!(
-        "{}/{}",
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        pod.metadata.name.as_deref().unwrap_or_default()
-    )
+    podvisor_core::object::PodRef::of(pod).to_string()
 }
 
 impl PodSink for NodeOutput {

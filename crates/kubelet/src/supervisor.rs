@@ -148,7 +148,7 @@ impl PodSupervisor {
         let span = info_span!(
             "pod",
             uid = %uid,
-            namespace = pod.metadata.namespace.as_deref().unwrap_or("default"),
+            namespace = podvisor_core::object::namespace_of(&pod.metadata),
             name = pod.metadata.name.as_deref().unwrap_or_default(),
         );
         let deps = Arc::clone(&self.deps);

@@ -9,7 +9,7 @@ use podvisor_lifecycle::printer::pod_row;
 pub fn render(pods: &[Pod], now: Time) -> String {
     let namespaces: std::collections::BTreeSet<&str> = pods
         .iter()
-        .map(|p| p.metadata.namespace.as_deref().unwrap_or("default"))
+        .map(|p| podvisor_core::object::namespace_of(&p.metadata))
         .collect();
     let with_ns = namespaces.len() > 1;
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -24,10 +24,7 @@ pub fn render(pods: &[Pod], now: Time) -> String {
         let row = pod_row(pod, now);
         let mut cells = vec![row.name, row.ready, row.status, row.restarts, row.age, row.ip];
         if with_ns {
-            cells.insert(
-                0,
-                pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
-            );
+            cells.insert(0, podvisor_core::object::namespace_of(&pod.metadata).to_string());
         }
         rows.push(cells);
     }

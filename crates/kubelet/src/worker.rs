@@ -125,9 +125,8 @@ pub(crate) async fn run(
         // There is no scheduler: the node accepts its pods itself, and says so as one would.
         let pod = worker.pod();
         let message = format!(
-            "Successfully assigned {}/{} to {}",
-            pod.metadata.namespace.as_deref().unwrap_or("default"),
-            pod.metadata.name.as_deref().unwrap_or_default(),
+            "Successfully assigned {} to {}",
+            podvisor_core::object::PodRef::of(&pod),
             pod.spec
                 .as_ref()
                 .and_then(|s| s.node_name.as_deref())

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use podvisor_core::ProbeKind;
 use podvisor_core::corev1::{Container, Pod, Probe};
+use podvisor_core::probe::ProbeTiming;
 
 /// The pod's `restartPolicy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,19 +61,22 @@ pub(crate) struct ProbeParams {
 
 impl ProbeParams {
     fn from_probe(p: &Probe) -> ProbeParams {
-        fn positive(v: Option<i32>, default: i32) -> i32 {
-            match v {
-                Some(v) if v > 0 => v,
-                _ => default,
-            }
-        }
-        let secs = |v: i32| Duration::from_secs(u64::try_from(v).unwrap_or(1));
+        // The API's defaults (rule 1.3); a negative value, which validation rejects, counts as
+        // unset here too.
+        let (given, default) = (ProbeTiming::of(p), ProbeTiming::DEFAULT);
+        let positive = |v: i32, default: i32| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| *v > 0)
+                .unwrap_or(default.unsigned_abs())
+        };
+        let secs = |v: i32, default: i32| Duration::from_secs(u64::from(positive(v, default)));
         ProbeParams {
             initial_delay_secs: i64::from(p.initial_delay_seconds.unwrap_or(0).max(0)),
-            period: secs(positive(p.period_seconds, 10)),
-            timeout: secs(positive(p.timeout_seconds, 1)),
-            success_threshold: u32::try_from(positive(p.success_threshold, 1)).unwrap_or(1),
-            failure_threshold: u32::try_from(positive(p.failure_threshold, 3)).unwrap_or(3),
+            period: secs(given.period_seconds, default.period_seconds),
+            timeout: secs(given.timeout_seconds, default.timeout_seconds),
+            success_threshold: positive(given.success_threshold, default.success_threshold),
+            failure_threshold: positive(given.failure_threshold, default.failure_threshold),
             termination_grace_secs: p.termination_grace_period_seconds,
         }
     }

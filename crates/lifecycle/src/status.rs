@@ -301,7 +301,7 @@ pub(crate) fn pod_ref(pod: &Pod) -> String {
     format!(
         "{}_{}({})",
         m.name.as_deref().unwrap_or_default(),
-        m.namespace.as_deref().unwrap_or("default"),
+        podvisor_core::object::namespace_of(m),
         m.uid.as_deref().unwrap_or_default()
     )
 }

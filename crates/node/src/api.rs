@@ -298,7 +298,7 @@ pub async fn sync_static_pods(
             .cloned()
     };
     for pod in desired {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = podvisor_core::object::namespace_of(&pod.metadata).to_string();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let hash = pod.metadata.uid.clone().unwrap_or_default();
         now.insert((ns.clone(), name.clone()), hash.clone());

@@ -38,25 +38,11 @@ pub fn ranges(config: &ServicesConfig, output: &podvisor_kubelet::output::NodeOu
 /// The pod network's gateway (its first address: the node's bridge), where cluster DNS
 /// listens when pods have their own network.
 pub fn cluster_dns_address(config: &crate::NodeConfig) -> Option<Ipv4Addr> {
-    if config.host_network_only || !is_root() {
+    if config.host_network_only || !crate::is_root() {
         return None;
     }
-    let (ip, prefix) = config.pod_cidr.split_once('/')?;
-    let ip: Ipv4Addr = ip.parse().ok()?;
-    let prefix: u32 = prefix.parse().ok().filter(|p| *p <= 30)?;
-    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
-    Some(Ipv4Addr::from((u32::from(ip) & mask) + 1))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+    let cidr = podvisor_core::net::Ipv4Cidr::parse(&config.pod_cidr).ok()?;
+    (cidr.prefix() <= 30).then(|| cidr.first_host())
 }
 
 /// Starts what serves Services on this node, as tasks: cluster DNS and the Service datapath,
@@ -92,7 +78,7 @@ pub async fn start(
         }
         Err(e) => output.notice(&format!("no cluster DNS: {e}")),
     }
-    let proxy = if is_root() && podvisor_proxy::Proxy::available().await {
+    let proxy = if crate::is_root() && podvisor_proxy::Proxy::available().await {
         Datapath::kernel(podvisor_proxy::Proxy::new(config.services.nft_table.clone()))
     } else {
         output.notice(

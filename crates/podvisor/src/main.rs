@@ -169,10 +169,7 @@ fn existing_path(value: &str) -> Result<PathBuf, String> {
 }
 
 fn pod_cidr(value: &str) -> Result<String, String> {
-    let valid = value.split_once('/').is_some_and(|(ip, len)| {
-        ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| (8..=30).contains(&l))
-    });
-    if !valid {
+    if podvisor_core::net::Ipv4Cidr::parse(value).is_err() {
         return Err("not an IPv4 CIDR with a /8 to /30 prefix".into());
     }
     Ok(value.to_owned())

@@ -141,9 +141,7 @@ fn running(kubeconfig: &Path) -> String {
 #[ignore = "needs root"]
 fn a_killed_node_runs_its_pods_again_once_and_a_stopped_node_leaves_nothing() {
     assert!(
-        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))),
+        podvisor_node::is_root(),
         "needs root: run `cargo xtask test` (or `cargo test -- --ignored`) as root"
     );
     let tmp = tempfile::tempdir().unwrap();

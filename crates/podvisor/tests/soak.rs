@@ -165,9 +165,7 @@ fn start(dir: &Path, cgroup_parent: &str, bridge: &str) -> Node {
 #[ignore = "needs root"]
 fn the_node_holds_steady_through_pods_connections_watches_and_big_objects() {
     assert!(
-        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))),
+        podvisor_node::is_root(),
         "needs root: run `cargo xtask test` (or `cargo test -- --ignored`) as root"
     );
     let (n_pods, n_connections, n_watches) = (

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use podvisor_core::corev1;
+use podvisor_core::expansion;
 use podvisor_core::runtime::{ContainerExec, ExecOutput, ExitStatus, HookResult};
 use podvisor_core::{ProbeOutcome, ProbeResult, ProbeTarget};
 
@@ -23,53 +24,7 @@ pub fn expand_command(command: &[String], env: &[(String, String)]) -> Vec<Strin
 
 /// Expands one argument; see [`expand_command`].
 fn expand(input: &str, env: &[(String, String)]) -> String {
-    let lookup = |name: &str| {
-        env.iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    let bytes = input.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut cursor = 0;
-    while cursor < bytes.len() {
-        let byte = bytes.get(cursor).copied().unwrap_or_default();
-        let next = bytes.get(cursor + 1).copied();
-        match (byte, next) {
-            (b'$', Some(b'$')) => {
-                out.push(b'$');
-                cursor += 2;
-            }
-            (b'$', Some(b'(')) => {
-                let rest = bytes.get(cursor + 2..).unwrap_or_default();
-                match rest.iter().position(|&b| b == b')') {
-                    Some(end) => {
-                        let name_bytes = rest.get(..end).unwrap_or_default();
-                        let name = String::from_utf8_lossy(name_bytes);
-                        match lookup(&name) {
-                            Some(value) => out.extend_from_slice(value.as_bytes()),
-                            None => {
-                                out.extend_from_slice(b"$(");
-                                out.extend_from_slice(name_bytes);
-                                out.push(b')');
-                            }
-                        }
-                        cursor += 2 + end + 1;
-                    }
-                    // No closing parenthesis: `$(` is kept and the rest copied as is.
-                    None => {
-                        out.extend_from_slice(b"$(");
-                        cursor += 2;
-                    }
-                }
-            }
-            _ => {
-                out.push(byte);
-                cursor += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    expansion::expand(input, |name| expansion::last_value(env, name))
 }
 
 /// Runs an exec probe: `exec.command`, expanded from `target.env`, inside the container, killed
@@ -148,26 +103,5 @@ mod tests {
         assert_eq!(one("localhost:$(PORT)/x"), "localhost:8080/x");
         assert_eq!(one("$(NAME)"), "second");
         assert_eq!(one("$(PORT)$(PORT)"), "80808080");
-    }
-
-    #[test]
-    fn leaves_unknown_and_unterminated_references() {
-        assert_eq!(one("$(MISSING)"), "$(MISSING)");
-        assert_eq!(one("$(PORT"), "$(PORT");
-        assert_eq!(one("a$"), "a$");
-        assert_eq!(one("$HOME"), "$HOME");
-        assert_eq!(one("$()"), "$()");
-    }
-
-    #[test]
-    fn double_dollar_escapes() {
-        assert_eq!(one("$$(PORT)"), "$(PORT)");
-        assert_eq!(one("$$$(PORT)"), "$8080");
-        assert_eq!(one("cost: $$5"), "cost: $5");
-    }
-
-    #[test]
-    fn keeps_non_ascii_text() {
-        assert_eq!(one("é$(PORT)ü$"), "é8080ü$");
     }
 }

@@ -234,39 +234,6 @@ fn normalize_path(path: &str) -> String {
     out
 }
 
-/// Removes `.` and `..` segments from an absolute path (RFC 3986, section 5.2.4).
-fn remove_dot_segments(path: &str) -> String {
-    let (path, query) = match path.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (path, None),
-    };
-    let mut segments: Vec<&str> = Vec::new();
-    let parts: Vec<&str> = path.split('/').skip(1).collect();
-    let last = parts.len().saturating_sub(1);
-    for (index, part) in parts.iter().enumerate() {
-        match *part {
-            "." => {
-                if index == last {
-                    segments.push("");
-                }
-            }
-            ".." => {
-                segments.pop();
-                if index == last {
-                    segments.push("");
-                }
-            }
-            other => segments.push(other),
-        }
-    }
-    let mut out = format!("/{}", segments.join("/"));
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
 /// Whether `reference` starts with a URL scheme (`letter *( letter / digit / + - . ) ":"`).
 fn has_scheme(reference: &str) -> bool {
     let Some((scheme, _)) = reference.split_once(':') else {
@@ -277,57 +244,30 @@ fn has_scheme(reference: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// Resolves a `Location` header against the URL that answered with it.
+/// Resolves a `Location` header against the URL that answered with it (RFC 3986 reference
+/// resolution, by the `url` crate); the fragment is dropped and the path normalised as a
+/// request path.
 fn resolve_location(base: &Url, location: &str) -> Result<Url, String> {
-    let location = location.split('#').next().unwrap_or_default();
-    let absolute = if has_scheme(location) {
-        Some(location.to_owned())
-    } else if location.starts_with("//") {
-        Some(format!("{}:{location}", base.scheme.as_str()))
-    } else {
-        None
-    };
-    if let Some(absolute) = absolute {
-        let (scheme, rest) = absolute.split_once(':').unwrap_or_default();
-        let scheme = Scheme::parse(scheme);
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        // User info is not used for probes.
-        let authority = authority.rsplit('@').next().unwrap_or_default();
-        let parsed: http::uri::Authority = authority
-            .parse()
-            .map_err(|error| format!("invalid authority {authority:?}: {error}"))?;
-        let host = parsed
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = parsed.port_u16().unwrap_or_else(|| scheme.default_port());
-        return Ok(Url {
-            scheme,
-            host,
-            port,
-            path: remove_dot_segments(&normalize_path(path)),
-        });
-    }
-    let base_path = base.path.split('?').next().unwrap_or_default();
-    let path = if location.starts_with('/') {
-        location.to_owned()
-    } else if location.starts_with('?') {
-        format!("{base_path}{location}")
-    } else {
-        let directory = base_path
-            .rfind('/')
-            .map(|at| base_path.get(..=at).unwrap_or("/"))
-            .unwrap_or("/");
-        format!("{directory}{location}")
+    let base = url::Url::parse(&base.to_string()).map_err(|error| error.to_string())?;
+    let next = base.join(location).map_err(|error| error.to_string())?;
+    let scheme = Scheme::parse(next.scheme());
+    let host = next
+        .host_str()
+        .filter(|host| !host.is_empty())
+        .ok_or_else(|| format!("no host in {next}"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = next.port().unwrap_or_else(|| scheme.default_port());
+    let path = match next.query() {
+        Some(query) => format!("{}?{query}", next.path()),
+        None => next.path().to_owned(),
     };
     Ok(Url {
-        path: remove_dot_segments(&normalize_path(&path)),
-        ..base.clone()
+        scheme,
+        host,
+        port,
+        path: normalize_path(&path),
     })
 }
 
@@ -625,6 +565,11 @@ mod tests {
         assert_eq!(at("HTTPS://10.0.0.1/z").as_deref(), Ok("https://10.0.0.1:443/z"));
         assert_eq!(at("http://[::1]:9/").as_deref(), Ok("http://[::1]:9/"));
         assert!(at("http://bad host/").is_err());
+        // Dot segments go (RFC 3986, 5.2.4); a fragment is not sent.
+        assert_eq!(at("/a/./b/../c").as_deref(), Ok("http://10.0.0.1:8080/a/c"));
+        assert_eq!(at("/../..").as_deref(), Ok("http://10.0.0.1:8080/"));
+        assert_eq!(at("../..").as_deref(), Ok("http://10.0.0.1:8080/"));
+        assert_eq!(at("e#frag").as_deref(), Ok("http://10.0.0.1:8080/a/b/e"));
     }
 
     #[test]
@@ -645,12 +590,5 @@ mod tests {
         ] {
             let _ = resolve_location(&base(), location);
         }
-    }
-
-    #[test]
-    fn dot_segments() {
-        assert_eq!(remove_dot_segments("/a/./b/../c"), "/a/c");
-        assert_eq!(remove_dot_segments("/../.."), "/");
-        assert_eq!(remove_dot_segments("/a/b/.."), "/a/");
     }
 }

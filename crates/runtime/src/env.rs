@@ -1,8 +1,16 @@
-//! Container environment: `env` entries with `fieldRef`, and Kubernetes `$(VAR)` expansion.
+//! Container environment: `env` entries with `fieldRef` and `$(VAR)` expansion (both rules
+//! live in `podvisor-core`: `downward` and `expansion`), `command` and `args`.
 
 use std::collections::HashMap;
 
 use podvisor_core::corev1;
+use podvisor_core::downward::{self, FieldContext, FieldValue, RuntimeFields};
+use podvisor_core::expansion;
+
+/// Expands `$(NAME)` from `vars` (the rule lives in `podvisor_core::expansion`).
+fn expand(input: &str, vars: &HashMap<String, String>) -> String {
+    expansion::expand(input, |name| vars.get(name).map(String::as_str))
+}
 
 /// The `PATH` a container gets when its `env` does not set one (the usual image default).
 pub(crate) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -31,46 +39,6 @@ pub enum EnvError {
     EnvFrom,
 }
 
-/// Expands `$(NAME)` references in `input` the way the kubelet does: `$$` is a literal `$`,
-/// `$(NAME)` with a known NAME is replaced, anything else (unknown names, an unclosed `$(`, a
-/// `$` before another character) is kept as written.
-pub fn expand(input: &str, vars: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(') {
-            match inner.find(')') {
-                Some(end) => {
-                    let name = &inner[..end];
-                    match vars.get(name) {
-                        Some(value) => out.push_str(value),
-                        None => {
-                            out.push_str("$(");
-                            out.push_str(name);
-                            out.push(')');
-                        }
-                    }
-                    rest = &inner[end + 1..];
-                }
-                None => {
-                    out.push_str("$(");
-                    rest = inner;
-                }
-            }
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// What `fieldRef` values resolve against.
 pub(crate) struct FieldSource<'a> {
     pub(crate) pod: &'a corev1::Pod,
@@ -80,44 +48,17 @@ pub(crate) struct FieldSource<'a> {
 
 impl FieldSource<'_> {
     fn field(&self, env_name: &str, path: &str) -> Result<String, EnvError> {
-        let meta = &self.pod.metadata;
-        let spec = self.pod.spec.as_ref();
-        let value = match path {
-            "metadata.name" => meta.name.clone().unwrap_or_default(),
-            "metadata.namespace" => meta.namespace.clone().unwrap_or_else(|| "default".into()),
-            "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-            "status.podIP" => self.pod_ip.unwrap_or_default().to_string(),
-            "status.podIPs" => self.pod_ip.unwrap_or_default().to_string(),
-            "spec.nodeName" => spec
-                .and_then(|s| s.node_name.clone())
-                .unwrap_or_else(|| self.node_name.to_string()),
-            "spec.serviceAccountName" => spec
-                .and_then(|s| s.service_account_name.clone())
-                .unwrap_or_else(|| "default".into()),
-            _ => {
-                let keyed = |prefix: &str| -> Option<String> {
-                    let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-                    Some(key.to_string())
-                };
-                if let Some(key) = keyed("metadata.labels['") {
-                    meta.labels
-                        .as_ref()
-                        .and_then(|m| m.get(&key).cloned())
-                        .unwrap_or_default()
-                } else if let Some(key) = keyed("metadata.annotations['") {
-                    meta.annotations
-                        .as_ref()
-                        .and_then(|m| m.get(&key).cloned())
-                        .unwrap_or_default()
-                } else {
-                    return Err(EnvError::UnsupportedField {
-                        name: env_name.to_string(),
-                        field_path: path.to_string(),
-                    });
-                }
-            }
+        let runtime = RuntimeFields {
+            pod_ip: self.pod_ip,
+            node_name: Some(self.node_name),
         };
-        Ok(value)
+        match downward::resolve(self.pod, path, FieldContext::Env, runtime) {
+            Ok(FieldValue::Text(value)) => Ok(value),
+            Ok(FieldValue::Map(_)) | Err(_) => Err(EnvError::UnsupportedField {
+                name: env_name.to_string(),
+                field_path: path.to_string(),
+            }),
+        }
     }
 }
 
@@ -197,15 +138,8 @@ mod tests {
     }
 
     #[test]
-    fn expansion_follows_kubernetes() {
+    fn env_values_expand_against_earlier_entries() {
         let v = vars();
-        assert_eq!(expand("$(A)-$(B)", &v), "1-two");
-        assert_eq!(expand("$$(A)", &v), "$(A)");
-        assert_eq!(expand("$(C)", &v), "$(C)");
-        assert_eq!(expand("$(A", &v), "$(A");
-        assert_eq!(expand("a$b$", &v), "a$b$");
-        assert_eq!(expand("$$$$", &v), "$$");
-        assert_eq!(expand("héllo $(A)é", &v), "héllo 1é");
-        assert_eq!(expand("", &v), "");
+        assert_eq!(expand("$(A)-$(B)-$(C)", &v), "1-two-$(C)");
     }
 }

@@ -30,50 +30,26 @@ pub enum IpamError {
         #[source]
         source: io::Error,
     },
+    /// The state file holds something else than the allocator's state: starting empty would
+    /// hand running pods' addresses out again.
+    #[error("ipam state {path} is unreadable (remove it once no pod uses the network): {source}")]
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 type Result<T, E = IpamError> = std::result::Result<T, E>;
 
-/// An IPv4 network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    /// The network address.
-    pub network: Ipv4Addr,
-    /// The prefix length.
-    pub prefix: u8,
-}
+/// The pod network (the rule lives in `podvisor_core::net`).
+pub use podvisor_core::net::Ipv4Cidr as Cidr;
 
-impl Cidr {
-    /// Parses `a.b.c.d/n` (host bits are cleared).
-    pub fn parse(s: &str) -> Result<Self> {
-        let bad = || IpamError::InvalidCidr(s.to_string());
-        let (ip, len) = s.split_once('/').ok_or_else(bad)?;
-        let ip: Ipv4Addr = ip.trim().parse().map_err(|_| bad())?;
-        let prefix: u8 = len.trim().parse().map_err(|_| bad())?;
-        if !(8..=30).contains(&prefix) {
-            return Err(bad());
-        }
-        let mask = u32::MAX << (32 - prefix);
-        Ok(Cidr {
-            network: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix,
-        })
-    }
-
-    /// The gateway: the first host address (`.1`).
-    pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.network) + 1)
-    }
-
-    fn size(&self) -> u32 {
-        1u32 << (32 - self.prefix)
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
+/// Parses the pod CIDR.
+pub fn parse_cidr(s: &str) -> Result<Cidr> {
+    Cidr::parse(s).map_err(|_| IpamError::InvalidCidr(s.to_string()))
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -92,9 +68,12 @@ pub(crate) struct Ipam {
 
 impl Ipam {
     pub(crate) fn open(cidr: Cidr, dir: PathBuf) -> Result<Self> {
-        let path = dir.join(format!("ipam-{}-{}.json", cidr.network, cidr.prefix));
+        let path = dir.join(format!("ipam-{}-{}.json", cidr.network(), cidr.prefix()));
         let state = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(state) => state,
+                Err(source) => return Err(IpamError::Corrupt { path, source }),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
             Err(source) => return Err(IpamError::State { path, source }),
         };
@@ -118,7 +97,7 @@ impl Ipam {
     /// Allocates an address for `pod_uid` (the same one again if it already has one).
     pub(crate) fn allocate(&mut self, pod_uid: &str) -> Result<Ipv4Addr> {
         if let Some((off, _)) = self.state.used.iter().find(|(_, uid)| *uid == pod_uid) {
-            return Ok(Ipv4Addr::from(u32::from(self.cidr.network) + off));
+            return Ok(Ipv4Addr::from(u32::from(self.cidr.network()) + off));
         }
         // Host offsets 2 ..= size-2: not the network, the gateway or the broadcast address.
         let (first, last) = (2, self.cidr.size() - 2);
@@ -134,7 +113,7 @@ impl Ipam {
                 slot.insert(pod_uid.to_string());
                 self.state.last = off;
                 self.save()?;
-                return Ok(Ipv4Addr::from(u32::from(self.cidr.network) + off));
+                return Ok(Ipv4Addr::from(u32::from(self.cidr.network()) + off));
             }
         }
         Err(IpamError::Exhausted(self.cidr.to_string()))
@@ -171,9 +150,9 @@ mod tests {
     #[test]
     fn allocates_without_reuse_and_persists() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let cidr = Cidr::parse("10.9.0.77/29").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cidr.network, Ipv4Addr::new(10, 9, 0, 72));
-        assert_eq!(cidr.gateway(), Ipv4Addr::new(10, 9, 0, 73));
+        let cidr = parse_cidr("10.9.0.77/29").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cidr.network(), Ipv4Addr::new(10, 9, 0, 72));
+        assert_eq!(cidr.first_host(), Ipv4Addr::new(10, 9, 0, 73));
         let mut ipam = Ipam::open(cidr, dir.path().into()).unwrap_or_else(|e| panic!("{e}"));
         let a = ipam.allocate("a").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a, Ipv4Addr::new(10, 9, 0, 74));
@@ -190,7 +169,23 @@ mod tests {
             let _ = ipam.allocate(uid);
         }
         assert!(matches!(ipam.allocate("g"), Err(IpamError::Exhausted(_))));
-        assert!(Cidr::parse("10.0.0.0/31").is_err());
-        assert!(Cidr::parse("nonsense").is_err());
+        assert!(parse_cidr("10.0.0.0/31").is_err());
+        assert!(parse_cidr("nonsense").is_err());
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_not_an_empty_allocator() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cidr = parse_cidr("10.9.0.0/29").unwrap_or_else(|e| panic!("{e}"));
+        let mut ipam = Ipam::open(cidr, dir.path().into()).unwrap_or_else(|e| panic!("{e}"));
+        ipam.allocate("a").unwrap_or_else(|e| panic!("{e}"));
+        fs::write(&ipam.path, b"{not json").unwrap_or_else(|e| panic!("{e}"));
+        match Ipam::open(cidr, dir.path().into()) {
+            Err(e @ IpamError::Corrupt { .. }) => {
+                assert!(e.to_string().contains("ipam-10.9.0.0-29.json"), "{e}");
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(reopened) => panic!("opened with {} in use", reopened.in_use()),
+        }
     }
 }

@@ -62,6 +62,7 @@ pub mod ipam;
 pub mod logs;
 mod mounts;
 pub mod network;
+mod privilege;
 pub mod process;
 mod runtime;
 pub mod sandbox;
@@ -70,6 +71,7 @@ mod spawn;
 mod sys;
 
 pub use cgroup::CgroupVersion;
+pub use privilege::is_root;
 pub use runtime::{
     Capabilities, EXEC_OUTPUT_LIMIT, InitError, PIDS_LIMIT_ANNOTATION, PIDS_LIMIT_CONTAINER_PREFIX,
     ProcessRuntime, RuntimeConfig, TERMINATION_MESSAGE_LIMIT, delete_link,

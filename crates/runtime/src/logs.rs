@@ -10,7 +10,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tokio::io::AsyncReadExt;
 
@@ -191,27 +191,7 @@ pub(crate) async fn pump(
 
 /// Formats a time as RFC 3339 with nanoseconds in UTC (`2006-01-02T15:04:05.999999999Z`).
 pub(crate) fn timestamp(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
+    podvisor_core::rfc3339::nanos(t)
 }
 
 /// The termination message fallback: the text of the last `max_lines` records of the log (at
@@ -259,16 +239,6 @@ pub(crate) fn tail(path: &Path, max_lines: usize, max_bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps_are_rfc3339_nano() {
-        let t = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
-        assert_eq!(timestamp(t), "2023-11-14T22:13:20.000000005Z");
-        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert!(timestamp(leap).starts_with("2000-02-29T00:00:00"));
-    }
 
     #[test]
     fn rotation_keeps_a_bounded_number_of_files() {

@@ -65,6 +65,12 @@ pub fn release_free_memory() -> bool {
     crate::sys::trim_allocator()
 }
 
+/// How many arenas the C allocator has now (`None` off glibc): what
+/// [`ALLOCATOR_ARENAS`] bounds.
+pub fn allocator_arenas() -> Option<usize> {
+    crate::sys::allocator_report().map(|r| r.matches("<heap nr=").count())
+}
+
 /// How often the node hands free allocator memory back ([`release_free_memory`]).
 pub const RELEASE_FREE_MEMORY_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 

@@ -355,7 +355,7 @@ impl FakeConfig {
 
     fn key(meta: &podvisor_core::metav1::ObjectMeta) -> (String, String) {
         (
-            meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            podvisor_core::object::namespace_of(meta).to_string(),
             meta.name.clone().unwrap_or_default(),
         )
     }

@@ -7,37 +7,14 @@ use podvisor_core::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::field::{FieldError, Path, Value};
 
-/// The grammar's message, as apimachinery words it.
-pub(crate) const QUANTITY_FORMAT: &str =
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+use podvisor_core::quantity::QUANTITY_FORMAT;
 
-/// Whether `q` is a quantity: an optionally signed decimal number with at least one digit, then
-/// nothing, a binary-SI suffix (`Ki` .. `Ei`), a decimal-SI suffix (`n u m k M G T P E`) or a
-/// decimal exponent (`e3`, `E-2`). Returns its sign (`true` when negative) if it is one.
+/// Whether `q` is a quantity (the grammar of `podvisor_core::quantity::parse`: an optionally
+/// signed decimal number with at least one digit, then nothing, a binary-SI suffix (`Ki` ..
+/// `Ei`), a decimal-SI suffix (`n u m k M G T P E`) or a decimal exponent (`e3`, `E-2`)).
+/// Returns its sign (`true` when negative) if it is one.
 pub fn parse_quantity(q: &str) -> Option<bool> {
-    let (negative, rest) = match q.as_bytes().first() {
-        Some(b'-') => (true, q.get(1..)?),
-        Some(b'+') => (false, q.get(1..)?),
-        _ => (false, q),
-    };
-    let number_end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    let (number, suffix) = rest.split_at(number_end);
-    let digits = number.chars().filter(char::is_ascii_digit).count();
-    if digits == 0 || number.matches('.').count() > 1 {
-        return None;
-    }
-    let valid_suffix = match suffix {
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P"
-        | "E" => true,
-        s => s
-            .strip_prefix(['e', 'E'])
-            .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
-            .is_some_and(|exp| !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())),
-    };
-    let zero = number.chars().all(|c| c == '0' || c == '.');
-    valid_suffix.then_some(negative && !zero)
+    podvisor_core::quantity::parse(q).ok().map(|q| q.is_negative())
 }
 
 /// Checks one quantity that must be non-negative, at `path`.

@@ -25,6 +25,7 @@ use crate::body::{self, FieldValidation};
 use crate::discovery;
 use crate::events;
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
+use crate::options::parse_query;
 use crate::patch::{self, PatchType};
 use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -78,40 +79,6 @@ fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Respon
 pub(crate) fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(code, &e.to_status(), &[])
-}
-
-fn pct_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-                if let Some(h) = hex {
-                    out.push(h);
-                    i += 2;
-                } else {
-                    out.push(b'%');
-                }
-            }
-            other => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn parse_query(q: Option<&str>) -> HashMap<String, String> {
-    q.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (pct_decode(k), pct_decode(v))
-        })
-        .collect()
 }
 
 /// A request for a resource path.
@@ -496,12 +463,5 @@ mod tests {
         );
         assert!(route("/api/v1/namespaces/default/deployments").is_none());
         assert!(route("/api/v1/namespaces/default/pods/web/exec").is_none());
-    }
-
-    #[test]
-    fn query_decoding() {
-        let q = parse_query(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1"));
-        assert_eq!(q["labelSelector"], "app=web,tier in (a)");
-        assert_eq!(q["watch"], "1");
     }
 }

@@ -77,7 +77,7 @@ impl ApiSink {
 
 fn pod_key(pod: &Pod) -> (String, String) {
     (
-        pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        podvisor_core::object::namespace_of(&pod.metadata).to_owned(),
         pod.metadata.name.clone().unwrap_or_default(),
     )
 }

@@ -212,7 +212,7 @@ impl VolumeManager {
         source: Option<&dyn ConfigSource>,
     ) -> Result<(), String> {
         let uid = Self::uid(pod);
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let namespace = podvisor_core::object::namespace_of(&pod.metadata);
         if let Some(h) = &v.host_path {
             return check_host_path(&h.path, h.type_.as_deref().unwrap_or(""));
         }

@@ -2,27 +2,12 @@
 //! fields and resources, with the kubelet's file modes and its messages for missing objects.
 
 use super::*;
+use podvisor_core::downward::{self, FieldContext, FieldValue, RuntimeFields};
 
-/// `$(VAR)` expansion for `subPathExpr` (unknown names expand to nothing, as the kubelet's).
+/// `$(VAR)` expansion for `subPathExpr` (unknown names expand to nothing here; the rule is
+/// `podvisor_core::expansion`).
 pub(super) fn expand_vars(expr: &str, vars: &std::collections::HashMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = expr;
-    while let Some(pos) = rest.find("$(") {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 2..];
-        match after.find(')') {
-            Some(end) => {
-                out.push_str(vars.get(&after[..end]).map_or("", String::as_str));
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push_str(&rest[pos..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    podvisor_core::expansion::expand(expr, |name| Some(vars.get(name).map_or("", String::as_str)))
 }
 
 pub(super) async fn get_config_map(
@@ -169,37 +154,18 @@ pub(super) fn downward_payload(
     items: &[DownwardAPIVolumeFile],
     default_mode: Option<i32>,
 ) -> Result<Payload, String> {
-    let meta = &pod.metadata;
     let mut payload = Payload::new();
     for item in items {
         let value = if let Some(f) = &item.field_ref {
             let path = f.field_path.as_str();
-            let keyed = |prefix: &str| path.strip_prefix(prefix).and_then(|k| k.strip_suffix("']"));
-            match path {
-                "metadata.name" => meta.name.clone().unwrap_or_default(),
-                "metadata.namespace" => meta.namespace.clone().unwrap_or_else(|| "default".into()),
-                "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-                "metadata.labels" => format_map(meta.labels.as_ref()),
-                "metadata.annotations" => format_map(meta.annotations.as_ref()),
-                _ => {
-                    if let Some(k) = keyed("metadata.labels['") {
-                        meta.labels
-                            .as_ref()
-                            .and_then(|l| l.get(k))
-                            .cloned()
-                            .unwrap_or_default()
-                    } else if let Some(k) = keyed("metadata.annotations['") {
-                        meta.annotations
-                            .as_ref()
-                            .and_then(|a| a.get(k))
-                            .cloned()
-                            .unwrap_or_default()
-                    } else {
-                        return Err(format!(
-                            "unsupported fieldPath {path:?} in downward API item {:?}",
-                            item.path
-                        ));
-                    }
+            match downward::resolve(pod, path, FieldContext::Volume, RuntimeFields::default()) {
+                Ok(FieldValue::Text(text)) => text,
+                Ok(FieldValue::Map(map)) => format_map(map),
+                Err(_) => {
+                    return Err(format!(
+                        "unsupported fieldPath {path:?} in downward API item {:?}",
+                        item.path
+                    ));
                 }
             }
         } else if let Some(r) = &item.resource_field_ref {

@@ -41,16 +41,7 @@ pub fn require_nft() {
     );
 }
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
+pub use podvisor_node::is_root;
 
 /// The whole-node tests' configuration: API on 127.0.0.1:0, quiet, host network without root.
 /// The node's data dir is `dir/node`: containers cannot see the node's data dir, so tests keep

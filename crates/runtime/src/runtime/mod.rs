@@ -272,7 +272,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> RuntimeError {
 fn pod_name(pod: &corev1::Pod) -> (String, String, String) {
     let m = &pod.metadata;
     (
-        m.namespace.clone().unwrap_or_else(|| "default".into()),
+        podvisor_core::object::namespace_of(m).to_string(),
         m.name.clone().unwrap_or_default(),
         m.uid.clone().unwrap_or_default(),
     )
@@ -306,8 +306,8 @@ impl ProcessRuntime {
     /// Detects what the machine allows, becomes a child subreaper, prepares the data directory
     /// and (with `cleanup_on_start`) removes what a previous run left behind.
     pub async fn new(config: RuntimeConfig) -> Result<Self, InitError> {
-        Cidr::parse(&config.pod_cidr)?;
-        let root = nix::unistd::geteuid().is_root();
+        crate::ipam::parse_cidr(&config.pod_cidr)?;
+        let root = crate::is_root();
         let namespaces = root && !config.force_host_network && sandbox::namespaces_available();
         let cgroups = if config.use_cgroups {
             Cgroups::detect(&config.cgroup_parent)
@@ -342,7 +342,7 @@ impl ProcessRuntime {
 
     /// A runtime on the given parts, with no detection and no clean-up.
     fn from_parts(config: RuntimeConfig, caps: Capabilities, parts: Parts) -> Result<Self, InitError> {
-        let cidr = Cidr::parse(&config.pod_cidr)?;
+        let cidr = crate::ipam::parse_cidr(&config.pod_cidr)?;
         for dir in [
             config.data_dir.clone(),
             config.data_dir.join("pods"),
@@ -401,8 +401,8 @@ impl ProcessRuntime {
             .net
             .ensure_bridge(
                 &self.inner.config.bridge_name,
-                self.inner.cidr.gateway(),
-                self.inner.cidr.prefix,
+                self.inner.cidr.first_host(),
+                self.inner.cidr.prefix(),
             )
             .await?;
         *known = Some(index);

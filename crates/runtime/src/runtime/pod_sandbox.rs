@@ -200,8 +200,8 @@ impl ProcessRuntime {
         let net = network::PodNet {
             host_veth: &host_veth,
             ip,
-            prefix: self.inner.cidr.prefix,
-            gateway: self.inner.cidr.gateway(),
+            prefix: self.inner.cidr.prefix(),
+            gateway: self.inner.cidr.first_host(),
         };
         let net_result = match self.bridge_index().await {
             Ok(bridge) => self.inner.net.setup_pod(bridge, &namespaces.net, &net).await,
@@ -233,12 +233,12 @@ pub(super) fn hosts_file(pod: &corev1::Pod, hostname: &str, ip: &str) -> String 
         "# Kubernetes-managed hosts file (podvisor).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
     );
     let spec = pod.spec.as_ref();
-    let fqdn = match (
-        spec.and_then(|s| s.subdomain.as_deref()),
-        pod.metadata.namespace.as_deref(),
-    ) {
-        (Some(sub), ns) => format!("{hostname}.{sub}.{}.svc.cluster.local\t", ns.unwrap_or("default")),
-        _ => String::new(),
+    let fqdn = match spec.and_then(|s| s.subdomain.as_deref()) {
+        Some(sub) => format!(
+            "{hostname}.{sub}.{}.svc.cluster.local\t",
+            podvisor_core::object::namespace_of(&pod.metadata)
+        ),
+        None => String::new(),
     };
     s.push_str(&format!("{ip}\t{fqdn}{hostname}\n"));
     for alias in spec.and_then(|s| s.host_aliases.as_ref()).into_iter().flatten() {
@@ -262,7 +262,7 @@ pub(super) fn resolv_file(pod: &corev1::Pod, cluster_dns: Option<Ipv4Addr>) -> S
     let mut searches = Vec::new();
     let mut options = Vec::new();
     if let (Some(dns), "ClusterFirst" | "ClusterFirstWithHostNet") = (cluster_dns, policy) {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let ns = podvisor_core::object::namespace_of(&pod.metadata);
         servers.push(dns.to_string());
         searches.extend([
             format!("{ns}.svc.cluster.local"),

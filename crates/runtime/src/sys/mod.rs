@@ -67,6 +67,45 @@ pub(crate) fn tune_allocator(arenas: i32) -> bool {
     }
 }
 
+/// glibc's `malloc_info` report (XML, one `<heap nr=...>` element per arena); `None` off glibc
+/// or when it cannot be written.
+pub(crate) fn allocator_report() -> Option<String> {
+    #[cfg(target_env = "gnu")]
+    {
+        use std::io::{Read, Seek};
+        use std::os::fd::FromRawFd;
+        // SAFETY: tmpfile returns a valid FILE* or null (checked); malloc_info only writes to
+        // it; the descriptor is duplicated (checked) before fclose, so the copy stays valid and
+        // is owned by the File alone.
+        let fd = unsafe {
+            let file = libc::tmpfile();
+            if file.is_null() {
+                return None;
+            }
+            let written = libc::malloc_info(0, file) == 0 && libc::fflush(file) == 0;
+            let fd = libc::dup(libc::fileno(file));
+            libc::fclose(file);
+            if !written || fd < 0 {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                return None;
+            }
+            fd
+        };
+        // SAFETY: fd is a fresh duplicate owned by nothing else.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut report = String::new();
+        f.rewind().ok()?;
+        f.read_to_string(&mut report).ok()?;
+        Some(report)
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        None
+    }
+}
+
 /// Hands the allocator's free pages back to the system (`malloc_trim(0)`). Returns whether any
 /// memory was released (always false off glibc).
 pub(crate) fn trim_allocator() -> bool {

@@ -21,9 +21,7 @@ pub fn unique() -> String {
     )
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
+pub use podvisor_runtime::is_root;
 
 /// Fails a root-only test that was run without root. Such tests are `#[ignore = "needs root"]`:
 /// `cargo xtask test` runs them as root; a plain `cargo test -- --ignored` without root fails
