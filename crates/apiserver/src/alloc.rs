@@ -76,6 +76,35 @@ impl ServiceRanges {
     }
 }
 
+/// A server's Service address allocator: its ranges, and the lock that serialises a Service's
+/// allocation with its write, so two Services never get one address. One per API server (two
+/// servers in a process do not wait for each other); the stored Services are the table.
+#[derive(Debug)]
+pub struct Allocator {
+    ranges: ServiceRanges,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Allocator {
+    /// An allocator over `ranges`.
+    pub fn new(ranges: ServiceRanges) -> Allocator {
+        Allocator {
+            ranges,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The ranges addresses come from.
+    pub fn ranges(&self) -> &ServiceRanges {
+        &self.ranges
+    }
+
+    /// Held from an allocation until the Service is stored (or refused).
+    pub(crate) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.lock.lock().await
+    }
+}
+
 /// Why a Service's requested address cannot be given to it: the field and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AllocError {

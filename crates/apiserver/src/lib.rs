@@ -37,6 +37,7 @@
 //! every connection at once.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod alloc;
 pub mod auth;
 pub mod body;
@@ -55,6 +56,7 @@ pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod status;
+pub mod strategy;
 pub mod table;
 
 use std::future::Future;
@@ -68,7 +70,7 @@ use podvisor_store::{ObjectKey, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub use alloc::ServiceRanges;
+pub use alloc::{Allocator, ServiceRanges};
 pub use handlers::Body;
 
 /// Why the server stopped with an error.
@@ -123,6 +125,8 @@ pub struct ApiServer {
     tls: Option<tokio_rustls::TlsAcceptor>,
     auth: Option<Arc<auth::Authenticator>>,
     metrics: Option<metrics::Served>,
+    /// This server's Service address allocator (not shared with other servers).
+    allocator: Arc<alloc::Allocator>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -136,6 +140,7 @@ impl ApiServer {
     pub fn new(store: Arc<dyn Store>, config: ApiServerConfig) -> Self {
         ApiServer {
             store,
+            allocator: Arc::new(alloc::Allocator::new(config.service_ranges.clone())),
             config,
             logs: None,
             tls: None,
@@ -239,7 +244,7 @@ impl ApiServer {
             shutdown: token.clone(),
             bookmark_interval: self.config.bookmark_interval,
             logs: self.logs.clone(),
-            service_ranges: self.config.service_ranges.clone(),
+            allocator: self.allocator.clone(),
             metrics: self.metrics.clone(),
             limits: self.config.limits.clone(),
             initial_lists: initial::InitialLists::default(),
