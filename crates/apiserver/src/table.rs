@@ -4,7 +4,7 @@
 //! [`crate::strategy::Strategy::row`]), as kube-apiserver's printers make them; this module
 //! assembles the `Table` and the helpers the kinds' printers share.
 
-use podvisor_lifecycle::printer::human_duration;
+use crate::strategy::pod::printer::human_duration;
 use serde_json::{Value, json};
 
 use crate::meta::{parse_rfc3339, str_at};

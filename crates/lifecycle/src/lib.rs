@@ -4,7 +4,8 @@
 //! one at a time, sidecars, app containers, probes with their timing and thresholds, restarts
 //! with CrashLoopBackOff, lifecycle hooks, graceful termination, `activeDeadlineSeconds`, and
 //! the complete status (phase, conditions, container states and reasons) that follows from all
-//! of it. [`printer`] turns a pod into the cells `kubectl get pods` shows.
+//! of it. (The cells `kubectl get pods` shows are the API server's pod strategy's:
+//! `podvisor_apiserver::strategy::pod::printer`.)
 //!
 //! What it is not: it does no I/O, spawns nothing, has no async and never reads a clock or a
 //! random number. Time is an input ([`Time`], given with every [`PodMachine::step`]); the
@@ -19,7 +20,6 @@ mod backoff;
 mod command;
 mod input;
 mod machine;
-pub mod printer;
 mod probe_worker;
 mod record;
 mod spec;

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::sync::Mutex;
 
+use podvisor_apiserver::strategy::pod::printer::pod_row;
 use podvisor_core::ProbeOutcome;
 use podvisor_core::corev1::Pod;
 use podvisor_kubelet::{PodSink, PodView};
-use podvisor_lifecycle::printer::pod_row;
 use podvisor_lifecycle::{Event, Time};
 
 use crate::table;
@@ -130,7 +130,7 @@ pub fn not_ready_reasons(views: &[PodView], now: Time) -> Vec<String> {
                     None => "errored",
                     Some(_) => "failed",
                 };
-                let ago = podvisor_lifecycle::printer::human_duration(
+                let ago = podvisor_apiserver::strategy::pod::printer::human_duration(
                     now.as_millis().saturating_sub(record.at.as_millis()),
                 );
                 lines.push(format!(

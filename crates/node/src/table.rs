@@ -1,8 +1,8 @@
 //! The live pod table the node shows on a terminal, like `kubectl get pods -w`.
 
+use podvisor_apiserver::strategy::pod::printer::pod_row;
 use podvisor_core::corev1::Pod;
 use podvisor_lifecycle::Time;
-use podvisor_lifecycle::printer::pod_row;
 
 /// Renders `pods` as an aligned table with the columns NAME READY STATUS RESTARTS AGE IP
 /// (and NAMESPACE first when the pods are not all in one namespace).

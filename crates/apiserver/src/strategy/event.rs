@@ -4,8 +4,8 @@
 
 use std::borrow::Cow;
 
+use crate::strategy::pod::printer::human_duration;
 use podvisor_core::corev1::Event;
-use podvisor_lifecycle::printer::human_duration;
 use serde_json::Value;
 
 use super::{Rejection, Strategy, decode_as, typed};

@@ -29,7 +29,7 @@ mod cluster;
 mod config;
 mod event;
 mod namespace;
-mod pod;
+pub mod pod;
 mod service;
 
 use std::borrow::Cow;

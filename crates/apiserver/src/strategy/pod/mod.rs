@@ -1,13 +1,15 @@
 //! Pods: kube-apiserver's pod strategy (defaulting and validation from `podvisor-api`, a new
 //! pod `Pending` with its QoS class, graceful deletion finished by the pod's node) and
-//! kubectl's pod table.
+//! kubectl's pod table ([`printer`]).
+
+pub mod printer;
 
 use podvisor_core::corev1::Pod;
 use podvisor_lifecycle::Time;
-use podvisor_lifecycle::printer::{pod_columns, pod_row, pod_row_condition};
+use printer::{pod_columns, pod_row, pod_row_condition};
 use serde_json::{Value, json};
 
-use super::{Rejection, Strategy, decode_as, typed, untyped, warnings};
+use crate::strategy::{Rejection, Strategy, decode_as, typed, untyped, warnings};
 use crate::table::{Column, Row};
 
 /// The pod strategy.
@@ -62,16 +64,7 @@ impl Strategy for PodStrategy {
     }
 
     fn columns(&self) -> Vec<Column> {
-        pod_columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name,
-                type_: c.type_,
-                format: c.format,
-                description: c.description,
-                priority: c.priority,
-            })
-            .collect()
+        pod_columns().to_vec()
     }
 
     fn row(&self, object: &Value, now: i64) -> Row {

@@ -1,4 +1,6 @@
-//! The `kubectl get pods` row, computed as kube-apiserver's server-side pod printer does.
+//! The `kubectl get pods` row, computed as kube-apiserver's server-side pod printer does: the
+//! pod strategy's table ([`super::PodStrategy`]), also read by the node's terminal and by tests
+//! that assert what kubectl shows.
 //!
 //! kubectl asks the API server for a `Table` and shows its cells verbatim, so ours must match
 //! upstream's cell for cell (k8s-semantics.md section 13). Everything here is a pure function of
@@ -6,81 +8,68 @@
 
 use podvisor_core::corev1::{Container, ContainerStateTerminated, ContainerStatus, Pod, PodCondition};
 
-use crate::Time;
+use podvisor_lifecycle::Time;
 
-/// One column of the pod `Table`, as kube-apiserver declares it in `columnDefinitions`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PodColumn {
-    /// The column header, for example `Nominated Node` (kubectl upper-cases it).
-    pub name: &'static str,
-    /// The OpenAPI type of the cells: every pod column is `string`.
-    pub type_: &'static str,
-    /// The OpenAPI format hint: `name` for the Name column, empty otherwise.
-    pub format: &'static str,
-    /// A human-readable description of the column.
-    pub description: &'static str,
-    /// 0 for the default columns, 1 for those shown only with `-o wide`.
-    pub priority: u8,
-}
+use crate::table::Column;
 
-const POD_COLUMNS: [PodColumn; 9] = [
-    PodColumn {
+const POD_COLUMNS: [Column; 9] = [
+    Column {
         name: "Name",
         type_: "string",
         format: "name",
         description: "The name of the pod, unique within its namespace.",
         priority: 0,
     },
-    PodColumn {
+    Column {
         name: "Ready",
         type_: "string",
         format: "",
         description: "The aggregate readiness state of this pod for accepting traffic.",
         priority: 0,
     },
-    PodColumn {
+    Column {
         name: "Status",
         type_: "string",
         format: "",
         description: "The aggregate status of the containers in this pod.",
         priority: 0,
     },
-    PodColumn {
+    Column {
         name: "Restarts",
         type_: "string",
         format: "",
         description: "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
         priority: 0,
     },
-    PodColumn {
+    Column {
         name: "Age",
         type_: "string",
         format: "",
         description: "How long ago the server created the pod (metadata.creationTimestamp).",
         priority: 0,
     },
-    PodColumn {
+    Column {
         name: "IP",
         type_: "string",
         format: "",
         description: "The pod's primary IP address (status.podIPs); empty until one is allocated.",
         priority: 1,
     },
-    PodColumn {
+    Column {
         name: "Node",
         type_: "string",
         format: "",
         description: "The node the pod is bound to (spec.nodeName).",
         priority: 1,
     },
-    PodColumn {
+    Column {
         name: "Nominated Node",
         type_: "string",
         format: "",
         description: "The node the scheduler nominated for the pod while preempting others (status.nominatedNodeName).",
         priority: 1,
     },
-    PodColumn {
+    Column {
         name: "Readiness Gates",
         type_: "string",
         format: "",
@@ -90,7 +79,7 @@ const POD_COLUMNS: [PodColumn; 9] = [
 ];
 
 /// The pod `Table` columns, in the order of the cells of a [`PodRow`].
-pub fn pod_columns() -> &'static [PodColumn] {
+pub fn pod_columns() -> &'static [Column] {
     &POD_COLUMNS
 }
 
