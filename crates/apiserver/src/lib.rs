@@ -27,10 +27,21 @@
 //! aggregated discovery (kubectl falls back to the legacy documents). events.k8s.io/v1 Events
 //! are the core/v1 Events, converted ([`events`]).
 //!
+//! **Shape.** The verbs (the private `handlers` module: routing and the request context,
+//! `read.rs` for get/list/watch, `write.rs` for create/update/patch/delete) know no kind. Every
+//! kind's rules are its [`strategy::Strategy`] (schema, defaulting, validation, server-set
+//! fields, address allocation, deletion rules, field selectors, table columns and rows,
+//! storage conversion), and each entry of [`resources::RESOURCES`] names its strategy: the one
+//! registry. [`admission`] runs a create or update through a kind's rules as a plain library
+//! call ([`admission::admit_create`], [`admission::admit_update`]), which the verbs use before
+//! they write. Each [`ApiServer`] has its own Service address [`Allocator`]. To add a kind:
+//! write its strategy and add its [`resources::Resource`] naming it (ARCHITECTURE.md lists the
+//! steps).
+//!
 //! **Where to start.** [`ApiServer::new`], [`ApiServer::serve`]; in-process consumers use
-//! [`ApiServer::store`] to read, watch and write the same objects directly. Routing and verbs
-//! are in the private `handlers` module, tables in [`table`], discovery in
-//! [`discovery`].
+//! [`ApiServer::store`] to read, watch and write the same objects directly. Kinds in
+//! [`strategy`] and [`resources`], admission in [`admission`], tables in [`table`], discovery
+//! in [`discovery`].
 //!
 //! **Cancel safety.** `serve` returns once `shutdown` fires and in-flight requests finished (or
 //! the drain deadline passed); open watches end at shutdown. Dropping the `serve` future drops

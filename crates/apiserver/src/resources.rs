@@ -1,5 +1,6 @@
 //! The served resources: one static table that routing, discovery, OpenAPI and the verbs share,
-//! and the registry of the kinds' rules: each entry names its [`Strategy`].
+//! and the registry of the kinds' rules: each entry names its [`Strategy`]. A new kind is one
+//! more entry here plus its strategy (see [`crate::strategy`]).
 
 use crate::strategy::{self, Strategy};
 
