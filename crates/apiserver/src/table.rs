@@ -7,7 +7,7 @@
 use crate::strategy::pod::printer::human_duration;
 use serde_json::{Value, json};
 
-use crate::meta::{parse_rfc3339, str_at};
+use crate::meta::str_at;
 use crate::resources::Resource;
 
 /// What each row carries besides its cells (`includeObject`).
@@ -100,12 +100,17 @@ impl Row {
     }
 }
 
-/// The age of the timestamp at `path` (`5m`), `<unknown>` without one.
-pub(crate) fn age(object: &Value, path: &str, now: i64) -> String {
-    match str_at(object, path).and_then(parse_rfc3339) {
-        Some(t) => human_duration(now - t),
-        None => "<unknown>".into(),
-    }
+/// The age at `now` of a time in Unix milliseconds (`5m`), `<unknown>` without one.
+pub(crate) fn age_at(then: Option<i64>, now: i64) -> String {
+    then.map_or_else(|| "<unknown>".into(), |t| human_duration(now.saturating_sub(t)))
+}
+
+/// The age of an object (its creation timestamp) at `now`.
+pub(crate) fn created(meta: &podvisor_core::metav1::ObjectMeta, now: i64) -> String {
+    age_at(
+        meta.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()),
+        now,
+    )
 }
 
 /// The string at the dotted `path`, empty if absent.
@@ -132,14 +137,6 @@ pub(crate) fn more(list: Vec<String>) -> String {
     } else {
         shown
     }
-}
-
-/// The array at the dotted `path`, empty if absent.
-pub(crate) fn arr<'a>(object: &'a Value, path: &str) -> &'a [Value] {
-    path.split('.')
-        .try_fold(object, |v, p| v.get(p))
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 fn row_object(object: &Value, include: IncludeObject) -> Option<Value> {

@@ -4,8 +4,8 @@
 use podvisor_core::k8s_openapi::api::{coordination, core, discovery};
 use serde_json::Value;
 
-use super::{Strategy, decode_as};
-use crate::table::{Column, Row, age, arr, more, or_none, or_unknown, text};
+use super::{Strategy, decode_as, typed_row};
+use crate::table::{Column, Row, created, more, or_none, or_unknown};
 
 /// The Node strategy.
 #[derive(Debug)]
@@ -39,49 +39,54 @@ impl Strategy for NodeStrategy {
         ]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        let ready = arr(o, "status.conditions")
-            .iter()
-            .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
-        let mut status = match ready.and_then(|c| c.get("status")).and_then(Value::as_str) {
-            Some("True") => "Ready".to_string(),
-            Some("False") => "NotReady".to_string(),
-            _ => "Unknown".to_string(),
-        };
-        if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
-            status.push_str(",SchedulingDisabled");
-        }
-        let roles: Vec<String> = o
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.keys()
-                    .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let addr = |t: &str| {
-            arr(o, "status.addresses")
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<core::v1::Node>(object, 10, |node| {
+            let status = node.status.as_ref();
+            let ready = status
+                .and_then(|s| s.conditions.as_deref())
+                .unwrap_or_default()
                 .iter()
-                .find(|a| a.get("type").and_then(Value::as_str) == Some(t))
-                .and_then(|a| a.get("address"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            status,
-            or_none(roles.join(",")),
-            age(o, "metadata.creationTimestamp", now),
-            text(o, "status.nodeInfo.kubeletVersion"),
-            or_none(addr("InternalIP")),
-            or_none(addr("ExternalIP")),
-            or_unknown(text(o, "status.nodeInfo.osImage")),
-            or_unknown(text(o, "status.nodeInfo.kernelVersion")),
-            or_unknown(text(o, "status.nodeInfo.containerRuntimeVersion")),
-        ])
+                .find(|c| c.type_ == "Ready");
+            let mut shown = match ready.map(|c| c.status.as_str()) {
+                Some("True") => "Ready".to_string(),
+                Some("False") => "NotReady".to_string(),
+                _ => "Unknown".to_string(),
+            };
+            if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+                shown.push_str(",SchedulingDisabled");
+            }
+            let roles: Vec<&str> = node
+                .metadata
+                .labels
+                .iter()
+                .flatten()
+                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+                .collect();
+            let addr = |t: &str| {
+                status
+                    .and_then(|s| s.addresses.as_deref())
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|a| a.type_ == t)
+                    .map(|a| a.address.clone())
+                    .unwrap_or_default()
+            };
+            let info = status.and_then(|s| s.node_info.as_ref());
+            let info_of =
+                |f: fn(&core::v1::NodeSystemInfo) -> &String| info.map(f).cloned().unwrap_or_default();
+            vec![
+                node.metadata.name.clone().unwrap_or_default(),
+                shown,
+                or_none(roles.join(",")),
+                created(&node.metadata, now),
+                info_of(|i| &i.kubelet_version),
+                or_none(addr("InternalIP")),
+                or_none(addr("ExternalIP")),
+                or_unknown(info_of(|i| &i.os_image)),
+                or_unknown(info_of(|i| &i.kernel_version)),
+                or_unknown(info_of(|i| &i.container_runtime_version)),
+            ]
+        })
     }
 }
 
@@ -98,12 +103,18 @@ impl Strategy for LeaseStrategy {
         vec![Column::NAME, Column::text("Holder", 0), Column::AGE]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            text(o, "spec.holderIdentity"),
-            age(o, "metadata.creationTimestamp", now),
-        ])
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<coordination::v1::Lease>(object, 3, |lease| {
+            vec![
+                lease.metadata.name.clone().unwrap_or_default(),
+                lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.clone())
+                    .unwrap_or_default(),
+                created(&lease.metadata, now),
+            ]
+        })
     }
 }
 
@@ -124,29 +135,26 @@ impl Strategy for EndpointsStrategy {
         vec![Column::NAME, Column::text("Endpoints", 0), Column::AGE]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        let mut list = Vec::new();
-        for subset in arr(o, "subsets") {
-            let ports: Vec<String> = arr(subset, "ports")
-                .iter()
-                .filter_map(|p| p.get("port"))
-                .map(|p| p.to_string())
-                .collect();
-            for a in arr(subset, "addresses") {
-                let ip = a.get("ip").and_then(Value::as_str).unwrap_or("");
-                if ports.is_empty() {
-                    list.push(ip.to_string());
-                }
-                for p in &ports {
-                    list.push(format!("{ip}:{p}"));
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<core::v1::Endpoints>(object, 3, |ep| {
+            let mut list = Vec::new();
+            for subset in ep.subsets.iter().flatten() {
+                let ports: Vec<i32> = subset.ports.iter().flatten().map(|p| p.port).collect();
+                for a in subset.addresses.iter().flatten() {
+                    if ports.is_empty() {
+                        list.push(a.ip.clone());
+                    }
+                    for p in &ports {
+                        list.push(format!("{}:{p}", a.ip));
+                    }
                 }
             }
-        }
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            more(list),
-            age(o, "metadata.creationTimestamp", now),
-        ])
+            vec![
+                ep.metadata.name.clone().unwrap_or_default(),
+                more(list),
+                created(&ep.metadata, now),
+            ]
+        })
     }
 }
 
@@ -177,36 +185,37 @@ impl Strategy for EndpointSliceStrategy {
         ]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        let ports: Vec<String> = arr(o, "ports")
-            .iter()
-            .filter_map(|p| p.get("port"))
-            .map(|p| p.to_string())
-            .collect();
-        let addrs: Vec<String> = arr(o, "endpoints")
-            .iter()
-            .flat_map(|e| {
-                arr(e, "addresses")
-                    .iter()
-                    .filter_map(|a| a.as_str().map(String::from))
-            })
-            .collect();
-        let ports = if ports.is_empty() {
-            "<unset>".to_string()
-        } else {
-            ports.join(",")
-        };
-        let addrs = if addrs.is_empty() {
-            "<unset>".to_string()
-        } else {
-            more(addrs)
-        };
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            text(o, "addressType"),
-            ports,
-            addrs,
-            age(o, "metadata.creationTimestamp", now),
-        ])
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<discovery::v1::EndpointSlice>(object, 5, |slice| {
+            let ports: Vec<String> = slice
+                .ports
+                .iter()
+                .flatten()
+                .filter_map(|p| p.port)
+                .map(|p| p.to_string())
+                .collect();
+            let addrs: Vec<String> = slice
+                .endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().cloned())
+                .collect();
+            let ports = if ports.is_empty() {
+                "<unset>".to_string()
+            } else {
+                ports.join(",")
+            };
+            let addrs = if addrs.is_empty() {
+                "<unset>".to_string()
+            } else {
+                more(addrs)
+            };
+            vec![
+                slice.metadata.name.clone().unwrap_or_default(),
+                slice.address_type.clone(),
+                ports,
+                addrs,
+                created(&slice.metadata, now),
+            ]
+        })
     }
 }

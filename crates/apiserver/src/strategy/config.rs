@@ -4,9 +4,8 @@
 use podvisor_core::corev1::{ConfigMap, Secret};
 use serde_json::Value;
 
-use super::{Rejection, Strategy, decode_as, typed, untyped};
-use crate::meta::str_at;
-use crate::table::{Column, Row, age, text};
+use super::{Rejection, Strategy, decode_as, typed, typed_row, untyped};
+use crate::table::{Column, Row, created};
 
 /// The ConfigMap strategy.
 #[derive(Debug)]
@@ -34,13 +33,16 @@ impl Strategy for ConfigMapStrategy {
         vec![Column::NAME, Column::text("Data", 0), Column::AGE]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        let count = |k: &str| o.pointer(k).and_then(Value::as_object).map_or(0, |m| m.len());
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            (count("/data") + count("/binaryData")).to_string(),
-            age(o, "metadata.creationTimestamp", now),
-        ])
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<ConfigMap>(object, 3, |cm| {
+            let count =
+                cm.data.as_ref().map_or(0, |d| d.len()) + cm.binary_data.as_ref().map_or(0, |d| d.len());
+            vec![
+                cm.metadata.name.clone().unwrap_or_default(),
+                count.to_string(),
+                created(&cm.metadata, now),
+            ]
+        })
     }
 }
 
@@ -78,16 +80,14 @@ impl Strategy for SecretStrategy {
         ]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        let count = o
-            .pointer("/data")
-            .and_then(Value::as_object)
-            .map_or(0, |m| m.len());
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            str_at(o, "type").unwrap_or("Opaque").to_string(),
-            count.to_string(),
-            age(o, "metadata.creationTimestamp", now),
-        ])
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<Secret>(object, 4, |secret| {
+            vec![
+                secret.metadata.name.clone().unwrap_or_default(),
+                secret.type_.clone().unwrap_or_else(|| "Opaque".into()),
+                secret.data.as_ref().map_or(0, |d| d.len()).to_string(),
+                created(&secret.metadata, now),
+            ]
+        })
     }
 }

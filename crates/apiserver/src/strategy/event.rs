@@ -4,13 +4,11 @@
 
 use std::borrow::Cow;
 
-use crate::strategy::pod::printer::human_duration;
 use podvisor_core::corev1::Event;
 use serde_json::Value;
 
-use super::{Rejection, Strategy, decode_as, typed};
-use crate::meta::{parse_rfc3339, str_at};
-use crate::table::{Column, Row, text};
+use super::{Rejection, Strategy, decode_as, typed, typed_row};
+use crate::table::{Column, Row, age_at};
 
 /// Events of one version: core/v1 ([`EventStrategy::CORE`]) or events.k8s.io/v1
 /// ([`EventStrategy::V1`], core Events as that version shows them).
@@ -122,50 +120,58 @@ fn columns() -> Vec<Column> {
 }
 
 /// As kube-apiserver's event printer (the stored core/v1 form).
-fn row(o: &Value, now: i64) -> Row {
-    let since = |path: &str| {
-        str_at(o, path)
-            .and_then(parse_rfc3339)
-            .map(|t| human_duration(now - t))
-    };
-    let first = since("firstTimestamp")
-        .or_else(|| since("eventTime"))
-        .unwrap_or_else(|| "<unknown>".into());
-    let mut last = since("lastTimestamp").unwrap_or_else(|| first.clone());
-    let mut count = o.get("count").and_then(Value::as_i64).unwrap_or(0);
-    if let Some(series) = o.get("series").filter(|v| v.is_object()) {
-        last = since("series.lastObservedTime").unwrap_or_else(|| "<unknown>".into());
-        count = series.get("count").and_then(Value::as_i64).unwrap_or(0);
-    } else if count == 0 {
-        count = 1;
-    }
-    let obj = o.get("involvedObject").cloned().unwrap_or(Value::Null);
-    let kind = text(&obj, "kind").to_lowercase();
-    let object = match text(&obj, "name") {
-        n if n.is_empty() => kind,
-        n => format!("{kind}/{n}"),
-    };
-    let first_of = |a: &str, b: &str| {
-        let v = text(o, a);
-        if v.is_empty() { text(o, b) } else { v }
-    };
-    let component = first_of("source.component", "reportingComponent");
-    let instance = first_of("source.host", "reportingInstance");
-    let source = if instance.is_empty() {
-        component
-    } else {
-        format!("{component}, {instance}")
-    };
-    Row::cells(vec![
-        last,
-        text(o, "type"),
-        text(o, "reason"),
-        object,
-        text(&obj, "fieldPath"),
-        source,
-        text(o, "message").trim().to_string(),
-        first,
-        count.to_string(),
-        text(o, "metadata.name"),
-    ])
+fn row(object: &Value, now: i64) -> Row {
+    typed_row::<Event>(object, 10, |e| {
+        let since = |millis: Option<i64>| millis.map(|t| age_at(Some(t), now));
+        let first = since(e.first_timestamp.as_ref().map(|t| t.0.as_millisecond()))
+            .or_else(|| since(e.event_time.as_ref().map(|t| t.0.as_millisecond())))
+            .unwrap_or_else(|| "<unknown>".into());
+        let mut last =
+            since(e.last_timestamp.as_ref().map(|t| t.0.as_millisecond())).unwrap_or_else(|| first.clone());
+        let mut count = e.count.unwrap_or(0);
+        if let Some(series) = &e.series {
+            last = age_at(
+                series.last_observed_time.as_ref().map(|t| t.0.as_millisecond()),
+                now,
+            );
+            count = series.count.unwrap_or(0);
+        } else if count == 0 {
+            count = 1;
+        }
+        let obj = &e.involved_object;
+        let kind = obj.kind.clone().unwrap_or_default().to_lowercase();
+        let object = match obj.name.as_deref().unwrap_or("") {
+            "" => kind,
+            n => format!("{kind}/{n}"),
+        };
+        let first_of = |a: Option<&String>, b: Option<&String>| {
+            a.filter(|v| !v.is_empty()).or(b).cloned().unwrap_or_default()
+        };
+        let source = e.source.as_ref();
+        let component = first_of(
+            source.and_then(|s| s.component.as_ref()),
+            e.reporting_component.as_ref(),
+        );
+        let instance = first_of(
+            source.and_then(|s| s.host.as_ref()),
+            e.reporting_instance.as_ref(),
+        );
+        let source = if instance.is_empty() {
+            component
+        } else {
+            format!("{component}, {instance}")
+        };
+        vec![
+            last,
+            e.type_.clone().unwrap_or_default(),
+            e.reason.clone().unwrap_or_default(),
+            object,
+            obj.field_path.clone().unwrap_or_default(),
+            source,
+            e.message.as_deref().unwrap_or("").trim().to_string(),
+            first,
+            count.to_string(),
+            e.metadata.name.clone().unwrap_or_default(),
+        ]
+    })
 }

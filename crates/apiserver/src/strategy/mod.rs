@@ -161,10 +161,12 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
 
     /// kubectl's table row of `object` at `now` (Unix milliseconds).
     fn row(&self, object: &Value, now: i64) -> Row {
-        Row::cells(vec![
-            crate::table::text(object, "metadata.name"),
-            crate::table::age(object, "metadata.creationTimestamp", now),
-        ])
+        typed_row::<Metadata>(object, 2, |o| {
+            vec![
+                o.metadata.name.clone().unwrap_or_default(),
+                crate::table::created(&o.metadata, now),
+            ]
+        })
     }
 
     /// A request's object as stored (a version stored as another is converted).
@@ -175,6 +177,30 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// A stored object as this resource shows it (borrowed when shown as stored).
     fn shown<'o>(&self, object: &'o Value) -> Cow<'o, Value> {
         Cow::Borrowed(object)
+    }
+}
+
+/// Any object, as far as its metadata.
+#[derive(serde::Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    metadata: podvisor_core::metav1::ObjectMeta,
+}
+
+/// A table row from `object` decoded as the kind's struct `K` (`cells` makes it); an object
+/// that does not decode shows its name and empty cells (`columns` of them).
+pub(crate) fn typed_row<K: DeserializeOwned>(
+    object: &Value,
+    columns: usize,
+    cells: impl FnOnce(&K) -> Vec<String>,
+) -> Row {
+    match typed::<K>(object) {
+        Ok(k) => Row::cells(cells(&k)),
+        Err(_) => {
+            let mut c = vec![crate::table::text(object, "metadata.name")];
+            c.resize(columns, String::new());
+            Row::cells(c)
+        }
     }
 }
 
@@ -242,6 +268,95 @@ mod tests {
         assert!(pods.strategy.field_selectors().contains(&"spec.nodeName"));
         let cms = Resource::find("", "v1", "configmaps").unwrap();
         assert!(cms.strategy.field_selectors().is_empty());
+    }
+
+    /// The cells kubectl shows for `object` of the resource `plural` at one minute past its
+    /// creation.
+    fn cells(group: &str, plural: &str, mut object: Value) -> Vec<String> {
+        object["metadata"]["creationTimestamp"] = json!("1970-01-01T00:00:00Z");
+        let r = Resource::find(group, "v1", plural).unwrap();
+        let row = r.strategy.row(&object, 60_000);
+        assert_eq!(
+            row.cells.len(),
+            r.strategy.columns().len(),
+            "{plural}: one cell per column"
+        );
+        row.cells
+    }
+
+    #[test]
+    fn table_rows_are_the_kinds_printers() {
+        let node = json!({"metadata": {"name": "n", "labels": {"node-role.kubernetes.io/control-plane": ""}},
+            "spec": {"unschedulable": true},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}],
+                "nodeInfo": {"kubeletVersion": "v1.35.0", "osImage": "Linux", "kernelVersion": "6.1",
+                    "containerRuntimeVersion": "podvisor://0.1", "architecture": "amd64", "bootID": "",
+                    "kubeProxyVersion": "", "machineID": "", "operatingSystem": "linux", "systemUUID": ""}}});
+        assert_eq!(
+            cells("", "nodes", node),
+            [
+                "n",
+                "Ready,SchedulingDisabled",
+                "control-plane",
+                "60s",
+                "v1.35.0",
+                "10.0.0.5",
+                "<none>",
+                "Linux",
+                "6.1",
+                "podvisor://0.1"
+            ]
+        );
+        let ep = json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.1.0.2"}, {"ip": "10.1.0.3"}], "ports": [{"port": 80}]}]});
+        assert_eq!(
+            cells("", "endpoints", ep),
+            ["web", "10.1.0.2:80,10.1.0.3:80", "60s"]
+        );
+        let slice = json!({"metadata": {"name": "web-x"}, "addressType": "IPv4", "ports": [{"port": 80}],
+            "endpoints": [{"addresses": ["a"]}, {"addresses": ["b", "c"]}, {"addresses": ["d"]}]});
+        assert_eq!(
+            cells("discovery.k8s.io", "endpointslices", slice),
+            ["web-x", "IPv4", "80", "a,b,c + 1 more...", "60s"]
+        );
+        let event = json!({"metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "web"},
+            "reason": "Started", "type": "Normal", "message": " Started ", "count": 2,
+            "source": {"component": "kubelet", "host": "node1"},
+            "firstTimestamp": "1970-01-01T00:00:00Z", "lastTimestamp": "1970-01-01T00:00:30Z"});
+        let want = [
+            "30s",
+            "Normal",
+            "Started",
+            "pod/web",
+            "",
+            "kubelet, node1",
+            "Started",
+            "60s",
+            "2",
+            "e",
+        ];
+        assert_eq!(cells("", "events", event.clone()), want);
+        assert_eq!(
+            cells("events.k8s.io", "events", event),
+            want,
+            "both versions show the stored form"
+        );
+        let secret = json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "b": "eA=="}});
+        assert_eq!(cells("", "secrets", secret), ["s", "Opaque", "2", "60s"]);
+        let cm = json!({"metadata": {"name": "c"}, "data": {"a": "x"}, "binaryData": {"b": "eA=="}});
+        assert_eq!(cells("", "configmaps", cm), ["c", "2", "60s"]);
+        assert_eq!(
+            cells("", "namespaces", json!({"metadata": {"name": "ns"}})),
+            ["ns", "Active", "60s"]
+        );
+        let lease = json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "node1"}});
+        assert_eq!(
+            cells("coordination.k8s.io", "leases", lease),
+            ["l", "node1", "60s"]
+        );
+        // An object its kind cannot decode still shows its name.
+        let broken = json!({"metadata": {"name": "x"}, "data": 5});
+        assert_eq!(cells("", "configmaps", broken), ["x", "", ""]);
     }
 
     #[test]

@@ -5,9 +5,8 @@
 use podvisor_core::corev1::Namespace;
 use serde_json::{Value, json};
 
-use super::{Rejection, Strategy, decode_as};
-use crate::meta::str_at;
-use crate::table::{Column, Row, age, text};
+use super::{Rejection, Strategy, decode_as, typed_row};
+use crate::table::{Column, Row, created};
 
 /// The namespace strategy.
 #[derive(Debug)]
@@ -56,11 +55,16 @@ impl Strategy for NamespaceStrategy {
         vec![Column::NAME, Column::text("Status", 0), Column::AGE]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            str_at(o, "status.phase").unwrap_or("Active").to_string(),
-            age(o, "metadata.creationTimestamp", now),
-        ])
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<Namespace>(object, 3, |ns| {
+            vec![
+                ns.metadata.name.clone().unwrap_or_default(),
+                ns.status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_else(|| "Active".into()),
+                created(&ns.metadata, now),
+            ]
+        })
     }
 }

@@ -4,9 +4,8 @@
 use podvisor_core::corev1::Service;
 use serde_json::Value;
 
-use super::{Rejection, Strategy, decode_as, typed, untyped, warnings};
-use crate::meta::str_at;
-use crate::table::{Column, Row, age, arr, or_none, text};
+use super::{Rejection, Strategy, decode_as, typed, typed_row, untyped, warnings};
+use crate::table::{Column, Row, created, or_none};
 
 /// The service strategy.
 #[derive(Debug)]
@@ -49,56 +48,61 @@ impl Strategy for ServiceStrategy {
         ]
     }
 
-    fn row(&self, o: &Value, now: i64) -> Row {
-        let ty = str_at(o, "spec.type").unwrap_or("ClusterIP").to_string();
-        let external = if ty == "ExternalName" {
-            text(o, "spec.externalName")
-        } else {
-            let mut ips: Vec<String> = arr(o, "spec.externalIPs")
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect();
-            ips.extend(arr(o, "status.loadBalancer.ingress").iter().filter_map(|i| {
-                i.get("ip")
-                    .or_else(|| i.get("hostname"))
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            }));
-            if ips.is_empty() && ty == "LoadBalancer" {
-                "<pending>".into()
+    fn row(&self, object: &Value, now: i64) -> Row {
+        typed_row::<Service>(object, 7, |svc| {
+            let spec = svc.spec.as_ref();
+            let ty = spec.and_then(|s| s.type_.as_deref()).unwrap_or("ClusterIP");
+            let external = if ty == "ExternalName" {
+                spec.and_then(|s| s.external_name.clone()).unwrap_or_default()
             } else {
-                ips.join(",")
-            }
-        };
-        let ports: Vec<String> = arr(o, "spec.ports")
-            .iter()
-            .map(|p| {
-                let port = p.get("port").map(|v| v.to_string()).unwrap_or_default();
-                let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-                match p.get("nodePort").and_then(Value::as_i64) {
-                    Some(np) if np != 0 => format!("{port}:{np}/{proto}"),
-                    _ => format!("{port}/{proto}"),
+                let mut ips: Vec<String> = spec.and_then(|s| s.external_ips.clone()).unwrap_or_default();
+                let ingress = svc
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .and_then(|lb| lb.ingress.as_deref())
+                    .unwrap_or_default();
+                ips.extend(
+                    ingress
+                        .iter()
+                        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone())),
+                );
+                if ips.is_empty() && ty == "LoadBalancer" {
+                    "<pending>".into()
+                } else {
+                    ips.join(",")
                 }
-            })
-            .collect();
-        let selector = o
-            .pointer("/spec/selector")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
-        Row::cells(vec![
-            text(o, "metadata.name"),
-            ty,
-            or_none(text(o, "spec.clusterIP")),
-            or_none(external),
-            or_none(ports.join(",")),
-            age(o, "metadata.creationTimestamp", now),
-            or_none(selector),
-        ])
+            };
+            let ports: Vec<String> = spec
+                .and_then(|s| s.ports.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let proto = p.protocol.as_deref().unwrap_or("TCP");
+                    match p.node_port {
+                        Some(np) if np != 0 => format!("{}:{np}/{proto}", p.port),
+                        _ => format!("{}/{proto}", p.port),
+                    }
+                })
+                .collect();
+            let selector = spec
+                .and_then(|s| s.selector.as_ref())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                svc.metadata.name.clone().unwrap_or_default(),
+                ty.to_string(),
+                or_none(spec.and_then(|s| s.cluster_ip.clone()).unwrap_or_default()),
+                or_none(external),
+                or_none(ports.join(",")),
+                created(&svc.metadata, now),
+                or_none(selector),
+            ]
+        })
     }
 }
