@@ -209,10 +209,13 @@ impl Resource {
         }
     }
 
-    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`). events.k8s.io
-    /// Events are the core Events (`crate::events`).
+    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`), or the one the
+    /// kind is stored under as another version (events.k8s.io Events are the core Events,
+    /// `crate::events`).
     pub fn store_key(&self) -> String {
-        if self.group.is_empty() || crate::events::is_events_v1(self) {
+        if let Some(key) = self.strategy.stored_under() {
+            key.to_string()
+        } else if self.group.is_empty() {
             self.plural.to_string()
         } else {
             format!("{}/{}", self.group, self.plural)

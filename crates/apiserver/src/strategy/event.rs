@@ -87,6 +87,10 @@ impl Strategy for EventStrategy {
         row(object, now)
     }
 
+    fn stored_under(&self) -> Option<&'static str> {
+        self.events_v1.then_some("events")
+    }
+
     fn stored(&self, object: Value) -> Value {
         if self.events_v1 {
             crate::events::to_core(&object)

@@ -16,7 +16,7 @@
 //!   [`Strategy::finalizing`], [`Strategy::mark_deleting`],
 //!   [`Strategy::removed_by_its_node`];
 //! - **reading**: [`Strategy::field_selectors`], [`Strategy::columns`] and [`Strategy::row`]
-//!   (kubectl's table), [`Strategy::stored`] / [`Strategy::shown`] (a version
+//!   (kubectl's table), [`Strategy::stored_under`], [`Strategy::stored`] / [`Strategy::shown`] (a version
 //!   stored as another: events.k8s.io Events).
 //!
 //! Every method has the behaviour of a kind without that rule as its default, so a kind states
@@ -167,6 +167,12 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
                 crate::table::created(&o.metadata, now),
             ]
         })
+    }
+
+    /// The store key of the resource this one is stored as (a version stored as another), if
+    /// not its own.
+    fn stored_under(&self) -> Option<&'static str> {
+        None
     }
 
     /// A request's object as stored (a version stored as another is converted).
