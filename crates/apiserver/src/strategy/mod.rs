@@ -16,8 +16,8 @@
 //!   [`Strategy::finalizing`], [`Strategy::mark_deleting`],
 //!   [`Strategy::removed_by_its_node`];
 //! - **reading**: [`Strategy::field_selectors`], [`Strategy::columns`] and [`Strategy::row`]
-//!   (kubectl's table), [`Strategy::stored_under`], [`Strategy::stored`] / [`Strategy::shown`] (a version
-//!   stored as another: events.k8s.io Events).
+//!   (kubectl's table); [`Strategy::stored_under`], [`Strategy::stored`] and
+//!   [`Strategy::shown`] for a version stored as another (events.k8s.io Events).
 //!
 //! Every method has the behaviour of a kind without that rule as its default, so a kind states
 //! only what is particular to it. The strategies are registered once, in
