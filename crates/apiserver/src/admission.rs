@@ -13,10 +13,10 @@
 //! scheduler or controller) can call them directly with a store and an allocator, and gets
 //! the object a client's create would have stored, or the `Status` error it would have seen.
 
-use podvisor_store::{ListOptions, ObjectKey, Store};
+use podvisor_store::{ObjectKey, Store};
 use serde_json::{Value, json};
 
-use crate::alloc::Allocator;
+use crate::alloc::{AllocFailure, Allocator};
 use crate::body::{self, FieldValidation};
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
 use crate::resources::Resource;
@@ -171,15 +171,16 @@ pub async fn admit_create<'a>(
         .prepare_for_create(&mut object)
         .map_err(|e| rejected(r, &name, e))?;
     let allocation = if strategy.allocates_addresses() {
-        let hold = ctx.allocator.hold().await;
-        let all = ctx
-            .store
-            .list("services", None, ListOptions::default())
+        let hold = ctx
+            .allocator
+            .allocate(ctx.store, &mut object)
             .await
-            .map_err(|e| ApiError::from_store(e, r, &name))?;
-        let used = crate::alloc::InUse::from_services(all.items.iter().map(|v| &v.object));
-        crate::alloc::allocate(ctx.allocator.ranges(), &mut object, &used)
-            .map_err(|e| ApiError::invalid_field(r, &name, &e.field, "FieldValueInvalid", &e.message))?;
+            .map_err(|e| match e {
+                AllocFailure::Store(e) => ApiError::from_store(e, r, &name),
+                AllocFailure::Refused(e) => {
+                    ApiError::invalid_field(r, &name, &e.field, "FieldValueInvalid", &e.message)
+                }
+            })?;
         Some(hold)
     } else {
         None
@@ -273,7 +274,7 @@ pub fn admit_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use podvisor_store::RedbStore;
+    use podvisor_store::{ListOptions, RedbStore};
     use std::sync::Arc;
 
     async fn store_with_namespace(ns: &str) -> (tempfile::TempDir, Arc<dyn Store>) {
