@@ -3,9 +3,9 @@
 
 use podvisor_api::manifest::{self, FieldValidation, Object};
 use podvisor_api::{defaults, validation};
+use podvisor_apiserver::strategy::pod::printer::pod_row;
 use podvisor_core::corev1::Pod;
 use podvisor_core::{ProbeKind, ProbeOutcome};
-use podvisor_lifecycle::printer::pod_row;
 use podvisor_test_support::Sim;
 
 /// Loads one pod the way the API server will: parse, default, validate.

@@ -60,6 +60,57 @@ impl ServiceRanges {
     }
 }
 
+/// A server's Service address allocator: its ranges, and the lock that serialises a Service's
+/// allocation with its write, so two Services never get one address. One per API server (two
+/// servers in a process do not wait for each other); the stored Services are the table.
+#[derive(Debug)]
+pub struct Allocator {
+    ranges: ServiceRanges,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Allocator {
+    /// An allocator over `ranges`.
+    pub fn new(ranges: ServiceRanges) -> Allocator {
+        Allocator {
+            ranges,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The ranges addresses come from.
+    pub fn ranges(&self) -> &ServiceRanges {
+        &self.ranges
+    }
+
+    /// Gives the new Service `object` its addresses ([`allocate`]), the stored Services in
+    /// `store` being what is taken. The returned guard holds the allocator: keep it until the
+    /// Service is stored (or refused), so no other Service is given the same addresses.
+    pub(crate) async fn allocate(
+        &self,
+        store: &dyn podvisor_store::Store,
+        object: &mut Value,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, AllocFailure> {
+        let hold = self.lock.lock().await;
+        let all = store
+            .list("services", None, podvisor_store::ListOptions::default())
+            .await
+            .map_err(AllocFailure::Store)?;
+        let used = InUse::from_services(all.items.iter().map(|v| &v.object));
+        allocate(&self.ranges, object, &used).map_err(AllocFailure::Refused)?;
+        Ok(hold)
+    }
+}
+
+/// Why [`Allocator::allocate`] gave no addresses.
+#[derive(Debug)]
+pub(crate) enum AllocFailure {
+    /// The stored Services could not be read.
+    Store(podvisor_store::StoreError),
+    /// The Service's request cannot be met.
+    Refused(AllocError),
+}
+
 /// Why a Service's requested address cannot be given to it: the field and its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AllocError {

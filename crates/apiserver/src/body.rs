@@ -255,43 +255,6 @@ impl FieldValidation {
     }
 }
 
-fn unknown_fields(original: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
-    match (original, known) {
-        (Value::Object(o), Value::Object(k)) => {
-            for (key, v) in o {
-                let p = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                match k.get(key) {
-                    Some(kv) => unknown_fields(v, kv, &p, out),
-                    None if v.is_null() => {}
-                    None => out.push(p),
-                }
-            }
-        }
-        (Value::Array(o), Value::Array(k)) => {
-            for (i, (a, b)) in o.iter().zip(k).enumerate() {
-                unknown_fields(a, b, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn check_typed<T: serde::de::DeserializeOwned + serde::Serialize>(
-    value: &Value,
-) -> Result<(Value, Vec<String>), String> {
-    let typed: T = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
-    let known = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-    let mut unknown = Vec::new();
-    unknown_fields(value, &known, "", &mut unknown);
-    // Fields that serialise away when empty (`labels: {}`) are not unknown: only report keys
-    // whose parent exists in the typed form.
-    Ok((known, unknown))
-}
-
 /// Checks an object against its kind's schema: returns the object (with unknown fields dropped
 /// unless the mode is Ignore... they are dropped in every mode) and the warnings to send.
 pub fn validate_fields(
@@ -299,22 +262,7 @@ pub fn validate_fields(
     value: &Value,
     mode: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    use podvisor_core::k8s_openapi::api;
-    let result = match (resource.group, resource.plural) {
-        ("", "pods") => check_typed::<api::core::v1::Pod>(value),
-        ("", "services") => check_typed::<api::core::v1::Service>(value),
-        ("", "namespaces") => check_typed::<api::core::v1::Namespace>(value),
-        ("", "endpoints") => check_typed::<api::core::v1::Endpoints>(value),
-        ("", "events") => check_typed::<api::core::v1::Event>(value),
-        ("", "nodes") => check_typed::<api::core::v1::Node>(value),
-        ("", "configmaps") => check_typed::<api::core::v1::ConfigMap>(value),
-        ("", "secrets") => check_typed::<api::core::v1::Secret>(value),
-        ("discovery.k8s.io", "endpointslices") => check_typed::<api::discovery::v1::EndpointSlice>(value),
-        ("events.k8s.io", "events") => check_typed::<api::events::v1::Event>(value),
-        ("coordination.k8s.io", "leases") => check_typed::<api::coordination::v1::Lease>(value),
-        _ => Ok((value.clone(), Vec::new())),
-    };
-    let (known, unknown) = result.map_err(|e| {
+    let (known, unknown) = resource.strategy.decode_known(value).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             resource.kind, resource.version, resource.kind
@@ -333,16 +281,11 @@ pub fn validate_fields(
 }
 
 /// The metadata (name by the kind's rule, labels, annotations) of the kinds whose validation
-/// is only their metadata here: Namespace, Node, Event, Endpoints, EndpointSlice (Pods,
-/// Services, ConfigMaps and Secrets are validated whole by the handlers). 422 Invalid. A name
-/// not set yet (`generateName`) is checked once generated.
+/// is only their metadata ([`crate::strategy::Strategy::validates_only_metadata`]; the others
+/// are validated whole by their strategy). 422 Invalid. A name not set yet (`generateName`) is
+/// checked once generated.
 fn validate_metadata_of(resource: &Resource, object: &Value) -> Result<(), ApiError> {
-    let metadata_only = matches!(
-        (resource.group, resource.plural),
-        ("", "namespaces" | "nodes" | "events" | "endpoints")
-            | ("discovery.k8s.io", "endpointslices")
-            | ("events.k8s.io", "events")
-    );
+    let metadata_only = resource.strategy.validates_only_metadata();
     let Some(meta) = object.get("metadata").filter(|_| metadata_only) else {
         return Ok(());
     };

@@ -7,8 +7,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::resources::Resource;
-
 /// Fields renamed between the two versions: (core/v1, events.k8s.io/v1).
 const RENAMED: &[(&str, &str)] = &[
     ("message", "note"),
@@ -31,11 +29,6 @@ const SHARED: &[&str] = &[
     "related",
     "type",
 ];
-
-/// Whether `resource` is the `events.k8s.io` view of core Events.
-pub fn is_events_v1(resource: &Resource) -> bool {
-    resource.group == "events.k8s.io" && resource.plural == "events"
-}
 
 fn convert(object: &Value, api_version: &str, to_v1: bool) -> Value {
     let mut out = Map::new();

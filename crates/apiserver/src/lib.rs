@@ -27,16 +27,28 @@
 //! aggregated discovery (kubectl falls back to the legacy documents). events.k8s.io/v1 Events
 //! are the core/v1 Events, converted ([`events`]).
 //!
+//! **Shape.** The verbs (the private `handlers` module: routing and the request context,
+//! `read.rs` for get/list/watch, `write.rs` for create/update/patch/delete) know no kind. Every
+//! kind's rules are its [`strategy::Strategy`] (schema, defaulting, validation, server-set
+//! fields, address allocation, deletion rules, field selectors, table columns and rows,
+//! storage conversion), and each entry of [`resources::RESOURCES`] names its strategy: the one
+//! registry. [`admission`] runs a create or update through a kind's rules as a plain library
+//! call ([`admission::admit_create`], [`admission::admit_update`]), which the verbs use before
+//! they write. Each [`ApiServer`] has its own Service address [`Allocator`]. To add a kind:
+//! write its strategy and add its [`resources::Resource`] naming it (ARCHITECTURE.md lists the
+//! steps).
+//!
 //! **Where to start.** [`ApiServer::new`], [`ApiServer::serve`]; in-process consumers use
-//! [`ApiServer::store`] to read, watch and write the same objects directly. Routing and verbs
-//! are in the private `handlers` module, tables in [`table`], discovery in
-//! [`discovery`].
+//! [`ApiServer::store`] to read, watch and write the same objects directly. Kinds in
+//! [`strategy`] and [`resources`], admission in [`admission`], tables in [`table`], discovery
+//! in [`discovery`].
 //!
 //! **Cancel safety.** `serve` returns once `shutdown` fires and in-flight requests finished (or
 //! the drain deadline passed); open watches end at shutdown. Dropping the `serve` future drops
 //! every connection at once.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod alloc;
 pub mod auth;
 pub mod body;
@@ -56,6 +68,7 @@ pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod status;
+pub mod strategy;
 pub mod table;
 
 use std::future::Future;
@@ -69,7 +82,7 @@ use podvisor_store::{ObjectKey, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-pub use alloc::ServiceRanges;
+pub use alloc::{Allocator, ServiceRanges};
 pub use handlers::Body;
 
 /// Why the server stopped with an error.
@@ -127,6 +140,8 @@ pub struct ApiServer {
     /// What every request shares, built on first use (by [`ApiServer::handler`] or
     /// [`ApiServer::serve`]): configure the server before either.
     state: std::sync::OnceLock<Arc<handlers::State>>,
+    /// This server's Service address allocator (not shared with other servers).
+    allocator: Arc<alloc::Allocator>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -140,6 +155,7 @@ impl ApiServer {
     pub fn new(store: Arc<dyn Store>, config: ApiServerConfig) -> Self {
         ApiServer {
             store,
+            allocator: Arc::new(alloc::Allocator::new(config.service_ranges.clone())),
             config,
             logs: None,
             tls: None,
@@ -157,7 +173,7 @@ impl ApiServer {
                     shutdown: CancellationToken::new(),
                     bookmark_interval: self.config.bookmark_interval,
                     logs: self.logs.clone(),
-                    service_ranges: self.config.service_ranges.clone(),
+                    allocator: self.allocator.clone(),
                     metrics: self.metrics.clone(),
                     limits: self.config.limits.clone(),
                     initial_lists: initial::InitialLists::default(),

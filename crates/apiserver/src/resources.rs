@@ -1,7 +1,11 @@
-//! The served resources: one static table that routing, discovery, OpenAPI and tables share.
+//! The served resources: one static table that routing, discovery, OpenAPI and the verbs share,
+//! and the registry of the kinds' rules: each entry names its [`Strategy`]. A new kind is one
+//! more entry here plus its strategy (see [`crate::strategy`]).
+
+use crate::strategy::{self, Strategy};
 
 /// One served resource (a kind under one group/version).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Resource {
     /// API group, `""` for the core group.
     pub group: &'static str,
@@ -21,7 +25,17 @@ pub struct Resource {
     pub subresources: &'static [&'static str],
     /// Categories (`all`).
     pub categories: &'static [&'static str],
+    /// The kind's rules.
+    pub strategy: &'static dyn Strategy,
 }
+
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
+}
+
+impl Eq for Resource {}
 
 /// Every verb of a fully served resource, as discovery lists them.
 pub const VERBS: &[&str] = &[
@@ -47,6 +61,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["ns"],
         subresources: &["status"],
         categories: &[],
+        strategy: &strategy::NamespaceStrategy,
     },
     Resource {
         group: "",
@@ -58,6 +73,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["po"],
         subresources: &["status", "log", "binding"],
         categories: &["all"],
+        strategy: &strategy::PodStrategy,
     },
     Resource {
         group: "",
@@ -69,6 +85,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["svc"],
         subresources: &["status"],
         categories: &["all"],
+        strategy: &strategy::ServiceStrategy,
     },
     Resource {
         group: "",
@@ -80,6 +97,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["ep"],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::EndpointsStrategy,
     },
     Resource {
         group: "",
@@ -91,6 +109,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["ev"],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::EventStrategy::CORE,
     },
     Resource {
         group: "",
@@ -102,6 +121,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["no"],
         subresources: &["status"],
         categories: &[],
+        strategy: &strategy::NodeStrategy,
     },
     Resource {
         group: "",
@@ -113,6 +133,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["cm"],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::ConfigMapStrategy,
     },
     Resource {
         group: "",
@@ -124,6 +145,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &[],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::SecretStrategy,
     },
     Resource {
         group: "discovery.k8s.io",
@@ -135,6 +157,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &[],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::EndpointSliceStrategy,
     },
     Resource {
         group: "events.k8s.io",
@@ -146,6 +169,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &["ev"],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::EventStrategy::V1,
     },
     Resource {
         group: "coordination.k8s.io",
@@ -157,6 +181,7 @@ pub const RESOURCES: &[Resource] = &[
         short_names: &[],
         subresources: &[],
         categories: &[],
+        strategy: &strategy::LeaseStrategy,
     },
 ];
 
@@ -184,10 +209,13 @@ impl Resource {
         }
     }
 
-    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`). events.k8s.io
-    /// Events are the core Events (`crate::events`).
+    /// The store's resource key (`pods`, `discovery.k8s.io/endpointslices`), or the one the
+    /// kind is stored under as another version (events.k8s.io Events are the core Events,
+    /// `crate::events`).
     pub fn store_key(&self) -> String {
-        if self.group.is_empty() || crate::events::is_events_v1(self) {
+        if let Some(key) = self.strategy.stored_under() {
+            key.to_string()
+        } else if self.group.is_empty() {
             self.plural.to_string()
         } else {
             format!("{}/{}", self.group, self.plural)

@@ -165,51 +165,11 @@ pub struct FieldSelector {
     terms: Vec<(String, bool, String)>,
 }
 
-/// The fields a resource supports in field selectors, besides `metadata.name` and
-/// `metadata.namespace`.
-pub fn supported_fields(plural: &str) -> &'static [&'static str] {
-    match plural {
-        "pods" => &[
-            "spec.nodeName",
-            "status.phase",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        "events" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "regarding.apiVersion",
-            "regarding.resourceVersion",
-            "regarding.fieldPath",
-            "reportingController",
-        ],
-        "namespaces" => &["status.phase"],
-        "nodes" => &["spec.unschedulable"],
-        "services" => &["spec.clusterIP", "spec.type"],
-        "endpointslices" => &["addressType"],
-        _ => &[],
-    }
-}
-
 impl FieldSelector {
-    /// Parses a field selector for a resource, rejecting unsupported fields like kube-apiserver.
-    pub fn parse(s: &str, plural: &str) -> Result<Self, SelectorError> {
+    /// Parses a field selector for a resource whose kind selects on `supported` (its
+    /// [strategy](crate::strategy::Strategy::field_selectors)'s) besides `metadata.name` and
+    /// `metadata.namespace`, rejecting other fields like kube-apiserver.
+    pub fn parse(s: &str, supported: &[&str]) -> Result<Self, SelectorError> {
         let mut terms = Vec::new();
         for term in split_terms(s) {
             let (field, eq, value) = if let Some((f, v)) = term.split_once("!=") {
@@ -222,10 +182,7 @@ impl FieldSelector {
                 return Err(SelectorError::Field { term });
             };
             let field = field.trim();
-            if field != "metadata.name"
-                && field != "metadata.namespace"
-                && !supported_fields(plural).contains(&field)
-            {
+            if field != "metadata.name" && field != "metadata.namespace" && !supported.contains(&field) {
                 return Err(SelectorError::UnsupportedField { field: field.into() });
             }
             terms.push((field.to_string(), eq, value.trim().to_string()));
@@ -289,6 +246,7 @@ pub fn selected_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::{EventStrategy, PodStrategy, Strategy};
     use serde_json::json;
 
     #[test]
@@ -328,24 +286,31 @@ mod tests {
     #[test]
     fn field_selector_fields() {
         let pod = json!({"metadata": {"name": "a", "namespace": "d"}, "status": {"phase": "Running"}});
-        let s = FieldSelector::parse("metadata.name=a,status.phase!=Pending", "pods").unwrap();
+        let s = FieldSelector::parse(
+            "metadata.name=a,status.phase!=Pending",
+            PodStrategy.field_selectors(),
+        )
+        .unwrap();
         assert!(s.matches(&pod));
         assert!(
-            FieldSelector::parse("spec.nodeName=", "pods")
+            FieldSelector::parse("spec.nodeName=", PodStrategy.field_selectors())
                 .unwrap()
                 .matches(&pod)
         );
         assert_eq!(
-            FieldSelector::parse("spec.bogus=1", "pods")
+            FieldSelector::parse("spec.bogus=1", PodStrategy.field_selectors())
                 .unwrap_err()
                 .to_string(),
             "field label not supported: spec.bogus"
         );
         let ev = json!({"involvedObject": {"name": "a"}, "source": {"component": "kubelet"}});
         assert!(
-            FieldSelector::parse("involvedObject.name=a,source=kubelet", "events")
-                .unwrap()
-                .matches(&ev)
+            FieldSelector::parse(
+                "involvedObject.name=a,source=kubelet",
+                EventStrategy::CORE.field_selectors()
+            )
+            .unwrap()
+            .matches(&ev)
         );
     }
 

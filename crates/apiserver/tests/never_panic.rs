@@ -116,7 +116,7 @@ proptest! {
             let _ = s.matches(&object);
         }
         for r in RESOURCES {
-            if let Ok(s) = FieldSelector::parse(&text, r.plural) {
+            if let Ok(s) = FieldSelector::parse(&text, r.strategy.field_selectors()) {
                 let _ = s.matches(&object);
             }
         }

@@ -4,7 +4,8 @@
 //! one at a time, sidecars, app containers, probes with their timing and thresholds, restarts
 //! with CrashLoopBackOff, lifecycle hooks, graceful termination, `activeDeadlineSeconds`, and
 //! the complete status (phase, conditions, container states and reasons) that follows from all
-//! of it. [`printer`] turns a pod into the cells `kubectl get pods` shows.
+//! of it. [`printer`] turns a pod into the cells `kubectl get pods` shows (the API server's pod
+//! table adds the columns).
 //!
 //! What it is not: it does no I/O, spawns nothing, has no async and never reads a clock or a
 //! random number. Time is an input ([`Time`], given with every [`PodMachine::step`]); the

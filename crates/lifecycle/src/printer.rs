@@ -1,98 +1,14 @@
-//! The `kubectl get pods` row, computed as kube-apiserver's server-side pod printer does.
+//! The `kubectl get pods` row, computed as kube-apiserver's server-side pod printer does: a pure
+//! function of the `Pod` and `now`, read by the API server's pod table
+//! (`podvisor_apiserver::strategy::pod`), the node's terminal and tests that assert what kubectl
+//! shows.
 //!
 //! kubectl asks the API server for a `Table` and shows its cells verbatim, so ours must match
-//! upstream's cell for cell (k8s-semantics.md section 13). Everything here is a pure function of
-//! the `Pod` and `now`.
+//! upstream's cell for cell (k8s-semantics.md section 13).
 
 use podvisor_core::corev1::{Container, ContainerStateTerminated, ContainerStatus, Pod, PodCondition};
 
 use crate::Time;
-
-/// One column of the pod `Table`, as kube-apiserver declares it in `columnDefinitions`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PodColumn {
-    /// The column header, for example `Nominated Node` (kubectl upper-cases it).
-    pub name: &'static str,
-    /// The OpenAPI type of the cells: every pod column is `string`.
-    pub type_: &'static str,
-    /// The OpenAPI format hint: `name` for the Name column, empty otherwise.
-    pub format: &'static str,
-    /// A human-readable description of the column.
-    pub description: &'static str,
-    /// 0 for the default columns, 1 for those shown only with `-o wide`.
-    pub priority: u8,
-}
-
-const POD_COLUMNS: [PodColumn; 9] = [
-    PodColumn {
-        name: "Name",
-        type_: "string",
-        format: "name",
-        description: "The name of the pod, unique within its namespace.",
-        priority: 0,
-    },
-    PodColumn {
-        name: "Ready",
-        type_: "string",
-        format: "",
-        description: "The aggregate readiness state of this pod for accepting traffic.",
-        priority: 0,
-    },
-    PodColumn {
-        name: "Status",
-        type_: "string",
-        format: "",
-        description: "The aggregate status of the containers in this pod.",
-        priority: 0,
-    },
-    PodColumn {
-        name: "Restarts",
-        type_: "string",
-        format: "",
-        description: "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
-        priority: 0,
-    },
-    PodColumn {
-        name: "Age",
-        type_: "string",
-        format: "",
-        description: "How long ago the server created the pod (metadata.creationTimestamp).",
-        priority: 0,
-    },
-    PodColumn {
-        name: "IP",
-        type_: "string",
-        format: "",
-        description: "The pod's primary IP address (status.podIPs); empty until one is allocated.",
-        priority: 1,
-    },
-    PodColumn {
-        name: "Node",
-        type_: "string",
-        format: "",
-        description: "The node the pod is bound to (spec.nodeName).",
-        priority: 1,
-    },
-    PodColumn {
-        name: "Nominated Node",
-        type_: "string",
-        format: "",
-        description: "The node the scheduler nominated for the pod while preempting others (status.nominatedNodeName).",
-        priority: 1,
-    },
-    PodColumn {
-        name: "Readiness Gates",
-        type_: "string",
-        format: "",
-        description: "Extra pod conditions that must be True before the pod counts as ready (spec.readinessGates).",
-        priority: 1,
-    },
-];
-
-/// The pod `Table` columns, in the order of the cells of a [`PodRow`].
-pub fn pod_columns() -> &'static [PodColumn] {
-    &POD_COLUMNS
-}
 
 /// The cells of one pod's `Table` row, as the exact texts kubectl shows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -118,7 +34,7 @@ pub struct PodRow {
 }
 
 impl PodRow {
-    /// The cells in [`pod_columns`] order; the first five are the non-wide ones.
+    /// The cells in the pod table's column order; the first five are the non-wide ones.
     pub fn cells(&self) -> [&str; 9] {
         [
             &self.name,
@@ -1167,28 +1083,5 @@ mod tests {
         for (millis, want) in cases {
             assert_eq!(human_duration(millis), want, "{millis}ms");
         }
-    }
-
-    #[test]
-    fn pod_columns_match_kube_apiserver() {
-        let cols: Vec<_> = pod_columns()
-            .iter()
-            .map(|c| (c.name, c.type_, c.format, c.priority))
-            .collect();
-        assert_eq!(
-            cols,
-            [
-                ("Name", "string", "name", 0),
-                ("Ready", "string", "", 0),
-                ("Status", "string", "", 0),
-                ("Restarts", "string", "", 0),
-                ("Age", "string", "", 0),
-                ("IP", "string", "", 1),
-                ("Node", "string", "", 1),
-                ("Nominated Node", "string", "", 1),
-                ("Readiness Gates", "string", "", 1),
-            ]
-        );
-        assert!(pod_columns().iter().all(|c| !c.description.is_empty()));
     }
 }

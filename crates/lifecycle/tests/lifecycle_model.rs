@@ -512,8 +512,7 @@ fn check_invariants(h: &mut Harness) {
         );
     }
     // kubectl's columns can always be computed.
-    let row = podvisor_lifecycle::printer::pod_row(&h.sim.m.pod(), h.sim.now);
-    assert!(!row.status.is_empty());
+    assert!(!h.sim.kubectl_status().is_empty());
 }
 
 prop_state_machine! {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use podvisor_core::corev1::{ContainerStatus, Pod, PodCondition};
 use podvisor_core::{ContainerId, ExitStatus, HookKind, HookResult, ProbeKind, ProbeOutcome, ProbeResult};
-use podvisor_lifecycle::{Command, Event, Input, PodMachine, Time, printer};
+use podvisor_lifecycle::printer;
+use podvisor_lifecycle::{Command, Event, Input, PodMachine, Time};
 
 /// The simulated epoch every test starts at.
 pub const T0: i64 = 1_700_000_000;

@@ -16,14 +16,12 @@ use futures_util::StreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
-use podvisor_core::corev1::{ConfigMap, Pod, Secret, Service};
 use podvisor_store::{ListOptions, ObjectKey, Preconditions, Store, StoreError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{self, FieldValidation};
 use crate::discovery;
-use crate::events;
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
 use crate::options::parse_query;
 use crate::patch::{self, PatchType};
@@ -41,8 +39,8 @@ pub(crate) struct State {
     pub(crate) shutdown: CancellationToken,
     pub(crate) bookmark_interval: Duration,
     pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
-    /// Where Services get their ClusterIPs and node ports.
-    pub(crate) service_ranges: crate::alloc::ServiceRanges,
+    /// Where this server's Services get their ClusterIPs and node ports.
+    pub(crate) allocator: Arc<crate::alloc::Allocator>,
     /// Request metrics, and the registry `/metrics` serves.
     pub(crate) metrics: Option<crate::metrics::Served>,
     /// The server's budgets.
@@ -53,9 +51,6 @@ pub(crate) struct State {
 
 /// Events a watch buffers for its client (each at most one object, 1.5 MiB).
 const WATCH_BUFFER: usize = 16;
-
-/// Held from a Service's address allocation until it is stored.
-static SERVICE_ALLOCATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
@@ -226,7 +221,8 @@ where
         accept,
     };
     if ctx.target.sub.as_deref() == Some("log") {
-        if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
+        // Only pods serve `log` (`route` checks the resource's subresources).
+        if ctx.target.name.is_none() {
             return Err(ApiError::no_route(&path));
         }
         let pod = ctx
@@ -315,6 +311,15 @@ pub(crate) async fn delete_object(
     ctx.delete(Value::Null).await.map(|_| ())
 }
 
+/// A stored object as `resource` shows it, without a copy when it is shown as stored.
+fn outward(resource: &Resource, object: Value) -> Value {
+    let converted = match resource.strategy.shown(&object) {
+        std::borrow::Cow::Owned(shown) => Some(shown),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    converted.unwrap_or(object)
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     k: String,
@@ -368,28 +373,12 @@ impl Ctx {
             );
             return Ok(json_response(code, &t, warnings));
         }
-        if events::is_events_v1(self.r()) {
-            return Ok(json_response(code, &events::to_events_v1(object), warnings));
-        }
-        Ok(json_response(code, object, warnings))
+        Ok(json_response(code, &self.r().strategy.shown(object), warnings))
     }
 
-    /// A request body's object as stored (events.k8s.io Events are stored as core Events).
-    fn inward(&self, object: Value) -> Value {
-        if events::is_events_v1(self.r()) {
-            events::to_core(&object)
-        } else {
-            object
-        }
-    }
-
-    /// A stored object as this resource's version shows it.
+    /// A stored object as this resource shows it (its strategy's `shown`).
     fn outward(&self, object: Value) -> Value {
-        if events::is_events_v1(self.r()) {
-            events::to_events_v1(&object)
-        } else {
-            object
-        }
+        outward(self.r(), object)
     }
 
     /// Whether the request is a server-side dry run (`dryRun=All` in the query, or in the
@@ -415,19 +404,10 @@ impl Ctx {
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(
             self.query.get("fieldSelector").map_or("", String::as_str),
-            self.r().plural,
+            self.r().strategy.field_selectors(),
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Arc::new(move |o: &Value| labels.matches(o) && fields.matches(o)))
-    }
-}
-
-impl ApiError {
-    fn with_kind_mismatch(mut self, got: &str, want: &str) -> Self {
-        if got != want {
-            self.message = format!("the kind in the data ({got}) does not match the expected kind ({want})");
-        }
-        self
     }
 }
 

@@ -106,8 +106,8 @@ impl Ctx {
                     .unwrap_or("")
                     .to_string();
                 table::table(resource, &[object], &rv, None, include, now_millis())
-            } else if events::is_events_v1(resource) && kind != "BOOKMARK" && kind != "ERROR" {
-                events::to_events_v1(&object)
+            } else if kind != "BOOKMARK" && kind != "ERROR" {
+                outward(resource, object)
             } else {
                 object
             };
