@@ -67,6 +67,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod resources;
 pub mod selectors;
+pub mod setup;
 pub mod status;
 pub mod strategy;
 pub mod table;

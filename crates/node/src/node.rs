@@ -340,7 +340,7 @@ impl Node {
                             Some(running) => {
                                 if changed || statics_pending {
                                     let desired: Vec<_> = statics.pods().cloned().collect();
-                                    statics_pending = !api::sync_static_pods(&running.client, &desired, &mut static_names).await;
+                                    statics_pending = !podvisor_kubelet::static_pods::sync_to_api(&running.client, &desired, &mut static_names).await;
                                 }
                             }
                             None => {
@@ -409,14 +409,14 @@ impl Node {
         output: &NodeOutput,
         clock: Clock,
     ) -> RunningApi {
-        let ApiParts {
-            store,
+        let ApiParts { store, endpoint } = parts;
+        let podvisor_apiserver::setup::Endpoint {
             listener,
             addr,
             pki,
             server_tls,
             url,
-        } = parts;
+        } = endpoint;
         let service_ranges = crate::services::ranges(&self.config.services, output);
         let api_config = ApiServerConfig {
             service_ranges: service_ranges.clone(),
@@ -450,7 +450,11 @@ impl Node {
             }
         });
         if api::wait_ready(&client, Duration::from_secs(10)).await {
-            match api::write_kubeconfig(&self.config.data_dir, &url, pki.as_ref()) {
+            match podvisor_apiserver::setup::write_kubeconfig(
+                &self.config.data_dir.join("kubeconfig"),
+                &url,
+                pki.as_ref(),
+            ) {
                 Ok(path) => output.notice(&format!("API on {url}; KUBECONFIG={}", path.display())),
                 Err(e) => output.notice(&format!("API on {url}; cannot write the kubeconfig: {e}")),
             }
