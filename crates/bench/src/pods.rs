@@ -1,5 +1,5 @@
-//! The node's real pod parts, in-process: [`ProcessRuntime`], [`ProbeSet`] and
-//! [`PodSupervisor`] over a temporary data directory with a bridge, pod CIDR and cgroup parent
+//! The node's real pod parts, in-process ([`PodParts`]: the process runtime, its probes and a
+//! [`PodSupervisor`]) over a temporary data directory with a bridge, pod CIDR and cgroup parent
 //! of its own, plus helpers to wait for a pod's [`PodView`].
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use podvisor_core::corev1::Pod;
 use podvisor_kubelet::{Clock, NullSink, PodSupervisor, PodView, SupervisorConfig};
-use podvisor_probe::ProbeSet;
+use podvisor_node::parts::PodParts;
 use podvisor_runtime::{ProcessRuntime, RuntimeConfig};
 use tokio::sync::watch;
 
@@ -38,24 +38,22 @@ impl PodNode {
             .context("creating the data directory")?;
         let bridge = format!("pvb{}", n % 1000);
         let sandboxes = is_root();
-        let runtime = ProcessRuntime::new(RuntimeConfig {
-            data_dir: data.path().to_owned(),
-            pod_cidr: format!("10.{}.{}.0/22", 80 + (n / 60) % 10, (n % 60) * 4),
-            bridge_name: bridge.clone(),
-            node_name: "bench-node".into(),
-            cgroup_parent: format!("podvisor-bench-{}-{n}", std::process::id()),
-            force_host_network: !sandboxes,
-            cleanup_on_start: false,
-            ..RuntimeConfig::default()
-        })
+        let parts = PodParts::new(
+            RuntimeConfig {
+                data_dir: data.path().to_owned(),
+                pod_cidr: format!("10.{}.{}.0/22", 80 + (n / 60) % 10, (n % 60) * 4),
+                bridge_name: bridge.clone(),
+                node_name: "bench-node".into(),
+                cgroup_parent: format!("podvisor-bench-{}-{n}", std::process::id()),
+                force_host_network: !sandboxes,
+                cleanup_on_start: false,
+                ..RuntimeConfig::default()
+            },
+            None,
+        )
         .await
         .context("starting the process runtime")?;
-        let runtime = Arc::new(runtime);
-        let probes = Arc::new(ProbeSet::new(runtime.clone()));
-        let supervisor = PodSupervisor::new(
-            runtime.clone(),
-            probes.clone(),
-            probes,
+        let supervisor = parts.supervisor(
             Arc::new(NullSink),
             SupervisorConfig {
                 node_name: "bench-node".into(),
@@ -63,6 +61,7 @@ impl PodNode {
                 clock: Clock::system(),
             },
         );
+        let runtime = parts.runtime;
         Ok(PodNode {
             supervisor,
             sandboxes,

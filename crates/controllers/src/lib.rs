@@ -7,6 +7,8 @@
 //!   endpoint and endpointslice controllers of kube-controller-manager).
 //! - [`kubernetes_service`]: the `default/kubernetes` Service and its endpoints point at the API
 //!   server (kube-apiserver's own controller).
+//! - [`apply`]: the objects of manifest files created through the API (`-f`), like
+//!   `kubectl create -f`.
 //! - [`binder`]: binds unassigned pods to the node through `pods/binding`, until the scheduler
 //!   of issue #15 replaces it.
 //!
@@ -16,6 +18,7 @@
 //! cancellation token.
 #![forbid(unsafe_code)]
 
+pub mod apply;
 pub mod binder;
 pub mod endpoints;
 pub mod kubernetes_service;

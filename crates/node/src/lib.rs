@@ -1,11 +1,14 @@
 //! The composition root: podvisor's parts wired into a runnable node.
 //!
-//! [`Node`] runs a [`PodSupervisor`](podvisor_kubelet::PodSupervisor) over a container
-//! runtime, a prober and a hook runner, feeds it the static pod manifests of a directory
-//! ([`manifests::StaticPods`], like the kubelet's `staticPodPath`) and shows what happens
-//! ([`output`]: a live table on a terminal, one line per change otherwise).
+//! [`build`] composes the real parts ([`parts::PodParts`]: the process runtime, probes and
+//! hooks; with `--listen`, the store and the API listener, [`api`]); [`Node::run`] starts the
+//! API server in the background, the control loops (`podvisor-controllers`), the kubelet's side
+//! of the API (`podvisor_kubelet::cluster`) and Services ([`services`]), all talking to the API
+//! through an in-process `kube::Client`, and runs the kubelet's sync loop
+//! (`podvisor_kubelet::sync_loop`) until shutdown.
 //!
-//! This is the only crate that names concrete types from more than one `podvisor-*` crate.
+//! This is the only library crate that names concrete types from more than one component; it
+//! holds no Kubernetes rule and no loop of its own.
 //! What it is not: it makes no decision about pods (that is `podvisor-lifecycle`), and it does
 //! not parse command lines or install signal handlers (that is the binary, `podvisor node`).
 //!
@@ -16,6 +19,7 @@
 pub mod api;
 pub mod metrics;
 mod node;
+pub mod parts;
 pub mod services;
 
 pub use node::{BuildError, Node, NodeConfig, build};

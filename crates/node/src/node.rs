@@ -18,13 +18,13 @@ use podvisor_kubelet::cluster::Connection;
 use podvisor_kubelet::cluster::node_status::NodeFacts;
 use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig, VolumeConfig, VolumeManager};
 use podvisor_kubelet::{PodSink, Tee};
-use podvisor_probe::ProbeSet;
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::api::{self, ApiParts, ApiSetupError};
 use crate::metrics::NodeMetrics;
+use crate::parts::PodParts;
 use podvisor_kubelet::output::{NodeOutput, OutputMode};
 use podvisor_kubelet::static_pods::StaticPods;
 use podvisor_kubelet::sync_loop::{ApiSide, SyncLoop};
@@ -123,7 +123,8 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         Some(listen) => Some(api::open(&config.data_dir, listen, config.tls).await?),
         None => None,
     };
-    let runtime = ProcessRuntime::new(RuntimeConfig {
+    let metrics = NodeMetrics::new();
+    let runtime_config = RuntimeConfig {
         data_dir: config.data_dir.clone(),
         pod_cidr: config.pod_cidr.clone(),
         node_name: config.node_name.clone(),
@@ -134,21 +135,20 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
             .listen
             .and_then(|_| crate::services::cluster_dns_address(&config)),
         ..RuntimeConfig::default()
-    })
-    .await?;
+    };
+    let PodParts {
+        runtime,
+        probes,
+        hook_warnings,
+    } = PodParts::new(runtime_config, Some(&metrics.kubelet)).await?;
     let capabilities = runtime.capabilities().clone();
     // Cluster DNS listens on the bridge's address: make sure it exists before anything binds it.
     if let Err(e) = runtime.ensure_pod_network().await {
         warn!(error = %e, "cannot set up the pod network bridge yet; it is retried with the first pod");
     }
     let host_ip = runtime.node_ip().await;
-    let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(runtime.clone()));
-    let process_runtime = runtime.clone();
-    let runtime = Arc::new(runtime);
-    let metrics = NodeMetrics::new();
-    let exec = metrics.kubelet.instrument_exec(runtime.clone());
-    let (probes, hook_warnings) = ProbeSet::new(exec).with_hook_warnings(64);
-    let probes = Arc::new(probes);
+    let process_runtime = ProcessRuntime::clone(&runtime);
+    let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(process_runtime.clone()));
     let volumes = VolumeConfig {
         root: config.data_dir.join("volumes"),
         // Containers get mount namespaces of their own where the runtime can give them one.
@@ -343,7 +343,7 @@ impl Node {
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));
         }
-        for line in api::apply_paths(&client, &self.config.apply).await {
+        for line in podvisor_controllers::apply::apply_paths(&client, &self.config.apply).await {
             output.notice(&line);
         }
         // Files of pods deleted while the node was down go before any pod starts again.
