@@ -9,8 +9,8 @@
 //!   server (kube-apiserver's own controller).
 //! - [`apply`]: the objects of manifest files created through the API (`-f`), like
 //!   `kubectl create -f`.
-//! - [`binder`]: binds unassigned pods to the node through `pods/binding`, until the scheduler
-//!   of issue #15 replaces it.
+//! - [`scheduler`]: binds pending pods to nodes as kube-scheduler's default profile does
+//!   (filters, least-allocated scoring, `Unschedulable` with kube-scheduler's message).
 //!
 //! Every loop is level-triggered: an event only says *what* to look at again, the decision is
 //! made from the reflectors' whole state, and an object is written only when it differs from
@@ -19,9 +19,9 @@
 #![forbid(unsafe_code)]
 
 pub mod apply;
-pub mod binder;
 pub mod endpoints;
 pub mod kubernetes_service;
+pub mod scheduler;
 mod watch;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,8 +36,6 @@ pub struct ControllersConfig {
     /// The `kubernetes` Service's ClusterIP (the service CIDR's first address) and where the
     /// API server listens; `None` keeps no `kubernetes` Service.
     pub kubernetes_service: Option<(Ipv4Addr, SocketAddr)>,
-    /// Bind every unassigned pod to this node (one node, no scheduler).
-    pub bind_to: Option<String>,
 }
 
 /// The running control loops.
@@ -65,13 +63,11 @@ impl Controllers {
                 api,
             )));
         }
-        if let Some(node) = &config.bind_to {
-            tracker.spawn(
-                token
-                    .clone()
-                    .run_until_cancelled_owned(binder::run(client.clone(), node.clone())),
-            );
-        }
+        tracker.spawn(
+            token
+                .clone()
+                .run_until_cancelled_owned(scheduler::run(client.clone())),
+        );
         tracker.close();
         Controllers { token, tracker }
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, PodCondition, PodStatus, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, PodCondition, PodStatus, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -48,8 +48,13 @@ async fn pods_are_bound_and_endpoints_follow_readiness() {
     let (_dir, _server, client) = server().await;
     let config = ControllersConfig {
         kubernetes_service: None,
-        bind_to: Some("node-1".into()),
     };
+    let node: Node = from_json(json!({"metadata": {"name": "node-1"},
+        "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}));
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let controllers = Controllers::spawn(&client, &config);
     let pods = Api::<Pod>::namespaced(client.clone(), "default");
     let services = Api::<Service>::namespaced(client.clone(), "default");
@@ -209,7 +214,6 @@ async fn the_kubernetes_service_is_put_back() {
     let api = "127.0.0.1:6443".parse().unwrap_or_else(|e| panic!("{e}"));
     let config = ControllersConfig {
         kubernetes_service: Some(("10.96.0.1".parse().unwrap_or_else(|e| panic!("{e}")), api)),
-        bind_to: None,
     };
     let controllers = Controllers::spawn(&client, &config);
     let services = Api::<Service>::namespaced(client.clone(), "default");
@@ -222,10 +226,11 @@ async fn the_kubernetes_service_is_put_back() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     eventually("the kubernetes Service back", || async { cluster_ip().await }).await;
-    let mut changed = endpoints
-        .get("kubernetes")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // The Endpoints come back with the Service (the keeper writes both).
+    let mut changed = eventually("the kubernetes Endpoints back", || async {
+        endpoints.get("kubernetes").await.ok()
+    })
+    .await;
     changed.subsets = None;
     endpoints
         .replace("kubernetes", &PostParams::default(), &changed)

@@ -343,9 +343,6 @@ impl Node {
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));
         }
-        for line in podvisor_controllers::apply::apply_paths(&client, &self.config.apply).await {
-            output.notice(&line);
-        }
         // Files of pods deleted while the node was down go before any pod starts again.
         match kube::Api::<Pod>::all(client.clone())
             .list(&Default::default())
@@ -359,13 +356,7 @@ impl Node {
             }
             Err(e) => warn!(error = %e, "listing pods to remove the files of deleted ones"),
         }
-        let controllers = Controllers::spawn(
-            &client,
-            &ControllersConfig {
-                kubernetes_service: Some((service_ranges.first(), addr)),
-                bind_to: Some(self.config.node_name.clone()),
-            },
-        );
+        // The kubelet first: its Node is registered (usually) before the scheduler looks for one.
         let facts = NodeFacts {
             name: self.config.node_name.clone(),
             address: self.host_ip.clone(),
@@ -374,6 +365,15 @@ impl Node {
             labels: [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
         };
         let (kubelet, side) = podvisor_kubelet::cluster::connect(client.clone(), facts, clock);
+        let controllers = Controllers::spawn(
+            &client,
+            &ControllersConfig {
+                kubernetes_service: Some((service_ranges.first(), addr)),
+            },
+        );
+        for line in podvisor_controllers::apply::apply_paths(&client, &self.config.apply).await {
+            output.notice(&line);
+        }
         let mut services = tokio::task::JoinSet::new();
         crate::services::start(&mut services, client.clone(), &self.config, output).await;
         let running = RunningApi {

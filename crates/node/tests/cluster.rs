@@ -59,7 +59,14 @@ async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
         .unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let task = tokio::spawn(follow_pods(client.clone(), "node-1".into(), tx));
-    let binder = tokio::spawn(podvisor_controllers::binder::run(client.clone(), "node-1".into()));
+    // The only node, as its heartbeat registers it: the scheduler binds pending pods to it.
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"},
+        "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}});
+    store
+        .create(&ObjectKey::new("nodes", "", "node-1"), node)
+        .await
+        .unwrap();
+    let scheduler = tokio::spawn(podvisor_controllers::scheduler::run(client.clone()));
     let PodChange::Apply(pod) = next(&mut rx).await else {
         panic!("expected a pod")
     };
@@ -98,7 +105,7 @@ async fn unassigned_pods_are_bound_here_and_others_are_ignored() {
         }
     }
     task.abort();
-    binder.abort();
+    scheduler.abort();
 }
 
 #[tokio::test]

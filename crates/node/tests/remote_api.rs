@@ -82,7 +82,6 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
         &client,
         &ControllersConfig {
             kubernetes_service: Some(("10.96.0.1".parse().unwrap(), parts.addr)),
-            bind_to: Some("remote-node".into()),
         },
     );
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
@@ -111,7 +110,7 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
 
-    // Bound by the binder, then handed to this node's kubelet side by its pod watch.
+    // Bound by the scheduler to the only (registered) node, then handed to this node's kubelet side by its pod watch.
     let handed = tokio::time::timeout(Duration::from_secs(15), changes.recv())
         .await
         .expect("the pod reaches the node in time")
