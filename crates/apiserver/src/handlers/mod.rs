@@ -245,6 +245,10 @@ where
             .bind(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
             .await;
     }
+    // `namespaces/{name}/finalize` is written whole, as the namespace's update (`replace`).
+    if ctx.target.sub.as_deref() == Some("finalize") && method != Method::PUT {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
     match (method, ctx.target.name.is_some()) {
         (Method::GET, false) => {
             if matches!(ctx.query.get("watch").map(String::as_str), Some("true" | "1")) {
