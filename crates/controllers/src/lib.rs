@@ -7,6 +7,8 @@
 //!   endpoint and endpointslice controllers of kube-controller-manager).
 //! - [`kubernetes_service`]: the `default/kubernetes` Service and its endpoints point at the API
 //!   server (kube-apiserver's own controller).
+//! - [`namespaces`]: a deleted namespace's contents are deleted, then the namespace is
+//!   finalized (the namespace controller of kube-controller-manager).
 //! - [`binder`]: binds unassigned pods to the node through `pods/binding`, until the scheduler
 //!   of issue #15 replaces it.
 //!
@@ -19,6 +21,7 @@
 pub mod binder;
 pub mod endpoints;
 pub mod kubernetes_service;
+pub mod namespaces;
 mod watch;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -54,6 +57,11 @@ impl Controllers {
             token
                 .clone()
                 .run_until_cancelled_owned(endpoints::run(client.clone())),
+        );
+        tracker.spawn(
+            token
+                .clone()
+                .run_until_cancelled_owned(namespaces::run(client.clone())),
         );
         if let Some((cluster_ip, api)) = config.kubernetes_service {
             tracker.spawn(token.clone().run_until_cancelled_owned(kubernetes_service::run(
