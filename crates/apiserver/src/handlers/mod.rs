@@ -293,28 +293,6 @@ where
     }
 }
 
-/// Deletes one object as a client's plain `DELETE` would (graceful for pods, marked while
-/// finalizers remain); for the namespace controller.
-pub(crate) async fn delete_object(
-    state: &Arc<State>,
-    resource: &'static Resource,
-    namespace: &str,
-    name: &str,
-) -> Result<()> {
-    let ctx = Ctx {
-        state: state.clone(),
-        target: Target {
-            resource,
-            namespace: Some(namespace.to_string()),
-            name: Some(name.to_string()),
-            sub: None,
-        },
-        query: HashMap::new(),
-        accept: "application/json".into(),
-    };
-    ctx.delete(Value::Null).await.map(|_| ())
-}
-
 /// A stored object as `resource` shows it, without a copy when it is shown as stored.
 fn outward(resource: &Resource, object: Value) -> Value {
     let converted = match resource.strategy.shown(&object) {
