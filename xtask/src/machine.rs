@@ -10,6 +10,10 @@
 //! Only podvisor's own names count (cgroups and tables named `podvisor*`, interfaces named
 //! `podvisor*`, `pv*` or `veth*`), so what the machine's other users do between the two snapshots
 //! is not blamed on the tests.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "xtask is synchronous: no tokio worker to block"
+)]
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -7,11 +7,16 @@
 //! - `anyhow` is a dependency of xtask only;
 //! - every workspace member inherits the workspace lints and is not published;
 //! - `unsafe` code only in the runtime's audited module (`crates/runtime/src/sys/`), and every
-//!   other crate root forbids `unsafe_code`.
+//!   other crate root forbids `unsafe_code`;
+//! - layers: every normal `podvisor-*` dependency points to a lower layer ([`LAYERS`]), so the
+//!   kubelet, the proxy and the control loops never link the API server;
+//! - HTTP on the wire only in the API server and the probes (and the benchmark harness);
+//! - every declared dependency is named in the crate's code.
 //!
 //! Each failure lists every violation with the file or crate it is in, so one run shows them all.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -462,4 +467,140 @@ fn normal_deps(node: &Value) -> impl Iterator<Item = &str> {
         .iter()
         .filter(|dep| array(dep, "dep_kinds").iter().any(|kind| kind["kind"].is_null()))
         .map(|dep| str_field(dep, "pkg"))
+}
+
+/// The layer of every workspace crate: a crate's normal dependencies on other `podvisor-*`
+/// crates point to strictly lower layers, so crates of one layer never depend on each other
+/// (the kubelet, the Service proxy and the control loops reach the API server only through
+/// `kube::Client`, never by linking it).
+const LAYERS: &[(&str, u8)] = &[
+    // Vocabulary and leaves.
+    ("podvisor-core", 0),
+    ("podvisor-store", 0),
+    ("podvisor-dns", 0),
+    // Pure rules and single-purpose mechanisms.
+    ("podvisor-lifecycle", 1),
+    ("podvisor-api", 1),
+    ("podvisor-endpoints", 1),
+    ("podvisor-probe", 1),
+    ("podvisor-runtime", 1),
+    // Components: one side of the API each.
+    ("podvisor-apiserver", 2),
+    ("podvisor-kubelet", 2),
+    ("podvisor-proxy", 2),
+    ("podvisor-controllers", 2),
+    // Wiring.
+    ("podvisor-node", 3),
+    ("podvisor-test-support", 3),
+    // Binaries and harnesses.
+    ("podvisor", 4),
+    ("podvisor-bench", 4),
+    ("podvisor-tests", 4),
+];
+
+#[test]
+fn podvisor_crates_depend_only_on_lower_layers() {
+    let layer = |name: &str| LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l);
+    let mut violations = Vec::new();
+    for member in workspace_members() {
+        let name = str_field(member, "name");
+        if name == "xtask" {
+            continue;
+        }
+        let Some(own) = layer(name) else {
+            violations.push(format!(
+                "{}: {name} has no layer in tidy.rs LAYERS",
+                manifest(member)
+            ));
+            continue;
+        };
+        for dep in dependencies(member).filter(|d| d.kind.is_none() && d.name.starts_with("podvisor")) {
+            match layer(dep.name) {
+                Some(l) if l < own => {}
+                Some(l) => violations.push(format!(
+                    "{}: {name} (layer {own}) depends on {} (layer {l})",
+                    manifest(member),
+                    dep.name
+                )),
+                None => violations.push(format!("{}: {} has no layer", manifest(member), dep.name)),
+            }
+        }
+    }
+    report(
+        "normal dependencies point to lower layers (ARCHITECTURE.md, dependency rule 7)",
+        &violations,
+    );
+}
+
+/// The crates that speak HTTP on the wire themselves, and the benchmark harness that measures
+/// them; everyone else reaches the API through `kube::Client`.
+const HTTP_SPEAKERS: &[&str] = &["podvisor-apiserver", "podvisor-probe", "podvisor-bench"];
+
+#[test]
+fn http_is_spoken_only_by_the_api_server_and_the_probes() {
+    let wire = ["hyper", "hyper-util", "http-body-util", "h2", "reqwest", "ureq"];
+    let violations: Vec<String> = workspace_members()
+        .filter(|m| !HTTP_SPEAKERS.contains(&str_field(m, "name")))
+        .flat_map(|member| {
+            dependencies(member)
+                .filter(|d| d.kind.is_none() && wire.contains(&d.name))
+                .map(move |d| format!("{}: depends on {}", manifest(member), d.name))
+        })
+        .collect();
+    report(
+        "only the API server and the probes speak HTTP (ARCHITECTURE.md, dependency rule 8)",
+        &violations,
+    );
+}
+
+/// Dependencies used without being named in code: (crate, dependency, why).
+const USED_WITHOUT_A_PATH: &[(&str, &str, &str)] = &[];
+
+#[test]
+fn every_dependency_is_used() {
+    let mut violations = Vec::new();
+    for member in workspace_members() {
+        let name = str_field(member, "name");
+        let dir = Path::new(str_field(member, "manifest_path"))
+            .parent()
+            .unwrap_or_else(|| panic!("manifest without a directory"))
+            .to_path_buf();
+        let mut files = Vec::new();
+        for sub in ["src", "tests", "benches", "examples"] {
+            let d = dir.join(sub);
+            if d.is_dir() {
+                collect_rs_files(&d, &mut files);
+            }
+        }
+        let text: String = files
+            .iter()
+            .filter_map(|f| fs::read_to_string(f).ok())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for dep in array(member, "dependencies") {
+            let dep_name = str_field(dep, "name");
+            let used_as = dep["rename"].as_str().unwrap_or(dep_name).replace('-', "_");
+            if USED_WITHOUT_A_PATH
+                .iter()
+                .any(|(c, d, _)| *c == name && *d == dep_name)
+            {
+                continue;
+            }
+            let named = [
+                format!("{used_as}::"),
+                format!("use {used_as}"),
+                format!("{used_as} as"),
+                format!("extern crate {used_as}"),
+            ]
+            .iter()
+            .any(|p| text.contains(p.as_str()));
+            if !named {
+                violations.push(format!("{}: {dep_name} is never named in code", manifest(member)));
+            }
+        }
+    }
+    report(
+        "every declared dependency is used (or listed with its reason in USED_WITHOUT_A_PATH)",
+        &violations,
+    );
 }

@@ -68,6 +68,7 @@ pub mod pki;
 pub mod protobuf;
 pub mod resources;
 pub mod selectors;
+pub mod setup;
 pub mod status;
 pub mod strategy;
 pub mod table;
@@ -439,5 +440,83 @@ async fn serve_connection<I, S>(
     let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+impl ApiServer {
+    /// Serves on `listener` in a background task ([`ApiServer::serve`]) until
+    /// [`Serving::stop`]. Must be called inside a tokio runtime.
+    pub fn spawn(self, listener: tokio::net::TcpListener) -> Serving {
+        let handler = self.handler();
+        let store = Arc::downgrade(&self.store);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                // A dropped sender stops the server too.
+                stopped.await.ok();
+            };
+            if let Err(e) = self.serve(listener, shutdown).await {
+                tracing::warn!(error = %e, "the API server stopped");
+            }
+        });
+        Serving {
+            handler,
+            store,
+            stop,
+            task,
+        }
+    }
+}
+
+/// An API server serving in the background ([`ApiServer::spawn`]).
+pub struct Serving {
+    handler: Handler,
+    store: std::sync::Weak<dyn Store>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving").finish_non_exhaustive()
+    }
+}
+
+impl Serving {
+    /// How long [`Serving::stop`] waits for the server task, then for in-process clients to let
+    /// go of the store.
+    pub const STOP_WAIT: Duration = Duration::from_secs(15);
+
+    /// The request handler, for in-process clients (`kube::Client::new(h, "default")`).
+    pub fn handler(&self) -> Handler {
+        self.handler.clone()
+    }
+
+    /// Stops accepting, ends watches, drains requests ([`ApiServer::serve`]), then waits until
+    /// every in-process handler is dropped, so the store is closed when this returns and can be
+    /// opened again (each wait at most [`Serving::STOP_WAIT`]). Drop the in-process clients
+    /// first: a `kube::Client`'s buffer task lets go of its handler only once its last clone is
+    /// gone.
+    pub async fn stop(self) {
+        let Serving {
+            handler,
+            store,
+            stop,
+            task,
+        } = self;
+        drop(handler);
+        // The server may have stopped already; then there is nobody to tell.
+        stop.send(()).ok();
+        if tokio::time::timeout(Self::STOP_WAIT, task).await.is_err() {
+            tracing::warn!("the API server did not stop in time");
+        }
+        let released = async {
+            while store.strong_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(Self::STOP_WAIT, released).await.is_err() {
+            tracing::warn!("the store is still held after the API server stopped");
+        }
     }
 }

@@ -1,6 +1,10 @@
 //! Real kubectl against the server, for kube-apiserver semantics a user relies on: server-side
 //! dry runs persist nothing, fresh pods have a status, errors carry `details`, events through
 //! both APIs, defaulting, version, and namespace termination.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "synchronous test: kubectl runs as a process; the server has its own runtime"
+)]
 
 mod common;
 

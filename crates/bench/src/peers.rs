@@ -7,6 +7,10 @@
 //!   supervisord); the command-line tool's own start-up is included, as a user pays it;
 //! - crash-restart: one program killed with SIGKILL until the peer's daemon has a new `sleep`
 //!   child (seen in `/proc`, polled every millisecond).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the peers are driven from plain threads, not tokio workers"
+)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -31,7 +31,7 @@ pub mod version;
 
 pub use config::{ConfigSource, ConfigSourceError};
 pub use k8s_openapi;
-pub use probe::{HookRunner, ProbeKind, ProbeOutcome, ProbeResult, ProbeTarget, Prober};
+pub use probe::{HookRunner, HookWarning, ProbeKind, ProbeOutcome, ProbeResult, ProbeTarget, Prober};
 pub use runtime::{ContainerId, ExitReport, ExitStatus, HookKind, HookResult};
 
 /// Kubernetes core/v1 object types (`Pod`, `Service`, `Endpoints`, `Event`, `Node`, ...).

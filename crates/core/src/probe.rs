@@ -156,6 +156,23 @@ pub trait Prober: Send + Sync {
     async fn probe(&self, probe: &corev1::Probe, target: &ProbeTarget, timeout: Duration) -> ProbeResult;
 }
 
+/// Something a hook did that deserves a Warning event although the hook's result does not show
+/// it (the kubelet records these as events on the pod).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookWarning {
+    /// The container whose hook it was.
+    pub container_id: ContainerId,
+    /// The event reason, e.g. [`HookWarning::LIFECYCLE_HTTP_FALLBACK`].
+    pub reason: &'static str,
+    /// The event message.
+    pub message: String,
+}
+
+impl HookWarning {
+    /// An HTTPS hook got a plain-HTTP answer and succeeded when retried over HTTP (rule 8.6).
+    pub const LIFECYCLE_HTTP_FALLBACK: &'static str = "LifecycleHTTPFallback";
+}
+
 /// Runs lifecycle hook handlers (`postStart`, `preStop`): exec in the container, HTTP GET (any
 /// response is success), sleep; a `tcpSocket` handler always fails, as in the kubelet.
 /// Implementations never panic and report failure as [`HookResult::Failed`](crate::HookResult::Failed).

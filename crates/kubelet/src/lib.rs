@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod output;
 pub mod static_pods;
 mod supervisor;
+pub mod sync_loop;
 pub mod table;
 mod view;
 pub mod volumes;

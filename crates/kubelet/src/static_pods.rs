@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use kube::Client;
+use kube::api::{Api, DeleteParams, PostParams};
 use podvisor_api::manifest::{self, FieldValidation, Object};
 use podvisor_api::{defaults, validation};
 use podvisor_core::corev1::Pod;
@@ -236,4 +238,77 @@ fn static_uid(path: &Path, content: &str) -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// The annotation that marks a pod made from a static manifest, with the manifest's hash.
+pub const STATIC_POD_ANNOTATION: &str = "podvisor.io/static-manifest";
+
+/// Keeps the API's pods in line with the static manifests: a pod per manifest (marked with
+/// [`STATIC_POD_ANNOTATION`]); an edited manifest's pod is deleted and created again; a removed
+/// manifest's pod is deleted (gracefully). Returns whether everything is in line.
+pub async fn sync_to_api(
+    client: &Client,
+    desired: &[Pod],
+    previous: &mut BTreeMap<(String, String), String>,
+) -> bool {
+    let mut converged = true;
+    let mut now: BTreeMap<(String, String), String> = BTreeMap::new();
+    let hash_of = |pod: &Pod| {
+        pod.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(STATIC_POD_ANNOTATION))
+            .cloned()
+    };
+    for pod in desired {
+        let ns = podvisor_core::object::namespace_of(&pod.metadata).to_string();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let hash = pod.metadata.uid.clone().unwrap_or_default();
+        now.insert((ns.clone(), name.clone()), hash.clone());
+        let api = Api::<Pod>::namespaced(client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(None) => {
+                let mut object = pod.clone();
+                object.metadata.uid = None;
+                object.metadata.creation_timestamp = None;
+                object
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(STATIC_POD_ANNOTATION.into(), hash);
+                if api.create(&PostParams::default(), &object).await.is_err() {
+                    converged = false;
+                }
+            }
+            Ok(Some(existing)) => {
+                if hash_of(&existing).as_deref() != Some(hash.as_str()) {
+                    converged = false;
+                    if existing.metadata.deletion_timestamp.is_none()
+                        && let Err(e) = api.delete(&name, &DeleteParams::default()).await
+                    {
+                        tracing::warn!(pod = %name, error = %e, "deleting a static pod whose manifest changed");
+                    }
+                }
+            }
+            Err(_) => converged = false,
+        }
+    }
+    for ((ns, name), hash) in previous.iter() {
+        if now.contains_key(&(ns.clone(), name.clone())) {
+            continue;
+        }
+        let api = Api::<Pod>::namespaced(client.clone(), ns);
+        if let Ok(Some(existing)) = api.get_opt(name).await {
+            let ours = hash_of(&existing).as_deref() == Some(hash.as_str());
+            if ours
+                && existing.metadata.deletion_timestamp.is_none()
+                && let Err(e) = api.delete(name, &DeleteParams::default()).await
+            {
+                tracing::warn!(pod = %name, error = %e, "deleting a static pod whose manifest is gone");
+                converged = false;
+            }
+        }
+    }
+    *previous = now;
+    converged
 }

@@ -12,6 +12,10 @@
 //! Failures proptest finds are kept as seeds in `lifecycle_model.regressions`; seeds only replay
 //! for the generator that found them, so each case worth keeping is also written out below as
 //! an explicit `replay_*` test.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a test reads PROPTEST_CASES from the environment"
+)]
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,5 @@
 //! [`Node`]: the pod supervisor, the manifest source and the output, run until shutdown.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,16 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use podvisor_apiserver::logs::LogSource;
-use podvisor_apiserver::{ApiServer, ApiServerConfig};
+use podvisor_apiserver::setup::{self, Endpoint};
+use podvisor_apiserver::{ApiServer, ApiServerConfig, Serving};
+use podvisor_controllers::{Controllers, ControllersConfig};
+use podvisor_core::HookWarning;
+use podvisor_core::corev1::Pod;
 use podvisor_core::runtime::ContainerRuntime;
-use podvisor_core::{ConfigSource, HookRunner, Prober};
-use podvisor_kubelet::cluster::PodChange;
-use podvisor_kubelet::cluster::node_status::{NodeFacts, heartbeat};
-use podvisor_kubelet::cluster::status::ApiSink;
+use podvisor_core::{HookRunner, Prober};
+use podvisor_kubelet::cluster::Connection;
+use podvisor_kubelet::cluster::node_status::NodeFacts;
 use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig, VolumeConfig, VolumeManager};
 use podvisor_kubelet::{PodSink, Tee};
-use podvisor_lifecycle::{Event, EventType};
-use podvisor_probe::{HookWarning, ProbeSet};
+use podvisor_probe::ProbeSet;
 use podvisor_runtime::{Capabilities, ProcessRuntime, RuntimeConfig};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -26,11 +27,7 @@ use crate::api::{self, ApiParts, ApiSetupError};
 use crate::metrics::NodeMetrics;
 use podvisor_kubelet::output::{NodeOutput, OutputMode};
 use podvisor_kubelet::static_pods::StaticPods;
-
-/// How often the manifest directory is read and the table redrawn.
-const SCAN_PERIOD: Duration = Duration::from_secs(1);
-/// Extra time, beyond the longest grace period, that shutdown waits for pods to stop.
-const SHUTDOWN_SLACK: Duration = Duration::from_secs(15);
+use podvisor_kubelet::sync_loop::{ApiSide, SyncLoop};
 
 /// What the node is told on its command line.
 #[derive(Clone, Debug)]
@@ -184,28 +181,6 @@ pub struct Node {
     process_runtime: Option<ProcessRuntime>,
 }
 
-/// Once the deleted pod `uid` has stopped (its worker finished, or there is none), removes
-/// what the runtime keeps of it: its logs go with the pod, as the kubelet's do.
-fn remove_when_stopped(
-    runtime: Arc<dyn ContainerRuntime>,
-    view: Option<tokio::sync::watch::Receiver<podvisor_kubelet::PodView>>,
-    uid: String,
-) {
-    tokio::spawn(async move {
-        if let Some(mut view) = view {
-            // The worker's end also ends the channel.
-            while !view.borrow_and_update().finished {
-                if view.changed().await.is_err() {
-                    break;
-                }
-            }
-        }
-        if let Err(e) = runtime.remove_pod(&uid).await {
-            tracing::warn!(pod_uid = %uid, error = %e, "removing the files of a deleted pod");
-        }
-    });
-}
-
 /// Container logs for the API, from the process runtime's log files.
 struct RuntimeLogs(ProcessRuntime);
 
@@ -261,24 +236,22 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let output = Arc::new(NodeOutput::new(self.config.output));
         let clock = Clock::system();
-        let (changes_tx, mut changes) = mpsc::unbounded_channel::<PodChange>();
-        let (config_tx, mut config_changes) = mpsc::unbounded_channel::<()>();
-        let mut api = None;
-        let sink: Arc<dyn PodSink> = match self.api.take() {
+        let (api, api_side) = match self.api.take() {
             Some(parts) => {
-                let running = self.start_api(parts, changes_tx, config_tx, &output, clock).await;
-                let sink = Arc::new(Tee(running.sink.clone(), output.clone()));
-                api = Some(running);
-                sink
+                let (running, side) = self.start_api(parts, &output, clock).await;
+                (Some(running), Some(side))
             }
+            None => (None, None),
+        };
+        let sink: Arc<dyn PodSink> = match &api {
+            Some(running) => Arc::new(Tee(running.kubelet.sink.clone(), output.clone())),
             None => output.clone(),
         };
-        let runtime = self.runtime.clone();
         let mut supervisor = PodSupervisor::new(
-            self.runtime,
+            self.runtime.clone(),
             self.prober,
             self.hooks,
-            sink,
+            sink.clone(),
             SupervisorConfig {
                 node_name: self.config.node_name.clone(),
                 host_ip: self.host_ip,
@@ -287,7 +260,7 @@ impl Node {
         )
         .with_metrics(self.metrics.kubelet.clone());
         if let Some(running) = &api {
-            supervisor = supervisor.with_config_source(running.config.clone());
+            supervisor = supervisor.with_config_source(running.kubelet.config.clone());
         }
         if let Some(volumes) = self.volumes.take() {
             match VolumeManager::new(volumes.clone()) {
@@ -298,89 +271,18 @@ impl Node {
                 )),
             }
         }
-        let mut statics = self.config.manifests.as_ref().map(StaticPods::new);
-        let mut static_names = BTreeMap::new();
-        let mut statics_pending = false;
-        let mut interval = tokio::time::interval(SCAN_PERIOD);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        tokio::pin!(shutdown);
-        let mut hook_warnings = self.hook_warnings;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                Some(change) = changes.recv() => match change {
-                    PodChange::Apply(pod) => supervisor.apply(*pod),
-                    PodChange::Gone { uid } => {
-                        supervisor.delete(&uid, Some(0));
-                        remove_when_stopped(runtime.clone(), supervisor.watch(&uid), uid);
-                    }
-                },
-                Some(()) = config_changes.recv() => supervisor.config_changed(),
-                Some(warning) = async { hook_warnings.as_mut()?.recv().await }, if hook_warnings.is_some() => {
-                    let uri = warning.container_id.uri();
-                    let owner = supervisor.pods().into_iter().find(|v| {
-                        let st = v.pod.status.clone().unwrap_or_default();
-                        st.container_statuses.iter().flatten().chain(st.init_container_statuses.iter().flatten())
-                            .any(|c| c.container_id.as_deref() == Some(uri.as_str()))
-                    });
-                    if let Some(view) = owner {
-                        let event = Event { type_: EventType::Warning, reason: warning.reason, message: warning.message, field_path: None };
-                        output.event(&view.pod, &event, clock.now());
-                    }
-                }
-                _ = interval.tick() => {
-                    if let Some(statics) = statics.as_mut() {
-                        let changes = statics.scan();
-                        let changed = !changes.added.is_empty() || !changes.removed.is_empty();
-                        for error in &changes.errors {
-                            output.notice(&format!("manifest skipped: {error}"));
-                        }
-                        match &api {
-                            // With an API, static pods are objects in it, like the kubelet's mirror pods.
-                            Some(running) => {
-                                if changed || statics_pending {
-                                    let desired: Vec<_> = statics.pods().cloned().collect();
-                                    statics_pending = !api::sync_static_pods(&running.client, &desired, &mut static_names).await;
-                                }
-                            }
-                            None => {
-                                for uid in &changes.removed {
-                                    supervisor.delete(uid, None);
-                                }
-                                for pod in changes.added {
-                                    supervisor.apply(pod);
-                                }
-                            }
-                        }
-                        if api.is_none() {
-                            let defined: BTreeSet<String> =
-                                statics.pods().filter_map(|p| p.metadata.uid.clone()).collect();
-                            supervisor.forget_finished_except(&defined);
-                        }
-                    }
-                    if api.is_some() {
-                        supervisor.forget_finished();
-                    }
-                    output.redraw(&supervisor.pods(), clock.now());
-                }
-            }
+        let all_stopped = SyncLoop {
+            supervisor,
+            runtime: self.runtime,
+            output,
+            sink,
+            clock,
+            api: api_side,
+            static_pods: self.config.manifests.as_ref().map(StaticPods::new),
+            hook_warnings: self.hook_warnings,
         }
-        if let Some(running) = &api {
-            // The API keeps the pods as they were; a restarted node runs them again.
-            running.sink.detach();
-        }
-        let longest_grace = supervisor
-            .pods()
-            .iter()
-            .filter_map(|v| v.pod.spec.as_ref()?.termination_grace_period_seconds)
-            .max()
-            .unwrap_or(30);
-        let deadline = Duration::from_secs(u64::try_from(longest_grace).unwrap_or(30)) + SHUTDOWN_SLACK;
-        output.notice("shutting down: terminating every pod");
-        let all_stopped = supervisor.shutdown(deadline).await;
-        if !all_stopped {
-            output.notice("some pods did not stop in time");
-        }
+        .run(shutdown)
+        .await;
         if let Some(running) = api {
             running.stop().await;
         }
@@ -399,31 +301,24 @@ impl Node {
         }
     }
 
-    /// Serves the API, writes the kubeconfig, applies `-f` manifests and starts following
-    /// pods, the Node heartbeat and the status writer.
-    async fn start_api(
-        &self,
-        parts: ApiParts,
-        changes: mpsc::UnboundedSender<PodChange>,
-        config_changes: mpsc::UnboundedSender<()>,
-        output: &NodeOutput,
-        clock: Clock,
-    ) -> RunningApi {
-        let ApiParts {
-            store,
+    /// Serves the API, writes the kubeconfig, applies `-f` manifests, starts the control loops,
+    /// the kubelet's side of the API and Services.
+    async fn start_api(&self, parts: ApiParts, output: &NodeOutput, clock: Clock) -> (RunningApi, ApiSide) {
+        let ApiParts { store, endpoint } = parts;
+        let Endpoint {
             listener,
             addr,
             pki,
             server_tls,
             url,
-        } = parts;
+        } = endpoint;
         let service_ranges = crate::services::ranges(&self.config.services, output);
         let api_config = ApiServerConfig {
             service_ranges: service_ranges.clone(),
             limits: self.config.api_limits.clone(),
             ..ApiServerConfig::default()
         };
-        let mut server = ApiServer::new(store.clone(), api_config);
+        let mut server = ApiServer::new(store, api_config);
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
         }
@@ -436,21 +331,12 @@ impl Node {
         if let Err(e) = server.bootstrap().await {
             output.notice(&format!("cannot create the initial namespaces: {e}"));
         }
+        let serving = server.spawn(listener);
         // The node's own requests go to the API server in-process, not through the socket.
-        let client = kube::Client::new(server.handler(), "default");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serve = tokio::spawn(async move {
-            if let Err(e) = server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-            {
-                warn!(error = %e, "the API server stopped");
-            }
-        });
+        let client = kube::Client::new(serving.handler(), "default");
         if api::wait_ready(&client, Duration::from_secs(10)).await {
-            match api::write_kubeconfig(&self.config.data_dir, &url, pki.as_ref()) {
+            let path = self.config.data_dir.join("kubeconfig");
+            match setup::write_kubeconfig(&path, &url, pki.as_ref()) {
                 Ok(path) => output.notice(&format!("API on {url}; KUBECONFIG={}", path.display())),
                 Err(e) => output.notice(&format!("API on {url}; cannot write the kubeconfig: {e}")),
             }
@@ -461,31 +347,25 @@ impl Node {
             output.notice(&line);
         }
         // Files of pods deleted while the node was down go before any pod starts again.
-        if let Ok(list) = kube::Api::<podvisor_core::corev1::Pod>::all(client.clone())
+        match kube::Api::<Pod>::all(client.clone())
             .list(&Default::default())
             .await
         {
-            let uids: Vec<String> = list.items.into_iter().filter_map(|p| p.metadata.uid).collect();
-            if let Err(e) = self.runtime.remove_pods_except(&uids).await {
-                warn!(error = %e, "removing the files of deleted pods");
+            Ok(list) => {
+                let uids: Vec<String> = list.items.into_iter().filter_map(|p| p.metadata.uid).collect();
+                if let Err(e) = self.runtime.remove_pods_except(&uids).await {
+                    warn!(error = %e, "removing the files of deleted pods");
+                }
             }
+            Err(e) => warn!(error = %e, "listing pods to remove the files of deleted ones"),
         }
-        let controllers = podvisor_controllers::Controllers::spawn(
+        let controllers = Controllers::spawn(
             &client,
-            &podvisor_controllers::ControllersConfig {
+            &ControllersConfig {
                 kubernetes_service: Some((service_ranges.first(), addr)),
                 bind_to: Some(self.config.node_name.clone()),
             },
         );
-        let mut tasks = tokio::task::JoinSet::new();
-        let kubelet = &podvisor_kubelet::cluster::pods::follow_pods;
-        tasks.spawn(kubelet(client.clone(), self.config.node_name.clone(), changes));
-        tasks.spawn(podvisor_kubelet::cluster::config::watch_changes(
-            client.clone(),
-            config_changes,
-        ));
-        let config: Arc<dyn ConfigSource> =
-            Arc::new(podvisor_kubelet::cluster::config::ApiConfig(client.clone()));
         let facts = NodeFacts {
             name: self.config.node_name.clone(),
             address: self.host_ip.clone(),
@@ -493,69 +373,45 @@ impl Node {
             data_dir: self.config.data_dir.clone(),
             labels: [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
         };
-        tasks.spawn(heartbeat(client.clone(), facts, clock));
-        crate::services::start(&mut tasks, client.clone(), &self.config, output).await;
-        let (sink, writer) = ApiSink::new(client.clone(), self.config.node_name.clone());
-        tasks.spawn(writer);
-        RunningApi {
-            store: Arc::downgrade(&store),
+        let (kubelet, side) = podvisor_kubelet::cluster::connect(client.clone(), facts, clock);
+        let mut services = tokio::task::JoinSet::new();
+        crate::services::start(&mut services, client.clone(), &self.config, output).await;
+        let running = RunningApi {
+            serving,
             client,
-            config,
-            sink: Arc::new(sink),
-            stop,
-            serve,
-            tasks,
+            kubelet,
+            services,
             controllers,
-        }
+        };
+        (running, side)
     }
 }
 
 /// The API and the tasks that connect the node to it.
 struct RunningApi {
-    /// The store, to wait for its release at the stop.
-    store: std::sync::Weak<dyn podvisor_store::Store>,
+    serving: Serving,
     client: kube::Client,
-    config: Arc<dyn ConfigSource>,
-    sink: Arc<ApiSink>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    serve: tokio::task::JoinHandle<()>,
-    tasks: tokio::task::JoinSet<()>,
-    controllers: podvisor_controllers::Controllers,
+    kubelet: Connection,
+    services: tokio::task::JoinSet<()>,
+    controllers: Controllers,
 }
 
 impl RunningApi {
+    /// Stops the control loops, the kubelet's and the Services' tasks, then the API server;
+    /// returns once the store is closed.
     async fn stop(self) {
         let RunningApi {
-            store,
+            serving,
             client,
-            config,
-            sink,
-            stop,
-            serve,
-            mut tasks,
+            kubelet,
+            mut services,
             controllers,
         } = self;
         controllers.stop().await;
-        tasks.abort_all();
-        // Wait until the aborted tasks are gone: they hold the store, which must be closed
-        // before this process (or a restarted node in it) opens it again.
-        while tasks.join_next().await.is_some() {}
-        drop((client, config, sink));
-        let _ = stop.send(());
-        let _ = tokio::time::timeout(Duration::from_secs(15), serve).await;
-        // The in-process client's buffer task lets go of the API server (and its store) only
-        // once it sees the last client dropped: wait for that, so a node started again in this
-        // process can open the store.
-        let released = async {
-            while store.strong_count() > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        };
-        if tokio::time::timeout(Duration::from_secs(10), released)
-            .await
-            .is_err()
-        {
-            warn!("the store is still held 10 s after the API stopped");
-        }
+        kubelet.stop().await;
+        services.abort_all();
+        while services.join_next().await.is_some() {}
+        drop(client);
+        serving.stop().await;
     }
 }

@@ -185,7 +185,20 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
     };
     sink.event(&pod, &event, Time::from_secs(1_700_000_000));
     sink.event(&pod, &event, Time::from_secs(1_700_000_010));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The writer works in the background: wait (bounded) until the status and the repeat landed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status_written = store.get(&key).await.unwrap().object["status"]["phase"] == "Running";
+        let events = store
+            .list("events", Some("default"), ListOptions::default())
+            .await
+            .unwrap();
+        let repeated = events.items.iter().any(|e| e.object["count"] == 2);
+        if (status_written && repeated) || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let stored = store.get(&key).await.unwrap().object;
     assert_eq!(stored["status"]["phase"], "Running");
@@ -224,8 +237,11 @@ async fn status_and_events_are_written_and_a_deleted_pod_is_removed_once_stopped
         finished: true,
         ..PodView::default()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(store.get(&key).await.is_err());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get(&key).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "the deleted pod stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(sink);
     writer.await.unwrap();
 }

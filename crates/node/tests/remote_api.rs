@@ -39,8 +39,10 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
     let dir = tempfile::tempdir().unwrap();
     let listen = "127.0.0.1:0".parse().unwrap();
     let parts = podvisor_node::api::open(dir.path(), listen, true).await.unwrap();
+    let store = parts.store.clone();
+    let parts = parts.endpoint;
     let pki = parts.pki.as_ref().expect("TLS asked for").token().to_owned();
-    let server = ApiServer::new(parts.store.clone(), Default::default())
+    let server = ApiServer::new(store.clone(), Default::default())
         .with_tls(parts.server_tls.clone().expect("a TLS config"))
         .with_bearer_tokens(vec![pki]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -51,8 +53,12 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
             })
             .await
     });
-    let kubeconfig =
-        podvisor_node::api::write_kubeconfig(dir.path(), &parts.url, parts.pki.as_ref()).unwrap();
+    let kubeconfig = podvisor_apiserver::setup::write_kubeconfig(
+        &dir.path().join("kubeconfig"),
+        &parts.url,
+        parts.pki.as_ref(),
+    )
+    .unwrap();
     assert!(parts.url.starts_with("https://"), "{}", parts.url);
 
     // A client from the kubeconfig alone, as an agent on another machine has.

@@ -2,6 +2,10 @@
 //! appear in the API), killed with SIGKILL and started again on the same data dir (every pod
 //! runs again, nothing of the killed run is left running twice), then stopped with SIGTERM
 //! (exit 0, every pod's processes gone).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "synchronous test: it drives a node process from a plain thread"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

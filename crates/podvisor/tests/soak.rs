@@ -10,6 +10,10 @@
 //! connections, 500 watches) against a release build. The counts come from the environment:
 //! `PODVISOR_SOAK_PODS`, `PODVISOR_SOAK_CONNECTIONS`, `PODVISOR_SOAK_WATCHES`, and
 //! `PODVISOR_SOAK_BINARY` names another `podvisor` binary.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "synchronous test: it drives a node process from a plain thread"
+)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,28 +2,13 @@
 
 use std::time::Duration;
 
+use podvisor_core::ProbeTarget;
 use podvisor_core::corev1;
 use podvisor_core::runtime::{ContainerExec, HookResult};
-use podvisor_core::{ContainerId, ProbeTarget};
 
 use crate::exec;
 
-/// Something a hook did that deserves a Warning event although the hook's result does not show
-/// it (the kubelet records these as events on the pod).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HookWarning {
-    /// The container whose hook it was.
-    pub container_id: ContainerId,
-    /// The event reason, e.g. [`HookWarning::LIFECYCLE_HTTP_FALLBACK`].
-    pub reason: &'static str,
-    /// The event message.
-    pub message: String,
-}
-
-impl HookWarning {
-    /// An HTTPS hook got a plain-HTTP answer and succeeded when retried over HTTP (rule 8.6).
-    pub const LIFECYCLE_HTTP_FALLBACK: &'static str = "LifecycleHTTPFallback";
-}
+pub use podvisor_core::probe::HookWarning;
 
 /// Runs `handler` against `target`, in the kubelet's order: exec, httpGet, sleep; anything else
 /// (a `tcpSocket` handler, or none) is an invalid handler and fails.
