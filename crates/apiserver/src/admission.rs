@@ -203,16 +203,29 @@ pub async fn admit_create<'a>(
     })
 }
 
-/// Which write an update is: the object at the URL, its stored revision, and whether it is
-/// the `status` subresource.
+/// Which write an update is: the object at the URL, its stored revision, and which part of it
+/// the request writes.
 #[derive(Debug, Clone, Copy)]
 pub struct UpdateTarget<'a> {
     /// The URL's name.
     pub name: &'a str,
     /// The stored object's revision.
     pub revision: u64,
-    /// Whether only the status changes (`…/status`).
-    pub status_only: bool,
+    /// The object itself or one of its subresources.
+    pub part: UpdatePart,
+}
+
+/// The part of an object an update writes (kube-apiserver's update strategy of the resource or
+/// of the subresource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdatePart {
+    /// The object (`PUT`/`PATCH` on its URL): the status stays, and whatever else its kind
+    /// keeps ([`crate::strategy::Strategy::prepare_for_update`]).
+    Object,
+    /// `…/status`: only the status changes.
+    Status,
+    /// A namespace's `…/finalize`: everything but the status, `spec.finalizers` included.
+    Finalize,
 }
 
 /// Admits `new` (already through [`admit_shape`]) over the stored `old`: the status/spec split
@@ -228,7 +241,7 @@ pub fn admit_update(
 ) -> Result<(Value, Vec<String>)> {
     let r = resource;
     let name = target.name;
-    if target.status_only {
+    if target.part == UpdatePart::Status {
         let mut merged = old.clone();
         merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
         new = merged;
@@ -236,6 +249,9 @@ pub fn admit_update(
         && let Some(status) = old.get("status")
     {
         new["status"] = status.clone();
+    }
+    if target.part == UpdatePart::Object {
+        r.strategy.prepare_for_update(&mut new, old);
     }
     if meta::str_at(&new, "metadata.name") != Some(name) {
         return Err(ApiError::bad_request(
@@ -261,7 +277,7 @@ pub fn admit_update(
             };
         }
     }
-    let warnings = if target.status_only {
+    let warnings = if target.part == UpdatePart::Status {
         Vec::new()
     } else {
         r.strategy
@@ -397,7 +413,7 @@ mod tests {
         let target = UpdateTarget {
             name: "p",
             revision: 3,
-            status_only: false,
+            part: UpdatePart::Object,
         };
         let (stored, _) = admit_update(pods, new.clone(), &old, target).unwrap();
         assert_eq!(
@@ -406,7 +422,7 @@ mod tests {
         );
         assert_eq!(stored["metadata"]["uid"], "u", "the server owns the uid");
         let status = UpdateTarget {
-            status_only: true,
+            part: UpdatePart::Status,
             ..target
         };
         let (stored, _) = admit_update(pods, new.clone(), &old, status).unwrap();

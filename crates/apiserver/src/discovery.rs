@@ -66,6 +66,7 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
         let (verbs, kind): (&[&str], &str) = match *sub {
             "log" => (&["get"], "Pod"),
             "binding" => (&["create"], "Binding"),
+            "finalize" => (&["update"], r.kind),
             _ => (&["get", "patch", "update"], r.kind),
         };
         out.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs}));
@@ -180,6 +181,16 @@ mod tests {
             .filter_map(|r| r["name"].as_str())
             .collect();
         assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"pods/log"));
+        let finalize = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "namespaces/finalize")
+            .unwrap();
+        assert_eq!(
+            (&finalize["kind"], &finalize["verbs"]),
+            (&json!("Namespace"), &json!(["update"]))
+        );
         let pods = list["resources"]
             .as_array()
             .unwrap()

@@ -2,12 +2,13 @@
 //!
 //! **What it is.** A hyper 1.x HTTP/1.1 server speaking enough of kube-apiserver's API for
 //! kubectl and client libraries: discovery (`/version`, `/api`, `/apis`, resource lists), a
-//! minimal OpenAPI v3 (so kubectl hands field validation to the server), namespaces, pods (+
-//! `status`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1),
+//! minimal OpenAPI v3 (so kubectl hands field validation to the server), namespaces (+
+//! `status`, `finalize`), pods (+ `status`, `log`, `binding`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1),
 //! nodes and leases; get, list (label and field selectors, limit/continue), watch
 //! (resourceVersion, bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON,
 //! merge, strategic merge), graceful pod deletion, deletecollection, server-side dry runs and
-//! namespace termination ([`namespaces`]); bodies in JSON, YAML and Kubernetes
+//! the API side of namespace termination ([`namespaces`]; the namespace controller that empties
+//! them is `podvisor-controllers`'); bodies in JSON, YAML and Kubernetes
 //! protobuf; `Status` errors with field causes; `Table` output; `/livez`, `/readyz`, `/healthz`;
 //! `/metrics` with kube-apiserver's request metrics ([`metrics`], [`ApiServer::with_metrics`]).
 //!
@@ -283,7 +284,6 @@ impl ApiServer {
         self.bootstrap().await?;
         let state = self.state();
         let token = state.shutdown.clone();
-        let namespace_controller = tokio::spawn(namespaces::run(state.clone()));
         let limits = &self.config.limits;
         let inflight = Arc::new(limits::InFlight::new(limits));
         let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -359,9 +359,6 @@ impl ApiServer {
             });
         }
         token.cancel();
-        // The controller holds the store, which the caller may close and reopen after this.
-        namespace_controller.abort();
-        let _ = namespace_controller.await;
         if tokio::time::timeout(self.config.drain_deadline, graceful.shutdown())
             .await
             .is_err()

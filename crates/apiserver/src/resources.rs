@@ -59,7 +59,7 @@ pub const RESOURCES: &[Resource] = &[
         kind: "Namespace",
         namespaced: false,
         short_names: &["ns"],
-        subresources: &["status"],
+        subresources: &["status", "finalize"],
         categories: &[],
         strategy: &strategy::NamespaceStrategy,
     },

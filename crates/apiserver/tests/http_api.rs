@@ -185,3 +185,140 @@ fn metrics_count_requests_and_open_watches() {
         }
     });
 }
+
+/// `PUT namespaces/{name}/finalize` writes `spec.finalizers` (only it does), keeps the status,
+/// checks the names, and removes a deleted namespace once no finalizer of either kind is left;
+/// `namespaces/{name}/status` writes the conditions and nothing else.
+#[tokio::test]
+async fn namespace_finalize_and_status_subresources() {
+    let s = common::start();
+    {
+        let json = "application/json";
+        let send = |method: &'static str, path: String, body: serde_json::Value| {
+            let url = s.url.clone();
+            async move {
+                let (code, body) = request(&url, method, &path, json, body.to_string().as_bytes()).await;
+                let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                (code, value)
+            }
+        };
+        let ns = |name: &str, finalizers: serde_json::Value| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+                "spec": {"finalizers": finalizers}, "status": {"phase": "Terminating"}})
+        };
+        let (code, _) = send(
+            "POST",
+            "/api/v1/namespaces".into(),
+            ns("f", serde_json::json!([])),
+        )
+        .await;
+        assert_eq!(code, 201);
+        let finalize = "/api/v1/namespaces/f/finalize".to_string();
+
+        // finalize writes spec.finalizers, never the status.
+        let two = serde_json::json!(["kubernetes", "example.com/hold"]);
+        let (code, v) = send("PUT", finalize.clone(), ns("f", two.clone())).await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["spec"]["finalizers"], two);
+        assert_eq!(v["status"]["phase"], "Active");
+        // The namespace itself cannot change them.
+        let (code, v) = send(
+            "PUT",
+            "/api/v1/namespaces/f".into(),
+            ns("f", serde_json::json!([])),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(
+            v["spec"]["finalizers"], two,
+            "a plain update changed spec.finalizers"
+        );
+
+        // Bad names: 422 naming the field; a body of another kind: 400; other verbs: 405.
+        let (code, v) = send(
+            "PUT",
+            finalize.clone(),
+            ns("f", serde_json::json!(["kubernetes", "hold"])),
+        )
+        .await;
+        assert_eq!(code, 422, "{v}");
+        assert_eq!(v["details"]["causes"][0]["field"], "spec.finalizers[1]");
+        assert_eq!(
+            v["message"],
+            "Namespace \"f\" is invalid: spec.finalizers[1]: Invalid value: \"hold\": name is neither a standard finalizer name nor is it fully qualified"
+        );
+        let (code, v) = send(
+            "PUT",
+            finalize.clone(),
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "f"}}),
+        )
+        .await;
+        assert_eq!(code, 400, "{v}");
+        let (code, v) = send("PUT", finalize.clone(), ns("other", serde_json::json!([]))).await;
+        assert_eq!(code, 400, "{v}");
+        for method in ["GET", "POST", "PATCH", "DELETE"] {
+            let (code, v) = send(method, finalize.clone(), serde_json::json!({})).await;
+            assert_eq!(code, 405, "{method}: {v}");
+        }
+
+        // status writes the conditions, not the finalizers.
+        let mut status = ns("f", serde_json::json!([]));
+        status["status"] = serde_json::json!({"phase": "Active", "conditions": [{"type": "NamespaceContentRemaining",
+            "status": "True", "reason": "SomeResourcesRemain", "message": "Some resources are remaining: pods has 1 resource instances"}]});
+        let (code, v) = send("PUT", "/api/v1/namespaces/f/status".into(), status).await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["status"]["conditions"][0]["reason"], "SomeResourcesRemain");
+        assert_eq!(v["spec"]["finalizers"], two);
+
+        // Deleted, it stays while spec.finalizers remain, and goes when they are empty.
+        let held = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "held", "finalizers": ["example.com/hold"]}});
+        let (code, _) = send("POST", "/api/v1/namespaces/f/configmaps".into(), held.clone()).await;
+        assert_eq!(code, 201);
+        let (code, v) = send("DELETE", "/api/v1/namespaces/f".into(), serde_json::Value::Null).await;
+        assert_eq!(
+            (code, &v["status"]["phase"]),
+            (200, &serde_json::json!("Terminating")),
+            "{v}"
+        );
+        let (code, v) = send(
+            "PUT",
+            finalize.clone(),
+            ns("f", serde_json::json!(["example.com/hold"])),
+        )
+        .await;
+        assert_eq!(code, 200, "{v}");
+        let (code, _) = send("GET", "/api/v1/namespaces/f".into(), serde_json::Value::Null).await;
+        assert_eq!(code, 200, "removed while spec.finalizers remained");
+        let (code, v) = send("PUT", finalize.clone(), ns("f", serde_json::json!([]))).await;
+        assert_eq!(code, 200, "{v}");
+        let (code, _) = send("GET", "/api/v1/namespaces/f".into(), serde_json::Value::Null).await;
+        assert_eq!(code, 404, "the finalized namespace is still there");
+
+        // metadata.finalizers hold it too, until they go.
+        let mut g = ns("g", serde_json::json!([]));
+        g["metadata"]["finalizers"] = serde_json::json!(["example.com/keep"]);
+        let (code, _) = send("POST", "/api/v1/namespaces".into(), g.clone()).await;
+        assert_eq!(code, 201);
+        let (code, _) = send("POST", "/api/v1/namespaces/g/configmaps".into(), held).await;
+        assert_eq!(code, 201);
+        send("DELETE", "/api/v1/namespaces/g".into(), serde_json::Value::Null).await;
+        let (code, v) = send("PUT", "/api/v1/namespaces/g/finalize".into(), g.clone()).await;
+        assert_eq!(
+            (code, &v["spec"]["finalizers"]),
+            (200, &serde_json::json!([])),
+            "{v}"
+        );
+        let (code, v) = send("GET", "/api/v1/namespaces/g".into(), serde_json::Value::Null).await;
+        assert_eq!(
+            (code, &v["status"]["phase"]),
+            (200, &serde_json::json!("Terminating")),
+            "{v}"
+        );
+        g["metadata"]["finalizers"] = serde_json::json!([]);
+        let (code, v) = send("PUT", "/api/v1/namespaces/g".into(), g).await;
+        assert_eq!(code, 200, "{v}");
+        let (code, _) = send("GET", "/api/v1/namespaces/g".into(), serde_json::Value::Null).await;
+        assert_eq!(code, 404, "the namespace stayed after its last finalizer went");
+    }
+}

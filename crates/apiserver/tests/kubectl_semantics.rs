@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: NAME\nspec:\n  NODE\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n";
 
 fn pod(name: &str, node: Option<&str>) -> String {
@@ -342,34 +340,15 @@ fn events_are_one_set_of_objects_through_both_apis() {
     assert!(!exists(&s, &["get", "events.v1.", "core-made"]));
 }
 
+/// The API server's half of namespace termination; the namespace controller's (contents
+/// deleted, conditions, the namespace removed) is tested in `podvisor-controllers`
+/// (`in_process::a_deleted_namespace_terminates_its_contents_through_their_normal_paths`).
 #[test]
-fn a_deleted_namespace_terminates_its_contents_through_their_normal_paths() {
+fn a_deleted_namespace_is_terminating_and_refuses_creates() {
     need_kubectl!();
     let s = common::start();
     s.ok(&["create", "namespace", "t"]);
-    let bound = pod("bound", Some("n1")).replace("spec:\n", "spec:\n  terminationGracePeriodSeconds: 30\n");
-    s.ok_stdin(&["create", "-n", "t", "-f", "-"], &bound);
-    s.ok(&["create", "-n", "t", "configmap", "kept", "--from-literal=a=b"]);
-    s.ok(&[
-        "patch",
-        "-n",
-        "t",
-        "configmap",
-        "kept",
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":["example.com/keep"]}}"#,
-    ]);
     s.ok(&["create", "-n", "t", "configmap", "plain"]);
-    s.ok(&[
-        "create",
-        "-n",
-        "t",
-        "secret",
-        "generic",
-        "creds",
-        "--from-literal=a=b",
-    ]);
 
     let out = s.ok(&["delete", "namespace", "t", "--wait=false"]);
     assert!(out.contains("namespace \"t\" deleted"), "{out}");
@@ -394,111 +373,4 @@ fn a_deleted_namespace_terminates_its_contents_through_their_normal_paths() {
         err.contains("configmaps \"new\" is forbidden: unable to create new content in namespace t because it is being terminated"),
         "{err}"
     );
-    // The pod is deleted gracefully: marked with its grace period, waiting for its node.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let grace = s.ok(&[
-            "get",
-            "pod",
-            "-n",
-            "t",
-            "bound",
-            "-o",
-            "jsonpath={.metadata.deletionGracePeriodSeconds}",
-        ]);
-        let plain_gone = !exists(&s, &["get", "-n", "t", "configmap", "plain"]);
-        let kept_marked = !s
-            .ok(&[
-                "get",
-                "-n",
-                "t",
-                "configmap",
-                "kept",
-                "-o",
-                "jsonpath={.metadata.deletionTimestamp}",
-            ])
-            .is_empty();
-        if grace == "30" && plain_gone && kept_marked && !exists(&s, &["get", "-n", "t", "secret", "creds"]) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "contents not deleted: grace {grace:?}, plain gone {plain_gone}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let described = s.ok(&["describe", "namespace", "t"]);
-    assert!(
-        described.contains("SomeFinalizersRemain")
-            && described.contains("example.com/keep in 1 resource instances"),
-        "{described}"
-    );
-    // The node removes the stopped pod; the finalizer's owner lets go; the namespace goes.
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    rt.block_on(s.store.delete(
-        &podvisor_store::ObjectKey::new("pods", "t", "bound"),
-        podvisor_store::Preconditions::default(),
-    ))
-    .unwrap();
-    assert!(
-        exists(&s, &["get", "namespace", "t"]),
-        "gone while a finalizer holds content"
-    );
-    s.ok(&[
-        "patch",
-        "-n",
-        "t",
-        "configmap",
-        "kept",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exists(&s, &["get", "namespace", "t"]) {
-        assert!(Instant::now() < deadline, "the empty namespace was never removed");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Removing a namespace's own finalizer does not skip the termination of its contents.
-    s.ok(&["create", "namespace", "held"]);
-    s.ok(&["create", "-n", "held", "configmap", "inside"]);
-    let keep = r#"{"metadata":{"finalizers":["example.com/keep"]}}"#;
-    s.ok(&[
-        "patch",
-        "-n",
-        "held",
-        "configmap",
-        "inside",
-        "--type=merge",
-        "-p",
-        keep,
-    ]);
-    s.ok(&["patch", "namespace", "held", "--type=merge", "-p", keep]);
-    s.ok(&["delete", "namespace", "held", "--wait=false"]);
-    let unfinalize = r#"[{"op":"remove","path":"/metadata/finalizers"}]"#;
-    s.ok(&["patch", "namespace", "held", "--type=json", "-p", unfinalize]);
-    std::thread::sleep(Duration::from_millis(1500));
-    let phase = s.ok(&["get", "namespace", "held", "-o", "jsonpath={.status.phase}"]);
-    assert_eq!(phase, "Terminating", "the namespace went while content remained");
-    s.ok(&[
-        "patch",
-        "-n",
-        "held",
-        "configmap",
-        "inside",
-        "--type=json",
-        "-p",
-        unfinalize,
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while exists(&s, &["get", "namespace", "held"]) {
-        assert!(
-            Instant::now() < deadline,
-            "the namespace stayed after its content went"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // A namespace of that name can be made again, empty.
-    s.ok(&["create", "namespace", "t"]);
-    assert_eq!(s.ok(&["get", "configmaps", "-n", "t", "-o", "name"]), "");
 }

@@ -7,6 +7,8 @@
 //!   endpoint and endpointslice controllers of kube-controller-manager).
 //! - [`kubernetes_service`]: the `default/kubernetes` Service and its endpoints point at the API
 //!   server (kube-apiserver's own controller).
+//! - [`namespaces`]: a deleted namespace's contents are deleted, then the namespace is
+//!   finalized (the namespace controller of kube-controller-manager).
 //! - [`apply`]: the objects of manifest files created through the API (`-f`), like
 //!   `kubectl create -f`.
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler's default profile does
@@ -21,6 +23,7 @@
 pub mod apply;
 pub mod endpoints;
 pub mod kubernetes_service;
+pub mod namespaces;
 pub mod scheduler;
 mod watch;
 
@@ -55,6 +58,11 @@ impl Controllers {
             token
                 .clone()
                 .run_until_cancelled_owned(endpoints::run(client.clone())),
+        );
+        tracker.spawn(
+            token
+                .clone()
+                .run_until_cancelled_owned(namespaces::run(client.clone())),
         );
         if let Some((cluster_ip, api)) = config.kubernetes_service {
             tracker.spawn(token.clone().run_until_cancelled_owned(kubernetes_service::run(

@@ -1,13 +1,15 @@
 //! The control loops against a real API server, through its in-process handler: what a user
 //! would see with kubectl (pods bound, Endpoints following readiness, the `kubernetes` Service
-//! put back).
+//! put back, a deleted namespace emptied and removed).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, PodCondition, PodStatus, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, NamespaceCondition, Node, Pod, PodCondition, PodStatus, Secret, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_controllers::{Controllers, ControllersConfig};
@@ -250,5 +252,193 @@ async fn the_kubernetes_service_is_put_back() {
         (port == 6443).then_some(())
     })
     .await;
+    controllers.stop().await;
+}
+
+/// The `type` condition of `namespace`, if any.
+fn condition(namespace: &Namespace, type_: &str) -> Option<NamespaceCondition> {
+    namespace
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_terminates_its_contents_through_their_normal_paths() {
+    let (_dir, _server, client) = server().await;
+    let config = ControllersConfig {
+        kubernetes_service: None,
+    };
+    let controllers = Controllers::spawn(&client, &config);
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let pp = PostParams::default();
+    let ns = |name: &str| -> Namespace { from_json(json!({"metadata": {"name": name}})) };
+    namespaces
+        .create(&pp, &ns("t"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pods = Api::<Pod>::namespaced(client.clone(), "t");
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), "t");
+    let secrets = Api::<Secret>::namespaced(client.clone(), "t");
+    let bound: Pod = from_json(json!({
+        "metadata": {"name": "bound"},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]}
+    }));
+    pods.create(&pp, &bound).await.unwrap_or_else(|e| panic!("{e}"));
+    let configmap = |name: &str, finalizers: serde_json::Value| -> ConfigMap {
+        from_json(json!({"metadata": {"name": name, "finalizers": finalizers}, "data": {"a": "b"}}))
+    };
+    for cm in [
+        configmap("kept", json!(["example.com/keep"])),
+        configmap("plain", json!([])),
+    ] {
+        configmaps
+            .create(&pp, &cm)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let secret: Secret = from_json(json!({"metadata": {"name": "creds"}, "stringData": {"a": "b"}}));
+    secrets
+        .create(&pp, &secret)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    namespaces
+        .delete("t", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let terminating = namespaces.get("t").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        terminating.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    // The pod is deleted gracefully: marked with its grace period, waiting for its node; the
+    // rest goes, or waits for its finalizer.
+    eventually("the contents deleted", || async {
+        let pod = pods.get("bound").await.ok()?;
+        let kept = configmaps.get("kept").await.ok()?;
+        let plain_gone = configmaps.get_opt("plain").await.ok()?.is_none();
+        let creds_gone = secrets.get_opt("creds").await.ok()?.is_none();
+        (pod.metadata.deletion_grace_period_seconds == Some(30)
+            && kept.metadata.deletion_timestamp.is_some()
+            && plain_gone
+            && creds_gone)
+            .then_some(())
+    })
+    .await;
+    // What remains is in the namespace's conditions, with kube-controller-manager's texts.
+    let remaining = eventually("the conditions", || async {
+        let namespace = namespaces.get("t").await.ok()?;
+        let held = condition(&namespace, "NamespaceFinalizersRemaining")?;
+        (held.status == "True").then_some(namespace)
+    })
+    .await;
+    let held = condition(&remaining, "NamespaceFinalizersRemaining");
+    assert_eq!(
+        held.as_ref().and_then(|c| c.reason.as_deref()),
+        Some("SomeFinalizersRemain")
+    );
+    assert_eq!(
+        held.and_then(|c| c.message),
+        Some("Some content in the namespace has finalizers remaining: example.com/keep in 1 resource instances".into())
+    );
+    let content = condition(&remaining, "NamespaceContentRemaining");
+    assert_eq!(
+        content.and_then(|c| c.message),
+        Some("Some resources are remaining: configmaps has 1 resource instances, pods has 1 resource instances".into())
+    );
+    for (type_, reason) in [
+        ("NamespaceDeletionDiscoveryFailure", "ResourcesDiscovered"),
+        (
+            "NamespaceDeletionGroupVersionParsingFailure",
+            "ParsedGroupVersions",
+        ),
+        ("NamespaceDeletionContentFailure", "ContentDeleted"),
+    ] {
+        let c = condition(&remaining, type_).unwrap_or_else(|| panic!("no {type_}"));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("False", Some(reason)),
+            "{type_}"
+        );
+    }
+
+    // The node removes the stopped pod; the finalizer's owner lets go; the namespace goes.
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    pods.delete("bound", &now).await.unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        namespaces.get_opt("t").await.ok().flatten().is_some(),
+        "gone while a finalizer holds content"
+    );
+    let unfinalize = json!({"metadata": {"finalizers": null}});
+    configmaps
+        .patch("kept", &PatchParams::default(), &Patch::Merge(&unfinalize))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the empty namespace removed", || async {
+        namespaces.get_opt("t").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // Removing a namespace's own finalizer does not skip the termination of its contents.
+    let mut held = ns("held");
+    held.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    namespaces
+        .create(&pp, &held)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let inside = Api::<ConfigMap>::namespaced(client.clone(), "held");
+    inside
+        .create(&pp, &configmap("inside", json!(["example.com/keep"])))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    namespaces
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    namespaces
+        .patch("held", &PatchParams::default(), &Patch::Merge(&unfinalize))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let phase = namespaces
+        .get("held")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .status
+        .and_then(|s| s.phase);
+    assert_eq!(
+        phase.as_deref(),
+        Some("Terminating"),
+        "the namespace went while content remained"
+    );
+    inside
+        .patch("inside", &PatchParams::default(), &Patch::Merge(&unfinalize))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eventually("the namespace removed after its content", || async {
+        namespaces.get_opt("held").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // A namespace of that name can be made again, empty.
+    namespaces
+        .create(&pp, &ns("t"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let list = configmaps
+        .list(&Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(list.items.is_empty(), "{:?}", list.items);
     controllers.stop().await;
 }

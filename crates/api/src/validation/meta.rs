@@ -108,3 +108,52 @@ pub(crate) fn validate_labels(labels: &BTreeMap<String, String>, path: &Path, er
         }
     }
 }
+
+/// The finalizer names kube-apiserver knows without a domain prefix.
+const STANDARD_FINALIZERS: &[&str] = &["kubernetes", "orphan", "foregroundDeletion"];
+
+/// Validates a Namespace's `spec.finalizers`, as `ValidateNamespaceFinalizeUpdate` does for the
+/// `finalize` subresource: each is a qualified name, and one without a `/` is a standard one.
+pub fn validate_namespace_finalizers(finalizers: &[String]) -> Result<(), ValidationErrors> {
+    let mut errs = Vec::new();
+    let path = Path::root("spec").child("finalizers");
+    for (i, name) in finalizers.iter().enumerate() {
+        let at = path.index(i);
+        for m in format::is_qualified_name(name) {
+            errs.push(FieldError::invalid(at.as_str(), Value::str(name), m));
+        }
+        if !name.contains('/') && !STANDARD_FINALIZERS.contains(&name.as_str()) {
+            errs.push(FieldError::invalid(
+                at.as_str(),
+                Value::str(name),
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
+        }
+    }
+    ValidationErrors::new(errs).into_result(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_finalizers_are_standard_or_qualified() {
+        let ok = ["kubernetes", "example.com/keep"].map(String::from);
+        assert!(validate_namespace_finalizers(&ok).is_ok());
+        let bad = ["kubernetes", "keep", "example.com/not ok"].map(String::from);
+        let errs = validate_namespace_finalizers(&bad).unwrap_err();
+        let messages: Vec<String> = errs.errors().iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert_eq!(
+            messages[0],
+            "spec.finalizers[1]: Invalid value: \"keep\": name is neither a standard finalizer name nor is it fully qualified"
+        );
+        assert!(
+            messages[1].starts_with(
+                "spec.finalizers[2]: Invalid value: \"example.com/not ok\": name part must consist of"
+            ),
+            "{messages:?}"
+        );
+    }
+}

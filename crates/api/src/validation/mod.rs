@@ -22,7 +22,7 @@ pub use config::{
 };
 pub use event::validate_event;
 pub use field::{ErrorKind, FieldError, ValidationErrors, Value, Warning};
-pub use meta::validate_metadata;
+pub use meta::{validate_metadata, validate_namespace_finalizers};
 pub use pod::{COMMAND_REQUIRED_DETAIL, pod_warnings, validate_pod, validate_pod_update};
 pub use quantity::parse_quantity;
 pub use service::validate_service;

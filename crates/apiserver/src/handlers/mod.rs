@@ -245,6 +245,10 @@ where
             .bind(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
             .await;
     }
+    // `namespaces/{name}/finalize` is written whole, as the namespace's update (`replace`).
+    if ctx.target.sub.as_deref() == Some("finalize") && method != Method::PUT {
+        return Err(ApiError::method_not_allowed(method.as_str()));
+    }
     match (method, ctx.target.name.is_some()) {
         (Method::GET, false) => {
             if matches!(ctx.query.get("watch").map(String::as_str), Some("true" | "1")) {
@@ -287,28 +291,6 @@ where
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
-}
-
-/// Deletes one object as a client's plain `DELETE` would (graceful for pods, marked while
-/// finalizers remain); for the namespace controller.
-pub(crate) async fn delete_object(
-    state: &Arc<State>,
-    resource: &'static Resource,
-    namespace: &str,
-    name: &str,
-) -> Result<()> {
-    let ctx = Ctx {
-        state: state.clone(),
-        target: Target {
-            resource,
-            namespace: Some(namespace.to_string()),
-            name: Some(name.to_string()),
-            sub: None,
-        },
-        query: HashMap::new(),
-        accept: "application/json".into(),
-    };
-    ctx.delete(Value::Null).await.map(|_| ())
 }
 
 /// A stored object as `resource` shows it, without a copy when it is shown as stored.

@@ -3,7 +3,7 @@
 //! address allocation) and dry runs; each kind's rules come from its strategy.
 
 use super::*;
-use crate::admission::{self, UpdateTarget};
+use crate::admission::{self, UpdatePart, UpdateTarget};
 
 impl Ctx {
     /// What admission reads besides the object.
@@ -56,7 +56,11 @@ impl Ctx {
         let target = UpdateTarget {
             name: &name,
             revision: rev,
-            status_only: self.target.sub.as_deref() == Some("status"),
+            part: match self.target.sub.as_deref() {
+                Some("status") => UpdatePart::Status,
+                Some("finalize") => UpdatePart::Finalize,
+                _ => UpdatePart::Object,
+            },
         };
         let (new, more) = admission::admit_update(r, new, old, target)?;
         warnings.extend(more);
@@ -73,8 +77,8 @@ impl Ctx {
         if self.dry_run(&Value::Null) {
             return self.respond(StatusCode::OK, &new, &warnings);
         }
-        // A kind may have finalization of its own (a namespace's spec.finalizers, which
-        // `crate::namespaces` clears), or be removed by its node (pods).
+        // A kind may have finalization of its own (a namespace's spec.finalizers, which the
+        // namespace controller clears through `finalize`), or be removed by its node (pods).
         if deleting && finalizers_empty && !r.strategy.finalizing(&new) && !r.strategy.removed_by_its_node() {
             let gone = self
                 .store()
@@ -91,23 +95,35 @@ impl Ctx {
         self.respond(StatusCode::OK, &updated.object, &warnings)
     }
 
-    pub(super) async fn update(&self, object: Value) -> Result<Response<Body>> {
-        let (object, warnings) = self.admit_shape(object)?;
-        let cur = self
-            .store()
+    /// The stored object the request names.
+    async fn current(&self) -> Result<podvisor_store::Versioned> {
+        self.store()
             .get(&self.key(self.name()))
             .await
-            .map_err(|e| self.store_err(e))?;
-        self.replace(object, &cur.object, cur.revision, warnings).await
+            .map_err(|e| self.store_err(e))
+    }
+
+    /// A body without a resourceVersion is an unconditional update: a race with another
+    /// writer is retried on the newer version, as kube-apiserver does.
+    pub(super) async fn update(&self, object: Value) -> Result<Response<Body>> {
+        let (object, warnings) = self.admit_shape(object)?;
+        let pinned = object.pointer("/metadata/resourceVersion").is_some();
+        for _ in 0..5 {
+            let cur = self.current().await?;
+            match self
+                .replace(object.clone(), &cur.object, cur.revision, warnings.clone())
+                .await
+            {
+                Err(e) if e.code == 409 && !pinned => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(self.r(), self.name()))
     }
 
     pub(super) async fn patch(&self, kind: PatchType, patch: Value) -> Result<Response<Body>> {
         for _ in 0..5 {
-            let cur = self
-                .store()
-                .get(&self.key(self.name()))
-                .await
-                .map_err(|e| self.store_err(e))?;
+            let cur = self.current().await?;
             // An object is patched as this resource shows it (events.k8s.io Events).
             let shown = self.outward(cur.object.clone());
             let mut patched = patch::apply_off_workers(kind, shown, patch.clone()).await?;

@@ -8,7 +8,9 @@
 //!   `k8s-openapi` struct (type errors, unknown fields);
 //! - **admission**: [`Strategy::default_and_validate`] (defaulting, then validation of a create
 //!   or of an update against the stored object), [`Strategy::prepare_for_create`] (fields the
-//!   server owns on a new object: a pod's `Pending` status), [`Strategy::allocates_addresses`]
+//!   server owns on a new object: a pod's `Pending` status), [`Strategy::prepare_for_update`]
+//!   (what an update of the object keeps: a namespace's `spec.finalizers`),
+//!   [`Strategy::allocates_addresses`]
 //!   (a Service's ClusterIP and node ports); the order is [`crate::admission`]'s;
 //! - **status/spec split**: a kind whose resource serves the `status` subresource has its
 //!   status owned by it: the main resource keeps the stored status, `…/status` changes only it;
@@ -111,6 +113,13 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     fn prepare_for_create(&self, object: &mut Value) -> Result<(), Rejection> {
         let _ = object;
         Ok(())
+    }
+
+    /// Keeps in `new`, an update of the object itself, what only a subresource may change
+    /// (besides the status, which every kind with a `status` subresource keeps): a
+    /// namespace's `spec.finalizers`, which only `finalize` writes.
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        let _ = (new, old);
     }
 
     /// Whether a new object gets addresses from the server's allocator (Services).

@@ -1,11 +1,12 @@
 //! Namespaces: created `Active` with the `kubernetes` finalizer, never deleted while it
-//! remains (the namespace controller, [`crate::namespaces`], empties and removes them), the
+//! remains (the namespace controller of `podvisor-controllers` empties them and removes it
+//! through the `finalize` subresource, the only write that changes `spec.finalizers`), the
 //! kept ones refused, marked `Terminating` when deleted.
 
 use podvisor_core::corev1::Namespace;
 use serde_json::{Value, json};
 
-use super::{Rejection, Strategy, decode_as, typed_row};
+use super::{Rejection, Strategy, decode_as, typed, typed_row};
 use crate::table::{Column, Row, created};
 
 /// The namespace strategy.
@@ -21,10 +22,40 @@ impl Strategy for NamespaceStrategy {
         true
     }
 
+    /// `spec.finalizers` are standard or qualified names (what `finalize` may write).
+    fn default_and_validate(
+        &self,
+        object: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Vec<String>, Rejection> {
+        let _ = old;
+        let namespace: Namespace = typed(object)?;
+        let finalizers = namespace.spec.and_then(|s| s.finalizers).unwrap_or_default();
+        podvisor_api::validation::validate_namespace_finalizers(&finalizers)?;
+        Ok(Vec::new())
+    }
+
     fn prepare_for_create(&self, object: &mut Value) -> Result<(), Rejection> {
         object["spec"] = json!({"finalizers": ["kubernetes"]});
         object["status"] = json!({"phase": "Active"});
         Ok(())
+    }
+
+    /// Only `finalize` changes `spec.finalizers`.
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        let Some(object) = new.as_object_mut() else {
+            return;
+        };
+        let spec = object.entry("spec").or_insert_with(|| json!({}));
+        if !spec.is_object() {
+            *spec = json!({});
+        }
+        if let Some(spec) = spec.as_object_mut() {
+            match old.pointer("/spec/finalizers") {
+                Some(kept) => spec.insert("finalizers".into(), kept.clone()),
+                None => spec.remove("finalizers"),
+            };
+        }
     }
 
     fn check_delete(&self, name: &str) -> Result<(), &'static str> {
@@ -34,8 +65,8 @@ impl Strategy for NamespaceStrategy {
         Ok(())
     }
 
-    /// A namespace with `spec.finalizers` (`kubernetes`) terminates first: its contents are
-    /// deleted by [`crate::namespaces`], which then removes it.
+    /// A namespace with `spec.finalizers` (`kubernetes`) terminates first: the namespace
+    /// controller deletes its contents, then removes its finalizer through `finalize`.
     fn finalizing(&self, object: &Value) -> bool {
         object
             .pointer("/spec/finalizers")
