@@ -156,6 +156,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         root: config.data_dir.join("volumes"),
         // Containers get mount namespaces of their own where the runtime can give them one.
         isolation: capabilities.termination_message_path,
+        host: Arc::new(podvisor_runtime::LinuxHost),
     };
     let mut node = Node::new(config, runtime, probes.clone(), probes, host_ip)
         .with_hook_warnings(hook_warnings)
@@ -493,7 +494,12 @@ impl Node {
             data_dir: self.config.data_dir.clone(),
             labels: [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
         };
-        tasks.spawn(heartbeat(client.clone(), facts, clock));
+        tasks.spawn(heartbeat(
+            client.clone(),
+            facts,
+            clock,
+            Arc::new(podvisor_runtime::LinuxHost),
+        ));
         crate::services::start(&mut tasks, client.clone(), &self.config, output).await;
         let (sink, writer) = ApiSink::new(client.clone(), self.config.node_name.clone());
         tasks.spawn(writer);

@@ -18,6 +18,8 @@
 //! - **Stop and reaping**: the stop signal to the main process, SIGKILL to every descendant at the
 //!   deadline, leftovers killed when the main process ends; the node is a child subreaper and
 //!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
+//! - **The kubelet's host operations** ([`LinuxHost`]): the tmpfs mounts of pod volumes and
+//!   the figures the Node's conditions are measured from.
 //! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
 //!   namespaces ([`exec`]).
 //!
@@ -58,6 +60,7 @@ pub mod cgroup;
 pub mod env;
 pub mod error;
 pub mod exec;
+pub mod host;
 pub mod ipam;
 pub mod logs;
 mod mounts;
@@ -71,6 +74,7 @@ mod spawn;
 mod sys;
 
 pub use cgroup::CgroupVersion;
+pub use host::LinuxHost;
 pub use privilege::is_root;
 pub use runtime::{
     Capabilities, EXEC_OUTPUT_LIMIT, InitError, PIDS_LIMIT_ANNOTATION, PIDS_LIMIT_CONTAINER_PREFIX,
