@@ -145,7 +145,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         warn!(error = %e, "cannot set up the pod network bridge yet; it is retried with the first pod");
     }
     let host_ip = runtime.node_ip().await;
-    let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(runtime.clone()));
+    let logs: Arc<dyn LogSource> = Arc::new(runtime.clone());
     let process_runtime = runtime.clone();
     let runtime = Arc::new(runtime);
     let metrics = NodeMetrics::new();
@@ -205,19 +205,6 @@ fn remove_when_stopped(
             tracing::warn!(pod_uid = %uid, error = %e, "removing the files of a deleted pod");
         }
     });
-}
-
-/// Container logs for the API, from the process runtime's log files.
-struct RuntimeLogs(ProcessRuntime);
-
-impl LogSource for RuntimeLogs {
-    fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
-        self.0.log_path(pod_uid, container, restart)
-    }
-
-    fn log_updates(&self, path: &std::path::Path) -> Option<tokio::sync::watch::Receiver<()>> {
-        self.0.log_updates(path)
-    }
 }
 
 impl Node {

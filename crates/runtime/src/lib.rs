@@ -14,7 +14,8 @@
 //!   `CLONE_INTO_CGROUP`), joins the sandbox's namespaces and gets a private mount namespace
 //!   with its volume mounts and its `terminationMessagePath` file.
 //! - **Logs**: stdout and stderr are read continuously into CRI-format files, rotated by size
-//!   ([`logs`]); [`ProcessRuntime::log_path`] finds them.
+//!   ([`logs`]); [`ProcessRuntime::log_path`] finds them, and the runtime, as the API's
+//!   [`LogSource`](podvisor_core::logs::LogSource), reads them back as lines ([`logs::read`]).
 //! - **Stop and reaping**: the stop signal to the main process, SIGKILL to every descendant at the
 //!   deadline, leftovers killed when the main process ends; the node is a child subreaper and
 //!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
