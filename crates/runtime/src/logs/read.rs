@@ -380,34 +380,25 @@ mod tests {
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(len > 8 * 1024 * 1024);
         let reader = || CriLogReader::new(path.clone(), None);
+        let back = |enough: &mut dyn FnMut(&LogLine) -> bool| {
+            let mut reader = reader();
+            let lines = reader.read_back(enough).unwrap_or_else(|e| panic!("{e}"));
+            (lines, reader.bytes_read())
+        };
 
-        let mut tail = reader();
         let mut seen = 0;
-        let lines = tail
-            .read_back(&mut |_| {
-                seen += 1;
-                seen >= 2
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (lines, read) = back(&mut |_| {
+            seen += 1;
+            seen >= 2
+        });
         let last_two = &lines[lines.len() - 2..];
         assert_eq!(texts(last_two, false), ["line 199999\n", "last\n"]);
         assert_eq!(last_two[1].time, "2026-01-01T00:00:01.000000000Z");
-        assert!(
-            tail.bytes_read() <= 2 * BLOCK,
-            "read {} bytes for two lines",
-            tail.bytes_read()
-        );
+        assert!(read <= 2 * BLOCK, "read {read} bytes for two lines");
 
-        let mut since = reader();
-        let lines = since
-            .read_back(&mut |l| l.time.as_str() < "2026-01-01T00:00:01")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (lines, read) = back(&mut |l| l.time.as_str() < "2026-01-01T00:00:01");
         assert_eq!(texts(&lines[lines.len() - 1..], false), ["last\n"]);
-        assert!(
-            since.bytes_read() <= 2 * BLOCK,
-            "read {} bytes for one line",
-            since.bytes_read()
-        );
+        assert!(read <= 2 * BLOCK, "read {read} bytes for one line");
 
         let mut first = reader();
         let lines = first
@@ -420,9 +411,7 @@ mod tests {
         let lines = all(&mut whole);
         assert_eq!(whole.bytes_read(), len);
         assert_eq!(lines.len(), 200_001);
-        let mut back = reader();
-        assert_eq!(back.read_back(&mut |_| false).ok(), Some(lines));
-        assert_eq!(back.bytes_read(), len);
+        assert_eq!(back(&mut |_| false), (lines, len));
     }
 
     #[tokio::test]
