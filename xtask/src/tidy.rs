@@ -4,6 +4,7 @@
 //! - dependency direction, read from `cargo metadata`: `podvisor-core` depends on no other
 //!   `podvisor-*` crate, and neither it nor `podvisor-lifecycle` has tokio, hyper, nix or tonic
 //!   in its normal dependency closure;
+//!   and `podvisor-kubelet` has no system-call crate (nix, libc, rustix) of its own;
 //! - `anyhow` is a dependency of xtask only;
 //! - every workspace member inherits the workspace lints and is not published;
 //! - `unsafe` code only in the runtime's audited module (`crates/runtime/src/sys/`), and every
@@ -122,6 +123,31 @@ fn core_depends_on_no_other_podvisor_crate() {
         .collect();
     report(
         "podvisor-core is the bottom of the workspace: it depends on no podvisor-* crate",
+        &violations,
+    );
+}
+
+/// System-call crates: the kubelet reaches the machine through `podvisor-core`'s seams
+/// (`HostOps`, `ContainerRuntime`), implemented by the runtime.
+const SYSCALL_CRATES: [&str; 3] = ["nix", "libc", "rustix"];
+
+#[test]
+fn the_kubelet_makes_no_system_calls_of_its_own() {
+    let kubelet = package_named("podvisor-kubelet");
+    let violations: Vec<String> = dependencies(kubelet)
+        .filter(|dep| SYSCALL_CRATES.contains(&dep.name) && dep.kind != Some("dev"))
+        .map(|dep| {
+            format!(
+                "{}: depends on {} ({})",
+                manifest(kubelet),
+                dep.name,
+                dep.kind_label()
+            )
+        })
+        .collect();
+    report(
+        "podvisor-kubelet reaches the machine through podvisor-core's seams (mounts and \
+         figures through HostOps, implemented by podvisor-runtime): no nix, libc or rustix",
         &violations,
     );
 }

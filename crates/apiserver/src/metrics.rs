@@ -350,11 +350,21 @@ pub(crate) fn exposition(registry: &Registry, accept: &str) -> Response<Body> {
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )
     };
-    if encoded.is_err() {
-        // Writing into a String fails only if a metric's own encoding does; serve what is there.
-        tracing::warn!("encoding the metrics failed");
-    }
+    // Writing into a String fails only if a metric's own encoding does: then what there is
+    // would be an incomplete scrape, so the scrape fails (as Prometheus' handler answers).
+    let (code, text, content_type) = match encoded {
+        Ok(()) => (http::StatusCode::OK, text, content_type),
+        Err(_) => {
+            tracing::error!("encoding the metrics failed");
+            (
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "error encoding the metrics: a metric could not be written\n".to_owned(),
+                "text/plain; charset=utf-8",
+            )
+        }
+    };
     let mut response = Response::new(http_body_util::Full::new(bytes::Bytes::from(text)).boxed());
+    *response.status_mut() = code;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -484,5 +494,35 @@ mod tests {
                 .unwrap()
                 .starts_with("application/openmetrics-text")
         );
+    }
+
+    /// A collector whose encoding fails.
+    #[derive(Debug)]
+    struct Broken;
+
+    impl prometheus_client::collector::Collector for Broken {
+        fn encode(
+            &self,
+            _: prometheus_client::encoding::DescriptorEncoder<'_>,
+        ) -> Result<(), std::fmt::Error> {
+            Err(std::fmt::Error)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scrape_whose_encoding_fails_is_a_500_not_a_partial_200() {
+        let metrics = ApiMetrics::new();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        registry.register_collector(Box::new(Broken));
+        for accept in ["*/*", "application/openmetrics-text;version=1.0.0"] {
+            let response = exposition(&registry, accept);
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "{accept}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                &body[..],
+                b"error encoding the metrics: a metric could not be written\n"
+            );
+        }
     }
 }

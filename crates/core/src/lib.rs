@@ -7,7 +7,8 @@
 //! - plain value types that cross crate boundaries: [`ContainerId`], [`ExitStatus`], the probe
 //!   vocabulary in [`probe`] ([`ProbeKind`], [`ProbeOutcome`], [`ProbeResult`]) and hook results;
 //! - the seam traits that the node's parts implement ([`runtime::ContainerRuntime`],
-//!   [`runtime::ContainerExec`], [`probe::Prober`], [`probe::HookRunner`], [`config::ConfigSource`])
+//!   [`runtime::ContainerExec`], [`probe::Prober`], [`probe::HookRunner`], [`config::ConfigSource`],
+//!   [`host::HostOps`], [`logs::LogSource`])
 //!   and their error enums.
 //!
 //! What it does **not** contain: any I/O, any async runtime, any decision about pod behaviour
@@ -21,6 +22,8 @@
 pub mod config;
 pub mod downward;
 pub mod expansion;
+pub mod host;
+pub mod logs;
 pub mod net;
 pub mod object;
 pub mod probe;

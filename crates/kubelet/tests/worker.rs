@@ -395,6 +395,7 @@ fn node_with_config(config: FakeConfig, volumes_root: Option<&std::path::Path>) 
                 let manager = VolumeManager::new(VolumeConfig {
                     root: root.to_path_buf(),
                     isolation: true,
+                    host: Arc::new(podvisor_test_support::fakes::FakeHost::default()),
                 })
                 .unwrap();
                 supervisor.with_volumes(manager)

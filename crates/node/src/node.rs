@@ -148,11 +148,12 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     }
     let host_ip = runtime.node_ip().await;
     let process_runtime = ProcessRuntime::clone(&runtime);
-    let logs: Arc<dyn LogSource> = Arc::new(RuntimeLogs(process_runtime.clone()));
+    let logs: Arc<dyn LogSource> = runtime.clone();
     let volumes = VolumeConfig {
         root: config.data_dir.join("volumes"),
         // Containers get mount namespaces of their own where the runtime can give them one.
         isolation: capabilities.termination_message_path,
+        host: Arc::new(podvisor_runtime::LinuxHost),
     };
     let mut node = Node::new(config, runtime, probes.clone(), probes, host_ip)
         .with_hook_warnings(hook_warnings)
@@ -179,19 +180,6 @@ pub struct Node {
     volumes: Option<VolumeConfig>,
     /// The process runtime of [`build`], whose cgroups and bridge a clean stop removes.
     process_runtime: Option<ProcessRuntime>,
-}
-
-/// Container logs for the API, from the process runtime's log files.
-struct RuntimeLogs(ProcessRuntime);
-
-impl LogSource for RuntimeLogs {
-    fn log_path(&self, pod_uid: &str, container: &str, restart: i32) -> Option<PathBuf> {
-        self.0.log_path(pod_uid, container, restart)
-    }
-
-    fn log_updates(&self, path: &std::path::Path) -> Option<tokio::sync::watch::Receiver<()>> {
-        self.0.log_updates(path)
-    }
 }
 
 impl Node {
@@ -364,7 +352,12 @@ impl Node {
             data_dir: self.config.data_dir.clone(),
             labels: [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
         };
-        let (kubelet, side) = podvisor_kubelet::cluster::connect(client.clone(), facts, clock);
+        let (kubelet, side) = podvisor_kubelet::cluster::connect(
+            client.clone(),
+            facts,
+            clock,
+            Arc::new(podvisor_runtime::LinuxHost),
+        );
         let controllers = Controllers::spawn(
             &client,
             &ControllersConfig {

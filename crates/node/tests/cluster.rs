@@ -266,7 +266,12 @@ async fn registered_node(
         data_dir,
         labels: Default::default(),
     };
-    let task = tokio::spawn(heartbeat(client, facts, Clock::system()));
+    let task = tokio::spawn(heartbeat(
+        client,
+        facts,
+        Clock::system(),
+        Arc::new(podvisor_runtime::LinuxHost),
+    ));
     let key = ObjectKey::new("nodes", "", "node-1");
     let mut node = None;
     for _ in 0..50 {
@@ -297,7 +302,7 @@ async fn the_node_registers_itself_as_ready() {
     // DiskPressure is the file system's truth (a full disk on the test machine shows), so the
     // expectation is what the data dir's file system measures now.
     let measured = podvisor_kubelet::cluster::health::conditions(
-        &podvisor_kubelet::cluster::health::measure(dir.path()),
+        &podvisor_kubelet::cluster::health::measure(&podvisor_runtime::LinuxHost, dir.path()),
     );
     let disk = measured.iter().find(|c| c.type_ == "DiskPressure").unwrap();
     assert_eq!(condition(&node, "DiskPressure")["reason"], disk.reason);

@@ -97,6 +97,7 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
         client.clone(),
         facts,
         podvisor_kubelet::Clock::system(),
+        std::sync::Arc::new(podvisor_runtime::LinuxHost),
     ));
 
     let services = Api::<Service>::namespaced(client.clone(), "default");

@@ -14,10 +14,13 @@
 //!   `CLONE_INTO_CGROUP`), joins the sandbox's namespaces and gets a private mount namespace
 //!   with its volume mounts and its `terminationMessagePath` file.
 //! - **Logs**: stdout and stderr are read continuously into CRI-format files, rotated by size
-//!   ([`logs`]); [`ProcessRuntime::log_path`] finds them.
+//!   ([`logs`]); [`ProcessRuntime::log_path`] finds them, and the runtime, as the API's
+//!   [`LogSource`](podvisor_core::logs::LogSource), reads them back as lines ([`logs::read`]).
 //! - **Stop and reaping**: the stop signal to the main process, SIGKILL to every descendant at the
 //!   deadline, leftovers killed when the main process ends; the node is a child subreaper and
 //!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
+//! - **The kubelet's host operations** ([`LinuxHost`]): the tmpfs mounts of pod volumes and
+//!   the figures the Node's conditions are measured from.
 //! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
 //!   namespaces ([`exec`]).
 //!
@@ -58,6 +61,7 @@ pub mod cgroup;
 pub mod env;
 pub mod error;
 pub mod exec;
+pub mod host;
 pub mod ipam;
 pub mod logs;
 mod mounts;
@@ -71,6 +75,7 @@ mod spawn;
 mod sys;
 
 pub use cgroup::CgroupVersion;
+pub use host::LinuxHost;
 pub use privilege::is_root;
 pub use runtime::{
     Capabilities, EXEC_OUTPUT_LIMIT, InitError, PIDS_LIMIT_ANNOTATION, PIDS_LIMIT_CONTAINER_PREFIX,

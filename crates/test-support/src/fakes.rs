@@ -1,4 +1,5 @@
-//! Recording fakes for the node's seams: runtime, prober, hook runner and pod sink.
+//! Recording fakes for the node's seams: runtime, prober, hook runner, pod sink, config
+//! source and host.
 //!
 //! Each fake records every call and lets the test decide what happens (a container exits,
 //! a probe fails). They are for testing the layers above the seams (the pod workers) under
@@ -381,5 +382,121 @@ impl podvisor_core::ConfigSource for FakeConfig {
         Ok(lock(&self.secrets)
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned())
+    }
+}
+
+/// One mount operation the fake host saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostCall {
+    MountTmpfs {
+        dir: std::path::PathBuf,
+        size: Option<u64>,
+    },
+    Unmount {
+        dir: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Default)]
+struct HostState {
+    calls: Vec<HostCall>,
+    /// Mounted tmpfs: directory → size.
+    mounted: BTreeMap<std::path::PathBuf, Option<u64>>,
+    fail_mounts: Option<String>,
+    fs_usage: Option<podvisor_core::host::FsUsage>,
+    memory_available: Option<u64>,
+    pids: Option<(u64, u64)>,
+}
+
+/// A machine whose mount table is a map: tmpfs mounts are recorded (and listed, and undone)
+/// without mounting anything, and the measured figures are what the test sets (none at first).
+#[derive(Clone, Debug, Default)]
+pub struct FakeHost {
+    state: Arc<Mutex<HostState>>,
+}
+
+impl FakeHost {
+    pub fn calls(&self) -> Vec<HostCall> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// What is mounted now: directory → size.
+    pub fn mounted(&self) -> BTreeMap<std::path::PathBuf, Option<u64>> {
+        lock(&self.state).mounted.clone()
+    }
+
+    /// A tmpfs that is already there (left by a previous run), without a recorded call.
+    pub fn leave_mounted(&self, dir: &std::path::Path) {
+        lock(&self.state).mounted.insert(dir.to_path_buf(), None);
+    }
+
+    /// Every tmpfs mount from now on fails with `message`.
+    pub fn fail_mounts(&self, message: &str) {
+        lock(&self.state).fail_mounts = Some(message.to_owned());
+    }
+
+    pub fn set_fs_usage(&self, usage: Option<podvisor_core::host::FsUsage>) {
+        lock(&self.state).fs_usage = usage;
+    }
+
+    pub fn set_memory_available(&self, bytes: Option<u64>) {
+        lock(&self.state).memory_available = bytes;
+    }
+
+    pub fn set_pids(&self, pids: Option<(u64, u64)>) {
+        lock(&self.state).pids = pids;
+    }
+}
+
+impl podvisor_core::host::HostOps for FakeHost {
+    fn mount_tmpfs(&self, dir: &std::path::Path, size: Option<u64>) -> std::io::Result<()> {
+        let mut state = lock(&self.state);
+        state.calls.push(HostCall::MountTmpfs {
+            dir: dir.to_path_buf(),
+            size,
+        });
+        if let Some(message) = &state.fail_mounts {
+            return Err(std::io::Error::other(message.clone()));
+        }
+        state.mounted.insert(dir.to_path_buf(), size);
+        Ok(())
+    }
+
+    fn unmount(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let mut state = lock(&self.state);
+        state.calls.push(HostCall::Unmount {
+            dir: dir.to_path_buf(),
+        });
+        match state.mounted.remove(dir) {
+            Some(_) => Ok(()),
+            None => Err(std::io::Error::from_raw_os_error(22)),
+        }
+    }
+
+    fn is_mount_point(&self, dir: &std::path::Path) -> bool {
+        lock(&self.state).mounted.contains_key(dir)
+    }
+
+    fn mount_points_under(&self, root: &std::path::Path) -> Vec<std::path::PathBuf> {
+        lock(&self.state)
+            .mounted
+            .keys()
+            .filter(|p| p.starts_with(root) && *p != root)
+            .cloned()
+            .collect()
+    }
+
+    fn fs_usage(&self, _path: &std::path::Path) -> std::io::Result<podvisor_core::host::FsUsage> {
+        lock(&self.state)
+            .fs_usage
+            .ok_or_else(|| std::io::Error::other("no file system figures set"))
+    }
+
+    fn memory_available(&self) -> Option<u64> {
+        lock(&self.state).memory_available
+    }
+
+    fn pids(&self) -> Option<(u64, u64)> {
+        lock(&self.state).pids
     }
 }

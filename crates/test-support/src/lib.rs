@@ -3,7 +3,8 @@
 //! - [`sim`]: a simulated node around one [`PodMachine`](podvisor_lifecycle::PodMachine) that
 //!   answers its commands the way a well-behaved runtime would (each kind of answer can be
 //!   switched off), so a test scripts only what matters to it.
-//! - [`fakes`]: recording fakes for the node's seams (runtime, prober, hook runner, pod sink),
+//! - [`fakes`]: recording fakes for the node's seams (runtime, prober, hook runner, pod sink,
+//!   ConfigMaps and Secrets, the host's mounts and figures),
 //!   for testing the pod workers under paused tokio time.
 //!
 //! This crate is for tests only: it appears only under `[dev-dependencies]` (the workspace's

@@ -56,8 +56,56 @@ fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
-fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response<Body> {
-    let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+/// `value` as JSON, or the 500 `Status` to answer instead when it does not encode.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value)
+        .map_err(|e| ApiError::internal(format!("the response could not be encoded: {e}")))
+}
+
+/// The `Status` of `e` as JSON (the constant is the last resort, should even that not encode).
+pub(crate) fn status_json(e: &ApiError) -> Vec<u8> {
+    serde_json::to_vec(&e.to_status()).unwrap_or_else(|_| {
+        br#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"InternalError","code":500}"#
+            .to_vec()
+    })
+}
+
+/// One watch event's line: `{"type": kind, "object": object}` and a newline; an object that
+/// does not encode is an `ERROR` event with the 500 `Status` instead (never an empty line).
+pub(crate) fn watch_line<T: serde::Serialize + ?Sized>(kind: &str, object: &T) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Event<'a, T: ?Sized> {
+        // In this order: as a JSON object's keys are sorted.
+        object: &'a T,
+        #[serde(rename = "type")]
+        kind: &'a str,
+    }
+    let mut line = encode(&Event { object, kind }).unwrap_or_else(|e| {
+        tracing::error!(error = %e.message, "encoding a watch event");
+        let mut line = br#"{"object":"#.to_vec();
+        line.extend(status_json(&e));
+        line.extend(br#","type":"ERROR"}"#);
+        line
+    });
+    line.push(b'\n');
+    line
+}
+
+/// A JSON response: `value` with `code`, or a 500 `Status` naming the error if `value` does
+/// not encode (never an empty body).
+fn json_response<T: serde::Serialize + ?Sized>(
+    code: StatusCode,
+    value: &T,
+    warnings: &[String],
+) -> Response<Body> {
+    let (code, body) = match encode(value) {
+        Ok(body) => (code, body),
+        Err(e) => {
+            tracing::error!(error = %e.message, "encoding a response");
+            (StatusCode::INTERNAL_SERVER_ERROR, status_json(&e))
+        }
+    };
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = code;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -425,5 +473,46 @@ mod tests {
         );
         assert!(route("/api/v1/namespaces/default/deployments").is_none());
         assert!(route("/api/v1/namespaces/default/pods/web/exec").is_none());
+    }
+
+    /// A value that does not encode as JSON: a map whose keys are not strings.
+    fn unencodable() -> std::collections::BTreeMap<(u8, u8), u8> {
+        [((1, 2), 3)].into()
+    }
+
+    #[tokio::test]
+    async fn a_response_that_does_not_encode_is_a_500_status_not_an_empty_body() {
+        let resp = json_response(StatusCode::OK, &unencodable(), &[]);
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let status: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            (&status["kind"], &status["code"], &status["reason"]),
+            (&json!("Status"), &json!(500), &json!("InternalError"))
+        );
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("the response could not be encoded: key must be a string"),
+            "{message}"
+        );
+        // What encodes is answered as it is.
+        let resp = json_response(StatusCode::CREATED, &json!({"a": 1}), &[]);
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn a_watch_event_that_does_not_encode_is_an_error_event_not_an_empty_line() {
+        let line = watch_line("ADDED", &unencodable());
+        assert!(line.ends_with(b"\n"));
+        let event: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(event["type"], "ERROR");
+        assert_eq!(event["object"]["kind"], "Status");
+        assert_eq!(event["object"]["code"], 500);
+        assert_eq!(
+            watch_line("ADDED", &json!({"a": 1})),
+            b"{\"object\":{\"a\":1},\"type\":\"ADDED\"}\n"
+        );
     }
 }

@@ -46,10 +46,13 @@ impl Ctx {
             .await
             .map_err(|e| self.store_err(e))?;
         let rv = list.revision.to_string();
-        let token = list.continue_after.map(|k| {
-            let raw = serde_json::to_vec(&ContinueToken { k, rv: list.revision }).unwrap_or_default();
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-        });
+        let token = match list.continue_after {
+            Some(k) => {
+                let raw = super::encode(&ContinueToken { k, rv: list.revision })?;
+                Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+            }
+            None => None,
+        };
         let items: Vec<Value> = list.items.into_iter().map(|v| v.object).collect();
         if table::wants_table(&self.accept) {
             let t = table::table(
@@ -111,9 +114,7 @@ impl Ctx {
             } else {
                 object
             };
-            let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-            line.push(b'\n');
-            Bytes::from(line)
+            Bytes::from(watch_line(kind, &object))
         };
         // rv 0 / unset: synthetic ADDED events for the current state, then changes. They are
         // kept encoded, and shared by every watch that asks for the same list at the same

@@ -3,10 +3,12 @@
 //! kubelet's default hard-eviction thresholds, and Ready from whether the runtime can work
 //! (its data dir writable). `cluster-semantics.md` §2.4 has the reasons and messages.
 //!
-//! [`measure`] reads the machine; [`conditions`] is pure, so every threshold is tested without
+//! [`measure`] reads the machine through [`HostOps`]; [`conditions`] is pure, so every threshold is tested without
 //! filling a disk.
 
 use std::path::Path;
+
+use podvisor_core::host::HostOps;
 
 /// `memory.available<100Mi`: the kubelet's default hard-eviction threshold for memory.
 pub const MEMORY_AVAILABLE_MIN: u64 = 100 * 1024 * 1024;
@@ -117,45 +119,17 @@ pub fn conditions(m: &Measured) -> Vec<Condition> {
     ]
 }
 
-/// Reads the machine: memory, the file system holding `data_dir`, the process table, and
-/// whether the runtime can write its data dir (a file created, synced and removed).
-pub fn measure(data_dir: &Path) -> Measured {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory_available = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib.saturating_mul(1024));
-    let fs = nix::sys::statvfs::statvfs(data_dir).ok();
-    let nodefs_bytes = fs.as_ref().map(|s| {
-        let unit = s.fragment_size();
-        (
-            s.blocks_available().saturating_mul(unit),
-            s.blocks().saturating_mul(unit),
-        )
-    });
-    let nodefs_inodes = fs
-        .as_ref()
-        .filter(|s| s.files() > 0)
-        .map(|s| (s.files_available(), s.files()));
-    // The fourth field of /proc/loadavg is "runnable/total" scheduling entities (threads).
-    let threads = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
-        l.split_whitespace()
-            .nth(3)?
-            .split_once('/')?
-            .1
-            .parse::<u64>()
-            .ok()
-    });
-    let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let pids = threads.zip(pid_max);
+/// Reads the machine through `host`: memory, the file system holding `data_dir`, the process
+/// table, and whether the runtime can write its data dir (a file created, synced and removed).
+pub fn measure(host: &dyn HostOps, data_dir: &Path) -> Measured {
+    let fs = host.fs_usage(data_dir).ok();
     Measured {
-        memory_available,
-        nodefs_bytes,
-        nodefs_inodes,
-        pids,
+        memory_available: host.memory_available(),
+        nodefs_bytes: fs.map(|s| (s.bytes_available, s.bytes_total)),
+        nodefs_inodes: fs
+            .filter(|s| s.inodes_total > 0)
+            .map(|s| (s.inodes_free, s.inodes_total)),
+        pids: host.pids(),
         runtime_error: runtime_error(data_dir),
     }
 }
@@ -177,6 +151,8 @@ fn runtime_error(data_dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podvisor_core::host::FsUsage;
+    use podvisor_test_support::fakes::FakeHost;
 
     fn healthy() -> Measured {
         Measured {
@@ -257,16 +233,50 @@ mod tests {
         assert!(conditions(&m)[..3].iter().all(|c| c.status == "False"));
     }
 
+    fn usage((bytes_available, bytes_total): (u64, u64), (inodes_free, inodes_total): (u64, u64)) -> FsUsage {
+        FsUsage {
+            bytes_available,
+            bytes_total,
+            inodes_free,
+            inodes_total,
+        }
+    }
+
     #[test]
-    fn measuring_this_machine_reads_every_signal() {
+    fn measuring_maps_the_host_figures_and_checks_the_data_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let m = measure(dir.path());
-        assert!(m.memory_available.is_some_and(|a| a > 0), "{m:?}");
-        assert!(m.nodefs_bytes.is_some_and(|(a, s)| a <= s && s > 0), "{m:?}");
-        assert!(m.pids.is_some_and(|(used, max)| used > 0 && used < max), "{m:?}");
-        assert_eq!(m.runtime_error, None);
+        let host = FakeHost::default();
+        host.set_memory_available(Some(64 << 20));
+        host.set_pids(Some((500, 32_768)));
+        host.set_fs_usage(Some(usage((5, 100), (90, 100))));
+        let m = measure(&host, dir.path());
+        assert_eq!(
+            m,
+            Measured {
+                memory_available: Some(64 << 20),
+                nodefs_bytes: Some((5, 100)),
+                nodefs_inodes: Some((90, 100)),
+                pids: Some((500, 32_768)),
+                runtime_error: None,
+            }
+        );
+        assert_eq!(
+            statuses(&m)[..2],
+            [
+                ("MemoryPressure", "True", "KubeletHasInsufficientMemory"),
+                ("DiskPressure", "True", "KubeletHasDiskPressure"),
+            ]
+        );
+        // A file system without an inode table has no inode signal.
+        host.set_fs_usage(Some(usage((50, 100), (0, 0))));
+        let m = measure(&host, dir.path());
+        assert_eq!((m.nodefs_bytes, m.nodefs_inodes), (Some((50, 100)), None));
+        assert_eq!(statuses(&m)[1].1, "False");
+        // What the host cannot read stays unmeasured.
+        host.set_fs_usage(None);
+        assert_eq!(measure(&host, dir.path()).nodefs_bytes, None);
         let gone = dir.path().join("missing");
-        let error = measure(&gone).runtime_error.unwrap_or_default();
+        let error = measure(&host, &gone).runtime_error.unwrap_or_default();
         assert!(error.starts_with("cannot write the data dir"), "{error}");
     }
 }

@@ -63,9 +63,14 @@ impl std::fmt::Debug for Connection {
 }
 
 /// Starts following the pods bound to `facts.name` and the ConfigMaps/Secrets, the status
-/// writer and the Node heartbeat, all through `client`. Returns them and the sync loop's side.
-/// Must be called inside a tokio runtime.
-pub fn connect(client: Client, facts: node_status::NodeFacts, clock: Clock) -> (Connection, ApiSide) {
+/// writer and the Node heartbeat (measuring the machine through `host`), all through `client`.
+/// Returns them and the sync loop's side. Must be called inside a tokio runtime.
+pub fn connect(
+    client: Client,
+    facts: node_status::NodeFacts,
+    clock: Clock,
+    host: Arc<dyn podvisor_core::host::HostOps>,
+) -> (Connection, ApiSide) {
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let (config_tx, config_changes) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
@@ -73,7 +78,7 @@ pub fn connect(client: Client, facts: node_status::NodeFacts, clock: Clock) -> (
     tasks.spawn(config::watch_changes(client.clone(), config_tx));
     let (sink, writer) = status::ApiSink::new(client.clone(), facts.name.clone());
     tasks.spawn(writer);
-    tasks.spawn(node_status::heartbeat(client.clone(), facts, clock));
+    tasks.spawn(node_status::heartbeat(client.clone(), facts, clock, host));
     let sink = Arc::new(sink);
     let connection = Connection {
         config: Arc::new(config::ApiConfig(client.clone())),

@@ -4,6 +4,7 @@
 //! controllers do.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -14,6 +15,7 @@ use podvisor_core::corev1::{
     DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
     NodeSystemInfo,
 };
+use podvisor_core::host::HostOps;
 use podvisor_core::version::{GIT_VERSION, go_arch};
 use podvisor_lifecycle::Time;
 use tracing::{debug, warn};
@@ -85,17 +87,17 @@ impl Transitions {
 }
 
 /// Registers the Node object and renews its Lease every [`HEARTBEAT`], until dropped; the
-/// Node's status is written when it changed, or every [`NODE_STATUS_REPORT`] otherwise, as the
-/// kubelet does.
-pub async fn heartbeat(client: Client, facts: NodeFacts, clock: Clock) {
+/// Node's status (its conditions measured through `host`) is written when it changed, or every
+/// [`NODE_STATUS_REPORT`] otherwise, as the kubelet does.
+pub async fn heartbeat(client: Client, facts: NodeFacts, clock: Clock, host: Arc<dyn HostOps>) {
     let nodes = Api::<Node>::all(client.clone());
     let mut transitions = Transitions::default();
     let mut reported: Option<tokio::time::Instant> = None;
     loop {
         let now = clock.now();
         // Measured off the async workers: the runtime check syncs a file to disk.
-        let data_dir = facts.data_dir.clone();
-        let measured = tokio::task::spawn_blocking(move || health::measure(&data_dir))
+        let (data_dir, host) = (facts.data_dir.clone(), host.clone());
+        let measured = tokio::task::spawn_blocking(move || health::measure(host.as_ref(), &data_dir))
             .await
             .unwrap_or_else(|e| health::Measured {
                 runtime_error: Some(format!("measuring the node failed: {e}")),

@@ -1,5 +1,5 @@
-//! The file-system side of volumes: hostPath type checks, tmpfs mounts and mount points, and
-//! the kubelet's atomic writer (`..data` swapped in one rename).
+//! The file-system side of volumes: hostPath type checks and the kubelet's atomic writer
+//! (`..data` swapped in one rename). Mounts are the host's ([`HostOps`]).
 
 use super::*;
 
@@ -50,52 +50,6 @@ pub(super) fn check_host_path(path: &str, type_: &str) -> Result<(), String> {
         },
         other => Err(format!("hostPath type {other:?} is not supported")),
     }
-}
-
-/// `/proc/self/mountinfo` writes space, tab, newline and backslash as `\ooo`.
-pub(super) fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        if bytes[i] == b'\\'
-            && let Some(v) = octal
-        {
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub(super) fn is_mount_point(dir: &Path) -> bool {
-    match (fs::metadata(dir), dir.parent().map(fs::metadata)) {
-        (Ok(d), Some(Ok(parent))) => d.dev() != parent.dev(),
-        _ => false,
-    }
-}
-
-pub(super) fn mount_tmpfs(dir: &Path, size: Option<u64>) -> io::Result<()> {
-    use nix::mount::{MsFlags, mount};
-    let options = match size {
-        Some(bytes) => format!("mode=0777,size={bytes}"),
-        None => "mode=0777".into(),
-    };
-    mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(options.as_str()),
-    )?;
-    Ok(())
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);

@@ -33,13 +33,15 @@ use payload::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use podvisor_core::corev1::{
     ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, PodSpec, Secret, Volume, VolumeMount,
 };
+use podvisor_core::host::HostOps;
 use podvisor_core::runtime::Mount;
 use podvisor_core::{ConfigSource, quantity};
 
@@ -52,6 +54,8 @@ pub struct VolumeConfig {
     /// Containers get their own mount namespace (the runtime runs as root), so mounts can be
     /// honoured and Secret data isolated.
     pub isolation: bool,
+    /// Where tmpfs volumes are mounted and unmounted (`podvisor_runtime::LinuxHost` on a node).
+    pub host: Arc<dyn HostOps>,
 }
 
 /// Files of one volume: path inside the volume → (content, mode).
@@ -128,16 +132,12 @@ impl VolumeManager {
         fs::create_dir_all(&config.root)?;
         fs::set_permissions(&config.root, fs::Permissions::from_mode(0o700))?;
         let root = fs::canonicalize(&config.root)?;
-        let mut stale: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|p| PathBuf::from(unescape_mountinfo(p)))
-            .filter(|p| p.starts_with(&root) && *p != root)
-            .collect();
+        let mut stale = config.host.mount_points_under(&root);
         stale.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         for mount_point in stale {
-            let _ = nix::mount::umount2(&mount_point, nix::mount::MntFlags::MNT_DETACH);
+            if let Err(e) = config.host.unmount(&mount_point) {
+                tracing::warn!(path = %mount_point.display(), error = %e, "could not unmount a volume left by a previous run");
+            }
         }
         for e in fs::read_dir(&root)?.flatten() {
             let _ = fs::remove_dir_all(e.path());
@@ -318,9 +318,12 @@ impl VolumeManager {
         fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
         if let Some(size) = tmpfs_size
             && self.config.isolation
-            && !is_mount_point(&dir)
+            && !self.config.host.is_mount_point(&dir)
         {
-            mount_tmpfs(&dir, size).map_err(|e| io_err(&dir, e))?;
+            self.config
+                .host
+                .mount_tmpfs(&dir, size)
+                .map_err(|e| io_err(&dir, e))?;
         }
         match payload {
             None => {
@@ -422,8 +425,10 @@ impl VolumeManager {
         }
         for kind in [Kind::EmptyDir, Kind::Secret, Kind::DownwardApi, Kind::Projected] {
             for e in fs::read_dir(dir.join(kind.dir())).into_iter().flatten().flatten() {
-                if is_mount_point(&e.path()) {
-                    let _ = nix::mount::umount2(&e.path(), nix::mount::MntFlags::MNT_DETACH);
+                if self.config.host.is_mount_point(&e.path())
+                    && let Err(err) = self.config.host.unmount(&e.path())
+                {
+                    tracing::warn!(path = %e.path().display(), error = %err, "could not unmount a pod volume");
                 }
             }
         }
@@ -467,6 +472,7 @@ fn sub_path(vm: &VolumeMount, container: &Container) -> Result<Option<String>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use podvisor_test_support::fakes::{FakeConfig, FakeHost, HostCall};
 
     fn payload(pairs: &[(&str, &str)]) -> Payload {
         pairs
@@ -589,6 +595,7 @@ mod tests {
         let manager = VolumeManager::new(VolumeConfig {
             root: tmp.path().join("volumes"),
             isolation: false,
+            host: Arc::new(FakeHost::default()),
         })
         .unwrap();
         let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -618,12 +625,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(unescape_mountinfo("/a\\040b/c\\134d"), "/a b/c\\d");
-        assert_eq!(unescape_mountinfo("/plain/é"), "/plain/é");
-    }
-
     #[tokio::test]
     async fn a_new_manager_removes_what_a_previous_run_left() {
         let tmp = tempfile::tempdir().unwrap();
@@ -633,9 +634,113 @@ mod tests {
         let manager = VolumeManager::new(VolumeConfig {
             root: root.clone(),
             isolation: false,
+            host: Arc::new(FakeHost::default()),
         })
         .unwrap();
         assert!(!root.join("old-uid").exists());
         assert!(manager.config.root.is_dir());
+    }
+
+    fn isolated(root: &Path, host: &FakeHost) -> VolumeManager {
+        VolumeManager::new(VolumeConfig {
+            root: root.to_path_buf(),
+            isolation: true,
+            host: Arc::new(host.clone()),
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn memory_volumes_are_tmpfs_mounted_once_and_unmounted_with_the_pod() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("volumes");
+        let host = FakeHost::default();
+        let manager = isolated(&root, &host);
+        let config = FakeConfig::default();
+        config.put_secret(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "ns"}, "data": {"password": "czNjcjN0"}
+        }));
+        config.put_config_map(serde_json::json!({
+            "metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "v"}
+        }));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "containers": [{"name": "app"}],
+                "volumes": [
+                    {"name": "creds", "secret": {"secretName": "s"}},
+                    {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                    {"name": "disk", "emptyDir": {}},
+                    {"name": "settings", "configMap": {"name": "cfg"}}
+                ]
+            }
+        }))
+        .unwrap();
+        manager.setup(&pod, Some(&config)).await.unwrap();
+        let secret = root.join("u1/secret/creds");
+        let scratch = root.join("u1/empty-dir/scratch");
+        let mounted = [(secret.clone(), None), (scratch.clone(), Some(64 << 20))];
+        assert_eq!(host.mounted(), mounted.clone().into_iter().collect());
+        assert_eq!(fs::read_to_string(secret.join("password")).unwrap(), "s3cr3t");
+        assert_eq!(
+            fs::read_to_string(root.join("u1/configmap/settings/k")).unwrap(),
+            "v"
+        );
+        // Set up again (a retry) and refreshed: the mounts stay as they are.
+        manager.setup(&pod, Some(&config)).await.unwrap();
+        manager.refresh(&pod, Some(&config)).await;
+        assert_eq!(host.calls().len(), 2, "{:?}", host.calls());
+        manager.teardown("u1").await;
+        assert!(host.mounted().is_empty());
+        let unmounted: Vec<HostCall> = host.calls().split_off(2);
+        assert_eq!(unmounted.len(), 2);
+        for (dir, _) in mounted {
+            assert!(unmounted.contains(&HostCall::Unmount { dir }));
+        }
+        assert!(!root.join("u1").exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_tmpfs_mount_is_the_failed_mount_message() {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        host.fail_mounts("Operation not permitted (os error 1)");
+        let manager = isolated(&tmp.path().join("volumes"), &host);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {"containers": [{"name": "app"}],
+                     "volumes": [{"name": "info", "downwardAPI": {"items": [
+                         {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}]}
+        }))
+        .unwrap();
+        let dir = tmp.path().join("volumes/u1/downward-api/info");
+        assert_eq!(
+            manager.setup(&pod, None).await,
+            Err(MountError(format!(
+                "MountVolume.SetUp failed for volume \"info\" : {}: Operation not permitted (os error 1)",
+                dir.display()
+            )))
+        );
+        assert!(!dir.join("name").exists(), "nothing written outside a tmpfs");
+    }
+
+    #[tokio::test]
+    async fn a_new_manager_unmounts_what_a_previous_run_left_deepest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap().join("volumes");
+        let outer = root.join("old-uid/secret/creds");
+        let inner = outer.join("nested");
+        fs::create_dir_all(&inner).unwrap();
+        let host = FakeHost::default();
+        host.leave_mounted(&outer);
+        host.leave_mounted(&inner);
+        host.leave_mounted(tmp.path());
+        isolated(&root, &host);
+        assert_eq!(
+            host.calls(),
+            [HostCall::Unmount { dir: inner }, HostCall::Unmount { dir: outer }]
+        );
+        assert_eq!(host.mounted().len(), 1, "only what is below the root");
+        assert!(!root.join("old-uid").exists());
     }
 }

@@ -3,7 +3,8 @@
 //! Each line is `<RFC 3339 nano UTC timestamp> <stdout|stderr> <F|P> <text>`; a line longer than
 //! [`MAX_LINE`] is split into `P` (partial) records followed by a final `F` record, as
 //! containerd does. The current file is `<restart>.log`; rotated ones are `<restart>.log.1`
-//! (newest) up to `<restart>.log.<max_files - 1>`.
+//! (newest) up to `<restart>.log.<max_files - 1>`. This is the one crate that knows the format:
+//! [`read`] gives the files back as lines ([`CriLogReader`], the runtime's `LogSource`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -13,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tokio::io::AsyncReadExt;
+
+pub mod read;
+pub use read::CriLogReader;
 
 /// The longest line written as one record; longer ones are split into partial records.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -214,16 +218,10 @@ pub(crate) fn tail(path: &Path, max_lines: usize, max_bytes: usize) -> String {
             text.drain(..cut);
         }
     }
-    let mut out = String::new();
-    for record in String::from_utf8_lossy(&text).lines() {
-        let mut parts = record.splitn(4, ' ');
-        let (_ts, _stream, tag) = (parts.next(), parts.next(), parts.next());
-        let body = parts.next().unwrap_or("");
-        out.push_str(body);
-        if tag != Some("P") {
-            out.push('\n');
-        }
-    }
+    let mut joiner = read::Joiner::default();
+    let mut lines = joiner.feed(&text);
+    lines.extend(joiner.partial.take());
+    let out: String = lines.iter().map(|l| l.render(false)).collect();
     let lines: Vec<&str> = out.split_inclusive('\n').collect();
     let mut kept: String = lines[lines.len().saturating_sub(max_lines)..].concat();
     if kept.len() > max_bytes {
