@@ -28,6 +28,14 @@ pub enum ApiSetupError {
     /// The listener could not be set up.
     #[error(transparent)]
     Listen(#[from] SetupError),
+    /// The kubeconfig of the API to join could not be read or used.
+    #[error("cannot use the kubeconfig {path}: {message}")]
+    Join {
+        /// Its file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// The embedded store and the bound API listener.
@@ -67,6 +75,20 @@ pub async fn open(data_dir: &Path, listen: SocketAddr, tls: bool) -> Result<ApiP
         store: Arc::new(store),
         endpoint,
     })
+}
+
+/// A client of the API server `kubeconfig` names (its current context), as an agent uses.
+pub async fn join(kubeconfig: &Path) -> Result<Client, ApiSetupError> {
+    let error = |message: String| ApiSetupError::Join {
+        path: kubeconfig.to_owned(),
+        message,
+    };
+    let file = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| error(e.to_string()))?;
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(file, &options)
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    Client::try_from(config).map_err(|e| error(e.to_string()))
 }
 
 /// Waits until `/readyz` answers, at most `limit`.

@@ -26,5 +26,7 @@ pub use node::{BuildError, Node, NodeConfig, build};
 /// The API server's connection and request budgets ([`NodeConfig::api_limits`]).
 pub use podvisor_apiserver::limits::Limits as ApiLimits;
 pub use podvisor_kubelet::output::OutputMode;
+/// What the machine lets the runtime do (root, namespaces, cgroups).
+pub use podvisor_runtime::Capabilities;
 /// Whether the node runs as root (sandboxes, cgroups, the nftables datapath need it).
 pub use podvisor_runtime::is_root;

@@ -62,6 +62,12 @@ pub struct NodeConfig {
     /// The API server's connection, request and wait budgets (`--max-requests-inflight`,
     /// `--max-mutating-requests-inflight`, `--max-connections`).
     pub api_limits: podvisor_apiserver::limits::Limits,
+    /// Run as an agent of the API server this kubeconfig names instead of serving an API
+    /// (`podvisor agent --kubeconfig`): only the node side (runtime, probes, pod workers, cluster
+    /// DNS and the Service datapath) runs here.
+    pub join: Option<PathBuf>,
+    /// The address the Node reports as its InternalIP [default: the runtime's host address].
+    pub node_ip: Option<String>,
 }
 
 impl NodeConfig {
@@ -81,6 +87,8 @@ impl NodeConfig {
             cgroup_parent: "podvisor".into(),
             bridge_name: "podvisor0".into(),
             api_limits: podvisor_apiserver::limits::Limits::default(),
+            join: None,
+            node_ip: None,
         }
     }
 }
@@ -119,6 +127,10 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         Ok(_) => {}
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
     }
+    let remote = match &config.join {
+        Some(path) => Some(api::join(path).await?),
+        None => None,
+    };
     let api = match config.listen {
         Some(listen) => Some(api::open(&config.data_dir, listen, config.tls).await?),
         None => None,
@@ -146,7 +158,10 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     if let Err(e) = runtime.ensure_pod_network().await {
         warn!(error = %e, "cannot set up the pod network bridge yet; it is retried with the first pod");
     }
-    let host_ip = runtime.node_ip().await;
+    let host_ip = match &config.node_ip {
+        Some(ip) => Some(ip.clone()),
+        None => runtime.node_ip().await,
+    };
     let process_runtime = ProcessRuntime::clone(&runtime);
     let logs: Arc<dyn LogSource> = runtime.clone();
     let volumes = VolumeConfig {
@@ -159,6 +174,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         .with_hook_warnings(hook_warnings)
         .with_volumes(volumes);
     node.api = api;
+    node.remote = remote;
     node.process_runtime = Some(process_runtime);
     node.logs = Some(logs);
     node.metrics = metrics;
@@ -175,6 +191,8 @@ pub struct Node {
     host_ip: Option<String>,
     hook_warnings: Option<mpsc::Receiver<HookWarning>>,
     api: Option<ApiParts>,
+    /// The remote API server an agent joins.
+    remote: Option<kube::Client>,
     logs: Option<Arc<dyn LogSource>>,
     metrics: NodeMetrics,
     volumes: Option<VolumeConfig>,
@@ -199,6 +217,7 @@ impl Node {
             host_ip,
             hook_warnings: None,
             api: None,
+            remote: None,
             logs: None,
             metrics: NodeMetrics::new(),
             volumes: None,
@@ -224,12 +243,19 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         let output = Arc::new(NodeOutput::new(self.config.output));
         let clock = Clock::system();
-        let (api, api_side) = match self.api.take() {
-            Some(parts) => {
+        let (api, api_side) = match (self.api.take(), self.remote.take()) {
+            (Some(parts), _) => {
                 let (running, side) = self.start_api(parts, &output, clock).await;
                 (Some(running), Some(side))
             }
-            None => (None, None),
+            (None, Some(client)) => {
+                if let Some(path) = &self.config.join {
+                    output.notice(&format!("agent of the API in {}", path.display()));
+                }
+                let (running, side) = self.connect(None, client, &output, clock).await;
+                (Some(running), Some(side))
+            }
+            (None, None) => (None, None),
         };
         let sink: Arc<dyn PodSink> = match &api {
             Some(running) => Arc::new(Tee(running.kubelet.sink.clone(), output.clone())),
@@ -331,11 +357,34 @@ impl Node {
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));
         }
+        let controllers = Controllers::spawn(
+            &client,
+            &ControllersConfig {
+                kubernetes_service: Some((service_ranges.first(), addr)),
+            },
+        );
+        let local = LocalApi { serving, controllers };
+        let (running, side) = self.connect(Some(local), client.clone(), output, clock).await;
+        for line in podvisor_controllers::apply::apply_paths(&client, &self.config.apply).await {
+            output.notice(&line);
+        }
+        (running, side)
+    }
+
+    /// Connects the node side to the API through `client` (the in-process one of `local`, or an
+    /// agent's remote one): removes the files of this node's pods deleted while it was down,
+    /// then starts the kubelet's API side and Services.
+    async fn connect(
+        &self,
+        local: Option<LocalApi>,
+        client: kube::Client,
+        output: &NodeOutput,
+        clock: Clock,
+    ) -> (RunningApi, ApiSide) {
+        let name = &self.config.node_name;
         // Files of pods deleted while the node was down go before any pod starts again.
-        match kube::Api::<Pod>::all(client.clone())
-            .list(&Default::default())
-            .await
-        {
+        let mine = kube::api::ListParams::default().fields(&format!("spec.nodeName={name}"));
+        match kube::Api::<Pod>::all(client.clone()).list(&mine).await {
             Ok(list) => {
                 let uids: Vec<String> = list.items.into_iter().filter_map(|p| p.metadata.uid).collect();
                 if let Err(e) = self.runtime.remove_pods_except(&uids).await {
@@ -344,49 +393,44 @@ impl Node {
             }
             Err(e) => warn!(error = %e, "listing pods to remove the files of deleted ones"),
         }
-        // The kubelet first: its Node is registered (usually) before the scheduler looks for one.
+        // The all-in-one node is its cluster's control plane.
+        let labels = match local {
+            Some(_) => [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
+            None => Default::default(),
+        };
         let facts = NodeFacts {
-            name: self.config.node_name.clone(),
+            name: name.clone(),
             address: self.host_ip.clone(),
             pod_cidr: self.config.pod_cidr.clone(),
             data_dir: self.config.data_dir.clone(),
-            labels: [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
+            labels,
         };
-        let (kubelet, side) = podvisor_kubelet::cluster::connect(
-            client.clone(),
-            facts,
-            clock,
-            Arc::new(podvisor_runtime::LinuxHost),
-        );
-        let controllers = Controllers::spawn(
-            &client,
-            &ControllersConfig {
-                kubernetes_service: Some((service_ranges.first(), addr)),
-            },
-        );
-        for line in podvisor_controllers::apply::apply_paths(&client, &self.config.apply).await {
-            output.notice(&line);
-        }
+        let host = Arc::new(podvisor_runtime::LinuxHost);
+        let (kubelet, side) = podvisor_kubelet::cluster::connect(client.clone(), facts, clock, host);
         let mut services = tokio::task::JoinSet::new();
         crate::services::start(&mut services, client.clone(), &self.config, output).await;
         let running = RunningApi {
-            serving,
+            local,
             client,
             kubelet,
             services,
-            controllers,
         };
         (running, side)
     }
 }
 
+/// The API server this node serves and the control loops on it (not on an agent).
+struct LocalApi {
+    serving: Serving,
+    controllers: Controllers,
+}
+
 /// The API and the tasks that connect the node to it.
 struct RunningApi {
-    serving: Serving,
+    local: Option<LocalApi>,
     client: kube::Client,
     kubelet: Connection,
     services: tokio::task::JoinSet<()>,
-    controllers: Controllers,
 }
 
 impl RunningApi {
@@ -394,17 +438,24 @@ impl RunningApi {
     /// returns once the store is closed.
     async fn stop(self) {
         let RunningApi {
-            serving,
+            local,
             client,
             kubelet,
             mut services,
-            controllers,
         } = self;
-        controllers.stop().await;
+        let serving = match local {
+            Some(LocalApi { serving, controllers }) => {
+                controllers.stop().await;
+                Some(serving)
+            }
+            None => None,
+        };
         kubelet.stop().await;
         services.abort_all();
         while services.join_next().await.is_some() {}
         drop(client);
-        serving.stop().await;
+        if let Some(serving) = serving {
+            serving.stop().await;
+        }
     }
 }

@@ -35,6 +35,47 @@ enum Command {
     /// SIGINT or SIGTERM terminates every pod gracefully (preStop hooks, grace periods), then
     /// the node exits. Logs go to stderr; RUST_LOG sets their level [default: warn].
     Node(NodeArgs),
+    /// Run an agent: the node side only (runtime, probes, pod workers, cluster DNS, the Service
+    /// datapath) for the API server a kubeconfig names. It registers its Node, renews its Lease
+    /// and runs the pods the scheduler binds to it.
+    ///
+    /// SIGINT or SIGTERM terminates its pods gracefully, then the agent exits (the API keeps
+    /// them; an agent started again runs them again).
+    Agent(AgentArgs),
+}
+
+/// The flags of `podvisor agent`.
+#[derive(Debug, clap::Args, PartialEq, Eq)]
+struct AgentArgs {
+    /// The kubeconfig of the API server to join (a server's DATA_DIR/join.kubeconfig, or a
+    /// node's DATA_DIR/kubeconfig).
+    #[arg(long, value_name = "FILE", value_parser = existing_path)]
+    kubeconfig: PathBuf,
+    /// Where the agent keeps its state and container logs.
+    #[arg(long, value_name = "DIR", default_value = "./.podvisor-agent", value_parser = non_empty_path)]
+    data_dir: PathBuf,
+    /// The Node's name [default: the host name].
+    #[arg(long, value_name = "NAME", value_parser = non_empty)]
+    node_name: Option<String>,
+    /// The address the Node reports as its InternalIP [default: the host's address].
+    #[arg(long, value_name = "IP", value_parser = ip_address)]
+    node_ip: Option<String>,
+    /// The pod network; the agent's bridge takes its first address.
+    #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16", value_parser = pod_cidr)]
+    pod_cidr: String,
+    /// Run every pod in the agent's network, without pod sandboxes.
+    #[arg(long)]
+    host_network: bool,
+    /// The cgroup directory of the agent's containers [default: podvisor-NODE_NAME, so one
+    /// agent never cleans up another's pods].
+    #[arg(long, value_name = "NAME", value_parser = cgroup_name)]
+    cgroup_parent: Option<String>,
+    /// The pod network's bridge. Two agents in one network namespace need different ones.
+    #[arg(long, value_name = "NAME", default_value = "podvisor0", value_parser = interface_name)]
+    bridge: String,
+    /// How the agent shows what happens [default: table on a terminal, else lines].
+    #[arg(long, value_name = "MODE")]
+    output: Option<Output>,
 }
 
 /// The flags of `podvisor node` (and `cargo xtask node`).
@@ -168,6 +209,13 @@ fn existing_path(value: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+fn ip_address(value: &str) -> Result<String, String> {
+    value
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .map_err(|e| format!("not an IP address: {e}"))
+}
+
 fn pod_cidr(value: &str) -> Result<String, String> {
     if podvisor_core::net::Ipv4Cidr::parse(value).is_err() {
         return Err("not an IPv4 CIDR with a /8 to /30 prefix".into());
@@ -179,6 +227,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node(args) => node(args),
+        Command::Agent(args) => agent(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,20 +255,73 @@ impl NodeArgs {
         config.api_limits.max_requests_inflight = self.max_requests_inflight;
         config.api_limits.max_mutating_requests_inflight = self.max_mutating_requests_inflight;
         config.api_limits.max_connections = self.max_connections;
-        config.output = match self.output {
-            Some(Output::Table) => OutputMode::Table,
-            Some(Output::Lines) => OutputMode::Lines,
-            Some(Output::Quiet) => OutputMode::Quiet,
-            None if std::io::stdout().is_terminal() => OutputMode::Table,
-            None => OutputMode::Lines,
-        };
+        config.output = output_mode(self.output);
         config
     }
+}
+
+fn output_mode(output: Option<Output>) -> OutputMode {
+    match output {
+        Some(Output::Table) => OutputMode::Table,
+        Some(Output::Lines) => OutputMode::Lines,
+        Some(Output::Quiet) => OutputMode::Quiet,
+        None if std::io::stdout().is_terminal() => OutputMode::Table,
+        None => OutputMode::Lines,
+    }
+}
+
+impl AgentArgs {
+    fn config(&self) -> NodeConfig {
+        let mut config = NodeConfig::new(&self.data_dir);
+        if let Some(name) = &self.node_name {
+            config.node_name.clone_from(name);
+        }
+        config.join = Some(self.kubeconfig.clone());
+        config.node_ip.clone_from(&self.node_ip);
+        config.pod_cidr.clone_from(&self.pod_cidr);
+        config.host_network_only = self.host_network;
+        config.cgroup_parent = match &self.cgroup_parent {
+            Some(parent) => parent.clone(),
+            None => format!("podvisor-{}", config.node_name),
+        };
+        config.bridge_name.clone_from(&self.bridge);
+        config.output = output_mode(self.output);
+        config
+    }
+}
+
+/// `podvisor agent`: runs until SIGINT or SIGTERM, then stops every pod gracefully.
+fn agent(args: AgentArgs) -> Result<()> {
+    let config = args.config();
+    run(config, |capabilities| {
+        format!(
+            "podvisor agent: root={} namespaces={} cgroups={:?} api from {}",
+            capabilities.root,
+            capabilities.namespaces,
+            capabilities.cgroup,
+            args.kubeconfig.display()
+        )
+    })
 }
 
 /// `podvisor node`: runs until SIGINT or SIGTERM, then stops every pod gracefully.
 fn node(args: NodeArgs) -> Result<()> {
     let config = args.config();
+    let scheme = if args.tls || !args.listen.ip().is_loopback() {
+        "https"
+    } else {
+        "http"
+    };
+    run(config, |capabilities| {
+        format!(
+            "podvisor node: root={} namespaces={} cgroups={:?} api={scheme}://{}",
+            capabilities.root, capabilities.namespaces, capabilities.cgroup, args.listen
+        )
+    })
+}
+
+/// Builds and runs a node with `config` until SIGINT or SIGTERM, after saying `banner`.
+fn run(config: NodeConfig, banner: impl FnOnce(&podvisor_node::Capabilities) -> String) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -234,15 +336,7 @@ fn node(args: NodeArgs) -> Result<()> {
         let (node, capabilities) = podvisor_node::build(config)
             .await
             .context("cannot start the node")?;
-        let scheme = if args.tls || !args.listen.ip().is_loopback() {
-            "https"
-        } else {
-            "http"
-        };
-        eprintln!(
-            "podvisor node: root={} namespaces={} cgroups={:?} api={scheme}://{}",
-            capabilities.root, capabilities.namespaces, capabilities.cgroup, args.listen
-        );
+        eprintln!("{}", banner(&capabilities));
         node.run(shutdown_signal()).await;
         Ok(())
     })
@@ -270,8 +364,55 @@ mod tests {
 
     fn node_args(args: &[&str]) -> Result<NodeArgs, clap::Error> {
         let cli = Cli::try_parse_from(["podvisor", "node"].iter().chain(args))?;
-        let Command::Node(node) = cli.command;
-        Ok(node)
+        match cli.command {
+            Command::Node(node) => Ok(node),
+            Command::Agent(_) => panic!("not a node command"),
+        }
+    }
+
+    fn agent_args(args: &[&str]) -> Result<AgentArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["podvisor", "agent"].iter().chain(args))?;
+        match cli.command {
+            Command::Agent(agent) => Ok(agent),
+            Command::Node(_) => panic!("not an agent command"),
+        }
+    }
+
+    #[test]
+    fn agent_flags_make_a_joining_node_with_its_own_cgroup_parent() {
+        let kubeconfig = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let args = agent_args(&[
+            "--kubeconfig",
+            kubeconfig,
+            "--data-dir",
+            "/tmp/agent-1",
+            "--node-name",
+            "agent-1",
+            "--node-ip",
+            "10.0.0.7",
+            "--pod-cidr",
+            "10.77.0.0/16",
+        ])
+        .unwrap();
+        let config = args.config();
+        assert_eq!(config.join.as_deref(), Some(std::path::Path::new(kubeconfig)));
+        assert_eq!(config.listen, None, "an agent serves no API");
+        assert_eq!(config.node_name, "agent-1");
+        assert_eq!(config.node_ip.as_deref(), Some("10.0.0.7"));
+        assert_eq!(config.cgroup_parent, "podvisor-agent-1");
+        assert_eq!(config.pod_cidr, "10.77.0.0/16");
+        for (args, expected) in [
+            (&[][..], "--kubeconfig <FILE>"),
+            (&["--kubeconfig", "/does/not/exist"][..], "--kubeconfig <FILE>"),
+            (
+                &["--kubeconfig", kubeconfig, "--node-ip", "ten"][..],
+                "--node-ip <IP>",
+            ),
+        ] {
+            let error = agent_args(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            assert!(error.to_string().contains(expected), "{args:?}: {error}");
+        }
     }
 
     #[test]

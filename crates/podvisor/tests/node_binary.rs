@@ -7,10 +7,13 @@
     reason = "synchronous test: it drives a node process from a plain thread"
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{NodeProcess, kubectl, send_signal, sleeping, until};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -32,28 +35,6 @@ spec:
   - {name: app, image: host, command: [sleep, "7654321"]}
 "#;
 
-/// A `podvisor node` process, killed with its pods' processes if the test fails midway.
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = send_signal(self.0.id(), "TERM");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-        for arg in ["1234567", "7654321"] {
-            for pid in sleeping(arg) {
-                let _ = send_signal(pid, "KILL");
-            }
-        }
-    }
-}
-
 /// A `podvisor node` process on `dir`, its API on an ephemeral loopback port.
 fn start(dir: &Path, manifests: &Path) -> NodeProcess {
     let kubeconfig = dir.join("kubeconfig");
@@ -70,63 +51,13 @@ fn start(dir: &Path, manifests: &Path) -> NodeProcess {
         .stdout(Stdio::null())
         .spawn()
         .expect("podvisor starts");
-    let child = NodeProcess(child);
+    let child = NodeProcess(child, &["1234567", "7654321"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !kubeconfig.exists() {
         assert!(Instant::now() < deadline, "the node never wrote its kubeconfig");
         std::thread::sleep(Duration::from_millis(50));
     }
     child
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("kubectl runs (cargo xtask test installs it)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn until(kubeconfig: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = kubectl(kubeconfig, args);
-        if check(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kubectl {args:?} never satisfied the check:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The pids of the live processes whose command line is `sleep <arg>`.
-fn sleeping(arg: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
-        if cmdline == format!("sleep\0{arg}\0").as_bytes() && !zombie {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 fn running(kubeconfig: &Path) -> String {
@@ -194,13 +125,4 @@ fn a_killed_node_runs_its_pods_again_once_and_a_stopped_node_leaves_nothing() {
     };
     assert!(status.success(), "exit after SIGTERM: {status}");
     assert!(sleeping("1234567").is_empty() && sleeping("7654321").is_empty());
-}
-
-/// Sends a signal with the `kill` program (the test needs no signal crate for one call).
-fn send_signal(pid: u32, signal: &str) -> bool {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success())
 }

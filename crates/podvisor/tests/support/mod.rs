@@ -1,0 +1,89 @@
+//! What the binary's tests share: a `podvisor` process that is stopped (and its pods' `sleep`
+//! processes killed) if a test fails midway, kubectl, and finding processes.
+#![allow(dead_code, reason = "each test binary uses part of it")]
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// A `podvisor` process, stopped with SIGTERM (SIGKILL after 30 s) when dropped, then the
+/// `sleep <arg>` processes of its pods for each arg are killed.
+pub(crate) struct NodeProcess(pub(crate) Child, pub(crate) &'static [&'static str]);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = send_signal(self.0.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+        for arg in self.1 {
+            for pid in sleeping(arg) {
+                let _ = send_signal(pid, "KILL");
+            }
+        }
+    }
+}
+
+pub(crate) fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("kubectl runs (cargo xtask test installs it)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub(crate) fn until(kubeconfig: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = kubectl(kubeconfig, args);
+        if check(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl {args:?} never satisfied the check:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pids of the live processes whose command line is `sleep <arg>`.
+pub(crate) fn sleeping(arg: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if cmdline == format!("sleep\0{arg}\0").as_bytes() && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Sends a signal with the `kill` program (the test needs no signal crate for one call).
+pub(crate) fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success())
+}
