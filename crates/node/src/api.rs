@@ -44,6 +44,9 @@ pub struct ApiParts {
     pub store: Arc<dyn Store>,
     /// The listener, its credentials and its URL.
     pub endpoint: Endpoint,
+    /// Says when the store file is closed (every clone of the store, watch streams included,
+    /// dropped), so a node started again in this process can open it.
+    pub closed: podvisor_store::Closed,
 }
 
 impl std::fmt::Debug for ApiParts {
@@ -60,7 +63,7 @@ pub async fn open(data_dir: &Path, listen: SocketAddr, tls: bool) -> Result<ApiP
     std::fs::create_dir_all(data_dir).ok();
     let endpoint = setup::bind(data_dir, listen, tls).await?;
     let path = data_dir.join("store.redb");
-    let store = RedbStore::open(&path).map_err(|source| ApiSetupError::Store {
+    let store = open_store(&path).await.map_err(|source| ApiSetupError::Store {
         path: path.clone(),
         source,
     })?;
@@ -72,9 +75,28 @@ pub async fn open(data_dir: &Path, listen: SocketAddr, tls: bool) -> Result<ApiP
         }
     }
     Ok(ApiParts {
+        closed: store.closed(),
         store: Arc::new(store),
         endpoint,
     })
+}
+
+/// How long [`open`] waits for a store file another holder still has open.
+const STORE_BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the store at `path`, waiting up to [`STORE_BUSY_WAIT`] while the file is still locked
+/// (a node stopping in another process, or in this one with a child process forked before it
+/// closed the file and not yet exec'd).
+async fn open_store(path: &Path) -> Result<RedbStore, podvisor_store::StoreError> {
+    let deadline = tokio::time::Instant::now() + STORE_BUSY_WAIT;
+    loop {
+        match RedbStore::open(path) {
+            Err(e) if e.is_locked() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A client of the API server `kubeconfig` names (its current context), as an agent uses.

@@ -318,7 +318,11 @@ impl Node {
     /// Serves the API, writes the kubeconfig, applies `-f` manifests, starts the control loops,
     /// the kubelet's side of the API and Services.
     async fn start_api(&self, parts: ApiParts, output: &NodeOutput, clock: Clock) -> (RunningApi, ApiSide) {
-        let ApiParts { store, endpoint } = parts;
+        let ApiParts {
+            store,
+            endpoint,
+            closed,
+        } = parts;
         let Endpoint {
             listener,
             addr,
@@ -363,7 +367,11 @@ impl Node {
                 kubernetes_service: Some((service_ranges.first(), addr)),
             },
         );
-        let local = LocalApi { serving, controllers };
+        let local = LocalApi {
+            serving,
+            controllers,
+            closed,
+        };
         let (running, side) = self.connect(Some(local), client.clone(), output, clock).await;
         for line in podvisor_controllers::apply::apply_paths(&client, &self.config.apply).await {
             output.notice(&line);
@@ -423,6 +431,7 @@ impl Node {
 struct LocalApi {
     serving: Serving,
     controllers: Controllers,
+    closed: podvisor_store::Closed,
 }
 
 /// The API and the tasks that connect the node to it.
@@ -444,9 +453,13 @@ impl RunningApi {
             mut services,
         } = self;
         let serving = match local {
-            Some(LocalApi { serving, controllers }) => {
+            Some(LocalApi {
+                serving,
+                controllers,
+                closed,
+            }) => {
                 controllers.stop().await;
-                Some(serving)
+                Some((serving, closed))
             }
             None => None,
         };
@@ -454,8 +467,17 @@ impl RunningApi {
         services.abort_all();
         while services.join_next().await.is_some() {}
         drop(client);
-        if let Some(serving) = serving {
+        if let Some((serving, closed)) = serving {
             serving.stop().await;
+            // Watch streams that were being torn down still hold the store: the file is closed
+            // once they are gone.
+            let deadline = tokio::time::Instant::now() + Serving::STOP_WAIT;
+            while !closed.is_closed() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if !closed.is_closed() {
+                warn!("the store is still open after the API stopped");
+            }
         }
     }
 }

@@ -217,7 +217,18 @@ async fn kubectl_runs_pods_on_the_node_and_the_node_keeps_them_across_a_restart(
     node.stop().await;
     {
         use podvisor_store::Store;
-        let store = podvisor_store::RedbStore::open(data.path().join("node/store.redb")).unwrap();
+        // As the node does at start: wait (bounded) while a child forked before the stop still
+        // holds the file's lock.
+        let path = data.path().join("node/store.redb");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match podvisor_store::RedbStore::open(&path) {
+                Err(e) if e.is_locked() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other.unwrap(),
+            }
+        };
         let key = podvisor_store::ObjectKey::new("pods", "default", "brief");
         store.delete(&key, Default::default()).await.unwrap();
     }

@@ -66,4 +66,10 @@ impl StoreError {
     pub fn backend(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         StoreError::Backend(Box::new(e))
     }
+
+    /// Whether opening failed because another holder has the database file open (and locked).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Backend(e)
+            if matches!(e.downcast_ref::<redb::Error>(), Some(redb::Error::DatabaseAlreadyOpen)))
+    }
 }

@@ -44,7 +44,7 @@ use serde_json::Value;
 
 pub use error::{Result, StoreError};
 pub use key::ObjectKey;
-pub use redb_store::{DEFAULT_MAX_OBJECT_BYTES, RedbStore, RedbStoreConfig};
+pub use redb_store::{Closed, DEFAULT_MAX_OBJECT_BYTES, RedbStore, RedbStoreConfig};
 
 /// A stored object and the revision at which it was last written.
 #[derive(Debug, Clone, PartialEq)]

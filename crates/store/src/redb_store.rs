@@ -79,6 +79,26 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// Says when every clone of a [`RedbStore`] (watch streams included) is gone, so the database
+/// file is closed and can be opened again ([`RedbStore::closed`]).
+#[derive(Clone)]
+pub struct Closed(std::sync::Weak<Inner>);
+
+impl std::fmt::Debug for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closed")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Closed {
+    /// Whether the database is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 struct Inner {
     db: Database,
     path: PathBuf,
@@ -197,6 +217,12 @@ impl RedbStore {
                 config,
             }),
         })
+    }
+
+    /// A handle that tells when this store and every clone of it (the watch streams hold one)
+    /// are dropped: only then is the file closed.
+    pub fn closed(&self) -> Closed {
+        Closed(Arc::downgrade(&self.inner))
     }
 
     /// The database file.

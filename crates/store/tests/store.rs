@@ -429,3 +429,22 @@ async fn modifications_carry_their_previous_version_live_and_replayed() {
     let last = after.next().await.unwrap().unwrap();
     assert_eq!(last.prev_object, None);
 }
+
+/// A watch stream keeps the database open after the store itself is dropped; once the stream
+/// goes too, the file can be opened again (what a node restarted in one process relies on).
+#[tokio::test]
+async fn the_file_is_closed_only_when_the_last_watch_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store.create(&key("a"), pod("a", "x")).await.unwrap();
+    let watch = store.watch("pods", None, 0).await.unwrap();
+    let closed = store.closed();
+    drop(store);
+    assert!(!closed.is_closed(), "the watch holds the database");
+    let busy = RedbStore::open(dir.path().join("store.redb")).unwrap_err();
+    assert!(busy.is_locked(), "{busy:?}");
+    drop(watch);
+    assert!(closed.is_closed());
+    let again = open(&dir);
+    assert!(again.get(&key("a")).await.is_ok());
+}
