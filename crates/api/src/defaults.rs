@@ -26,6 +26,40 @@ fn default_str(slot: &mut Option<String>, value: &str) {
 /// `defaultMode` of configMap, secret, downwardAPI and projected volumes (0644).
 pub const DEFAULT_VOLUME_MODE: i32 = 0o644;
 
+/// The `tolerationSeconds` kube-apiserver's DefaultTolerationSeconds admission gives pods for
+/// the `not-ready` and `unreachable` NoExecute taints (`--default-not-ready-toleration-seconds`,
+/// `--default-unreachable-toleration-seconds`).
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// kube-apiserver's DefaultTolerationSeconds admission (`cluster-semantics.md` 2.16), on a
+/// pod's create: unless a NoExecute (or any-effect) toleration for the key (or for every key)
+/// exists, the pod tolerates `node.kubernetes.io/not-ready` and
+/// `node.kubernetes.io/unreachable` NoExecute for [`DEFAULT_TOLERATION_SECONDS`], so a lost
+/// node's pods are evicted after 5 minutes.
+pub fn default_toleration_seconds(pod: &mut Pod) {
+    let spec = pod.spec.get_or_insert_with(PodSpec::default);
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = tolerations.iter().any(|t| {
+            let key_matches = t.key.as_deref().is_none_or(|k| k.is_empty() || k == key);
+            let effect_matches = t
+                .effect
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e == "NoExecute");
+            key_matches && effect_matches
+        });
+        if !covered {
+            tolerations.push(podvisor_core::corev1::Toleration {
+                key: Some(key.to_owned()),
+                operator: Some("Exists".to_owned()),
+                effect: Some("NoExecute".to_owned()),
+                toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                value: None,
+            });
+        }
+    }
+}
+
 /// Apply every pod default in place. A missing `spec` is created first, as the API server
 /// always has one.
 pub fn default_pod(pod: &mut Pod) {
@@ -216,6 +250,62 @@ mod tests {
         ContainerPort, ExecAction, HTTPGetAction, LifecycleHandler, ResourceRequirements, ServicePort,
     };
     use podvisor_core::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    #[test]
+    fn pods_tolerate_lost_nodes_for_five_minutes_unless_they_say_otherwise() {
+        let mut pod = Pod::default();
+        default_toleration_seconds(&mut pod);
+        let added: Vec<_> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                (
+                    t.key.unwrap_or_default(),
+                    t.effect.unwrap_or_default(),
+                    t.toleration_seconds,
+                )
+            })
+            .collect();
+        assert_eq!(
+            added,
+            [
+                (
+                    "node.kubernetes.io/not-ready".into(),
+                    "NoExecute".into(),
+                    Some(300)
+                ),
+                (
+                    "node.kubernetes.io/unreachable".into(),
+                    "NoExecute".into(),
+                    Some(300)
+                ),
+            ]
+        );
+        default_toleration_seconds(&mut pod);
+        assert_eq!(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.tolerations.as_ref())
+                .map(Vec::len),
+            Some(2)
+        );
+        // A toleration of every NoExecute taint covers both keys.
+        let mut everything = Pod::default();
+        everything.spec.get_or_insert_with(Default::default).tolerations =
+            Some(vec![podvisor_core::corev1::Toleration {
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                ..Default::default()
+            }]);
+        default_toleration_seconds(&mut everything);
+        assert_eq!(
+            everything.spec.and_then(|s| s.tolerations).map(|t| t.len()),
+            Some(1)
+        );
+    }
 
     fn container(name: &str, image: &str) -> Container {
         Container {

@@ -9,6 +9,8 @@
 //!   server (kube-apiserver's own controller).
 //! - [`namespaces`]: a deleted namespace's contents are deleted, then the namespace is
 //!   finalized (the namespace controller of kube-controller-manager).
+//! - [`node_lifecycle`]: a node that stops renewing its Lease turns `Unknown` and is tainted,
+//!   its pods turn not ready and are evicted once their tolerations run out.
 //! - [`apply`]: the objects of manifest files created through the API (`-f`), like
 //!   `kubectl create -f`.
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler's default profile does
@@ -24,6 +26,7 @@ pub mod apply;
 pub mod endpoints;
 pub mod kubernetes_service;
 pub mod namespaces;
+pub mod node_lifecycle;
 pub mod scheduler;
 mod watch;
 
@@ -34,11 +37,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// What the control loops need to know beyond the API.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ControllersConfig {
     /// The `kubernetes` Service's ClusterIP (the service CIDR's first address) and where the
     /// API server listens; `None` keeps no `kubernetes` Service.
     pub kubernetes_service: Option<(Ipv4Addr, SocketAddr)>,
+    /// The node lifecycle controller's timing.
+    pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
 }
 
 /// The running control loops.

@@ -8,7 +8,8 @@
 //! - When Ready stops being True: a `NodeNotReady` event on the Node, and the `Ready` condition
 //!   of its pods set False with a `NodeNotReady` Warning on each, so they leave Service
 //!   endpoints (2.11).
-//! - Taints follow the conditions: the NoSchedule ones mirror them (2.12); `not-ready` or
+//! - Taints follow the conditions: `not-ready` / `unreachable` and `unschedulable` NoSchedule
+//!   mirror Ready and the cordon (2.12); `not-ready` or
 //!   `unreachable` NoExecute while Ready is False or Unknown, unless no node at all is Ready
 //!   (full disruption: nothing is evicted, 2.14) (2.13).
 //! - Pods on a node with NoExecute taints are deleted at once when they do not tolerate one,
@@ -18,7 +19,9 @@
 //!   grace period, so the pod shows Terminating (2.17, 2.18).
 //!
 //! Not done: the per-zone eviction rate limit (taints are added at once) and partial
-//! disruption; clusters here are one zone.
+//! disruption (clusters here are one zone); the memory-, disk- and pid-pressure NoSchedule
+//! taints (podvisor's kubelet evicts nothing under pressure yet, and a development machine with
+//! under 10% free disk would stop all scheduling).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -64,15 +67,7 @@ impl Default for NodeLifecycleConfig {
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// The taint keys this controller owns.
-const MANAGED: [&str; 7] = [
-    NOT_READY,
-    UNREACHABLE,
-    "node.kubernetes.io/memory-pressure",
-    "node.kubernetes.io/disk-pressure",
-    "node.kubernetes.io/pid-pressure",
-    "node.kubernetes.io/network-unavailable",
-    "node.kubernetes.io/unschedulable",
-];
+const MANAGED: [&str; 3] = [NOT_READY, UNREACHABLE, "node.kubernetes.io/unschedulable"];
 
 /// What the controller last saw of a node's heartbeat, in its own clock (2.9).
 struct Probe {
@@ -85,13 +80,21 @@ struct Probe {
 /// Watches nodes, their Leases and pods until dropped.
 pub async fn run(client: Client, config: NodeLifecycleConfig) {
     let (tx, mut touched) = mpsc::unbounded_channel();
-    let (nodes, a) = follow(Api::<Node>::all(client.clone()), watcher::Config::default(), tx.clone());
+    let (nodes, a) = follow(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+    );
     let leases_api = Api::<Lease>::namespaced(client.clone(), "kube-node-lease");
     let (leases, b) = follow(leases_api, watcher::Config::default(), tx.clone());
     let (pods, c) = follow(Api::<Pod>::all(client.clone()), watcher::Config::default(), tx);
     // The followers end with this task.
     let _followers = [a.boxed(), b.boxed(), c.boxed()].map(|f| AbortOnDropHandle::new(tokio::spawn(f)));
-    for ready in [nodes.wait_until_ready().await, leases.wait_until_ready().await, pods.wait_until_ready().await] {
+    for ready in [
+        nodes.wait_until_ready().await,
+        leases.wait_until_ready().await,
+        pods.wait_until_ready().await,
+    ] {
         if ready.is_err() {
             return;
         }
@@ -123,7 +126,12 @@ pub async fn run(client: Client, config: NodeLifecycleConfig) {
 }
 
 fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
-    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 fn rfc3339(t: &Time) -> String {
@@ -172,7 +180,11 @@ async fn monitor(
             probe.renew = renew;
             probe.at = now_i;
         }
-        let grace = if ready.is_none() { config.startup_grace } else { config.grace };
+        let grace = if ready.is_none() {
+            config.startup_grace
+        } else {
+            config.grace
+        };
         let mut current = (**node).clone();
         if now_i.duration_since(probe.at) > grace && mark_unknown(&mut current) {
             match api.replace_status(&name, &PostParams::default(), &current).await {
@@ -186,16 +198,31 @@ async fn monitor(
         let status = condition(&current, "Ready").map(|c| c.status.clone());
         if probe.ready.as_deref() == Some("True") && status.as_deref() != Some("True") {
             let note = format!("Node {name} status is now: NodeNotReady");
-            publish(recorder, &current.object_ref(&()), EventType::Normal, "NodeNotReady", note).await;
+            publish(
+                recorder,
+                &current.object_ref(&()),
+                EventType::Normal,
+                "NodeNotReady",
+                note,
+            )
+            .await;
         }
         probe.ready.clone_from(&status);
         if status.as_deref() != Some("True") {
-            for pod in pods.state().iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name)) {
+            for pod in pods
+                .state()
+                .iter()
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
+            {
                 mark_pod_not_ready(client, recorder, pod).await;
             }
         }
         let wanted = taints(&current, any_ready);
-        let have: Vec<Taint> = current.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let have: Vec<Taint> = current
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
         if let Some(new) = reconcile_taints(&have, &wanted) {
             current.spec.get_or_insert_with(Default::default).taints = Some(new);
             if let Err(e) = api.replace(&name, &PostParams::default(), &current).await {
@@ -213,7 +240,10 @@ fn mark_unknown(node: &mut Node) -> bool {
         .get_or_insert_with(Default::default)
         .conditions
         .get_or_insert_with(Vec::new);
-    let ready_before = conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
+    let ready_before = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone());
     for type_ in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
         match conditions.iter_mut().find(|c| c.type_ == type_) {
             Some(c) if c.status == "Unknown" => {}
@@ -246,16 +276,7 @@ fn taints(node: &Node, any_ready: bool) -> Vec<(String, String)> {
         Some("Unknown") => add(UNREACHABLE, "NoSchedule"),
         _ => {}
     }
-    for (type_, key) in [
-        ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
-        ("DiskPressure", "node.kubernetes.io/disk-pressure"),
-        ("PIDPressure", "node.kubernetes.io/pid-pressure"),
-        ("NetworkUnavailable", "node.kubernetes.io/network-unavailable"),
-    ] {
-        if status(type_) == Some("True") {
-            add(key, "NoSchedule");
-        }
-    }
+    // The pressure conditions are not mirrored (see the module docs).
     if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
         add("node.kubernetes.io/unschedulable", "NoSchedule");
     }
@@ -273,7 +294,9 @@ fn taints(node: &Node, any_ready: bool) -> Vec<(String, String)> {
 /// `have` with the managed taints replaced by `wanted` (kept ones keep their `timeAdded`), or
 /// `None` when nothing changes.
 fn reconcile_taints(have: &[Taint], wanted: &[(String, String)]) -> Option<Vec<Taint>> {
-    let managed = |t: &Taint| MANAGED.contains(&t.key.as_str()) && (t.effect == "NoSchedule" || t.effect == "NoExecute");
+    let managed = |t: &Taint| {
+        MANAGED.contains(&t.key.as_str()) && (t.effect == "NoSchedule" || t.effect == "NoExecute")
+    };
     let mut out: Vec<Taint> = have
         .iter()
         .filter(|t| !managed(t) || wanted.iter().any(|(k, e)| *k == t.key && *e == t.effect))
@@ -299,7 +322,7 @@ async fn mark_pod_not_ready(client: &Client, recorder: &Recorder, pod: &Pod) {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    if !ready.is_some_and(|c| c.status == "True") || pod.metadata.deletion_timestamp.is_some() {
+    if ready.is_none_or(|c| c.status != "True") || pod.metadata.deletion_timestamp.is_some() {
         return;
     }
     let ns = podvisor_core::object::namespace_of(&pod.metadata).to_owned();
@@ -312,7 +335,14 @@ async fn mark_pod_not_ready(client: &Client, recorder: &Recorder, pod: &Pod) {
     {
         Ok(_) => {
             let reference = pod.object_ref(&());
-            publish(recorder, &reference, EventType::Warning, "NodeNotReady", "Node is not ready".into()).await;
+            publish(
+                recorder,
+                &reference,
+                EventType::Warning,
+                "NodeNotReady",
+                "Node is not ready".into(),
+            )
+            .await;
         }
         Err(e) => debug!(error = %e, pod = %pod.name_any(), "marking the pod not ready failed; next pass"),
     }
@@ -326,7 +356,11 @@ fn tolerates(toleration: &k8s_openapi::api::core::v1::Toleration, taint: &Taint)
 /// When `pod` must go from a node with `taints` (2.17): `None` never, `Some(ZERO)` now, else
 /// after the smallest matching `tolerationSeconds`.
 pub fn eviction_delay(pod: &Pod, taints: &[Taint]) -> Option<Duration> {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default();
     let mut smallest: Option<i64> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
         let matching: Vec<_> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
@@ -366,12 +400,25 @@ async fn evict(
         .collect();
     let mut still = HashMap::new();
     for pod in pods.state().iter() {
-        let Some(uid) = pod.metadata.uid.clone() else { continue };
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let Some(uid) = pod.metadata.uid.clone() else {
+            continue;
+        };
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
         let Some(taints) = tainted.get(&node) else {
             if first_seen.contains_key(&uid) {
                 let note = format!("Cancelling deletion of Pod {}/{}", namespace(pod), pod.name_any());
-                publish(recorder, &pod.object_ref(&()), EventType::Normal, "TaintManagerEviction", note).await;
+                publish(
+                    recorder,
+                    &pod.object_ref(&()),
+                    EventType::Normal,
+                    "TaintManagerEviction",
+                    note,
+                )
+                .await;
             }
             continue;
         };
@@ -399,7 +446,14 @@ async fn delete(client: &Client, recorder: &Recorder, pod: &Pod) {
     let api = Api::<Pod>::namespaced(client.clone(), namespace(pod));
     let name = pod.name_any();
     let note = format!("Marking for deletion Pod {}/{name}", namespace(pod));
-    publish(recorder, &pod.object_ref(&()), EventType::Normal, "TaintManagerEviction", note).await;
+    publish(
+        recorder,
+        &pod.object_ref(&()),
+        EventType::Normal,
+        "TaintManagerEviction",
+        note,
+    )
+    .await;
     let patch = json!({"status": {"conditions": [{
         "type": "DisruptionTarget",
         "status": "True",
@@ -407,7 +461,10 @@ async fn delete(client: &Client, recorder: &Recorder, pod: &Pod) {
         "message": "Taint manager: deleting due to NoExecute taint",
         "lastTransitionTime": now(),
     }]}});
-    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch)).await {
+    if let Err(e) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
         debug!(error = %e, pod = %name, "marking the pod's disruption failed");
     }
     if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
@@ -462,8 +519,14 @@ mod tests {
             {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
             {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 20},
         ]));
-        assert_eq!(eviction_delay(&defaults, &unreachable), Some(Duration::from_secs(20)));
-        assert_eq!(eviction_delay(&pod(json!([])), &unreachable), Some(Duration::ZERO));
+        assert_eq!(
+            eviction_delay(&defaults, &unreachable),
+            Some(Duration::from_secs(20))
+        );
+        assert_eq!(
+            eviction_delay(&pod(json!([])), &unreachable),
+            Some(Duration::ZERO)
+        );
         let forever = pod(json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]));
         assert_eq!(eviction_delay(&forever, &unreachable), None);
         assert_eq!(eviction_delay(&pod(json!([])), &[taint("x", "NoSchedule")]), None);
@@ -474,17 +537,21 @@ mod tests {
         let node: Node = serde_json::from_value(json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true},
             "status": {"conditions": [{"type": "Ready", "status": "Unknown"}, {"type": "DiskPressure", "status": "True"}]}}))
         .unwrap();
-        let keys = |v: Vec<(String, String)>| v.into_iter().map(|(k, e)| format!("{k}:{e}")).collect::<Vec<_>>();
+        let keys =
+            |v: Vec<(String, String)>| v.into_iter().map(|(k, e)| format!("{k}:{e}")).collect::<Vec<_>>();
         assert_eq!(
             keys(taints(&node, true)),
             [
                 "node.kubernetes.io/unreachable:NoSchedule",
-                "node.kubernetes.io/disk-pressure:NoSchedule",
                 "node.kubernetes.io/unschedulable:NoSchedule",
                 "node.kubernetes.io/unreachable:NoExecute",
             ]
         );
-        assert!(!keys(taints(&node, false)).iter().any(|t| t.ends_with("NoExecute")));
+        assert!(
+            !keys(taints(&node, false))
+                .iter()
+                .any(|t| t.ends_with("NoExecute"))
+        );
         // Others' taints stay; managed ones that no longer apply go; unchanged means no write.
         let have = [taint("gpu", "NoSchedule"), taint(NOT_READY, "NoExecute")];
         let wanted = vec![(UNREACHABLE.to_owned(), "NoExecute".to_owned())];
@@ -502,8 +569,16 @@ mod tests {
         assert!(mark_unknown(&mut node));
         let ready = condition(&node, "Ready").unwrap();
         assert_eq!(
-            (ready.status.as_str(), ready.reason.as_deref(), ready.message.as_deref()),
-            ("Unknown", Some("NodeStatusUnknown"), Some("Kubelet stopped posting node status."))
+            (
+                ready.status.as_str(),
+                ready.reason.as_deref(),
+                ready.message.as_deref()
+            ),
+            (
+                "Unknown",
+                Some("NodeStatusUnknown"),
+                Some("Kubelet stopped posting node status.")
+            )
         );
         let memory = condition(&node, "MemoryPressure").unwrap();
         assert_eq!(memory.reason.as_deref(), Some("NodeStatusNeverUpdated"));

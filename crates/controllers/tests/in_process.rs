@@ -50,6 +50,7 @@ async fn pods_are_bound_and_endpoints_follow_readiness() {
     let (_dir, _server, client) = server().await;
     let config = ControllersConfig {
         kubernetes_service: None,
+        ..Default::default()
     };
     let node: Node = from_json(json!({"metadata": {"name": "node-1"},
         "status": {"allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"}}}));
@@ -216,6 +217,7 @@ async fn the_kubernetes_service_is_put_back() {
     let api = "127.0.0.1:6443".parse().unwrap_or_else(|e| panic!("{e}"));
     let config = ControllersConfig {
         kubernetes_service: Some(("10.96.0.1".parse().unwrap_or_else(|e| panic!("{e}")), api)),
+        ..Default::default()
     };
     let controllers = Controllers::spawn(&client, &config);
     let services = Api::<Service>::namespaced(client.clone(), "default");
@@ -272,6 +274,7 @@ async fn a_deleted_namespace_terminates_its_contents_through_their_normal_paths(
     let (_dir, _server, client) = server().await;
     let config = ControllersConfig {
         kubernetes_service: None,
+        ..Default::default()
     };
     let controllers = Controllers::spawn(&client, &config);
     let namespaces = Api::<Namespace>::all(client.clone());

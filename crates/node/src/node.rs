@@ -365,6 +365,7 @@ impl Node {
             &client,
             &ControllersConfig {
                 kubernetes_service: Some((service_ranges.first(), addr)),
+                ..Default::default()
             },
         );
         let local = LocalApi {

@@ -82,6 +82,7 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
         &client,
         &ControllersConfig {
             kubernetes_service: Some(("10.96.0.1".parse().unwrap(), parts.addr)),
+            ..Default::default()
         },
     );
     let (changes_tx, mut changes) = mpsc::unbounded_channel();

@@ -137,7 +137,8 @@ fn unresolvable(reason: &str) -> Rejection {
     }
 }
 
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+/// Whether `toleration` tolerates `taint` (`ToleratesTaint` of k8s.io/api).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
         && effect != taint.effect
     {

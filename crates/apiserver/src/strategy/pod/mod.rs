@@ -28,6 +28,10 @@ impl Strategy for PodStrategy {
     ) -> Result<Vec<String>, Rejection> {
         let mut pod: Pod = typed(object)?;
         podvisor_api::defaults::default_pod(&mut pod);
+        if old.is_none() {
+            // Admission on create (DefaultTolerationSeconds), before validation as upstream.
+            podvisor_api::defaults::default_toleration_seconds(&mut pod);
+        }
         let w = match old {
             Some(old) => podvisor_api::validation::validate_pod_update(&typed(old)?, &pod)?,
             None => podvisor_api::validation::validate_pod(&pod)?,
