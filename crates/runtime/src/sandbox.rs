@@ -1,7 +1,7 @@
 //! The pod sandbox holder: a forked child that owns the pod's network, UTS, IPC and mount
 //! namespaces (the pause container's role).
 //!
-//! Design: the node forks (in [`crate::sys`]); the child (single-threaded, so it only makes raw syscalls on data
+//! Design: the node forks (in `crate::sys`); the child (single-threaded, so it only makes raw syscalls on data
 //! prepared before the fork) closes every inherited fd, starts its own session, names itself
 //! `podvisor-pause`, unshares `CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS`, makes
 //! its mounts private, bind-mounts the pod's `hosts` and `resolv.conf` over `/etc`, sets the

@@ -12,7 +12,7 @@
 //!   any of them changes.
 //!
 //! [`connect`] starts all of them for one node and hands the sync loop its side
-//! ([`ApiSide`](crate::sync_loop::ApiSide)).
+//! ([`ApiSide`]).
 
 pub mod config;
 pub mod health;
