@@ -12,6 +12,7 @@ mod field;
 pub mod format;
 mod meta;
 mod pod;
+mod probe;
 mod quantity;
 mod service;
 mod volume;

@@ -7,7 +7,8 @@ use podvisor_core::corev1::{Service, ServiceSpec};
 use super::field::{FieldError, Path, ValidationErrors, Value, Warning};
 use super::format;
 use super::meta::{NameRule, validate_object_meta};
-use super::pod::{validate_port_num_or_name, validate_protocol};
+use super::pod::validate_protocol;
+use super::probe::validate_port_num_or_name;
 
 fn s(o: &Option<String>) -> &str {
     o.as_deref().unwrap_or("")
