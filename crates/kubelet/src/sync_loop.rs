@@ -6,7 +6,7 @@
 //! With an API, static pods become API objects (like the kubelet's mirror pods) and reach the
 //! supervisor through the API like every other pod; without one they go to it directly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ use crate::{Clock, PodSink, PodSupervisor, PodView};
 
 /// How often the manifest directory is read and the table redrawn.
 pub const SCAN_PERIOD: Duration = Duration::from_secs(1);
+/// How many finished pods the loop remembers so that late events of theirs start nothing.
+pub const FINISHED_KEPT: usize = 4096;
 /// Extra time, beyond the longest grace period, that shutdown waits for pods to stop.
 pub const SHUTDOWN_SLACK: Duration = Duration::from_secs(15);
 
@@ -87,6 +89,9 @@ impl SyncLoop {
             None => (None, None, None),
         };
         let mut static_names = BTreeMap::new();
+        // The pods whose workers finished and were forgotten, until their objects are gone (the
+        // newest FINISHED_KEPT).
+        let mut finished: VecDeque<String> = VecDeque::new();
         let mut statics_pending = false;
         let mut interval = tokio::time::interval(SCAN_PERIOD);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -95,8 +100,17 @@ impl SyncLoop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(change) = async { changes.as_mut()?.recv().await }, if changes.is_some() => match change {
-                    PodChange::Apply(pod) => supervisor.apply(*pod),
+                    PodChange::Apply(pod) => {
+                        // A finished pod never runs again: a late event of it (its status
+                        // still Running in the API while its final status is being written)
+                        // must not start a new worker that would restore it as lost.
+                        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+                        if !finished.iter().any(|f| f == uid) {
+                            supervisor.apply(*pod);
+                        }
+                    }
                     PodChange::Gone { uid } => {
+                        finished.retain(|f| *f != uid);
                         supervisor.delete(&uid, Some(0));
                         remove_when_stopped(runtime.clone(), supervisor.watch(&uid), uid);
                     }
@@ -136,7 +150,10 @@ impl SyncLoop {
                         }
                     }
                     if api.is_some() {
-                        supervisor.forget_finished();
+                        finished.extend(supervisor.forget_finished());
+                        while finished.len() > FINISHED_KEPT {
+                            finished.pop_front();
+                        }
                     }
                     output.redraw(&supervisor.pods(), clock.now());
                 }

@@ -326,3 +326,100 @@ async fn a_node_that_cannot_write_its_data_dir_is_not_ready() {
         "{message}"
     );
 }
+
+/// A late event of a pod whose worker finished and was forgotten (its status in the API still
+/// says Running while the final one is being written) starts nothing: the pod is not taken
+/// over as lost (which would show `ContainerStatusUnknown` and count a restart).
+#[tokio::test]
+async fn a_late_event_of_a_finished_pod_starts_no_new_worker() {
+    use podvisor_core::ExitStatus;
+    use podvisor_kubelet::sync_loop::{ApiSide, SyncLoop};
+    use podvisor_kubelet::{PodSupervisor, SupervisorConfig};
+    use podvisor_test_support::fakes::{FakeHooks, FakeRuntime, RecordingSink, ScriptedProber};
+
+    let (_store, client, _dir) = store().await;
+    let runtime = FakeRuntime::new();
+    let recorded = RecordingSink::default();
+    let supervisor = PodSupervisor::new(
+        Arc::new(runtime.clone()),
+        Arc::new(ScriptedProber::default()),
+        Arc::new(FakeHooks::default()),
+        Arc::new(recorded.clone()),
+        SupervisorConfig {
+            node_name: "node-1".into(),
+            host_ip: None,
+            clock: Clock::system(),
+        },
+    );
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let (_config_tx, config_changes) = mpsc::unbounded_channel();
+    let (sink, _writer) = ApiSink::new(client.clone(), "node-1".into());
+    let output = Arc::new(podvisor_kubelet::output::NodeOutput::new(
+        podvisor_kubelet::output::OutputMode::Quiet,
+    ));
+    let sync = SyncLoop {
+        supervisor,
+        runtime: Arc::new(runtime.clone()),
+        output: output.clone(),
+        sink: output,
+        clock: Clock::system(),
+        api: Some(ApiSide {
+            client,
+            changes,
+            config_changes,
+            sink: Arc::new(sink),
+        }),
+        static_pods: None,
+        hook_warnings: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sync.run(async move {
+        let _ = stopped.await;
+    }));
+    let mut value = pod_json("brief", Some("node-1"));
+    value["spec"]["restartPolicy"] = json!("Never");
+    let pod: Pod = serde_json::from_value(value).unwrap();
+    changes_tx.send(PodChange::Apply(Box::new(pod.clone()))).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runtime.running("app").is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the container never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let running = recorded.last().expect("a status");
+    assert!(runtime.exit("app", ExitStatus::Exited(0)));
+    // The worker finishes, and the loop forgets it at its next scan (every second).
+    tokio::time::sleep(podvisor_kubelet::sync_loop::SCAN_PERIOD * 2).await;
+    let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
+    assert_eq!(
+        recorded.last().as_ref().and_then(phase).as_deref(),
+        Some("Succeeded")
+    );
+    // A late event carrying the earlier status.
+    let mut late = pod.clone();
+    late.status = running.status;
+    changes_tx.send(PodChange::Apply(Box::new(late))).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let statuses = recorded.statuses.lock().unwrap().clone();
+    let unknown = statuses.iter().any(|p| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                let terminated = c.state.as_ref().and_then(|s| s.terminated.as_ref());
+                terminated.is_some_and(|t| t.reason.as_deref() == Some("ContainerStatusUnknown"))
+            })
+    });
+    assert!(!unknown, "the finished pod was taken over as lost");
+    assert_eq!(runtime.starts("app").len(), 1);
+    assert_eq!(
+        recorded.last().as_ref().and_then(phase).as_deref(),
+        Some("Succeeded")
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
