@@ -24,6 +24,7 @@
 
 pub mod apply;
 pub mod endpoints;
+mod events;
 pub mod kubernetes_service;
 pub mod namespaces;
 pub mod node_lifecycle;

@@ -31,7 +31,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
+use crate::events::{namespace, publish};
 use crate::watch::follow;
 
 /// The controller's timing (kube-controller-manager's flags).
@@ -72,8 +73,8 @@ const MANAGED: [&str; 3] = [NOT_READY, UNREACHABLE, "node.kubernetes.io/unschedu
 /// What the controller last saw of a node's heartbeat, in its own clock (2.9).
 struct Probe {
     at: Instant,
-    heartbeat: Option<String>,
-    renew: Option<String>,
+    heartbeat: Option<k8s_openapi::jiff::Timestamp>,
+    renew: Option<k8s_openapi::jiff::Timestamp>,
     ready: Option<String>,
 }
 
@@ -134,10 +135,6 @@ fn condition<'a>(node: &'a Node, type_: &str) -> Option<&'a NodeCondition> {
         .find(|c| c.type_ == type_)
 }
 
-fn rfc3339(t: &Time) -> String {
-    t.0.to_string()
-}
-
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
@@ -161,15 +158,15 @@ async fn monitor(
     for node in nodes.iter() {
         let name = node.name_any();
         let ready = condition(node, "Ready");
-        let heartbeat = ready.and_then(|c| c.last_heartbeat_time.as_ref()).map(rfc3339);
+        let heartbeat = ready.and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| t.0);
         let renew = leases
             .get(&kube::runtime::reflector::ObjectRef::new(&name).within("kube-node-lease"))
-            .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0.to_string()));
+            .and_then(|l| l.spec.as_ref()?.renew_time.as_ref().map(|t| t.0));
         let now_i = Instant::now();
         let probe = probes.entry(name.clone()).or_insert_with(|| Probe {
             at: now_i,
-            heartbeat: heartbeat.clone(),
-            renew: renew.clone(),
+            heartbeat,
+            renew,
             ready: ready.map(|c| c.status.clone()),
         });
         if heartbeat != probe.heartbeat {
@@ -202,6 +199,7 @@ async fn monitor(
                 recorder,
                 &current.object_ref(&()),
                 EventType::Normal,
+                "NodeNotReady",
                 "NodeNotReady",
                 note,
             )
@@ -340,17 +338,13 @@ async fn mark_pod_not_ready(client: &Client, recorder: &Recorder, pod: &Pod) {
                 &reference,
                 EventType::Warning,
                 "NodeNotReady",
+                "NodeNotReady",
                 "Node is not ready".into(),
             )
             .await;
         }
         Err(e) => debug!(error = %e, pod = %pod.name_any(), "marking the pod not ready failed; next pass"),
     }
-}
-
-/// Whether `toleration` tolerates `taint` (the same rule as the scheduler's).
-fn tolerates(toleration: &k8s_openapi::api::core::v1::Toleration, taint: &Taint) -> bool {
-    crate::scheduler::fit::tolerates(toleration, taint)
 }
 
 /// When `pod` must go from a node with `taints` (2.17): `None` never, `Some(ZERO)` now, else
@@ -363,7 +357,10 @@ pub fn eviction_delay(pod: &Pod, taints: &[Taint]) -> Option<Duration> {
         .unwrap_or_default();
     let mut smallest: Option<i64> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let matching: Vec<_> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        let matching: Vec<_> = tolerations
+            .iter()
+            .filter(|t| crate::scheduler::fit::tolerates(t, taint))
+            .collect();
         if matching.is_empty() {
             return Some(Duration::ZERO);
         }
@@ -410,15 +407,7 @@ async fn evict(
             .unwrap_or_default();
         let Some(taints) = tainted.get(&node) else {
             if first_seen.contains_key(&uid) {
-                let note = format!("Cancelling deletion of Pod {}/{}", namespace(pod), pod.name_any());
-                publish(
-                    recorder,
-                    &pod.object_ref(&()),
-                    EventType::Normal,
-                    "TaintManagerEviction",
-                    note,
-                )
-                .await;
+                eviction_event(recorder, pod, "Cancelling deletion of").await;
             }
             continue;
         };
@@ -437,23 +426,26 @@ async fn evict(
     *first_seen = still;
 }
 
-fn namespace(pod: &Pod) -> &str {
-    podvisor_core::object::namespace_of(&pod.metadata)
+/// The taint manager's Normal `TaintManagerEviction` event: `<what> Pod <ns>/<name>` (2.18).
+async fn eviction_event(recorder: &Recorder, pod: &Pod, what: &str) {
+    let note = format!("{what} Pod {}/{}", namespace(pod), pod.name_any());
+    let reason = "TaintManagerEviction";
+    publish(
+        recorder,
+        &pod.object_ref(&()),
+        EventType::Normal,
+        reason,
+        reason,
+        note,
+    )
+    .await;
 }
 
 /// `DisruptionTarget=True`, then DELETE with the pod's own grace period (2.18).
 async fn delete(client: &Client, recorder: &Recorder, pod: &Pod) {
     let api = Api::<Pod>::namespaced(client.clone(), namespace(pod));
     let name = pod.name_any();
-    let note = format!("Marking for deletion Pod {}/{name}", namespace(pod));
-    publish(
-        recorder,
-        &pod.object_ref(&()),
-        EventType::Normal,
-        "TaintManagerEviction",
-        note,
-    )
-    .await;
+    eviction_event(recorder, pod, "Marking for deletion").await;
     let patch = json!({"status": {"conditions": [{
         "type": "DisruptionTarget",
         "status": "True",
@@ -469,25 +461,6 @@ async fn delete(client: &Client, recorder: &Recorder, pod: &Pod) {
     }
     if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
         debug!(error = %e, pod = %name, "evicting the pod failed; next pass");
-    }
-}
-
-async fn publish(
-    recorder: &Recorder,
-    reference: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, reference).await {
-        debug!(error = %e, reason, "recording a node lifecycle event failed");
     }
 }
 

@@ -2,44 +2,19 @@
 //! would see with kubectl (pods bound, Endpoints following readiness, the `kubernetes` Service
 //! put back, a deleted namespace emptied and removed).
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, NamespaceCondition, Node, Pod, PodCondition, PodStatus, Secret, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
-use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_controllers::{Controllers, ControllersConfig};
 use serde_json::json;
-
-/// An API server on a fresh store, and a client of its in-process handler.
-async fn server() -> (tempfile::TempDir, ApiServer, Client) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store =
-        podvisor_store::RedbStore::open(dir.path().join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
-    let server = ApiServer::new(Arc::new(store), ApiServerConfig::default());
-    server.bootstrap().await.unwrap_or_else(|e| panic!("{e}"));
-    let client = Client::new(server.handler(), "default");
-    (dir, server, client)
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, for at most 10 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::{eventually, server};
 
 fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"))

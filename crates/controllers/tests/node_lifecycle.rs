@@ -2,7 +2,8 @@
 //! a node whose Lease is not renewed turns `Unknown` (`kubectl get nodes`: NotReady), gets the
 //! `unreachable` taints, its pods turn not ready and are evicted when their toleration runs out.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -10,33 +11,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use podvisor_controllers::node_lifecycle::{self, NodeLifecycleConfig};
 use serde_json::json;
-
-async fn server() -> (tempfile::TempDir, ApiServer, Client) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store =
-        podvisor_store::RedbStore::open(dir.path().join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
-    let server = ApiServer::new(Arc::new(store), ApiServerConfig::default());
-    server.bootstrap().await.unwrap_or_else(|e| panic!("{e}"));
-    let client = Client::new(server.handler(), "default");
-    (dir, server, client)
-}
-
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use support::{eventually, server};
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())

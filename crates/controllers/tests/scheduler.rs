@@ -1,39 +1,14 @@
 //! The scheduler against a real API server, in-process: what `kubectl get pods -o wide` and
 //! `kubectl describe pod` show (the node a pod landed on, `PodScheduled`, the events).
 
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use podvisor_apiserver::{ApiServer, ApiServerConfig};
 use serde_json::json;
-
-async fn server() -> (tempfile::TempDir, ApiServer, Client) {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store =
-        podvisor_store::RedbStore::open(dir.path().join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
-    let server = ApiServer::new(Arc::new(store), ApiServerConfig::default());
-    server.bootstrap().await.unwrap_or_else(|e| panic!("{e}"));
-    let client = Client::new(server.handler(), "default");
-    (dir, server, client)
-}
-
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::{eventually, server};
 
 async fn add_node(client: &Client, name: &str, cpu: &str, labels: serde_json::Value) {
     let node: Node = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels},

@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod};
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
+use crate::events::{namespace, publish};
 use crate::watch::follow;
 use fit::NodeView;
 
@@ -202,7 +203,15 @@ async fn pass(
                         namespace(pod),
                         pod.name_any()
                     );
-                    publish(recorder, pod, EventType::Normal, "Scheduled", "Binding", note).await;
+                    publish(
+                        recorder,
+                        &pod.object_ref(&()),
+                        EventType::Normal,
+                        "Scheduled",
+                        "Binding",
+                        note,
+                    )
+                    .await;
                     if let Some(view) = views
                         .iter_mut()
                         .find(|v| v.node.metadata.name.as_deref() == Some(&node))
@@ -231,7 +240,7 @@ async fn pass(
             let note = truncate(&message);
             publish(
                 recorder,
-                pod,
+                &pod.object_ref(&()),
                 EventType::Warning,
                 "FailedScheduling",
                 "Scheduling",
@@ -252,10 +261,6 @@ fn wants_scheduling(pod: &Pod) -> bool {
         && spec.scheduler_name.as_deref().unwrap_or(SCHEDULER_NAME) == SCHEDULER_NAME
         && spec.scheduling_gates.as_ref().is_none_or(Vec::is_empty)
         && pod.metadata.deletion_timestamp.is_none()
-}
-
-fn namespace(pod: &Pod) -> &str {
-    podvisor_core::object::namespace_of(&pod.metadata)
 }
 
 /// The note of an event: at most 1024 bytes, a cut one ending in ` ...` (1.24).
@@ -331,19 +336,6 @@ async fn mark_unschedulable(client: &Client, pod: &Pod, message: &str) {
         .await
     {
         debug!(error = %e, pod = %pod.name_any(), "setting PodScheduled=False failed");
-    }
-}
-
-async fn publish(recorder: &Recorder, pod: &Pod, type_: EventType, reason: &str, action: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&event, &pod.object_ref(&())).await {
-        debug!(error = %e, reason, "recording a scheduler event failed");
     }
 }
 
