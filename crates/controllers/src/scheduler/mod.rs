@@ -169,8 +169,10 @@ async fn pass(
             p.name_any(),
         )
     });
-    let uids: Vec<String> = pending.iter().filter_map(|p| p.metadata.uid.clone()).collect();
-    attempts.retain(|uid, _| uids.contains(uid));
+    // Forget the attempts of pods no longer pending (a set: a pass may see thousands).
+    let uids: std::collections::HashSet<&str> =
+        pending.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+    attempts.retain(|uid, _| uids.contains(uid.as_str()));
     let now = Instant::now();
     let mut wake: Option<Instant> = None;
     for pod in pending {
