@@ -277,6 +277,13 @@ async fn a_sandbox_gets_a_holder_an_ip_and_a_network_and_its_teardown_releases_t
         .unwrap_or_else(|e| panic!("{e}"));
     m.exit(m.last_pid(), ExitStatus::Exited(0));
     assert_eq!(started.exit.await.status, ExitStatus::Exited(0));
+    // The container's supervision removes its cgroup after the exit is reported: wait for it,
+    // so the pod's teardown below is what the log ends with.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !m.log().iter().any(|l| l == "cgroup remove app-0") {
+        assert!(tokio::time::Instant::now() < deadline, "{:#?}", m.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     rt.remove_sandbox("u-1").await.unwrap_or_else(|e| panic!("{e}"));
     let log = m.log();
