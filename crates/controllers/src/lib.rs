@@ -13,6 +13,8 @@
 //!   its pods turn not ready and are evicted once their tolerations run out.
 //! - [`apply`]: the objects of manifest files created through the API (`-f`), like
 //!   `kubectl create -f`.
+//! - [`leader`]: leader election on a Lease, so that with several API servers the loops run
+//!   in one process at a time.
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler's default profile does
 //!   (filters, least-allocated scoring, `Unschedulable` with kube-scheduler's message).
 //!
@@ -26,6 +28,7 @@ pub mod apply;
 pub mod endpoints;
 mod events;
 pub mod kubernetes_service;
+pub mod leader;
 pub mod namespaces;
 pub mod node_lifecycle;
 pub mod scheduler;
@@ -33,6 +36,7 @@ mod watch;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
+use futures_util::FutureExt;
 use kube::Client;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,6 +49,42 @@ pub struct ControllersConfig {
     pub kubernetes_service: Option<(Ipv4Addr, SocketAddr)>,
     /// The node lifecycle controller's timing.
     pub node_lifecycle: node_lifecycle::NodeLifecycleConfig,
+    /// Run the loops only while holding their Leases (several API servers); the config's
+    /// `name` is replaced by each Lease's. `None`: run them at once (the all-in-one node).
+    pub leader_election: Option<leader::LeaderElectionConfig>,
+}
+
+/// The Lease of every control loop but the scheduler (kube-controller-manager's).
+pub const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
+/// The scheduler's Lease (kube-scheduler's).
+pub const SCHEDULER_LEASE: &str = "kube-scheduler";
+
+/// Runs kube-controller-manager's loops (and the `kubernetes` Service's) until `token` is
+/// cancelled.
+async fn run_manager(client: Client, config: ControllersConfig, token: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let run = |tracker: &TaskTracker, work| {
+        tracker.spawn(token.clone().run_until_cancelled_owned(work));
+    };
+    run(&tracker, endpoints::run(client.clone()).boxed());
+    run(&tracker, namespaces::run(client.clone()).boxed());
+    run(
+        &tracker,
+        node_lifecycle::run(client.clone(), config.node_lifecycle.clone()).boxed(),
+    );
+    if let Some((cluster_ip, api)) = config.kubernetes_service {
+        run(
+            &tracker,
+            kubernetes_service::run(client.clone(), cluster_ip, api).boxed(),
+        );
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Runs the scheduler until `token` is cancelled.
+async fn run_scheduler(client: Client, token: CancellationToken) {
+    token.run_until_cancelled_owned(scheduler::run(client)).await;
 }
 
 /// The running control loops.
@@ -57,31 +97,35 @@ pub struct Controllers {
 impl Controllers {
     /// Starts every control loop `config` asks for on `client`. Must be called inside a tokio
     /// runtime.
+    ///
+    /// With [`ControllersConfig::leader_election`] the loops run only while this process holds
+    /// their Lease: the scheduler under `kube-system/kube-scheduler`, every other loop under
+    /// `kube-system/kube-controller-manager`, as upstream's two components do.
     pub fn spawn(client: &Client, config: &ControllersConfig) -> Controllers {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(
-            token
-                .clone()
-                .run_until_cancelled_owned(endpoints::run(client.clone())),
-        );
-        tracker.spawn(
-            token
-                .clone()
-                .run_until_cancelled_owned(namespaces::run(client.clone())),
-        );
-        if let Some((cluster_ip, api)) = config.kubernetes_service {
-            tracker.spawn(token.clone().run_until_cancelled_owned(kubernetes_service::run(
-                client.clone(),
-                cluster_ip,
-                api,
-            )));
+        match &config.leader_election {
+            Some(election) => {
+                let (c, cfg) = (client.clone(), config.clone());
+                tracker.spawn(leader::run(
+                    client.clone(),
+                    election.named(CONTROLLER_MANAGER_LEASE),
+                    token.clone(),
+                    move |leading| run_manager(c.clone(), cfg.clone(), leading),
+                ));
+                let c = client.clone();
+                tracker.spawn(leader::run(
+                    client.clone(),
+                    election.named(SCHEDULER_LEASE),
+                    token.clone(),
+                    move |leading| run_scheduler(c.clone(), leading),
+                ));
+            }
+            None => {
+                tracker.spawn(run_manager(client.clone(), config.clone(), token.clone()));
+                tracker.spawn(run_scheduler(client.clone(), token.clone()));
+            }
         }
-        tracker.spawn(
-            token
-                .clone()
-                .run_until_cancelled_owned(scheduler::run(client.clone())),
-        );
         tracker.close();
         Controllers { token, tracker }
     }
