@@ -8,8 +8,9 @@
 //! access. `/version`, public in kube-apiserver, stays behind the token here: off-host nothing
 //! but health answers without it.
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, Method, header};
 
+use crate::authz::{self, Role};
 use crate::status::ApiError;
 
 /// Accepts requests carrying one of a fixed set of bearer tokens.
@@ -18,7 +19,7 @@ use crate::status::ApiError;
 /// is compared on every request, so the time taken does not tell which one nearly matched.
 #[derive(Clone)]
 pub struct Authenticator {
-    tokens: Vec<Vec<u8>>,
+    tokens: Vec<(Vec<u8>, Role)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -30,32 +31,48 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Accepts these bearer tokens; empty strings are ignored (they would match nothing).
+    /// Accepts these bearer tokens as administrators (everything allowed); empty strings are
+    /// ignored (they would match nothing).
     pub fn bearer_tokens(tokens: impl IntoIterator<Item = String>) -> Self {
         Authenticator {
             tokens: tokens
                 .into_iter()
                 .filter(|t| !t.is_empty())
-                .map(String::into_bytes)
+                .map(|t| (t.into_bytes(), Role::Admin))
                 .collect(),
         }
     }
 
-    /// Decides whether a request for `path` with these `headers` may proceed: `Ok` if it
-    /// carries a known token or asks anonymously for a health endpoint, else the 401 error.
-    pub fn check(&self, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// Also accepts `token` as the agents' credential: only what a kubelet needs is allowed
+    /// ([`authz`]).
+    pub fn with_node_token(mut self, token: String) -> Self {
+        if !token.is_empty() {
+            self.tokens.push((token.into_bytes(), Role::Node));
+        }
+        self
+    }
+
+    /// Decides whether a `method` request for `path` with these `headers` may proceed: `Ok` if
+    /// it carries a known token whose role allows it, or asks anonymously for a health
+    /// endpoint; else the 401 (unknown or missing credentials) or 403 (not allowed) error.
+    pub fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
         match bearer_token(headers) {
-            Some(token) if self.knows(token.as_bytes()) => Ok(()),
-            Some(_) => Err(ApiError::unauthorized()),
+            Some(token) => match self.role(token.as_bytes()) {
+                Some(role) => authz::authorize(role, method, path),
+                None => Err(ApiError::unauthorized()),
+            },
             None if is_public(path) => Ok(()),
             None => Err(ApiError::unauthorized()),
         }
     }
 
-    fn knows(&self, presented: &[u8]) -> bool {
-        let mut found = false;
-        for token in &self.tokens {
-            found |= constant_time_eq(token, presented);
+    /// The role of the token presented, comparing it with every known token.
+    fn role(&self, presented: &[u8]) -> Option<Role> {
+        let mut found = None;
+        for (token, role) in &self.tokens {
+            if constant_time_eq(token, presented) {
+                found = Some(*role);
+            }
         }
         found
     }
@@ -110,11 +127,11 @@ mod tests {
     fn tokens_and_public_paths() {
         let auth = Authenticator::bearer_tokens(["s3cret".to_owned(), String::new()]);
         assert!(
-            auth.check("/api/v1/pods", &headers(Some("Bearer s3cret")))
+            auth.check(&Method::GET, "/api/v1/pods", &headers(Some("Bearer s3cret")))
                 .is_ok()
         );
         assert!(
-            auth.check("/api/v1/pods", &headers(Some("bearer s3cret")))
+            auth.check(&Method::GET, "/api/v1/pods", &headers(Some("bearer s3cret")))
                 .is_ok()
         );
         for bad in [
@@ -124,16 +141,24 @@ mod tests {
             Some("Basic s3cret"),
             Some("Bearer "),
         ] {
-            let e = auth.check("/api/v1/pods", &headers(bad)).unwrap_err();
+            let e = auth
+                .check(&Method::GET, "/api/v1/pods", &headers(bad))
+                .unwrap_err();
             assert_eq!(e.code, 401, "{bad:?}");
         }
         for public in ["/livez", "/readyz/", "/healthz/ping"] {
-            assert!(auth.check(public, &headers(None)).is_ok(), "{public}");
+            assert!(
+                auth.check(&Method::GET, public, &headers(None)).is_ok(),
+                "{public}"
+            );
         }
-        assert!(auth.check("/healthzz", &headers(None)).is_err());
-        assert!(auth.check("/version", &headers(None)).is_err());
+        assert!(auth.check(&Method::GET, "/healthzz", &headers(None)).is_err());
+        assert!(auth.check(&Method::GET, "/version", &headers(None)).is_err());
         // Wrong credentials are refused even where anonymous requests are allowed.
-        assert!(auth.check("/readyz", &headers(Some("Bearer nope"))).is_err());
+        assert!(
+            auth.check(&Method::GET, "/readyz", &headers(Some("Bearer nope")))
+                .is_err()
+        );
     }
 
     #[test]

@@ -52,7 +52,9 @@
 pub mod admission;
 pub mod alloc;
 pub mod auth;
+pub mod authz;
 pub mod body;
+pub mod cluster_credentials;
 pub mod discovery;
 pub mod events;
 mod handlers;
@@ -319,7 +321,7 @@ impl ApiServer {
                 let in_flight = busy.enter();
                 let rejected = authenticator
                     .as_ref()
-                    .and_then(|a| a.check(req.uri().path(), req.headers()).err());
+                    .and_then(|a| a.check(req.method(), req.uri().path(), req.headers()).err());
                 let budget = limits::Budget::of(req.method(), req.uri().path(), req.uri().query());
                 let admitted = if rejected.is_some() {
                     Ok(None)

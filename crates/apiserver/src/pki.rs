@@ -1,7 +1,8 @@
 //! The API's credentials off loopback: a CA, a serving certificate it signs, and a bearer
 //! token, made on first start in `<data-dir>/pki/` and reused on later starts.
 //!
-//! Files: `ca.crt`, `ca.key`, `apiserver.crt`, `apiserver.key`, `token`. Keys and the token are
+//! Files: `ca.crt`, `ca.key`, `apiserver.crt`, `apiserver.key`, `token` (the administrator's),
+//! `join-token` (the agents'). Keys and the token are
 //! written mode 0600 (and put back to 0600 on every start) in a 0700 directory, so only the
 //! node's user (root, for a real node) can read them. The CA is kept as long as both its files
 //! exist, so clients that trust it keep working; the serving certificate is made again (with a
@@ -28,6 +29,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 /// The directory under the data dir that holds the credentials.
 pub const PKI_DIR: &str = "pki";
+/// The administrator's token file.
+pub const TOKEN_FILE: &str = "token";
+/// The agents' token file.
+pub const JOIN_TOKEN_FILE: &str = "join-token";
+/// The CA's certificate and key files.
+pub const CA_FILES: [&str; 2] = ["ca.crt", "ca.key"];
 /// A serving certificate expiring sooner than this is made again at start.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 /// How long a new CA is valid, in years.
@@ -108,6 +115,7 @@ pub struct Pki {
     serving: CertificateDer<'static>,
     serving_key: PrivateKeyDer<'static>,
     token: String,
+    join_token: String,
 }
 
 impl std::fmt::Debug for Pki {
@@ -139,7 +147,8 @@ impl Pki {
             Some(pair) => pair,
             None => create_serving(&dir, &ca_key, ip)?,
         };
-        let token = load_or_create_token(&dir.join("token"))?;
+        let token = load_or_create_token(&dir.join(TOKEN_FILE))?;
+        let join_token = load_or_create_token(&dir.join(JOIN_TOKEN_FILE))?;
         Ok(Pki {
             dir,
             ca_pem,
@@ -147,7 +156,14 @@ impl Pki {
             serving,
             serving_key,
             token,
+            join_token,
         })
+    }
+
+    /// The agents' bearer token (`join.kubeconfig`): a kubelet's permissions only
+    /// ([`crate::authz`]).
+    pub fn join_token(&self) -> &str {
+        &self.join_token
     }
 
     /// The bearer token clients must send.

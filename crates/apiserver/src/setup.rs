@@ -106,14 +106,19 @@ fn client_ip(ip: IpAddr) -> IpAddr {
 /// The kubeconfig text for a client of the API at `url`: with TLS, the cluster trusts the CA
 /// (`certificate-authority-data`) and the user sends the token.
 pub fn kubeconfig(url: &str, pki: Option<&Pki>) -> Result<String, serde_yaml_ng::Error> {
+    kubeconfig_with(url, pki.map(|p| (p, p.token())))
+}
+
+/// The kubeconfig text for a client at `url` sending `token`, trusting `pki`'s CA.
+fn kubeconfig_with(url: &str, credentials: Option<(&Pki, &str)>) -> Result<String, serde_yaml_ng::Error> {
     use base64::Engine as _;
     let mut cluster = json!({"server": url});
     let mut user = json!({});
-    if let Some(pki) = pki {
+    if let Some((pki, token)) = credentials {
         cluster["certificate-authority-data"] = base64::engine::general_purpose::STANDARD
             .encode(pki.ca_pem())
             .into();
-        user["token"] = pki.token().into();
+        user["token"] = token.into();
     }
     serde_yaml_ng::to_string(&json!({
         "apiVersion": "v1",
@@ -132,6 +137,14 @@ pub fn write_kubeconfig(path: &Path, url: &str, pki: Option<&Pki>) -> std::io::R
     let text = kubeconfig(url, pki).map_err(std::io::Error::other)?;
     let mode = if pki.is_some() { 0o600 } else { 0o644 };
     write_file_with_mode(path, text.as_bytes(), mode)?;
+    Ok(path.to_owned())
+}
+
+/// Writes the agents' kubeconfig (`join.kubeconfig`, mode 0600): the CA and the join token,
+/// which allows only what a kubelet needs ([`crate::authz`]).
+pub fn write_join_kubeconfig(path: &Path, url: &str, pki: &Pki) -> std::io::Result<PathBuf> {
+    let text = kubeconfig_with(url, Some((pki, pki.join_token()))).map_err(std::io::Error::other)?;
+    write_file_with_mode(path, text.as_bytes(), 0o600)?;
     Ok(path.to_owned())
 }
 

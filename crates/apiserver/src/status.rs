@@ -108,6 +108,11 @@ impl ApiError {
         .with_details(resource, name)
     }
 
+    /// 403 Forbidden with a message of its own (authorization refusals).
+    pub fn forbidden_message(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
     /// 409 AlreadyExists.
     pub fn already_exists(resource: &Resource, name: &str) -> Self {
         Self::new(

@@ -20,6 +20,7 @@ pub mod api;
 pub mod metrics;
 mod node;
 pub mod parts;
+pub mod server;
 pub mod services;
 
 pub use node::{BuildError, Node, NodeConfig, build};

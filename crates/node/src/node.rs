@@ -94,7 +94,7 @@ impl NodeConfig {
 }
 
 /// The machine's host name, or `podvisor`.
-fn default_node_name() -> String {
+pub(crate) fn default_node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_lowercase())
@@ -342,9 +342,10 @@ impl Node {
         }
         server = server.with_metrics(self.metrics.api.clone(), self.metrics.registry.clone());
         if let (Some(tls), Some(pki)) = (server_tls, &pki) {
-            server = server
-                .with_tls(tls)
-                .with_bearer_tokens(vec![pki.token().to_owned()]);
+            server = server.with_tls(tls).with_authenticator(
+                podvisor_apiserver::auth::Authenticator::bearer_tokens([pki.token().to_owned()])
+                    .with_node_token(pki.join_token().to_owned()),
+            );
         }
         if let Err(e) = server.bootstrap().await {
             output.notice(&format!("cannot create the initial namespaces: {e}"));
@@ -357,6 +358,13 @@ impl Node {
             match setup::write_kubeconfig(&path, &url, pki.as_ref()) {
                 Ok(path) => output.notice(&format!("API on {url}; KUBECONFIG={}", path.display())),
                 Err(e) => output.notice(&format!("API on {url}; cannot write the kubeconfig: {e}")),
+            }
+            // Agents join with their own, narrower credential.
+            if let Some(pki) = &pki {
+                let join = self.config.data_dir.join("join.kubeconfig");
+                if let Err(e) = setup::write_join_kubeconfig(&join, &url, pki) {
+                    output.notice(&format!("cannot write {}: {e}", join.display()));
+                }
             }
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));

@@ -43,20 +43,28 @@ fn an_agent_joins_a_node_and_runs_the_pods_scheduled_to_it() {
     let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (server_dir, agent_dir) = (base.path().join("server"), base.path().join("agent"));
     let server = podvisor(
-        &["node", "--listen", "127.0.0.1:0", "--node-name", "server-a"],
+        &[
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls",
+            "--node-name",
+            "server-a",
+        ],
         &server_dir,
     )
     .args(["--cgroup-parent", "podvisor-test-server-a", "--bridge", "pvsa0"])
     .spawn()
     .unwrap_or_else(|e| panic!("podvisor node starts: {e}"));
     let _server = NodeProcess(server, &[]);
-    let kubeconfig = server_dir.join("kubeconfig");
+    let (kubeconfig, join) = (server_dir.join("kubeconfig"), server_dir.join("join.kubeconfig"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !kubeconfig.exists() {
-        assert!(Instant::now() < deadline, "the node never wrote its kubeconfig");
+    while !(kubeconfig.exists() && join.exists()) {
+        assert!(Instant::now() < deadline, "the node never wrote its kubeconfigs");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kubeconfig_arg = kubeconfig.to_str().unwrap_or_default();
+    // The agent joins with the agents' credential, which allows only a kubelet's requests.
+    let kubeconfig_arg = join.to_str().unwrap_or_default();
     let agent = podvisor(
         &["agent", "--kubeconfig", kubeconfig_arg, "--node-name", "agent-a"],
         &agent_dir,
