@@ -31,6 +31,9 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    crate::setup::install(crate::setup::Need::Tests {
+        root: crate::test::is_root(),
+    })?;
     let mut fmt = step::cargo();
     fmt.args(["fmt", "--all", "--check"]);
     step::run("ci: formatting", "", &mut fmt)?;

@@ -68,6 +68,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
             }
         }
     }
+    crate::setup::install(crate::setup::Need::Build)?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut rounds = 0u64;
     loop {

@@ -29,6 +29,7 @@ mod flags;
 mod fuzz;
 mod machine;
 mod node;
+mod setup;
 mod soak;
 mod step;
 mod test;
@@ -53,6 +54,7 @@ COMMANDS:
     bench    Run the benchmarks against floors measured in the same run (--quick, --json FILE)
     fuzz     Run the never-panic property tests of every input parser for a time budget
     soak     Soak a release node with pods, connections, watches and big objects (root)
+    setup    Install what building and testing need (protoc, kubectl, etcd, nftables)
     help     Print this message
 
 Run `cargo xtask <COMMAND> --help` for a command's options.
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(rest),
         Some("fuzz") => fuzz::run(rest),
         Some("soak") => soak::run(rest),
+        Some("setup") => setup::run(rest),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)

@@ -23,6 +23,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
 
 /// `cargo build --release -p podvisor`, returning the binary's path from cargo's messages.
 pub(crate) fn build() -> Result<PathBuf> {
+    crate::setup::install(crate::setup::Need::Build)?;
     eprintln!("==> node: cargo build --release -p podvisor");
     let out = step::cargo()
         .args([

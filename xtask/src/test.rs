@@ -2,8 +2,8 @@
 //!
 //! From the workspace root it runs, stopping at the first failure:
 //!
-//! 1. set-up: installs what the suite needs besides the Rust toolchain (`kubectl` from Debian's
-//!    `kubernetes-client`, and as root `nftables`); it fails when it cannot;
+//! 1. set-up ([`crate::setup`]): installs what the suite needs besides the Rust toolchain
+//!    (`protoc`, `kubectl`, `etcd`, and as root `nftables`); it fails when it cannot;
 //! 2. `cargo test --workspace --all-targets`, with `PROPTEST_CASES=256` unless already set; this
 //!    includes xtask's tidy tests (repository policy);
 //! 3. as root, the tests marked `#[ignore = "needs root"]` (`-- --ignored`): sandboxes, mounts,
@@ -36,7 +36,8 @@ USAGE:
     cargo xtask test
 
 Runs, from the workspace root, stopping at the first failure:
-    1. set-up: installs kubectl (and, as root, nftables) when missing; fails if it cannot
+    1. set-up: installs protoc, kubectl, etcd (and, as root, nftables) when missing; fails if
+       it cannot (see `cargo xtask setup --help`)
     2. cargo test --workspace --all-targets   (PROPTEST_CASES defaults to 256)
     3. as root: the `#[ignore = \"needs root\"]` tests (cargo test ... -- --ignored)
     4. as root: the node, runtime, kubelet and proxy tests again as the unprivileged user
@@ -84,7 +85,7 @@ pub(crate) fn run_all() -> Result<()> {
     let before = Snapshot::take_as_reaper();
     let root = is_root();
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    set_up(root)?;
+    crate::setup::install(crate::setup::Need::Tests { root })?;
     let mut summary = Summary::default();
 
     let proptest_cases =
@@ -184,7 +185,7 @@ impl Summary {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -193,60 +194,6 @@ fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
-}
-
-fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Installs what the tests need beyond the Rust toolchain, or fails saying what is missing:
-/// `kubectl` always (the kubectl end-to-end tests), and as root `nft` (the Service datapath of the
-/// root-only tests). Idempotent.
-fn set_up(root: bool) -> Result<()> {
-    let has_kubectl = || runs("kubectl", &["version", "--client"]);
-    let has_nft = || {
-        Path::new("/usr/sbin/nft").exists() || Path::new("/sbin/nft").exists() || runs("nft", &["--version"])
-    };
-    let mut packages = Vec::new();
-    if !has_kubectl() {
-        packages.push("kubernetes-client");
-    }
-    if root && !has_nft() {
-        packages.push("nftables");
-    }
-    if packages.is_empty() {
-        return Ok(());
-    }
-    if !(root && Path::new("/usr/bin/apt-get").exists()) {
-        bail!(
-            "set-up: the tests need kubectl, which is missing and cannot be installed here \
-             (that needs root and apt-get): install Debian's kubernetes-client"
-        );
-    }
-    eprintln!("==> set-up: installing Debian packages {}", packages.join(" "));
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !apt(&["update", "-qq"]) {
-        bail!("set-up: apt-get update failed");
-    }
-    if !apt(&[&["install", "-y", "-qq"][..], &packages].concat()) {
-        bail!("set-up: apt-get install {} failed", packages.join(" "));
-    }
-    if !has_kubectl() {
-        bail!("set-up: kubectl still does not run after installing kubernetes-client");
-    }
-    if root && !has_nft() {
-        bail!("set-up: nft still does not run after installing nftables");
-    }
-    Ok(())
 }
 
 /// The names of the ignored tests (every one is `needs root`), from libtest's `--list --ignored`.
@@ -315,7 +262,7 @@ fn unprivileged_pass() -> Result<()> {
 /// Creates the unprivileged test user when missing; returns its home directory.
 fn ensure_user() -> Result<PathBuf> {
     let home = PathBuf::from("/var/lib").join(TEST_USER);
-    if !runs("id", &["-u", TEST_USER]) {
+    if !crate::setup::runs("id", &["-u", TEST_USER]) {
         let status = Command::new("useradd")
             .args(["--system", "--create-home", "--home-dir"])
             .arg(&home)

@@ -1,0 +1,148 @@
+//! `cargo xtask setup`: installs what building and testing podvisor need beyond the Rust
+//! toolchain, from Debian's packages, when missing:
+//!
+//! - `protoc` (`protobuf-compiler`): the etcd client's build script compiles etcd's protocol
+//!   files, so every build of the workspace needs it;
+//! - `kubectl` (`kubernetes-client`): the kubectl end-to-end tests;
+//! - `etcd` (`etcd-server`): the etcd store's tests and the multi-server tests start their own
+//!   etcd members;
+//! - as root, `nft` (`nftables`): the Service datapath of the root-only tests.
+//!
+//! `cargo xtask test` runs it first; `cargo xtask node` and `bench` make sure of `protoc` before
+//! they build; CI runs it before clippy. Installing needs root and apt-get; without them a
+//! missing tool is an error naming the package to install.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Result, bail};
+
+use crate::flags::Parser;
+
+const HELP: &str = "\
+cargo xtask setup: install what building and testing podvisor need (Debian packages)
+
+USAGE:
+    cargo xtask setup
+
+Installs, when missing: protobuf-compiler (protoc, needed to build), kubernetes-client
+(kubectl), etcd-server (etcd) and, as root, nftables (nft). Needs root and apt-get to install;
+otherwise fails naming what is missing.
+
+OPTIONS:
+    -h, --help       Print this message
+";
+
+/// What a command needs installed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Need {
+    /// Building the workspace: `protoc`.
+    Build,
+    /// Building and running every test (`nft` only as root, where the root tests run).
+    Tests {
+        /// Whether this process is root.
+        root: bool,
+    },
+}
+
+/// One tool and the Debian package that brings it.
+struct Tool {
+    name: &'static str,
+    package: &'static str,
+    present: fn() -> bool,
+}
+
+const PROTOC: Tool = Tool {
+    name: "protoc",
+    package: "protobuf-compiler",
+    present: || runs("protoc", &["--version"]),
+};
+const KUBECTL: Tool = Tool {
+    name: "kubectl",
+    package: "kubernetes-client",
+    present: || runs("kubectl", &["version", "--client"]),
+};
+const ETCD: Tool = Tool {
+    name: "etcd",
+    package: "etcd-server",
+    present: || Path::new("/usr/bin/etcd").exists(),
+};
+const NFT: Tool = Tool {
+    name: "nft",
+    package: "nftables",
+    present: || {
+        Path::new("/usr/sbin/nft").exists() || Path::new("/sbin/nft").exists() || runs("nft", &["--version"])
+    },
+};
+
+pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
+    if Parser::new(args, "cargo xtask setup --help").only_help()? {
+        print!("{HELP}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    install(Need::Tests {
+        root: crate::test::is_root(),
+    })?;
+    eprintln!("==> setup: everything is installed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Installs the tools `need` asks for that are missing, or fails naming them. Idempotent.
+pub(crate) fn install(need: Need) -> Result<()> {
+    let tools: Vec<Tool> = match need {
+        Need::Build => vec![PROTOC],
+        Need::Tests { root: true } => vec![PROTOC, KUBECTL, ETCD, NFT],
+        Need::Tests { root: false } => vec![PROTOC, KUBECTL, ETCD],
+    };
+    let missing: Vec<&Tool> = tools.iter().filter(|t| !(t.present)()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|t| t.package).collect();
+    let names: Vec<&str> = missing.iter().map(|t| t.name).collect();
+    if !(crate::test::is_root() && Path::new("/usr/bin/apt-get").exists()) {
+        bail!(
+            "set-up: {} missing and cannot be installed here (that needs root and apt-get): \
+             install Debian's {}",
+            names.join(", "),
+            packages.join(" ")
+        );
+    }
+    eprintln!("==> set-up: installing Debian packages {}", packages.join(" "));
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !apt(&["update", "-qq"]) {
+        bail!("set-up: apt-get update failed");
+    }
+    if !apt(&[
+        &["install", "-y", "-qq", "--no-install-recommends"][..],
+        &packages,
+    ]
+    .concat())
+    {
+        bail!("set-up: apt-get install {} failed", packages.join(" "));
+    }
+    for tool in missing {
+        if !(tool.present)() {
+            bail!(
+                "set-up: {} still does not run after installing {}",
+                tool.name,
+                tool.package
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether `program args` runs and succeeds.
+pub(crate) fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
