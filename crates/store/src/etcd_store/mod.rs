@@ -1,6 +1,6 @@
 //! The etcd v3 backend: several API servers share one etcd cluster, as kube-apiserver does.
 //!
-//! **Layout.** One etcd key per object, laid out like kube-apiserver's (see [`keys`]):
+//! **Layout.** One etcd key per object, laid out like kube-apiserver's (see the `keys` module):
 //! `/registry/pods/default/web`, `/registry/nodes/n1`, `/registry/apps/deployments/ns/d`. The
 //! value is the object's JSON without `metadata.resourceVersion`: the revision is etcd's
 //! `mod_revision` of the key, stamped on every object this store returns.
@@ -30,17 +30,16 @@
 //! Every etcd call is bounded by [`EtcdStoreConfig::request_timeout`]; one that does not answer
 //! in time fails with [`StoreError::Unavailable`] (the outcome of such a write is unknown).
 
+mod conn;
 mod keys;
 mod watch;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse,
-};
+use conn::{Conn, Retry, is_compacted};
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse};
 use serde_json::Value;
 
 use crate::object::{check, parse, stamp, unstamp};
@@ -56,11 +55,6 @@ const LIST_BATCH: usize = 500;
 /// How often a write that lost a race to another writer (and has no resourceVersion
 /// precondition) reads again and retries before failing with [`StoreError::Conflict`].
 const WRITE_ATTEMPTS: usize = 16;
-
-/// The HTTP/2 keep-alive ping interval towards etcd: a connection that stops answering (a
-/// member gone without closing its sockets) is noticed within this plus the request timeout.
-/// etcd refuses pings more often than every 5 s by default.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where and how an [`EtcdStore`] reaches etcd.
 #[derive(Debug, Clone)]
@@ -124,37 +118,6 @@ impl Drop for Inner {
     }
 }
 
-/// An etcd call that failed, for [`StoreError::Backend`].
-#[derive(Debug, thiserror::Error)]
-#[error("etcd {what} failed (endpoints {endpoints})")]
-struct EtcdFailure {
-    what: &'static str,
-    endpoints: Arc<str>,
-    #[source]
-    source: etcd_client::Error,
-}
-
-/// The etcd client with its timeout and key layout: what the store, its watches and its
-/// compactor share.
-#[derive(Clone)]
-pub(crate) struct Conn {
-    client: Client,
-    timeout: Duration,
-    /// The endpoints, comma-separated, for error messages.
-    endpoints: Arc<str>,
-    layout: Layout,
-}
-
-/// Whether etcd answered that the revision asked for is compacted.
-fn is_compacted(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("required revision has been compacted"))
-}
-
-/// Whether etcd refused a request as larger than its `--max-request-bytes`.
-fn is_too_large(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("request is too large"))
-}
-
 /// An etcd revision (always positive) as a store revision.
 fn revision_of(rev: i64) -> u64 {
     u64::try_from(rev).unwrap_or(0)
@@ -165,149 +128,7 @@ fn etcd_revision(rev: u64) -> i64 {
     i64::try_from(rev).unwrap_or(i64::MAX)
 }
 
-impl Conn {
-    /// Runs one etcd call within the request timeout; the inner result is etcd's answer.
-    async fn raw<T>(
-        &self,
-        what: &'static str,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<Result<T, etcd_client::Error>> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| StoreError::Unavailable {
-                message: format!(
-                    "etcd ({}) did not answer {what} within {:?}",
-                    self.endpoints, self.timeout
-                ),
-            })
-    }
-
-    /// Runs one etcd call within the request timeout, its errors as [`StoreError`]s.
-    async fn call<T>(
-        &self,
-        what: &'static str,
-        call: impl Future<Output = Result<T, etcd_client::Error>>,
-    ) -> Result<T> {
-        self.raw(what, call).await?.map_err(|e| self.fail(what, e))
-    }
-
-    /// An etcd error as a [`StoreError`]: [`StoreError::Unavailable`] for what a retry may
-    /// cure (no leader, a timeout in etcd, a connection that failed), else a backend error.
-    fn fail(&self, what: &'static str, e: etcd_client::Error) -> StoreError {
-        let unavailable = match &e {
-            etcd_client::Error::GRpcStatus(s) => matches!(
-                s.code(),
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ),
-            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-            _ => false,
-        };
-        if unavailable {
-            let detail = match &e {
-                etcd_client::Error::GRpcStatus(s) => s.message().to_string(),
-                other => other.to_string(),
-            };
-            return StoreError::Unavailable {
-                message: format!("etcd ({}) failed {what}: {detail}", self.endpoints),
-            };
-        }
-        StoreError::backend(EtcdFailure {
-            what,
-            endpoints: self.endpoints.clone(),
-            source: e,
-        })
-    }
-
-    /// A key no object has (the prefix itself), for requests that only want a header.
-    fn probe_key(&self) -> String {
-        self.layout.prefix("", None)
-    }
-
-    async fn current_revision(&self) -> Result<u64> {
-        let mut kv = self.client.kv_client();
-        let options = GetOptions::new().with_count_only();
-        let resp = self
-            .call("a revision read", kv.get(self.probe_key(), Some(options)))
-            .await?;
-        header_revision(resp.header())
-    }
-
-    async fn compact(&self, revision: u64) -> Result<()> {
-        let horizon = revision.min(self.current_revision().await?);
-        if horizon == 0 {
-            return Ok(());
-        }
-        let mut kv = self.client.kv_client();
-        match self
-            .raw("compaction", kv.compact(etcd_revision(horizon), None))
-            .await?
-        {
-            Ok(_) => {
-                tracing::debug!(horizon, "etcd compacted");
-                Ok(())
-            }
-            // Another server (or an earlier call) compacted as far already.
-            Err(e) if is_compacted(&e) => Ok(()),
-            Err(e) => Err(self.fail("compaction", e)),
-        }
-    }
-
-    /// The revision etcd has compacted to, known to be above `below` (a revision etcd just
-    /// answered as compacted). etcd tells it only to a watch from a compacted revision; if
-    /// that watch does not tell in time, `below + 1` (a lower bound) is answered.
-    async fn compacted_above(&self, below: u64) -> u64 {
-        let fallback = below.saturating_add(1);
-        let prefix = self.probe_key();
-        let options = etcd_client::WatchOptions::new()
-            .with_range(prefix_end(prefix.as_bytes()))
-            .with_start_revision(etcd_revision(below.max(1)));
-        let mut client = self.client.watch_client();
-        let probe = async {
-            let mut stream = client.watch(prefix, Some(options)).await.ok()?;
-            while let Some(resp) = stream.message().await.ok()? {
-                if resp.compact_revision() > 0 {
-                    return Some(revision_of(resp.compact_revision()));
-                }
-                if resp.canceled() {
-                    return None;
-                }
-            }
-            None
-        };
-        tokio::time::timeout(self.timeout, probe)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(fallback)
-    }
-
-    async fn get_kv(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut kv = self.client.kv_client();
-        let mut resp = self.call("a read", kv.get(key, None)).await?;
-        Ok(resp.take_kvs().into_iter().next())
-    }
-
-    /// Runs a write transaction; `key` and `size` name the object for a too-large refusal.
-    async fn txn(
-        &self,
-        txn: Txn,
-        key: &ObjectKey,
-        size: usize,
-        limit: usize,
-    ) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.client.kv_client();
-        match self.raw("a write", kv.txn(txn)).await? {
-            Ok(resp) => Ok(resp),
-            Err(e) if is_too_large(&e) => Err(StoreError::TooLarge {
-                key: key.clone(),
-                size,
-                limit,
-            }),
-            Err(e) => Err(self.fail("a write", e)),
-        }
-    }
-}
-
+/// The revision in an etcd response's header.
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64> {
     header
         .map(|h| revision_of(h.revision()))
@@ -337,36 +158,13 @@ impl EtcdStore {
     /// Connects to etcd and checks that it answers (within the request timeout); starts the
     /// compactor when [`EtcdStoreConfig::compaction_interval`] is not zero.
     pub async fn connect(config: EtcdStoreConfig) -> Result<Self> {
-        let endpoints: Arc<str> = config.endpoints.join(",").into();
-        if config.endpoints.is_empty() {
-            return Err(StoreError::Unavailable {
-                message: "no etcd endpoint is configured".into(),
-            });
-        }
-        let timeout = config.request_timeout;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(timeout)
-            .with_keep_alive(KEEP_ALIVE_INTERVAL, timeout);
-        let client =
-            match tokio::time::timeout(timeout, Client::connect(&config.endpoints, Some(options))).await {
-                Ok(Ok(client)) => client,
-                Ok(Err(e)) => {
-                    return Err(StoreError::Unavailable {
-                        message: format!("cannot connect to etcd at {endpoints}: {e}"),
-                    });
-                }
-                Err(_) => {
-                    return Err(StoreError::Unavailable {
-                        message: format!("etcd at {endpoints} did not answer within {timeout:?}"),
-                    });
-                }
-            };
-        let conn = Conn {
-            client,
-            timeout,
-            endpoints: endpoints.clone(),
-            layout: Layout::new(&config.prefix),
-        };
+        let conn = Conn::new(
+            &config.endpoints,
+            config.request_timeout,
+            Layout::new(&config.prefix),
+        )
+        .await?;
+        let endpoints = conn.endpoints.clone();
         // The client connects lazily: one read proves that etcd answers.
         conn.current_revision()
             .await
@@ -534,7 +332,6 @@ impl Store for EtcdStore {
         let mut revision = options.revision.unwrap_or(0);
         let mut items = Vec::new();
         let mut cut = None;
-        let mut kv_client = conn.client.kv_client();
         loop {
             let wanted = limit.map_or(LIST_BATCH, |l| l.saturating_sub(items.len()));
             // Without a predicate every key counts, so no more than the page is read.
@@ -549,10 +346,12 @@ impl Store for EtcdStore {
             if revision > 0 {
                 get = get.with_revision(etcd_revision(revision));
             }
-            let mut resp = match conn
-                .raw("a list", kv_client.get(start.clone(), Some(get)))
-                .await?
-            {
+            let from = start.clone();
+            let read = conn.raw("a list", Retry::Idempotent, |c| {
+                let (from, get) = (from.clone(), get.clone());
+                async move { c.kv_client().get(from, Some(get)).await }
+            });
+            let mut resp = match read.await? {
                 Ok(resp) => resp,
                 Err(e) if is_compacted(&e) => {
                     return Err(StoreError::Expired {

@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use etcd_client::{GetOptions, WatchOptions, WatchResponse};
 use futures_util::StreamExt;
 
+use super::conn::{Conn, Retry, is_compacted};
 use super::keys::{Layout, prefix_end};
-use super::{Conn, etcd_revision, header_revision, is_compacted, revision_of};
+use super::{etcd_revision, header_revision, revision_of};
 use crate::object::{parse, stamp};
 use crate::{EventType, Result, StoreError, WatchEvent, WatchStream};
 
@@ -35,9 +36,11 @@ pub(super) async fn open(
         .with_range(prefix_end(prefix.as_bytes()))
         .with_prev_key()
         .with_start_revision(start);
-    let mut client = conn.client.watch_client();
     let mut stream = conn
-        .call("a watch", client.watch(prefix.as_str(), Some(options)))
+        .call("a watch", Retry::Idempotent, |c| {
+            let (prefix, options) = (prefix.clone(), options.clone());
+            async move { c.watch_client().watch(prefix, Some(options)).await }
+        })
         .await?;
     let mut state = State {
         layout: conn.layout.clone(),
@@ -52,7 +55,16 @@ pub(super) async fn open(
     };
     // etcd answers a new watch with a `created` response (with the current revision) before
     // any event; anything else is handled as a stream response.
-    let current = match conn.call("a watch", stream.message()).await? {
+    let first = tokio::time::timeout(conn.timeout, stream.message())
+        .await
+        .map_err(|_| StoreError::Unavailable {
+            message: format!(
+                "etcd ({}) did not confirm a watch within {:?}",
+                conn.endpoints, conn.timeout
+            ),
+        })?
+        .map_err(|e| conn.fail("a watch", e))?;
+    let current = match first {
         Some(resp) if resp.created() && !resp.canceled() => header_revision(resp.header())?,
         Some(resp) => {
             state.take(resp);
@@ -70,14 +82,17 @@ pub(super) async fn open(
     if from > 0 && from <= current && state.failed.is_none() {
         // Is the state at `from` still there? A range read at that revision says so at once
         // (etcd tells a watch from a compacted revision only some time after creating it).
-        let mut kv = conn.client.kv_client();
+        let key = conn.probe_key();
         let probe = GetOptions::new()
             .with_count_only()
             .with_revision(etcd_revision(from));
-        match conn
-            .raw("a revision check", kv.get(conn.probe_key(), Some(probe)))
-            .await?
-        {
+        let answer = conn
+            .raw("a revision check", Retry::Idempotent, |c| {
+                let (key, probe) = (key.clone(), probe.clone());
+                async move { c.kv_client().get(key, Some(probe)).await }
+            })
+            .await?;
+        match answer {
             Ok(_) => {}
             Err(e) if is_compacted(&e) => {
                 return Err(StoreError::Expired {
