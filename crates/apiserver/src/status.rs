@@ -159,6 +159,23 @@ impl ApiError {
         )
     }
 
+    /// 410 Expired for a continue token whose revision the store has compacted: the pages
+    /// after it can no longer come from the first page's snapshot (kube-apiserver's message;
+    /// the client starts the list again).
+    pub fn continue_expired() -> Self {
+        Self::new(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+        )
+    }
+
+    /// 503 ServiceUnavailable: the store did not answer in time (etcd without a quorum or
+    /// out of reach); the client may retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
     /// 504 Timeout for a watch or read from a resourceVersion the store has not reached within
     /// the bounded wait (kube-apiserver's "Too large resource version", cause
     /// `ResourceVersionTooLarge`, retry after 1 s).
@@ -281,6 +298,9 @@ impl ApiError {
                 format!("Request entity too large: the object is {size} bytes, the limit is {limit}"),
             )
             .with_details(resource, name),
+            StoreError::Unavailable { message } => {
+                Self::unavailable(format!("storage unavailable: {message}"))
+            }
             other => Self::internal(format!("storage error: {other}")),
         }
     }

@@ -8,7 +8,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Why a store operation failed.
 ///
 /// The first six variants are expected outcomes that an API server maps to HTTP status codes
-/// (404, 409, 409, 410, 400, 413); [`StoreError::Backend`] is everything else.
+/// (404, 409, 409, 410, 400, 413); [`StoreError::Unavailable`] is a backend that did not answer
+/// in time (503: worth retrying); [`StoreError::Backend`] is everything else.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The object does not exist.
@@ -55,6 +56,13 @@ pub enum StoreError {
         size: usize,
         /// The largest encoded object the store accepts.
         limit: usize,
+    },
+    /// The backend did not answer within its request timeout, or cannot be reached (an etcd
+    /// cluster without a quorum, a broken connection); nothing is known of the outcome of a write.
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What did not answer, and for how long.
+        message: String,
     },
     /// The backend failed (I/O, database, task join).
     #[error("store backend failed")]

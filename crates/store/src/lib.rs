@@ -5,34 +5,42 @@
 //! revision, which is also the object's `metadata.resourceVersion`. Reads ([`Store::get`],
 //! [`Store::list`] with limit/continue), writes with preconditions ([`Store::create`],
 //! [`Store::update`], [`Store::delete`]), [`Store::watch`] from a revision (history replay, then
-//! live events) and [`Store::compact`]. The trait mirrors etcd's model on purpose (revision =
-//! etcd `mod_revision`, watch from a revision, compaction answered with
-//! [`StoreError::Expired`], i.e. HTTP 410 Gone), so an etcd backend can implement it later
-//! without changing callers.
+//! live events) and [`Store::compact`]. The trait mirrors etcd's model (revision = etcd
+//! `mod_revision`, watch from a revision, compaction answered with [`StoreError::Expired`], i.e.
+//! HTTP 410 Gone), and has two backends that callers cannot tell apart but for the points below.
 //!
-//! **The default backend** is [`RedbStore`]: one [redb](https://docs.rs/redb) file in the data
-//! directory. redb was chosen over SQLite because it is pure Rust (no C compiler step: the
-//! workspace builds on two cores), it is ACID with copy-on-write B-trees and checksummed commits,
-//! and with `Durability::Immediate` (its default, used here) every commit is fsynced before it
-//! returns, so every acknowledged write survives a crash. SQL is not needed: the access
-//! patterns are prefix scans over keys and a revision-ordered history table.
-//!
-//! **What it is not.** It knows nothing of kinds, validation, defaulting, selectors' syntax or
-//! HTTP: callers pass a predicate to [`Store::list`] and interpret objects themselves. It keeps
+//! **[`RedbStore`]**, the default: one [redb](https://docs.rs/redb) file in the data directory,
+//! for one API server. redb was chosen over SQLite because it is pure Rust (no C compiler step:
+//! the workspace builds on two cores), it is ACID with copy-on-write B-trees and checksummed
+//! commits, and with `Durability::Immediate` (its default, used here) every commit is fsynced
+//! before it returns, so every acknowledged write survives a crash. SQL is not needed: the
+//! access patterns are prefix scans over keys and a revision-ordered history table. It keeps
 //! only the latest version of each object plus a bounded change history (for watch), not full
 //! MVCC: a `list` with a continue token reads the current state, not a snapshot at the first
-//! page's revision.
+//! page's revision ([`ListOptions::revision`] is ignored).
 //!
-//! **Where to start.** [`RedbStore::open`], then the [`Store`] methods; [`key::ObjectKey`] names
-//! an object.
+//! **[`EtcdStore`]**: an etcd v3 cluster, which several API servers can share. Keys are laid
+//! out like kube-apiserver's (`/registry/pods/default/web`); see [`etcd_store`]. etcd keeps
+//! every revision until compaction, so a `list` continued with [`ListOptions::revision`] reads
+//! every page at the first page's revision: one consistent snapshot (or
+//! [`StoreError::Expired`] once that revision is compacted). It needs a running etcd; it does
+//! not start one.
 //!
-//! **Cancel safety.** Every write runs to completion on a blocking thread once started: dropping
-//! the future of a write may or may not leave the write applied (exactly as with a network
-//! store), but never half-applied. Watch streams can be dropped at any time.
+//! **What it is not.** It knows nothing of kinds, validation, defaulting, selectors' syntax or
+//! HTTP: callers pass a predicate to [`Store::list`] and interpret objects themselves.
+//!
+//! **Where to start.** [`RedbStore::open`] or [`EtcdStore::connect`], then the [`Store`]
+//! methods; [`key::ObjectKey`] names an object.
+//!
+//! **Cancel safety.** Every write runs to completion once started (on a blocking thread for
+//! redb, in etcd for etcd): dropping the future of a write may or may not leave the write
+//! applied, but never half-applied. Watch streams can be dropped at any time.
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod etcd_store;
 pub mod key;
+mod object;
 pub mod redb_store;
 
 use std::pin::Pin;
@@ -43,6 +51,7 @@ use futures_core::Stream;
 use serde_json::Value;
 
 pub use error::{Result, StoreError};
+pub use etcd_store::{EtcdStore, EtcdStoreConfig};
 pub use key::ObjectKey;
 pub use redb_store::{Closed, DEFAULT_MAX_OBJECT_BYTES, RedbStore, RedbStoreConfig};
 
@@ -67,6 +76,11 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// Continue after this key (the [`ListResult::continue_after`] of a previous page).
     pub continue_after: Option<String>,
+    /// Read the list at this store revision (the first page's [`ListResult::revision`], which
+    /// continue tokens carry), so that every page comes from one snapshot; `None`: the current
+    /// revision. [`EtcdStore`] honours it ([`StoreError::Expired`] once it is compacted);
+    /// [`RedbStore`] keeps no old versions and ignores it: it reads the current state.
+    pub revision: Option<u64>,
 }
 
 impl std::fmt::Debug for ListOptions {
@@ -75,6 +89,7 @@ impl std::fmt::Debug for ListOptions {
             .field("predicate", &self.predicate.is_some())
             .field("limit", &self.limit)
             .field("continue_after", &self.continue_after)
+            .field("revision", &self.revision)
             .finish()
     }
 }

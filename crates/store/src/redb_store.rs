@@ -17,6 +17,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::object::{check, parse, stamp};
 use crate::{
     EventType, ListOptions, ListResult, ObjectKey, Preconditions, Result, Store, StoreError, Versioned,
     WatchEvent, WatchStream,
@@ -132,51 +133,6 @@ fn event_kind(code: u8) -> Result<EventType> {
             reason: format!("unknown event code {other}"),
         }),
     }
-}
-
-/// Sets `metadata.resourceVersion` to `revision`; the object must be a JSON object.
-fn stamp(object: &mut Value, revision: u64) -> Result<()> {
-    let map = object.as_object_mut().ok_or_else(|| StoreError::InvalidObject {
-        reason: "not a JSON object".into(),
-    })?;
-    let meta = map
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Default::default()));
-    let meta = meta.as_object_mut().ok_or_else(|| StoreError::InvalidObject {
-        reason: "metadata is not a map".into(),
-    })?;
-    meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
-    Ok(())
-}
-
-fn parse(bytes: &[u8]) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::InvalidObject {
-        reason: format!("stored JSON: {e}"),
-    })
-}
-
-fn uid_of(object: &Value) -> Option<&str> {
-    object.get("metadata")?.get("uid")?.as_str()
-}
-
-fn check(key: &ObjectKey, pre: &Preconditions, revision: u64, object: &Value) -> Result<()> {
-    if let Some(expected) = pre.resource_version
-        && expected != revision
-    {
-        return Err(StoreError::Conflict {
-            key: key.clone(),
-            reason: format!("resourceVersion {expected} expected, {revision} stored"),
-        });
-    }
-    if let Some(uid) = &pre.uid
-        && uid_of(object) != Some(uid.as_str())
-    {
-        return Err(StoreError::Conflict {
-            key: key.clone(),
-            reason: format!("uid {uid} expected, {} stored", uid_of(object).unwrap_or("")),
-        });
-    }
-    Ok(())
 }
 
 enum Write {
@@ -614,46 +570,5 @@ impl WatchState {
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamp_sets_resource_version_and_rejects_non_objects() {
-        let mut v = serde_json::json!({"kind": "Pod"});
-        stamp(&mut v, 7).unwrap();
-        assert_eq!(v["metadata"]["resourceVersion"], "7");
-        assert!(stamp(&mut Value::Null, 1).is_err());
-        assert!(stamp(&mut serde_json::json!({"metadata": 3}), 1).is_err());
-    }
-
-    #[test]
-    fn preconditions_check_version_and_uid() {
-        let key = ObjectKey::new("pods", "ns", "a");
-        let obj = serde_json::json!({"metadata": {"uid": "u1"}});
-        let ok = Preconditions {
-            resource_version: Some(3),
-            uid: Some("u1".into()),
-        };
-        assert!(check(&key, &ok, 3, &obj).is_ok());
-        let bad_rv = Preconditions {
-            resource_version: Some(2),
-            uid: None,
-        };
-        assert!(matches!(
-            check(&key, &bad_rv, 3, &obj),
-            Err(StoreError::Conflict { .. })
-        ));
-        let bad_uid = Preconditions {
-            resource_version: None,
-            uid: Some("u2".into()),
-        };
-        assert!(matches!(
-            check(&key, &bad_uid, 3, &obj),
-            Err(StoreError::Conflict { .. })
-        ));
     }
 }

@@ -1,10 +1,16 @@
-//! Behaviour of the redb store through the `Store` trait: CRUD, preconditions, revisions,
-//! watch, compaction, concurrency and crash safety.
+//! Behaviour of the stores through the `Store` trait: CRUD, preconditions, revisions, watch,
+//! compaction and concurrency on both backends (each test runs once on a redb file and once
+//! on a real etcd, in the modules `redb` and `etcd`); reopening and crash safety on redb.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use podvisor_store::{EventType, ListOptions, ObjectKey, Preconditions, RedbStore, Store, StoreError};
+use podvisor_store::{
+    EtcdStore, EtcdStoreConfig, EventType, ListOptions, ObjectKey, Preconditions, RedbStore, RedbStoreConfig,
+    Store, StoreError,
+};
+use podvisor_test_support::etcd::EtcdCluster;
 use serde_json::{Value, json};
 
 fn pod(name: &str, label: &str) -> Value {
@@ -19,10 +25,100 @@ fn open(dir: &tempfile::TempDir) -> RedbStore {
     RedbStore::open(dir.path().join("store.redb")).expect("open store")
 }
 
-#[tokio::test]
-async fn crud_and_resource_versions() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+/// Which store a behaviour test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Redb,
+    Etcd,
+}
+
+/// A store of one backend and what it lives in (a temporary directory, an etcd cluster).
+struct Fixture {
+    store: Arc<dyn Store>,
+    _redb_dir: Option<tempfile::TempDir>,
+    _etcd: Option<EtcdCluster>,
+}
+
+/// A fresh store: a new redb file, or a new one-member etcd (no automatic compaction).
+async fn fresh(backend: Backend) -> Fixture {
+    fresh_with(backend, podvisor_store::DEFAULT_MAX_OBJECT_BYTES).await
+}
+
+async fn fresh_with(backend: Backend, max_object_bytes: usize) -> Fixture {
+    match backend {
+        Backend::Redb => {
+            let dir = tempfile::tempdir().unwrap();
+            let config = RedbStoreConfig {
+                max_object_bytes,
+                ..Default::default()
+            };
+            let store = RedbStore::open_with(dir.path().join("store.redb"), config).expect("open store");
+            Fixture {
+                store: Arc::new(store),
+                _redb_dir: Some(dir),
+                _etcd: None,
+            }
+        }
+        Backend::Etcd => {
+            let cluster = EtcdCluster::start(1).await;
+            let config = EtcdStoreConfig {
+                endpoints: cluster.client_urls(),
+                request_timeout: Duration::from_secs(5),
+                compaction_interval: Duration::ZERO,
+                max_object_bytes,
+                ..Default::default()
+            };
+            let store = EtcdStore::connect(config).await.expect("connect to etcd");
+            Fixture {
+                store: Arc::new(store),
+                _redb_dir: None,
+                _etcd: Some(cluster),
+            }
+        }
+    }
+}
+
+/// One `#[tokio::test]` per backend for each behaviour test `name(backend)`: `redb::name`
+/// and `etcd::name`.
+macro_rules! on_both_backends {
+    ($( #[$attr:meta] $name:ident ),* $(,)?) => {
+        mod redb {
+            $( #[$attr] async fn $name() { super::$name(super::Backend::Redb).await } )*
+        }
+        mod etcd {
+            $( #[$attr] async fn $name() { super::$name(super::Backend::Etcd).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    #[tokio::test]
+    crud_and_resource_versions,
+    #[tokio::test]
+    stale_resource_version_and_uid_conflict,
+    #[tokio::test]
+    list_filters_pages_and_reports_revision,
+    #[tokio::test]
+    watch_replays_history_then_streams_live,
+    #[tokio::test]
+    watch_from_compacted_revision_is_expired,
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    concurrent_writers_lose_no_update,
+    #[tokio::test]
+    a_watch_from_the_last_possible_revision_waits_without_panicking,
+    #[tokio::test]
+    objects_larger_than_the_limit_are_refused_and_nothing_is_written,
+    #[tokio::test]
+    modifications_carry_their_previous_version_live_and_replayed,
+    #[tokio::test]
+    stored_resource_versions_are_not_trusted,
+    #[tokio::test]
+    list_applies_the_predicate_before_the_limit,
+);
+
+async fn crud_and_resource_versions(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
     assert_eq!(a.object["metadata"]["resourceVersion"], a.revision.to_string());
     assert!(matches!(
@@ -58,10 +154,9 @@ async fn crud_and_resource_versions() {
     ));
 }
 
-#[tokio::test]
-async fn stale_resource_version_and_uid_conflict() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn stale_resource_version_and_uid_conflict(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
     store
         .update(
@@ -98,10 +193,9 @@ async fn stale_resource_version_and_uid_conflict() {
     store.get(&key("a")).await.unwrap();
 }
 
-#[tokio::test]
-async fn list_filters_pages_and_reports_revision() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn list_filters_pages_and_reports_revision(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     for i in 0..5 {
         store
             .create(&key(&format!("p{i}")), pod(&format!("p{i}"), "x"))
@@ -165,10 +259,9 @@ async fn revisions_stay_monotonic_across_reopen() {
     assert_eq!(store.get(&key("b")).await.unwrap().revision, last);
 }
 
-#[tokio::test]
-async fn watch_replays_history_then_streams_live() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn watch_replays_history_then_streams_live(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     store
         .create(&ObjectKey::new("services", "default", "s0"), pod("s0", "x"))
         .await
@@ -213,10 +306,9 @@ async fn watch_replays_history_then_streams_live() {
     assert_eq!(event.revision, b.revision);
 }
 
-#[tokio::test]
-async fn watch_from_compacted_revision_is_expired() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn watch_from_compacted_revision_is_expired(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
     let b = store.create(&key("b"), pod("b", "x")).await.unwrap();
     store.compact(b.revision).await.unwrap();
@@ -236,10 +328,9 @@ async fn watch_from_compacted_revision_is_expired() {
     assert_eq!(event.unwrap().revision, c.revision);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_lose_no_update() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn concurrent_writers_lose_no_update(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     store
         .create(&key("counter"), json!({"metadata": {"name": "counter"}, "n": 0}))
         .await
@@ -350,10 +441,9 @@ fn reopen_after_crash_loses_nothing_acknowledged() {
     });
 }
 
-#[tokio::test]
-async fn a_watch_from_the_last_possible_revision_waits_without_panicking() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn a_watch_from_the_last_possible_revision_waits_without_panicking(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     store.create(&key("a"), pod("a", "x")).await.unwrap();
     let mut watch = store.watch("pods", None, u64::MAX).await.unwrap();
     store.create(&key("b"), pod("b", "x")).await.unwrap();
@@ -371,18 +461,11 @@ async fn a_watch_from_the_last_possible_revision_waits_without_panicking() {
     );
 }
 
-#[tokio::test]
-async fn objects_larger_than_the_limit_are_refused_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = podvisor_store::RedbStoreConfig {
-        max_object_bytes: 4096,
-        ..Default::default()
-    };
-    let store = RedbStore::open_with(dir.path().join("store.redb"), config).unwrap();
-    assert_eq!(
-        podvisor_store::RedbStoreConfig::default().max_object_bytes,
-        1536 * 1024
-    );
+async fn objects_larger_than_the_limit_are_refused_and_nothing_is_written(backend: Backend) {
+    let f = fresh_with(backend, 4096).await;
+    let store = &f.store;
+    assert_eq!(RedbStoreConfig::default().max_object_bytes, 1536 * 1024);
+    assert_eq!(EtcdStoreConfig::default().max_object_bytes, 1536 * 1024);
     let before = store.current_revision().await.unwrap();
     let mut big = pod("big", "x");
     big["data"] = json!("x".repeat(5000));
@@ -399,10 +482,9 @@ async fn objects_larger_than_the_limit_are_refused_and_nothing_is_written() {
     assert_eq!(store.get(&key("big")).await.unwrap(), small);
 }
 
-#[tokio::test]
-async fn modifications_carry_their_previous_version_live_and_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+async fn modifications_carry_their_previous_version_live_and_replayed(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
     let mut live = store.watch("pods", None, 0).await.unwrap();
     let a = store.create(&key("a"), pod("a", "x")).await.unwrap();
     store
@@ -419,7 +501,6 @@ async fn modifications_carry_their_previous_version_live_and_replayed() {
     assert_eq!(replayed.kind, EventType::Modified);
     let prev = replayed.prev_object.expect("replayed previous version");
     assert_eq!(prev["metadata"]["resourceVersion"], a.revision.to_string());
-    // Once the previous version is compacted away, a replay has none.
     store
         .update(&key("a"), pod("a", "z"), Preconditions::default())
         .await
@@ -427,7 +508,106 @@ async fn modifications_carry_their_previous_version_live_and_replayed() {
     store.compact(a.revision + 1).await.unwrap();
     let mut after = store.watch("pods", None, a.revision + 1).await.unwrap();
     let last = after.next().await.unwrap().unwrap();
-    assert_eq!(last.prev_object, None);
+    assert_eq!(last.kind, EventType::Modified);
+    match backend {
+        // Once the previous version's history entry is compacted away, a replay has none.
+        Backend::Redb => assert_eq!(last.prev_object, None),
+        // etcd keeps each key's latest version at the compaction revision: the previous
+        // version (written at a.revision + 1) survives.
+        Backend::Etcd => {
+            let prev = last
+                .prev_object
+                .expect("etcd keeps the version at the compaction revision");
+            assert_eq!(prev["metadata"]["labels"]["app"], "y");
+            assert_eq!(prev["metadata"]["resourceVersion"], (a.revision + 1).to_string());
+        }
+    }
+}
+
+async fn stored_resource_versions_are_not_trusted(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
+    let mut claimed = pod("a", "x");
+    claimed["metadata"]["resourceVersion"] = json!("999999");
+    let a = store.create(&key("a"), claimed.clone()).await.unwrap();
+    assert_ne!(a.revision, 999_999);
+    assert_eq!(a.object["metadata"]["resourceVersion"], a.revision.to_string());
+    assert_eq!(store.get(&key("a")).await.unwrap(), a);
+    let b = store
+        .update(&key("a"), claimed, Preconditions::default())
+        .await
+        .unwrap();
+    assert!(b.revision > a.revision);
+    let listed = store.list("pods", None, ListOptions::default()).await.unwrap();
+    assert_eq!(listed.items, vec![b.clone()]);
+    assert_eq!(
+        listed.items[0].object["metadata"]["resourceVersion"],
+        b.revision.to_string()
+    );
+    // Not a JSON object with a metadata map: refused, nothing written.
+    let before = store.current_revision().await.unwrap();
+    assert!(matches!(
+        store.create(&key("bad"), json!([1, 2])).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(matches!(
+        store.create(&key("bad"), json!({"metadata": "x"})).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert_eq!(store.current_revision().await.unwrap(), before);
+}
+
+async fn list_applies_the_predicate_before_the_limit(backend: Backend) {
+    let f = fresh(backend).await;
+    let store = &f.store;
+    for i in 0..9 {
+        let label = if i % 3 == 0 { "x" } else { "y" };
+        store
+            .create(&key(&format!("p{i}")), pod(&format!("p{i}"), label))
+            .await
+            .unwrap();
+    }
+    let only_x: podvisor_store::Predicate = Arc::new(|v: &Value| v["metadata"]["labels"]["app"] == "x");
+    let first = store
+        .list(
+            "pods",
+            Some("default"),
+            ListOptions {
+                predicate: Some(only_x.clone()),
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = first
+        .items
+        .iter()
+        .map(|v| v.object["metadata"]["name"].clone())
+        .collect();
+    assert_eq!(names, vec!["p0", "p3"]);
+    assert_eq!(first.remaining, Some(1));
+    let second = store
+        .list(
+            "pods",
+            Some("default"),
+            ListOptions {
+                predicate: Some(only_x),
+                limit: Some(2),
+                continue_after: first.continue_after.clone(),
+                revision: Some(first.revision),
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = second
+        .items
+        .iter()
+        .map(|v| v.object["metadata"]["name"].clone())
+        .collect();
+    assert_eq!(names, vec!["p6"]);
+    assert_eq!(second.continue_after, None);
+    assert_eq!(second.remaining, None);
 }
 
 /// A watch stream keeps the database open after the store itself is dropped; once the stream

@@ -6,11 +6,16 @@
 //! - [`fakes`]: recording fakes for the node's seams (runtime, prober, hook runner, pod sink,
 //!   ConfigMaps and Secrets, the host's mounts and figures),
 //!   for testing the pod workers under paused tokio time.
+//! - [`etcd`]: real etcd clusters (`/usr/bin/etcd` processes on loopback) for the etcd store's
+//!   tests.
 //!
 //! This crate is for tests only: it appears only under `[dev-dependencies]` (the workspace's
-//! tidy test checks this) and is never published. It does no I/O and reads no clock.
+//! tidy test checks this) and is never published. Apart from the [`etcd`] module, which spawns
+//! etcd processes in a temporary directory and talks to them over loopback, it does no I/O and
+//! reads no clock.
 #![forbid(unsafe_code)]
 
+pub mod etcd;
 pub mod fakes;
 pub mod sim;
 

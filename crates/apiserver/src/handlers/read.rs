@@ -24,27 +24,38 @@ impl Ctx {
         }
         let limit =
             crate::options::int_param::<i64>(&self.query, "limit")?.and_then(|l| usize::try_from(l).ok());
-        let continue_after = match self.query.get("continue").filter(|c| !c.is_empty()) {
+        let token = match self.query.get("continue").filter(|c| !c.is_empty()) {
             Some(token) => {
                 let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(token)
                     .map_err(|_| ApiError::bad_request("invalid continue token"))?;
                 let t: ContinueToken = serde_json::from_slice(&raw)
                     .map_err(|_| ApiError::bad_request("invalid continue token"))?;
-                Some(t.k)
+                Some(t)
             }
             None => None,
+        };
+        let continuing = token.is_some();
+        // Every page is read at the first page's revision (the token's), where the store
+        // keeps old revisions (etcd): the pages make one consistent list.
+        let (continue_after, revision) = match token {
+            Some(t) => (Some(t.k), Some(t.rv)),
+            None => (None, None),
         };
         let options = ListOptions {
             predicate: Some(self.predicate()?),
             limit,
             continue_after,
+            revision,
         };
         let list = self
             .store()
             .list(&self.r().store_key(), self.target.namespace.as_deref(), options)
             .await
-            .map_err(|e| self.store_err(e))?;
+            .map_err(|e| match e {
+                StoreError::Expired { .. } if continuing => ApiError::continue_expired(),
+                e => self.store_err(e),
+            })?;
         let rv = list.revision.to_string();
         let token = match list.continue_after {
             Some(k) => {
