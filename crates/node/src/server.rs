@@ -36,6 +36,8 @@ pub struct ServerConfig {
     /// This server's candidacy for the control loops' Leases: its identity (`<host>_<uuid>`)
     /// and the timing (upstream's 15/10/2 s); the Lease names are the controllers'.
     pub leader_election: LeaderElectionConfig,
+    /// The node lifecycle controller's timing (`--node-monitor-grace-period`).
+    pub node_lifecycle: podvisor_controllers::node_lifecycle::NodeLifecycleConfig,
 }
 
 impl ServerConfig {
@@ -48,6 +50,7 @@ impl ServerConfig {
             service_cidr: "10.96.0.0/16".into(),
             api_limits: podvisor_apiserver::limits::Limits::default(),
             leader_election: LeaderElectionConfig::new("", identity),
+            node_lifecycle: Default::default(),
         }
     }
 }
@@ -144,7 +147,7 @@ pub async fn run(
         &ControllersConfig {
             kubernetes_service: Some((ranges.first(), addr)),
             leader_election: Some(config.leader_election.clone()),
-            ..ControllersConfig::default()
+            node_lifecycle: config.node_lifecycle.clone(),
         },
     );
     shutdown.await;

@@ -198,7 +198,7 @@ async fn the_join_token_does_what_a_kubelet_does_and_no_more() {
         .find_map(|l| l.trim().strip_prefix("token: "))
         .unwrap_or_else(|| panic!("no token in the join kubeconfig"))
         .to_owned();
-    std::fs::write(&forged, text.replace(&token, &"0".repeat(64))).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&forged, text.replace(&token, &"f".repeat(64))).unwrap_or_else(|e| panic!("{e}"));
     match Api::<Node>::all(client(&forged).await)
         .list(&Default::default())
         .await

@@ -42,6 +42,14 @@ enum Command {
     /// SIGINT or SIGTERM terminates its pods gracefully, then the agent exits (the API keeps
     /// them; an agent started again runs them again).
     Agent(AgentArgs),
+    /// Run an API server without pods, on etcd: several servers on one etcd cluster each serve
+    /// the whole API, and the control loops (scheduler, node lifecycle, endpoints, namespaces)
+    /// run on one elected leader at a time.
+    ///
+    /// Writes DATA_DIR/kubeconfig (administrator) and DATA_DIR/join.kubeconfig (for `podvisor
+    /// agent --kubeconfig`) once the API answers. SIGINT or SIGTERM hands leadership over and
+    /// stops the server.
+    Server(ServerArgs),
 }
 
 /// The flags of `podvisor agent`.
@@ -122,6 +130,13 @@ struct NodeArgs {
     /// How the node shows what happens [default: table on a terminal, else lines].
     #[arg(long, value_name = "MODE")]
     output: Option<Output>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// The API server's budgets, shared by `podvisor node` and `podvisor server`.
+#[derive(Debug, clap::Args, PartialEq, Eq)]
+struct LimitArgs {
     /// API reads (GET, LIST) served at once; more get 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = podvisor_node::ApiLimits::default().max_requests_inflight, value_parser = positive)]
     max_requests_inflight: usize,
@@ -131,6 +146,42 @@ struct NodeArgs {
     /// API connections open at once; more are closed as soon as they are accepted.
     #[arg(long, value_name = "N", default_value_t = podvisor_node::ApiLimits::default().max_connections, value_parser = positive)]
     max_connections: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> podvisor_node::ApiLimits {
+        podvisor_node::ApiLimits {
+            max_requests_inflight: self.max_requests_inflight,
+            max_mutating_requests_inflight: self.max_mutating_requests_inflight,
+            max_connections: self.max_connections,
+            ..podvisor_node::ApiLimits::default()
+        }
+    }
+}
+
+/// The flags of `podvisor server`.
+#[derive(Debug, clap::Args, PartialEq, Eq)]
+struct ServerArgs {
+    /// Where the server keeps its credentials and writes kubeconfig (administrator) and
+    /// join.kubeconfig (agents).
+    #[arg(long, value_name = "DIR", default_value = "./.podvisor-server", value_parser = non_empty_path)]
+    data_dir: PathBuf,
+    /// The etcd members to store the cluster in (comma-separated client URLs).
+    #[arg(long, value_name = "URLS", required = true, value_delimiter = ',', value_parser = etcd_url)]
+    etcd_servers: Vec<String>,
+    /// Serve the Kubernetes API (HTTPS with bearer tokens) on IP:PORT.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443", value_parser = listen_address)]
+    listen: SocketAddr,
+    /// The range Services' ClusterIPs come from; the same on every server of a cluster.
+    #[arg(long, value_name = "CIDR", default_value = "10.96.0.0/16", value_parser = pod_cidr)]
+    service_cidr: String,
+    /// How long a node may go without renewing its Lease before it is marked Unknown
+    /// (kube-controller-manager's flag; 40s, 50s, 2m). Keep it well above the agents' 10 s
+    /// renewal, or healthy nodes flap.
+    #[arg(long, value_name = "DURATION", default_value = "50s", value_parser = duration)]
+    node_monitor_grace_period: std::time::Duration,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// `--output`.
@@ -209,6 +260,32 @@ fn existing_path(value: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// A duration as Kubernetes flags write them: whole seconds or minutes (`50s`, `2m`).
+fn duration(value: &str) -> Result<std::time::Duration, String> {
+    let invalid = || format!("`{value}` is not a duration like 50s or 2m");
+    let (number, unit) = value.split_at(value.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(invalid)?,
+        _ => return Err(invalid()),
+    };
+    if seconds == 0 {
+        return Err(format!("`{value}` must be positive"));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+fn etcd_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("`{value}` is not an etcd client URL (http://HOST:PORT)"))?;
+    if rest.is_empty() || rest.contains('/') && !rest.ends_with('/') {
+        return Err(format!("`{value}` is not an etcd client URL (http://HOST:PORT)"));
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
 fn ip_address(value: &str) -> Result<String, String> {
     value
         .parse::<std::net::IpAddr>()
@@ -228,6 +305,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Node(args) => node(args),
         Command::Agent(args) => agent(args),
+        Command::Server(args) => server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,9 +330,7 @@ impl NodeArgs {
         config.listen = Some(self.listen);
         config.tls = self.tls;
         config.apply.clone_from(&self.apply);
-        config.api_limits.max_requests_inflight = self.max_requests_inflight;
-        config.api_limits.max_mutating_requests_inflight = self.max_mutating_requests_inflight;
-        config.api_limits.max_connections = self.max_connections;
+        config.api_limits = self.limits.limits();
         config.output = output_mode(self.output);
         config
     }
@@ -320,18 +396,56 @@ fn node(args: NodeArgs) -> Result<()> {
     })
 }
 
-/// Builds and runs a node with `config` until SIGINT or SIGTERM, after saying `banner`.
-fn run(config: NodeConfig, banner: impl FnOnce(&podvisor_node::Capabilities) -> String) -> Result<()> {
+/// `podvisor server`: serves until SIGINT or SIGTERM.
+fn server(args: ServerArgs) -> Result<()> {
+    let mut config = podvisor_node::server::ServerConfig::new(&args.data_dir, args.listen);
+    config.service_cidr.clone_from(&args.service_cidr);
+    config.api_limits = args.limits.limits();
+    config.node_lifecycle.grace = args.node_monitor_grace_period;
+    config.node_lifecycle.monitor_period = config
+        .node_lifecycle
+        .monitor_period
+        .min(args.node_monitor_grace_period / 2);
+    let runtime = async_runtime()?;
+    runtime.block_on(async move {
+        let etcd = podvisor_store::EtcdStoreConfig {
+            endpoints: args.etcd_servers.clone(),
+            ..podvisor_store::EtcdStoreConfig::default()
+        };
+        let store = podvisor_store::EtcdStore::connect(etcd)
+            .await
+            .context("cannot connect to etcd")?;
+        let kubeconfig = args.data_dir.join("kubeconfig");
+        let join = args.data_dir.join("join.kubeconfig");
+        podvisor_node::server::run(config, std::sync::Arc::new(store), shutdown_signal(), |url| {
+            eprintln!(
+                "podvisor server: API on {url}; KUBECONFIG={}; agents join with {}",
+                kubeconfig.display(),
+                join.display()
+            );
+        })
+        .await
+        .context("the server failed")
+    })
+}
+
+/// Logging to stderr (RUST_LOG, default `warn`) and a multi-threaded tokio runtime.
+fn async_runtime() -> Result<tokio::runtime::Runtime> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
+        .context("cannot start the async runtime")
+}
+
+/// Builds and runs a node with `config` until SIGINT or SIGTERM, after saying `banner`.
+fn run(config: NodeConfig, banner: impl FnOnce(&podvisor_node::Capabilities) -> String) -> Result<()> {
+    let runtime = async_runtime()?;
     runtime.block_on(async move {
         let (node, capabilities) = podvisor_node::build(config)
             .await
@@ -366,7 +480,7 @@ mod tests {
         let cli = Cli::try_parse_from(["podvisor", "node"].iter().chain(args))?;
         match cli.command {
             Command::Node(node) => Ok(node),
-            Command::Agent(_) => panic!("not a node command"),
+            other => panic!("not a node command: {other:?}"),
         }
     }
 
@@ -374,7 +488,7 @@ mod tests {
         let cli = Cli::try_parse_from(["podvisor", "agent"].iter().chain(args))?;
         match cli.command {
             Command::Agent(agent) => Ok(agent),
-            Command::Node(_) => panic!("not an agent command"),
+            other => panic!("not an agent command: {other:?}"),
         }
     }
 
@@ -473,6 +587,63 @@ mod tests {
             ),
             (10, 5, 64)
         );
+    }
+
+    fn server_args(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        let mut full = vec!["podvisor", "server"];
+        full.extend_from_slice(args);
+        match Cli::try_parse_from(full)?.command {
+            Command::Server(args) => Ok(args),
+            other => panic!("not a server command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_flags_are_read_and_etcd_is_required() {
+        let args = server_args(&[
+            "--etcd-servers",
+            "http://127.0.0.1:2379,http://127.0.0.1:2479/",
+            "--listen",
+            "10.0.0.1:6443",
+            "--data-dir",
+            "/tmp/s",
+            "--max-connections",
+            "64",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.etcd_servers,
+            ["http://127.0.0.1:2379", "http://127.0.0.1:2479"]
+        );
+        assert_eq!(args.listen, "10.0.0.1:6443".parse().unwrap());
+        assert_eq!(args.service_cidr, "10.96.0.0/16");
+        assert_eq!(args.limits.limits().max_connections, 64);
+        assert_eq!(args.node_monitor_grace_period, std::time::Duration::from_secs(50));
+        let grace = server_args(&[
+            "--etcd-servers",
+            "http://e:1",
+            "--node-monitor-grace-period",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(
+            grace.node_monitor_grace_period,
+            std::time::Duration::from_secs(120)
+        );
+        for bad in ["50", "0s", "5h", "s"] {
+            let e = server_args(&["--etcd-servers", "http://e:1", "--node-monitor-grace-period", bad])
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("--node-monitor-grace-period <DURATION>"),
+                "{bad}: {e}"
+            );
+        }
+        let missing = server_args(&[]).unwrap_err().to_string();
+        assert!(missing.contains("--etcd-servers <URLS>"), "{missing}");
+        let bad = server_args(&["--etcd-servers", "127.0.0.1:2379"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("is not an etcd client URL"), "{bad}");
     }
 
     #[test]

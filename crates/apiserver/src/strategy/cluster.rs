@@ -47,10 +47,12 @@ impl Strategy for NodeStrategy {
                 .unwrap_or_default()
                 .iter()
                 .find(|c| c.type_ == "Ready");
+            // kubectl's rule: Ready when True, NotReady when False or Unknown, Unknown only
+            // without a Ready condition.
             let mut shown = match ready.map(|c| c.status.as_str()) {
                 Some("True") => "Ready".to_string(),
-                Some("False") => "NotReady".to_string(),
-                _ => "Unknown".to_string(),
+                Some(_) => "NotReady".to_string(),
+                None => "Unknown".to_string(),
             };
             if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
                 shown.push_str(",SchedulingDisabled");
@@ -217,5 +219,26 @@ impl Strategy for EndpointSliceStrategy {
                 created(&slice.metadata, now),
             ]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_whose_ready_condition_is_unknown_shows_not_ready() {
+        let status = |ready: Option<&str>| {
+            let conditions: Vec<Value> = ready
+                .map(|s| serde_json::json!({"type": "Ready", "status": s}))
+                .into_iter()
+                .collect();
+            let node = serde_json::json!({"metadata": {"name": "n"}, "status": {"conditions": conditions}});
+            NodeStrategy.row(&node, 0).cells[1].clone()
+        };
+        assert_eq!(status(Some("True")), "Ready");
+        assert_eq!(status(Some("False")), "NotReady");
+        assert_eq!(status(Some("Unknown")), "NotReady");
+        assert_eq!(status(None), "Unknown");
     }
 }

@@ -1,0 +1,279 @@
+//! A cluster as a user runs one, every part a real process: 3 etcd members, 2 `podvisor
+//! server`s on them, 2 `podvisor agent`s joining with the servers' join.kubeconfig, and
+//! kubectl against both servers. It covers: the servers share the API and its credentials;
+//! spreading by requests and Unschedulable in kube-scheduler's words; one etcd member stopped
+//! and writes go on; the leading server killed and the control loops move within the lease
+//! duration; an agent killed, its node Unknown (NotReady), its pod evicted when its toleration
+//! runs out, and stopped by the agent when it comes back; a wrong token refused.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "synchronous test: it drives podvisor processes from a plain thread"
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use podvisor_test_support::etcd::EtcdCluster;
+use support::{NodeProcess, kubectl, send_signal, sleeping, until};
+
+/// A pod asking for 1.2 CPUs (of an agent's 2 at most), pinned to nothing.
+fn greedy(name: &str, sleep: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 2
+  tolerations:
+  - {{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+  - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}}
+  containers:
+  - name: app
+    image: host
+    command: [sleep, "{sleep}"]
+    resources: {{requests: {{cpu: 1200m}}}}
+"#
+    )
+}
+
+fn podvisor(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_podvisor"));
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+    command
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{} was never written", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn server(dir: &Path, etcd: &str) -> NodeProcess {
+    let child = podvisor(&["server", "--listen", "127.0.0.1:0", "--etcd-servers", etcd])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--node-monitor-grace-period", "15s"])
+        .spawn()
+        .unwrap_or_else(|e| panic!("podvisor server starts: {e}"));
+    let process = NodeProcess(child, &[]);
+    wait_for(&dir.join("kubeconfig"));
+    wait_for(&dir.join("join.kubeconfig"));
+    process
+}
+
+fn agent(dir: &Path, join: &Path, name: &str) -> NodeProcess {
+    let child = podvisor(&["agent", "--node-name", name, "--node-ip", "127.0.0.1"])
+        .arg("--kubeconfig")
+        .arg(join)
+        .arg("--data-dir")
+        .arg(dir)
+        .args([
+            "--output",
+            "quiet",
+            "--host-network",
+            "--bridge",
+            &format!("pv{name}"),
+        ])
+        .spawn()
+        .unwrap_or_else(|e| panic!("podvisor agent starts: {e}"));
+    NodeProcess(child, &["3456781", "3456782", "3456783"])
+}
+
+fn create(kubeconfig: &Path, dir: &Path, name: &str, sleep: &str) {
+    let manifest = dir.join(format!("{name}.yaml"));
+    std::fs::write(&manifest, greedy(name, sleep)).unwrap_or_else(|e| panic!("{e}"));
+    let out = kubectl(
+        kubeconfig,
+        &["create", "-f", manifest.to_str().unwrap_or_default()],
+    );
+    assert!(out.contains(&format!("pod/{name} created")), "{out}");
+}
+
+fn field(kubeconfig: &Path, args: &[&str], path: &str) -> String {
+    let jsonpath = format!("jsonpath={path}");
+    let mut all = args.to_vec();
+    all.extend(["-o", &jsonpath]);
+    kubectl(kubeconfig, &all)
+}
+
+fn holder(kubeconfig: &Path, lease: &str) -> String {
+    field(
+        kubeconfig,
+        &["get", "lease", "-n", "kube-system", lease],
+        "{.spec.holderIdentity}",
+    )
+}
+
+fn kill(process: &mut NodeProcess) {
+    assert!(send_signal(process.0.id(), "KILL"));
+    let _ = process.0.wait();
+}
+
+#[test]
+fn a_cluster_of_servers_on_etcd_and_agents() {
+    let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = |p: &str| -> PathBuf { base.path().join(p) };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut etcd = runtime.block_on(EtcdCluster::start(3));
+    let urls = etcd.client_urls().join(",");
+
+    // Two servers on the three members; kubectl works against both, with either's kubeconfig.
+    let mut first = server(&path("server-1"), &urls);
+    let (admin_1, admin_2) = (path("server-1/kubeconfig"), path("server-2/kubeconfig"));
+    // The first server leads before the second exists.
+    let leader = until(
+        &admin_1,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "name",
+        ],
+        |t| t.contains("lease.coordination.k8s.io/kube-scheduler"),
+    );
+    assert!(!leader.is_empty());
+    let first_identity = holder(&admin_1, "kube-scheduler");
+    assert!(!first_identity.is_empty());
+    let _second = server(&path("server-2"), &urls);
+    let leases = kubectl(&admin_2, &["get", "leases", "-A"]);
+    assert!(
+        leases.contains("kube-controller-manager") && leases.contains(&first_identity),
+        "{leases}"
+    );
+    let out = kubectl(&admin_1, &["create", "configmap", "shared", "--from-literal=k=v"]);
+    assert!(out.contains("configmap/shared created"), "{out}");
+    let seen = field(&admin_2, &["get", "configmap", "shared"], "{.data.k}");
+    assert_eq!(seen, "v", "a write on one server is read on the other");
+
+    // Two agents join through the second server.
+    let join = path("server-2/join.kubeconfig");
+    let _agent_1 = agent(&path("agent-1"), &join, "agent-1");
+    let mut agent_2 = agent(&path("agent-2"), &join, "agent-2");
+    until(&admin_1, &["get", "nodes"], |t| {
+        ["agent-1 ", "agent-2 "].iter().all(|name| {
+            t.lines()
+                .any(|l| l.starts_with(name) && l.split_whitespace().nth(1) == Some("Ready"))
+        })
+    });
+
+    // Spreading by requests: 1.2 CPUs each, one pod per agent, the third fits nowhere.
+    create(&admin_1, base.path(), "greedy-1", "3456781");
+    until(&admin_1, &["get", "pod", "greedy-1"], |t| t.contains("Running"));
+    create(&admin_2, base.path(), "greedy-2", "3456782");
+    until(&admin_1, &["get", "pod", "greedy-2"], |t| t.contains("Running"));
+    let (node_1, node_2) = (
+        field(&admin_1, &["get", "pod", "greedy-1"], "{.spec.nodeName}"),
+        field(&admin_1, &["get", "pod", "greedy-2"], "{.spec.nodeName}"),
+    );
+    assert_ne!(node_1, node_2, "spread by requests");
+    create(&admin_1, base.path(), "greedy-3", "3456783");
+    let events = until(
+        &admin_1,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=greedy-3",
+        ],
+        |t| t.contains("FailedScheduling"),
+    );
+    assert!(
+        events.contains("0/2 nodes are available: 2 Insufficient cpu."),
+        "{events}"
+    );
+    let reason = field(
+        &admin_2,
+        &["get", "pod", "greedy-3"],
+        "{.status.conditions[?(@.type==\"PodScheduled\")].reason}",
+    );
+    assert_eq!(reason, "Unschedulable");
+    let out = kubectl(&admin_1, &["delete", "pod", "greedy-3", "--wait=false"]);
+    assert!(out.contains("deleted"), "{out}");
+
+    // One etcd member stops: writes go on.
+    etcd.stop_member(0);
+    let out = kubectl(
+        &admin_2,
+        &["create", "configmap", "after-member-loss", "--from-literal=k=v"],
+    );
+    assert!(out.contains("created"), "{out}");
+
+    // The leading server dies: the other takes the control loops over within the lease duration
+    // (15 s) plus the retry's jitter.
+    let killed = Instant::now();
+    kill(&mut first);
+    until(
+        &admin_2,
+        &["get", "lease", "-n", "kube-system", "kube-controller-manager"],
+        |_| {
+            let h = holder(&admin_2, "kube-controller-manager");
+            !h.is_empty() && h != first_identity
+        },
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        killed.elapsed()
+    );
+
+    // An agent dies: its node turns NotReady (Unknown), its pod is evicted after its 2 s
+    // toleration; back, the agent stops the pod the API deleted meanwhile.
+    let (victim, on_victim) = if node_2 == "agent-2" {
+        ("greedy-2", "3456782")
+    } else {
+        ("greedy-1", "3456781")
+    };
+    kill(&mut agent_2);
+    assert_eq!(
+        sleeping(on_victim).len(),
+        1,
+        "the pod's process outlives its agent"
+    );
+    until(&admin_2, &["get", "node", "agent-2"], |t| t.contains("NotReady"));
+    let ready = field(
+        &admin_2,
+        &["get", "node", "agent-2"],
+        "{.status.conditions[?(@.type==\"Ready\")].reason}",
+    );
+    assert_eq!(ready, "NodeStatusUnknown");
+    until(&admin_2, &["get", "pod", victim], |t| {
+        t.contains("Terminating") || t.contains("NotFound")
+    });
+    let _agent_2 = agent(&path("agent-2"), &join, "agent-2");
+    until(&admin_2, &["get", "pod", victim], |t| t.contains("NotFound"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sleeping(on_victim).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the returning agent did not stop the evicted pod"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A wrong token is refused.
+    let forged = path("forged.kubeconfig");
+    let text = std::fs::read_to_string(&join).unwrap_or_default();
+    let token = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: "))
+        .unwrap_or_else(|| panic!("no token in the join kubeconfig"))
+        .to_owned();
+    std::fs::write(&forged, text.replace(&token, &"f".repeat(64))).unwrap_or_else(|e| panic!("{e}"));
+    let refused = kubectl(&forged, &["get", "nodes"]);
+    assert!(refused.contains("Unauthorized"), "{refused}");
+    // The join token itself may not do what is not a kubelet's.
+    let forbidden = kubectl(&join, &["create", "configmap", "nope"]);
+    assert!(forbidden.contains("forbidden"), "{forbidden}");
+}
