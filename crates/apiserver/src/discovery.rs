@@ -66,10 +66,17 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
         let (verbs, kind): (&[&str], &str) = match *sub {
             "log" => (&["get"], "Pod"),
             "binding" => (&["create"], "Binding"),
+            "eviction" => (&["create"], "Eviction"),
             "finalize" => (&["update"], r.kind),
             _ => (&["get", "patch", "update"], r.kind),
         };
-        out.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs}));
+        let mut entry = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
+        // An Eviction is a policy/v1 object (kubectl drain looks for this group and version).
+        if *sub == "eviction" {
+            entry["group"] = json!("policy");
+            entry["version"] = json!("v1");
+        }
+        out.push(entry);
     }
     out
 }

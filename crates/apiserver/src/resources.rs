@@ -71,7 +71,7 @@ pub const RESOURCES: &[Resource] = &[
         kind: "Pod",
         namespaced: true,
         short_names: &["po"],
-        subresources: &["status", "log", "binding"],
+        subresources: &["status", "log", "binding", "eviction"],
         categories: &["all"],
         strategy: &strategy::PodStrategy,
     },

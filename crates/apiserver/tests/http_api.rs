@@ -322,3 +322,48 @@ async fn namespace_finalize_and_status_subresources() {
         assert_eq!(code, 404, "the namespace stayed after its last finalizer went");
     }
 }
+
+#[test]
+fn eviction_marks_the_pod_a_disruption_target_and_deletes_it() {
+    let s = common::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let base = "/api/v1/namespaces/default/pods";
+        // Bound to a node (an unbound pod is deleted at once, whatever the grace period).
+        let bound = pod("e").replace(r#""spec":{"#, r#""spec":{"nodeName":"n1","#);
+        let (code, _) = request(&s.url, "POST", base, "application/json", bound.as_bytes()).await;
+        assert_eq!(code, 201);
+        let eviction = |name: &str| {
+            format!(
+                r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{name}","namespace":"default"}},"deleteOptions":{{"gracePeriodSeconds":7}}}}"#
+            )
+        };
+        // The Eviction must name the pod of the URL.
+        let (code, body) = request(&s.url, "POST", &format!("{base}/e/eviction"), "application/json", eviction("x").as_bytes()).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("name in URL does not match name in Eviction object"), "{body}");
+        let (code, body) = request(&s.url, "POST", &format!("{base}/gone/eviction"), "application/json", eviction("gone").as_bytes()).await;
+        assert_eq!(code, 404, "{body}");
+        let (code, body) = request(&s.url, "POST", &format!("{base}/e/eviction"), "application/json", eviction("e").as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        assert!(body.contains("\"status\":\"Success\""), "{body}");
+        // The pod waits for its node to stop it within the Eviction's grace period.
+        let (code, body) = request(&s.url, "GET", &format!("{base}/e"), "application/json", b"").await;
+        assert_eq!(code, 200);
+        let pod: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 7, "{body}");
+        let conditions = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let target = conditions.iter().find(|c| c["type"] == "DisruptionTarget").cloned().unwrap_or_default();
+        assert_eq!(target["status"], "True", "{body}");
+        assert_eq!(target["reason"], "EvictionByEvictionAPI");
+        assert_eq!(target["message"], "Eviction API: evicting");
+        // Discovery names the subresource as kubectl drain looks for it.
+        let (_, body) = request(&s.url, "GET", "/api/v1", "application/json", b"").await;
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let entry = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "pods/eviction").cloned().unwrap();
+        assert_eq!((entry["group"].as_str(), entry["version"].as_str(), entry["kind"].as_str()), (Some("policy"), Some("v1"), Some("Eviction")));
+    });
+}

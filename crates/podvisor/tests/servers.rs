@@ -4,7 +4,8 @@
 //! spreading by requests and Unschedulable in kube-scheduler's words; one etcd member stopped
 //! and writes go on; the leading server killed and the control loops move within the lease
 //! duration; an agent killed, its node Unknown (NotReady), its pod evicted when its toleration
-//! runs out, and stopped by the agent when it comes back; a wrong token refused.
+//! runs out, and stopped by the agent when it comes back; `kubectl drain` through the Eviction
+//! API; a wrong token refused.
 #![allow(
     clippy::disallowed_methods,
     reason = "synchronous test: it drives podvisor processes from a plain thread"
@@ -261,6 +262,30 @@ fn a_cluster_of_servers_on_etcd_and_agents() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // Draining the other agent evicts its pod (a bare pod: --force), which the agent stops.
+    let (survivor, on_survivor) = if victim == "greedy-1" {
+        ("greedy-2", "3456782")
+    } else {
+        ("greedy-1", "3456781")
+    };
+    let drained = kubectl(&admin_2, &["drain", "agent-1", "--force", "--timeout=60s"]);
+    for line in [
+        "node/agent-1 cordoned".to_owned(),
+        format!("evicting pod default/{survivor}"),
+        format!("pod/{survivor} evicted"),
+        "node/agent-1 drained".to_owned(),
+    ] {
+        assert!(drained.contains(&line), "{line}:\n{drained}");
+    }
+    assert!(
+        sleeping(on_survivor).is_empty(),
+        "the drained pod's process is gone"
+    );
+    let nodes = kubectl(&admin_2, &["get", "node", "agent-1"]);
+    assert!(nodes.contains("Ready,SchedulingDisabled"), "{nodes}");
+    let out = kubectl(&admin_2, &["uncordon", "agent-1"]);
+    assert!(out.contains("node/agent-1 uncordoned"), "{out}");
 
     // A wrong token is refused.
     let forged = path("forged.kubeconfig");

@@ -2,6 +2,7 @@
 //! list, watch) and `write` (create, update, patch, delete, deletecollection).
 
 mod binding;
+mod eviction;
 mod read;
 mod write;
 
@@ -291,6 +292,18 @@ where
         let bytes = body::read(req.into_body()).await?;
         return ctx
             .bind(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
+            .await;
+    }
+    if ctx.target.sub.as_deref() == Some("eviction") {
+        if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
+            return Err(ApiError::no_route(&path));
+        }
+        if method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str()));
+        }
+        let bytes = body::read(req.into_body()).await?;
+        return ctx
+            .evict(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
             .await;
     }
     // `namespaces/{name}/finalize` is written whole, as the namespace's update (`replace`).
