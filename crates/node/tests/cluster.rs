@@ -423,3 +423,80 @@ async fn a_late_event_of_a_finished_pod_starts_no_new_worker() {
     stop.send(()).unwrap();
     task.await.unwrap();
 }
+
+/// The host as the node sees it, except that measuring disk usage blocks until `release` is
+/// dropped (a stalled disk).
+#[derive(Debug)]
+struct StalledDisk {
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl podvisor_core::host::HostOps for StalledDisk {
+    fn mount_tmpfs(&self, dir: &std::path::Path, size: Option<u64>) -> std::io::Result<()> {
+        podvisor_runtime::LinuxHost.mount_tmpfs(dir, size)
+    }
+    fn unmount(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        podvisor_runtime::LinuxHost.unmount(dir)
+    }
+    fn is_mount_point(&self, dir: &std::path::Path) -> bool {
+        podvisor_runtime::LinuxHost.is_mount_point(dir)
+    }
+    fn mount_points_under(&self, root: &std::path::Path) -> Vec<std::path::PathBuf> {
+        podvisor_runtime::LinuxHost.mount_points_under(root)
+    }
+    fn fs_usage(&self, path: &std::path::Path) -> std::io::Result<podvisor_core::host::FsUsage> {
+        // Returns once the test drops the sender (recv then fails).
+        if let Ok(release) = self.release.lock() {
+            let _ = release.recv();
+        }
+        podvisor_runtime::LinuxHost.fs_usage(path)
+    }
+    fn memory_available(&self) -> Option<u64> {
+        podvisor_runtime::LinuxHost.memory_available()
+    }
+    fn pids(&self) -> Option<(u64, u64)> {
+        podvisor_runtime::LinuxHost.pids()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_disk_does_not_stop_the_lease_renewal() {
+    let (store, client, dir) = store().await;
+    let (hold, release) = std::sync::mpsc::channel::<()>();
+    let facts = NodeFacts {
+        name: "node-1".into(),
+        address: None,
+        pod_cidr: "10.88.0.0/16".into(),
+        data_dir: dir.path().to_owned(),
+        labels: Default::default(),
+    };
+    let host = Arc::new(StalledDisk {
+        release: std::sync::Mutex::new(release),
+    });
+    let task = tokio::spawn(heartbeat(client, facts, Clock::system(), host));
+    // The status cannot be measured, so the Node is not registered, but the Lease is renewed.
+    let lease = ObjectKey::new("coordination.k8s.io/leases", "kube-node-lease", "node-1");
+    let mut renewed = None;
+    for _ in 0..100 {
+        if let Ok(found) = store.get(&lease).await {
+            renewed = Some(found.object);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let renewed = renewed.expect("the Lease is renewed while the disk stalls");
+    assert_eq!(renewed["spec"]["holderIdentity"], "node-1");
+    assert!(store.get(&ObjectKey::new("nodes", "", "node-1")).await.is_err());
+    // The disk answers again: the Node is registered.
+    drop(hold);
+    let mut registered = false;
+    for _ in 0..100 {
+        if store.get(&ObjectKey::new("nodes", "", "node-1")).await.is_ok() {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert!(registered, "the Node is registered once the disk answers");
+}

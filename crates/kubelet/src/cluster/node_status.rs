@@ -89,7 +89,26 @@ impl Transitions {
 /// Registers the Node object and renews its Lease every [`HEARTBEAT`], until dropped; the
 /// Node's status (its conditions measured through `host`) is written when it changed, or every
 /// [`NODE_STATUS_REPORT`] otherwise, as the kubelet does.
+///
+/// The Lease is renewed by a loop of its own, which never waits for the status's measurements
+/// or writes (a stalled disk or a slow status write must not make a healthy node Unknown), and
+/// each renewal is bounded by [`HEARTBEAT`].
 pub async fn heartbeat(client: Client, facts: NodeFacts, clock: Clock, host: Arc<dyn HostOps>) {
+    let lease = async {
+        loop {
+            let renewal = renew_lease(&client, &facts.name, clock.now());
+            if tokio::time::timeout(HEARTBEAT, renewal).await.is_err() {
+                warn!(node = %facts.name, "renewing the node Lease took longer than {HEARTBEAT:?}");
+            }
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    };
+    tokio::join!(lease, report_status(&client, &facts, clock, host));
+}
+
+/// Registers the Node and writes its status when it changed, or every
+/// [`NODE_STATUS_REPORT`]; measures every [`HEARTBEAT`].
+async fn report_status(client: &Client, facts: &NodeFacts, clock: Clock, host: Arc<dyn HostOps>) {
     let nodes = Api::<Node>::all(client.clone());
     let mut transitions = Transitions::default();
     let mut reported: Option<tokio::time::Instant> = None;
@@ -104,7 +123,7 @@ pub async fn heartbeat(client: Client, facts: NodeFacts, clock: Clock, host: Arc
                 ..Default::default()
             });
         let conditions = transitions.conditions(&health::conditions(&measured), &now.to_k8s());
-        let status = node_status(&facts, conditions);
+        let status = node_status(facts, conditions);
         match nodes.get_opt(&facts.name).await {
             Ok(Some(mut current)) => {
                 if status_report_due(current.status.as_ref(), &status, reported.map(|at| at.elapsed())) {
@@ -119,7 +138,7 @@ pub async fn heartbeat(client: Client, facts: NodeFacts, clock: Clock, host: Arc
                 }
             }
             Ok(None) => match nodes
-                .create(&PostParams::default(), &new_node(&facts, status))
+                .create(&PostParams::default(), &new_node(facts, status))
                 .await
             {
                 // Written with the status it was created with: the next period compares.
@@ -128,7 +147,6 @@ pub async fn heartbeat(client: Client, facts: NodeFacts, clock: Clock, host: Arc
             },
             Err(e) => warn!(error = %e, "reading the node failed"),
         }
-        renew_lease(&client, &facts.name, now).await;
         tokio::time::sleep(HEARTBEAT).await;
     }
 }
@@ -175,6 +193,23 @@ fn without_heartbeats(status: &NodeStatus) -> NodeStatus {
     status
 }
 
+/// The owner reference of the Node `node`, when it is registered.
+async fn node_owner(client: &Client, node: &str) -> Option<OwnerReference> {
+    let uid = Api::<Node>::all(client.clone())
+        .get_opt(node)
+        .await
+        .ok()??
+        .metadata
+        .uid?;
+    Some(OwnerReference {
+        api_version: "v1".into(),
+        kind: "Node".into(),
+        name: node.to_owned(),
+        uid,
+        ..Default::default()
+    })
+}
+
 /// Creates or renews the node's Lease (`kube-node-lease/<node>`), owned by the Node object.
 async fn renew_lease(client: &Client, node: &str, now: Time) {
     use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -188,19 +223,14 @@ async fn renew_lease(client: &Client, node: &str, now: Time) {
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             spec.renew_time = Some(renew);
             spec.holder_identity = Some(node.to_owned());
+            // A Lease made before its Node was registered gets its owner once the Node exists.
+            if lease.metadata.owner_references.as_ref().is_none_or(Vec::is_empty) {
+                lease.metadata.owner_references = node_owner(client, node).await.map(|o| vec![o]);
+            }
             leases.replace(node, &PostParams::default(), &lease).await
         }
         Ok(None) => {
-            let owner = match Api::<Node>::all(client.clone()).get_opt(node).await {
-                Ok(Some(n)) => n.metadata.uid.map(|uid| OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Node".into(),
-                    name: node.to_owned(),
-                    uid,
-                    ..Default::default()
-                }),
-                _ => None,
-            };
+            let owner = node_owner(client, node).await;
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(node.to_owned()),
