@@ -33,6 +33,8 @@ pub struct AdmissionContext<'a> {
     pub namespace: Option<&'a str>,
     /// How unknown fields are treated.
     pub field_validation: FieldValidation,
+    /// A dry run: nothing is written, Service addresses are not reserved.
+    pub dry_run: bool,
 }
 
 /// An admitted create: the object to store and the warnings to send. While it lives, the
@@ -173,7 +175,11 @@ pub async fn admit_create<'a>(
     let allocation = if strategy.allocates_addresses() {
         let hold = ctx
             .allocator
-            .allocate(ctx.store, &mut object)
+            .allocate(
+                ctx.store,
+                &mut object,
+                (!ctx.dry_run).then_some(ctx.namespace.unwrap_or("default")),
+            )
             .await
             .map_err(|e| match e {
                 AllocFailure::Store(e) => ApiError::from_store(e, r, &name),
@@ -312,6 +318,7 @@ mod tests {
             allocator,
             namespace: Some("default"),
             field_validation: FieldValidation::Strict,
+            dry_run: false,
         }
     }
 

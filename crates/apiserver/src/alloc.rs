@@ -1,6 +1,7 @@
 //! Service address allocation: ClusterIPs from the service CIDR and node ports from the
 //! node-port range, as kube-apiserver's allocators do, with the stored Services as the
-//! allocation table (so a deleted Service's addresses are free again at once).
+//! allocation table (so a deleted Service's addresses are free again at once), each address
+//! reserved in the store for servers sharing it ([`crate::reservations`]).
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -8,6 +9,11 @@ use std::ops::RangeInclusive;
 
 use podvisor_core::net::Ipv4Cidr;
 use serde_json::{Value, json};
+
+use crate::reservations::Address;
+
+/// How often an allocation chooses again when other servers reserved its choices first.
+const MAX_RESERVATION_TRIES: usize = 32;
 
 /// The address ranges Services are given addresses from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,21 +90,52 @@ impl Allocator {
     }
 
     /// Gives the new Service `object` its addresses ([`allocate`]), the stored Services in
-    /// `store` being what is taken. The returned guard holds the allocator: keep it until the
-    /// Service is stored (or refused), so no other Service is given the same addresses.
+    /// `store` being what is taken, and, unless `reserve_in` is `None` (a dry run), reserves
+    /// them in the store for the Service in that namespace ([`crate::reservations`]), choosing
+    /// again when another server's Service got one first. The returned guard holds the
+    /// allocator: keep it until the Service is stored (or refused), so no other Service of this
+    /// server is given the same addresses.
     pub(crate) async fn allocate(
         &self,
         store: &dyn podvisor_store::Store,
         object: &mut Value,
+        reserve_in: Option<&str>,
     ) -> Result<tokio::sync::MutexGuard<'_, ()>, AllocFailure> {
         let hold = self.lock.lock().await;
         let all = store
             .list("services", None, podvisor_store::ListOptions::default())
             .await
             .map_err(AllocFailure::Store)?;
-        let used = InUse::from_services(all.items.iter().map(|v| &v.object));
-        allocate(&self.ranges, object, &used).map_err(AllocFailure::Refused)?;
-        Ok(hold)
+        let mut used = InUse::from_services(all.items.iter().map(|v| &v.object));
+        for _ in 0..MAX_RESERVATION_TRIES {
+            let mut candidate = object.clone();
+            allocate(&self.ranges, &mut candidate, &used).map_err(AllocFailure::Refused)?;
+            let Some(namespace) = reserve_in else {
+                *object = candidate;
+                return Ok(hold);
+            };
+            // An address reserved by another server's Service counts as used; an explicitly
+            // requested one is then refused as taken by the next `allocate`.
+            match crate::reservations::reserve(store, &candidate, namespace)
+                .await
+                .map_err(AllocFailure::Store)?
+            {
+                None => {
+                    *object = candidate;
+                    return Ok(hold);
+                }
+                Some(Address::Ip(ip)) => {
+                    used.ips.insert(ip);
+                }
+                Some(Address::NodePort(port)) => {
+                    used.node_ports.insert(port);
+                }
+            }
+        }
+        Err(AllocFailure::Refused(AllocError {
+            field: "spec.clusterIPs".into(),
+            message: "Internal error: failed to allocate a serviceIP: too many concurrent allocations".into(),
+        }))
     }
 }
 

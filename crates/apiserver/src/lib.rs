@@ -68,6 +68,7 @@ pub mod options;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod reservations;
 pub mod resources;
 pub mod selectors;
 pub mod setup;

@@ -13,6 +13,7 @@ impl Ctx {
             allocator: &self.state.allocator,
             namespace: self.target.namespace.as_deref(),
             field_validation: self.field_validation(),
+            dry_run: self.dry_run(&Value::Null),
         }
     }
 
