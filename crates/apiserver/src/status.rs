@@ -389,6 +389,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unavailable_store_is_a_503_and_an_expired_continue_a_410() {
+        let pods = Resource::find("", "v1", "pods").unwrap();
+        let e = ApiError::from_store(
+            StoreError::Unavailable {
+                message: "etcd (http://127.0.0.1:2379) did not answer a read within 5s".into(),
+            },
+            pods,
+            "web",
+        );
+        assert_eq!((e.code, e.reason), (503, "ServiceUnavailable"));
+        assert!(e.message.contains("http://127.0.0.1:2379"), "{}", e.message);
+        let s = ApiError::continue_expired().to_status();
+        assert_eq!(s["code"], 410);
+        assert_eq!(s["reason"], "Expired");
+        assert!(
+            s["message"].as_str().unwrap().starts_with(
+                "The provided continue parameter is too old to display a consistent list result."
+            )
+        );
+    }
+
+    #[test]
     fn not_found_status_matches_kube_apiserver() {
         let pods = Resource::find("", "v1", "pods").unwrap();
         let s = ApiError::not_found(pods, "web").to_status();

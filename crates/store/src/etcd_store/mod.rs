@@ -25,6 +25,9 @@
 //! `--etcd-compaction-interval`, a task that every interval compacts to the revision it saw at
 //! the previous tick (several API servers doing so on one etcd is harmless).
 //!
+//! **Members.** One client per endpoint; requests go to one member and fail over to the next
+//! (the `conn` module says when a request is sent again and when it is not).
+//!
 //! **What it is not.** It does not start, configure or secure etcd (plain `http://` endpoints,
 //! no TLS, no authentication), and keeps no cache: every read is a linearizable etcd read.
 //! Every etcd call is bounded by [`EtcdStoreConfig::request_timeout`]; one that does not answer
@@ -59,8 +62,9 @@ const WRITE_ATTEMPTS: usize = 16;
 /// Where and how an [`EtcdStore`] reaches etcd.
 #[derive(Debug, Clone)]
 pub struct EtcdStoreConfig {
-    /// The client URLs of the etcd members (`http://127.0.0.1:2379`); requests are balanced
-    /// over them, so a cluster that keeps its quorum keeps answering when one member is gone.
+    /// The client URLs of the etcd members (`http://127.0.0.1:2379`). Requests go to one
+    /// member at a time and move on to the next when it cannot be reached, so a cluster that
+    /// keeps its quorum keeps answering when a member is gone.
     pub endpoints: Vec<String>,
     /// The key prefix of every object (kube-apiserver's `--etcd-prefix`), `/registry` by default.
     pub prefix: String,
