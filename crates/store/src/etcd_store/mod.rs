@@ -335,6 +335,8 @@ impl Store for EtcdStore {
         // 0: the first request reads the current revision, and the rest that one.
         let mut revision = options.revision.unwrap_or(0);
         let mut items = Vec::new();
+        // The etcd key of the last item, where a next page continues.
+        let mut last_item = None;
         let mut cut = None;
         loop {
             let wanted = limit.map_or(LIST_BATCH, |l| l.saturating_sub(items.len()));
@@ -387,7 +389,8 @@ impl Store for EtcdStore {
                 {
                     continue;
                 }
-                items.push((kv.key().to_vec(), v));
+                items.push(v);
+                last_item = Some(kv.key().to_vec());
                 if limit.is_some_and(|l| items.len() >= l) {
                     break;
                 }
@@ -418,11 +421,11 @@ impl Store for EtcdStore {
             start = [last.as_slice(), b"\0"].concat();
         }
         let continue_after = match cut {
-            Some(_) => items.last().map(|(k, _)| String::from_utf8_lossy(k).into_owned()),
+            Some(_) => last_item.map(|k| String::from_utf8_lossy(&k).into_owned()),
             None => None,
         };
         Ok(ListResult {
-            items: items.into_iter().map(|(_, v)| v).collect(),
+            items,
             revision,
             remaining: continue_after.as_ref().and(cut),
             continue_after,
