@@ -1,5 +1,5 @@
 //! The API server on etcd: paginated lists are one snapshot and an expired continue token is
-//! kube-apiserver's 410; two API servers on one etcd see each other's writes (reads and
+//! kube-apiserver's 410 (with a token for the inconsistent remainder); two API servers on one etcd see each other's writes (reads and
 //! watches); an etcd that is gone is a 503.
 
 mod common;
@@ -75,10 +75,24 @@ fn paginated_lists_are_one_snapshot_and_expire_with_410() {
         let (code, status) = request(&s.url, "GET", &format!("{BASE}?limit=2&continue={token}"), b"").await;
         assert_eq!(code, 410, "{status}");
         assert_eq!(status["reason"], "Expired");
-        assert_eq!(
-            status["message"],
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+        assert!(
+            status["message"].as_str().unwrap().starts_with(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response"
+            ),
+            "{status}"
         );
+        // The token it offers goes on after the same key, in the current state.
+        let inconsistent = status["metadata"]["continue"].as_str().unwrap().to_string();
+        let (code, rest) = request(&s.url, "GET", &format!("{BASE}?limit=2&continue={inconsistent}"), b"").await;
+        assert_eq!(code, 200, "{rest}");
+        assert_eq!(names(&rest), ["c25", "c3"]);
+        assert_eq!(
+            rest["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap(),
+            current
+        );
+        let token3 = rest["metadata"]["continue"].as_str().unwrap().to_string();
+        let (_, last) = request(&s.url, "GET", &format!("{BASE}?limit=2&continue={token3}"), b"").await;
+        assert_eq!(names(&last), ["c4"]);
         // A new list works and shows the changes.
         let (_, now) = request(&s.url, "GET", BASE, b"").await;
         assert_eq!(names(&now), ["c0", "c1", "c25", "c3", "c4"]);
