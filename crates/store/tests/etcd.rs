@@ -480,3 +480,48 @@ async fn watch_events_follow_etcd_revisions() {
             .all(|e| e.key.name == "a" && e.key.namespace == "default")
     );
 }
+
+/// etcd's count of its watchers, from its `/metrics` (a blocking read of a few kilobytes).
+fn etcd_watchers(client_url: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = client_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map(|n| n as u64)
+        .expect("etcd reports its watchers")
+}
+
+/// Dropping a watch stream cancels its etcd watch: etcd's watchers go back to none.
+#[tokio::test]
+async fn dropping_a_watch_cancels_it_in_etcd() {
+    let cluster = EtcdCluster::start(1).await;
+    let url = cluster.client_urls()[0].clone();
+    let store = connect(&cluster).await;
+    let a = store.create(&key("a"), pod("a")).await.unwrap();
+    let mut watches = Vec::new();
+    for from in [0, a.revision - 1, a.revision] {
+        watches.push(store.watch("pods", None, from).await.unwrap());
+    }
+    assert_eq!(etcd_watchers(&url), 3);
+    // The one from before `a` replays it.
+    let replayed = watches[1].next().await.unwrap().unwrap();
+    assert_eq!(replayed.revision, a.revision);
+    drop(watches);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while etcd_watchers(&url) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "etcd still has {} watchers",
+            etcd_watchers(&url)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
