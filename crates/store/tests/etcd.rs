@@ -525,3 +525,46 @@ async fn dropping_a_watch_cancels_it_in_etcd() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A name or namespace with a `/` (which the API server never lets through) could alias
+/// another object's key: the store refuses to create it and finds nothing there.
+#[tokio::test]
+async fn names_with_a_slash_never_alias_other_keys() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = connect(&cluster).await;
+    store
+        .create(&ObjectKey::new("pods", "a", "b"), pod("b"))
+        .await
+        .unwrap();
+    let alias = ObjectKey::new("pods", "", "a/b");
+    assert!(matches!(
+        store.get(&alias).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete(&alias, Preconditions::default()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.update(&alias, pod("b"), Preconditions::default()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.create(&alias, pod("b")).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(matches!(
+        store.create(&ObjectKey::new("pods", "a/x", "y"), pod("y")).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(matches!(
+        store.create(&ObjectKey::new("pods", "a", ""), pod("")).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(store.get(&ObjectKey::new("pods", "a", "b")).await.is_ok());
+    let cluster_scoped = store
+        .list("pods", Some(""), ListOptions::default())
+        .await
+        .unwrap();
+    assert!(cluster_scoped.items.is_empty());
+}

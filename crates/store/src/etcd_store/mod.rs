@@ -209,15 +209,21 @@ impl EtcdStore {
         Ok(bytes)
     }
 
-    /// The etcd key of an object, with the object's own name checks: names and namespaces
-    /// never contain `/` (the API server validates them; the store refuses them too).
-    fn etcd_key(&self, key: &ObjectKey) -> Result<String> {
+    /// The etcd key of an object. Names and namespaces never contain `/` (the API server
+    /// validates them) and names are never empty: such a key could not be told apart from
+    /// others, so no object can have it (`None`).
+    fn etcd_key(&self, key: &ObjectKey) -> Option<String> {
         if key.name.is_empty() || key.name.contains('/') || key.namespace.contains('/') {
-            return Err(StoreError::InvalidObject {
-                reason: format!("{key} is not a storable key: names and namespaces have no '/'"),
-            });
+            return None;
         }
-        Ok(self.conn().layout.key(key))
+        Some(self.conn().layout.key(key))
+    }
+
+    /// [`EtcdStore::etcd_key`] for reading or changing an object: an impossible key is one
+    /// that is not there.
+    fn existing_key(&self, key: &ObjectKey) -> Result<String> {
+        self.etcd_key(key)
+            .ok_or_else(|| StoreError::NotFound { key: key.clone() })
     }
 
     /// Update or delete: read, check `pre`, write while the key is unchanged; a lost race reads
@@ -229,7 +235,7 @@ impl EtcdStore {
         bytes: Option<Vec<u8>>,
         pre: &Preconditions,
     ) -> Result<(Value, u64)> {
-        let k = self.etcd_key(key)?;
+        let k = self.existing_key(key)?;
         let size = bytes.as_ref().map_or(0, Vec::len);
         let mut current = self.conn().get_kv(&k).await?;
         for _ in 0..WRITE_ATTEMPTS {
@@ -291,7 +297,9 @@ fn spawn_compactor(conn: Conn, interval: Duration) -> tokio::task::AbortHandle {
 #[async_trait]
 impl Store for EtcdStore {
     async fn create(&self, key: &ObjectKey, mut object: Value) -> Result<Versioned> {
-        let k = self.etcd_key(key)?;
+        let k = self.etcd_key(key).ok_or_else(|| StoreError::InvalidObject {
+            reason: format!("{key} cannot be stored: names are not empty and have no '/'"),
+        })?;
         let bytes = self.encode(key, &mut object)?;
         let size = bytes.len();
         let txn = Txn::new()
@@ -310,7 +318,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Versioned> {
-        let k = self.etcd_key(key)?;
+        let k = self.existing_key(key)?;
         match self.conn().get_kv(&k).await? {
             Some(kv) => versioned(&kv),
             None => Err(StoreError::NotFound { key: key.clone() }),
