@@ -568,3 +568,34 @@ async fn names_with_a_slash_never_alias_other_keys() {
         .unwrap();
     assert!(cluster_scoped.items.is_empty());
 }
+
+/// An object under the store's limit but over etcd's own (`--max-request-bytes`, 1.5 MiB by
+/// default) is refused as too large too, and nothing is written.
+#[tokio::test]
+async fn etcds_own_request_limit_is_too_large() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = EtcdStore::connect(EtcdStoreConfig {
+        max_object_bytes: 8 * 1024 * 1024,
+        ..config(&cluster)
+    })
+    .await
+    .unwrap();
+    let before = store.current_revision().await.unwrap();
+    // Past etcd's request limit, and past its gRPC message limit (2 MiB).
+    for size in [1800 * 1024, 3 * 1024 * 1024] {
+        let mut big = pod("big");
+        big["data"] = json!("x".repeat(size));
+        match store.create(&key("big"), big).await {
+            Err(StoreError::TooLarge { size: s, limit, .. }) => {
+                assert!(s > size, "{s}");
+                assert!(limit < s && limit <= 8 * 1024 * 1024, "{limit}");
+            }
+            other => panic!("expected TooLarge for {size} bytes, got {other:?}"),
+        }
+    }
+    assert_eq!(store.current_revision().await.unwrap(), before);
+    assert!(matches!(
+        store.get(&key("big")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}

@@ -60,9 +60,24 @@ pub(super) fn is_compacted(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("required revision has been compacted"))
 }
 
-/// Whether etcd refused a request as larger than its `--max-request-bytes`.
-fn is_too_large(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("request is too large"))
+/// Whether etcd refused a request as larger than it takes: past its `--max-request-bytes`
+/// (`etcdserver: request is too large`) or past its gRPC message limit (that plus a little,
+/// `ResourceExhausted`, `... larger than max (N vs. LIMIT)`). `Some(limit)` when etcd said it.
+fn too_large(e: &etcd_client::Error) -> Option<Option<usize>> {
+    let etcd_client::Error::GRpcStatus(s) = e else {
+        return None;
+    };
+    if s.message().contains("request is too large") {
+        return Some(None);
+    }
+    if s.code() == tonic::Code::ResourceExhausted {
+        let limit = s
+            .message()
+            .rsplit_once("vs. ")
+            .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse().ok());
+        return Some(limit);
+    }
+    None
 }
 
 /// Whether the request failed to connect, so it never reached etcd.
@@ -292,8 +307,8 @@ impl Conn {
         Ok(resp.take_kvs().into_iter().next())
     }
 
-    /// Runs a write transaction; `key`, `size` and `limit` describe the object for a
-    /// too-large refusal.
+    /// Runs a write transaction; `key`, `size` and `limit` (the store's) describe the object
+    /// for a too-large refusal, which etcd itself may answer below the store's limit.
     pub(super) async fn txn(
         &self,
         txn: Txn,
@@ -309,12 +324,19 @@ impl Conn {
             .await?;
         match answer {
             Ok(resp) => Ok(resp),
-            Err(e) if is_too_large(&e) => Err(StoreError::TooLarge {
-                key: key.clone(),
-                size,
-                limit,
-            }),
-            Err(e) => Err(self.fail("a write", e)),
+            Err(e) => match too_large(&e) {
+                // etcd's own limit when it says it, else its default (which it most likely
+                // has), never more than the object.
+                Some(etcd_limit) => Err(StoreError::TooLarge {
+                    key: key.clone(),
+                    size,
+                    limit: etcd_limit
+                        .unwrap_or(crate::DEFAULT_MAX_OBJECT_BYTES)
+                        .min(limit)
+                        .min(size.saturating_sub(1)),
+                }),
+                None => Err(self.fail("a write", e)),
+            },
         }
     }
 }
