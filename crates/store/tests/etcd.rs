@@ -599,3 +599,28 @@ async fn etcds_own_request_limit_is_too_large() {
         Err(StoreError::NotFound { .. })
     ));
 }
+
+/// Lists and watch replays of large objects go past gRPC's default 4 MiB message limit.
+#[tokio::test]
+async fn lists_and_watches_of_large_objects_pass_grpcs_default_message_limit() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = connect(&cluster).await;
+    let before = store.current_revision().await.unwrap();
+    let big = "x".repeat(1000 * 1024);
+    for i in 0..6 {
+        let mut p = pod(&format!("p{i}"));
+        p["data"] = json!(big);
+        store.create(&key(&format!("p{i}")), p).await.unwrap();
+    }
+    let list = store.list("pods", None, ListOptions::default()).await.unwrap();
+    assert_eq!(list.items.len(), 6);
+    let mut watch = store.watch("pods", None, before).await.unwrap();
+    for i in 0..6 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.object["metadata"]["name"], format!("p{i}"));
+    }
+}

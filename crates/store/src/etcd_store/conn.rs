@@ -24,6 +24,21 @@ use crate::{ObjectKey, Result, StoreError};
 /// etcd refuses pings more often than every 5 s by default.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The largest response this store decodes (kube-apiserver's etcd client allows as much): a
+/// list batch or a watch response of large objects is far over gRPC's default 4 MiB, and etcd
+/// has no byte limit on a range.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+/// A key-value client of `c` that takes responses up to [`MAX_RESPONSE_BYTES`].
+pub(super) fn kv(c: &Client) -> etcd_client::KvClient {
+    c.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+/// A watch client of `c` that takes responses up to [`MAX_RESPONSE_BYTES`].
+pub(super) fn watcher(c: &Client) -> etcd_client::WatchClient {
+    c.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
 /// An etcd call that failed, for [`StoreError::Backend`].
 #[derive(Debug, thiserror::Error)]
 #[error("etcd {what} failed (endpoints {endpoints})")]
@@ -237,11 +252,7 @@ impl Conn {
         let resp = self
             .call("a revision read", Retry::Idempotent, |c| {
                 let key = key.clone();
-                async move {
-                    c.kv_client()
-                        .get(key, Some(GetOptions::new().with_count_only()))
-                        .await
-                }
+                async move { kv(&c).get(key, Some(GetOptions::new().with_count_only())).await }
             })
             .await?;
         header_revision(resp.header())
@@ -254,7 +265,7 @@ impl Conn {
         }
         let answer = self
             .raw("compaction", Retry::Idempotent, |c| async move {
-                c.kv_client().compact(etcd_revision(horizon), None).await
+                kv(&c).compact(etcd_revision(horizon), None).await
             })
             .await?;
         match answer {
@@ -279,7 +290,7 @@ impl Conn {
             .with_start_revision(etcd_revision(below.max(1)));
         let client = self.clients[self.preferred.load(Ordering::Relaxed) % self.clients.len()].clone();
         let probe = async {
-            let mut stream = client.watch_client().watch(prefix, Some(options)).await.ok()?;
+            let mut stream = watcher(&client).watch(prefix, Some(options)).await.ok()?;
             while let Some(resp) = stream.message().await.ok()? {
                 if resp.compact_revision() > 0 {
                     return Some(revision_of(resp.compact_revision()));
@@ -301,7 +312,7 @@ impl Conn {
         let mut resp = self
             .call("a read", Retry::Idempotent, |c| {
                 let key = key.to_string();
-                async move { c.kv_client().get(key, None).await }
+                async move { kv(&c).get(key, None).await }
             })
             .await?;
         Ok(resp.take_kvs().into_iter().next())
@@ -319,7 +330,7 @@ impl Conn {
         let answer = self
             .raw("a write", Retry::Once, |c| {
                 let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
+                async move { kv(&c).txn(txn).await }
             })
             .await?;
         match answer {

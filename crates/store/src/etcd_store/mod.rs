@@ -363,7 +363,7 @@ impl Store for EtcdStore {
             let from = start.clone();
             let read = conn.raw("a list", Retry::Idempotent, |c| {
                 let (from, get) = (from.clone(), get.clone());
-                async move { c.kv_client().get(from, Some(get)).await }
+                async move { conn::kv(&c).get(from, Some(get)).await }
             });
             let mut resp = match read.await? {
                 Ok(resp) => resp,
