@@ -56,8 +56,14 @@ use keys::{Layout, prefix_end};
 const LIST_BATCH: usize = 500;
 
 /// How often a write that lost a race to another writer (and has no resourceVersion
-/// precondition) reads again and retries before failing with [`StoreError::Conflict`].
-const WRITE_ATTEMPTS: usize = 16;
+/// precondition) reads again and retries before failing with [`StoreError::Conflict`]
+/// (kube-apiserver retries without a bound; a key this contended is a bug elsewhere).
+const WRITE_ATTEMPTS: u32 = 64;
+
+/// After this many lost races in a row a write waits a little (longer each time, at most
+/// [`MAX_RACE_BACKOFF`]) before it tries again, so that writers racing in step fall out of it.
+const RACES_BEFORE_BACKOFF: u32 = 4;
+const MAX_RACE_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Where and how an [`EtcdStore`] reaches etcd.
 #[derive(Debug, Clone)]
@@ -238,7 +244,11 @@ impl EtcdStore {
         let k = self.existing_key(key)?;
         let size = bytes.as_ref().map_or(0, Vec::len);
         let mut current = self.conn().get_kv(&k).await?;
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt >= RACES_BEFORE_BACKOFF {
+                let backoff = Duration::from_millis(u64::from(attempt - RACES_BEFORE_BACKOFF + 1));
+                tokio::time::sleep(backoff.min(MAX_RACE_BACKOFF)).await;
+            }
             let Some(kv) = current else {
                 return Err(StoreError::NotFound { key: key.clone() });
             };
