@@ -195,6 +195,7 @@ fn invalid_options(name: &str, errors: &[(&'static str, String)]) -> ApiError {
                 }
             })
             .collect(),
+        continue_token: None,
     }
 }
 

@@ -146,6 +146,7 @@ fn invalid_delete_options(causes: Vec<Cause>) -> ApiError {
             String::new(),
         ))),
         causes,
+        continue_token: None,
     }
 }
 

@@ -31,6 +31,9 @@ pub struct ApiError {
     pub details: Option<Box<(String, String, String)>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
+    /// `metadata.continue`: for an expired continue token, a token that continues the list
+    /// from the same place in the current state.
+    pub continue_token: Option<Box<str>>,
 }
 
 /// This module's result type.
@@ -44,6 +47,7 @@ impl ApiError {
             message: message.into(),
             details: None,
             causes: Vec::new(),
+            continue_token: None,
         }
     }
 
@@ -160,14 +164,25 @@ impl ApiError {
     }
 
     /// 410 Expired for a continue token whose revision the store has compacted: the pages
-    /// after it can no longer come from the first page's snapshot (kube-apiserver's message;
-    /// the client starts the list again).
-    pub fn continue_expired() -> Self {
-        Self::new(
-            410,
-            "Expired",
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-        )
+    /// after it can no longer come from the first page's snapshot. With `inconsistent` (a token
+    /// that continues from the same place in the current state) kube-apiserver's message
+    /// offering it, in `metadata.continue`; without, its message for starting over.
+    pub fn continue_expired(inconsistent: Option<String>) -> Self {
+        const TOO_OLD: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter";
+        match inconsistent {
+            Some(token) => {
+                let mut e = Self::new(
+                    410,
+                    "Expired",
+                    format!(
+                        "{TOO_OLD}, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."
+                    ),
+                );
+                e.continue_token = Some(token.into());
+                e
+            }
+            None => Self::new(410, "Expired", format!("{TOO_OLD}.")),
+        }
     }
 
     /// 503 ServiceUnavailable: the store did not answer in time (etcd without a quorum or
@@ -310,7 +325,10 @@ impl ApiError {
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": match &self.continue_token {
+                Some(token) => json!({"continue": token}),
+                None => json!({}),
+            },
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
@@ -392,6 +410,34 @@ fn qualified(resource: &Resource) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_a_503_and_an_expired_continue_a_410() {
+        let pods = Resource::find("", "v1", "pods").unwrap();
+        let e = ApiError::from_store(
+            StoreError::Unavailable {
+                message: "etcd (http://127.0.0.1:2379) did not answer a read within 5s".into(),
+            },
+            pods,
+            "web",
+        );
+        assert_eq!((e.code, e.reason), (503, "ServiceUnavailable"));
+        assert!(e.message.contains("http://127.0.0.1:2379"), "{}", e.message);
+        let s = ApiError::continue_expired(None).to_status();
+        assert_eq!(s["code"], 410);
+        assert_eq!(s["reason"], "Expired");
+        assert_eq!(
+            s["message"],
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter."
+        );
+        assert_eq!(s["metadata"], json!({}));
+        let s = ApiError::continue_expired(Some("tok".into())).to_status();
+        assert_eq!(s["code"], 410);
+        assert_eq!(s["metadata"]["continue"], "tok");
+        assert!(s["message"].as_str().unwrap().contains(
+            "or use the continue token in this response to retrieve the remainder of the results."
+        ));
+    }
 
     #[test]
     fn not_found_status_matches_kube_apiserver() {

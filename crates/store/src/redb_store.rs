@@ -384,6 +384,8 @@ impl Store for RedbStore {
             let txn = inner.db.begin_read().map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
             let objects = txn.open_table(OBJECTS).map_err(backend)?;
+            // `options.revision` is ignored: redb keeps no old versions, so every page reads the
+            // current state (and reports the current revision).
             let revision = meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value());
             let limit = options.limit.filter(|l| *l > 0);
             let start = match &options.continue_after {

@@ -480,3 +480,147 @@ async fn watch_events_follow_etcd_revisions() {
             .all(|e| e.key.name == "a" && e.key.namespace == "default")
     );
 }
+
+/// etcd's count of its watchers, from its `/metrics` (a blocking read of a few kilobytes).
+fn etcd_watchers(client_url: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = client_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .map(|n| n as u64)
+        .expect("etcd reports its watchers")
+}
+
+/// Dropping a watch stream cancels its etcd watch: etcd's watchers go back to none.
+#[tokio::test]
+async fn dropping_a_watch_cancels_it_in_etcd() {
+    let cluster = EtcdCluster::start(1).await;
+    let url = cluster.client_urls()[0].clone();
+    let store = connect(&cluster).await;
+    let a = store.create(&key("a"), pod("a")).await.unwrap();
+    let mut watches = Vec::new();
+    for from in [0, a.revision - 1, a.revision] {
+        watches.push(store.watch("pods", None, from).await.unwrap());
+    }
+    assert_eq!(etcd_watchers(&url), 3);
+    // The one from before `a` replays it.
+    let replayed = watches[1].next().await.unwrap().unwrap();
+    assert_eq!(replayed.revision, a.revision);
+    drop(watches);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while etcd_watchers(&url) > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "etcd still has {} watchers",
+            etcd_watchers(&url)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A name or namespace with a `/` (which the API server never lets through) could alias
+/// another object's key: the store refuses to create it and finds nothing there.
+#[tokio::test]
+async fn names_with_a_slash_never_alias_other_keys() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = connect(&cluster).await;
+    store
+        .create(&ObjectKey::new("pods", "a", "b"), pod("b"))
+        .await
+        .unwrap();
+    let alias = ObjectKey::new("pods", "", "a/b");
+    assert!(matches!(
+        store.get(&alias).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.delete(&alias, Preconditions::default()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.update(&alias, pod("b"), Preconditions::default()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.create(&alias, pod("b")).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(matches!(
+        store.create(&ObjectKey::new("pods", "a/x", "y"), pod("y")).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(matches!(
+        store.create(&ObjectKey::new("pods", "a", ""), pod("")).await,
+        Err(StoreError::InvalidObject { .. })
+    ));
+    assert!(store.get(&ObjectKey::new("pods", "a", "b")).await.is_ok());
+    let cluster_scoped = store
+        .list("pods", Some(""), ListOptions::default())
+        .await
+        .unwrap();
+    assert!(cluster_scoped.items.is_empty());
+}
+
+/// An object under the store's limit but over etcd's own (`--max-request-bytes`, 1.5 MiB by
+/// default) is refused as too large too, and nothing is written.
+#[tokio::test]
+async fn etcds_own_request_limit_is_too_large() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = EtcdStore::connect(EtcdStoreConfig {
+        max_object_bytes: 8 * 1024 * 1024,
+        ..config(&cluster)
+    })
+    .await
+    .unwrap();
+    let before = store.current_revision().await.unwrap();
+    // Past etcd's request limit, and past its gRPC message limit (2 MiB).
+    for size in [1800 * 1024, 3 * 1024 * 1024] {
+        let mut big = pod("big");
+        big["data"] = json!("x".repeat(size));
+        match store.create(&key("big"), big).await {
+            Err(StoreError::TooLarge { size: s, limit, .. }) => {
+                assert!(s > size, "{s}");
+                assert!(limit < s && limit <= 8 * 1024 * 1024, "{limit}");
+            }
+            other => panic!("expected TooLarge for {size} bytes, got {other:?}"),
+        }
+    }
+    assert_eq!(store.current_revision().await.unwrap(), before);
+    assert!(matches!(
+        store.get(&key("big")).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Lists and watch replays of large objects go past gRPC's default 4 MiB message limit.
+#[tokio::test]
+async fn lists_and_watches_of_large_objects_pass_grpcs_default_message_limit() {
+    let cluster = EtcdCluster::start(1).await;
+    let store = connect(&cluster).await;
+    let before = store.current_revision().await.unwrap();
+    let big = "x".repeat(1000 * 1024);
+    for i in 0..6 {
+        let mut p = pod(&format!("p{i}"));
+        p["data"] = json!(big);
+        store.create(&key(&format!("p{i}")), p).await.unwrap();
+    }
+    let list = store.list("pods", None, ListOptions::default()).await.unwrap();
+    assert_eq!(list.items.len(), 6);
+    let mut watch = store.watch("pods", None, before).await.unwrap();
+    for i in 0..6 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.object["metadata"]["name"], format!("p{i}"));
+    }
+}

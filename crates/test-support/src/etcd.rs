@@ -40,9 +40,23 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
 }
 
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port");
+/// How often a cluster whose member exited while starting is started again on other ports.
+const START_ATTEMPTS: usize = 3;
+
+/// Why a cluster did not start: the message to panic with.
+enum Failure {
+    /// A member exited (most likely: its port was taken meanwhile).
+    Exited(String),
+    /// The members did not become healthy in time.
+    TimedOut(String),
+}
+
+/// A listener on a loopback port the system chose: free until it is dropped.
+fn free_listener() -> TcpListener {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a loopback port")
+}
+
+fn port_of(listener: &TcpListener) -> u16 {
     listener.local_addr().expect("a bound port").port()
 }
 
@@ -85,14 +99,28 @@ impl EtcdCluster {
     ///
     /// # Panics
     ///
-    /// When `/usr/bin/etcd` is missing, or the cluster does not come up within 20 s (the
-    /// members' log tails are in the message).
+    /// When `/usr/bin/etcd` is missing, or the cluster does not come up within 20 s, or its
+    /// members exit while starting three times over (the members' log tails are in the
+    /// message).
     pub async fn start(members: usize) -> EtcdCluster {
         assert!(
             Path::new(ETCD_BIN).exists(),
             "etcd is missing: `cargo xtask test` installs Debian's etcd-server ({ETCD_BIN})"
         );
         let members = members.max(1);
+        // A port found free can be taken by someone else before etcd binds it: a member that
+        // exits while starting is taken for that, and the cluster starts anew on other ports.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(members).await {
+                Ok(cluster) => return cluster,
+                Err(Failure::Exited(_)) if attempt < START_ATTEMPTS => attempt += 1,
+                Err(Failure::Exited(why) | Failure::TimedOut(why)) => panic!("{why}"),
+            }
+        }
+    }
+
+    async fn try_start(members: usize) -> Result<EtcdCluster, Failure> {
         static CLUSTERS: AtomicU64 = AtomicU64::new(0);
         let token = format!(
             "podvisor-test-{}-{}",
@@ -103,7 +131,13 @@ impl EtcdCluster {
             .prefix("podvisor-etcd-")
             .tempdir()
             .expect("a temporary directory for etcd");
-        let ports: Vec<(u16, u16)> = (0..members).map(|_| (free_port(), free_port())).collect();
+        // Every listener is held until all ports are chosen, so no two members share one.
+        let listeners: Vec<TcpListener> = (0..2 * members).map(|_| free_listener()).collect();
+        let ports: Vec<(u16, u16)> = listeners
+            .chunks(2)
+            .map(|pair| (port_of(&pair[0]), port_of(&pair[1])))
+            .collect();
+        drop(listeners);
         let initial_cluster = ports
             .iter()
             .enumerate()
@@ -166,15 +200,21 @@ impl EtcdCluster {
                     .iter()
                     .map(|m| format!("--- {}:\n{}", m.client_url, log_tail(&m.log)))
                     .collect();
-                panic!(
+                let why = format!(
                     "etcd ({members} members) did not become healthy within {START_TIMEOUT:?}{}:\n{}",
                     if exited { " (a member exited)" } else { "" },
                     logs.join("\n")
                 );
+                // Dropping the cluster kills the members that are left.
+                return Err(if exited {
+                    Failure::Exited(why)
+                } else {
+                    Failure::TimedOut(why)
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        cluster
+        Ok(cluster)
     }
 
     /// The client URLs of every member (stopped ones included), to connect with.
@@ -206,5 +246,47 @@ impl Drop for EtcdCluster {
         for i in 0..self.members.len() {
             self.stop_member(i);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn pids(cluster: &EtcdCluster) -> Vec<u32> {
+        cluster
+            .members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    #[test]
+    fn members_answer_until_stopped_and_leave_no_process_behind() {
+        let rt = runtime();
+        let mut cluster = rt.block_on(EtcdCluster::start(2));
+        let urls = cluster.client_urls();
+        assert_eq!(urls.len(), 2);
+        assert_ne!(urls[0], urls[1]);
+        for url in &urls {
+            assert!(rt.block_on(healthy(url)), "{url}");
+        }
+        let all = pids(&cluster);
+        assert_eq!(all.len(), 2);
+        cluster.stop_member(1);
+        assert!(!rt.block_on(healthy(&urls[1])));
+        assert!(!Path::new(&format!("/proc/{}", all[1])).exists());
+        cluster.stop_member(1);
+        let dir = cluster.dir.path().to_path_buf();
+        drop(cluster);
+        assert!(!Path::new(&format!("/proc/{}", all[0])).exists());
+        assert!(!dir.exists(), "the data directories go with the cluster");
     }
 }

@@ -35,13 +35,14 @@ impl Ctx {
             }
             None => None,
         };
-        let continuing = token.is_some();
         // Every page is read at the first page's revision (the token's), where the store
-        // keeps old revisions (etcd): the pages make one consistent list.
+        // keeps old revisions (etcd): the pages make one consistent list. A token of revision 0
+        // (handed out with an expired one) continues in the current state.
         let (continue_after, revision) = match token {
             Some(t) => (Some(t.k), Some(t.rv)),
             None => (None, None),
         };
+        let resume_key = continue_after.clone();
         let options = ListOptions {
             predicate: Some(self.predicate()?),
             limit,
@@ -53,7 +54,15 @@ impl Ctx {
             .list(&self.r().store_key(), self.target.namespace.as_deref(), options)
             .await
             .map_err(|e| match e {
-                StoreError::Expired { .. } if continuing => ApiError::continue_expired(),
+                // Like kube-apiserver, the answer to an expired token offers one that goes on
+                // from the same key in the current state (an inconsistent list, it says).
+                StoreError::Expired { .. } if resume_key.is_some() => {
+                    let resume = resume_key.map(|k| ContinueToken { k, rv: 0 });
+                    let token = resume
+                        .and_then(|t| serde_json::to_vec(&t).ok())
+                        .map(|raw| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw));
+                    ApiError::continue_expired(token)
+                }
                 e => self.store_err(e),
             })?;
         let rv = list.revision.to_string();

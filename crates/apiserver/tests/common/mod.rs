@@ -24,12 +24,43 @@ pub fn start() -> Server {
 
 /// Like [`start`], with `configure` applied to the server before it serves.
 pub fn start_with(configure: impl FnOnce(ApiServer) -> ApiServer + Send + 'static) -> Server {
+    start_on(
+        |dir| Box::pin(async move { Arc::new(RedbStore::open(dir.join("store.redb")).unwrap()) as _ }),
+        configure,
+    )
+}
+
+/// A server on the etcd members at `endpoints` (one of several API servers sharing them).
+pub fn start_on_etcd(endpoints: Vec<String>) -> Server {
+    start_on(
+        move |_| {
+            Box::pin(async move {
+                let config = podvisor_store::EtcdStoreConfig {
+                    endpoints,
+                    request_timeout: std::time::Duration::from_secs(3),
+                    compaction_interval: std::time::Duration::ZERO,
+                    ..Default::default()
+                };
+                Arc::new(podvisor_store::EtcdStore::connect(config).await.unwrap()) as _
+            })
+        },
+        |server| server,
+    )
+}
+
+type StoreFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Arc<dyn podvisor_store::Store>> + Send>>;
+
+/// A server on the store `make` opens in the data directory, inside the server's runtime (a
+/// network store's connection lives there).
+fn start_on(
+    make: impl FnOnce(PathBuf) -> StoreFuture + Send + 'static,
+    configure: impl FnOnce(ApiServer) -> ApiServer + Send + 'static,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn podvisor_store::Store> =
-        Arc::new(RedbStore::open(dir.path().join("store.redb")).unwrap());
+    let data = dir.path().to_path_buf();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let server_store = store.clone();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -37,14 +68,17 @@ pub fn start_with(configure: impl FnOnce(ApiServer) -> ApiServer + Send + 'stati
             .build()
             .unwrap();
         rt.block_on(async move {
+            let server_store = make(data).await;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let config = ApiServerConfig {
                 bookmark_interval: std::time::Duration::from_secs(1),
                 ..Default::default()
             };
-            let server = configure(ApiServer::new(server_store, config));
+            let server = configure(ApiServer::new(server_store.clone(), config));
             server.bootstrap().await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            addr_tx
+                .send((listener.local_addr().unwrap(), server_store))
+                .unwrap();
             server
                 .serve(listener, async {
                     let _ = rx.await;
@@ -53,7 +87,7 @@ pub fn start_with(configure: impl FnOnce(ApiServer) -> ApiServer + Send + 'stati
                 .unwrap();
         });
     });
-    let addr = addr_rx.recv().unwrap();
+    let (addr, store) = addr_rx.recv().unwrap();
     let url = format!("http://{addr}");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(

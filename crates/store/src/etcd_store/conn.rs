@@ -24,6 +24,21 @@ use crate::{ObjectKey, Result, StoreError};
 /// etcd refuses pings more often than every 5 s by default.
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The largest response this store decodes (kube-apiserver's etcd client allows as much): a
+/// list batch or a watch response of large objects is far over gRPC's default 4 MiB, and etcd
+/// has no byte limit on a range.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
+/// A key-value client of `c` that takes responses up to [`MAX_RESPONSE_BYTES`].
+pub(super) fn kv(c: &Client) -> etcd_client::KvClient {
+    c.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+/// A watch client of `c` that takes responses up to [`MAX_RESPONSE_BYTES`].
+pub(super) fn watcher(c: &Client) -> etcd_client::WatchClient {
+    c.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+}
+
 /// An etcd call that failed, for [`StoreError::Backend`].
 #[derive(Debug, thiserror::Error)]
 #[error("etcd {what} failed (endpoints {endpoints})")]
@@ -60,9 +75,24 @@ pub(super) fn is_compacted(e: &etcd_client::Error) -> bool {
     matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("required revision has been compacted"))
 }
 
-/// Whether etcd refused a request as larger than its `--max-request-bytes`.
-fn is_too_large(e: &etcd_client::Error) -> bool {
-    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message().contains("request is too large"))
+/// Whether etcd refused a request as larger than it takes: past its `--max-request-bytes`
+/// (`etcdserver: request is too large`) or past its gRPC message limit (that plus a little,
+/// `ResourceExhausted`, `... larger than max (N vs. LIMIT)`). `Some(limit)` when etcd said it.
+fn too_large(e: &etcd_client::Error) -> Option<Option<usize>> {
+    let etcd_client::Error::GRpcStatus(s) = e else {
+        return None;
+    };
+    if s.message().contains("request is too large") {
+        return Some(None);
+    }
+    if s.code() == tonic::Code::ResourceExhausted {
+        let limit = s
+            .message()
+            .rsplit_once("vs. ")
+            .and_then(|(_, rest)| rest.trim_end_matches(')').trim().parse().ok());
+        return Some(limit);
+    }
+    None
 }
 
 /// Whether the request failed to connect, so it never reached etcd.
@@ -222,11 +252,7 @@ impl Conn {
         let resp = self
             .call("a revision read", Retry::Idempotent, |c| {
                 let key = key.clone();
-                async move {
-                    c.kv_client()
-                        .get(key, Some(GetOptions::new().with_count_only()))
-                        .await
-                }
+                async move { kv(&c).get(key, Some(GetOptions::new().with_count_only())).await }
             })
             .await?;
         header_revision(resp.header())
@@ -239,7 +265,7 @@ impl Conn {
         }
         let answer = self
             .raw("compaction", Retry::Idempotent, |c| async move {
-                c.kv_client().compact(etcd_revision(horizon), None).await
+                kv(&c).compact(etcd_revision(horizon), None).await
             })
             .await?;
         match answer {
@@ -264,7 +290,7 @@ impl Conn {
             .with_start_revision(etcd_revision(below.max(1)));
         let client = self.clients[self.preferred.load(Ordering::Relaxed) % self.clients.len()].clone();
         let probe = async {
-            let mut stream = client.watch_client().watch(prefix, Some(options)).await.ok()?;
+            let mut stream = watcher(&client).watch(prefix, Some(options)).await.ok()?;
             while let Some(resp) = stream.message().await.ok()? {
                 if resp.compact_revision() > 0 {
                     return Some(revision_of(resp.compact_revision()));
@@ -286,14 +312,14 @@ impl Conn {
         let mut resp = self
             .call("a read", Retry::Idempotent, |c| {
                 let key = key.to_string();
-                async move { c.kv_client().get(key, None).await }
+                async move { kv(&c).get(key, None).await }
             })
             .await?;
         Ok(resp.take_kvs().into_iter().next())
     }
 
-    /// Runs a write transaction; `key`, `size` and `limit` describe the object for a
-    /// too-large refusal.
+    /// Runs a write transaction; `key`, `size` and `limit` (the store's) describe the object
+    /// for a too-large refusal, which etcd itself may answer below the store's limit.
     pub(super) async fn txn(
         &self,
         txn: Txn,
@@ -304,17 +330,24 @@ impl Conn {
         let answer = self
             .raw("a write", Retry::Once, |c| {
                 let txn = txn.clone();
-                async move { c.kv_client().txn(txn).await }
+                async move { kv(&c).txn(txn).await }
             })
             .await?;
         match answer {
             Ok(resp) => Ok(resp),
-            Err(e) if is_too_large(&e) => Err(StoreError::TooLarge {
-                key: key.clone(),
-                size,
-                limit,
-            }),
-            Err(e) => Err(self.fail("a write", e)),
+            Err(e) => match too_large(&e) {
+                // etcd's own limit when it says it, else its default (which it most likely
+                // has), never more than the object.
+                Some(etcd_limit) => Err(StoreError::TooLarge {
+                    key: key.clone(),
+                    size,
+                    limit: etcd_limit
+                        .unwrap_or(crate::DEFAULT_MAX_OBJECT_BYTES)
+                        .min(limit)
+                        .min(size.saturating_sub(1)),
+                }),
+                None => Err(self.fail("a write", e)),
+            },
         }
     }
 }

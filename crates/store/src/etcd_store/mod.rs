@@ -25,6 +25,9 @@
 //! `--etcd-compaction-interval`, a task that every interval compacts to the revision it saw at
 //! the previous tick (several API servers doing so on one etcd is harmless).
 //!
+//! **Members.** One client per endpoint; requests go to one member and fail over to the next
+//! (the `conn` module says when a request is sent again and when it is not).
+//!
 //! **What it is not.** It does not start, configure or secure etcd (plain `http://` endpoints,
 //! no TLS, no authentication), and keeps no cache: every read is a linearizable etcd read.
 //! Every etcd call is bounded by [`EtcdStoreConfig::request_timeout`]; one that does not answer
@@ -53,14 +56,21 @@ use keys::{Layout, prefix_end};
 const LIST_BATCH: usize = 500;
 
 /// How often a write that lost a race to another writer (and has no resourceVersion
-/// precondition) reads again and retries before failing with [`StoreError::Conflict`].
-const WRITE_ATTEMPTS: usize = 16;
+/// precondition) reads again and retries before failing with [`StoreError::Conflict`]
+/// (kube-apiserver retries without a bound; a key this contended is a bug elsewhere).
+const WRITE_ATTEMPTS: u32 = 64;
+
+/// After this many lost races in a row a write waits a little (longer each time, at most
+/// [`MAX_RACE_BACKOFF`]) before it tries again, so that writers racing in step fall out of it.
+const RACES_BEFORE_BACKOFF: u32 = 4;
+const MAX_RACE_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Where and how an [`EtcdStore`] reaches etcd.
 #[derive(Debug, Clone)]
 pub struct EtcdStoreConfig {
-    /// The client URLs of the etcd members (`http://127.0.0.1:2379`); requests are balanced
-    /// over them, so a cluster that keeps its quorum keeps answering when one member is gone.
+    /// The client URLs of the etcd members (`http://127.0.0.1:2379`). Requests go to one
+    /// member at a time and move on to the next when it cannot be reached, so a cluster that
+    /// keeps its quorum keeps answering when a member is gone.
     pub endpoints: Vec<String>,
     /// The key prefix of every object (kube-apiserver's `--etcd-prefix`), `/registry` by default.
     pub prefix: String,
@@ -205,15 +215,21 @@ impl EtcdStore {
         Ok(bytes)
     }
 
-    /// The etcd key of an object, with the object's own name checks: names and namespaces
-    /// never contain `/` (the API server validates them; the store refuses them too).
-    fn etcd_key(&self, key: &ObjectKey) -> Result<String> {
+    /// The etcd key of an object. Names and namespaces never contain `/` (the API server
+    /// validates them) and names are never empty: such a key could not be told apart from
+    /// others, so no object can have it (`None`).
+    fn etcd_key(&self, key: &ObjectKey) -> Option<String> {
         if key.name.is_empty() || key.name.contains('/') || key.namespace.contains('/') {
-            return Err(StoreError::InvalidObject {
-                reason: format!("{key} is not a storable key: names and namespaces have no '/'"),
-            });
+            return None;
         }
-        Ok(self.conn().layout.key(key))
+        Some(self.conn().layout.key(key))
+    }
+
+    /// [`EtcdStore::etcd_key`] for reading or changing an object: an impossible key is one
+    /// that is not there.
+    fn existing_key(&self, key: &ObjectKey) -> Result<String> {
+        self.etcd_key(key)
+            .ok_or_else(|| StoreError::NotFound { key: key.clone() })
     }
 
     /// Update or delete: read, check `pre`, write while the key is unchanged; a lost race reads
@@ -225,10 +241,14 @@ impl EtcdStore {
         bytes: Option<Vec<u8>>,
         pre: &Preconditions,
     ) -> Result<(Value, u64)> {
-        let k = self.etcd_key(key)?;
+        let k = self.existing_key(key)?;
         let size = bytes.as_ref().map_or(0, Vec::len);
         let mut current = self.conn().get_kv(&k).await?;
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt >= RACES_BEFORE_BACKOFF {
+                let backoff = Duration::from_millis(u64::from(attempt - RACES_BEFORE_BACKOFF + 1));
+                tokio::time::sleep(backoff.min(MAX_RACE_BACKOFF)).await;
+            }
             let Some(kv) = current else {
                 return Err(StoreError::NotFound { key: key.clone() });
             };
@@ -287,7 +307,9 @@ fn spawn_compactor(conn: Conn, interval: Duration) -> tokio::task::AbortHandle {
 #[async_trait]
 impl Store for EtcdStore {
     async fn create(&self, key: &ObjectKey, mut object: Value) -> Result<Versioned> {
-        let k = self.etcd_key(key)?;
+        let k = self.etcd_key(key).ok_or_else(|| StoreError::InvalidObject {
+            reason: format!("{key} cannot be stored: names are not empty and have no '/'"),
+        })?;
         let bytes = self.encode(key, &mut object)?;
         let size = bytes.len();
         let txn = Txn::new()
@@ -306,7 +328,7 @@ impl Store for EtcdStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Versioned> {
-        let k = self.etcd_key(key)?;
+        let k = self.existing_key(key)?;
         match self.conn().get_kv(&k).await? {
             Some(kv) => versioned(&kv),
             None => Err(StoreError::NotFound { key: key.clone() }),
@@ -331,6 +353,8 @@ impl Store for EtcdStore {
         // 0: the first request reads the current revision, and the rest that one.
         let mut revision = options.revision.unwrap_or(0);
         let mut items = Vec::new();
+        // The etcd key of the last item, where a next page continues.
+        let mut last_item = None;
         let mut cut = None;
         loop {
             let wanted = limit.map_or(LIST_BATCH, |l| l.saturating_sub(items.len()));
@@ -349,7 +373,7 @@ impl Store for EtcdStore {
             let from = start.clone();
             let read = conn.raw("a list", Retry::Idempotent, |c| {
                 let (from, get) = (from.clone(), get.clone());
-                async move { c.kv_client().get(from, Some(get)).await }
+                async move { conn::kv(&c).get(from, Some(get)).await }
             });
             let mut resp = match read.await? {
                 Ok(resp) => resp,
@@ -383,7 +407,8 @@ impl Store for EtcdStore {
                 {
                     continue;
                 }
-                items.push((kv.key().to_vec(), v));
+                items.push(v);
+                last_item = Some(kv.key().to_vec());
                 if limit.is_some_and(|l| items.len() >= l) {
                     break;
                 }
@@ -414,11 +439,11 @@ impl Store for EtcdStore {
             start = [last.as_slice(), b"\0"].concat();
         }
         let continue_after = match cut {
-            Some(_) => items.last().map(|(k, _)| String::from_utf8_lossy(k).into_owned()),
+            Some(_) => last_item.map(|k| String::from_utf8_lossy(&k).into_owned()),
             None => None,
         };
         Ok(ListResult {
-            items: items.into_iter().map(|(_, v)| v).collect(),
+            items,
             revision,
             remaining: continue_after.as_ref().and(cut),
             continue_after,

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use etcd_client::{GetOptions, WatchOptions, WatchResponse};
 use futures_util::StreamExt;
 
-use super::conn::{Conn, Retry, is_compacted};
+use super::conn::{Conn, Retry, is_compacted, kv, watcher};
 use super::keys::{Layout, prefix_end};
 use super::{etcd_revision, header_revision, revision_of};
 use crate::object::{parse, stamp};
@@ -39,7 +39,7 @@ pub(super) async fn open(
     let mut stream = conn
         .call("a watch", Retry::Idempotent, |c| {
             let (prefix, options) = (prefix.clone(), options.clone());
-            async move { c.watch_client().watch(prefix, Some(options)).await }
+            async move { watcher(&c).watch(prefix, Some(options)).await }
         })
         .await?;
     let mut state = State {
@@ -89,7 +89,7 @@ pub(super) async fn open(
         let answer = conn
             .raw("a revision check", Retry::Idempotent, |c| {
                 let (key, probe) = (key.clone(), probe.clone());
-                async move { c.kv_client().get(key, Some(probe)).await }
+                async move { kv(&c).get(key, Some(probe)).await }
             })
             .await?;
         match answer {
