@@ -166,8 +166,9 @@ impl EtcdCluster {
                 .args(["--initial-cluster", &initial_cluster])
                 .args(["--initial-cluster-state", "new"])
                 .args(["--initial-cluster-token", &token])
-                // Quick elections: a test that stops a member waits less for a new leader.
-                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                // etcd's own timing: quicker elections look like lost leaders on a loaded
+                // two-core machine, and a spurious election fails writes in flight.
+                .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
                 .args(["--logger", "zap", "--log-level", "warn"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out))
