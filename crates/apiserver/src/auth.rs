@@ -20,6 +20,8 @@ use crate::status::ApiError;
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Vec<(Vec<u8>, Role)>,
+    /// The key nodes' credentials are signed with ([`node_token`]), and its text.
+    node_key: Option<(ring::hmac::Key, String)>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -40,42 +42,84 @@ impl Authenticator {
                 .filter(|t| !t.is_empty())
                 .map(|t| (t.into_bytes(), Role::Admin))
                 .collect(),
+            node_key: None,
         }
     }
 
-    /// Also accepts `token` as the agents' credential: only what a kubelet needs is allowed
-    /// ([`authz`]).
-    pub fn with_node_token(mut self, token: String) -> Self {
-        if !token.is_empty() {
-            self.tokens.push((token.into_bytes(), Role::Node));
+    /// Also accepts `join_token` as the agents' bootstrap credential and the node credentials
+    /// signed with `node_key` ([`node_token`]), each allowed what [`authz`] says.
+    pub fn with_agents(mut self, join_token: String, node_key: &str) -> Self {
+        if !join_token.is_empty() {
+            self.tokens.push((join_token.into_bytes(), Role::Bootstrap));
+        }
+        if !node_key.is_empty() {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, node_key.as_bytes());
+            self.node_key = Some((key, node_key.to_owned()));
         }
         self
     }
 
-    /// Decides whether a `method` request for `path` with these `headers` may proceed: `Ok` if
-    /// it carries a known token whose role allows it, or asks anonymously for a health
-    /// endpoint; else the 401 (unknown or missing credentials) or 403 (not allowed) error.
-    pub fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// The key node credentials are signed with, when agents are accepted.
+    pub fn node_key(&self) -> Option<&str> {
+        self.node_key.as_ref().map(|(_, text)| text.as_str())
+    }
+
+    /// Decides whether a `method` request for `path` with these `headers` may proceed: the
+    /// role of its token when it carries a known one whose role allows it, `None` when it asks
+    /// anonymously for a health endpoint; else the 401 (unknown or missing credentials) or 403
+    /// (not allowed) error.
+    pub fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<Option<Role>, ApiError> {
         match bearer_token(headers) {
-            Some(token) => match self.role(token.as_bytes()) {
-                Some(role) => authz::authorize(role, method, path),
+            Some(token) => match self.role(token) {
+                Some(role) => authz::authorize(&role, method, path).map(|()| Some(role)),
                 None => Err(ApiError::unauthorized()),
             },
-            None if is_public(path) => Ok(()),
+            None if is_public(path) => Ok(None),
             None => Err(ApiError::unauthorized()),
         }
     }
 
-    /// The role of the token presented, comparing it with every known token.
-    fn role(&self, presented: &[u8]) -> Option<Role> {
+    /// The role of the token presented: a node's credential, or one of the known tokens
+    /// (compared with every one of them).
+    fn role(&self, presented: &str) -> Option<Role> {
+        if let (Some((key, _)), Some(rest)) = (&self.node_key, presented.strip_prefix(NODE_TOKEN_PREFIX)) {
+            let (name, signature) = rest.rsplit_once(':')?;
+            let signature = hex_decode(signature)?;
+            return ring::hmac::verify(key, name.as_bytes(), &signature)
+                .ok()
+                .map(|()| Role::Node(name.to_owned()));
+        }
         let mut found = None;
         for (token, role) in &self.tokens {
-            if constant_time_eq(token, presented) {
-                found = Some(*role);
+            if constant_time_eq(token, presented.as_bytes()) {
+                found = Some(role.clone());
             }
         }
         found
     }
+}
+
+/// How a node's credential starts: `podvisor-node:<node name>:<hex HMAC-SHA256 of the name>`.
+const NODE_TOKEN_PREFIX: &str = "podvisor-node:";
+
+/// The credential of the node `name`, signed with `node_key` (the cluster's shared key, never
+/// given to agents): what a join token is exchanged for.
+pub fn node_token(node_key: &str, name: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, node_key.as_bytes());
+    let tag = ring::hmac::sign(&key, name.as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("{NODE_TOKEN_PREFIX}{name}:{hex}")
+}
+
+/// Bytes from lowercase or uppercase hex; `None` for anything else.
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case, like
@@ -115,6 +159,15 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    fn headers_owned(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(auth).unwrap_or_else(|e| panic!("{e}")),
+        );
+        h
+    }
+
     fn headers(auth: Option<&'static str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(a) = auth {
@@ -128,7 +181,7 @@ mod tests {
         let auth = Authenticator::bearer_tokens(["s3cret".to_owned(), String::new()]);
         assert!(
             auth.check(&Method::GET, "/api/v1/pods", &headers(Some("Bearer s3cret")))
-                .is_ok()
+                .is_ok_and(|role| role == Some(Role::Admin))
         );
         assert!(
             auth.check(&Method::GET, "/api/v1/pods", &headers(Some("bearer s3cret")))
@@ -159,6 +212,33 @@ mod tests {
             auth.check(&Method::GET, "/readyz", &headers(Some("Bearer nope")))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn node_credentials_are_signed_for_their_name_only() {
+        let auth = Authenticator::bearer_tokens(["admin".to_owned()]).with_agents("join".to_owned(), "k3y");
+        let token = node_token("k3y", "agent-a");
+        let check = |t: &str| {
+            auth.check(
+                &Method::GET,
+                "/api/v1/pods",
+                &headers_owned(&format!("Bearer {t}")),
+            )
+        };
+        assert_eq!(check(&token).ok().flatten(), Some(Role::Node("agent-a".into())));
+        // Another name with the same signature, another key's signature, garbage: 401.
+        let forged = token.replace("agent-a", "agent-b");
+        let other_key = node_token("other", "agent-a");
+        for bad in [
+            forged.as_str(),
+            other_key.as_str(),
+            "podvisor-node:agent-a:zz",
+            "podvisor-node:x",
+        ] {
+            assert_eq!(check(bad).map_err(|e| e.code).err(), Some(401), "{bad}");
+        }
+        // The join token is a bootstrap credential: it may not list pods.
+        assert_eq!(check("join").map_err(|e| e.code).err(), Some(403));
     }
 
     #[test]

@@ -1,34 +1,52 @@
 //! Authorization: what each credential's role may do.
 //!
-//! Two roles. The administrator's token (the kubeconfig a server or node writes) may do
-//! everything, like `system:masters`. The agents' join token may do what a kubelet needs, in the
-//! spirit of the `system:node` ClusterRole and the Node authorizer (kube-apiserver's
-//! `plugin/pkg/auth/authorizer/node`): read the API (it needs pods, Services, endpoints,
-//! ConfigMaps, Secrets, nodes and leases), register and update Nodes and their status, renew
-//! Leases in `kube-node-lease`, write pods' status, create mirror pods, delete and evict pods,
-//! and record Events. Anything else is refused with kube-apiserver's 403 `Forbidden` Status,
-//! as user `system:podvisor-agent`.
+//! Three roles. The administrator's token (the kubeconfig a server or node writes) may do
+//! everything, like `system:masters`. The agents' join token (`join.kubeconfig`) is a bootstrap
+//! credential: it may read discovery and exchange itself for a node's own credential, as
+//! kubelet TLS bootstrap exchanges a bootstrap token for a client certificate (any node name
+//! may be asked for, as upstream's CSR approver allows bootstrappers). A node's credential
+//! (user `system:node:<name>`) may do what a kubelet needs, in the spirit of the `system:node`
+//! ClusterRole, the Node authorizer and NodeRestriction admission: read the API (pods,
+//! Services, endpoints, ConfigMaps, Secrets, nodes, leases), create and update **its own** Node
+//! and its status and its own Lease in `kube-node-lease`, write the status of, delete and evict
+//! **pods bound to it**, and record Events. Anything else is refused with kube-apiserver's 403
+//! `Forbidden` Status.
 //!
-//! Not done: the Node authorizer's per-node narrowing (one agent writing only its own Node,
-//! Lease and pods). All agents share one join token, so one agent's credential can write
-//! another's Node; a per-node credential needs a bootstrap exchange (kubelet TLS bootstrap)
-//! that podvisor does not have yet.
+//! Not done: the Node authorizer's graph, which also narrows a node's reads of Secrets and
+//! ConfigMaps to those its pods use.
 
 use http::Method;
 
 use crate::status::ApiError;
 
 /// Who a credential acts as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Everything is allowed.
     Admin,
-    /// What a kubelet needs (see the module docs).
-    Node,
+    /// The agents' join token: discovery, and exchanging it for a node's own credential
+    /// (`POST /apis/podvisor.io/v1/nodecredentials`, the analogue of kubelet TLS bootstrap).
+    Bootstrap,
+    /// The node of this name: what a kubelet needs, for itself (see the module docs).
+    Node(String),
 }
 
-/// The user name 403 messages give for the agents' join token.
-pub const NODE_USER: &str = "system:podvisor-agent";
+impl Role {
+    /// The user name Kubernetes gives this credential.
+    pub fn user(&self) -> String {
+        match self {
+            Role::Admin => "kubernetes-admin".into(),
+            Role::Bootstrap => BOOTSTRAP_USER.into(),
+            Role::Node(name) => format!("system:node:{name}"),
+        }
+    }
+}
+
+/// The user name of the agents' join token.
+pub const BOOTSTRAP_USER: &str = "system:bootstrap:podvisor";
+
+/// Where a join token is exchanged for a node's credential.
+pub const NODE_CREDENTIALS_PATH: &str = "/apis/podvisor.io/v1/nodecredentials";
 
 /// What a request asks for, as kube-apiserver's `RequestInfo` reads it from the path.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,40 +59,48 @@ struct Request<'a> {
     subresource: Option<&'a str>,
 }
 
-/// `Ok` when `role` may make a `method` request for `path`, else the 403 error.
-pub fn authorize(role: Role, method: &Method, path: &str) -> Result<(), ApiError> {
-    if role == Role::Admin {
-        return Ok(());
-    }
+/// `Ok` when `role` may make a `method` request for `path`, else the 403 error. What depends
+/// on the object (whose node a pod is on, the name of a Node created) is checked once it is
+/// read ([`node_may_write`]).
+pub fn authorize(role: &Role, method: &Method, path: &str) -> Result<(), ApiError> {
+    let node = match role {
+        Role::Admin => return Ok(()),
+        Role::Bootstrap if path.trim_end_matches('/') == NODE_CREDENTIALS_PATH && method == Method::POST => {
+            return Ok(());
+        }
+        Role::Bootstrap => None,
+        Role::Node(name) => Some(name.as_str()),
+    };
     let Some(request) = parse(method, path) else {
         // Discovery, version, OpenAPI, health and metrics documents: reading is allowed.
         return if method == Method::GET || method == Method::HEAD {
             Ok(())
         } else {
-            Err(forbidden_path(method, path))
+            Err(forbidden_path(role, method, path))
         };
     };
-    if node_may(&request) {
-        Ok(())
-    } else {
-        Err(forbidden(&request))
+    match node {
+        Some(node) if node_may(node, &request) => Ok(()),
+        _ => Err(forbidden(role, &request)),
     }
 }
 
-/// The kubelet's permissions.
-fn node_may(r: &Request<'_>) -> bool {
+/// The kubelet's permissions, as far as the path tells.
+fn node_may(node: &str, r: &Request<'_>) -> bool {
     if matches!(r.verb, "get" | "list" | "watch") {
         return true;
     }
     let sub = r.subresource.unwrap_or("");
+    // A named Node or Lease must be the node's own (a create names it in its body).
+    let own = r.name.is_none_or(|name| name == node);
     match (r.group, r.resource, sub) {
-        ("", "nodes", "" | "status") => matches!(r.verb, "create" | "update" | "patch"),
+        ("", "nodes", "" | "status") => own && matches!(r.verb, "create" | "update" | "patch"),
         ("coordination.k8s.io", "leases", "") => {
-            r.namespace == Some("kube-node-lease")
+            own && r.namespace == Some("kube-node-lease")
                 && matches!(r.verb, "create" | "update" | "patch" | "delete")
         }
         ("", "pods", "status") => matches!(r.verb, "update" | "patch"),
-        ("", "pods", "") => matches!(r.verb, "create" | "delete"),
+        ("", "pods", "") => r.verb == "delete",
         ("", "pods", "eviction") => r.verb == "create",
         ("" | "events.k8s.io", "events", "") => matches!(r.verb, "create" | "update" | "patch"),
         _ => false,
@@ -128,8 +154,39 @@ fn parse<'a>(method: &Method, path: &'a str) -> Option<Request<'a>> {
     })
 }
 
+/// What a node may write, seen in the object: `Ok` for anything but a node's writes of Nodes,
+/// node Leases and pods; for those, the Node or Lease must be its own and the pod bound to it
+/// (kube-apiserver's NodeRestriction admission, with its messages).
+pub fn node_may_write(
+    node: &str,
+    resource: &str,
+    name: &str,
+    pod_node: Option<&str>,
+) -> Result<(), ApiError> {
+    let refuse = |plural: &str, why: String| {
+        let mut e = ApiError::forbidden_message(format!("{plural} \"{name}\" is forbidden: {why}"));
+        e.details = Some(Box::new((String::new(), plural.to_owned(), name.to_owned())));
+        e
+    };
+    match resource {
+        "nodes" if name != node => Err(refuse(
+            "nodes",
+            format!("node \"{node}\" is not allowed to modify node \"{name}\""),
+        )),
+        "coordination.k8s.io/leases" if name != node => Err(refuse(
+            "leases.coordination.k8s.io",
+            format!("node \"{node}\" can only access node lease with the same name as the requesting node"),
+        )),
+        "pods" if pod_node != Some(node) => Err(refuse(
+            "pods",
+            format!("node \"{node}\" can only modify pods with spec.nodeName set to itself"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// kube-apiserver's 403 for a resource request.
-fn forbidden(r: &Request<'_>) -> ApiError {
+fn forbidden(role: &Role, r: &Request<'_>) -> ApiError {
     let qualified = if r.group.is_empty() {
         r.resource.to_owned()
     } else {
@@ -148,8 +205,10 @@ fn forbidden(r: &Request<'_>) -> ApiError {
         None => "at the cluster scope".to_owned(),
     };
     let mut e = ApiError::forbidden_message(format!(
-        "{subject}: User \"{NODE_USER}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
-        r.verb, r.group
+        "{subject}: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+        role.user(),
+        r.verb,
+        r.group
     ));
     e.details = Some(Box::new((
         r.group.to_owned(),
@@ -160,9 +219,10 @@ fn forbidden(r: &Request<'_>) -> ApiError {
 }
 
 /// kube-apiserver's 403 for a non-resource path.
-fn forbidden_path(method: &Method, path: &str) -> ApiError {
+fn forbidden_path(role: &Role, method: &Method, path: &str) -> ApiError {
     ApiError::forbidden_message(format!(
-        "forbidden: User \"{NODE_USER}\" cannot {} path \"{path}\"",
+        "forbidden: User \"{}\" cannot {} path \"{path}\"",
+        role.user(),
         method.as_str().to_lowercase()
     ))
 }
@@ -172,7 +232,7 @@ mod tests {
     use super::*;
 
     fn allowed(method: Method, path: &str) -> bool {
-        authorize(Role::Node, &method, path).is_ok()
+        authorize(&Role::Node("agent-a".into()), &method, path).is_ok()
     }
 
     #[test]
@@ -246,13 +306,19 @@ mod tests {
             "/api/v1/namespaces/default/pods/web/binding"
         ));
         assert!(!allowed(Method::POST, "/api/v1/namespaces/default/services"));
-        assert!(authorize(Role::Admin, &Method::DELETE, "/api/v1/namespaces/default").is_ok());
+        assert!(authorize(&Role::Admin, &Method::DELETE, "/api/v1/namespaces/default").is_ok());
+        // The join token itself may only read discovery and ask for a node's credential.
+        assert!(authorize(&Role::Bootstrap, &Method::POST, NODE_CREDENTIALS_PATH).is_ok());
+        assert!(authorize(&Role::Bootstrap, &Method::GET, "/api").is_ok());
+        assert!(authorize(&Role::Bootstrap, &Method::GET, "/api/v1/pods").is_err());
+        assert!(authorize(&Role::Bootstrap, &Method::POST, "/api/v1/nodes").is_err());
     }
 
     #[test]
     fn refusals_read_like_kube_apiserver() {
+        let node = Role::Node("agent-a".into());
         let e = authorize(
-            Role::Node,
+            &node,
             &Method::POST,
             "/apis/apps/v1/namespaces/default/deployments",
         )
@@ -261,17 +327,17 @@ mod tests {
         assert_eq!(e.reason, "Forbidden");
         assert_eq!(
             e.message,
-            "deployments.apps is forbidden: User \"system:podvisor-agent\" cannot create resource \
+            "deployments.apps is forbidden: User \"system:node:agent-a\" cannot create resource \
              \"deployments\" in API group \"apps\" in the namespace \"default\""
         );
-        let e = authorize(Role::Node, &Method::DELETE, "/api/v1/namespaces/dev").unwrap_err();
+        let e = authorize(&node, &Method::DELETE, "/api/v1/namespaces/dev").unwrap_err();
         assert_eq!(
             e.message,
-            "namespaces \"dev\" is forbidden: User \"system:podvisor-agent\" cannot delete resource \
+            "namespaces \"dev\" is forbidden: User \"system:node:agent-a\" cannot delete resource \
              \"namespaces\" in API group \"\" at the cluster scope"
         );
         let e = authorize(
-            Role::Node,
+            &node,
             &Method::POST,
             "/api/v1/namespaces/default/pods/web/binding",
         )
@@ -281,5 +347,17 @@ mod tests {
             "{}",
             e.message
         );
+        // What the object tells: only its own Node and Lease, only pods bound to it.
+        let e = node_may_write("agent-a", "pods", "web", Some("agent-b")).unwrap_err();
+        assert_eq!(
+            e.message,
+            "pods \"web\" is forbidden: node \"agent-a\" can only modify pods with spec.nodeName set to itself"
+        );
+        assert!(node_may_write("agent-a", "pods", "web", Some("agent-a")).is_ok());
+        assert!(node_may_write("agent-a", "pods", "web", None).is_err());
+        assert!(node_may_write("agent-a", "nodes", "agent-b", None).is_err());
+        assert!(node_may_write("agent-a", "nodes", "agent-a", None).is_ok());
+        assert!(node_may_write("agent-a", "coordination.k8s.io/leases", "agent-b", None).is_err());
+        assert!(node_may_write("agent-a", "events", "x", None).is_ok());
     }
 }

@@ -17,7 +17,7 @@ use std::path::Path;
 use podvisor_store::{ObjectKey, Store, StoreError};
 use serde_json::{Value, json};
 
-use crate::pki::{self, CA_FILES, JOIN_TOKEN_FILE, PKI_DIR, Pki, PkiError, TOKEN_FILE};
+use crate::pki::{self, CA_FILES, JOIN_TOKEN_FILE, NODE_KEY_FILE, PKI_DIR, Pki, PkiError, TOKEN_FILE};
 
 /// The store resource holding the credentials (not served by the API).
 pub const RESOURCE: &str = "podvisor.io/clustercredentials";
@@ -37,7 +37,13 @@ pub enum CredentialsError {
 }
 
 /// The files shared, by name.
-const SHARED: [&str; 4] = [CA_FILES[0], CA_FILES[1], TOKEN_FILE, JOIN_TOKEN_FILE];
+const SHARED: [&str; 5] = [
+    CA_FILES[0],
+    CA_FILES[1],
+    TOKEN_FILE,
+    JOIN_TOKEN_FILE,
+    NODE_KEY_FILE,
+];
 
 /// Makes `<data_dir>/pki/` hold the cluster's shared CA and tokens: the stored ones, or, when
 /// none are stored yet, this server's own (made if missing), which are then stored.
@@ -125,6 +131,7 @@ mod tests {
         assert_eq!(first.ca_pem(), second.ca_pem());
         assert_eq!(first.token(), second.token());
         assert_eq!(first.join_token(), second.join_token());
+        assert_eq!(first.node_key(), second.node_key());
         assert_ne!(first.token(), first.join_token());
         // Each server's serving certificate is its own, signed by the shared CA: the second's
         // verifies with the first's trust.

@@ -182,6 +182,7 @@ impl ApiServer {
                     metrics: self.metrics.clone(),
                     limits: self.config.limits.clone(),
                     initial_lists: initial::InitialLists::default(),
+                    node_key: self.auth.as_ref().and_then(|a| a.node_key().map(str::to_owned)),
                 })
             })
             .clone()
@@ -207,8 +208,8 @@ impl ApiServer {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` with one of `tokens` on every request except
-    /// anonymous health checks (see [`auth::Authenticator`]).
+    /// Requires `Authorization: Bearer <token>` with one of `tokens` (administrators) on every
+    /// request except anonymous health checks (see [`auth::Authenticator`]).
     pub fn with_bearer_tokens(self, tokens: Vec<String>) -> Self {
         self.with_authenticator(auth::Authenticator::bearer_tokens(tokens))
     }
@@ -317,12 +318,21 @@ impl ApiServer {
             let inflight = inflight.clone();
             let busy = limits::Busy::default();
             let stream = limits::Timed::new(stream, busy.clone(), limits);
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 let in_flight = busy.enter();
-                let rejected = authenticator
+                let checked = authenticator
                     .as_ref()
-                    .and_then(|a| a.check(req.method(), req.uri().path(), req.headers()).err());
+                    .map(|a| a.check(req.method(), req.uri().path(), req.headers()));
+                // The handlers apply what depends on the object (a node's own pods) by role.
+                let rejected = match checked {
+                    Some(Ok(Some(role))) => {
+                        req.extensions_mut().insert(role);
+                        None
+                    }
+                    Some(Err(e)) => Some(e),
+                    Some(Ok(None)) | None => None,
+                };
                 let budget = limits::Budget::of(req.method(), req.uri().path(), req.uri().query());
                 let admitted = if rejected.is_some() {
                     Ok(None)

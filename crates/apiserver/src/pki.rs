@@ -2,7 +2,7 @@
 //! token, made on first start in `<data-dir>/pki/` and reused on later starts.
 //!
 //! Files: `ca.crt`, `ca.key`, `apiserver.crt`, `apiserver.key`, `token` (the administrator's),
-//! `join-token` (the agents'). Keys and the token are
+//! `join-token` (the agents'), `node-key` (signs the nodes' credentials). Keys and the token are
 //! written mode 0600 (and put back to 0600 on every start) in a 0700 directory, so only the
 //! node's user (root, for a real node) can read them. The CA is kept as long as both its files
 //! exist, so clients that trust it keep working; the serving certificate is made again (with a
@@ -33,6 +33,8 @@ pub const PKI_DIR: &str = "pki";
 pub const TOKEN_FILE: &str = "token";
 /// The agents' token file.
 pub const JOIN_TOKEN_FILE: &str = "join-token";
+/// The file of the key nodes' credentials are signed with.
+pub const NODE_KEY_FILE: &str = "node-key";
 /// The CA's certificate and key files.
 pub const CA_FILES: [&str; 2] = ["ca.crt", "ca.key"];
 /// A serving certificate expiring sooner than this is made again at start.
@@ -116,6 +118,7 @@ pub struct Pki {
     serving_key: PrivateKeyDer<'static>,
     token: String,
     join_token: String,
+    node_key: String,
 }
 
 impl std::fmt::Debug for Pki {
@@ -149,6 +152,7 @@ impl Pki {
         };
         let token = load_or_create_token(&dir.join(TOKEN_FILE))?;
         let join_token = load_or_create_token(&dir.join(JOIN_TOKEN_FILE))?;
+        let node_key = load_or_create_token(&dir.join(NODE_KEY_FILE))?;
         Ok(Pki {
             dir,
             ca_pem,
@@ -157,13 +161,19 @@ impl Pki {
             serving_key,
             token,
             join_token,
+            node_key,
         })
     }
 
-    /// The agents' bearer token (`join.kubeconfig`): a kubelet's permissions only
-    /// ([`crate::authz`]).
+    /// The agents' bearer token (`join.kubeconfig`): a bootstrap credential, exchanged for a
+    /// node's own ([`crate::authz`]).
     pub fn join_token(&self) -> &str {
         &self.join_token
+    }
+
+    /// The key nodes' credentials are signed with; never leaves the servers.
+    pub fn node_key(&self) -> &str {
+        &self.node_key
     }
 
     /// The bearer token clients must send.

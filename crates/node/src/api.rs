@@ -99,18 +99,72 @@ async fn open_store(path: &Path) -> Result<RedbStore, podvisor_store::StoreError
     }
 }
 
-/// A client of the API server `kubeconfig` names (its current context), as an agent uses.
+/// A client of the API server `kubeconfig` names (its current context).
 pub async fn join(kubeconfig: &Path) -> Result<Client, ApiSetupError> {
-    let error = |message: String| ApiSetupError::Join {
+    let config = client_config(kubeconfig).await?;
+    Client::try_from(config).map_err(|e| join_error(kubeconfig, e.to_string()))
+}
+
+/// A client of the API server `kubeconfig` names, as the node `node_name`: a join token
+/// (`join.kubeconfig`) is exchanged for the node's own credential first, as kubelet TLS
+/// bootstrap exchanges a bootstrap token for a client certificate; any other kubeconfig is
+/// used as it is (a server that issues no node credentials answers 404, an administrator's
+/// token may do everything anyway). Waits up to [`JOIN_WAIT`] for the API to answer.
+pub async fn join_as_node(kubeconfig: &Path, node_name: &str) -> Result<Client, ApiSetupError> {
+    let mut config = client_config(kubeconfig).await?;
+    let client = Client::try_from(config.clone()).map_err(|e| join_error(kubeconfig, e.to_string()))?;
+    let body = serde_json::json!({"nodeName": node_name})
+        .to_string()
+        .into_bytes();
+    let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+    let answer = loop {
+        let request = http::Request::post(podvisor_apiserver::authz::NODE_CREDENTIALS_PATH)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .map_err(|e| join_error(kubeconfig, e.to_string()))?;
+        match client.request::<serde_json::Value>(request).await {
+            Ok(answer) => break Some(answer),
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 403 => break None,
+            Err(kube::Error::Api(e)) if e.code == 401 => {
+                return Err(join_error(
+                    kubeconfig,
+                    format!("the API refused its token: {}", e.message),
+                ));
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(join_error(kubeconfig, format!("the API did not answer: {e}")));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "asking for the node's credential; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let Some(token) = answer.as_ref().and_then(|a| a["token"].as_str()) else {
+        return Ok(client);
+    };
+    config.auth_info.token = Some(token.to_owned().into());
+    Client::try_from(config).map_err(|e| join_error(kubeconfig, e.to_string()))
+}
+
+/// How long [`join_as_node`] waits for the API to answer.
+pub const JOIN_WAIT: Duration = Duration::from_secs(60);
+
+fn join_error(kubeconfig: &Path, message: String) -> ApiSetupError {
+    ApiSetupError::Join {
         path: kubeconfig.to_owned(),
         message,
-    };
-    let file = kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| error(e.to_string()))?;
+    }
+}
+
+/// The client configuration of `kubeconfig`'s current context.
+async fn client_config(kubeconfig: &Path) -> Result<kube::Config, ApiSetupError> {
+    let file =
+        kube::config::Kubeconfig::read_from(kubeconfig).map_err(|e| join_error(kubeconfig, e.to_string()))?;
     let options = kube::config::KubeConfigOptions::default();
-    let config = kube::Config::from_custom_kubeconfig(file, &options)
+    kube::Config::from_custom_kubeconfig(file, &options)
         .await
-        .map_err(|e| error(e.to_string()))?;
-    Client::try_from(config).map_err(|e| error(e.to_string()))
+        .map_err(|e| join_error(kubeconfig, e.to_string()))
 }
 
 /// Waits until `/readyz` answers, at most `limit`.

@@ -128,7 +128,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         Err(e) => warn!(error = %e, "cannot raise the open-file limit"),
     }
     let remote = match &config.join {
-        Some(path) => Some(api::join(path).await?),
+        Some(path) => Some(api::join_as_node(path, &config.node_name).await?),
         None => None,
     };
     let api = match config.listen {
@@ -344,7 +344,7 @@ impl Node {
         if let (Some(tls), Some(pki)) = (server_tls, &pki) {
             server = server.with_tls(tls).with_authenticator(
                 podvisor_apiserver::auth::Authenticator::bearer_tokens([pki.token().to_owned()])
-                    .with_node_token(pki.join_token().to_owned()),
+                    .with_agents(pki.join_token().to_owned(), pki.node_key()),
             );
         }
         if let Err(e) = server.bootstrap().await {

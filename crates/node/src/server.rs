@@ -123,7 +123,7 @@ pub async fn run(
         .with_tls(server_tls)
         .with_authenticator(
             Authenticator::bearer_tokens([pki.token().to_owned()])
-                .with_node_token(pki.join_token().to_owned()),
+                .with_agents(pki.join_token().to_owned(), pki.node_key()),
         );
     server.bootstrap().await.map_err(Box::new)?;
     let serving = server.spawn(listener);

@@ -160,19 +160,65 @@ async fn the_join_token_does_what_a_kubelet_does_and_no_more() {
         podvisor_store::RedbStore::open(dir.path().join("store.redb")).unwrap_or_else(|e| panic!("{e}"));
     let data = dir.path().join("server");
     let running = start(&store, &data, "server-one").await;
-    let agent = client(&data.join("join.kubeconfig")).await;
-    // A kubelet's requests: register a Node, read pods.
-    let node: Node =
-        serde_json::from_value(json!({"metadata": {"name": "agent-a"}})).unwrap_or_else(|e| panic!("{e}"));
-    Api::<Node>::all(agent.clone())
-        .create(&PostParams::default(), &node)
+    let join = data.join("join.kubeconfig");
+    let forbidden = |result: Result<Node, kube::Error>| match result {
+        Err(kube::Error::Api(e)) => (e.code, e.message),
+        other => panic!("allowed: {other:?}"),
+    };
+    let node = |name: &str| -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name}})).unwrap_or_else(|e| panic!("{e}"))
+    };
+    // The join token itself only bootstraps: it may not even register a Node.
+    let bootstrap = client(&join).await;
+    let (code, message) = forbidden(
+        Api::<Node>::all(bootstrap)
+            .create(&PostParams::default(), &node("agent-a"))
+            .await,
+    );
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("User \"system:bootstrap:podvisor\""),
+        "{message}"
+    );
+    // Exchanged for agent-a's own credential: a kubelet's requests for itself.
+    let agent = podvisor_node::api::join_as_node(&join, "agent-a")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let nodes = Api::<Node>::all(agent.clone());
+    nodes
+        .create(&PostParams::default(), &node("agent-a"))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     Api::<k8s_openapi::api::core::v1::Pod>::all(agent.clone())
         .list(&Default::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // Not a kubelet's: creating a Secret is refused with kube-apiserver's 403.
+    // Another node's Node is not its to write (NodeRestriction's words).
+    let (code, message) = forbidden(nodes.create(&PostParams::default(), &node("agent-b")).await);
+    assert_eq!(code, 403);
+    assert_eq!(
+        message,
+        "nodes \"agent-b\" is forbidden: node \"agent-a\" is not allowed to modify node \"agent-b\""
+    );
+    // Nor a pod bound to another node, nor a Secret.
+    let admin = client(&data.join("kubeconfig")).await;
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({"metadata": {"name": "elsewhere"},
+        "spec": {"nodeName": "agent-b", "containers": [{"name": "c", "image": "x", "command": ["sleep", "1"]}]}}))
+    .unwrap_or_else(|e| panic!("{e}"));
+    Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin, "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    match Api::<k8s_openapi::api::core::v1::Pod>::namespaced(agent.clone(), "default")
+        .delete("elsewhere", &Default::default())
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(
+            e.message,
+            "pods \"elsewhere\" is forbidden: node \"agent-a\" can only modify pods with spec.nodeName set to itself"
+        ),
+        other => panic!("another node's pod deleted: {other:?}"),
+    }
     let secret: Secret =
         serde_json::from_value(json!({"metadata": {"name": "stolen"}})).unwrap_or_else(|e| panic!("{e}"));
     match Api::<Secret>::namespaced(agent.clone(), "default")
@@ -184,7 +230,7 @@ async fn the_join_token_does_what_a_kubelet_does_and_no_more() {
             assert_eq!(e.reason, "Forbidden");
             assert_eq!(
                 e.message,
-                "secrets is forbidden: User \"system:podvisor-agent\" cannot create resource \"secrets\" \
+                "secrets is forbidden: User \"system:node:agent-a\" cannot create resource \"secrets\" \
                  in API group \"\" in the namespace \"default\""
             );
         }

@@ -21,6 +21,7 @@ use podvisor_store::{ListOptions, ObjectKey, Preconditions, Store, StoreError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::authz::Role;
 use crate::body::{self, FieldValidation};
 use crate::discovery;
 use crate::meta::{self, metadata_mut, now_millis, rfc3339};
@@ -48,6 +49,8 @@ pub(crate) struct State {
     pub(crate) limits: crate::limits::Limits,
     /// Initial watch events shared between watches.
     pub(crate) initial_lists: crate::initial::InitialLists,
+    /// The key node credentials are signed with, when agents may join.
+    pub(crate) node_key: Option<String>,
 }
 
 /// Events a watch buffers for its client (each at most one object, 1.5 MiB).
@@ -235,6 +238,9 @@ where
         }
         _ => {}
     }
+    if path.trim_end_matches('/') == crate::authz::NODE_CREDENTIALS_PATH {
+        return node_credential(state, req).await;
+    }
     if let Some(rest) = path.strip_prefix("/openapi/v3/") {
         return discovery::openapi_group_version(rest).map_or_else(|| Err(ApiError::no_route(&path)), ok);
     }
@@ -263,12 +269,23 @@ where
         .unwrap_or("application/json")
         .to_string();
     let method = req.method().clone();
+    let node = match req.extensions().get::<Role>() {
+        Some(Role::Node(name)) => Some(name.clone()),
+        _ => None,
+    };
     let ctx = Ctx {
         state: state.clone(),
         target,
         query,
         accept,
     };
+    // A node writes only its own Node and Lease and the pods bound to it (NodeRestriction).
+    if let Some(node) = &node
+        && method != Method::GET
+        && let Some(name) = ctx.target.name.clone()
+    {
+        ctx.restrict_to_node(node, &name).await?;
+    }
     if ctx.target.sub.as_deref() == Some("log") {
         // Only pods serve `log` (`route` checks the resource's subresources).
         if ctx.target.name.is_none() {
@@ -321,8 +338,15 @@ where
         (Method::GET, true) => ctx.get().await,
         (Method::POST, false) => {
             let bytes = body::read(req.into_body()).await?;
-            ctx.create(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
-                .await
+            let object = body::decode_request(&content_type, bytes, ctx.field_validation()).await?;
+            if let Some(node) = &node {
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                crate::authz::node_may_write(node, &ctx.r().store_key(), name, None)?;
+            }
+            ctx.create(object).await
         }
         (Method::PUT, true) => {
             let bytes = body::read(req.into_body()).await?;
@@ -354,6 +378,37 @@ where
     }
 }
 
+/// `POST /apis/podvisor.io/v1/nodecredentials` with `{"nodeName": N}`: the credential of
+/// node N (a bearer token only that node's requests are allowed with), for the agents' join
+/// token to be exchanged at an agent's start, as kubelet TLS bootstrap exchanges a bootstrap
+/// token for a client certificate. 404 where agents cannot join (no TLS).
+async fn node_credential<B>(state: &Arc<State>, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let path = req.uri().path().to_owned();
+    let Some(key) = &state.node_key else {
+        return Err(ApiError::no_route(&path));
+    };
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed(req.method().as_str()));
+    }
+    let bytes = body::read(req.into_body()).await?;
+    let asked: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding the node credential request: {e}")))?;
+    let name = asked["nodeName"].as_str().unwrap_or_default();
+    if let Some(why) = podvisor_api::validation::format::is_dns1123_subdomain(name).first() {
+        return Err(ApiError::bad_request(format!(
+            "nodeName: Invalid value: \"{name}\": {why}"
+        )));
+    }
+    let token = crate::auth::node_token(key, name);
+    let answer =
+        json!({"kind": "NodeCredential", "apiVersion": "podvisor.io/v1", "nodeName": name, "token": token});
+    Ok(json_response(StatusCode::CREATED, &answer, &[]))
+}
+
 /// A stored object as `resource` shows it, without a copy when it is shown as stored.
 fn outward(resource: &Resource, object: Value) -> Value {
     let converted = match resource.strategy.shown(&object) {
@@ -377,6 +432,25 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// NodeRestriction for a write of the named object by `node`: its own Node and Lease, and
+    /// pods bound to it (a missing pod is left to the verb's 404).
+    async fn restrict_to_node(&self, node: &str, name: &str) -> Result<()> {
+        let resource = self.r().store_key();
+        let pod_node = if resource == "pods" {
+            match self.store().get(&self.key(name)).await {
+                Ok(pod) => pod
+                    .object
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                Err(_) => return Ok(()),
+            }
+        } else {
+            None
+        };
+        crate::authz::node_may_write(node, &resource, name, pod_node.as_deref())
+    }
+
     fn r(&self) -> &'static Resource {
         self.target.resource
     }
