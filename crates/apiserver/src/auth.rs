@@ -113,7 +113,7 @@ pub fn node_token(node_key: &str, name: &str) -> String {
 
 /// Bytes from lowercase or uppercase hex; `None` for anything else.
 fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 128 {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
     }
     (0..text.len())
