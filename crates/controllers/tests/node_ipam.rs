@@ -51,7 +51,7 @@ async fn nodes_get_distinct_ranges_keep_their_own_and_a_full_cluster_cidr_says_s
     let mut got = Vec::new();
     for name in ["a", "b", "c"] {
         let (single, list) = eventually("a pod CIDR", || cidr_of(&client, name)).await;
-        assert_eq!(list, [single.clone()], "podCIDRs holds podCIDR");
+        assert_eq!(list, std::slice::from_ref(&single), "podCIDRs holds podCIDR");
         got.push(single);
     }
     got.sort();
