@@ -63,7 +63,12 @@ impl NodeRoutes {
 
     /// The routes this node made, as the kernel has them.
     pub async fn current(&self) -> Result<Vec<Route>, NetworkError> {
-        Ok(self.ours(&self.handle().await?).await?.into_iter().map(|(r, _)| r).collect())
+        Ok(self
+            .ours(&self.handle().await?)
+            .await?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect())
     }
 
     async fn ours(&self, handle: &rtnetlink::Handle) -> Result<Vec<(Route, RouteMessage)>, NetworkError> {
@@ -154,9 +159,9 @@ impl PodRoutes for NodeRoutes {
 
 /// A metric in 1000..61000 from a name (FNV-1a), the same on every run.
 fn metric_of(name: &str) -> u32 {
-    let hash = name
-        .bytes()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     1000 + hash % 60_000
 }
 
@@ -187,7 +192,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let cidr = |s: &str| Ipv4Cidr::parse(s).unwrap_or_else(|e| panic!("{e}"));
         let gw = |last| Ipv4Addr::new(10, 252, n as u8, last);
-        let (a, b) = (cidr(&format!("10.253.{n}.0/24")), cidr(&format!("10.254.{n}.0/24")));
+        let (a, b) = (
+            cidr(&format!("10.253.{n}.0/24")),
+            cidr(&format!("10.254.{n}.0/24")),
+        );
         let mine = NodeRoutes::new(&bridge);
         let theirs = NodeRoutes::new(&format!("{bridge}x"));
         let result = async {
@@ -199,7 +207,11 @@ mod tests {
             // b moves to another node, a goes.
             mine.sync_routes(&[(b, gw(4))]).await?;
             assert_eq!(mine.current().await?, [(b, gw(4))]);
-            assert_eq!(theirs.current().await?, [(a, gw(9))], "another node's route stays");
+            assert_eq!(
+                theirs.current().await?,
+                [(a, gw(9))],
+                "another node's route stays"
+            );
             mine.sync_routes(&[]).await?;
             theirs.sync_routes(&[]).await?;
             assert_eq!(mine.current().await?, []);
