@@ -156,9 +156,10 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         force_host_network: config.host_network_only,
         cgroup_parent: config.cgroup_parent.clone(),
         bridge_name: config.bridge_name.clone(),
-        cluster_dns: config
-            .listen
-            .and_then(|_| crate::services::cluster_dns_address(&config)),
+        // Cluster DNS runs where there is an API to follow: the all-in-one node and agents.
+        cluster_dns: (config.listen.is_some() || config.join.is_some())
+            .then(|| crate::services::cluster_dns_address(&config))
+            .flatten(),
         ..RuntimeConfig::default()
     };
     let PodParts {
