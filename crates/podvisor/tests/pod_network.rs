@@ -309,11 +309,11 @@ spec:
     // Not masqueraded: the server logged the client pod's own address, for the direct request
     // and for the ones through the Service.
     let web_logs = std::fs::read_to_string(format!("{}.log", www.display())).unwrap_or_default();
-    let from_client = web_logs
-        .lines()
-        .filter(|l| l.starts_with(&format!("{client_ip} ")) && l.contains("\"GET / HTTP"))
-        .count();
-    assert!(from_client >= 3, "requests from {client_ip}:\n{web_logs}");
+    let requests: Vec<&str> = web_logs.lines().filter(|l| l.contains("\"GET / HTTP")).collect();
+    assert!(
+        requests.len() >= 3 && requests.iter().all(|l| l.starts_with(&format!("{client_ip} "))),
+        "every request from {client_ip}:\n{web_logs}"
+    );
 
     // Gone: the agents stop their pods and exit 0; then the routes they made are gone too.
     for agent in &mut agents {
