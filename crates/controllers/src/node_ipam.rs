@@ -197,10 +197,10 @@ pub async fn run(client: Client, cluster: Ipv4Cidr) {
                 },
             };
             reported.remove(&name);
-            // Preconditioned on the uid and version seen: a node re-created or changed
+            // Preconditioned on the version seen (409 otherwise): a node re-created or changed
             // meanwhile is looked at again on its own event.
             let patch = json!({
-                "metadata": {"uid": uid, "resourceVersion": node.resource_version()},
+                "metadata": {"resourceVersion": node.resource_version()},
                 "spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]},
             });
             match api
