@@ -11,6 +11,8 @@
 //!   finalized (the namespace controller of kube-controller-manager).
 //! - [`node_lifecycle`]: a node that stops renewing its Lease turns `Unknown` and is tainted,
 //!   its pods turn not ready and are evicted once their tolerations run out.
+//! - [`node_ipam`]: every Node gets a /24 of the cluster CIDR as its `spec.podCIDR` (the range
+//!   allocator of kube-controller-manager's node IPAM controller).
 //! - [`apply`]: the objects of manifest files created through the API (`-f`), like
 //!   `kubectl create -f`.
 //! - [`leader`]: leader election on a Lease, so that with several API servers the loops run
@@ -30,6 +32,7 @@ mod events;
 pub mod kubernetes_service;
 pub mod leader;
 pub mod namespaces;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod scheduler;
 mod watch;
@@ -52,6 +55,9 @@ pub struct ControllersConfig {
     /// Run the loops only while holding their Leases (several API servers); the config's
     /// `name` is replaced by each Lease's. `None`: run them at once (the all-in-one node).
     pub leader_election: Option<leader::LeaderElectionConfig>,
+    /// The cluster CIDR nodes get their `spec.podCIDR` (a /24) from (`--cluster-cidr`);
+    /// `None` allocates none.
+    pub cluster_cidr: Option<podvisor_core::net::Ipv4Cidr>,
 }
 
 /// The Lease of every control loop but the scheduler (kube-controller-manager's).
@@ -72,6 +78,9 @@ async fn run_manager(client: Client, config: ControllersConfig, token: Cancellat
         &tracker,
         node_lifecycle::run(client.clone(), config.node_lifecycle.clone()).boxed(),
     );
+    if let Some(cluster) = config.cluster_cidr {
+        run(&tracker, node_ipam::run(client.clone(), cluster).boxed());
+    }
     if let Some((cluster_ip, api)) = config.kubernetes_service {
         run(
             &tracker,

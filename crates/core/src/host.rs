@@ -3,9 +3,11 @@
 //! system, the process table). The seam between the kubelet (volume manager, node health) and
 //! the process runtime, which implements it on Linux; a recording fake stands in for it in the
 //! kubelet's tests, so tmpfs volumes and pressure conditions are tested without root or a full
-//! disk.
+//! disk. [`PodRoutes`] is the same kind of seam for the routes to other nodes' pod networks
+//! (host-gw), which the kubelet's routes loop keeps and the runtime programs over netlink.
 
 use std::io;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// A file system's usage, as `statvfs` reports it.
@@ -37,4 +39,14 @@ pub trait HostOps: Send + Sync + std::fmt::Debug {
     fn memory_available(&self) -> Option<u64>;
     /// (processes and threads now, the most the machine allows).
     fn pids(&self) -> Option<(u64, u64)>;
+}
+
+/// The node's routes to the pod networks of the other nodes of its cluster (host-gw: each
+/// node's `spec.podCIDR` via its InternalIP).
+#[async_trait::async_trait]
+pub trait PodRoutes: Send + Sync + std::fmt::Debug {
+    /// Makes this node's routes exactly `wanted` (pod network, gateway): missing ones are added,
+    /// changed ones replaced, the others it made before removed. Routes it did not make are
+    /// left alone.
+    async fn sync(&self, wanted: &[(crate::net::Ipv4Cidr, Ipv4Addr)]) -> io::Result<()>;
 }

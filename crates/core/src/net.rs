@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 
 /// An IPv4 network with a prefix of 8 to 30 bits (room for a gateway and hosts), its host bits
 /// cleared (`10.9.0.77/29` is `10.9.0.72/29`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ipv4Cidr(Ipv4Net);
 
 /// Text that is not `a.b.c.d/n` with `n` in 8..=30.

@@ -36,6 +36,42 @@ pub enum ApiSetupError {
         /// What is wrong with it.
         message: String,
     },
+    /// An agent without `--pod-cidr` got no pod CIDR from the control plane.
+    #[error(transparent)]
+    PodCidr(#[from] podvisor_kubelet::cluster::node_status::PodCidrError),
+    /// The cluster CIDR is not one.
+    #[error("--cluster-cidr: {0}")]
+    ClusterCidr(#[from] podvisor_core::net::CidrError),
+}
+
+/// How long an agent without `--pod-cidr` waits for its node's pod CIDR.
+pub const POD_CIDR_WAIT: Duration = Duration::from_secs(60);
+
+/// An agent's pod network when it has no `--pod-cidr`: its Node is registered without one and
+/// the /24 the control plane's node IPAM gives it is awaited ([`POD_CIDR_WAIT`]).
+pub async fn pod_cidr_from_api(
+    client: &Client,
+    config: &crate::NodeConfig,
+) -> Result<podvisor_core::net::Ipv4Cidr, ApiSetupError> {
+    let facts = podvisor_kubelet::cluster::node_status::NodeFacts {
+        name: config.node_name.clone(),
+        address: config.node_ip.clone(),
+        pod_cidr: None,
+        data_dir: config.data_dir.clone(),
+        labels: Default::default(),
+    };
+    let cidr =
+        podvisor_kubelet::cluster::node_status::pod_cidr_from_api(client, &facts, POD_CIDR_WAIT).await?;
+    tracing::info!(node = %config.node_name, %cidr, "the node's pod CIDR, from the control plane");
+    Ok(cidr)
+}
+
+/// The all-in-one node's pod network when it has no `--pod-cidr`: the first /24 of its
+/// cluster CIDR (`10.88.0.0/24`), which its node IPAM then counts as used.
+pub fn first_node_range(config: &crate::NodeConfig) -> Result<podvisor_core::net::Ipv4Cidr, ApiSetupError> {
+    let cluster =
+        podvisor_core::net::Ipv4Cidr::parse(config.cluster_cidr.as_deref().unwrap_or("10.88.0.0/16"))?;
+    Ok(podvisor_controllers::node_ipam::first_range(cluster))
 }
 
 /// The embedded store and the bound API listener.

@@ -40,8 +40,14 @@ pub struct NodeConfig {
     pub node_name: String,
     /// How the node shows what happens.
     pub output: OutputMode,
-    /// The pod network (`10.88.0.0/16`); the node bridge takes its first address.
-    pub pod_cidr: String,
+    /// This node's pod network (`--pod-cidr`, registered as its `spec.podCIDR`); the node bridge
+    /// takes its first address. `None`: an agent registers without one and waits for the /24
+    /// the control plane's node IPAM gives it; the all-in-one node takes the first /24 of
+    /// [`NodeConfig::cluster_cidr`].
+    pub pod_cidr: Option<String>,
+    /// The cluster CIDR the all-in-one node's node IPAM gives each node a /24 of
+    /// (`--cluster-cidr`, `10.88.0.0/16`); `None` allocates none. Not used by an agent.
+    pub cluster_cidr: Option<String>,
     /// Run every pod in the node's network, without sandboxes (what happens without root).
     pub host_network_only: bool,
     /// Serve the Kubernetes API (with the embedded store) on this address: plain HTTP without
@@ -78,7 +84,8 @@ impl NodeConfig {
             manifests: None,
             node_name: default_node_name(),
             output: OutputMode::Lines,
-            pod_cidr: "10.88.0.0/16".into(),
+            pod_cidr: None,
+            cluster_cidr: Some("10.88.0.0/16".into()),
             host_network_only: false,
             listen: None,
             tls: false,
@@ -131,6 +138,12 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         Some(path) => Some(api::join_as_node(path, &config.node_name).await?),
         None => None,
     };
+    let mut config = config;
+    config.pod_cidr = Some(match (&config.pod_cidr, &remote) {
+        (Some(cidr), _) => cidr.clone(),
+        (None, Some(client)) => api::pod_cidr_from_api(client, &config).await?.to_string(),
+        (None, None) => api::first_node_range(&config)?.to_string(),
+    });
     let api = match config.listen {
         Some(listen) => Some(api::open(&config.data_dir, listen, config.tls).await?),
         None => None,
@@ -138,14 +151,15 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     let metrics = NodeMetrics::new();
     let runtime_config = RuntimeConfig {
         data_dir: config.data_dir.clone(),
-        pod_cidr: config.pod_cidr.clone(),
+        pod_cidr: config.pod_cidr.clone().unwrap_or_default(),
         node_name: config.node_name.clone(),
         force_host_network: config.host_network_only,
         cgroup_parent: config.cgroup_parent.clone(),
         bridge_name: config.bridge_name.clone(),
-        cluster_dns: config
-            .listen
-            .and_then(|_| crate::services::cluster_dns_address(&config)),
+        // Cluster DNS runs where there is an API to follow: the all-in-one node and agents.
+        cluster_dns: (config.listen.is_some() || config.join.is_some())
+            .then(|| crate::services::cluster_dns_address(&config))
+            .flatten(),
         ..RuntimeConfig::default()
     };
     let PodParts {
@@ -354,6 +368,12 @@ impl Node {
         // The node's own requests go to the API server in-process, not through the socket.
         let client = kube::Client::new(serving.handler(), "default");
         if api::wait_ready(&client, Duration::from_secs(10)).await {
+            // Registered with its pod CIDR before any agent can join, so node IPAM never hands
+            // that range to another node.
+            if let Err(e) = podvisor_kubelet::cluster::node_status::register(&client, &self.facts(true)).await
+            {
+                warn!(error = %e, "registering the node failed; its heartbeat tries again");
+            }
             let path = self.config.data_dir.join("kubeconfig");
             match setup::write_kubeconfig(&path, &url, pki.as_ref()) {
                 Ok(path) => output.notice(&format!("API on {url}; KUBECONFIG={}", path.display())),
@@ -369,10 +389,24 @@ impl Node {
         } else {
             output.notice(&format!("the API on {addr} did not become ready"));
         }
+        let cluster_cidr = match self
+            .config
+            .cluster_cidr
+            .as_deref()
+            .map(podvisor_core::net::Ipv4Cidr::parse)
+        {
+            Some(Ok(cidr)) => Some(cidr),
+            Some(Err(e)) => {
+                output.notice(&format!("{e}; nodes get no pod CIDRs"));
+                None
+            }
+            None => None,
+        };
         let controllers = Controllers::spawn(
             &client,
             &ControllersConfig {
                 kubernetes_service: Some((service_ranges.first(), addr)),
+                cluster_cidr,
                 ..Default::default()
             },
         );
@@ -386,6 +420,21 @@ impl Node {
             output.notice(&line);
         }
         (running, side)
+    }
+
+    /// What this node's Node object says; the all-in-one node is its cluster's control plane.
+    fn facts(&self, control_plane: bool) -> NodeFacts {
+        let labels = match control_plane {
+            true => [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
+            false => Default::default(),
+        };
+        NodeFacts {
+            name: self.config.node_name.clone(),
+            address: self.host_ip.clone(),
+            pod_cidr: self.config.pod_cidr.clone(),
+            data_dir: self.config.data_dir.clone(),
+            labels,
+        }
     }
 
     /// Connects the node side to the API through `client` (the in-process one of `local`, or an
@@ -410,27 +459,32 @@ impl Node {
             }
             Err(e) => warn!(error = %e, "listing pods to remove the files of deleted ones"),
         }
-        // The all-in-one node is its cluster's control plane.
-        let labels = match local {
-            Some(_) => [("node-role.kubernetes.io/control-plane".to_owned(), String::new())].into(),
-            None => Default::default(),
-        };
-        let facts = NodeFacts {
-            name: name.clone(),
-            address: self.host_ip.clone(),
-            pod_cidr: self.config.pod_cidr.clone(),
-            data_dir: self.config.data_dir.clone(),
-            labels,
-        };
+        let facts = self.facts(local.is_some());
         let host = Arc::new(podvisor_runtime::LinuxHost);
         let (kubelet, side) = podvisor_kubelet::cluster::connect(client.clone(), facts, clock, host);
         let mut services = tokio::task::JoinSet::new();
         crate::services::start(&mut services, client.clone(), &self.config, output).await;
+        // Pods of other nodes are reached through their nodes (host-gw), where pods have a
+        // network of their own.
+        let routes = (!self.config.host_network_only && crate::is_root()).then(|| {
+            Arc::new(podvisor_runtime::routes::NodeRoutes::new(
+                &self.config.bridge_name,
+            ))
+        });
+        if let Some(routes) = &routes {
+            let follow = podvisor_kubelet::cluster::routes::follow_routes(
+                client.clone(),
+                name.clone(),
+                routes.clone(),
+            );
+            services.spawn(follow);
+        }
         let running = RunningApi {
             local,
             client,
             kubelet,
             services,
+            routes,
         };
         (running, side)
     }
@@ -449,6 +503,8 @@ struct RunningApi {
     client: kube::Client,
     kubelet: Connection,
     services: tokio::task::JoinSet<()>,
+    /// The routes to other nodes' pod networks, removed at the end.
+    routes: Option<Arc<podvisor_runtime::routes::NodeRoutes>>,
 }
 
 impl RunningApi {
@@ -460,6 +516,7 @@ impl RunningApi {
             client,
             kubelet,
             mut services,
+            routes,
         } = self;
         let serving = match local {
             Some(LocalApi {
@@ -475,6 +532,11 @@ impl RunningApi {
         kubelet.stop().await;
         services.abort_all();
         while services.join_next().await.is_some() {}
+        if let Some(routes) = routes
+            && let Err(e) = routes.sync_routes(&[]).await
+        {
+            warn!(error = %e, "removing the routes to other nodes' pod networks failed");
+        }
         drop(client);
         if let Some((serving, closed)) = serving {
             serving.stop().await;

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The service CIDR ClusterIPs come from (`10.96.0.0/16`); the same on every server.
     pub service_cidr: String,
+    /// The cluster's pod network (`10.88.0.0/16`): every Node without a `spec.podCIDR` gets
+    /// the next free /24 of it (node IPAM, on the elected leader).
+    pub cluster_cidr: String,
     /// The API server's connection, request and wait budgets.
     pub api_limits: podvisor_apiserver::limits::Limits,
     /// This server's candidacy for the control loops' Leases: its identity (`<host>_<uuid>`)
@@ -48,6 +51,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             listen,
             service_cidr: "10.96.0.0/16".into(),
+            cluster_cidr: "10.88.0.0/16".into(),
             api_limits: podvisor_apiserver::limits::Limits::default(),
             leader_election: LeaderElectionConfig::new("", identity),
             node_lifecycle: Default::default(),
@@ -70,6 +74,9 @@ pub enum ServerError {
     /// The service CIDR is not valid.
     #[error("--service-cidr: {0}")]
     ServiceCidr(String),
+    /// The cluster CIDR is not valid.
+    #[error("--cluster-cidr: {0}")]
+    ClusterCidr(String),
     /// The initial namespaces could not be created.
     #[error("cannot create the initial namespaces: {0}")]
     Bootstrap(#[from] Box<podvisor_apiserver::Error>),
@@ -114,6 +121,8 @@ pub async fn run(
     };
     let ranges = ServiceRanges::with_cidr(&config.service_cidr)
         .map_err(|e| ServerError::ServiceCidr(e.to_string()))?;
+    let cluster_cidr = podvisor_core::net::Ipv4Cidr::parse(&config.cluster_cidr)
+        .map_err(|e| ServerError::ClusterCidr(e.to_string()))?;
     let api_config = ApiServerConfig {
         service_ranges: ranges.clone(),
         limits: config.api_limits.clone(),
@@ -148,6 +157,7 @@ pub async fn run(
             kubernetes_service: Some((ranges.first(), addr)),
             leader_election: Some(config.leader_election.clone()),
             node_lifecycle: config.node_lifecycle.clone(),
+            cluster_cidr: Some(cluster_cidr),
         },
     );
     shutdown.await;

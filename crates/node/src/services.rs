@@ -41,7 +41,7 @@ pub fn cluster_dns_address(config: &crate::NodeConfig) -> Option<Ipv4Addr> {
     if config.host_network_only || !crate::is_root() {
         return None;
     }
-    let cidr = podvisor_core::net::Ipv4Cidr::parse(&config.pod_cidr).ok()?;
+    let cidr = podvisor_core::net::Ipv4Cidr::parse(config.pod_cidr.as_deref()?).ok()?;
     (cidr.prefix() <= 30).then(|| cidr.first_host())
 }
 
@@ -79,7 +79,16 @@ pub async fn start(
         Err(e) => output.notice(&format!("no cluster DNS: {e}")),
     }
     let proxy = if crate::is_root() && podvisor_proxy::Proxy::available().await {
-        Datapath::kernel(podvisor_proxy::Proxy::new(config.services.nft_table.clone()))
+        let mut proxy = podvisor_proxy::Proxy::new(config.services.nft_table.clone());
+        if let Some(pods) = config
+            .pod_cidr
+            .as_deref()
+            .and_then(|c| podvisor_core::net::Ipv4Cidr::parse(c).ok())
+            && !config.host_network_only
+        {
+            proxy = proxy.with_local_pods(pods);
+        }
+        Datapath::kernel(proxy)
     } else {
         output.notice(
             "warning: no nftables datapath (needs root and nft): NodePorts are served by a userspace \

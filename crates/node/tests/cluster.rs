@@ -262,7 +262,7 @@ async fn registered_node(
     let facts = NodeFacts {
         name: "node-1".into(),
         address: Some("192.0.2.10".into()),
-        pod_cidr: "10.88.0.0/16".into(),
+        pod_cidr: Some("10.88.0.0/16".into()),
         data_dir,
         labels: Default::default(),
     };

@@ -90,7 +90,7 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
     let facts = NodeFacts {
         name: "remote-node".into(),
         address: Some("192.0.2.20".into()),
-        pod_cidr: "10.88.0.0/16".into(),
+        pod_cidr: Some("10.88.0.0/16".into()),
         data_dir: dir.path().to_owned(),
         labels: BTreeMap::new(),
     };

@@ -68,9 +68,11 @@ struct AgentArgs {
     /// The address the Node reports as its InternalIP [default: the host's address].
     #[arg(long, value_name = "IP", value_parser = ip_address)]
     node_ip: Option<String>,
-    /// The pod network; the agent's bridge takes its first address.
-    #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16", value_parser = pod_cidr)]
-    pod_cidr: String,
+    /// The agent's pod network, registered as its Node's spec.podCIDR; the agent's bridge
+    /// takes its first address [default: the /24 the control plane's node IPAM gives the Node,
+    /// awaited for up to 60 s after registering].
+    #[arg(long, value_name = "CIDR", value_parser = pod_cidr)]
+    pod_cidr: Option<String>,
     /// Run every pod in the agent's network, without pod sandboxes.
     #[arg(long)]
     host_network: bool,
@@ -113,9 +115,18 @@ struct NodeArgs {
     /// The node's name [default: the host name].
     #[arg(long, value_name = "NAME", value_parser = non_empty)]
     node_name: Option<String>,
-    /// The pod network; the node's bridge takes its first address.
+    /// The cluster's pod network: every Node without a spec.podCIDR (agents) gets the next
+    /// free /24 of it, and nodes route each other's /24s through their InternalIPs (host-gw).
     #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16", value_parser = pod_cidr)]
-    pod_cidr: String,
+    cluster_cidr: String,
+    /// This node's own pod network; its bridge takes its first address [default: the first /24
+    /// of --cluster-cidr].
+    #[arg(long, value_name = "CIDR", value_parser = pod_cidr)]
+    pod_cidr: Option<String>,
+    /// The address the Node reports as its InternalIP, which agents route its pods through
+    /// [default: the host's address].
+    #[arg(long, value_name = "IP", value_parser = ip_address)]
+    node_ip: Option<String>,
     /// Run every pod in the node's network, without pod sandboxes (what happens anyway when the
     /// node does not run as root).
     #[arg(long)]
@@ -175,6 +186,10 @@ struct ServerArgs {
     /// The range Services' ClusterIPs come from; the same on every server of a cluster.
     #[arg(long, value_name = "CIDR", default_value = "10.96.0.0/16", value_parser = pod_cidr)]
     service_cidr: String,
+    /// The cluster's pod network: every Node without a spec.podCIDR (agents started without
+    /// --pod-cidr) gets the next free /24 of it.
+    #[arg(long, value_name = "CIDR", default_value = "10.88.0.0/16", value_parser = pod_cidr)]
+    cluster_cidr: String,
     /// How long a node may go without renewing its Lease before it is marked Unknown
     /// (kube-controller-manager's flag; 40s, 50s, 2m). Keep it well above the agents' 10 s
     /// renewal, or healthy nodes flap.
@@ -323,7 +338,9 @@ impl NodeArgs {
         if let Some(name) = &self.node_name {
             config.node_name.clone_from(name);
         }
+        config.cluster_cidr = Some(self.cluster_cidr.clone());
         config.pod_cidr.clone_from(&self.pod_cidr);
+        config.node_ip.clone_from(&self.node_ip);
         config.host_network_only = self.host_network;
         config.cgroup_parent.clone_from(&self.cgroup_parent);
         config.bridge_name.clone_from(&self.bridge);
@@ -400,6 +417,7 @@ fn node(args: NodeArgs) -> Result<()> {
 fn server(args: ServerArgs) -> Result<()> {
     let mut config = podvisor_node::server::ServerConfig::new(&args.data_dir, args.listen);
     config.service_cidr.clone_from(&args.service_cidr);
+    config.cluster_cidr.clone_from(&args.cluster_cidr);
     config.api_limits = args.limits.limits();
     config.node_lifecycle.grace = args.node_monitor_grace_period;
     config.node_lifecycle.monitor_period = config
@@ -514,7 +532,9 @@ mod tests {
         assert_eq!(config.node_name, "agent-1");
         assert_eq!(config.node_ip.as_deref(), Some("10.0.0.7"));
         assert_eq!(config.cgroup_parent, "podvisor-agent-1");
-        assert_eq!(config.pod_cidr, "10.77.0.0/16");
+        assert_eq!(config.pod_cidr.as_deref(), Some("10.77.0.0/16"));
+        let from_api = agent_args(&["--kubeconfig", kubeconfig]).unwrap().config();
+        assert_eq!(from_api.pod_cidr, None, "the pod CIDR comes from the API");
         for (args, expected) in [
             (&[][..], "--kubeconfig <FILE>"),
             (&["--kubeconfig", "/does/not/exist"][..], "--kubeconfig <FILE>"),
@@ -535,8 +555,22 @@ mod tests {
         assert_eq!(args.data_dir, PathBuf::from("./.podvisor"));
         assert_eq!(args.listen, "127.0.0.1:6443".parse().unwrap());
         assert_eq!(args.manifests, None);
-        assert_eq!(args.pod_cidr, "10.88.0.0/16");
+        assert_eq!(args.cluster_cidr, "10.88.0.0/16");
+        assert_eq!(args.pod_cidr, None);
         assert!(!args.tls && !args.host_network);
+        let config = args.config();
+        assert_eq!(config.cluster_cidr.as_deref(), Some("10.88.0.0/16"));
+        assert_eq!(
+            config.pod_cidr, None,
+            "the node takes the first /24 of the cluster CIDR"
+        );
+        let given = node_args(&["--cluster-cidr", "10.50.0.0/16", "--pod-cidr", "10.50.7.0/24"])
+            .unwrap()
+            .config();
+        assert_eq!(
+            (given.cluster_cidr.as_deref(), given.pod_cidr.as_deref()),
+            (Some("10.50.0.0/16"), Some("10.50.7.0/24"))
+        );
     }
 
     #[test]
@@ -654,6 +688,8 @@ mod tests {
             (&["--data-dir"][..], "--data-dir <DIR>"),
             (&["--bogus"][..], "--bogus"),
             (&["--pod-cidr", "10.88.0.0"][..], "--pod-cidr <CIDR>"),
+            (&["--cluster-cidr", "10.88.0.0/31"][..], "--cluster-cidr <CIDR>"),
+            (&["--node-ip", "ten"][..], "--node-ip <IP>"),
             (&["--output", "fancy"][..], "--output <MODE>"),
             (&["-f", "/does/not/exist"][..], "--filename <PATH>"),
             (&["--max-connections", "0"][..], "--max-connections <N>"),

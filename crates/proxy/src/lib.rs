@@ -8,7 +8,11 @@
 //! - a port with no ready endpoint is rejected (TCP reset / ICMP port unreachable) in the
 //!   filter `input`, `forward` and `output` hooks, so clients see "connection refused";
 //! - Service traffic is marked and masqueraded on the way out, so a pod reaching itself or a
-//!   neighbour on the same bridge through a ClusterIP gets the replies back (hairpin).
+//!   neighbour on the same bridge through a ClusterIP gets the replies back (hairpin). When the
+//!   proxy knows the node's pod network ([`Proxy::with_local_pods`], kube-proxy's
+//!   `--detect-local-mode=NodeCIDR`), a connection from a local pod to an endpoint on another
+//!   node is not masqueraded: the endpoint sees the client pod's address, and the replies come
+//!   back through the client's node (host-gw routes), which undoes the DNAT.
 //!
 //! [`follow`] watches Services and EndpointSlices through the API and keeps a [`follow::Datapath`]
 //! (this, or the [`UserspaceProxy`] NodePort fallback when there is no root or no `nft`) and
@@ -22,6 +26,8 @@ pub mod userspace;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
+
+use podvisor_core::net::Ipv4Cidr;
 pub use userspace::UserspaceProxy;
 
 use tokio::io::AsyncWriteExt;
@@ -73,6 +79,12 @@ pub struct ProxyPort {
 /// The whole `nft -f` script for `table`: deletes the old table and creates the new one in
 /// the same transaction, so packets see either the old rules or the new ones.
 pub fn ruleset(table: &str, services: &[ProxyService]) -> String {
+    ruleset_with(table, None, services)
+}
+
+/// [`ruleset`] for a node whose own pods are `local_pods`: Service traffic from them to an
+/// endpoint elsewhere keeps its source address; everything else is masqueraded as before.
+pub fn ruleset_with(table: &str, local_pods: Option<Ipv4Cidr>, services: &[ProxyService]) -> String {
     let mut s = String::new();
     // Create-then-delete makes the delete succeed whether or not the table existed.
     let _ = writeln!(
@@ -139,16 +151,27 @@ pub fn ruleset(table: &str, services: &[ProxyService]) -> String {
             let targets: Vec<String> = (0..port.endpoints.len())
                 .map(|ei| format!("{ei} : goto {chain}-{ei}"))
                 .collect();
+            let mark = match local_pods {
+                None => format!("    meta mark set meta mark | {MASQ_MARK}\n"),
+                Some(_) => String::new(),
+            };
             let _ = writeln!(
                 chains,
-                "  chain {chain} {{\n    meta mark set meta mark | {MASQ_MARK}\n    numgen random mod {} vmap {{ {} }}\n  }}",
+                "  chain {chain} {{\n{mark}    numgen random mod {} vmap {{ {} }}\n  }}",
                 port.endpoints.len(),
                 targets.join(", ")
             );
             for (ei, (eip, eport)) in port.endpoints.iter().enumerate() {
+                let mark = match local_pods {
+                    None => String::new(),
+                    // A local endpoint: always (hairpin on the bridge). A remote one: unless
+                    // the client is a pod of this node.
+                    Some(pods) if pods.is_host(*eip) => format!("meta mark set meta mark | {MASQ_MARK}; "),
+                    Some(pods) => format!("ip saddr != {pods} meta mark set meta mark | {MASQ_MARK}; "),
+                };
                 let _ = writeln!(
                     chains,
-                    "  chain {chain}-{ei} {{ meta l4proto {proto} dnat to {eip}:{eport}; }}"
+                    "  chain {chain}-{ei} {{ {mark}meta l4proto {proto} dnat to {eip}:{eport}; }}"
                 );
             }
         }
@@ -164,12 +187,23 @@ pub fn ruleset(table: &str, services: &[ProxyService]) -> String {
 #[derive(Clone, Debug)]
 pub struct Proxy {
     table: String,
+    local_pods: Option<Ipv4Cidr>,
 }
 
 impl Proxy {
     /// A proxy owning `table ip <table>`.
     pub fn new(table: impl Into<String>) -> Proxy {
-        Proxy { table: table.into() }
+        Proxy {
+            table: table.into(),
+            local_pods: None,
+        }
+    }
+
+    /// Knows the node's own pod network: connections from its pods to endpoints on other nodes
+    /// keep their source address ([`ruleset_with`]).
+    pub fn with_local_pods(mut self, pods: Ipv4Cidr) -> Proxy {
+        self.local_pods = Some(pods);
+        self
     }
 
     /// The table's name.
@@ -195,7 +229,7 @@ impl Proxy {
 
     /// Replaces the table with the rules for `services`, atomically.
     pub async fn sync(&self, services: &[ProxyService]) -> Result<()> {
-        run_nft(&ruleset(&self.table, services)).await
+        run_nft(&ruleset_with(&self.table, self.local_pods, services)).await
     }
 
     /// Removes the table (blocking; used at shutdown and from `Drop`).
@@ -245,6 +279,35 @@ mod tests {
                 endpoints,
             }],
         }
+    }
+
+    #[test]
+    fn pods_of_this_node_reach_remote_endpoints_unmasqueraded() {
+        let pods = Ipv4Cidr::parse("10.88.1.0/24").unwrap_or_else(|e| panic!("{e}"));
+        let rules = ruleset_with(
+            "pv",
+            Some(pods),
+            &[web(vec![
+                (Ipv4Addr::new(10, 88, 1, 2), 8080),
+                (Ipv4Addr::new(10, 88, 2, 3), 8080),
+            ])],
+        );
+        assert!(
+            rules.contains("  chain svc-0-0 {\n    numgen random mod 2"),
+            "no mark for every connection: {rules}"
+        );
+        assert!(
+            rules.contains(
+                "chain svc-0-0-0 { meta mark set meta mark | 0x00004000; meta l4proto tcp dnat to 10.88.1.2:8080; }"
+            ),
+            "a local endpoint: hairpin masquerade: {rules}"
+        );
+        assert!(
+            rules.contains(
+                "chain svc-0-0-1 { ip saddr != 10.88.1.0/24 meta mark set meta mark | 0x00004000; meta l4proto tcp dnat to 10.88.2.3:8080; }"
+            ),
+            "a remote endpoint: only traffic not from this node's pods: {rules}"
+        );
     }
 
     #[test]
@@ -303,10 +366,23 @@ mod tests {
             Proxy::available().await,
             "needs root and nft (`cargo xtask test` installs nftables)"
         );
-        let rules = ruleset(
-            "podvisor_check",
-            &[web(vec![(Ipv4Addr::new(10, 88, 0, 2), 8080)]), web(vec![])],
-        );
+        let services = [
+            web(vec![
+                (Ipv4Addr::new(10, 88, 0, 2), 8080),
+                (Ipv4Addr::new(10, 88, 1, 2), 8080),
+            ]),
+            web(vec![]),
+        ];
+        let pods = Ipv4Cidr::parse("10.88.0.0/24").ok();
+        for rules in [
+            ruleset("podvisor_check", &services),
+            ruleset_with("podvisor_check", pods, &services),
+        ] {
+            check(rules).await;
+        }
+    }
+
+    async fn check(rules: String) {
         let out = tokio::process::Command::new("nft")
             .args(["-c", "-f", "-"])
             .stdin(Stdio::piped())

@@ -21,6 +21,8 @@
 //!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
 //! - **The kubelet's host operations** ([`LinuxHost`]): the tmpfs mounts of pod volumes and
 //!   the figures the Node's conditions are measured from.
+//! - **Routes to other nodes' pod networks** ([`routes::NodeRoutes`], host-gw), the kubelet's
+//!   [`PodRoutes`](podvisor_core::host::PodRoutes).
 //! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
 //!   namespaces ([`exec`]).
 //!
@@ -68,6 +70,7 @@ mod mounts;
 pub mod network;
 mod privilege;
 pub mod process;
+pub mod routes;
 mod runtime;
 pub mod sandbox;
 mod seams;

@@ -8,6 +8,9 @@
 //!   (`pods/status`) and records Events; once a deleted pod has stopped, it removes the object.
 //! - [`node_status::heartbeat`] registers the Node, keeps its conditions ([`health`]) and
 //!   status current and renews its Lease in `kube-node-lease`.
+//! - [`node_status::pod_cidr_from_api`] registers the Node without a pod CIDR and waits for the
+//!   one the control plane's node IPAM gives it (an agent without `--pod-cidr`).
+//! - [`routes::follow_routes`] keeps the routes to the other nodes' pod networks (host-gw).
 //! - [`config::ApiConfig`] reads ConfigMaps and Secrets; [`config::watch_changes`] says when
 //!   any of them changes.
 //!
@@ -18,6 +21,7 @@ pub mod config;
 pub mod health;
 pub mod node_status;
 pub mod pods;
+pub mod routes;
 pub mod status;
 
 use std::sync::Arc;

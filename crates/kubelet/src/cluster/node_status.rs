@@ -45,8 +45,9 @@ pub struct NodeFacts {
     pub name: String,
     /// Its address (`InternalIP`).
     pub address: Option<String>,
-    /// The pod CIDR.
-    pub pod_cidr: String,
+    /// The pod CIDR the node registers with (`--pod-cidr`); `None` registers none, and the
+    /// control plane's node IPAM gives the node one ([`pod_cidr_from_api`]).
+    pub pod_cidr: Option<String>,
     /// The node's data dir: its file system is the one DiskPressure watches, and the runtime
     /// is Ready while it can write there.
     pub data_dir: std::path::PathBuf,
@@ -151,6 +152,103 @@ async fn report_status(client: &Client, facts: &NodeFacts, clock: Clock, host: A
     }
 }
 
+/// Why a node has no pod CIDR from the API.
+#[derive(Debug, thiserror::Error)]
+pub enum PodCidrError {
+    /// The Node could not be read or registered.
+    #[error("registering node {node}: {source}")]
+    Register {
+        /// The node.
+        node: String,
+        /// The API's answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// No range came within the wait.
+    #[error(
+        "node {node} got no spec.podCIDR within {}s: is the control plane allocating node pod \
+         CIDRs (podvisor node --cluster-cidr)? Or start the agent with --pod-cidr",
+        waited.as_secs()
+    )]
+    Timeout {
+        /// The node.
+        node: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The node's range is not an IPv4 network pods can use.
+    #[error("node {node} has spec.podCIDR {cidr:?}, not an IPv4 CIDR with a prefix of 8 to 30")]
+    Invalid {
+        /// The node.
+        node: String,
+        /// What the Node says.
+        cidr: String,
+    },
+}
+
+/// Registers the Node as `facts` describe it, unless it exists (the heartbeat writes its
+/// measured conditions next).
+pub async fn register(client: &Client, facts: &NodeFacts) -> Result<(), kube::Error> {
+    let nodes = Api::<Node>::all(client.clone());
+    if nodes.get_opt(&facts.name).await?.is_some() {
+        return Ok(());
+    }
+    match nodes
+        .create(
+            &PostParams::default(),
+            &new_node(facts, node_status(facts, Vec::new())),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_api_error(&e, 409) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Registers the Node (without a pod CIDR, unless `facts` has one) if it does not exist yet,
+/// then waits at most `wait` for its `spec.podCIDR`, which the control plane's node IPAM sets,
+/// as a kubelet without `--pod-cidr` waits for it. A node that already has one (a restart)
+/// gets it at once.
+pub async fn pod_cidr_from_api(
+    client: &Client,
+    facts: &NodeFacts,
+    wait: Duration,
+) -> Result<podvisor_core::net::Ipv4Cidr, PodCidrError> {
+    let nodes = Api::<Node>::all(client.clone());
+    let register_error = |source| PodCidrError::Register {
+        node: facts.name.clone(),
+        source,
+    };
+    register(client, facts).await.map_err(register_error)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        let node = nodes.get_opt(&facts.name).await.map_err(register_error)?;
+        let cidr = node
+            .and_then(|n| n.spec)
+            .and_then(|s| s.pod_cidr.or_else(|| s.pod_cidrs?.into_iter().next()))
+            .filter(|c| !c.is_empty());
+        if let Some(cidr) = cidr {
+            return podvisor_core::net::Ipv4Cidr::parse(&cidr).map_err(|_| PodCidrError::Invalid {
+                node: facts.name.clone(),
+                cidr,
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PodCidrError::Timeout {
+                node: facts.name.clone(),
+                waited: wait,
+            });
+        }
+        if !told {
+            tracing::info!(node = %facts.name, "waiting for the node's pod CIDR from the control plane (node IPAM)");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// The Node object the kubelet registers.
 fn new_node(facts: &NodeFacts, status: NodeStatus) -> Node {
     let mut labels: BTreeMap<String, String> = [
@@ -169,8 +267,8 @@ fn new_node(facts: &NodeFacts, status: NodeStatus) -> Node {
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            pod_cidr: Some(facts.pod_cidr.clone()),
-            pod_cidrs: Some(vec![facts.pod_cidr.clone()]),
+            pod_cidr: facts.pod_cidr.clone(),
+            pod_cidrs: facts.pod_cidr.clone().map(|c| vec![c]),
             ..Default::default()
         }),
         status: Some(status),
@@ -337,7 +435,7 @@ mod tests {
         let facts = NodeFacts {
             name: "n".into(),
             address: None,
-            pod_cidr: "10.88.0.0/16".into(),
+            pod_cidr: Some("10.88.0.0/16".into()),
             data_dir: "/nowhere".into(),
             labels: BTreeMap::new(),
         };

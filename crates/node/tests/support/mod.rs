@@ -52,7 +52,7 @@ pub fn e2e_config(dir: &Path, pod_cidr: &str) -> NodeConfig {
     config.node_name = "e2e-node".into();
     config.output = OutputMode::Quiet;
     config.listen = Some("127.0.0.1:0".parse().unwrap());
-    config.pod_cidr = pod_cidr.into();
+    config.pod_cidr = Some(pod_cidr.into());
     config.host_network_only = !is_root();
     // A cgroup parent of its own (stable for the same data dir, so a restarted node finds its
     // own): a node cleans its parent at start and must not kill another test node's pods.

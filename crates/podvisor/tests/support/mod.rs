@@ -1,6 +1,9 @@
 //! What the binary's tests share: a `podvisor` process that is stopped (and its pods' `sleep`
-//! processes killed) if a test fails midway, kubectl, and finding processes.
+//! processes killed) if a test fails midway, kubectl, finding processes, and a multi-host rig of
+//! network namespaces on a test bridge ([`netns`]).
 #![allow(dead_code, reason = "each test binary uses part of it")]
+
+pub(crate) mod netns;
 
 use std::path::Path;
 use std::process::{Child, Command};
