@@ -9,7 +9,8 @@
 //! namespace, name and uid) exists and still holds the address; one whose Service is gone (it
 //! was deleted, its create failed, or it changed its addresses) is taken over once it is older
 //! than [`STALE_AFTER_MS`], so a Service being created on another server right now keeps its
-//! address. Nothing needs releasing on delete.
+//! address. Deleting a Service, or failing to store it, releases its reservations at once
+//! ([`release`]); the staleness rule covers a server that died in between.
 
 use std::net::Ipv4Addr;
 
@@ -123,6 +124,29 @@ pub(crate) async fn reserve(
     Ok(None)
 }
 
+/// Releases the reservations `service` holds (it was deleted, or its create failed), so its
+/// addresses are free at once; reservations of another Service are left alone. Best effort: a
+/// reservation left behind is taken over once stale.
+pub(crate) async fn release(store: &dyn Store, service: &Value, namespace: &str) {
+    for address in addresses(service) {
+        let key = ObjectKey::new(RESOURCE, "", address.name());
+        let Ok(existing) = store.get(&key).await else {
+            continue;
+        };
+        let owner = &existing.object["service"];
+        if owner["namespace"] != namespace || owner["uid"] != service["metadata"]["uid"] {
+            continue;
+        }
+        let pre = Preconditions {
+            resource_version: Some(existing.revision),
+            uid: None,
+        };
+        if let Err(e) = store.delete(&key, pre).await {
+            tracing::debug!(error = %e, key = %key, "releasing a Service address");
+        }
+    }
+}
+
 /// Whether the Service a reservation names still exists, is the same Service, and holds the
 /// address.
 async fn in_use(store: &dyn Store, reservation: &Value, address: Address) -> Result<bool, StoreError> {
@@ -205,6 +229,43 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(all.items.len(), 4, "a and b: an address and a node port each");
         assert!(all.items.iter().all(|r| r.object["service"]["name"] != "d"));
+    }
+
+    #[tokio::test]
+    async fn a_released_address_is_free_at_once() {
+        let (_dir, store) = store();
+        let allocator =
+            Allocator::new(ServiceRanges::with_cidr("10.96.0.0/24").unwrap_or_else(|e| panic!("{e}")));
+        let mut a = service("a", json!({"clusterIP": "10.96.0.1", "ports": [{"port": 443}]}));
+        drop(
+            allocator
+                .allocate(store.as_ref(), &mut a, Some("default"))
+                .await
+                .unwrap_or_else(|_| panic!("a")),
+        );
+        // A second Service of that name (deleted and made again) asks for the same address.
+        let mut again = service("a", json!({"clusterIP": "10.96.0.1", "ports": [{"port": 443}]}));
+        again["metadata"]["uid"] = json!("uid-a-again");
+        assert!(
+            allocator
+                .allocate(store.as_ref(), &mut again.clone(), Some("default"))
+                .await
+                .is_err()
+        );
+        release(store.as_ref(), &a, "default").await;
+        drop(
+            allocator
+                .allocate(store.as_ref(), &mut again, Some("default"))
+                .await
+                .unwrap_or_else(|_| panic!("again")),
+        );
+        // Releasing the old Service again leaves the new one's reservation alone.
+        release(store.as_ref(), &a, "default").await;
+        let held = store
+            .get(&ObjectKey::new(RESOURCE, "", "ip-10.96.0.1"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(held.object["service"]["uid"], "uid-a-again");
     }
 
     #[tokio::test]

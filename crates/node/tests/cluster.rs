@@ -466,7 +466,7 @@ async fn a_stalled_disk_does_not_stop_the_lease_renewal() {
     let facts = NodeFacts {
         name: "node-1".into(),
         address: None,
-        pod_cidr: "10.88.0.0/16".into(),
+        pod_cidr: Some("10.88.0.0/16".into()),
         data_dir: dir.path().to_owned(),
         labels: Default::default(),
     };

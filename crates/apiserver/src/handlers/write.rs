@@ -36,11 +36,18 @@ impl Ctx {
         if self.dry_run(&Value::Null) {
             return self.respond(StatusCode::CREATED, &object, &admitted.warnings);
         }
-        let created = self
-            .store()
-            .create(&self.key(&name), object)
-            .await
-            .map_err(|e| ApiError::from_store(e, r, &name))?;
+        let reserved = r.strategy.allocates_addresses().then(|| object.clone());
+        let created = match self.store().create(&self.key(&name), object).await {
+            Ok(created) => created,
+            Err(e) => {
+                // The addresses reserved for it are free again.
+                if let Some(service) = reserved {
+                    let ns = self.target.namespace.as_deref().unwrap_or("default");
+                    crate::reservations::release(self.store(), &service, ns).await;
+                }
+                return Err(ApiError::from_store(e, r, &name));
+            }
+        };
         self.respond(StatusCode::CREATED, &created.object, &admitted.warnings)
     }
 
@@ -176,7 +183,13 @@ impl Ctx {
                     return self.respond(StatusCode::OK, o, &[]);
                 }
                 match self.store().delete(&key, pre).await {
-                    Ok(gone) => return self.respond(StatusCode::OK, &gone.object, &[]),
+                    Ok(gone) => {
+                        if r.strategy.allocates_addresses() {
+                            let ns = self.target.namespace.as_deref().unwrap_or("default");
+                            crate::reservations::release(self.store(), &gone.object, ns).await;
+                        }
+                        return self.respond(StatusCode::OK, &gone.object, &[]);
+                    }
                     Err(StoreError::Conflict { .. }) if pre_uid.is_none() => continue,
                     Err(e) => return Err(self.store_err(e)),
                 }
