@@ -143,7 +143,7 @@ pub(crate) fn is_public(path: &str) -> bool {
 }
 
 /// Equality whose running time depends only on the lengths, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -59,6 +59,7 @@ pub mod discovery;
 pub mod events;
 mod handlers;
 mod initial;
+pub mod kubelet;
 pub mod limits;
 pub mod logs;
 pub mod meta;

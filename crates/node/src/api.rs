@@ -59,6 +59,7 @@ pub async fn pod_cidr_from_api(
         pod_cidr: None,
         data_dir: config.data_dir.clone(),
         labels: Default::default(),
+        kubelet_port: None,
     };
     let cidr =
         podvisor_kubelet::cluster::node_status::pod_cidr_from_api(client, &facts, POD_CIDR_WAIT).await?;
@@ -146,7 +147,13 @@ pub async fn join(kubeconfig: &Path) -> Result<Client, ApiSetupError> {
 /// bootstrap exchanges a bootstrap token for a client certificate; any other kubeconfig is
 /// used as it is (a server that issues no node credentials answers 404, an administrator's
 /// token may do everything anyway). Waits up to [`JOIN_WAIT`] for the API to answer.
-pub async fn join_as_node(kubeconfig: &Path, node_name: &str) -> Result<Client, ApiSetupError> {
+///
+/// Returns the client and, with a node credential, the token the API servers present to this
+/// node's kubelet endpoint.
+pub async fn join_as_node(
+    kubeconfig: &Path,
+    node_name: &str,
+) -> Result<(Client, Option<String>), ApiSetupError> {
     let mut config = client_config(kubeconfig).await?;
     let client = Client::try_from(config.clone()).map_err(|e| join_error(kubeconfig, e.to_string()))?;
     let body = serde_json::json!({"nodeName": node_name})
@@ -177,10 +184,15 @@ pub async fn join_as_node(kubeconfig: &Path, node_name: &str) -> Result<Client, 
         }
     };
     let Some(token) = answer.as_ref().and_then(|a| a["token"].as_str()) else {
-        return Ok(client);
+        return Ok((client, None));
     };
+    let kubelet_token = answer
+        .as_ref()
+        .and_then(|a| a["kubeletToken"].as_str())
+        .map(str::to_owned);
     config.auth_info.token = Some(token.to_owned().into());
-    Client::try_from(config).map_err(|e| join_error(kubeconfig, e.to_string()))
+    let client = Client::try_from(config).map_err(|e| join_error(kubeconfig, e.to_string()))?;
+    Ok((client, kubelet_token))
 }
 
 /// How long [`join_as_node`] waits for the API to answer.

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+mod kubelet_endpoint;
 pub mod metrics;
 mod node;
 pub mod parts;

@@ -74,6 +74,9 @@ pub struct NodeConfig {
     pub join: Option<PathBuf>,
     /// The address the Node reports as its InternalIP [default: the runtime's host address].
     pub node_ip: Option<String>,
+    /// An agent's kubelet endpoint port on its InternalIP (`pods/log` of its pods is served
+    /// there for the API servers); `0` picks a free one.
+    pub kubelet_port: u16,
 }
 
 impl NodeConfig {
@@ -96,6 +99,7 @@ impl NodeConfig {
             api_limits: podvisor_apiserver::limits::Limits::default(),
             join: None,
             node_ip: None,
+            kubelet_port: podvisor_apiserver::kubelet::DEFAULT_PORT,
         }
     }
 }
@@ -141,7 +145,7 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     let mut config = config;
     config.pod_cidr = Some(match (&config.pod_cidr, &remote) {
         (Some(cidr), _) => cidr.clone(),
-        (None, Some(client)) => api::pod_cidr_from_api(client, &config).await?.to_string(),
+        (None, Some((client, _))) => api::pod_cidr_from_api(client, &config).await?.to_string(),
         (None, None) => api::first_node_range(&config)?.to_string(),
     });
     let api = match config.listen {
@@ -188,7 +192,10 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         .with_hook_warnings(hook_warnings)
         .with_volumes(volumes);
     node.api = api;
-    node.remote = remote;
+    if let Some((client, kubelet_token)) = remote {
+        node.remote = Some(client);
+        node.kubelet_token = kubelet_token;
+    }
     node.process_runtime = Some(process_runtime);
     node.logs = Some(logs);
     node.metrics = metrics;
@@ -207,6 +214,8 @@ pub struct Node {
     api: Option<ApiParts>,
     /// The remote API server an agent joins.
     remote: Option<kube::Client>,
+    /// What the API servers present to this agent's kubelet endpoint (with a node credential).
+    kubelet_token: Option<String>,
     logs: Option<Arc<dyn LogSource>>,
     metrics: NodeMetrics,
     volumes: Option<VolumeConfig>,
@@ -232,6 +241,7 @@ impl Node {
             hook_warnings: None,
             api: None,
             remote: None,
+            kubelet_token: None,
             logs: None,
             metrics: NodeMetrics::new(),
             volumes: None,
@@ -434,6 +444,7 @@ impl Node {
             pod_cidr: self.config.pod_cidr.clone(),
             data_dir: self.config.data_dir.clone(),
             labels,
+            kubelet_port: None,
         }
     }
 
@@ -459,10 +470,26 @@ impl Node {
             }
             Err(e) => warn!(error = %e, "listing pods to remove the files of deleted ones"),
         }
-        let facts = self.facts(local.is_some());
+        let mut services = tokio::task::JoinSet::new();
+        // An agent serves its pods' logs to the API servers on its kubelet endpoint.
+        let kubelet_port = match (&local, &self.kubelet_token, &self.logs, &self.host_ip) {
+            (None, Some(token), Some(logs), Some(ip)) => {
+                let endpoint = crate::kubelet_endpoint::Endpoint {
+                    client: client.clone(),
+                    token: token.clone(),
+                    logs: logs.clone(),
+                    data_dir: self.config.data_dir.clone(),
+                    ip: ip.clone(),
+                    port: self.config.kubelet_port,
+                };
+                endpoint.start(&mut services, output).await
+            }
+            _ => None,
+        };
+        let mut facts = self.facts(local.is_some());
+        facts.kubelet_port = kubelet_port;
         let host = Arc::new(podvisor_runtime::LinuxHost);
         let (kubelet, side) = podvisor_kubelet::cluster::connect(client.clone(), facts, clock, host);
-        let mut services = tokio::task::JoinSet::new();
         crate::services::start(&mut services, client.clone(), &self.config, output).await;
         // Pods of other nodes are reached through their nodes (host-gw), where pods have a
         // network of their own.

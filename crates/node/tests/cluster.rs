@@ -265,6 +265,7 @@ async fn registered_node(
         pod_cidr: Some("10.88.0.0/16".into()),
         data_dir,
         labels: Default::default(),
+        kubelet_port: None,
     };
     let task = tokio::spawn(heartbeat(
         client,
@@ -469,6 +470,7 @@ async fn a_stalled_disk_does_not_stop_the_lease_renewal() {
         pod_cidr: Some("10.88.0.0/16".into()),
         data_dir: dir.path().to_owned(),
         labels: Default::default(),
+        kubelet_port: None,
     };
     let host = Arc::new(StalledDisk {
         release: std::sync::Mutex::new(release),

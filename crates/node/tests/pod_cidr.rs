@@ -26,6 +26,7 @@ fn facts(name: &str, pod_cidr: Option<&str>, dir: &tempfile::TempDir) -> NodeFac
         pod_cidr: pod_cidr.map(str::to_owned),
         data_dir: dir.path().to_owned(),
         labels: Default::default(),
+        kubelet_port: None,
     }
 }
 

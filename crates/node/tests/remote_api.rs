@@ -93,6 +93,7 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
         pod_cidr: Some("10.88.0.0/16".into()),
         data_dir: dir.path().to_owned(),
         labels: BTreeMap::new(),
+        kubelet_port: None,
     };
     let heartbeat_task = tokio::spawn(heartbeat(
         client.clone(),

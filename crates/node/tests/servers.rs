@@ -181,9 +181,13 @@ async fn the_join_token_does_what_a_kubelet_does_and_no_more() {
         "{message}"
     );
     // Exchanged for agent-a's own credential: a kubelet's requests for itself.
-    let agent = podvisor_node::api::join_as_node(&join, "agent-a")
+    let (agent, kubelet_token) = podvisor_node::api::join_as_node(&join, "agent-a")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        kubelet_token.is_some(),
+        "the servers' token for agent-a's kubelet endpoint"
+    );
     let nodes = Api::<Node>::all(agent.clone());
     nodes
         .create(&PostParams::default(), &node("agent-a"))

@@ -83,6 +83,10 @@ struct AgentArgs {
     /// The pod network's bridge. Two agents in one network namespace need different ones.
     #[arg(long, value_name = "NAME", default_value = "podvisor0", value_parser = interface_name)]
     bridge: String,
+    /// The port of the agent's kubelet endpoint on its --node-ip, where the API servers read
+    /// its pods' logs (`kubectl logs`); 0 picks a free one (agents sharing one address).
+    #[arg(long, value_name = "PORT", default_value_t = 10250)]
+    kubelet_port: u16,
     /// How the agent shows what happens [default: table on a terminal, else lines].
     #[arg(long, value_name = "MODE")]
     output: Option<Output>,
@@ -378,6 +382,7 @@ impl AgentArgs {
             None => format!("podvisor-{}", config.node_name),
         };
         config.bridge_name.clone_from(&self.bridge);
+        config.kubelet_port = self.kubelet_port;
         config.output = output_mode(self.output);
         config
     }

@@ -81,9 +81,11 @@ fn agent(dir: &Path, join: &Path, name: &str) -> NodeProcess {
             "--bridge",
             &format!("pv{name}"),
         ])
+        // Two agents on one address: each its own kubelet port.
+        .args(["--kubelet-port", "0"])
         .spawn()
         .unwrap_or_else(|e| panic!("podvisor agent starts: {e}"));
-    NodeProcess(child, &["3456781", "3456782", "3456783"])
+    NodeProcess(child, &["3456781", "3456782", "3456783", "3456784"])
 }
 
 fn create(kubeconfig: &Path, dir: &Path, name: &str, sleep: &str) {
@@ -201,6 +203,25 @@ fn a_cluster_of_servers_on_etcd_and_agents() {
     );
     assert_eq!(reason, "Unschedulable");
     let out = kubectl(&admin_1, &["delete", "pod", "greedy-3", "--wait=false"]);
+    assert!(out.contains("deleted"), "{out}");
+
+    // `kubectl logs` of a pod on an agent, through either server (each asks the agent's kubelet
+    // endpoint).
+    let talker = base.path().join("talker.yaml");
+    std::fs::write(
+        &talker,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: talker}\nspec:\n  nodeSelector: {kubernetes.io/hostname: agent-1}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: host, command: [sh, -c, 'echo hello from agent-1; exec sleep 3456784']}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = kubectl(&admin_1, &["create", "-f", talker.to_str().unwrap_or_default()]);
+    assert!(out.contains("pod/talker created"), "{out}");
+    until(&admin_1, &["logs", "talker"], |t| {
+        t.contains("hello from agent-1")
+    });
+    until(&admin_2, &["logs", "talker", "--tail=1"], |t| {
+        t.trim() == "hello from agent-1"
+    });
+    let out = kubectl(&admin_1, &["delete", "pod", "talker", "--wait=false"]);
     assert!(out.contains("deleted"), "{out}");
 
     // One etcd member stops: writes go on.

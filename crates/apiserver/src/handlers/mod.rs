@@ -296,6 +296,11 @@ where
             .get(&ctx.key(ctx.name()))
             .await
             .map_err(|e| ctx.store_err(e))?;
+        // A pod on a node that serves a kubelet endpoint (an agent): its kubelet answers.
+        if let Some((kubelet, token)) = ctx.kubelet_of(&pod.object).await {
+            let ns = ctx.target.namespace.as_deref().unwrap_or("default");
+            return crate::kubelet::forward(kubelet, ns, ctx.name(), req.uri().query(), &token).await;
+        }
         let options = crate::logs::LogOptions::from_query(&ctx.query);
         return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
     }
@@ -404,8 +409,9 @@ where
         )));
     }
     let token = crate::auth::node_token(key, name);
-    let answer =
-        json!({"kind": "NodeCredential", "apiVersion": "podvisor.io/v1", "nodeName": name, "token": token});
+    // `kubeletToken`: what the API servers present to this node's kubelet endpoint.
+    let answer = json!({"kind": "NodeCredential", "apiVersion": "podvisor.io/v1", "nodeName": name,
+        "token": token, "kubeletToken": crate::kubelet::server_token(key, name)});
     Ok(json_response(StatusCode::CREATED, &answer, &[]))
 }
 
@@ -449,6 +455,16 @@ impl Ctx {
             None
         };
         crate::authz::node_may_write(node, &resource, name, pod_node.as_deref())
+    }
+
+    /// The kubelet endpoint of the node `pod` is bound to, and the token to present there,
+    /// when that node reports one and this server holds the node key.
+    async fn kubelet_of(&self, pod: &Value) -> Option<(std::net::SocketAddr, String)> {
+        let key = self.state.node_key.as_ref()?;
+        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str)?;
+        let stored = self.store().get(&ObjectKey::new("nodes", "", node)).await.ok()?;
+        let kubelet = crate::kubelet::endpoint_of(&stored.object)?;
+        Some((kubelet, crate::kubelet::server_token(key, node)))
     }
 
     fn r(&self) -> &'static Resource {

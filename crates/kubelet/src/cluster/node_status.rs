@@ -54,6 +54,9 @@ pub struct NodeFacts {
     /// Labels beyond the well-known ones (`node-role.kubernetes.io/control-plane` for a node
     /// that runs the control plane).
     pub labels: BTreeMap<String, String>,
+    /// The port of the node's kubelet endpoint (an agent's), reported in
+    /// `status.daemonEndpoints` for the API servers to reach; `None` reports 0 (none).
+    pub kubelet_port: Option<u16>,
 }
 
 /// Each condition's status and when it last changed, so `lastTransitionTime` moves only when
@@ -416,7 +419,9 @@ fn node_status(facts: &NodeFacts, conditions: Vec<NodeCondition>) -> NodeStatus 
             ..Default::default()
         }),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: 0 }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: facts.kubelet_port.map_or(0, i32::from),
+            }),
         }),
         ..Default::default()
     }
@@ -438,6 +443,7 @@ mod tests {
             pod_cidr: Some("10.88.0.0/16".into()),
             data_dir: "/nowhere".into(),
             labels: BTreeMap::new(),
+            kubelet_port: None,
         };
         let healthy = health::conditions(&health::Measured::default());
         let mut transitions = Transitions::default();
