@@ -17,29 +17,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::netns::Rig;
-use support::{NodeProcess, kubectl, send_signal};
+use support::{NodeProcess, Reaper, kubectl, send_signal};
 
 /// The cluster CIDR of the test: pods live only inside the rig's namespaces, so it does not
 /// meet the machine's own networks.
 const CLUSTER_CIDR: &str = "10.212.0.0/16";
-
-/// Kills (SIGKILL) every process whose command line mentions `marker`, when dropped: the pods'
-/// processes, if an agent could not stop them.
-struct Reaper(String);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&self.0) && pid != std::process::id() {
-                let _ = send_signal(pid, "KILL");
-            }
-        }
-    }
-}
 
 fn podvisor(command: &mut Command, args: &[&str], dir: &Path) {
     command

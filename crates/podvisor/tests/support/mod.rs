@@ -1,6 +1,7 @@
 //! What the binary's tests share: a `podvisor` process that is stopped (and its pods' `sleep`
-//! processes killed) if a test fails midway, kubectl, finding processes, and a multi-host rig of
-//! network namespaces on a test bridge ([`netns`]).
+//! processes killed) if a test fails midway, a reaper for the processes of pods an agent could
+//! not stop, kubectl, finding processes, and a multi-host rig of network namespaces on a test
+//! bridge ([`netns`]).
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
 pub(crate) mod netns;
@@ -32,6 +33,24 @@ impl Drop for NodeProcess {
     }
 }
 
+/// Kills (SIGKILL) every process whose command line mentions `marker`, when dropped: the pods'
+/// processes, if an agent could not stop them.
+pub(crate) struct Reaper(pub(crate) String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&self.0) && pid != std::process::id() {
+                let _ = send_signal(pid, "KILL");
+            }
+        }
+    }
+}
+
 pub(crate) fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     let out = Command::new("kubectl")
         .args(args)
@@ -45,8 +64,19 @@ pub(crate) fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     )
 }
 
+/// Runs `kubectl args` until `check` holds for its output (up to 60 s); returns that output.
 pub(crate) fn until(kubeconfig: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    until_within(Duration::from_secs(60), kubeconfig, args, check)
+}
+
+/// [`until`] with a bound of `limit`.
+pub(crate) fn until_within(
+    limit: Duration,
+    kubeconfig: &Path,
+    args: &[&str],
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + limit;
     loop {
         let text = kubectl(kubeconfig, args);
         if check(&text) {
