@@ -59,6 +59,13 @@ impl Authenticator {
         self
     }
 
+    /// A cluster's credentials of `pki`: its administrator's token, the agents' join token and
+    /// the node credentials signed with its node key.
+    pub fn for_cluster(pki: &crate::pki::Pki) -> Self {
+        Authenticator::bearer_tokens([pki.token().to_owned()])
+            .with_agents(pki.join_token().to_owned(), pki.node_key())
+    }
+
     /// The key node credentials are signed with, when agents are accepted.
     pub fn node_key(&self) -> Option<&str> {
         self.node_key.as_ref().map(|(_, text)| text.as_str())

@@ -366,10 +366,9 @@ impl Node {
         }
         server = server.with_metrics(self.metrics.api.clone(), self.metrics.registry.clone());
         if let (Some(tls), Some(pki)) = (server_tls, &pki) {
-            server = server.with_tls(tls).with_authenticator(
-                podvisor_apiserver::auth::Authenticator::bearer_tokens([pki.token().to_owned()])
-                    .with_agents(pki.join_token().to_owned(), pki.node_key()),
-            );
+            server = server
+                .with_tls(tls)
+                .with_authenticator(podvisor_apiserver::auth::Authenticator::for_cluster(pki));
         }
         if let Err(e) = server.bootstrap().await {
             output.notice(&format!("cannot create the initial namespaces: {e}"));

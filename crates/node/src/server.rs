@@ -130,10 +130,7 @@ pub async fn run(
     };
     let server = ApiServer::new(store, api_config)
         .with_tls(server_tls)
-        .with_authenticator(
-            Authenticator::bearer_tokens([pki.token().to_owned()])
-                .with_agents(pki.join_token().to_owned(), pki.node_key()),
-        );
+        .with_authenticator(Authenticator::for_cluster(&pki));
     server.bootstrap().await.map_err(Box::new)?;
     let serving = server.spawn(listener);
     let client = kube::Client::new(serving.handler(), "default");

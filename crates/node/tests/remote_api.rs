@@ -2,6 +2,8 @@
 //! the CA and bearer token of a kubeconfig: the same code that runs in-process in the node runs
 //! unchanged against a remote API server (what an agent on another machine does).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -16,22 +18,8 @@ use podvisor_kubelet::cluster::PodChange;
 use podvisor_kubelet::cluster::node_status::{NodeFacts, heartbeat};
 use podvisor_kubelet::cluster::pods::follow_pods;
 use serde_json::json;
+use support::eventually;
 use tokio::sync::mpsc;
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most 15 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https() {

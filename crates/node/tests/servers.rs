@@ -4,6 +4,8 @@
 //! control loops and the other takes over when it stops, and the agents' join token may do
 //! only what a kubelet does.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,22 +18,8 @@ use podvisor_controllers::leader::LeaderElectionConfig;
 use podvisor_node::server::{self, ServerConfig};
 use podvisor_store::Store;
 use serde_json::json;
+use support::eventually;
 use tokio::sync::oneshot;
-
-/// Polls `check` every 50 ms until it returns `Some`, for at most 20 s.
-async fn eventually<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A running server: its stop signal and task.
 struct Running {

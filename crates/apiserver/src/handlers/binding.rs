@@ -96,16 +96,22 @@ impl Ctx {
 /// Adds (or sets) the `PodScheduled=True` condition.
 fn set_scheduled(pod: &mut Value) {
     let now = rfc3339(now_millis());
-    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
-        "lastTransitionTime": now});
+    set_condition(
+        pod,
+        json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}),
+    );
+}
+
+/// Adds `condition` to the pod's status, replacing one of the same type.
+pub(super) fn set_condition(pod: &mut Value, condition: Value) {
     if !pod["status"].is_object() {
         pod["status"] = json!({});
     }
     match pod["status"]["conditions"].as_array_mut() {
         Some(conditions) => {
-            conditions.retain(|c| c["type"] != "PodScheduled");
-            conditions.push(scheduled);
+            conditions.retain(|c| c["type"] != condition["type"]);
+            conditions.push(condition);
         }
-        None => pod["status"]["conditions"] = json!([scheduled]),
+        None => pod["status"]["conditions"] = json!([condition]),
     }
 }

@@ -78,14 +78,5 @@ fn set_condition(pod: &mut Value) {
     let condition = json!({"type": "DisruptionTarget", "status": "True",
         "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting",
         "lastProbeTime": null, "lastTransitionTime": rfc3339(now_millis())});
-    if !pod["status"].is_object() {
-        pod["status"] = json!({});
-    }
-    match pod["status"]["conditions"].as_array_mut() {
-        Some(conditions) => {
-            conditions.retain(|c| c["type"] != "DisruptionTarget");
-            conditions.push(condition);
-        }
-        None => pod["status"]["conditions"] = json!([condition]),
-    }
+    super::binding::set_condition(pod, condition);
 }

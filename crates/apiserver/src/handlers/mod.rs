@@ -304,7 +304,8 @@ where
         let options = crate::logs::LogOptions::from_query(&ctx.query);
         return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
     }
-    if ctx.target.sub.as_deref() == Some("binding") {
+    // A pod's POST-only subresources, each taking one object: a Binding or an Eviction.
+    if let sub @ Some("binding" | "eviction") = ctx.target.sub.as_deref() {
         if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
             return Err(ApiError::no_route(&path));
         }
@@ -312,21 +313,11 @@ where
             return Err(ApiError::method_not_allowed(method.as_str()));
         }
         let bytes = body::read(req.into_body()).await?;
-        return ctx
-            .bind(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
-            .await;
-    }
-    if ctx.target.sub.as_deref() == Some("eviction") {
-        if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
-            return Err(ApiError::no_route(&path));
-        }
-        if method != Method::POST {
-            return Err(ApiError::method_not_allowed(method.as_str()));
-        }
-        let bytes = body::read(req.into_body()).await?;
-        return ctx
-            .evict(body::decode_request(&content_type, bytes, ctx.field_validation()).await?)
-            .await;
+        let object = body::decode_request(&content_type, bytes, ctx.field_validation()).await?;
+        return match sub {
+            Some("binding") => ctx.bind(object).await,
+            _ => ctx.evict(object).await,
+        };
     }
     // `namespaces/{name}/finalize` is written whole, as the namespace's update (`replace`).
     if ctx.target.sub.as_deref() == Some("finalize") && method != Method::PUT {
