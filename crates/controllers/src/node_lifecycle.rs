@@ -76,6 +76,9 @@ struct Probe {
     heartbeat: Option<k8s_openapi::jiff::Timestamp>,
     renew: Option<k8s_openapi::jiff::Timestamp>,
     ready: Option<String>,
+    /// The node's Ready went from True to something else and its pods are still to be marked
+    /// not ready (retried each pass until every patch went through).
+    mark_pods: bool,
 }
 
 /// Watches nodes, their Leases and pods until dropped.
@@ -168,6 +171,7 @@ async fn monitor(
             heartbeat,
             renew,
             ready: ready.map(|c| c.status.clone()),
+            mark_pods: false,
         });
         if heartbeat != probe.heartbeat {
             probe.heartbeat = heartbeat;
@@ -205,15 +209,24 @@ async fn monitor(
             )
             .await;
         }
+        // Pods are marked not ready when Ready leaves True (upstream's MarkPodsNotReady), not
+        // on every pass, and never for a node that was not Ready yet (no Ready condition).
+        if probe.ready.as_deref() == Some("True") && status.as_deref() != Some("True") {
+            probe.mark_pods = true;
+        }
         probe.ready.clone_from(&status);
-        if status.as_deref() != Some("True") {
+        if status.as_deref() == Some("True") {
+            probe.mark_pods = false;
+        } else if probe.mark_pods {
+            let mut all = true;
             for pod in pods
                 .state()
                 .iter()
                 .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
             {
-                mark_pod_not_ready(client, recorder, pod).await;
+                all &= mark_pod_not_ready(client, recorder, pod).await;
             }
+            probe.mark_pods = !all;
         }
         let wanted = taints(&current, any_ready);
         let have: Vec<Taint> = current
@@ -314,14 +327,16 @@ fn reconcile_taints(have: &[Taint], wanted: &[(String, String)]) -> Option<Vec<T
 }
 
 /// Sets a pod's Ready condition False (reason and message kept) with a Warning (2.11).
-async fn mark_pod_not_ready(client: &Client, recorder: &Recorder, pod: &Pod) {
+/// Sets the pod's Ready condition False (with a `NodeNotReady` event); whether that is done
+/// (or there was nothing to do).
+async fn mark_pod_not_ready(client: &Client, recorder: &Recorder, pod: &Pod) -> bool {
     let ready = pod
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
     if ready.is_none_or(|c| c.status != "True") || pod.metadata.deletion_timestamp.is_some() {
-        return;
+        return true;
     }
     let ns = podvisor_core::object::namespace_of(&pod.metadata).to_owned();
     let patch = json!({"status": {"conditions": [
@@ -342,8 +357,12 @@ async fn mark_pod_not_ready(client: &Client, recorder: &Recorder, pod: &Pod) {
                 "Node is not ready".into(),
             )
             .await;
+            true
         }
-        Err(e) => debug!(error = %e, pod = %pod.name_any(), "marking the pod not ready failed; next pass"),
+        Err(e) => {
+            debug!(error = %e, pod = %pod.name_any(), "marking the pod not ready failed; next pass");
+            false
+        }
     }
 }
 
