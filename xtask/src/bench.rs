@@ -56,7 +56,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
-    crate::setup::install(crate::setup::Need::Build)?;
+    crate::setup::install(crate::setup::Need::Bench)?;
     let before = crate::machine::Snapshot::take_as_reaper();
     let micro = bench_args.names.is_empty() || bench_args.names.iter().any(|n| n == "micro");
     let names: Vec<&String> = bench_args.names.iter().filter(|n| *n != "micro").collect();
