@@ -18,7 +18,8 @@ use crate::step;
 const HELP: &str = "\
 cargo xtask bench: run the benchmarks against floors measured in the same run
 
-Builds `podvisor-bench` (crates/bench) in release mode and runs it. It prints a table
+Installs etcd when missing (the etcd benchmarks start their own member), builds
+`podvisor-bench` (crates/bench) in release mode and runs it. It prints a table
 (benchmark, metric, p50, p99, floor, ratio, goal, verdict); ratios to the floor are the
 point, because absolute times drift ±20% on shared machines. Missed goals are reported,
 not failures.
@@ -29,8 +30,9 @@ USAGE:
 ARGUMENTS:
     NAME...       Run only the benchmarks whose names contain one of these [default: all]
                   (pod-start, burst-110, crash-restart, probe-cpu, probe-timing, api,
-                  endpoint-propagation, footprint; `micro` for the criterion micro-benchmarks
-                  of PodMachine::step and the endpoint computation)
+                  endpoint-propagation, footprint, sched-throughput, api-etcd, watch-latency;
+                  `micro` for the criterion micro-benchmarks of PodMachine::step and the
+                  endpoint computation)
 
 OPTIONS:
     --quick       Small sizes: a smoke test of everything in under two minutes after the build
@@ -56,7 +58,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         print!("{HELP}");
         return Ok(ExitCode::SUCCESS);
     };
-    crate::setup::install(crate::setup::Need::Build)?;
+    crate::setup::install(crate::setup::Need::Bench)?;
     let before = crate::machine::Snapshot::take_as_reaper();
     let micro = bench_args.names.is_empty() || bench_args.names.iter().any(|n| n == "micro");
     let names: Vec<&String> = bench_args.names.iter().filter(|n| *n != "micro").collect();

@@ -4,13 +4,13 @@
 //! - `protoc` (`protobuf-compiler`): the etcd client's build script compiles etcd's protocol
 //!   files, so every build of the workspace needs it;
 //! - `kubectl` (`kubernetes-client`): the kubectl end-to-end tests;
-//! - `etcd` (`etcd-server`): the etcd store's tests and the multi-server tests start their own
-//!   etcd members;
+//! - `etcd` (`etcd-server`): the etcd store's tests, the multi-server tests and the etcd
+//!   benchmarks start their own etcd members;
 //! - as root, `nft` (`nftables`): the Service datapath of the root-only tests.
 //!
-//! `cargo xtask test` runs it first; `cargo xtask node` and `bench` make sure of `protoc` before
-//! they build; CI runs it before clippy. Installing needs root and apt-get; without them a
-//! missing tool is an error naming the package to install.
+//! `cargo xtask test` runs it first; `cargo xtask node` makes sure of `protoc` before it builds,
+//! `bench` of `protoc` and `etcd`; CI runs it before clippy. Installing needs root and apt-get;
+//! without them a missing tool is an error naming the package to install.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -38,6 +38,9 @@ OPTIONS:
 pub(crate) enum Need {
     /// Building the workspace: `protoc`.
     Build,
+    /// Building and running the benchmarks: `protoc`, and `etcd` for the benchmarks that
+    /// start their own etcd member.
+    Bench,
     /// Building and running every test (`nft` only as root, where the root tests run).
     Tests {
         /// Whether this process is root.
@@ -91,6 +94,7 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
 pub(crate) fn install(need: Need) -> Result<()> {
     let tools: Vec<Tool> = match need {
         Need::Build => vec![PROTOC],
+        Need::Bench => vec![PROTOC, ETCD],
         Need::Tests { root: true } => vec![PROTOC, KUBECTL, ETCD, NFT],
         Need::Tests { root: false } => vec![PROTOC, KUBECTL, ETCD],
     };

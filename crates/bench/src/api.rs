@@ -36,13 +36,13 @@ pub(crate) struct Sizes {
 }
 
 /// One keep-alive HTTP/1.1 connection.
-struct Client {
+pub(crate) struct Client {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
 }
 
 impl Client {
-    async fn connect(addr: SocketAddr) -> Result<Client> {
+    pub(crate) async fn connect(addr: SocketAddr) -> Result<Client> {
         let stream = TcpStream::connect(addr).await.context("connecting")?;
         stream.set_nodelay(true).context("TCP_NODELAY")?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -100,12 +100,47 @@ async fn timed<T>(f: impl Future<Output = Result<T>>) -> Result<(Duration, T)> {
     Ok((start.elapsed(), out))
 }
 
-fn pod_json(namespace: &str, name: &str) -> serde_json::Value {
+pub(crate) fn pod_json(namespace: &str, name: &str) -> serde_json::Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": "bench"}},
         "spec": {"nodeName": "elsewhere", "containers": [{"name": "main", "image": "host", "command": ["sleep", "3600"]}]},
     })
+}
+
+/// An API server (`ApiServer` over a store, plain HTTP on loopback) serving in the background.
+pub(crate) struct Served {
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::result::Result<(), podvisor_apiserver::Error>>,
+}
+
+impl Served {
+    /// Bootstraps an API server on `store` and serves it on a free loopback port.
+    pub(crate) async fn start(store: Arc<dyn podvisor_store::Store>) -> Result<Served> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the API")?;
+        let addr = listener.local_addr().context("the API's address")?;
+        let server = ApiServer::new(store, ApiServerConfig::default());
+        server.bootstrap().await.context("bootstrapping the API")?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Served { addr, stop, serving })
+    }
+
+    /// Stops serving (at most 15 s).
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.serving).await;
+    }
 }
 
 /// Runs the API benchmark.
@@ -116,23 +151,9 @@ pub(crate) async fn run(sizes: &Sizes) -> Result<Vec<Row>> {
         .context("creating the data directory")?;
     let store: Arc<dyn podvisor_store::Store> =
         Arc::new(RedbStore::open(dir.path().join("store.redb")).context("opening the store")?);
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("binding the API")?;
-    let addr = listener.local_addr().context("the API's address")?;
-    let server = ApiServer::new(store, ApiServerConfig::default());
-    server.bootstrap().await.context("bootstrapping the API")?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    let result = measure(addr, sizes).await;
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(15), serving).await;
+    let served = Served::start(store).await?;
+    let result = measure(served.addr, sizes).await;
+    served.stop().await;
     let (create, get, list, fanout) = result?;
 
     let floor = loopback_floor(sizes.pods.max(2000)).await?;
@@ -186,11 +207,12 @@ pub(crate) async fn run(sizes: &Sizes) -> Result<Vec<Row>> {
 
 type Samples = Vec<Duration>;
 
-async fn measure(addr: SocketAddr, sizes: &Sizes) -> Result<(Samples, Samples, Samples, Samples)> {
-    let mut client = Client::connect(addr).await?;
+/// Creates `n` pods (`p0`...) in `default` one after the other, then gets each; the latencies
+/// of both.
+pub(crate) async fn create_get(client: &mut Client, n: usize) -> Result<(Samples, Samples)> {
     let base = "/api/v1/namespaces/default/pods";
-    let mut create = Vec::with_capacity(sizes.pods);
-    for i in 0..sizes.pods {
+    let mut create = Vec::with_capacity(n);
+    for i in 0..n {
         let body = pod_json("default", &format!("p{i}"));
         let (took, (status, text)) = timed(client.request(Method::POST, base, Some(&body))).await?;
         if status != StatusCode::CREATED {
@@ -198,8 +220,8 @@ async fn measure(addr: SocketAddr, sizes: &Sizes) -> Result<(Samples, Samples, S
         }
         create.push(took);
     }
-    let mut get = Vec::with_capacity(sizes.pods);
-    for i in 0..sizes.pods {
+    let mut get = Vec::with_capacity(n);
+    for i in 0..n {
         let path = format!("{base}/p{i}");
         let (took, (status, _)) = timed(client.request(Method::GET, &path, None)).await?;
         if status != StatusCode::OK {
@@ -207,6 +229,13 @@ async fn measure(addr: SocketAddr, sizes: &Sizes) -> Result<(Samples, Samples, S
         }
         get.push(took);
     }
+    Ok((create, get))
+}
+
+async fn measure(addr: SocketAddr, sizes: &Sizes) -> Result<(Samples, Samples, Samples, Samples)> {
+    let mut client = Client::connect(addr).await?;
+    let base = "/api/v1/namespaces/default/pods";
+    let (create, get) = create_get(&mut client, sizes.pods).await?;
     let mut list = Vec::with_capacity(sizes.lists);
     for _ in 0..sizes.lists {
         let (took, (status, body)) = timed(client.request(Method::GET, base, None)).await?;
@@ -297,7 +326,7 @@ async fn fan_out(addr: SocketAddr, client: &mut Client, sizes: &Sizes) -> Result
 }
 
 /// Round trips to a minimal hyper server that answers `ok`, over one keep-alive connection.
-async fn loopback_floor(n: usize) -> Result<Samples> {
+pub(crate) async fn loopback_floor(n: usize) -> Result<Samples> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the floor server")?;

@@ -4,13 +4,16 @@
 //! which builds it in release mode.
 //!
 //! Prints a table (benchmark, metric, p50, p99, floor, ratio, goal, verdict) and, with
-//! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's.
+//! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's; the
+//! cluster ones (`sched-throughput`, `api-etcd`, `watch-latency`) issue #15's.
 #![forbid(unsafe_code)]
 
 mod api;
+mod api_etcd;
 mod burst;
 mod crash_restart;
 mod endpoint_propagation;
+mod etcd;
 mod floor;
 mod footprint;
 mod peers;
@@ -19,7 +22,9 @@ mod pods;
 mod probe_cpu;
 mod probe_timing;
 mod report;
+mod sched;
 mod stats;
+mod watch_latency;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +58,12 @@ BENCHMARKS:
     probe-timing   330 HTTP probes at period 1 s: lateness idle and with both cores loaded
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
+    sched-throughput  1,000 pending pods bound by the scheduler onto 3 Nodes, pods/s
+                                                (floor: the same pods/binding POSTs, one by one)
+    api-etcd       pod create/get on an API server on etcd and on redb
+                                                (floor: raw etcd put/get; loopback HTTP for redb)
+    watch-latency  pod status write on server A → agent's watch via server B, one etcd
+                                                (floor: etcd put → etcd watch event)
 
 EXIT CODES:
     0   every benchmark ran (goals missed are reported, not failures)
@@ -121,6 +132,24 @@ const BENCHES: &[Bench] = &[
         name: "footprint",
         full: 110,
         quick: 20,
+    },
+    // Pending pods scheduled (and as many bound directly for the floor).
+    Bench {
+        name: "sched-throughput",
+        full: 1000,
+        quick: 100,
+    },
+    // Pods created and got on each store.
+    Bench {
+        name: "api-etcd",
+        full: 1000,
+        quick: 100,
+    },
+    // Status writes.
+    Bench {
+        name: "watch-latency",
+        full: 300,
+        quick: 50,
     },
 ];
 
@@ -229,6 +258,9 @@ fn run(args: &Args) -> Result<()> {
                     let idle = Duration::from_secs(if args.quick { 2 } else { 5 });
                     footprint::run(n, idle).await
                 }
+                "sched-throughput" => sched::run(n).await,
+                "api-etcd" => api_etcd::run(n).await,
+                "watch-latency" => watch_latency::run(n).await,
                 other => bail!("benchmark {other} has no runner"),
             }
         });
@@ -279,5 +311,8 @@ mod tests {
         assert!(format!("{:#}", args(&["--json"]).unwrap_err()).contains("--json"));
         assert!(format!("{:#}", args(&["--bogus"]).unwrap_err()).contains("--bogus"));
         assert!(format!("{:#}", args(&["nothing"]).unwrap_err()).contains("nothing"));
+        for name in ["sched", "api-etcd", "watch-latency"] {
+            assert_eq!(args(&[name]).unwrap().unwrap().names, vec![name.to_owned()]);
+        }
     }
 }

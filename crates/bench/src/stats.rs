@@ -70,6 +70,9 @@ pub(crate) enum Goal {
     },
     /// An absolute bound on p99 (a single value's bound, for one-sample rows), in the row's unit.
     AtMost(f64),
+    /// An absolute lower bound on p50 (the value of a one-sample row), in the row's unit: for
+    /// rates, where more is better.
+    AtLeast(f64),
     /// Reported only (no goal in issue #6 for this metric, or the floor does not apply).
     None,
 }
@@ -148,6 +151,13 @@ impl Row {
                     Verdict::Miss
                 }
             }
+            Goal::AtLeast(bound) => {
+                if self.value.p50 >= bound {
+                    Verdict::Pass
+                } else {
+                    Verdict::Miss
+                }
+            }
             Goal::None => Verdict::Info,
         }
     }
@@ -166,6 +176,7 @@ impl Row {
                 }
             }
             Goal::AtMost(bound) => format!("≤{bound} {}", self.unit),
+            Goal::AtLeast(bound) => format!("≥{bound} {}", self.unit),
             Goal::None => "-".to_owned(),
         }
     }
@@ -207,5 +218,22 @@ mod tests {
         assert_eq!(Percentiles::of(&[]), None);
         let one = Percentiles::of(&[3.0]).unwrap();
         assert!((one.p99 - 3.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn at_least_judges_the_median_from_below() {
+        let row = |value: f64| Row {
+            bench: "sched-throughput".into(),
+            metric: "rate".into(),
+            unit: "pods/s",
+            value: Percentiles::single(value),
+            floor: None,
+            goal: Goal::AtLeast(100.0),
+            note: None,
+        };
+        assert_eq!(row(150.0).verdict(), Verdict::Pass);
+        assert_eq!(row(100.0).verdict(), Verdict::Pass);
+        assert_eq!(row(99.0).verdict(), Verdict::Miss);
+        assert_eq!(row(99.0).goal_text(), "≥100 pods/s");
     }
 }
