@@ -100,10 +100,41 @@ pub struct NodeView {
     /// The Node.
     pub node: Node,
     /// Its pods.
-    pub pods: Vec<Pod>,
+    pods: Vec<Pod>,
+    /// What its pods request, kept as pods are added (kube-scheduler's NodeInfo keeps the
+    /// same running sums), so each placement costs the nodes, not the pods on them.
+    requested: Resources,
+    /// The same with the non-zero defaults scoring uses.
+    requested_non_zero: Resources,
 }
 
 impl NodeView {
+    /// The view of `node` with `pods` on it.
+    pub fn new(node: Node, pods: Vec<Pod>) -> NodeView {
+        let mut view = NodeView {
+            node,
+            pods: Vec::with_capacity(pods.len()),
+            requested: Resources::default(),
+            requested_non_zero: Resources::default(),
+        };
+        for pod in pods {
+            view.add(pod);
+        }
+        view
+    }
+
+    /// Counts `pod` on this node (bound, or assumed bound for the next placement).
+    pub fn add(&mut self, pod: Pod) {
+        self.requested.add(&pod_requests(&pod, false));
+        self.requested_non_zero.add(&pod_requests(&pod, true));
+        self.pods.push(pod);
+    }
+
+    /// The pods on this node.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
     fn name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or("")
     }
@@ -113,11 +144,11 @@ impl NodeView {
     }
 
     fn requested(&self, non_zero: bool) -> Resources {
-        let mut sum = Resources::default();
-        for pod in &self.pods {
-            sum.add(&pod_requests(pod, non_zero));
+        if non_zero {
+            self.requested_non_zero.clone()
+        } else {
+            self.requested.clone()
         }
-        sum
     }
 }
 
@@ -446,10 +477,7 @@ mod tests {
             "status": {"allocatable": {"cpu": cpu, "memory": memory, "pods": "110"}},
         });
         merge(&mut n, extra);
-        NodeView {
-            node: serde_json::from_value(n).unwrap(),
-            pods: Vec::new(),
-        }
+        NodeView::new(serde_json::from_value(n).unwrap(), Vec::new())
     }
 
     fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
@@ -595,7 +623,7 @@ mod tests {
     #[test]
     fn host_ports_conflict_on_the_same_protocol_and_port() {
         let mut n = node("a", "8", "8Gi", json!({}));
-        n.pods.push(pod(
+        n.add(pod(
             json!({"containers": [{"name": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
         ));
         let same = pod(
@@ -614,7 +642,7 @@ mod tests {
     #[test]
     fn pods_spread_to_the_least_allocated_node_with_a_name_tie_break() {
         let mut busy = node("a", "4", "8Gi", json!({}));
-        busy.pods.push(cpu_pod("3"));
+        busy.add(cpu_pod("3"));
         let idle = node("b", "4", "8Gi", json!({}));
         assert_eq!(choose(&cpu_pod("500m"), &[busy, idle.clone()]).unwrap(), "b");
         let twin = node("c", "4", "8Gi", json!({}));
@@ -631,7 +659,7 @@ mod tests {
                 "pods".into(),
                 k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
             );
-        full.pods.push(cpu_pod("1"));
+        full.add(cpu_pod("1"));
         assert_eq!(
             filter(&cpu_pod("100m"), &full).unwrap_err().reasons,
             ["Too many pods"]

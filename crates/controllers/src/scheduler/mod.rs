@@ -148,11 +148,11 @@ async fn pass(
     let mut bound = fit::by_node(pod_list.iter().map(|p| p.as_ref()));
     let mut views: Vec<NodeView> = node_list
         .iter()
-        .map(|n| NodeView {
-            node: (**n).clone(),
-            pods: bound
+        .map(|n| {
+            let pods = bound
                 .remove(n.metadata.name.as_deref().unwrap_or(""))
-                .unwrap_or_default(),
+                .unwrap_or_default();
+            NodeView::new((**n).clone(), pods)
         })
         .collect();
     views.sort_by(|a, b| a.node.metadata.name.cmp(&b.node.metadata.name));
@@ -220,7 +220,7 @@ async fn pass(
                     {
                         let mut assumed = pod.clone();
                         assumed.spec.get_or_insert_with(Default::default).node_name = Some(node.clone());
-                        view.pods.push(assumed);
+                        view.add(assumed);
                     }
                     continue;
                 }
