@@ -5,7 +5,7 @@
 //! Node's `status.daemonEndpoints.kubeletEndpoint`). Here an agent serves its pods' logs on
 //! HTTPS ([`serve_endpoint`], `GET /podLogs/{namespace}/{pod}?<the pods/log query>`), and an
 //! API server whose own node has no log of a pod forwards the request to the pod's node when
-//! that Node names a kubelet port ([`forward`]). The answer, a stream for `follow`, is passed
+//! that Node names a kubelet port (`forward`). The answer, a stream for `follow`, is passed
 //! through as it comes.
 //!
 //! Trust: like kube-apiserver without `--kubelet-certificate-authority`, the API server does

@@ -10,7 +10,7 @@
 //! was deleted, its create failed, or it changed its addresses) is taken over once it is older
 //! than [`STALE_AFTER_MS`], so a Service being created on another server right now keeps its
 //! address. Deleting a Service, or failing to store it, releases its reservations at once
-//! ([`release`]); the staleness rule covers a server that died in between.
+//! (`release`); the staleness rule covers a server that died in between.
 
 use std::net::Ipv4Addr;
 

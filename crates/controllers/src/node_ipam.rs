@@ -3,7 +3,7 @@
 //! the next free /24 of the cluster CIDR in `spec.podCIDR` and `spec.podCIDRs`; a node that
 //! already has one keeps it and its range is marked used (also one a kubelet registered with
 //! `--pod-cidr`); when no range is left the node gets a `CIDRNotAvailable` Warning event
-//! ("Node <name> status is now: CIDRNotAvailable") and is tried again when nodes change.
+//! (`Node <name> status is now: CIDRNotAvailable`) and is tried again when nodes change.
 //!
 //! Level-triggered from the Nodes' whole state: the used ranges are the podCIDRs the nodes
 //! show, so a deleted node's range is free again (after the others, since candidates are
