@@ -8,12 +8,18 @@
 //! access. `/version`, public in kube-apiserver, stays behind the token here: off-host nothing
 //! but health answers without it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::{HeaderMap, Method, header};
+use podvisor_store::Store;
 
 use crate::authz::{self, Role};
+use crate::bootstrap_tokens::Validity;
 use crate::status::ApiError;
 
-/// Accepts requests carrying one of a fixed set of bearer tokens.
+/// Accepts requests carrying one of a fixed set of bearer tokens, and (with
+/// [`Authenticator::with_agents`]) the agents' join tokens and node credentials.
 ///
 /// Tokens are compared in constant time (for tokens of equal length), every known token
 /// is compared on every request, so the time taken does not tell which one nearly matched.
@@ -22,6 +28,8 @@ pub struct Authenticator {
     tokens: Vec<(Vec<u8>, Role)>,
     /// The key nodes' credentials are signed with ([`node_token`]), and its text.
     node_key: Option<(ring::hmac::Key, String)>,
+    /// Which join tokens (bootstrap tokens) are valid now.
+    bootstrap: Option<Arc<Validity>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -43,27 +51,31 @@ impl Authenticator {
                 .map(|t| (t.into_bytes(), Role::Admin))
                 .collect(),
             node_key: None,
+            bootstrap: None,
         }
     }
 
-    /// Also accepts `join_token` as the agents' bootstrap credential and the node credentials
-    /// signed with `node_key` ([`node_token`]), each allowed what [`authz`] says.
-    pub fn with_agents(mut self, join_token: String, node_key: &str) -> Self {
-        if !join_token.is_empty() {
-            self.tokens.push((join_token.into_bytes(), Role::Bootstrap));
-        }
+    /// Also accepts the join tokens (bootstrap token Secrets, [`crate::bootstrap_tokens`]) of
+    /// `store` while they are valid, and the node credentials signed with `node_key`
+    /// ([`node_token`]) while the join token they were exchanged for is: each allowed what
+    /// [`authz`] says. A revocation (a deleted Secret) takes effect within `recheck`.
+    pub fn with_agents(mut self, store: Arc<dyn Store>, node_key: &str, recheck: Duration) -> Self {
         if !node_key.is_empty() {
             let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, node_key.as_bytes());
             self.node_key = Some((key, node_key.to_owned()));
+            self.bootstrap = Some(Arc::new(Validity::new(store, recheck)));
         }
         self
     }
 
-    /// A cluster's credentials of `pki`: its administrator's token, the agents' join token and
-    /// the node credentials signed with its node key.
-    pub fn for_cluster(pki: &crate::pki::Pki) -> Self {
-        Authenticator::bearer_tokens([pki.token().to_owned()])
-            .with_agents(pki.join_token().to_owned(), pki.node_key())
+    /// A cluster's credentials: the administrator's token of `pki`, the join tokens of `store`
+    /// and the node credentials signed with `pki`'s node key.
+    pub fn for_cluster(pki: &crate::pki::Pki, store: Arc<dyn Store>) -> Self {
+        Authenticator::bearer_tokens([pki.token().to_owned()]).with_agents(
+            store,
+            pki.node_key(),
+            crate::bootstrap_tokens::RECHECK,
+        )
     }
 
     /// The key node credentials are signed with, when agents are accepted.
@@ -75,9 +87,14 @@ impl Authenticator {
     /// role of its token when it carries a known one whose role allows it, `None` when it asks
     /// anonymously for a health endpoint; else the 401 (unknown or missing credentials) or 403
     /// (not allowed) error.
-    pub fn check(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<Option<Role>, ApiError> {
+    pub async fn check(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Option<Role>, ApiError> {
         match bearer_token(headers) {
-            Some(token) => match self.role(token) {
+            Some(token) => match self.role(token).await {
                 Some(role) => authz::authorize(&role, method, path).map(|()| Some(role)),
                 None => Err(ApiError::unauthorized()),
             },
@@ -86,15 +103,24 @@ impl Authenticator {
         }
     }
 
-    /// The role of the token presented: a node's credential, or one of the known tokens
-    /// (compared with every one of them).
-    fn role(&self, presented: &str) -> Option<Role> {
+    /// The role of the token presented: a node's credential, a join token, or one of the known
+    /// tokens (compared with every one of them).
+    async fn role(&self, presented: &str) -> Option<Role> {
         if let (Some((key, _)), Some(rest)) = (&self.node_key, presented.strip_prefix(NODE_TOKEN_PREFIX)) {
-            let (name, signature) = rest.rsplit_once(':')?;
+            let (signed, signature) = rest.rsplit_once(':')?;
+            let (name, id) = signed.rsplit_once(':')?;
             let signature = hex_decode(signature)?;
-            return ring::hmac::verify(key, name.as_bytes(), &signature)
-                .ok()
-                .map(|()| Role::Node(name.to_owned()));
+            ring::hmac::verify(key, signed.as_bytes(), &signature).ok()?;
+            // Only while the join token it was exchanged for is valid.
+            self.bootstrap.as_ref()?.secret(id).await?;
+            return Some(Role::Node(name.to_owned()));
+        }
+        if let (Some(bootstrap), Some((id, secret))) =
+            (&self.bootstrap, crate::bootstrap_tokens::parse(presented))
+        {
+            let valid = bootstrap.secret(id).await?;
+            return constant_time_eq(valid.as_bytes(), secret.as_bytes())
+                .then(|| Role::Bootstrap(id.to_owned()));
         }
         let mut found = None;
         for (token, role) in &self.tokens {
@@ -106,16 +132,19 @@ impl Authenticator {
     }
 }
 
-/// How a node's credential starts: `podvisor-node:<node name>:<hex HMAC-SHA256 of the name>`.
+/// How a node's credential starts: `podvisor-node:<node name>:<join token id>:<hex HMAC-SHA256
+/// of "<node name>:<join token id>">`.
 const NODE_TOKEN_PREFIX: &str = "podvisor-node:";
 
-/// The credential of the node `name`, signed with `node_key` (the cluster's shared key, never
-/// given to agents): what a join token is exchanged for.
-pub fn node_token(node_key: &str, name: &str) -> String {
+/// The credential of the node `name` exchanged for the join token `join_id`, signed with
+/// `node_key` (the cluster's shared key, never given to agents); valid while that join token
+/// is.
+pub fn node_token(node_key: &str, name: &str, join_id: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, node_key.as_bytes());
-    let tag = ring::hmac::sign(&key, name.as_bytes());
+    let signed = format!("{name}:{join_id}");
+    let tag = ring::hmac::sign(&key, signed.as_bytes());
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("{NODE_TOKEN_PREFIX}{name}:{hex}")
+    format!("{NODE_TOKEN_PREFIX}{signed}:{hex}")
 }
 
 /// Bytes from lowercase or uppercase hex; `None` for anything else.
@@ -166,34 +195,29 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn headers_owned(auth: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_str(auth).unwrap_or_else(|e| panic!("{e}")),
-        );
-        h
-    }
-
-    fn headers(auth: Option<&'static str>) -> HeaderMap {
+    fn headers(auth: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         if let Some(a) = auth {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_static(a));
+            h.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(a).unwrap_or_else(|e| panic!("{e}")),
+            );
         }
         h
     }
 
-    #[test]
-    fn tokens_and_public_paths() {
+    #[tokio::test]
+    async fn tokens_and_public_paths() {
         let auth = Authenticator::bearer_tokens(["s3cret".to_owned(), String::new()]);
-        assert!(
-            auth.check(&Method::GET, "/api/v1/pods", &headers(Some("Bearer s3cret")))
-                .is_ok_and(|role| role == Some(Role::Admin))
+        let check = |path: &'static str, header: Option<&'static str>| {
+            let auth = auth.clone();
+            async move { auth.check(&Method::GET, path, &headers(header)).await }
+        };
+        assert_eq!(
+            check("/api/v1/pods", Some("Bearer s3cret")).await.ok().flatten(),
+            Some(Role::Admin)
         );
-        assert!(
-            auth.check(&Method::GET, "/api/v1/pods", &headers(Some("bearer s3cret")))
-                .is_ok()
-        );
+        assert!(check("/api/v1/pods", Some("bearer s3cret")).await.is_ok());
         for bad in [
             None,
             Some("Bearer s3cre"),
@@ -201,51 +225,70 @@ mod tests {
             Some("Basic s3cret"),
             Some("Bearer "),
         ] {
-            let e = auth
-                .check(&Method::GET, "/api/v1/pods", &headers(bad))
-                .unwrap_err();
-            assert_eq!(e.code, 401, "{bad:?}");
-        }
-        for public in ["/livez", "/readyz/", "/healthz/ping"] {
-            assert!(
-                auth.check(&Method::GET, public, &headers(None)).is_ok(),
-                "{public}"
+            assert_eq!(
+                check("/api/v1/pods", bad).await.map_err(|e| e.code).err(),
+                Some(401),
+                "{bad:?}"
             );
         }
-        assert!(auth.check(&Method::GET, "/healthzz", &headers(None)).is_err());
-        assert!(auth.check(&Method::GET, "/version", &headers(None)).is_err());
+        for public in ["/livez", "/readyz/", "/healthz/ping"] {
+            assert!(check(public, None).await.is_ok(), "{public}");
+        }
+        assert!(check("/healthzz", None).await.is_err());
+        assert!(check("/version", None).await.is_err());
         // Wrong credentials are refused even where anonymous requests are allowed.
-        assert!(
-            auth.check(&Method::GET, "/readyz", &headers(Some("Bearer nope")))
-                .is_err()
-        );
+        assert!(check("/readyz", Some("Bearer nope")).await.is_err());
     }
 
-    #[test]
-    fn node_credentials_are_signed_for_their_name_only() {
-        let auth = Authenticator::bearer_tokens(["admin".to_owned()]).with_agents("join".to_owned(), "k3y");
-        let token = node_token("k3y", "agent-a");
-        let check = |t: &str| {
-            auth.check(
-                &Method::GET,
-                "/api/v1/pods",
-                &headers_owned(&format!("Bearer {t}")),
-            )
+    #[tokio::test]
+    async fn join_tokens_and_node_credentials_last_while_their_secret_does() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store: Arc<dyn Store> = Arc::new(
+            podvisor_store::RedbStore::open(dir.path().join("s.redb")).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let join = crate::bootstrap_tokens::ensure_join_token(store.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (id, _) = crate::bootstrap_tokens::parse(&join).unwrap_or_else(|| panic!("{join}"));
+        let auth = Authenticator::bearer_tokens(["admin".to_owned()]).with_agents(
+            store.clone(),
+            "k3y",
+            Duration::ZERO,
+        );
+        let check = |token: String| {
+            let auth = auth.clone();
+            async move {
+                auth.check(
+                    &Method::GET,
+                    "/api/v1/pods",
+                    &headers(Some(&format!("Bearer {token}"))),
+                )
+                .await
+                .map_err(|e| e.code)
+            }
         };
-        assert_eq!(check(&token).ok().flatten(), Some(Role::Node("agent-a".into())));
-        // Another name with the same signature, another key's signature, garbage: 401.
-        let forged = token.replace("agent-a", "agent-b");
-        let other_key = node_token("other", "agent-a");
+        let node = node_token("k3y", "agent-a", id);
+        assert_eq!(check(node.clone()).await, Ok(Some(Role::Node("agent-a".into()))));
+        // The join token itself only bootstraps: it may not list pods.
+        assert_eq!(check(join.clone()).await, Err(403));
+        // Another name with the same signature, another key's, another token id's, garbage: 401.
         for bad in [
-            forged.as_str(),
-            other_key.as_str(),
-            "podvisor-node:agent-a:zz",
-            "podvisor-node:x",
+            node.replace("agent-a", "agent-b"),
+            node_token("other", "agent-a", id),
+            node_token("k3y", "agent-a", "zzzzzz"),
+            "podvisor-node:agent-a:zz".to_owned(),
+            "abcdef.0123456789abcdef".to_owned(),
         ] {
-            assert_eq!(check(bad).map_err(|e| e.code).err(), Some(401), "{bad}");
+            assert_eq!(check(bad.clone()).await, Err(401), "{bad}");
         }
-        // The join token is a bootstrap credential: it may not list pods.
-        assert_eq!(check("join").map_err(|e| e.code).err(), Some(403));
+        // Deleting the join token's Secret revokes it and every credential exchanged for it.
+        let key = podvisor_store::ObjectKey::new("secrets", "kube-system", format!("bootstrap-token-{id}"));
+        store
+            .delete(&key, Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(check(join).await, Err(401));
+        assert_eq!(check(node).await, Err(401));
     }
 
     #[test]
@@ -262,6 +305,6 @@ mod tests {
     fn equal_length_comparison() {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Three roles. The administrator's token (the kubeconfig a server or node writes) may do
 //! everything, like `system:masters`. The agents' join token (`join.kubeconfig`) is a bootstrap
-//! credential: it may read discovery and exchange itself for a node's own credential, as
+//! token ([`crate::bootstrap_tokens`], user `system:bootstrap:<id>`, revoked by deleting its
+//! Secret): it may read discovery and exchange itself for a node's own credential, as
 //! kubelet TLS bootstrap exchanges a bootstrap token for a client certificate (any node name
 //! may be asked for, as upstream's CSR approver allows bootstrappers). A node's credential
 //! (user `system:node:<name>`) may do what a kubelet needs, in the spirit of the `system:node`
@@ -24,9 +25,10 @@ use crate::status::ApiError;
 pub enum Role {
     /// Everything is allowed.
     Admin,
-    /// The agents' join token: discovery, and exchanging it for a node's own credential
-    /// (`POST /apis/podvisor.io/v1/nodecredentials`, the analogue of kubelet TLS bootstrap).
-    Bootstrap,
+    /// A join token (the bootstrap token of this id): discovery, and exchanging it for a node's
+    /// own credential (`POST /apis/podvisor.io/v1/nodecredentials`, the analogue of kubelet TLS
+    /// bootstrap).
+    Bootstrap(String),
     /// The node of this name: what a kubelet needs, for itself (see the module docs).
     Node(String),
 }
@@ -36,14 +38,11 @@ impl Role {
     pub fn user(&self) -> String {
         match self {
             Role::Admin => "kubernetes-admin".into(),
-            Role::Bootstrap => BOOTSTRAP_USER.into(),
+            Role::Bootstrap(id) => format!("system:bootstrap:{id}"),
             Role::Node(name) => format!("system:node:{name}"),
         }
     }
 }
-
-/// The user name of the agents' join token.
-pub const BOOTSTRAP_USER: &str = "system:bootstrap:podvisor";
 
 /// Where a join token is exchanged for a node's credential.
 pub const NODE_CREDENTIALS_PATH: &str = "/apis/podvisor.io/v1/nodecredentials";
@@ -65,10 +64,12 @@ struct Request<'a> {
 pub fn authorize(role: &Role, method: &Method, path: &str) -> Result<(), ApiError> {
     let node = match role {
         Role::Admin => return Ok(()),
-        Role::Bootstrap if path.trim_end_matches('/') == NODE_CREDENTIALS_PATH && method == Method::POST => {
+        Role::Bootstrap(_)
+            if path.trim_end_matches('/') == NODE_CREDENTIALS_PATH && method == Method::POST =>
+        {
             return Ok(());
         }
-        Role::Bootstrap => None,
+        Role::Bootstrap(_) => None,
         Role::Node(name) => Some(name.as_str()),
     };
     let Some(request) = parse(method, path) else {
@@ -308,10 +309,11 @@ mod tests {
         assert!(!allowed(Method::POST, "/api/v1/namespaces/default/services"));
         assert!(authorize(&Role::Admin, &Method::DELETE, "/api/v1/namespaces/default").is_ok());
         // The join token itself may only read discovery and ask for a node's credential.
-        assert!(authorize(&Role::Bootstrap, &Method::POST, NODE_CREDENTIALS_PATH).is_ok());
-        assert!(authorize(&Role::Bootstrap, &Method::GET, "/api").is_ok());
-        assert!(authorize(&Role::Bootstrap, &Method::GET, "/api/v1/pods").is_err());
-        assert!(authorize(&Role::Bootstrap, &Method::POST, "/api/v1/nodes").is_err());
+        let join = Role::Bootstrap("abcdef".into());
+        assert!(authorize(&join, &Method::POST, NODE_CREDENTIALS_PATH).is_ok());
+        assert!(authorize(&join, &Method::GET, "/api").is_ok());
+        assert!(authorize(&join, &Method::GET, "/api/v1/pods").is_err());
+        assert!(authorize(&join, &Method::POST, "/api/v1/nodes").is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One set of credentials for every API server of a cluster: the CA, the administrator's token
-//! and the agents' join token live in the shared store, so a kubeconfig written by one server
+//! and the key of the nodes' credentials live in the shared store (the agents' join tokens are
+//! Secrets there, [`crate::bootstrap_tokens`]), so a kubeconfig written by one server
 //! works against every other and an agent may fail over between them.
 //!
 //! The first server to start makes them (its `<data-dir>/pki/`, [`crate::pki`]) and creates
@@ -17,7 +18,7 @@ use std::path::Path;
 use podvisor_store::{ObjectKey, Store, StoreError};
 use serde_json::{Value, json};
 
-use crate::pki::{self, CA_FILES, JOIN_TOKEN_FILE, NODE_KEY_FILE, PKI_DIR, Pki, PkiError, TOKEN_FILE};
+use crate::pki::{self, CA_FILES, NODE_KEY_FILE, PKI_DIR, Pki, PkiError, TOKEN_FILE};
 
 /// The store resource holding the credentials (not served by the API).
 pub const RESOURCE: &str = "podvisor.io/clustercredentials";
@@ -37,13 +38,7 @@ pub enum CredentialsError {
 }
 
 /// The files shared, by name.
-const SHARED: [&str; 5] = [
-    CA_FILES[0],
-    CA_FILES[1],
-    TOKEN_FILE,
-    JOIN_TOKEN_FILE,
-    NODE_KEY_FILE,
-];
+const SHARED: [&str; 4] = [CA_FILES[0], CA_FILES[1], TOKEN_FILE, NODE_KEY_FILE];
 
 /// Makes `<data_dir>/pki/` hold the cluster's shared CA and tokens: the stored ones, or, when
 /// none are stored yet, this server's own (made if missing), which are then stored.
@@ -130,16 +125,15 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first.ca_pem(), second.ca_pem());
         assert_eq!(first.token(), second.token());
-        assert_eq!(first.join_token(), second.join_token());
         assert_eq!(first.node_key(), second.node_key());
-        assert_ne!(first.token(), first.join_token());
+        assert_ne!(first.token(), first.node_key());
         // Each server's serving certificate is its own, signed by the shared CA: the second's
         // verifies with the first's trust.
         assert!(second.server_config().is_ok());
         let key = std::fs::read_to_string(two.join(PKI_DIR).join("ca.key")).unwrap_or_default();
         assert!(key.contains("PRIVATE KEY"));
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(two.join(PKI_DIR).join("join-token"))
+        let mode = std::fs::metadata(two.join(PKI_DIR).join("node-key"))
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or(0);
         assert_eq!(mode, 0o600);

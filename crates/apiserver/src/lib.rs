@@ -54,6 +54,7 @@ pub mod alloc;
 pub mod auth;
 pub mod authz;
 pub mod body;
+pub mod bootstrap_tokens;
 pub mod cluster_credentials;
 pub mod discovery;
 pub mod events;
@@ -322,29 +323,27 @@ impl ApiServer {
             let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 let state = state.clone();
                 let in_flight = busy.enter();
-                let checked = authenticator
-                    .as_ref()
-                    .map(|a| a.check(req.method(), req.uri().path(), req.headers()));
-                // The handlers apply what depends on the object (a node's own pods) by role.
-                let rejected = match checked {
-                    Some(Ok(Some(role))) => {
-                        req.extensions_mut().insert(role);
-                        None
-                    }
-                    Some(Err(e)) => Some(e),
-                    Some(Ok(None)) | None => None,
-                };
-                let budget = limits::Budget::of(req.method(), req.uri().path(), req.uri().query());
-                let admitted = if rejected.is_some() {
-                    Ok(None)
-                } else {
-                    inflight.admit(budget)
-                };
+                let authenticator = authenticator.clone();
+                let inflight = inflight.clone();
                 async move {
+                    let checked = match &authenticator {
+                        Some(a) => Some(a.check(req.method(), req.uri().path(), req.headers()).await),
+                        None => None,
+                    };
+                    // The handlers apply what depends on the object (a node's own pods) by role.
+                    let rejected = match checked {
+                        Some(Ok(Some(role))) => {
+                            req.extensions_mut().insert(role);
+                            None
+                        }
+                        Some(Err(e)) => Some(e),
+                        Some(Ok(None)) | None => None,
+                    };
                     let response = if let Some(e) = rejected {
                         handlers::error_response(&e)
                     } else {
-                        match admitted {
+                        let budget = limits::Budget::of(req.method(), req.uri().path(), req.uri().query());
+                        match inflight.admit(budget) {
                             Ok(_permit) => handlers::handle(state, req).await,
                             Err(limits::Spent) => limits::too_many_requests(),
                         }

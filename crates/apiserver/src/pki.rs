@@ -2,7 +2,8 @@
 //! token, made on first start in `<data-dir>/pki/` and reused on later starts.
 //!
 //! Files: `ca.crt`, `ca.key`, `apiserver.crt`, `apiserver.key`, `token` (the administrator's),
-//! `join-token` (the agents'), `node-key` (signs the nodes' credentials). Keys and the token are
+//! `node-key` (signs the nodes' credentials; the agents' join tokens are bootstrap token
+//! Secrets, [`crate::bootstrap_tokens`]). Keys and the token are
 //! written mode 0600 (and put back to 0600 on every start) in a 0700 directory, so only the
 //! node's user (root, for a real node) can read them. The CA is kept as long as both its files
 //! exist, so clients that trust it keep working; the serving certificate is made again (with a
@@ -31,8 +32,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 pub const PKI_DIR: &str = "pki";
 /// The administrator's token file.
 pub const TOKEN_FILE: &str = "token";
-/// The agents' token file.
-pub const JOIN_TOKEN_FILE: &str = "join-token";
 /// The file of the key nodes' credentials are signed with.
 pub const NODE_KEY_FILE: &str = "node-key";
 /// The CA's certificate and key files.
@@ -117,7 +116,6 @@ pub struct Pki {
     serving: CertificateDer<'static>,
     serving_key: PrivateKeyDer<'static>,
     token: String,
-    join_token: String,
     node_key: String,
 }
 
@@ -151,7 +149,6 @@ impl Pki {
             None => create_serving(&dir, &ca_key, ip)?,
         };
         let token = load_or_create_token(&dir.join(TOKEN_FILE))?;
-        let join_token = load_or_create_token(&dir.join(JOIN_TOKEN_FILE))?;
         let node_key = load_or_create_token(&dir.join(NODE_KEY_FILE))?;
         Ok(Pki {
             dir,
@@ -160,15 +157,8 @@ impl Pki {
             serving,
             serving_key,
             token,
-            join_token,
             node_key,
         })
-    }
-
-    /// The agents' bearer token (`join.kubeconfig`): a bootstrap credential, exchanged for a
-    /// node's own ([`crate::authz`]).
-    pub fn join_token(&self) -> &str {
-        &self.join_token
     }
 
     /// The key nodes' credentials are signed with; never leaves the servers.

@@ -140,10 +140,15 @@ pub fn write_kubeconfig(path: &Path, url: &str, pki: Option<&Pki>) -> std::io::R
     Ok(path.to_owned())
 }
 
-/// Writes the agents' kubeconfig (`join.kubeconfig`, mode 0600): the CA and the join token,
-/// which allows only what a kubelet needs ([`crate::authz`]).
-pub fn write_join_kubeconfig(path: &Path, url: &str, pki: &Pki) -> std::io::Result<PathBuf> {
-    let text = kubeconfig_with(url, Some((pki, pki.join_token()))).map_err(std::io::Error::other)?;
+/// Writes the agents' kubeconfig (`join.kubeconfig`, mode 0600): the CA and `join_token`, a
+/// bootstrap token an agent exchanges for its node's credential ([`crate::authz`]).
+pub fn write_join_kubeconfig(
+    path: &Path,
+    url: &str,
+    pki: &Pki,
+    join_token: &str,
+) -> std::io::Result<PathBuf> {
+    let text = kubeconfig_with(url, Some((pki, join_token))).map_err(std::io::Error::other)?;
     write_file_with_mode(path, text.as_bytes(), 0o600)?;
     Ok(path.to_owned())
 }

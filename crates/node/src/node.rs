@@ -360,15 +360,17 @@ impl Node {
             limits: self.config.api_limits.clone(),
             ..ApiServerConfig::default()
         };
+        // Join tokens are Secrets in the store, read when agents present them.
+        let tokens = store.clone();
         let mut server = ApiServer::new(store, api_config);
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
         }
         server = server.with_metrics(self.metrics.api.clone(), self.metrics.registry.clone());
         if let (Some(tls), Some(pki)) = (server_tls, &pki) {
-            server = server
-                .with_tls(tls)
-                .with_authenticator(podvisor_apiserver::auth::Authenticator::for_cluster(pki));
+            server = server.with_tls(tls).with_authenticator(
+                podvisor_apiserver::auth::Authenticator::for_cluster(pki, tokens.clone()),
+            );
         }
         if let Err(e) = server.bootstrap().await {
             output.notice(&format!("cannot create the initial namespaces: {e}"));
@@ -391,7 +393,11 @@ impl Node {
             // Agents join with their own, narrower credential.
             if let Some(pki) = &pki {
                 let join = self.config.data_dir.join("join.kubeconfig");
-                if let Err(e) = setup::write_join_kubeconfig(&join, &url, pki) {
+                let written = match podvisor_apiserver::bootstrap_tokens::ensure_join_token(&*tokens).await {
+                    Ok(token) => setup::write_join_kubeconfig(&join, &url, pki, &token),
+                    Err(e) => Err(std::io::Error::other(e)),
+                };
+                if let Err(e) = written {
                     output.notice(&format!("cannot write {}: {e}", join.display()));
                 }
             }

@@ -128,9 +128,11 @@ pub async fn run(
         limits: config.api_limits.clone(),
         ..ApiServerConfig::default()
     };
+    // Join tokens are Secrets in the store, read when agents present them.
+    let tokens = store.clone();
     let server = ApiServer::new(store, api_config)
         .with_tls(server_tls)
-        .with_authenticator(Authenticator::for_cluster(&pki));
+        .with_authenticator(Authenticator::for_cluster(&pki, tokens.clone()));
     server.bootstrap().await.map_err(Box::new)?;
     let serving = server.spawn(listener);
     let client = kube::Client::new(serving.handler(), "default");
@@ -140,8 +142,11 @@ pub async fn run(
     }
     let admin = config.data_dir.join("kubeconfig");
     let join = config.data_dir.join("join.kubeconfig");
-    let written = setup::write_join_kubeconfig(&join, &url, &pki)
-        .and_then(|_| setup::write_kubeconfig(&admin, &url, Some(&pki)));
+    let written = match podvisor_apiserver::bootstrap_tokens::ensure_join_token(&*tokens).await {
+        Ok(token) => setup::write_join_kubeconfig(&join, &url, &pki, &token),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+    .and_then(|_| setup::write_kubeconfig(&admin, &url, Some(&pki)));
     if let Err(source) = written {
         serving.stop().await;
         return Err(ServerError::Kubeconfig { path: admin, source });
@@ -161,6 +166,7 @@ pub async fn run(
     // Leases are released before the API stops, so another server leads at once.
     controllers.stop().await;
     drop(client);
+    drop(tokens);
     serving.stop().await;
     Ok(())
 }

@@ -390,6 +390,12 @@ where
     if req.method() != Method::POST {
         return Err(ApiError::method_not_allowed(req.method().as_str()));
     }
+    // Only a join token is exchanged; the credential names it, and lasts while it does.
+    let Some(Role::Bootstrap(join_id)) = req.extensions().get::<Role>().cloned() else {
+        return Err(ApiError::forbidden_message(
+            "only a join token (a bootstrap token) is exchanged for a node's credential",
+        ));
+    };
     let bytes = body::read(req.into_body()).await?;
     let asked: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("error decoding the node credential request: {e}")))?;
@@ -399,7 +405,7 @@ where
             "nodeName: Invalid value: \"{name}\": {why}"
         )));
     }
-    let token = crate::auth::node_token(key, name);
+    let token = crate::auth::node_token(key, name, &join_id);
     // `kubeletToken`: what the API servers present to this node's kubelet endpoint.
     let answer = json!({"kind": "NodeCredential", "apiVersion": "podvisor.io/v1", "nodeName": name,
         "token": token, "kubeletToken": crate::kubelet::server_token(key, name)});
