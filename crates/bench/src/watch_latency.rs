@@ -5,7 +5,8 @@
 //! elected control loops) share one etcd member the benchmark starts in a temporary directory.
 //! A writer with the admin kubeconfig of server A patches `pods/status` of one pod; an agent's
 //! pod follower (`podvisor_kubelet::cluster::pods::follow_pods`, the watch of pods with
-//! `spec.nodeName=<node>`) runs with the join kubeconfig of server B, as `podvisor agent` does.
+//! `spec.nodeName=<node>`) runs with the node credential it gets for the join kubeconfig of
+//! server B, as `podvisor agent` does.
 //! Each sample is the time from sending write `i` until the follower hands on the pod carrying
 //! it (the write's own round trip included), after a few unmeasured writes. Floor: an etcd put
 //! → the event on an etcd watch of a second client (the same hop without the API servers).
@@ -139,7 +140,11 @@ pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
 
 async fn measure(a: &Server, b: &Server, n: usize) -> Result<Vec<Duration>> {
     let writer = client(&a.path("kubeconfig")).await?;
-    let agent = client(&b.path("join.kubeconfig")).await?;
+    // The agent's own credential, exchanged for the join token as `podvisor agent` does.
+    let join = b.path("join.kubeconfig");
+    let (agent, _) = podvisor_node::api::join_as_node(&join, NODE)
+        .await
+        .with_context(|| format!("a node credential from {}", join.display()))?;
     let pods: Api<Pod> = Api::namespaced(writer, "default");
     let pod: Pod = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "watched", "namespace": "default"},
