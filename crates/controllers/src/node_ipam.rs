@@ -22,7 +22,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use podvisor_core::net::Ipv4Cidr;
+use podvisor_core::net::{Ipv4Cidr, node_pod_cidr as pod_cidr};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
@@ -102,16 +102,6 @@ impl RangeSet {
 fn bounds(cidr: Ipv4Cidr) -> (u32, u32) {
     let start = u32::from(cidr.network());
     (start, start + (cidr.size() - 1))
-}
-
-/// A node's podCIDR, if it has one that parses.
-fn pod_cidr(node: &Node) -> Option<Ipv4Cidr> {
-    let spec = node.spec.as_ref()?;
-    let text = spec
-        .pod_cidr
-        .as_deref()
-        .or_else(|| spec.pod_cidrs.as_ref()?.first().map(String::as_str))?;
-    Ipv4Cidr::parse(text).ok()
 }
 
 /// Whether the node has a podCIDR at all (even one that does not parse or is IPv6: it is the

@@ -66,6 +66,29 @@ impl Ipv4Cidr {
     }
 }
 
+/// A Node's (IPv4) pod CIDR: `spec.podCIDR`, else the first of `spec.podCIDRs`, when it parses.
+pub fn node_pod_cidr(node: &crate::corev1::Node) -> Option<Ipv4Cidr> {
+    let spec = node.spec.as_ref()?;
+    let text = spec
+        .pod_cidr
+        .as_deref()
+        .or_else(|| spec.pod_cidrs.as_ref()?.first().map(String::as_str))?;
+    Ipv4Cidr::parse(text).ok()
+}
+
+/// A Node's (IPv4) `InternalIP` address, when it reports one.
+pub fn node_internal_ip(node: &crate::corev1::Node) -> Option<Ipv4Addr> {
+    node.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .parse()
+        .ok()
+}
+
 impl FromStr for Ipv4Cidr {
     type Err = CidrError;
     fn from_str(s: &str) -> Result<Ipv4Cidr, CidrError> {

@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use podvisor_test_support::etcd::EtcdCluster;
-use support::netns::Rig;
+use support::netns::{Rig, web_behind_service};
 use support::{NodeProcess, Reaper, kubectl, send_signal, until_within};
 
 /// The cluster CIDR of the test (both servers): pods live only inside the rig's namespaces, so
@@ -244,32 +244,7 @@ fn three_agents_on_their_own_hosts_two_servers_and_three_etcd_members() {
 
     // 2. Cross-node Service traffic: an HTTP server on B behind a Service, a client on A
     // reaching it by ClusterIP and by name.
-    let web = format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: web, labels: {{app: web}}}}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {b}}}
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: http
-    image: host
-    command: [/bin/sh, -c, "exec /usr/bin/python3 -m http.server 8080 --directory {www}"]
-    readinessProbe:
-      httpGet: {{path: /index.html, port: 8080}}
-      periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports:
-  - {{port: 80, targetPort: 8080}}
-"#,
-        www = www.display()
-    );
+    let web = web_behind_service(b, &www);
     create(
         &admin_1,
         base.path(),

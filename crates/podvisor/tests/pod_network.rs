@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::netns::Rig;
-use support::{NodeProcess, Reaper, kubectl, send_signal};
+use support::netns::{Rig, web_behind_service};
+use support::{NodeProcess, Reaper, kubectl, send_signal, until_within};
 
 /// The cluster CIDR of the test: pods live only inside the rig's namespaces, so it does not
 /// meet the machine's own networks.
@@ -35,22 +35,6 @@ fn podvisor(command: &mut Command, args: &[&str], dir: &Path) {
 
 fn jsonpath(kubeconfig: &Path, args: &[&str]) -> String {
     kubectl(kubeconfig, args).trim().to_owned()
-}
-
-/// Waits (up to 120 s) until `check` holds for `kubectl args`' output.
-fn until_long(kubeconfig: &Path, args: &[&str], check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let text = kubectl(kubeconfig, args);
-        if check(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kubectl {args:?} never satisfied the check:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]
@@ -132,7 +116,7 @@ fn a_pod_on_one_agent_reaches_a_pod_on_another_by_ip_cluster_ip_and_name() {
     }
 
     // Three Ready nodes, each with a /24 of its own: the control plane the first.
-    until_long(&kubeconfig, &["get", "nodes"], |t| {
+    until_within(Duration::from_secs(120), &kubeconfig, &["get", "nodes"], |t| {
         [&cp, &a, &b].iter().all(|name| {
             t.lines()
                 .any(|l| l.starts_with(&format!("{name} ")) && l.split_whitespace().nth(1) == Some("Ready"))
@@ -176,32 +160,7 @@ fn a_pod_on_one_agent_reaches_a_pod_on_another_by_ip_cluster_ip_and_name() {
     }
 
     // The server on B, ready, behind a Service.
-    let server_manifest = format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: web, labels: {{app: web}}}}
-spec:
-  nodeSelector: {{kubernetes.io/hostname: {b}}}
-  terminationGracePeriodSeconds: 2
-  containers:
-  - name: http
-    image: host
-    command: [/bin/sh, -c, "exec /usr/bin/python3 -m http.server 8080 --directory {www} 2>>{www}.log"]
-    readinessProbe:
-      httpGet: {{path: /index.html, port: 8080}}
-      periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata: {{name: web}}
-spec:
-  selector: {{app: web}}
-  ports:
-  - {{port: 80, targetPort: 8080}}
-"#,
-        www = www.display()
-    );
+    let server_manifest = web_behind_service(&b, &www);
     let manifest = base.path().join("web.yaml");
     std::fs::write(&manifest, server_manifest).unwrap_or_else(|e| panic!("{e}"));
     let created = kubectl(
@@ -212,10 +171,15 @@ spec:
         created.contains("pod/web created") && created.contains("service/web created"),
         "{created}"
     );
-    until_long(&kubeconfig, &["get", "pod", "web"], |t| {
-        t.lines()
-            .any(|l| l.starts_with("web ") && l.split_whitespace().nth(1) == Some("1/1"))
-    });
+    until_within(
+        Duration::from_secs(120),
+        &kubeconfig,
+        &["get", "pod", "web"],
+        |t| {
+            t.lines()
+                .any(|l| l.starts_with("web ") && l.split_whitespace().nth(1) == Some("1/1"))
+        },
+    );
     let web_ip = jsonpath(
         &kubeconfig,
         &["get", "pod", "web", "-o", "jsonpath={.status.podIP}"],
@@ -267,7 +231,8 @@ spec:
         &["create", "-f", manifest.to_str().unwrap_or_default()],
     );
     assert!(created.contains("pod/client created"), "{created}");
-    let phase = until_long(
+    let phase = until_within(
+        Duration::from_secs(120),
         &kubeconfig,
         &["get", "pod", "client", "-o", "jsonpath={.status.phase}"],
         |t| t == "Succeeded" || t == "Failed",

@@ -17,35 +17,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use podvisor_core::corev1::Node;
 use podvisor_core::host::PodRoutes;
-use podvisor_core::net::Ipv4Cidr;
+use podvisor_core::net::{Ipv4Cidr, node_internal_ip as internal_ip, node_pod_cidr as pod_cidr};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 /// How long a failed sync waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(5);
-
-/// A node's InternalIP, if it has one.
-fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
-    node.status
-        .as_ref()?
-        .addresses
-        .as_ref()?
-        .iter()
-        .find(|a| a.type_ == "InternalIP")?
-        .address
-        .parse()
-        .ok()
-}
-
-/// A node's (IPv4) pod CIDR, if it has one.
-fn pod_cidr(node: &Node) -> Option<Ipv4Cidr> {
-    let spec = node.spec.as_ref()?;
-    let text = spec
-        .pod_cidr
-        .as_deref()
-        .or_else(|| spec.pod_cidrs.as_ref()?.first().map(String::as_str))?;
-    Ipv4Cidr::parse(text).ok()
-}
 
 /// The routes node `me` needs to the others' pod networks, sorted: every other node with a pod
 /// CIDR and an InternalIP, except those on the same machine (same address) or with this

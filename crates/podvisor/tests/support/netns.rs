@@ -9,6 +9,7 @@
 //! remounts `/sys`, which hides it). Drop the processes before the rig.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -138,4 +139,35 @@ impl Drop for Rig {
         }
         ip_quiet(&["link", "del", &self.bridge]);
     }
+}
+
+/// A ready HTTP server pod `web` on node `node` (python3's http.server on 8080, serving `www`,
+/// its request log appended to `<www>.log`) behind the Service `web` (port 80).
+pub(crate) fn web_behind_service(node: &str, www: &Path) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, labels: {{app: web}}}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: http
+    image: host
+    command: [/bin/sh, -c, "exec /usr/bin/python3 -m http.server 8080 --directory {www} 2>>{www}.log"]
+    readinessProbe:
+      httpGet: {{path: /index.html, port: 8080}}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  selector: {{app: web}}
+  ports:
+  - {{port: 80, targetPort: 8080}}
+"#,
+        www = www.display()
+    )
 }
