@@ -2,7 +2,7 @@
 //!
 //! - every source file under `crates/*/src` and `xtask/src` starts with a `//!` module doc;
 //! - dependency direction, read from `cargo metadata`: `podvisor-core` depends on no other
-//!   `podvisor-*` crate, and neither it nor `podvisor-lifecycle` has tokio, hyper, nix or tonic
+//!   `podvisor-*` crate, and neither it, `podvisor-lifecycle` nor `podvisor-workloads` has tokio, hyper, nix or tonic
 //!   in its normal dependency closure;
 //!   and `podvisor-kubelet` has no system-call crate (nix, libc, rustix) of its own;
 //! - `anyhow` is a dependency of xtask only;
@@ -28,7 +28,7 @@ use crate::{project_root, step};
 /// Crates that do IO or need a runtime: never in the closure of the pure crates.
 const RUNTIME_CRATES: [&str; 4] = ["tokio", "hyper", "nix", "tonic"];
 /// Crates whose normal dependency closure must stay free of [`RUNTIME_CRATES`].
-const PURE_CRATES: [&str; 2] = ["podvisor-core", "podvisor-lifecycle"];
+const PURE_CRATES: [&str; 3] = ["podvisor-core", "podvisor-lifecycle", "podvisor-workloads"];
 
 #[test]
 fn every_source_file_starts_with_a_module_doc() {
@@ -193,7 +193,7 @@ fn pure_crates_have_no_runtime_crates_in_their_closure() {
         }
     }
     report(
-        "podvisor-core and podvisor-lifecycle are pure: no tokio, hyper, nix or tonic in their \
+        "podvisor-core, podvisor-lifecycle and podvisor-workloads are pure: no tokio, hyper, nix or tonic in their \
          normal (non-dev) dependency closure, on any target",
         &violations,
     );
@@ -508,6 +508,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("podvisor-lifecycle", 1),
     ("podvisor-api", 1),
     ("podvisor-endpoints", 1),
+    ("podvisor-workloads", 1),
     ("podvisor-probe", 1),
     ("podvisor-runtime", 1),
     // Components: one side of the API each.

@@ -1,0 +1,104 @@
+//! `metav1.LabelSelector` matching (`matchLabels` and `matchExpressions` with `In`, `NotIn`,
+//! `Exists`, `DoesNotExist`), as apimachinery's `LabelSelectorAsSelector` evaluates it.
+
+use std::collections::BTreeMap;
+
+use podvisor_core::metav1::LabelSelector;
+
+/// Whether `selector` selects an object with `labels`. An empty selector (`{}`) selects
+/// everything; an unknown operator selects nothing (the API server rejects it at validation).
+pub fn matches(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let by_labels = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    by_labels
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or(&[]);
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => value.is_some_and(|v| values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        })
+}
+
+/// Whether `selector` selects nothing in particular (no labels and no expressions): the
+/// Deployment and DaemonSet controllers refuse to act on it (rule 1.10).
+pub fn is_empty(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use podvisor_core::metav1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
+        LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: Some(values.iter().map(|v| v.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn labels_and_expressions_must_all_hold() {
+        let s = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![
+                expr("tier", "In", &["front", "edge"]),
+                expr("canary", "DoesNotExist", &[]),
+                expr("env", "NotIn", &["dev"]),
+            ]),
+        };
+        assert!(matches(&s, Some(&labels(&[("app", "web"), ("tier", "edge")]))));
+        assert!(!matches(&s, Some(&labels(&[("app", "web"), ("tier", "back")]))));
+        assert!(!matches(
+            &s,
+            Some(&labels(&[("app", "web"), ("tier", "edge"), ("canary", "")]))
+        ));
+        assert!(!matches(
+            &s,
+            Some(&labels(&[("app", "web"), ("tier", "edge"), ("env", "dev")]))
+        ));
+        assert!(!matches(&s, Some(&labels(&[("tier", "edge")]))));
+        assert!(!matches(&s, None));
+        let exists = LabelSelector {
+            match_expressions: Some(vec![expr("a", "Exists", &[])]),
+            ..Default::default()
+        };
+        assert!(matches(&exists, Some(&labels(&[("a", "")]))));
+        let bad = LabelSelector {
+            match_expressions: Some(vec![expr("a", "Near", &[])]),
+            ..Default::default()
+        };
+        assert!(!matches(&bad, Some(&labels(&[("a", "")]))));
+    }
+
+    #[test]
+    fn empty_selects_everything_and_is_reported_empty() {
+        let s = LabelSelector::default();
+        assert!(is_empty(&s));
+        assert!(matches(&s, None));
+        let s = LabelSelector {
+            match_labels: Some(labels(&[("a", "b")])),
+            ..Default::default()
+        };
+        assert!(!is_empty(&s));
+    }
+}
