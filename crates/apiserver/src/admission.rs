@@ -169,6 +169,15 @@ pub async fn admit_create<'a>(
             .default_and_validate(&mut object, None)
             .map_err(|e| rejected(r, &name, e))?,
     );
+    // A kind that counts its spec's generations starts at 1; others have none.
+    if let Some(meta) = metadata_mut(&mut object) {
+        meta.remove("generation");
+    }
+    if strategy.generation_changed(&object, &object).is_some()
+        && let Some(meta) = metadata_mut(&mut object)
+    {
+        meta.insert("generation".into(), json!(1));
+    }
     strategy
         .prepare_for_create(&mut object)
         .map_err(|e| rejected(r, &name, e))?;
@@ -250,6 +259,11 @@ pub fn admit_update(
     if target.part == UpdatePart::Status {
         let mut merged = old.clone();
         merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+        if r.strategy.status_writes_annotations()
+            && let (Some(m), Some(a)) = (metadata_mut(&mut merged), new.pointer("/metadata/annotations"))
+        {
+            m.insert("annotations".into(), a.clone());
+        }
         new = merged;
     } else if r.subresources.contains(&"status")
         && let Some(status) = old.get("status")
@@ -290,6 +304,20 @@ pub fn admit_update(
             .default_and_validate(&mut new, Some(old))
             .map_err(|e| rejected(r, name, e))?
     };
+    // `metadata.generation` is the server's: raised by a change of what the kind counts.
+    let old_generation = old.pointer("/metadata/generation").and_then(Value::as_i64);
+    let generation = match r.strategy.generation_changed(&new, old) {
+        Some(changed) if target.part != UpdatePart::Status => {
+            Some(old_generation.unwrap_or(1) + i64::from(changed))
+        }
+        _ => old_generation,
+    };
+    if let Some(m) = metadata_mut(&mut new) {
+        match generation {
+            Some(g) => m.insert("generation".into(), json!(g)),
+            None => m.remove("generation"),
+        };
+    }
     Ok((new, warnings))
 }
 

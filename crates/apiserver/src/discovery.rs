@@ -71,9 +71,15 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
             _ => (&["get", "patch", "update"], r.kind),
         };
         let mut entry = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});
-        // An Eviction is a policy/v1 object (kubectl drain looks for this group and version).
+        // An Eviction is a policy/v1 object (kubectl drain looks for this group and version),
+        // a Scale an autoscaling/v1 one.
         if *sub == "eviction" {
             entry["group"] = json!("policy");
+            entry["version"] = json!("v1");
+        }
+        if *sub == "scale" {
+            entry["kind"] = json!("Scale");
+            entry["group"] = json!("autoscaling");
             entry["version"] = json!("v1");
         }
         out.push(entry);
@@ -205,7 +211,8 @@ mod tests {
             .find(|r| r["name"] == "pods")
             .unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
-        assert!(resource_list("apps", "v1").is_none());
+        assert!(resource_list("apps", "v1").is_some());
+        assert!(resource_list("apps", "v1beta1").is_none());
         assert!(api_group("events.k8s.io").is_some());
         let doc = openapi_group_version("apis/discovery.k8s.io/v1").unwrap();
         assert!(

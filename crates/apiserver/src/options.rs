@@ -54,6 +54,9 @@ pub struct DeleteOptions {
     pub precondition_resource_version: Option<u64>,
     /// `preconditions.uid`.
     pub precondition_uid: Option<String>,
+    /// `propagationPolicy`, or the deprecated `orphanDependents` (true: Orphan, false:
+    /// Background); `None` when the client named neither.
+    pub propagation: Option<crate::strategy::Propagation>,
 }
 
 impl DeleteOptions {
@@ -116,10 +119,17 @@ impl DeleteOptions {
                     .map_err(|_| ApiError::bad_request(format!("invalid resource version: {v:?}")))?,
             ),
         };
+        let propagation = match (options.propagation_policy.as_deref(), options.orphan_dependents) {
+            (Some(p), _) => crate::strategy::Propagation::parse(p),
+            (None, Some(true)) => Some(crate::strategy::Propagation::Orphan),
+            (None, Some(false)) => Some(crate::strategy::Propagation::Background),
+            (None, None) => None,
+        };
         Ok(DeleteOptions {
             grace_period_seconds: options.grace_period_seconds,
             precondition_resource_version,
             precondition_uid: preconditions.uid,
+            propagation,
         })
     }
 }

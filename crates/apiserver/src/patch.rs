@@ -219,6 +219,11 @@ enum ListStrategy {
 /// out: `spec.containers.env`).
 fn list_strategy(path: &str) -> ListStrategy {
     use ListStrategy::{MergeBy, Replace, Set};
+    // A workload's pod template has a pod's lists (a CronJob's, inside its Job template).
+    let path = path
+        .strip_prefix("spec.jobTemplate.spec.template.")
+        .or_else(|| path.strip_prefix("spec.template."))
+        .unwrap_or(path);
     let in_container = [
         "spec.containers.",
         "spec.initContainers.",
@@ -548,6 +553,20 @@ mod tests {
         assert_eq!(merged.len(), n);
         assert_eq!(merged[0], json!({"name": "E1", "value": "b"}));
         assert_eq!(merged[n - 1], json!({"name": "NEW", "value": "c"}));
+    }
+
+    #[test]
+    fn pod_templates_merge_as_pods() {
+        let doc = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
+        let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "z"}]}}}});
+        let out = apply(PatchType::Strategic, &doc, &patch).unwrap();
+        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "x");
+        assert_eq!(out["spec"]["template"]["spec"]["containers"][1]["image"], "z");
+        let cj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "env": [{"name": "A", "value": "1"}]}]}}}}}});
+        let patch = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "env": [{"name": "B", "value": "2"}]}]}}}}}});
+        let out = apply(PatchType::Strategic, &cj, &patch).unwrap();
+        let env = &out["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"];
+        assert_eq!(env.as_array().unwrap().len(), 2, "{env}");
     }
 
     #[test]

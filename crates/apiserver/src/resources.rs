@@ -183,10 +183,108 @@ pub const RESOURCES: &[Resource] = &[
         categories: &[],
         strategy: &strategy::LeaseStrategy,
     },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        namespaced: true,
+        short_names: &["sa"],
+        subresources: &[],
+        categories: &[],
+        strategy: &strategy::SERVICE_ACCOUNTS,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "deployments",
+        singular: "deployment",
+        kind: "Deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        strategy: &strategy::DEPLOYMENTS,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "replicasets",
+        singular: "replicaset",
+        kind: "ReplicaSet",
+        namespaced: true,
+        short_names: &["rs"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        strategy: &strategy::REPLICA_SETS,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "statefulsets",
+        singular: "statefulset",
+        kind: "StatefulSet",
+        namespaced: true,
+        short_names: &["sts"],
+        subresources: &["status", "scale"],
+        categories: &["all"],
+        strategy: &strategy::STATEFUL_SETS,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        singular: "daemonset",
+        kind: "DaemonSet",
+        namespaced: true,
+        short_names: &["ds"],
+        subresources: &["status"],
+        categories: &["all"],
+        strategy: &strategy::DAEMON_SETS,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        kind: "ControllerRevision",
+        namespaced: true,
+        short_names: &[],
+        subresources: &[],
+        categories: &[],
+        strategy: &strategy::CONTROLLER_REVISIONS,
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        plural: "jobs",
+        singular: "job",
+        kind: "Job",
+        namespaced: true,
+        short_names: &[],
+        subresources: &["status"],
+        categories: &["all"],
+        strategy: &strategy::JOBS,
+    },
+    Resource {
+        group: "batch",
+        version: "v1",
+        plural: "cronjobs",
+        singular: "cronjob",
+        kind: "CronJob",
+        namespaced: true,
+        short_names: &["cj"],
+        subresources: &["status"],
+        categories: &["all"],
+        strategy: &strategy::CRON_JOBS,
+    },
 ];
 
 /// The groups other than core, with their one version each.
 pub const GROUPS: &[(&str, &str)] = &[
+    ("apps", "v1"),
+    ("batch", "v1"),
     ("discovery.k8s.io", "v1"),
     ("events.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
@@ -252,7 +350,11 @@ mod tests {
         assert_eq!(Resource::find("", "v1", "pods").unwrap().store_key(), "pods");
         assert_eq!(Resource::find("", "v1", "secrets").unwrap().kind, "Secret");
         assert!(Resource::find("", "v1", "deployments").is_none());
-        assert_eq!(Resource::in_group("", "v1").count(), 8);
+        assert_eq!(Resource::in_group("", "v1").count(), 9);
+        assert_eq!(
+            Resource::find("apps", "v1", "deployments").unwrap().store_key(),
+            "apps/deployments"
+        );
         assert_eq!(
             Resource::find("coordination.k8s.io", "v1", "leases")
                 .unwrap()

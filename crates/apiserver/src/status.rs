@@ -240,7 +240,10 @@ impl ApiError {
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {joined}", resource.kind),
+            format!(
+                "{} \"{name}\" is invalid: {joined}",
+                qualified_kind(resource.kind, resource.group)
+            ),
         )
         .with_details(resource, name);
         e.details = Some(Box::new((
@@ -266,16 +269,28 @@ impl ApiError {
 
     /// 422 Invalid for one field, when no `ValidationErrors` exist (e.g. immutable metadata).
     pub fn invalid_field(resource: &Resource, name: &str, field: &str, reason: &str, message: &str) -> Self {
+        Self::invalid_kind_field(resource.kind, resource.group, name, field, reason, message)
+    }
+
+    /// 422 Invalid for one field of a `kind` of `group` that is not a served resource's own
+    /// (a `Scale`).
+    pub fn invalid_kind_field(
+        kind: &str,
+        group: &str,
+        name: &str,
+        field: &str,
+        reason: &str,
+        message: &str,
+    ) -> Self {
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {message}", resource.kind),
+            format!(
+                "{} \"{name}\" is invalid: {field}: {message}",
+                qualified_kind(kind, group)
+            ),
         );
-        e.details = Some(Box::new((
-            resource.group.into(),
-            resource.kind.into(),
-            name.into(),
-        )));
+        e.details = Some(Box::new((group.into(), kind.into(), name.into())));
         e.causes = vec![Cause {
             reason: reason.into(),
             message: message.into(),
@@ -407,6 +422,16 @@ fn qualified(resource: &Resource) -> String {
     }
 }
 
+/// `Kind.group` as kube-apiserver names a kind in messages (`Deployment.apps`), `Kind` in the
+/// core group.
+fn qualified_kind(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,8 +490,8 @@ mod tests {
         assert_eq!(s["details"], json!({}));
         let m = |p: &str| ApiError::no_route(p).message;
         assert!(
-            m("/apis/apps/v1/namespaces/x/deployments")
-                .ends_with("(podvisor does not serve the API version apps/v1)")
+            m("/apis/apps/v1beta2/namespaces/x/deployments")
+                .ends_with("(podvisor does not serve the API version apps/v1beta2)")
         );
         assert!(
             m("/api/v1/namespaces/x/replicationcontrollers")

@@ -367,3 +367,79 @@ fn eviction_marks_the_pod_a_disruption_target_and_deletes_it() {
         assert_eq!((entry["group"].as_str(), entry["version"].as_str(), entry["kind"].as_str()), (Some("policy"), Some("v1"), Some("Eviction")));
     });
 }
+
+#[test]
+fn workloads_count_generations_serve_scale_and_keep_their_dependents_on_request() {
+    let s = common::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let json = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+        let base = "/apis/apps/v1/namespaces/default/deployments";
+        let deploy = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","generation":7},
+            "spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},
+            "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"x","command":["sleep","1"]}]}}}}"#;
+        let (code, body) = request(&s.url, "POST", base, "application/json", deploy.as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(json(&body)["metadata"]["generation"], 1, "the server owns the generation: {body}");
+        // A spec change is a new generation; a status write or a label is not.
+        let merge = "application/merge-patch+json";
+        let (code, body) = request(&s.url, "PATCH", &format!("{base}/web"), merge, br#"{"metadata":{"labels":{"a":"b"}}}"#).await;
+        assert_eq!((code, &json(&body)["metadata"]["generation"]), (200, &serde_json::json!(1)), "{body}");
+        let (_, body) = request(&s.url, "PATCH", &format!("{base}/web/status"), merge, br#"{"status":{"replicas":2}}"#).await;
+        assert_eq!(json(&body)["metadata"]["generation"], 1, "{body}");
+        let (_, body) = request(&s.url, "PATCH", &format!("{base}/web"), merge, br#"{"spec":{"paused":true}}"#).await;
+        assert_eq!(json(&body)["metadata"]["generation"], 2, "{body}");
+        // Deployments count annotation changes too (rollbacks were annotations).
+        let (_, body) = request(&s.url, "PATCH", &format!("{base}/web"), merge, br#"{"metadata":{"annotations":{"x":"y"}}}"#).await;
+        assert_eq!(json(&body)["metadata"]["generation"], 3, "{body}");
+
+        // The scale subresource: an autoscaling/v1 Scale over spec.replicas.
+        let (code, body) = request(&s.url, "GET", &format!("{base}/web/scale"), "application/json", b"").await;
+        assert_eq!(code, 200, "{body}");
+        let scale = json(&body);
+        assert_eq!((&scale["kind"], &scale["apiVersion"]), (&serde_json::json!("Scale"), &serde_json::json!("autoscaling/v1")));
+        assert_eq!((&scale["spec"]["replicas"], &scale["status"]["replicas"]), (&serde_json::json!(2), &serde_json::json!(2)));
+        assert_eq!(scale["status"]["selector"], "app=web");
+        let (code, body) = request(&s.url, "PATCH", &format!("{base}/web/scale"), merge, br#"{"spec":{"replicas":5}}"#).await;
+        assert_eq!((code, &json(&body)["spec"]["replicas"]), (200, &serde_json::json!(5)), "{body}");
+        let (_, body) = request(&s.url, "GET", &format!("{base}/web"), "application/json", b"").await;
+        assert_eq!((&json(&body)["spec"]["replicas"], &json(&body)["metadata"]["generation"]), (&serde_json::json!(5), &serde_json::json!(4)));
+        let (code, body) = request(&s.url, "PATCH", &format!("{base}/web/scale"), merge, br#"{"spec":{"replicas":-1}}"#).await;
+        assert_eq!(code, 422, "{body}");
+        assert!(body.contains(r#"Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"#), "{body}");
+        let (_, body) = request(&s.url, "GET", "/apis/apps/v1", "application/json", b"").await;
+        let list = json(&body);
+        let entry = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").cloned().unwrap();
+        assert_eq!((entry["group"].as_str(), entry["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
+
+        // Orphan and Foreground keep the owner with the garbage collector's finalizer; a
+        // Job's default is Orphan, a Deployment's Background.
+        let (code, body) = request(&s.url, "DELETE", &format!("{base}/web?propagationPolicy=Orphan"), "application/json", b"").await;
+        assert_eq!(code, 200, "{body}");
+        let gone = json(&body);
+        assert_eq!(gone["metadata"]["finalizers"], serde_json::json!(["orphan"]), "{body}");
+        assert!(gone["metadata"]["deletionTimestamp"].is_string(), "{body}");
+        let (code, body) = request(&s.url, "DELETE", &format!("{base}/web?propagationPolicy=Foreground"), "application/json", b"").await;
+        assert_eq!(code, 200);
+        assert_eq!(json(&body)["metadata"]["finalizers"], serde_json::json!(["foregroundDeletion"]), "the last policy asked wins: {body}");
+        let (code, body) = request(&s.url, "PATCH", &format!("{base}/web"), merge, br#"{"metadata":{"finalizers":null}}"#).await;
+        assert_eq!(code, 200, "{body}");
+        let (code, _) = request(&s.url, "GET", &format!("{base}/web"), "application/json", b"").await;
+        assert_eq!(code, 404, "removing the last finalizer completes the deletion");
+        let (code, body) = request(&s.url, "POST", base, "application/json", deploy.as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        let (code, _) = request(&s.url, "DELETE", &format!("{base}/web"), "application/json", b"").await;
+        assert_eq!(code, 200);
+        let (code, _) = request(&s.url, "GET", &format!("{base}/web"), "application/json", b"").await;
+        assert_eq!(code, 404, "a Deployment's default is Background: gone at once");
+        let jobs = "/apis/batch/v1/namespaces/default/jobs";
+        let job = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"j"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"x","command":["true"]}]}}}}"#;
+        let (code, body) = request(&s.url, "POST", jobs, "application/json", job.as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        let (_, body) = request(&s.url, "DELETE", &format!("{jobs}/j"), "application/json", b"").await;
+        assert_eq!(json(&body)["metadata"]["finalizers"], serde_json::json!(["orphan"]), "{body}");
+    });
+}

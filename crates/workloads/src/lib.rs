@@ -14,8 +14,10 @@
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]
 
+pub mod deployment;
 pub mod event;
 pub mod hash;
 pub mod owner;
 pub mod pods;
+pub mod replica_set;
 pub mod selector;

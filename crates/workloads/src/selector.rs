@@ -36,6 +36,30 @@ pub fn is_empty(selector: &LabelSelector) -> bool {
         && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
 }
 
+/// The selector as a string (`app=web,tier in (edge,front)`), as `LabelSelectorAsSelector(..)
+/// .String()` prints it: requirements sorted by key, values sorted.
+pub fn to_string(selector: &LabelSelector) -> String {
+    let mut reqs: Vec<(String, String)> = Vec::new();
+    for (k, v) in selector.match_labels.iter().flatten() {
+        reqs.push((k.clone(), format!("{k}={v}")));
+    }
+    for e in selector.match_expressions.iter().flatten() {
+        let mut values = e.values.clone().unwrap_or_default();
+        values.sort();
+        let k = &e.key;
+        let text = match e.operator.as_str() {
+            "In" => format!("{k} in ({})", values.join(",")),
+            "NotIn" => format!("{k} notin ({})", values.join(",")),
+            "Exists" => k.clone(),
+            "DoesNotExist" => format!("!{k}"),
+            op => format!("{k} {op} ({})", values.join(",")),
+        };
+        reqs.push((k.clone(), text));
+    }
+    reqs.sort();
+    reqs.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +112,20 @@ mod tests {
             ..Default::default()
         };
         assert!(!matches(&bad, Some(&labels(&[("a", "")]))));
+    }
+
+    #[test]
+    fn selectors_print_as_kubectl_shows_them() {
+        let s = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![
+                expr("tier", "In", &["front", "edge"]),
+                expr("canary", "DoesNotExist", &[]),
+                expr("env", "Exists", &[]),
+            ]),
+        };
+        assert_eq!(to_string(&s), "app=web,!canary,env,tier in (edge,front)");
+        assert_eq!(to_string(&LabelSelector::default()), "");
     }
 
     #[test]

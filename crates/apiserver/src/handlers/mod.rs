@@ -4,6 +4,7 @@
 mod binding;
 mod eviction;
 mod read;
+mod scale;
 mod write;
 
 use std::collections::HashMap;
@@ -318,6 +319,27 @@ where
             Some("binding") => ctx.bind(object).await,
             _ => ctx.evict(object).await,
         };
+    }
+    if ctx.target.sub.as_deref() == Some("scale") {
+        let request = match method {
+            Method::GET => scale::ScaleRequest::Get,
+            Method::PATCH => {
+                let kind = PatchType::from_content_type(&content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?;
+                let bytes = body::read(req.into_body()).await?;
+                let patch: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+                scale::ScaleRequest::Patch(kind, patch)
+            }
+            Method::PUT => {
+                let bytes = body::read(req.into_body()).await?;
+                scale::ScaleRequest::Replace(
+                    body::decode_request(&content_type, bytes, FieldValidation::Ignore).await?,
+                )
+            }
+            m => return Err(ApiError::method_not_allowed(m.as_str())),
+        };
+        return ctx.scale(request).await;
     }
     // `namespaces/{name}/finalize` is written whole, as the namespace's update (`replace`).
     if ctx.target.sub.as_deref() == Some("finalize") && method != Method::PUT {

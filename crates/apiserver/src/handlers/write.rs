@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::admission::{self, UpdatePart, UpdateTarget};
+use crate::strategy::Propagation;
 
 impl Ctx {
     /// What admission reads besides the object.
@@ -57,8 +58,21 @@ impl Ctx {
         new: Value,
         old: &Value,
         rev: u64,
-        mut warnings: Vec<String>,
+        warnings: Vec<String>,
     ) -> Result<Response<Body>> {
+        let (stored, warnings) = self.replace_object(new, old, rev, warnings).await?;
+        self.respond(StatusCode::OK, &stored, &warnings)
+    }
+
+    /// [`Ctx::replace`], answering the object as stored (or, in a dry run, as it would be)
+    /// and the warnings.
+    pub(super) async fn replace_object(
+        &self,
+        new: Value,
+        old: &Value,
+        rev: u64,
+        mut warnings: Vec<String>,
+    ) -> Result<(Value, Vec<String>)> {
         let r = self.r();
         let name = self.name().to_string();
         let target = UpdateTarget {
@@ -83,7 +97,7 @@ impl Ctx {
             uid: None,
         };
         if self.dry_run(&Value::Null) {
-            return self.respond(StatusCode::OK, &new, &warnings);
+            return Ok((new, warnings));
         }
         // A kind may have finalization of its own (a namespace's spec.finalizers, which the
         // namespace controller clears through `finalize`), or be removed by its node (pods).
@@ -93,14 +107,14 @@ impl Ctx {
                 .delete(&self.key(&name), pre)
                 .await
                 .map_err(|e| self.store_err(e))?;
-            return self.respond(StatusCode::OK, &gone.object, &warnings);
+            return Ok((gone.object, warnings));
         }
         let updated = self
             .store()
             .update(&self.key(&name), new, pre)
             .await
             .map_err(|e| self.store_err(e))?;
-        self.respond(StatusCode::OK, &updated.object, &warnings)
+        Ok((updated.object, warnings))
     }
 
     /// The stored object the request names.
@@ -160,6 +174,7 @@ impl Ctx {
             grace_period_seconds,
             precondition_resource_version: pre_rv,
             precondition_uid: pre_uid,
+            propagation,
         } = crate::options::DeleteOptions::parse(&self.query, &options)?;
         let dry_run = self.dry_run(&options);
         for _ in 0..5 {
@@ -171,7 +186,13 @@ impl Ctx {
             if pre_rv.is_some_and(|rv| rv != cur.revision) {
                 return Err(ApiError::conflict(r, &name));
             }
-            let o = &cur.object;
+            // The garbage collector's finalizers for the propagation asked for (or the kind's).
+            let gc_finalizers = gc_finalizers(&cur.object, propagation, r.strategy.default_propagation());
+            let mut object = cur.object.clone();
+            if let (Some(f), Some(m)) = (&gc_finalizers, metadata_mut(&mut object)) {
+                m.insert("finalizers".into(), json!(f));
+            }
+            let o = &object;
             let has_finalizers = o
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
@@ -198,11 +219,13 @@ impl Ctx {
             let existing = o
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64);
-            if existing.is_some_and(|e| e <= grace) {
+            if existing.is_some_and(|e| e <= grace) && gc_finalizers.is_none() {
                 return self.respond(StatusCode::OK, o, &[]);
             }
             let mut marked = o.clone();
-            if let Some(m) = metadata_mut(&mut marked) {
+            if let Some(m) = metadata_mut(&mut marked)
+                && existing.is_none_or(|e| e > grace)
+            {
                 m.insert(
                     "deletionTimestamp".into(),
                     json!(rfc3339(crate::options::deadline_millis(now_millis(), grace))),
@@ -261,4 +284,41 @@ impl Ctx {
         let out = json!({"kind": format!("{}List", self.r().kind), "apiVersion": self.r().api_version(), "metadata": {"resourceVersion": list.revision.to_string()}, "items": items});
         Ok(json_response(StatusCode::OK, &out, &[]))
     }
+}
+
+/// The finalizer of the garbage collector (`orphan`).
+pub(crate) const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer of foreground deletion (`foregroundDeletion`).
+pub(crate) const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// The object's finalizers once a deletion with `asked` (or the kind's `default`) propagation
+/// is applied, when they change: `orphan` for Orphan, `foregroundDeletion` for Foreground,
+/// neither for Background (kube-apiserver's `deletionFinalizersForGarbageCollection`). Without
+/// a propagation asked, a finalizer already there decides.
+fn gc_finalizers(object: &Value, asked: Option<Propagation>, default: Propagation) -> Option<Vec<String>> {
+    let current: Vec<String> = object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let has = |f: &str| current.iter().any(|c| c == f);
+    let policy = asked.unwrap_or(if has(ORPHAN_FINALIZER) {
+        Propagation::Orphan
+    } else if has(FOREGROUND_FINALIZER) {
+        Propagation::Foreground
+    } else {
+        default
+    });
+    let mut next: Vec<String> = current
+        .iter()
+        .filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER)
+        .cloned()
+        .collect();
+    match policy {
+        Propagation::Orphan => next.push(ORPHAN_FINALIZER.into()),
+        Propagation::Foreground => next.push(FOREGROUND_FINALIZER.into()),
+        Propagation::Background => {}
+    }
+    let same = next.len() == current.len() && next.iter().all(|f| has(f));
+    (!same).then_some(next)
 }

@@ -33,6 +33,7 @@ mod event;
 mod namespace;
 pub mod pod;
 mod service;
+mod workload;
 
 use std::borrow::Cow;
 
@@ -46,6 +47,33 @@ pub use event::EventStrategy;
 pub use namespace::NamespaceStrategy;
 pub use pod::PodStrategy;
 pub use service::ServiceStrategy;
+pub use workload::{
+    CONTROLLER_REVISIONS, CRON_JOBS, DAEMON_SETS, DEPLOYMENTS, JOBS, REPLICA_SETS, SERVICE_ACCOUNTS,
+    STATEFUL_SETS, Workload,
+};
+
+/// What deleting an owner does to its dependents (`DeleteOptions.propagationPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// The owner goes at once; the garbage collector deletes the dependents later.
+    Background,
+    /// The owner stays (finalizer `foregroundDeletion`) until its blocking dependents are gone.
+    Foreground,
+    /// The dependents stay, without the owner's reference (finalizer `orphan`).
+    Orphan,
+}
+
+impl Propagation {
+    /// The wire name (`Background`).
+    pub fn parse(s: &str) -> Option<Propagation> {
+        match s {
+            "Background" => Some(Propagation::Background),
+            "Foreground" => Some(Propagation::Foreground),
+            "Orphan" => Some(Propagation::Orphan),
+            _ => None,
+        }
+    }
+}
 
 use crate::table::{Column, Row};
 
@@ -120,6 +148,32 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// namespace's `spec.finalizers`, which only `finalize` writes.
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
         let _ = (new, old);
+    }
+
+    /// Whether the update of `old` to `new` raises `metadata.generation`; `None` for a kind
+    /// that does not track generations (a new object of a tracking kind starts at 1).
+    fn generation_changed(&self, new: &Value, old: &Value) -> Option<bool> {
+        let _ = (new, old);
+        None
+    }
+
+    /// The deletion propagation when the client names none (rule 8.2 of the controller
+    /// semantics: Background, the generic store's default).
+    fn default_propagation(&self) -> Propagation {
+        Propagation::Background
+    }
+
+    /// For a kind serving the `scale` subresource: the selector of `object`'s pods as the
+    /// `Scale` reports it (`None` inside when it has none); `None` for other kinds.
+    fn scale_selector(&self, object: &Value) -> Option<Option<String>> {
+        let _ = object;
+        None
+    }
+
+    /// Whether a `status` write also writes `metadata.annotations` (a Deployment's: its
+    /// controller records the revision there through `…/status`, so the generation stays).
+    fn status_writes_annotations(&self) -> bool {
+        false
     }
 
     /// Whether a new object gets addresses from the server's allocator (Services).
