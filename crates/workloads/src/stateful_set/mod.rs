@@ -65,7 +65,8 @@ pub struct StatefulSetPlan {
     pub create_revision: Option<ControllerRevision>,
     /// An older revision equal to the current template, to renumber (a rollback).
     pub bump_revision: Option<RevisionBump>,
-    /// The name of the revision pods below the partition keep (after rule 4.11).
+    /// The name of the current revision this sync worked with: the one pods below the
+    /// partition are made from. The status may already advance it (rule 4.11).
     pub current_revision: String,
     /// The name of the revision of the current template.
     pub update_revision: String,
@@ -761,12 +762,11 @@ pub fn plan(
         .chain(sync.delete.iter().map(|d| (Verb::Delete, d.name.as_str())))
         .map(|(verb, pod)| pod_event(verb, pod, p.name, None))
         .collect();
-    let current_revision = status.current_revision.clone().unwrap_or_default();
     let status = status_differs(&status, set.status.as_ref()).then_some(status);
     StatefulSetPlan {
         create_revision: revs.create.clone(),
         bump_revision: revs.bump.clone(),
-        current_revision,
+        current_revision: revs.current.clone(),
         update_revision: revs.update.clone(),
         create: sync.create,
         update: sync.update,

@@ -167,9 +167,11 @@ impl World {
         self.pods.retain(|_, p| p.metadata.deletion_timestamp.is_none());
     }
 
-    /// Syncs, lets terminating pods go and makes every pod ready, until nothing changes.
+    /// Syncs, lets terminating pods go and makes every pod ready (failed ones too: the user
+    /// fixed them), a minute apart, until nothing changes.
     fn settle(&mut self) {
         for _ in 0..100 {
+            self.now += 60;
             let plan = self.sync();
             let before = self.pods.clone();
             self.reap();
@@ -849,6 +851,20 @@ proptest! {
                 }
                 Op::Reap => w.reap(),
             }
+        }
+        // Liveness: once pods start and stay up, the set converges on its spec.
+        w.settle();
+        let spec = w.set.spec.clone().unwrap();
+        let (start, replicas) = (i64::from(start), i64::from(spec.replicas.unwrap()));
+        let want: Vec<String> = (start..start + replicas).map(|o| format!("web-{o}")).collect();
+        prop_assert_eq!(w.pods.keys().cloned().collect::<Vec<_>>(), want);
+        prop_assert!(w.pods.values().all(healthy));
+        let status = w.set.status.clone().unwrap();
+        prop_assert_eq!(i64::from(status.replicas), replicas);
+        if partition == 0 {
+            prop_assert_eq!(status.current_revision, status.update_revision.clone());
+            let update = status.update_revision.unwrap();
+            prop_assert!(w.pods.values().all(|p| label(p, REVISION_LABEL) == update));
         }
     }
 }
