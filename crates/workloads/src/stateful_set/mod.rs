@@ -19,24 +19,28 @@
 //! - No API calls, no expectations (rule 1.4), no slow start (rule 1.5): the shell does those.
 //!   `Parallel` creates are capped at [`MAX_BATCH_SIZE`] per plan; the next sync creates the
 //!   rest.
-//! - The revision hash is [`hash::hash_bytes`] of our patch bytes: deterministic, in the API's
+//! - The revision hash is [`crate::hash::hash_bytes`] of our patch bytes: deterministic, in the API's
 //!   alphabet, but not equal to the names a real kube-controller-manager would pick.
 //!
-//! Pods whose name is not `<set>-<ordinal>` in canonical decimal are ignored (upstream parses
-//! the ordinal from any name ending in `-<digits>`, then fails to repair the name).
+//! Where upstream fails a sync on bad input, the plan does something defined instead: pods
+//! whose name is not `<set>-<ordinal>` in canonical decimal are ignored (upstream parses the
+//! ordinal from any name ending in `-<digits>`, then fails to repair the name); a current
+//! revision whose data is not a template patch counts as absent, so the update revision is
+//! current (upstream's `ApplyRevision` fails every sync); `currentReplicas` does not go below 0
+//! when the update deletes a pod of a third revision.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use podvisor_core::appsv1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use podvisor_core::corev1::{Pod, PodTemplateSpec};
-use podvisor_core::k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use podvisor_core::k8s_openapi::jiff::Timestamp;
-use podvisor_core::metav1::ObjectMeta;
-use serde_json::Value;
+
+mod revision;
+
+pub use revision::{HASH_LABEL, revision_data, revision_template};
 
 use crate::event::Event;
-use crate::hash;
 use crate::owner::Owner;
 use crate::pods::{self, PodName};
 
@@ -46,16 +50,11 @@ pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// The label holding the full name of the revision a pod was made from (rule 4.4).
 pub const REVISION_LABEL: &str = "controller-revision-hash";
-/// The label holding a ControllerRevision's hash (rule 4.4).
-pub const HASH_LABEL: &str = "controller.kubernetes.io/hash";
 /// Upstream's `MaxBatchSize`: the most pods a `Parallel` set creates in one plan (rule 1.5).
 pub const MAX_BATCH_SIZE: usize = 500;
 
 /// `revisionHistoryLimit` when unset (rule 4.1).
 const DEFAULT_HISTORY_LIMIT: i32 = 10;
-/// A revision's name is `<set>-<hash>` with the set's name cut to this many bytes (rule 4.4).
-const MAX_REVISION_PREFIX: usize = 223;
-
 /// What one sync of a StatefulSet asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatefulSetPlan {
@@ -230,146 +229,6 @@ impl<'a> Params<'a> {
     }
 }
 
-/// The revision of a `data` patch as upstream's `getPatch` builds it: only `spec.template`,
-/// marked `$patch: replace` (rule 4.4).
-pub fn revision_data(template: &PodTemplateSpec) -> Value {
-    let mut t = serde_json::to_value(template).unwrap_or_else(|_| Value::Object(Default::default()));
-    if let Value::Object(m) = &mut t {
-        m.insert("$patch".into(), Value::String("replace".into()));
-    }
-    serde_json::json!({ "spec": { "template": t } })
-}
-
-/// The pod template a revision holds, if its data is a patch as [`revision_data`] writes.
-pub fn revision_template(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
-    let mut t = revision.data.as_ref()?.0.get("spec")?.get("template")?.clone();
-    t.as_object_mut()?.remove("$patch");
-    serde_json::from_value(t).ok()
-}
-
-/// `<set>-<hash>` with the set's name cut to 223 bytes (rule 4.4).
-fn revision_name(set: &str, hash: &str) -> String {
-    let mut cut = set.len().min(MAX_REVISION_PREFIX);
-    while !set.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}-{hash}", &set[..cut])
-}
-
-/// The outcome of rule 4.4 for this sync.
-struct Revisions {
-    current: String,
-    update: String,
-    /// The current revision's template when it differs from the spec's.
-    current_template: Option<PodTemplateSpec>,
-    collision_count: i32,
-    create: Option<ControllerRevision>,
-    bump: Option<RevisionBump>,
-}
-
-/// `getStatefulSetRevisions`: the update revision (reused, renumbered or new) and the current
-/// one (the revision named in status, or the update revision).
-fn choose_revisions(set: &StatefulSet, p: &Params<'_>, revisions: &[&ControllerRevision]) -> Revisions {
-    let data = revision_data(p.template);
-    let next = revisions.last().map_or(1, |r| r.revision.saturating_add(1));
-    let status = set.status.as_ref();
-    let mut collision_count = status.and_then(|s| s.collision_count).unwrap_or(0);
-    let equal = revisions
-        .iter()
-        .rev()
-        .find(|r| r.data.as_ref().is_some_and(|d| d.0 == data));
-    let (update, create, bump) = match equal {
-        Some(r)
-            if revisions
-                .last()
-                .is_some_and(|l| l.metadata.name == r.metadata.name) =>
-        {
-            (r.metadata.name.clone().unwrap_or_default(), None, None)
-        }
-        Some(r) => {
-            let name = r.metadata.name.clone().unwrap_or_default();
-            let bump = RevisionBump {
-                name: name.clone(),
-                revision: next,
-            };
-            (name, None, Some(bump))
-        }
-        None => {
-            let bytes = serde_json::to_vec(&data).unwrap_or_default();
-            // A known revision with our name holds other data: a hash collision. Upstream learns
-            // this from AlreadyExists; each try takes a fresh count, so a free name turns up
-            // within len + 1 tries.
-            let mut h = hash::hash_bytes(&bytes, Some(collision_count));
-            for _ in 0..revisions.len() {
-                let name = revision_name(p.name, &h);
-                if !revisions
-                    .iter()
-                    .any(|r| r.metadata.name.as_deref() == Some(&name))
-                {
-                    break;
-                }
-                collision_count = collision_count.wrapping_add(1);
-                h = hash::hash_bytes(&bytes, Some(collision_count));
-            }
-            let name = revision_name(p.name, &h);
-            (
-                name.clone(),
-                Some(new_revision(set, p, name, h, data, next)),
-                None,
-            )
-        }
-    };
-    let stored_current = status.and_then(|s| s.current_revision.as_deref());
-    let current = revisions
-        .iter()
-        .filter(|r| r.metadata.name.as_deref() != Some(update.as_str()))
-        .find(|r| stored_current.is_some_and(|c| r.metadata.name.as_deref() == Some(c)))
-        .and_then(|r| Some((r.metadata.name.clone()?, revision_template(r)?)));
-    let (current, current_template) = match current {
-        Some((name, template)) => (name, Some(template)),
-        None => (update.clone(), None),
-    };
-    Revisions {
-        current,
-        update,
-        current_template,
-        collision_count,
-        create,
-        bump,
-    }
-}
-
-/// `newRevision`: labelled with the template's labels and the hash, annotated with the set's
-/// annotations, controlled by the set.
-fn new_revision(
-    set: &StatefulSet,
-    p: &Params<'_>,
-    name: String,
-    hash: String,
-    data: Value,
-    revision: i64,
-) -> ControllerRevision {
-    let mut labels = p
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    labels.insert(HASH_LABEL.to_string(), hash);
-    ControllerRevision {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(p.namespace.to_string()),
-            labels: Some(labels),
-            annotations: set.metadata.annotations.clone().filter(|a| !a.is_empty()),
-            owner_references: Some(vec![owner(set).controller_ref()]),
-            ..Default::default()
-        },
-        data: Some(RawExtension(data)),
-        revision,
-    }
-}
-
 fn owner(set: &StatefulSet) -> Owner<'_> {
     Owner {
         api_version: "apps/v1",
@@ -438,7 +297,7 @@ enum Flow {
 struct Sync<'a> {
     p: &'a Params<'a>,
     set: &'a StatefulSet,
-    revs: &'a Revisions,
+    revs: &'a revision::Revisions,
     now: Timestamp,
     create: Vec<Pod>,
     update: Vec<PodUpdate>,
@@ -664,18 +523,6 @@ fn status_differs(new: &StatefulSetStatus, old: Option<&StatefulSetStatus>) -> b
         || ne(new.update_revision.as_deref()) != ne(old.update_revision.as_deref())
 }
 
-/// `truncateHistory`: revisions beyond `revisionHistoryLimit`, lowest first, never the current
-/// or update revision nor one a pod is labelled with (rule 4.4).
-fn trim_history(p: &Params<'_>, sorted: &[&ControllerRevision], live: &BTreeSet<&str>) -> Vec<String> {
-    let history: Vec<&str> = sorted
-        .iter()
-        .filter_map(|r| r.metadata.name.as_deref())
-        .filter(|n| !live.contains(n))
-        .collect();
-    let excess = history.len().saturating_sub(p.history_limit);
-    history.into_iter().take(excess).map(str::to_string).collect()
-}
-
 /// One sync of `set` (section 4): `pods` and `revisions` are the ones it controls, terminating
 /// and finished pods included.
 pub fn plan(
@@ -692,7 +539,7 @@ pub fn plan(
             .cmp(&b.revision)
             .then(a.metadata.name.cmp(&b.metadata.name))
     });
-    let revs = choose_revisions(set, &p, &sorted);
+    let revs = revision::choose_revisions(set, &p, &sorted);
 
     let mut replicas: BTreeMap<i64, &Pod> = BTreeMap::new();
     let mut condemned: Vec<(i64, &Pod)> = Vec::new();
@@ -750,7 +597,7 @@ pub fn plan(
 
     let mut live: BTreeSet<&str> = [revs.current.as_str(), revs.update.as_str()].into();
     live.extend(pods.iter().map(revision_of));
-    let delete_revisions = trim_history(&p, &sorted, &live);
+    let delete_revisions = revision::trim_history(&p, &sorted, &live);
 
     let requeue_after = (p.min_ready > 0 && i64::from(status.available_replicas.unwrap_or(0)) != p.replicas)
         .then(|| Duration::from_secs(p.min_ready.unsigned_abs().into()));

@@ -1,8 +1,11 @@
 use super::*;
+use crate::hash;
 use podvisor_core::appsv1::{
     RollingUpdateStatefulSetStrategy, StatefulSetOrdinals, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use podvisor_core::corev1::{Container, PodCondition, PodSpec, PodStatus};
+use podvisor_core::k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use podvisor_core::metav1::ObjectMeta;
 use podvisor_core::metav1::{LabelSelector, Time};
 use proptest::prelude::*;
 
@@ -597,6 +600,42 @@ fn history_trimming_spares_current_update_and_pod_revisions() {
     // list): 12 trimmable, the limit keeps 10.
     assert!(plan.create_revision.is_some());
     assert_eq!(plan.delete_revisions, ["web-r2", "web-r3"]);
+}
+
+#[test]
+fn without_rolling_update_pods_below_current_replicas_keep_the_current_revision() {
+    let mut s = set(3);
+    spec_mut(&mut s).update_strategy.as_mut().unwrap().rolling_update = None;
+    let mut w = World::new(s);
+    w.settle();
+    let old = w.set.status.as_ref().unwrap().current_revision.clone().unwrap();
+    update_template(&mut w, "nginx:2");
+    // The walk starts at the top (no partition): web-2 goes first.
+    assert_eq!(deleted(&w.sync()), [("web-2", DeleteReason::Update)]);
+    // status.currentReplicas is now 2: a missing web-1 would come back at the current revision,
+    // a missing web-2 at the update revision.
+    w.reap();
+    w.pod_mut("web-1").metadata.deletion_timestamp = Some(Time(at(w.now)));
+    w.reap();
+    let plan = w.sync();
+    assert_eq!(names(&plan.create), ["web-1"]);
+    assert_eq!(label(&plan.create[0], REVISION_LABEL), old);
+}
+
+#[test]
+fn a_current_revision_without_a_template_counts_as_absent() {
+    let mut w = World::new(set(1));
+    w.settle();
+    let current = w.set.status.as_ref().unwrap().current_revision.clone().unwrap();
+    update_template(&mut w, "nginx:2");
+    for r in &mut w.revisions {
+        if r.metadata.name.as_deref() == Some(current.as_str()) {
+            r.data = Some(RawExtension(serde_json::json!({"spec": 7})));
+        }
+    }
+    let plan = w.plan();
+    assert_eq!(plan.current_revision, plan.update_revision);
+    assert_eq!(deleted(&plan), [("web-0", DeleteReason::Update)]);
 }
 
 #[test]
