@@ -10,6 +10,7 @@
 //! - [`selector`]: label selectors; [`owner`]: controller references and claiming;
 //!   [`pods`]: active, ready, available, deletion order, pods from templates;
 //!   [`hash`]: the controller revision hash; [`event::Event`]: what a plan asks to record.
+//! - [`stateful_set`]: the StatefulSet controller (revisions, ordered pods, rolling updates).
 //!
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]
@@ -21,3 +22,4 @@ pub mod owner;
 pub mod pods;
 pub mod replica_set;
 pub mod selector;
+pub mod stateful_set;
