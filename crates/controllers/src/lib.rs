@@ -17,6 +17,8 @@
 //!   `kubectl create -f`.
 //! - [`leader`]: leader election on a Lease, so that with several API servers the loops run
 //!   in one process at a time.
+//! - [`workloads`]: ReplicaSets, Deployments, the garbage collector and the `default`
+//!   ServiceAccounts, on kube-runtime's `Controller` and the pure `podvisor-workloads`.
 //! - [`scheduler`]: binds pending pods to nodes as kube-scheduler's default profile does
 //!   (filters, least-allocated scoring, `Unschedulable` with kube-scheduler's message).
 //!
@@ -36,6 +38,7 @@ pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod scheduler;
 mod watch;
+pub mod workloads;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -74,6 +77,7 @@ async fn run_manager(client: Client, config: ControllersConfig, token: Cancellat
     };
     run(&tracker, endpoints::run(client.clone()).boxed());
     run(&tracker, namespaces::run(client.clone()).boxed());
+    run(&tracker, workloads::run(client.clone()).boxed());
     run(
         &tracker,
         node_lifecycle::run(client.clone(), config.node_lifecycle.clone()).boxed(),

@@ -1,0 +1,266 @@
+//! kube-controller-manager's workload controllers as kube-runtime [`Controller`]s: each
+//! reconciles one owner object from the caches, asks `podvisor-workloads` what to do, and
+//! carries the plan out through the API (`controller-semantics.md`).
+//!
+//! - [`replica_set`]: pods for ReplicaSets (section 2);
+//! - [`deployment`]: ReplicaSets for Deployments (section 3);
+//! - [`gc`]: the garbage collector (section 8): dependents of deleted owners, orphaning and
+//!   foreground deletion;
+//! - [`service_accounts`]: a `default` ServiceAccount in every active namespace (9.1).
+//!
+//! Shared here: the pod cache every controller reads ([`Caches`]), claiming (rule 1.3),
+//! expectations (1.4) and slow-start creation (1.5).
+
+pub mod deployment;
+pub mod gc;
+pub mod replica_set;
+pub mod service_accounts;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use podvisor_core::metav1::{LabelSelector, OwnerReference};
+use podvisor_workloads::owner::{Claim, Owner, claim};
+use serde_json::json;
+use tracing::debug;
+
+/// How long an unmet expectation holds a controller back (`ExpectationsTimeout`, rule 1.4).
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A cache of `api`'s objects and the task that keeps it current.
+pub(crate) fn cache<K>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+    let task = async move {
+        let mut stream = std::pin::pin!(stream.touched_objects());
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                debug!(error = %e, "watch failed; relisting after a back-off");
+            }
+        }
+    };
+    (reader, task)
+}
+
+/// The objects of `store` in `namespace`.
+pub(crate) fn in_namespace<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+        .collect()
+}
+
+/// What a controller expects its caches to show after its own writes (rule 1.4, tracked by
+/// name for creates and UID for deletes): until they do, or 5 minutes pass, it writes status
+/// only.
+#[derive(Debug, Default)]
+pub(crate) struct Expectations {
+    by_owner: Mutex<HashMap<String, Expected>>,
+}
+
+#[derive(Debug)]
+struct Expected {
+    created: Vec<String>,
+    deleted: Vec<String>,
+    since: Instant,
+}
+
+impl Expectations {
+    /// Records what `owner` just created (names) and deleted (UIDs).
+    pub(crate) fn expect(&self, owner: &str, created: Vec<String>, deleted: Vec<String>) {
+        let mut map = self.by_owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if created.is_empty() && deleted.is_empty() {
+            map.remove(owner);
+        } else {
+            map.insert(
+                owner.to_string(),
+                Expected {
+                    created,
+                    deleted,
+                    since: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// Whether `owner`'s cache shows its writes: every created name present, every deleted UID
+    /// gone or being deleted.
+    pub(crate) fn satisfied<K: Resource>(&self, owner: &str, seen: &[Arc<K>]) -> bool {
+        let mut map = self.by_owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(e) = map.get(owner) else { return true };
+        let created = e.created.iter().all(|n| seen.iter().any(|o| o.meta().name.as_ref() == Some(n)));
+        let deleted = e.deleted.iter().all(|u| {
+            seen.iter()
+                .find(|o| o.meta().uid.as_ref() == Some(u))
+                .is_none_or(|o| o.meta().deletion_timestamp.is_some())
+        });
+        let done = (created && deleted) || e.since.elapsed() > EXPECTATIONS_TIMEOUT;
+        if done {
+            map.remove(owner);
+        }
+        done
+    }
+
+    /// Forgets `owner` (it was deleted).
+    pub(crate) fn forget(&self, owner: &str) {
+        self.by_owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(owner);
+    }
+}
+
+/// Claims `candidates` for `owner` (rule 1.3): adopts selected orphans and releases what it no
+/// longer selects, by patches preconditioned on the object's resourceVersion. Returns the
+/// objects it controls afterwards.
+pub(crate) async fn claim_all<K>(
+    api: &Api<K>,
+    owner: Owner<'_>,
+    selector: &LabelSelector,
+    candidates: &[Arc<K>],
+) -> Result<Vec<Arc<K>>, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut owned = Vec::new();
+    for o in candidates {
+        let meta = o.meta();
+        let name = o.name_any();
+        let mut refs: Vec<OwnerReference> = meta.owner_references.clone().unwrap_or_default();
+        match claim(owner, selector, meta) {
+            Claim::Owned => owned.push(o.clone()),
+            Claim::Ignore => {}
+            Claim::Adopt => {
+                refs.push(owner.controller_ref());
+                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
+                match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                    Ok(adopted) => owned.push(Arc::new(adopted)),
+                    Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Claim::Release => {
+                refs.retain(|r| r.uid != owner.uid());
+                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
+                match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// Creates `n` copies of `make()` in slow-start batches of 1, 2, 4, ... (rule 1.5): a batch's
+/// calls run together; a failure skips the remaining batches. Returns the created objects and
+/// the first error.
+pub(crate) async fn slow_start<K>(
+    api: &Api<K>,
+    n: usize,
+    make: impl Fn() -> K,
+) -> (Vec<K>, Option<kube::Error>)
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut created = Vec::new();
+    let mut batch = 1;
+    let mut left = n;
+    while left > 0 {
+        let size = batch.min(left);
+        let objects: Vec<K> = (0..size).map(|_| make()).collect();
+        let params = kube::api::PostParams::default();
+        let results = futures_util::future::join_all(objects.iter().map(|o| api.create(&params, o))).await;
+        let mut error = None;
+        for r in results {
+            match r {
+                Ok(o) => created.push(o),
+                Err(e) => error = error.or(Some(e)),
+            }
+        }
+        if error.is_some() {
+            return (created, error);
+        }
+        left -= size;
+        batch *= 2;
+    }
+    (created, None)
+}
+
+/// Per-key exponential back-off of failed syncs (client-go's default controller rate limiter:
+/// 5 ms doubling to 1000 s), reset by a success.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// The delay before retrying `key` after another failure.
+    pub(crate) fn failed(&self, key: &str) -> Action {
+        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(key.to_string()).or_default();
+        *n = n.saturating_add(1);
+        let millis = 5u64.saturating_mul(1u64 << (*n - 1).min(30)).min(1_000_000);
+        Action::requeue(Duration::from_millis(millis))
+    }
+
+    /// `key` synced.
+    pub(crate) fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+/// `namespace/name` of an object.
+pub(crate) fn key<K: Resource>(o: &K) -> String {
+    format!(
+        "{}/{}",
+        o.meta().namespace.as_deref().unwrap_or(""),
+        o.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+/// Whether an API error says the namespace is being deleted (creates there are not errors
+/// worth an event, rule 1.7).
+pub(crate) fn namespace_terminating(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.message.contains("because it is being terminated"))
+}
+
+/// Runs the workload controllers until cancelled.
+pub async fn run(client: Client) {
+    let (pods, pods_task) = cache(Api::<Pod>::all(client.clone()));
+    let (rss, rss_task) = cache(Api::<k8s_openapi::api::apps::v1::ReplicaSet>::all(client.clone()));
+    let caches = Caches { pods, rss };
+    tokio::join!(
+        pods_task,
+        rss_task,
+        replica_set::run(client.clone(), caches.clone()),
+        deployment::run(client.clone(), caches.clone()),
+        gc::run(client.clone()),
+        service_accounts::run(client.clone()),
+    );
+}
+
+/// The caches several workload controllers read.
+#[derive(Clone)]
+pub(crate) struct Caches {
+    /// Every pod.
+    pub(crate) pods: Store<Pod>,
+    /// Every ReplicaSet.
+    pub(crate) rss: Store<k8s_openapi::api::apps::v1::ReplicaSet>,
+}
