@@ -10,10 +10,12 @@
 //! - [`selector`]: label selectors; [`owner`]: controller references and claiming;
 //!   [`pods`]: active, ready, available, deletion order, pods from templates;
 //!   [`hash`]: the controller revision hash; [`event::Event`]: what a plan asks to record.
+//! - [`cron_job`]: the CronJob controller (rules 7.x), its schedules in [`cron_job::schedule`].
 //!
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]
 
+pub mod cron_job;
 pub mod event;
 pub mod hash;
 pub mod owner;
