@@ -12,7 +12,7 @@
 //!   [`hash`]: the controller revision hash; [`event::Event`]: what a plan asks to record.
 //! - [`cron_job`]: the CronJob controller (rules 7.x), its schedules in [`cron_job::schedule`].
 //! - [`daemon_set`]: the DaemonSet controller (rules 5.x), node eligibility in
-//!   [`daemon_set::eligibility`], revisions in [`daemon_set::history`].
+//!   [`daemon_set::eligibility`](mod@daemon_set::eligibility), revisions in [`daemon_set::history`].
 //!
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]

@@ -1,3 +1,6 @@
+//! Tests of the CronJob plan: one per rule of section 7, a proptest of the due time against
+//! stepping through every start time, and a day of syncs under `Forbid`.
+
 use super::*;
 use podvisor_core::batchv1::{CronJobSpec, JobCondition, JobSpec, JobStatus, JobTemplateSpec};
 use podvisor_core::corev1::{PodSpec, PodTemplateSpec};

@@ -7,7 +7,7 @@
 //! It is not the loop around it: the caller lists the nodes, the pods and revisions whose
 //! controller reference names the DaemonSet (claiming is the caller's, with
 //! [`crate::owner::claim`]), keeps the expectations (rule 1.4) and the [`FailedPodBackoff`]
-//! between syncs, and carries the plan out. Node eligibility is in [`eligibility`], revisions
+//! between syncs, and carries the plan out. Node eligibility is in [`eligibility`](mod@eligibility), revisions
 //! in [`history`].
 
 pub mod eligibility;

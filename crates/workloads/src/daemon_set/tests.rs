@@ -1,3 +1,6 @@
+//! Tests of the DaemonSet plan: eligibility, pods per node, back-off, status, rolling update,
+//! revisions, and proptests driving a small simulated cluster.
+
 use super::*;
 use podvisor_core::appsv1::{DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use podvisor_core::corev1::{

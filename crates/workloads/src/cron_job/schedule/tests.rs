@@ -1,3 +1,5 @@
+//! Tests of the schedule dialect: fields, descriptors, the day-field rule, zones, rejections.
+
 use super::*;
 
 fn ts(s: &str) -> Timestamp {
