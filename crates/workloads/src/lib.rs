@@ -10,11 +10,18 @@
 //! - [`selector`]: label selectors; [`owner`]: controller references and claiming;
 //!   [`pods`]: active, ready, available, deletion order, pods from templates;
 //!   [`hash`]: the controller revision hash; [`event::Event`]: what a plan asks to record.
+//! - [`replica_set`], [`deployment`]: ReplicaSets' pods; Deployments' ReplicaSets, rollouts and
+//!   status (sections 2, 3).
 //! - [`stateful_set`]: the StatefulSet controller (revisions, ordered pods, rolling updates).
+//! - [`cron_job`]: the CronJob controller (rules 7.x), its schedules in [`cron_job::schedule`].
+//! - [`daemon_set`]: the DaemonSet controller (rules 5.x), node eligibility in
+//!   [`daemon_set::eligibility`](mod@daemon_set::eligibility), revisions in [`daemon_set::history`].
 //!
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]
 
+pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
 pub mod event;
 pub mod hash;

@@ -45,7 +45,11 @@ pub(crate) async fn run(client: Client, caches: Caches) {
     });
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .run(reconcile, |d, _e, ctx: Arc<Ctx>| ctx.backoff.failed(&key(d.as_ref())), ctx)
+        .run(
+            reconcile,
+            |d, _e, ctx: Arc<Ctx>| ctx.backoff.failed(&key(d.as_ref())),
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
@@ -65,7 +69,13 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         meta: &d.metadata,
     };
     // Read the ReplicaSets as stored: the plan compares their sizes and revisions.
-    let stored: Vec<Arc<ReplicaSet>> = rs_api.list(&Default::default()).await?.items.into_iter().map(Arc::new).collect();
+    let stored: Vec<Arc<ReplicaSet>> = rs_api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let owned = if podvisor_workloads::selector::is_empty(&selector) {
         Vec::new()
     } else {
@@ -87,13 +97,25 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
                 // A ReplicaSet of that name that is not ours: a hash collision (rule 3.5).
                 let mut st = d.status.clone().unwrap_or_default();
                 st.collision_count = Some(st.collision_count.unwrap_or(0) + 1);
-                api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(json!({"status": st})))
-                    .await?;
+                api.patch_status(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": st})),
+                )
+                .await?;
                 return Ok(Action::requeue(std::time::Duration::ZERO));
             }
             Err(e) => {
                 let name = rs.name_any();
-                publish(&ctx.recorder, &reference, EventType::Warning, "ReplicaSetCreateError", "Create", format!("Failed to create new replica set \"{name}\": {e}")).await;
+                publish(
+                    &ctx.recorder,
+                    &reference,
+                    EventType::Warning,
+                    "ReplicaSetCreateError",
+                    "Create",
+                    format!("Failed to create new replica set \"{name}\": {e}"),
+                )
+                .await;
                 return Err(e);
             }
         }
@@ -120,7 +142,15 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
             PlanEventType::Normal => EventType::Normal,
             PlanEventType::Warning => EventType::Warning,
         };
-        publish(&ctx.recorder, &reference, type_, &e.reason, "Scale", e.message.clone()).await;
+        publish(
+            &ctx.recorder,
+            &reference,
+            type_,
+            &e.reason,
+            "Scale",
+            e.message.clone(),
+        )
+        .await;
     }
     if plan.status.is_some() || plan.annotations.is_some() {
         let mut body = json!({});
@@ -130,12 +160,17 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         if let Some(a) = &plan.annotations {
             body["metadata"] = json!({"annotations": a});
         }
-        match api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(body)).await {
+        match api
+            .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(body))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if matches!(e.code, 404) => {}
             Err(e) => return Err(e),
         }
     }
     ctx.backoff.succeeded(&k);
-    Ok(plan.requeue_after.map_or_else(Action::await_change, Action::requeue))
+    Ok(plan
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
 }

@@ -12,7 +12,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
+};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use podvisor_core::metav1::OwnerReference;
@@ -47,9 +50,16 @@ fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiReso
 }
 
 /// The kind an owner reference names, if the collector knows it.
-fn kind_of(r: &OwnerReference) -> Option<&'static (&'static str, &'static str, &'static str, &'static str, bool)> {
-    let (group, version) = r.api_version.split_once('/').unwrap_or(("", r.api_version.as_str()));
-    KINDS.iter().find(|(g, v, k, _, _)| *g == group && *v == version && *k == r.kind)
+fn kind_of(
+    r: &OwnerReference,
+) -> Option<&'static (&'static str, &'static str, &'static str, &'static str, bool)> {
+    let (group, version) = r
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", r.api_version.as_str()));
+    KINDS
+        .iter()
+        .find(|(g, v, k, _, _)| *g == group && *v == version && *k == r.kind)
 }
 
 /// One cached object, as the collector sees it.
@@ -109,7 +119,9 @@ fn follow_dynamic(
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let writer = reflector::store::Writer::new(ar);
     let reader = writer.as_reader();
-    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
     let task = async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -190,8 +202,22 @@ async fn pass(client: &Client, stores: &[Store<DynamicObject>]) {
             });
             for d in &deps {
                 if d.object.metadata.deletion_timestamp.is_none() {
-                    let cascade = d.object.metadata.uid.as_deref().is_some_and(|u| dependents.contains_key(u));
-                    delete(client, d, if cascade { PropagationPolicy::Foreground } else { PropagationPolicy::Background }).await;
+                    let cascade = d
+                        .object
+                        .metadata
+                        .uid
+                        .as_deref()
+                        .is_some_and(|u| dependents.contains_key(u));
+                    delete(
+                        client,
+                        d,
+                        if cascade {
+                            PropagationPolicy::Foreground
+                        } else {
+                            PropagationPolicy::Background
+                        },
+                    )
+                    .await;
                 }
             }
             if !blocking {
@@ -211,7 +237,10 @@ async fn pass(client: &Client, stores: &[Store<DynamicObject>]) {
         let mut states = Vec::new();
         for r in refs {
             let state = match by_uid.get(r.uid.as_str()) {
-                Some(owner) if owner.object.metadata.deletion_timestamp.is_some() && has_finalizer(&owner.object, FOREGROUND) => {
+                Some(owner)
+                    if owner.object.metadata.deletion_timestamp.is_some()
+                        && has_finalizer(&owner.object, FOREGROUND) =>
+                {
                     OwnerState::Waiting
                 }
                 Some(_) => OwnerState::Solid,
@@ -236,7 +265,11 @@ async fn pass(client: &Client, stores: &[Store<DynamicObject>]) {
             continue;
         }
         let waiting = states.iter().any(|(_, s)| *s == OwnerState::Waiting);
-        let has_deps = o.metadata.uid.as_deref().is_some_and(|u| dependents.contains_key(u));
+        let has_deps = o
+            .metadata
+            .uid
+            .as_deref()
+            .is_some_and(|u| dependents.contains_key(u));
         let policy = if has_finalizer(o, ORPHAN) {
             PropagationPolicy::Orphan
         } else if has_finalizer(o, FOREGROUND) || (waiting && has_deps) {
@@ -249,8 +282,15 @@ async fn pass(client: &Client, stores: &[Store<DynamicObject>]) {
 }
 
 /// Looks the owner up live (rule 8.5): gone, or there with another UID, is dangling.
-async fn live_owner(client: &Client, r: &OwnerReference, namespace: Option<&str>, gone: &mut HashSet<String>) -> OwnerState {
-    let Some(kind) = kind_of(r) else { return OwnerState::Unknown };
+async fn live_owner(
+    client: &Client,
+    r: &OwnerReference,
+    namespace: Option<&str>,
+    gone: &mut HashSet<String>,
+) -> OwnerState {
+    let Some(kind) = kind_of(r) else {
+        return OwnerState::Unknown;
+    };
     let index = KINDS.iter().position(|k| k == kind).unwrap_or(0);
     match api_for(client, index, namespace).get_opt(&r.name).await {
         Ok(Some(owner)) if owner.metadata.uid.as_deref() == Some(r.uid.as_str()) => OwnerState::Solid,
@@ -278,9 +318,13 @@ async fn remove_refs(client: &Client, n: &Node, uids: &[&str]) -> bool {
     if refs.len() == o.metadata.owner_references.as_ref().map_or(0, Vec::len) {
         return true;
     }
-    let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": o.metadata.resource_version}});
+    let patch =
+        json!({"metadata": {"ownerReferences": refs, "resourceVersion": o.metadata.resource_version}});
     let api = api_for(client, n.kind, o.metadata.namespace.as_deref());
-    match api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+    match api
+        .patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
         Ok(_) => true,
         Err(kube::Error::Api(e)) if e.code == 404 => true,
         Err(e) => {
@@ -292,10 +336,19 @@ async fn remove_refs(client: &Client, n: &Node, uids: &[&str]) -> bool {
 
 async fn remove_finalizer(client: &Client, n: &Node, finalizer: &str) {
     let o = &n.object;
-    let rest: Vec<&String> = o.metadata.finalizers.iter().flatten().filter(|f| *f != finalizer).collect();
+    let rest: Vec<&String> = o
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != finalizer)
+        .collect();
     let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": o.metadata.resource_version}});
     let api = api_for(client, n.kind, o.metadata.namespace.as_deref());
-    if let Err(e) = api.patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+    if let Err(e) = api
+        .patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
         debug!(error = %e, object = %o.name_any(), "removing a finalizer failed");
     }
 }

@@ -38,10 +38,18 @@ const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
 /// A cache of `api`'s objects and the task that keeps it current.
 pub(crate) fn cache<K>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
 where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
     let task = async move {
         let mut stream = std::pin::pin!(stream.touched_objects());
         while let Some(event) = stream.next().await {
@@ -54,7 +62,10 @@ where
 }
 
 /// The objects of `store` in `namespace`.
-pub(crate) fn in_namespace<K: Resource<DynamicType = ()> + Clone>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>> {
+pub(crate) fn in_namespace<K: Resource<DynamicType = ()> + Clone>(
+    store: &Store<K>,
+    namespace: &str,
+) -> Vec<Arc<K>> {
     store
         .state()
         .into_iter()
@@ -80,7 +91,10 @@ struct Expected {
 impl Expectations {
     /// Records what `owner` just created (names) and deleted (UIDs).
     pub(crate) fn expect(&self, owner: &str, created: Vec<String>, deleted: Vec<String>) {
-        let mut map = self.by_owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .by_owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if created.is_empty() && deleted.is_empty() {
             map.remove(owner);
         } else {
@@ -98,9 +112,15 @@ impl Expectations {
     /// Whether `owner`'s cache shows its writes: every created name present, every deleted UID
     /// gone or being deleted.
     pub(crate) fn satisfied<K: Resource>(&self, owner: &str, seen: &[Arc<K>]) -> bool {
-        let mut map = self.by_owner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .by_owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(e) = map.get(owner) else { return true };
-        let created = e.created.iter().all(|n| seen.iter().any(|o| o.meta().name.as_ref() == Some(n)));
+        let created = e
+            .created
+            .iter()
+            .all(|n| seen.iter().any(|o| o.meta().name.as_ref() == Some(n)));
         let deleted = e.deleted.iter().all(|u| {
             seen.iter()
                 .find(|o| o.meta().uid.as_ref() == Some(u))
@@ -144,8 +164,12 @@ where
             Claim::Ignore => {}
             Claim::Adopt => {
                 refs.push(owner.controller_ref());
-                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
-                match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                let patch =
+                    json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
                     Ok(adopted) => owned.push(Arc::new(adopted)),
                     Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {}
                     Err(e) => return Err(e),
@@ -153,8 +177,12 @@ where
             }
             Claim::Release => {
                 refs.retain(|r| r.uid != owner.uid());
-                let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
-                match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+                let patch =
+                    json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => {}
                     Err(e) => return Err(e),
@@ -210,7 +238,10 @@ pub(crate) struct Backoff {
 impl Backoff {
     /// The delay before retrying `key` after another failure.
     pub(crate) fn failed(&self, key: &str) -> Action {
-        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = map.entry(key.to_string()).or_default();
         *n = n.saturating_add(1);
         let millis = 5u64.saturating_mul(1u64 << (*n - 1).min(30)).min(1_000_000);

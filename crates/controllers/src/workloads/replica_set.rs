@@ -45,7 +45,11 @@ pub(crate) async fn run(client: Client, caches: Caches) {
     });
     Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .run(reconcile, |rs, _e, ctx: Arc<Ctx>| ctx.backoff.failed(&key(rs.as_ref())), ctx)
+        .run(
+            reconcile,
+            |rs, _e, ctx: Arc<Ctx>| ctx.backoff.failed(&key(rs.as_ref())),
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
@@ -65,7 +69,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
     let satisfied = ctx.expectations.satisfied(&k, &candidates);
     let active_candidates: Vec<Arc<Pod>> = candidates
         .iter()
-        .filter(|p| podvisor_workloads::pods::is_active(p) || owner::is_controlled_by(&p.metadata, rs.uid().as_deref().unwrap_or("")))
+        .filter(|p| {
+            podvisor_workloads::pods::is_active(p)
+                || owner::is_controlled_by(&p.metadata, rs.uid().as_deref().unwrap_or(""))
+        })
         .cloned()
         .collect();
     let selector = rs.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
@@ -99,7 +106,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
     if let Some(status) = rules::status(&rs, &owned_refs, now, failure.as_ref()) {
         let requeue = rules::requeue_after(&rs, &status);
         let patch = Patch::Merge(json!({"status": status}));
-        match rs_api.patch_status(&rs.name_any(), &PatchParams::default(), &patch).await {
+        match rs_api
+            .patch_status(&rs.name_any(), &PatchParams::default(), &patch)
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if matches!(e.code, 404) => {}
             Err(e) => return Err(e),
@@ -143,7 +153,15 @@ async fn carry_out(
         }
         if let Some(e) = error {
             if !namespace_terminating(&e) {
-                publish(&ctx.recorder, &reference, EventType::Warning, "FailedCreate", "Create", format!("Error creating: {e}")).await;
+                publish(
+                    &ctx.recorder,
+                    &reference,
+                    EventType::Warning,
+                    "FailedCreate",
+                    "Create",
+                    format!("Error creating: {e}"),
+                )
+                .await;
             }
             failure = Some(ManageFailure {
                 reason: "FailedCreate",
@@ -164,11 +182,27 @@ async fn carry_out(
             };
             match pods_api.delete(&p.name_any(), &params).await {
                 Ok(_) => {
-                    publish(&ctx.recorder, &reference, EventType::Normal, "SuccessfulDelete", "Delete", format!("Deleted pod: {}", p.name_any())).await;
+                    publish(
+                        &ctx.recorder,
+                        &reference,
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        "Delete",
+                        format!("Deleted pod: {}", p.name_any()),
+                    )
+                    .await;
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {
-                    publish(&ctx.recorder, &reference, EventType::Warning, "FailedDelete", "Delete", format!("Error deleting: {e}")).await;
+                    publish(
+                        &ctx.recorder,
+                        &reference,
+                        EventType::Warning,
+                        "FailedDelete",
+                        "Delete",
+                        format!("Error deleting: {e}"),
+                    )
+                    .await;
                     failure = failure.or(Some(ManageFailure {
                         reason: "FailedDelete",
                         message: e.to_string(),

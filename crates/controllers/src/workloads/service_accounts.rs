@@ -29,7 +29,11 @@ pub(crate) async fn run(client: Client) {
 
 async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, kube::Error> {
     let active = ns.metadata.deletion_timestamp.is_none()
-        && ns.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Active");
+        && ns
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_none_or(|p| p == "Active");
     if !active {
         return Ok(Action::await_change());
     }

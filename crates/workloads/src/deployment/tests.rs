@@ -1,3 +1,5 @@
+//! Tests of the Deployment rules (section 3), and the rolling-update invariants on a simulated cluster.
+
 use super::*;
 use crate::replica_set;
 use podvisor_core::appsv1::{DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};

@@ -1,3 +1,5 @@
+//! Tests of the pod predicates, the deletion order and pods from templates.
+
 use super::*;
 use podvisor_core::corev1::{ContainerStatus, PodCondition, PodSpec, PodStatus};
 use podvisor_core::metav1::Time;

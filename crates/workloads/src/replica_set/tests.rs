@@ -1,3 +1,5 @@
+//! Tests of the ReplicaSet rules (section 2).
+
 use super::*;
 use podvisor_core::appsv1::ReplicaSetSpec;
 use podvisor_core::corev1::{PodCondition, PodSpec, PodStatus, PodTemplateSpec};

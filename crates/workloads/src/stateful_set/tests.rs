@@ -1,3 +1,5 @@
+//! Tests of the StatefulSet rules (section 4), with a simulated pod population.
+
 use super::*;
 use crate::hash;
 use podvisor_core::appsv1::{
