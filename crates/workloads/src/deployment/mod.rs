@@ -136,26 +136,29 @@ fn paused(d: &Deployment) -> bool {
     d.spec.as_ref().and_then(|s| s.paused) == Some(true)
 }
 
-/// `spec.template` as JSON without the `pod-template-hash` label (and without an empty label
-/// map), for [`templates_equal`].
+/// `spec.template` as JSON without the `pod-template-hash` label, for [`templates_equal`].
+/// Empty objects count as absent, as Go's value structs do (`resources: {}` is no resources).
 fn without_hash(t: &PodTemplateSpec) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
     if let Some(labels) = v.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
         labels.remove(POD_TEMPLATE_HASH);
-        if labels.is_empty()
-            && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut)
-        {
-            m.remove("labels");
-        }
     }
-    if v.get("metadata")
-        .and_then(Value::as_object)
-        .is_some_and(serde_json::Map::is_empty)
-        && let Some(o) = v.as_object_mut()
-    {
-        o.remove("metadata");
-    }
+    prune_empty(&mut v);
     v
+}
+
+/// Removes, depth first, every object member that is `null` or an empty object.
+fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for x in m.values_mut() {
+                prune_empty(x);
+            }
+            m.retain(|_, x| !x.is_null() && !x.as_object().is_some_and(serde_json::Map::is_empty));
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
 }
 
 /// `EqualIgnoreHash`: whether two pod templates are equal once the `pod-template-hash` label

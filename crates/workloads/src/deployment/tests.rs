@@ -194,6 +194,24 @@ impl World {
 }
 
 #[test]
+fn templates_compare_without_the_hash_and_empty_objects() {
+    let d = deployment(1, IntOrString::Int(1), IntOrString::Int(0), "v1");
+    let a = d.spec.as_ref().unwrap().template.clone();
+    let mut b = a.clone();
+    b.metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert(POD_TEMPLATE_HASH.into(), "x".into());
+    b.spec.as_mut().unwrap().containers[0].resources = Some(Default::default());
+    assert!(templates_equal(&a, &b));
+    b.spec.as_mut().unwrap().containers[0].image = Some("v2".into());
+    assert!(!templates_equal(&a, &b));
+}
+
+#[test]
 fn fenceposts_resolve_as_upstream() {
     let pct = |s: &str| IntOrString::String(s.into());
     assert_eq!(
