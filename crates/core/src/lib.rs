@@ -37,6 +37,10 @@ pub use k8s_openapi;
 pub use probe::{HookRunner, HookWarning, ProbeKind, ProbeOutcome, ProbeResult, ProbeTarget, Prober};
 pub use runtime::{ContainerId, ExitReport, ExitStatus, HookKind, HookResult};
 
+/// `apps/v1` types (`Deployment`, `ReplicaSet`, `StatefulSet`, `DaemonSet`, `ControllerRevision`).
+pub use k8s_openapi::api::apps::v1 as appsv1;
+/// `batch/v1` types (`Job`, `CronJob`).
+pub use k8s_openapi::api::batch::v1 as batchv1;
 /// Kubernetes core/v1 object types (`Pod`, `Service`, `Endpoints`, `Event`, `Node`, ...).
 pub use k8s_openapi::api::core::v1 as corev1;
 /// `discovery.k8s.io/v1` types (`EndpointSlice`).
