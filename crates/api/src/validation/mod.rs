@@ -1,4 +1,6 @@
-//! Validation of Pods (with their volumes), Services, ConfigMaps, Secrets and Events, and the
+//! Validation of Pods (with their volumes), Services, ConfigMaps, Secrets, Events,
+//! ServiceAccounts, the workload kinds (Deployments, ReplicaSets, StatefulSets, DaemonSets,
+//! ControllerRevisions, Jobs, CronJobs, whose pod templates get the pod spec rules), and the
 //! metadata of every other served kind, with kube-apiserver's field paths and messages.
 //!
 //! Call after [`crate::defaults`]: like kube-apiserver, validation assumes defaults are
@@ -6,7 +8,10 @@
 //! result is a [`ValidationErrors`] whose `Display` matches the apiserver's aggregate message
 //! and whose [`ValidationErrors::errors`] feed `Status.details.causes`.
 
+mod apps;
+mod batch;
 mod config;
+mod cron;
 mod event;
 mod field;
 pub mod format;
@@ -15,8 +20,16 @@ mod pod;
 mod probe;
 mod quantity;
 mod service;
+mod service_account;
+mod template;
 mod volume;
 
+pub use apps::{
+    STATEFUL_SET_FORBIDDEN_UPDATE, validate_controller_revision, validate_controller_revision_update,
+    validate_daemon_set, validate_daemon_set_update, validate_deployment, validate_deployment_update,
+    validate_replica_set, validate_replica_set_update, validate_stateful_set, validate_stateful_set_update,
+};
+pub use batch::{validate_cron_job, validate_cron_job_update, validate_job, validate_job_update};
 pub use config::{
     MAX_DATA_BYTES, fold_string_data, validate_config_map, validate_config_map_update, validate_secret,
     validate_secret_update,
@@ -27,6 +40,7 @@ pub use meta::{validate_metadata, validate_namespace_finalizers};
 pub use pod::{COMMAND_REQUIRED_DETAIL, pod_warnings, validate_pod, validate_pod_update};
 pub use quantity::parse_quantity;
 pub use service::validate_service;
+pub use service_account::{validate_service_account, validate_service_account_update};
 
 #[cfg(test)]
 mod tests;
