@@ -1,5 +1,7 @@
-//! `batch/v1` validation: Jobs and CronJobs, as `pkg/apis/batch/validation` (v1.35) with its
-//! paths and messages, under the default feature gates of that release.
+//! `batch/v1` Job validation (`ValidateJob`, `ValidateJobUpdate`), as
+//! `pkg/apis/batch/validation` (v1.35) with its paths and messages, under the default feature
+//! gates of that release. The pod failure and success policies are in [`super::job_policy`],
+//! CronJobs in [`super::cron_job`].
 //!
 //! Job template updates follow upstream: the template is immutable, except that a suspended
 //! Job that never started may change its scheduling directives (node selector, node affinity,
@@ -7,16 +9,15 @@
 //! upstream renders from internal Go structs (a pod template, a pod failure policy) are printed
 //! as the JSON of the `batch/v1` objects.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use podvisor_core::batchv1::{CronJob, CronJobSpec, Job, JobSpec, PodFailurePolicyRule};
+use podvisor_core::batchv1::{Job, JobSpec};
 use podvisor_core::corev1::PodTemplateSpec;
 
-use super::cron::{load_location, parse_schedule};
 use super::field::{FieldError, Path, ValidationErrors, Value, Warning};
 use super::format;
 use super::meta::{NameRule, validate_object_meta};
-use super::pod::{Errs, s};
+use super::pod::Errs;
 use super::template::{
     Selector, immutable, non_negative, normalized_selector, opt_int, selector_mismatch, selector_value,
     template_labels, template_spec, template_warnings, validate_label_selector, validate_meta_update,
@@ -31,26 +32,14 @@ const MAX_FAILED_INDEXES: i32 = 100_000;
 const COMPLETIONS_SOFT_LIMIT: i32 = 100_000;
 const PARALLELISM_HIGH_COMPLETIONS: i32 = 10_000;
 const MAX_FAILED_INDEXES_HIGH_COMPLETIONS: i32 = 10_000;
-const MAX_POD_FAILURE_POLICY_RULES: usize = 20;
-const MAX_EXIT_CODE_VALUES: usize = 255;
-const MAX_POD_CONDITION_PATTERNS: usize = 20;
 const MAX_MANAGED_BY: usize = 63;
-const MAX_SUCCEEDED_INDEXES: usize = 64 * 1024;
-const MAX_SUCCESS_POLICY_RULES: usize = 20;
-/// CronJob names leave room for the 11-character `-<timestamp>` suffix of their Jobs.
-const MAX_CRON_JOB_NAME: usize = 52;
 
 fn indexed(spec: &JobSpec) -> bool {
     spec.completion_mode.as_deref() == Some("Indexed")
 }
 
-fn go_list(values: &[&str]) -> String {
-    let quoted: Vec<String> = values.iter().map(|v| super::field::go_quote(v)).collect();
-    format!("[{}]", quoted.join(" "))
-}
-
 /// `validateJobSpec`: everything but the selector.
-fn job_spec_errors(spec: &JobSpec, path: &Path, errs: &mut Errs) {
+pub(super) fn job_spec_errors(spec: &JobSpec, path: &Path, errs: &mut Errs) {
     for (field, value) in [
         ("parallelism", spec.parallelism.map(i64::from)),
         ("completions", spec.completions.map(i64::from)),
@@ -97,12 +86,12 @@ fn job_spec_errors(spec: &JobSpec, path: &Path, errs: &mut Errs) {
         }
     }
     if spec.pod_failure_policy.is_some() {
-        pod_failure_policy_errors(spec, &path.child("podFailurePolicy"), errs);
+        super::job_policy::pod_failure_policy_errors(spec, &path.child("podFailurePolicy"), errs);
     }
     if let Some(policy) = &spec.success_policy {
         let p = path.child("successPolicy");
         if indexed(spec) {
-            success_policy_errors(spec, policy, &p, errs);
+            super::job_policy::success_policy_errors(spec, policy, &p, errs);
         } else {
             errs.push(FieldError::invalid(
                 p.as_str(),
@@ -257,287 +246,6 @@ fn indexed_errors(spec: &JobSpec, mode: &str, path: &Path, errs: &mut Errs) {
                 Value::int(m),
                 format!("must be less than or equal to {MAX_FAILED_INDEXES_HIGH_COMPLETIONS} {tail}"),
             ));
-        }
-    }
-}
-
-fn pod_failure_policy_errors(spec: &JobSpec, path: &Path, errs: &mut Errs) {
-    let Some(policy) = &spec.pod_failure_policy else {
-        return;
-    };
-    let rules_path = path.child("rules");
-    if policy.rules.len() > MAX_POD_FAILURE_POLICY_RULES {
-        errs.push(FieldError::too_many(
-            rules_path.as_str(),
-            policy.rules.len(),
-            MAX_POD_FAILURE_POLICY_RULES,
-        ));
-    }
-    let pod = template_spec(&spec.template);
-    let names: HashSet<&str> = pod
-        .containers
-        .iter()
-        .chain(pod.init_containers.iter().flatten())
-        .map(|c| c.name.as_str())
-        .collect();
-    for (i, rule) in policy.rules.iter().enumerate() {
-        pod_failure_rule_errors(spec, rule, &rules_path.index(i), &names, errs);
-    }
-}
-
-fn pod_failure_rule_errors(
-    spec: &JobSpec,
-    rule: &PodFailurePolicyRule,
-    path: &Path,
-    names: &HashSet<&str>,
-    errs: &mut Errs,
-) {
-    const ACTIONS: &[&str] = &["Count", "FailIndex", "FailJob", "Ignore"];
-    let ap = path.child("action");
-    match rule.action.as_str() {
-        "" => errs.push(FieldError::required(
-            ap.as_str(),
-            format!("valid values: {}", go_list(ACTIONS)),
-        )),
-        "FailIndex" => {
-            if spec.backoff_limit_per_index.is_none() {
-                errs.push(FieldError::invalid(
-                    ap.as_str(),
-                    Value::str("FailIndex"),
-                    "requires the backoffLimitPerIndex to be set",
-                ));
-            }
-        }
-        a if ACTIONS.contains(&a) => {}
-        other => errs.push(FieldError::not_supported(ap.as_str(), Value::str(other), ACTIONS)),
-    }
-    if let Some(codes) = &rule.on_exit_codes {
-        let p = path.child("onExitCodes");
-        let op = p.child("operator");
-        match codes.operator.as_str() {
-            "" => errs.push(FieldError::required(
-                op.as_str(),
-                format!("valid values: {}", go_list(&["In", "NotIn"])),
-            )),
-            "In" | "NotIn" => {}
-            other => errs.push(FieldError::not_supported(
-                op.as_str(),
-                Value::str(other),
-                &["In", "NotIn"],
-            )),
-        }
-        if let Some(name) = &codes.container_name
-            && !names.contains(name.as_str())
-        {
-            errs.push(FieldError::invalid(
-                p.child("containerName").as_str(),
-                Value::str(name),
-                "must be one of the container or initContainer names in the pod template",
-            ));
-        }
-        let vp = p.child("values");
-        if codes.values.is_empty() {
-            errs.push(FieldError::invalid(
-                vp.as_str(),
-                Value::json(&codes.values),
-                "at least one value is required",
-            ));
-        } else if codes.values.len() > MAX_EXIT_CODE_VALUES {
-            errs.push(FieldError::too_many(
-                vp.as_str(),
-                codes.values.len(),
-                MAX_EXIT_CODE_VALUES,
-            ));
-        }
-        let mut seen = HashSet::new();
-        for (j, v) in codes.values.iter().enumerate() {
-            let p = vp.index(j);
-            if codes.operator == "In" && *v == 0 {
-                errs.push(FieldError::invalid(
-                    p.as_str(),
-                    Value::int(0),
-                    "must not be 0 for the In operator",
-                ));
-            }
-            if !seen.insert(*v) {
-                errs.push(FieldError::duplicate(p.as_str(), Value::int(*v)));
-            }
-        }
-        if codes.values.windows(2).any(|w| w[0] > w[1]) {
-            errs.push(FieldError::invalid(
-                vp.as_str(),
-                Value::json(&codes.values),
-                "must be ordered",
-            ));
-        }
-    }
-    let patterns = rule.on_pod_conditions.as_deref().unwrap_or(&[]);
-    if !patterns.is_empty() {
-        let p = path.child("onPodConditions");
-        if patterns.len() > MAX_POD_CONDITION_PATTERNS {
-            errs.push(FieldError::too_many(
-                p.as_str(),
-                patterns.len(),
-                MAX_POD_CONDITION_PATTERNS,
-            ));
-        }
-        for (j, pattern) in patterns.iter().enumerate() {
-            let pp = p.index(j);
-            for m in format::is_qualified_name(&pattern.type_) {
-                errs.push(FieldError::invalid(
-                    pp.child("type").as_str(),
-                    Value::str(&pattern.type_),
-                    m,
-                ));
-            }
-            let sp = pp.child("status");
-            const STATUSES: &[&str] = &["False", "True", "Unknown"];
-            match s(&pattern.status) {
-                "" => errs.push(FieldError::required(
-                    sp.as_str(),
-                    format!("valid values: {}", go_list(STATUSES)),
-                )),
-                st if STATUSES.contains(&st) => {}
-                other => errs.push(FieldError::not_supported(
-                    sp.as_str(),
-                    Value::str(other),
-                    STATUSES,
-                )),
-            }
-        }
-    }
-    match (rule.on_exit_codes.is_some(), !patterns.is_empty()) {
-        (true, true) => errs.push(FieldError::invalid_omitted(
-            path.as_str(),
-            "specifying both OnExitCodes and OnPodConditions is not supported",
-        )),
-        (false, false) => errs.push(FieldError::invalid_omitted(
-            path.as_str(),
-            "specifying one of OnExitCodes and OnPodConditions is required",
-        )),
-        _ => {}
-    }
-}
-
-fn success_policy_errors(
-    spec: &JobSpec,
-    policy: &podvisor_core::batchv1::SuccessPolicy,
-    path: &Path,
-    errs: &mut Errs,
-) {
-    let rp = path.child("rules");
-    if policy.rules.is_empty() {
-        errs.push(FieldError::required(
-            rp.as_str(),
-            "at least one rules must be specified when the successPolicy is specified",
-        ));
-    }
-    if policy.rules.len() > MAX_SUCCESS_POLICY_RULES {
-        errs.push(FieldError::too_many(
-            rp.as_str(),
-            policy.rules.len(),
-            MAX_SUCCESS_POLICY_RULES,
-        ));
-    }
-    let completions = spec.completions.unwrap_or(0);
-    for (i, rule) in policy.rules.iter().enumerate() {
-        let p = rp.index(i);
-        if rule.succeeded_count.is_none() && rule.succeeded_indexes.is_none() {
-            errs.push(FieldError::required(
-                p.as_str(),
-                "at least one of succeededCount or succeededIndexes must be specified",
-            ));
-        }
-        let mut total = 0i64;
-        if let Some(indexes) = &rule.succeeded_indexes {
-            let ip = p.child("succeededIndexes");
-            if indexes.len() > MAX_SUCCEEDED_INDEXES {
-                errs.push(FieldError::too_long(ip.as_str(), MAX_SUCCEEDED_INDEXES));
-            }
-            match indexes_total(indexes, completions) {
-                Ok(t) => total = t,
-                Err(e) => errs.push(FieldError::invalid(
-                    ip.as_str(),
-                    Value::str(indexes),
-                    format!("error parsing succeededIndexes: {e}"),
-                )),
-            }
-        }
-        if let Some(count) = rule.succeeded_count {
-            let cp = p.child("succeededCount");
-            non_negative(i64::from(count), &cp, errs);
-            if count > completions {
-                errs.push(FieldError::invalid(
-                    cp.as_str(),
-                    Value::int(count),
-                    format!(
-                        "must be less than or equal to {completions} (the number of specified completions)"
-                    ),
-                ));
-            }
-            if rule.succeeded_indexes.is_some() && i64::from(count) > total {
-                errs.push(FieldError::invalid(
-                    cp.as_str(),
-                    Value::int(count),
-                    format!(
-                        "must be less than or equal to {total} (the number of indexes in the specified succeededIndexes field)"
-                    ),
-                ));
-            }
-        }
-    }
-}
-
-/// `validateIndexesFormat`: the number of indexes in `1,3-5,7`, all below `completions` and
-/// increasing.
-fn indexes_total(indexes: &str, completions: i32) -> Result<i64, String> {
-    if indexes.is_empty() {
-        return Ok(0);
-    }
-    let mut last: Option<i64> = None;
-    let mut total = 0i64;
-    for interval in indexes.split(',') {
-        let (x, y) = index_interval(interval, completions)?;
-        if let Some(l) = last
-            && l >= x
-        {
-            return Err(format!("non-increasing order, previous: {l}, current: {x}"));
-        }
-        total = total.saturating_add(y - x + 1);
-        last = Some(y);
-    }
-    Ok(total)
-}
-
-fn index_interval(interval: &str, completions: i32) -> Result<(i64, i64), String> {
-    let limits: Vec<&str> = interval.split('-').collect();
-    if limits.len() > 2 {
-        return Err(format!(
-            "the fragment {} violates the requirement that an index interval can have at most two parts separated by '-'",
-            super::field::go_quote(interval)
-        ));
-    }
-    let parse = |v: &str| -> Result<i64, String> {
-        let n = v.parse::<i64>().map_err(|_| {
-            format!(
-                "cannot convert string to integer for index: {}",
-                super::field::go_quote(v)
-            )
-        })?;
-        if n >= i64::from(completions) {
-            return Err(format!("too large index: {}", super::field::go_quote(v)));
-        }
-        Ok(n)
-    };
-    let x = parse(limits.first().copied().unwrap_or(""))?;
-    match limits.get(1) {
-        None => Ok((x, x)),
-        Some(high) => {
-            let y = parse(high)?;
-            if x >= y {
-                return Err(format!("non-increasing order, previous: {x}, current: {y}"));
-            }
-            Ok((x, y))
         }
     }
 }
@@ -796,173 +504,4 @@ fn template_for_update(old: &Job, old_t: &PodTemplateSpec, new_t: &PodTemplateSp
         }
     }
     t
-}
-
-// ---------------------------------------------------------------------------------------------
-// CronJob
-
-fn cron_job_spec_errors(spec: &CronJobSpec, old: Option<&CronJobSpec>, errs: &mut Errs) {
-    let path = Path::root("spec");
-    let sp = path.child("schedule");
-    if spec.schedule.is_empty() {
-        errs.push(FieldError::required(sp.as_str(), ""));
-    } else {
-        let allow_tz = old.is_some_and(|o| o.schedule.contains("TZ"));
-        if let Err(e) = parse_schedule(&spec.schedule) {
-            errs.push(FieldError::invalid(sp.as_str(), Value::str(&spec.schedule), e));
-        }
-        let has_tz = spec.schedule.contains("TZ");
-        if allow_tz && has_tz && spec.time_zone.is_some() {
-            errs.push(FieldError::invalid(
-                sp.as_str(),
-                Value::str(&spec.schedule),
-                "cannot use both timeZone field and TZ or CRON_TZ in schedule",
-            ));
-        } else if !allow_tz && has_tz {
-            errs.push(FieldError::invalid(
-                sp.as_str(),
-                Value::str(&spec.schedule),
-                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
-            ));
-        }
-    }
-    if let Some(d) = spec.starting_deadline_seconds {
-        non_negative(d, &path.child("startingDeadlineSeconds"), errs);
-    }
-    if old.is_none_or(|o| o.time_zone != spec.time_zone)
-        && let Some(tz) = &spec.time_zone
-    {
-        validate_time_zone(tz, &path.child("timeZone"), errs);
-    }
-    let cp = path.child("concurrencyPolicy");
-    match s(&spec.concurrency_policy) {
-        "Allow" | "Forbid" | "Replace" => {}
-        "" => errs.push(FieldError::required(cp.as_str(), "")),
-        other => errs.push(FieldError::not_supported(
-            cp.as_str(),
-            Value::str(other),
-            &["Allow", "Forbid", "Replace"],
-        )),
-    }
-    let jp = path.child("jobTemplate").child("spec");
-    let job_spec = spec.job_template.spec.clone().unwrap_or_default();
-    job_spec_errors(&job_spec, &jp, errs);
-    if let Some(sel) = &job_spec.selector {
-        errs.push(FieldError::invalid(
-            jp.child("selector").as_str(),
-            selector_value(Some(sel)),
-            "`selector` will be auto-generated",
-        ));
-    }
-    if job_spec.manual_selector == Some(true) {
-        errs.push(FieldError::not_supported(
-            jp.child("manualSelector").as_str(),
-            Value::raw("true"),
-            &["nil", "false"],
-        ));
-    }
-    for (field, v) in [
-        ("successfulJobsHistoryLimit", spec.successful_jobs_history_limit),
-        ("failedJobsHistoryLimit", spec.failed_jobs_history_limit),
-    ] {
-        if let Some(v) = v {
-            non_negative(i64::from(v), &path.child(field), errs);
-        }
-    }
-}
-
-/// `validateTimeZone`.
-fn validate_time_zone(tz: &str, path: &Path, errs: &mut Errs) {
-    if tz.is_empty() {
-        errs.push(FieldError::invalid(
-            path.as_str(),
-            Value::str(tz),
-            "timeZone must be nil or non-empty string",
-        ));
-        return;
-    }
-    let part_ok = |part: &str| {
-        part != "."
-            && part != ".."
-            && !part.starts_with('-')
-            && (1..=14).contains(&part.len())
-            && part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'))
-    };
-    if !tz.split('/').all(part_ok) {
-        errs.push(FieldError::invalid(
-            path.as_str(),
-            Value::str(tz),
-            format!("unknown time zone {tz}"),
-        ));
-        return;
-    }
-    if tz.eq_ignore_ascii_case("Local") {
-        errs.push(FieldError::invalid(
-            path.as_str(),
-            Value::str(tz),
-            "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones",
-        ));
-    }
-    if let Err(e) = load_location(tz) {
-        errs.push(FieldError::invalid(path.as_str(), Value::str(tz), e));
-    }
-}
-
-fn cron_job_spec(cj: &CronJob) -> std::borrow::Cow<'_, CronJobSpec> {
-    cj.spec
-        .as_ref()
-        .map_or_else(Default::default, std::borrow::Cow::Borrowed)
-}
-
-fn cron_job_warnings(spec: &CronJobSpec) -> Vec<Warning> {
-    spec.job_template
-        .spec
-        .as_ref()
-        .map(|s| {
-            template_warnings(
-                &s.template,
-                &Path::root("spec")
-                    .child("jobTemplate")
-                    .child("spec")
-                    .child("template"),
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// Validates a CronJob on create (`ValidateCronJobCreate`): the name leaves room for the Jobs'
-/// suffix (at most 52 characters), the schedule parses (see the module `cron`), the time zone
-/// exists, and the job template is a valid Job spec without a selector.
-pub fn validate_cron_job(cj: &CronJob) -> Result<Vec<Warning>, ValidationErrors> {
-    let mut errs = Vec::new();
-    validate_object_meta(
-        &cj.metadata,
-        NameRule::Dns1123Subdomain,
-        &Path::root("metadata"),
-        &mut errs,
-    );
-    let spec = cron_job_spec(cj);
-    cron_job_spec_errors(&spec, None, &mut errs);
-    let name = cj.metadata.name.as_deref().unwrap_or("");
-    if name.len() > MAX_CRON_JOB_NAME {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            Value::str(name),
-            format::max_len_error(MAX_CRON_JOB_NAME),
-        ));
-    }
-    ValidationErrors::new(errs).into_result(cron_job_warnings(&spec))
-}
-
-/// Validates a CronJob update (`ValidateCronJobUpdate`): as on create but without the name
-/// length limit; a schedule that already used `TZ=` may keep it (not with `timeZone`); the
-/// time zone is only checked when it changes.
-pub fn validate_cron_job_update(old: &CronJob, new: &CronJob) -> Result<Vec<Warning>, ValidationErrors> {
-    let mut errs = Vec::new();
-    validate_meta_update(&old.metadata, &new.metadata, &mut errs);
-    let (old_spec, spec) = (cron_job_spec(old), cron_job_spec(new));
-    cron_job_spec_errors(&spec, Some(&old_spec), &mut errs);
-    ValidationErrors::new(errs).into_result(cron_job_warnings(&spec))
 }

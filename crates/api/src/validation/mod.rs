@@ -12,28 +12,32 @@ mod apps;
 mod batch;
 mod config;
 mod cron;
+mod cron_job;
 mod event;
 mod field;
 pub mod format;
+mod job_policy;
 mod meta;
 mod pod;
 mod probe;
 mod quantity;
 mod service;
 mod service_account;
+mod stateful_set;
 mod template;
 mod volume;
 
 pub use apps::{
-    STATEFUL_SET_FORBIDDEN_UPDATE, validate_controller_revision, validate_controller_revision_update,
-    validate_daemon_set, validate_daemon_set_update, validate_deployment, validate_deployment_update,
-    validate_replica_set, validate_replica_set_update, validate_stateful_set, validate_stateful_set_update,
+    validate_controller_revision, validate_controller_revision_update, validate_daemon_set,
+    validate_daemon_set_update, validate_deployment, validate_deployment_update, validate_replica_set,
+    validate_replica_set_update,
 };
-pub use batch::{validate_cron_job, validate_cron_job_update, validate_job, validate_job_update};
+pub use batch::{validate_job, validate_job_update};
 pub use config::{
     MAX_DATA_BYTES, fold_string_data, validate_config_map, validate_config_map_update, validate_secret,
     validate_secret_update,
 };
+pub use cron_job::{validate_cron_job, validate_cron_job_update};
 pub use event::validate_event;
 pub use field::{ErrorKind, FieldError, ValidationErrors, Value, Warning};
 pub use meta::{validate_metadata, validate_namespace_finalizers};
@@ -41,6 +45,7 @@ pub use pod::{COMMAND_REQUIRED_DETAIL, pod_warnings, validate_pod, validate_pod_
 pub use quantity::parse_quantity;
 pub use service::validate_service;
 pub use service_account::{validate_service_account, validate_service_account_update};
+pub use stateful_set::{STATEFUL_SET_FORBIDDEN_UPDATE, validate_stateful_set, validate_stateful_set_update};
 
 #[cfg(test)]
 mod tests;
