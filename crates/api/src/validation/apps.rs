@@ -19,9 +19,9 @@ use super::format;
 use super::meta::{NameRule, validate_object_meta};
 use super::pod::{Errs, s};
 use super::template::{
-    Selector, immutable, non_negative, normalized_selector, selector_is_empty, selector_is_nil,
-    selector_mismatch, selector_value, template_spec, template_warnings, validate_label_selector,
-    validate_meta_update, validate_pod_template,
+    Selector, immutable, name_label_warning, non_negative, normalized_selector, selector_is_empty,
+    selector_is_nil, selector_mismatch, selector_value, template_spec, template_warnings,
+    validate_label_selector, validate_meta_update, validate_pod_template,
 };
 
 /// `IntOrString` as kube-apiserver prints it (Go JSON): a bare number or a quoted string.
@@ -280,7 +280,13 @@ pub fn validate_deployment(d: &Deployment) -> Result<Vec<Warning>, ValidationErr
         },
         |e| deployment_spec_errors(&spec, e),
     );
-    let warnings = template_warnings(&spec.template, &Path::root("spec").child("template"));
+    let mut warnings: Vec<Warning> = name_label_warning(d.metadata.name.as_deref())
+        .into_iter()
+        .collect();
+    warnings.extend(template_warnings(
+        &spec.template,
+        &Path::root("spec").child("template"),
+    ));
     ValidationErrors::new(errs).into_result(warnings)
 }
 
@@ -350,7 +356,11 @@ pub fn validate_replica_set(rs: &ReplicaSet) -> Result<Vec<Warning>, ValidationE
         },
         |e| replica_set_spec_errors(&spec, e),
     );
-    ValidationErrors::new(errs).into_result(replica_set_warnings(&spec))
+    let mut warnings: Vec<Warning> = name_label_warning(rs.metadata.name.as_deref())
+        .into_iter()
+        .collect();
+    warnings.extend(replica_set_warnings(&spec));
+    ValidationErrors::new(errs).into_result(warnings)
 }
 
 /// Validates a ReplicaSet update (`ValidateReplicaSetUpdate`): `spec.selector` is immutable.

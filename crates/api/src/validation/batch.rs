@@ -19,9 +19,9 @@ use super::format;
 use super::meta::{NameRule, validate_object_meta};
 use super::pod::Errs;
 use super::template::{
-    Selector, immutable, non_negative, normalized_selector, opt_int, selector_mismatch, selector_value,
-    template_labels, template_spec, template_warnings, validate_label_selector, validate_meta_update,
-    validate_pod_template,
+    Selector, immutable, name_label_warning, non_negative, normalized_selector, opt_int, selector_mismatch,
+    selector_value, template_labels, template_spec, template_warnings, validate_label_selector,
+    validate_meta_update, validate_pod_template,
 };
 use crate::defaults::{
     JOB_CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_JOB_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL,
@@ -348,18 +348,9 @@ fn job_errors(job: &Job, prefixed: bool, errs: &mut Errs) {
 }
 
 fn job_warnings(job: &Job) -> Vec<Warning> {
-    let mut out = Vec::new();
-    let name = job.metadata.name.as_deref().unwrap_or("");
-    let msgs = format::is_dns1123_label(name);
-    if !msgs.is_empty() {
-        out.push(Warning {
-            path: "metadata.name".to_owned(),
-            message: format!(
-                "this is used in Pod names and hostnames, which can result in surprising behavior; a DNS label is recommended: [{}]",
-                msgs.join(" ")
-            ),
-        });
-    }
+    let mut out: Vec<Warning> = name_label_warning(job.metadata.name.as_deref())
+        .into_iter()
+        .collect();
     out.extend(template_warnings(
         &job_spec(job).template,
         &Path::root("spec").child("template"),

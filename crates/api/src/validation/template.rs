@@ -288,3 +288,16 @@ pub(super) fn normalized_selector(sel: Option<&LabelSelector>) -> Option<LabelSe
             .filter(|e| !e.is_empty()),
     })
 }
+
+/// The create-time warning of Deployments, ReplicaSets and Jobs whose name is not a DNS-1123
+/// label (their pods' names and hostnames derive from it).
+pub(super) fn name_label_warning(name: Option<&str>) -> Option<Warning> {
+    let msgs = format::is_dns1123_label(name.unwrap_or(""));
+    (!msgs.is_empty()).then(|| Warning {
+        path: "metadata.name".to_owned(),
+        message: format!(
+            "this is used in Pod names and hostnames, which can result in surprising behavior; a DNS label is recommended: [{}]",
+            msgs.join(" ")
+        ),
+    })
+}

@@ -387,3 +387,26 @@ fn service_accounts_are_metadata_only() {
         ["metadata.name: Invalid value: \"deployer\": field is immutable"]
     );
 }
+
+#[test]
+fn deployment_and_replica_set_names_that_are_not_labels_warn() {
+    let want = [
+        "metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; a DNS label is recommended: [must not contain dots]",
+    ];
+    let mut d = deployment(json!({}));
+    d.metadata.name = Some("web.v2".into());
+    let rendered: Vec<String> = validate_deployment(&d)
+        .expect("valid")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(rendered, want);
+    let mut rs = replica_set(json!({}));
+    rs.metadata.name = Some("web.v2".into());
+    let rendered: Vec<String> = validate_replica_set(&rs)
+        .expect("valid")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(rendered, want);
+}
