@@ -2,7 +2,9 @@
 //!
 //! This crate is podvisor's front door for user-supplied objects. It turns YAML or JSON text
 //! into typed objects ([`manifest`]), fills in API-server defaults ([`defaults`]) and checks
-//! them with kube-apiserver's rules, field paths and messages ([`validation`]). The order is
+//! them with kube-apiserver's rules, field paths and messages ([`validation`]): Pods, Services,
+//! ConfigMaps, Secrets, Events, ServiceAccounts and the workload kinds (Deployments,
+//! ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions, Jobs, CronJobs). The order is
 //! always the apiserver's: load, default, validate.
 //!
 //! It is **not** an API server: it does no I/O, stores nothing, serves no HTTP and knows nothing

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     TooLong,
     /// A referenced value does not exist (`Not found`).
     NotFound,
+    /// A list has more items than allowed (`Too many`).
+    TooMany,
 }
 
 impl ErrorKind {
@@ -32,6 +34,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "Forbidden",
             ErrorKind::TooLong => "Too long",
             ErrorKind::NotFound => "Not found",
+            ErrorKind::TooMany => "Too many",
         }
     }
 
@@ -46,6 +49,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "FieldValueForbidden",
             ErrorKind::TooLong => "FieldValueTooLong",
             ErrorKind::NotFound => "FieldValueNotFound",
+            ErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -71,7 +75,8 @@ pub struct FieldError {
     pub kind: ErrorKind,
     /// The offending value, already rendered the way Kubernetes prints it: strings are
     /// Go-quoted (`"app"`), integers are bare (`-1`), a missing value is `null`. `None` when the
-    /// kind carries no value (`Required`, `Forbidden`, `TooLong`).
+    /// kind carries no value (`Required`, `Forbidden`, `TooLong`) or the value is omitted
+    /// (apimachinery's `field.OmitValueType`, as in [`FieldError::invalid_omitted`]).
     pub value: Option<String>,
     /// Extra explanation; may be empty.
     pub detail: String,
@@ -100,6 +105,22 @@ impl FieldError {
     /// `Invalid value: <value>: <detail>` for a value that is already rendered.
     pub fn invalid(path: &str, value: Value, detail: impl Into<String>) -> Self {
         Self::new(path, ErrorKind::Invalid, Some(value.0), detail)
+    }
+
+    /// `Invalid value: <detail>`, the value omitted (apimachinery's `field.OmitValueType{}`).
+    pub fn invalid_omitted(path: &str, detail: impl Into<String>) -> Self {
+        Self::new(path, ErrorKind::Invalid, None, detail)
+    }
+
+    /// `Too many: <actual>: must have at most <max> items`.
+    pub fn too_many(path: &str, actual: usize, max: usize) -> Self {
+        let items = if max == 1 { "item" } else { "items" };
+        Self::new(
+            path,
+            ErrorKind::TooMany,
+            Some(actual.to_string()),
+            format!("must have at most {max} {items}"),
+        )
     }
 
     /// `Duplicate value: <value>`.
@@ -137,9 +158,11 @@ impl FieldError {
     /// `Status.details.causes[].message`.
     pub fn body(&self) -> String {
         let mut s = String::from(self.kind.label());
-        if !self.kind.omits_value() {
+        if !self.kind.omits_value()
+            && let Some(value) = &self.value
+        {
             s.push_str(": ");
-            s.push_str(self.value.as_deref().unwrap_or("null"));
+            s.push_str(value);
         }
         if !self.detail.is_empty() {
             s.push_str(": ");
@@ -175,6 +198,13 @@ impl Value {
     /// A missing (nil) value, printed as `null`.
     pub fn null() -> Self {
         Value("null".to_owned())
+    }
+
+    /// A structured value as JSON, the way kube-apiserver (v1.34 and later) prints maps and
+    /// structs: compact, keys in the serializer's order, `<`, `>`, `&`, U+2028 and U+2029
+    /// escaped as Go's `encoding/json` does. A value that fails to serialize prints `null`.
+    pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> Self {
+        Value(serde_json::to_string(v).map_or_else(|_| "null".to_owned(), go_json_escape))
     }
 
     /// A value rendered by the caller; use only when no other constructor fits.
@@ -214,6 +244,20 @@ pub(crate) fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Escape serde_json's output the way Go's `encoding/json` escapes HTML-significant and
+/// line-separator characters. These only ever occur inside JSON strings, so a global replace
+/// is exact.
+pub(crate) fn go_json_escape(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// Every error found while validating one object.
@@ -391,6 +435,22 @@ mod tests {
             (
                 FieldError::invalid("spec.x", Value::null(), "must not be nil"),
                 "spec.x: Invalid value: null: must not be nil",
+            ),
+            (
+                FieldError::invalid_omitted("spec.rules[0]", "specifying one is required"),
+                "spec.rules[0]: Invalid value: specifying one is required",
+            ),
+            (
+                FieldError::too_many("spec.rules", 21, 20),
+                "spec.rules: Too many: 21: must have at most 20 items",
+            ),
+            (
+                FieldError::invalid(
+                    "spec.template.metadata.labels",
+                    Value::json(&std::collections::BTreeMap::from([("b", "<x>"), ("a", "y")])),
+                    "`selector` does not match template `labels`",
+                ),
+                "spec.template.metadata.labels: Invalid value: {\"a\":\"y\",\"b\":\"\\u003cx\\u003e\"}: `selector` does not match template `labels`",
             ),
         ];
         for (err, want) in cases {

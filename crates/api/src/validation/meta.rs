@@ -83,16 +83,42 @@ pub(crate) fn validate_object_meta(
         validate_labels(labels, &path.child("labels"), errs);
     }
     if let Some(annotations) = &meta.annotations {
-        let p = path.child("annotations");
-        let mut total = 0usize;
-        for (k, v) in annotations {
-            for m in format::is_qualified_name(&k.to_lowercase()) {
-                errs.push(FieldError::invalid(p.as_str(), Value::str(k), m));
-            }
-            total = total.saturating_add(k.len()).saturating_add(v.len());
+        validate_annotations(annotations, &path.child("annotations"), errs);
+    }
+}
+
+/// `ValidateAnnotations`: keys are qualified names (case-insensitively), and keys and values
+/// together are at most 256 KiB; errors sit at `path` itself.
+pub(crate) fn validate_annotations(
+    annotations: &BTreeMap<String, String>,
+    path: &Path,
+    errs: &mut Vec<FieldError>,
+) {
+    let mut total = 0usize;
+    for (k, v) in annotations {
+        for m in format::is_qualified_name(&k.to_lowercase()) {
+            errs.push(FieldError::invalid(path.as_str(), Value::str(k), m));
         }
-        if total > TOTAL_ANNOTATION_SIZE_LIMIT {
-            errs.push(FieldError::too_long(p.as_str(), TOTAL_ANNOTATION_SIZE_LIMIT));
+        total = total.saturating_add(k.len()).saturating_add(v.len());
+    }
+    if total > TOTAL_ANNOTATION_SIZE_LIMIT {
+        errs.push(FieldError::too_long(path.as_str(), TOTAL_ANNOTATION_SIZE_LIMIT));
+    }
+}
+
+/// The immutable part of `ValidateObjectMetaUpdate`: `metadata.name` and `metadata.namespace`
+/// may not change (`Invalid value: <new>: field is immutable`).
+pub(crate) fn validate_object_meta_update(old: &ObjectMeta, new: &ObjectMeta, errs: &mut Vec<FieldError>) {
+    for (field, o, n) in [
+        ("name", &old.name, &new.name),
+        ("namespace", &old.namespace, &new.namespace),
+    ] {
+        if o != n {
+            errs.push(FieldError::invalid(
+                Path::root("metadata").child(field).as_str(),
+                Value::str(n.as_deref().unwrap_or("")),
+                "field is immutable",
+            ));
         }
     }
 }

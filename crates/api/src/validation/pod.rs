@@ -86,7 +86,7 @@ fn pod_errors(pod: &Pod) -> Errs {
     errs
 }
 
-fn validate_pod_spec(spec: &PodSpec, path: &Path, errs: &mut Errs) {
+pub(super) fn validate_pod_spec(spec: &PodSpec, path: &Path, errs: &mut Errs) {
     if spec.termination_grace_period_seconds.is_none() {
         errs.push(FieldError::required(
             path.child("terminationGracePeriodSeconds").as_str(),

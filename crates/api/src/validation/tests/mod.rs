@@ -1,8 +1,10 @@
 //! Rule-by-rule tests for validation, asserting on rendered messages: pods (`pod`), Services
-//! (`service`), names and quantities of every kind (`names`), and never-panic properties over
+//! (`service`), the workload kinds (`apps`, `batch`), names and quantities of every kind (`names`), and never-panic properties over
 //! generated input (`never_panics`). The helpers below build defaulted objects and render
 //! their errors.
 
+mod apps;
+mod batch;
 mod names;
 mod never_panics;
 mod pod;

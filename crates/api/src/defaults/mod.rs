@@ -1,4 +1,6 @@
-//! API-server defaulting for Pods, Services and Secrets (k8s-semantics rules 1.1–1.8).
+//! API-server defaulting for Pods, Services and Secrets (k8s-semantics rules 1.1–1.8), and for
+//! the workload kinds in [`workload`] (Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs,
+//! CronJobs), re-exported here.
 //!
 //! Defaulting fills fields that are unset (or hold their zero value) and never overwrites a
 //! value the user chose. It runs before [`crate::validation`]. Filling `metadata.namespace` is
@@ -10,13 +12,21 @@ use podvisor_core::corev1::{
 };
 use podvisor_core::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+mod workload;
+
+pub use workload::{
+    JOB_CONTROLLER_UID_LABEL, JOB_NAME_LABEL, LEGACY_JOB_CONTROLLER_UID_LABEL, LEGACY_JOB_NAME_LABEL,
+    default_cron_job, default_daemon_set, default_deployment, default_job, default_replica_set,
+    default_stateful_set,
+};
+
 /// Default `terminationGracePeriodSeconds` (rule 1.2).
 pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 30;
 /// Default `terminationMessagePath` (rule 1.5).
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
 /// Set `slot` to `value` when it is `None` or holds the empty string.
-fn default_str(slot: &mut Option<String>, value: &str) {
+pub(crate) fn default_str(slot: &mut Option<String>, value: &str) {
     if slot.as_deref().is_none_or(str::is_empty) {
         *slot = Some(value.to_owned());
     }
@@ -67,7 +77,7 @@ pub fn default_pod(pod: &mut Pod) {
     default_pod_spec(spec);
 }
 
-fn default_pod_spec(spec: &mut PodSpec) {
+pub(crate) fn default_pod_spec(spec: &mut PodSpec) {
     // 1.1
     default_str(&mut spec.restart_policy, "Always");
     // 1.2
