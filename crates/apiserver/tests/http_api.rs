@@ -396,6 +396,18 @@ fn workloads_count_generations_serve_scale_and_keep_their_dependents_on_request(
         let (_, body) = request(&s.url, "PATCH", &format!("{base}/web"), merge, br#"{"metadata":{"annotations":{"x":"y"}}}"#).await;
         assert_eq!(json(&body)["metadata"]["generation"], 3, "{body}");
 
+        // Defaults and validation are kube-apiserver's.
+        let (_, body) = request(&s.url, "GET", &format!("{base}/web"), "application/json", b"").await;
+        let stored = json(&body);
+        assert_eq!(stored["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%", "{body}");
+        assert_eq!(stored["spec"]["revisionHistoryLimit"], 10, "{body}");
+        let bad = deploy.replace(r#""labels":{"app":"web"}},"spec":{"containers""#, r#""labels":{"app":"other"}},"spec":{"containers""#);
+        let bad = bad.replace(r#""name":"web","generation":7"#, r#""name":"bad""#);
+        let (code, body) = request(&s.url, "POST", base, "application/json", bad.as_bytes()).await;
+        assert_eq!(code, 422, "{body}");
+        assert!(body.contains(r#"Deployment.apps \"bad\" is invalid: spec.template.metadata.labels: Invalid value"#), "{body}");
+        assert!(body.contains("`selector` does not match template `labels`"), "{body}");
+
         // The scale subresource: an autoscaling/v1 Scale over spec.replicas.
         let (code, body) = request(&s.url, "GET", &format!("{base}/web/scale"), "application/json", b"").await;
         assert_eq!(code, 200, "{body}");

@@ -7,7 +7,7 @@
 use podvisor_core::appsv1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use podvisor_core::batchv1::{CronJob, Job};
 use podvisor_core::corev1::{PodTemplateSpec, ServiceAccount};
-use podvisor_core::k8s_openapi::{Metadata, Resource};
+use podvisor_core::k8s_openapi::Metadata;
 use podvisor_core::metav1::{LabelSelector, ObjectMeta};
 use podvisor_workloads::selector;
 use serde::Serialize;
@@ -128,15 +128,7 @@ where
     }
 }
 
-/// Validation of the metadata only (kinds whose rules are only their metadata's).
-fn metadata_only<K: Resource + Metadata<Ty = ObjectMeta>>(k: &K) -> Validated {
-    podvisor_api::validation::validate_metadata(K::KIND, k.metadata()).map(|()| Vec::new())
-}
-
-fn metadata_only_update<K: Resource + Metadata<Ty = ObjectMeta>>(_old: &K, k: &K) -> Validated {
-    metadata_only(k)
-}
-
+/// Kinds without defaults of their own.
 fn no_defaults<K>(_: &mut K) {}
 
 fn containers(t: Option<&PodTemplateSpec>) -> String {
@@ -179,9 +171,9 @@ const fn wide(name: &'static str) -> Column {
 
 /// The Deployment strategy.
 pub static DEPLOYMENTS: Workload<Deployment> = Workload {
-    default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    default: podvisor_api::defaults::default_deployment,
+    validate: podvisor_api::validation::validate_deployment,
+    validate_update: podvisor_api::validation::validate_deployment_update,
     generation: Generation::SpecAndAnnotations,
     propagation: Propagation::Background,
     scale_selector: Some(|d| d.spec.as_ref().map(|s| &s.selector)),
@@ -217,9 +209,9 @@ pub static DEPLOYMENTS: Workload<Deployment> = Workload {
 
 /// The ReplicaSet strategy.
 pub static REPLICA_SETS: Workload<ReplicaSet> = Workload {
-    default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    default: podvisor_api::defaults::default_replica_set,
+    validate: podvisor_api::validation::validate_replica_set,
+    validate_update: podvisor_api::validation::validate_replica_set_update,
     generation: Generation::Spec,
     propagation: Propagation::Background,
     scale_selector: Some(|r| r.spec.as_ref().map(|s| &s.selector)),
@@ -252,9 +244,9 @@ pub static REPLICA_SETS: Workload<ReplicaSet> = Workload {
 
 /// The StatefulSet strategy.
 pub static STATEFUL_SETS: Workload<StatefulSet> = Workload {
-    default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    default: podvisor_api::defaults::default_stateful_set,
+    validate: podvisor_api::validation::validate_stateful_set,
+    validate_update: podvisor_api::validation::validate_stateful_set_update,
     generation: Generation::Spec,
     propagation: Propagation::Background,
     scale_selector: Some(|s| s.spec.as_ref().map(|s| &s.selector)),
@@ -283,9 +275,9 @@ pub static STATEFUL_SETS: Workload<StatefulSet> = Workload {
 
 /// The DaemonSet strategy.
 pub static DAEMON_SETS: Workload<DaemonSet> = Workload {
-    default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    default: podvisor_api::defaults::default_daemon_set,
+    validate: podvisor_api::validation::validate_daemon_set,
+    validate_update: podvisor_api::validation::validate_daemon_set_update,
     generation: Generation::Spec,
     propagation: Propagation::Background,
     scale_selector: None,
@@ -334,8 +326,8 @@ pub static DAEMON_SETS: Workload<DaemonSet> = Workload {
 /// The ControllerRevision strategy (written by the StatefulSet and DaemonSet controllers).
 pub static CONTROLLER_REVISIONS: Workload<ControllerRevision> = Workload {
     default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    validate: podvisor_api::validation::validate_controller_revision,
+    validate_update: podvisor_api::validation::validate_controller_revision_update,
     generation: Generation::None,
     propagation: Propagation::Background,
     scale_selector: None,
@@ -368,9 +360,9 @@ pub static CONTROLLER_REVISIONS: Workload<ControllerRevision> = Workload {
 /// The Job strategy. A Job's dependents are orphaned unless the client asks otherwise
 /// (rule 8.2); kubectl always asks for background.
 pub static JOBS: Workload<Job> = Workload {
-    default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    default: podvisor_api::defaults::default_job,
+    validate: podvisor_api::validation::validate_job,
+    validate_update: podvisor_api::validation::validate_job_update,
     generation: Generation::Spec,
     propagation: Propagation::Orphan,
     scale_selector: None,
@@ -435,9 +427,9 @@ pub static JOBS: Workload<Job> = Workload {
 
 /// The CronJob strategy.
 pub static CRON_JOBS: Workload<CronJob> = Workload {
-    default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    default: podvisor_api::defaults::default_cron_job,
+    validate: podvisor_api::validation::validate_cron_job,
+    validate_update: podvisor_api::validation::validate_cron_job_update,
     generation: Generation::Spec,
     propagation: Propagation::Background,
     scale_selector: None,
@@ -481,8 +473,8 @@ pub static CRON_JOBS: Workload<CronJob> = Workload {
 /// The ServiceAccount strategy.
 pub static SERVICE_ACCOUNTS: Workload<ServiceAccount> = Workload {
     default: no_defaults,
-    validate: metadata_only,
-    validate_update: metadata_only_update,
+    validate: podvisor_api::validation::validate_service_account,
+    validate_update: podvisor_api::validation::validate_service_account_update,
     generation: Generation::None,
     propagation: Propagation::Background,
     scale_selector: None,
