@@ -22,10 +22,11 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::events::Recorder;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::PostParams;
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::{Api, Client, Resource};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

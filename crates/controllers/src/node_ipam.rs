@@ -16,10 +16,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::events::Recorder;
 use futures_util::FutureExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use podvisor_core::net::{Ipv4Cidr, node_pod_cidr as pod_cidr};

@@ -5,12 +5,13 @@
 
 use std::sync::Arc;
 
+use crate::events::Recorder;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use podvisor_core::k8s_openapi::jiff::Timestamp;
@@ -154,8 +155,10 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
     }
     if plan.status.is_some() || plan.annotations.is_some() {
         let mut body = json!({});
-        if let Some(st) = &plan.status {
-            body["status"] = json!(st);
+        if let Some(st) = &plan.status
+            && let Patch::Merge(patch) = super::status_patch(d.status.as_ref(), st)
+        {
+            body = patch;
         }
         if let Some(a) = &plan.annotations {
             body["metadata"] = json!({"annotations": a});

@@ -4,6 +4,9 @@
 //!
 //! - [`replica_set`]: pods for ReplicaSets (section 2);
 //! - [`deployment`]: ReplicaSets for Deployments (section 3);
+//! - [`stateful_set`]: pods with stable names for StatefulSets (section 4);
+//! - [`daemon_set`]: a pod on every eligible node for DaemonSets (section 5);
+//! - [`cron_job`]: Jobs on a schedule for CronJobs (section 7);
 //! - [`gc`]: the garbage collector (section 8): dependents of deleted owners, orphaning and
 //!   foreground deletion;
 //! - [`service_accounts`]: a `default` ServiceAccount in every active namespace (9.1).
@@ -11,10 +14,13 @@
 //! Shared here: the pod cache every controller reads ([`Caches`]), claiming (rule 1.3),
 //! expectations (1.4) and slow-start creation (1.5).
 
+pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
 pub mod gc;
 pub mod replica_set;
 pub mod service_accounts;
+pub mod stateful_set;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -272,6 +278,61 @@ pub(crate) fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.message.contains("because it is being terminated"))
 }
 
+/// The merge patch that makes `old` status into `new`: `new`, with `null` for every field
+/// only `old` has (a merge patch otherwise keeps what it does not mention).
+pub(crate) fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T) -> Patch<serde_json::Value> {
+    let mut next = json!(new);
+    if let (Some(o), Some(n)) = (old.map(|o| json!(o)), next.as_object_mut())
+        && let Some(o) = o.as_object()
+    {
+        for k in o.keys() {
+            n.entry(k.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    Patch::Merge(json!({"status": next}))
+}
+
+/// Records a plan's event on `reference`, with the upstream controller's `action`.
+pub(crate) async fn record(
+    recorder: &crate::events::Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    event: &podvisor_workloads::event::Event,
+    action: &str,
+) {
+    let type_ = match event.type_ {
+        podvisor_workloads::event::EventType::Normal => kube::runtime::events::EventType::Normal,
+        podvisor_workloads::event::EventType::Warning => kube::runtime::events::EventType::Warning,
+    };
+    crate::events::publish(
+        recorder,
+        reference,
+        type_,
+        &event.reason,
+        action,
+        event.message.clone(),
+    )
+    .await;
+}
+
+/// A recorder reporting as `controller`.
+pub(crate) fn recorder(client: &Client, controller: &str) -> crate::events::Recorder {
+    crate::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: controller.into(),
+            instance: None,
+        },
+    )
+}
+
+/// The API error's HTTP code, if it is one.
+pub(crate) fn code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
 /// Runs the workload controllers until cancelled.
 pub async fn run(client: Client) {
     let (pods, pods_task) = cache(Api::<Pod>::all(client.clone()));
@@ -282,6 +343,9 @@ pub async fn run(client: Client) {
         rss_task,
         replica_set::run(client.clone(), caches.clone()),
         deployment::run(client.clone(), caches.clone()),
+        stateful_set::run(client.clone(), caches.clone()),
+        daemon_set::run(client.clone(), caches.clone()),
+        cron_job::run(client.clone()),
         gc::run(client.clone()),
         service_accounts::run(client.clone()),
     );

@@ -4,18 +4,18 @@
 
 use std::sync::Arc;
 
+use crate::events::Recorder;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{DeleteParams, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use podvisor_core::k8s_openapi::jiff::Timestamp;
 use podvisor_workloads::owner::{self, Owner};
 use podvisor_workloads::replica_set::{self as rules, ManageFailure};
-use serde_json::json;
 
 use super::{Backoff, Caches, Expectations, claim_all, in_namespace, key, namespace_terminating, slow_start};
 use crate::events::publish;
@@ -105,7 +105,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
     }
     if let Some(status) = rules::status(&rs, &owned_refs, now, failure.as_ref()) {
         let requeue = rules::requeue_after(&rs, &status);
-        let patch = Patch::Merge(json!({"status": status}));
+        let patch = super::status_patch(rs.status.as_ref(), &status);
         match rs_api
             .patch_status(&rs.name_any(), &PatchParams::default(), &patch)
             .await
