@@ -279,3 +279,134 @@ async fn liveness_restarts_the_container_when_port_80_stops_answering() {
     node.ok(&["delete", "pod", "liveness-http", "--grace-period=0", "--force"]);
     node.stop().await;
 }
+
+const ROLLING: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: web
+        image: host
+        command: [sh, -c, 'mkdir -p /tmp/ROOT && cd /tmp/ROOT && echo ok > test.html && exec python3 -m http.server 8080']
+        readinessProbe:
+          httpGet: {path: /test.html, port: 8080}
+          periodSeconds: 1
+        livenessProbe:
+          exec: {command: [sh, -c, 'test ! -e /tmp/ROOT/unhealthy-$(hostname)']}
+          periodSeconds: 1
+          failureThreshold: 1
+        lifecycle:
+          preStop:
+            exec: {command: [sleep, '2']}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: shop}
+spec:
+  selector: {app: shop}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+/// The seed's readiness demonstration at workload scale (issue 16): a Deployment of 3 behind a
+/// Service. During `kubectl rollout restart` the Service never has fewer than `replicas -
+/// maxUnavailable` (3) ready endpoints and a client looping on it sees no failed request; a
+/// deleted pod is replaced; a liveness failure restarts a container in place, no new pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn a_rolling_restart_behind_a_service_loses_no_request() {
+    require_all();
+    let data = tempfile::tempdir().unwrap();
+    let cidr = format!("10.101.{}.0/24", std::process::id() % 250);
+    let node = RunningNode::start(data.path(), &cidr, "roll").await;
+    let root = format!("podvisor-shop-{}", std::process::id());
+    let manifest = data.path().join("shop.yaml");
+    std::fs::write(&manifest, ROLLING.replace("ROOT", &root)).unwrap();
+    node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    node.ok(&["rollout", "status", "deployment/shop", "--timeout=90s"]);
+    let ip = node.ok(&["get", "service", "shop", "-o", "jsonpath={.spec.clusterIP}"]);
+    let service = format!("{}:80", ip.trim());
+    let ready_endpoints = |node: &RunningNode| {
+        node.ok(&["get", "endpoints", "shop", "-o", "jsonpath={.subsets[*].addresses[*].ip}"])
+            .split_whitespace()
+            .count()
+    };
+    node.until(&["get", "endpoints", "shop", "-o", "jsonpath={.subsets[*].addresses[*].ip}"], 30, |t| {
+        t.split_whitespace().count() == 3
+    })
+    .await;
+    // A client loops on the Service for the whole restart.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (stop, service) = (stop.clone(), service.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(&service).as_str() {
+                    "200" => ok += 1,
+                    other => failed.push(other.to_owned()),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let before = node.ok(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"]);
+    node.ok(&["rollout", "restart", "deployment/shop"]);
+    let mut fewest = usize::MAX;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        fewest = fewest.min(ready_endpoints(&node));
+        let (done, _) = node.kubectl(&["rollout", "status", "deployment/shop", "--watch=false"]);
+        let status = node.ok(&["rollout", "status", "deployment/shop", "--watch=false"]);
+        if done && status.contains("successfully rolled out") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the restart never finished: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.join().unwrap();
+    assert!(fewest >= 3, "the Service had {fewest} ready endpoints during the restart");
+    assert!(ok > 0 && failed.is_empty(), "{ok} requests answered, failed: {failed:?}");
+    // Every pod replaced, once the old ones finished terminating.
+    let after = node
+        .until(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"], 60, |t| {
+            t.split_whitespace().count() == 3 && before.split_whitespace().all(|p| !t.contains(p))
+        })
+        .await;
+
+    // A deleted pod is replaced.
+    let victim = after.split_whitespace().next().unwrap().to_owned();
+    node.ok(&["delete", "pod", &victim, "--wait=false"]);
+    node.until(&["get", "deployment", "shop", "-o", "jsonpath={.status.availableReplicas}"], 60, |t| t.trim() == "3")
+        .await;
+    let now = node
+        .until(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"], 60, |t| {
+            !t.contains(&victim) && t.split_whitespace().count() == 3
+        })
+        .await;
+
+    // A liveness failure restarts the container in place: same pod, RESTARTS 1, no new pod.
+    let sick = now.split_whitespace().next().unwrap().to_owned();
+    let marker = std::path::Path::new("/tmp").join(&root).join(format!("unhealthy-{sick}"));
+    std::fs::write(&marker, "").unwrap();
+    node.until(&["get", "pod", &sick, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"], 60, |t| {
+        t.trim().parse::<u32>().is_ok_and(|n| n >= 1)
+    })
+    .await;
+    std::fs::remove_file(&marker).unwrap();
+    let pods = node.ok(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(pods.split_whitespace().count(), 3, "no pod replaced for a liveness failure: {pods}");
+    assert!(pods.contains(&sick));
+    node.ok(&["delete", "deployment", "shop"]);
+    node.until(&["get", "pods", "-l", "app=shop", "-o", "name"], 60, |t| t.trim().is_empty())
+        .await;
+    node.stop().await;
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/tmp").join(&root));
+}
