@@ -10,12 +10,14 @@
 //! - [`selector`]: label selectors; [`owner`]: controller references and claiming;
 //!   [`pods`]: active, ready, available, deletion order, pods from templates;
 //!   [`hash`]: the controller revision hash; [`event::Event`]: what a plan asks to record.
+//! - [`job`]: the Job controller's plan and the TTL-after-finished decision (section 6).
 //!
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]
 
 pub mod event;
 pub mod hash;
+pub mod job;
 pub mod owner;
 pub mod pods;
 pub mod selector;
