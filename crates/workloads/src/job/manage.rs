@@ -39,8 +39,8 @@ pub(super) struct View<'p> {
     pub failed_indexes: Option<Intervals>,
     /// Per index, the failed pod whose finalizer stays until its replacement exists.
     pub delayed: BTreeMap<usize, &'p Pod>,
-    /// Consecutive failures since the last success and the latest one's finish time.
-    pub failures: (usize, Option<Timestamp>),
+    /// What is left of the Job's re-creation back-off (rule 6.7).
+    pub backoff_left: Duration,
 }
 
 /// `activePodsForRemoval`: for Indexed Jobs, first the pods without a valid index and all but
@@ -262,16 +262,11 @@ pub(super) fn manage<'p>(
     if diff == 0 {
         return Managed::default();
     }
-    if cfg.per_index.is_none()
-        && let (n, Some(last)) = view.failures
-    {
-        let left = policy::remaining(n, last, now);
-        if !left.is_zero() {
-            return Managed {
-                requeue_after: Some(left),
-                ..Default::default()
-            };
-        }
+    if cfg.per_index.is_none() && !view.backoff_left.is_zero() {
+        return Managed {
+            requeue_after: Some(view.backoff_left),
+            ..Default::default()
+        };
     }
     let diff = diff.min(MAX_POD_CREATE_DELETE_PER_SYNC);
     if !cfg.indexed {

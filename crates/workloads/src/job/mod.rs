@@ -7,10 +7,12 @@
 //! the status to write, the events and when to look again. [`ttl_expiry`] says when a finished
 //! Job is to be deleted.
 //!
-//! The shell carries a [`JobPlan`] out in this order, as upstream does: write `status` (stop on
-//! failure, the sync is retried); remove the tracking finalizer from `remove_finalizers`; delete
-//! `delete`; create `create` with slow start (rule 1.5); record `events` and the pod-control
-//! events ([`created_event`], [`deleted_event`]); requeue after `requeue_after`.
+//! The shell carries a [`JobPlan`] out in this order: write `status` (on failure stop, the sync
+//! is retried); remove the tracking finalizer from `remove_finalizers`; delete `delete`; create
+//! `create` with slow start (rule 1.5); record `events` and the pod-control events
+//! ([`created_event`], [`deleted_event`]); keep `backoff`; requeue after `requeue_after`. The
+//! one order that matters is the status write before any finalizer removal: a pod's UID must
+//! be in `uncountedTerminatedPods` before the finalizer that keeps the pod is gone.
 //!
 //! Tracking with finalizers (rule 6.10) is done as upstream, split over two syncs: a finished
 //! pod that still carries the finalizer is written into `status.uncountedTerminatedPods` and its
@@ -26,13 +28,16 @@
 //! satisfied, and drops finalizer-removal expectations by pod UID itself), no adoption, no
 //! orphan-pod finalizer worker, no API calls.
 //!
-//! Deviations from upstream, documented where they are made:
-//! - The re-creation back-off (rule 6.7) is computed from the pods passed in, not kept in
-//!   memory: the failed pods that finished after the latest succeeded pod count. A failed pod
-//!   that is already counted and then deleted stops counting (upstream's record, lost on a
-//!   restart anyway, keeps it).
-//! - While the back-off holds creation, `status.active` stays the real count (upstream reports
-//!   0 for that sync).
+//! The re-creation back-off (rule 6.7) is upstream's in-memory record, kept by the shell:
+//! [`plan_with_backoff`] takes the Job's [`Backoff`] and returns the next one in
+//! [`JobPlan::backoff`]. Creation waits for the longer of the record's back-off and the one
+//! the pods passed in show (failed pods finished after the latest succeeded one), so a shell
+//! that lost its record (a restart) still waits for the failures it can see. [`plan`] is
+//! [`plan_with_backoff`] with an empty record: a failed pod that was counted and is then gone
+//! (a deleted pod under `TerminatingOrFailed`) no longer holds its replacement back.
+//!
+//! Deviation from upstream: while the back-off holds creation, `status.active` stays the real
+//! count (upstream reports 0 for that sync).
 
 mod indexes;
 mod manage;
@@ -55,7 +60,7 @@ use crate::pods;
 pub use indexes::{COMPLETION_INDEX, Intervals, completion_index};
 pub use manage::{COMPLETION_INDEX_ENV, MAX_POD_CREATE_DELETE_PER_SYNC, generate_name_with_index};
 pub use policy::{
-    Action, DEFAULT_POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF, backoff_delay, finished_time,
+    Action, Backoff, DEFAULT_POD_FAILURE_BACKOFF, MAX_POD_FAILURE_BACKOFF, backoff_delay, finished_time,
     match_pod_failure_policy, match_success_policy,
 };
 pub use ttl::{Expiry, ttl_expiry};
@@ -110,6 +115,8 @@ pub struct JobPlan {
     pub events: Vec<Event>,
     /// When to sync again: the back-off, the active deadline.
     pub requeue_after: Option<Duration>,
+    /// The Job's back-off record after this sync, to keep (see [`Backoff`]).
+    pub backoff: Backoff,
 }
 
 /// The pod-control event for a pod created as `name` (rule 1.7).
@@ -281,15 +288,16 @@ fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// The consecutive failures since the latest success and the latest one's finish time
-/// (rule 6.7), from the pods. A deleted pod counts only while it is not counted yet (it carries
+/// What is left of the re-creation back-off (rule 6.7) judged from the pods alone: the failed
+/// pods that finished after the latest succeeded one. A deleted pod counts only while it is not counted yet (it carries
 /// the finalizer or is uncounted): the pods this controller deletes for surplus or suspension
 /// lose theirs first, and are never failures (as upstream, which only counts finalizer holders).
-fn failures_since_success(
+fn pods_backoff_left(
     cfg: &Config<'_>,
     pods: &[&Pod],
     uncounted_failed: &BTreeSet<&str>,
-) -> (usize, Option<Timestamp>) {
+    now: Timestamp,
+) -> Duration {
     let last_success = pods
         .iter()
         .filter(|p| pods::phase(p) == "Succeeded")
@@ -305,12 +313,26 @@ fn failures_since_success(
         .map(|p| finished_time(p))
         .filter(|t| last_success.is_none_or(|s| *t > s))
         .collect();
-    (times.len(), times.iter().max().copied())
+    times
+        .iter()
+        .max()
+        .map_or(Duration::ZERO, |last| policy::remaining(times.len(), *last, now))
 }
 
-/// One `syncJob` (rules 6.4–6.13): see the module doc.
+/// One `syncJob` (rules 6.4–6.13) without a back-off record: the re-creation back-off is
+/// judged from the pods alone (see the module doc). Prefer [`plan_with_backoff`].
 pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
-    let mut out = JobPlan::default();
+    plan_with_backoff(job, pods, now, &Backoff::default())
+}
+
+/// One `syncJob` (rules 6.4–6.13) with the Job's back-off record as the shell kept it (see
+/// [`Backoff`]); the plan's `backoff` is the record to keep. Creation waits for the longer of
+/// the record's back-off and the one the pods show.
+pub fn plan_with_backoff(job: &Job, pods: &[Pod], now: Timestamp, backoff: &Backoff) -> JobPlan {
+    let mut out = JobPlan {
+        backoff: *backoff,
+        ..Default::default()
+    };
     let Some(spec) = job.spec.as_ref() else {
         return out;
     };
@@ -355,6 +377,8 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
     };
     let new_succeeded = new_finished(&|p| pods::phase(p) == "Succeeded", &unc_succeeded);
     let new_failed = new_finished(&|p| cfg.is_pod_failed(p), &unc_failed);
+    out.backoff = backoff.next(&new_succeeded, &new_failed);
+    let backoff = out.backoff;
     let stored_succeeded = to_usize(stored.succeeded.unwrap_or(0));
     let mut succeeded = stored_succeeded + new_succeeded.len() + unc_succeeded.len();
     let failed = to_usize(stored.failed.unwrap_or(0))
@@ -479,7 +503,9 @@ pub fn plan(job: &Job, pods: &[Pod], now: Timestamp) -> JobPlan {
             succeeded_indexes: succeeded_ix.clone(),
             failed_indexes: failed_ix.clone(),
             delayed: delayed.clone(),
-            failures: failures_since_success(&cfg, &pods, &unc_failed),
+            backoff_left: backoff
+                .remaining(now)
+                .max(pods_backoff_left(&cfg, &pods, &unc_failed, now)),
         };
         let managed = manage::manage(job, &cfg, &pods, &view, succeeded, terminating, now);
         requeue.extend(managed.requeue_after);

@@ -167,6 +167,57 @@ pub fn finished_time(pod: &Pod) -> Timestamp {
         .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
 }
 
+/// The Job controller's in-memory back-off record for one Job (rule 6.7, `backoffRecord`):
+/// the consecutive pod failures since the last success and the latest one's finish time. The
+/// shell keeps one per Job key, passes it to [`super::plan_with_backoff`] and stores the plan's
+/// [`super::JobPlan::backoff`] once the status write succeeded (or when there was none to
+/// write); it drops the record when the Job finishes or is deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    /// Failures since the last success.
+    pub failures_after_last_success: u32,
+    /// When the latest of them finished.
+    pub last_failure: Option<Timestamp>,
+}
+
+impl Backoff {
+    /// `newBackoffRecord`: the record after this sync's newly finished pods. A new success
+    /// resets the count to the new failures that finished after it.
+    pub fn next(&self, new_succeeded: &[&Pod], new_failed: &[&Pod]) -> Backoff {
+        let mut failed: Vec<Timestamp> = new_failed.iter().map(|p| finished_time(p)).collect();
+        failed.sort_unstable();
+        let last_success = new_succeeded.iter().map(|p| finished_time(p)).max();
+        match last_success {
+            None if failed.is_empty() => *self,
+            None => Backoff {
+                failures_after_last_success: self
+                    .failures_after_last_success
+                    .saturating_add(u32::try_from(failed.len()).unwrap_or(u32::MAX)),
+                last_failure: failed.last().copied(),
+            },
+            Some(s) => {
+                let after: Vec<Timestamp> = failed.into_iter().filter(|f| *f > s).collect();
+                Backoff {
+                    failures_after_last_success: u32::try_from(after.len()).unwrap_or(u32::MAX),
+                    last_failure: after.last().copied(),
+                }
+            }
+        }
+    }
+
+    /// What is left of the back-off at `now`.
+    pub fn remaining(&self, now: Timestamp) -> Duration {
+        match self.last_failure {
+            Some(last) => remaining(
+                usize::try_from(self.failures_after_last_success).unwrap_or(usize::MAX),
+                last,
+                now,
+            ),
+            None => Duration::ZERO,
+        }
+    }
+}
+
 /// `10 s × 2^(failures−1)`, capped at 10 minutes; zero without failures.
 pub fn backoff_delay(failures: usize) -> Duration {
     if failures == 0 {

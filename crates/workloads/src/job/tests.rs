@@ -873,3 +873,57 @@ fn ttl_after_finished_deletes_at_finish_plus_ttl() {
     )]);
     assert_eq!(ttl_expiry(&failed, t(5)), Some(Expiry::DeleteNow));
 }
+
+#[test]
+fn the_back_off_record_remembers_failures_whose_pods_are_gone() {
+    let mut j = job(Some(1), Some(1));
+    status(&mut j).start_time = Some(Time(t(0)));
+    // A running pod is deleted at 100: a failure (TerminatingOrFailed), recorded.
+    let gone = deleting(pod("a", "Running"), 100);
+    let p = plan_with_backoff(&j, std::slice::from_ref(&gone), t(101), &Backoff::default());
+    assert!(p.create.is_empty());
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(9)));
+    assert_eq!(
+        p.backoff,
+        Backoff {
+            failures_after_last_success: 1,
+            last_failure: Some(t(100)),
+        }
+    );
+    // The pod is gone; the record still holds the replacement until 110.
+    let j = written(j, &p);
+    let held = plan_with_backoff(&j, &[], t(105), &p.backoff);
+    assert!(held.create.is_empty());
+    assert_eq!(held.requeue_after, Some(Duration::from_secs(5)));
+    assert_eq!(plan_with_backoff(&j, &[], t(110), &p.backoff).create.len(), 1);
+    // Without the record only the pods count: nothing holds it back.
+    assert_eq!(plan(&j, &[], t(105)).create.len(), 1);
+}
+
+#[test]
+fn a_new_success_resets_the_record_to_the_failures_after_it() {
+    let b = Backoff {
+        failures_after_last_success: 3,
+        last_failure: Some(t(50)),
+    };
+    let s = exited(pod("s", "Succeeded"), 0, 60);
+    let f1 = exited(pod("f1", "Failed"), 1, 55);
+    let f2 = exited(pod("f2", "Failed"), 1, 70);
+    assert_eq!(b.next(&[], &[]), b);
+    assert_eq!(
+        b.next(&[], &[&f2, &f1]),
+        Backoff {
+            failures_after_last_success: 5,
+            last_failure: Some(t(70)),
+        }
+    );
+    assert_eq!(
+        b.next(&[&s], &[&f1, &f2]),
+        Backoff {
+            failures_after_last_success: 1,
+            last_failure: Some(t(70)),
+        }
+    );
+    assert_eq!(b.next(&[&s], &[&f1]), Backoff::default());
+    assert_eq!(b.remaining(t(55)), Duration::from_secs(35));
+}
