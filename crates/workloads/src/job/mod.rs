@@ -493,11 +493,13 @@ pub fn plan_with_backoff(job: &Job, pods: &[Pod], now: Timestamp, backoff: &Back
     }
 
     let mut conditions = conditions;
-    let mut to_delete: Vec<&Pod> = Vec::new();
+    let to_delete: Vec<&Pod>;
     if finish.is_some() {
         // The Job ends: its active pods are deleted, keeping their finalizers until counted.
         to_delete = active_pods.clone();
-    } else if job.metadata.deletion_timestamp.is_none() {
+    } else {
+        // `manageJob` runs unless the Job is being deleted.
+        let deleting = job.metadata.deletion_timestamp.is_some();
         let view = manage::View {
             active: active_pods.clone(),
             succeeded_indexes: succeeded_ix.clone(),
@@ -507,7 +509,11 @@ pub fn plan_with_backoff(job: &Job, pods: &[Pod], now: Timestamp, backoff: &Back
                 .remaining(now)
                 .max(pods_backoff_left(&cfg, &pods, &unc_failed, now)),
         };
-        let managed = manage::manage(job, &cfg, &pods, &view, succeeded, terminating, now);
+        let managed = if deleting {
+            manage::Managed::default()
+        } else {
+            manage::manage(job, &cfg, &pods, &view, succeeded, terminating, now)
+        };
         requeue.extend(managed.requeue_after);
         out.remove_finalizers.extend(
             managed
@@ -530,6 +536,8 @@ pub fn plan_with_backoff(job: &Job, pods: &[Pod], now: Timestamp, backoff: &Back
                 message: "Reached expected number of succeeded pods".to_string(),
                 interim_new: true,
             });
+        } else if deleting {
+            // The conditions wait for a sync that manages the pods.
         } else if cfg.suspended {
             // Rule 6.12.
             if ensure_condition(

@@ -785,6 +785,21 @@ fn a_job_being_deleted_counts_and_releases_its_pods_but_creates_nothing() {
     let p = plan(&j, &[pod("a", "Running")], t(5));
     assert!(p.create.is_empty() && p.delete.is_empty());
     assert_eq!(names(&p.remove_finalizers), ["a"]);
+    // Its successes still complete it.
+    let p = plan(
+        &j,
+        &[
+            exited(pod("a", "Succeeded"), 0, 3),
+            exited(pod("b", "Succeeded"), 0, 4),
+        ],
+        t(5),
+    );
+    let s = p.status.unwrap();
+    assert_eq!(
+        cond_says(&s, "SuccessCriteriaMet").map(|c| c.1),
+        Some("CompletionsReached".into())
+    );
+    assert_eq!(uncounted(&s).0, ["uid-a", "uid-b"]);
 }
 
 #[test]
