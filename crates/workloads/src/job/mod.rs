@@ -25,8 +25,8 @@
 //! upstream, until nothing is uncounted and nothing terminates.
 //!
 //! What it is not: no expectations (rule 1.4: the shell calls `plan` only when they are
-//! satisfied, and drops finalizer-removal expectations by pod UID itself), no adoption, no
-//! orphan-pod finalizer worker, no API calls.
+//! satisfied, and drops finalizer-removal expectations by pod UID itself), no adoption, no API
+//! calls. The orphan-pod finalizer worker's decision is [`remove_orphan_finalizer`].
 //!
 //! The re-creation back-off (rule 6.7) is upstream's in-memory record, kept by the shell:
 //! [`plan_with_backoff`] takes the Job's [`Backoff`] and returns the next one in
@@ -127,6 +127,33 @@ pub fn created_event(name: &str) -> Event {
 /// The pod-control event for a deleted pod (rule 1.7).
 pub fn deleted_event(name: &str) -> Event {
     Event::normal("SuccessfulDelete", format!("Deleted pod: {name}"))
+}
+
+/// The orphan-pod worker's decision (rule 6.10, `syncOrphanPod`): whether to patch the tracking
+/// finalizer off `pod`, given `job`, the Job its controller reference resolves to (rule 1.2;
+/// `None` when it has none, names another kind or the Job is gone). A pod of a live Job keeps
+/// it (that Job's sync counts it), as does a pod of a Job another controller manages.
+pub fn remove_orphan_finalizer(pod: &Pod, job: Option<&Job>) -> bool {
+    if !has_finalizer(pod) {
+        return false;
+    }
+    if let Some(r) = crate::owner::controller_of(&pod.metadata)
+        && (r.kind != KIND || r.api_version != API_VERSION)
+    {
+        // Another owner's pod: not ours to touch.
+        return false;
+    }
+    match job {
+        None => true,
+        Some(j) => {
+            let managed_elsewhere = j
+                .spec
+                .as_ref()
+                .and_then(|s| s.managed_by.as_deref())
+                .is_some_and(|m| m != CONTROLLER_NAME);
+            !managed_elsewhere && is_finished(j)
+        }
+    }
 }
 
 /// The spec with the API server's defaults (rule 6.1), as the sync reads it.

@@ -942,3 +942,69 @@ fn a_new_success_resets_the_record_to_the_failures_after_it() {
     assert_eq!(b.next(&[&s], &[&f1]), Backoff::default());
     assert_eq!(b.remaining(t(55)), Duration::from_secs(35));
 }
+
+#[test]
+fn a_fail_index_rule_fails_the_index_at_once() {
+    let mut j = indexed_job(2, 3);
+    spec(&mut j).backoff_limit_per_index = Some(5);
+    spec(&mut j).pod_failure_policy = Some(PodFailurePolicy {
+        rules: vec![exit_rule("FailIndex", "In", &[42])],
+    });
+    status(&mut j).start_time = Some(Time(t(0)));
+    let pods = [
+        indexed(exited(pod("a", "Failed"), 42, 5), 0),
+        indexed(pod("b", "Running"), 1),
+    ];
+    let p = plan(&j, &pods, t(10));
+    let s = p.status.unwrap();
+    assert_eq!(s.failed_indexes.as_deref(), Some("0"));
+    assert_eq!(uncounted(&s).1, ["uid-a"]);
+    // Index 0 is not re-created; index 2 is.
+    let ixs: Vec<&str> = p
+        .create
+        .iter()
+        .map(|c| c.metadata.annotations.as_ref().unwrap()[COMPLETION_INDEX].as_str())
+        .collect();
+    assert_eq!(ixs, ["2"]);
+    assert_eq!(names(&p.remove_finalizers), ["a"]);
+}
+
+#[test]
+fn orphaned_pods_lose_the_finalizer_unless_a_live_job_holds_them() {
+    let mut owned = pod("a", "Succeeded");
+    let owner = crate::owner::Owner {
+        api_version: API_VERSION,
+        kind: KIND,
+        meta: &job(Some(1), Some(1)).metadata,
+    };
+    owned.metadata.owner_references = Some(vec![owner.controller_ref()]);
+    let live = job(Some(1), Some(1));
+    assert!(!remove_orphan_finalizer(&owned, Some(&live)));
+    assert!(remove_orphan_finalizer(&owned, None));
+    let mut done = job(Some(1), Some(1));
+    status(&mut done).conditions = Some(vec![new_condition(
+        "Complete",
+        "True",
+        "CompletionsReached",
+        "",
+        t(1),
+    )]);
+    assert!(remove_orphan_finalizer(&owned, Some(&done)));
+    spec(&mut done).managed_by = Some("example.com/other".into());
+    assert!(!remove_orphan_finalizer(&owned, Some(&done)));
+    assert!(remove_orphan_finalizer(&pod("orphan", "Running"), None));
+    assert!(!remove_orphan_finalizer(
+        &no_finalizer(pod("orphan", "Running")),
+        None
+    ));
+    let mut foreign = pod("rs-pod", "Running");
+    foreign.metadata.owner_references = Some(vec![
+        crate::owner::Owner {
+            api_version: "apps/v1",
+            kind: "ReplicaSet",
+            meta: &live.metadata,
+        }
+        .controller_ref(),
+    ]);
+    assert!(!remove_orphan_finalizer(&foreign, None));
+}
