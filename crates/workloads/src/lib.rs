@@ -16,6 +16,7 @@
 //! - [`cron_job`]: the CronJob controller (rules 7.x), its schedules in [`cron_job::schedule`].
 //! - [`daemon_set`]: the DaemonSet controller (rules 5.x), node eligibility in
 //!   [`daemon_set::eligibility`](mod@daemon_set::eligibility), revisions in [`daemon_set::history`].
+//! - [`job`]: the Job controller's plan and the TTL-after-finished decision (section 6).
 //!
 //! What it is not: no I/O, no clock (time is an argument), no randomness, no async.
 #![forbid(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod daemon_set;
 pub mod deployment;
 pub mod event;
 pub mod hash;
+pub mod job;
 pub mod owner;
 pub mod pods;
 pub mod replica_set;
