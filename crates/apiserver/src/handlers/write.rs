@@ -101,7 +101,16 @@ impl Ctx {
         }
         // A kind may have finalization of its own (a namespace's spec.finalizers, which the
         // namespace controller clears through `finalize`), or be removed by its node (pods).
-        if deleting && finalizers_empty && !r.strategy.finalizing(&new) && !r.strategy.removed_by_its_node() {
+        // A pod its node already let go (a zero grace period) goes with its last finalizer.
+        let released = new
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            == Some(0);
+        if deleting
+            && finalizers_empty
+            && !r.strategy.finalizing(&new)
+            && (!r.strategy.removed_by_its_node() || released)
+        {
             let gone = self
                 .store()
                 .delete(&self.key(&name), pre)

@@ -6,6 +6,7 @@
 //! - [`deployment`]: ReplicaSets for Deployments (section 3);
 //! - [`stateful_set`]: pods with stable names for StatefulSets (section 4);
 //! - [`daemon_set`]: a pod on every eligible node for DaemonSets (section 5);
+//! - [`job`]: pods to completion for Jobs, TTL after finished (section 6);
 //! - [`cron_job`]: Jobs on a schedule for CronJobs (section 7);
 //! - [`gc`]: the garbage collector (section 8): dependents of deleted owners, orphaning and
 //!   foreground deletion;
@@ -18,6 +19,7 @@ pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;
 pub mod gc;
+pub mod job;
 pub mod replica_set;
 pub mod service_accounts;
 pub mod stateful_set;
@@ -91,6 +93,9 @@ pub(crate) struct Expectations {
 struct Expected {
     created: Vec<String>,
     deleted: Vec<String>,
+    /// UIDs that lose `finalizer` (a Job's tracking finalizer).
+    released: Vec<String>,
+    finalizer: &'static str,
     since: Instant,
 }
 
@@ -109,10 +114,52 @@ impl Expectations {
                 Expected {
                     created,
                     deleted,
+                    released: Vec::new(),
+                    finalizer: "",
                     since: Instant::now(),
                 },
             );
         }
+    }
+
+    /// Adds to `owner`'s record what it created (names) and deleted (UIDs).
+    pub(crate) fn expect_more(&self, owner: &str, created: Vec<String>, deleted: Vec<String>) {
+        if created.is_empty() && deleted.is_empty() {
+            return;
+        }
+        let mut map = self
+            .by_owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = map.entry(owner.to_string()).or_insert_with(|| Expected {
+            created: Vec::new(),
+            deleted: Vec::new(),
+            released: Vec::new(),
+            finalizer: "",
+            since: Instant::now(),
+        });
+        e.created.extend(created);
+        e.deleted.extend(deleted);
+    }
+
+    /// Adds to `owner`'s record the objects (UIDs) it took `finalizer` off.
+    pub(crate) fn expect_released(&self, owner: &str, uids: Vec<String>, finalizer: &'static str) {
+        if uids.is_empty() {
+            return;
+        }
+        let mut map = self
+            .by_owner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = map.entry(owner.to_string()).or_insert_with(|| Expected {
+            created: Vec::new(),
+            deleted: Vec::new(),
+            released: Vec::new(),
+            finalizer,
+            since: Instant::now(),
+        });
+        e.released.extend(uids);
+        e.finalizer = finalizer;
     }
 
     /// Whether `owner`'s cache shows its writes: every created name present, every deleted UID
@@ -132,7 +179,12 @@ impl Expectations {
                 .find(|o| o.meta().uid.as_ref() == Some(u))
                 .is_none_or(|o| o.meta().deletion_timestamp.is_some())
         });
-        let done = (created && deleted) || e.since.elapsed() > EXPECTATIONS_TIMEOUT;
+        let released = e.released.iter().all(|u| {
+            seen.iter()
+                .find(|o| o.meta().uid.as_ref() == Some(u))
+                .is_none_or(|o| !o.meta().finalizers.iter().flatten().any(|f| f == e.finalizer))
+        });
+        let done = (created && deleted && released) || e.since.elapsed() > EXPECTATIONS_TIMEOUT;
         if done {
             map.remove(owner);
         }
@@ -205,7 +257,7 @@ where
 pub(crate) async fn slow_start<K>(
     api: &Api<K>,
     n: usize,
-    make: impl Fn() -> K,
+    mut make: impl FnMut() -> K,
 ) -> (Vec<K>, Option<kube::Error>)
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -278,18 +330,27 @@ pub(crate) fn namespace_terminating(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.message.contains("because it is being terminated"))
 }
 
-/// The merge patch that makes `old` status into `new`: `new`, with `null` for every field
-/// only `old` has (a merge patch otherwise keeps what it does not mention).
+/// The merge patch that makes `old` status into `new` (RFC 7386: what `old` has and `new`
+/// lacks, at any depth, is sent as `null`; a merge patch otherwise keeps it).
 pub(crate) fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T) -> Patch<serde_json::Value> {
     let mut next = json!(new);
-    if let (Some(o), Some(n)) = (old.map(|o| json!(o)), next.as_object_mut())
-        && let Some(o) = o.as_object()
-    {
-        for k in o.keys() {
-            n.entry(k.clone()).or_insert(serde_json::Value::Null);
-        }
+    if let Some(o) = old {
+        null_what_went(&json!(o), &mut next);
     }
     Patch::Merge(json!({"status": next}))
+}
+
+fn null_what_went(old: &serde_json::Value, new: &mut serde_json::Value) {
+    if let (Some(o), Some(n)) = (old.as_object(), new.as_object_mut()) {
+        for (k, v) in o {
+            match n.get_mut(k) {
+                Some(nv) => null_what_went(v, nv),
+                None => {
+                    n.insert(k.clone(), serde_json::Value::Null);
+                }
+            }
+        }
+    }
 }
 
 /// Records a plan's event on `reference`, with the upstream controller's `action`.
@@ -346,6 +407,7 @@ pub async fn run(client: Client) {
         stateful_set::run(client.clone(), caches.clone()),
         daemon_set::run(client.clone(), caches.clone()),
         cron_job::run(client.clone()),
+        job::run(client.clone(), caches.clone()),
         gc::run(client.clone()),
         service_accounts::run(client.clone()),
     );

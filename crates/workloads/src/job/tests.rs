@@ -1,3 +1,5 @@
+//! Tests of the Job rules (section 6).
+
 use std::collections::BTreeMap;
 
 use podvisor_core::batchv1::{
