@@ -11,7 +11,7 @@ use super::fields::{Obj, int_or_string, quantity};
 
 pub(super) fn container(c: pb::Container) -> Value {
     Obj::new()
-        .s("name", c.name)
+        .opt("name", c.name)
         .s("image", c.image)
         .vals("command", c.command)
         .vals("args", c.args)
@@ -22,15 +22,18 @@ pub(super) fn container(c: pb::Container) -> Value {
         .msg("resources", c.resources, resource_requirements)
         .list("resizePolicy", c.resize_policy, |p| {
             Obj::new()
-                .s("resourceName", p.resource_name)
-                .s("restartPolicy", p.restart_policy)
+                .opt("resourceName", p.resource_name)
+                .opt("restartPolicy", p.restart_policy)
                 .done()
         })
-        .s("restartPolicy", c.restart_policy)
+        .opt("restartPolicy", c.restart_policy)
         .list("restartPolicyRules", c.restart_policy_rules, restart_rule)
         .list("volumeMounts", c.volume_mounts, volume_mount)
         .list("volumeDevices", c.volume_devices, |d| {
-            Obj::new().s("name", d.name).s("devicePath", d.device_path).done()
+            Obj::new()
+                .opt("name", d.name)
+                .opt("devicePath", d.device_path)
+                .done()
         })
         .msg("livenessProbe", c.liveness_probe, probe)
         .msg("readinessProbe", c.readiness_probe, probe)
@@ -58,10 +61,10 @@ fn container_port(p: pb::ContainerPort) -> Value {
 
 fn restart_rule(r: pb::ContainerRestartRule) -> Value {
     Obj::new()
-        .s("action", r.action)
+        .opt("action", r.action)
         .msg("exitCodes", r.exit_codes, |e| {
             Obj::new()
-                .s("operator", e.operator)
+                .opt("operator", e.operator)
                 .vals("values", e.values)
                 .done()
         })
@@ -70,7 +73,7 @@ fn restart_rule(r: pb::ContainerRestartRule) -> Value {
 
 fn env_var(e: pb::EnvVar) -> Value {
     Obj::new()
-        .s("name", e.name)
+        .opt("name", e.name)
         .s("value", e.value)
         .msg("valueFrom", e.value_from, env_var_source)
         .done()
@@ -88,9 +91,9 @@ fn env_var_source(s: pb::EnvVarSource) -> Value {
         })
         .msg("fileKeyRef", s.file_key_ref, |r| {
             Obj::new()
-                .s("volumeName", r.volume_name)
-                .s("path", r.path)
-                .s("key", r.key)
+                .opt("volumeName", r.volume_name)
+                .opt("path", r.path)
+                .opt("key", r.key)
                 .opt("optional", r.optional)
                 .done()
         })
@@ -101,20 +104,17 @@ fn env_var_source(s: pb::EnvVarSource) -> Value {
 pub(super) fn object_field_selector(f: pb::ObjectFieldSelector) -> Value {
     Obj::new()
         .s("apiVersion", f.api_version)
-        .s("fieldPath", f.field_path)
+        .opt("fieldPath", f.field_path)
         .done()
 }
 
-/// `ResourceFieldSelector`; a zero divisor is what Go writes for "unset", so it is dropped.
+/// `ResourceFieldSelector`. Go writes the zero divisor of an unset one as `"0"`, as its JSON
+/// encoder does too (a struct is never `omitempty`), so it is kept as sent.
 pub(super) fn resource_field_selector(f: pb::ResourceFieldSelector) -> Value {
-    let divisor = f
-        .divisor
-        .map(quantity)
-        .filter(|d| d.as_str().is_some_and(|s| !s.is_empty() && s != "0"));
     Obj::new()
         .s("containerName", f.container_name)
-        .s("resource", f.resource)
-        .opt("divisor", divisor)
+        .opt("resource", f.resource)
+        .msg("divisor", f.divisor, quantity)
         .done()
 }
 
@@ -122,7 +122,7 @@ pub(super) fn resource_field_selector(f: pb::ResourceFieldSelector) -> Value {
 fn key_selector(r: Option<pb::LocalObjectReference>, key: Option<String>, optional: Option<bool>) -> Value {
     Obj::new()
         .s("name", r.and_then(|r| r.name))
-        .s("key", key)
+        .opt("key", key)
         .opt("optional", optional)
         .done()
 }
@@ -151,19 +151,19 @@ pub(super) fn resource_requirements(r: pb::ResourceRequirements) -> Value {
         .quantities("limits", r.limits)
         .quantities("requests", r.requests)
         .list("claims", r.claims, |c| {
-            Obj::new().s("name", c.name).s("request", c.request).done()
+            Obj::new().opt("name", c.name).s("request", c.request).done()
         })
         .done()
 }
 
 fn volume_mount(m: pb::VolumeMount) -> Value {
     Obj::new()
-        .s("name", m.name)
+        .opt("name", m.name)
         .nz("readOnly", m.read_only)
-        .s("recursiveReadOnly", m.recursive_read_only)
-        .s("mountPath", m.mount_path)
+        .opt("recursiveReadOnly", m.recursive_read_only)
+        .opt("mountPath", m.mount_path)
         .s("subPath", m.sub_path)
-        .s("mountPropagation", m.mount_propagation)
+        .opt("mountPropagation", m.mount_propagation)
         .s("subPathExpr", m.sub_path_expr)
         .done()
 }
@@ -176,7 +176,7 @@ fn probe(p: pb::Probe) -> Value {
         .msg("httpGet", h.http_get, http_get_action)
         .msg("tcpSocket", h.tcp_socket, tcp_socket_action)
         .msg("grpc", h.grpc, |g| {
-            Obj::new().opt("port", g.port).s("service", g.service).done()
+            Obj::new().opt("port", g.port).opt("service", g.service).done()
         })
         .nz("initialDelaySeconds", p.initial_delay_seconds)
         .nz("timeoutSeconds", p.timeout_seconds)
@@ -203,7 +203,7 @@ fn http_get_action(h: pb::HttpGetAction) -> Value {
         .list("httpHeaders", h.http_headers, |hd| {
             // `value` has no omitempty in Go: an empty header value is still sent.
             Obj::new()
-                .s("name", hd.name)
+                .opt("name", hd.name)
                 .set("value", Value::String(hd.value.unwrap_or_default()))
                 .done()
         })
@@ -221,7 +221,7 @@ fn lifecycle(l: pb::Lifecycle) -> Value {
     Obj::new()
         .msg("postStart", l.post_start, lifecycle_handler)
         .msg("preStop", l.pre_stop, lifecycle_handler)
-        .s("stopSignal", l.stop_signal)
+        .opt("stopSignal", l.stop_signal)
         .done()
 }
 
@@ -247,7 +247,7 @@ fn security_context(s: pb::SecurityContext) -> Value {
         .opt("runAsNonRoot", s.run_as_non_root)
         .opt("readOnlyRootFilesystem", s.read_only_root_filesystem)
         .opt("allowPrivilegeEscalation", s.allow_privilege_escalation)
-        .s("procMount", s.proc_mount)
+        .opt("procMount", s.proc_mount)
         .msg("seccompProfile", s.seccomp_profile, |p| {
             profile(p.r#type, p.localhost_profile)
         })
@@ -270,9 +270,9 @@ pub(super) fn se_linux_options(o: pb::SeLinuxOptions) -> Value {
 /// `WindowsSecurityContextOptions` (container and pod security contexts).
 pub(super) fn windows_options(o: pb::WindowsSecurityContextOptions) -> Value {
     Obj::new()
-        .s("gmsaCredentialSpecName", o.gmsa_credential_spec_name)
-        .s("gmsaCredentialSpec", o.gmsa_credential_spec)
-        .s("runAsUserName", o.run_as_user_name)
+        .opt("gmsaCredentialSpecName", o.gmsa_credential_spec_name)
+        .opt("gmsaCredentialSpec", o.gmsa_credential_spec)
+        .opt("runAsUserName", o.run_as_user_name)
         .opt("hostProcess", o.host_process)
         .done()
 }
@@ -280,7 +280,7 @@ pub(super) fn windows_options(o: pb::WindowsSecurityContextOptions) -> Value {
 /// `SeccompProfile` and `AppArmorProfile` share their shape.
 pub(super) fn profile(kind: Option<String>, localhost_profile: Option<String>) -> Value {
     Obj::new()
-        .s("type", kind)
-        .s("localhostProfile", localhost_profile)
+        .opt("type", kind)
+        .opt("localhostProfile", localhost_profile)
         .done()
 }

@@ -2,11 +2,13 @@
 //! the omission rules once, and the converters for the apimachinery messages every kind shares
 //! (`ObjectMeta`, `OwnerReference`, `LabelSelector`, `IntOrString`, `Quantity`).
 //!
-//! Go's protobuf encoder writes every non-pointer field, even at its zero value, while Go's
-//! JSON encoder drops zero values of `omitempty` fields; the builder therefore drops empty
-//! strings, empty lists and maps, and (through [`Obj::nz`]) zero values of fields that are not
-//! pointers in Go. Fields that are pointers in Go ([`Obj::opt`]) keep their zero values:
-//! `replicas: 0` and `suspend: false` mean something.
+//! Go's protobuf encoder writes every non-pointer field, even at its zero value, and Go's JSON
+//! encoder drops zero values only of `omitempty` fields. The builder mirrors the JSON encoder, so
+//! a protobuf body converts to exactly the JSON kubectl would have sent: [`Obj::s`] and
+//! [`Obj::nz`] are for non-pointer `omitempty` fields (absent at `""`, `0`, `false`), [`Obj::opt`]
+//! for pointers and fields without `omitempty` (`replicas: 0`, `suspend: false`, `name: ""` are
+//! kept), and lists and maps are absent when empty. Which fields are which was checked against
+//! kubectl's own JSON for the same objects (the `testdata` captures).
 
 use std::collections::BTreeMap;
 
@@ -24,7 +26,7 @@ impl Obj {
         Self::default()
     }
 
-    /// A field that is a pointer in Go: present whenever it was sent.
+    /// A field that is a pointer in Go, or has no `omitempty`: present whenever it was sent.
     pub(super) fn opt<T: Into<Value>>(mut self, key: &str, value: Option<T>) -> Self {
         if let Some(v) = value {
             self.0.insert(key.to_string(), v.into());
@@ -37,7 +39,7 @@ impl Obj {
         self.opt(key, value.filter(|v| *v != T::default()))
     }
 
-    /// A string field: absent when empty.
+    /// A non-pointer `omitempty` string field: absent when empty.
     pub(super) fn s(self, key: &str, value: Option<String>) -> Self {
         self.nz(key, value)
     }
@@ -112,10 +114,10 @@ pub(super) fn object_meta(m: pbmeta::ObjectMeta) -> Value {
 
 fn owner_reference(r: pbmeta::OwnerReference) -> Value {
     Obj::new()
-        .s("apiVersion", r.api_version)
-        .s("kind", r.kind)
-        .s("name", r.name)
-        .s("uid", r.uid)
+        .opt("apiVersion", r.api_version)
+        .opt("kind", r.kind)
+        .opt("name", r.name)
+        .opt("uid", r.uid)
         .opt("controller", r.controller)
         .opt("blockOwnerDeletion", r.block_owner_deletion)
         .done()
@@ -126,8 +128,8 @@ pub(super) fn label_selector(s: pbmeta::LabelSelector) -> Value {
         .map("matchLabels", s.match_labels)
         .list("matchExpressions", s.match_expressions, |r| {
             Obj::new()
-                .s("key", r.key)
-                .s("operator", r.operator)
+                .opt("key", r.key)
+                .opt("operator", r.operator)
                 .vals("values", r.values)
                 .done()
         })

@@ -58,17 +58,17 @@ fn pod_spec(s: pb::PodSpec) -> Value {
         .s("schedulerName", s.scheduler_name)
         .list("tolerations", s.tolerations, toleration)
         .list("hostAliases", s.host_aliases, |h| {
-            Obj::new().s("ip", h.ip).vals("hostnames", h.hostnames).done()
+            Obj::new().opt("ip", h.ip).vals("hostnames", h.hostnames).done()
         })
         .s("priorityClassName", s.priority_class_name)
         .opt("priority", s.priority)
         .msg("dnsConfig", s.dns_config, dns_config)
         .list("readinessGates", s.readiness_gates, |g| {
-            Obj::new().s("conditionType", g.condition_type).done()
+            Obj::new().opt("conditionType", g.condition_type).done()
         })
-        .s("runtimeClassName", s.runtime_class_name)
+        .opt("runtimeClassName", s.runtime_class_name)
         .opt("enableServiceLinks", s.enable_service_links)
-        .s("preemptionPolicy", s.preemption_policy)
+        .opt("preemptionPolicy", s.preemption_policy)
         .quantities("overhead", s.overhead)
         .list(
             "topologySpreadConstraints",
@@ -76,24 +76,24 @@ fn pod_spec(s: pb::PodSpec) -> Value {
             topology_spread,
         )
         .opt("setHostnameAsFQDN", s.set_hostname_as_fqdn)
-        .msg("os", s.os, |o| Obj::new().s("name", o.name).done())
+        .msg("os", s.os, |o| Obj::new().opt("name", o.name).done())
         .opt("hostUsers", s.host_users)
         .list("schedulingGates", s.scheduling_gates, |g| {
-            Obj::new().s("name", g.name).done()
+            Obj::new().opt("name", g.name).done()
         })
         .list("resourceClaims", s.resource_claims, |c| {
             Obj::new()
-                .s("name", c.name)
-                .s("resourceClaimName", c.resource_claim_name)
-                .s("resourceClaimTemplateName", c.resource_claim_template_name)
+                .opt("name", c.name)
+                .opt("resourceClaimName", c.resource_claim_name)
+                .opt("resourceClaimTemplateName", c.resource_claim_template_name)
                 .done()
         })
         .msg("resources", s.resources, resource_requirements)
-        .s("hostnameOverride", s.hostname_override)
+        .opt("hostnameOverride", s.hostname_override)
         .msg("workloadRef", s.workload_ref, |w| {
             Obj::new()
-                .s("name", w.name)
-                .s("podGroup", w.pod_group)
+                .opt("name", w.name)
+                .opt("podGroup", w.pod_group)
                 .s("podGroupReplicaKey", w.pod_group_replica_key)
                 .done()
         })
@@ -108,19 +108,19 @@ fn pod_security_context(s: pb::PodSecurityContext) -> Value {
         .opt("runAsGroup", s.run_as_group)
         .opt("runAsNonRoot", s.run_as_non_root)
         .vals("supplementalGroups", s.supplemental_groups)
-        .s("supplementalGroupsPolicy", s.supplemental_groups_policy)
+        .opt("supplementalGroupsPolicy", s.supplemental_groups_policy)
         .opt("fsGroup", s.fs_group)
         .list("sysctls", s.sysctls, |c| {
-            Obj::new().s("name", c.name).s("value", c.value).done()
+            Obj::new().opt("name", c.name).opt("value", c.value).done()
         })
-        .s("fsGroupChangePolicy", s.fs_group_change_policy)
+        .opt("fsGroupChangePolicy", s.fs_group_change_policy)
         .msg("seccompProfile", s.seccomp_profile, |p| {
             profile(p.r#type, p.localhost_profile)
         })
         .msg("appArmorProfile", s.app_armor_profile, |p| {
             profile(p.r#type, p.localhost_profile)
         })
-        .s("seLinuxChangePolicy", s.se_linux_change_policy)
+        .opt("seLinuxChangePolicy", s.se_linux_change_policy)
         .done()
 }
 
@@ -139,7 +139,7 @@ fn dns_config(d: pb::PodDnsConfig) -> Value {
         .vals("nameservers", d.nameservers)
         .vals("searches", d.searches)
         .list("options", d.options, |o| {
-            Obj::new().s("name", o.name).s("value", o.value).done()
+            Obj::new().s("name", o.name).opt("value", o.value).done()
         })
         .done()
 }
@@ -187,8 +187,8 @@ fn affinity(a: pb::Affinity) -> Value {
 fn node_selector_term(t: pb::NodeSelectorTerm) -> Value {
     let requirement = |r: pb::NodeSelectorRequirement| {
         Obj::new()
-            .s("key", r.key)
-            .s("operator", r.operator)
+            .opt("key", r.key)
+            .opt("operator", r.operator)
             .vals("values", r.values)
             .done()
     };
@@ -223,7 +223,7 @@ fn pod_affinity_term(t: pb::PodAffinityTerm) -> Value {
     Obj::new()
         .msg("labelSelector", t.label_selector, label_selector)
         .vals("namespaces", t.namespaces)
-        .s("topologyKey", t.topology_key)
+        .opt("topologyKey", t.topology_key)
         .msg("namespaceSelector", t.namespace_selector, label_selector)
         .vals("matchLabelKeys", t.match_label_keys)
         .vals("mismatchLabelKeys", t.mismatch_label_keys)
@@ -233,12 +233,12 @@ fn pod_affinity_term(t: pb::PodAffinityTerm) -> Value {
 fn topology_spread(t: pb::TopologySpreadConstraint) -> Value {
     Obj::new()
         .opt("maxSkew", t.max_skew)
-        .s("topologyKey", t.topology_key)
-        .s("whenUnsatisfiable", t.when_unsatisfiable)
+        .opt("topologyKey", t.topology_key)
+        .opt("whenUnsatisfiable", t.when_unsatisfiable)
         .msg("labelSelector", t.label_selector, label_selector)
         .opt("minDomains", t.min_domains)
-        .s("nodeAffinityPolicy", t.node_affinity_policy)
-        .s("nodeTaintsPolicy", t.node_taints_policy)
+        .opt("nodeAffinityPolicy", t.node_affinity_policy)
+        .opt("nodeTaintsPolicy", t.node_taints_policy)
         .vals("matchLabelKeys", t.match_label_keys)
         .done()
 }

@@ -298,7 +298,7 @@ fn app_container() -> (pb::Container, Value) {
             pb!(pb::EnvVar {
                 name: "CPU",
                 value_from: pb!(pb::EnvVarSource {
-                    // Go writes the zero divisor of an unset one; it means "unset".
+                    // Go writes the zero divisor of an unset one, in JSON as in protobuf.
                     resource_field_ref: pb!(pb::ResourceFieldSelector {
                         resource: "requests.cpu",
                         divisor: pb!(Quantity { string: "0" }),
@@ -436,7 +436,7 @@ fn app_container() -> (pb::Container, Value) {
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
             {"name": "MEM", "valueFrom": {"resourceFieldRef": {
                 "containerName": "app", "resource": "limits.memory", "divisor": "1Mi"}}},
-            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}},
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "0"}}},
             {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode", "optional": false}}},
             {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
         ],
@@ -1312,4 +1312,100 @@ fn decodes_a_service_account() {
             "automountServiceAccountToken": false,
         }),
     );
+}
+
+/// Bodies real kubectl (v1.32) sent, each beside what `--dry-run=client -o json` prints for the
+/// same command: Go's JSON encoding of the very object it encoded in protobuf. The CronJob that
+/// `--from=cronjob/nightly` copied was served as the JSON of [`rich_job_spec`]'s template, so
+/// that body carries a whole PodSpec with every zero value Go writes.
+const KUBECTL_BODIES: &[(&str, &[u8], &str)] = &[
+    (
+        "kubectl create deployment web --image=x -- sleep 1",
+        include_bytes!("testdata/deployment-web.pb"),
+        include_str!("testdata/deployment-web.json"),
+    ),
+    (
+        "kubectl create deployment multi --image=nginx --image=redis --replicas=3 --port=8080",
+        include_bytes!("testdata/deployment-multi.pb"),
+        include_str!("testdata/deployment-multi.json"),
+    ),
+    (
+        "kubectl create job pi --image=perl -- perl -e 'print 1'",
+        include_bytes!("testdata/job-pi.pb"),
+        include_str!("testdata/job-pi.json"),
+    ),
+    (
+        "kubectl create cronjob tick --image=busybox --schedule='*/1 * * * *' --restart=OnFailure -- date",
+        include_bytes!("testdata/cronjob-tick.pb"),
+        include_str!("testdata/cronjob-tick.json"),
+    ),
+    (
+        "kubectl create job manual --from=cronjob/nightly",
+        include_bytes!("testdata/job-from-cronjob.pb"),
+        include_str!("testdata/job-from-cronjob.json"),
+    ),
+    (
+        // The same, from a CronJob whose jobTemplate is that one with every string, number and
+        // bool zeroed (quantities "0"): what Go keeps in JSON shows which fields are pointers
+        // or lack omitempty.
+        "kubectl create job zeroed --from=cronjob/nightly",
+        include_bytes!("testdata/job-from-zeroed-cronjob.pb"),
+        include_str!("testdata/job-from-zeroed-cronjob.json"),
+    ),
+    (
+        "kubectl create serviceaccount builder",
+        include_bytes!("testdata/serviceaccount-builder.pb"),
+        include_str!("testdata/serviceaccount-builder.json"),
+    ),
+];
+
+/// What Go's JSON has that the conversion leaves out: `creationTimestamp: null` (the zero
+/// time) and the empty `status`.
+fn without_zero_time_and_status(v: &mut Value) {
+    if let Value::Object(m) = v {
+        m.retain(|k, v| !(k == "creationTimestamp" && v.is_null()));
+        m.values_mut().for_each(without_zero_time_and_status);
+    } else if let Value::Array(a) = v {
+        a.iter_mut().for_each(without_zero_time_and_status);
+    }
+}
+
+#[test]
+fn decodes_what_kubectl_sends_as_kubectl_would_send_it_in_json() {
+    for (command, body, json_text) in KUBECTL_BODIES {
+        let mut expected: Value = serde_json::from_str(json_text).unwrap();
+        without_zero_time_and_status(&mut expected);
+        if let Some(status) = expected.as_object_mut().and_then(|m| m.remove("status")) {
+            assert_eq!(status, json!({}), "{command}");
+        }
+        let got = decode(body).unwrap();
+        assert_eq!(
+            differences(&got, &expected, "$"),
+            Vec::<String>::new(),
+            "{command}"
+        );
+    }
+}
+
+/// The paths at which two JSON values differ, to make a failing comparison readable.
+fn differences(got: &Value, want: &Value, path: &str) -> Vec<String> {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            let keys: std::collections::BTreeSet<&String> = g.keys().chain(w.keys()).collect();
+            keys.into_iter()
+                .flat_map(|k| match (g.get(k), w.get(k)) {
+                    (Some(a), Some(b)) => differences(a, b, &format!("{path}.{k}")),
+                    (a, b) => vec![format!("{path}.{k}: got {a:?}, want {b:?}")],
+                })
+                .collect()
+        }
+        (Value::Array(g), Value::Array(w)) if g.len() == w.len() => g
+            .iter()
+            .zip(w)
+            .enumerate()
+            .flat_map(|(i, (a, b))| differences(a, b, &format!("{path}[{i}]")))
+            .collect(),
+        _ if got == want => Vec::new(),
+        _ => vec![format!("{path}: got {got}, want {want}")],
+    }
 }

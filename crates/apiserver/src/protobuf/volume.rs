@@ -16,9 +16,9 @@ use super::fields::{Obj, label_selector, object_meta};
 pub(super) fn volume(v: pb::Volume) -> Value {
     let s = v.volume_source.unwrap_or_default();
     Obj::new()
-        .s("name", v.name)
+        .opt("name", v.name)
         .msg("hostPath", s.host_path, |h| {
-            Obj::new().s("path", h.path).s("type", h.r#type).done()
+            Obj::new().opt("path", h.path).opt("type", h.r#type).done()
         })
         .msg("emptyDir", s.empty_dir, |e| {
             Obj::new()
@@ -36,14 +36,14 @@ pub(super) fn volume(v: pb::Volume) -> Value {
         })
         .msg("nfs", s.nfs, |n| {
             Obj::new()
-                .s("server", n.server)
-                .s("path", n.path)
+                .opt("server", n.server)
+                .opt("path", n.path)
                 .nz("readOnly", n.read_only)
                 .done()
         })
         .msg("persistentVolumeClaim", s.persistent_volume_claim, |c| {
             Obj::new()
-                .s("claimName", c.claim_name)
+                .opt("claimName", c.claim_name)
                 .nz("readOnly", c.read_only)
                 .done()
         })
@@ -69,9 +69,9 @@ pub(super) fn volume(v: pb::Volume) -> Value {
         })
         .msg("csi", s.csi, |c| {
             Obj::new()
-                .s("driver", c.driver)
+                .opt("driver", c.driver)
                 .opt("readOnly", c.read_only)
-                .s("fsType", c.fs_type)
+                .opt("fsType", c.fs_type)
                 .map("volumeAttributes", c.volume_attributes)
                 .msg(
                     "nodePublishSecretRef",
@@ -106,15 +106,15 @@ pub(super) fn local_object_reference(r: pb::LocalObjectReference) -> Value {
 
 fn key_to_path(k: pb::KeyToPath) -> Value {
     Obj::new()
-        .s("key", k.key)
-        .s("path", k.path)
+        .opt("key", k.key)
+        .opt("path", k.path)
         .opt("mode", k.mode)
         .done()
 }
 
 fn downward_api_file(f: pb::DownwardAPIVolumeFile) -> Value {
     Obj::new()
-        .s("path", f.path)
+        .opt("path", f.path)
         .msg("fieldRef", f.field_ref, object_field_selector)
         .msg("resourceFieldRef", f.resource_field_ref, resource_field_selector)
         .opt("mode", f.mode)
@@ -144,22 +144,22 @@ fn volume_projection(p: pb::VolumeProjection) -> Value {
             Obj::new()
                 .s("audience", t.audience)
                 .opt("expirationSeconds", t.expiration_seconds)
-                .s("path", t.path)
+                .opt("path", t.path)
                 .done()
         })
         .msg("clusterTrustBundle", p.cluster_trust_bundle, |b| {
             Obj::new()
-                .s("name", b.name)
-                .s("signerName", b.signer_name)
+                .opt("name", b.name)
+                .opt("signerName", b.signer_name)
                 .msg("labelSelector", b.label_selector, label_selector)
                 .opt("optional", b.optional)
-                .s("path", b.path)
+                .opt("path", b.path)
                 .done()
         })
         .msg("podCertificate", p.pod_certificate, |c| {
             Obj::new()
-                .s("signerName", c.signer_name)
-                .s("keyType", c.key_type)
+                .opt("signerName", c.signer_name)
+                .opt("keyType", c.key_type)
                 .opt("maxExpirationSeconds", c.max_expiration_seconds)
                 .s("credentialBundlePath", c.credential_bundle_path)
                 .s("keyPath", c.key_path)
@@ -192,22 +192,22 @@ fn persistent_volume_claim_spec(s: pb::PersistentVolumeClaimSpec) -> Value {
         })
         .s("volumeName", s.volume_name)
         .opt("storageClassName", s.storage_class_name)
-        .s("volumeMode", s.volume_mode)
+        .opt("volumeMode", s.volume_mode)
         .msg("dataSource", s.data_source, |d| {
             Obj::new()
-                .s("apiGroup", d.api_group)
-                .s("kind", d.kind)
-                .s("name", d.name)
+                .opt("apiGroup", d.api_group)
+                .opt("kind", d.kind)
+                .opt("name", d.name)
                 .done()
         })
         .msg("dataSourceRef", s.data_source_ref, |d| {
             Obj::new()
-                .s("apiGroup", d.api_group)
-                .s("kind", d.kind)
-                .s("name", d.name)
-                .s("namespace", d.namespace)
+                .opt("apiGroup", d.api_group)
+                .opt("kind", d.kind)
+                .opt("name", d.name)
+                .opt("namespace", d.namespace)
                 .done()
         })
-        .s("volumeAttributesClassName", s.volume_attributes_class_name)
+        .opt("volumeAttributesClassName", s.volume_attributes_class_name)
         .done()
 }

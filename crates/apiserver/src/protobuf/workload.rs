@@ -148,7 +148,7 @@ fn job_spec(s: batch::JobSpec) -> Value {
             Obj::new()
                 .list("rules", p.rules, |r| {
                     Obj::new()
-                        .s("succeededIndexes", r.succeeded_indexes)
+                        .opt("succeededIndexes", r.succeeded_indexes)
                         .opt("succeededCount", r.succeeded_count)
                         .done()
                 })
@@ -161,25 +161,25 @@ fn job_spec(s: batch::JobSpec) -> Value {
         .opt("manualSelector", s.manual_selector)
         .msg("template", s.template, pod_template_spec)
         .opt("ttlSecondsAfterFinished", s.ttl_seconds_after_finished)
-        .s("completionMode", s.completion_mode)
+        .opt("completionMode", s.completion_mode)
         .opt("suspend", s.suspend)
-        .s("podReplacementPolicy", s.pod_replacement_policy)
-        .s("managedBy", s.managed_by)
+        .opt("podReplacementPolicy", s.pod_replacement_policy)
+        .opt("managedBy", s.managed_by)
         .done()
 }
 
 fn pod_failure_policy_rule(r: batch::PodFailurePolicyRule) -> Value {
     Obj::new()
-        .s("action", r.action)
+        .opt("action", r.action)
         .msg("onExitCodes", r.on_exit_codes, |e| {
             Obj::new()
-                .s("containerName", e.container_name)
-                .s("operator", e.operator)
+                .opt("containerName", e.container_name)
+                .opt("operator", e.operator)
                 .vals("values", e.values)
                 .done()
         })
         .list("onPodConditions", r.on_pod_conditions, |c| {
-            Obj::new().s("type", c.r#type).s("status", c.status).done()
+            Obj::new().opt("type", c.r#type).opt("status", c.status).done()
         })
         .done()
 }
@@ -187,8 +187,8 @@ fn pod_failure_policy_rule(r: batch::PodFailurePolicyRule) -> Value {
 pub(super) fn cron_job(c: batch::CronJob) -> Value {
     let spec = c.spec.map(|s| {
         Obj::new()
-            .s("schedule", s.schedule)
-            .s("timeZone", s.time_zone)
+            .opt("schedule", s.schedule)
+            .opt("timeZone", s.time_zone)
             .opt("startingDeadlineSeconds", s.starting_deadline_seconds)
             .s("concurrencyPolicy", s.concurrency_policy)
             .opt("suspend", s.suspend)
