@@ -96,14 +96,18 @@ impl Obj {
     }
 }
 
-/// The object's metadata as a client may send it. Server-owned fields (`uid`, `generation`,
-/// timestamps, `managedFields`, `selfLink`) are dropped: the server sets them itself.
+/// The object's metadata, as in JSON; only `managedFields` (written by server-side apply, which
+/// takes JSON and YAML) and the deprecated `selfLink` are dropped.
 pub(super) fn object_meta(m: pbmeta::ObjectMeta) -> Value {
     Obj::new()
         .s("name", m.name)
         .s("generateName", m.generate_name)
         .s("namespace", m.namespace)
+        .s("uid", m.uid)
         .s("resourceVersion", m.resource_version)
+        .nz("generation", m.generation)
+        .opt("creationTimestamp", m.creation_timestamp.and_then(time))
+        .opt("deletionTimestamp", m.deletion_timestamp.and_then(time))
         .opt("deletionGracePeriodSeconds", m.deletion_grace_period_seconds)
         .map("labels", m.labels)
         .map("annotations", m.annotations)
@@ -142,6 +146,13 @@ pub(super) fn int_or_string(v: IntOrString) -> Value {
         Some(1) => Value::String(v.str_val.unwrap_or_default()),
         _ => Value::from(v.int_val.unwrap_or_default()),
     }
+}
+
+/// `metav1.Time` in RFC 3339 at second precision, as its JSON form. Go writes the zero time as
+/// an empty message (no `seconds`), which is JSON's `null`: absent here.
+pub(super) fn time(t: pbmeta::Time) -> Option<Value> {
+    t.seconds
+        .map(|s| Value::String(podvisor_core::rfc3339::seconds(s.saturating_mul(1000))))
 }
 
 pub(super) fn quantity(q: Quantity) -> Value {

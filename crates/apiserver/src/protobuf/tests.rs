@@ -1409,3 +1409,95 @@ fn differences(got: &Value, want: &Value, path: &str) -> Vec<String> {
         _ => vec![format!("{path}: got {got}, want {want}")],
     }
 }
+
+#[test]
+fn decodes_the_whole_object_metadata() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let cm = pb!(pb::ConfigMap {
+        metadata: pb!(pbmeta::ObjectMeta {
+            name: "c",
+            generate_name: "c-",
+            namespace: "ns",
+            uid: "9b2f",
+            resource_version: "42",
+            generation: 3i64,
+            creation_timestamp: pb!(pbmeta::Time {
+                seconds: 1_709_251_199i64,
+                nanos: 5
+            }),
+            deletion_timestamp: pb!(pbmeta::Time {
+                seconds: 1_709_251_200i64
+            }),
+            deletion_grace_period_seconds: 0i64,
+            labels: [("a", "1")],
+            annotations: [("b", "2")],
+            finalizers: ["f"],
+            managed_fields: [pb!(pbmeta::ManagedFieldsEntry { manager: "kubectl" })],
+        }),
+    });
+    assert_converts::<ConfigMap, _>(
+        cm,
+        json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "c",
+                "generateName": "c-",
+                "namespace": "ns",
+                "uid": "9b2f",
+                "resourceVersion": "42",
+                "generation": 3,
+                "creationTimestamp": "2024-02-29T23:59:59Z",
+                "deletionTimestamp": "2024-03-01T00:00:00Z",
+                "deletionGracePeriodSeconds": 0,
+                "labels": {"a": "1"},
+                "annotations": {"b": "2"},
+                "finalizers": ["f"],
+            },
+        }),
+    );
+    // Go's zero time is an empty message: JSON's null, absent here.
+    let zero = pb!(pb::ConfigMap {
+        metadata: pb!(pbmeta::ObjectMeta {
+            name: "z",
+            creation_timestamp: pbmeta::Time::default()
+        }),
+    });
+    let v = decode(&envelope("v1", "ConfigMap", zero.encode_to_vec())).unwrap();
+    assert_eq!(v["metadata"], json!({"name": "z"}));
+}
+
+const SERVED: &[(&str, &str)] = &[
+    ("v1", "Namespace"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "ServiceAccount"),
+    ("v1", "Pod"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+];
+
+proptest::proptest! {
+    /// Any bytes as any converted kind: an object or an error, never a panic.
+    #[test]
+    fn arbitrary_objects_decode_or_fail(kind in 0..SERVED.len(), raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let (api_version, kind) = SERVED[kind];
+        if let Ok(v) = decode(&envelope(api_version, kind, raw)) {
+            proptest::prop_assert_eq!(&v["kind"], kind);
+        }
+    }
+
+    /// A real body with bytes flipped: an object or an error, never a panic.
+    #[test]
+    fn mangled_kubectl_bodies_decode_or_fail(which in 0..KUBECTL_BODIES.len(), at in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
+        let mut body = KUBECTL_BODIES[which].1.to_vec();
+        let i = at % body.len();
+        body[i] = byte;
+        let _ = decode(&body);
+    }
+}
