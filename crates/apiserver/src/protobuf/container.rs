@@ -1,8 +1,8 @@
 //! Containers of a pod template: ports, env (with `valueFrom`), `envFrom`, resources, volume
 //! mounts, probes, lifecycle hooks and the container security context.
 //!
-//! Not converted: nothing a `Container` carries is dropped; ephemeral containers are not
-//! converted at all (they are added through the `ephemeralcontainers` subresource in JSON).
+//! Every field of a `Container` is converted. Ephemeral containers are not (they are added
+//! through the `ephemeralcontainers` subresource, in JSON).
 
 use k8s_pb::api::core::v1 as pb;
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! The building blocks of the protobuf-to-JSON conversion: an object builder that spells out
 //! the omission rules once, and the converters for the apimachinery messages every kind shares
-//! (`ObjectMeta`, `OwnerReference`, `LabelSelector`, `IntOrString`, `Quantity`).
+//! (`ObjectMeta`, `OwnerReference`, `LabelSelector`, `IntOrString`, `Quantity`, `Time`). Nothing
+//! here knows a kind or a spec; those are the sibling modules'.
 //!
 //! Go's protobuf encoder writes every non-pointer field, even at its zero value, and Go's JSON
 //! encoder drops zero values only of `omitempty` fields. The builder mirrors the JSON encoder, so

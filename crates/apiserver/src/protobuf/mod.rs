@@ -2,17 +2,24 @@
 //!
 //! The envelope is the magic `k8s\0` followed by a `runtime.Unknown` whose `raw` holds the
 //! object. kubectl sends these from its generator commands (`kubectl create namespace|service|
-//! deployment|job|cronjob ...`, `kubectl run`) and does not retry in JSON. The object is decoded
-//! with `k8s-pb`'s prost types and converted to the JSON form every other body takes, spelled as
-//! the Kubernetes JSON API spells it (camelCase, unset fields omitted).
+//! configmap|secret|serviceaccount|deployment|job|cronjob`, `kubectl create job --from=cronjob/x`)
+//! and does not retry in JSON on 415; `kubectl run` sends JSON, but other client-go clients may
+//! send pods in protobuf. The object is decoded with `k8s-pb`'s prost types and converted to
+//! exactly the JSON kubectl would have sent for it (camelCase names, Go's `omitempty` rules; see
+//! `fields`), which every other body takes.
 //!
 //! Kinds converted: core/v1 Namespace, Service, ConfigMap, Secret, ServiceAccount and Pod;
 //! apps/v1 Deployment, ReplicaSet, StatefulSet and DaemonSet; batch/v1 Job and CronJob. Every
-//! other kind gets 415. What is converted is the metadata a client may set and the spec (the
-//! whole `PodSpec` of pods and templates, see [`pod`]); status is dropped, since a create body
-//! carries none the server keeps. The conversion is one small function per message type
-//! ([`fields`] has the builder and the shared apimachinery messages; [`container`] and
-//! [`volume`] the parts of a `PodSpec`; [`workload`] the apps and batch kinds).
+//! other kind (ControllerRevision, TokenRequest, RBAC, ...) gets 415. Converted are the metadata
+//! (all but `managedFields` and `selfLink`) and the spec, including the whole `PodSpec` of pods
+//! and templates. Status is dropped for every kind: a create or update body carries none the
+//! server keeps, status being written through `/status` in JSON. Not converted either:
+//! `ephemeralContainers` and the in-tree cloud and network volume sources (see `volume`).
+//!
+//! One small function per message type: `fields` has the builder and the shared apimachinery
+//! messages, `container`, `volume` and `pod` the parts of a `PodSpec`, `workload` the apps and
+//! batch kinds. The tests check fixtures against `k8s-openapi`'s serialisation and real kubectl
+//! bodies against kubectl's own JSON (`testdata/README.md`).
 
 mod container;
 mod fields;
