@@ -1501,3 +1501,36 @@ proptest::proptest! {
         let _ = decode(&body);
     }
 }
+
+/// kubectl's generated bodies, converted, are objects the server's own strategies accept: the
+/// kind knows every field, and defaulting and validation of a create pass.
+#[test]
+fn kubectl_generated_bodies_pass_the_server_strategies() {
+    use crate::strategy::{self, Strategy};
+    let cases: [(&[u8], &dyn Strategy); 6] = [
+        (
+            include_bytes!("testdata/deployment-web.pb"),
+            &strategy::DEPLOYMENTS,
+        ),
+        (
+            include_bytes!("testdata/deployment-multi.pb"),
+            &strategy::DEPLOYMENTS,
+        ),
+        (include_bytes!("testdata/job-pi.pb"), &strategy::JOBS),
+        (include_bytes!("testdata/cronjob-tick.pb"), &strategy::CRON_JOBS),
+        (include_bytes!("testdata/job-from-cronjob.pb"), &strategy::JOBS),
+        (
+            include_bytes!("testdata/serviceaccount-builder.pb"),
+            &strategy::SERVICE_ACCOUNTS,
+        ),
+    ];
+    for (body, strategy) in cases {
+        let mut object = decode(body).unwrap();
+        object["metadata"]["namespace"] = json!("default");
+        let (_, unknown) = strategy.decode_known(&object).unwrap();
+        assert_eq!(unknown, Vec::<String>::new(), "{object}");
+        if let Err(e) = strategy.default_and_validate(&mut object, None) {
+            panic!("{e:?}: {object}");
+        }
+    }
+}
