@@ -1353,6 +1353,19 @@ const KUBECTL_BODIES: &[(&str, &[u8], &str)] = &[
         include_str!("testdata/job-from-zeroed-cronjob.json"),
     ),
     (
+        // The rest of what a PodSpec carries (v1.32's fields): OS, scheduling gates, resource
+        // claims, SELinux/Windows/AppArmor options, volume devices, nfs/csi/ephemeral/image
+        // volumes, cluster trust bundles; served as is and zeroed.
+        "kubectl create job extra --from=cronjob/nightly",
+        include_bytes!("testdata/job-from-cronjob-extra.pb"),
+        include_str!("testdata/job-from-cronjob-extra.json"),
+    ),
+    (
+        "kubectl create job extra-zeroed --from=cronjob/nightly",
+        include_bytes!("testdata/job-from-zeroed-cronjob-extra.pb"),
+        include_str!("testdata/job-from-zeroed-cronjob-extra.json"),
+    ),
+    (
         "kubectl create serviceaccount builder",
         include_bytes!("testdata/serviceaccount-builder.pb"),
         include_str!("testdata/serviceaccount-builder.json"),
