@@ -1366,6 +1366,46 @@ const KUBECTL_BODIES: &[(&str, &[u8], &str)] = &[
         include_str!("testdata/job-from-zeroed-cronjob-extra.json"),
     ),
     (
+        "kubectl create namespace x",
+        include_bytes!("testdata/namespace-x.pb"),
+        include_str!("testdata/namespace-x.json"),
+    ),
+    (
+        "kubectl create service clusterip s --tcp=80:8080 --tcp=443:https",
+        include_bytes!("testdata/service-clusterip.pb"),
+        include_str!("testdata/service-clusterip.json"),
+    ),
+    (
+        "kubectl create service nodeport np --tcp=80:8080 --node-port=30080",
+        include_bytes!("testdata/service-nodeport.pb"),
+        include_str!("testdata/service-nodeport.json"),
+    ),
+    (
+        "kubectl create service externalname ex --external-name=example.com",
+        include_bytes!("testdata/service-externalname.pb"),
+        include_str!("testdata/service-externalname.json"),
+    ),
+    (
+        "kubectl create service clusterip h --clusterip=None --tcp=53:53",
+        include_bytes!("testdata/service-headless.pb"),
+        include_str!("testdata/service-headless.json"),
+    ),
+    (
+        "kubectl create configmap c --from-literal=a=b --from-literal=mode=fast",
+        include_bytes!("testdata/configmap-c.pb"),
+        include_str!("testdata/configmap-c.json"),
+    ),
+    (
+        "kubectl create secret generic s --from-literal=password=hunter2 --type=Opaque",
+        include_bytes!("testdata/secret-generic.pb"),
+        include_str!("testdata/secret-generic.json"),
+    ),
+    (
+        "kubectl create secret docker-registry reg --docker-server=r.example --docker-username=u --docker-password=p",
+        include_bytes!("testdata/secret-docker.pb"),
+        include_str!("testdata/secret-docker.json"),
+    ),
+    (
         "kubectl create serviceaccount builder",
         include_bytes!("testdata/serviceaccount-builder.pb"),
         include_str!("testdata/serviceaccount-builder.json"),
@@ -1388,8 +1428,9 @@ fn decodes_what_kubectl_sends_as_kubectl_would_send_it_in_json() {
     for (command, body, json_text) in KUBECTL_BODIES {
         let mut expected: Value = serde_json::from_str(json_text).unwrap();
         without_zero_time_and_status(&mut expected);
+        // Go's zero status (`{}`, a Service's `{"loadBalancer": {}}`): dropped by the conversion.
         if let Some(status) = expected.as_object_mut().and_then(|m| m.remove("status")) {
-            assert_eq!(status, json!({}), "{command}");
+            assert!(only_empty_objects(&status), "{command}: {status}");
         }
         let got = decode(body).unwrap();
         assert_eq!(
@@ -1398,6 +1439,10 @@ fn decodes_what_kubectl_sends_as_kubectl_would_send_it_in_json() {
             "{command}"
         );
     }
+}
+
+fn only_empty_objects(v: &Value) -> bool {
+    v.as_object().is_some_and(|m| m.values().all(only_empty_objects))
 }
 
 /// The paths at which two JSON values differ, to make a failing comparison readable.
