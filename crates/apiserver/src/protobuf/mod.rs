@@ -164,7 +164,7 @@ fn service_spec(spec: pb::ServiceSpec) -> Value {
             Obj::new()
                 .s("name", p.name)
                 .s("protocol", p.protocol)
-                .s("appProtocol", p.app_protocol)
+                .opt("appProtocol", p.app_protocol)
                 .opt("port", p.port)
                 .opt("targetPort", target)
                 .nz("nodePort", p.node_port)
@@ -177,6 +177,27 @@ fn service_spec(spec: pb::ServiceSpec) -> Value {
         .s("externalName", spec.external_name)
         .s("sessionAffinity", spec.session_affinity)
         .vals("externalIPs", spec.external_ips)
+        .s("loadBalancerIP", spec.load_balancer_ip)
+        .vals("loadBalancerSourceRanges", spec.load_balancer_source_ranges)
+        .s("externalTrafficPolicy", spec.external_traffic_policy)
+        .nz("healthCheckNodePort", spec.health_check_node_port)
+        .nz("publishNotReadyAddresses", spec.publish_not_ready_addresses)
+        .msg("sessionAffinityConfig", spec.session_affinity_config, |c| {
+            Obj::new()
+                .msg("clientIP", c.client_ip, |ip| {
+                    Obj::new().opt("timeoutSeconds", ip.timeout_seconds).done()
+                })
+                .done()
+        })
+        .vals("ipFamilies", spec.ip_families)
+        .opt("ipFamilyPolicy", spec.ip_family_policy)
+        .opt(
+            "allocateLoadBalancerNodePorts",
+            spec.allocate_load_balancer_node_ports,
+        )
+        .opt("loadBalancerClass", spec.load_balancer_class)
+        .opt("internalTrafficPolicy", spec.internal_traffic_policy)
+        .opt("trafficDistribution", spec.traffic_distribution)
         .done()
 }
 

@@ -1592,3 +1592,80 @@ fn kubectl_generated_bodies_pass_the_server_strategies() {
         }
     }
 }
+
+#[test]
+fn decodes_a_full_service_spec() {
+    use k8s_openapi::api::core::v1::Service;
+    let svc = pb!(pb::Service {
+        metadata: meta("lb"),
+        spec: pb!(pb::ServiceSpec {
+            ports: [pb!(pb::ServicePort {
+                name: "https",
+                protocol: "TCP",
+                app_protocol: "kubernetes.io/h2c",
+                port: 443,
+                target_port: string("https"),
+                node_port: 30443,
+            })],
+            selector: [("app", "lb")],
+            cluster_ip: "10.0.0.10",
+            cluster_ips: ["10.0.0.10", "fd00::10"],
+            r#type: "LoadBalancer",
+            external_ips: ["192.0.2.1"],
+            session_affinity: "ClientIP",
+            load_balancer_ip: "192.0.2.2",
+            load_balancer_source_ranges: ["192.0.2.0/24"],
+            external_traffic_policy: "Local",
+            health_check_node_port: 32000,
+            publish_not_ready_addresses: true,
+            session_affinity_config: pb!(pb::SessionAffinityConfig {
+                client_ip: pb!(pb::ClientIpConfig { timeout_seconds: 600 }),
+            }),
+            ip_families: ["IPv4", "IPv6"],
+            ip_family_policy: "PreferDualStack",
+            allocate_load_balancer_node_ports: false,
+            load_balancer_class: "example.com/lb",
+            internal_traffic_policy: "Cluster",
+            traffic_distribution: "PreferClose",
+        }),
+        status: pb!(pb::ServiceStatus {
+            load_balancer: pb::LoadBalancerStatus::default()
+        }),
+    });
+    assert_converts::<Service, _>(
+        svc,
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta_json("lb"),
+            "spec": {
+                "ports": [{
+                    "name": "https",
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                    "port": 443,
+                    "targetPort": "https",
+                    "nodePort": 30443,
+                }],
+                "selector": {"app": "lb"},
+                "clusterIP": "10.0.0.10",
+                "clusterIPs": ["10.0.0.10", "fd00::10"],
+                "type": "LoadBalancer",
+                "externalIPs": ["192.0.2.1"],
+                "sessionAffinity": "ClientIP",
+                "loadBalancerIP": "192.0.2.2",
+                "loadBalancerSourceRanges": ["192.0.2.0/24"],
+                "externalTrafficPolicy": "Local",
+                "healthCheckNodePort": 32000,
+                "publishNotReadyAddresses": true,
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
+                "ipFamilies": ["IPv4", "IPv6"],
+                "ipFamilyPolicy": "PreferDualStack",
+                "allocateLoadBalancerNodePorts": false,
+                "loadBalancerClass": "example.com/lb",
+                "internalTrafficPolicy": "Cluster",
+                "trafficDistribution": "PreferClose",
+            },
+        }),
+    );
+}
