@@ -3,8 +3,8 @@
 //! The envelope is the magic `k8s\0` followed by a `runtime.Unknown` whose `raw` holds the
 //! object. kubectl sends these from its generator commands (`kubectl create namespace|service|
 //! configmap|secret|serviceaccount|deployment|job|cronjob`, `kubectl create job --from=cronjob/x`)
-//! and does not retry in JSON on 415; `kubectl run` sends JSON, but other client-go clients may
-//! send pods in protobuf. The object is decoded with `k8s-pb`'s prost types and converted to
+//! and does not retry in JSON on 415; `kubectl debug --copy-to` and `kubectl debug node/x` create
+//! their pods in protobuf (`kubectl run` sends JSON). The object is decoded with `k8s-pb`'s prost types and converted to
 //! exactly the JSON kubectl would have sent for it (camelCase names, Go's `omitempty` rules; see
 //! `fields`), which every other body takes.
 //!
