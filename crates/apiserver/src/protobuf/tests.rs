@@ -1543,16 +1543,23 @@ const SERVED: &[(&str, &str)] = &[
 proptest::proptest! {
     /// Any bytes as any converted kind: an object or an error, never a panic.
     #[test]
-    fn arbitrary_objects_decode_or_fail(kind in 0..SERVED.len(), raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+    fn arbitrary_objects_decode_or_fail(
+        kind in 0..SERVED.len(),
+        raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
         let (api_version, kind) = SERVED[kind];
         if let Ok(v) = decode(&envelope(api_version, kind, raw)) {
             proptest::prop_assert_eq!(&v["kind"], kind);
         }
     }
 
-    /// A real body with bytes flipped: an object or an error, never a panic.
+    /// A real body with a byte changed: an object or an error, never a panic.
     #[test]
-    fn mangled_kubectl_bodies_decode_or_fail(which in 0..KUBECTL_BODIES.len(), at in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
+    fn mangled_kubectl_bodies_decode_or_fail(
+        which in 0..KUBECTL_BODIES.len(),
+        at in 0usize..4096,
+        byte in proptest::prelude::any::<u8>(),
+    ) {
         let mut body = KUBECTL_BODIES[which].1.to_vec();
         let i = at % body.len();
         body[i] = byte;
