@@ -1543,16 +1543,23 @@ const SERVED: &[(&str, &str)] = &[
 proptest::proptest! {
     /// Any bytes as any converted kind: an object or an error, never a panic.
     #[test]
-    fn arbitrary_objects_decode_or_fail(kind in 0..SERVED.len(), raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+    fn arbitrary_objects_decode_or_fail(
+        kind in 0..SERVED.len(),
+        raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+    ) {
         let (api_version, kind) = SERVED[kind];
         if let Ok(v) = decode(&envelope(api_version, kind, raw)) {
             proptest::prop_assert_eq!(&v["kind"], kind);
         }
     }
 
-    /// A real body with bytes flipped: an object or an error, never a panic.
+    /// A real body with a byte changed: an object or an error, never a panic.
     #[test]
-    fn mangled_kubectl_bodies_decode_or_fail(which in 0..KUBECTL_BODIES.len(), at in 0usize..4096, byte in proptest::prelude::any::<u8>()) {
+    fn mangled_kubectl_bodies_decode_or_fail(
+        which in 0..KUBECTL_BODIES.len(),
+        at in 0usize..4096,
+        byte in proptest::prelude::any::<u8>(),
+    ) {
         let mut body = KUBECTL_BODIES[which].1.to_vec();
         let i = at % body.len();
         body[i] = byte;
@@ -1668,4 +1675,64 @@ fn decodes_a_full_service_spec() {
             },
         }),
     );
+}
+
+/// The pods `kubectl debug` (v1.32) creates in protobuf: a copy of a pod with a debug container
+/// (`--copy-to`), and a node debugging pod (`node/n1`: host namespaces, the host's root, a
+/// toleration of everything). `kubectl debug` has no `--dry-run`, so the JSON is written out;
+/// both pass the Pod strategy.
+#[test]
+fn decodes_kubectl_debug_pods() {
+    use crate::strategy::{PodStrategy, Strategy};
+    let copy = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-debug", "namespace": "default"},
+        "spec": {"containers": [
+            {"name": "app", "image": "nginx", "ports": [{"containerPort": 80}], "resources": {}},
+            {
+                "name": "dbg",
+                "image": "busybox",
+                "command": ["sleep", "1"],
+                "resources": {},
+                "terminationMessagePolicy": "File",
+            },
+        ]},
+    });
+    let node = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "node-debugger-n1-872jc"},
+        "spec": {
+            "containers": [{
+                "name": "debugger",
+                "image": "busybox",
+                "command": ["sleep", "1"],
+                "resources": {},
+                "terminationMessagePolicy": "File",
+                "volumeMounts": [{"name": "host-root", "mountPath": "/host"}],
+            }],
+            "hostIPC": true,
+            "hostNetwork": true,
+            "hostPID": true,
+            "nodeName": "n1",
+            "restartPolicy": "Never",
+            "tolerations": [{"operator": "Exists"}],
+            "volumes": [{"name": "host-root", "hostPath": {"path": "/"}}],
+        },
+    });
+    let cases: [(&[u8], Value, bool); 2] = [
+        (include_bytes!("testdata/pod-debug-copy.pb"), copy, false),
+        (include_bytes!("testdata/pod-debug-node.pb"), node, true),
+    ];
+    for (body, expected, valid) in cases {
+        let mut got = decode(body).unwrap();
+        assert_eq!(differences(&got, &expected, "$"), Vec::<String>::new());
+        got["metadata"]["namespace"] = json!("default");
+        let (_, unknown) = PodStrategy.decode_known(&got).unwrap();
+        assert_eq!(unknown, Vec::<String>::new());
+        if valid && let Err(e) = PodStrategy.default_and_validate(&mut got, None) {
+            panic!("{e:?}: {got}");
+        }
+    }
 }
