@@ -333,13 +333,27 @@ async fn a_rolling_restart_behind_a_service_loses_no_request() {
     let ip = node.ok(&["get", "service", "shop", "-o", "jsonpath={.spec.clusterIP}"]);
     let service = format!("{}:80", ip.trim());
     let ready_endpoints = |node: &RunningNode| {
-        node.ok(&["get", "endpoints", "shop", "-o", "jsonpath={.subsets[*].addresses[*].ip}"])
-            .split_whitespace()
-            .count()
+        node.ok(&[
+            "get",
+            "endpoints",
+            "shop",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ])
+        .split_whitespace()
+        .count()
     };
-    node.until(&["get", "endpoints", "shop", "-o", "jsonpath={.subsets[*].addresses[*].ip}"], 30, |t| {
-        t.split_whitespace().count() == 3
-    })
+    node.until(
+        &[
+            "get",
+            "endpoints",
+            "shop",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ],
+        30,
+        |t| t.split_whitespace().count() == 3,
+    )
     .await;
     // A client loops on the Service for the whole restart.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -356,7 +370,14 @@ async fn a_rolling_restart_behind_a_service_loses_no_request() {
             (ok, failed)
         })
     };
-    let before = node.ok(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let before = node.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=shop",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
     node.ok(&["rollout", "restart", "deployment/shop"]);
     let mut fewest = usize::MAX;
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -367,46 +388,106 @@ async fn a_rolling_restart_behind_a_service_loses_no_request() {
         if done && status.contains("successfully rolled out") {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the restart never finished: {status}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restart never finished: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, failed) = client.join().unwrap();
-    assert!(fewest >= 3, "the Service had {fewest} ready endpoints during the restart");
-    assert!(ok > 0 && failed.is_empty(), "{ok} requests answered, failed: {failed:?}");
+    assert!(
+        fewest >= 3,
+        "the Service had {fewest} ready endpoints during the restart"
+    );
+    assert!(
+        ok > 0 && failed.is_empty(),
+        "{ok} requests answered, failed: {failed:?}"
+    );
     // Every pod replaced, once the old ones finished terminating.
     let after = node
-        .until(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"], 60, |t| {
-            t.split_whitespace().count() == 3 && before.split_whitespace().all(|p| !t.contains(p))
-        })
+        .until(
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=shop",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+            60,
+            |t| t.split_whitespace().count() == 3 && before.split_whitespace().all(|p| !t.contains(p)),
+        )
         .await;
 
     // A deleted pod is replaced.
     let victim = after.split_whitespace().next().unwrap().to_owned();
     node.ok(&["delete", "pod", &victim, "--wait=false"]);
-    node.until(&["get", "deployment", "shop", "-o", "jsonpath={.status.availableReplicas}"], 60, |t| t.trim() == "3")
-        .await;
+    node.until(
+        &[
+            "get",
+            "deployment",
+            "shop",
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+        60,
+        |t| t.trim() == "3",
+    )
+    .await;
     let now = node
-        .until(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"], 60, |t| {
-            !t.contains(&victim) && t.split_whitespace().count() == 3
-        })
+        .until(
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=shop",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+            60,
+            |t| !t.contains(&victim) && t.split_whitespace().count() == 3,
+        )
         .await;
 
     // A liveness failure restarts the container in place: same pod, RESTARTS 1, no new pod.
     let sick = now.split_whitespace().next().unwrap().to_owned();
-    let marker = std::path::Path::new("/tmp").join(&root).join(format!("unhealthy-{sick}"));
+    let marker = std::path::Path::new("/tmp")
+        .join(&root)
+        .join(format!("unhealthy-{sick}"));
     std::fs::write(&marker, "").unwrap();
-    node.until(&["get", "pod", &sick, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"], 60, |t| {
-        t.trim().parse::<u32>().is_ok_and(|n| n >= 1)
-    })
+    node.until(
+        &[
+            "get",
+            "pod",
+            &sick,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ],
+        60,
+        |t| t.trim().parse::<u32>().is_ok_and(|n| n >= 1),
+    )
     .await;
     std::fs::remove_file(&marker).unwrap();
-    let pods = node.ok(&["get", "pods", "-l", "app=shop", "-o", "jsonpath={.items[*].metadata.name}"]);
-    assert_eq!(pods.split_whitespace().count(), 3, "no pod replaced for a liveness failure: {pods}");
+    let pods = node.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=shop",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(
+        pods.split_whitespace().count(),
+        3,
+        "no pod replaced for a liveness failure: {pods}"
+    );
     assert!(pods.contains(&sick));
     node.ok(&["delete", "deployment", "shop"]);
-    node.until(&["get", "pods", "-l", "app=shop", "-o", "name"], 60, |t| t.trim().is_empty())
-        .await;
+    node.until(&["get", "pods", "-l", "app=shop", "-o", "name"], 60, |t| {
+        t.trim().is_empty()
+    })
+    .await;
     node.stop().await;
     let _ = std::fs::remove_dir_all(std::path::Path::new("/tmp").join(&root));
 }
