@@ -200,6 +200,21 @@ pub async fn admit_create<'a>(
     } else {
         None
     };
+    if let Some(sa) = strategy.service_account(&object).filter(|sa| sa != "default") {
+        let ns = ctx.namespace.unwrap_or("default");
+        if ctx
+            .store
+            .get(&ObjectKey::new("serviceaccounts", ns, &sa))
+            .await
+            .is_err()
+        {
+            return Err(ApiError::forbidden(
+                r,
+                &name,
+                &format!("error looking up service account {ns}/{sa}: serviceaccount \"{sa}\" not found"),
+            ));
+        }
+    }
     if r.namespaced {
         let ns = ctx.namespace.unwrap_or_default();
         let namespaces =

@@ -447,6 +447,20 @@ fn workloads_count_generations_serve_scale_and_keep_their_dependents_on_request(
         assert_eq!(code, 200);
         let (code, _) = request(&s.url, "GET", &format!("{base}/web"), "application/json", b"").await;
         assert_eq!(code, 404, "a Deployment's default is Background: gone at once");
+        // ServiceAccount admission: pods run as `default`; another must exist.
+        let pods = "/api/v1/namespaces/default/pods";
+        let (code, body) = request(&s.url, "POST", pods, "application/json", pod("sa").as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        assert_eq!(json(&body)["spec"]["serviceAccountName"], "default", "{body}");
+        let named = pod("robot").replace(r#""spec":{"#, r#""spec":{"serviceAccountName":"robot","#);
+        let (code, body) = request(&s.url, "POST", pods, "application/json", named.as_bytes()).await;
+        assert_eq!(code, 403, "{body}");
+        assert!(body.contains(r#"pods \"robot\" is forbidden: error looking up service account default/robot: serviceaccount \"robot\" not found"#), "{body}");
+        let sa = r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"robot"}}"#;
+        let (code, _) = request(&s.url, "POST", "/api/v1/namespaces/default/serviceaccounts", "application/json", sa.as_bytes()).await;
+        assert_eq!(code, 201);
+        let (code, body) = request(&s.url, "POST", pods, "application/json", named.as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
         let jobs = "/apis/batch/v1/namespaces/default/jobs";
         let job = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"j"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"c","image":"x","command":["true"]}]}}}}"#;
         let (code, body) = request(&s.url, "POST", jobs, "application/json", job.as_bytes()).await;

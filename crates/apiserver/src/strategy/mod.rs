@@ -176,6 +176,13 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The ServiceAccount a new object runs as, which must exist (pods); `default` is
+    /// not checked, as the ServiceAccount controller may not have made it yet.
+    fn service_account(&self, object: &Value) -> Option<String> {
+        let _ = object;
+        None
+    }
+
     /// Whether a new object gets addresses from the server's allocator (Services).
     fn allocates_addresses(&self) -> bool {
         false

@@ -16,6 +16,11 @@ use crate::table::{Column, Row};
 #[derive(Debug)]
 pub struct PodStrategy;
 
+/// The annotation of a mirror pod (the API's copy of a kubelet's static pod).
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// The annotation of podvisor's static pods in the API.
+const STATIC_ANNOTATION: &str = "podvisor.io/static-manifest";
+
 impl Strategy for PodStrategy {
     fn decode_known(&self, object: &Value) -> Result<(Value, Vec<String>), String> {
         decode_as::<Pod>(object)
@@ -31,6 +36,22 @@ impl Strategy for PodStrategy {
         if old.is_none() {
             // Admission on create (DefaultTolerationSeconds), before validation as upstream.
             podvisor_api::defaults::default_toleration_seconds(&mut pod);
+            // ServiceAccount admission: a pod runs as `default` unless it names another;
+            // mirror pods (and the node's static pods) are left as they are.
+            let annotations = pod.metadata.annotations.as_ref();
+            let mirror = annotations
+                .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION) || a.contains_key(STATIC_ANNOTATION));
+            if let Some(spec) = pod.spec.as_mut()
+                && !mirror
+                && spec.service_account_name.as_deref().unwrap_or("").is_empty()
+            {
+                spec.service_account_name = Some("default".into());
+            }
+            if let Some(spec) = pod.spec.as_mut()
+                && spec.service_account.is_none()
+            {
+                spec.service_account.clone_from(&spec.service_account_name);
+            }
         }
         let w = match old {
             Some(old) => podvisor_api::validation::validate_pod_update(&typed(old)?, &pod)?,
@@ -38,6 +59,13 @@ impl Strategy for PodStrategy {
         };
         *object = untyped(&pod)?;
         Ok(warnings(&w))
+    }
+
+    fn service_account(&self, object: &Value) -> Option<String> {
+        let name = object
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)?;
+        (!name.is_empty()).then(|| name.to_owned())
     }
 
     /// As kube-apiserver's pod strategy: a new pod is `Pending`, with its QoS class.
