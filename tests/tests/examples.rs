@@ -1,4 +1,5 @@
-//! Every manifest in `examples/` loads, defaults and validates (pods, ConfigMaps, Secrets),
+//! Every manifest in `examples/` loads, defaults and validates (pods, Deployments, ConfigMaps,
+//! Secrets),
 //! so the examples never rot.
 
 use std::path::Path;
@@ -40,6 +41,14 @@ fn every_example_is_a_valid_pod() {
                     if let Err(e) = validation::validate_secret(&secret) {
                         panic!("{}: {e}", path.display());
                     }
+                }
+                Object::Other { kind, value, .. } if kind == "Deployment" => {
+                    let mut deployment = serde_json::from_value(value).unwrap();
+                    defaults::default_deployment(&mut deployment);
+                    if let Err(e) = validation::validate_deployment(&deployment) {
+                        panic!("{}: {e}", path.display());
+                    }
+                    seen += 1;
                 }
                 _ => {}
             }

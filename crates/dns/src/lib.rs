@@ -1,5 +1,7 @@
 //! Cluster DNS for podvisor: answers `<svc>.<ns>.svc.cluster.local` (A records: the
-//! ClusterIP, or the ready endpoint addresses of a headless Service) from a [`DnsTable`] the
+//! ClusterIP, or the ready endpoint addresses of a headless Service) and
+//! `<hostname>.<svc>.<ns>.svc.cluster.local` (a headless Service's ready endpoint with a
+//! hostname, such as a StatefulSet's pod) from a [`DnsTable`] the
 //! node keeps current, NXDOMAIN for other names in `cluster.local`, and forwards every other
 //! name to the host's upstream resolver (the first `nameserver` of `/etc/resolv.conf`, over
 //! UDP, again over TCP when the answer is truncated; SERVFAIL when there is none or it does not
@@ -98,6 +100,11 @@ pub fn resolve(table: &DnsTable, name: &str) -> Answer {
     let labels: Vec<&str> = rest.trim_end_matches('.').split('.').collect();
     match labels.as_slice() {
         [svc, ns, "svc"] => match table.lookup(ns, svc) {
+            Some(ips) => Answer::Addresses(ips),
+            None => Answer::NoSuchName,
+        },
+        // A headless Service's endpoint with a hostname: `<hostname>.<svc>.<ns>.svc`.
+        [host, svc, ns, "svc"] => match table.lookup(ns, &format!("{host}.{svc}")) {
             Some(ips) => Answer::Addresses(ips),
             None => Answer::NoSuchName,
         },
@@ -323,8 +330,30 @@ mod tests {
                 vec![Ipv4Addr::new(10, 88, 0, 2), Ipv4Addr::new(10, 88, 0, 3)],
             ),
             ("db".into(), "empty".into(), vec![]),
+            (
+                "db".into(),
+                "web-0.headless".into(),
+                vec![Ipv4Addr::new(10, 88, 0, 2)],
+            ),
         ]);
         t
+    }
+
+    #[test]
+    fn a_headless_services_named_endpoints_resolve() {
+        let t = table();
+        assert_eq!(
+            resolve(&t, "web-0.headless.db.svc.cluster.local."),
+            Answer::Addresses(vec![Ipv4Addr::new(10, 88, 0, 2)])
+        );
+        assert_eq!(
+            resolve(&t, "web-1.headless.db.svc.cluster.local."),
+            Answer::NoSuchName
+        );
+        assert_eq!(
+            resolve(&t, "web-0.myservice.default.svc.cluster.local."),
+            Answer::NoSuchName
+        );
     }
 
     #[test]

@@ -491,3 +491,67 @@ async fn a_rolling_restart_behind_a_service_loses_no_request() {
     node.stop().await;
     let _ = std::fs::remove_dir_all(std::path::Path::new("/tmp").join(&root));
 }
+
+const STATEFUL_DNS: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: db, image: host, command: [sleep, '34571']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: asker}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: asker
+    image: host
+    command: [sh, -c, 'while true; do getent hosts db-0.db.default.svc.cluster.local db-1.db.default.svc.cluster.local; echo ---; sleep 1; done']
+"#;
+
+/// A StatefulSet's pods have stable DNS names through its headless Service:
+/// `db-0.db.default.svc.cluster.local` is db-0's pod IP, from inside another pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn stateful_set_pods_have_stable_dns_names() {
+    require_all();
+    let data = tempfile::tempdir().unwrap();
+    let cidr = format!("10.102.{}.0/24", std::process::id() % 250);
+    let node = RunningNode::start(data.path(), &cidr, "stsdns").await;
+    let manifest = data.path().join("db.yaml");
+    std::fs::write(&manifest, STATEFUL_DNS).unwrap();
+    node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    node.ok(&["rollout", "status", "statefulset/db", "--timeout=90s"]);
+    let ip0 = node.ok(&["get", "pod", "db-0", "-o", "jsonpath={.status.podIP}"]);
+    let ip1 = node.ok(&["get", "pod", "db-1", "-o", "jsonpath={.status.podIP}"]);
+    let (ip0, ip1) = (ip0.trim().to_owned(), ip1.trim().to_owned());
+    assert!(!ip0.is_empty() && ip0 != ip1);
+    let answered = |t: &str, ip: &str, name: &str| {
+        t.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ip, name])
+    };
+    node.until(&["logs", "asker", "--tail=20"], 60, |t| {
+        answered(t, &ip0, "db-0.db.default.svc.cluster.local")
+            && answered(t, &ip1, "db-1.db.default.svc.cluster.local")
+    })
+    .await;
+    node.ok(&["delete", "-f", manifest.to_str().unwrap(), "--wait=false"]);
+    node.stop().await;
+}

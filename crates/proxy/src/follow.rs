@@ -157,6 +157,20 @@ pub fn datapath(services: &[Service], slices: &[EndpointSlice]) -> (Vec<DnsRecor
                 ips.sort();
                 ips.dedup();
                 records.push((ns.clone(), name.clone(), ips));
+                // A ready endpoint with a hostname (a StatefulSet's pod) is also
+                // `<hostname>.<svc>.<ns>.svc`: recorded under the name `<hostname>.<svc>`,
+                // which no Service can have.
+                let mut named: Vec<(String, Ipv4Addr)> = own
+                    .iter()
+                    .flat_map(|s| s.endpoints.iter())
+                    .filter(|e| ready(e))
+                    .filter_map(|e| Some((e.hostname.clone()?, e.addresses.first()?.parse().ok()?)))
+                    .collect();
+                named.sort();
+                named.dedup_by(|a, b| a.0 == b.0);
+                for (host, ip) in named {
+                    records.push((ns.clone(), format!("{host}.{name}"), vec![ip]));
+                }
             }
         }
         let mut ports = Vec::new();
@@ -208,6 +222,40 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_headless_services_ready_endpoints_with_hostnames_get_names() {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 80}]}
+        }))
+        .unwrap();
+        let slice: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "db-abc", "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.88.0.5"], "hostname": "db-0", "conditions": {"ready": true}},
+                {"addresses": ["10.88.0.6"], "hostname": "db-1", "conditions": {"ready": false}},
+                {"addresses": ["10.88.0.7"], "conditions": {"ready": true}}
+            ],
+            "ports": [{"port": 80, "protocol": "TCP"}]
+        }))
+        .unwrap();
+        let (records, _) = datapath(&[service], &[slice]);
+        let ip = |a, b, c, d| Ipv4Addr::new(a, b, c, d);
+        assert_eq!(
+            records,
+            vec![
+                (
+                    "default".into(),
+                    "db".into(),
+                    vec![ip(10, 88, 0, 5), ip(10, 88, 0, 7)]
+                ),
+                ("default".into(), "db-0.db".into(), vec![ip(10, 88, 0, 5)]),
+            ]
+        );
+    }
 
     /// What the API stores for a NodePort Service and its slice (protocols as defaulted).
     fn objects(node_port: u16) -> (Service, EndpointSlice) {
