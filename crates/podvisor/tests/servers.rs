@@ -4,7 +4,8 @@
 //! spreading by requests and Unschedulable in kube-scheduler's words; one etcd member stopped
 //! and writes go on; the leading server killed and the control loops move within the lease
 //! duration; an agent killed, its node Unknown (NotReady), its pod evicted when its toleration
-//! runs out, and stopped by the agent when it comes back; `kubectl drain` through the Eviction
+//! runs out, and stopped by the agent when it comes back (a Deployment's pod recreated on the
+//! other agent, a DaemonSet's pod on each staying); `kubectl drain` through the Eviction
 //! API; a wrong token refused.
 #![allow(
     clippy::disallowed_methods,
@@ -40,6 +41,38 @@ spec:
 "#
     )
 }
+
+/// A DaemonSet (a pod on every agent) and a Deployment of one pod that leaves a lost node
+/// after 2 s.
+const WORKLOADS: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: per-node}
+spec:
+  selector: {matchLabels: {app: per-node}}
+  template:
+    metadata: {labels: {app: per-node}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: app, image: host, command: [sleep, "3456786"]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mover}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: mover}}
+  template:
+    metadata: {labels: {app: mover}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      containers:
+      - {name: app, image: host, command: [sleep, "3456785"]}
+"#;
 
 fn podvisor(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_podvisor"));
@@ -85,7 +118,10 @@ fn agent(dir: &Path, join: &Path, name: &str) -> NodeProcess {
         .args(["--kubelet-port", "0"])
         .spawn()
         .unwrap_or_else(|e| panic!("podvisor agent starts: {e}"));
-    NodeProcess(child, &["3456781", "3456782", "3456783", "3456784"])
+    NodeProcess(
+        child,
+        &["3456781", "3456782", "3456783", "3456784", "3456785", "3456786"],
+    )
 }
 
 fn create(kubeconfig: &Path, dir: &Path, name: &str, sleep: &str) {
@@ -253,6 +289,46 @@ fn a_cluster_of_servers_on_etcd_and_agents() {
         killed.elapsed()
     );
 
+    // Workloads across agents: the DaemonSet runs a pod on each; the Deployment's pod starts
+    // on agent-2 (agent-1 cordoned meanwhile).
+    let workloads = base.path().join("workloads.yaml");
+    std::fs::write(&workloads, WORKLOADS).unwrap_or_else(|e| panic!("{e}"));
+    kubectl(&admin_2, &["cordon", "agent-1"]);
+    let out = kubectl(&admin_2, &["apply", "-f", workloads.to_str().unwrap_or_default()]);
+    assert!(out.contains("deployment.apps/mover created"), "{out}");
+    until(
+        &admin_2,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=mover",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        |t| t.trim() == "agent-2",
+    );
+    kubectl(&admin_2, &["uncordon", "agent-1"]);
+    until(
+        &admin_2,
+        &[
+            "get",
+            "daemonset",
+            "per-node",
+            "-o",
+            "jsonpath={.status.numberReady}",
+        ],
+        |t| t.trim() == "2",
+    );
+    let nodes = field(
+        &admin_2,
+        &["get", "pods", "-l", "app=per-node"],
+        "{.items[*].spec.nodeName}",
+    );
+    let mut nodes: Vec<&str> = nodes.split_whitespace().collect();
+    nodes.sort_unstable();
+    assert_eq!(nodes, ["agent-1", "agent-2"], "a daemon pod per agent");
+
     // An agent dies: its node turns NotReady (Unknown), its pod is evicted after its 2 s
     // toleration; back, the agent stops the pod the API deleted meanwhile.
     let (victim, on_victim) = if node_2 == "agent-2" {
@@ -276,6 +352,36 @@ fn a_cluster_of_servers_on_etcd_and_agents() {
     until(&admin_2, &["get", "pod", victim], |t| {
         t.contains("Terminating") || t.contains("NotFound")
     });
+    // The Deployment's pod is recreated on the agent left; the daemon pod stays (it tolerates
+    // an unreachable node).
+    until(
+        &admin_2,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=mover",
+            "--field-selector=spec.nodeName=agent-1",
+            "-o",
+            "name",
+        ],
+        |t| t.contains("pod/mover-"),
+    );
+    let daemon = field(
+        &admin_2,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=per-node",
+            "--field-selector=spec.nodeName=agent-2",
+        ],
+        "{.items[*].metadata.deletionTimestamp}",
+    );
+    assert!(
+        daemon.trim().is_empty(),
+        "the daemon pod is not evicted: {daemon}"
+    );
     let _agent_2 = agent(&path("agent-2"), &join, "agent-2");
     until(&admin_2, &["get", "pod", victim], |t| t.contains("NotFound"));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -293,7 +399,16 @@ fn a_cluster_of_servers_on_etcd_and_agents() {
     } else {
         ("greedy-1", "3456781")
     };
-    let drained = kubectl(&admin_2, &["drain", "agent-1", "--force", "--timeout=60s"]);
+    let drained = kubectl(
+        &admin_2,
+        &[
+            "drain",
+            "agent-1",
+            "--force",
+            "--ignore-daemonsets",
+            "--timeout=60s",
+        ],
+    );
     for line in [
         "node/agent-1 cordoned".to_owned(),
         format!("evicting pod default/{survivor}"),
