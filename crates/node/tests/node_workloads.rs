@@ -208,6 +208,33 @@ async fn a_deployment_heals_scales_rolls_out_and_back_and_goes_with_its_dependen
     })
     .await;
 
+    // --cascade=foreground: the Deployment stays (finalizer foregroundDeletion) until its
+    // ReplicaSet and pods are gone, and kubectl waits for that.
+    node.ok(&[
+        "create",
+        "deployment",
+        "front",
+        "--image=host",
+        "--replicas=2",
+        "--",
+        "sleep",
+        "34566",
+    ]);
+    node.ok(&["rollout", "status", "deployment/front", "--timeout=60s"]);
+    let out = node.ok(&[
+        "delete",
+        "deployment",
+        "front",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ]);
+    assert!(out.contains("deployment.apps \"front\" deleted"), "{out}");
+    let left = node.ok(&["get", "deployment,rs,pods", "-l", "app=front", "-o", "name"]);
+    assert!(
+        left.trim().is_empty(),
+        "nothing left once kubectl returns: {left}"
+    );
+
     // --cascade=orphan keeps them, without the owner's reference.
     node.ok(&[
         "create",
