@@ -20,7 +20,7 @@ use podvisor_workloads::daemon_set::{self as rules, FailedPodBackoff};
 use podvisor_workloads::owner::Owner;
 use serde_json::json;
 
-use super::{Backoff, Caches, Expectations, cache, claim_all, code, in_namespace, key, record, recorder};
+use super::{Backoff, Caches, Expectations, cache, code, in_namespace, key, record, recorder};
 
 struct Ctx {
     client: Client,
@@ -91,23 +91,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         kind: "DaemonSet",
         meta: &ds.metadata,
     };
-    let pods: Vec<Pod> = claim_all(&pods_api, me, &selector, &candidates)
-        .await?
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
-    let stored_revs: Vec<Arc<ControllerRevision>> = revs_api
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let revisions: Vec<ControllerRevision> = claim_all(&revs_api, me, &selector, &stored_revs)
-        .await?
-        .iter()
-        .map(|r| (**r).clone())
-        .collect();
+    let (pods, revisions) =
+        super::claim_pods_and_revisions(&pods_api, &revs_api, me, &selector, &candidates).await?;
     let nodes: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
     let backoff = ctx
         .failed_pods

@@ -260,6 +260,31 @@ pub(crate) fn none_if_empty<T: serde::Serialize>(list: &[T]) -> serde_json::Valu
     }
 }
 
+/// The pods and ControllerRevisions `owner` controls once claimed (StatefulSets and
+/// DaemonSets keep their history as ControllerRevisions): `candidates` are the namespace's
+/// pods from the cache; the revisions are read as stored.
+pub(crate) async fn claim_pods_and_revisions(
+    pods_api: &Api<Pod>,
+    revs_api: &Api<k8s_openapi::api::apps::v1::ControllerRevision>,
+    owner: Owner<'_>,
+    selector: &LabelSelector,
+    candidates: &[Arc<Pod>],
+) -> Result<(Vec<Pod>, Vec<k8s_openapi::api::apps::v1::ControllerRevision>), kube::Error> {
+    let pods = claim_all(pods_api, owner, selector, candidates).await?;
+    let stored: Vec<Arc<_>> = revs_api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let revisions = claim_all(revs_api, owner, selector, &stored).await?;
+    Ok((
+        pods.iter().map(|p| (**p).clone()).collect(),
+        revisions.iter().map(|r| (**r).clone()).collect(),
+    ))
+}
+
 /// Creates `n` copies of `make()` in slow-start batches of 1, 2, 4, ... (rule 1.5): a batch's
 /// calls run together; a failure skips the remaining batches. Returns the created objects and
 /// the first error.

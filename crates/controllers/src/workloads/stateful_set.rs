@@ -17,7 +17,7 @@ use podvisor_workloads::owner::Owner;
 use podvisor_workloads::stateful_set::{self as rules, Verb};
 use serde_json::json;
 
-use super::{Backoff, Caches, Expectations, claim_all, code, in_namespace, key, record, recorder};
+use super::{Backoff, Caches, Expectations, code, in_namespace, key, record, recorder};
 
 struct Ctx {
     client: Client,
@@ -71,23 +71,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, kube:
         kind: "StatefulSet",
         meta: &set.metadata,
     };
-    let pods: Vec<Pod> = claim_all(&pods_api, me, &selector, &candidates)
-        .await?
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
-    let stored_revs: Vec<Arc<ControllerRevision>> = revs_api
-        .list(&Default::default())
-        .await?
-        .items
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let revisions: Vec<ControllerRevision> = claim_all(&revs_api, me, &selector, &stored_revs)
-        .await?
-        .iter()
-        .map(|r| (**r).clone())
-        .collect();
+    let (pods, revisions) =
+        super::claim_pods_and_revisions(&pods_api, &revs_api, me, &selector, &candidates).await?;
     let plan = rules::plan(&set, &pods, &revisions, Timestamp::now());
     let reference = set.object_ref(&());
     if let Some(rev) = &plan.create_revision {
