@@ -192,6 +192,30 @@ async fn a_deployment_heals_scales_rolls_out_and_back_and_goes_with_its_dependen
         "{restarted}"
     );
 
+    // set image and set resources start rollouts too.
+    node.ok(&["set", "image", "deployment/web", "web=host:2"]);
+    node.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    node.ok(&["set", "resources", "deployment/web", "--limits=cpu=200m"]);
+    node.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
+    let image = node.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].spec.containers[0].resources.limits.cpu}",
+    ]);
+    assert!(
+        image.split_whitespace().all(|c| c == "200m") && !image.trim().is_empty(),
+        "{image}"
+    );
+    let history = node.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.lines().count() >= 7, "revisions 2..6 listed: {history}");
+    let rs = node.ok(&["describe", "rs", "-l", "app=web"]);
+    assert!(
+        rs.contains("SuccessfulCreate") && rs.contains("Created pod: web-"),
+        "{rs}"
+    );
     let described = node.ok(&["describe", "deployment", "web"]);
     assert!(described.contains("ScalingReplicaSet"), "{described}");
     assert!(described.contains("NewReplicaSet:"), "{described}");
@@ -401,6 +425,8 @@ async fn stateful_sets_keep_names_and_order_and_daemon_sets_cover_the_node() {
         events.contains("delete Pod db-2 in StatefulSet db successful"),
         "{events}"
     );
+    let described = node.ok(&["describe", "statefulset", "db"]);
+    assert!(described.contains("SuccessfulDelete"), "{described}");
     let revisions = node.ok(&["get", "controllerrevisions"]);
     assert!(revisions.contains("statefulset.apps/db"), "{revisions}");
 
@@ -426,6 +452,8 @@ async fn stateful_sets_keep_names_and_order_and_daemon_sets_cover_the_node() {
         "jsonpath={.items[*].spec.nodeName}",
     ]);
     assert_eq!(pods.split_whitespace().collect::<Vec<_>>(), ["e2e-node"]);
+    let described = node.ok(&["describe", "daemonset", "agent"]);
+    assert!(described.contains("Created pod: agent-"), "{described}");
     let ds = node.ok(&["get", "daemonset", "agent"]);
     assert!(ds.contains("NODE SELECTOR"), "{ds}");
     node.ok(&["delete", "-f", manifest.to_str().unwrap()]);
@@ -680,6 +708,11 @@ async fn jobs_run_to_completion_fail_after_their_back_off_and_cron_jobs_start_th
         t.trim().is_empty()
     })
     .await;
+    let described = node.ok(&["describe", "cronjob", "tick"]);
+    assert!(
+        described.contains("SuccessfulCreate") && described.contains("Created job tick-"),
+        "{described}"
+    );
     node.ok(&["delete", "cronjob", "tick"]);
     node.until(&["get", "jobs", "-o", "name"], 60, |t| !t.contains("tick-"))
         .await;

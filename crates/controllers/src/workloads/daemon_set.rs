@@ -20,11 +20,10 @@ use podvisor_workloads::daemon_set::{self as rules, FailedPodBackoff};
 use podvisor_workloads::owner::Owner;
 use serde_json::json;
 
-use super::{Backoff, Caches, Expectations, cache, code, in_namespace, key, record, recorder};
+use super::{Backoff, Expectations, cache, code, key, record, recorder};
 
 struct Ctx {
     client: Client,
-    caches: Caches,
     nodes: Store<Node>,
     expectations: Expectations,
     backoff: Backoff,
@@ -33,12 +32,11 @@ struct Ctx {
 }
 
 /// Runs the DaemonSet controller until cancelled.
-pub(crate) async fn run(client: Client, caches: Caches) {
+pub(crate) async fn run(client: Client) {
     let (nodes, nodes_task) = cache(Api::<Node>::all(client.clone()));
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, "daemonset-controller"),
         client: client.clone(),
-        caches,
         nodes,
         expectations: Expectations::default(),
         backoff: Backoff::default(),
@@ -83,7 +81,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         return Ok(Action::await_change());
     };
     let uid = ds.uid().unwrap_or_default();
-    let candidates = in_namespace(&ctx.caches.pods, &ns);
+    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
     let satisfied = ctx.expectations.satisfied(&k, &candidates);
     let selector = ds.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
     let me = Owner {
@@ -131,6 +129,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         }
     }
     ctx.backoff.succeeded(&k);
+    if !satisfied {
+        // Look again soon: the writes this waits for may not trigger another sync.
+        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+    }
     Ok(plan
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))

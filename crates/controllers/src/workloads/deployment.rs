@@ -20,18 +20,17 @@ use podvisor_workloads::event::EventType as PlanEventType;
 use podvisor_workloads::owner::{self, Owner};
 use serde_json::json;
 
-use super::{Backoff, Caches, claim_all, in_namespace, key};
+use super::{Backoff, claim_all, key};
 use crate::events::publish;
 
 struct Ctx {
     client: Client,
-    caches: Caches,
     backoff: Backoff,
     recorder: Recorder,
 }
 
 /// Runs the Deployment controller until cancelled.
-pub(crate) async fn run(client: Client, caches: Caches) {
+pub(crate) async fn run(client: Client) {
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(
             client.clone(),
@@ -41,7 +40,6 @@ pub(crate) async fn run(client: Client, caches: Caches) {
             },
         ),
         client: client.clone(),
-        caches,
         backoff: Backoff::default(),
     });
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
@@ -84,7 +82,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
     };
     let rss: Vec<ReplicaSet> = owned.iter().map(|r| (**r).clone()).collect();
     let uids: Vec<String> = rss.iter().filter_map(|r| r.uid()).collect();
-    let pods: Vec<Arc<Pod>> = in_namespace(&ctx.caches.pods, &ns)
+    let pods: Vec<Arc<Pod>> = super::namespace_pods(&ctx.client, &ns)
+        .await?
         .into_iter()
         .filter(|p| owner::controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid)))
         .collect();

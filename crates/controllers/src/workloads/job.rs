@@ -21,14 +21,11 @@ use podvisor_workloads::job::{self as rules, Backoff as JobBackoff, Expiry};
 use podvisor_workloads::owner::{self, Owner};
 use serde_json::json;
 
-use super::{
-    Backoff, Caches, Expectations, claim_all, code, in_namespace, key, record, recorder, slow_start,
-};
+use super::{Backoff, Caches, Expectations, claim_all, code, key, record, recorder, slow_start};
 use crate::events::Recorder;
 
 struct Ctx {
     client: Client,
-    caches: Caches,
     expectations: Expectations,
     backoff: Backoff,
     records: Mutex<HashMap<String, JobBackoff>>,
@@ -40,7 +37,6 @@ pub(crate) async fn run(client: Client, caches: Caches) {
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, rules::CONTROLLER_NAME),
         client: client.clone(),
-        caches: caches.clone(),
         expectations: Expectations::default(),
         backoff: Backoff::default(),
         records: Mutex::new(HashMap::new()),
@@ -91,7 +87,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> 
             None => Ok(Action::await_change()),
         };
     }
-    let candidates = in_namespace(&ctx.caches.pods, &ns);
+    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
     if !ctx.expectations.satisfied(&k, &candidates) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }

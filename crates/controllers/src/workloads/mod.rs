@@ -81,6 +81,23 @@ pub(crate) fn in_namespace<K: Resource<DynamicType = ()> + Clone>(
         .collect()
 }
 
+/// The namespace's pods as stored, read when a sync starts.
+///
+/// A controller's trigger (its `owns` watch) and a shared cache are two watches: the trigger
+/// may come before the cache shows the change it is about, and a sync computed from the stale
+/// cache would then be the last one. Reading the pods after the trigger sees at least what the
+/// trigger saw, so every change is acted on.
+pub(crate) async fn namespace_pods(client: &Client, namespace: &str) -> Result<Vec<Arc<Pod>>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect())
+}
+
 /// What a controller expects its caches to show after its own writes (rule 1.4, tracked by
 /// name for creates and UID for deletes): until they do, or 5 minutes pass, it writes status
 /// only.
@@ -437,9 +454,9 @@ pub async fn run(client: Client) {
         pods_task,
         rss_task,
         replica_set::run(client.clone(), caches.clone()),
-        deployment::run(client.clone(), caches.clone()),
-        stateful_set::run(client.clone(), caches.clone()),
-        daemon_set::run(client.clone(), caches.clone()),
+        deployment::run(client.clone()),
+        stateful_set::run(client.clone()),
+        daemon_set::run(client.clone()),
         cron_job::run(client.clone()),
         job::run(client.clone(), caches.clone()),
         gc::run(client.clone()),

@@ -65,7 +65,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
         return Ok(Action::await_change());
     };
     let now = Timestamp::now();
-    let candidates = in_namespace(&ctx.caches.pods, &ns);
+    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
     let satisfied = ctx.expectations.satisfied(&k, &candidates);
     let active_candidates: Vec<Arc<Pod>> = candidates
         .iter()
@@ -122,6 +122,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
     ctx.backoff.succeeded(&k);
     if failure.is_some() {
         return Ok(ctx.backoff.failed(&k));
+    }
+    if !satisfied {
+        // Look again soon: the writes this waits for may not trigger another sync.
+        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
     }
     Ok(Action::await_change())
 }

@@ -17,22 +17,20 @@ use podvisor_workloads::owner::Owner;
 use podvisor_workloads::stateful_set::{self as rules, Verb};
 use serde_json::json;
 
-use super::{Backoff, Caches, Expectations, code, in_namespace, key, record, recorder};
+use super::{Backoff, Expectations, code, key, record, recorder};
 
 struct Ctx {
     client: Client,
-    caches: Caches,
     expectations: Expectations,
     backoff: Backoff,
     recorder: Recorder,
 }
 
 /// Runs the StatefulSet controller until cancelled.
-pub(crate) async fn run(client: Client, caches: Caches) {
+pub(crate) async fn run(client: Client) {
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, "statefulset-controller"),
         client: client.clone(),
-        caches,
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
@@ -61,7 +59,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, kube:
         ctx.expectations.forget(&k);
         return Ok(Action::await_change());
     };
-    let candidates = in_namespace(&ctx.caches.pods, &ns);
+    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
     if !ctx.expectations.satisfied(&k, &candidates) {
         return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }

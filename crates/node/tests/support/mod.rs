@@ -77,6 +77,12 @@ impl RunningNode {
         // Each node owns its own nftables table, so parallel tests do not replace each other's.
         let mut config = e2e_config(data_dir, pod_cidr);
         config.services.nft_table = format!("podvisor_{bridge_hint}_{}", std::process::id());
+        // And its own Service addresses: two nodes in one network namespace must not both
+        // program the same ClusterIP (each hint is distinct within a test binary).
+        let slot = bridge_hint.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        }) % 250;
+        config.services.service_cidr = format!("172.31.{slot}.0/24");
         RunningNode::start_with(config).await
     }
 
