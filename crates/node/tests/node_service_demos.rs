@@ -95,7 +95,7 @@ async fn init_containers_wait_until_the_services_resolve() {
     require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.99.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "init").await;
+    let node = RunningNode::start_with_own_services(data.path(), &cidr, "init").await;
     let pod = data.path().join("pod.yaml");
     std::fs::write(&pod, INIT_POD).unwrap();
     node.ok(&["apply", "-f", pod.to_str().unwrap()]);
@@ -138,7 +138,7 @@ async fn readiness_decides_endpoints_and_service_traffic() {
     require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.100.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "ready").await;
+    let node = RunningNode::start_with_own_services(data.path(), &cidr, "ready").await;
     let root = format!("podvisor-web-{}", std::process::id());
     let manifest = data.path().join("web.yaml");
     std::fs::write(&manifest, READINESS.replace("WEBROOT", &root)).unwrap();
@@ -259,7 +259,7 @@ async fn liveness_restarts_the_container_when_port_80_stops_answering() {
     require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.99.{}.0/24", (std::process::id() + 7) % 250);
-    let node = RunningNode::start(data.path(), &cidr, "liveness").await;
+    let node = RunningNode::start_with_own_services(data.path(), &cidr, "liveness").await;
     let pod = data.path().join("liveness.yaml");
     std::fs::write(&pod, LIVENESS).unwrap();
     node.ok(&["apply", "-f", pod.to_str().unwrap()]);
@@ -324,7 +324,7 @@ async fn a_rolling_restart_behind_a_service_loses_no_request() {
     require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.101.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "roll").await;
+    let node = RunningNode::start_with_own_services(data.path(), &cidr, "roll").await;
     let root = format!("podvisor-shop-{}", std::process::id());
     let manifest = data.path().join("shop.yaml");
     std::fs::write(&manifest, ROLLING.replace("ROOT", &root)).unwrap();
@@ -534,7 +534,7 @@ async fn stateful_set_pods_have_stable_dns_names() {
     require_all();
     let data = tempfile::tempdir().unwrap();
     let cidr = format!("10.102.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "stsdns").await;
+    let node = RunningNode::start_with_own_services(data.path(), &cidr, "stsdns").await;
     let manifest = data.path().join("db.yaml");
     std::fs::write(&manifest, STATEFUL_DNS).unwrap();
     node.ok(&["apply", "-f", manifest.to_str().unwrap()]);

@@ -77,8 +77,15 @@ impl RunningNode {
         // Each node owns its own nftables table, so parallel tests do not replace each other's.
         let mut config = e2e_config(data_dir, pod_cidr);
         config.services.nft_table = format!("podvisor_{bridge_hint}_{}", std::process::id());
-        // And its own Service addresses: two nodes in one network namespace must not both
-        // program the same ClusterIP (each hint is distinct within a test binary).
+        RunningNode::start_with(config).await
+    }
+
+    /// [`RunningNode::start`] with a Service range of its own (`172.31.<slot>.0/24`), for tests
+    /// that send Service traffic while others in the same binary do: two nodes in one network
+    /// namespace must not program the same ClusterIP (each hint is distinct within a binary).
+    pub async fn start_with_own_services(data_dir: &Path, pod_cidr: &str, bridge_hint: &str) -> RunningNode {
+        let mut config = e2e_config(data_dir, pod_cidr);
+        config.services.nft_table = format!("podvisor_{bridge_hint}_{}", std::process::id());
         let slot = bridge_hint.bytes().fold(0x811c_9dc5_u32, |h, b| {
             (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
         }) % 250;
