@@ -5,13 +5,16 @@
 //!
 //! Prints a table (benchmark, metric, p50, p99, floor, ratio, goal, verdict) and, with
 //! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's; the
-//! cluster ones (`sched-throughput`, `api-etcd`, `watch-latency`) issue #15's.
+//! cluster ones (`sched-throughput`, `api-etcd`, `watch-latency`) issue #15's; the workload
+//! controllers' (`deploy-100`, `rollout-100`) issue #16's.
 #![forbid(unsafe_code)]
 
 mod api;
 mod api_etcd;
+mod api_node;
 mod burst;
 mod crash_restart;
+mod deployment;
 mod endpoint_propagation;
 mod etcd;
 mod floor;
@@ -64,6 +67,10 @@ BENCHMARKS:
                                                 (floor: raw etcd put/get; loopback HTTP for redb)
     watch-latency  pod status write on server A → agent's watch via server B, one etcd
                                                 (floor: etcd put → etcd watch event)
+    deploy-100     Deployment of 100 created → 100 available, on a whole node
+                                  (floor: the 100 pods created directly → all Ready)
+    rollout-100    rolling update of those 100 (25% surge/unavailable) → done, old pods gone
+                                  (floor: 100 pods started and deleted directly)
 
 EXIT CODES:
     0   every benchmark ran (goals missed are reported, not failures)
@@ -150,6 +157,17 @@ const BENCHES: &[Bench] = &[
         name: "watch-latency",
         full: 300,
         quick: 50,
+    },
+    // Replicas (and as many bare pods for the floor), rounds: 3 full, 1 quick.
+    Bench {
+        name: "deploy-100",
+        full: 100,
+        quick: 20,
+    },
+    Bench {
+        name: "rollout-100",
+        full: 100,
+        quick: 20,
     },
 ];
 
@@ -261,6 +279,14 @@ fn run(args: &Args) -> Result<()> {
                 "sched-throughput" => sched::run(n).await,
                 "api-etcd" => api_etcd::run(n).await,
                 "watch-latency" => watch_latency::run(n).await,
+                "deploy-100" | "rollout-100" => {
+                    let measure = if bench.name == "deploy-100" {
+                        deployment::Measure::Deploy
+                    } else {
+                        deployment::Measure::Rollout
+                    };
+                    deployment::run(n, if args.quick { 1 } else { 3 }, measure).await
+                }
                 other => bail!("benchmark {other} has no runner"),
             }
         });
@@ -311,7 +337,7 @@ mod tests {
         assert!(format!("{:#}", args(&["--json"]).unwrap_err()).contains("--json"));
         assert!(format!("{:#}", args(&["--bogus"]).unwrap_err()).contains("--bogus"));
         assert!(format!("{:#}", args(&["nothing"]).unwrap_err()).contains("nothing"));
-        for name in ["sched", "api-etcd", "watch-latency"] {
+        for name in ["sched", "api-etcd", "watch-latency", "deploy-100", "rollout"] {
             assert_eq!(args(&[name]).unwrap().unwrap().names, vec![name.to_owned()]);
         }
     }
