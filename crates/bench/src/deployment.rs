@@ -17,13 +17,23 @@
 //! The pods run `sleep` with no readiness probe: Ready then follows the container's start, as
 //! it does for the floor's pods, so the ratio is the controllers' and not a probe period's (the
 //! probes' own cost is `probe-cpu`'s and `probe-timing`'s subject). Both kinds of pods have a
-//! termination grace period of 0 (`sleep` is its container's PID 1 and ignores SIGTERM).
+//! termination grace period of 0, as `burst-110`'s: a deleted pod leaves the API at once and its
+//! process is killed.
+//!
+//! The node is one, with the kubelet's 110 pods allocatable: a rollout of 100 with 25% surge
+//! wants up to 125 pods, so some new pods wait `Unschedulable` until old ones are gone, and the
+//! scheduler's back-off (1, 2, 4 s) is part of what `rollout-100` measures, as it would be on one
+//! upstream node. The rollout row's note says how many pods the watch saw at once (the surge
+//! bounds the ReplicaSets' sizes, not the pods still being deleted) and how many
+//! `FailedScheduling` events each rollout caused.
 //!
 //! Every round deletes the Deployment and waits until its ReplicaSets and pods are gone (the
 //! garbage collector's work, reported as an informational row), so nothing is left behind.
 //! Not measured: scaling, probes, minReadySeconds, progress deadlines, several nodes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -34,6 +44,7 @@ use kube::runtime::watcher;
 use kube::{Api, Resource};
 use podvisor_core::appsv1::{Deployment, ReplicaSet};
 use podvisor_core::corev1::Pod;
+use podvisor_core::k8s_openapi::api::events::v1::Event;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -61,6 +72,8 @@ const DEPLOY_APP: &str = "bench-deploy";
 struct PodState {
     /// Phase Running with condition Ready=True.
     ready: bool,
+    /// Being deleted (`metadata.deletionTimestamp` set).
+    terminating: bool,
 }
 
 /// The pods of one label, by name, as a watch sees them.
@@ -95,6 +108,11 @@ struct Samples {
     rollout: Vec<Duration>,
     /// When `kubectl rollout status` would have said done (old pods possibly still going).
     rollout_status: Vec<Duration>,
+    /// The most pods not being deleted the watch saw at once during a rollout (at least that
+    /// many: a watch channel keeps only the latest state).
+    rollout_peak: usize,
+    /// `FailedScheduling` events (with their repeats) recorded during each rollout.
+    failed_scheduling: Vec<usize>,
     teardown: Vec<Duration>,
 }
 
@@ -123,10 +141,18 @@ async fn rounds_on(node: &ApiNode, n: usize, rounds: usize, measure: Measure) ->
         .await?;
         samples.deploy.push(started.elapsed());
         if measure == Measure::Rollout {
-            let (status, gone) =
-                rollout(&deployments, n, round, &deploy_pods.rx, &progress.rx, limit).await?;
+            let events: Api<Event> = Api::namespaced(node.client.clone(), "default");
+            let before = failed_scheduling(&events).await?;
+            let peak = Arc::new(AtomicUsize::new(0));
+            let watching = track_peak(deploy_pods.rx.clone(), peak.clone());
+            let done = rollout(&deployments, n, round, &deploy_pods.rx, &progress.rx, limit).await;
+            watching.abort();
+            let (status, gone) = done?;
             samples.rollout_status.push(status);
             samples.rollout.push(gone);
+            samples.rollout_peak = samples.rollout_peak.max(peak.load(Ordering::Relaxed));
+            let after = failed_scheduling(&events).await?;
+            samples.failed_scheduling.push(after.saturating_sub(before));
         }
         let started = Instant::now();
         deployments
@@ -250,6 +276,38 @@ async fn rollout(
     Ok((status, started.elapsed()))
 }
 
+/// Keeps in `peak` the most pods not being deleted that `rx` shows at once, until aborted.
+fn track_peak(mut rx: watch::Receiver<Pods>, peak: Arc<AtomicUsize>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let active = rx.borrow_and_update().values().filter(|p| !p.terminating).count();
+            peak.fetch_max(active, Ordering::Relaxed);
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// How many times the scheduler has recorded `FailedScheduling` in `default` so far (events
+/// and their repeats).
+async fn failed_scheduling(events: &Api<Event>) -> Result<usize> {
+    let list = events
+        .list(&ListParams::default())
+        .await
+        .context("listing the events")?;
+    let count = list
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+        .map(|e| {
+            let repeats = e.series.as_ref().map_or(1, |s| s.count);
+            usize::try_from(repeats).unwrap_or(1)
+        })
+        .sum();
+    Ok(count)
+}
+
 /// Waits until no ReplicaSet is left in `default` (the garbage collector's part of a delete).
 async fn replica_sets_gone(client: &kube::Client, limit: Duration) -> Result<()> {
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
@@ -300,7 +358,14 @@ async fn follow_pods(api: Api<Pod>, app: &str) -> Result<Followed<Pods>> {
     follow(api, config, BTreeMap::new(), |pods, event| match event {
         Change::Apply(pod) | Change::InitApply(pod) => {
             if let Some(name) = pod.metadata.name.clone() {
-                pods.insert(name, PodState { ready: ready(&pod) });
+                let terminating = pod.metadata.deletion_timestamp.is_some();
+                pods.insert(
+                    name,
+                    PodState {
+                        ready: ready(&pod),
+                        terminating,
+                    },
+                );
             }
         }
         Change::Delete(pod) => {
@@ -487,9 +552,17 @@ fn rows(n: usize, measure: Measure, s: &Samples) -> Result<Vec<Row>> {
                     p99: None,
                 },
                 note: Some(format!(
-                    "kubectl rollout status done at p50 {:.0} ms (old pods may still be going); \
-                     maxSurge and maxUnavailable 25%",
-                    status.p50
+                    "kubectl rollout status done at p50 {:.0} ms; maxSurge and maxUnavailable 25% \
+                     allow {} pods, the watch saw at least {} not being deleted at once; \
+                     FailedScheduling events per rollout: {}",
+                    status.p50,
+                    n + n.div_ceil(4),
+                    s.rollout_peak,
+                    s.failed_scheduling
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             }]
         }
