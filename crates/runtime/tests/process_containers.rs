@@ -174,7 +174,10 @@ async fn logs_are_cri_with_streams_partial_lines_and_rotation() {
     // last stdout record: stdout and stderr are read by separate readers, so a stderr record
     // may land after it.)
     let last_stdout = lines.iter().rev().find(|l| l.contains(" stdout "));
-    assert!(last_stdout.is_some_and(|l| l.ends_with(" stdout P tail")), "{cri}");
+    assert!(
+        last_stdout.is_some_and(|l| l.ends_with(" stdout P tail")),
+        "{cri}"
+    );
     assert!(cri.ends_with('\n'));
 
     // Rotation: 64 KiB files, 3 in total; a second instance keeps the first one's log.
