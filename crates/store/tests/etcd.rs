@@ -300,7 +300,7 @@ async fn writes_go_on_when_one_of_three_members_stops() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(StoreError::AlreadyExists { .. }) => break,
-            Err(e) => panic!("no write went through after a member stopped: {e}"),
+            Err(e) => panic!("no write went through after a member stopped: {e:?}"),
         }
     }
     // Every later write goes through too; one may still meet an election (a loaded machine

@@ -113,10 +113,17 @@ fn is_connect_failure(e: &etcd_client::Error) -> bool {
 fn is_unavailable(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(s) => {
-            matches!(
-                s.code(),
+            let code = s.code();
+            let transient = matches!(
+                code,
                 tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ) && !is_compacted(e)
+            ) || (matches!(code, tonic::Code::Unknown | tonic::Code::Internal)
+                // A member that went away mid-call, or an election under way, as gRPC or etcd
+                // word it when the status code does not say so.
+                && ["transport", "connection", "broken pipe", "leader", "timed out", "stream"]
+                    .iter()
+                    .any(|w| s.message().to_ascii_lowercase().contains(w)));
+            transient && !is_compacted(e)
         }
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
