@@ -1,5 +1,5 @@
 //! API-server defaulting for Pods, Services and Secrets (k8s-semantics rules 1.1–1.8), and for
-//! the workload kinds in [`workload`] (Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs,
+//! the workload kinds in `workload.rs` (Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs,
 //! CronJobs), re-exported here.
 //!
 //! Defaulting fills fields that are unset (or hold their zero value) and never overwrites a

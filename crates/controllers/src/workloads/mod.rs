@@ -1,6 +1,7 @@
-//! kube-controller-manager's workload controllers as kube-runtime [`Controller`]s: each
-//! reconciles one owner object from the caches, asks `podvisor-workloads` what to do, and
-//! carries the plan out through the API (`controller-semantics.md`).
+//! kube-controller-manager's workload controllers as kube-runtime
+//! [`Controller`](kube::runtime::Controller)s: each reconciles one owner object as stored (its
+//! dependents read when the sync starts), asks `podvisor-workloads` what to do, and carries the
+//! plan out through the API (`controller-semantics.md`).
 //!
 //! - [`replica_set`]: pods for ReplicaSets (section 2);
 //! - [`deployment`]: ReplicaSets for Deployments (section 3);
@@ -12,8 +13,9 @@
 //!   foreground deletion;
 //! - [`service_accounts`]: a `default` ServiceAccount in every active namespace (9.1).
 //!
-//! Shared here: the pod cache every controller reads ([`Caches`]), claiming (rule 1.3),
-//! expectations (1.4) and slow-start creation (1.5).
+//! Shared here: reading a namespace's pods, claiming (rule 1.3), expectations (1.4), slow-start
+//! creation (1.5), per-key back-off, status merge patches and event recording; the caches of
+//! pods and ReplicaSets that the Job orphan worker and the ReplicaSet ranking read.
 
 pub mod cron_job;
 pub mod daemon_set;

@@ -7,7 +7,8 @@
 //! ReplicaSet, or scale some ReplicaSets, or clean up history) and returns the status that
 //! step leaves; the loop around it syncs again when the ReplicaSets it wrote change, as the
 //! upstream controller does through its informers. Arithmetic (surge, unavailability,
-//! proportions) is in [`rollout`].
+//! proportions) is in `rollout.rs`; [`resolve_fenceposts`], [`max_surge`] and [`max_unavailable`]
+//! are its public part.
 
 mod rollout;
 mod status;
