@@ -123,6 +123,19 @@ pub fn admit_shape(
     } else {
         meta.remove("namespace");
     }
+    // Empty lists and maps are absent, as Go's `omitempty` stores them: an owner's last
+    // reference or an object's last finalizer removed leaves no `[]` behind.
+    for key in ["ownerReferences", "finalizers", "labels", "annotations"] {
+        let empty = match meta.get(key) {
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            meta.remove(key);
+        }
+    }
     Ok((r.strategy.stored(object), warnings))
 }
 

@@ -82,11 +82,22 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
     };
     let rss: Vec<ReplicaSet> = owned.iter().map(|r| (**r).clone()).collect();
     let uids: Vec<String> = rss.iter().filter_map(|r| r.uid()).collect();
-    let pods: Vec<Arc<Pod>> = super::namespace_pods(&ctx.client, &ns)
-        .await?
-        .into_iter()
-        .filter(|p| owner::controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid)))
-        .collect();
+    // Only Recreate looks at the pods (whether an old ReplicaSet's still run, rule 3.12).
+    let recreate = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.type_.as_deref())
+        == Some("Recreate");
+    let pods: Vec<Arc<Pod>> = if recreate {
+        super::namespace_pods(&ctx.client, &ns)
+            .await?
+            .into_iter()
+            .filter(|p| owner::controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let pod_refs: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
     let plan = rules::plan(&d, &rss, &pod_refs, Timestamp::now());
     let reference = d.object_ref(&());

@@ -23,8 +23,6 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::none_if_empty;
-
 /// The kinds the collector follows: (group, version, kind, plural, namespaced).
 pub const KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("", "v1", "Pod", "pods", true),
@@ -320,7 +318,8 @@ async fn remove_refs(client: &Client, n: &Node, uids: &[&str]) -> bool {
     if refs.len() == o.metadata.owner_references.as_ref().map_or(0, Vec::len) {
         return true;
     }
-    let patch = json!({"metadata": {"ownerReferences": none_if_empty(&refs), "resourceVersion": o.metadata.resource_version}});
+    let patch =
+        json!({"metadata": {"ownerReferences": refs, "resourceVersion": o.metadata.resource_version}});
     let api = api_for(client, n.kind, o.metadata.namespace.as_deref());
     match api
         .patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))
@@ -344,7 +343,7 @@ async fn remove_finalizer(client: &Client, n: &Node, finalizer: &str) {
         .flatten()
         .filter(|f| *f != finalizer)
         .collect();
-    let patch = json!({"metadata": {"finalizers": none_if_empty(&rest), "resourceVersion": o.metadata.resource_version}});
+    let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": o.metadata.resource_version}});
     let api = api_for(client, n.kind, o.metadata.namespace.as_deref());
     if let Err(e) = api
         .patch(&o.name_any(), &PatchParams::default(), &Patch::Merge(patch))

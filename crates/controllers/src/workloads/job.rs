@@ -207,7 +207,7 @@ async fn remove_tracking_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube
         .filter(|f| *f != rules::TRACKING_FINALIZER)
         .collect();
     let patch = Patch::Merge(
-        json!({"metadata": {"finalizers": super::none_if_empty(&rest), "resourceVersion": pod.metadata.resource_version}}),
+        json!({"metadata": {"finalizers": rest, "resourceVersion": pod.metadata.resource_version}}),
     );
     match api.patch(&pod.name_any(), &PatchParams::default(), &patch).await {
         Ok(_) => Ok(()),

@@ -254,7 +254,8 @@ where
             }
             Claim::Release => {
                 refs.retain(|r| r.uid != owner.uid());
-                let patch = json!({"metadata": {"ownerReferences": none_if_empty(&refs), "resourceVersion": meta.resource_version}});
+                let patch =
+                    json!({"metadata": {"ownerReferences": refs, "resourceVersion": meta.resource_version}});
                 match api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                     .await
@@ -267,16 +268,6 @@ where
         }
     }
     Ok(owned)
-}
-
-/// A list as a merge patch sets it: `null` when empty, so the field goes (as Go's `omitempty`
-/// leaves it) rather than staying as `[]`.
-pub(crate) fn none_if_empty<T: serde::Serialize>(list: &[T]) -> serde_json::Value {
-    if list.is_empty() {
-        serde_json::Value::Null
-    } else {
-        json!(list)
-    }
 }
 
 /// The pods and ControllerRevisions `owner` controls once claimed (StatefulSets and
