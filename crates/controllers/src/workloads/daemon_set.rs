@@ -106,7 +106,9 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         .insert(uid, plan.backoff.clone());
     let reference = ds.object_ref(&());
     let status = if satisfied {
-        apply(&ctx, &ds, &k, &plan, &pods_api, &revs_api, &api).await?;
+        if !apply(&ctx, &ds, &k, &plan, &pods_api, &revs_api, &api).await? {
+            return Ok(Action::requeue(std::time::Duration::ZERO));
+        }
         plan.status.as_ref()
     } else {
         plan.status_unobserved.as_ref()
@@ -138,7 +140,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Revision, history, then pods (rule 5.10's order).
+/// Revision, history, then pods (rule 5.10's order); `false` when the revision's name was
+/// taken and the sync must start again with a new hash.
 async fn apply(
     ctx: &Ctx,
     ds: &DaemonSet,
@@ -147,23 +150,12 @@ async fn apply(
     pods_api: &Api<Pod>,
     revs_api: &Api<ControllerRevision>,
     api: &Api<DaemonSet>,
-) -> Result<(), kube::Error> {
+) -> Result<bool, kube::Error> {
     let reference = ds.object_ref(&());
     if let Some(rev) = &plan.revision {
-        match revs_api.create(&PostParams::default(), rev).await {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some(409) => {
-                let mut st = ds.status.clone().unwrap_or_default();
-                st.collision_count = Some(st.collision_count.unwrap_or(0) + 1);
-                api.patch_status(
-                    &ds.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": st})),
-                )
-                .await?;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
+        let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
+        if !super::create_revision(revs_api, rev, api, &ds.name_any(), collisions).await? {
+            return Ok(false);
         }
     }
     if let Some(n) = &plan.renumber {
@@ -233,5 +225,5 @@ async fn apply(
         }
     }
     ctx.expectations.expect(k, created, deleted);
-    failure.map_or(Ok(()), Err)
+    failure.map_or(Ok(true), Err)
 }

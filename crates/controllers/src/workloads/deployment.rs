@@ -106,14 +106,8 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // A ReplicaSet of that name that is not ours: a hash collision (rule 3.5).
-                let mut st = d.status.clone().unwrap_or_default();
-                st.collision_count = Some(st.collision_count.unwrap_or(0) + 1);
-                api.patch_status(
-                    &d.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": st})),
-                )
-                .await?;
+                let collisions = d.status.as_ref().and_then(|s| s.collision_count);
+                super::bump_collision_count(&api, &d.name_any(), collisions).await?;
                 return Ok(Action::requeue(std::time::Duration::ZERO));
             }
             Err(e) => {

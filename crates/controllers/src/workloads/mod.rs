@@ -295,6 +295,45 @@ pub(crate) async fn claim_pods_and_revisions(
     ))
 }
 
+/// Creates a StatefulSet's or DaemonSet's new ControllerRevision; `false` when its name is
+/// taken (a hash collision, rules 4.4 and 5.7): the owner's `status.collisionCount` is then
+/// raised, so its next sync hashes anew.
+pub(crate) async fn create_revision<K>(
+    revs_api: &Api<k8s_openapi::api::apps::v1::ControllerRevision>,
+    revision: &k8s_openapi::api::apps::v1::ControllerRevision,
+    owner_api: &Api<K>,
+    owner: &str,
+    collisions: Option<i32>,
+) -> Result<bool, kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match revs_api.create(&kube::api::PostParams::default(), revision).await {
+        Ok(_) => Ok(true),
+        Err(e) if code(&e) == Some(409) => {
+            bump_collision_count(owner_api, owner, collisions).await?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Raises an owner's `status.collisionCount` (Deployments, StatefulSets, DaemonSets) from
+/// `current`.
+pub(crate) async fn bump_collision_count<K>(
+    api: &Api<K>,
+    name: &str,
+    current: Option<i32>,
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = Patch::Merge(json!({"status": {"collisionCount": current.unwrap_or(0) + 1}}));
+    api.patch_status(name, &PatchParams::default(), &patch)
+        .await
+        .map(|_| ())
+}
+
 /// Creates `n` copies of `make()` in slow-start batches of 1, 2, 4, ... (rule 1.5): a batch's
 /// calls run together; a failure skips the remaining batches. Returns the created objects and
 /// the first error.

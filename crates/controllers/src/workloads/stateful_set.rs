@@ -74,20 +74,9 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, kube:
     let plan = rules::plan(&set, &pods, &revisions, Timestamp::now());
     let reference = set.object_ref(&());
     if let Some(rev) = &plan.create_revision {
-        match revs_api.create(&PostParams::default(), rev).await {
-            Ok(_) => {}
-            Err(e) if code(&e) == Some(409) => {
-                let mut st = set.status.clone().unwrap_or_default();
-                st.collision_count = Some(st.collision_count.unwrap_or(0) + 1);
-                api.patch_status(
-                    &set.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"status": st})),
-                )
-                .await?;
-                return Ok(Action::requeue(std::time::Duration::ZERO));
-            }
-            Err(e) => return Err(e),
+        let collisions = set.status.as_ref().and_then(|s| s.collision_count);
+        if !super::create_revision(&revs_api, rev, &api, &set.name_any(), collisions).await? {
+            return Ok(Action::requeue(std::time::Duration::ZERO));
         }
     }
     if let Some(bump) = &plan.bump_revision {
