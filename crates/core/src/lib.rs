@@ -8,7 +8,7 @@
 //!   vocabulary in [`probe`] ([`ProbeKind`], [`ProbeOutcome`], [`ProbeResult`]) and hook results;
 //! - the seam traits that the node's parts implement ([`runtime::ContainerRuntime`],
 //!   [`runtime::ContainerExec`], [`probe::Prober`], [`probe::HookRunner`], [`config::ConfigSource`],
-//!   [`host::HostOps`], [`logs::LogSource`])
+//!   [`host::HostOps`], [`logs::LogSource`], [`streams::PodStreams`], [`usage::UsageSource`])
 //!   and their error enums.
 //!
 //! What it does **not** contain: any I/O, any async runtime, any decision about pod behaviour
@@ -30,6 +30,8 @@ pub mod probe;
 pub mod quantity;
 pub mod rfc3339;
 pub mod runtime;
+pub mod streams;
+pub mod usage;
 pub mod version;
 
 pub use config::{ConfigSource, ConfigSourceError};
