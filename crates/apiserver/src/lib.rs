@@ -62,6 +62,7 @@ mod handlers;
 mod initial;
 pub mod kubelet;
 pub mod limits;
+mod list_types;
 pub mod logs;
 pub mod meta;
 pub mod metrics;

@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::list_types::{ListStrategy, list_strategy};
+
 /// kube-apiserver's `maxJSONPatchOperations`.
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
@@ -201,62 +203,6 @@ fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// RFC 7386: objects merge recursively, `null` deletes, everything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
-}
-
-/// How strategic merge treats a list, from the served kinds' schemas (`patchStrategy` and
-/// `patchMergeKey` of k8s.io/api): lists without a merge strategy are replaced whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
-    /// Replaced by the patch's list.
-    Replace,
-    /// Objects merged by the value of this key.
-    MergeBy(&'static str),
-    /// Scalars merged as a set.
-    Set,
-}
-
-/// The strategy of the list at `path` (field names from the object's root, list indices left
-/// out: `spec.containers.env`).
-fn list_strategy(path: &str) -> ListStrategy {
-    use ListStrategy::{MergeBy, Replace, Set};
-    // A workload's pod template has a pod's lists (a CronJob's, inside its Job template).
-    let path = path
-        .strip_prefix("spec.jobTemplate.spec.template.")
-        .or_else(|| path.strip_prefix("spec.template."))
-        .unwrap_or(path);
-    let in_container = [
-        "spec.containers.",
-        "spec.initContainers.",
-        "spec.ephemeralContainers.",
-    ]
-    .iter()
-    .find_map(|prefix| path.strip_prefix(prefix));
-    if let Some(field) = in_container {
-        return match field {
-            "env" => MergeBy("name"),
-            "ports" => MergeBy("containerPort"),
-            "volumeMounts" => MergeBy("mountPath"),
-            "volumeDevices" => MergeBy("devicePath"),
-            _ => Replace,
-        };
-    }
-    match path {
-        "metadata.finalizers" | "spec.podCIDRs" => Set,
-        "metadata.ownerReferences" => MergeBy("uid"),
-        "spec.containers"
-        | "spec.initContainers"
-        | "spec.ephemeralContainers"
-        | "spec.volumes"
-        | "spec.imagePullSecrets"
-        | "spec.resourceClaims"
-        | "spec.schedulingGates" => MergeBy("name"),
-        "spec.hostAliases" | "status.podIPs" | "status.hostIPs" => MergeBy("ip"),
-        "spec.topologySpreadConstraints" => MergeBy("topologyKey"),
-        // Service ports.
-        "spec.ports" => MergeBy("port"),
-        "status.conditions" | "status.addresses" => MergeBy("type"),
-        _ => Replace,
-    }
 }
 
 fn child_path(path: &str, field: &str) -> String {
