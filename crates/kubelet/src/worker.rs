@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor_core::corev1::{Container, Pod, PodStatus};
+use podvisor_core::corev1::{Container, EphemeralContainer, Pod, PodStatus};
 use podvisor_core::probe::ProbeTarget;
 use podvisor_core::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig, Started};
 use podvisor_core::{
@@ -214,7 +214,8 @@ impl Worker {
         self.machine.pod()
     }
 
-    /// The named container's definition, found without cloning the whole pod.
+    /// The named container's definition, found without cloning the whole pod (an ephemeral
+    /// container's as a container: it has the same fields, fewer of them set).
     fn container(&self, name: &str) -> Option<Container> {
         let spec = self.machine.object().spec.as_ref()?;
         spec.init_containers
@@ -223,6 +224,13 @@ impl Worker {
             .chain(&spec.containers)
             .find(|c| c.name == name)
             .cloned()
+            .or_else(|| {
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .find(|c| c.name == name)
+                    .map(ephemeral_as_container)
+            })
     }
 
     fn target(&self, container: &Container, id: &ContainerId) -> ProbeTarget {
@@ -313,18 +321,22 @@ impl Worker {
                 let Some(container) = self.container(&name) else {
                     return;
                 };
-                let init = self
-                    .pod()
-                    .spec
-                    .and_then(|s| s.init_containers)
-                    .is_some_and(|init| init.iter().any(|c| c.name == name));
                 let pod = self.pod();
+                let spec = pod.spec.as_ref();
+                let init = spec
+                    .and_then(|s| s.init_containers.as_ref())
+                    .is_some_and(|init| init.iter().any(|c| c.name == name));
+                let ephemeral = spec
+                    .and_then(|s| s.ephemeral_containers.as_ref())
+                    .is_some_and(|e| e.iter().any(|c| c.name == name));
                 let pod_ip = self.machine.status().pod_ip.clone();
                 let recorder = self.recorder.clone();
                 recorder.container_start_attempt(init);
                 self.tasks.spawn(async move {
                     let field_path = if init {
                         format!("spec.initContainers{{{name}}}")
+                    } else if ephemeral {
+                        format!("spec.ephemeralContainers{{{name}}}")
                     } else {
                         format!("spec.containers{{{name}}}")
                     };
@@ -671,9 +683,34 @@ impl Worker {
                     .flatten()
                     .chain(s.containers)
                     .map(|c| c.name)
+                    .chain(s.ephemeral_containers.into_iter().flatten().map(|c| c.name))
                     .collect()
             })
             .unwrap_or_default();
         self.recorder.forget(&containers);
+    }
+}
+
+/// An ephemeral container as the runtime starts it: the fields they share (validation allows
+/// nothing else on an ephemeral container).
+fn ephemeral_as_container(e: &EphemeralContainer) -> Container {
+    Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        command: e.command.clone(),
+        args: e.args.clone(),
+        working_dir: e.working_dir.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        volume_devices: e.volume_devices.clone(),
+        security_context: e.security_context.clone(),
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        tty: e.tty,
+        ..Container::default()
     }
 }

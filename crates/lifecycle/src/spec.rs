@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use podvisor_core::ProbeKind;
-use podvisor_core::corev1::{Container, Pod, Probe};
+use podvisor_core::corev1::{Container, EphemeralContainer, Pod, Probe};
 use podvisor_core::probe::ProbeTiming;
 
 /// The pod's `restartPolicy`.
@@ -45,6 +45,10 @@ pub enum ContainerKind {
     Sidecar,
     /// An app container (`spec.containers`).
     Regular,
+    /// An ephemeral container (`spec.ephemeralContainers`, added through the
+    /// `ephemeralcontainers` subresource): started once when it appears, never restarted, no
+    /// probes or hooks, not part of the pod's readiness or phase.
+    Ephemeral,
 }
 
 /// A probe's timing, with the API defaults applied to zero values (rule 1.3).
@@ -129,6 +133,18 @@ impl ContainerDef {
         }
     }
 
+    fn ephemeral(c: &EphemeralContainer) -> ContainerDef {
+        ContainerDef {
+            name: c.name.clone(),
+            kind: ContainerKind::Ephemeral,
+            image: c.image.clone().unwrap_or_default(),
+            probes: [None, None, None],
+            has_post_start: false,
+            has_pre_stop: false,
+            field_path: format!("spec.ephemeralContainers{{{}}}", c.name),
+        }
+    }
+
     pub(crate) fn probe(&self, kind: ProbeKind) -> Option<&ProbeParams> {
         self.probes[probe_index(kind)].as_ref()
     }
@@ -143,9 +159,12 @@ pub(crate) struct PodDef {
     pub(crate) active_deadline_secs: Option<i64>,
     pub(crate) readiness_gates: Vec<String>,
     pub(crate) host_network: bool,
-    /// Init containers (spec order), then regular containers (spec order).
+    /// Init containers (spec order), then regular containers (spec order), then ephemeral
+    /// containers (in the order they were added).
     pub(crate) containers: Vec<ContainerDef>,
     pub(crate) n_init: usize,
+    /// Where the ephemeral containers start in `containers`.
+    pub(crate) n_app_end: usize,
     pub(crate) has_sidecars: bool,
 }
 
@@ -165,6 +184,10 @@ impl PodDef {
         for c in &spec.containers {
             containers.push(ContainerDef::new(c, ContainerKind::Regular));
         }
+        let n_app_end = containers.len();
+        for c in spec.ephemeral_containers.iter().flatten() {
+            containers.push(ContainerDef::ephemeral(c));
+        }
         let grace = spec.termination_grace_period_seconds.unwrap_or(30);
         PodDef {
             restart_policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
@@ -180,6 +203,17 @@ impl PodDef {
             has_sidecars: containers.iter().any(|c| c.kind == ContainerKind::Sidecar),
             containers,
             n_init,
+            n_app_end,
         }
+    }
+
+    /// The indices of the regular containers.
+    pub(crate) fn regular(&self) -> std::ops::Range<usize> {
+        self.n_init..self.n_app_end
+    }
+
+    /// The indices of the ephemeral containers.
+    pub(crate) fn ephemeral(&self) -> std::ops::Range<usize> {
+        self.n_app_end..self.containers.len()
     }
 }

@@ -121,7 +121,7 @@ fn terminated_state(t: &Terminated) -> ContainerState {
 fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
     let def = &m.def.containers[i];
     let rec = &m.records[i];
-    let default_reason = if m.def.n_init > 0 {
+    let default_reason = if m.def.n_init > 0 && def.kind != ContainerKind::Ephemeral {
         "PodInitializing"
     } else {
         "ContainerCreating"
@@ -182,6 +182,7 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
                     ContainerKind::Sidecar | ContainerKind::Regular => {
                         m.def.restart_policy.restarts(t.exit_code) || rec.pending_restart
                     }
+                    ContainerKind::Ephemeral => false,
                 };
             let id = t.id.as_ref().map(|id| id.uri());
             match (&rec.backoff_wait, &rec.start_error) {
@@ -209,6 +210,8 @@ fn container_status(m: &PodMachine, i: usize) -> ContainerStatus {
     };
     let (ready, started) = match def.kind {
         ContainerKind::Init => (rec.exited().is_some_and(|t| t.exit_code == 0), rec.is_running()),
+        // Never part of the pod's readiness (rule 5.5 of streaming-and-apply.md).
+        ContainerKind::Ephemeral => (false, rec.is_running()),
         _ => (rec.ready(), rec.started()),
     };
     ContainerStatus {
@@ -320,7 +323,7 @@ pub(crate) fn compute_phase(
     let (mut pending_init, mut failed_init) = (0, 0);
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded, mut pending_sidecar) =
         (0, 0, 0, 0, 0, 0);
-    let has_initialized = m.records[m.def.n_init..].iter().any(|r| r.has_history);
+    let has_initialized = m.records[m.def.regular()].iter().any(|r| r.has_history);
     for (def, cs) in m.def.containers[..m.def.n_init].iter().zip(init_statuses) {
         let st = cs.state.clone().unwrap_or_default();
         if def.kind == ContainerKind::Sidecar {
@@ -418,9 +421,7 @@ pub(crate) fn final_phase(m: &PodMachine) -> Phase {
 
 fn container_statuses(m: &PodMachine) -> (Vec<ContainerStatus>, Vec<ContainerStatus>) {
     let init = (0..m.def.n_init).map(|i| container_status(m, i)).collect();
-    let mut regular: Vec<_> = (m.def.n_init..m.def.containers.len())
-        .map(|i| container_status(m, i))
-        .collect();
+    let mut regular: Vec<_> = m.def.regular().map(|i| container_status(m, i)).collect();
     regular.sort_by(|a, b| a.name.cmp(&b.name));
     (init, regular)
 }
@@ -499,7 +500,7 @@ fn containers_ready(
         .zip(init)
         .filter(|(def, _)| def.kind == ContainerKind::Sidecar)
         .map(|(def, cs)| (def.name.as_str(), cs.ready));
-    let regulars = m.def.containers[m.def.n_init..].iter().map(|def| {
+    let regulars = m.def.containers[m.def.regular()].iter().map(|def| {
         let ready = regular
             .iter()
             .find(|cs| cs.name == def.name)
@@ -604,6 +605,13 @@ pub(crate) fn generate(m: &PodMachine) -> PodStatus {
         start_time: Some(m.start_time.to_k8s()),
         init_container_statuses: Some(init).filter(|v| !v.is_empty()),
         container_statuses: Some(regular),
+        ephemeral_container_statuses: Some(
+            m.def
+                .ephemeral()
+                .map(|i| container_status(m, i))
+                .collect::<Vec<_>>(),
+        )
+        .filter(|v| !v.is_empty()),
         qos_class: Some(qos_class(&m.pod).to_owned()),
         ..PodStatus::default()
     }

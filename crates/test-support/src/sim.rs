@@ -309,6 +309,7 @@ impl Sim {
             .iter()
             .flatten()
             .chain(st.init_container_statuses.iter().flatten())
+            .chain(st.ephemeral_container_statuses.iter().flatten())
             .find(|cs| cs.name == name)
             .cloned()
             .unwrap_or_else(|| panic!("no status for {name}"))

@@ -258,6 +258,8 @@ impl PodMachine {
             }
             Sandbox::Ready => {}
         }
+        // Ephemeral containers may start before initialisation is complete.
+        self.start_ephemeral(out);
         if !self.initialized {
             match self.progress_init(out) {
                 InitProgress::Done => self.initialized = true,
@@ -460,6 +462,17 @@ impl PodMachine {
                         held |= self.start_holding(i, out);
                     }
                 }
+            }
+        }
+    }
+
+    /// Ephemeral containers start once, when they appear, and are never restarted (not even
+    /// after a sandbox change: a status once reported stays).
+    fn start_ephemeral(&mut self, out: &mut Vec<Command>) {
+        for i in self.def.ephemeral() {
+            let rec = &self.records[i];
+            if matches!(rec.state, State::Absent) && !rec.has_history && rec.create_error.is_none() {
+                self.try_start(i, out);
             }
         }
     }
@@ -699,7 +712,7 @@ impl PodMachine {
     }
 
     fn regular_indices(&self) -> impl Iterator<Item = usize> + use<> {
-        self.def.n_init..self.def.containers.len()
+        self.def.regular()
     }
 
     fn spec_grace(&self) -> Duration {

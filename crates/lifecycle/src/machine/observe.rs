@@ -298,6 +298,13 @@ impl PodMachine {
             }
         }
         self.def.active_deadline_secs = new_def.active_deadline_secs;
+        // Ephemeral containers can only be added (rule 5.3 of streaming-and-apply.md).
+        for def in &new_def.containers[new_def.n_app_end..] {
+            if self.index_of(&def.name).is_none() {
+                self.def.containers.push(def.clone());
+                self.records.push(Record::new([None, None, None]));
+            }
+        }
         self.external_conditions = status::external_conditions(&pod);
         let deletion = pod.metadata.deletion_timestamp.is_some();
         let grace = pod.metadata.deletion_grace_period_seconds;

@@ -21,7 +21,8 @@ impl PodMachine {
             .init_container_statuses
             .iter()
             .flatten()
-            .chain(st.container_statuses.iter().flatten());
+            .chain(st.container_statuses.iter().flatten())
+            .chain(st.ephemeral_container_statuses.iter().flatten());
         for cs in all {
             let Some(i) = self.index_of(&cs.name) else {
                 continue;

@@ -193,8 +193,10 @@ impl PodMachine {
     /// has exited.
     pub(super) fn sidecar_turn(&self, i: usize) -> bool {
         self.records.iter().enumerate().all(|(j, rec)| {
-            let must_wait_for = self.def.containers[j].kind == ContainerKind::Regular
-                || (j > i && self.def.containers[j].kind == ContainerKind::Sidecar);
+            let must_wait_for = matches!(
+                self.def.containers[j].kind,
+                ContainerKind::Regular | ContainerKind::Ephemeral
+            ) || (j > i && self.def.containers[j].kind == ContainerKind::Sidecar);
             !must_wait_for || !rec.is_live()
         })
     }
