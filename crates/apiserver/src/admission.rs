@@ -269,6 +269,9 @@ pub enum UpdatePart {
     Status,
     /// A namespace's `…/finalize`: everything but the status, `spec.finalizers` included.
     Finalize,
+    /// A pod's `…/ephemeralcontainers`: only `spec.ephemeralContainers` changes (rule 5.1 of
+    /// `streaming-and-apply.md`); whatever else the body changes is dropped.
+    EphemeralContainers,
 }
 
 /// Admits `new` (already through [`admit_shape`]) over the stored `old`: the status/spec split
@@ -291,6 +294,24 @@ pub fn admit_update(
             && let (Some(m), Some(a)) = (metadata_mut(&mut merged), new.pointer("/metadata/annotations"))
         {
             m.insert("annotations".into(), a.clone());
+        }
+        new = merged;
+    } else if target.part == UpdatePart::EphemeralContainers {
+        let mut merged = old.clone();
+        match new.pointer("/spec/ephemeralContainers") {
+            Some(list) => merged["spec"]["ephemeralContainers"] = list.clone(),
+            None => {
+                if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("ephemeralContainers");
+                }
+            }
+        }
+        // The body's resourceVersion is its precondition.
+        if let (Some(m), Some(rv)) = (
+            metadata_mut(&mut merged),
+            new.pointer("/metadata/resourceVersion"),
+        ) {
+            m.insert("resourceVersion".into(), rv.clone());
         }
         new = merged;
     } else if r.subresources.contains(&"status")
@@ -327,6 +348,10 @@ pub fn admit_update(
     }
     let warnings = if target.part == UpdatePart::Status {
         Vec::new()
+    } else if target.part == UpdatePart::EphemeralContainers {
+        r.strategy
+            .default_and_validate_ephemeral(&mut new, old)
+            .map_err(|e| rejected(r, name, e))?
     } else {
         r.strategy
             .default_and_validate(&mut new, Some(old))

@@ -68,6 +68,9 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
             "binding" => (&["create"], "Binding"),
             "eviction" => (&["create"], "Eviction"),
             "finalize" => (&["update"], r.kind),
+            "exec" => (&["create", "get"], "PodExecOptions"),
+            "attach" => (&["create", "get"], "PodAttachOptions"),
+            "portforward" => (&["create", "get"], "PodPortForwardOptions"),
             _ => (&["get", "patch", "update"], r.kind),
         };
         let mut entry = json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs});

@@ -71,7 +71,7 @@ pub const RESOURCES: &[Resource] = &[
         kind: "Pod",
         namespaced: true,
         short_names: &["po"],
-        subresources: &["status", "log", "binding", "eviction"],
+        subresources: &["status", "log", "binding", "eviction", "ephemeralcontainers"],
         categories: &["all"],
         strategy: &strategy::PodStrategy,
     },

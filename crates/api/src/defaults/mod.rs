@@ -115,6 +115,15 @@ pub(crate) fn default_pod_spec(spec: &mut PodSpec) {
     for c in spec.containers.iter_mut().chain(inits) {
         default_container(c, host_network);
     }
+    // An ephemeral container has no ports, probes, hooks or resources to default.
+    for c in spec.ephemeral_containers.iter_mut().flatten() {
+        default_str(&mut c.termination_message_path, DEFAULT_TERMINATION_MESSAGE_PATH);
+        default_str(&mut c.termination_message_policy, "File");
+        if c.image_pull_policy.as_deref().is_none_or(str::is_empty) {
+            let policy = image_pull_policy_for(c.image.as_deref().unwrap_or(""));
+            c.image_pull_policy = Some(policy.to_owned());
+        }
+    }
 }
 
 /// Rules 1.3–1.7 for one container (regular or init).

@@ -13,6 +13,7 @@ mod batch;
 mod config;
 mod cron;
 mod cron_job;
+mod ephemeral;
 mod event;
 mod field;
 pub mod format;
@@ -38,6 +39,7 @@ pub use config::{
     validate_secret_update,
 };
 pub use cron_job::{validate_cron_job, validate_cron_job_update};
+pub use ephemeral::validate_ephemeral_containers_update;
 pub use event::validate_event;
 pub use field::{ErrorKind, FieldError, ValidationErrors, Value, Warning};
 pub use meta::{validate_metadata, validate_namespace_finalizers};

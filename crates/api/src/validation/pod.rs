@@ -37,7 +37,9 @@ pub(super) fn s(o: &Option<String>) -> &str {
 /// Every problem is collected. On success the (possibly empty) warnings are returned; they are
 /// also available on their own from [`pod_warnings`].
 pub fn validate_pod(pod: &Pod) -> Result<Vec<Warning>, ValidationErrors> {
-    ValidationErrors::new(pod_errors(pod)).into_result(pod_warnings(pod))
+    let mut errs = pod_errors(pod);
+    super::ephemeral::create_errors(pod, &mut errs);
+    ValidationErrors::new(errs).into_result(pod_warnings(pod))
 }
 
 /// Warnings kube-apiserver would attach to this pod (rule 2.3: negative

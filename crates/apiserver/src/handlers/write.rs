@@ -81,6 +81,7 @@ impl Ctx {
             part: match self.target.sub.as_deref() {
                 Some("status") => UpdatePart::Status,
                 Some("finalize") => UpdatePart::Finalize,
+                Some("ephemeralcontainers") => UpdatePart::EphemeralContainers,
                 _ => UpdatePart::Object,
             },
         };

@@ -137,6 +137,16 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// Defaulting and validation of a write to `ephemeralcontainers` (pods only): `object` is
+    /// `old` with its ephemeral containers replaced.
+    fn default_and_validate_ephemeral(
+        &self,
+        object: &mut Value,
+        old: &Value,
+    ) -> Result<Vec<String>, Rejection> {
+        self.default_and_validate(object, Some(old))
+    }
+
     /// Sets what the server owns on a new, valid object (after defaulting and validation).
     fn prepare_for_create(&self, object: &mut Value) -> Result<(), Rejection> {
         let _ = object;

@@ -5,6 +5,7 @@
 
 mod apps;
 mod batch;
+mod ephemeral;
 mod names;
 mod never_panics;
 mod pod;

@@ -61,6 +61,18 @@ impl Strategy for PodStrategy {
         Ok(warnings(&w))
     }
 
+    fn default_and_validate_ephemeral(
+        &self,
+        object: &mut Value,
+        old: &Value,
+    ) -> Result<Vec<String>, Rejection> {
+        let mut pod: Pod = typed(object)?;
+        podvisor_api::defaults::default_pod(&mut pod);
+        let w = podvisor_api::validation::validate_ephemeral_containers_update(&typed(old)?, &pod)?;
+        *object = untyped(&pod)?;
+        Ok(warnings(&w))
+    }
+
     fn service_account(&self, object: &Value) -> Option<String> {
         let name = object
             .pointer("/spec/serviceAccountName")
