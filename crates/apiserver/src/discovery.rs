@@ -40,12 +40,16 @@ fn group(name: &str, version: &str) -> Value {
 
 /// `/apis`.
 pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": GROUPS.iter().map(|(g, v)| group(g, v)).collect::<Vec<_>>()})
+    let groups = GROUPS.iter().chain([&METRICS_GROUP]).map(|(g, v)| group(g, v));
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.collect::<Vec<_>>()})
 }
+
+/// `metrics.k8s.io`, served by [`crate::resource_metrics`] rather than the store.
+const METRICS_GROUP: (&str, &str) = ("metrics.k8s.io", "v1beta1");
 
 /// `/apis/<group>`, `None` for a group not served.
 pub fn api_group(name: &str) -> Option<Value> {
-    let (g, v) = GROUPS.iter().find(|(g, _)| *g == name)?;
+    let (g, v) = GROUPS.iter().chain([&METRICS_GROUP]).find(|(g, _)| *g == name)?;
     let mut out = group(g, v);
     out["kind"] = json!("APIGroup");
     out["apiVersion"] = json!("v1");

@@ -30,12 +30,20 @@ use crate::Body;
 use crate::handlers::error_response;
 use crate::logs::{LogOptions, LogSource};
 use crate::status::ApiError;
+use podvisor_core::usage::UsageSource;
 
 /// The kubelet's port (`--kubelet-port`), as upstream's.
 pub const DEFAULT_PORT: u16 = 10250;
 
 /// How long connecting to a kubelet may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a usage scrape of one node may take.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The largest usage report read from a node, and the largest list of container IDs a node
+/// takes.
+const MAX_USAGE_REPORT: usize = 4 << 20;
 
 /// The token an API server presents to node `node`'s kubelet endpoint.
 pub fn server_token(node_key: &str, node: &str) -> String {
@@ -48,21 +56,34 @@ pub fn server_token(node_key: &str, node: &str) -> String {
 pub type PodReader =
     Arc<dyn Fn(String, String) -> futures_util::future::BoxFuture<'static, Option<Value>> + Send + Sync>;
 
-/// Serves the kubelet endpoint on `listener` with `tls` until the task is dropped: `GET
-/// /podLogs/{namespace}/{pod}` with `Authorization: Bearer <token>`, answering as `pods/log`
-/// does from `source`. Anything else is 404, a wrong token 401.
+/// What an agent's kubelet endpoint answers from.
+#[derive(Clone)]
+pub struct EndpointParts {
+    /// The token the API servers present ([`server_token`]).
+    pub token: String,
+    /// Reads the agent's pods.
+    pub pods: PodReader,
+    /// The agent's container logs.
+    pub logs: Arc<dyn LogSource>,
+    /// The agent's usage counters (`kubectl top`), if it can read them.
+    pub usage: Option<Arc<dyn UsageSource>>,
+}
+
+/// Serves the kubelet endpoint on `listener` with `tls` until the task is dropped, with
+/// `Authorization: Bearer <token>` (a wrong token is 401, anything else 404):
+/// - `GET /podLogs/{namespace}/{pod}`, answering as `pods/log` does;
+/// - `POST /usage` with a JSON list of container IDs: a
+///   [`NodeReport`](crate::resource_metrics::NodeReport) of the node and those containers.
 pub async fn serve_endpoint(
     listener: tokio::net::TcpListener,
     tls: rustls::ServerConfig,
-    token: String,
-    pods: PodReader,
-    source: Arc<dyn LogSource>,
+    parts: EndpointParts,
 ) {
     let shutdown = CancellationToken::new();
     // Followed logs end when the endpoint does.
     let _stop_follows = shutdown.clone().drop_guard();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let token = Arc::new(token);
+    let parts = Arc::new(parts);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -75,28 +96,22 @@ pub async fn serve_endpoint(
                 }
             },
         };
-        let (acceptor, token, pods, source, shutdown) = (
-            acceptor.clone(),
-            token.clone(),
-            pods.clone(),
-            source.clone(),
-            shutdown.clone(),
-        );
+        let (acceptor, parts, shutdown) = (acceptor.clone(), parts.clone(), shutdown.clone());
         tokio::spawn(async move {
             let Ok(Ok(tls)) = tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(stream)).await else {
                 tracing::debug!(%peer, "kubelet endpoint: TLS handshake failed");
                 return;
             };
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (token, pods, source, shutdown) =
-                    (token.clone(), pods.clone(), source.clone(), shutdown.clone());
+                let (parts, shutdown) = (parts.clone(), shutdown.clone());
                 async move {
-                    let answer = answer(&req, &token, &pods, source, shutdown).await;
+                    let answer = answer(req, &parts, shutdown).await;
                     Ok::<_, std::convert::Infallible>(answer.unwrap_or_else(|e| error_response(&e)))
                 }
             });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "kubelet endpoint: connection ended");
             }
@@ -106,10 +121,8 @@ pub async fn serve_endpoint(
 
 /// One request to the kubelet endpoint.
 async fn answer(
-    req: &Request<hyper::body::Incoming>,
-    token: &str,
-    pods: &PodReader,
-    source: Arc<dyn LogSource>,
+    req: Request<hyper::body::Incoming>,
+    parts: &EndpointParts,
     shutdown: CancellationToken,
 ) -> Result<Response<Body>, ApiError> {
     let presented = req
@@ -118,21 +131,52 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    if !crate::auth::constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+    if !crate::auth::constant_time_eq(presented.as_bytes(), parts.token.as_bytes()) {
         return Err(ApiError::unauthorized());
     }
-    let path = req.uri().path();
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ["podLogs", namespace, name] = parts.as_slice() else {
-        return Err(ApiError::no_route(path));
-    };
-    let Some(pod) = pods((*namespace).to_owned(), (*name).to_owned()).await else {
-        return Err(ApiError::bad_request(format!(
-            "pod \"{name}\" is not known on this node"
-        )));
-    };
-    let query = crate::options::parse_query(req.uri().query());
-    crate::logs::serve(Some(source), pod, LogOptions::from_query(&query), shutdown).await
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["usage"] if req.method() == http::Method::POST => {
+            let Some(source) = parts.usage.clone() else {
+                return Err(ApiError::no_route(&path));
+            };
+            let limited = http_body_util::Limited::new(req.into_body(), MAX_USAGE_REPORT);
+            let bytes = limited
+                .collect()
+                .await
+                .map_err(|e| ApiError::bad_request(e.to_string()))?
+                .to_bytes();
+            let ids: Vec<String> =
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let report = tokio::task::spawn_blocking(move || crate::resource_metrics::report(&*source, &ids))
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let body = crate::handlers::encode(&report)?;
+            let mut out = Response::new(crate::handlers::full(body));
+            out.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok(out)
+        }
+        ["podLogs", namespace, name] => {
+            let Some(pod) = (parts.pods)((*namespace).to_owned(), (*name).to_owned()).await else {
+                return Err(ApiError::bad_request(format!(
+                    "pod \"{name}\" is not known on this node"
+                )));
+            };
+            let query = crate::options::parse_query(req.uri().query());
+            crate::logs::serve(
+                Some(parts.logs.clone()),
+                pod,
+                LogOptions::from_query(&query),
+                shutdown,
+            )
+            .await
+        }
+        _ => Err(ApiError::no_route(&path)),
+    }
 }
 
 /// Forwards a `pods/log` request (its query as given) for the pod `namespace/name` to the
@@ -151,24 +195,7 @@ pub(crate) async fn forward(
         e.code = 502;
         e
     };
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(kubelet))
-        .await
-        .map_err(|_| unavailable("dial tcp: i/o timeout".into()))?
-        .map_err(|e| unavailable(format!("dial tcp: {e}")))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(crate::pki::unverified_client_config()));
-    let server_name = rustls::pki_types::ServerName::IpAddress(kubelet.ip().into());
-    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
-        .await
-        .map_err(|_| unavailable("TLS handshake timeout".into()))?
-        .map_err(|e| unavailable(format!("TLS handshake: {e}")))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "kubelet connection ended");
-        }
-    });
+    let mut sender = connect(kubelet, &unavailable).await?;
     let uri = match query {
         Some(q) if !q.is_empty() => format!("/podLogs/{namespace}/{name}?{q}"),
         _ => format!("/podLogs/{namespace}/{name}"),
@@ -176,7 +203,7 @@ pub(crate) async fn forward(
     let request = Request::get(uri)
         .header(http::header::HOST, kubelet.to_string())
         .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(http_body_util::Empty::<Bytes>::new())
+        .body(crate::handlers::full(Bytes::new()))
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let response = sender
         .send_request(request)
@@ -205,6 +232,69 @@ pub(crate) async fn forward(
     Ok(out)
 }
 
+/// An HTTP/1.1 connection to the kubelet endpoint at `kubelet` (TLS, its certificate not
+/// verified); failures are turned into errors by `unavailable`.
+async fn connect(
+    kubelet: SocketAddr,
+    unavailable: &(dyn Fn(String) -> ApiError + Sync),
+) -> Result<hyper::client::conn::http1::SendRequest<Body>, ApiError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(kubelet))
+        .await
+        .map_err(|_| unavailable("dial tcp: i/o timeout".into()))?
+        .map_err(|e| unavailable(format!("dial tcp: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(crate::pki::unverified_client_config()));
+    let server_name = rustls::pki_types::ServerName::IpAddress(kubelet.ip().into());
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| unavailable("TLS handshake timeout".into()))?
+        .map_err(|e| unavailable(format!("TLS handshake: {e}")))?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "kubelet connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The usage counters of containers `ids` and of the node, from the kubelet endpoint at
+/// `kubelet` (`POST /usage`, a JSON list of container IDs).
+pub(crate) async fn usage(
+    kubelet: SocketAddr,
+    token: &str,
+    ids: &[String],
+) -> Result<crate::resource_metrics::NodeReport, ApiError> {
+    let unavailable = |why: String| ApiError::unavailable(format!("Post \"https://{kubelet}/usage\": {why}"));
+    let mut sender = connect(kubelet, &unavailable).await?;
+    let body = serde_json::to_vec(ids).map_err(|e| ApiError::internal(e.to_string()))?;
+    let request = Request::post("/usage")
+        .header(http::header::HOST, kubelet.to_string())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(crate::handlers::full(body))
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let answer = tokio::time::timeout(USAGE_TIMEOUT, async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if response.status() != StatusCode::OK {
+            return Err(unavailable(format!("answered {}", response.status())));
+        }
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_USAGE_REPORT);
+        let bytes = limited
+            .collect()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("bad report: {e}")))
+    })
+    .await;
+    answer.unwrap_or_else(|_| Err(unavailable("timed out".into())))
+}
+
 /// The kubelet endpoint of the node a pod is on: its InternalIP and the port it reports, when
 /// it reports one.
 pub(crate) fn endpoint_of(node: &Value) -> Option<SocketAddr> {
@@ -229,6 +319,24 @@ mod tests {
     use crate::logs::LogReader;
 
     struct NoLogs;
+
+    struct FixedUsage;
+
+    impl UsageSource for FixedUsage {
+        fn container_usage(&self, id: &str) -> Option<podvisor_core::usage::UsageSample> {
+            (id == "c1").then_some(podvisor_core::usage::UsageSample {
+                cpu_ns: 1,
+                working_set_bytes: 42,
+            })
+        }
+
+        fn node_usage(&self) -> Option<podvisor_core::usage::UsageSample> {
+            Some(podvisor_core::usage::UsageSample {
+                cpu_ns: 7,
+                working_set_bytes: 9,
+            })
+        }
+    }
 
     impl LogSource for NoLogs {
         fn open(&self, _: &str, _: &str, _: i32, _: bool) -> Option<Box<dyn LogReader>> {
@@ -264,13 +372,25 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let pods: PodReader = Arc::new(|_, _| Box::pin(async { None }));
-        let task = tokio::spawn(serve_endpoint(
-            listener,
-            tls,
-            "secret".into(),
+        let parts = EndpointParts {
+            token: "secret".into(),
             pods,
-            Arc::new(NoLogs),
-        ));
+            logs: Arc::new(NoLogs),
+            usage: Some(Arc::new(FixedUsage)),
+        };
+        let task = tokio::spawn(serve_endpoint(listener, tls, parts));
+        // Usage: the node's and the asked containers' that run here.
+        let ids = vec!["c1".to_string(), "gone".to_string()];
+        let report = usage(addr, "secret", &ids)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(report.node.map(|n| n.cpu_ns), Some(7));
+        assert_eq!(report.containers.keys().collect::<Vec<_>>(), ["c1"]);
+        assert_eq!(report.containers["c1"].working_set_bytes, 42);
+        assert_eq!(
+            usage(addr, "guess", &ids).await.map(|_| ()).unwrap_err().code,
+            503
+        );
         let wrong = forward(addr, "default", "web", None, "guess")
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -72,6 +72,7 @@ pub mod patch;
 pub mod pki;
 pub mod protobuf;
 pub mod reservations;
+pub mod resource_metrics;
 pub mod resources;
 pub mod selectors;
 pub mod setup;
@@ -142,6 +143,8 @@ pub struct ApiServer {
     store: Arc<dyn Store>,
     config: ApiServerConfig,
     logs: Option<Arc<dyn logs::LogSource>>,
+    /// The node this server runs pods on and its usage counters (`kubectl top`).
+    usage: Option<(String, Arc<dyn podvisor_core::usage::UsageSource>)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     auth: Option<Arc<auth::Authenticator>>,
     metrics: Option<metrics::Served>,
@@ -166,6 +169,7 @@ impl ApiServer {
             allocator: Arc::new(alloc::Allocator::new(config.service_ranges.clone())),
             config,
             logs: None,
+            usage: None,
             tls: None,
             auth: None,
             metrics: None,
@@ -181,6 +185,7 @@ impl ApiServer {
                     shutdown: CancellationToken::new(),
                     bookmark_interval: self.config.bookmark_interval,
                     logs: self.logs.clone(),
+                    resource_metrics: Arc::new(resource_metrics::ResourceMetrics::new(self.usage.clone())),
                     allocator: self.allocator.clone(),
                     metrics: self.metrics.clone(),
                     limits: self.config.limits.clone(),
@@ -247,6 +252,13 @@ impl ApiServer {
         self
     }
 
+    /// Serves `metrics.k8s.io` for the pods of node `node` from `source` (an agent's pods are
+    /// sampled through their kubelet endpoint).
+    pub fn with_usage(mut self, node: String, source: Arc<dyn podvisor_core::usage::UsageSource>) -> Self {
+        self.usage = Some((node, source));
+        self
+    }
+
     /// The store, for in-process readers, watchers and writers (the node's pod workers).
     /// Objects written here are seen by API clients and vice versa.
     pub fn store(&self) -> Arc<dyn Store> {
@@ -290,6 +302,14 @@ impl ApiServer {
     ) -> Result<()> {
         self.bootstrap().await?;
         let state = self.state();
+        // `kubectl top`: sample the nodes there are counters of (this server's own, agents).
+        let _scraper = (self.usage.is_some() || state.node_key.is_some()).then(|| {
+            let run = state
+                .resource_metrics
+                .clone()
+                .run(self.store.clone(), state.node_key.clone());
+            tokio_util::task::AbortOnDropHandle::new(tokio::spawn(run))
+        });
         let token = state.shutdown.clone();
         let limits = &self.config.limits;
         let inflight = Arc::new(limits::InFlight::new(limits));

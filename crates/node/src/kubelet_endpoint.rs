@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use podvisor_apiserver::logs::LogSource;
 use podvisor_core::corev1::Pod;
+use podvisor_core::usage::UsageSource;
 use podvisor_kubelet::output::NodeOutput;
 
 /// What the endpoint needs.
@@ -18,6 +19,8 @@ pub(crate) struct Endpoint {
     pub(crate) token: String,
     /// The agent's container logs.
     pub(crate) logs: Arc<dyn LogSource>,
+    /// The agent's usage counters, for `kubectl top`.
+    pub(crate) usage: Option<Arc<dyn UsageSource>>,
     /// The agent's data dir.
     pub(crate) data_dir: PathBuf,
     /// The agent's InternalIP.
@@ -69,9 +72,13 @@ impl Endpoint {
                 serde_json::to_value(pod).ok()
             })
         });
-        tasks.spawn(podvisor_apiserver::kubelet::serve_endpoint(
-            listener, tls, self.token, pods, self.logs,
-        ));
+        let parts = podvisor_apiserver::kubelet::EndpointParts {
+            token: self.token,
+            pods,
+            logs: self.logs,
+            usage: self.usage,
+        };
+        tasks.spawn(podvisor_apiserver::kubelet::serve_endpoint(listener, tls, parts));
         Some(port)
     }
 }

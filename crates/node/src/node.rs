@@ -217,6 +217,8 @@ pub struct Node {
     /// What the API servers present to this agent's kubelet endpoint (with a node credential).
     kubelet_token: Option<String>,
     logs: Option<Arc<dyn LogSource>>,
+    /// The containers' usage counters (`kubectl top`).
+    usage: Option<Arc<dyn podvisor_core::usage::UsageSource>>,
     metrics: NodeMetrics,
     volumes: Option<VolumeConfig>,
     /// The process runtime of [`build`], whose cgroups and bridge a clean stop removes.
@@ -243,6 +245,7 @@ impl Node {
             remote: None,
             kubelet_token: None,
             logs: None,
+            usage: None,
             metrics: NodeMetrics::new(),
             volumes: None,
             process_runtime: None,
@@ -366,6 +369,9 @@ impl Node {
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
         }
+        if let Some(usage) = &self.usage {
+            server = server.with_usage(self.config.node_name.clone(), usage.clone());
+        }
         server = server.with_metrics(self.metrics.api.clone(), self.metrics.registry.clone());
         if let (Some(tls), Some(pki)) = (server_tls, &pki) {
             server = server.with_tls(tls).with_authenticator(
@@ -483,6 +489,7 @@ impl Node {
                     client: client.clone(),
                     token: token.clone(),
                     logs: logs.clone(),
+                    usage: self.usage.clone(),
                     data_dir: self.config.data_dir.clone(),
                     ip: ip.clone(),
                     port: self.config.kubelet_port,

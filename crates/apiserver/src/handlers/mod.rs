@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub(crate) shutdown: CancellationToken,
     pub(crate) bookmark_interval: Duration,
     pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
+    /// `metrics.k8s.io`'s samples.
+    pub(crate) resource_metrics: Arc<crate::resource_metrics::ResourceMetrics>,
     /// Where this server's Services get their ClusterIPs and node ports.
     pub(crate) allocator: Arc<crate::alloc::Allocator>,
     /// Request metrics, and the registry `/metrics` serves.
@@ -57,7 +59,7 @@ pub(crate) struct State {
 /// Events a watch buffers for its client (each at most one object, 1.5 MiB).
 const WATCH_BUFFER: usize = 16;
 
-fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).boxed()
 }
 
@@ -238,6 +240,16 @@ where
             return Ok(resp);
         }
         _ => {}
+    }
+    if path.starts_with("/apis/metrics.k8s.io/") && path.trim_end_matches('/') != "/apis/metrics.k8s.io" {
+        if req.method() != Method::GET {
+            return Err(ApiError::method_not_allowed(req.method().as_str()));
+        }
+        if path.trim_end_matches('/') == "/apis/metrics.k8s.io/v1beta1" {
+            return ok(crate::resource_metrics::resource_list());
+        }
+        let store = state.store.clone();
+        return ok(crate::resource_metrics::answer(&state.resource_metrics, &*store, &path, &query).await?);
     }
     if path.trim_end_matches('/') == crate::authz::NODE_CREDENTIALS_PATH {
         return node_credential(state, req).await;
