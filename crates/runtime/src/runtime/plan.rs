@@ -65,7 +65,9 @@ pub(crate) struct LaunchPlan {
     pub(crate) pod_uid: String,
     pub(crate) container: String,
     pub(crate) restart_count: i32,
-    /// The command after `$(VAR)` expansion; never empty, `argv[0]` as the spec gives it.
+    /// `command` then `args` after `$(VAR)` expansion; never empty, `argv[0]` as the spec gives
+    /// it. A host process has no image entrypoint: `args` alone are the command line, as for an
+    /// image without ENTRYPOINT.
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) cwd: PathBuf,
@@ -462,6 +464,14 @@ mod tests {
         }
         let p = plan(&l, SandboxView::default(), &options(false)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.limits.pids, Some(9));
+    }
+
+    #[test]
+    fn args_without_a_command_are_the_command_line() {
+        let p = planned(json!({ "name": "c", "args": ["sleep", "$(NAP)"],
+                                "env": [{ "name": "NAP", "value": "100" }] }), Vec::new(), false);
+        assert_eq!(p.argv, ["sleep", "100"]);
+        assert_eq!(p.program(), "sleep");
     }
 
     #[test]
