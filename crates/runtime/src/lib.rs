@@ -75,7 +75,9 @@ mod runtime;
 pub mod sandbox;
 mod seams;
 mod spawn;
+mod stdio;
 mod sys;
+mod usage;
 
 pub use cgroup::CgroupVersion;
 pub use host::LinuxHost;

@@ -12,8 +12,7 @@ use super::probe::validate_probes_and_lifecycle;
 /// Detail of the podvisor-specific `command` rule: a host process has no image entrypoint, so
 /// a container needs `command` or, run as the command line as for an image without an
 /// ENTRYPOINT, `args` (`kubectl run x --image=busybox -- sleep 100` runs `sleep 100`).
-pub const COMMAND_REQUIRED_DETAIL: &str =
-    "podvisor runs containers as host processes and has no image entrypoint to fall back on; set command (or args)";
+pub const COMMAND_REQUIRED_DETAIL: &str = "podvisor runs containers as host processes and has no image entrypoint to fall back on; set command (or args)";
 
 pub(super) const NON_NEGATIVE: &str = "must be greater than or equal to 0";
 const INIT_FORBIDDEN: &str = "may not be set for init containers without restartPolicy=Always";

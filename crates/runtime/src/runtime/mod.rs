@@ -8,6 +8,7 @@ mod container;
 mod fakes;
 mod plan;
 mod pod_sandbox;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -220,6 +221,26 @@ struct ContainerState {
     stop: watch::Sender<Option<Instant>>,
     exec_ctx: Mutex<Option<exec::ExecContext>>,
     exec_tx: Mutex<Option<std::sync::mpsc::Sender<exec::Request>>>,
+    /// The instance's cgroups (exec sessions join them; usage is read from them).
+    cgroup: Arc<dyn ContainerGroup>,
+    /// What attached clients get.
+    attach: Attach,
+}
+
+/// A running container's main process as attach reaches it (rule 1.22).
+struct Attach {
+    /// The container's `stdin`, `stdinOnce` and `tty`.
+    stdio: plan::StdioPlan,
+    /// The runtime's end of the process's stdin, held open between attaches (`stdin: true`);
+    /// with `stdinOnce` the first client that attaches with stdin takes it away, so its
+    /// detaching closes the process's stdin.
+    stdin: Mutex<Option<OwnedFd>>,
+    /// The pty master (`tty: true`), for resizes.
+    terminal: Option<Arc<OwnedFd>>,
+    /// Stdout and stderr (a terminal's output is stdout) as they are read into the log.
+    output: [Arc<crate::stdio::Fanout>; 2],
+    /// The main process's exit code, once it ended.
+    exit: watch::Receiver<Option<i32>>,
 }
 
 struct Inner {
