@@ -8,7 +8,7 @@
 //! the child inherits the thread's namespaces. Setting a user (`runAsUser`) makes std fall back
 //! to fork; that is the only slow case.
 //!
-//! Interactive exec (`kubectl exec`, [`Request::Session`]) is spawned from the same thread but
+//! Interactive exec (`kubectl exec`, `Request::Session`) is spawned from the same thread but
 //! like a container's main process (`crate::spawn`): created inside the container's cgroup,
 //! in a session of its own, with the streams the client asked for, or a pty opened from this
 //! thread (so the container's `/dev/pts`) as its controlling terminal. Exec probes do not join
@@ -98,7 +98,10 @@ pub(crate) fn start_thread(ctx: ExecContext) -> std::io::Result<mpsc::Sender<Req
                             Ok(()) => spawn_session(&ctx, &argv, stdio, cgroups),
                             Err(e) => Err(e.clone()),
                         };
-                        let _ = reply.send(result);
+                        if let Err(Ok(abandoned)) = reply.send(result) {
+                            // The caller went away meanwhile (its future was dropped).
+                            abandon(abandoned);
+                        }
                     }
                 }
             }
@@ -229,6 +232,16 @@ fn spawn_session(
     // The child's ends (the pty slave among them) were closed when `main` was consumed, so
     // the node's ends see EOF once the session's processes are gone.
     Ok(fds)
+}
+
+/// Kills and reaps a session nobody took: nothing of it may stay behind or stay owned.
+fn abandon(fds: SessionFds) {
+    crate::process::kill_tree(fds.pid);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(fds.pid), None);
+    crate::process::owned().remove(&fds.pid);
+    if crate::process::kill_tree(fds.pid) {
+        crate::process::reap_orphans();
+    }
 }
 
 fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {

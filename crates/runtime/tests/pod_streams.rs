@@ -370,7 +370,8 @@ async fn a_tty_container_runs_on_a_pty_logged_as_stdout_and_attach_gets_it() {
     assert_eq!(within(10, started.exit).await.status, ExitStatus::Exited(7));
     let log = read_log(&rt, &p, "term");
     assert!(
-        log.lines().any(|l| l.contains(" stdout F ") && l.contains("/dev/pts/")),
+        log.lines()
+            .any(|l| l.contains(" stdout F ") && l.contains("/dev/pts/")),
         "{log}"
     );
     assert!(!log.contains(" stderr "), "{log}");

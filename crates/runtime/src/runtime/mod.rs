@@ -1,6 +1,7 @@
 //! [`ProcessRuntime`]: the `ContainerRuntime` and `ContainerExec` implementation: its set-up,
 //! state and the trait methods; pod sandboxes are in `pod_sandbox`, a container start's plan in
-//! `plan` and its steps, exec and supervision in `container`. The machine is reached through
+//! `plan` and its steps, exec and supervision in `container`, `PodStreams` and `UsageSource`
+//! in `streams`. The machine is reached through
 //! the seams of [`crate::seams`] only.
 
 mod container;

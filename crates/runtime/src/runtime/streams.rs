@@ -247,7 +247,7 @@ fn connect_loopback_blocking(port: u16) -> std::io::Result<std::net::TcpStream> 
 impl UsageSource for ProcessRuntime {
     /// From the container's cgroup where it has one (v2 `cpu.stat`, the memory files); what
     /// the cgroup lacks is summed over its processes from `/proc` (an approximation, see
-    /// [`crate::usage`]): those in the cgroup, or without one the main process's group and
+    /// `crate::usage`): those in the cgroup, or without one the main process's group and
     /// session.
     fn container_usage(&self, container_id: &str) -> Option<UsageSample> {
         let state = lock(&self.inner.containers)
