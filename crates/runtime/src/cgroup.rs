@@ -453,6 +453,23 @@ impl ContainerCgroup {
         })
     }
 
+    /// The groups' cumulative CPU time (ns) and working set (bytes), each where a group has
+    /// it: CPU from the v2 group's `cpu.stat`, memory from the v2 group's or the v1 memory
+    /// group's files (rule 6.6).
+    pub(crate) fn usage(&self) -> (Option<u64>, Option<u64>) {
+        let cpu = self.v2.as_deref().and_then(crate::usage::v2_cpu_ns);
+        let v1_memory = match &self.memory {
+            Some((dir, false)) => Some(dir.as_path()),
+            _ => None,
+        };
+        let memory = self
+            .v2
+            .as_deref()
+            .and_then(crate::usage::v2_working_set)
+            .or_else(|| v1_memory.and_then(crate::usage::v1_working_set));
+        (cpu, memory)
+    }
+
     /// Removes the groups (they must be empty).
     pub(crate) fn remove(&self) {
         for dir in &self.dirs {

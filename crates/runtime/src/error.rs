@@ -101,6 +101,9 @@ pub enum StartError {
     /// The output pipes could not be made.
     #[error("pipe: {0}")]
     Pipe(#[source] nix::errno::Errno),
+    /// The pty of a `tty` container could not be opened.
+    #[error("open pty: {0}")]
+    Terminal(#[source] io::Error),
     /// The process could not be created or failed before exec.
     #[error("exec: \"{program}\": {source}")]
     Spawn {
@@ -195,6 +198,12 @@ pub enum ExecError {
     /// The output pipe could not be made.
     #[error("pipe: {0}")]
     Pipe(#[source] nix::errno::Errno),
+    /// The pty of a `tty` exec could not be opened.
+    #[error("open pty: {message}")]
+    Terminal {
+        /// The cause's text.
+        message: String,
+    },
     /// The process could not be spawned.
     #[error("exec: \"{program}\": {message}")]
     Spawn {

@@ -7,6 +7,12 @@
 //! `std::process::Command` (no `pre_exec` hook), so std uses posix_spawn (vfork + exec) and
 //! the child inherits the thread's namespaces. Setting a user (`runAsUser`) makes std fall back
 //! to fork; that is the only slow case.
+//!
+//! Interactive exec (`kubectl exec`, `Request::Session`) is spawned from the same thread but
+//! like a container's main process (`crate::spawn`): created inside the container's cgroup,
+//! in a session of its own, with the streams the client asked for, or a pty opened from this
+//! thread (so the container's `/dev/pts`) as its controlling terminal. Exec probes do not join
+//! the cgroup (they stay on the posix_spawn fast path, and are short).
 
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
@@ -16,8 +22,10 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use nix::sched::{CloneFlags, setns, unshare};
+use podvisor_core::streams::StdioRequest;
 
 use crate::error::ExecError;
+use crate::spawn::CgroupJoin;
 
 /// A container's context, as exec needs it.
 pub(crate) struct ExecContext {
@@ -29,13 +37,38 @@ pub(crate) struct ExecContext {
     pub(crate) gid: Option<u32>,
 }
 
-/// What the helper thread returns for one request: the pid and the read end of the combined
-/// stdout+stderr pipe, or why not.
+/// What the helper thread returns for one probe request: the pid and the read end of the
+/// combined stdout+stderr pipe, or why not.
 pub(crate) type Spawned = Result<(i32, OwnedFd), ExecError>;
 
-pub(crate) struct Request {
+/// A command for the container's helper thread.
+pub(crate) enum Request {
+    /// An exec probe's (or hook's) command: stdin `/dev/null`, stdout and stderr combined.
+    Probe {
+        argv: Vec<String>,
+        reply: tokio::sync::oneshot::Sender<Spawned>,
+    },
+    /// An interactive exec (`kubectl exec`).
+    Session(Box<SessionRequest>),
+}
+
+/// An interactive exec: the streams the client asked for, the container's cgroups to join.
+pub(crate) struct SessionRequest {
     pub(crate) argv: Vec<String>,
-    pub(crate) reply: tokio::sync::oneshot::Sender<Spawned>,
+    pub(crate) stdio: StdioRequest,
+    pub(crate) cgroups: CgroupJoin,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<SessionFds, ExecError>>,
+}
+
+/// A started interactive exec: its pid and the node's ends of the streams asked for.
+pub(crate) struct SessionFds {
+    pub(crate) pid: i32,
+    pub(crate) pidfd: Option<OwnedFd>,
+    pub(crate) stdin: Option<OwnedFd>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
+    /// The pty master (with `tty`; stdout and stdin are duplicates of it).
+    pub(crate) terminal: Option<OwnedFd>,
 }
 
 /// Starts the helper thread of one container; it ends when the sender is dropped.
@@ -46,11 +79,31 @@ pub(crate) fn start_thread(ctx: ExecContext) -> std::io::Result<mpsc::Sender<Req
         .spawn(move || {
             let joined = join(&ctx);
             for req in rx {
-                let result = match &joined {
-                    Ok(()) => spawn_one(&ctx, &req.argv),
-                    Err(e) => Err(e.clone()),
-                };
-                let _ = req.reply.send(result);
+                match req {
+                    Request::Probe { argv, reply } => {
+                        let result = match &joined {
+                            Ok(()) => spawn_one(&ctx, &argv),
+                            Err(e) => Err(e.clone()),
+                        };
+                        let _ = reply.send(result);
+                    }
+                    Request::Session(req) => {
+                        let SessionRequest {
+                            argv,
+                            stdio,
+                            cgroups,
+                            reply,
+                        } = *req;
+                        let result = match &joined {
+                            Ok(()) => spawn_session(&ctx, &argv, stdio, cgroups),
+                            Err(e) => Err(e.clone()),
+                        };
+                        if let Err(Ok(abandoned)) = reply.send(result) {
+                            // The caller went away meanwhile (its future was dropped).
+                            abandon(abandoned);
+                        }
+                    }
+                }
             }
         })?;
     Ok(tx)
@@ -67,7 +120,8 @@ fn join(ctx: &ExecContext) -> Result<(), ExecError> {
     Ok(())
 }
 
-fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
+/// `argv`'s program as the container finds it (this thread is in its mount namespace).
+fn resolve<'a>(ctx: &ExecContext, argv: &'a [String]) -> Result<(&'a String, PathBuf), ExecError> {
     let Some(program) = argv.first() else {
         return Err(ExecError::NoCommand);
     };
@@ -77,6 +131,121 @@ fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
         .find(|(k, _)| k == "PATH")
         .map_or(crate::env::DEFAULT_PATH, |(_, v)| v.as_str());
     let resolved = crate::spawn::resolve(program, path_env, &ctx.cwd, &|p| p.to_path_buf())?;
+    Ok((program, resolved))
+}
+
+/// An interactive exec, started like a container's main process (`clone3` straight into the
+/// container's cgroup, its own session, the container's user and directory) from this thread,
+/// whose namespaces it inherits. Streams the client did not ask for are `/dev/null`; with
+/// `tty` a pty opened here (so in the container's `/dev/pts`) is all three and the process's
+/// controlling terminal.
+fn spawn_session(
+    ctx: &ExecContext,
+    argv: &[String],
+    stdio: StdioRequest,
+    cgroups: CgroupJoin,
+) -> Result<SessionFds, ExecError> {
+    let (program, resolved) = resolve(ctx, argv)?;
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ExecError::Pipe);
+    let terminal_error = |e: std::io::Error| ExecError::Terminal {
+        message: e.to_string(),
+    };
+    let null = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(terminal_error)
+    };
+    let mut fds = SessionFds {
+        pid: 0,
+        pidfd: None,
+        stdin: None,
+        stdout: None,
+        stderr: None,
+        terminal: None,
+    };
+    let child: [Option<OwnedFd>; 3];
+    if stdio.tty {
+        let (master, slave) = crate::sys::pty::open().map_err(terminal_error)?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(terminal_error);
+        fds.stdout = Some(dup(&master)?);
+        fds.stdin = if stdio.stdin { Some(dup(&master)?) } else { None };
+        fds.terminal = Some(master);
+        child = [Some(dup(&slave)?), Some(dup(&slave)?), Some(slave)];
+    } else {
+        let stdin = if stdio.stdin {
+            let (r, w) = pipe()?;
+            fds.stdin = Some(w);
+            Some(r)
+        } else {
+            None
+        };
+        let output = |wanted: bool, ours: &mut Option<OwnedFd>| -> Result<OwnedFd, ExecError> {
+            if wanted {
+                let (r, w) = pipe()?;
+                *ours = Some(r);
+                Ok(w)
+            } else {
+                null()
+            }
+        };
+        let stdout = output(stdio.stdout, &mut fds.stdout)?;
+        let stderr = output(stdio.stderr, &mut fds.stderr)?;
+        child = [stdin, Some(stdout), Some(stderr)];
+    }
+    let [stdin, stdout, stderr] = child;
+    let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+        return Err(ExecError::Pipe(nix::errno::Errno::EBADF));
+    };
+    let spawn_error = |message: String| ExecError::Spawn {
+        program: program.clone(),
+        message,
+    };
+    let cwd =
+        crate::sandbox::cstring(&ctx.cwd).ok_or_else(|| spawn_error("NUL in working directory".into()))?;
+    let setup = crate::spawn::ChildSetup {
+        cgroups,
+        // This thread joined them: the child is created in them.
+        join: crate::spawn::JoinFds::default(),
+        mounts: None,
+        cwd,
+        uid: ctx.uid,
+        gid: ctx.gid,
+        controlling_terminal: stdio.tty,
+    };
+    let main = crate::spawn::MainProcess {
+        program: &resolved,
+        argv,
+        env: &ctx.env,
+        setup,
+        stdin,
+        stdout,
+        stderr,
+    };
+    let mut owned = crate::process::owned();
+    let spawned = crate::spawn::spawn(main).map_err(|e| spawn_error(e.to_string()))?;
+    owned.insert(spawned.pid);
+    drop(owned);
+    fds.pid = spawned.pid;
+    fds.pidfd = spawned.pidfd;
+    // The child's ends (the pty slave among them) were closed when `main` was consumed, so
+    // the node's ends see EOF once the session's processes are gone.
+    Ok(fds)
+}
+
+/// Kills and reaps a session nobody took: nothing of it may stay behind or stay owned.
+fn abandon(fds: SessionFds) {
+    crate::process::kill_tree(fds.pid);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(fds.pid), None);
+    crate::process::owned().remove(&fds.pid);
+    if crate::process::kill_tree(fds.pid) {
+        crate::process::reap_orphans();
+    }
+}
+
+fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
+    let (program, resolved) = resolve(ctx, argv)?;
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(ExecError::Pipe)?;
     let write_dup = write_end
         .try_clone()

@@ -1,6 +1,8 @@
 //! podvisor's process runtime: Kubernetes pod sandboxes and containers as supervised host
-//! processes, implementing [`ContainerRuntime`](podvisor_core::runtime::ContainerRuntime) and
-//! [`ContainerExec`](podvisor_core::runtime::ContainerExec).
+//! processes, implementing [`ContainerRuntime`](podvisor_core::runtime::ContainerRuntime),
+//! [`ContainerExec`](podvisor_core::runtime::ContainerExec),
+//! [`PodStreams`](podvisor_core::streams::PodStreams) and
+//! [`UsageSource`](podvisor_core::usage::UsageSource).
 //!
 //! What it is:
 //! - **Sandboxes** (the pause container's role): as root, a forked holder process owns the
@@ -25,6 +27,19 @@
 //!   [`PodRoutes`](podvisor_core::host::PodRoutes).
 //! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
 //!   namespaces ([`exec`]).
+//! - **Into running pods** ([`PodStreams`](podvisor_core::streams::PodStreams), issue 17):
+//!   interactive exec from the same helper thread, but created like a main process inside the
+//!   container's cgroup and session, with separate stdin/stdout/stderr pipes or a pty opened
+//!   in the container's mount namespace (`tty`); attach to a main process, whose output is
+//!   copied to attached clients as it is logged (a bounded queue each, a slow client is
+//!   dropped), whose stdin (`stdin: true`) the runtime keeps open between attaches
+//!   (`stdinOnce`: the first client takes it) and which runs on a pty with `tty: true` (logged
+//!   as stdout); port-forward to the pod's loopback from a thread that joined its network
+//!   namespace. Nothing buffers without bound: output waits in the pipes until read.
+//! - **Usage counters** ([`UsageSource`](podvisor_core::usage::UsageSource), `kubectl top`): a
+//!   container's from its cgroup files (v2 `cpu.stat`, v2 or v1 memory working set), or,
+//!   without one, approximated over its processes from `/proc`; the node's from `/proc/stat`
+//!   and `/proc/meminfo`.
 //!
 //! How it is built: a container start is first a value, a launch plan computed from the pod,
 //! the container, its sandbox and the node's options without touching the machine, then short
@@ -55,7 +70,11 @@
 //! it for as long as the tokio runtime lives. Dropping a `start` or `create_sandbox` future
 //! in the middle may leave a process or a sandbox that the runtime still tracks (removed by
 //! `remove_sandbox` or `cleanup_stale`). Dropping an `exec` future leaves the exec'd command
-//! running until it ends by itself. When the tokio runtime shuts down, containers keep running
+//! running until it ends by itself. Dropping every part of an interactive exec's
+//! [`Session`](podvisor_core::streams::Session) before its end kills the command's process tree
+//! (a task per session waits for it, reaps it and kills what it left); dropping an attach
+//! session leaves the container running (with `stdinOnce`, it closes the container's stdin
+//! when it held it). When the tokio runtime shuts down, containers keep running
 //! as orphans until `cleanup_stale` (cgroups) or the holder's end.
 #![deny(unsafe_code)]
 
@@ -75,7 +94,9 @@ mod runtime;
 pub mod sandbox;
 mod seams;
 mod spawn;
+mod stdio;
 mod sys;
+mod usage;
 
 pub use cgroup::CgroupVersion;
 pub use host::LinuxHost;

@@ -51,19 +51,33 @@ pub(crate) fn connect() -> Result<Handle> {
 /// that namespace after the thread is gone.
 pub(crate) fn connect_in(netns: BorrowedFd<'_>) -> Result<Handle> {
     let runtime = tokio::runtime::Handle::current();
-    let (conn, handle, _) = std::thread::scope(|s| {
-        s.spawn(|| {
-            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
-            // The socket registers with the node's tokio runtime but lives in the pod's netns.
-            let _entered = runtime.enter();
-            rtnetlink::new_connection()
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    let (conn, handle, _) = in_netns(netns, || {
+        // The socket registers with the node's tokio runtime but lives in the pod's netns.
+        let _entered = runtime.enter();
+        rtnetlink::new_connection()
     })
     .map_err(NetworkError::Connect)?;
     tokio::spawn(conn);
     Ok(handle)
+}
+
+/// Runs `f` on a short-lived thread that joined the network namespace `netns` (an fd of
+/// `/proc/<pid>/ns/net`), and waits for it. Sockets `f` creates belong to that namespace for
+/// their whole life, wherever they are used afterwards: how the runtime talks netlink inside a
+/// pod and how port-forward connects to a pod's loopback. The caller's thread never changes
+/// namespace.
+pub(crate) fn in_netns<T: Send>(
+    netns: BorrowedFd<'_>,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)?;
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
+    })
 }
 
 /// The index of link `name`, if it exists.

@@ -62,6 +62,8 @@ pub(crate) trait ContainerGroup: Send + Sync {
     fn kill_all(&self);
     /// Whether the OOM killer killed a process of the groups.
     fn oom_killed(&self) -> bool;
+    /// Cumulative CPU time (ns) and working set (bytes), each where the groups have it.
+    fn usage(&self) -> (Option<u64>, Option<u64>);
     /// Removes the (empty) groups.
     fn remove(&self);
 }
@@ -119,6 +121,9 @@ impl ContainerGroup for ContainerCgroup {
     }
     fn oom_killed(&self) -> bool {
         ContainerCgroup::oom_killed(self)
+    }
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        ContainerCgroup::usage(self)
     }
     fn remove(&self) {
         ContainerCgroup::remove(self);

@@ -1,5 +1,6 @@
-//! Starting a container's main process: what the child does between its creation (with
-//! `clone3` inside its cgroup, in [`crate::sys`]) and exec: it joins the sandbox, a private
+//! Starting a container's main process (and an interactive exec's): what the child does between
+//! its creation (with `clone3` inside its cgroup, in [`crate::sys`]) and exec: its session (and
+//! controlling terminal, with `tty`), it joins the sandbox, a private
 //! mount namespace with the container's mounts ([`crate::mounts`]), the working directory and
 //! the user; and resolving the executable like the kubelet's runtime reports it.
 
@@ -92,6 +93,9 @@ pub(crate) struct ChildSetup {
     pub(crate) cwd: CString,
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
+    /// Standard input is a terminal that becomes the new session's controlling terminal
+    /// (`tty: true`).
+    pub(crate) controlling_terminal: bool,
 }
 
 /// A container's main process to create.
@@ -103,6 +107,8 @@ pub(crate) struct MainProcess<'a> {
     pub(crate) env: &'a [(String, String)],
     /// What the child does before exec.
     pub(crate) setup: ChildSetup,
+    /// Its stdin (`/dev/null` when `None`).
+    pub(crate) stdin: Option<OwnedFd>,
     pub(crate) stdout: OwnedFd,
     pub(crate) stderr: OwnedFd,
 }
@@ -118,6 +124,9 @@ pub(crate) struct Spawned {
 /// calls on data prepared before the fork (it runs between fork and exec).
 pub(crate) fn setup_child(setup: &ChildSetup, in_v2_group: bool) -> io::Result<()> {
     nix::unistd::setsid()?;
+    if setup.controlling_terminal {
+        crate::sys::pty::stdin_becomes_controlling_terminal()?;
+    }
     if !in_v2_group && let Some(procs) = &setup.cgroups.v2_procs {
         nix::unistd::write(procs, b"0")?;
     }

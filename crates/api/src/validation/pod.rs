@@ -9,9 +9,10 @@ use super::format;
 use super::meta::{NameRule, validate_object_meta};
 use super::probe::validate_probes_and_lifecycle;
 
-/// Detail of the podvisor-specific `command` rule.
-pub const COMMAND_REQUIRED_DETAIL: &str =
-    "podvisor runs containers as host processes and has no image entrypoint to fall back on; set command";
+/// Detail of the podvisor-specific `command` rule: a host process has no image entrypoint, so
+/// a container needs `command` or, run as the command line as for an image without an
+/// ENTRYPOINT, `args` (`kubectl run x --image=busybox -- sleep 100` runs `sleep 100`).
+pub const COMMAND_REQUIRED_DETAIL: &str = "podvisor runs containers as host processes and has no image entrypoint to fall back on; set command (or args)";
 
 pub(super) const NON_NEGATIVE: &str = "must be greater than or equal to 0";
 const INIT_FORBIDDEN: &str = "may not be set for init containers without restartPolicy=Always";
@@ -316,7 +317,8 @@ fn validate_container_common(c: &Container, p: &Path, errs: &mut Errs) {
     if s(&c.image).is_empty() {
         errs.push(FieldError::required(p.child("image").as_str(), ""));
     }
-    if c.command.as_ref().is_none_or(|cmd| cmd.is_empty()) {
+    let empty = |v: &Option<Vec<String>>| v.as_ref().is_none_or(Vec::is_empty);
+    if empty(&c.command) && empty(&c.args) {
         errs.push(FieldError::required(
             p.child("command").as_str(),
             COMMAND_REQUIRED_DETAIL,

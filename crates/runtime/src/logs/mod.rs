@@ -142,12 +142,14 @@ fn ignore_missing(e: io::Error) -> io::Result<()> {
     }
 }
 
-/// Reads `pipe` until EOF into `log`, splitting lines. Never stops reading because of a write
-/// error, so the container never blocks on a full pipe.
+/// Reads `pipe` (a pipe, or a pty master for a `tty` container) until EOF into `log`, splitting
+/// lines, and copies what it reads to the attached clients (`tap`), which never hold it up.
+/// Never stops reading because of a write error, so the container never blocks on a full pipe.
 pub(crate) async fn pump(
-    mut pipe: tokio::net::unix::pipe::Receiver,
+    mut pipe: impl tokio::io::AsyncRead + Unpin,
     stream: Stream,
     log: Arc<Mutex<LogFile>>,
+    tap: &crate::stdio::Fanout,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -170,6 +172,7 @@ pub(crate) async fn pump(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        tap.send(&buf[..n]);
         pending.extend_from_slice(&buf[..n]);
         loop {
             if let Some(pos) = pending.iter().position(|b| *b == b'\n') {
@@ -191,6 +194,7 @@ pub(crate) async fn pump(
         let len = pending.len();
         emit(&mut pending, true, len, 0);
     }
+    tap.end();
 }
 
 /// Formats a time as RFC 3339 with nanoseconds in UTC (`2006-01-02T15:04:05.999999999Z`).

@@ -2,8 +2,9 @@
 //! container's context, and supervision of a running instance until its exit is reported
 //! (leftovers killed, termination message read, old instances' logs pruned).
 
-use super::plan::{self, LaunchOptions, LaunchPlan, Namespace, SandboxView};
+use super::plan::{self, LaunchOptions, LaunchPlan, Namespace, SandboxView, StdioPlan};
 use super::*;
+use crate::stdio::{Fanout, FdStream};
 
 impl ProcessRuntime {
     /// Starts a container: its [plan](plan::plan), then one short step after the other (the
@@ -43,8 +44,7 @@ impl ProcessRuntime {
         let cwd = sandbox::cstring(&plan.cwd).ok_or(StartError::NulInWorkingDir)?;
         let log = self.open_files(&plan)?;
         let mount = self.mount_step(&plan, ns.as_ref().map(|n| n.mnt.as_ref()))?;
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
-        let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(StartError::Pipe)?;
+        let Wiring { child, runtime: ours } = wire(plan.stdio)?;
         let (cgroup, missing) = self
             .inner
             .cgroups
@@ -81,15 +81,18 @@ impl ProcessRuntime {
             cwd,
             uid: plan.uid,
             gid: plan.gid,
+            controlling_terminal: plan.stdio.tty,
         };
         let procs = &self.inner.procs;
+        let [stdin, stdout, stderr] = child;
         let main = spawn::MainProcess {
             program: &executable,
             argv: &plan.argv,
             env: &plan.env,
             setup,
-            stdout: out_w,
-            stderr: err_w,
+            stdin,
+            stdout: stdout.ok_or(StartError::Pipe(nix::errno::Errno::EBADF))?,
+            stderr: stderr.ok_or(StartError::Pipe(nix::errno::Errno::EBADF))?,
         };
         let spawned = match procs.spawn(main) {
             Ok(spawned) => spawned,
@@ -105,10 +108,10 @@ impl ProcessRuntime {
         let instance = Instance {
             pid,
             pidfd,
-            cgroup,
+            cgroup: Arc::from(cgroup),
             exec_ctx,
             log,
-            output: [out_r, err_r],
+            stdio: ours,
         };
         Ok(self.supervise_instance(plan, instance))
     }
@@ -210,20 +213,38 @@ impl ProcessRuntime {
             plan.restart_count
         ));
         let (stop_tx, stop_rx) = watch::channel(None);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let RuntimeStdio {
+            stdout,
+            stderr,
+            stdin,
+            terminal,
+        } = instance.stdio;
+        let output = [Arc::new(Fanout::default()), Arc::new(Fanout::default())];
         let state = Arc::new(ContainerState {
             main_pid: pid,
             stop_signal: plan.stop_signal,
             stop: stop_tx,
             exec_ctx: Mutex::new(Some(instance.exec_ctx)),
             exec_tx: Mutex::new(None),
+            cgroup: instance.cgroup.clone(),
+            attach: Attach {
+                stdio: plan.stdio,
+                stdin: Mutex::new(stdin),
+                terminal: terminal.map(Arc::new),
+                output: output.clone(),
+                exit: exit_rx,
+            },
         });
         lock(&self.inner.containers).insert(id.clone(), state);
 
-        let [out_r, err_r] = instance.output;
-        let pumps = [
-            pump_task(out_r, Stream::Stdout, instance.log.clone()),
-            pump_task(err_r, Stream::Stderr, instance.log),
-        ];
+        let [out_tap, err_tap] = output;
+        let mut pumps = vec![pump_task(stdout, Stream::Stdout, instance.log.clone(), out_tap)];
+        match stderr {
+            Some(stderr) => pumps.push(pump_task(stderr, Stream::Stderr, instance.log, err_tap)),
+            // A terminal has one output: attached clients asking for stderr read EOF.
+            None => err_tap.end(),
+        }
         let (pidfd, cgroup) = (instance.pidfd, instance.cgroup);
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
@@ -252,6 +273,7 @@ impl ProcessRuntime {
             // namespace fds can mean unmounting its whole mount namespace, which waits for RCU,
             // and the next instance has groups of its own (removing the pod removes what is left).
             let state = lock(&this.inner.containers).remove(&exit_id);
+            let _ = exit_tx.send(Some(status.code()));
             let _ = tx.send(ExitReport { status, message });
             let released = tokio::task::spawn_blocking(move || {
                 drop(state);
@@ -282,22 +304,9 @@ impl ProcessRuntime {
             .get(id)
             .cloned()
             .ok_or_else(|| RuntimeError::NotFound { id: id.clone() })?;
-        let tx = {
-            let mut slot = lock(&state.exec_tx);
-            match &*slot {
-                Some(tx) => tx.clone(),
-                None => {
-                    let ctx = lock(&state.exec_ctx)
-                        .take()
-                        .ok_or_else(|| err("exec context unavailable".into()))?;
-                    let tx = exec::start_thread(ctx).map_err(|e| err(format!("exec thread: {e}")))?;
-                    *slot = Some(tx.clone());
-                    tx
-                }
-            }
-        };
+        let tx = exec_thread(&state).map_err(err)?;
         let (reply, answer) = oneshot::channel();
-        tx.send(exec::Request {
+        tx.send(exec::Request::Probe {
             argv: argv.to_vec(),
             reply,
         })
@@ -338,6 +347,20 @@ impl ProcessRuntime {
     }
 }
 
+/// The container's exec helper thread, started at the first exec.
+pub(super) fn exec_thread(state: &ContainerState) -> Result<std::sync::mpsc::Sender<exec::Request>, String> {
+    let mut slot = lock(&state.exec_tx);
+    if let Some(tx) = &*slot {
+        return Ok(tx.clone());
+    }
+    let ctx = lock(&state.exec_ctx)
+        .take()
+        .ok_or_else(|| "exec context unavailable".to_string())?;
+    let tx = exec::start_thread(ctx).map_err(|e| format!("exec thread: {e}"))?;
+    *slot = Some(tx.clone());
+    Ok(tx)
+}
+
 /// The container's own mount namespace, as far as it is known before the spawn.
 #[derive(Default)]
 pub(super) struct MountStep {
@@ -353,11 +376,67 @@ pub(super) struct MountStep {
 pub(super) struct Instance {
     pid: i32,
     pidfd: Option<OwnedFd>,
-    cgroup: Box<dyn ContainerGroup>,
+    cgroup: Arc<dyn ContainerGroup>,
     exec_ctx: exec::ExecContext,
     log: Arc<Mutex<LogFile>>,
-    /// The read ends of its stdout and stderr.
-    output: [OwnedFd; 2],
+    /// The runtime's ends of its standard streams.
+    stdio: RuntimeStdio,
+}
+
+/// The main process's standard streams, both sides.
+struct Wiring {
+    /// The child's stdin (`None`: `/dev/null`), stdout and stderr.
+    child: [Option<OwnedFd>; 3],
+    runtime: RuntimeStdio,
+}
+
+/// The runtime's ends of a main process's standard streams.
+pub(super) struct RuntimeStdio {
+    /// What the log reads as stdout: a pipe, or the pty master with `tty`.
+    stdout: OwnedFd,
+    /// What the log reads as stderr (`None` with `tty`: a terminal has one output).
+    stderr: Option<OwnedFd>,
+    /// The end of stdin kept for attached clients (`stdin: true` only): a pipe's write end,
+    /// or the pty master.
+    stdin: Option<OwnedFd>,
+    /// The pty master, for resizes (`tty` only).
+    terminal: Option<OwnedFd>,
+}
+
+/// Pipes for stdout and stderr (and stdin with `stdin: true`), or with `tty` a pty whose slave
+/// is all three (opened in the node's mount namespace: the containers' `/dev/pts` is the
+/// node's, as they see the host's filesystem).
+fn wire(stdio: StdioPlan) -> Result<Wiring, StartError> {
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(StartError::Pipe);
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(StartError::Terminal);
+    if stdio.tty {
+        let (master, slave) = crate::sys::pty::open().map_err(StartError::Terminal)?;
+        let runtime = RuntimeStdio {
+            stdout: dup(&master)?,
+            stderr: None,
+            stdin: if stdio.stdin { Some(dup(&master)?) } else { None },
+            terminal: Some(master),
+        };
+        let child = [Some(dup(&slave)?), Some(dup(&slave)?), Some(slave)];
+        return Ok(Wiring { child, runtime });
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (child_stdin, stdin) = if stdio.stdin {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    Ok(Wiring {
+        child: [child_stdin, Some(out_w), Some(err_w)],
+        runtime: RuntimeStdio {
+            stdout: out_r,
+            stderr: Some(err_r),
+            stdin,
+            terminal: None,
+        },
+    })
 }
 
 /// What exec in the container joins and runs with.
@@ -393,11 +472,15 @@ pub(super) fn pump_task(
     fd: OwnedFd,
     stream: Stream,
     log: Arc<Mutex<LogFile>>,
+    tap: Arc<Fanout>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-            Ok(pipe) => logs::pump(pipe, stream, log).await,
-            Err(e) => tracing::warn!(error = %e, "cannot read container output"),
+        match FdStream::new(fd) {
+            Ok(output) => logs::pump(output, stream, log, &tap).await,
+            Err(e) => {
+                tap.end();
+                tracing::warn!(error = %e, "cannot read container output");
+            }
         }
     })
 }

@@ -216,6 +216,9 @@ impl ContainerGroup for Group {
     fn oom_killed(&self) -> bool {
         lock(&self.machine.state).oom
     }
+    fn usage(&self) -> (Option<u64>, Option<u64>) {
+        (None, None)
+    }
     fn remove(&self) {
         self.machine.record(format!("cgroup remove {}", self.name));
     }

@@ -1,6 +1,7 @@
 //! [`ProcessRuntime`]: the `ContainerRuntime` and `ContainerExec` implementation: its set-up,
 //! state and the trait methods; pod sandboxes are in `pod_sandbox`, a container start's plan in
-//! `plan` and its steps, exec and supervision in `container`. The machine is reached through
+//! `plan` and its steps, exec and supervision in `container`, `PodStreams` and `UsageSource`
+//! in `streams`. The machine is reached through
 //! the seams of [`crate::seams`] only.
 
 mod container;
@@ -8,6 +9,7 @@ mod container;
 mod fakes;
 mod plan;
 mod pod_sandbox;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -220,6 +222,26 @@ struct ContainerState {
     stop: watch::Sender<Option<Instant>>,
     exec_ctx: Mutex<Option<exec::ExecContext>>,
     exec_tx: Mutex<Option<std::sync::mpsc::Sender<exec::Request>>>,
+    /// The instance's cgroups (exec sessions join them; usage is read from them).
+    cgroup: Arc<dyn ContainerGroup>,
+    /// What attached clients get.
+    attach: Attach,
+}
+
+/// A running container's main process as attach reaches it (rule 1.22).
+struct Attach {
+    /// The container's `stdin`, `stdinOnce` and `tty`.
+    stdio: plan::StdioPlan,
+    /// The runtime's end of the process's stdin, held open between attaches (`stdin: true`);
+    /// with `stdinOnce` the first client that attaches with stdin takes it away, so its
+    /// detaching closes the process's stdin.
+    stdin: Mutex<Option<OwnedFd>>,
+    /// The pty master (`tty: true`), for resizes.
+    terminal: Option<Arc<OwnedFd>>,
+    /// Stdout and stderr (a terminal's output is stdout) as they are read into the log.
+    output: [Arc<crate::stdio::Fanout>; 2],
+    /// The main process's exit code, once it ended.
+    exit: watch::Receiver<Option<i32>>,
 }
 
 struct Inner {

@@ -65,7 +65,9 @@ pub(crate) struct LaunchPlan {
     pub(crate) pod_uid: String,
     pub(crate) container: String,
     pub(crate) restart_count: i32,
-    /// The command after `$(VAR)` expansion; never empty, `argv[0]` as the spec gives it.
+    /// `command` then `args` after `$(VAR)` expansion; never empty, `argv[0]` as the spec gives
+    /// it. A host process has no image entrypoint: `args` alone are the command line, as for an
+    /// image without ENTRYPOINT.
     pub(crate) argv: Vec<String>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) cwd: PathBuf,
@@ -93,6 +95,18 @@ pub(crate) struct LaunchPlan {
     pub(crate) fallback_to_logs: bool,
     /// `lifecycle.stopSignal`, else SIGTERM.
     pub(crate) stop_signal: Signal,
+    /// How the main process's standard streams are wired (`stdin`, `stdinOnce`, `tty`).
+    pub(crate) stdio: StdioPlan,
+}
+
+/// A container's `stdin`, `stdinOnce` and `tty` (rule 1.22 of the streaming spec): a stdin
+/// the runtime keeps open between attaches, closed after the first attached client detaches
+/// with `stdin_once`; with `tty` the process runs on a pty whose output is logged as stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StdioPlan {
+    pub(crate) stdin: bool,
+    pub(crate) stdin_once: bool,
+    pub(crate) tty: bool,
 }
 
 impl LaunchPlan {
@@ -260,6 +274,11 @@ pub(crate) fn plan(
         dir,
         fallback_to_logs: container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError"),
         stop_signal,
+        stdio: StdioPlan {
+            stdin: container.stdin.unwrap_or(false),
+            stdin_once: container.stdin_once.unwrap_or(false),
+            tty: container.tty.unwrap_or(false),
+        },
     })
 }
 
@@ -462,6 +481,37 @@ mod tests {
         }
         let p = plan(&l, SandboxView::default(), &options(false)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.limits.pids, Some(9));
+    }
+
+    #[test]
+    fn stdin_stdin_once_and_tty_are_carried_through() {
+        let p = planned(json!({ "name": "c", "command": ["sh"] }), Vec::new(), false);
+        assert_eq!(p.stdio, StdioPlan::default());
+        let p = planned(
+            json!({ "name": "c", "command": ["sh"], "stdin": true, "stdinOnce": true, "tty": true }),
+            Vec::new(),
+            false,
+        );
+        assert_eq!(
+            p.stdio,
+            StdioPlan {
+                stdin: true,
+                stdin_once: true,
+                tty: true
+            }
+        );
+    }
+
+    #[test]
+    fn args_without_a_command_are_the_command_line() {
+        let p = planned(
+            json!({ "name": "c", "args": ["sleep", "$(NAP)"],
+                                "env": [{ "name": "NAP", "value": "100" }] }),
+            Vec::new(),
+            false,
+        );
+        assert_eq!(p.argv, ["sleep", "100"]);
+        assert_eq!(p.program(), "sleep");
     }
 
     #[test]

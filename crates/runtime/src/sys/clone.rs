@@ -3,8 +3,9 @@
 //! before exec is [`crate::spawn::setup_child`].
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::spawn::{MainProcess, Spawned, setup_child};
 
@@ -17,10 +18,15 @@ pub(crate) fn spawn(p: MainProcess<'_>) -> io::Result<Spawned> {
         argv,
         env,
         setup,
+        stdin,
         stdout,
         stderr,
     } = p;
-    if let Some(spawned) = clone3::spawn(program, argv, env, &setup, &stdout, &stderr)? {
+    let stdin = match stdin {
+        Some(fd) => fd,
+        None => OwnedFd::from(std::fs::File::open("/dev/null")?),
+    };
+    if let Some(spawned) = clone3::spawn(program, argv, env, &setup, [&stdin, &stdout, &stderr])? {
         return Ok(spawned);
     }
     let mut cmd = Command::new(program);
@@ -30,7 +36,7 @@ pub(crate) fn spawn(p: MainProcess<'_>) -> io::Result<Spawned> {
     cmd.args(argv.iter().skip(1))
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(stdout)
         .stderr(stderr);
     let hook = move || setup_child(&setup, false);
@@ -127,8 +133,7 @@ mod clone3 {
         argv: &[String],
         env: &[(String, String)],
         setup: &ChildSetup,
-        stdout: &OwnedFd,
-        stderr: &OwnedFd,
+        [stdin, stdout, stderr]: [&OwnedFd; 3],
     ) -> io::Result<Option<Spawned>> {
         // Everything the child touches is made here, before the clone.
         let path = cstring(program.as_os_str().as_encoded_bytes())?;
@@ -150,7 +155,6 @@ mod clone3 {
             .map(|e| e.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
-        let stdin = OwnedFd::from(std::fs::File::open("/dev/null")?);
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let stack = if cfg!(target_arch = "x86_64") {
             Some(Stack::new()?)
@@ -390,6 +394,7 @@ mod tests {
             cwd: CString::new(cwd).unwrap(),
             uid: None,
             gid: None,
+            controlling_terminal: false,
         }
     }
 
@@ -421,6 +426,7 @@ mod tests {
             argv: &argv,
             env: &env,
             setup: setup("/tmp"),
+            stdin: None,
             stdout: out_w,
             stderr: err_w,
         })
@@ -460,6 +466,7 @@ mod tests {
             argv: &argv,
             env: &[],
             setup: setup("/nonexistent/dir"),
+            stdin: None,
             stdout: out_w,
             stderr: err_w,
         })

@@ -9,7 +9,7 @@
 //!   prepared before the fork: no allocation, no lock, no return into the caller's Rust code.
 //!
 //! What is here: creating a container's main process ([`clone`]: `clone3` into its cgroup, the
-//! `pre_exec` fallback), the sandbox holder's fork ([`holder`]), pidfds and their registration
+//! `pre_exec` fallback), the sandbox holder's fork ([`holder`]), pseudo-terminals ([`pty`]), pidfds and their registration
 //! with tokio, the C allocator's mmap threshold, and a safe way for other crates to start a
 //! program in new namespaces ([`with_new_pod_namespaces`]).
 #![allow(unsafe_code)]
@@ -17,6 +17,7 @@
 
 mod clone;
 mod holder;
+pub(crate) mod pty;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};

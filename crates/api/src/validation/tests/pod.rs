@@ -403,6 +403,15 @@ fn podvisor_rule_command_required() {
 }
 
 #[test]
+fn podvisor_rule_args_alone_are_the_command_line() {
+    let p = pod(json!({
+        "containers": [with(app("a"), json!({"command": null, "args": ["sleep", "100"]}))],
+        "initContainers": [{"name": "i", "image": "busybox", "args": ["true"]}]
+    }));
+    assert_eq!(errors(&p), Vec::<String>::new());
+}
+
+#[test]
 fn metadata_name_namespace_and_labels() {
     let v = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "Web_1", "namespace": "a.b", "labels": {"ok/app": "x y"}},
