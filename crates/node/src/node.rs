@@ -182,6 +182,8 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     };
     let process_runtime = ProcessRuntime::clone(&runtime);
     let logs: Arc<dyn LogSource> = runtime.clone();
+    let streams: Arc<dyn podvisor_core::streams::PodStreams> = runtime.clone();
+    let usage: Arc<dyn podvisor_core::usage::UsageSource> = runtime.clone();
     let volumes = VolumeConfig {
         root: config.data_dir.join("volumes"),
         // Containers get mount namespaces of their own where the runtime can give them one.
@@ -198,6 +200,8 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
     }
     node.process_runtime = Some(process_runtime);
     node.logs = Some(logs);
+    node.streams = Some(streams);
+    node.usage = Some(usage);
     node.metrics = metrics;
     Ok((node, capabilities))
 }
@@ -219,6 +223,8 @@ pub struct Node {
     logs: Option<Arc<dyn LogSource>>,
     /// The containers' usage counters (`kubectl top`).
     usage: Option<Arc<dyn podvisor_core::usage::UsageSource>>,
+    /// Exec, attach and port-forward into the pods.
+    streams: Option<Arc<dyn podvisor_core::streams::PodStreams>>,
     metrics: NodeMetrics,
     volumes: Option<VolumeConfig>,
     /// The process runtime of [`build`], whose cgroups and bridge a clean stop removes.
@@ -246,6 +252,7 @@ impl Node {
             kubelet_token: None,
             logs: None,
             usage: None,
+            streams: None,
             metrics: NodeMetrics::new(),
             volumes: None,
             process_runtime: None,
