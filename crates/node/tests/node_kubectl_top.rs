@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use support::{RunningNode, require_kubectl, require_root};
@@ -65,7 +65,7 @@ fn keyed(text: &str, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn cpu_ns(v2: &PathBuf) -> u64 {
+fn cpu_ns(v2: &Path) -> u64 {
     keyed(
         &std::fs::read_to_string(v2.join("cpu.stat")).unwrap(),
         "usage_usec",
@@ -75,7 +75,7 @@ fn cpu_ns(v2: &PathBuf) -> u64 {
 /// The working set of the container whose only process is `pid`: from its memory cgroup
 /// (v2, or v1 on a hybrid machine), or, where the memory controller gives containers no group
 /// of their own, its resident set (what the runtime reports then).
-fn working_set(pid: u32, v2: &PathBuf, v1: Option<&PathBuf>) -> u64 {
+fn working_set(pid: u32, v2: &Path, v1: Option<&PathBuf>) -> u64 {
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
     if v2.join("memory.current").exists() {
         let current: u64 = read(v2.join("memory.current")).trim().parse().unwrap();
