@@ -510,6 +510,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("podvisor-endpoints", 1),
     ("podvisor-workloads", 1),
     ("podvisor-probe", 1),
+    ("podvisor-stream", 1),
     ("podvisor-runtime", 1),
     // Components: one side of the API each.
     ("podvisor-apiserver", 2),
