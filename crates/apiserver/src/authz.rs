@@ -88,6 +88,10 @@ pub fn authorize(role: &Role, method: &Method, path: &str) -> Result<(), ApiErro
 
 /// The kubelet's permissions, as far as the path tells.
 fn node_may(node: &str, r: &Request<'_>) -> bool {
+    // Into a pod: never a node's (a WebSocket exec is a GET).
+    if r.resource == "pods" && matches!(r.subresource, Some("exec" | "attach" | "portforward")) {
+        return false;
+    }
     if matches!(r.verb, "get" | "list" | "watch") {
         return true;
     }

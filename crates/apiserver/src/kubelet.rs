@@ -67,11 +67,15 @@ pub struct EndpointParts {
     pub logs: Arc<dyn LogSource>,
     /// The agent's usage counters (`kubectl top`), if it can read them.
     pub usage: Option<Arc<dyn UsageSource>>,
+    /// Exec, attach and port-forward into the agent's pods.
+    pub streams: Option<Arc<dyn podvisor_core::streams::PodStreams>>,
 }
 
 /// Serves the kubelet endpoint on `listener` with `tls` until the task is dropped, with
 /// `Authorization: Bearer <token>` (a wrong token is 401, anything else 404):
 /// - `GET /podLogs/{namespace}/{pod}`, answering as `pods/log` does;
+/// - `GET`/`POST /{exec|attach|portforward}/{namespace}/{pod}?<the subresource's query>`, the
+///   upgrade a server forwards, served as the subresource is ([`crate::pod_streams`]);
 /// - `POST /usage` with a JSON list of container IDs: a
 ///   [`NodeReport`](crate::resource_metrics::NodeReport) of the node and those containers.
 pub async fn serve_endpoint(
@@ -160,6 +164,18 @@ async fn answer(
             );
             Ok(out)
         }
+        [sub @ ("exec" | "attach" | "portforward"), namespace, name] => {
+            let (Some(kind), Some(streams)) = (crate::pod_streams::StreamKind::parse(sub), parts.streams.clone())
+            else {
+                return Err(ApiError::no_route(&path));
+            };
+            let Some(pod) = (parts.pods)((*namespace).to_owned(), (*name).to_owned()).await else {
+                return Err(ApiError::bad_request(format!(
+                    "pod \"{name}\" is not known on this node"
+                )));
+            };
+            crate::pod_streams::serve_local(req, kind, &pod, streams)
+        }
         ["podLogs", namespace, name] => {
             let Some(pod) = (parts.pods)((*namespace).to_owned(), (*name).to_owned()).await else {
                 return Err(ApiError::bad_request(format!(
@@ -234,7 +250,7 @@ pub(crate) async fn forward(
 
 /// An HTTP/1.1 connection to the kubelet endpoint at `kubelet` (TLS, its certificate not
 /// verified); failures are turned into errors by `unavailable`.
-async fn connect(
+pub(crate) async fn connect(
     kubelet: SocketAddr,
     unavailable: &(dyn Fn(String) -> ApiError + Sync),
 ) -> Result<hyper::client::conn::http1::SendRequest<Body>, ApiError> {
@@ -377,6 +393,7 @@ mod tests {
             pods,
             logs: Arc::new(NoLogs),
             usage: Some(Arc::new(FixedUsage)),
+            streams: None,
         };
         let task = tokio::spawn(serve_endpoint(listener, tls, parts));
         // Usage: the node's and the asked containers' that run here.

@@ -70,6 +70,7 @@ pub mod namespaces;
 pub mod options;
 pub mod patch;
 pub mod pki;
+mod pod_streams;
 pub mod protobuf;
 pub mod reservations;
 pub mod resource_metrics;
@@ -143,6 +144,8 @@ pub struct ApiServer {
     store: Arc<dyn Store>,
     config: ApiServerConfig,
     logs: Option<Arc<dyn logs::LogSource>>,
+    /// Exec, attach and port-forward into the pods of this server's own node.
+    streams: Option<Arc<dyn podvisor_core::streams::PodStreams>>,
     /// The node this server runs pods on and its usage counters (`kubectl top`).
     usage: Option<(String, Arc<dyn podvisor_core::usage::UsageSource>)>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -170,6 +173,7 @@ impl ApiServer {
             config,
             logs: None,
             usage: None,
+            streams: None,
             tls: None,
             auth: None,
             metrics: None,
@@ -185,6 +189,7 @@ impl ApiServer {
                     shutdown: CancellationToken::new(),
                     bookmark_interval: self.config.bookmark_interval,
                     logs: self.logs.clone(),
+                    streams: self.streams.clone(),
                     resource_metrics: Arc::new(resource_metrics::ResourceMetrics::new(self.usage.clone())),
                     allocator: self.allocator.clone(),
                     metrics: self.metrics.clone(),
@@ -249,6 +254,13 @@ impl ApiServer {
     /// Serves `pods/{name}/log` from `source` (without one, logs requests fail).
     pub fn with_logs(mut self, source: Arc<dyn logs::LogSource>) -> Self {
         self.logs = Some(source);
+        self
+    }
+
+    /// Serves `pods/{name}/exec`, `attach` and `portforward` of this server's own pods from
+    /// `streams` (an agent's pods are reached through its kubelet endpoint).
+    pub fn with_streams(mut self, streams: Arc<dyn podvisor_core::streams::PodStreams>) -> Self {
+        self.streams = Some(streams);
         self
     }
 
@@ -419,7 +431,7 @@ impl Handler {
     /// Answers one request.
     pub async fn handle<B>(&self, req: http::Request<B>) -> http::Response<Body>
     where
-        B: hyper::body::Body<Data = bytes::Bytes> + Send,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         handlers::handle(self.state.clone(), req).await

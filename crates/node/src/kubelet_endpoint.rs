@@ -1,4 +1,5 @@
-//! An agent's kubelet endpoint: its pods' logs for the API servers
+//! An agent's kubelet endpoint: its pods' logs, usage counters and exec, attach and
+//! port-forward for the API servers
 //! ([`podvisor_apiserver::kubelet`]), on HTTPS at its InternalIP with a self-signed certificate
 //! made in `<data-dir>/kubelet/pki/`, reported in its Node's `status.daemonEndpoints`.
 
@@ -21,6 +22,8 @@ pub(crate) struct Endpoint {
     pub(crate) logs: Arc<dyn LogSource>,
     /// The agent's usage counters, for `kubectl top`.
     pub(crate) usage: Option<Arc<dyn UsageSource>>,
+    /// Exec, attach and port-forward into the agent's pods.
+    pub(crate) streams: Option<Arc<dyn podvisor_core::streams::PodStreams>>,
     /// The agent's data dir.
     pub(crate) data_dir: PathBuf,
     /// The agent's InternalIP.
@@ -77,6 +80,7 @@ impl Endpoint {
             pods,
             logs: self.logs,
             usage: self.usage,
+            streams: self.streams,
         };
         tasks.spawn(podvisor_apiserver::kubelet::serve_endpoint(listener, tls, parts));
         Some(port)

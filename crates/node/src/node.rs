@@ -376,6 +376,9 @@ impl Node {
         if let Some(logs) = &self.logs {
             server = server.with_logs(logs.clone());
         }
+        if let Some(streams) = &self.streams {
+            server = server.with_streams(streams.clone());
+        }
         if let Some(usage) = &self.usage {
             server = server.with_usage(self.config.node_name.clone(), usage.clone());
         }
@@ -497,6 +500,7 @@ impl Node {
                     token: token.clone(),
                     logs: logs.clone(),
                     usage: self.usage.clone(),
+                    streams: self.streams.clone(),
                     data_dir: self.config.data_dir.clone(),
                     ip: ip.clone(),
                     port: self.config.kubelet_port,

@@ -42,6 +42,8 @@ pub(crate) struct State {
     pub(crate) shutdown: CancellationToken,
     pub(crate) bookmark_interval: Duration,
     pub(crate) logs: Option<Arc<dyn crate::logs::LogSource>>,
+    /// Exec, attach and port-forward into this server's own node's pods.
+    pub(crate) streams: Option<Arc<dyn podvisor_core::streams::PodStreams>>,
     /// `metrics.k8s.io`'s samples.
     pub(crate) resource_metrics: Arc<crate::resource_metrics::ResourceMetrics>,
     /// Where this server's Services get their ClusterIPs and node ports.
@@ -184,7 +186,7 @@ pub(crate) fn route(path: &str) -> Option<Target> {
 /// Handles one request.
 pub(crate) async fn handle<B>(state: Arc<State>, req: Request<B>) -> Response<Body>
 where
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let path = req.uri().path().to_string();
@@ -209,7 +211,7 @@ where
 
 async fn dispatch<B>(state: &Arc<State>, req: Request<B>) -> Result<Response<Body>>
 where
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let path = req.uri().path().to_string();
@@ -317,6 +319,28 @@ where
         let options = crate::logs::LogOptions::from_query(&ctx.query);
         return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
     }
+    if let Some(kind) = ctx.target.sub.as_deref().and_then(crate::pod_streams::StreamKind::parse) {
+        if !matches!(method, Method::GET | Method::POST) {
+            return Err(ApiError::method_not_allowed(method.as_str()));
+        }
+        let pod = ctx
+            .store()
+            .get(&ctx.key(ctx.name()))
+            .await
+            .map_err(|e| ctx.store_err(e))?
+            .object;
+        if let Some((kubelet, token)) = ctx.kubelet_of(&pod).await {
+            let ns = ctx.target.namespace.clone().unwrap_or_default();
+            return crate::pod_streams::forward(kubelet, &token, kind, &ns, ctx.name(), req).await;
+        }
+        let Some(streams) = state.streams.clone() else {
+            return Err(ApiError::bad_request(format!(
+                "pod \"{}\" is not on a node this server can reach",
+                ctx.name()
+            )));
+        };
+        return crate::pod_streams::serve_local(req, kind, &pod, streams);
+    }
     // A pod's POST-only subresources, each taking one object: a Binding or an Eviction.
     if let sub @ Some("binding" | "eviction") = ctx.target.sub.as_deref() {
         if ctx.target.resource.plural != "pods" || ctx.target.name.is_none() {
@@ -414,7 +438,7 @@ where
 /// token for a client certificate. 404 where agents cannot join (no TLS).
 async fn node_credential<B>(state: &Arc<State>, req: Request<B>) -> Result<Response<Body>>
 where
-    B: hyper::body::Body<Data = Bytes> + Send,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let path = req.uri().path().to_owned();
