@@ -54,8 +54,8 @@ where
         Err(e) => Err(e),
         Ok(session) => match run(session, &mut stream, &tx, protocol, limits).await? {
             Some(end) => Ok(end),
-            // The client went away: nothing to tell it.
-            None => return Ok(()),
+            // The client went away: nothing to tell it; answer its Close.
+            None => return ws::close_writer(tx, writer, limits.close_timeout).await,
         },
     };
     finish(tx, writer, &mut stream, protocol, &outcome, limits).await
@@ -168,13 +168,7 @@ where
             .send(ws::channel_message(protocol.base64(), ERROR, &status))
             .await;
     }
-    let _ = tx.send(ws::normal_close()).await;
-    drop(tx);
-    match tokio::time::timeout(limits.close_timeout, writer).await {
-        Ok(Ok(Err(e))) => return Err(e),
-        Ok(_) => {}
-        Err(_) => return Ok(()),
-    }
+    ws::close_writer(tx, writer, limits.close_timeout).await?;
     ws::await_close(stream, limits.close_timeout).await;
     Ok(())
 }

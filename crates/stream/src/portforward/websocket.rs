@@ -60,7 +60,10 @@ where
                 };
                 match input {
                     // The client has no half-close: its Close ends the session.
-                    ChannelInput::Closed => return Ok(()),
+                    ChannelInput::Closed => {
+                        drop(to_pods);
+                        return ws::close_writer(tx, writer, limits.close_timeout).await;
+                    }
                     ChannelInput::Nothing => {}
                     ChannelInput::Data(channel, data) => {
                         let slot = if channel % 2 == 0 { to_pods.get_mut(usize::from(channel / 2)) } else { None };
@@ -84,11 +87,7 @@ where
     }
     // Every port is done: Close 1000 (rule 3.12), then the client's answer, bounded.
     drop(to_pods);
-    let _ = tx.send(ws::normal_close()).await;
-    drop(tx);
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(limits.close_timeout, writer).await {
-        return Err(e);
-    }
+    ws::close_writer(tx, writer, limits.close_timeout).await?;
     ws::await_close(&mut stream, limits.close_timeout).await;
     Ok(())
 }
