@@ -59,7 +59,8 @@ async fn exec_exit_code(websockets: bool) {
     assert!(stderr.starts_with("err\n"), "{stderr}");
     assert!(stderr.contains("command terminated with exit code 3"), "{stderr}");
     assert_eq!(out.status.code(), Some(3));
-    let want = if websockets { "WebSocket(V5)" } else { "Spdy(V4)" };
+    // kubectl 1.32 already offers v5 first over SPDY too (rule 2.1), served as v4.
+    let want = if websockets { "WebSocket(V5)" } else { "Spdy(V5)" };
     assert_eq!(server.protocols(), [want]);
     assert_eq!(server.served(1).await, [Ok(())]);
 }
@@ -78,7 +79,8 @@ async fn exec_stdin(websockets: bool) {
     let out = run(cmd, Some(&data)).await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert!(out.stdout == data, "stdout differs: {} bytes", out.stdout.len());
-    let want = if websockets { "WebSocket(V5)" } else { "Spdy(V4)" };
+    // kubectl 1.32 already offers v5 first over SPDY too (rule 2.1), served as v4.
+    let want = if websockets { "WebSocket(V5)" } else { "Spdy(V5)" };
     assert_eq!(server.protocols(), [want]);
     assert_eq!(server.served(1).await, [Ok(())]);
 }
