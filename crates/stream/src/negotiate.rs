@@ -114,8 +114,8 @@ pub struct Refusal {
     pub status: StatusCode,
     /// The Status's message.
     pub message: String,
-    /// Extra response headers.
-    pub headers: HeaderMap,
+    /// Extra response headers, in order (a name may repeat).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Refusal {
@@ -123,7 +123,7 @@ impl Refusal {
         Self {
             status,
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 }
@@ -200,10 +200,10 @@ pub fn negotiate_port_forward(
                         spdy.join(" ")
                     ),
                 );
-                refusal.headers.append(
+                refusal.headers.push((
                     ACCEPTED_STREAM_PROTOCOL_VERSIONS,
                     HeaderValue::from_static(PORT_FORWARD_SPDY),
-                );
+                ));
                 return Err(refusal);
             };
             let headers = websocket_upgrade(headers, Some(chosen))?;
@@ -315,7 +315,7 @@ fn websocket_upgrade(headers: &HeaderMap, protocol: Option<&str>) -> Result<Head
         );
         refusal
             .headers
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            .push((header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13")));
         return Err(refusal);
     }
     let mut out = HeaderMap::new();
@@ -365,7 +365,7 @@ fn spdy_handshake<T: Copy>(
         for n in names {
             refusal
                 .headers
-                .append(ACCEPTED_STREAM_PROTOCOL_VERSIONS, HeaderValue::from_static(n));
+                .push((ACCEPTED_STREAM_PROTOCOL_VERSIONS, HeaderValue::from_static(n)));
         }
         return Err(refusal);
     };

@@ -197,7 +197,9 @@ fn status_response(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 
 fn refusal(r: Refusal) -> Response<Full<Bytes>> {
     let mut response = status_response(r.status, &r.message);
-    response.headers_mut().extend(r.headers);
+    for (name, value) in r.headers {
+        response.headers_mut().append(name, value);
+    }
     response
 }
 
