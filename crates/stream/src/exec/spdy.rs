@@ -72,6 +72,10 @@ where
         let streamtype = crate::spdy::header(&stream.headers, "streamtype")
             .unwrap_or_default()
             .to_owned();
+        let mut stream = stream;
+        if !matches!(streamtype.as_str(), "stdin" | "resize") {
+            stream.ignore_inbound();
+        }
         match streams.slot(&streamtype) {
             Some(slot) if slot.is_none() => {
                 stream.out.reply().await;

@@ -96,6 +96,11 @@ async fn add(
         stream.out.reset(rst::REFUSED_STREAM).await;
         return None;
     }
+    let mut stream = stream;
+    if kind == "error" {
+        // kubectl only FINs the error stream; it is written, never read.
+        stream.ignore_inbound();
+    }
     stream.out.reply().await;
     let entry = pending.entry(request_id.clone()).or_insert_with(|| Pending {
         port,

@@ -24,6 +24,14 @@ pub(super) async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    if ports.len() > crate::query::MAX_PORTS {
+        // Channel 2i+1 must fit in a byte; negotiate_port_forward never yields more.
+        return Err(ServeError::Protocol(format!(
+            "at most {} ports can be forwarded on one connection, got {}",
+            crate::query::MAX_PORTS,
+            ports.len()
+        )));
+    }
     let (sink, mut stream) = ws::accept(io).await.split();
     let (tx, rx) = mpsc::channel::<Message>(32);
     let writer = tokio::spawn(ws::write_messages(sink, rx));

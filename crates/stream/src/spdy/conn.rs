@@ -38,6 +38,13 @@ pub(crate) struct IncomingStream {
 }
 
 impl IncomingStream {
+    /// Says nothing the client sends on this stream matters (kubectl only FINs the error and
+    /// output streams): its frames are dropped instead of buffered, so a client that sends
+    /// there anyway cannot stall the connection.
+    pub(crate) fn ignore_inbound(&mut self) {
+        self.inbound.close();
+    }
+
     /// The next thing the client sent; [`Inbound::Reset`] once the connection is gone.
     pub(crate) async fn recv(&mut self) -> Inbound {
         self.inbound.recv().await.unwrap_or(Inbound::Reset)

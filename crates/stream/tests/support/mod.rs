@@ -219,6 +219,15 @@ fn pod() -> serde_json::Value {
     })
 }
 
+/// The defaults, but a shorter wait for a client's Close reply: kube-rs's port-forward never
+/// sends one (it stops reading once it saw ours), so each such session would wait it out.
+fn limits() -> Limits {
+    Limits {
+        close_timeout: Duration::from_secs(2),
+        ..Limits::default()
+    }
+}
+
 const POD: &str = "/api/v1/namespaces/default/pods/x";
 
 async fn handle(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -267,7 +276,7 @@ async fn handle(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<
                             upgrade.protocol,
                             exec.stdio,
                             open,
-                            &Limits::default(),
+                            &limits(),
                         )
                         .await
                         .map_err(|e| e.to_string())
@@ -295,14 +304,11 @@ async fn handle(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<
                     pod_uid: "uid-x".into(),
                 };
                 let result = match on_upgrade.await {
-                    Ok(upgraded) => serve_port_forward(
-                        TokioIo::new(upgraded),
-                        upgrade.protocol,
-                        target,
-                        &Limits::default(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
+                    Ok(upgraded) => {
+                        serve_port_forward(TokioIo::new(upgraded), upgrade.protocol, target, &limits())
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
                     Err(e) => Err(e.to_string()),
                 };
                 seen.served.lock().unwrap().push(result);
