@@ -132,8 +132,8 @@ async fn run(mut session: Session, streams: &mut Streams, conn: &mut Conn) -> Op
                     }
                 }
             };
-            let feed = tokio::spawn(feed_stdin(writer, rx));
-            let forward = tokio::spawn(forward);
+            let feed = crate::spawn(feed_stdin(writer, rx));
+            let forward = crate::spawn(forward);
             Some((
                 AbortOnDrop(feed.abort_handle()),
                 AbortOnDrop(forward.abort_handle()),
@@ -156,7 +156,7 @@ async fn run(mut session: Session, streams: &mut Streams, conn: &mut Conn) -> Op
                     }
                 }
             };
-            Some(AbortOnDrop(tokio::spawn(task).abort_handle()))
+            Some(AbortOnDrop(crate::spawn(task).abort_handle()))
         }
         _ => None,
     };

@@ -37,7 +37,7 @@ where
     let base64 = protocol.base64();
     let (sink, mut stream) = ws::accept(io).await.split();
     let (tx, rx) = mpsc::channel::<Message>(32);
-    let writer = tokio::spawn(ws::write_messages(sink, rx));
+    let writer = crate::spawn(ws::write_messages(sink, rx));
     let _abort_writer = AbortOnDrop(writer.abort_handle());
 
     // Rule 1.9: an empty message on the lowest channel the client reads.
@@ -79,7 +79,7 @@ where
             (
                 Some(stdin_tx),
                 Some(AbortOnDrop(
-                    tokio::spawn(feed_stdin(writer, stdin_rx)).abort_handle(),
+                    crate::spawn(feed_stdin(writer, stdin_rx)).abort_handle(),
                 )),
             )
         }

@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tracing::Instrument as _;
 
 use super::PortForwardTarget;
 use crate::spdy::{Conn, Inbound, IncomingStream, header, rst};
@@ -40,7 +41,8 @@ where
                 let Some(stream) = stream else { break };
                 let running = pending.len() + pairs.len();
                 if let Some((error, data, port)) = add(&mut pending, stream, running, limits).await {
-                    pairs.spawn(pair(error, data, port, target.clone()));
+                    let span = tracing::debug_span!("port-forward", port, request = error.out.id());
+                    pairs.spawn(pair(error, data, port, target.clone()).instrument(span));
                 }
             }
             () = sleep_until_some(next_deadline) => {

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tracing::Instrument as _;
 
 use super::PortForwardTarget;
 use crate::ws::{self, ChannelInput};
@@ -34,7 +35,7 @@ where
     }
     let (sink, mut stream) = ws::accept(io).await.split();
     let (tx, rx) = mpsc::channel::<Message>(32);
-    let writer = tokio::spawn(ws::write_messages(sink, rx));
+    let writer = crate::spawn(ws::write_messages(sink, rx));
     let _abort_writer = AbortOnDrop(writer.abort_handle());
 
     // Rule 3.11: every channel first carries its port.
@@ -53,7 +54,8 @@ where
     for (i, port) in ports.iter().enumerate() {
         let (to_pod, from_client) = mpsc::channel::<Bytes>(16);
         to_pods.push(Some(to_pod));
-        running.spawn(forward(i, *port, from_client, tx.clone(), base64, target.clone()));
+        let span = tracing::debug_span!("port-forward", port = *port);
+        running.spawn(forward(i, *port, from_client, tx.clone(), base64, target.clone()).instrument(span));
     }
 
     let idle = tokio::time::sleep(limits.idle_timeout);

@@ -153,8 +153,8 @@ impl Conn {
         Self {
             incoming,
             out: out_tx,
-            reader: Task(tokio::spawn(reader.run(rd))),
-            writer: Task(tokio::spawn(write_loop(wr, out_rx, last_good))),
+            reader: Task(crate::spawn(reader.run(rd))),
+            writer: Task(crate::spawn(write_loop(wr, out_rx, last_good))),
         }
     }
 
