@@ -68,7 +68,10 @@ where
                 return Err(ServeError::StreamCreationTimeout(limits.stream_creation_timeout));
             }
         };
-        let Some(stream) = stream else { return Ok(()) };
+        let Some(stream) = stream else {
+            // The client went away (or broke the protocol: that error is returned).
+            return Ok(conn.close(limits.close_timeout).await?);
+        };
         let streamtype = crate::spdy::header(&stream.headers, "streamtype")
             .unwrap_or_default()
             .to_owned();
@@ -96,7 +99,7 @@ where
         Err(e) => Err(e),
         Ok(session) => match run(session, &mut streams, &mut conn).await {
             Some(end) => Ok(end),
-            None => return Ok(()),
+            None => return Ok(conn.close(limits.close_timeout).await?),
         },
     };
     if let Some(error) = &streams.error {
