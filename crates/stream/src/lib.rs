@@ -115,6 +115,17 @@ impl From<tokio_tungstenite::tungstenite::Error> for ServeError {
     }
 }
 
+/// Spawns a task of a connection in the caller's span (the API server's request), so its
+/// events carry the pod and the request.
+pub(crate) fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    use tracing::Instrument as _;
+    tokio::spawn(future.in_current_span())
+}
+
 /// Aborts a spawned task when dropped, so no task outlives the connection it serves.
 pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
 
@@ -123,3 +134,6 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -53,7 +53,8 @@ pub enum SpdyVersion {
     V3,
     /// `v4.channel.k8s.io`: the status is JSON.
     V4,
-    /// `v5.channel.k8s.io`: on SPDY exactly v4 (rule 2.1).
+    /// `v5.channel.k8s.io`: on SPDY exactly v4 (rule 2.1). kubectl 1.32 already offers it first
+    /// (seen on the wire; the spec marks it newer), so it is what kubectl gets.
     V5,
 }
 
@@ -114,8 +115,8 @@ pub struct Refusal {
     pub status: StatusCode,
     /// The Status's message.
     pub message: String,
-    /// Extra response headers.
-    pub headers: HeaderMap,
+    /// Extra response headers, in order (a name may repeat).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Refusal {
@@ -123,7 +124,7 @@ impl Refusal {
         Self {
             status,
             message: message.into(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 }
@@ -200,10 +201,10 @@ pub fn negotiate_port_forward(
                         spdy.join(" ")
                     ),
                 );
-                refusal.headers.append(
+                refusal.headers.push((
                     ACCEPTED_STREAM_PROTOCOL_VERSIONS,
                     HeaderValue::from_static(PORT_FORWARD_SPDY),
-                );
+                ));
                 return Err(refusal);
             };
             let headers = websocket_upgrade(headers, Some(chosen))?;
@@ -315,7 +316,7 @@ fn websocket_upgrade(headers: &HeaderMap, protocol: Option<&str>) -> Result<Head
         );
         refusal
             .headers
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            .push((header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13")));
         return Err(refusal);
     }
     let mut out = HeaderMap::new();
@@ -365,7 +366,7 @@ fn spdy_handshake<T: Copy>(
         for n in names {
             refusal
                 .headers
-                .append(ACCEPTED_STREAM_PROTOCOL_VERSIONS, HeaderValue::from_static(n));
+                .push((ACCEPTED_STREAM_PROTOCOL_VERSIONS, HeaderValue::from_static(n)));
         }
         return Err(refusal);
     };

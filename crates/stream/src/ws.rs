@@ -14,6 +14,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -106,15 +107,47 @@ where
 {
     while let Some(message) = rx.recv().await {
         let closing = matches!(message, Message::Close(_));
-        sink.feed(message).await?;
-        if closing || rx.is_empty() {
-            sink.flush().await?;
+        let mut result = sink.feed(message).await;
+        if result.is_ok() && (closing || rx.is_empty()) {
+            result = sink.flush().await;
         }
-        if closing {
-            break;
+        match result {
+            Ok(()) if !closing => {}
+            Ok(()) => break,
+            // The client closed first: nothing more can be sent (tungstenite queued the reply
+            // to its Close itself; the flush below lets it out).
+            Err(e) if peer_closed(&e) => break,
+            Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    match sink.flush().await {
+        Err(e) if !peer_closed(&e) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+fn peer_closed(e: &tungstenite::Error) -> bool {
+    matches!(
+        e,
+        tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed
+            | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing)
+    )
+}
+
+/// Sends our Close 1000 (or, when the client closed first, lets the automatic reply out) and
+/// waits, bounded, until the writer flushed it.
+pub(crate) async fn close_writer(
+    tx: mpsc::Sender<Message>,
+    writer: tokio::task::JoinHandle<Result<(), ServeError>>,
+    timeout: Duration,
+) -> Result<(), ServeError> {
+    let _ = tx.send(normal_close()).await;
+    drop(tx);
+    match tokio::time::timeout(timeout, writer).await {
+        Ok(Ok(Err(e))) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// After our Close: reads until the client's Close reply or the end of the connection, at most

@@ -15,7 +15,7 @@ use tokio_util::compat::{FuturesAsyncReadCompatExt, FuturesAsyncWriteCompatExt};
 use crate::negotiate::ExecProtocol;
 use crate::{CHUNK, Limits, ServeError};
 
-/// Serves one exec or attach session on `io`, the connection upgraded with `protocol` (from
+/// Serves one exec or attach session on `io` (attach speaks exactly exec's protocols), the connection upgraded with `protocol` (from
 /// [`crate::negotiate_exec`]). `open` starts the session (typically
 /// `PodStreams::exec`/`attach` with `stdio`); it is awaited only once the client's streams are
 /// there, as the kubelet does. When the session cannot start, the client is told why on the

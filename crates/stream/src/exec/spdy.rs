@@ -68,10 +68,17 @@ where
                 return Err(ServeError::StreamCreationTimeout(limits.stream_creation_timeout));
             }
         };
-        let Some(stream) = stream else { return Ok(()) };
+        let Some(stream) = stream else {
+            // The client went away (or broke the protocol: that error is returned).
+            return Ok(conn.close(limits.close_timeout).await?);
+        };
         let streamtype = crate::spdy::header(&stream.headers, "streamtype")
             .unwrap_or_default()
             .to_owned();
+        let mut stream = stream;
+        if !matches!(streamtype.as_str(), "stdin" | "resize") {
+            stream.ignore_inbound();
+        }
         match streams.slot(&streamtype) {
             Some(slot) if slot.is_none() => {
                 stream.out.reply().await;
@@ -92,7 +99,7 @@ where
         Err(e) => Err(e),
         Ok(session) => match run(session, &mut streams, &mut conn).await {
             Some(end) => Ok(end),
-            None => return Ok(()),
+            None => return Ok(conn.close(limits.close_timeout).await?),
         },
     };
     if let Some(error) = &streams.error {
@@ -128,8 +135,8 @@ async fn run(mut session: Session, streams: &mut Streams, conn: &mut Conn) -> Op
                     }
                 }
             };
-            let feed = tokio::spawn(feed_stdin(writer, rx));
-            let forward = tokio::spawn(forward);
+            let feed = crate::spawn(feed_stdin(writer, rx));
+            let forward = crate::spawn(forward);
             Some((
                 AbortOnDrop(feed.abort_handle()),
                 AbortOnDrop(forward.abort_handle()),
@@ -152,7 +159,7 @@ async fn run(mut session: Session, streams: &mut Streams, conn: &mut Conn) -> Op
                     }
                 }
             };
-            Some(AbortOnDrop(tokio::spawn(task).abort_handle()))
+            Some(AbortOnDrop(crate::spawn(task).abort_handle()))
         }
         _ => None,
     };

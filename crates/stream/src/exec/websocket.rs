@@ -37,7 +37,7 @@ where
     let base64 = protocol.base64();
     let (sink, mut stream) = ws::accept(io).await.split();
     let (tx, rx) = mpsc::channel::<Message>(32);
-    let writer = tokio::spawn(ws::write_messages(sink, rx));
+    let writer = crate::spawn(ws::write_messages(sink, rx));
     let _abort_writer = AbortOnDrop(writer.abort_handle());
 
     // Rule 1.9: an empty message on the lowest channel the client reads.
@@ -54,8 +54,8 @@ where
         Err(e) => Err(e),
         Ok(session) => match run(session, &mut stream, &tx, protocol, limits).await? {
             Some(end) => Ok(end),
-            // The client went away: nothing to tell it.
-            None => return Ok(()),
+            // The client went away: nothing to tell it; answer its Close.
+            None => return ws::close_writer(tx, writer, limits.close_timeout).await,
         },
     };
     finish(tx, writer, &mut stream, protocol, &outcome, limits).await
@@ -79,7 +79,7 @@ where
             (
                 Some(stdin_tx),
                 Some(AbortOnDrop(
-                    tokio::spawn(feed_stdin(writer, stdin_rx)).abort_handle(),
+                    crate::spawn(feed_stdin(writer, stdin_rx)).abort_handle(),
                 )),
             )
         }
@@ -168,13 +168,7 @@ where
             .send(ws::channel_message(protocol.base64(), ERROR, &status))
             .await;
     }
-    let _ = tx.send(ws::normal_close()).await;
-    drop(tx);
-    match tokio::time::timeout(limits.close_timeout, writer).await {
-        Ok(Ok(Err(e))) => return Err(e),
-        Ok(_) => {}
-        Err(_) => return Ok(()),
-    }
+    ws::close_writer(tx, writer, limits.close_timeout).await?;
     ws::await_close(stream, limits.close_timeout).await;
     Ok(())
 }

@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tracing::Instrument as _;
 
 use super::PortForwardTarget;
 use crate::spdy::{Conn, Inbound, IncomingStream, header, rst};
@@ -40,7 +41,8 @@ where
                 let Some(stream) = stream else { break };
                 let running = pending.len() + pairs.len();
                 if let Some((error, data, port)) = add(&mut pending, stream, running, limits).await {
-                    pairs.spawn(pair(error, data, port, target.clone()));
+                    let span = tracing::debug_span!("port-forward", port, request = error.out.id());
+                    pairs.spawn(pair(error, data, port, target.clone()).instrument(span));
                 }
             }
             () = sleep_until_some(next_deadline) => {
@@ -95,6 +97,11 @@ async fn add(
     if !pending.contains_key(&request_id) && running >= limits.max_port_forward_pairs {
         stream.out.reset(rst::REFUSED_STREAM).await;
         return None;
+    }
+    let mut stream = stream;
+    if kind == "error" {
+        // kubectl only FINs the error stream; it is written, never read.
+        stream.ignore_inbound();
     }
     stream.out.reply().await;
     let entry = pending.entry(request_id.clone()).or_insert_with(|| Pending {

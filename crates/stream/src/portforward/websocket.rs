@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tracing::Instrument as _;
 
 use super::PortForwardTarget;
 use crate::ws::{self, ChannelInput};
@@ -24,9 +25,17 @@ pub(super) async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    if ports.len() > crate::query::MAX_PORTS {
+        // Channel 2i+1 must fit in a byte; negotiate_port_forward never yields more.
+        return Err(ServeError::Protocol(format!(
+            "at most {} ports can be forwarded on one connection, got {}",
+            crate::query::MAX_PORTS,
+            ports.len()
+        )));
+    }
     let (sink, mut stream) = ws::accept(io).await.split();
     let (tx, rx) = mpsc::channel::<Message>(32);
-    let writer = tokio::spawn(ws::write_messages(sink, rx));
+    let writer = crate::spawn(ws::write_messages(sink, rx));
     let _abort_writer = AbortOnDrop(writer.abort_handle());
 
     // Rule 3.11: every channel first carries its port.
@@ -45,7 +54,8 @@ where
     for (i, port) in ports.iter().enumerate() {
         let (to_pod, from_client) = mpsc::channel::<Bytes>(16);
         to_pods.push(Some(to_pod));
-        running.spawn(forward(i, *port, from_client, tx.clone(), base64, target.clone()));
+        let span = tracing::debug_span!("port-forward", port = *port);
+        running.spawn(forward(i, *port, from_client, tx.clone(), base64, target.clone()).instrument(span));
     }
 
     let idle = tokio::time::sleep(limits.idle_timeout);
@@ -60,7 +70,10 @@ where
                 };
                 match input {
                     // The client has no half-close: its Close ends the session.
-                    ChannelInput::Closed => return Ok(()),
+                    ChannelInput::Closed => {
+                        drop(to_pods);
+                        return ws::close_writer(tx, writer, limits.close_timeout).await;
+                    }
                     ChannelInput::Nothing => {}
                     ChannelInput::Data(channel, data) => {
                         let slot = if channel % 2 == 0 { to_pods.get_mut(usize::from(channel / 2)) } else { None };
@@ -84,11 +97,7 @@ where
     }
     // Every port is done: Close 1000 (rule 3.12), then the client's answer, bounded.
     drop(to_pods);
-    let _ = tx.send(ws::normal_close()).await;
-    drop(tx);
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(limits.close_timeout, writer).await {
-        return Err(e);
-    }
+    ws::close_writer(tx, writer, limits.close_timeout).await?;
     ws::await_close(&mut stream, limits.close_timeout).await;
     Ok(())
 }

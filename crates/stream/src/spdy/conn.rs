@@ -38,6 +38,13 @@ pub(crate) struct IncomingStream {
 }
 
 impl IncomingStream {
+    /// Says nothing the client sends on this stream matters (kubectl only FINs the error and
+    /// output streams): its frames are dropped instead of buffered, so a client that sends
+    /// there anyway cannot stall the connection.
+    pub(crate) fn ignore_inbound(&mut self) {
+        self.inbound.close();
+    }
+
     /// The next thing the client sent; [`Inbound::Reset`] once the connection is gone.
     pub(crate) async fn recv(&mut self) -> Inbound {
         self.inbound.recv().await.unwrap_or(Inbound::Reset)
@@ -120,6 +127,8 @@ impl<T> Drop for Task<T> {
 /// One SPDY connection, server side.
 pub(crate) struct Conn {
     incoming: mpsc::Receiver<IncomingStream>,
+    /// The client's side ended (seen by `next_stream`) before we closed ours.
+    client_ended: bool,
     out: mpsc::Sender<Out>,
     reader: Task<Result<(), SpdyError>>,
     writer: Task<Result<(), SpdyError>>,
@@ -145,32 +154,38 @@ impl Conn {
         };
         Self {
             incoming,
+            client_ended: false,
             out: out_tx,
-            reader: Task(tokio::spawn(reader.run(rd))),
-            writer: Task(tokio::spawn(write_loop(wr, out_rx, last_good))),
+            reader: Task(crate::spawn(reader.run(rd))),
+            writer: Task(crate::spawn(write_loop(wr, out_rx, last_good))),
         }
     }
 
     /// The next stream the client opens; `None` once the client's side ended (end of the
     /// connection, a protocol error, the idle timeout).
     pub(crate) async fn next_stream(&mut self) -> Option<IncomingStream> {
-        self.incoming.recv().await
+        let next = self.incoming.recv().await;
+        // Only the reader's end closes the channel before `close`.
+        self.client_ended |= next.is_none();
+        next
     }
 
     /// Ends the connection (rule 2.5): GOAWAY, our side shut down, then waits at most
-    /// `timeout` for the client to close its side. Returns how the client's side ended.
+    /// `timeout` for the client to close its side. Returns how the client's side ended when
+    /// that was before this call (a protocol error, the idle timeout); how a client goes
+    /// after our GOAWAY (even mid-frame, as kubectl may when it exits) is its own business.
     pub(crate) async fn close(mut self, timeout: Duration) -> Result<(), SpdyError> {
+        let ended_first = self.client_ended;
         // Streams the client opens from now on are refused by the dropped receiver.
         self.incoming.close();
         let _ = self.out.send(Out::GoAway).await;
         let wait = async {
-            let written = (&mut self.writer.0).await;
-            let read = (&mut self.reader.0).await;
-            (written, read)
+            let _ = (&mut self.writer.0).await;
+            (&mut self.reader.0).await
         };
         match tokio::time::timeout(timeout, wait).await {
-            Ok((_, Ok(read))) => read,
-            Ok((_, Err(_))) | Err(_) => Ok(()),
+            Ok(Ok(Err(e))) if ended_first => Err(e),
+            _ => Ok(()),
         }
     }
 }

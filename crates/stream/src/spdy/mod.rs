@@ -4,8 +4,8 @@
 
 mod conn;
 mod dictionary;
-mod frame;
-mod zlib;
+pub(crate) mod frame;
+pub(crate) mod zlib;
 
 use std::io;
 

@@ -78,6 +78,38 @@ fn every_frame_round_trips() {
     ]);
 }
 
+/// kubectl 1.32's first frame of a SPDY exec (`KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`),
+/// captured on the wire: SYN_STREAM 1 with `streamtype: error`, its header block compressed by
+/// Go's compress/zlib (spdystream) with the SPDY dictionary.
+const KUBECTL_SYN_STREAM: &[u8] = &[
+    0x80, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x29, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x78, 0xf9, 0xe3, 0xc6, 0xa7, 0xc2, 0x62, 0x60, 0x60, 0x60, 0x04, 0xa7, 0xb3, 0x92, 0xa2, 0xd4,
+    0xc4, 0x5c, 0x68, 0x51, 0xc2, 0x9a, 0x0a, 0x0a, 0x68, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff,
+];
+
+#[test]
+fn decodes_a_syn_stream_captured_from_kubectl() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let mut reader = KUBECTL_SYN_STREAM;
+    let frame = rt
+        .block_on(read_frame(&mut reader, &mut Inflater::new()))
+        .unwrap()
+        .unwrap();
+    let Frame::SynStream {
+        stream_id,
+        fin,
+        unidirectional,
+        headers,
+        ..
+    } = frame
+    else {
+        panic!("{frame:?}")
+    };
+    assert_eq!((stream_id, fin, unidirectional), (1, false, false));
+    assert_eq!(headers, hs(&[("streamtype", "error")]));
+    assert!(reader.is_empty());
+}
+
 #[test]
 fn hand_written_wire_bytes() {
     let mut inflater = Inflater::new();
