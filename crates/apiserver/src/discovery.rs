@@ -1,15 +1,9 @@
-//! Discovery (`/version`, `/api`, `/apis`, resource lists) and the minimal OpenAPI v3 documents
-//! kubectl needs to hand field validation to the server.
-//!
-//! kubectl 1.32 asks OpenAPI v3 whether a kind's PATCH operation takes the `fieldValidation`
-//! query parameter; if it does, kubectl skips client-side schema validation and sends
-//! `fieldValidation=Strict`, which this server enforces. So each group version's document lists,
-//! for every kind, its paths with the `x-kubernetes-group-version-kind` extension and that
-//! parameter. Schemas are not served.
+//! Discovery (`/version`, `/api`, `/apis`, resource lists). The OpenAPI documents are
+//! [`crate::openapi`]'s.
 
 use serde_json::{Value, json};
 
-use crate::resources::{GROUPS, RESOURCES, Resource, VERBS};
+use crate::resources::{GROUPS, Resource, VERBS};
 
 pub use podvisor_core::version::{GIT_VERSION, go_arch};
 
@@ -103,83 +97,6 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
 }
 
-/// `/openapi/v3`: the index of group-version documents.
-pub fn openapi_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    paths.insert(
-        "api/v1".into(),
-        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=podvisor1"}),
-    );
-    for (g, v) in GROUPS {
-        paths.insert(
-            format!("apis/{g}/{v}"),
-            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=podvisor1")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-/// `/openapi/v3/<api/v1 | apis/g/v>`: paths of every kind with its PATCH parameters.
-pub fn openapi_group_version(path: &str) -> Option<Value> {
-    let (group, version) = match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["api", v] => (String::new(), (*v).to_string()),
-        ["apis", g, v] => ((*g).to_string(), (*v).to_string()),
-        _ => return None,
-    };
-    let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let params = json!([
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}}
-        ]);
-        let content = json!({
-            "application/json-patch+json": {"schema": {"type": "object"}},
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/strategic-merge-patch+json": {"schema": {"type": "object"}}
-        });
-        let op = |action: &str| {
-            json!({
-                "operationId": format!("{action}{}", r.kind),
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": params,
-                "responses": {"200": {"description": "OK"}},
-            })
-        };
-        let mut patch = op("patch");
-        patch["requestBody"] = json!({"content": content, "required": true});
-        let item = if r.namespaced {
-            format!("{}/namespaces/{{namespace}}/{}/{{name}}", r.gv_path(), r.plural)
-        } else {
-            format!("{}/{}/{{name}}", r.gv_path(), r.plural)
-        };
-        paths.insert(
-            item,
-            json!({"get": op("get"), "put": op("put"), "patch": patch, "delete": op("delete")}),
-        );
-        let collection = if r.namespaced {
-            format!("{}/namespaces/{{namespace}}/{}", r.gv_path(), r.plural)
-        } else {
-            format!("{}/{}", r.gv_path(), r.plural)
-        };
-        paths.insert(collection, json!({"get": op("list"), "post": op("post")}));
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": GIT_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,13 +131,5 @@ mod tests {
         assert!(resource_list("apps", "v1").is_some());
         assert!(resource_list("apps", "v1beta1").is_none());
         assert!(api_group("events.k8s.io").is_some());
-        let doc = openapi_group_version("apis/discovery.k8s.io/v1").unwrap();
-        assert!(
-            doc["paths"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .any(|k| k.contains("endpointslices"))
-        );
     }
 }

@@ -67,6 +67,7 @@ pub mod logs;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;
+pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod pki;

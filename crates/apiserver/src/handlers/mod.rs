@@ -217,7 +217,6 @@ where
         "/version" => return ok(discovery::version()),
         "/api" => return ok(discovery::api_versions()),
         "/apis" => return ok(discovery::api_group_list()),
-        "/openapi/v3" => return ok(discovery::openapi_root()),
         "/metrics" if req.method() == Method::GET => {
             let (_, registry) = state.metrics.as_ref().ok_or_else(|| ApiError::no_route(&path))?;
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
@@ -242,8 +241,12 @@ where
     if path.trim_end_matches('/') == crate::authz::NODE_CREDENTIALS_PATH {
         return node_credential(state, req).await;
     }
-    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
-        return discovery::openapi_group_version(rest).map_or_else(|| Err(ApiError::no_route(&path)), ok);
+    if let Some(doc) = crate::openapi::serve(&path) {
+        let (content_type, bytes) = doc?;
+        let mut resp = Response::new(full(bytes));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return Ok(resp);
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
