@@ -34,12 +34,16 @@ fn group(name: &str, version: &str) -> Value {
 
 /// `/apis`.
 pub fn api_group_list() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": GROUPS.iter().map(|(g, v)| group(g, v)).collect::<Vec<_>>()})
+    let groups = GROUPS.iter().chain(crate::reviews::GROUPS);
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.map(|(g, v)| group(g, v)).collect::<Vec<_>>()})
 }
 
 /// `/apis/<group>`, `None` for a group not served.
 pub fn api_group(name: &str) -> Option<Value> {
-    let (g, v) = GROUPS.iter().find(|(g, _)| *g == name)?;
+    let (g, v) = GROUPS
+        .iter()
+        .chain(crate::reviews::GROUPS)
+        .find(|(g, _)| *g == name)?;
     let mut out = group(g, v);
     out["kind"] = json!("APIGroup");
     out["apiVersion"] = json!("v1");
@@ -83,11 +87,11 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`, `None` for a group version not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = Resource::in_group(group, version)
+    let mut resources: Vec<Value> = Resource::in_group(group, version)
         .flat_map(resource_entries)
         .collect();
     if resources.is_empty() {
-        return None;
+        resources = crate::reviews::resource_entries(group, version)?;
     }
     let gv = if group.is_empty() {
         version.to_string()
@@ -131,5 +135,18 @@ mod tests {
         assert!(resource_list("apps", "v1").is_some());
         assert!(resource_list("apps", "v1beta1").is_none());
         assert!(api_group("events.k8s.io").is_some());
+        // The review APIs are discovered like any group.
+        let groups = api_group_list();
+        let names: Vec<&str> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        assert!(names.contains(&"authorization.k8s.io") && names.contains(&"authentication.k8s.io"));
+        let reviews = resource_list("authorization.k8s.io", "v1").unwrap();
+        assert_eq!(reviews["resources"][0]["kind"], "SelfSubjectAccessReview");
+        assert_eq!(reviews["resources"][0]["verbs"], json!(["create"]));
+        assert!(api_group("authentication.k8s.io").is_some());
     }
 }

@@ -248,6 +248,9 @@ where
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         return Ok(resp);
     }
+    if let Some(review) = crate::reviews::Review::at(&path) {
+        return self_review(review, req).await;
+    }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
         ["api", v] => {
@@ -397,6 +400,29 @@ where
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
+}
+
+/// `POST` of a self-subject review ([`crate::reviews`]): answered for the request's own role,
+/// 201 as kube-apiserver answers a create.
+async fn self_review<B>(review: crate::reviews::Review, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed(req.method().as_str()));
+    }
+    let role = req.extensions().get::<Role>().cloned();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let bytes = body::read(req.into_body()).await?;
+    let object = body::decode_request(&content_type, bytes, FieldValidation::Ignore).await?;
+    let answer = crate::reviews::answer(review, role.as_ref(), object)?;
+    Ok(json_response(StatusCode::CREATED, &answer, &[]))
 }
 
 /// `POST /apis/podvisor.io/v1/nodecredentials` with `{"nodeName": N}`: the credential of

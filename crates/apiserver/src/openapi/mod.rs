@@ -7,10 +7,10 @@
 //! types the workspace uses) into OpenAPI 3.0 `components.schemas`, with each kind's
 //! `x-kubernetes-group-version-kind` from its `k8s_openapi::Resource` metadata and a list kind
 //! per kind (`PodList`); the server binary includes that JSON, not schemars. At run time
-//! ([`schemas`]) each list field reached from a served kind's root gets its
+//! (`schemas.rs`) each list field reached from a served kind's root gets its
 //! `x-kubernetes-list-type`, `x-kubernetes-list-map-keys`, `x-kubernetes-patch-strategy` and
-//! `x-kubernetes-patch-merge-key` from [`crate::list_types`], the one table of list semantics
-//! (strategic merge reads it too), and [`paths`] gives every served resource of
+//! `x-kubernetes-patch-merge-key` from `list_types.rs`, the one table of list semantics
+//! (strategic merge reads it too), and `paths.rs` gives every served resource of
 //! [`crate::resources::RESOURCES`] its operations as kube-apiserver names them, each with
 //! `x-kubernetes-action` and `x-kubernetes-group-version-kind`, every write with an inline
 //! `fieldValidation` parameter (rule 8.1: so kubectl leaves validation to the server, which
