@@ -104,3 +104,41 @@ fn strict_validation_is_the_servers_and_create_still_works() {
             .contains("configmap/plain created")
     );
 }
+
+/// A Deployment whose one container has `env`.
+fn deployment(env: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: merged}}\nspec:\n  selector: {{matchLabels: {{app: m}}}}\n  template:\n    metadata: {{labels: {{app: m}}}}\n    spec:\n      containers:\n      - name: app\n        image: busybox\n        command: [sleep, '3600']\n        env: {env}\n"
+    )
+}
+
+#[test]
+fn client_side_apply_merges_lists_by_the_documents_merge_keys() {
+    need_kubectl!();
+    let s = common::start();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &deployment("[{name: A, value: '1'}, {name: B, value: '2'}]"),
+    );
+    // The second apply is a strategic merge patch kubectl computes from the apps/v1 document's
+    // patch strategies and merge keys: B removed by name, C added.
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-", "-v=6"],
+        Some(&deployment("[{name: A, value: '1'}, {name: C, value: '3'}]")),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("/openapi/v3/apis/apps/v1?hash="),
+        "kubectl read the apps/v1 document: {log}"
+    );
+    assert!(log.contains("PATCH"), "{log}");
+    let env = s.ok(&[
+        "get",
+        "deployment",
+        "merged",
+        "-o",
+        "jsonpath={range .spec.template.spec.containers[0].env[*]}{.name}={.value} {end}",
+    ]);
+    assert_eq!(env.trim(), "A=1 C=3");
+}
