@@ -150,7 +150,15 @@ fn operation(r: &Resource, op: &Op<'_>, components: &Components) -> Value {
     } else {
         op.verb
     };
-    let id = format!("{verb}{gv_word}{collection}{scope}{}{}", r.kind, op.suffix);
+    // `connectGet` is spelled around the group version: `connectCoreV1GetNamespacedPodExec`.
+    let (verb, method) = match verb.strip_prefix("connect") {
+        Some(method) if !method.is_empty() => ("connect", method),
+        _ => (verb, ""),
+    };
+    let id = format!(
+        "{verb}{gv_word}{method}{collection}{scope}{}{}",
+        r.kind, op.suffix
+    );
     let body = op
         .schema
         .map(schema_ref)
@@ -162,6 +170,9 @@ fn operation(r: &Resource, op: &Op<'_>, components: &Components) -> Value {
         "delete" | "deletecollection" => components
             .of("", "v1", "Status")
             .map_or_else(|| json!({"type": "object"}), schema_ref),
+        // Streams and logs answer text, not an object.
+        "connect" => json!({"type": "string"}),
+        _ if op.suffix == "Log" => json!({"type": "string"}),
         _ => body.clone(),
     };
     let mut out = json!({
@@ -337,6 +348,26 @@ pub(super) fn paths<'a>(
                 )],
                 "finalize" => vec![("put", op("replace", "put", "Finalize"))],
                 "log" => vec![("get", op("read", "get", "Log"))],
+                "ephemeralcontainers" => vec![
+                    ("get", op("read", "get", "Ephemeralcontainers")),
+                    ("put", op("replace", "put", "Ephemeralcontainers")),
+                    ("patch", op("patch", "patch", "Ephemeralcontainers")),
+                ],
+                sub @ ("exec" | "attach" | "portforward") => {
+                    let (options, suffix) = match sub {
+                        "exec" => ("PodExecOptions", "Exec"),
+                        "attach" => ("PodAttachOptions", "Attach"),
+                        _ => ("PodPortForwardOptions", "Portforward"),
+                    };
+                    let connect = |verb| Op {
+                        verb,
+                        action: "connect",
+                        gvk: ("", "v1", options),
+                        schema: None,
+                        suffix,
+                    };
+                    vec![("get", connect("connectGet")), ("post", connect("connectPost"))]
+                }
                 // A subresource this table does not know yet gets no operations.
                 _ => continue,
             };
@@ -356,5 +387,31 @@ mod tests {
         assert_eq!(group_word("apps"), "Apps");
         assert_eq!(group_word("discovery.k8s.io"), "Discovery");
         assert_eq!(group_word("rbac.authorization.k8s.io"), "RbacAuthorization");
+    }
+
+    #[test]
+    fn streaming_subresources_are_connect_operations() {
+        let components = Components::load().unwrap();
+        let pods = crate::resources::Resource {
+            subresources: &["exec", "attach", "portforward", "ephemeralcontainers"],
+            ..*crate::resources::Resource::find("", "v1", "pods").unwrap()
+        };
+        let paths = paths(std::iter::once(&pods), &components);
+        let exec = &paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"];
+        assert_eq!(exec["get"]["operationId"], "connectCoreV1GetNamespacedPodExec");
+        assert_eq!(exec["post"]["operationId"], "connectCoreV1PostNamespacedPodExec");
+        assert_eq!(exec["post"]["x-kubernetes-action"], "connect");
+        assert_eq!(exec["post"][GVK]["kind"], "PodExecOptions");
+        let forward = &paths["/api/v1/namespaces/{namespace}/pods/{name}/portforward"];
+        assert_eq!(
+            forward["get"]["operationId"],
+            "connectCoreV1GetNamespacedPodPortforward"
+        );
+        let ephemeral = &paths["/api/v1/namespaces/{namespace}/pods/{name}/ephemeralcontainers"];
+        assert_eq!(
+            ephemeral["patch"]["operationId"],
+            "patchCoreV1NamespacedPodEphemeralcontainers"
+        );
+        assert_eq!(ephemeral["patch"][GVK]["kind"], "Pod");
     }
 }

@@ -95,6 +95,14 @@ fn every_served_kind_has_a_schema_and_a_patch_operation_with_field_validation() 
             "{} has no PATCH operation with fieldValidation in {key}",
             r.kind
         );
+        // kubectl reads the first PATCH operation of the kind it meets (in no set order), so
+        // every one of them (status, scale, ...) must take the parameter.
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if let Some(patch) = item.get("patch") {
+                let params = patch["parameters"].as_array().unwrap();
+                assert!(params.iter().any(|p| p["name"] == "fieldValidation"), "{path}");
+            }
+        }
     }
     // The generated kinds are the served ones and the bodies of their subresources.
     let bodies = [
