@@ -84,13 +84,18 @@ fn strict_validation_is_the_servers_and_create_still_works() {
     let err = s.fails(&["apply", "--validate=strict", "-f", "-"], Some(unknown));
     assert!(
         err.contains("Error from server (BadRequest)")
-            && err.contains("strict decoding error: unknown field \"spec\""),
+            && err.contains(
+                "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\""
+            ),
         "{err}"
     );
     let nested = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  foo: 1\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec:\n      containers: [{name: app, image: busybox, command: [sleep, '1']}]\n";
     let err = s.fails(&["apply", "-f", "-"], Some(nested));
     assert!(
-        err.contains("strict decoding error: unknown field \"spec.foo\""),
+        err.contains(
+            "error when creating \"STDIN\": Deployment in version \"v1\" cannot be handled as a Deployment: \
+             strict decoding error: unknown field \"spec.foo\""
+        ),
         "{err}"
     );
     // Warn: created, with the server's warning.
