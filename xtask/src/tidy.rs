@@ -600,6 +600,10 @@ fn every_dependency_is_used() {
                 collect_rs_files(&d, &mut files);
             }
         }
+        // A build script names its build-dependencies.
+        if dir.join("build.rs").is_file() {
+            files.push(dir.join("build.rs"));
+        }
         let text: String = files
             .iter()
             .filter_map(|f| fs::read_to_string(f).ok())

@@ -95,7 +95,10 @@ impl Authenticator {
     ) -> Result<Option<Role>, ApiError> {
         match bearer_token(headers) {
             Some(token) => match self.role(token).await {
-                Some(role) => authz::authorize(&role, method, path).map(|()| Some(role)),
+                Some(role) => {
+                    let role = impersonated(role, headers)?;
+                    authz::authorize(&role, method, path).map(|()| Some(role))
+                }
                 None => Err(ApiError::unauthorized()),
             },
             None if is_public(path) => Ok(None),
@@ -130,6 +133,44 @@ impl Authenticator {
         }
         found
     }
+}
+
+/// The role a request acts as: its credential's, or with an `Impersonate-User` header (kubectl
+/// `--as`), that user's, when the credential may impersonate (the administrator only, as
+/// `system:masters` may). The user's role is read from its name ([`Role::of_user`]: a node's,
+/// a join token's, the administrator's, or any other user's basic rights). Impersonating
+/// groups, a uid or extra fields is refused: roles here follow from the user alone.
+pub fn impersonated(role: Role, headers: &HeaderMap) -> Result<Role, ApiError> {
+    let other = headers.keys().find(|k| {
+        let k = k.as_str();
+        k == "impersonate-group" || k == "impersonate-uid" || k.starts_with("impersonate-extra-")
+    });
+    let user = headers.get("impersonate-user");
+    if user.is_none() && other.is_none() {
+        return Ok(role);
+    }
+    let Some(user) = user.and_then(|u| u.to_str().ok()).filter(|u| !u.is_empty()) else {
+        return Err(ApiError::bad_request(
+            "requested impersonation without a user (Impersonate-User)",
+        ));
+    };
+    if let Some(header) = other {
+        return Err(ApiError::forbidden_message(format!(
+            "impersonation with {header} is not supported: a user's permissions follow from its name alone"
+        )));
+    }
+    if role != Role::Admin {
+        let attributes = authz::Attributes {
+            verb: "impersonate",
+            group: "",
+            namespace: None,
+            resource: "users",
+            name: Some(user),
+            subresource: None,
+        };
+        return Err(authz::forbidden(&role, &attributes));
+    }
+    Ok(Role::of_user(user))
 }
 
 /// How a node's credential starts: `podvisor-node:<node name>:<join token id>:<hex HMAC-SHA256
@@ -238,6 +279,59 @@ mod tests {
         assert!(check("/version", None).await.is_err());
         // Wrong credentials are refused even where anonymous requests are allowed.
         assert!(check("/readyz", Some("Bearer nope")).await.is_err());
+    }
+
+    #[test]
+    fn only_the_administrator_impersonates_and_only_users() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let node = Role::Node("agent-a".into());
+        let code = |r: Result<Role, ApiError>| r.map_err(|e| e.code);
+        assert_eq!(
+            code(impersonated(node.clone(), &HeaderMap::new())),
+            Ok(node.clone())
+        );
+        let as_node = with(&[("impersonate-user", "system:node:agent-b")]);
+        assert_eq!(
+            code(impersonated(Role::Admin, &as_node)),
+            Ok(Role::Node("agent-b".into()))
+        );
+        let as_jane = with(&[("impersonate-user", "jane")]);
+        assert_eq!(
+            code(impersonated(Role::Admin, &as_jane)),
+            Ok(Role::User("jane".into()))
+        );
+        let e = impersonated(node, &as_jane).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "users \"jane\" is forbidden: User \"system:node:agent-a\" cannot impersonate resource \
+             \"users\" in API group \"\" at the cluster scope"
+        );
+        let groups = with(&[
+            ("impersonate-user", "jane"),
+            ("impersonate-group", "system:masters"),
+        ]);
+        assert_eq!(impersonated(Role::Admin, &groups).map_err(|e| e.code), Err(403));
+        let no_user = with(&[("impersonate-group", "system:masters")]);
+        assert_eq!(impersonated(Role::Admin, &no_user).map_err(|e| e.code), Err(400));
+        // An impersonated user has every user's rights and no more.
+        let jane = Role::User("jane".into());
+        assert!(authz::authorize(&jane, &Method::GET, "/api/v1/pods").is_err());
+        assert!(authz::authorize(&jane, &Method::GET, "/apis").is_ok());
+        assert!(
+            authz::authorize(
+                &jane,
+                &Method::POST,
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+            )
+            .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -10,8 +10,14 @@
 //! ClusterRole, the Node authorizer and NodeRestriction admission: read the API (pods,
 //! Services, endpoints, ConfigMaps, Secrets, nodes, leases), create and update **its own** Node
 //! and its status and its own Lease in `kube-node-lease`, write the status of, delete and evict
-//! **pods bound to it**, and record Events. Anything else is refused with kube-apiserver's 403
-//! `Forbidden` Status.
+//! **pods bound to it**, and record Events. Every user may ask what it may do and who it is
+//! (the self-subject reviews, [`crate::reviews`]). Anything else is refused with
+//! kube-apiserver's 403 `Forbidden` Status.
+//!
+//! Each role's permissions are a table of RBAC-shaped [`Rule`]s ([`Role::rules`]): requests are
+//! decided by them, and `SelfSubjectRulesReview` lists them, so what `kubectl auth can-i --list`
+//! shows is what is enforced. A fourth role, [`Role::User`], is any other user name, reached
+//! only by impersonation ([`crate::auth`]).
 //!
 //! Not done: the Node authorizer's graph, which also narrows a node's reads of Secrets and
 //! ConfigMaps to those its pods use.
@@ -31,6 +37,9 @@ pub enum Role {
     Bootstrap(String),
     /// The node of this name: what a kubelet needs, for itself (see the module docs).
     Node(String),
+    /// Any other user (only ever impersonated, [`crate::auth`]): what every authenticated user
+    /// may do, like kube-apiserver's `system:basic-user` and `system:discovery` roles.
+    User(String),
 }
 
 impl Role {
@@ -40,80 +49,205 @@ impl Role {
             Role::Admin => "kubernetes-admin".into(),
             Role::Bootstrap(id) => format!("system:bootstrap:{id}"),
             Role::Node(name) => format!("system:node:{name}"),
+            Role::User(name) => name.clone(),
         }
+    }
+
+    /// The groups Kubernetes puts this credential's user in.
+    pub fn groups(&self) -> Vec<String> {
+        let own = match self {
+            Role::Admin => Some("system:masters"),
+            Role::Bootstrap(_) => Some("system:bootstrappers"),
+            Role::Node(_) => Some("system:nodes"),
+            Role::User(_) => None,
+        };
+        own.into_iter()
+            .chain(["system:authenticated"])
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The role of a user name: the inverse of [`Role::user`].
+    pub fn of_user(name: &str) -> Role {
+        if name == "kubernetes-admin" {
+            Role::Admin
+        } else if let Some(node) = name.strip_prefix("system:node:") {
+            Role::Node(node.to_owned())
+        } else if let Some(id) = name.strip_prefix("system:bootstrap:") {
+            Role::Bootstrap(id.to_owned())
+        } else {
+            Role::User(name.to_owned())
+        }
+    }
+
+    /// What this role may do, as rules (the administrator: everything, one `*` rule).
+    pub fn rules(&self) -> Vec<Rule> {
+        let own: &[Rule] = match self {
+            Role::Admin => return vec![ADMIN_RULE],
+            Role::Bootstrap(_) => BOOTSTRAP_RULES,
+            Role::Node(_) => NODE_RULES,
+            Role::User(_) => &[],
+        };
+        own.iter().chain(EVERYONE_RULES).copied().collect()
+    }
+}
+
+/// One permission, in the shape of an RBAC `PolicyRule`: the verbs allowed on the resources
+/// (`pods`, `pods/status`, `*` for all) of one API group (`*` for all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The verbs (`get`, `create`, ...; `*` for all).
+    pub verbs: &'static [&'static str],
+    /// The API group (`""` for core, `*` for all).
+    pub group: &'static str,
+    /// The resources, with `/<subresource>` for a subresource.
+    pub resources: &'static [&'static str],
+    /// Only objects named as the node itself (its Node, its Lease): `resourceNames` of the
+    /// node's name.
+    pub own_name: bool,
+    /// Only in this namespace.
+    pub namespace: Option<&'static str>,
+}
+
+const ADMIN_RULE: Rule = Rule {
+    verbs: &["*"],
+    group: "*",
+    resources: &["*"],
+    own_name: false,
+    namespace: None,
+};
+
+const fn rule(
+    verbs: &'static [&'static str],
+    group: &'static str,
+    resources: &'static [&'static str],
+) -> Rule {
+    Rule {
+        verbs,
+        group,
+        resources,
+        own_name: false,
+        namespace: None,
+    }
+}
+
+const WRITE: &[&str] = &["create", "update", "patch"];
+
+/// A kubelet's permissions (the `system:node` ClusterRole's spirit, NodeRestriction's own-name
+/// rule; which pods are its own is checked on the object, [`node_may_write`]).
+const NODE_RULES: &[Rule] = &[
+    rule(&["get", "list", "watch"], "*", &["*"]),
+    Rule {
+        own_name: true,
+        ..rule(WRITE, "", &["nodes", "nodes/status"])
+    },
+    Rule {
+        own_name: true,
+        namespace: Some("kube-node-lease"),
+        ..rule(
+            &["create", "update", "patch", "delete"],
+            "coordination.k8s.io",
+            &["leases"],
+        )
+    },
+    rule(&["update", "patch"], "", &["pods/status"]),
+    rule(&["delete"], "", &["pods"]),
+    rule(&["create"], "", &["pods/eviction"]),
+    rule(WRITE, "", &["events"]),
+    rule(WRITE, "events.k8s.io", &["events"]),
+];
+
+/// A join token's one permission besides everyone's.
+const BOOTSTRAP_RULES: &[Rule] = &[rule(&["create"], "podvisor.io", &["nodecredentials"])];
+
+/// What every authenticated user may do: ask about itself (`system:basic-user`).
+const EVERYONE_RULES: &[Rule] = &[
+    rule(
+        &["create"],
+        "authorization.k8s.io",
+        &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+    ),
+    rule(&["create"], "authentication.k8s.io", &["selfsubjectreviews"]),
+];
+
+impl Rule {
+    /// Whether this rule, held by `role`, allows `r`. A rule's `*` matches anything; a
+    /// request's `*` (a review asking about every verb) only a rule's `*`.
+    fn allows(&self, role: &Role, r: &Attributes<'_>) -> bool {
+        let resource = match r.subresource {
+            Some(sub) if !sub.is_empty() => format!("{}/{sub}", r.resource),
+            _ => r.resource.to_owned(),
+        };
+        let own = match role {
+            Role::Node(node) => r.name.is_none_or(|name| name.is_empty() || name == node),
+            _ => false,
+        };
+        // Into a pod (a WebSocket exec is a `get`): only a rule naming it, or one of all verbs.
+        let into_pod = matches!(resource.as_str(), "pods/exec" | "pods/attach" | "pods/portforward");
+        let any_resource = self.resources.contains(&"*") && (!into_pod || self.verbs.contains(&"*"));
+        (self.verbs.contains(&"*") || self.verbs.contains(&r.verb))
+            && (self.group == "*" || self.group == r.group)
+            && (any_resource || self.resources.contains(&resource.as_str()))
+            && (!self.own_name || own)
+            && self.namespace.is_none_or(|ns| r.namespace == Some(ns))
     }
 }
 
 /// Where a join token is exchanged for a node's credential.
 pub const NODE_CREDENTIALS_PATH: &str = "/apis/podvisor.io/v1/nodecredentials";
 
-/// What a request asks for, as kube-apiserver's `RequestInfo` reads it from the path.
+/// What a request asks for, as kube-apiserver's `RequestInfo` reads it from the path (or a
+/// `SubjectAccessReview`'s `resourceAttributes` say).
 #[derive(Debug, PartialEq, Eq)]
-struct Request<'a> {
-    verb: &'static str,
-    group: &'a str,
-    namespace: Option<&'a str>,
-    resource: &'a str,
-    name: Option<&'a str>,
-    subresource: Option<&'a str>,
+pub struct Attributes<'a> {
+    /// `get`, `list`, `create`, ... (`*` in a review).
+    pub verb: &'a str,
+    /// The API group, `""` for core.
+    pub group: &'a str,
+    /// The namespace, `None` for cluster-scoped requests.
+    pub namespace: Option<&'a str>,
+    /// The resource (`pods`).
+    pub resource: &'a str,
+    /// The object's name, if one is named.
+    pub name: Option<&'a str>,
+    /// The subresource (`status`).
+    pub subresource: Option<&'a str>,
+}
+
+/// Whether `role` may make the resource request `r` (by the rules alone: what depends on the
+/// object is [`node_may_write`]'s).
+pub fn allows(role: &Role, r: &Attributes<'_>) -> bool {
+    role.rules().iter().any(|rule| rule.allows(role, r))
+}
+
+/// Whether `role` may make a request for a non-resource path (discovery, OpenAPI, health,
+/// metrics): the administrator anything, everyone else reading.
+pub fn allows_path(role: &Role, verb: &str) -> bool {
+    *role == Role::Admin || matches!(verb, "get" | "head")
 }
 
 /// `Ok` when `role` may make a `method` request for `path`, else the 403 error. What depends
 /// on the object (whose node a pod is on, the name of a Node created) is checked once it is
 /// read ([`node_may_write`]).
 pub fn authorize(role: &Role, method: &Method, path: &str) -> Result<(), ApiError> {
-    let node = match role {
-        Role::Admin => return Ok(()),
-        Role::Bootstrap(_)
-            if path.trim_end_matches('/') == NODE_CREDENTIALS_PATH && method == Method::POST =>
-        {
-            return Ok(());
-        }
-        Role::Bootstrap(_) => None,
-        Role::Node(name) => Some(name.as_str()),
-    };
     let Some(request) = parse(method, path) else {
         // Discovery, version, OpenAPI, health and metrics documents: reading is allowed.
-        return if method == Method::GET || method == Method::HEAD {
+        let verb = method.as_str().to_ascii_lowercase();
+        return if allows_path(role, &verb) {
             Ok(())
         } else {
             Err(forbidden_path(role, method, path))
         };
     };
-    match node {
-        Some(node) if node_may(node, &request) => Ok(()),
-        _ => Err(forbidden(role, &request)),
-    }
-}
-
-/// The kubelet's permissions, as far as the path tells.
-fn node_may(node: &str, r: &Request<'_>) -> bool {
-    // Into a pod: never a node's (a WebSocket exec is a GET).
-    if r.resource == "pods" && matches!(r.subresource, Some("exec" | "attach" | "portforward")) {
-        return false;
-    }
-    if matches!(r.verb, "get" | "list" | "watch") {
-        return true;
-    }
-    let sub = r.subresource.unwrap_or("");
-    // A named Node or Lease must be the node's own (a create names it in its body).
-    let own = r.name.is_none_or(|name| name == node);
-    match (r.group, r.resource, sub) {
-        ("", "nodes", "" | "status") => own && matches!(r.verb, "create" | "update" | "patch"),
-        ("coordination.k8s.io", "leases", "") => {
-            own && r.namespace == Some("kube-node-lease")
-                && matches!(r.verb, "create" | "update" | "patch" | "delete")
-        }
-        ("", "pods", "status") => matches!(r.verb, "update" | "patch"),
-        ("", "pods", "") => r.verb == "delete",
-        ("", "pods", "eviction") => r.verb == "create",
-        ("" | "events.k8s.io", "events", "") => matches!(r.verb, "create" | "update" | "patch"),
-        _ => false,
+    if allows(role, &request) {
+        Ok(())
+    } else {
+        Err(forbidden(role, &request))
     }
 }
 
 /// Reads a resource request from its path; `None` for the non-resource paths.
-fn parse<'a>(method: &Method, path: &'a str) -> Option<Request<'a>> {
+fn parse<'a>(method: &Method, path: &'a str) -> Option<Attributes<'a>> {
     let path = path.trim_end_matches('/');
     let (group, rest) = if let Some(rest) = path.strip_prefix("/api/v1/") {
         ("", rest)
@@ -149,7 +283,7 @@ fn parse<'a>(method: &Method, path: &'a str) -> Option<Request<'a>> {
         Method::DELETE => "delete",
         _ => "unknown",
     };
-    Some(Request {
+    Some(Attributes {
         verb,
         group,
         namespace,
@@ -191,7 +325,7 @@ pub fn node_may_write(
 }
 
 /// kube-apiserver's 403 for a resource request.
-fn forbidden(role: &Role, r: &Request<'_>) -> ApiError {
+pub(crate) fn forbidden(role: &Role, r: &Attributes<'_>) -> ApiError {
     let qualified = if r.group.is_empty() {
         r.resource.to_owned()
     } else {
@@ -245,7 +379,7 @@ mod tests {
         let r = parse(&Method::PUT, "/api/v1/namespaces/default/pods/web/status").unwrap();
         assert_eq!(
             r,
-            Request {
+            Attributes {
                 verb: "update",
                 group: "",
                 namespace: Some("default"),
@@ -311,6 +445,14 @@ mod tests {
             "/api/v1/namespaces/default/pods/web/binding"
         ));
         assert!(!allowed(Method::POST, "/api/v1/namespaces/default/services"));
+        // Never into a pod, whatever the verb (a WebSocket exec is a GET).
+        for sub in ["exec", "attach", "portforward"] {
+            let path = format!("/api/v1/namespaces/default/pods/web/{sub}");
+            assert!(!allowed(Method::GET, &path), "{sub}");
+            assert!(!allowed(Method::POST, &path), "{sub}");
+            assert!(authorize(&Role::Admin, &Method::GET, &path).is_ok());
+        }
+        assert!(allowed(Method::GET, "/api/v1/namespaces/default/pods/web/log"));
         assert!(authorize(&Role::Admin, &Method::DELETE, "/api/v1/namespaces/default").is_ok());
         // The join token itself may only read discovery and ask for a node's credential.
         let join = Role::Bootstrap("abcdef".into());

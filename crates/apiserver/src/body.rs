@@ -271,8 +271,13 @@ pub fn validate_fields(
     validate_metadata_of(resource, &known)?;
     let messages: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
     match mode {
+        // kube-apiserver's decode error, as kubectl shows it: `Deployment in version "v1" cannot
+        // be handled as a Deployment: strict decoding error: unknown field "spec.foo"`.
         FieldValidation::Strict if !messages.is_empty() => Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            resource.kind,
+            resource.version,
+            resource.kind,
             messages.join(", ")
         ))),
         FieldValidation::Warn => Ok((known, messages)),
@@ -311,7 +316,7 @@ mod tests {
         let e = validate_fields(pods, &pod, FieldValidation::Strict).unwrap_err();
         assert_eq!(
             e.message,
-            "strict decoding error: unknown field \"spec.containers[0].imagee\""
+            "Pod in version \"v1\" cannot be handled as a Pod: strict decoding error: unknown field \"spec.containers[0].imagee\""
         );
         let (clean, warnings) = validate_fields(pods, &pod, FieldValidation::Warn).unwrap();
         assert_eq!(warnings.len(), 1);
@@ -402,11 +407,17 @@ mod tests {
         let cms = Resource::find("", "v1", "configmaps").unwrap();
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}, "dataa": {}});
         let e = validate_fields(cms, &cm, FieldValidation::Strict).unwrap_err();
-        assert_eq!(e.message, "strict decoding error: unknown field \"dataa\"");
+        assert_eq!(
+            e.message,
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"dataa\""
+        );
         let secrets = Resource::find("", "v1", "secrets").unwrap();
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a"}, "stringData": {"k": "v"}, "typo": 1});
         let e = validate_fields(secrets, &secret, FieldValidation::Strict).unwrap_err();
-        assert_eq!(e.message, "strict decoding error: unknown field \"typo\"");
+        assert_eq!(
+            e.message,
+            "Secret in version \"v1\" cannot be handled as a Secret: strict decoding error: unknown field \"typo\""
+        );
         let (clean, _) = validate_fields(secrets, &secret, FieldValidation::Ignore).unwrap();
         assert_eq!(clean["stringData"]["k"], "v");
     }

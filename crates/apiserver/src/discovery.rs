@@ -1,15 +1,9 @@
-//! Discovery (`/version`, `/api`, `/apis`, resource lists) and the minimal OpenAPI v3 documents
-//! kubectl needs to hand field validation to the server.
-//!
-//! kubectl 1.32 asks OpenAPI v3 whether a kind's PATCH operation takes the `fieldValidation`
-//! query parameter; if it does, kubectl skips client-side schema validation and sends
-//! `fieldValidation=Strict`, which this server enforces. So each group version's document lists,
-//! for every kind, its paths with the `x-kubernetes-group-version-kind` extension and that
-//! parameter. Schemas are not served.
+//! Discovery (`/version`, `/api`, `/apis`, resource lists). The OpenAPI documents are
+//! [`crate::openapi`]'s.
 
 use serde_json::{Value, json};
 
-use crate::resources::{GROUPS, RESOURCES, Resource, VERBS};
+use crate::resources::{GROUPS, Resource, VERBS};
 
 pub use podvisor_core::version::{GIT_VERSION, go_arch};
 
@@ -40,8 +34,8 @@ fn group(name: &str, version: &str) -> Value {
 
 /// `/apis`.
 pub fn api_group_list() -> Value {
-    let groups = GROUPS.iter().chain([&METRICS_GROUP]).map(|(g, v)| group(g, v));
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.collect::<Vec<_>>()})
+    let groups = GROUPS.iter().chain(crate::reviews::GROUPS).chain([&METRICS_GROUP]);
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.map(|(g, v)| group(g, v)).collect::<Vec<_>>()})
 }
 
 /// `metrics.k8s.io`, served by [`crate::resource_metrics`] rather than the store.
@@ -49,7 +43,11 @@ const METRICS_GROUP: (&str, &str) = ("metrics.k8s.io", "v1beta1");
 
 /// `/apis/<group>`, `None` for a group not served.
 pub fn api_group(name: &str) -> Option<Value> {
-    let (g, v) = GROUPS.iter().chain([&METRICS_GROUP]).find(|(g, _)| *g == name)?;
+    let (g, v) = GROUPS
+        .iter()
+        .chain(crate::reviews::GROUPS)
+        .chain([&METRICS_GROUP])
+        .find(|(g, _)| *g == name)?;
     let mut out = group(g, v);
     out["kind"] = json!("APIGroup");
     out["apiVersion"] = json!("v1");
@@ -96,11 +94,11 @@ fn resource_entries(r: &Resource) -> Vec<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`, `None` for a group version not served.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Value> = Resource::in_group(group, version)
+    let mut resources: Vec<Value> = Resource::in_group(group, version)
         .flat_map(resource_entries)
         .collect();
     if resources.is_empty() {
-        return None;
+        resources = crate::reviews::resource_entries(group, version)?;
     }
     let gv = if group.is_empty() {
         version.to_string()
@@ -108,83 +106,6 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         format!("{group}/{version}")
     };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
-}
-
-/// `/openapi/v3`: the index of group-version documents.
-pub fn openapi_root() -> Value {
-    let mut paths = serde_json::Map::new();
-    paths.insert(
-        "api/v1".into(),
-        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=podvisor1"}),
-    );
-    for (g, v) in GROUPS {
-        paths.insert(
-            format!("apis/{g}/{v}"),
-            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=podvisor1")}),
-        );
-    }
-    json!({"paths": paths})
-}
-
-/// `/openapi/v3/<api/v1 | apis/g/v>`: paths of every kind with its PATCH parameters.
-pub fn openapi_group_version(path: &str) -> Option<Value> {
-    let (group, version) = match path.split('/').collect::<Vec<_>>().as_slice() {
-        ["api", v] => (String::new(), (*v).to_string()),
-        ["apis", g, v] => ((*g).to_string(), (*v).to_string()),
-        _ => return None,
-    };
-    let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        let params = json!([
-            {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
-            {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}}
-        ]);
-        let content = json!({
-            "application/json-patch+json": {"schema": {"type": "object"}},
-            "application/merge-patch+json": {"schema": {"type": "object"}},
-            "application/strategic-merge-patch+json": {"schema": {"type": "object"}}
-        });
-        let op = |action: &str| {
-            json!({
-                "operationId": format!("{action}{}", r.kind),
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": params,
-                "responses": {"200": {"description": "OK"}},
-            })
-        };
-        let mut patch = op("patch");
-        patch["requestBody"] = json!({"content": content, "required": true});
-        let item = if r.namespaced {
-            format!("{}/namespaces/{{namespace}}/{}/{{name}}", r.gv_path(), r.plural)
-        } else {
-            format!("{}/{}/{{name}}", r.gv_path(), r.plural)
-        };
-        paths.insert(
-            item,
-            json!({"get": op("get"), "put": op("put"), "patch": patch, "delete": op("delete")}),
-        );
-        let collection = if r.namespaced {
-            format!("{}/namespaces/{{namespace}}/{}", r.gv_path(), r.plural)
-        } else {
-            format!("{}/{}", r.gv_path(), r.plural)
-        };
-        paths.insert(collection, json!({"get": op("list"), "post": op("post")}));
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": GIT_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
 }
 
 #[cfg(test)]
@@ -221,13 +142,18 @@ mod tests {
         assert!(resource_list("apps", "v1").is_some());
         assert!(resource_list("apps", "v1beta1").is_none());
         assert!(api_group("events.k8s.io").is_some());
-        let doc = openapi_group_version("apis/discovery.k8s.io/v1").unwrap();
-        assert!(
-            doc["paths"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .any(|k| k.contains("endpointslices"))
-        );
+        // The review APIs are discovered like any group.
+        let groups = api_group_list();
+        let names: Vec<&str> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        assert!(names.contains(&"authorization.k8s.io") && names.contains(&"authentication.k8s.io"));
+        let reviews = resource_list("authorization.k8s.io", "v1").unwrap();
+        assert_eq!(reviews["resources"][0]["kind"], "SelfSubjectAccessReview");
+        assert_eq!(reviews["resources"][0]["verbs"], json!(["create"]));
+        assert!(api_group("authentication.k8s.io").is_some());
     }
 }

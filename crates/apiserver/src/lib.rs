@@ -1,8 +1,10 @@
 //! The Kubernetes REST API for the objects a podvisor node owns, over `podvisor-store`.
 //!
 //! **What it is.** A hyper 1.x HTTP/1.1 server speaking enough of kube-apiserver's API for
-//! kubectl and client libraries: discovery (`/version`, `/api`, `/apis`, resource lists), a
-//! minimal OpenAPI v3 (so kubectl hands field validation to the server), namespaces (+
+//! kubectl and client libraries: discovery (`/version`, `/api`, `/apis`, resource lists),
+//! OpenAPI v3 and v2 with the served kinds' generated schemas ([`openapi`]: `kubectl explain`,
+//! field validation by the server), the self-subject reviews of `kubectl auth` ([`reviews`]),
+//! namespaces (+
 //! `status`, `finalize`), pods (+ `status`, `log`, `binding`), services, endpoints, endpointslices, events (core/v1 and events.k8s.io/v1),
 //! nodes and leases; get, list (label and field selectors, limit/continue), watch
 //! (resourceVersion, bookmarks, 410 Expired, timeoutSeconds), create, update, patch (JSON,
@@ -23,7 +25,7 @@
 //! arithmetic, a bounded wait for future resourceVersions (504), shared initial watch lists
 //! and dropped stalled watchers. The README's "Limits" section lists every value.
 //!
-//! **What it is not.** No client certificates, RBAC or other authorization, no admission beyond podvisor-api's
+//! **What it is not.** No client certificates, no RBAC (fixed roles, [`authz`]), no admission beyond podvisor-api's
 //! defaulting and validation, no server-side apply, no `pods/log` content (501 Status), no
 //! aggregated discovery (kubectl falls back to the legacy documents). events.k8s.io/v1 Events
 //! are the core/v1 Events, converted ([`events`]).
@@ -67,6 +69,7 @@ pub mod logs;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;
+pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod pki;
@@ -75,6 +78,7 @@ pub mod protobuf;
 pub mod reservations;
 pub mod resource_metrics;
 pub mod resources;
+pub mod reviews;
 pub mod selectors;
 pub mod setup;
 pub mod status;

@@ -45,6 +45,7 @@ const NON_RESOURCE_PATHS: &[&str] = &[
     "/version",
     "/api",
     "/apis",
+    "/openapi/v2",
     "/openapi/v3",
     "/livez",
     "/readyz",

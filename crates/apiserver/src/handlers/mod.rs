@@ -221,7 +221,6 @@ where
         "/version" => return ok(discovery::version()),
         "/api" => return ok(discovery::api_versions()),
         "/apis" => return ok(discovery::api_group_list()),
-        "/openapi/v3" => return ok(discovery::openapi_root()),
         "/metrics" if req.method() == Method::GET => {
             let (_, registry) = state.metrics.as_ref().ok_or_else(|| ApiError::no_route(&path))?;
             let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
@@ -256,8 +255,15 @@ where
     if path.trim_end_matches('/') == crate::authz::NODE_CREDENTIALS_PATH {
         return node_credential(state, req).await;
     }
-    if let Some(rest) = path.strip_prefix("/openapi/v3/") {
-        return discovery::openapi_group_version(rest).map_or_else(|| Err(ApiError::no_route(&path)), ok);
+    if let Some(doc) = crate::openapi::serve(&path) {
+        let (content_type, bytes) = doc?;
+        let mut resp = Response::new(full(bytes));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        return Ok(resp);
+    }
+    if let Some(review) = crate::reviews::Review::at(&path) {
+        return self_review(review, req).await;
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
@@ -430,6 +436,29 @@ where
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
     }
+}
+
+/// `POST` of a self-subject review ([`crate::reviews`]): answered for the request's own role,
+/// 201 as kube-apiserver answers a create.
+async fn self_review<B>(review: crate::reviews::Review, req: Request<B>) -> Result<Response<Body>>
+where
+    B: hyper::body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if req.method() != Method::POST {
+        return Err(ApiError::method_not_allowed(req.method().as_str()));
+    }
+    let role = req.extensions().get::<Role>().cloned();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let bytes = body::read(req.into_body()).await?;
+    let object = body::decode_request(&content_type, bytes, FieldValidation::Ignore).await?;
+    let answer = crate::reviews::answer(review, role.as_ref(), object)?;
+    Ok(json_response(StatusCode::CREATED, &answer, &[]))
 }
 
 /// `POST /apis/podvisor.io/v1/nodecredentials` with `{"nodeName": N}`: the credential of
@@ -630,7 +659,8 @@ mod tests {
             "Secret"
         );
         assert!(route("/api/v1/namespaces/default/deployments").is_none());
-        assert!(route("/api/v1/namespaces/default/pods/web/exec").is_none());
+        assert!(route("/api/v1/namespaces/default/pods/web/exec").is_some());
+        assert!(route("/api/v1/namespaces/default/pods/web/shell").is_none());
     }
 
     /// A value that does not encode as JSON: a map whose keys are not strings.

@@ -9,7 +9,8 @@
 //! names, Go's `omitempty` rules; see `fields`), which every other body takes.
 //!
 //! Kinds converted: core/v1 Namespace, Service, ConfigMap, Secret, ServiceAccount and Pod;
-//! apps/v1 Deployment, ReplicaSet, StatefulSet and DaemonSet; batch/v1 Job and CronJob. Every
+//! apps/v1 Deployment, ReplicaSet, StatefulSet and DaemonSet; batch/v1 Job and CronJob; the
+//! self-subject reviews of `kubectl auth` (`review`). Every
 //! other kind (ControllerRevision, TokenRequest, RBAC, ...) gets 415. Converted are the metadata
 //! (all but `managedFields` and `selfLink`) and the spec, including the whole `PodSpec` of pods
 //! and templates. Status is dropped for every kind: a create or update body carries none the
@@ -24,6 +25,7 @@
 mod container;
 mod fields;
 mod pod;
+mod review;
 mod volume;
 mod workload;
 
@@ -75,6 +77,9 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
         ("apps/v1", "DaemonSet") => convert(bytes, workload::daemon_set),
         ("batch/v1", "Job") => convert(bytes, workload::job),
         ("batch/v1", "CronJob") => convert(bytes, workload::cron_job),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => convert(bytes, review::access),
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => convert(bytes, review::rules),
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => convert(bytes, review::subject),
         _ => Err(ProtobufError::UnsupportedKind {
             kind: format!("{api_version}/{kind}"),
         }),
