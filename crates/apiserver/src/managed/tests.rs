@@ -415,3 +415,25 @@ fn manager_names_come_from_field_manager_or_the_user_agent() {
     assert_eq!(manager_of(None, Some(&"x".repeat(300))).len(), MAX_MANAGER_LEN);
     assert_eq!(manager_of(None, None), "");
 }
+
+#[test]
+fn managed_fields_written_by_a_client_are_bounded_too() {
+    let mut created = deployment(1, json!({}));
+    record_update(None, &mut created, &writer("creator"), T0).unwrap();
+    let many: Vec<Value> = (0..=MAX_APPLY_ENTRIES)
+        .map(|i| {
+            json!({"manager": format!("m{i}"), "operation": "Apply", "apiVersion": "apps/v1",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}})
+        })
+        .collect();
+    let mut grown = created.clone();
+    grown["metadata"]["managedFields"] = Value::Array(many);
+    let e = record_update(Some(&created), &mut grown, &writer("x"), T1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "Too many: {}: must have at most {MAX_APPLY_ENTRIES} apply managers",
+            MAX_APPLY_ENTRIES + 1
+        )
+    );
+}
