@@ -373,3 +373,45 @@ fn kube_rs_patch_apply_creates_updates_conflicts_and_forces() {
         assert_eq!(owners, ["their-manager"], "my-manager owned nothing else");
     });
 }
+
+#[tokio::test]
+async fn a_node_cannot_create_a_pod_through_apply_nor_apply_to_anothers() {
+    use http_body_util::{BodyExt, Full};
+    use podvisor_apiserver::authz::Role;
+    use tower_service::Service;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(podvisor_store::RedbStore::open(dir.path().join("store.redb")).unwrap());
+    let server = podvisor_apiserver::ApiServer::new(store, podvisor_apiserver::ApiServerConfig::default());
+    server.bootstrap().await.unwrap();
+    let mut handler = server.handler();
+    let mut send = async |role: Option<&str>, name: &str, node_name: &str| {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": node_name, "containers": [{"name": "c", "image": "x", "command": ["sleep", "1"]}]}});
+        let mut req = http::Request::builder()
+            .method("PATCH")
+            .uri(format!("/api/v1/namespaces/default/pods/{name}?fieldManager=m"))
+            .header("content-type", APPLY)
+            .body(Full::new(bytes::Bytes::from(pod.to_string())))
+            .unwrap();
+        if let Some(node) = role {
+            req.extensions_mut().insert(Role::Node(node.into()));
+        }
+        let resp = handler.call(req).await.unwrap();
+        let code = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+    let (code, body) = send(Some("n1"), "p", "n1").await;
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("can only modify pods with spec.nodeName set to itself"),
+        "{body}"
+    );
+    // An administrator's pod bound elsewhere: not n1's to apply to either.
+    assert_eq!(send(None, "q", "n2").await.0, 201);
+    assert_eq!(send(Some("n1"), "q", "n2").await.0, 403);
+    // Bound to n1: n1 applies to it.
+    assert_eq!(send(None, "r", "n1").await.0, 201);
+    let (code, body) = send(Some("n1"), "r", "n1").await;
+    assert_eq!(code, 200, "{body}");
+}

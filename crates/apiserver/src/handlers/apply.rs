@@ -213,8 +213,9 @@ impl Ctx {
     }
 
     /// `PATCH` with an apply patch (the options already checked by
-    /// [`Ctx::check_write_options`]).
-    pub(super) async fn apply(&self, bytes: Bytes) -> Result<Response<Body>> {
+    /// [`Ctx::check_write_options`]); `node` is the requesting node's name, whose creates
+    /// NodeRestriction checks as a `POST`'s.
+    pub(super) async fn apply(&self, bytes: Bytes, node: Option<&str>) -> Result<Response<Body>> {
         let force = match self.query.get("force").map(String::as_str) {
             None | Some("false") => false,
             Some("true") => true,
@@ -262,6 +263,9 @@ impl Ctx {
                 }
                 // 7.4: an apply creates (not through a subresource).
                 Err(StoreError::NotFound { .. }) if self.target.sub.is_none() => {
+                    if let Some(node) = node {
+                        crate::authz::node_may_write(node, &self.r().store_key(), self.name(), None)?;
+                    }
                     let applied = managed::apply(None, &config, &writer, force, &now)
                         .map_err(|e| self.managed_error(e))?;
                     let entries = applied.object.pointer("/metadata/managedFields").cloned();

@@ -355,7 +355,10 @@ where
     let applying = method == Method::PATCH && apply::is_apply(&content_type);
     ctx.check_write_options(&method, applying)?;
     match (method, ctx.target.name.is_some()) {
-        (Method::PATCH, true) if applying => ctx.apply(body::read(req.into_body()).await?).await,
+        (Method::PATCH, true) if applying => {
+            ctx.apply(body::read(req.into_body()).await?, node.as_deref())
+                .await
+        }
         (Method::GET, false) => {
             if matches!(ctx.query.get("watch").map(String::as_str), Some("true" | "1")) {
                 ctx.watch().await
