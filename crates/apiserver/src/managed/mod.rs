@@ -478,6 +478,90 @@ pub(crate) struct Applied {
     pub(crate) changed: bool,
 }
 
+/// Removes from `merged` what the applier applied before (`last`) and dropped from `config_set`,
+/// unless another manager owns it or something below it (7.8 step 3).
+fn prune(merged: &mut Value, last: &FieldSet, config_set: &FieldSet, others: &[Entry]) {
+    let mut owned = config_set.clone();
+    for e in others {
+        owned.union_with(&e.set);
+    }
+    for path in last.difference(config_set).paths() {
+        if !owned.contains_or_below(&path) {
+            merge::remove(merged, &path);
+        }
+    }
+}
+
+/// The client-side apply annotation of `object`, parsed.
+fn last_applied_of(object: &Value) -> Option<Value> {
+    let pointer = format!("/metadata/annotations/{}", LAST_APPLIED.replace('/', "~1"));
+    let text = object.pointer(&pointer)?.as_str()?;
+    serde_json::from_str(text).ok()
+}
+
+/// Other managers' fields among `touched` (7.8 step 4), per entry index: the conflicts, and
+/// what the applier takes from each entry if it goes ahead. With `last_applied` (kubectl's own
+/// apply), fields whose live value is the annotation's are taken silently (7.13).
+fn clashes(
+    entries: &[Entry],
+    touched: &FieldSet,
+    live: &Value,
+    last_applied: Option<&Value>,
+) -> (Vec<Conflict>, Vec<(usize, FieldSet)>) {
+    let mut conflicts: Vec<(String, String, FieldSet)> = Vec::new();
+    let mut taken = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let mut clash = e.set.intersection(touched);
+        if let Some(annotation) = last_applied {
+            let mut agreed = FieldSet::default();
+            for path in clash.paths() {
+                let live_value = merge::locate(live, &path);
+                if live_value.is_some() && live_value == merge::locate(annotation, &path) {
+                    agreed.insert(&path);
+                }
+            }
+            clash.remove_all(&agreed);
+            taken.push((i, agreed));
+        }
+        if !clash.is_empty() {
+            conflicts.push((e.identity(), e.describe(), clash.clone()));
+            taken.push((i, clash));
+        }
+    }
+    // Managers in the order of their identities, each one's fields in path order.
+    conflicts.sort_by(|a, b| a.0.cmp(&b.0));
+    let list = conflicts
+        .iter()
+        .flat_map(|(_, manager, set)| {
+            set.paths().into_iter().map(|p| Conflict {
+                manager: manager.clone(),
+                field: path_string(&p),
+            })
+        })
+        .collect();
+    (list, taken)
+}
+
+/// kubectl's server-side apply keeps the client-side annotation, where there is one, in step:
+/// the applied configuration without the annotation itself (7.13).
+fn sync_last_applied(merged: &mut Value, config: &Value) {
+    let Some(annotations) = merged
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        .filter(|a| a.contains_key(LAST_APPLIED))
+    else {
+        return;
+    };
+    let mut applied = config.clone();
+    if let Some(a) = applied
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+    {
+        a.remove(LAST_APPLIED);
+    }
+    annotations.insert(LAST_APPLIED.into(), Value::String(applied.to_string()));
+}
+
 /// A server-side apply (7.8) of `config` by `writer` over `live` (`None` creates).
 pub(crate) fn apply(
     live: Option<&Value>,
@@ -494,83 +578,36 @@ pub(crate) fn apply(
     if live.is_some() && entries.is_empty() {
         let mut changes = fieldset::compare(&json!({}), &live_object);
         writer.untrack(&mut changes.changed);
+        changes.removed = FieldSet::default();
         let before = Writer {
             manager: BEFORE_FIRST_APPLY,
             ..*writer
         };
-        changes.removed = FieldSet::default();
         update_sets(&mut entries, &changes, &before, now);
     }
+    // Steps 1 and 2: the merged object, and the applier's fields.
     let mut config_set = fieldset::set_of(config)?;
     writer.untrack(&mut config_set);
     let mut merged = merge::merge(live_object.clone(), config)?;
     let mine = entries.iter().position(|e| e.is(writer, Operation::Apply));
-    let last = mine.map(|i| entries[i].set.clone());
-    let previous_time = mine.and_then(|i| entries[i].time.clone());
-    if let Some(i) = mine {
-        entries.remove(i);
-    }
-    // Prune (step 3): what the applier applied before and dropped, unless someone owns it.
-    if let Some(last) = last {
-        let mut owned = config_set.clone();
-        for e in &entries {
-            owned.union_with(&e.set);
-        }
-        for path in last.difference(&config_set).paths() {
-            if !owned.contains_or_below(&path) {
-                merge::remove(&mut merged, &path);
-            }
-        }
+    let previous = mine.map(|i| entries.remove(i));
+    if let Some(last) = &previous {
+        prune(&mut merged, &last.set, &config_set, &entries);
     }
     let mut changes = fieldset::compare(&live_object, &merged);
     writer.untrack(&mut changes.changed);
     writer.untrack(&mut changes.removed);
-    // Conflicts (step 4): other managers' fields this apply changes.
-    let last_applied = (writer.manager == "kubectl")
-        .then(|| {
-            live_object.pointer(&format!(
-                "/metadata/annotations/{}",
-                LAST_APPLIED.replace('/', "~1")
-            ))
-        })
-        .flatten()
-        .and_then(Value::as_str)
-        .and_then(|text| serde_json::from_str::<Value>(text).ok());
-    let mut conflicts = Vec::new();
-    let mut by_entry: Vec<(usize, FieldSet)> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        let mut clash = e.set.intersection(&changes.changed);
-        // 7.13: kubectl silently takes what its last client-side apply set to the live value.
-        if let Some(annotation) = &last_applied {
-            let mut agreed = FieldSet::default();
-            for path in clash.paths() {
-                let live_value = merge::locate(&live_object, &path);
-                if live_value.is_some() && live_value == merge::locate(annotation, &path) {
-                    agreed.insert(&path);
-                }
-            }
-            clash.remove_all(&agreed);
-            by_entry.push((i, agreed));
-        }
-        if !clash.is_empty() {
-            conflicts.push((e.identity(), e.describe(), clash.clone()));
-            by_entry.push((i, clash));
-        }
-    }
+    // A field the configuration sets to null is removed, and changed as far as its other
+    // owners are concerned.
+    let mut touched = changes.changed.clone();
+    touched.union_with(&changes.removed.intersection(&config_set));
+    let kubectl = writer.manager == "kubectl";
+    let last_applied = kubectl.then(|| last_applied_of(&live_object)).flatten();
+    let (conflicts, taken) = clashes(&entries, &touched, &live_object, last_applied.as_ref());
     if !conflicts.is_empty() && !force {
-        conflicts.sort_by(|a, b| a.0.cmp(&b.0));
-        let list = conflicts
-            .iter()
-            .flat_map(|(_, manager, set)| {
-                set.paths().into_iter().map(|p| Conflict {
-                    manager: manager.clone(),
-                    field: path_string(&p),
-                })
-            })
-            .collect();
-        return Err(ManagedError::Conflicts(list));
+        return Err(ManagedError::Conflicts(conflicts));
     }
-    for (i, set) in &by_entry {
+    for (i, set) in &taken {
         entries[*i].set.remove_all(set);
     }
     for e in entries.iter_mut() {
@@ -581,7 +618,7 @@ pub(crate) fn apply(
         manager: writer.manager.to_string(),
         operation: Operation::Apply,
         api_version: writer.api_version.to_string(),
-        time: match previous_time {
+        time: match previous.and_then(|p| p.time) {
             Some(t) if !object_changed => Some(t),
             _ => Some(now.to_string()),
         },
@@ -594,21 +631,8 @@ pub(crate) fn apply(
         return Err(ManagedError::TooManyAppliers { count: appliers });
     }
     cap_updates(&mut entries);
-    // 7.13: kubectl's server-side apply keeps the client-side annotation in step.
-    if writer.manager == "kubectl"
-        && let Some(annotations) = merged
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-        && annotations.contains_key(LAST_APPLIED)
-    {
-        let mut applied = config.clone();
-        if let Some(a) = applied
-            .pointer_mut("/metadata/annotations")
-            .and_then(Value::as_object_mut)
-        {
-            a.remove(LAST_APPLIED);
-        }
-        annotations.insert(LAST_APPLIED.into(), Value::String(applied.to_string()));
+    if kubectl {
+        sync_last_applied(&mut merged, config);
     }
     store_entries(&mut merged, entries);
     let changed = live.is_none_or(|l| &merged != l);

@@ -195,6 +195,14 @@ fn a_conflict_names_the_manager_and_the_field_and_force_takes_it() {
     for m in ["a", "b"] {
         assert!(entry(&shared, m, "Apply").unwrap()["fieldsV1"]["f:spec"]["f:replicas"].is_object());
     }
+    // Removing another manager's field with a null is a conflict too.
+    let mut unset = deployment(2, json!({"app": "web"}));
+    unset["spec"]["replicas"] = Value::Null;
+    let e = apply(Some(&live), &unset, &writer("b"), false, T1).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Apply failed with 1 conflict: conflict with \"a\": .spec.replicas"
+    );
     // Forced: b takes replicas from a.
     let forced = apply_ok(Some(&shared), &deployment(3, json!({"app": "web"})), "b", true);
     assert_eq!(forced["spec"]["replicas"], 3);
