@@ -203,6 +203,16 @@ impl FieldSet {
         FieldSet { members, children }
     }
 
+    /// Whether the path of the one element `pe` is in the set.
+    pub(crate) fn has_member(&self, pe: &PathElement) -> bool {
+        self.members.contains(pe)
+    }
+
+    /// The set below `pe`, if any path goes through it.
+    pub(crate) fn child(&self, pe: &PathElement) -> Option<&FieldSet> {
+        self.children.get(pe)
+    }
+
     /// Removes the field `pe` of this node and everything below it.
     pub(crate) fn remove_subtree(&mut self, pe: &PathElement) {
         self.members.remove(pe);

@@ -485,11 +485,13 @@ fn prune(merged: &mut Value, last: &FieldSet, config_set: &FieldSet, others: &[E
     for e in others {
         owned.union_with(&e.set);
     }
+    let mut dropped = FieldSet::default();
     for path in last.difference(config_set).paths() {
         if !owned.contains_or_below(&path) {
-            merge::remove(merged, &path);
+            dropped.insert(&path);
         }
     }
+    merge::remove_all(merged, &dropped);
 }
 
 /// The client-side apply annotation of `object`, parsed.
@@ -514,9 +516,9 @@ fn clashes(
         let mut clash = e.set.intersection(touched);
         if let Some(annotation) = last_applied {
             let mut agreed = FieldSet::default();
-            for path in clash.paths() {
-                let live_value = merge::locate(live, &path);
-                if live_value.is_some() && live_value == merge::locate(annotation, &path) {
+            let applied = merge::values_at(annotation, &clash);
+            for (path, value) in merge::values_at(live, &clash) {
+                if applied.get(&path) == Some(&value) {
                     agreed.insert(&path);
                 }
             }
