@@ -415,3 +415,36 @@ async fn a_node_cannot_create_a_pod_through_apply_nor_apply_to_anothers() {
     let (code, body) = send(Some("n1"), "r", "n1").await;
     assert_eq!(code, 200, "{body}");
 }
+
+#[test]
+fn service_ports_are_keyed_by_port_and_protocol() {
+    need_kubectl!();
+    let s = common::start();
+    let service = |ports: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: dns\nspec:\n  selector:\n    app: dns\n  ports:\n{ports}"
+        )
+    };
+    let both = "  - name: dns\n    port: 53\n    protocol: UDP\n  - name: dns-tcp\n    port: 53\n";
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &service(both));
+    let svc = get_json(&s, &["service", "dns"]);
+    assert_eq!(svc["spec"]["ports"].as_array().unwrap().len(), 2, "{svc}");
+    let ports = &entry(&svc, "kubectl", "Apply").unwrap()["fieldsV1"]["f:spec"]["f:ports"];
+    assert!(
+        ports["k:{\"port\":53,\"protocol\":\"UDP\"}"].is_object(),
+        "{ports}"
+    );
+    assert!(
+        ports["k:{\"port\":53,\"protocol\":\"TCP\"}"].is_object(),
+        "defaulted protocol: {ports}"
+    );
+    // Dropping the TCP port prunes exactly that element.
+    s.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &service("  - name: dns\n    port: 53\n    protocol: UDP\n"),
+    );
+    let svc = get_json(&s, &["service", "dns"]);
+    let ports = svc["spec"]["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1, "{svc}");
+    assert_eq!(ports[0]["protocol"], "UDP");
+}

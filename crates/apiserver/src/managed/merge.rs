@@ -85,8 +85,7 @@ fn merge_list(live: Vec<Value>, config: &[Value], spath: &str) -> Result<Vec<Val
     while li < live_order.len() || ci < config_order.len() {
         if let (Some(l), Some(c)) = (live_order.get(li), config_order.get(ci)) {
             if l == c {
-                let merged = merge_at(live_items.remove(l), config_items[c], spath)?;
-                out.push(merged);
+                out.push(merge_element(live_items.remove(l), config_items[c], spath)?);
                 li += 1;
                 ci += 1;
                 next_shared = shared.pop_front();
@@ -108,8 +107,7 @@ fn merge_list(live: Vec<Value>, config: &[Value], spath: &str) -> Result<Vec<Val
             continue;
         }
         if let Some(c) = config_order.get(ci) {
-            let merged = merge_at(live_items.remove(c), config_items[c], spath)?;
-            out.push(merged);
+            out.push(merge_element(live_items.remove(c), config_items[c], spath)?);
             ci += 1;
             if next_shared == Some(c) {
                 next_shared = shared.pop_front();
@@ -120,6 +118,14 @@ fn merge_list(live: Vec<Value>, config: &[Value], spath: &str) -> Result<Vec<Val
         li += 1;
     }
     Ok(out)
+}
+
+/// An element of a map-type list merges as an object; a set's element is its value.
+fn merge_element(live: Option<Value>, config: &Value, spath: &str) -> Result<Value, FieldsError> {
+    match list_strategy(spath) {
+        ListStrategy::Set => Ok(config.clone()),
+        _ => merge_at(live, config, spath),
+    }
 }
 
 /// The values of `object` at the paths of `set` that it has, found in one walk guided by the

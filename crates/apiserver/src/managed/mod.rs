@@ -573,6 +573,8 @@ pub(crate) fn apply(
     now: &str,
 ) -> Result<Applied, ManagedError> {
     let live_object = live.map_or_else(|| json!({}), without_entries);
+    // The handler refuses configurations with managedFields (7.3); none gets into the object.
+    let config = &without_entries(config);
     let mut entries = live
         .and_then(|l| entries_of(l).ok().flatten())
         .unwrap_or_default();
