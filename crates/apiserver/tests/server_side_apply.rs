@@ -208,10 +208,13 @@ fn apply_over_http_has_kube_apiservers_codes_and_messages() {
         assert_eq!(body["metadata"]["managedFields"][0]["operation"], "Apply");
         assert_eq!(body["metadata"]["managedFields"][0]["fieldsV1"], json!({"f:data": {"f:a": {}}}));
         // YAML bodies too.
-        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  b: '2'\n";
+        let yaml = "{apiVersion: v1, kind: ConfigMap, metadata: {name: cm}, data: {b: '2'}}";
         let (code, body) = request(&s, "PATCH", &format!("{CM}?fieldManager=b"), APPLY, yaml).await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["data"], json!({"a": "1", "b": "2"}));
+        let block = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  b: '2'\n";
+        let (code, body) = request(&s, "PATCH", &format!("{CM}?fieldManager=b"), APPLY, block).await;
+        assert_eq!((code, &body["data"]), (200, &json!({"a": "1", "b": "2"})), "{body}");
         // 7.10: a conflict, exactly.
         let other = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm"},"data":{"a":"9","b":"9"}}"#;
         let (code, body) = request(&s, "PATCH", &format!("{CM}?fieldManager=c&force=false"), APPLY, other).await;

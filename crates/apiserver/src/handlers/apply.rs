@@ -225,13 +225,10 @@ impl Ctx {
                 )));
             }
         };
-        // kubectl and kube-rs send JSON; YAML goes through the bounded YAML decoder.
-        let json_body = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        let mut config = if json_body {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
-        } else {
-            body::decode_request("application/yaml", bytes, FieldValidation::Ignore).await?
+        // kubectl and kube-rs send JSON; anything else goes through the bounded YAML decoder.
+        let mut config = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(config) => config,
+            Err(_) => body::decode_request("application/yaml", bytes, FieldValidation::Ignore).await?,
         };
         self.check_config(&mut config)?;
         let manager = self.query.get("fieldManager").cloned().unwrap_or_default();

@@ -25,7 +25,8 @@
 //! selector) are tracked field by field; lists the table does not know are atomic (7.12); no
 //! version conversion of sets (each kind is served in one version); fields that defaulting
 //! fills in during an apply are owned by nobody, while an Update's writer owns what it stored,
-//! defaults included (7.11); managedFields a client sends on create are ignored.
+//! defaults included (7.11); managedFields a client sends on create are ignored; apply through
+//! `scale` (415, as any unknown patch type there).
 
 pub(crate) mod fieldset;
 pub(crate) mod merge;
