@@ -66,6 +66,7 @@ pub mod kubelet;
 pub mod limits;
 mod list_types;
 pub mod logs;
+mod managed;
 pub mod meta;
 pub mod metrics;
 pub mod namespaces;

@@ -81,7 +81,7 @@ impl From<PatchError> for crate::status::ApiError {
     }
 }
 
-/// The three patch flavours (server-side apply is not served).
+/// The three patch flavours (server-side apply is `handlers/apply.rs` and `managed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
     /// `application/json-patch+json`.

@@ -1,6 +1,7 @@
 //! Routing and the request context of the verbs; the verbs themselves are in `read` (get,
 //! list, watch) and `write` (create, update, patch, delete, deletecollection).
 
+mod apply;
 mod binding;
 mod eviction;
 mod read;
@@ -294,11 +295,17 @@ where
         Some(Role::Node(name)) => Some(name.clone()),
         _ => None,
     };
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let ctx = Ctx {
         state: state.clone(),
         target,
         query,
         accept,
+        user_agent,
     };
     // A node writes only its own Node and Lease and the pods bound to it (NodeRestriction).
     if let Some(node) = &node
@@ -387,7 +394,13 @@ where
     if ctx.target.sub.as_deref() == Some("finalize") && method != Method::PUT {
         return Err(ApiError::method_not_allowed(method.as_str()));
     }
+    let applying = method == Method::PATCH && apply::is_apply(&content_type);
+    ctx.check_write_options(&method, applying)?;
     match (method, ctx.target.name.is_some()) {
+        (Method::PATCH, true) if applying => {
+            ctx.apply(body::read(req.into_body()).await?, node.as_deref())
+                .await
+        }
         (Method::GET, false) => {
             if matches!(ctx.query.get("watch").map(String::as_str), Some("true" | "1")) {
                 ctx.watch().await
@@ -519,6 +532,8 @@ struct Ctx {
     target: Target,
     query: HashMap<String, String>,
     accept: String,
+    /// The `User-Agent`, whose prefix names the manager of a write without `fieldManager`.
+    user_agent: Option<String>,
 }
 
 impl Ctx {

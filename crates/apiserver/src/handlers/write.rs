@@ -2,6 +2,7 @@
 //! admission ([`crate::admission`]: shape, the kind's defaulting and validation, Service
 //! address allocation) and dry runs; each kind's rules come from its strategy.
 
+use super::apply::Ownership;
 use super::*;
 use crate::admission::{self, UpdatePart, UpdateTarget};
 use crate::strategy::Propagation;
@@ -19,7 +20,7 @@ impl Ctx {
     }
 
     /// [`admission::admit_shape`] with the request's namespace and field validation.
-    fn admit_shape(&self, object: Value) -> Result<(Value, Vec<String>)> {
+    pub(super) fn admit_shape(&self, object: Value) -> Result<(Value, Vec<String>)> {
         admission::admit_shape(
             self.r(),
             object,
@@ -29,10 +30,16 @@ impl Ctx {
     }
 
     pub(super) async fn create(&self, object: Value) -> Result<Response<Body>> {
+        self.create_as(object, &Ownership::Update).await
+    }
+
+    /// [`Ctx::create`], with the managedFields `ownership` says.
+    pub(super) async fn create_as(&self, object: Value, ownership: &Ownership) -> Result<Response<Body>> {
         let r = self.r();
         // Held (for a Service with new addresses) until the object is stored.
         let mut admitted = admission::admit_create(r, object, &self.admission()).await?;
-        let object = std::mem::take(&mut admitted.object);
+        let mut object = std::mem::take(&mut admitted.object);
+        self.own(None, &mut object, ownership)?;
         let name = meta::str_at(&object, "metadata.name").unwrap_or("").to_string();
         if self.dry_run(&Value::Null) {
             return self.respond(StatusCode::CREATED, &object, &admitted.warnings);
@@ -71,7 +78,20 @@ impl Ctx {
         new: Value,
         old: &Value,
         rev: u64,
+        warnings: Vec<String>,
+    ) -> Result<(Value, Vec<String>)> {
+        self.replace_object_as(new, old, rev, warnings, &Ownership::Update)
+            .await
+    }
+
+    /// [`Ctx::replace_object`], with the managedFields `ownership` says.
+    pub(super) async fn replace_object_as(
+        &self,
+        new: Value,
+        old: &Value,
+        rev: u64,
         mut warnings: Vec<String>,
+        ownership: &Ownership,
     ) -> Result<(Value, Vec<String>)> {
         let r = self.r();
         let name = self.name().to_string();
@@ -85,8 +105,9 @@ impl Ctx {
                 _ => UpdatePart::Object,
             },
         };
-        let (new, more) = admission::admit_update(r, new, old, target)?;
+        let (mut new, more) = admission::admit_update(r, new, old, target)?;
         warnings.extend(more);
+        self.own(Some(old), &mut new, ownership)?;
         // Removing the last finalizer of an object being deleted completes its deletion.
         let deleting = meta::str_at(&new, "metadata.deletionTimestamp").is_some();
         let finalizers_empty = new
@@ -284,6 +305,7 @@ impl Ctx {
                 },
                 query: self.query.clone(),
                 accept: "application/json".into(),
+                user_agent: self.user_agent.clone(),
             };
             match ctx.delete(options.clone()).await {
                 Ok(_) => items.push(self.outward(item.object)),
