@@ -183,7 +183,10 @@ impl Rule {
             _ => false,
         };
         // Into a pod (a WebSocket exec is a `get`): only a rule naming it, or one of all verbs.
-        let into_pod = matches!(resource.as_str(), "pods/exec" | "pods/attach" | "pods/portforward");
+        let into_pod = matches!(
+            resource.as_str(),
+            "pods/exec" | "pods/attach" | "pods/portforward"
+        );
         let any_resource = self.resources.contains(&"*") && (!into_pod || self.verbs.contains(&"*"));
         (self.verbs.contains(&"*") || self.verbs.contains(&r.verb))
             && (self.group == "*" || self.group == r.group)

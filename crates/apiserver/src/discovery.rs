@@ -34,7 +34,10 @@ fn group(name: &str, version: &str) -> Value {
 
 /// `/apis`.
 pub fn api_group_list() -> Value {
-    let groups = GROUPS.iter().chain(crate::reviews::GROUPS).chain([&METRICS_GROUP]);
+    let groups = GROUPS
+        .iter()
+        .chain(crate::reviews::GROUPS)
+        .chain([&METRICS_GROUP]);
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.map(|(g, v)| group(g, v)).collect::<Vec<_>>()})
 }
 

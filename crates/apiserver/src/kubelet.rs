@@ -165,7 +165,8 @@ async fn answer(
             Ok(out)
         }
         [sub @ ("exec" | "attach" | "portforward"), namespace, name] => {
-            let (Some(kind), Some(streams)) = (crate::pod_streams::StreamKind::parse(sub), parts.streams.clone())
+            let (Some(kind), Some(streams)) =
+                (crate::pod_streams::StreamKind::parse(sub), parts.streams.clone())
             else {
                 return Err(ApiError::no_route(&path));
             };

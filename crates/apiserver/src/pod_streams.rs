@@ -64,13 +64,17 @@ fn names<'a>(pod: &'a Value, list: &str) -> Vec<&'a str> {
 
 /// The running instance of container `name` (its status `containerID` without the scheme).
 fn running_id<'a>(pod: &'a Value, name: &str) -> Option<&'a str> {
-    ["containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"]
-        .into_iter()
-        .filter_map(|list| pod["status"][list].as_array())
-        .flatten()
-        .find(|cs| cs["name"] == name && cs.pointer("/state/running").is_some())
-        .and_then(|cs| cs["containerID"].as_str())
-        .map(|id| id.split_once("://").map_or(id, |(_, id)| id))
+    [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .into_iter()
+    .filter_map(|list| pod["status"][list].as_array())
+    .flatten()
+    .find(|cs| cs["name"] == name && cs.pointer("/state/running").is_some())
+    .and_then(|cs| cs["containerID"].as_str())
+    .map(|id| id.split_once("://").map_or(id, |(_, id)| id))
 }
 
 fn refused(r: Refusal) -> ApiError {
@@ -125,7 +129,8 @@ where
             match hyper::upgrade::on(req).await {
                 Ok(io) => {
                     let limits = Limits::default();
-                    let served = podvisor_stream::serve_port_forward(TokioIo::new(io), protocol, target, &limits);
+                    let served =
+                        podvisor_stream::serve_port_forward(TokioIo::new(io), protocol, target, &limits);
                     if let Err(e) = served.await {
                         tracing::debug!(error = %e, "port-forward ended");
                     }
@@ -172,7 +177,8 @@ where
                 _ => streams.attach(&id, stdio).await,
             }
         };
-        if let Err(e) = podvisor_stream::serve_exec(TokioIo::new(io), protocol, stdio, open, &Limits::default()).await
+        if let Err(e) =
+            podvisor_stream::serve_exec(TokioIo::new(io), protocol, stdio, open, &Limits::default()).await
         {
             tracing::debug!(error = %e, "exec/attach ended");
         }

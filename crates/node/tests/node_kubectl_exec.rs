@@ -40,7 +40,14 @@ fn text(b: &[u8]) -> String {
 /// Runs `argv` on a pty of `rows`×`cols` (Python's `pty`), typing `input` once it has run a
 /// moment; it is killed once its terminal has shown `expect` (when given) or after 60 s.
 /// Returns (exit code, -9 when killed; everything the terminal showed).
-fn on_pty(node: &RunningNode, rows: u16, cols: u16, argv: &[&str], input: &str, expect: &str) -> (i32, String) {
+fn on_pty(
+    node: &RunningNode,
+    rows: u16,
+    cols: u16,
+    argv: &[&str],
+    input: &str,
+    expect: &str,
+) -> (i32, String) {
     const DRIVER: &str = r#"
 import fcntl, os, pty, select, signal, struct, sys, termios, time
 rows, cols, text, expect = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4].encode()
@@ -126,7 +133,8 @@ fn apply(node: &RunningNode, dir: &Path, name: &str, manifest: &str) {
 fn http_get(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("the forwarded port accepts");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
@@ -147,7 +155,10 @@ impl Forward {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", local)).is_err() {
-            assert!(Instant::now() < deadline, "port-forward never listened on {local}");
+            assert!(
+                Instant::now() < deadline,
+                "port-forward never listened on {local}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Forward(child)
@@ -192,20 +203,50 @@ async fn exec_cp_port_forward_attach_and_debug() {
 
     // exec: stdout, stderr and the exit code, over WebSocket (v5) and over SPDY.
     for env in [&[][..], &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..]] {
-        let out = kubectl(&node, env, &["exec", "shell", "-c", "app", "--", "sh", "-c", "echo out; echo err >&2; exit 3"], None);
+        let out = kubectl(
+            &node,
+            env,
+            &[
+                "exec",
+                "shell",
+                "-c",
+                "app",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            None,
+        );
         assert_eq!(out.status.code(), Some(3), "{env:?}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "out\n", "{env:?}");
-        assert!(text(&out.stderr).starts_with("err\n"), "{env:?}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("command terminated with exit code 3"), "{env:?}");
+        assert!(
+            text(&out.stderr).starts_with("err\n"),
+            "{env:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("command terminated with exit code 3"),
+            "{env:?}"
+        );
         // stdin to its end: `cat` ends when kubectl's input does.
-        let out = kubectl(&node, env, &["exec", "-i", "shell", "-c", "app", "--", "cat"], Some(b"line one\nline two\n"));
+        let out = kubectl(
+            &node,
+            env,
+            &["exec", "-i", "shell", "-c", "app", "--", "cat"],
+            Some(b"line one\nline two\n"),
+        );
         assert!(out.status.success(), "{env:?}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "line one\nline two\n", "{env:?}");
     }
     // Errors come back as kubectl shows them upstream.
     let out = kubectl(&node, &[], &["exec", "shell", "-c", "nope", "--", "true"], None);
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("container nope is not valid for pod shell"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("container nope is not valid for pod shell"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // exec -it: a terminal of the size kubectl's own terminal has.
     let (code, shown) = on_pty(
@@ -227,11 +268,31 @@ async fn exec_cp_port_forward_attach_and_debug() {
     std::fs::write(src.join("sub/b.txt"), "beta\n").unwrap();
     let remote = format!("/tmp/podvisor-cp-{}", std::process::id());
     let _ = std::fs::remove_dir_all(&remote);
-    node.ok(&["cp", src.to_str().unwrap(), &format!("shell:{remote}"), "-c", "app"]);
-    let listed = node.ok(&["exec", "shell", "-c", "app", "--", "cat", &format!("{remote}/sub/b.txt")]);
+    node.ok(&[
+        "cp",
+        src.to_str().unwrap(),
+        &format!("shell:{remote}"),
+        "-c",
+        "app",
+    ]);
+    let listed = node.ok(&[
+        "exec",
+        "shell",
+        "-c",
+        "app",
+        "--",
+        "cat",
+        &format!("{remote}/sub/b.txt"),
+    ]);
     assert_eq!(listed, "beta\n");
     let back = dir.path().join("back");
-    node.ok(&["cp", &format!("shell:{remote}"), back.to_str().unwrap(), "-c", "app"]);
+    node.ok(&[
+        "cp",
+        &format!("shell:{remote}"),
+        back.to_str().unwrap(),
+        "-c",
+        "app",
+    ]);
     assert_eq!(std::fs::read_to_string(back.join("a.txt")).unwrap(), "alpha\n");
     assert_eq!(std::fs::read_to_string(back.join("sub/b.txt")).unwrap(), "beta\n");
     let _ = std::fs::remove_dir_all(&remote);
@@ -246,7 +307,12 @@ async fn exec_cp_port_forward_attach_and_debug() {
             let handles: Vec<_> = (0..20).map(|_| s.spawn(|| http_get(local))).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        assert!(answers.iter().all(|a| a.contains("200") && a.contains("forwarded")), "{env:?}: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.contains("200") && a.contains("forwarded")),
+            "{env:?}: {answers:?}"
+        );
     }
 
     // attach: the output from now on; stdin to a container that takes it.
@@ -264,7 +330,14 @@ async fn exec_cp_port_forward_attach_and_debug() {
     let _ = attach.kill();
     let _ = attach.wait();
     // (The terminal echoes what is typed; the container answers with a prefix.)
-    let (code, shown) = on_pty(&node, 24, 80, &["kubectl", "attach", "-i", "shell", "-c", "echo"], "echo-me\n", "got: echo-me");
+    let (code, shown) = on_pty(
+        &node,
+        24,
+        80,
+        &["kubectl", "attach", "-i", "shell", "-c", "echo"],
+        "echo-me\n",
+        "got: echo-me",
+    );
     assert_eq!(code, -9, "attach runs until it is stopped: {shown}");
     assert!(shown.contains("got: echo-me"), "{shown}");
 
@@ -273,7 +346,17 @@ async fn exec_cp_port_forward_attach_and_debug() {
         &node,
         24,
         80,
-        &["kubectl", "debug", "-it", "shell", "--image=busybox", "--target=app", "--container=dbg", "--", "sh"],
+        &[
+            "kubectl",
+            "debug",
+            "-it",
+            "shell",
+            "--image=busybox",
+            "--target=app",
+            "--container=dbg",
+            "--",
+            "sh",
+        ],
         "echo debug-$((40+2)); exit 0\n",
         "",
     );
@@ -281,13 +364,25 @@ async fn exec_cp_port_forward_attach_and_debug() {
     assert!(shown.contains("debug-42"), "{shown}");
     let state = node
         .until(
-            &["get", "pod", "shell", "-o", "jsonpath={.status.ephemeralContainerStatuses[0].state}"],
+            &[
+                "get",
+                "pod",
+                "shell",
+                "-o",
+                "jsonpath={.status.ephemeralContainerStatuses[0].state}",
+            ],
             30,
             |t| t.contains("terminated"),
         )
         .await;
     assert!(state.contains("\"exitCode\":0"), "{state}");
-    let spec = node.ok(&["get", "pod", "shell", "-o", "jsonpath={.spec.ephemeralContainers[0].targetContainerName}"]);
+    let spec = node.ok(&[
+        "get",
+        "pod",
+        "shell",
+        "-o",
+        "jsonpath={.spec.ephemeralContainers[0].targetContainerName}",
+    ]);
     assert_eq!(spec, "app");
 
     node.ok(&["delete", "pod", "shell", "web", "--wait=true"]);

@@ -332,7 +332,12 @@ where
         let options = crate::logs::LogOptions::from_query(&ctx.query);
         return crate::logs::serve(state.logs.clone(), pod.object, options, state.shutdown.clone()).await;
     }
-    if let Some(kind) = ctx.target.sub.as_deref().and_then(crate::pod_streams::StreamKind::parse) {
+    if let Some(kind) = ctx
+        .target
+        .sub
+        .as_deref()
+        .and_then(crate::pod_streams::StreamKind::parse)
+    {
         if !matches!(method, Method::GET | Method::POST) {
             return Err(ApiError::method_not_allowed(method.as_str()));
         }

@@ -203,11 +203,12 @@ fn operation(r: &Resource, op: &Op<'_>, components: &Components) -> Value {
                 "content": content(&body, &["application/json", "application/yaml"])});
         }
         "patch" => {
-            let patch = json!({"type": "object", "description": "A JSON patch, merge patch or strategic merge patch."});
+            let patch = json!({"type": "object", "description": "A JSON patch, merge patch, strategic merge patch or apply configuration."});
             let types = [
                 "application/json-patch+json",
                 "application/merge-patch+json",
                 "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
             ];
             out["requestBody"] = json!({"required": true, "content": content(&patch, &types)});
         }

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::{Map, Value, json};
 
 use super::OpenApiError;
-use crate::list_types::{ListStrategy, list_strategy};
+use crate::list_types::{ListStrategy, list_strategy, map_keys};
+
+/// A list field's strategy and, for a map-type list, all its key fields.
+type Found = (ListStrategy, Vec<&'static str>);
 use crate::resources::Resource;
 
 /// The build script's output (`build.rs`): every schema reachable from a served kind.
@@ -73,7 +76,7 @@ impl Components {
     /// a Deployment) takes the first merge strategy found; a different one from another path
     /// is recorded in `conflicts` (the tests require none).
     fn annotate_lists(&mut self, resources: &[Resource]) {
-        let mut found: BTreeMap<(String, String), ListStrategy> = BTreeMap::new();
+        let mut found: BTreeMap<(String, String), Found> = BTreeMap::new();
         for r in resources {
             let Some(root) = self.of_resource(r).map(str::to_owned) else {
                 continue;
@@ -81,7 +84,7 @@ impl Components {
             let mut stack = Vec::new();
             self.walk(&root, "", &mut stack, &mut found);
         }
-        for ((component, field), strategy) in found {
+        for ((component, field), (strategy, keys)) in found {
             let Some(prop) = self
                 .schemas
                 .get_mut(&component)
@@ -93,7 +96,7 @@ impl Components {
             let extensions = match strategy {
                 ListStrategy::MergeBy(key) => json!({
                     "x-kubernetes-list-type": "map",
-                    "x-kubernetes-list-map-keys": [key],
+                    "x-kubernetes-list-map-keys": keys,
                     "x-kubernetes-patch-strategy": "merge",
                     "x-kubernetes-patch-merge-key": key,
                 }),
@@ -114,7 +117,7 @@ impl Components {
         component: &str,
         prefix: &str,
         stack: &mut Vec<String>,
-        found: &mut BTreeMap<(String, String), ListStrategy>,
+        found: &mut BTreeMap<(String, String), Found>,
     ) {
         if stack.len() >= MAX_DEPTH || stack.iter().any(|c| c == component) {
             return;
@@ -136,12 +139,19 @@ impl Components {
                 if strategy != ListStrategy::Replace {
                     let key = (component.to_owned(), field.clone());
                     match found.get(&key) {
-                        Some(seen) if *seen != strategy => {
+                        Some((seen, _)) if *seen != strategy => {
                             self.conflicts.push(key);
                         }
                         Some(_) => {}
                         None => {
-                            found.insert(key, strategy);
+                            // Every key field of the list (`containerPort` and `protocol`).
+                            let keys = match strategy {
+                                ListStrategy::MergeBy(k) => {
+                                    map_keys(&path, k).iter().map(|m| m.field).collect()
+                                }
+                                _ => Vec::new(),
+                            };
+                            found.insert(key, (strategy, keys));
                         }
                     }
                 }

@@ -23,7 +23,7 @@ fn list_fields_carry_their_merge_semantics_from_the_table() {
     assert_eq!(container["env"]["x-kubernetes-patch-merge-key"], "name");
     assert_eq!(
         container["ports"]["x-kubernetes-list-map-keys"],
-        json!(["containerPort"])
+        json!(["containerPort", "protocol"])
     );
     assert_eq!(
         container["volumeMounts"]["x-kubernetes-patch-merge-key"],
