@@ -6,6 +6,8 @@
 //! - `kubectl` (`kubernetes-client`): the kubectl end-to-end tests;
 //! - `etcd` (`etcd-server`): the etcd store's tests, the multi-server tests and the etcd
 //!   benchmarks start their own etcd members;
+//! - `python3-kubernetes`: the Python client's exec stream in the kubectl end-to-end tests
+//!   (run with Debian's `/usr/bin/python3`);
 //! - as root, `nft` (`nftables`): the Service datapath of the root-only tests.
 //!
 //! `cargo xtask test` runs it first; `cargo xtask node` makes sure of `protoc` before it builds,
@@ -26,7 +28,8 @@ USAGE:
     cargo xtask setup
 
 Installs, when missing: protobuf-compiler (protoc, needed to build), kubernetes-client
-(kubectl), etcd-server (etcd) and, as root, nftables (nft). Needs root and apt-get to install;
+(kubectl), python3-kubernetes (the Python client), etcd-server (etcd) and, as root, nftables
+(nft). Needs root and apt-get to install;
 otherwise fails naming what is missing.
 
 OPTIONS:
@@ -65,6 +68,11 @@ const KUBECTL: Tool = Tool {
     package: "kubernetes-client",
     present: || runs("kubectl", &["version", "--client"]),
 };
+const PYTHON_CLIENT: Tool = Tool {
+    name: "the Python kubernetes client",
+    package: "python3-kubernetes",
+    present: || runs("/usr/bin/python3", &["-c", "import kubernetes.stream"]),
+};
 const ETCD: Tool = Tool {
     name: "etcd",
     package: "etcd-server",
@@ -95,8 +103,8 @@ pub(crate) fn install(need: Need) -> Result<()> {
     let tools: Vec<Tool> = match need {
         Need::Build => vec![PROTOC],
         Need::Bench => vec![PROTOC, ETCD],
-        Need::Tests { root: true } => vec![PROTOC, KUBECTL, ETCD, NFT],
-        Need::Tests { root: false } => vec![PROTOC, KUBECTL, ETCD],
+        Need::Tests { root: true } => vec![PROTOC, KUBECTL, PYTHON_CLIENT, ETCD, NFT],
+        Need::Tests { root: false } => vec![PROTOC, KUBECTL, PYTHON_CLIENT, ETCD],
     };
     let missing: Vec<&Tool> = tools.iter().filter(|t| !(t.present)()).collect();
     if missing.is_empty() {

@@ -1,8 +1,8 @@
 //! The rest of the kubectl loop into a pod, with the real kubectl against an in-process node:
 //! `exec` (exit codes, stdin to end-of-file, a terminal from a pty with its size), the same
 //! over SPDY, `cp` both ways with a directory, `port-forward` with an HTTP request and
-//! concurrent connections (tunnelled and over SPDY), `attach`, and `debug` with an ephemeral
-//! container.
+//! concurrent connections (tunnelled and over SPDY), `attach`, `debug` with an ephemeral
+//! container, the Python client's and kube-rs's exec, and `kubectl run` with arguments only.
 
 mod support;
 
@@ -88,6 +88,56 @@ sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
         None => -1,
     };
     (code, text(&out.stdout) + &text(&out.stderr))
+}
+
+/// Runs a command through the Python client's `stream`, then another's exit code.
+const PYTHON_EXEC: &str = r#"
+from kubernetes import client, config
+from kubernetes.stream import stream
+config.load_kube_config()
+api = client.CoreV1Api()
+out = stream(api.connect_get_namespaced_pod_exec, "shell", "default", container="app",
+             command=["sh", "-c", "echo py-$((1+1))"], stderr=True, stdin=False, stdout=True, tty=False)
+print("out: " + out.strip())
+resp = stream(api.connect_get_namespaced_pod_exec, "shell", "default", container="app",
+              command=["sh", "-c", "exit 4"], stderr=True, stdin=False, stdout=True, tty=False,
+              _preload_content=False)
+resp.run_forever(timeout=30)
+print("returncode: %s" % resp.returncode)
+"#;
+
+/// kube-rs's `Api::exec`: stdout, and the status with the exit code.
+async fn kube_rs_exec(node: &RunningNode) {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    use tokio::io::AsyncReadExt;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&node.kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let params = AttachParams::default().container("app").stderr(false);
+    let mut attached = pods
+        .exec(
+            "shell",
+            ["sh", "-c", "echo from kube-rs | tr a-z A-Z; exit 5"],
+            &params,
+        )
+        .await
+        .expect("kube-rs exec upgrades");
+    let mut out = String::new();
+    attached.stdout().unwrap().read_to_string(&mut out).await.unwrap();
+    let status = attached.take_status().unwrap().await.unwrap();
+    assert_eq!(out, "FROM KUBE-RS\n");
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+    let code = status
+        .details
+        .and_then(|d| d.causes)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.message);
+    assert_eq!(code.as_deref(), Some("5"));
 }
 
 const PODS: &str = r#"
@@ -385,6 +435,42 @@ async fn exec_cp_port_forward_attach_and_debug() {
     ]);
     assert_eq!(spec, "app");
 
-    node.ok(&["delete", "pod", "shell", "web", "--wait=true"]);
+    // The Python client's exec stream (WebSocket v4.channel.k8s.io) and kube-rs's (v5).
+    let python = Command::new("/usr/bin/python3")
+        .args(["-c", PYTHON_EXEC])
+        .env("KUBECONFIG", &node.kubeconfig)
+        .output()
+        .expect("Debian's python3 runs (`cargo xtask setup` installs python3-kubernetes)");
+    assert!(python.status.success(), "{}", text(&python.stderr));
+    assert_eq!(
+        text(&python.stdout),
+        "out: py-2\nreturncode: 4\n",
+        "{}",
+        text(&python.stderr)
+    );
+    kube_rs_exec(&node).await;
+
+    // Arguments without a command are the command line (no image entrypoint to prepend).
+    node.ok(&[
+        "run",
+        "argsonly",
+        "--image=busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo args-ran; sleep 3600",
+    ]);
+    node.until(&["logs", "argsonly"], 30, |t| t.contains("args-ran"))
+        .await;
+    let args = node.ok(&[
+        "get",
+        "pod",
+        "argsonly",
+        "-o",
+        "jsonpath={.spec.containers[0].args}",
+    ]);
+    assert!(args.contains("args-ran"), "{args}");
+
+    node.ok(&["delete", "pod", "shell", "web", "argsonly", "--wait=true"]);
     node.stop().await;
 }
