@@ -194,7 +194,7 @@ fn http_get(port: u16) -> String {
 struct Forward(Child);
 
 impl Forward {
-    fn start(node: &RunningNode, env: &[(&str, &str)], local: u16, remote: u16) -> Forward {
+    async fn start(node: &RunningNode, env: &[(&str, &str)], local: u16, remote: u16) -> Forward {
         let child = Command::new("kubectl")
             .args(["port-forward", "pod/web", &format!("{local}:{remote}")])
             .env("KUBECONFIG", &node.kubeconfig)
@@ -209,7 +209,7 @@ impl Forward {
                 Instant::now() < deadline,
                 "port-forward never listened on {local}"
             );
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Forward(child)
     }
@@ -351,7 +351,7 @@ async fn exec_cp_port_forward_attach_and_debug() {
     // request and 20 concurrent connections each.
     for env in [&[][..], &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")][..]] {
         let local = free_port();
-        let _forward = Forward::start(&node, env, local, port);
+        let _forward = Forward::start(&node, env, local, port).await;
         assert!(http_get(local).contains("forwarded"), "{env:?}");
         let answers: Vec<String> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..20).map(|_| s.spawn(|| http_get(local))).collect();
