@@ -75,7 +75,7 @@ pub struct EndpointParts {
 /// `Authorization: Bearer <token>` (a wrong token is 401, anything else 404):
 /// - `GET /podLogs/{namespace}/{pod}`, answering as `pods/log` does;
 /// - `GET`/`POST /{exec|attach|portforward}/{namespace}/{pod}?<the subresource's query>`, the
-///   upgrade a server forwards, served as the subresource is ([`crate::pod_streams`]);
+///   upgrade a server forwards, served as the subresource is (`pod_streams`);
 /// - `POST /usage` with a JSON list of container IDs: a
 ///   [`NodeReport`](crate::resource_metrics::NodeReport) of the node and those containers.
 pub async fn serve_endpoint(

@@ -2,7 +2,7 @@
 //! metrics-server computes them (`streaming-and-apply.md` rules 6.1-6.6), from counters the
 //! nodes read out of their cgroups ([`UsageSource`]).
 //!
-//! A scraper ([`ResourceMetrics::run`]) samples every node every [`RESOLUTION`]: the server's
+//! A scraper (`ResourceMetrics::run`) samples every node every [`RESOLUTION`]: the server's
 //! own node through its [`UsageSource`] directly, an agent through its kubelet endpoint
 //! (`POST /usage`, [`crate::kubelet`]). Each node and running container keeps its last two
 //! samples; CPU is the counter's rise between them over their distance in time (nanocores),
