@@ -235,7 +235,18 @@ async fn exec_cp_port_forward_attach_and_debug() {
     require_kubectl();
     let dir = tempfile::tempdir().unwrap();
     let node = RunningNode::start(dir.path(), "10.88.72.0/24", "exec").await;
-    apply(&node, dir.path(), "shell.yaml", PODS);
+    // As root, `app` has a mount namespace of its own with a volume only it sees, which
+    // `kubectl debug --target=app` shares.
+    let shell = if support::is_root() {
+        PODS.replace(
+            "- {name: app, image: host, command: [sleep, '3600']}",
+            "- {name: app, image: host, command: [sh, -c, 'echo seen-by-the-debugger > /debug-target/marker; exec sleep 3600'], \
+             volumeMounts: [{name: scratch, mountPath: /debug-target}]}",
+        ) + "  volumes: [{name: scratch, emptyDir: {}}]\n"
+    } else {
+        PODS.to_string()
+    };
+    apply(&node, dir.path(), "shell.yaml", &shell);
     let port = free_port();
     apply(&node, dir.path(), "web.yaml", &web_pod(port));
     for (pod, ready) in [("shell", "3/3"), ("web", "1/1")] {
@@ -407,11 +418,17 @@ async fn exec_cp_port_forward_attach_and_debug() {
             "--",
             "sh",
         ],
-        "echo debug-$((40+2)); exit 0\n",
+        "echo debug-$((40+2)); cat /debug-target/marker; exit 0\n",
         "",
     );
     assert_eq!(code, 0, "{shown}");
     assert!(shown.contains("debug-42"), "{shown}");
+    if support::is_root() {
+        assert!(
+            shown.contains("seen-by-the-debugger"),
+            "the target's mounts: {shown}"
+        );
+    }
     let state = node
         .until(
             &[

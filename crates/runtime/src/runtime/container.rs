@@ -146,6 +146,17 @@ impl ProcessRuntime {
         let Some(binds) = &plan.binds else {
             return Ok(MountStep::default());
         };
+        // `kubectl debug --target`: the target's namespace, as its instances share it.
+        if let Some(target) = &plan.target {
+            let key = (plan.pod_uid.clone(), target.clone());
+            if let Some(k) = lock(&self.inner.mount_namespaces).get(&key) {
+                return Ok(MountStep {
+                    plan: None,
+                    kept: Some(k.ns.clone()),
+                    origin: None,
+                });
+            }
+        }
         let origin = MountOrigin::of(binds, sandbox_mnt);
         let key = (plan.pod_uid.clone(), plan.container.clone());
         let kept = lock(&self.inner.mount_namespaces)

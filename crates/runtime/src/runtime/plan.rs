@@ -97,6 +97,9 @@ pub(crate) struct LaunchPlan {
     pub(crate) stop_signal: Signal,
     /// How the main process's standard streams are wired (`stdin`, `stdinOnce`, `tty`).
     pub(crate) stdio: StdioPlan,
+    /// An ephemeral container's `targetContainerName` (`kubectl debug --target`): it runs in
+    /// that container's mount namespace, so it sees the target's files as the target does.
+    pub(crate) target: Option<String>,
 }
 
 /// A container's `stdin`, `stdinOnce` and `tty` (rule 1.22 of the streaming spec): a stdin
@@ -279,6 +282,12 @@ pub(crate) fn plan(
             stdin_once: container.stdin_once.unwrap_or(false),
             tty: container.tty.unwrap_or(false),
         },
+        target: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .and_then(|e| e.iter().find(|e| e.name == container.name))
+            .and_then(|e| e.target_container_name.clone()),
     })
 }
 
