@@ -144,15 +144,25 @@ fn errors_carry_details_and_unserved_endpoints_say_so() {
     need_kubectl!();
     let s = common::start();
     s.ok_stdin(&["create", "-f", "-"], &pod("web", None));
-    // kubectl debug patches pods/ephemeralcontainers; on a 404 it reads the Status's details.
-    let out = s.kubectl(&["debug", "web", "--image=busybox"]);
+    // kubectl debug patches pods/ephemeralcontainers; on a 404 it reads the Status's
+    // details without a nil check: a missing pod's 404 names it, and kubectl says so.
+    s.ok(&["debug", "web", "--image=busybox", "--container=dbg"]);
+    let image = s.ok(&[
+        "get",
+        "pod",
+        "web",
+        "-o",
+        "jsonpath={.spec.ephemeralContainers[0].image}",
+    ]);
+    assert_eq!(image, "busybox");
+    let out = s.kubectl(&["debug", "gone", "--image=busybox"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && !err.contains("panic"), "{err}");
-    assert!(
-        err.contains("ephemeral containers are disabled for this cluster")
-            && err.contains("podvisor does not serve pods/ephemeralcontainers"),
-        "{err}"
-    );
+    assert!(err.contains("pods \"gone\" not found"), "{err}");
+    // An endpoint not served says which.
+    let out = s.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/web/proxy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("podvisor does not serve pods/proxy"), "{err}");
     let json = s.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web"]);
     assert!(json.contains("\"name\":\"web\""), "{json}");
     let out = s.kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/gone"]);

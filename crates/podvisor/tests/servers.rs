@@ -257,6 +257,33 @@ fn a_cluster_of_servers_on_etcd_and_agents() {
     until(&admin_2, &["logs", "talker", "--tail=1"], |t| {
         t.trim() == "hello from agent-1"
     });
+    // exec and top of a pod on an agent: the server forwards the upgrade to the agent's kubelet
+    // endpoint, and samples the agent's counters there.
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "exec",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "echo exec on $(hostname); exit 6",
+        ])
+        .env("KUBECONFIG", &admin_2)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("exec on "));
+    until(&admin_1, &["top", "pod", "talker", "--no-headers"], |t| {
+        t.starts_with("talker ") && t.contains('m')
+    });
+    until(&admin_1, &["top", "node", "agent-1", "--no-headers"], |t| {
+        t.contains('%')
+    });
     let out = kubectl(&admin_1, &["delete", "pod", "talker", "--wait=false"]);
     assert!(out.contains("deleted"), "{out}");
 
