@@ -76,12 +76,12 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write(out.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status) & 0xff)
 "#;
-    let out = Command::new("python3")
+    let out = Command::new("/usr/bin/python3")
         .args(["-c", DRIVER, &rows.to_string(), &cols.to_string(), input, expect])
         .args(argv)
         .env("KUBECONFIG", &node.kubeconfig)
         .output()
-        .expect("python3 runs");
+        .expect("Debian's python3 runs");
     let code = match out.status.code() {
         Some(c) if c == (-9i32 & 0xff) => -9,
         Some(c) => c,
