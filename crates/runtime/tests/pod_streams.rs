@@ -65,6 +65,12 @@ async fn ended(s: Session) -> SessionEnd {
 }
 
 /// A long-running container to exec into, on a runtime with the host network.
+/// Removes the pod's sandbox (its holder, veth and address), as the node does when a pod goes:
+/// a test leaves the machine as it found it.
+async fn gone(rt: &podvisor_runtime::ProcessRuntime, p: &podvisor_core::corev1::Pod) {
+    let _ = rt.remove_sandbox(&uid(p)).await;
+}
+
 async fn sleeper(rt: &podvisor_runtime::ProcessRuntime, name: &str) -> (podvisor_core::corev1::Pod, String) {
     let c = json!({ "name": "app", "command": ["sleep", "120"], "workingDir": "/tmp",
                     "env": [{ "name": "FOO", "value": "bar" }] });
@@ -78,7 +84,7 @@ async fn sleeper(rt: &podvisor_runtime::ProcessRuntime, name: &str) -> (podvisor
 async fn exec_streams_stdout_and_stderr_apart_and_reports_the_exit_code() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
-    let (_p, id) = sleeper(&rt, "exec-streams").await;
+    let (p, id) = sleeper(&rt, "exec-streams").await;
     let mut s = rt
         .exec(
             &id,
@@ -118,13 +124,14 @@ async fn exec_streams_stdout_and_stderr_apart_and_reports_the_exit_code() {
         Err(StreamError::NotFound(_)) => {}
         other => panic!("unexpected {other:?}"),
     }
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
 async fn exec_stdin_reaches_cat_and_closing_it_is_eof() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
-    let (_p, id) = sleeper(&rt, "exec-stdin").await;
+    let (p, id) = sleeper(&rt, "exec-stdin").await;
     let stdio = StdioRequest {
         stdin: true,
         ..OUT_ERR
@@ -153,13 +160,14 @@ async fn exec_stdin_reaches_cat_and_closing_it_is_eof() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rest, b"world");
     assert_eq!(ended(s).await, SessionEnd::Exited(0));
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
 async fn exec_with_a_tty_runs_on_a_pty_that_takes_resizes() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
-    let (_p, id) = sleeper(&rt, "exec-tty").await;
+    let (p, id) = sleeper(&rt, "exec-tty").await;
     let stdio = StdioRequest {
         stdin: true,
         stdout: true,
@@ -196,13 +204,14 @@ async fn exec_with_a_tty_runs_on_a_pty_that_takes_resizes() {
     assert!(lines.contains(&"30 100"), "{out}");
     assert!(lines.contains(&"stderr-too"), "a terminal merges stderr: {out}");
     assert_eq!(ended(s).await, SessionEnd::Exited(3));
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
 async fn dropping_a_session_kills_the_command_and_what_it_started() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
-    let (_p, id) = sleeper(&rt, "exec-drop").await;
+    let (p, id) = sleeper(&rt, "exec-drop").await;
     let mut s = rt
         .exec(&id, argv(&["sh", "-c", "sleep 100 & echo $$ $!; wait"]), OUT_ERR)
         .await
@@ -220,6 +229,7 @@ async fn dropping_a_session_kills_the_command_and_what_it_started() {
         }
     })
     .await;
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -262,6 +272,7 @@ async fn attach_gets_output_from_now_on_and_the_log_keeps_every_line() {
             "err{i} in the log: {log}"
         );
     }
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -324,6 +335,7 @@ async fn attach_writes_to_a_stdin_container_and_stdin_once_closes_after_the_firs
     assert_eq!(ended(s).await, SessionEnd::Exited(0));
     assert_eq!(within(10, once.exit).await.status, ExitStatus::Exited(0));
     assert!(read_log(&rt, &p, "cat").contains("stdout F pong\n"));
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -375,6 +387,7 @@ async fn a_tty_container_runs_on_a_pty_logged_as_stdout_and_attach_gets_it() {
         "{log}"
     );
     assert!(!log.contains(" stderr "), "{log}");
+    gone(&rt, &p).await;
 }
 
 /// A TCP echo server on `listener`, one thread per connection.
@@ -442,6 +455,7 @@ async fn port_forward_on_the_host_network() {
         Err(StreamError::Failed(m)) => assert!(m.contains(&format!("localhost:{closed_port}")), "{m}"),
         other => panic!("unexpected {:?}", other.map(|_| ())),
     }
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -478,6 +492,7 @@ async fn port_forward_into_a_pods_own_network_namespace() {
     );
     forward_many(&rt, &uid(&p), port, 20).await;
     drop(s);
+    gone(&rt, &p).await;
 }
 
 /// Where `fstype` (with `option`, if given) is mounted.
@@ -581,6 +596,7 @@ async fn usage_of_a_busy_container_matches_its_cgroup_files() {
     let node = rt.node_usage().unwrap_or_else(|| panic!("no node usage"));
     assert!(node.cpu_ns >= sample.cpu_ns && node.working_set_bytes >= sample.working_set_bytes);
     assert_eq!(rt.container_usage("no-such-container"), None);
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -618,6 +634,7 @@ async fn usage_without_a_cgroup_is_summed_over_the_processes() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     within(10, started.exit).await;
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -630,6 +647,7 @@ async fn a_container_with_only_args_runs_them_as_its_command_line() {
     let started = start(&rt, &p, 0, None).await;
     assert_eq!(within(10, started.exit).await.status, ExitStatus::Exited(4));
     assert!(read_log(&rt, &p, "args").contains("stdout F from args\n"));
+    gone(&rt, &p).await;
 }
 
 #[tokio::test]
@@ -671,4 +689,5 @@ async fn an_exec_session_runs_in_the_containers_cgroup_and_ends_with_the_contain
         "killed with the container"
     );
     within(10, started.exit).await;
+    gone(&rt, &p).await;
 }
