@@ -71,6 +71,21 @@ async fn gone(rt: &podvisor_runtime::ProcessRuntime, p: &podvisor_core::corev1::
     let _ = rt.remove_sandbox(&uid(p)).await;
 }
 
+/// Kills container `id` (a `sleep` that would outlive the test) and removes the sandbox.
+async fn stop_and_gone(rt: &podvisor_runtime::ProcessRuntime, p: &podvisor_core::corev1::Pod, id: &str) {
+    let _ = rt
+        .stop(&podvisor_core::ContainerId(id.to_owned()), Duration::ZERO)
+        .await;
+    // Until its exit is reported (the runtime forgets it then), so its cgroup can go.
+    within(10, async {
+        while rt.container_usage(id).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    gone(rt, p).await;
+}
+
 async fn sleeper(rt: &podvisor_runtime::ProcessRuntime, name: &str) -> (podvisor_core::corev1::Pod, String) {
     let c = json!({ "name": "app", "command": ["sleep", "120"], "workingDir": "/tmp",
                     "env": [{ "name": "FOO", "value": "bar" }] });
@@ -124,7 +139,7 @@ async fn exec_streams_stdout_and_stderr_apart_and_reports_the_exit_code() {
         Err(StreamError::NotFound(_)) => {}
         other => panic!("unexpected {other:?}"),
     }
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &id).await;
 }
 
 #[tokio::test]
@@ -160,7 +175,7 @@ async fn exec_stdin_reaches_cat_and_closing_it_is_eof() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(rest, b"world");
     assert_eq!(ended(s).await, SessionEnd::Exited(0));
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &id).await;
 }
 
 #[tokio::test]
@@ -204,7 +219,7 @@ async fn exec_with_a_tty_runs_on_a_pty_that_takes_resizes() {
     assert!(lines.contains(&"30 100"), "{out}");
     assert!(lines.contains(&"stderr-too"), "a terminal merges stderr: {out}");
     assert_eq!(ended(s).await, SessionEnd::Exited(3));
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &id).await;
 }
 
 #[tokio::test]
@@ -229,7 +244,7 @@ async fn dropping_a_session_kills_the_command_and_what_it_started() {
         }
     })
     .await;
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &id).await;
 }
 
 #[tokio::test]
@@ -335,7 +350,7 @@ async fn attach_writes_to_a_stdin_container_and_stdin_once_closes_after_the_firs
     assert_eq!(ended(s).await, SessionEnd::Exited(0));
     assert_eq!(within(10, once.exit).await.status, ExitStatus::Exited(0));
     assert!(read_log(&rt, &p, "cat").contains("stdout F pong\n"));
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &plain.id.0).await;
 }
 
 #[tokio::test]
@@ -492,7 +507,7 @@ async fn port_forward_into_a_pods_own_network_namespace() {
     );
     forward_many(&rt, &uid(&p), port, 20).await;
     drop(s);
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &started.id.0).await;
 }
 
 /// Where `fstype` (with `option`, if given) is mounted.
