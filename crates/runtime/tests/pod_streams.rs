@@ -65,6 +65,25 @@ async fn ended(s: Session) -> SessionEnd {
 }
 
 /// A long-running container to exec into, on a runtime with the host network.
+/// Sizes a tty session's terminal to `width`×`height`, types `input` and reads the terminal
+/// until the session's output ends.
+async fn on_tty(s: &mut Session, width: u16, height: u16, input: &[u8]) -> String {
+    let resize = s.resize.take().unwrap_or_else(|| panic!("no resize"));
+    resize(TerminalSize { width, height });
+    let mut stdin = s
+        .stdin
+        .take()
+        .unwrap_or_else(|| panic!("no stdin"))
+        .compat_write();
+    let mut stdout = s.stdout.take().unwrap_or_else(|| panic!("no stdout")).compat();
+    stdin.write_all(input).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    within(30, stdout.read_to_end(&mut out))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Removes the pod's sandbox (its holder, veth and address), as the node does when a pod goes:
 /// a test leaves the machine as it found it.
 async fn gone(rt: &podvisor_runtime::ProcessRuntime, p: &podvisor_core::corev1::Pod) {
@@ -194,26 +213,7 @@ async fn exec_with_a_tty_runs_on_a_pty_that_takes_resizes() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(s.stderr.is_none());
-    let resize = s.resize.take().unwrap_or_else(|| panic!("no resize"));
-    resize(TerminalSize {
-        width: 100,
-        height: 30,
-    });
-    let mut stdin = s
-        .stdin
-        .take()
-        .unwrap_or_else(|| panic!("no stdin"))
-        .compat_write();
-    let mut stdout = s.stdout.take().unwrap_or_else(|| panic!("no stdout")).compat();
-    stdin
-        .write_all(b"tty; stty size; echo stderr-too >&2; exit 3\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut out = Vec::new();
-    within(30, stdout.read_to_end(&mut out))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = String::from_utf8_lossy(&out);
+    let out = on_tty(&mut s, 100, 30, b"tty; stty size; echo stderr-too >&2; exit 3\n").await;
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
     assert!(lines.iter().any(|l| l.contains("/dev/pts/")), "{out}");
     assert!(lines.contains(&"30 100"), "{out}");
@@ -372,26 +372,7 @@ async fn a_tty_container_runs_on_a_pty_logged_as_stdout_and_attach_gets_it() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(s.stderr.is_none(), "a terminal has one output");
-    let resize = s.resize.take().unwrap_or_else(|| panic!("no resize"));
-    resize(TerminalSize {
-        width: 90,
-        height: 20,
-    });
-    let mut stdin = s
-        .stdin
-        .take()
-        .unwrap_or_else(|| panic!("no stdin"))
-        .compat_write();
-    let mut stdout = s.stdout.take().unwrap_or_else(|| panic!("no stdout")).compat();
-    stdin
-        .write_all(b"tty; stty size; exit 7\n")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut out = Vec::new();
-    within(30, stdout.read_to_end(&mut out))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let out = String::from_utf8_lossy(&out);
+    let out = on_tty(&mut s, 90, 20, b"tty; stty size; exit 7\n").await;
     assert!(out.lines().any(|l| l.trim() == "20 90"), "{out}");
     assert_eq!(ended(s).await, SessionEnd::Exited(7));
     assert_eq!(within(10, started.exit).await.status, ExitStatus::Exited(7));
