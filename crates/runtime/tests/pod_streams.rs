@@ -592,7 +592,7 @@ async fn usage_of_a_busy_container_matches_its_cgroup_files() {
     let node = rt.node_usage().unwrap_or_else(|| panic!("no node usage"));
     assert!(node.cpu_ns >= sample.cpu_ns && node.working_set_bytes >= sample.working_set_bytes);
     assert_eq!(rt.container_usage("no-such-container"), None);
-    gone(&rt, &p).await;
+    stop_and_gone(&rt, &p, &started.id.0).await;
 }
 
 #[tokio::test]
