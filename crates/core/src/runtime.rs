@@ -174,6 +174,63 @@ impl std::fmt::Debug for Started {
     }
 }
 
+/// A container instance a node found at start: left running by the node's previous run, or
+/// ended while no node ran.
+#[derive(Debug)]
+pub struct AdoptedContainer {
+    /// The container's name in the pod spec (regular, init or sidecar).
+    pub name: String,
+    /// The instance.
+    pub id: ContainerId,
+    /// The instance's restart index (its `restartCount` when it was started).
+    pub restart_count: i32,
+    /// When the instance's process started.
+    pub started_at: std::time::SystemTime,
+    /// Whether it still runs, or how it ended.
+    pub state: AdoptedState,
+}
+
+/// The state of an [`AdoptedContainer`].
+pub enum AdoptedState {
+    /// Still running: `exit` resolves when it ends, exactly like [`Started::exit`].
+    Running {
+        /// Resolves when the instance's main process has ended and everything of it was
+        /// reaped. Dropping it does not stop the container.
+        exit: BoxFuture<ExitReport>,
+    },
+    /// It ended while no node ran.
+    Exited {
+        /// How it ended.
+        report: ExitReport,
+        /// When it ended.
+        finished_at: std::time::SystemTime,
+    },
+}
+
+impl std::fmt::Debug for AdoptedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdoptedState::Running { .. } => f.debug_struct("Running").finish_non_exhaustive(),
+            AdoptedState::Exited { report, finished_at } => f
+                .debug_struct("Exited")
+                .field("report", report)
+                .field("finished_at", finished_at)
+                .finish(),
+        }
+    }
+}
+
+/// What of one pod survived the node's previous run.
+#[derive(Debug)]
+pub struct AdoptedPod {
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The surviving sandbox's pod IP (None: host network).
+    pub pod_ip: Option<String>,
+    /// The container instances found, at most one per container name.
+    pub containers: Vec<AdoptedContainer>,
+}
+
 /// Errors at the runtime seam.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -236,6 +293,14 @@ pub trait ContainerRuntime: Send + Sync {
     async fn remove_pod(&self, pod_uid: &str) -> Result<(), RuntimeError> {
         let _ = pod_uid;
         Ok(())
+    }
+    /// What of pod `pod_uid` survived the node's previous run (its sandbox and container
+    /// instances), now owned by this runtime: `stop` and exec reach the instances, their exits
+    /// are reported. `None`: nothing survived; the pod starts from scratch. Asked once per pod,
+    /// before anything else is done for it.
+    async fn adopt(&self, pod_uid: &str) -> Option<AdoptedPod> {
+        let _ = pod_uid;
+        None
     }
     /// [`remove_pod`](Self::remove_pod) for every pod the runtime keeps files of except those
     /// in `keep`: the pods deleted while the node was down. Returns how many went.
