@@ -13,6 +13,14 @@ impl ContainerId {
     pub fn uri(&self) -> String {
         format!("podvisor://{}", self.0)
     }
+
+    /// The instance a `containerStatuses[].containerID` names (`None` if it is not a
+    /// `podvisor://` URI, or empty).
+    pub fn from_uri(uri: &str) -> Option<ContainerId> {
+        uri.strip_prefix("podvisor://")
+            .filter(|id| !id.is_empty())
+            .map(|id| ContainerId(id.to_owned()))
+    }
 }
 
 impl std::fmt::Display for ContainerId {
@@ -332,4 +340,17 @@ pub trait ContainerExec: Send + Sync {
         argv: &[String],
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, RuntimeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_id_uri_round_trip() {
+        let id = ContainerId("abc-1".into());
+        assert_eq!(ContainerId::from_uri(&id.uri()), Some(id));
+        assert_eq!(ContainerId::from_uri("containerd://abc"), None);
+        assert_eq!(ContainerId::from_uri("podvisor://"), None);
+    }
 }

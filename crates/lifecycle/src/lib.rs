@@ -4,7 +4,9 @@
 //! one at a time, sidecars, app containers, probes with their timing and thresholds, restarts
 //! with CrashLoopBackOff, lifecycle hooks, graceful termination, `activeDeadlineSeconds`, and
 //! the complete status (phase, conditions, container states and reasons) that follows from all
-//! of it. [`printer`] turns a pod into the cells `kubectl get pods` shows (the API server's pod
+//! of it. After a node restart it takes a pod over from its last status
+//! ([`PodMachine::new`]) or, when its sandbox and containers survived, adopts them
+//! ([`PodMachine::adopt`]). [`printer`] turns a pod into the cells `kubectl get pods` shows (the API server's pod
 //! table adds the columns).
 //!
 //! What it is not: it does no I/O, spawns nothing, has no async and never reads a clock or a
@@ -32,7 +34,7 @@ pub use backoff::{
 };
 pub use command::{Command, Event, EventType};
 pub use input::Input;
-pub use machine::{MIN_KILL_GRACE, PodMachine};
+pub use machine::{Adopted, AdoptedExit, MIN_KILL_GRACE, PodMachine};
 pub use probe_worker::ProbeValue;
 pub use spec::{ContainerKind, RestartPolicy};
 pub use status::{KUBELET_CONDITIONS, Phase, node_unreachable, qos_class};

@@ -1,5 +1,6 @@
 //! Deriving the complete `v1.PodStatus` from the machine's state (sections 10, 11, 14).
 
+use podvisor_core::ContainerId;
 use podvisor_core::corev1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
     HostIP, Pod, PodCondition, PodIP, PodStatus,
@@ -78,7 +79,7 @@ pub(crate) fn external_conditions(pod: &Pod) -> Vec<PodCondition> {
 
 pub(crate) fn terminated_from_api(t: &ContainerStateTerminated) -> Terminated {
     Terminated {
-        id: None,
+        id: t.container_id.as_deref().and_then(ContainerId::from_uri),
         exit_code: t.exit_code,
         signal: t.signal,
         reason: t.reason.clone().unwrap_or_default(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use podvisor_core::corev1::{ContainerStatus, Pod, PodCondition};
 use podvisor_core::{ContainerId, ExitStatus, HookKind, HookResult, ProbeKind, ProbeOutcome, ProbeResult};
 use podvisor_lifecycle::printer;
-use podvisor_lifecycle::{Command, Event, Input, PodMachine, Time};
+use podvisor_lifecycle::{Adopted, Command, Event, Input, PodMachine, Time};
 
 /// The simulated epoch every test starts at.
 pub const T0: i64 = 1_700_000_000;
@@ -116,6 +116,46 @@ impl Sim {
             finished: false,
             next_id: 0,
         };
+        sim.input(Input::Tick);
+        sim
+    }
+
+    /// A node that restarted at `now` and found `pod`'s sandbox (with `pod_ip`) and the
+    /// `adopted` instances still there; `pod.status` is what the previous node reported. The
+    /// machine is [`PodMachine::adopt`]ed and given its first `Tick`. New instances are numbered
+    /// from 1000, apart from any a test made up.
+    pub fn adopt(pod: Pod, now: Time, pod_ip: Option<String>, adopted: &[Adopted], auto: Auto) -> Sim {
+        let mut sim = Sim {
+            m: PodMachine::adopt(&pod, now, pod_ip, adopted),
+            now,
+            auto,
+            log: Vec::new(),
+            running: BTreeMap::new(),
+            last_id: BTreeMap::new(),
+            probes: Vec::new(),
+            hooks: Vec::new(),
+            stops: Vec::new(),
+            starts: Vec::new(),
+            fail_next_start: Vec::new(),
+            config_error_next_start: Vec::new(),
+            create_failed: Vec::new(),
+            sandbox_requests: 0,
+            finished: false,
+            next_id: 1000,
+        };
+        let mut newest: BTreeMap<&str, &Adopted> = BTreeMap::new();
+        for a in adopted {
+            let entry = newest.entry(a.name.as_str()).or_insert(a);
+            if a.restart_count > entry.restart_count {
+                *entry = a;
+            }
+        }
+        for (name, a) in newest {
+            sim.last_id.insert(name.to_owned(), a.id.clone());
+            if a.ended.is_none() {
+                sim.running.insert(name.to_owned(), a.id.clone());
+            }
+        }
         sim.input(Input::Tick);
         sim
     }

@@ -3,11 +3,14 @@
 //! Each step first records what the input says happened (`observe`), then recomputes what
 //! must happen from the whole state (`reconcile`, level-triggered like the kubelet's
 //! `computePodActions`), runs the probes that are due, and regenerates the status. `observe`,
-//! graceful `termination` and the `restore` after a node restart are in their own files.
+//! graceful `termination` and the `restore` after a node restart (from the last status, or
+//! adopting what survived) are in their own files.
 
 mod observe;
 mod restore;
 mod termination;
+
+pub use restore::{Adopted, AdoptedExit};
 
 use std::time::Duration;
 
@@ -106,6 +109,10 @@ pub struct PodMachine {
     pub(crate) external_conditions: Vec<PodCondition>,
     pub(crate) status: PodStatus,
     pub(crate) wake: Option<Time>,
+    /// Instances [`adopt`](Self::adopt) found that must not run: stopped by the next step.
+    pub(crate) leftovers: Vec<(String, ContainerId)>,
+    /// A finished pod's sandbox survived: the next step tears it down.
+    pub(crate) leftover_sandbox: bool,
 }
 
 // === impl PodMachine ===
@@ -117,54 +124,7 @@ impl PodMachine {
     /// the last terminations and a terminal phase are carried over: restart counts never go
     /// back, and a finished pod stays finished.
     pub fn new(pod: &Pod, now: Time) -> PodMachine {
-        let def = PodDef::new(pod);
-        let records = def
-            .containers
-            .iter()
-            .map(|c| {
-                Record::new(
-                    ProbeKind::ALL
-                        .map(|kind| c.probes[probe_index(kind)].map(|p| ProbeWorker::new(kind, p, now))),
-                )
-            })
-            .collect();
-        let mut machine = PodMachine {
-            pod: pod.clone(),
-            def,
-            records,
-            sandbox: Sandbox::Absent { retry_at: None },
-            sandbox_attempts: 0,
-            sandbox_changed: false,
-            pod_ip: None,
-            host_ip: None,
-            initialized: false,
-            termination: None,
-            deletion_requested: false,
-            finished: false,
-            terminal_phase: None,
-            reason: None,
-            message: None,
-            start_time: now,
-            now,
-            external_conditions: Vec::new(),
-            status: PodStatus::default(),
-            wake: None,
-        };
-        machine.restore_from_status();
-        machine.external_conditions = status::external_conditions(pod);
-        if pod.metadata.deletion_timestamp.is_some() && !machine.finished {
-            // Admitted while already being deleted (a node restart during termination).
-            machine.request_deletion(pod.metadata.deletion_grace_period_seconds, &mut Vec::new());
-        }
-        machine.status = status::generate(&machine);
-        if machine.finished
-            && let Some(st) = &pod.status
-        {
-            // A terminal pod's status never changes again: the kubelet keeps the terminated
-            // states it reported (their exit codes), which a restarted node has no record of.
-            machine.status = st.clone();
-        }
-        machine
+        PodMachine::take_over(pod, now, None)
     }
 
     /// Sets the node's address, reported as `status.hostIP`.
@@ -213,7 +173,7 @@ impl PodMachine {
     /// `now` never goes backwards: an earlier time is treated as the latest one seen.
     pub fn step(&mut self, now: Time, input: Input) -> Vec<Command> {
         self.now = self.now.max(now);
-        let mut out = Vec::new();
+        let mut out = self.take_leftovers();
         if self.finished {
             return out;
         }
