@@ -235,7 +235,9 @@ pub struct AdoptedPod {
     pub pod_uid: String,
     /// The surviving sandbox's pod IP (None: host network).
     pub pod_ip: Option<String>,
-    /// The container instances found, at most one per container name.
+    /// The container instances found: of each container its newest instance, running or not
+    /// (older ones may be given too; the highest `restart_count` of a name counts, and any
+    /// other that still runs is stopped).
     pub containers: Vec<AdoptedContainer>,
 }
 

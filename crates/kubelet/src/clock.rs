@@ -19,11 +19,17 @@ pub struct Clock {
 impl Clock {
     /// A clock that starts at the current wall-clock time.
     pub fn system() -> Clock {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
-        Clock::starting_at(Time::from_millis(i64::try_from(millis).unwrap_or(i64::MAX)))
+        Clock::starting_at(Clock::wall(SystemTime::now()))
+    }
+
+    /// A wall-clock time the runtime reported (when a process started or ended) as a [`Time`],
+    /// in the same milliseconds since the Unix epoch [`system`](Self::system) starts from.
+    pub fn wall(t: SystemTime) -> Time {
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(after) => Time::from_millis(millis(after)),
+            Err(before) => Time::from_millis(-millis(before.duration())),
+        }
     }
 
     /// A clock that reads `start` now (for tests).
@@ -45,5 +51,18 @@ impl Clock {
         self.base
             .checked_add(offset)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wall_times_are_milliseconds_since_the_epoch() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        assert_eq!(Clock::wall(t), Time::from_millis(1_700_000_000_250));
+        let before = UNIX_EPOCH - Duration::from_secs(2);
+        assert_eq!(Clock::wall(before), Time::from_secs(-2));
     }
 }

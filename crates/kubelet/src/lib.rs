@@ -20,6 +20,12 @@
 //! its sandbox (`FailedMount` events until they can), give each container its mounts, follow
 //! object updates ([`PodSupervisor::config_changed`]) and remove the volumes with the pod.
 //!
+//! Node restarts (issue #18): before anything else a worker asks the runtime what of its pod
+//! outlived the node's previous run (`ContainerRuntime::adopt`); if something did, the machine
+//! adopts it (no sandbox, no start, no restart counted, no second "Scheduled" event) and the
+//! running instances' exits are watched like any other. [`VolumeManager::keeping`] leaves such
+//! pods' volumes as they were.
+//!
 //! Time: the model's clock is [`Clock`], which follows tokio's clock, so tests run workers
 //! under `tokio::time::pause()` with fakes from `podvisor-test-support`.
 //!
@@ -32,6 +38,7 @@
 //! without it leaves the workers running.
 #![forbid(unsafe_code)]
 
+mod adoption;
 mod clock;
 pub mod cluster;
 mod env_refs;

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use podvisor_core::corev1::{Container, EphemeralContainer, Pod, PodStatus};
 use podvisor_core::probe::ProbeTarget;
-use podvisor_core::runtime::{ContainerLaunch, ContainerRuntime, RuntimeError, SandboxConfig, Started};
+use podvisor_core::runtime::{
+    BoxFuture, ContainerLaunch, ContainerRuntime, ExitReport, RuntimeError, SandboxConfig, Started,
+};
 use podvisor_core::{
     ConfigSource, ContainerId, HookKind, HookResult, HookRunner, ProbeKind, ProbeResult, Prober,
 };
@@ -23,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::adoption;
 use crate::clock::Clock;
 use crate::env_refs::{self, ConfigError};
 use crate::metrics::{KubeletMetrics, PodRecorder, RuntimeOperation, timed};
@@ -81,6 +84,8 @@ struct Worker {
     machine: PodMachine,
     feedback: mpsc::UnboundedSender<Feedback>,
     tasks: JoinSet<()>,
+    /// Stop signals being sent: waited for (not aborted) when the worker ends.
+    stops: JoinSet<()>,
     sandbox_task: Option<AbortHandle>,
     teardown: Option<JoinHandle<()>>,
     /// Hooks running per instance, aborted when the instance ends (a `sleep` hook then stops).
@@ -101,19 +106,31 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let clock = deps.clock;
-    let mut machine = PodMachine::new(&pod, clock.now());
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    // Issue #18: what of the pod outlived the node's previous run is taken over, not restarted.
+    let survivors = match uid.as_str() {
+        "" => None,
+        uid => deps.runtime.adopt(uid).await,
+    };
+    let adopted = survivors.is_some();
+    let (mut machine, exits) = match survivors {
+        None => (PodMachine::new(&pod, clock.now()), Vec::new()),
+        Some(survivors) => adoption::machine(&pod, clock.now(), survivors),
+    };
     if let Some(ip) = &deps.host_ip {
         machine.set_host_ip(ip.clone());
     }
     let (feedback, mut feedback_rx) = mpsc::unbounded_channel();
     let admitted = Instant::now();
-    let mut start_recorded = false;
+    // An adopted pod started long ago: its start is not this node's to measure.
+    let mut start_recorded = adopted;
     let recorder = PodRecorder::new(deps.metrics.clone(), &pod);
     let mut worker = Worker {
         deps,
         machine,
         feedback,
         tasks: JoinSet::new(),
+        stops: JoinSet::new(),
         sandbox_task: None,
         teardown: None,
         hook_tasks: HashMap::new(),
@@ -121,7 +138,19 @@ pub(crate) async fn run(
         diagnostics_changed: false,
         recorder,
     };
-    if !worker.machine.is_finished() {
+    for (name, id, exit) in exits {
+        // Exactly as a started instance's exit is observed.
+        worker.watch_exit(name, id, exit);
+    }
+    if adopted && !worker.machine.is_finished() {
+        // Its volumes are still there (`VolumeManager::keeping`): checked and refreshed, not
+        // made anew.
+        let (deps, pod, feedback) = (Arc::clone(&worker.deps), worker.pod(), worker.feedback.clone());
+        worker
+            .tasks
+            .spawn(async move { Worker::setup_volumes(&deps, &pod, &feedback).await });
+    }
+    if !adopted && !worker.machine.is_finished() {
         // There is no scheduler: the node accepts its pods itself, and says so as one would.
         let pod = worker.pod();
         let message = format!(
@@ -201,6 +230,7 @@ pub(crate) async fn run(
                 queue.push_back(Input::DeleteRequested { grace_period_seconds: None });
             }
             Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
+            Some(_) = worker.stops.join_next(), if !worker.stops.is_empty() => {}
             () = timer => queue.push_back(Input::Tick),
         }
     }
@@ -378,14 +408,7 @@ impl Worker {
                                     id: id.clone(),
                                 },
                             );
-                            let report = exit.await;
-                            let input = Input::ContainerExited {
-                                name,
-                                id,
-                                status: report.status,
-                                message: report.message,
-                            };
-                            Worker::send(&feedback, input);
+                            Worker::report_exit(&feedback, name, id, exit).await;
                         }
                         Err(e) => {
                             let message = match e {
@@ -485,7 +508,7 @@ impl Worker {
             }
             Command::StopContainer { name, id, grace } => {
                 let recorder = self.recorder.clone();
-                self.tasks.spawn(async move {
+                self.stops.spawn(async move {
                     let stopped = timed(
                         &recorder,
                         RuntimeOperation::StopContainer,
@@ -503,6 +526,29 @@ impl Worker {
             }
             Command::PodFinished | Command::WakeAt(_) => {}
         }
+    }
+
+    /// Waits (in a task) for an instance's exit and reports it as `ContainerExited`.
+    fn watch_exit(&mut self, name: String, id: ContainerId, exit: BoxFuture<ExitReport>) {
+        let feedback = self.feedback.clone();
+        self.tasks
+            .spawn(async move { Worker::report_exit(&feedback, name, id, exit).await });
+    }
+
+    async fn report_exit(
+        feedback: &mpsc::UnboundedSender<Feedback>,
+        name: String,
+        id: ContainerId,
+        exit: BoxFuture<ExitReport>,
+    ) {
+        let report = exit.await;
+        let input = Input::ContainerExited {
+            name,
+            id,
+            status: report.status,
+            message: report.message,
+        };
+        Worker::send(feedback, input);
     }
 
     /// Records what a task reported and returns the input for the model.
@@ -670,6 +716,14 @@ impl Worker {
         if let Some(volumes) = &self.deps.volumes {
             let uid = self.machine.object().metadata.uid.clone().unwrap_or_default();
             volumes.teardown(&uid).await;
+        }
+        // A stop still being sent (an adopted finished pod's leftovers) is sent, not dropped.
+        let stops = async { while self.stops.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(30), stops)
+            .await
+            .is_err()
+        {
+            warn!("stopping containers took longer than 30s");
         }
         self.tasks.abort_all();
         self.publish(view, true);

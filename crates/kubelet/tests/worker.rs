@@ -10,7 +10,7 @@ use podvisor_kubelet::{Clock, PodSupervisor, SupervisorConfig};
 use podvisor_kubelet::{VolumeConfig, VolumeManager};
 use podvisor_lifecycle::Time;
 use podvisor_test_support::fakes::{
-    FakeConfig, FakeHooks, FakeRuntime, RecordingSink, RuntimeCall, ScriptedProber,
+    FakeConfig, FakeHooks, FakeHost, FakeRuntime, RecordingSink, RuntimeCall, ScriptedProber, Survivor,
 };
 use serde_json::json;
 
@@ -27,6 +27,15 @@ fn node_with(hooks: FakeHooks) -> Node {
 }
 
 fn build_node(hooks: FakeHooks, customize: impl FnOnce(PodSupervisor) -> PodSupervisor) -> Node {
+    build_node_at(Time::from_secs(1_700_000_000), hooks, customize)
+}
+
+/// A node whose clock reads `start` now.
+fn build_node_at(
+    start: Time,
+    hooks: FakeHooks,
+    customize: impl FnOnce(PodSupervisor) -> PodSupervisor,
+) -> Node {
     let runtime = FakeRuntime::new();
     let prober = ScriptedProber::default();
     let sink = RecordingSink::default();
@@ -38,7 +47,7 @@ fn build_node(hooks: FakeHooks, customize: impl FnOnce(PodSupervisor) -> PodSupe
         SupervisorConfig {
             node_name: "node-1".into(),
             host_ip: Some("192.0.2.1".into()),
-            clock: Clock::starting_at(Time::from_secs(1_700_000_000)),
+            clock: Clock::starting_at(start),
         },
     );
     let supervisor = customize(supervisor);
@@ -517,4 +526,360 @@ async fn volumes_are_prepared_before_the_sandbox_and_mounted_per_container() {
         settle().await;
     }
     assert!(!tmp.path().join("uid-1").exists(), "volumes removed with the pod");
+}
+
+// ===== Issue #18: a restarted node adopts what outlived it =====
+
+/// A wall-clock time `secs` after the Unix epoch.
+fn wall(secs: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap())
+}
+
+/// The pod as node `n` last published it, and of its `name` container the instance (its ID
+/// without the `podvisor://`), restart count and `startedAt` in seconds.
+fn published(n: &Node, name: &str) -> (Pod, String, i32, i64) {
+    let pod = n.supervisor.pods()[0].pod.clone();
+    let status = pod.status.clone().unwrap();
+    let cs = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|cs| cs.name == name)
+        .unwrap()
+        .clone();
+    let id = cs
+        .container_id
+        .unwrap()
+        .strip_prefix("podvisor://")
+        .unwrap()
+        .to_owned();
+    let started = cs
+        .state
+        .unwrap()
+        .running
+        .unwrap()
+        .started_at
+        .unwrap()
+        .0
+        .as_second();
+    (pod, id, cs.restart_count, started)
+}
+
+/// The node restarted: a new one whose clock reads `at` (seconds), with `survivors` of pod
+/// `uid-1` and its sandbox left in its runtime.
+fn restarted_node_at(at: i64, survivors: Vec<Survivor>) -> Node {
+    let n = build_node_at(Time::from_secs(at), FakeHooks::default(), |s| s);
+    n.runtime.leave("uid-1", Some("10.88.0.2"), survivors);
+    n
+}
+
+fn status_of(n: &Node) -> podvisor_core::corev1::PodStatus {
+    n.supervisor.pods()[0].pod.status.clone().unwrap_or_default()
+}
+
+fn creates_and_starts(n: &Node) -> Vec<RuntimeCall> {
+    n.runtime
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, RuntimeCall::CreateSandbox { .. } | RuntimeCall::Start { .. }))
+        .collect()
+}
+
+fn probed_app() -> serde_json::Value {
+    let mut app = container("app");
+    app["readinessProbe"] = json!({"exec": {"command": ["ready"]}, "periodSeconds": 5});
+    app["livenessProbe"] =
+        json!({"exec": {"command": ["alive"]}, "periodSeconds": 10, "failureThreshold": 1});
+    app
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_running_pod_is_running_and_ready_without_a_start_or_a_restart() {
+    let mut before = node();
+    before
+        .supervisor
+        .apply(pod(json!({"containers": [probed_app()]})));
+    settle().await;
+    assert!(before.ready());
+    let (saved, id, restarts, started) = published(&before, "app");
+    let t0 = 1_700_000_000;
+    let mut after = restarted_node_at(
+        t0 + 60,
+        vec![Survivor::running("app", &id, restarts, wall(started))],
+    );
+    after.supervisor.apply(saved);
+    settle().await;
+    assert_eq!(after.runtime.adopt_requests(), ["uid-1"]);
+    assert_eq!(creates_and_starts(&after), [], "no sandbox, no start");
+    assert_eq!(after.phase(), "Running");
+    assert!(after.ready());
+    let statuses = after.sink.statuses.lock().unwrap().clone();
+    for published in &statuses {
+        let conditions = published.status.as_ref().unwrap().conditions.clone().unwrap();
+        let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.status, "True", "Ready never flapped");
+    }
+    let st = status_of(&after);
+    assert_eq!(st.pod_ip.as_deref(), Some("10.88.0.2"));
+    let cs = &st.container_statuses.unwrap()[0];
+    assert_eq!(cs.container_id, Some(format!("podvisor://{id}")));
+    assert_eq!(cs.restart_count, 0);
+    let running = cs.state.clone().unwrap().running.unwrap();
+    assert_eq!(running.started_at.unwrap().0.as_second(), started);
+    assert!(
+        !after
+            .sink
+            .event_lines()
+            .iter()
+            .any(|l| l.starts_with("Scheduled:")),
+        "{:?}",
+        after.sink.event_lines()
+    );
+    // Its probes run again at once (within a period), against the adopted instance.
+    let probed: Vec<String> = after.prober.calls().into_iter().map(|(_, k)| k).collect();
+    assert!(
+        probed.contains(&"ready".into()) && probed.contains(&"alive".into()),
+        "{probed:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_instances_exit_restarts_it_per_policy() {
+    let mut before = node();
+    before
+        .supervisor
+        .apply(pod(json!({"containers": [container("app")]})));
+    settle().await;
+    let (saved, id, restarts, started) = published(&before, "app");
+    let mut after = restarted_node_at(
+        1_700_000_060,
+        vec![Survivor::running("app", &id, restarts, wall(started))],
+    );
+    after.supervisor.apply(saved);
+    settle().await;
+    assert!(
+        after.runtime.exit("app", ExitStatus::Exited(1)),
+        "the adopted exit is watched"
+    );
+    settle().await;
+    let starts: Vec<RuntimeCall> = creates_and_starts(&after);
+    assert!(
+        matches!(&starts[..], [RuntimeCall::Start { container, restart_count: 1, .. }] if container == "app"),
+        "{starts:?}"
+    );
+    let cs = &status_of(&after).container_statuses.unwrap()[0];
+    let last = cs.last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.exit_code, last.container_id),
+        (1, Some(format!("podvisor://{id}")))
+    );
+    assert_eq!(after.phase(), "Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_liveness_probe_restarts_an_adopted_instance() {
+    let mut before = node();
+    before
+        .supervisor
+        .apply(pod(json!({"containers": [probed_app()]})));
+    settle().await;
+    let (saved, id, restarts, started) = published(&before, "app");
+    let mut after = restarted_node_at(
+        1_700_000_060,
+        vec![Survivor::running("app", &id, restarts, wall(started))],
+    );
+    after.prober.answer("alive", ProbeOutcome::Failure);
+    after.supervisor.apply(saved);
+    settle().await;
+    assert!(
+        after
+            .runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, RuntimeCall::Stop { id: stopped, .. } if stopped.0 == id)),
+        "{:?}",
+        after.runtime.calls()
+    );
+    settle().await;
+    assert_eq!(after.runtime.starts("app").len(), 1);
+    assert_eq!(status_of(&after).container_statuses.unwrap()[0].restart_count, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_ended_while_no_node_ran_is_reported_and_restarted_after_its_back_off() {
+    let mut before = node();
+    before
+        .supervisor
+        .apply(pod(json!({"containers": [container("app")]})));
+    settle().await;
+    // One restart already: the next one waits 10 s from the exit (rule 7.10).
+    before.runtime.exit("app", ExitStatus::Exited(1));
+    settle().await;
+    let (saved, id, restarts, started) = published(&before, "app");
+    assert_eq!(restarts, 1);
+    let (at, finished) = (1_700_000_060, 1_700_000_055);
+    let mut after = restarted_node_at(
+        at,
+        vec![Survivor::exited(
+            "app",
+            &id,
+            restarts,
+            wall(started),
+            ExitStatus::Exited(3),
+            wall(finished),
+        )],
+    );
+    let t0 = tokio::time::Instant::now();
+    after.supervisor.apply(saved);
+    settle().await;
+    assert_eq!(
+        creates_and_starts(&after),
+        [],
+        "in back-off until 10 s after the exit"
+    );
+    let cs = &status_of(&after).container_statuses.unwrap()[0];
+    assert_eq!(
+        cs.state.clone().unwrap().waiting.unwrap().reason.as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    let t = cs.last_state.clone().unwrap().terminated.unwrap();
+    assert_eq!((t.exit_code, t.reason.as_deref()), (3, Some("Error")));
+    assert_eq!(
+        t.finished_at.unwrap().0.as_second(),
+        finished,
+        "its real finish time"
+    );
+    assert_eq!(t.started_at.unwrap().0.as_second(), started);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    settle().await;
+    let starts = after.runtime.timed_calls();
+    let starts: Vec<_> = starts
+        .iter()
+        .filter_map(|(when, c)| match c {
+            RuntimeCall::Start { restart_count, .. } => Some((*when - t0, *restart_count)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [(Duration::from_secs(5), 2)]);
+    assert_eq!(status_of(&after).container_statuses.unwrap()[0].restart_count, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_pods_volumes_are_kept_refreshed_and_mounted_again_for_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let host = FakeHost::default();
+    let config = FakeConfig::default();
+    config.put_config_map(
+        json!({"metadata": {"name": "settings", "namespace": "default"}, "data": {"app.conf": "v1"}}),
+    );
+    let with_volumes = |manager: VolumeManager| {
+        let config = Arc::new(config.clone());
+        move |s: PodSupervisor| s.with_config_source(config).with_volumes(manager)
+    };
+    let volume_config = || VolumeConfig {
+        root: root.clone(),
+        isolation: true,
+        host: Arc::new(host.clone()),
+    };
+    let mut app = container("app");
+    app["volumeMounts"] = json!([{"name": "scratch", "mountPath": "/scratch"},
+                                 {"name": "cfg", "mountPath": "/etc/app"}]);
+    let spec = json!({
+        "containers": [app],
+        "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                    {"name": "cfg", "configMap": {"name": "settings"}}]
+    });
+    // The previous run set the volumes up; its container wrote to the memory volume.
+    let mut before = build_node(
+        FakeHooks::default(),
+        with_volumes(VolumeManager::new(volume_config()).unwrap()),
+    );
+    before.supervisor.apply(pod(spec));
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
+    let scratch = root.join("uid-1/empty-dir/scratch");
+    let cfg = root.join("uid-1/configmap/cfg");
+    assert_eq!(host.mounted().keys().collect::<Vec<_>>(), [&scratch]);
+    std::fs::write(scratch.join("state"), "kept").unwrap();
+    let (saved, id, restarts, started) = published(&before, "app");
+    let mounted = host.calls();
+    // While no node ran, the ConfigMap changed.
+    config.put_config_map(
+        json!({"metadata": {"name": "settings", "namespace": "default"}, "data": {"app.conf": "v2"}}),
+    );
+    let keeping = VolumeManager::keeping(volume_config(), &["uid-1".to_owned()]).unwrap();
+    let mut after = build_node_at(
+        Time::from_secs(1_700_000_060),
+        FakeHooks::default(),
+        with_volumes(keeping),
+    );
+    after.runtime.leave(
+        "uid-1",
+        Some("10.88.0.2"),
+        vec![Survivor::running("app", &id, restarts, wall(started))],
+    );
+    after.supervisor.apply(saved);
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    settle().await;
+    assert_eq!(host.calls(), mounted, "no second tmpfs, nothing unmounted");
+    assert_eq!(std::fs::read_to_string(scratch.join("state")).unwrap(), "kept");
+    assert_eq!(
+        std::fs::read_to_string(cfg.join("app.conf")).unwrap(),
+        "v2",
+        "brought up to date"
+    );
+    assert!(after.runtime.exit("app", ExitStatus::Exited(1)));
+    settle().await;
+    let mounts = after.runtime.last_launch("app").unwrap().mounts;
+    assert_eq!(mounts[0].host_path, scratch);
+    after.supervisor.delete("uid-1", Some(0));
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        settle().await;
+    }
+    assert!(after.supervisor.pods()[0].finished);
+    assert!(host.mounted().is_empty(), "unmounted with the pod");
+    assert!(!root.join("uid-1").exists(), "removed with the pod");
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_outlived_a_finished_pod_is_stopped_and_its_sandbox_removed() {
+    let mut before = node();
+    before.supervisor.apply(pod(
+        json!({"containers": [container("app")], "restartPolicy": "Never"}),
+    ));
+    settle().await;
+    let (_, _, _, started) = published(&before, "app");
+    before.runtime.exit("app", ExitStatus::Exited(0));
+    settle().await;
+    assert_eq!(before.phase(), "Succeeded");
+    let saved = before.supervisor.pods()[0].pod.clone();
+    let mut after = restarted_node_at(
+        1_700_000_060,
+        vec![Survivor::running("app", "app-stray", 0, wall(started))],
+    );
+    after
+        .runtime
+        .honour_sigterm
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    after.supervisor.apply(saved.clone());
+    settle().await;
+    let calls = after.runtime.calls();
+    assert!(
+        calls.contains(&RuntimeCall::Stop {
+            id: podvisor_core::ContainerId("app-stray".into()),
+            grace: Duration::from_secs(30)
+        }),
+        "{calls:?}"
+    );
+    assert!(calls.contains(&RuntimeCall::RemoveSandbox {
+        pod_uid: "uid-1".into()
+    }));
+    assert!(creates_and_starts(&after).is_empty());
+    let view = &after.supervisor.pods()[0];
+    assert!(view.finished);
+    assert_eq!(view.pod.status, saved.status, "its status stays as it was");
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use podvisor_core::corev1::{LifecycleHandler, Pod, Probe};
 use podvisor_core::probe::ProbeTarget;
 use podvisor_core::runtime::{
-    ContainerLaunch, ContainerRuntime, ExitReport, RuntimeError, Sandbox, SandboxConfig, Started,
+    AdoptedContainer, AdoptedPod, AdoptedState, ContainerLaunch, ContainerRuntime, ExitReport, RuntimeError,
+    Sandbox, SandboxConfig, Started,
 };
 use podvisor_core::{ContainerId, ExitStatus, HookResult, HookRunner, ProbeOutcome, ProbeResult, Prober};
 use podvisor_kubelet::{PodSink, PodView};
@@ -55,6 +56,52 @@ struct RuntimeState {
     fail_starts: HashMap<String, String>,
     /// The last launch of each container.
     launches: HashMap<String, ContainerLaunch>,
+    /// What `adopt` finds, by pod UID: the sandbox's IP and the instances.
+    left: HashMap<String, (Option<String>, Vec<Survivor>)>,
+    /// The pod UIDs `adopt` was asked about, in order.
+    adopt_asked: Vec<String>,
+}
+
+/// A container instance a test leaves behind for a restarted node to adopt
+/// ([`FakeRuntime::leave`]).
+#[derive(Clone, Debug)]
+pub struct Survivor {
+    pub name: String,
+    pub id: ContainerId,
+    pub restart_count: i32,
+    pub started_at: std::time::SystemTime,
+    /// `None`: it still runs, and ends on [`FakeRuntime::exit`] or `stop` like a started one.
+    pub exited: Option<(ExitReport, std::time::SystemTime)>,
+}
+
+impl Survivor {
+    pub fn running(name: &str, id: &str, restart_count: i32, started_at: std::time::SystemTime) -> Survivor {
+        Survivor {
+            name: name.to_owned(),
+            id: ContainerId(id.to_owned()),
+            restart_count,
+            started_at,
+            exited: None,
+        }
+    }
+
+    pub fn exited(
+        name: &str,
+        id: &str,
+        restart_count: i32,
+        started_at: std::time::SystemTime,
+        status: ExitStatus,
+        finished_at: std::time::SystemTime,
+    ) -> Survivor {
+        let report = ExitReport {
+            status,
+            message: None,
+        };
+        Survivor {
+            exited: Some((report, finished_at)),
+            ..Survivor::running(name, id, restart_count, started_at)
+        }
+    }
 }
 
 /// A runtime that runs nothing: starts succeed at once, exits happen when the test says (or,
@@ -131,6 +178,19 @@ impl FakeRuntime {
             .insert(container.to_owned(), message.to_owned());
     }
 
+    /// The next `adopt` of pod `pod_uid` finds its sandbox (with `pod_ip`) and `survivors`, as
+    /// a node restarted after a crash would.
+    pub fn leave(&self, pod_uid: &str, pod_ip: Option<&str>, survivors: Vec<Survivor>) {
+        lock(&self.state)
+            .left
+            .insert(pod_uid.to_owned(), (pod_ip.map(str::to_owned), survivors));
+    }
+
+    /// The pod UIDs `adopt` was asked about, in order.
+    pub fn adopt_requests(&self) -> Vec<String> {
+        lock(&self.state).adopt_asked.clone()
+    }
+
     /// Every sandbox created so far is lost.
     pub fn lose_sandboxes(&self) {
         for tx in lock(&self.state).sandbox_lost.drain(..) {
@@ -160,6 +220,42 @@ impl ContainerRuntime for FakeRuntime {
                     std::future::pending::<()>().await;
                 }
             }),
+        })
+    }
+
+    async fn adopt(&self, pod_uid: &str) -> Option<AdoptedPod> {
+        let mut state = lock(&self.state);
+        state.adopt_asked.push(pod_uid.to_owned());
+        let (pod_ip, survivors) = state.left.remove(pod_uid)?;
+        let mut containers = Vec::new();
+        for s in survivors {
+            let adopted = match s.exited {
+                Some((report, finished_at)) => AdoptedState::Exited { report, finished_at },
+                None => {
+                    let (tx, rx) = oneshot::channel();
+                    state.running.insert(s.id.clone(), (s.name.clone(), tx));
+                    AdoptedState::Running {
+                        exit: Box::pin(async move {
+                            rx.await.unwrap_or(ExitReport {
+                                status: ExitStatus::Signaled(9),
+                                message: None,
+                            })
+                        }),
+                    }
+                }
+            };
+            containers.push(AdoptedContainer {
+                name: s.name,
+                id: s.id,
+                restart_count: s.restart_count,
+                started_at: s.started_at,
+                state: adopted,
+            });
+        }
+        Some(AdoptedPod {
+            pod_uid: pod_uid.to_owned(),
+            pod_ip,
+            containers,
         })
     }
 

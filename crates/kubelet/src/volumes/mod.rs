@@ -129,23 +129,36 @@ impl VolumeManager {
     /// (after a crash: tmpfs mounts with Secret data included) is unmounted and removed: pod
     /// volumes live while the node runs the pod, and a restarted node sets them up again.
     pub fn new(config: VolumeConfig) -> io::Result<VolumeManager> {
+        VolumeManager::keeping(config, &[])
+    }
+
+    /// [`new`](Self::new), except that the volumes of the pods in `keep` (UIDs) stay exactly as
+    /// a previous run left them, tmpfs mounts and content included: their containers outlived
+    /// that run and still use them (issue #18). Setting such a pod up again (`setup`) mounts
+    /// nothing twice and keeps every file; its volumes go with the pod as usual.
+    pub fn keeping(config: VolumeConfig, keep: &[String]) -> io::Result<VolumeManager> {
         fs::create_dir_all(&config.root)?;
         fs::set_permissions(&config.root, fs::Permissions::from_mode(0o700))?;
         let root = fs::canonicalize(&config.root)?;
-        let mut stale = config.host.mount_points_under(&root);
-        stale.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for mount_point in stale {
-            if let Err(e) = config.host.unmount(&mount_point) {
-                tracing::warn!(path = %mount_point.display(), error = %e, "could not unmount a volume left by a previous run");
-            }
-        }
-        for e in fs::read_dir(&root)?.flatten() {
-            let _ = fs::remove_dir_all(e.path());
-        }
+        remove_except(&root, config.host.as_ref(), keep);
         Ok(VolumeManager {
             config,
             busy: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Unmounts and removes the volumes of every pod but those in `keep` (UIDs): the pods
+    /// [`keeping`](Self::keeping) kept that were deleted while no node ran. Returns how many
+    /// pods' volumes went.
+    pub async fn remove_pods_except(&self, keep: &[String]) -> usize {
+        let _busy = self.busy.lock().await;
+        match fs::canonicalize(&self.config.root) {
+            Ok(root) => remove_except(&root, self.config.host.as_ref(), keep),
+            Err(e) => {
+                tracing::warn!(path = %self.config.root.display(), error = %e, "pod volumes not found");
+                0
+            }
+        }
     }
 
     fn volume_dir(&self, uid: &str, kind: Kind, name: &str) -> PathBuf {
@@ -436,6 +449,33 @@ impl VolumeManager {
             tracing::warn!(pod_uid = uid, error = %e, "could not remove the pod's volumes");
         }
     }
+}
+
+/// Unmounts (deepest first) and removes everything under `root` that is not the directory of a
+/// pod in `keep`; returns how many pod directories went.
+fn remove_except(root: &Path, host: &dyn HostOps, keep: &[String]) -> usize {
+    let kept = |p: &Path| {
+        keep.iter()
+            .any(|uid| !uid.is_empty() && p.starts_with(root.join(uid)))
+    };
+    let mut stale: Vec<PathBuf> = host
+        .mount_points_under(root)
+        .into_iter()
+        .filter(|p| !kept(p))
+        .collect();
+    stale.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for mount_point in stale {
+        if let Err(e) = host.unmount(&mount_point) {
+            tracing::warn!(path = %mount_point.display(), error = %e, "could not unmount a volume left by a previous run");
+        }
+    }
+    let mut removed = 0;
+    for e in fs::read_dir(root).into_iter().flatten().flatten() {
+        if !kept(&e.path()) && fs::remove_dir_all(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn unsupported_field(v: &Volume) -> String {
@@ -742,5 +782,71 @@ mod tests {
         );
         assert_eq!(host.mounted().len(), 1, "only what is below the root");
         assert!(!root.join("old-uid").exists());
+    }
+
+    /// Issue #18: the volumes of a pod whose containers outlived the node stay as they are, and
+    /// setting the pod up again neither mounts a second tmpfs nor loses a file.
+    #[tokio::test]
+    async fn a_kept_pods_volumes_survive_a_new_manager_and_a_new_setup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap().join("volumes");
+        let scratch = root.join("u1/empty-dir/scratch");
+        let disk = root.join("u1/empty-dir/disk");
+        let creds = root.join("u1/secret/creds");
+        let gone = root.join("old-uid/secret/creds");
+        for dir in [&scratch, &disk, &creds, &gone] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        fs::write(scratch.join("state"), "in memory").unwrap();
+        fs::write(disk.join("state"), "on disk").unwrap();
+        let host = FakeHost::default();
+        for dir in [&scratch, &creds, &gone] {
+            host.leave_mounted(dir);
+        }
+        let manager = VolumeManager::keeping(
+            VolumeConfig {
+                root: root.clone(),
+                isolation: true,
+                host: Arc::new(host.clone()),
+            },
+            &["u1".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            host.calls(),
+            [HostCall::Unmount { dir: gone }],
+            "only the other pod's"
+        );
+        assert!(!root.join("old-uid").exists());
+        let config = FakeConfig::default();
+        config.put_secret(serde_json::json!({
+            "metadata": {"name": "s", "namespace": "ns"}, "data": {"password": "czNjcjN0"}
+        }));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "containers": [{"name": "app"}],
+                "volumes": [
+                    {"name": "creds", "secret": {"secretName": "s"}},
+                    {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                    {"name": "disk", "emptyDir": {}}
+                ]
+            }
+        }))
+        .unwrap();
+        manager.setup(&pod, Some(&config)).await.unwrap();
+        assert_eq!(
+            host.calls().len(),
+            1,
+            "no tmpfs mounted on top: {:?}",
+            host.calls()
+        );
+        assert_eq!(fs::read_to_string(scratch.join("state")).unwrap(), "in memory");
+        assert_eq!(fs::read_to_string(disk.join("state")).unwrap(), "on disk");
+        assert_eq!(fs::read_to_string(creds.join("password")).unwrap(), "s3cr3t");
+        // Deleted while no node ran: it goes when the node learns so.
+        assert_eq!(manager.remove_pods_except(&["u2".to_owned()]).await, 1);
+        assert!(host.mounted().is_empty());
+        assert!(!root.join("u1").exists());
     }
 }
