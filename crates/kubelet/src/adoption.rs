@@ -18,8 +18,14 @@ use crate::clock::Clock;
 pub(crate) type Exit = (String, ContainerId, BoxFuture<ExitReport>);
 
 /// The machine for a pod of which `survivors` outlived the node's previous run (at `now`), and
-/// the exits to watch of the instances still running.
-pub(crate) fn machine(pod: &Pod, now: Time, survivors: AdoptedPod) -> (PodMachine, Vec<Exit>) {
+/// the exits to watch of the instances still running. A sandbox without an IP of its own (host
+/// network) has the node's address, `host_ip`, as a new one would.
+pub(crate) fn machine(
+    pod: &Pod,
+    now: Time,
+    survivors: AdoptedPod,
+    host_ip: Option<&str>,
+) -> (PodMachine, Vec<Exit>) {
     let mut adopted = Vec::with_capacity(survivors.containers.len());
     let mut exits = Vec::new();
     for c in survivors.containers {
@@ -42,6 +48,7 @@ pub(crate) fn machine(pod: &Pod, now: Time, survivors: AdoptedPod) -> (PodMachin
             ended,
         });
     }
-    let machine = PodMachine::adopt(pod, now, survivors.pod_ip, &adopted);
+    let pod_ip = survivors.pod_ip.or_else(|| host_ip.map(str::to_owned));
+    let machine = PodMachine::adopt(pod, now, pod_ip, &adopted);
     (machine, exits)
 }

@@ -115,7 +115,7 @@ pub(crate) async fn run(
     let adopted = survivors.is_some();
     let (mut machine, exits) = match survivors {
         None => (PodMachine::new(&pod, clock.now()), Vec::new()),
-        Some(survivors) => adoption::machine(&pod, clock.now(), survivors),
+        Some(survivors) => adoption::machine(&pod, clock.now(), survivors, deps.host_ip.as_deref()),
     };
     if let Some(ip) = &deps.host_ip {
         machine.set_host_ip(ip.clone());

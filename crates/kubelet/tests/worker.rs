@@ -883,3 +883,23 @@ async fn what_outlived_a_finished_pod_is_stopped_and_its_sandbox_removed() {
     assert!(view.finished);
     assert_eq!(view.pod.status, saved.status, "its status stays as it was");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_adopted_host_network_pod_keeps_the_nodes_address() {
+    let mut before = node();
+    before.supervisor.apply(pod(
+        json!({"containers": [container("app")], "hostNetwork": true}),
+    ));
+    settle().await;
+    let (saved, id, restarts, started) = published(&before, "app");
+    let mut after = build_node_at(Time::from_secs(1_700_000_060), FakeHooks::default(), |s| s);
+    after.runtime.leave(
+        "uid-1",
+        None,
+        vec![Survivor::running("app", &id, restarts, wall(started))],
+    );
+    after.supervisor.apply(saved);
+    settle().await;
+    assert_eq!(creates_and_starts(&after), []);
+    assert_eq!(status_of(&after).pod_ip.as_deref(), Some("192.0.2.1"));
+}
