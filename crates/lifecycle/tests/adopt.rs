@@ -376,6 +376,50 @@ fn an_init_container_running_at_the_crash_is_adopted_and_init_goes_on() {
 }
 
 #[test]
+fn an_init_container_that_completed_while_away_lets_the_app_start() {
+    let mut before = Sim::new(pod(json!({"spec": {
+        "initContainers": [c("first"), c("second")],
+        "containers": [c("app")],
+    }})));
+    before.exit("first", 0);
+    let second = survivors(&before).remove(0);
+    let now = before.now + Duration::from_secs(30);
+    let done = Adopted {
+        ended: Some(AdoptedExit {
+            status: ExitStatus::Exited(0),
+            finished_at: ago(now, 10),
+            message: None,
+        }),
+        ..second
+    };
+    let after = Sim::adopt(before.m.pod(), now, Some(IP.into()), &[done], Auto::default());
+    assert_eq!(after.sandbox_requests, 0);
+    assert!(after.starts_of("first").is_empty() && after.starts_of("second").is_empty());
+    assert_eq!(after.starts_of("app"), [now]);
+    assert_eq!(after.state("second"), "terminated:Completed:0");
+    assert_eq!(after.cs("second").restart_count, 0);
+}
+
+#[test]
+fn a_started_container_is_not_startup_probed_again() {
+    let mut app = probed("app");
+    app["startupProbe"] = json!({"exec": {"command": ["up"]}, "periodSeconds": 1});
+    let mut before = Sim::new(pod(json!({"spec": {"containers": [app]}})));
+    before.advance(1.0);
+    assert_eq!(before.probe("app", ProbeKind::Startup, Success), 1);
+    before.probe("app", Readiness, Success);
+    assert_eq!(before.cond("Ready"), "True");
+    let after = restart(&before, 30, &survivors(&before));
+    assert_eq!(after.cs("app").started, Some(true));
+    assert_eq!(after.cond("Ready"), "True");
+    assert!(
+        !after.has_probe("app", ProbeKind::Startup),
+        "its startup probe succeeded"
+    );
+    assert!(after.has_probe("app", Liveness) && after.has_probe("app", Readiness));
+}
+
+#[test]
 fn running_sidecars_are_adopted_like_regular_containers() {
     let before = Sim::new(pod(json!({"spec": {
         "initContainers": [sidecar("proxy")],
