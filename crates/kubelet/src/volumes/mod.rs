@@ -23,6 +23,10 @@
 //! namespace of their own) no mount can be honoured: `VolumeManager::unhonoured` says which,
 //! Secret data is never written, and a container that mounts Secret data is refused
 //! (`VolumeManager::mounts`) rather than started without it being isolated.
+//!
+//! A node that restarts clears what its previous run left, except the volumes of pods whose
+//! containers outlived it (`VolumeManager::keeping`, issue #18): those stay as they are, and
+//! setting such a pod up again mounts nothing twice and keeps every file.
 
 mod files;
 pub(crate) mod payload;
