@@ -64,11 +64,32 @@ pub struct SyncLoop {
     pub hook_warnings: Option<mpsc::Receiver<HookWarning>>,
 }
 
+/// How the node stops (issue 18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Every pod is terminated gracefully first (the default: SIGINT, SIGTERM).
+    StopPods,
+    /// The node leaves and its pods keep running, under their monitors, for the next node
+    /// process to adopt (an upgrade, a service manager's restart).
+    LeavePods,
+}
+
 impl SyncLoop {
     /// Runs until `shutdown` completes, then terminates every pod gracefully (each with its
     /// own grace period) and returns whether all stopped within the longest grace period plus
     /// [`SHUTDOWN_SLACK`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
+        self.run_until(async {
+            shutdown.await;
+            Shutdown::StopPods
+        })
+        .await
+    }
+
+    /// [`run`](Self::run), stopping as `shutdown` says: with [`Shutdown::LeavePods`] it
+    /// returns at once (`false`: the pods still run), leaving the pods and what the API says
+    /// of them as they are.
+    pub async fn run_until(self, shutdown: impl Future<Output = Shutdown>) -> bool {
         let SyncLoop {
             mut supervisor,
             runtime,
@@ -96,9 +117,9 @@ impl SyncLoop {
         let mut interval = tokio::time::interval(SCAN_PERIOD);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         tokio::pin!(shutdown);
-        loop {
+        let how = loop {
             tokio::select! {
-                () = &mut shutdown => break,
+                how = &mut shutdown => break how,
                 Some(change) = async { changes.as_mut()?.recv().await }, if changes.is_some() => match change {
                     PodChange::Apply(pod) => {
                         // A finished pod never runs again: a late event of it (its status
@@ -158,10 +179,15 @@ impl SyncLoop {
                     output.redraw(&supervisor.pods(), clock.now());
                 }
             }
-        }
+        };
         if let Some((_, api_sink)) = &api {
-            // The API keeps the pods as they were; a restarted node runs them again.
+            // The API keeps the pods as they were; a restarted node adopts them (or, when they
+            // were stopped, runs them again).
             api_sink.detach();
+        }
+        if how == Shutdown::LeavePods {
+            output.notice("leaving: every pod keeps running for the next node process to adopt");
+            return false;
         }
         let longest_grace = supervisor
             .pods()

@@ -24,7 +24,7 @@ pub mod parts;
 pub mod server;
 pub mod services;
 
-pub use node::{BuildError, Node, NodeConfig, build};
+pub use node::{BuildError, Node, NodeConfig, Shutdown, build};
 /// The API server's connection and request budgets ([`NodeConfig::api_limits`]).
 pub use podvisor_apiserver::limits::Limits as ApiLimits;
 pub use podvisor_kubelet::output::OutputMode;

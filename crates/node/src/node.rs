@@ -27,6 +27,7 @@ use crate::metrics::NodeMetrics;
 use crate::parts::PodParts;
 use podvisor_kubelet::output::{NodeOutput, OutputMode};
 use podvisor_kubelet::static_pods::StaticPods;
+pub use podvisor_kubelet::sync_loop::Shutdown;
 use podvisor_kubelet::sync_loop::{ApiSide, SyncLoop};
 
 /// What the node is told on its command line.
@@ -274,7 +275,18 @@ impl Node {
     /// Runs until `shutdown` completes, then terminates every pod gracefully (each with its
     /// own grace period) and returns once they have stopped, or after the longest grace period
     /// plus a margin.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_until(async {
+            shutdown.await;
+            Shutdown::StopPods
+        })
+        .await;
+    }
+
+    /// [`run`](Self::run), stopping as `shutdown` says: [`Shutdown::LeavePods`] leaves every pod
+    /// running under its monitor (and the node's cgroups and bridge with them) for the next
+    /// node process to adopt (issue 18).
+    pub async fn run_until(mut self, shutdown: impl Future<Output = Shutdown>) {
         let output = Arc::new(NodeOutput::new(self.config.output));
         let clock = Clock::system();
         let (api, api_side) = match (self.api.take(), self.remote.take()) {
@@ -311,7 +323,13 @@ impl Node {
             supervisor = supervisor.with_config_source(running.kubelet.config.clone());
         }
         if let Some(volumes) = self.volumes.take() {
-            match VolumeManager::new(volumes.clone()) {
+            // The volumes of pods that outlived the previous node process stay as they are.
+            let survivors = self
+                .process_runtime
+                .as_ref()
+                .map(ProcessRuntime::survivors)
+                .unwrap_or_default();
+            match VolumeManager::keeping(volumes.clone(), &survivors) {
                 Ok(manager) => supervisor = supervisor.with_volumes(manager),
                 Err(e) => output.notice(&format!(
                     "pod volumes are not served: {}: {e}",
@@ -329,7 +347,7 @@ impl Node {
             static_pods: self.config.manifests.as_ref().map(StaticPods::new),
             hook_warnings: self.hook_warnings,
         }
-        .run(shutdown)
+        .run_until(shutdown)
         .await;
         if let Some(running) = api {
             running.stop().await;

@@ -33,14 +33,17 @@ enum Command {
     /// supervised host processes.
     ///
     /// SIGINT or SIGTERM terminates every pod gracefully (preStop hooks, grace periods), then
-    /// the node exits. Logs go to stderr; RUST_LOG sets their level [default: warn].
+    /// the node exits; SIGQUIT (or SIGINT/SIGTERM with --leave-pods-running) exits leaving
+    /// every pod running, and a crash leaves them too: the next start adopts them. Logs go to
+    /// stderr; RUST_LOG sets their level [default: warn].
     Node(NodeArgs),
     /// Run an agent: the node side only (runtime, probes, pod workers, cluster DNS, the Service
     /// datapath) for the API server a kubeconfig names. It registers its Node, renews its Lease
     /// and runs the pods the scheduler binds to it.
     ///
     /// SIGINT or SIGTERM terminates its pods gracefully, then the agent exits (the API keeps
-    /// them; an agent started again runs them again).
+    /// them; an agent started again runs them again); SIGQUIT (or --leave-pods-running) exits
+    /// leaving them running for the next start to adopt.
     Agent(AgentArgs),
     /// Run an API server without pods, on etcd: several servers on one etcd cluster each serve
     /// the whole API, and the control loops (scheduler, node lifecycle, endpoints, namespaces)
@@ -55,6 +58,12 @@ enum Command {
 /// The flags of `podvisor agent`.
 #[derive(Debug, clap::Args, PartialEq, Eq)]
 struct AgentArgs {
+    /// On SIGINT or SIGTERM, exit leaving every pod running under its monitor, for the next
+    /// node process started with the same data directory to adopt (an upgrade; a service
+    /// manager's restart, with systemd's KillMode=process). SIGQUIT always does this.
+    #[arg(long)]
+    leave_pods_running: bool,
+
     /// The kubeconfig of the API server to join (a server's DATA_DIR/join.kubeconfig, or a
     /// node's DATA_DIR/kubeconfig).
     #[arg(long, value_name = "FILE", value_parser = existing_path)]
@@ -145,6 +154,11 @@ struct NodeArgs {
     /// How the node shows what happens [default: table on a terminal, else lines].
     #[arg(long, value_name = "MODE")]
     output: Option<Output>,
+    /// On SIGINT or SIGTERM, exit leaving every pod running under its monitor, for the next
+    /// node process started with the same data directory to adopt (an upgrade; a service
+    /// manager's restart, with systemd's KillMode=process). SIGQUIT always does this.
+    #[arg(long)]
+    leave_pods_running: bool,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -391,7 +405,7 @@ impl AgentArgs {
 /// `podvisor agent`: runs until SIGINT or SIGTERM, then stops every pod gracefully.
 fn agent(args: AgentArgs) -> Result<()> {
     let config = args.config();
-    run(config, |capabilities| {
+    run(config, args.leave_pods_running, |capabilities| {
         format!(
             "podvisor agent: root={} namespaces={} cgroups={:?} api from {}",
             capabilities.root,
@@ -410,7 +424,7 @@ fn node(args: NodeArgs) -> Result<()> {
     } else {
         "http"
     };
-    run(config, |capabilities| {
+    run(config, args.leave_pods_running, |capabilities| {
         format!(
             "podvisor node: root={} namespaces={} cgroups={:?} api={scheme}://{}",
             capabilities.root, capabilities.namespaces, capabilities.cgroup, args.listen
@@ -466,17 +480,41 @@ fn async_runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Builds and runs a node with `config` until SIGINT or SIGTERM, after saying `banner`.
-fn run(config: NodeConfig, banner: impl FnOnce(&podvisor_node::Capabilities) -> String) -> Result<()> {
+/// Builds and runs a node with `config` until SIGINT, SIGTERM or SIGQUIT, after saying
+/// `banner`.
+fn run(
+    config: NodeConfig,
+    leave_pods_running: bool,
+    banner: impl FnOnce(&podvisor_node::Capabilities) -> String,
+) -> Result<()> {
     let runtime = async_runtime()?;
     runtime.block_on(async move {
         let (node, capabilities) = podvisor_node::build(config)
             .await
             .context("cannot start the node")?;
         eprintln!("{}", banner(&capabilities));
-        node.run(shutdown_signal()).await;
+        node.run_until(node_stop(leave_pods_running)).await;
         Ok(())
     })
+}
+
+/// How the node stops: on SIGQUIT it leaves its pods running; on SIGINT or SIGTERM it stops
+/// them, unless `leave_pods_running`.
+async fn node_stop(leave_pods_running: bool) -> podvisor_node::Shutdown {
+    use podvisor_node::Shutdown;
+    use tokio::signal::unix::{SignalKind, signal};
+    let quit = async {
+        match signal(SignalKind::quit()) {
+            Ok(mut quit) => {
+                quit.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = shutdown_signal() => if leave_pods_running { Shutdown::LeavePods } else { Shutdown::StopPods },
+        () = quit => Shutdown::LeavePods,
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

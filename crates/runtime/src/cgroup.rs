@@ -354,11 +354,17 @@ impl Cgroups {
 
     /// Kills every process under `<base>` and removes the groups: what a previous run left.
     pub(crate) fn cleanup_all(&self) {
+        self.remove_pods_except(&[]);
+    }
+
+    /// Kills every process of the pods not in `keep` and removes their groups.
+    pub(crate) fn remove_pods_except(&self, keep: &[String]) {
         for base in self.bases() {
             let Ok(pods) = fs::read_dir(base) else { continue };
             for pod in pods.flatten() {
                 if pod.path().is_dir()
                     && let Some(uid) = pod.file_name().to_str()
+                    && !keep.iter().any(|k| k == uid)
                 {
                     self.remove_pod(uid);
                 }

@@ -21,7 +21,7 @@ use crate::error::{StartError, file_error};
 use crate::network::{self, NetworkError, PodNet};
 use crate::process;
 use crate::sandbox::{self, Holder, HolderError, HolderSpec};
-use crate::spawn::{self, CgroupJoin, MainProcess, Spawned};
+use crate::spawn::{self, CgroupJoin, MainProcess, MonitorLaunch, Monitored, Spawned};
 
 /// A pod sandbox's namespaces (fds of the holder's `/proc/<pid>/ns/*`).
 #[derive(Clone)]
@@ -46,6 +46,8 @@ pub(crate) trait CgroupOps: Send + Sync {
     fn remove_pod(&self, pod_uid: &str);
     /// Kills everything under the parent and removes the groups.
     fn cleanup_all(&self);
+    /// [`cleanup_all`](Self::cleanup_all) for every pod but those in `keep`.
+    fn remove_pods_except(&self, keep: &[String]);
     /// Removes the parent directories themselves.
     fn remove_bases(&self);
 }
@@ -80,6 +82,9 @@ impl CgroupOps for Cgroups {
     }
     fn remove_pod(&self, pod_uid: &str) {
         Cgroups::remove_pod(self, pod_uid);
+    }
+    fn remove_pods_except(&self, keep: &[String]) {
+        Cgroups::remove_pods_except(self, keep);
     }
     fn cleanup_all(&self) {
         Cgroups::cleanup_all(self);
@@ -135,6 +140,16 @@ pub(crate) trait ProcessOps: Send + Sync {
     /// Creates a container's main process (see [`spawn::ChildSetup`]); the runtime owns it
     /// (for reaping) from its creation.
     fn spawn(&self, main: MainProcess<'_>) -> io::Result<Spawned>;
+    /// Creates a container's main process under its monitor (issue 18), which is its parent;
+    /// `Ok(None)` where monitors are not available (the caller then uses `spawn`).
+    fn spawn_monitored(
+        &self,
+        main: &MainProcess<'_>,
+        monitor: MonitorLaunch<'_>,
+    ) -> io::Result<Option<Monitored>> {
+        let _ = (main, monitor);
+        Ok(None)
+    }
     /// A pidfd for `pid`, where the kernel has them.
     fn pidfd(&self, pid: i32) -> Option<OwnedFd>;
     /// Waits until `pid` (one of ours) exits, reaps it and returns its status.
@@ -171,6 +186,13 @@ impl ProcessOps for RealProcesses {
         let spawned = spawn::spawn(main)?;
         owned.insert(spawned.pid);
         Ok(spawned)
+    }
+    fn spawn_monitored(
+        &self,
+        main: &MainProcess<'_>,
+        monitor: MonitorLaunch<'_>,
+    ) -> io::Result<Option<Monitored>> {
+        crate::sys::spawn_monitored(main, monitor)
     }
     fn pidfd(&self, pid: i32) -> Option<OwnedFd> {
         process::pidfd_open(pid).ok()

@@ -113,6 +113,35 @@ pub(crate) struct MainProcess<'a> {
     pub(crate) stderr: OwnedFd,
 }
 
+/// The monitor a main process is started under (issue 18): it is the process's parent and
+/// writes its log and exit record (`sys/monitor/program.rs`).
+pub(crate) struct MonitorLaunch<'a> {
+    pub(crate) program: &'a crate::sys::MonitorProgram,
+    /// The instance's log file (created already) and its rotation.
+    pub(crate) log: &'a Path,
+    pub(crate) max_bytes: u64,
+    pub(crate) max_files: u32,
+    /// Where the exit record goes.
+    pub(crate) exit: &'a Path,
+    /// The reading ends the monitor copies into the log: stdout (or the pty master) and
+    /// stderr (`None` with a terminal). The monitor gets copies; the caller closes its own.
+    pub(crate) stdout: &'a OwnedFd,
+    pub(crate) stderr: Option<&'a OwnedFd>,
+    /// A descriptor the monitor holds open for the instance's life (the writing end of a
+    /// `stdin: true` container's stdin), so a node restart does not close it.
+    pub(crate) keep: Option<&'a OwnedFd>,
+}
+
+/// A main process started under its monitor.
+pub(crate) struct Monitored {
+    /// The main process; its pidfd is the node's own (`pidfd_open`), `None` if it ended
+    /// before that.
+    pub(crate) main: Spawned,
+    /// The monitor, the node's child (reaped by the node; a node that restarts finds it by
+    /// its pid).
+    pub(crate) monitor: Spawned,
+}
+
 /// A process started by [`spawn`].
 pub(crate) struct Spawned {
     pub(crate) pid: i32,

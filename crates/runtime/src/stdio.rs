@@ -159,7 +159,6 @@ impl Fanout {
     }
 
     /// How many clients are attached.
-    #[cfg(test)]
     pub(crate) fn subscribers(&self) -> usize {
         self.lock().subscribers.len()
     }

@@ -1,25 +1,22 @@
-//! Container logs: pipes read continuously into CRI-format files, rotated by size.
+//! Container logs: CRI-format files, rotated by size.
 //!
-//! Each line is `<RFC 3339 nano UTC timestamp> <stdout|stderr> <F|P> <text>`; a line longer than
-//! [`MAX_LINE`] is split into `P` (partial) records followed by a final `F` record, as
-//! containerd does. The current file is `<restart>.log`; rotated ones are `<restart>.log.1`
-//! (newest) up to `<restart>.log.<max_files - 1>`. This is the one crate that knows the format:
-//! [`read`] gives the files back as lines ([`CriLogReader`], the runtime's `LogSource`).
+//! The format's writing side is [`cri`] (records, the line splitter, rotation), shared with the
+//! container monitor that writes a monitored container's log; [`pump`] is the node's own
+//! writer, for containers started without a monitor. [`read`] gives the files back as lines
+//! ([`CriLogReader`], the runtime's `LogSource`). This is the one crate that knows the format.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tokio::io::AsyncReadExt;
 
+pub mod cri;
 pub mod read;
+pub use cri::MAX_LINE;
 pub use read::CriLogReader;
-
-/// The longest line written as one record; longer ones are split into partial records.
-pub const MAX_LINE: usize = 16 * 1024;
 
 /// Which stream a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,108 +34,69 @@ impl Stream {
     }
 }
 
-/// A size-rotated CRI log file shared by a container's stdout and stderr readers.
+/// A size-rotated CRI log file shared by a container's stdout and stderr readers in the node
+/// (where no monitor writes it), with notifications for followers.
 pub(crate) struct LogFile {
-    path: PathBuf,
-    file: Option<File>,
-    size: u64,
-    max_bytes: u64,
-    max_files: u32,
+    file: cri::RotatingFile,
     /// Notified after every record written (followers read the file on each change); dropped
     /// with the file, once both streams ended.
     updates: tokio::sync::watch::Sender<()>,
+    /// Woken when a follower subscribes (a monitor's log is only watched while followed).
+    interest: Arc<tokio::sync::Notify>,
 }
 
 impl LogFile {
     /// Creates (truncates) the log file of one instance.
     pub(crate) fn create(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)?;
         }
-        let file = create_private(&path)?;
         Ok(LogFile {
-            path,
-            file: Some(file),
-            size: 0,
-            max_bytes: max_bytes.max(1024),
-            max_files: max_files.max(1),
+            file: cri::RotatingFile::create(path, max_bytes, max_files)?,
             updates: tokio::sync::watch::Sender::new(()),
+            interest: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// An instance's existing log, written by its monitor (an adopted instance's): opened,
+    /// never truncated.
+    pub(crate) fn existing(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<Self> {
+        Ok(LogFile {
+            file: cri::RotatingFile::append(path, max_bytes, max_files)?,
+            updates: tokio::sync::watch::Sender::new(()),
+            interest: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
     /// A receiver notified after each record written to this file.
     pub(crate) fn updates(&self) -> tokio::sync::watch::Receiver<()> {
-        self.updates.subscribe()
+        let rx = self.updates.subscribe();
+        self.interest.notify_one();
+        rx
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        self.file = None;
-        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
-        if self.max_files <= 1 {
-            fs::remove_file(&self.path).or_else(ignore_missing)?;
-        } else {
-            let last = self.max_files - 1;
-            fs::remove_file(name(last)).or_else(ignore_missing)?;
-            for n in (1..last).rev() {
-                fs::rename(name(n), name(n + 1)).or_else(ignore_missing)?;
-            }
-            fs::rename(&self.path, name(1))?;
-        }
-        self.file = Some(create_private(&self.path)?);
-        self.size = 0;
-        Ok(())
+    /// What wakes the watcher of a monitor-written log when someone starts to follow it.
+    pub(crate) fn interest(&self) -> Arc<tokio::sync::Notify> {
+        self.interest.clone()
+    }
+
+    /// Whether anyone follows the file's updates.
+    pub(crate) fn followers(&self) -> bool {
+        self.updates.receiver_count() > 0
+    }
+
+    /// Tells the followers the file changed (when a monitor, not this, writes it).
+    pub(crate) fn notify(&self) {
+        self.updates.send_modify(|()| {});
     }
 
     /// Writes one record. Errors are reported once by the caller and never block the reader.
     pub(crate) fn record(&mut self, stream: Stream, partial: bool, text: &[u8]) -> io::Result<()> {
         let mut line = Vec::with_capacity(text.len() + 48);
-        line.extend_from_slice(timestamp(SystemTime::now()).as_bytes());
-        line.push(b' ');
-        line.extend_from_slice(stream.as_str().as_bytes());
-        line.extend_from_slice(if partial { b" P " } else { b" F " });
-        line.extend_from_slice(text);
-        line.push(b'\n');
-        if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
-            self.rotate()?;
-        }
-        let file = match &mut self.file {
-            Some(f) => f,
-            None => self.file.insert(
-                OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(LOG_MODE)
-                    .open(&self.path)?,
-            ),
-        };
-        file.write_all(&line)?;
-        self.size += line.len() as u64;
+        cri::encode(&mut line, SystemTime::now(), stream.as_str(), partial, text);
+        self.file.write(&line)?;
         self.updates.send_modify(|()| {});
         Ok(())
-    }
-}
-
-/// Log files are readable by the node's user and group only: container output can hold
-/// secrets, as with the kubelet's `/var/log/pods`.
-pub(crate) const LOG_MODE: u32 = 0o640;
-
-/// Creates (truncates) `path` with [`LOG_MODE`], also when it existed with another mode.
-fn create_private(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(LOG_MODE)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(LOG_MODE))?;
-    Ok(file)
-}
-
-fn ignore_missing(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
     }
 }
 
@@ -152,11 +110,11 @@ pub(crate) async fn pump(
     tap: &crate::stdio::Fanout,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
+    let mut splitter = cri::Splitter::default();
     let mut reported = false;
-    let mut emit = |pending: &mut Vec<u8>, partial: bool, upto: usize, skip: usize| {
+    let mut emit = |partial: bool, text: &[u8]| {
         let result = match log.lock() {
-            Ok(mut log) => log.record(stream, partial, &pending[..upto]),
+            Ok(mut log) => log.record(stream, partial, text),
             Err(_) => Ok(()),
         };
         if let Err(e) = result
@@ -165,7 +123,6 @@ pub(crate) async fn pump(
             reported = true;
             tracing::warn!(error = %e, "container log write failed; further output is dropped");
         }
-        pending.drain(..upto + skip);
     };
     loop {
         let n = match pipe.read(&mut buf).await {
@@ -173,33 +130,10 @@ pub(crate) async fn pump(
             Ok(n) => n,
         };
         tap.send(&buf[..n]);
-        pending.extend_from_slice(&buf[..n]);
-        loop {
-            if let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                if pos > MAX_LINE {
-                    emit(&mut pending, true, MAX_LINE, 0);
-                } else {
-                    emit(&mut pending, false, pos, 1);
-                }
-            } else if pending.len() > MAX_LINE {
-                emit(&mut pending, true, MAX_LINE, 0);
-            } else {
-                break;
-            }
-        }
+        splitter.feed(&buf[..n], &mut emit);
     }
-    if !pending.is_empty() {
-        // Output that ends without a newline is a partial line, as containerd records it: the
-        // readers give it back without a newline (`printf DONE` logs `DONE`).
-        let len = pending.len();
-        emit(&mut pending, true, len, 0);
-    }
+    splitter.finish(&mut emit);
     tap.end();
-}
-
-/// Formats a time as RFC 3339 with nanoseconds in UTC (`2006-01-02T15:04:05.999999999Z`).
-pub(crate) fn timestamp(t: SystemTime) -> String {
-    podvisor_core::rfc3339::nanos(t)
 }
 
 /// The termination message fallback: the text of the last `max_lines` records of the log (at
@@ -255,9 +189,36 @@ mod tests {
         assert!(dir.path().join("0.log.1").exists());
         assert!(dir.path().join("0.log.2").exists());
         assert!(!dir.path().join("0.log.3").exists());
-        let current = fs::read_to_string(&path).unwrap_or_default();
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(current.len() <= 1024);
         assert!(current.contains(" stdout F line 199\n"));
+    }
+
+    #[test]
+    fn record_timestamps_are_the_apis_nanosecond_times() {
+        for secs in [0u64, 951_782_400, 1_709_251_199, 4_102_444_800, 253_402_300_799] {
+            for nanos in [0u32, 1, 999_999_999] {
+                let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+                assert_eq!(
+                    cri::timestamp(t),
+                    podvisor_core::rfc3339::nanos(t),
+                    "{secs}.{nanos}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_splitter_cuts_long_lines_and_keeps_an_unfinished_one() {
+        let mut got = Vec::new();
+        let mut emit = |partial: bool, text: &[u8]| got.push((partial, text.len()));
+        let mut s = cri::Splitter::default();
+        s.feed(b"a\nbc", &mut emit);
+        s.feed(&vec![b'x'; MAX_LINE + 5], &mut emit);
+        s.feed(b"\n", &mut emit);
+        s.feed(b"tail", &mut emit);
+        s.finish(&mut emit);
+        assert_eq!(got, [(false, 1), (true, MAX_LINE), (false, 7), (true, 4)]);
     }
 
     #[test]

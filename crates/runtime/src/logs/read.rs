@@ -88,6 +88,88 @@ fn first_line_start(region: &[u8]) -> Option<usize> {
     None
 }
 
+/// The output bytes of the records appended to a log file from a point on, across rotations,
+/// as an attached client wants them (a full record's text with its newline, a partial
+/// record's without): how attach reaches the output of a container whose monitor writes its
+/// log. Output written between a last read and a rotation is not seen.
+pub(crate) struct Tail {
+    path: PathBuf,
+    file: Option<File>,
+    /// (device, inode) of `file`.
+    identity: Option<(u64, u64)>,
+    offset: u64,
+}
+
+impl Tail {
+    /// From the end of the file as it is now.
+    pub(crate) fn at_end(path: PathBuf) -> Tail {
+        let file = File::open(&path).ok();
+        let meta = file.as_ref().and_then(|f| f.metadata().ok());
+        Tail {
+            identity: meta.as_ref().map(|m| (m.dev(), m.ino())),
+            offset: meta.map_or(0, |m| m.len()),
+            file,
+            path,
+        }
+    }
+
+    /// The output of the whole records appended since the last read, by stream.
+    pub(crate) fn read(&mut self) -> Vec<(LogStream, Vec<u8>)> {
+        let now = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        let mut out = self.drain();
+        if now.is_some() && now != self.identity {
+            // Rotated: the new file from its start.
+            self.file = File::open(&self.path).ok();
+            self.identity = now;
+            self.offset = 0;
+            out.extend(self.drain());
+        }
+        out
+    }
+
+    fn drain(&mut self) -> Vec<(LogStream, Vec<u8>)> {
+        let Some(file) = self.file.as_mut() else {
+            return Vec::new();
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if len <= self.offset || file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = Vec::new();
+        if file
+            .take((len - self.offset).min(4 * BLOCK))
+            .read_to_end(&mut buf)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+        buf.truncate(whole);
+        self.offset += whole as u64;
+        let mut out: Vec<(LogStream, Vec<u8>)> = Vec::new();
+        for record in buf.split(|b| *b == b'\n').filter(|r| !r.is_empty()) {
+            let mut fields = record.splitn(4, |b| *b == b' ');
+            let (Some(_), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let stream = if stream == b"stderr" {
+                LogStream::Stderr
+            } else {
+                LogStream::Stdout
+            };
+            let mut text = fields.next().unwrap_or_default().to_vec();
+            if tag != b"P" {
+                text.push(b'\n');
+            }
+            match out.last_mut() {
+                Some((s, bytes)) if *s == stream => bytes.extend_from_slice(&text),
+                _ => out.push((stream, text)),
+            }
+        }
+        out
+    }
+}
+
 /// One instance's CRI log file, read as lines; see the module docs.
 pub struct CriLogReader {
     path: PathBuf,

@@ -94,8 +94,49 @@ impl ProcessRuntime {
             stdout: stdout.ok_or(StartError::Pipe(nix::errno::Errno::EBADF))?,
             stderr: stderr.ok_or(StartError::Pipe(nix::errno::Errno::EBADF))?,
         };
-        let spawned = match procs.spawn(main) {
-            Ok(spawned) => spawned,
+        let (state_path, exit_path) = monitored::record_paths(&plan.dir, plan.restart_count);
+        let RuntimeStdio {
+            stdout,
+            stderr,
+            stdin,
+            terminal,
+        } = ours;
+        let monitored = match &self.inner.monitor {
+            Some(program) => {
+                let _ = fs::remove_file(&exit_path);
+                let launch = spawn::MonitorLaunch {
+                    program,
+                    log: &plan.log_path,
+                    max_bytes: self.inner.config.log_max_bytes,
+                    max_files: self.inner.config.log_max_files,
+                    exit: &exit_path,
+                    stdout: &stdout,
+                    stderr: stderr.as_ref(),
+                    // With `stdinOnce` the stdin must close when its first client leaves.
+                    keep: stdin.as_ref().filter(|_| !plan.stdio.stdin_once),
+                };
+                procs.spawn_monitored(&main, launch)
+            }
+            None => Ok(None),
+        };
+        let started_at = std::time::SystemTime::now();
+        let (spawned, owner) = match monitored {
+            Ok(Some(m)) => {
+                let handle = monitored::MonitorHandle {
+                    pid: m.monitor.pid,
+                    pidfd: m.monitor.pidfd,
+                    own_child: true,
+                    exit_path,
+                };
+                (m.main, monitored::Owner::Monitor(handle))
+            }
+            Ok(None) => match procs.spawn(main) {
+                Ok(spawned) => (spawned, monitored::Owner::Node { stdout, stderr }),
+                Err(e) => {
+                    cgroup.remove();
+                    return Err(StartError::spawn(plan.program(), e));
+                }
+            },
             Err(e) => {
                 cgroup.remove();
                 return Err(StartError::spawn(plan.program(), e));
@@ -104,16 +145,81 @@ impl ProcessRuntime {
         let pid = spawned.pid;
         let pidfd = spawned.pidfd.or_else(|| procs.pidfd(pid));
         let own_mnt = self.keep_mount_namespace(&plan, pid, mount.kept, mount.origin);
-        let exec_ctx = exec_context(&plan, ns.as_ref(), own_mnt);
+        let exec_ctx = exec_context(&plan, ns.as_ref(), own_mnt.clone());
+        let id = self.instance_id(&plan);
+        if let monitored::Owner::Monitor(handle) = &owner {
+            let record = self.instance_record(&id, &plan, pid, handle, started_at, own_mnt.is_some());
+            if let Err(e) = record.write(&state_path) {
+                // The instance runs; only a node restart could not take it over.
+                tracing::warn!(error = %e, path = %state_path.display(), "writing the instance record");
+            }
+        }
         let instance = Instance {
             pid,
             pidfd,
             cgroup: Arc::from(cgroup),
             exec_ctx,
             log,
-            stdio: ours,
+            stdin,
+            terminal,
+            owner,
         };
-        Ok(self.supervise_instance(plan, instance))
+        Ok(self.supervise_instance(id, Supervised::of(&plan), instance))
+    }
+
+    /// A new instance's ID: the pod's short hash, the container, its restart count and a
+    /// sequence number of this runtime (unique on the node; adopted instances keep theirs).
+    fn instance_id(&self, plan: &LaunchPlan) -> ContainerId {
+        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let now = monitored::epoch_ms(std::time::SystemTime::now());
+        ContainerId(format!(
+            "{}-{}-{}-{now:x}{n}",
+            short_hash(&plan.pod_uid),
+            plan.container,
+            plan.restart_count
+        ))
+    }
+
+    /// What a restarted node needs to take the instance over.
+    fn instance_record(
+        &self,
+        id: &ContainerId,
+        plan: &LaunchPlan,
+        pid: i32,
+        monitor: &monitored::MonitorHandle,
+        started_at: std::time::SystemTime,
+        own_mount_namespace: bool,
+    ) -> monitored::InstanceRecord {
+        monitored::InstanceRecord {
+            version: monitored::RECORD_VERSION,
+            id: id.0.clone(),
+            pod_uid: plan.pod_uid.clone(),
+            container: plan.container.clone(),
+            restart_count: plan.restart_count,
+            pid,
+            pid_start: monitored::start_ticks(pid).unwrap_or(0),
+            monitor_pid: monitor.pid,
+            monitor_start: monitored::start_ticks(monitor.pid).unwrap_or(0),
+            started_at_ms: monitored::epoch_ms(started_at),
+            cgroup: plan.cgroup.clone(),
+            memory_bytes: plan.limits.memory_bytes,
+            cpu_millis: plan.limits.cpu_millis,
+            pids: plan.limits.pids,
+            log_path: plan.log_path.clone(),
+            exit_path: monitor.exit_path.clone(),
+            termination_file: plan.termination_file.clone(),
+            fallback_to_logs: plan.fallback_to_logs,
+            stop_signal: plan.stop_signal as i32,
+            stdin: plan.stdio.stdin,
+            stdin_once: plan.stdio.stdin_once,
+            tty: plan.stdio.tty,
+            join: plan.join.iter().map(|n| n.name().to_string()).collect(),
+            own_mount_namespace,
+            env: plan.env.clone(),
+            cwd: plan.cwd.clone(),
+            uid: plan.uid,
+            gid: plan.gid,
+        }
     }
 
     /// The container's directory, its log file (registered for followers) and an empty
@@ -214,24 +320,23 @@ impl ProcessRuntime {
 
     /// Registers the running instance (for stop and exec) and spawns the task that supervises
     /// it until its exit is reported.
-    fn supervise_instance(&self, plan: LaunchPlan, instance: Instance) -> Started {
+    pub(super) fn supervise_instance(
+        &self,
+        id: ContainerId,
+        plan: Supervised,
+        instance: Instance,
+    ) -> Started {
         let pid = instance.pid;
-        let n = self.inner.next.fetch_add(1, Ordering::Relaxed);
-        let id = ContainerId(format!(
-            "{}-{}-{}-{n}",
-            short_hash(&plan.pod_uid),
-            plan.container,
-            plan.restart_count
-        ));
         let (stop_tx, stop_rx) = watch::channel(None);
         let (exit_tx, exit_rx) = watch::channel(None);
-        let RuntimeStdio {
-            stdout,
-            stderr,
+        let Instance {
             stdin,
             terminal,
-        } = instance.stdio;
+            owner,
+            ..
+        } = instance;
         let output = [Arc::new(Fanout::default()), Arc::new(Fanout::default())];
+        let interest = lock(&instance.log).interest();
         let state = Arc::new(ContainerState {
             main_pid: pid,
             stop_signal: plan.stop_signal,
@@ -244,30 +349,78 @@ impl ProcessRuntime {
                 stdin: Mutex::new(stdin),
                 terminal: terminal.map(Arc::new),
                 output: output.clone(),
+                interest: interest.clone(),
                 exit: exit_rx,
             },
         });
         lock(&self.inner.containers).insert(id.clone(), state);
 
-        let [out_tap, err_tap] = output;
-        let mut pumps = vec![pump_task(stdout, Stream::Stdout, instance.log.clone(), out_tap)];
-        match stderr {
-            Some(stderr) => pumps.push(pump_task(stderr, Stream::Stderr, instance.log, err_tap)),
-            // A terminal has one output: attached clients asking for stderr read EOF.
-            None => err_tap.end(),
+        let mut pumps = Vec::new();
+        let mut monitor = None;
+        let mut follower = None;
+        match owner {
+            monitored::Owner::Node { stdout, stderr } => {
+                let [out_tap, err_tap] = output.clone();
+                pumps.push(pump_task(stdout, Stream::Stdout, instance.log.clone(), out_tap));
+                match stderr {
+                    Some(stderr) => {
+                        pumps.push(pump_task(stderr, Stream::Stderr, instance.log.clone(), err_tap))
+                    }
+                    // A terminal has one output: attached clients asking for stderr read EOF.
+                    None => err_tap.end(),
+                }
+            }
+            monitored::Owner::Monitor(handle) => {
+                if plan.stdio.tty {
+                    output[1].end();
+                }
+                monitor = Some(handle.watch(&self.inner.procs));
+                follower = Some(tokio::spawn(monitored::follow_log(
+                    plan.log_path.clone(),
+                    instance.log.clone(),
+                    output.clone(),
+                    interest,
+                )));
+            }
         }
         let (pidfd, cgroup) = (instance.pidfd, instance.cgroup);
+        let log = instance.log;
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
         let exit_id = id.clone();
         tokio::spawn(async move {
             let procs = this.inner.procs.as_ref();
-            let (status, killed) = supervise(procs, pid, pidfd, stop_rx, cgroup.as_ref()).await;
+            let wait = match &monitor {
+                // Not ours to reap: the monitor records how it ended.
+                Some(_) => {
+                    let gone = procs.wait_gone(pid);
+                    Box::pin(async move {
+                        gone.await;
+                        ExitStatus::Exited(0)
+                    })
+                }
+                None => procs.wait_reap(pid, pidfd),
+            };
+            let (status, killed) = supervise(procs, pid, wait, stop_rx, cgroup.as_ref()).await;
             kill_leftovers(procs, pid, cgroup.as_ref(), killed).await;
             for p in pumps {
                 // Output of processes that escaped both group and cgroup is not waited for.
                 let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
             }
+            let status = match monitor {
+                Some(watch) => watch.finish(pid, cgroup.tracks()).await,
+                None => status,
+            };
+            if let Some(follower) = follower {
+                // What the monitor wrote last reaches followers and attached clients.
+                lock(&log).notify();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                follower.abort();
+                for o in &output {
+                    o.end();
+                }
+            }
+            drop(log);
             let status = if cgroup.oom_killed() {
                 ExitStatus::OomKilled
             } else {
@@ -383,15 +536,40 @@ pub(super) struct MountStep {
     origin: Option<MountOrigin>,
 }
 
-/// A spawned instance, as its supervision takes it over.
+/// What supervising an instance needs of its plan (an adopted instance's comes from its
+/// record).
+pub(super) struct Supervised {
+    pub(super) stop_signal: Signal,
+    pub(super) stdio: StdioPlan,
+    pub(super) log_path: PathBuf,
+    pub(super) termination_file: PathBuf,
+    pub(super) fallback_to_logs: bool,
+}
+
+impl Supervised {
+    fn of(plan: &LaunchPlan) -> Supervised {
+        Supervised {
+            stop_signal: plan.stop_signal,
+            stdio: plan.stdio,
+            log_path: plan.log_path.clone(),
+            termination_file: plan.termination_file.clone(),
+            fallback_to_logs: plan.fallback_to_logs,
+        }
+    }
+}
+
+/// A spawned (or adopted) instance, as its supervision takes it over.
 pub(super) struct Instance {
-    pid: i32,
-    pidfd: Option<OwnedFd>,
-    cgroup: Arc<dyn ContainerGroup>,
-    exec_ctx: exec::ExecContext,
-    log: Arc<Mutex<LogFile>>,
-    /// The runtime's ends of its standard streams.
-    stdio: RuntimeStdio,
+    pub(super) pid: i32,
+    pub(super) pidfd: Option<OwnedFd>,
+    pub(super) cgroup: Arc<dyn ContainerGroup>,
+    pub(super) exec_ctx: exec::ExecContext,
+    pub(super) log: Arc<Mutex<LogFile>>,
+    /// The runtime's end of stdin (`stdin: true`) and the pty master (`tty: true`).
+    pub(super) stdin: Option<OwnedFd>,
+    pub(super) terminal: Option<OwnedFd>,
+    /// Who reads the output and reaps the main process.
+    pub(super) owner: monitored::Owner,
 }
 
 /// The main process's standard streams, both sides.
@@ -521,12 +699,11 @@ pub(super) async fn read_capped(fd: OwnedFd) -> Vec<u8> {
 pub(super) async fn supervise(
     procs: &dyn ProcessOps,
     pid: i32,
-    pidfd: Option<OwnedFd>,
+    wait: futures_util::future::BoxFuture<'static, ExitStatus>,
     mut stop: watch::Receiver<Option<Instant>>,
     cgroup: &dyn ContainerGroup,
 ) -> (ExitStatus, Vec<i32>) {
-    let wait = procs.wait_reap(pid, pidfd);
-    tokio::pin!(wait);
+    let mut wait = wait;
     let mut killed = false;
     let mut victims = Vec::new();
     loop {

@@ -152,6 +152,7 @@ impl Machine {
             termination_message_path: false,
         };
         let parts = Parts {
+            monitor: None,
             cgroups: Box::new(self.clone()),
             procs: Arc::new(self.clone()),
             net: Box::new(self.clone()),
@@ -191,6 +192,9 @@ impl CgroupOps for Machine {
     }
     fn cleanup_all(&self) {
         self.record("cgroup cleanup".into());
+    }
+    fn remove_pods_except(&self, keep: &[String]) {
+        self.record(format!("cgroup cleanup except {keep:?}"));
     }
     fn remove_bases(&self) {
         self.record("cgroup remove bases".into());

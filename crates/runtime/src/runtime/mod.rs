@@ -4,9 +4,11 @@
 //! in `streams`. The machine is reached through
 //! the seams of [`crate::seams`] only.
 
+mod adopt;
 mod container;
 #[cfg(test)]
 mod fakes;
+mod monitored;
 mod plan;
 mod pod_sandbox;
 mod streams;
@@ -162,12 +164,21 @@ struct SandboxState {
     fate: watch::Sender<Fate>,
 }
 
-/// On-disk record of a sandbox, for cleanup after a node restart.
+/// On-disk record of a sandbox, for a restarted node to adopt it or clean it up.
 #[derive(Serialize, Deserialize)]
 struct SandboxRecord {
     pod_uid: String,
     holder: Option<i32>,
     host_veth: Option<String>,
+    /// The pod's IP (`None` for the host network).
+    #[serde(default)]
+    pod_ip: Option<String>,
+    /// The pod uses the host network: no holder, nothing to tear down but its containers.
+    #[serde(default)]
+    host_network: bool,
+    /// `terminationGracePeriodSeconds`, for stopping it should the pod be gone meanwhile.
+    #[serde(default)]
+    grace_seconds: Option<i64>,
 }
 
 /// A container's mount namespace, reused by its next instance while what it was made from is
@@ -240,12 +251,17 @@ struct Attach {
     terminal: Option<Arc<OwnedFd>>,
     /// Stdout and stderr (a terminal's output is stdout) as they are read into the log.
     output: [Arc<crate::stdio::Fanout>; 2],
+    /// Woken when a client attaches (a monitor's log is only followed while someone reads).
+    interest: Arc<tokio::sync::Notify>,
     /// The main process's exit code, once it ended.
     exit: watch::Receiver<Option<i32>>,
 }
 
 struct Inner {
     config: RuntimeConfig,
+    /// The container monitor's executable (issue 18); `None`: the node reads the output and
+    /// reaps the main processes itself (the fakes, or where the monitor cannot be loaded).
+    monitor: Option<crate::sys::MonitorProgram>,
     caps: Capabilities,
     cgroups: Box<dyn CgroupOps>,
     procs: Arc<dyn ProcessOps>,
@@ -258,6 +274,9 @@ struct Inner {
     hidden_data_dir: Option<PathBuf>,
     /// Each container's mount namespace, kept for its next instance (pod UID, container name).
     mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
+    /// What survived the node's previous run, by pod UID, until the pod's worker takes it
+    /// (`adopt.rs`).
+    survivors: Mutex<HashMap<String, adopt::Survivor>>,
     /// The log files being written, by path, for followers ([`ProcessRuntime::log_updates`]).
     live_logs: Mutex<HashMap<PathBuf, std::sync::Weak<Mutex<LogFile>>>>,
     next: AtomicU64,
@@ -308,6 +327,7 @@ fn pod_dir(data_dir: &Path, pod: &corev1::Pod) -> PathBuf {
 
 /// The machine as the runtime reaches it (see [`crate::seams`]).
 struct Parts {
+    monitor: Option<crate::sys::MonitorProgram>,
     cgroups: Box<dyn CgroupOps>,
     procs: Arc<dyn ProcessOps>,
     net: Box<dyn NetOps>,
@@ -350,14 +370,22 @@ impl ProcessRuntime {
             termination_message_path: root,
         };
         process::spawn_orphan_reaper();
+        let monitor = match crate::sys::MonitorProgram::load() {
+            Ok(program) => Some(program),
+            Err(e) => {
+                tracing::warn!(error = %e, "no container monitor: containers end with the node process");
+                None
+            }
+        };
         let parts = Parts {
+            monitor,
             cgroups: Box::new(cgroups),
             procs: Arc::new(RealProcesses),
             net: Box::new(Netlink::default()),
         };
         let rt = Self::from_parts(config, caps, parts)?;
         if rt.inner.config.cleanup_on_start {
-            rt.cleanup_stale().await;
+            rt.recover().await;
         }
         Ok(rt)
     }
@@ -382,6 +410,7 @@ impl ProcessRuntime {
             inner: Arc::new(Inner {
                 config,
                 caps,
+                monitor: parts.monitor,
                 cgroups: parts.cgroups,
                 procs: parts.procs,
                 net: parts.net,
@@ -392,6 +421,7 @@ impl ProcessRuntime {
                 hidden_data_dir,
                 mount_namespaces: Mutex::new(HashMap::new()),
                 live_logs: Mutex::new(HashMap::new()),
+                survivors: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
                 bridge: tokio::sync::Mutex::new(None),
             }),
@@ -570,9 +600,16 @@ impl ContainerRuntime for ProcessRuntime {
         .map_err(backend)
     }
 
+    async fn adopt(&self, pod_uid: &str) -> Option<podvisor_core::runtime::AdoptedPod> {
+        self.take_survivor(pod_uid)
+    }
+
     async fn remove_pods_except(&self, keep: &[String]) -> Result<usize, RuntimeError> {
         let pods = self.inner.config.data_dir.join("pods");
-        let keep: std::collections::HashSet<String> = keep.iter().cloned().collect();
+        let mut keep: std::collections::HashSet<String> = keep.iter().cloned().collect();
+        // Survivors of deleted pods stop gracefully first; their files go after them.
+        self.stop_survivors_except(&keep);
+        keep.extend(lock(&self.inner.sandboxes).keys().cloned());
         tokio::task::spawn_blocking(move || {
             let entries = match fs::read_dir(&pods) {
                 Ok(entries) => entries,

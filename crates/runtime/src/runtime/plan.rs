@@ -49,6 +49,22 @@ pub(crate) enum Namespace {
 }
 
 impl Namespace {
+    /// Its name in `/proc/<pid>/ns` (and in instance records).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Namespace::Net => "net",
+            Namespace::Uts => "uts",
+            Namespace::Ipc => "ipc",
+            Namespace::Mnt => "mnt",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Namespace> {
+        [Namespace::Net, Namespace::Uts, Namespace::Ipc, Namespace::Mnt]
+            .into_iter()
+            .find(|n| n.name() == name)
+    }
+
     pub(crate) fn flag(self) -> CloneFlags {
         match self {
             Namespace::Net => CloneFlags::CLONE_NEWNET,

@@ -84,6 +84,14 @@ impl ProcessRuntime {
                 }
             }
             let ip = self.node_ip().await;
+            self.write_sandbox_record(&SandboxRecord {
+                pod_uid: uid.clone(),
+                holder: None,
+                host_veth: None,
+                pod_ip: None,
+                host_network: true,
+                grace_seconds: grace_of(pod),
+            });
             lock(&self.inner.sandboxes).insert(
                 uid,
                 SandboxState {
@@ -169,19 +177,14 @@ impl ProcessRuntime {
             }
         };
         let host_veth = format!("pv{}", &short_hash(uid));
-        let record = SandboxRecord {
+        self.write_sandbox_record(&SandboxRecord {
             pod_uid: uid.to_string(),
             holder: Some(pid),
             host_veth: Some(host_veth.clone()),
-        };
-        let _ = fs::write(
-            self.inner
-                .config
-                .data_dir
-                .join("sandboxes")
-                .join(format!("{uid}.json")),
-            serde_json::to_vec(&record).unwrap_or_default(),
-        );
+            pod_ip: Some(ip.to_string()),
+            host_network: false,
+            grace_seconds: grace_of(pod),
+        });
         let pidfd = procs.pidfd(pid);
         // The holder's exit: reap it and report loss unless the sandbox was removed on purpose.
         let fate_watch = fate.clone();
@@ -226,6 +229,30 @@ impl ProcessRuntime {
         }
         Ok(state)
     }
+}
+
+impl ProcessRuntime {
+    /// `<data_dir>/sandboxes/<uid>.json`, written whole or not at all.
+    fn write_sandbox_record(&self, record: &SandboxRecord) {
+        let dir = self.inner.config.data_dir.join("sandboxes");
+        let path = dir.join(format!("{}.json", record.pod_uid));
+        let tmp = dir.join(format!(".{}.json.tmp", record.pod_uid));
+        let written = fs::write(&tmp, serde_json::to_vec(record).unwrap_or_default())
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "writing the sandbox record: a node restart will not adopt this pod");
+        }
+    }
+}
+
+/// The pod's `terminationGracePeriodSeconds` (30 s when unset).
+fn grace_of(pod: &corev1::Pod) -> Option<i64> {
+    Some(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30),
+    )
 }
 
 pub(super) fn hosts_file(pod: &corev1::Pod, hostname: &str, ip: &str) -> String {

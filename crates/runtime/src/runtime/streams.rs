@@ -173,6 +173,7 @@ impl PodStreams for ProcessRuntime {
         // A terminal has one output stream.
         let stderr: Option<Reader> =
             (stdio.stderr && !spec.tty).then(|| Box::pin(err.subscribe().compat()) as Reader);
+        point.interest.notify_one();
         let resize = point.terminal.clone().map(|t| resizer(t, None));
         let mut exit = point.exit.clone();
         let end = Box::pin(async move {

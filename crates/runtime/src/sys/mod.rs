@@ -9,7 +9,8 @@
 //!   prepared before the fork: no allocation, no lock, no return into the caller's Rust code.
 //!
 //! What is here: creating a container's main process ([`clone`]: `clone3` into its cgroup, the
-//! `pre_exec` fallback), the sandbox holder's fork ([`holder`]), pseudo-terminals ([`pty`]), pidfds and their registration
+//! `pre_exec` fallback; under its monitor, whose executable is [`monitor`]), the sandbox
+//! holder's fork ([`holder`]), pseudo-terminals ([`pty`]), pidfds and their registration
 //! with tokio, the C allocator's mmap threshold, and a safe way for other crates to start a
 //! program in new namespaces ([`with_new_pod_namespaces`]).
 #![allow(unsafe_code)]
@@ -17,6 +18,7 @@
 
 mod clone;
 mod holder;
+pub(crate) mod monitor;
 pub(crate) mod pty;
 
 use std::io;
@@ -26,8 +28,9 @@ use std::os::unix::process::CommandExt;
 use nix::sched::CloneFlags;
 use tokio::io::unix::AsyncFd;
 
-pub(crate) use clone::spawn;
+pub(crate) use clone::{spawn, spawn_monitored};
 pub(crate) use holder::spawn_holder;
+pub(crate) use monitor::MonitorProgram;
 
 /// Opens a pidfd for `pid` (Linux 5.3+).
 pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -39,6 +42,22 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A copy of descriptor `fd` of the process `pidfd` refers to (Linux 5.6+; the caller must be
+/// allowed to ptrace it): how a restarted node takes back an adopted container's stdin or pty
+/// master from its monitor.
+pub(crate) fn pidfd_getfd(pidfd: &OwnedFd, fd: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags and returns a new fd
+    // (close-on-exec) or -1; no memory is shared.
+    let got = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if got < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let got = i32::try_from(got).map_err(|_| io::Error::other("fd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(got) })
 }
 
 /// Registers `fd` with tokio's reactor (readiness of a pidfd).
