@@ -16,11 +16,12 @@
 //!   `CLONE_INTO_CGROUP`), joins the sandbox's namespaces and gets a private mount namespace
 //!   with its volume mounts and its `terminationMessagePath` file.
 //! - **Logs**: stdout and stderr are read continuously into CRI-format files, rotated by size
-//!   ([`logs`]); [`ProcessRuntime::log_path`] finds them, and the runtime, as the API's
+//!   ([`logs`]), by each container's monitor; [`ProcessRuntime::log_path`] finds them, and the runtime, as the API's
 //!   [`LogSource`](podvisor_core::logs::LogSource), reads them back as lines ([`logs::read`]).
 //! - **Stop and reaping**: the stop signal to the main process, SIGKILL to every descendant at the
-//!   deadline, leftovers killed when the main process ends; the node is a child subreaper and
-//!   reaps every orphan ([`process`] has the rule that keeps it from stealing other exits).
+//!   deadline, leftovers killed when the main process ends; each container's monitor is a child
+//!   subreaper and reaps its orphans, and so is the node for what it starts itself ([`process`]
+//!   has the rule that keeps it from stealing other exits).
 //! - **The kubelet's host operations** ([`LinuxHost`]): the tmpfs mounts of pod volumes and
 //!   the figures the Node's conditions are measured from.
 //! - **Routes to other nodes' pod networks** ([`routes::NodeRoutes`], host-gw), the kubelet's
@@ -56,26 +57,40 @@
 //! Start at [`ProcessRuntime::new`] with a [`RuntimeConfig`]; [`ProcessRuntime::capabilities`]
 //! says what the machine allowed.
 //!
-//! # Node restarts
-//! State lives in memory, plus on disk: the IP allocations (`<data_dir>/ipam-*.json`), one
-//! record per sandbox (`<data_dir>/sandboxes/<uid>.json`: holder pid, veth) and the pod files
-//! and logs (`<data_dir>/pods/`). A new runtime does not adopt running pods: with
-//! `cleanup_on_start` (the default) it kills the holders and cgroups a previous run left, deletes
-//! their veths and frees their IPs ([`ProcessRuntime::cleanup_stale`]); the pod workers then
-//! create the pods again. Without cgroups, containers of a crashed node that escaped are not found.
+//! # Node restarts (issue 18)
+//! Each container's main process runs under its own monitor (`podvisor-monitor`, built from
+//! `sys/monitor/program.rs` by `build.rs` and executed from a sealed memfd): the monitor is
+//! the main process's parent and a child subreaper, writes the CRI log ([`logs::cri`]) and
+//! the exit record (`<restart>.exit`), and depends on nothing of the node. The node talks to
+//! monitors through pidfds and files only, no socket: it watches the main process and the
+//! monitor for their ends and reads the exit record, follows the log file while someone reads
+//! it, and writes its own record of each instance (`<restart>.state`, versioned JSON: pids with
+//! their start times, cgroup, exec context, stdio) next to the log, and one per sandbox
+//! (`<data_dir>/sandboxes/<uid>.json`: holder, veth, pod IP, grace period). The sandbox
+//! holders are forked without a parent-death signal, so they outlive the node as well.
+//! With `cleanup_on_start` (the default) a new runtime adopts what it finds
+//! (`runtime/adopt.rs`): sandboxes whose holders live (or host-network ones) and the newest
+//! instance of each of their containers, running (supervised again, stdin and pty master
+//! taken back from the monitor with `pidfd_getfd`) or ended with its exit record; it kills
+//! and removes everything else (holders, unknown monitors and their processes, veths, IPs,
+//! cgroups). [`ContainerRuntime::adopt`](podvisor_core::runtime::ContainerRuntime::adopt)
+//! hands a pod's survivors to its worker; survivors of pods the API no longer has stop
+//! gracefully in `remove_pods_except`. Where no monitor can be started (the fakes, a kernel
+//! without `clone3`), the node reads the output and reaps the main process itself, and such
+//! containers end with it.
 //!
 //! # Cancel safety
 //! Every future may be dropped. Dropping [`Started::exit`](podvisor_core::runtime::Started)
 //! does not stop the container: a task per container keeps supervising, reaping and logging
 //! it for as long as the tokio runtime lives. Dropping a `start` or `create_sandbox` future
 //! in the middle may leave a process or a sandbox that the runtime still tracks (removed by
-//! `remove_sandbox` or `cleanup_stale`). Dropping an `exec` future leaves the exec'd command
+//! `remove_sandbox`, or adopted or cleaned up at the next start). Dropping an `exec` future leaves the exec'd command
 //! running until it ends by itself. Dropping every part of an interactive exec's
 //! [`Session`](podvisor_core::streams::Session) before its end kills the command's process tree
 //! (a task per session waits for it, reaps it and kills what it left); dropping an attach
 //! session leaves the container running (with `stdinOnce`, it closes the container's stdin
-//! when it held it). When the tokio runtime shuts down, containers keep running
-//! as orphans until `cleanup_stale` (cgroups) or the holder's end.
+//! when it held it). When the tokio runtime shuts down, containers keep running under
+//! their monitors until the next runtime on the same data directory adopts them.
 #![deny(unsafe_code)]
 
 pub mod cgroup;

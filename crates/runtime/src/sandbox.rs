@@ -9,7 +9,7 @@
 //! live as long as the holder (and anything joined to them); killing it tears the sandbox down,
 //! and its pidfd turning readable is how loss is noticed. This was chosen over named netns files
 //! (`ip netns` style bind mounts) because it needs no bind-mount bookkeeping in `/run` and a
-//! crash of the node cannot leave mounts behind, only a process that `cleanup_stale` kills.
+//! crash of the node cannot leave mounts behind, only a process that the next start adopts or kills.
 
 use std::ffi::CString;
 use std::fs;
