@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use kube::Api;
 use podvisor_core::corev1::{Node, ServiceAccount};
-use podvisor_node::{NodeConfig, OutputMode};
+use podvisor_node::{NodeConfig, OutputMode, Shutdown};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -26,15 +26,34 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 /// How long the node may take to stop every pod and itself.
 const STOP_LIMIT: Duration = Duration::from_secs(90);
 
-/// A node running in this process until [`ApiNode::shutdown`].
+/// A node running in this process until [`ApiNode::shutdown`] (or [`ApiNode::leave`]).
 pub(crate) struct ApiNode {
     /// A client of its API over loopback HTTP (the kubeconfig the node wrote).
     pub(crate) client: kube::Client,
     /// Its Node's name (`spec.nodeName` of the pods it runs).
     pub(crate) name: String,
-    stop: oneshot::Sender<()>,
+    stop: oneshot::Sender<Shutdown>,
     task: JoinHandle<()>,
-    _data: tempfile::TempDir,
+    place: Place,
+}
+
+/// Where a node runs: its data directory and the number its network and cgroup names come
+/// from; a node started again on the same place takes over what the previous one left.
+pub(crate) struct Place {
+    n: u32,
+    data: tempfile::TempDir,
+}
+
+impl Place {
+    pub(crate) fn new() -> Result<Place> {
+        Ok(Place {
+            n: (std::process::id() % 200) * 5 + NEXT.fetch_add(1, Ordering::SeqCst),
+            data: tempfile::Builder::new()
+                .prefix("podvisor-bench-node-")
+                .tempdir()
+                .context("creating the data directory")?,
+        })
+    }
 }
 
 impl ApiNode {
@@ -42,11 +61,13 @@ impl ApiNode {
     /// Ready and the `default` namespace has its `default` ServiceAccount, so pods can be
     /// created and scheduled.
     pub(crate) async fn start() -> Result<ApiNode> {
-        let n = (std::process::id() % 200) * 5 + NEXT.fetch_add(1, Ordering::SeqCst);
-        let data = tempfile::Builder::new()
-            .prefix("podvisor-bench-node-")
-            .tempdir()
-            .context("creating the data directory")?;
+        ApiNode::start_on(Place::new()?).await
+    }
+
+    /// [`start`](Self::start) on `place` (again, after [`leave`](Self::leave)).
+    pub(crate) async fn start_on(place: Place) -> Result<ApiNode> {
+        let n = place.n;
+        let data = &place.data;
         let name = "bench-node".to_owned();
         let mut config = NodeConfig::new(data.path().join("node"));
         config.node_name.clone_from(&name);
@@ -61,10 +82,8 @@ impl ApiNode {
         config.services.nft_table = format!("podvisor_bench_{}_{n}", std::process::id());
         let kubeconfig = config.data_dir.join("kubeconfig");
         let (node, _) = podvisor_node::build(config).await.context("building the node")?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(node.run(async move {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = oneshot::channel::<Shutdown>();
+        let task = tokio::spawn(node.run_until(async move { stopped.await.unwrap_or(Shutdown::StopPods) }));
         let node = async {
             let deadline = tokio::time::Instant::now() + START_LIMIT;
             while !kubeconfig.exists() {
@@ -84,7 +103,7 @@ impl ApiNode {
             client: match node {
                 Ok(client) => client,
                 Err(e) => {
-                    let _ = stop.send(());
+                    let _ = stop.send(Shutdown::StopPods);
                     let _ = tokio::time::timeout(STOP_LIMIT, task).await;
                     return Err(e);
                 }
@@ -92,14 +111,24 @@ impl ApiNode {
             name,
             stop,
             task,
-            _data: data,
+            place,
         };
         Ok(node)
     }
 
+    /// Stops the node, leaving its pods running for the next node on its place to adopt.
+    pub(crate) async fn leave(self) -> Result<Place> {
+        let _ = self.stop.send(Shutdown::LeavePods);
+        match tokio::time::timeout(STOP_LIMIT, self.task).await {
+            Ok(Ok(())) => Ok(self.place),
+            Ok(Err(e)) => bail!("the node's task failed: {e}"),
+            Err(_) => bail!("the node did not leave within {STOP_LIMIT:?}"),
+        }
+    }
+
     /// Stops the node (its pods first) and waits until it is gone.
     pub(crate) async fn shutdown(self) -> Result<()> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(Shutdown::StopPods);
         match tokio::time::timeout(STOP_LIMIT, self.task).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => bail!("the node's task failed: {e}"),

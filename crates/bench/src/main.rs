@@ -6,7 +6,8 @@
 //! Prints a table (benchmark, metric, p50, p99, floor, ratio, goal, verdict) and, with
 //! `--json FILE`, writes the same rows as JSON. The benchmarks and goals are issue #6's; the
 //! cluster ones (`sched-throughput`, `api-etcd`, `watch-latency`) issue #15's; the workload
-//! controllers' (`deploy-100`, `rollout-100`) issue #16's.
+//! controllers' (`deploy-100`, `rollout-100`) issue #16's; `node-restart` (pods adopted by a
+//! new node process) issue #18's.
 #![forbid(unsafe_code)]
 
 mod api;
@@ -19,6 +20,7 @@ mod endpoint_propagation;
 mod etcd;
 mod floor;
 mod footprint;
+mod node_restart;
 mod peers;
 mod pod_start;
 mod pods;
@@ -169,6 +171,12 @@ const BENCHES: &[Bench] = &[
         full: 100,
         quick: 20,
     },
+    // Pods adopted by a new node process (rounds: 3 full, 1 quick).
+    Bench {
+        name: "node-restart",
+        full: 110,
+        quick: 20,
+    },
 ];
 
 fn main() -> ExitCode {
@@ -287,6 +295,7 @@ fn run(args: &Args) -> Result<()> {
                     };
                     deployment::run(n, if args.quick { 1 } else { 3 }, measure).await
                 }
+                "node-restart" => node_restart::run(n, if args.quick { 1 } else { 3 }).await,
                 other => bail!("benchmark {other} has no runner"),
             }
         });

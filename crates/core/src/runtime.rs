@@ -229,7 +229,6 @@ impl std::fmt::Debug for AdoptedState {
 }
 
 /// What of one pod survived the node's previous run.
-#[derive(Debug)]
 pub struct AdoptedPod {
     /// The pod's UID.
     pub pod_uid: String,
@@ -239,6 +238,19 @@ pub struct AdoptedPod {
     /// (older ones may be given too; the highest `restart_count` of a name counts, and any
     /// other that still runs is stopped).
     pub containers: Vec<AdoptedContainer>,
+    /// Resolves if the surviving sandbox is lost later, as [`Sandbox::lost`] (`None`: the
+    /// runtime cannot tell).
+    pub lost: Option<BoxFuture<()>>,
+}
+
+impl std::fmt::Debug for AdoptedPod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdoptedPod")
+            .field("pod_uid", &self.pod_uid)
+            .field("pod_ip", &self.pod_ip)
+            .field("containers", &self.containers)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Errors at the runtime seam.

@@ -108,11 +108,12 @@ pub(crate) async fn run(
     let clock = deps.clock;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     // Issue #18: what of the pod outlived the node's previous run is taken over, not restarted.
-    let survivors = match uid.as_str() {
+    let mut survivors = match uid.as_str() {
         "" => None,
         uid => deps.runtime.adopt(uid).await,
     };
     let adopted = survivors.is_some();
+    let sandbox_lost = survivors.as_mut().and_then(|s| s.lost.take());
     let (mut machine, exits) = match survivors {
         None => (PodMachine::new(&pod, clock.now()), Vec::new()),
         Some(survivors) => adoption::machine(&pod, clock.now(), survivors, deps.host_ip.as_deref()),
@@ -141,6 +142,14 @@ pub(crate) async fn run(
     for (name, id, exit) in exits {
         // Exactly as a started instance's exit is observed.
         worker.watch_exit(name, id, exit);
+    }
+    if let Some(lost) = sandbox_lost {
+        // The surviving sandbox's loss, exactly as a created one's.
+        let feedback = worker.feedback.clone();
+        worker.sandbox_task = Some(worker.tasks.spawn(async move {
+            lost.await;
+            Worker::send(&feedback, Input::SandboxLost);
+        }));
     }
     if adopted && !worker.machine.is_finished() {
         // Its volumes are still there (`VolumeManager::keeping`): checked and refreshed, not

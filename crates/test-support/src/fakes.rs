@@ -256,6 +256,7 @@ impl ContainerRuntime for FakeRuntime {
             pod_uid: pod_uid.to_owned(),
             pod_ip,
             containers,
+            lost: None,
         })
     }
 

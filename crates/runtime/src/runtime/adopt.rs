@@ -330,10 +330,14 @@ impl ProcessRuntime {
     /// The survivors of pod `pod_uid`, once.
     pub(super) fn take_survivor(&self, pod_uid: &str) -> Option<AdoptedPod> {
         let survivor = lock(&self.inner.survivors).remove(pod_uid)?;
+        let fate = lock(&self.inner.sandboxes)
+            .get(pod_uid)
+            .map(|s| s.fate.subscribe());
         Some(AdoptedPod {
             pod_uid: pod_uid.to_string(),
             pod_ip: survivor.pod_ip,
             containers: survivor.containers,
+            lost: fate.map(pod_sandbox::lost),
         })
     }
 

@@ -117,24 +117,11 @@ impl ProcessRuntime {
         {
             Ok(state) => {
                 lock(&self.inner.sandboxes).insert(uid.clone(), state);
-                let mut rx = fate_rx;
                 Ok(Sandbox {
                     pod_ip: Some(ip.to_string()),
                     host_network: false,
                     warnings,
-                    lost: Box::pin(async move {
-                        loop {
-                            let fate = *rx.borrow_and_update();
-                            match fate {
-                                Fate::Lost => return,
-                                Fate::Removed => std::future::pending::<()>().await,
-                                Fate::Alive => {}
-                            }
-                            if rx.changed().await.is_err() {
-                                std::future::pending::<()>().await;
-                            }
-                        }
-                    }),
+                    lost: lost(fate_rx),
                 })
             }
             Err(e) => {
@@ -229,6 +216,24 @@ impl ProcessRuntime {
         }
         Ok(state)
     }
+}
+
+/// Resolves when the sandbox whose fate `rx` follows is lost (never once it was removed on
+/// purpose).
+pub(super) fn lost(mut rx: watch::Receiver<Fate>) -> futures_util::future::BoxFuture<'static, ()> {
+    Box::pin(async move {
+        loop {
+            let fate = *rx.borrow_and_update();
+            match fate {
+                Fate::Lost => return,
+                Fate::Removed => std::future::pending::<()>().await,
+                Fate::Alive => {}
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
 }
 
 impl ProcessRuntime {
