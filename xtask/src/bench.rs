@@ -30,7 +30,8 @@ USAGE:
 ARGUMENTS:
     NAME...       Run only the benchmarks whose names contain one of these [default: all]
                   (pod-start, burst-110, crash-restart, probe-cpu, probe-timing, api,
-                  endpoint-propagation, footprint, sched-throughput, api-etcd, watch-latency;
+                  endpoint-propagation, footprint, sched-throughput, api-etcd, watch-latency,
+                  deploy-100, rollout-100, node-restart;
                   `micro` for the criterion micro-benchmarks of PodMachine::step and the
                   endpoint computation)
 

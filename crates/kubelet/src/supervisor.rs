@@ -36,14 +36,17 @@ struct WorkerHandle {
 /// Runs one worker per pod and routes pod changes to it.
 ///
 /// Dropping the supervisor does not stop the workers; call [`shutdown`](Self::shutdown), which
-/// terminates every pod gracefully (as a deletion with each pod's own grace period) and waits
-/// for them, up to a deadline.
+/// terminates every pod gracefully (as a deletion with each pod's own grace period), critical
+/// pods last, and waits for them, up to a deadline.
 pub struct PodSupervisor {
     deps: Arc<Deps>,
     node_name: String,
     workers: HashMap<String, WorkerHandle>,
     tracker: TaskTracker,
     token: CancellationToken,
+    /// The critical pods' workers (the kubelet's `IsCriticalPod`): a shutdown stops them last.
+    critical_tracker: TaskTracker,
+    critical_token: CancellationToken,
     /// Bumped on every ConfigMap or Secret change; workers watch it.
     config_generation: watch::Sender<u64>,
 }
@@ -77,6 +80,8 @@ impl PodSupervisor {
             workers: HashMap::new(),
             tracker: TaskTracker::new(),
             token: CancellationToken::new(),
+            critical_tracker: TaskTracker::new(),
+            critical_token: CancellationToken::new(),
             config_generation: config_tx,
         }
     }
@@ -152,9 +157,12 @@ impl PodSupervisor {
             name = pod.metadata.name.as_deref().unwrap_or_default(),
         );
         let deps = Arc::clone(&self.deps);
-        let token = self.token.child_token();
-        self.tracker
-            .spawn(worker::run(pod, deps, rx, view_tx, token).instrument(span));
+        let (tracker, token) = if is_critical(&pod) {
+            (&self.critical_tracker, self.critical_token.child_token())
+        } else {
+            (&self.tracker, self.token.child_token())
+        };
+        tracker.spawn(worker::run(pod, deps, rx, view_tx, token).instrument(span));
         self.workers.insert(uid, WorkerHandle { messages, view });
     }
 
@@ -208,8 +216,37 @@ impl PodSupervisor {
     /// Returns `false` if the deadline passed first (the remaining workers are left running
     /// until the runtime is dropped).
     pub async fn shutdown(self, deadline: Duration) -> bool {
-        self.token.cancel();
+        // The kubelet's graceful node shutdown: every other pod first, then the critical ones
+        // (static and mirror pods, and system-critical priorities), each phase up to `deadline`.
         self.tracker.close();
-        tokio::time::timeout(deadline, self.tracker.wait()).await.is_ok()
+        self.critical_tracker.close();
+        self.token.cancel();
+        let regular = tokio::time::timeout(deadline, self.tracker.wait()).await.is_ok();
+        self.critical_token.cancel();
+        let critical = tokio::time::timeout(deadline, self.critical_tracker.wait())
+            .await
+            .is_ok();
+        regular && critical
     }
+}
+
+/// The kubelet's `IsCriticalPod` (pkg/kubelet/types): a static or mirror pod, or one whose
+/// priority is system-critical (at least 2,000,000,000, which kube-apiserver's priority
+/// admission gives `system-cluster-critical` and `system-node-critical`).
+pub(crate) fn is_critical(pod: &Pod) -> bool {
+    const SYSTEM_CRITICAL_PRIORITY: i32 = 2_000_000_000;
+    let annotations = pod.metadata.annotations.as_ref();
+    let static_or_mirror = annotations.is_some_and(|a| {
+        a.contains_key(crate::static_pods::STATIC_POD_ANNOTATION)
+            || a.contains_key("kubernetes.io/config.mirror")
+            || a.get("kubernetes.io/config.source").is_some_and(|s| s != "api")
+    });
+    let spec = pod.spec.as_ref();
+    let priority = spec
+        .and_then(|s| s.priority)
+        .is_some_and(|p| p >= SYSTEM_CRITICAL_PRIORITY);
+    let class = spec
+        .and_then(|s| s.priority_class_name.as_deref())
+        .is_some_and(|c| c == "system-node-critical" || c == "system-cluster-critical");
+    static_or_mirror || priority || class
 }

@@ -307,6 +307,39 @@ async fn shutdown_terminates_every_pod() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn shutdown_stops_critical_pods_after_every_other_pod() {
+    let mut n = node();
+    let mut critical = pod(json!({
+        "priorityClassName": "system-node-critical",
+        "terminationGracePeriodSeconds": 5,
+        "containers": [container("dns")],
+    }));
+    critical.metadata.uid = Some("uid-critical".into());
+    critical.metadata.name = Some("critical".into());
+    n.supervisor.apply(critical);
+    n.supervisor.apply(pod(json!({
+        "terminationGracePeriodSeconds": 5,
+        "containers": [container("app")],
+    })));
+    settle().await;
+    let runtime = n.runtime.clone();
+    assert!(n.supervisor.shutdown(Duration::from_secs(60)).await);
+    let stopped: Vec<String> = runtime
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            RuntimeCall::Stop { id, .. } => Some(id.0.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stopped.len(), 2, "{stopped:?}");
+    assert!(
+        stopped[0].contains("app") && stopped[1].contains("dns"),
+        "the critical pod stops last: {stopped:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_start_error_is_reported_and_retried() {
     let mut n = node();
     n.runtime
