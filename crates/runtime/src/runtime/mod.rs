@@ -81,7 +81,9 @@ pub struct RuntimeConfig {
     pub force_host_network: bool,
     /// The address host-network pods report; detected when `None`.
     pub node_ip: Option<String>,
-    /// Kill and remove what a previous run left (holders, veths, cgroups) at construction.
+    /// Adopt what a previous run left that still runs (sandboxes, container instances under
+    /// their monitors) and kill and remove the rest (holders, monitors, veths, cgroups), at
+    /// construction.
     pub cleanup_on_start: bool,
     /// The cluster DNS server: pods with `dnsPolicy: ClusterFirst` (the default) in their own
     /// network get it as their only nameserver, with the cluster search domains and
@@ -346,7 +348,7 @@ fn hostname_of(pod: &corev1::Pod) -> String {
 
 impl ProcessRuntime {
     /// Detects what the machine allows, becomes a child subreaper, prepares the data directory
-    /// and (with `cleanup_on_start`) removes what a previous run left behind.
+    /// and (with `cleanup_on_start`) adopts what a previous run left running and removes the rest.
     pub async fn new(config: RuntimeConfig) -> Result<Self, InitError> {
         crate::ipam::parse_cidr(&config.pod_cidr)?;
         let root = crate::is_root();
@@ -513,38 +515,6 @@ impl ProcessRuntime {
         let log = lock(&self.inner.live_logs).get(path)?.upgrade()?;
         let updates = lock(&log).updates();
         Some(updates)
-    }
-
-    /// Kills and removes what a previous run of the node left behind: sandbox holders (by
-    /// their records in `<data_dir>/sandboxes`), their veths and addresses, and every cgroup
-    /// under this runtime's cgroup parent. Called by `new` unless `cleanup_on_start` is off.
-    pub async fn cleanup_stale(&self) {
-        let dir = self.inner.config.data_dir.join("sandboxes");
-        let live: Vec<String> = lock(&self.inner.sandboxes).keys().cloned().collect();
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let Ok(bytes) = fs::read(e.path()) else { continue };
-                let Ok(rec) = serde_json::from_slice::<SandboxRecord>(&bytes) else {
-                    continue;
-                };
-                if live.contains(&rec.pod_uid) {
-                    continue;
-                }
-                if let Some(pid) = rec.holder
-                    && self.inner.procs.is_holder(pid)
-                {
-                    self.inner.procs.signal(pid, Signal::SIGKILL);
-                }
-                if let Some(veth) = &rec.host_veth {
-                    let _ = self.inner.net.delete_veth(veth).await;
-                }
-                let _ = fs::remove_file(e.path());
-            }
-        }
-        let _ = lock(&self.inner.ipam).retain(&|uid| live.iter().any(|l| l == uid));
-        if live.is_empty() {
-            self.inner.cgroups.cleanup_all();
-        }
     }
 
     /// Kills every process in this runtime's cgroups and removes its cgroup parent directory

@@ -362,12 +362,14 @@ async fn without_namespaces_a_sandbox_is_the_host_network_with_warnings() {
 }
 
 #[tokio::test]
-async fn what_a_previous_run_left_is_removed_at_clean_up() {
+async fn what_a_previous_run_left_and_cannot_be_adopted_is_removed_at_start() {
     let (dir, m, rt) = machine(Failures::default(), true);
+    // A sandbox whose holder is gone (an older record without the newer fields, too).
     let record = dir.path().join("sandboxes/old.json");
     std::fs::write(&record, r#"{"pod_uid":"old","holder":null,"host_veth":"pvdead"}"#)
         .unwrap_or_else(|e| panic!("{e}"));
-    rt.cleanup_stale().await;
-    assert_eq!(m.log(), ["delete veth pvdead", "cgroup cleanup"]);
+    rt.recover().await;
+    assert_eq!(m.log(), ["delete veth pvdead", "cgroup cleanup except []"]);
     assert!(!record.exists(), "the record goes with it");
+    assert!(rt.survivors().is_empty(), "nothing to adopt");
 }
