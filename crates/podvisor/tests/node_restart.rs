@@ -27,6 +27,51 @@ struct Net {
     cgroup: &'static str,
 }
 
+/// A test's node: its temporary directory, data dir, kubeconfig, network and binary.
+struct Rig {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    net: Net,
+    binary: PathBuf,
+}
+
+impl Rig {
+    fn new(net: Net) -> Rig {
+        root_only();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("node");
+        Rig {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            tmp,
+            net,
+            binary: PathBuf::from(env!("CARGO_BIN_EXE_podvisor")),
+        }
+    }
+
+    fn start(&self) -> NodeProcess {
+        start(&self.binary, &self.dir, &self.net)
+    }
+
+    /// Applies `manifest` (written to a file first).
+    fn apply(&self, manifest: &str) -> String {
+        let file = self.tmp.path().join("pods.yaml");
+        std::fs::write(&file, manifest).unwrap();
+        kubectl(&self.kubeconfig, &["apply", "-f", file.to_str().unwrap()])
+    }
+
+    /// SIGTERM: the node exits 0 and no monitor or holder of its data dir is left.
+    fn stop_cleanly(&self, node: &mut NodeProcess) {
+        let status = stop(node, "TERM");
+        assert!(status.success(), "{status}");
+        assert!(
+            processes(&self.dir.display().to_string()).is_empty(),
+            "no monitor or holder is left"
+        );
+    }
+}
+
 fn start(binary: &Path, dir: &Path, net: &Net) -> NodeProcess {
     let kubeconfig = dir.join("kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
@@ -292,28 +337,22 @@ fn snapshot(all: &BTreeMap<String, Value>) -> BTreeMap<String, (String, String, 
 #[test]
 #[ignore = "needs root"]
 fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
-    root_only();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir: PathBuf = tmp.path().join("node");
-    let stamps = tmp.path().join("stamps");
-    std::fs::create_dir_all(&stamps).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    let net = Net {
+    let rig = Rig::new(Net {
         cidr: "10.61.0.0/16",
         bridge: "pvrestart0",
         cgroup: "podvisor-restart",
-    };
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_podvisor"));
-    let mut node = start(&binary, &dir, &net);
-    let file = tmp.path().join("pods.yaml");
-    std::fs::write(&file, manifests(&stamps)).unwrap();
-    let applied = kubectl(&kubeconfig, &["apply", "-f", file.to_str().unwrap()]);
+    });
+    let stamps = rig.tmp.path().join("stamps");
+    std::fs::create_dir_all(&stamps).unwrap();
+    let kubeconfig = rig.kubeconfig.as_path();
+    let mut node = rig.start();
+    let applied = rig.apply(&manifests(&stamps));
     assert_eq!(applied.matches(" created").count(), 20, "{applied}");
     let healthy: Vec<String> = (0..14)
         .map(|i| format!("sleeper-{i}"))
         .chain(["web-0", "web-1", "sidecar", "ticker", "quitter"].map(String::from))
         .collect();
-    until(&kubeconfig, &["get", "pods", "-o", "json"], |t| {
+    until(kubeconfig, &["get", "pods", "-o", "json"], |t| {
         let Ok(list) = serde_json::from_str::<Value>(t) else {
             return false;
         };
@@ -330,7 +369,7 @@ fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
                 .get("crasher")
                 .is_some_and(|p| container(p, "app")["restartCount"].as_i64() >= Some(1))
     });
-    let before_pods = pods(&kubeconfig);
+    let before_pods = pods(kubeconfig);
     let before = snapshot(&before_pods);
     let pids_before: Vec<(u32, Vec<u32>)> = (0..14u32)
         .map(|i| (i, processes(&format!("sleep {}", 4_180_000 + i))))
@@ -355,13 +394,13 @@ fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
     std::thread::sleep(Duration::from_secs(2));
     let quitter_ended = epoch_ms();
     // The same across another binary file (an upgrade installs a new one).
-    let upgraded = tmp.path().join("podvisor-upgraded");
-    std::fs::copy(&binary, &upgraded).unwrap();
-    let mut node = start(&upgraded, &dir, &net);
+    let upgraded = rig.tmp.path().join("podvisor-upgraded");
+    std::fs::copy(&rig.binary, &upgraded).unwrap();
+    let mut node = start(&upgraded, &rig.dir, &rig.net);
     let down = crashed_at.elapsed();
 
     // Adopted: the same processes, IDs, start times, restart counts and Ready times.
-    let after_pods = until(&kubeconfig, &["get", "pods", "-o", "json"], |t| {
+    let after_pods = until(kubeconfig, &["get", "pods", "-o", "json"], |t| {
         let Ok(list) = serde_json::from_str::<Value>(t) else {
             return false;
         };
@@ -399,7 +438,7 @@ fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
     assert_eq!(processes("sleep 4189002").len(), 1, "one app");
 
     // The quitter's end while no node ran: its real exit code and finish time, then a restart.
-    let quitter = until(&kubeconfig, &["get", "pod", "quitter", "-o", "json"], |t| {
+    let quitter = until(kubeconfig, &["get", "pod", "quitter", "-o", "json"], |t| {
         serde_json::from_str::<Value>(t)
             .is_ok_and(|p| container(&p, "app")["restartCount"].as_i64() == Some(1))
     });
@@ -424,7 +463,7 @@ fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
         assert!(stamp > restarted, "sleeper-{i} is probed again");
     }
     // Ready never dropped: the transition times are still the ones from before the crash.
-    let later = snapshot(&pods(&kubeconfig));
+    let later = snapshot(&pods(kubeconfig));
     for name in healthy.iter().filter(|n| *n != "quitter") {
         let key = format!(
             "{name}/{}",
@@ -438,7 +477,7 @@ fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
     }
 
     // Every line the ticker wrote while no node ran is in its log.
-    let seen = ticks(&kubeconfig);
+    let seen = ticks(kubeconfig);
     assert!(
         seen.len() as u128 > down.as_millis() / 40,
         "the log grew while the node was away: {} lines",
@@ -450,72 +489,51 @@ fn a_node_killed_with_20_pods_adopts_them_on_the_next_start() {
     assert_eq!(seen.first(), Some(&1));
 
     // SIGTERM: every pod stops, nothing is left.
-    let status = stop(&mut node, "TERM");
-    assert!(status.success(), "{status}");
+    rig.stop_cleanly(&mut node);
     for i in 0..14 {
         assert!(processes(&format!("sleep {}", 4_180_000 + i)).is_empty());
     }
-    assert!(
-        processes(&dir.display().to_string()).is_empty(),
-        "no monitor or holder is left"
-    );
 }
 
 #[test]
 #[ignore = "needs root"]
 fn sigquit_leaves_the_pods_running_and_the_next_start_takes_them_over() {
-    root_only();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir: PathBuf = tmp.path().join("node");
-    let kubeconfig = dir.join("kubeconfig");
-    let net = Net {
+    let rig = Rig::new(Net {
         cidr: "10.62.0.0/16",
         bridge: "pvquit0",
         cgroup: "podvisor-quit",
-    };
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_podvisor"));
-    let mut node = start(&binary, &dir, &net);
-    let pod = tmp.path().join("pod.yaml");
-    std::fs::write(
-        &pod,
+    });
+    let mut node = rig.start();
+    rig.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: kept}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: host, command: [sleep, \"4190001\"]}\n",
-    )
-    .unwrap();
-    kubectl(&kubeconfig, &["apply", "-f", pod.to_str().unwrap()]);
-    until(&kubeconfig, &["get", "pod", "kept"], |t| t.contains("Running"));
+    );
+    until(&rig.kubeconfig, &["get", "pod", "kept"], |t| {
+        t.contains("Running")
+    });
     let pid = processes("sleep 4190001");
     assert_eq!(pid.len(), 1);
     let status = stop(&mut node, "QUIT");
     assert!(status.success(), "SIGQUIT is a clean exit: {status}");
     assert_eq!(processes("sleep 4190001"), pid, "the pod outlives its node");
-    let mut node = start(&binary, &dir, &net);
-    until(&kubeconfig, &["get", "pod", "kept"], |t| {
+    let mut node = rig.start();
+    until(&rig.kubeconfig, &["get", "pod", "kept"], |t| {
         t.contains("Running") && t.contains(" 0 ")
     });
     assert_eq!(processes("sleep 4190001"), pid, "adopted, not started again");
-    let status = stop(&mut node, "TERM");
-    assert!(status.success(), "{status}");
+    rig.stop_cleanly(&mut node);
     assert!(processes("sleep 4190001").is_empty());
-    assert!(
-        processes(&dir.display().to_string()).is_empty(),
-        "no monitor or holder is left"
-    );
 }
 
 #[test]
 #[ignore = "needs root"]
 fn a_hundred_crashes_under_load_leave_nothing_behind() {
-    root_only();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir: PathBuf = tmp.path().join("node");
-    let kubeconfig = dir.join("kubeconfig");
-    let net = Net {
+    let rig = Rig::new(Net {
         cidr: "10.63.0.0/16",
         bridge: "pvcrash0",
         cgroup: "podvisor-crash",
-    };
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_podvisor"));
-    let mut node = start(&binary, &dir, &net);
+    });
+    let (dir, kubeconfig, net) = (&rig.dir, &rig.kubeconfig, &rig.net);
+    let mut node = rig.start();
     let mut docs = Vec::new();
     for i in 0..4 {
         docs.push(format!(
@@ -524,10 +542,8 @@ fn a_hundred_crashes_under_load_leave_nothing_behind() {
         ));
     }
     docs.push("apiVersion: v1\nkind: Pod\nmetadata: {name: crasher}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: app, image: host, command: [sh, -c, \"sleep 0.3; exit 1\"]}\n".into());
-    let file = tmp.path().join("pods.yaml");
-    std::fs::write(&file, docs.join("---\n")).unwrap();
-    kubectl(&kubeconfig, &["apply", "-f", file.to_str().unwrap()]);
-    until(&kubeconfig, &["get", "pods"], |t| {
+    rig.apply(&docs.join("---\n"));
+    until(kubeconfig, &["get", "pods"], |t| {
         t.matches("Running").count() >= 4
     });
     // Kill it at every moment of its life: right after its API answers (adoption under way),
@@ -538,10 +554,10 @@ fn a_hundred_crashes_under_load_leave_nothing_behind() {
             let n = processes(&format!("sleep {}", 4_191_000 + i)).len();
             assert!(n <= 1, "round {round}: s{i} runs {n} times");
         }
-        node = start(&binary, &dir, &net);
+        node = rig.start();
         std::thread::sleep(Duration::from_millis(round * 37 % 700));
     }
-    until(&kubeconfig, &["get", "pods"], |t| {
+    until(kubeconfig, &["get", "pods"], |t| {
         t.matches("Running").count() >= 4
     });
     for i in 0..4 {
@@ -551,16 +567,11 @@ fn a_hundred_crashes_under_load_leave_nothing_behind() {
             "s{i} runs once"
         );
     }
-    let status = stop(&mut node, "TERM");
-    assert!(status.success(), "{status}");
     // Nothing of the 101 node processes is left: processes, cgroups, interfaces, addresses.
+    rig.stop_cleanly(&mut node);
     for i in 0..4 {
         assert!(processes(&format!("sleep {}", 4_191_000 + i)).is_empty());
     }
-    assert!(
-        processes(&dir.display().to_string()).is_empty(),
-        "no monitor or holder is left"
-    );
     for hierarchy in ["unified", "cpu", "memory", "pids", ""] {
         let parent = Path::new("/sys/fs/cgroup").join(hierarchy).join(net.cgroup);
         assert!(!parent.exists(), "{} is removed", parent.display());
@@ -574,7 +585,7 @@ fn a_hundred_crashes_under_load_leave_nothing_behind() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(sandboxes, 0, "no sandbox record is left");
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("ipam") {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();

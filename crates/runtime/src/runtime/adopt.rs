@@ -98,19 +98,7 @@ impl ProcessRuntime {
                 None => None,
             };
             // Its end is the sandbox's loss, as for one this runtime made.
-            let watch_fate = fate.clone();
-            let gone = self.inner.procs.wait_gone(pid);
-            tokio::spawn(async move {
-                gone.await;
-                watch_fate.send_if_modified(|f| {
-                    if *f == Fate::Alive {
-                        *f = Fate::Lost;
-                        true
-                    } else {
-                        false
-                    }
-                });
-            });
+            pod_sandbox::lost_when(fate.clone(), self.inner.procs.wait_gone(pid));
             SandboxState {
                 pod_dir,
                 holder: Some(pid),

@@ -174,19 +174,7 @@ impl ProcessRuntime {
         });
         let pidfd = procs.pidfd(pid);
         // The holder's exit: reap it and report loss unless the sandbox was removed on purpose.
-        let fate_watch = fate.clone();
-        let exited = procs.wait_reap(pid, pidfd);
-        tokio::spawn(async move {
-            exited.await;
-            fate_watch.send_if_modified(|f| {
-                if *f == Fate::Alive {
-                    *f = Fate::Lost;
-                    true
-                } else {
-                    false
-                }
-            });
-        });
+        lost_when(fate.clone(), procs.wait_reap(pid, pidfd));
         let net = network::PodNet {
             host_veth: &host_veth,
             ip,
@@ -216,6 +204,24 @@ impl ProcessRuntime {
         }
         Ok(state)
     }
+}
+
+/// Marks the sandbox lost when `holder_gone` resolves, unless it was removed on purpose.
+pub(super) fn lost_when<T: Send + 'static>(
+    fate: watch::Sender<Fate>,
+    holder_gone: impl std::future::Future<Output = T> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        holder_gone.await;
+        fate.send_if_modified(|f| {
+            if *f == Fate::Alive {
+                *f = Fate::Lost;
+                true
+            } else {
+                false
+            }
+        });
+    });
 }
 
 /// Resolves when the sandbox whose fate `rx` follows is lost (never once it was removed on
