@@ -47,6 +47,8 @@ pub struct PodSupervisor {
     /// The critical pods' workers (the kubelet's `IsCriticalPod`): a shutdown stops them last.
     critical_tracker: TaskTracker,
     critical_token: CancellationToken,
+    /// Cancelled when the node leaves its pods running ([`abandon`](Self::abandon)).
+    abandon_token: CancellationToken,
     /// Bumped on every ConfigMap or Secret change; workers watch it.
     config_generation: watch::Sender<u64>,
 }
@@ -82,6 +84,7 @@ impl PodSupervisor {
             token: CancellationToken::new(),
             critical_tracker: TaskTracker::new(),
             critical_token: CancellationToken::new(),
+            abandon_token: CancellationToken::new(),
             config_generation: config_tx,
         }
     }
@@ -162,7 +165,8 @@ impl PodSupervisor {
         } else {
             (&self.tracker, self.token.child_token())
         };
-        tracker.spawn(worker::run(pod, deps, rx, view_tx, token).instrument(span));
+        let abandon = self.abandon_token.child_token();
+        tracker.spawn(worker::run(pod, deps, rx, view_tx, token, abandon).instrument(span));
         self.workers.insert(uid, WorkerHandle { messages, view });
     }
 
@@ -210,6 +214,16 @@ impl PodSupervisor {
             self.workers.remove(uid);
         }
         done
+    }
+
+    /// Ends every worker at once without stopping its pod (the node leaves its pods running
+    /// for the next node process to adopt, issue 18) and waits until they are gone.
+    pub async fn abandon(self) {
+        self.tracker.close();
+        self.critical_tracker.close();
+        self.abandon_token.cancel();
+        self.tracker.wait().await;
+        self.critical_tracker.wait().await;
     }
 
     /// Terminates every pod gracefully and waits for all workers, at most `deadline`.

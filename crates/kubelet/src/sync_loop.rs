@@ -186,6 +186,7 @@ impl SyncLoop {
             api_sink.detach();
         }
         if how == Shutdown::LeavePods {
+            supervisor.abandon().await;
             output.notice("leaving: every pod keeps running for the next node process to adopt");
             return false;
         }

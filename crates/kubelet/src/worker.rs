@@ -104,6 +104,7 @@ pub(crate) async fn run(
     mut msgs: mpsc::UnboundedReceiver<Msg>,
     view: watch::Sender<PodView>,
     shutdown: CancellationToken,
+    abandon: CancellationToken,
 ) {
     let clock = deps.clock;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -238,6 +239,9 @@ pub(crate) async fn run(
                 shutting_down = true;
                 queue.push_back(Input::DeleteRequested { grace_period_seconds: None });
             }
+            // The node leaves its pods running (issue 18): the worker ends where it is, its
+            // tasks aborted, nothing stopped; the next node process adopts the pod.
+            () = abandon.cancelled() => return,
             Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
             Some(_) = worker.stops.join_next(), if !worker.stops.is_empty() => {}
             () = timer => queue.push_back(Input::Tick),

@@ -337,6 +337,7 @@ impl Node {
                 )),
             }
         }
+        let leaving = std::sync::atomic::AtomicBool::new(false);
         let all_stopped = SyncLoop {
             supervisor,
             runtime: self.runtime,
@@ -347,8 +348,18 @@ impl Node {
             static_pods: self.config.manifests.as_ref().map(StaticPods::new),
             hook_warnings: self.hook_warnings,
         }
-        .run_until(shutdown)
+        .run_until(async {
+            let how = shutdown.await;
+            leaving.store(how == Shutdown::LeavePods, std::sync::atomic::Ordering::SeqCst);
+            how
+        })
         .await;
+        if leaving.load(std::sync::atomic::Ordering::SeqCst)
+            && let Some(runtime) = &self.process_runtime
+        {
+            // The workers are gone; the runtime lets go too: the pods are the next node's.
+            runtime.detach();
+        }
         if let Some(running) = api {
             running.stop().await;
         }

@@ -401,7 +401,18 @@ impl ProcessRuntime {
                 }
                 None => procs.wait_reap(pid, pidfd),
             };
-            let (status, killed) = supervise(procs, pid, wait, stop_rx, cgroup.as_ref()).await;
+            let detached = this.inner.detached.clone();
+            let (status, killed) = tokio::select! {
+                done = supervise(procs, pid, wait, stop_rx, cgroup.as_ref()) => done,
+                () = detached.cancelled(), if monitor.is_some() => {
+                    // The node leaves its pods running: the monitor keeps the container and the
+                    // next node adopts it; nothing is reported here.
+                    if let Some(follower) = follower {
+                        follower.abort();
+                    }
+                    return;
+                }
+            };
             kill_leftovers(procs, pid, cgroup.as_ref(), killed).await;
             for p in pumps {
                 // Output of processes that escaped both group and cgroup is not waited for.

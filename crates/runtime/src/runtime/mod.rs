@@ -279,6 +279,8 @@ struct Inner {
     /// What survived the node's previous run, by pod UID, until the pod's worker takes it
     /// (`adopt.rs`).
     survivors: Mutex<HashMap<String, adopt::Survivor>>,
+    /// Cancelled by [`ProcessRuntime::detach`]: supervision of monitored instances ends.
+    detached: tokio_util::sync::CancellationToken,
     /// The log files being written, by path, for followers ([`ProcessRuntime::log_updates`]).
     live_logs: Mutex<HashMap<PathBuf, std::sync::Weak<Mutex<LogFile>>>>,
     next: AtomicU64,
@@ -424,6 +426,7 @@ impl ProcessRuntime {
                 mount_namespaces: Mutex::new(HashMap::new()),
                 live_logs: Mutex::new(HashMap::new()),
                 survivors: Mutex::new(HashMap::new()),
+                detached: tokio_util::sync::CancellationToken::new(),
                 next: AtomicU64::new(0),
                 bridge: tokio::sync::Mutex::new(None),
             }),
@@ -515,6 +518,14 @@ impl ProcessRuntime {
         let log = lock(&self.inner.live_logs).get(path)?.upgrade()?;
         let updates = lock(&log).updates();
         Some(updates)
+    }
+
+    /// Lets go of every container running under a monitor, without stopping it: the node
+    /// leaves its pods running (issue 18) and the next runtime on the same data directory
+    /// adopts them. Their exits are no longer reported here; a node process that goes on (the
+    /// benchmark's, a test's) must not use this runtime for them again.
+    pub fn detach(&self) {
+        self.inner.detached.cancel();
     }
 
     /// Kills every process in this runtime's cgroups and removes its cgroup parent directory
