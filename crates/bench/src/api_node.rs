@@ -81,6 +81,8 @@ impl ApiNode {
         config.bridge_name = format!("pvn{}", n % 1000);
         config.services.nft_table = format!("podvisor_bench_{}_{n}", std::process::id());
         let kubeconfig = config.data_dir.join("kubeconfig");
+        // A previous node on this place wrote one for its own (ephemeral) port.
+        let _ = std::fs::remove_file(&kubeconfig);
         let (node, _) = podvisor_node::build(config).await.context("building the node")?;
         let (stop, stopped) = oneshot::channel::<Shutdown>();
         let task = tokio::spawn(node.run_until(async move { stopped.await.unwrap_or(Shutdown::StopPods) }));

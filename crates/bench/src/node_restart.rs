@@ -91,10 +91,8 @@ pub(crate) async fn run(n: usize, rounds: usize) -> Result<Vec<Row>> {
                 name: "a node started with no pods until Ready".into(),
                 value: Percentiles::of_durations_ms(&floor).context("no floor samples")?,
             }),
-            goal: Goal::Ratio {
-                p50: Some(3.0),
-                p99: None,
-            },
+            // Issue #18 asks for the measurement against this floor, with no bound.
+            goal: Goal::None,
             note: Some(
                 "in process: the node leaves (as on SIGQUIT), 1 s away, a new node on the same data dir"
                     .into(),

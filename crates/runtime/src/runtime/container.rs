@@ -375,12 +375,15 @@ impl ProcessRuntime {
                     output[1].end();
                 }
                 monitor = Some(handle.watch(&self.inner.procs));
-                follower = Some(tokio::spawn(monitored::follow_log(
+                let done = tokio_util::sync::CancellationToken::new();
+                let task = tokio::spawn(monitored::follow_log(
                     plan.log_path.clone(),
                     instance.log.clone(),
                     output.clone(),
                     interest,
-                )));
+                    done.clone(),
+                ));
+                follower = Some((task, done));
             }
         }
         let (pidfd, cgroup) = (instance.pidfd, instance.cgroup);
@@ -407,8 +410,8 @@ impl ProcessRuntime {
                 () = detached.cancelled(), if monitor.is_some() => {
                     // The node leaves its pods running: the monitor keeps the container and the
                     // next node adopts it; nothing is reported here.
-                    if let Some(follower) = follower {
-                        follower.abort();
+                    if let Some((task, _)) = follower {
+                        task.abort();
                     }
                     return;
                 }
@@ -422,11 +425,10 @@ impl ProcessRuntime {
                 Some(watch) => watch.finish(pid, cgroup.tracks()).await,
                 None => status,
             };
-            if let Some(follower) = follower {
+            if let Some((task, done)) = follower {
                 // What the monitor wrote last reaches followers and attached clients.
-                lock(&log).notify();
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                follower.abort();
+                done.cancel();
+                let _ = task.await;
                 for o in &output {
                     o.end();
                 }

@@ -215,12 +215,14 @@ impl MonitorWatch {
 /// Follows a monitored instance's log for those who want it, and only while someone does:
 /// `kubectl logs -f` (the log's update notifications) and attached clients (the output's
 /// fan-outs, fed with the bytes of the new records). `interest` wakes it when a follower or
-/// client arrives. Runs until aborted.
+/// client arrives. When `done` is cancelled (the monitor has written everything), it passes
+/// over the file once more for those still reading and returns.
 pub(super) async fn follow_log(
     path: PathBuf,
     log: Arc<Mutex<LogFile>>,
     output: [Arc<Fanout>; 2],
     interest: Arc<Notify>,
+    done: tokio_util::sync::CancellationToken,
 ) {
     let identity = |path: &Path| {
         fs::metadata(path).ok().map(|m| {
@@ -231,12 +233,19 @@ pub(super) async fn follow_log(
     // The file as the instance started: a follower hears of what is written after that.
     let mut last = identity(&path);
     let mut tail: Option<logs::read::Tail> = None;
+    let mut last_pass = false;
     loop {
         let followers = lock(&log).followers();
         let attached = output.iter().any(|o| o.subscribers() > 0);
         if !followers && !attached {
+            if last_pass {
+                return;
+            }
             tail = None;
-            interest.notified().await;
+            tokio::select! {
+                () = interest.notified() => {}
+                () = done.cancelled() => return,
+            }
             continue;
         }
         let now = identity(&path);
@@ -255,9 +264,13 @@ pub(super) async fn follow_log(
         } else {
             tail = None;
         }
+        if last_pass {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(if attached { 20 } else { 50 })) => {}
             () = interest.notified() => {}
+            () = done.cancelled() => last_pass = true,
         }
     }
 }
