@@ -1,7 +1,7 @@
 //! Container logs: CRI-format files, rotated by size.
 //!
 //! The format's writing side is [`cri`] (records, the line splitter, rotation), shared with the
-//! container monitor that writes a monitored container's log; [`pump`] is the node's own
+//! container monitor that writes a monitored container's log; `pump` is the node's own
 //! writer, for containers started without a monitor. [`read`] gives the files back as lines
 //! ([`CriLogReader`], the runtime's `LogSource`). This is the one crate that knows the format.
 
