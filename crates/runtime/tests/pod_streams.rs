@@ -350,6 +350,10 @@ async fn attach_writes_to_a_stdin_container_and_stdin_once_closes_after_the_firs
     assert_eq!(ended(s).await, SessionEnd::Exited(0));
     assert_eq!(within(10, once.exit).await.status, ExitStatus::Exited(0));
     assert!(read_log(&rt, &p, "cat").contains("stdout F pong\n"));
+    // Its monitor holds its stdin open (so a node restart would not end it): it runs until
+    // stopped.
+    let _ = rt.stop(&cat.id, Duration::ZERO).await;
+    within(10, cat.exit).await;
     stop_and_gone(&rt, &p, &plain.id.0).await;
 }
 
