@@ -2,7 +2,9 @@
 //! toolchain, from Debian's packages, when missing:
 //!
 //! - `protoc` (`protobuf-compiler`): the etcd client's build script compiles etcd's protocol
-//!   files, so every build of the workspace needs it;
+//!   files, so every build of the workspace needs it, and the well-known types they import
+//!   (`google/protobuf/descriptor.proto`, ...: `libprotobuf-dev`, which `--no-install-recommends`
+//!   does not bring with protoc);
 //! - `kubectl` (`kubernetes-client`): the kubectl end-to-end tests;
 //! - `etcd` (`etcd-server`): the etcd store's tests, the multi-server tests and the etcd
 //!   benchmarks start their own etcd members;
@@ -27,7 +29,8 @@ cargo xtask setup: install what building and testing podvisor need (Debian packa
 USAGE:
     cargo xtask setup
 
-Installs, when missing: protobuf-compiler (protoc, needed to build), kubernetes-client
+Installs, when missing: protobuf-compiler and libprotobuf-dev (protoc and the well-known
+types etcd's protocol files import, needed to build), kubernetes-client
 (kubectl), python3-kubernetes (the Python client), etcd-server (etcd) and, as root, nftables
 (nft). Needs root and apt-get to install;
 otherwise fails naming what is missing.
@@ -62,6 +65,11 @@ const PROTOC: Tool = Tool {
     name: "protoc",
     package: "protobuf-compiler",
     present: || runs("protoc", &["--version"]),
+};
+const WELL_KNOWN_PROTOS: Tool = Tool {
+    name: "protoc's well-known types (google/protobuf/descriptor.proto)",
+    package: "libprotobuf-dev",
+    present: || Path::new("/usr/include/google/protobuf/descriptor.proto").exists(),
 };
 const KUBECTL: Tool = Tool {
     name: "kubectl",
@@ -101,10 +109,12 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
 /// Installs the tools `need` asks for that are missing, or fails naming them. Idempotent.
 pub(crate) fn install(need: Need) -> Result<()> {
     let tools: Vec<Tool> = match need {
-        Need::Build => vec![PROTOC],
-        Need::Bench => vec![PROTOC, ETCD],
-        Need::Tests { root: true } => vec![PROTOC, KUBECTL, PYTHON_CLIENT, ETCD, NFT],
-        Need::Tests { root: false } => vec![PROTOC, KUBECTL, PYTHON_CLIENT, ETCD],
+        Need::Build => vec![PROTOC, WELL_KNOWN_PROTOS],
+        Need::Bench => vec![PROTOC, WELL_KNOWN_PROTOS, ETCD],
+        Need::Tests { root: true } => {
+            vec![PROTOC, WELL_KNOWN_PROTOS, KUBECTL, PYTHON_CLIENT, ETCD, NFT]
+        }
+        Need::Tests { root: false } => vec![PROTOC, WELL_KNOWN_PROTOS, KUBECTL, PYTHON_CLIENT, ETCD],
     };
     let missing: Vec<&Tool> = tools.iter().filter(|t| !(t.present)()).collect();
     if missing.is_empty() {
