@@ -7,7 +7,8 @@
 //!   does not bring with protoc);
 //! - `kubectl` (`kubernetes-client`): the kubectl end-to-end tests;
 //! - `etcd` (`etcd-server`): the etcd store's tests, the multi-server tests and the etcd
-//!   benchmarks start their own etcd members;
+//!   benchmarks start their own etcd members; `etcdctl` (`etcd-client`): the store's test
+//!   that reads the keys as kube-apiserver lays them out;
 //! - `python3-kubernetes`: the Python client's exec stream in the kubectl end-to-end tests
 //!   (run with Debian's `/usr/bin/python3`);
 //! - as root, `nft` (`nftables`): the Service datapath of the root-only tests.
@@ -31,7 +32,8 @@ USAGE:
 
 Installs, when missing: protobuf-compiler and libprotobuf-dev (protoc and the well-known
 types etcd's protocol files import, needed to build), kubernetes-client
-(kubectl), python3-kubernetes (the Python client), etcd-server (etcd) and, as root, nftables
+(kubectl), python3-kubernetes (the Python client), etcd-server and etcd-client (etcd,
+etcdctl) and, as root, nftables
 (nft). Needs root and apt-get to install;
 otherwise fails naming what is missing.
 
@@ -86,6 +88,11 @@ const ETCD: Tool = Tool {
     package: "etcd-server",
     present: || Path::new("/usr/bin/etcd").exists(),
 };
+const ETCDCTL: Tool = Tool {
+    name: "etcdctl",
+    package: "etcd-client",
+    present: || Path::new("/usr/bin/etcdctl").exists(),
+};
 const NFT: Tool = Tool {
     name: "nft",
     package: "nftables",
@@ -112,9 +119,19 @@ pub(crate) fn install(need: Need) -> Result<()> {
         Need::Build => vec![PROTOC, WELL_KNOWN_PROTOS],
         Need::Bench => vec![PROTOC, WELL_KNOWN_PROTOS, ETCD],
         Need::Tests { root: true } => {
-            vec![PROTOC, WELL_KNOWN_PROTOS, KUBECTL, PYTHON_CLIENT, ETCD, NFT]
+            vec![
+                PROTOC,
+                WELL_KNOWN_PROTOS,
+                KUBECTL,
+                PYTHON_CLIENT,
+                ETCD,
+                ETCDCTL,
+                NFT,
+            ]
         }
-        Need::Tests { root: false } => vec![PROTOC, WELL_KNOWN_PROTOS, KUBECTL, PYTHON_CLIENT, ETCD],
+        Need::Tests { root: false } => {
+            vec![PROTOC, WELL_KNOWN_PROTOS, KUBECTL, PYTHON_CLIENT, ETCD, ETCDCTL]
+        }
     };
     let missing: Vec<&Tool> = tools.iter().filter(|t| !(t.present)()).collect();
     if missing.is_empty() {
