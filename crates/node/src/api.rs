@@ -60,6 +60,7 @@ pub async fn pod_cidr_from_api(
         data_dir: config.data_dir.clone(),
         labels: Default::default(),
         kubelet_port: None,
+        max_pods: config.max_pods,
     };
     let cidr =
         podvisor_kubelet::cluster::node_status::pod_cidr_from_api(client, &facts, POD_CIDR_WAIT).await?;

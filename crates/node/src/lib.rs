@@ -27,6 +27,8 @@ pub mod services;
 pub use node::{BuildError, Node, NodeConfig, Shutdown, build};
 /// The API server's connection and request budgets ([`NodeConfig::api_limits`]).
 pub use podvisor_apiserver::limits::Limits as ApiLimits;
+/// The kubelet's default `--max-pods` ([`NodeConfig::max_pods`]).
+pub use podvisor_kubelet::cluster::node_status::DEFAULT_MAX_PODS;
 pub use podvisor_kubelet::output::OutputMode;
 /// What the machine lets the runtime do (root, namespaces, cgroups).
 pub use podvisor_runtime::Capabilities;

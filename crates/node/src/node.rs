@@ -78,6 +78,11 @@ pub struct NodeConfig {
     /// An agent's kubelet endpoint port on its InternalIP (`pods/log` of its pods is served
     /// there for the API servers); `0` picks a free one.
     pub kubelet_port: u16,
+    /// The pods this node takes (`--max-pods`, default 110 as the kubelet's): its Node's `pods`
+    /// capacity, which the scheduler counts against. Pods with a network of their own also
+    /// need an address each in the pod CIDR (a /24 has 253) and a port each on the bridge
+    /// (Linux bridges take 1,023).
+    pub max_pods: u32,
 }
 
 impl NodeConfig {
@@ -101,8 +106,21 @@ impl NodeConfig {
             join: None,
             node_ip: None,
             kubelet_port: podvisor_apiserver::kubelet::DEFAULT_PORT,
+            max_pods: podvisor_kubelet::cluster::node_status::DEFAULT_MAX_PODS,
         }
     }
+}
+
+/// How many pods with a network of their own a node can run (`None` when its pods get none):
+/// each takes an address of `pod_cidr` (not its network, gateway or broadcast address) and a
+/// port on the bridge.
+pub(crate) fn pod_network_limit(pod_cidr: Option<&str>, networks: bool) -> Option<u32> {
+    let cidr = podvisor_core::net::Ipv4Cidr::parse(pod_cidr?).ok()?;
+    networks.then(|| {
+        cidr.size()
+            .saturating_sub(3)
+            .min(podvisor_runtime::network::BRIDGE_PORTS)
+    })
 }
 
 /// The machine's host name, or `podvisor`.
@@ -173,6 +191,19 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         hook_warnings,
     } = PodParts::new(runtime_config, Some(&metrics.kubelet)).await?;
     let capabilities = runtime.capabilities().clone();
+    let networks = capabilities.namespaces && !config.host_network_only;
+    if let Some(limit) = pod_network_limit(config.pod_cidr.as_deref(), networks)
+        && config.max_pods > limit
+    {
+        warn!(
+            max_pods = config.max_pods,
+            pod_cidr = config.pod_cidr.as_deref().unwrap_or_default(),
+            "--max-pods is above the {limit} pods with a network of their own this node can run \
+             (an address each in --pod-cidr, a port each on the bridge, at most {}): more fail to \
+             start unless they use hostNetwork",
+            podvisor_runtime::network::BRIDGE_PORTS
+        );
+    }
     // Cluster DNS listens on the bridge's address: make sure it exists before anything binds it.
     if let Err(e) = runtime.ensure_pod_network().await {
         warn!(error = %e, "cannot set up the pod network bridge yet; it is retried with the first pod");
@@ -495,6 +526,7 @@ impl Node {
             data_dir: self.config.data_dir.clone(),
             labels,
             kubelet_port: None,
+            max_pods: self.config.max_pods,
         }
     }
 
@@ -629,5 +661,20 @@ impl RunningApi {
                 warn!("the store is still open after the API stopped");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pod_network_limit;
+
+    #[test]
+    fn pod_network_limit_is_the_pod_cidr_or_the_bridge() {
+        assert_eq!(pod_network_limit(Some("10.88.0.0/24"), true), Some(253));
+        assert_eq!(pod_network_limit(Some("10.88.0.0/22"), true), Some(1021));
+        // A /20 has 4,093 addresses, but a Linux bridge takes 1,023 ports.
+        assert_eq!(pod_network_limit(Some("10.88.0.0/20"), true), Some(1023));
+        assert_eq!(pod_network_limit(Some("10.88.0.0/24"), false), None);
+        assert_eq!(pod_network_limit(None, true), None);
     }
 }

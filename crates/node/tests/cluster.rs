@@ -266,6 +266,7 @@ async fn registered_node(
         data_dir,
         labels: Default::default(),
         kubelet_port: None,
+        max_pods: podvisor_kubelet::cluster::node_status::DEFAULT_MAX_PODS,
     };
     let task = tokio::spawn(heartbeat(
         client,
@@ -471,6 +472,7 @@ async fn a_stalled_disk_does_not_stop_the_lease_renewal() {
         data_dir: dir.path().to_owned(),
         labels: Default::default(),
         kubelet_port: None,
+        max_pods: podvisor_kubelet::cluster::node_status::DEFAULT_MAX_PODS,
     };
     let host = Arc::new(StalledDisk {
         release: std::sync::Mutex::new(release),

@@ -27,6 +27,7 @@ fn facts(name: &str, pod_cidr: Option<&str>, dir: &tempfile::TempDir) -> NodeFac
         data_dir: dir.path().to_owned(),
         labels: Default::default(),
         kubelet_port: None,
+        max_pods: podvisor_kubelet::cluster::node_status::DEFAULT_MAX_PODS,
     }
 }
 

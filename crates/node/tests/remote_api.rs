@@ -82,6 +82,7 @@ async fn control_loops_and_the_kubelet_side_work_against_a_remote_api_over_https
         data_dir: dir.path().to_owned(),
         labels: BTreeMap::new(),
         kubelet_port: None,
+        max_pods: podvisor_kubelet::cluster::node_status::DEFAULT_MAX_PODS,
     };
     let heartbeat_task = tokio::spawn(heartbeat(
         client.clone(),

@@ -85,6 +85,11 @@ struct AgentArgs {
     /// Run every pod in the agent's network, without pod sandboxes.
     #[arg(long)]
     host_network: bool,
+    /// The pods this node takes, as the kubelet's --max-pods: its Node's `pods` capacity, which
+    /// the scheduler counts against. Pods with a network of their own also need an address
+    /// each in the pod CIDR (a /24 holds 253) and a port each on the bridge (at most 1,023).
+    #[arg(long, value_name = "N", default_value_t = podvisor_node::DEFAULT_MAX_PODS, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_pods: u32,
     /// The cgroup directory of the agent's containers [default: podvisor-NODE_NAME, so one
     /// agent never cleans up another's pods].
     #[arg(long, value_name = "NAME", value_parser = cgroup_name)]
@@ -144,6 +149,11 @@ struct NodeArgs {
     /// node does not run as root).
     #[arg(long)]
     host_network: bool,
+    /// The pods this node takes, as the kubelet's --max-pods: its Node's `pods` capacity, which
+    /// the scheduler counts against. Pods with a network of their own also need an address
+    /// each in the pod CIDR (a /24 holds 253) and a port each on the bridge (at most 1,023).
+    #[arg(long, value_name = "N", default_value_t = podvisor_node::DEFAULT_MAX_PODS, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_pods: u32,
     /// The cgroup directory of the node's containers under each hierarchy. At start the node
     /// removes what an earlier run left there, so two nodes on one machine need different ones.
     #[arg(long, value_name = "NAME", default_value = "podvisor", value_parser = cgroup_name)]
@@ -360,6 +370,7 @@ impl NodeArgs {
         config.pod_cidr.clone_from(&self.pod_cidr);
         config.node_ip.clone_from(&self.node_ip);
         config.host_network_only = self.host_network;
+        config.max_pods = self.max_pods;
         config.cgroup_parent.clone_from(&self.cgroup_parent);
         config.bridge_name.clone_from(&self.bridge);
         config.listen = Some(self.listen);
@@ -391,6 +402,7 @@ impl AgentArgs {
         config.node_ip.clone_from(&self.node_ip);
         config.pod_cidr.clone_from(&self.pod_cidr);
         config.host_network_only = self.host_network;
+        config.max_pods = self.max_pods;
         config.cgroup_parent = match &self.cgroup_parent {
             Some(parent) => parent.clone(),
             None => format!("podvisor-{}", config.node_name),
@@ -567,9 +579,11 @@ mod tests {
             "10.0.0.7",
             "--pod-cidr",
             "10.77.0.0/16",
+            "--max-pods=500",
         ])
         .unwrap();
         let config = args.config();
+        assert_eq!(config.max_pods, 500);
         assert_eq!(config.join.as_deref(), Some(std::path::Path::new(kubeconfig)));
         assert_eq!(config.listen, None, "an agent serves no API");
         assert_eq!(config.node_name, "agent-1");
@@ -584,6 +598,10 @@ mod tests {
             (
                 &["--kubeconfig", kubeconfig, "--node-ip", "ten"][..],
                 "--node-ip <IP>",
+            ),
+            (
+                &["--kubeconfig", kubeconfig, "--max-pods", "0"][..],
+                "--max-pods <N>",
             ),
         ] {
             let error = agent_args(args).unwrap_err();
@@ -602,6 +620,7 @@ mod tests {
         assert_eq!(args.pod_cidr, None);
         assert!(!args.tls && !args.host_network);
         let config = args.config();
+        assert_eq!(config.max_pods, 110, "the kubelet's default --max-pods");
         assert_eq!(config.cluster_cidr.as_deref(), Some("10.88.0.0/16"));
         assert_eq!(
             config.pod_cidr, None,
@@ -641,6 +660,8 @@ mod tests {
             "podvisor-a",
             "--bridge",
             "pva0",
+            "--max-pods",
+            "1000",
         ])
         .unwrap();
         assert!(args.tls);
@@ -655,6 +676,7 @@ mod tests {
             (config.cgroup_parent.as_str(), config.bridge_name.as_str()),
             ("podvisor-a", "pva0")
         );
+        assert_eq!(config.max_pods, 1000);
         let limits = &config.api_limits;
         assert_eq!(
             (

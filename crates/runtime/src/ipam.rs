@@ -19,7 +19,10 @@ pub enum IpamError {
     #[error("invalid pod CIDR {0:?}")]
     InvalidCidr(String),
     /// Every address is in use.
-    #[error("no free address left in {0}")]
+    #[error(
+        "no free address left in {0}: every pod with a network of its own takes one (a /24 holds \
+         253; a larger --pod-cidr holds more)"
+    )]
     Exhausted(String),
     /// The state file could not be read or written.
     #[error("ipam state {path}: {source}")]

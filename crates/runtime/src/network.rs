@@ -30,7 +30,17 @@ pub enum NetworkError {
     /// A link that was just created could not be found.
     #[error("link {0} not found")]
     MissingLink(String),
+    /// The bridge has no free port for another pod's veth (the kernel's `EXFULL`).
+    #[error(
+        "attach veth {0} to the bridge: the bridge is full (a Linux bridge takes {BRIDGE_PORTS} ports, \
+         one per pod with a network of its own)"
+    )]
+    BridgeFull(String),
 }
+
+/// The most ports a Linux bridge takes (`BR_MAX_PORTS` less port 0, which is reserved): the
+/// most pods with a network of their own one node runs.
+pub const BRIDGE_PORTS: u32 = 1023;
 
 type Result<T, E = NetworkError> = std::result::Result<T, E>;
 
@@ -177,7 +187,12 @@ pub(crate) async fn setup_pod(
         )
         .execute()
         .await
-        .map_err(nl("attach veth to the bridge"))?;
+        .map_err(|e| match &e {
+            rtnetlink::Error::NetlinkError(m) if m.raw_code().abs() == libc::EXFULL => {
+                NetworkError::BridgeFull(net.host_veth.to_owned())
+            }
+            _ => nl("attach veth to the bridge")(e),
+        })?;
 
     let pod = connect_in(netns)?;
     let lo = link_index(&pod, "lo")

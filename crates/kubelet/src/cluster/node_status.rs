@@ -57,7 +57,13 @@ pub struct NodeFacts {
     /// The port of the node's kubelet endpoint (an agent's), reported in
     /// `status.daemonEndpoints` for the API servers to reach; `None` reports 0 (none).
     pub kubelet_port: Option<u16>,
+    /// The pods the node takes (`--max-pods`, the kubelet's default [`DEFAULT_MAX_PODS`]): its
+    /// `pods` capacity and allocatable, which the scheduler counts against.
+    pub max_pods: u32,
 }
+
+/// The kubelet's default `--max-pods`.
+pub const DEFAULT_MAX_PODS: u32 = 110;
 
 /// Each condition's status and when it last changed, so `lastTransitionTime` moves only when
 /// the status flips (`cluster-semantics.md` §2.4).
@@ -382,7 +388,7 @@ fn node_status(facts: &NodeFacts, conditions: Vec<NodeCondition>) -> NodeStatus 
     let resources: BTreeMap<String, Quantity> = [
         ("cpu", cpus.to_string()),
         ("memory", format!("{memory_kib}Ki")),
-        ("pods", "110".to_owned()),
+        ("pods", facts.max_pods.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), Quantity(v)))
@@ -444,11 +450,32 @@ mod tests {
             data_dir: "/nowhere".into(),
             labels: BTreeMap::new(),
             kubelet_port: None,
+            max_pods: DEFAULT_MAX_PODS,
         };
         let healthy = health::conditions(&health::Measured::default());
         let mut transitions = Transitions::default();
         let mut conditions = |t| transitions.conditions(&healthy, &at(t));
         let stored = node_status(&facts, conditions(10));
+        let pods = |status: &NodeStatus| {
+            let quantity =
+                |m: &Option<BTreeMap<String, Quantity>>| m.as_ref().and_then(|m| m.get("pods")).cloned();
+            (quantity(&status.capacity), quantity(&status.allocatable))
+        };
+        let default = Some(Quantity("110".into()));
+        assert_eq!(
+            pods(&stored),
+            (default.clone(), default),
+            "the kubelet's default --max-pods"
+        );
+        let bigger = NodeFacts {
+            max_pods: 1000,
+            ..facts.clone()
+        };
+        let thousand = Some(Quantity("1000".into()));
+        assert_eq!(
+            pods(&node_status(&bigger, conditions(10))),
+            (thousand.clone(), thousand)
+        );
         let renewed = node_status(&facts, conditions(20));
         let minute = Some(Duration::from_secs(60));
         assert!(
