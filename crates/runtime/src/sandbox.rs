@@ -57,6 +57,10 @@ pub(crate) struct HolderSpec {
     /// (source file, target path) bind mounts.
     pub(crate) hosts: Option<(CString, CString)>,
     pub(crate) resolv: Option<(CString, CString)>,
+    /// The monitor's executable (a descriptor of [`crate::sys::MonitorProgram`]), which the
+    /// holder executes in its `pause` mode once set up, so it shares no memory with the node;
+    /// without one the forked holder waits as it is.
+    pub(crate) program: Option<i32>,
 }
 
 /// A holder that is ready: its pid and pidfd.

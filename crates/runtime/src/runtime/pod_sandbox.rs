@@ -149,6 +149,11 @@ impl ProcessRuntime {
             hostname: hostname.to_string(),
             hosts: sandbox::cstring(&hosts).zip(sandbox::bind_target("/etc/hosts")),
             resolv: sandbox::cstring(&resolv).zip(sandbox::bind_target("/etc/resolv.conf")),
+            program: self
+                .inner
+                .monitor
+                .as_ref()
+                .map(crate::sys::MonitorProgram::raw_fd),
         };
         let procs = self.inner.procs.clone();
         let holder = tokio::task::spawn_blocking(move || procs.spawn_holder(&spec))

@@ -23,6 +23,10 @@ pub(crate) fn spawn_holder(spec: &HolderSpec) -> Result<Holder, HolderError> {
     let hostname = spec.hostname.as_bytes();
     let wfd = write_end.as_raw_fd();
     let nfd = devnull.as_raw_fd();
+    // The pause program's invocation, made before the fork (the child must not allocate).
+    let argv: [*const libc::c_char; 3] = [c"podvisor-pause".as_ptr(), c"pause".as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let exec = spec.program.map(|fd| (fd, &argv, &envp));
     let guard = crate::process::owned();
     // SAFETY: between fork and the end of the child only async-signal-safe system calls run
     // (dup2, close_range, setsid, prctl, unshare, mount, sethostname, write, pause, _exit) on
@@ -32,7 +36,7 @@ pub(crate) fn spawn_holder(spec: &HolderSpec) -> Result<Holder, HolderError> {
     match forked {
         Ok(ForkResult::Child) => {
             // SAFETY: see above; `holder_main` never returns.
-            unsafe { holder_main(wfd, nfd, hostname, spec) }
+            unsafe { holder_main(wfd, nfd, hostname, spec, exec) }
         }
         Ok(ForkResult::Parent { child }) => {
             let pid = child.as_raw();
@@ -65,11 +69,27 @@ pub(crate) fn spawn_holder(spec: &HolderSpec) -> Result<Holder, HolderError> {
     }
 }
 
-/// The holder's life after the fork.
+/// The pause program to execute once set up: its descriptor, argv and envp (NULL-terminated).
+type PauseExec<'a> = (i32, &'a [*const libc::c_char; 3], &'a [*const libc::c_char; 1]);
+
+/// The descriptor the pause program is executed from in the holder.
+const PROGRAM_FD: i32 = 4;
+
+/// The holder's life after the fork. Once its namespaces, mounts and host name are set up it
+/// executes the pause program (`exec`) when there is one, which reports ready on fd 3: the
+/// holder then shares no page with the node, where a forked process would keep copies of every
+/// page the node writes afterwards. Without one (or if that fails) it reports ready itself and
+/// waits.
 ///
 /// # Safety
 /// Only call in a freshly forked child; it never returns.
-unsafe fn holder_main(wfd: i32, nfd: i32, hostname: &[u8], spec: &HolderSpec) -> ! {
+unsafe fn holder_main(
+    wfd: i32,
+    nfd: i32,
+    hostname: &[u8],
+    spec: &HolderSpec,
+    exec: Option<PauseExec<'_>>,
+) -> ! {
     let fail = |step: u8, errno: i32| -> ! {
         let msg = [step, errno as u8];
         // SAFETY: write and _exit are async-signal-safe; the buffer lives on our stack.
@@ -88,8 +108,13 @@ unsafe fn holder_main(wfd: i32, nfd: i32, hostname: &[u8], spec: &HolderSpec) ->
         for std_fd in 0..3 {
             libc::dup2(nfd, std_fd);
         }
-        if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
-            for fd in 4..4096 {
+        // The pause program's descriptor becomes fd 4 (without close-on-exec).
+        let keep: i32 = match exec {
+            Some((fd, ..)) if libc::dup2(fd, PROGRAM_FD) == PROGRAM_FD => PROGRAM_FD + 1,
+            _ => PROGRAM_FD,
+        };
+        if libc::syscall(libc::SYS_close_range, keep.unsigned_abs(), u32::MAX, 0u32) != 0 {
+            for fd in keep..4096 {
                 libc::close(fd);
             }
         }
@@ -127,10 +152,27 @@ unsafe fn holder_main(wfd: i32, nfd: i32, hostname: &[u8], spec: &HolderSpec) ->
             fail(step, e as i32);
         }
     }
-    // SAFETY: the pointer and length describe `hostname`, which outlives the call.
+    // SAFETY: the pointer and length describe `hostname`, which outlives the call; argv and
+    // envp are NULL-terminated arrays of NUL-terminated strings made before the fork.
     unsafe {
         if libc::sethostname(hostname.as_ptr().cast(), hostname.len()) != 0 {
             fail(6, nix::errno::Errno::last_raw());
+        }
+        if let Some((_, argv, envp)) = exec {
+            // Executed programs keep the signal mask: the holder's must let signals in.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_execveat,
+                PROGRAM_FD,
+                c"".as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+            // It could not be executed: wait as the forked process.
+            libc::close(PROGRAM_FD);
         }
         let ok = [0u8];
         libc::write(3, ok.as_ptr().cast(), 1);

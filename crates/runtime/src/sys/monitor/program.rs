@@ -22,6 +22,11 @@
 //! with the stdout reading end on fd 3 and, when `<streams>` is 2, stderr's on fd 4. The first
 //! argument is the invocation's version. Standard input, output and error are `/dev/null`.
 //!
+//! `podvisor-monitor pause` is a pod sandbox holder's second life (`sys::holder`): the forked
+//! holder, its namespaces set up, executes this program so that it keeps no copy of the node's
+//! memory. It names itself `podvisor-pause`, reports ready on fd 3 (one zero byte, as the
+//! forked holder does) and waits for a signal to end it.
+//!
 //! The exit record is text: `podvisor-exit 1`, `pid <pid>`, `exited <code>` or
 //! `signaled <signal>`, and `finished <nanoseconds since the epoch>`, one per line.
 
@@ -106,7 +111,29 @@ fn parse() -> Option<Args> {
     })
 }
 
+/// The sandbox holder's wait (`pause` mode, see the module's docs).
+fn pause() -> ! {
+    unsafe extern "C" {
+        fn pause() -> i32;
+        fn write(fd: i32, buf: *const u8, n: usize) -> isize;
+    }
+    // SAFETY: naming the thread, writing one byte from a local and closing our own fds.
+    unsafe {
+        prctl(PR_SET_NAME, c"podvisor-pause".as_ptr() as u64);
+        close(4);
+        let ready = [0u8];
+        write(3, ready.as_ptr(), 1);
+        close(3);
+        loop {
+            pause();
+        }
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("pause") {
+        pause();
+    }
     let Some(args) = parse() else {
         eprintln!("podvisor-monitor: bad invocation (it is started by the podvisor runtime only)");
         std::process::exit(2);
