@@ -123,10 +123,8 @@ where
 /// Recomputes and writes the Endpoints and EndpointSlices of every Service in `ns`.
 async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
     let services = in_namespace(&caches.services, ns);
-    let pods: Vec<Pod> = in_namespace(&caches.pods, ns)
-        .iter()
-        .map(|p| (**p).clone())
-        .collect();
+    // Shared with the cache, not copied: this runs on every change of a pod of `ns`.
+    let pods: Vec<Arc<Pod>> = in_namespace(&caches.pods, ns);
     let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), ns);
     let slices_api = Api::<EndpointSlice>::namespaced(client.clone(), ns);
     let mut wanted_endpoints = BTreeSet::new();
@@ -233,9 +231,10 @@ where
 
 /// Named target ports that none of the Service's selected pods exposes (with the protocol), so
 /// the Service has no endpoints for them: a user should be told rather than left guessing.
-fn unresolved_ports(service: &Service, pods: &[Pod]) -> Vec<String> {
+fn unresolved_ports(service: &Service, pods: &[Arc<Pod>]) -> Vec<String> {
     let selected: Vec<&Pod> = pods
         .iter()
+        .map(AsRef::as_ref)
         .filter(|p| podvisor_endpoints::selects(service, p))
         .collect();
     if selected.is_empty() {

@@ -20,6 +20,13 @@ pub(crate) enum Touched {
     All,
 }
 
+/// What a cache keeps of an object: everything but its `managedFields`, which no control loop
+/// reads and which are, for an object many managers write (a pod: its creator, the scheduler,
+/// the kubelet), often the larger part of it.
+pub(crate) fn lighten<K: Resource>(object: &mut K) {
+    object.meta_mut().managed_fields = None;
+}
+
 /// A cache of `api`'s objects and the task that keeps it current, sending what each change
 /// touched to `touched`. The task ends when `touched` is closed.
 pub(crate) fn follow<K>(
@@ -31,7 +38,10 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config).default_backoff().reflect(writer);
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(lighten)
+        .reflect(writer);
     let task = async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {

@@ -1,5 +1,6 @@
 //! The desired Endpoints object and EndpointSlices of one Service (rules 16.1-16.10).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use podvisor_core::corev1::{
@@ -139,15 +140,20 @@ fn publish_not_ready(service: &Service) -> bool {
 }
 
 /// The pods `service` selects, sorted by name so results do not depend on input order.
-fn selected<'a>(service: &Service, pods: &'a [Pod]) -> Vec<&'a Pod> {
-    let mut pods: Vec<&Pod> = pods.iter().filter(|p| selects(service, p)).collect();
+fn selected<'a, P: Borrow<Pod>>(service: &Service, pods: &'a [P]) -> Vec<&'a Pod> {
+    let mut pods: Vec<&Pod> = pods
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|p| selects(service, p))
+        .collect();
     pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     pods
 }
 
 /// The Endpoints object the Endpoints controller keeps for `service`, or `None` when the
-/// Service manages none (no selector, or `ExternalName`).
-pub fn desired_endpoints(service: &Service, pods: &[Pod]) -> Option<Endpoints> {
+/// Service manages none (no selector, or `ExternalName`). `pods` are the Service namespace's
+/// pods, owned or shared (a cache's `Arc<Pod>`s).
+pub fn desired_endpoints<P: Borrow<Pod>>(service: &Service, pods: &[P]) -> Option<Endpoints> {
     managed_selector(service)?;
     let publish = publish_not_ready(service);
     let service_ports = service
@@ -263,7 +269,7 @@ fn proportional(counts: &[usize], keep: usize) -> Vec<usize> {
 /// The EndpointSlices the EndpointSlice controller keeps for `service` (rules 16.8-16.10):
 /// grouped by the set of resolved ports, at most [`MAX_SLICE_ENDPOINTS`] endpoints each, with
 /// `ready`, `serving` and `terminating` conditions. Empty when the Service manages none.
-pub fn desired_slices(service: &Service, pods: &[Pod]) -> Vec<EndpointSlice> {
+pub fn desired_slices<P: Borrow<Pod>>(service: &Service, pods: &[P]) -> Vec<EndpointSlice> {
     if managed_selector(service).is_none() {
         return Vec::new();
     }

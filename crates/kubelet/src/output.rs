@@ -53,11 +53,14 @@ impl NodeOutput {
     }
 
     /// Redraws the table (in [`OutputMode::Table`]), with the last probe results of the pods
-    /// that are not ready, so "why is my pod not ready" is answered on screen.
-    pub fn redraw(&self, views: &[PodView], now: Time) {
+    /// that are not ready, so "why is my pod not ready" is answered on screen. `views` is
+    /// asked for the pods only when there is a table to draw.
+    pub fn redraw(&self, views: impl FnOnce() -> Vec<PodView>, now: Time) {
         if self.mode != OutputMode::Table {
             return;
         }
+        let views = views();
+        let views = views.as_slice();
         let pods: Vec<Pod> = views.iter().map(|v| v.pod.clone()).collect();
         let mut screen = String::from("\x1b[H\x1b[2J");
         screen.push_str(&table::render(&pods, now));

@@ -143,8 +143,14 @@ async fn pass(
     pods: &Store<Pod>,
     attempts: &mut HashMap<String, Attempt>,
 ) -> Option<Instant> {
-    let node_list = nodes.state();
     let pod_list = pods.state();
+    // Most passes (every change of any pod: a status write, a readiness flip) find nothing to
+    // place; they cost a look at each pod, not a copy of the cluster.
+    if !pod_list.iter().any(|p| wants_scheduling(p)) {
+        attempts.clear();
+        return None;
+    }
+    let node_list = nodes.state();
     let cluster = cluster_key(&node_list, &pod_list);
     let mut bound = fit::by_node(pod_list.iter().map(|p| p.as_ref()));
     let mut views: Vec<NodeView> = node_list

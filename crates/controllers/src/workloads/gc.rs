@@ -119,8 +119,13 @@ fn follow_dynamic(
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let writer = reflector::store::Writer::new(ar);
     let reader = writer.as_reader();
+    // The collector reads owners, finalizers and deletion only: the objects' bodies are not kept.
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|object: &mut DynamicObject| {
+            crate::watch::lighten(object);
+            object.data = serde_json::Value::Object(serde_json::Map::new());
+        })
         .reflect(writer);
     let task = async move {
         let mut stream = std::pin::pin!(stream);

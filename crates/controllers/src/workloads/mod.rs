@@ -59,6 +59,7 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(crate::watch::lighten)
         .reflect(writer);
     let task = async move {
         let mut stream = std::pin::pin!(stream.touched_objects());
