@@ -45,6 +45,22 @@ pub(crate) struct Place {
 }
 
 impl Place {
+    /// The number its names come from.
+    pub(crate) fn number(&self) -> u32 {
+        self.n
+    }
+
+    /// The data directory's path (removed with the place).
+    pub(crate) fn path(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// The configuration of a node on this place: names of its own for everything it makes on
+    /// the machine, room for `max_pods` pods ([`NodeConfig::max_pods`]), quiet.
+    pub(crate) fn config(&self, max_pods: u32) -> NodeConfig {
+        node_config(self.data.path(), self.n, max_pods)
+    }
+
     pub(crate) fn new() -> Result<Place> {
         Ok(Place {
             n: (std::process::id() % 200) * 5 + NEXT.fetch_add(1, Ordering::SeqCst),
@@ -66,20 +82,8 @@ impl ApiNode {
 
     /// [`start`](Self::start) on `place` (again, after [`leave`](Self::leave)).
     pub(crate) async fn start_on(place: Place) -> Result<ApiNode> {
-        let n = place.n;
-        let data = &place.data;
-        let name = "bench-node".to_owned();
-        let mut config = NodeConfig::new(data.path().join("node"));
-        config.node_name.clone_from(&name);
-        config.output = OutputMode::Quiet;
-        config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-        // A /22 of its own beside `pods::PodNode`'s 10.80-89 ranges: room for 125 pods.
-        config.pod_cidr = Some(format!("10.{}.{}.0/22", 90 + (n / 60) % 5, (n % 60) * 4));
-        config.cluster_cidr = None;
-        config.host_network_only = !podvisor_node::is_root();
-        config.cgroup_parent = format!("podvisor-bench-node-{}-{n}", std::process::id());
-        config.bridge_name = format!("pvn{}", n % 1000);
-        config.services.nft_table = format!("podvisor_bench_{}_{n}", std::process::id());
+        let config = place.config(podvisor_node::DEFAULT_MAX_PODS);
+        let name = config.node_name.clone();
         let kubeconfig = config.data_dir.join("kubeconfig");
         // A previous node on this place wrote one for its own (ephemeral) port.
         let _ = std::fs::remove_file(&kubeconfig);
@@ -139,9 +143,33 @@ impl ApiNode {
     }
 }
 
+/// The node on data directory `data` with number `n` (see [`Place`]).
+pub(crate) fn node_config(data: &std::path::Path, n: u32, max_pods: u32) -> NodeConfig {
+    let mut config = NodeConfig::new(data.join("node"));
+    config.node_name = NODE_NAME.to_owned();
+    config.output = OutputMode::Quiet;
+    config.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    // A /22 of its own beside `pods::PodNode`'s 10.80-89 ranges: room for 1,021 pods.
+    config.pod_cidr = Some(format!("10.{}.{}.0/22", 90 + (n / 60) % 5, (n % 60) * 4));
+    config.cluster_cidr = None;
+    config.host_network_only = !podvisor_node::is_root();
+    config.cgroup_parent = format!("podvisor-bench-node-{n}");
+    config.bridge_name = format!("pvn{}", n % 1000);
+    config.services.nft_table = format!("podvisor_bench_{n}");
+    config.max_pods = max_pods;
+    config
+}
+
+/// The benchmark nodes' name.
+pub(crate) const NODE_NAME: &str = "bench-node";
+
 /// Waits until the Node `name` is Ready and `default/default` ServiceAccount exists (pods are
 /// admitted only with their ServiceAccount).
-async fn wait_ready(client: &kube::Client, name: &str, deadline: tokio::time::Instant) -> Result<()> {
+pub(crate) async fn wait_ready(
+    client: &kube::Client,
+    name: &str,
+    deadline: tokio::time::Instant,
+) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     loop {

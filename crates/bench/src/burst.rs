@@ -1,5 +1,6 @@
-//! `burst-110`: 110 one-container pods applied at once until every one is Running, then all
-//! deleted until every worker has finished (processes reaped, sandboxes and cgroups removed).
+//! `burst-110` and `burst-1000`: that many one-container pods applied at once until every one is
+//! Running, then all deleted until every worker has finished (processes reaped, sandboxes and
+//! cgroups removed).
 //! Floor: spawning the same number of `sleep` processes one after another (in new network, UTS
 //! and IPC namespaces when root, as a sandbox needs at least), and killing and reaping them.
 
@@ -12,8 +13,8 @@ use serde_json::json;
 use crate::pods::{self, PodNode};
 use crate::stats::{Floor, Goal, Percentiles, Row};
 
-/// Runs `rounds` bursts of `n` pods.
-pub(crate) async fn run(n: usize, rounds: usize) -> Result<Vec<Row>> {
+/// Runs `rounds` bursts of `n` pods, reported as benchmark `bench`.
+pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>> {
     let mut node = PodNode::start().await?;
     let sandboxes = node.sandboxes;
     let result = async {
@@ -47,7 +48,7 @@ pub(crate) async fn run(n: usize, rounds: usize) -> Result<Vec<Row>> {
     };
     let row = |metric: &str, samples: &[Duration], floor: &[Duration], floor_name: String| -> Result<Row> {
         Ok(Row {
-            bench: "burst-110".into(),
+            bench: bench.into(),
             metric: metric.into(),
             unit: "ms",
             value: Percentiles::of_durations_ms(samples).context("no samples")?,
@@ -90,6 +91,8 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
         .iter()
         .map(|p| p.metadata.uid.clone().unwrap_or_default())
         .collect();
+    // Two minutes per 110 pods.
+    let limit = Duration::from_secs(120) * u32::try_from(n / 110 + 1).unwrap_or(u32::MAX);
     let start = Instant::now();
     for pod in pods {
         node.supervisor.apply(pod);
@@ -99,7 +102,7 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
         views.push(node.supervisor.watch(uid).context("a pod has no worker")?);
     }
     for rx in &mut views {
-        pods::wait_view(rx, Duration::from_secs(120), "every pod to run", pods::running).await?;
+        pods::wait_view(rx, limit, "every pod to run", pods::running).await?;
     }
     let up = start.elapsed();
     let start = Instant::now();
@@ -107,10 +110,7 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
         node.supervisor.delete(uid, Some(0));
     }
     for rx in &mut views {
-        pods::wait_view(rx, Duration::from_secs(120), "every pod to be gone", |v| {
-            v.finished
-        })
-        .await?;
+        pods::wait_view(rx, limit, "every pod to be gone", |v| v.finished).await?;
     }
     let down = start.elapsed();
     node.supervisor.forget_finished();

@@ -20,6 +20,7 @@ mod endpoint_propagation;
 mod etcd;
 mod floor;
 mod footprint;
+mod node_footprint;
 mod node_restart;
 mod peers;
 mod pod_start;
@@ -58,11 +59,14 @@ BENCHMARKS:
     pod-start      one-container pod created → Running        (floor: spawn+wait, namespaces as root)
     burst-110      110 pods applied at once → all Running → all deleted → all gone
                                                                 (floor: spawn and kill 110 processes)
+    burst-1000     the same with 1,000 pods                     (floor: spawn and kill 1,000)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
     probe-cpu      CPU of 110 pods' HTTP+TCP (and exec) probes at 1 s, TIME_WAIT, false failures
     probe-timing   330 HTTP probes at period 1 s: lateness idle and with both cores loaded
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
+    node-footprint the whole node's RSS and idle CPU at 0, 110 and 1,000 probed pods (10 s
+                   probes), and the PSS of the containers' monitors and sandbox holders
     sched-throughput  1,000 pending pods bound by the scheduler onto 3 Nodes, pods/s
                                                 (floor: the same pods/binding POSTs, one by one)
     api-etcd       pod create/get on an API server on etcd and on redb
@@ -106,6 +110,11 @@ const BENCHES: &[Bench] = &[
         name: "burst-110",
         full: 110,
         quick: 20,
+    },
+    Bench {
+        name: "burst-1000",
+        full: 1000,
+        quick: 50,
     },
     Bench {
         name: "crash-restart",
@@ -171,6 +180,12 @@ const BENCHES: &[Bench] = &[
         full: 100,
         quick: 20,
     },
+    // The whole node grown to the largest of its sizes (110 and this).
+    Bench {
+        name: "node-footprint",
+        full: 1000,
+        quick: 20,
+    },
     // Pods adopted by a new node process (rounds: 3 full, 1 quick).
     Bench {
         name: "node-restart",
@@ -181,6 +196,15 @@ const BENCHES: &[Bench] = &[
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some(node_footprint::CHILD_ARG) {
+        return match node_footprint::child(argv.get(1..).unwrap_or_default()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: node child: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if argv.first().map(String::as_str) == Some(footprint::CHILD_ARG) {
         return match footprint::child(argv.get(1..).unwrap_or_default()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -265,7 +289,8 @@ fn run(args: &Args) -> Result<()> {
             match bench.name {
                 "pod-start" => pod_start::run(n).await,
                 "crash-restart" => crash_restart::run(n).await,
-                "burst-110" => burst::run(n, if args.quick { 1 } else { 5 }).await,
+                "burst-110" => burst::run(bench.name, n, if args.quick { 1 } else { 5 }).await,
+                "burst-1000" => burst::run(bench.name, n, if args.quick { 1 } else { 3 }).await,
                 "api" => {
                     api::run(&api::Sizes {
                         pods: n,
@@ -296,14 +321,18 @@ fn run(args: &Args) -> Result<()> {
                     deployment::run(n, if args.quick { 1 } else { 3 }, measure).await
                 }
                 "node-restart" => node_restart::run(n, if args.quick { 1 } else { 3 }).await,
+                "node-footprint" => {
+                    let sizes: &[usize] = if args.quick { &[n] } else { &[110, n] };
+                    node_footprint::run(sizes, Duration::from_secs(if args.quick { 10 } else { 20 })).await
+                }
                 other => bail!("benchmark {other} has no runner"),
             }
         });
         let mut new_rows = result.with_context(|| format!("benchmark {}", bench.name))?;
-        if matches!(bench.name, "burst-110" | "crash-restart") {
+        if matches!(bench.name, "burst-110" | "burst-1000" | "crash-restart") {
             let samples = if args.quick { 3 } else { 20 };
             // Outside the runtime: the peers are driven with blocking commands.
-            new_rows.extend(peers::rows(bench.name, samples));
+            new_rows.extend(peers::rows(bench.name, n, samples));
         }
         eprintln!("    done in {:.1} s", t.elapsed().as_secs_f64());
         rows.extend(new_rows);

@@ -2,9 +2,11 @@
 //! harness; when absent, a note says how to install them). Each runs in its own temporary
 //! home, supervising `sleep 3600` programs:
 //!
-//! - burst: 100 programs started with one command (`supervisorctl start all`, `pm2 start` of an
-//!   ecosystem file) until the command returns with all of them running (`startsecs=0` for
-//!   supervisord); the command-line tool's own start-up is included, as a user pays it;
+//! - burst: 100 programs (beside `burst-110`) or 1,000 (beside `burst-1000`) started with one
+//!   command (`supervisorctl start all`, `pm2 start` of an ecosystem file) until the command
+//!   returns with all of them running (`startsecs=0` for supervisord); the command-line tool's
+//!   own start-up is included, as a user pays it; then the daemon's resident memory (VmRSS)
+//!   with them all running, beside `node-footprint`'s node RSS;
 //! - crash-restart: one program killed with SIGKILL until the peer's daemon has a new `sleep`
 //!   child (seen in `/proc`, polled every millisecond).
 #![allow(
@@ -19,8 +21,45 @@ use anyhow::{Context, Result, bail};
 
 use crate::stats::{Goal, Percentiles, Row};
 
-/// How many programs the peers start in the burst (the issue's figure).
-const BURST: usize = 100;
+/// How many programs the peers start beside a burst benchmark of `pods`: 100 (issue 6's figure)
+/// beside `burst-110`, as many as its pods beside `burst-1000` (1,000 in a full run).
+fn programs(bench: &str, pods: usize) -> usize {
+    if bench == "burst-1000" { pods } else { 100 }
+}
+
+/// One measurement of a peer.
+struct Measured {
+    metric: String,
+    unit: &'static str,
+    value: Percentiles,
+}
+
+impl Measured {
+    fn time(metric: String, samples: &[Duration]) -> Option<Measured> {
+        Some(Measured {
+            metric,
+            unit: "ms",
+            value: Percentiles::of_durations_ms(samples)?,
+        })
+    }
+
+    /// The daemon `pid`'s VmRSS with `programs` programs running.
+    fn rss(pid: u32, programs: usize) -> Option<Measured> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        Some(Measured {
+            metric: format!("daemon RSS, {programs} programs running"),
+            unit: "MB",
+            value: Percentiles::single(kb / 1024.0),
+        })
+    }
+}
 
 /// Whether `program --version` runs.
 fn installed(program: &str) -> bool {
@@ -42,33 +81,32 @@ pub(crate) fn notes() -> Vec<String> {
         .collect()
 }
 
-/// The peers' rows for `bench` (`burst-110` or `crash-restart`), `n` crash samples each.
-pub(crate) fn rows(bench: &str, n: usize) -> Vec<Row> {
+/// The peers' rows for `bench` (`burst-110`, `burst-1000` of `pods` pods, or `crash-restart`),
+/// `n` crash samples each.
+pub(crate) fn rows(bench: &str, pods: usize, n: usize) -> Vec<Row> {
     let mut rows = Vec::new();
+    let burst = bench.starts_with("burst-");
+    let programs = programs(bench, pods);
     for peer in ["supervisord", "pm2"] {
         if !installed(peer) {
             continue;
         }
-        let measured = match (peer, bench) {
-            ("supervisord", "burst-110") => Supervisord::start(BURST).and_then(|s| s.burst()),
-            ("supervisord", _) => Supervisord::start(1).and_then(|s| s.crashes(n)),
-            (_, "burst-110") => Pm2::start().and_then(|p| p.burst()),
-            _ => Pm2::start().and_then(|p| p.crashes(n)),
+        let measured = match (peer, burst) {
+            ("supervisord", true) => Supervisord::start(programs).and_then(|s| s.burst(programs)),
+            ("supervisord", false) => Supervisord::start(1).and_then(|s| s.crashes(n)),
+            (_, true) => Pm2::start().and_then(|p| p.burst(programs)),
+            (_, false) => Pm2::start().and_then(|p| p.crashes(n)),
         };
         match measured {
-            Ok((metric, samples)) => {
-                if let Some(value) = Percentiles::of_durations_ms(&samples) {
-                    rows.push(Row {
-                        bench: bench.into(),
-                        metric: format!("peer {peer}: {metric}"),
-                        unit: "ms",
-                        value,
-                        floor: None,
-                        goal: Goal::None,
-                        note: None,
-                    });
-                }
-            }
+            Ok(measured) => rows.extend(measured.into_iter().flatten().map(|m| Row {
+                bench: bench.into(),
+                metric: format!("peer {peer}: {}", m.metric),
+                unit: m.unit,
+                value: m.value,
+                floor: None,
+                goal: Goal::None,
+                note: None,
+            })),
             Err(e) => eprintln!("    peer {peer} failed: {e:#}"),
         }
     }
@@ -209,23 +247,29 @@ impl Supervisord {
         Ok(text)
     }
 
-    fn burst(self) -> Result<(String, Vec<Duration>)> {
+    fn burst(self, programs: usize) -> Result<Vec<Option<Measured>>> {
         let start = Instant::now();
         self.ctl(&["start", "all"])?;
         let elapsed = start.elapsed();
         let running = sleep_children(self.daemon.id()).len();
-        if running != BURST {
-            bail!("supervisord started {running} of {BURST} programs");
+        if running != programs {
+            bail!("supervisord started {running} of {programs} programs");
         }
-        Ok((
-            format!("{BURST} started (supervisorctl start all)"),
-            vec![elapsed],
-        ))
+        Ok(vec![
+            Measured::time(
+                format!("{programs} started (supervisorctl start all)"),
+                &[elapsed],
+            ),
+            Measured::rss(self.daemon.id(), programs),
+        ])
     }
 
-    fn crashes(self, n: usize) -> Result<(String, Vec<Duration>)> {
+    fn crashes(self, n: usize) -> Result<Vec<Option<Measured>>> {
         let samples = crash_loop(self.daemon.id(), n)?;
-        Ok(("SIGKILL→replacement spawned".into(), samples))
+        Ok(vec![Measured::time(
+            "SIGKILL→replacement spawned".into(),
+            &samples,
+        )])
     }
 }
 
@@ -292,28 +336,32 @@ impl Pm2 {
         Ok(path)
     }
 
-    fn burst(self) -> Result<(String, Vec<Duration>)> {
-        let file = self.ecosystem(BURST)?;
+    fn burst(self, programs: usize) -> Result<Vec<Option<Measured>>> {
+        let file = self.ecosystem(programs)?;
         let start = Instant::now();
         run(self.cmd().arg("start").arg(&file))?;
         let daemon = self.daemon_pid()?;
-        while sleep_children(daemon).len() < BURST {
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("pm2 did not start {BURST} programs");
+        while sleep_children(daemon).len() < programs {
+            if start.elapsed() > Duration::from_secs(300) {
+                bail!("pm2 did not start {programs} programs");
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        Ok((
-            format!("{BURST} started (pm2 start ecosystem)"),
-            vec![start.elapsed()],
-        ))
+        let elapsed = start.elapsed();
+        Ok(vec![
+            Measured::time(format!("{programs} started (pm2 start ecosystem)"), &[elapsed]),
+            Measured::rss(daemon, programs),
+        ])
     }
 
-    fn crashes(self, n: usize) -> Result<(String, Vec<Duration>)> {
+    fn crashes(self, n: usize) -> Result<Vec<Option<Measured>>> {
         let file = self.ecosystem(1)?;
         run(self.cmd().arg("start").arg(&file))?;
         let samples = crash_loop(self.daemon_pid()?, n)?;
-        Ok(("SIGKILL→replacement spawned".into(), samples))
+        Ok(vec![Measured::time(
+            "SIGKILL→replacement spawned".into(),
+            &samples,
+        )])
     }
 }
 

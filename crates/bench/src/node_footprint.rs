@@ -1,0 +1,301 @@
+//! `node-footprint` (issue 19): the **whole node**'s memory and idle CPU, with 0 pods and
+//! growing to each size asked for (110 and 1,000 in a full run). The node is built as
+//! `podvisor node` builds it (`podvisor_node::build`: API server on its redb store, control
+//! loops, scheduler, kubelet side, runtime, probes, cluster DNS, Services) in a child process
+//! (this binary re-executed with [`CHILD_ARG`], on a multi-threaded tokio runtime with its
+//! default threads, as the binary's), so the numbers are the node's and not the harness's.
+//!
+//! The harness creates the pods through the node's API, as kubectl would: each runs
+//! `sleep 3600` with an HTTP readiness probe and a TCP liveness probe at period 10 s (the
+//! kubelet's default) against a tiny HTTP server in the harness. Once every pod is Ready and a
+//! moment has passed, it reads the node process's VmRSS and the CPU time it and everything it
+//! started (the containers' monitors, the sandbox holders) spent over an idle window, and the
+//! proportional set size (PSS) of those monitors and holders, which `ps` shows beside the node.
+//!
+//! Closing the child's stdin stops the node as Ctrl-C does: every pod stopped, then nothing of
+//! it left on the machine.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use podvisor_core::corev1::Pod;
+use serde_json::json;
+
+use crate::api_node::{self, Place};
+use crate::footprint;
+use crate::stats::{Goal, Percentiles, Row};
+
+/// The hidden first argument that makes this binary the node child: `__node-child DATA_DIR N
+/// MAX_PODS`.
+pub(crate) const CHILD_ARG: &str = "__node-child";
+
+/// How long the node may take to start, and its pods to be Ready (per 100 pods).
+const START_LIMIT: Duration = Duration::from_secs(60);
+const READY_LIMIT_PER_100: Duration = Duration::from_secs(30);
+/// How long the node may take to stop its pods and exit.
+const STOP_LIMIT: Duration = Duration::from_secs(180);
+
+/// Goals per size (issue 19): whole-node RSS (MB) and idle CPU (% of one core).
+fn goals(pods: usize) -> (Goal, Goal) {
+    match pods {
+        0 => (Goal::None, Goal::AtMost(0.5)),
+        110 => (Goal::AtMost(30.0), Goal::None),
+        1000 => (Goal::AtMost(150.0), Goal::AtMost(2.0)),
+        _ => (Goal::None, Goal::None),
+    }
+}
+
+/// One node grows from 0 pods to each of `sizes` (ascending); each is measured over `idle`.
+pub(crate) async fn run(sizes: &[usize], idle: Duration) -> Result<Vec<Row>> {
+    let most = sizes.iter().copied().max().unwrap_or(0);
+    let (port, server) = footprint::probe_target().await?;
+    let place = Place::new()?;
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let max_pods = u32::try_from(most.max(110)).context("too many pods")?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg(CHILD_ARG)
+        .arg(place.path())
+        .arg(place.number().to_string())
+        .arg(max_pods.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the node child")?;
+    let pid = child.id().context("the node child's pid")?;
+    let result = measure(&place.config(max_pods).data_dir, pid, sizes, idle, port).await;
+    // Closing stdin stops the node gracefully, whatever happened above.
+    drop(child.stdin.take());
+    let status = tokio::time::timeout(STOP_LIMIT, child.wait()).await;
+    server.abort();
+    match status {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => bail!("the node child failed ({status})"),
+        Ok(Err(e)) => bail!("waiting for the node child: {e}"),
+        Err(_) => {
+            let _ = child.kill().await;
+            bail!("the node child did not stop within {STOP_LIMIT:?}");
+        }
+    }
+    result
+}
+
+async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, port: u16) -> Result<Vec<Row>> {
+    let kubeconfig = data_dir.join("kubeconfig");
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    while !kubeconfig.exists() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the node wrote no kubeconfig within {START_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = podvisor_node::api::join(&kubeconfig)
+        .await
+        .context("a client of the node's API")?;
+    api_node::wait_ready(&client, api_node::NODE_NAME, deadline).await?;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut rows = Vec::new();
+    let mut created = 0;
+    for &size in std::iter::once(&0).chain(sizes) {
+        while created < size {
+            pods.create(&PostParams::default(), &probed_pod(created, port)?)
+                .await
+                .with_context(|| format!("creating pod {created}"))?;
+            created += 1;
+        }
+        let limit = READY_LIMIT_PER_100 * u32::try_from(size / 100 + 1).unwrap_or(u32::MAX);
+        wait_all_ready(&pods, size, limit).await?;
+        // Start-up work (first probes, status writes, endpoint and event traffic) settles.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let before = cpu_ticks(pid)?;
+        let start = Instant::now();
+        tokio::time::sleep(idle).await;
+        let cpu = (cpu_ticks(pid)? - before) / ticks_per_second() / start.elapsed().as_secs_f64() * 100.0;
+        let rss_mb = rss_kb(pid)? / 1024.0;
+        let (helpers, helpers_kb) = children_pss_kb(pid);
+        let (rss_goal, cpu_goal) = goals(size);
+        rows.push(Row {
+            bench: "node-footprint".into(),
+            metric: format!("node RSS, {size} probed pods"),
+            unit: "MB",
+            value: Percentiles::single(rss_mb),
+            floor: None,
+            goal: rss_goal,
+            note: Some(
+                "the whole node process: API server, store, control loops, kubelet, runtime, probes, DNS"
+                    .into(),
+            ),
+        });
+        rows.push(Row {
+            bench: "node-footprint".into(),
+            metric: format!("monitors+holders PSS, {size} pods"),
+            unit: "MB",
+            value: Percentiles::single(helpers_kb / 1024.0),
+            floor: None,
+            goal: Goal::None,
+            note: Some(format!(
+                "{helpers} processes beside the node: one monitor per container, one holder per sandbox"
+            )),
+        });
+        rows.push(Row {
+            bench: "node-footprint".into(),
+            metric: format!("idle CPU, {size} probed pods"),
+            unit: "%",
+            value: Percentiles::single(cpu),
+            floor: None,
+            goal: cpu_goal,
+            note: Some(format!(
+                "% of one core over {:.0} s, node and its monitors and holders; HTTP+TCP probes at 10 s",
+                idle.as_secs_f64()
+            )),
+        });
+    }
+    Ok(rows)
+}
+
+/// Pod `i`: `sleep 3600`, HTTP readiness and TCP liveness at 10 s against the harness's target.
+fn probed_pod(i: usize, port: u16) -> Result<Pod> {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("fp-{i}")},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+            "name": "main", "image": "host", "command": ["sleep", "3600"],
+            "readinessProbe": {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/"}, "periodSeconds": 10},
+            "livenessProbe": {"tcpSocket": {"host": "127.0.0.1", "port": port}, "periodSeconds": 10},
+        }]}
+    }))
+    .context("the pod")
+}
+
+/// Waits until `n` pods are Ready.
+async fn wait_all_ready(pods: &Api<Pod>, n: usize, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = pods.list(&ListParams::default()).await.context("listing pods")?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        if ready >= n {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("{ready} of {n} pods Ready after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// VmRSS of process `pid`, in KiB.
+fn rss_kb(pid: u32) -> Result<f64> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading the node's status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+/// The processes whose parent is `pid`, and their PSS summed, in KiB.
+fn children_pss_kb(pid: u32) -> (usize, f64) {
+    let mut count = 0;
+    let mut total = 0.0;
+    for child in children(pid) {
+        let pss = std::fs::read_to_string(format!("/proc/{child}/smaps_rollup"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Pss:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok())
+            });
+        if let Some(kb) = pss {
+            count += 1;
+            total += kb;
+        }
+    }
+    (count, total)
+}
+
+/// The pids whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            stat_fields(*p).is_some_and(|f| f.first().and_then(|s| s.parse::<u32>().ok()) == Some(pid))
+        })
+        .collect()
+}
+
+/// The fields of `/proc/PID/stat` from the parent pid on (after the command name and state).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().skip(1).map(str::to_owned).collect())
+}
+
+/// CPU ticks (user + system, its reaped children's included) of `pid` and of the processes
+/// it started that still run.
+fn cpu_ticks(pid: u32) -> Result<f64> {
+    let ticks = |p: u32| -> Option<f64> {
+        let f = stat_fields(p)?;
+        // After the state: ppid(0) pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+        // utime(10) stime(11) cutime(12) cstime(13).
+        Some(f.get(10..14)?.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+    };
+    let own = ticks(pid).context("reading the node's CPU time")?;
+    Ok(own + children(pid).into_iter().filter_map(ticks).sum::<f64>())
+}
+
+fn ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u32::try_from(t).ok())
+        .map_or(100.0, f64::from)
+}
+
+/// The child: runs the node on DATA_DIR (place number N, room for MAX_PODS pods) until its
+/// stdin closes, then stops every pod and exits.
+pub(crate) fn child(args: &[String]) -> Result<()> {
+    let [data, n, max_pods] = args else {
+        bail!("usage: {CHILD_ARG} DATA_DIR N MAX_PODS");
+    };
+    let n: u32 = n.parse().context("N")?;
+    let max_pods: u32 = max_pods.parse().context("MAX_PODS")?;
+    let config = api_node::node_config(Path::new(data), n, max_pods);
+    // As the `podvisor` binary's runtime: multi-threaded with tokio's default threads.
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    tokio.block_on(async move {
+        let (node, _) = podvisor_node::build(config).await.context("building the node")?;
+        node.run_until(async {
+            let _ = tokio::task::spawn_blocking(|| {
+                use std::io::Read;
+                let mut buf = [0u8; 64];
+                while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+            })
+            .await;
+            podvisor_node::Shutdown::StopPods
+        })
+        .await;
+        Ok(())
+    })
+}
