@@ -5,7 +5,11 @@
 //! prepared before the fork) closes every inherited fd, starts its own session, names itself
 //! `podvisor-pause`, unshares `CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS`, makes
 //! its mounts private, bind-mounts the pod's `hosts` and `resolv.conf` over `/etc`, sets the
-//! hostname, reports readiness on a pipe and then sleeps in `pause()` forever. The namespaces
+//! hostname, and then executes the monitor's program (`sys::monitor`, from its memfd) in its
+//! `pause` mode, which reports readiness on the pipe and sleeps in `pause()` forever: executed,
+//! the holder shares no page with the node, where a forked process would keep a copy of every
+//! page the node writes afterwards (~2 MB each beside a busy node). Without the monitor's
+//! program the forked child reports and sleeps itself. The namespaces
 //! live as long as the holder (and anything joined to them); killing it tears the sandbox down,
 //! and its pidfd turning readable is how loss is noticed. This was chosen over named netns files
 //! (`ip netns` style bind mounts) because it needs no bind-mount bookkeeping in `/run` and a
