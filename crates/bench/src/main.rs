@@ -62,6 +62,7 @@ BENCHMARKS:
     burst-1000     the same with 1,000 pods                     (floor: spawn and kill 1,000)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
     probe-cpu      CPU of 110 pods' HTTP+TCP (and exec) probes at 1 s, TIME_WAIT, false failures
+    probe-cpu-1000 the same for 1,000 pods' HTTP+TCP probes at 10 s and at 1 s
     probe-timing   330 HTTP probes at period 1 s: lateness idle and with both cores loaded
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
@@ -131,6 +132,12 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "probe-cpu",
         full: 110,
+        quick: 20,
+    },
+    // Probed pods (two probes each, period 10 s and 1 s).
+    Bench {
+        name: "probe-cpu-1000",
+        full: 1000,
         quick: 20,
     },
     // Probes (two per pod, period 1 s).
@@ -302,6 +309,10 @@ fn run(args: &Args) -> Result<()> {
                 }
                 "endpoint-propagation" => endpoint_propagation::run(n).await,
                 "probe-cpu" => probe_cpu::run(n, Duration::from_secs(if args.quick { 3 } else { 10 })).await,
+                "probe-cpu-1000" => {
+                    let (slow, fast) = if args.quick { (10, 3) } else { (20, 10) };
+                    probe_cpu::run_scale(n, Duration::from_secs(slow), Duration::from_secs(fast)).await
+                }
                 "probe-timing" => {
                     probe_timing::run(n, Duration::from_secs(if args.quick { 3 } else { 10 })).await
                 }

@@ -1,5 +1,7 @@
 //! `probe-cpu`: the CPU the node's pod parts spend probing N pods, each with a readiness and a
-//! liveness probe at period 1 s: HTTP GET + TCP, and a variant with two exec probes. Measured
+//! liveness probe at period 1 s: HTTP GET + TCP, and a variant with two exec probes.
+//! `probe-cpu-1000`: 1,000 pods' HTTP GET + TCP probes at period 10 s (the kubelet's default)
+//! and 1 s. Measured
 //! in the footprint child (see [`crate::footprint`]) over a window, with the TIME_WAIT sockets
 //! left on the machine and the pods seen unready (false failures: every target answers).
 //!
@@ -17,44 +19,79 @@ use anyhow::{Context, Result};
 use crate::footprint::{self, cpu_time};
 use crate::stats::{Floor, Goal, Percentiles, Row};
 
-/// Runs both variants with `pods` pods over `window`.
+/// Runs both variants with `pods` pods over `window`, probes every second.
 pub(crate) async fn run(pods: usize, window: Duration) -> Result<Vec<Row>> {
+    // exec first: TIME_WAIT sockets of the HTTP run would outlive it by a minute.
+    measure(
+        "probe-cpu",
+        pods,
+        &[(Variant::Exec, 1, window), (Variant::HttpTcp, 1, window)],
+    )
+    .await
+}
+
+/// `probe-cpu-1000`: HTTP+TCP only (1,000 pods' exec probes every second would take more than
+/// the machine), probes every 10 s over `window_10s` and every second over `window_1s`.
+pub(crate) async fn run_scale(pods: usize, window_10s: Duration, window_1s: Duration) -> Result<Vec<Row>> {
+    measure(
+        "probe-cpu-1000",
+        pods,
+        &[
+            (Variant::HttpTcp, 10, window_10s),
+            (Variant::HttpTcp, 1, window_1s),
+        ],
+    )
+    .await
+}
+
+#[derive(Clone, Copy)]
+enum Variant {
+    HttpTcp,
+    Exec,
+}
+
+/// Each run's child (`pods` pods, the variant's two probes every `period` seconds, measured
+/// over the window) and its floor, as rows of `bench`.
+async fn measure(bench: &str, pods: usize, runs: &[(Variant, u64, Duration)]) -> Result<Vec<Row>> {
     let (port, server) = footprint::probe_target().await?;
     let result = async {
-        // exec first: TIME_WAIT sockets of the HTTP run would outlive it by a minute.
-        let exec = footprint::run_child(pods, window, port, "exec").await?;
-        let http = footprint::run_child(pods, window, port, "http-tcp").await?;
-        let ops = pods * 2;
-        let http_floor = tokio::task::spawn_blocking(move || floor_percent(ops, || http_and_connect(port)))
-            .await
+        let mut measured = Vec::new();
+        for &(variant, period, window) in runs {
+            let name = match (variant, period) {
+                (Variant::HttpTcp, 1) => "http-tcp",
+                (Variant::HttpTcp, _) => "http-tcp-10s",
+                (Variant::Exec, 1) => "exec",
+                (Variant::Exec, _) => "exec-10s",
+            };
+            let report = footprint::run_child(pods, window, port, name).await?;
+            // The probes each second: two per pod per period.
+            let ops = (pods * 2).div_ceil(usize::try_from(period).unwrap_or(1));
+            let floor = match variant {
+                Variant::HttpTcp => {
+                    tokio::task::spawn_blocking(move || floor_percent(ops, || http_and_connect(port))).await
+                }
+                Variant::Exec => tokio::task::spawn_blocking(move || floor_percent(ops, spawn_true)).await,
+            }
             .context("the floor thread")??;
-        let exec_floor = tokio::task::spawn_blocking(move || floor_percent(ops, spawn_true))
-            .await
-            .context("the floor thread")??;
-        Ok::<_, anyhow::Error>((http, exec, http_floor, exec_floor))
+            measured.push((variant, period, report, floor, ops));
+        }
+        Ok::<_, anyhow::Error>(measured)
     }
     .await;
     server.abort();
-    let (http, exec, http_floor, exec_floor) = result?;
     let mut rows = Vec::new();
-    for (variant, report, floor, floor_name) in [
-        (
-            "HTTP+TCP",
-            &http,
-            http_floor,
-            format!("{pods} HTTP GETs + {pods} TCP connects per second"),
-        ),
-        (
-            "exec+exec",
-            &exec,
-            exec_floor,
-            format!("{} spawns of `true` per second", pods * 2),
-        ),
-    ] {
+    for (variant, period, report, floor, ops) in result? {
+        let (variant, floor_name) = match variant {
+            Variant::HttpTcp => (
+                "HTTP+TCP",
+                format!("{} HTTP GETs + {} TCP connects per second", ops / 2, ops / 2),
+            ),
+            Variant::Exec => ("exec+exec", format!("{ops} spawns of `true` per second")),
+        };
         let cpu = report["cpu_percent"].as_f64().context("cpu_percent")?;
         rows.push(Row {
-            bench: "probe-cpu".into(),
-            metric: format!("CPU, {pods} pods {variant} at 1 s"),
+            bench: bench.into(),
+            metric: format!("CPU, {pods} pods {variant} at {period} s"),
             unit: "%",
             value: Percentiles::single(cpu),
             floor: Some(Floor {
@@ -69,8 +106,8 @@ pub(crate) async fn run(pods: usize, window: Duration) -> Result<Vec<Row>> {
         });
         let count = |key: &str| report[key].as_f64().context("a count in the child's report");
         rows.push(Row {
-            bench: "probe-cpu".into(),
-            metric: format!("TIME_WAIT sockets, {variant}"),
+            bench: bench.into(),
+            metric: format!("TIME_WAIT sockets, {variant} at {period} s"),
             unit: "",
             value: Percentiles::single(count("time_wait")?),
             floor: None,
@@ -78,8 +115,8 @@ pub(crate) async fn run(pods: usize, window: Duration) -> Result<Vec<Row>> {
             note: None,
         });
         rows.push(Row {
-            bench: "probe-cpu".into(),
-            metric: format!("false probe failures, {variant}"),
+            bench: bench.into(),
+            metric: format!("false probe failures, {variant} at {period} s"),
             unit: "pods",
             value: Percentiles::single(count("unready")?),
             floor: None,
