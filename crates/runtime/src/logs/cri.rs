@@ -140,12 +140,39 @@ impl RotatingFile {
         })
     }
 
-    /// Writes records (whole ones: `bytes` is what [`encode`] appended), rotating first when
-    /// they would take the file past its size.
-    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.size > 0 && self.size + bytes.len() as u64 > self.max_bytes {
-            self.rotate()?;
+    /// Writes records (whole ones: `bytes` is what [`encode`] appended, one or many), rotating
+    /// before a record that would take the file past its size, so a file holds at most its
+    /// size of whole records (a single record larger than that gets a file of its own). A
+    /// batch of many records, as one read of a full pipe gives, is split between files.
+    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let room = usize::try_from(self.max_bytes.saturating_sub(self.size)).unwrap_or(usize::MAX);
+            let take = if bytes.len() <= room {
+                bytes.len()
+            } else {
+                // The whole records that fit; into an empty file, at least the first record.
+                let fits = bytes[..room].iter().rposition(|b| *b == b'\n').map(|i| i + 1);
+                match fits {
+                    Some(n) => n,
+                    None if self.size == 0 => bytes
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(bytes.len(), |i| i + 1),
+                    None => 0,
+                }
+            };
+            if take > 0 {
+                self.append_bytes(&bytes[..take])?;
+                bytes = &bytes[take..];
+            }
+            if !bytes.is_empty() {
+                self.rotate()?;
+            }
         }
+        Ok(())
+    }
+
+    fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
         let file = match &mut self.file {
             Some(f) => f,
             None => self.file.insert(

@@ -195,6 +195,49 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_records_larger_than_the_file_is_split_between_files_at_records() {
+        // What the monitor writes after one read of a full pipe: many records at once.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().join("0.log");
+        let mut file = cri::RotatingFile::create(path.clone(), 1024, 5).unwrap_or_else(|e| panic!("{e}"));
+        let mut batch = Vec::new();
+        for i in 0..60 {
+            cri::encode(
+                &mut batch,
+                SystemTime::UNIX_EPOCH,
+                "stdout",
+                false,
+                format!("line {i}").as_bytes(),
+            );
+        }
+        assert!(batch.len() > 2 * 1024, "the batch spans files");
+        file.write(&batch).unwrap_or_else(|e| panic!("{e}"));
+        let mut all = String::new();
+        for name in ["0.log.2", "0.log.1", "0.log"] {
+            let text =
+                std::fs::read_to_string(dir.path().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(text.len() <= 1024, "{name} holds {} bytes", text.len());
+            assert!(
+                text.ends_with('\n') && text.lines().all(|l| l.contains(" stdout F line ")),
+                "{name}: whole records"
+            );
+            all.push_str(&text);
+        }
+        assert_eq!(all.as_bytes(), batch.as_slice(), "every record, in order, once");
+        // A record larger than a file gets one of its own.
+        let mut big = Vec::new();
+        cri::encode(
+            &mut big,
+            SystemTime::UNIX_EPOCH,
+            "stdout",
+            false,
+            "x".repeat(2000).as_bytes(),
+        );
+        file.write(&big).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(std::fs::read(&path).unwrap_or_default(), big);
+    }
+
+    #[test]
     fn record_timestamps_are_the_apis_nanosecond_times() {
         for secs in [0u64, 951_782_400, 1_709_251_199, 4_102_444_800, 253_402_300_799] {
             for nanos in [0u32, 1, 999_999_999] {
