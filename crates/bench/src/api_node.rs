@@ -90,21 +90,7 @@ impl ApiNode {
         let (node, _) = podvisor_node::build(config).await.context("building the node")?;
         let (stop, stopped) = oneshot::channel::<Shutdown>();
         let task = tokio::spawn(node.run_until(async move { stopped.await.unwrap_or(Shutdown::StopPods) }));
-        let node = async {
-            let deadline = tokio::time::Instant::now() + START_LIMIT;
-            while !kubeconfig.exists() {
-                if tokio::time::Instant::now() >= deadline {
-                    bail!("the node wrote no kubeconfig within {START_LIMIT:?}");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let client = podvisor_node::api::join(&kubeconfig)
-                .await
-                .context("a client of the node's API")?;
-            wait_ready(&client, &name, deadline).await?;
-            Ok(client)
-        }
-        .await;
+        let node = async { connect(&kubeconfig, &name).await }.await;
         let node = ApiNode {
             client: match node {
                 Ok(client) => client,
@@ -143,6 +129,23 @@ impl ApiNode {
     }
 }
 
+/// Waits until the node writes `kubeconfig`, then until its Node `name` is Ready with a
+/// `default` ServiceAccount ([`wait_ready`]), within [`START_LIMIT`]; returns a client of it.
+pub(crate) async fn connect(kubeconfig: &std::path::Path, name: &str) -> Result<kube::Client> {
+    let deadline = tokio::time::Instant::now() + START_LIMIT;
+    while !kubeconfig.exists() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the node wrote no kubeconfig within {START_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = podvisor_node::api::join(kubeconfig)
+        .await
+        .context("a client of the node's API")?;
+    wait_ready(&client, name, deadline).await?;
+    Ok(client)
+}
+
 /// The node on data directory `data` with number `n` (see [`Place`]).
 pub(crate) fn node_config(data: &std::path::Path, n: u32, max_pods: u32) -> NodeConfig {
     let mut config = NodeConfig::new(data.join("node"));
@@ -165,11 +168,7 @@ pub(crate) const NODE_NAME: &str = "bench-node";
 
 /// Waits until the Node `name` is Ready and `default/default` ServiceAccount exists (pods are
 /// admitted only with their ServiceAccount).
-pub(crate) async fn wait_ready(
-    client: &kube::Client,
-    name: &str,
-    deadline: tokio::time::Instant,
-) -> Result<()> {
+async fn wait_ready(client: &kube::Client, name: &str, deadline: tokio::time::Instant) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     loop {

@@ -188,7 +188,7 @@ pub(crate) fn child(args: &[String]) -> Result<()> {
             let cpu = (cpu_time()? - cpu_before) / start.elapsed().as_secs_f64() * 100.0;
             let unready = unready.iter().filter(|u| **u).count();
             Ok::<_, anyhow::Error>(json!({
-                "rss_kb": rss_kb()?, "cpu_percent": cpu, "time_wait": time_wait(port), "unready": unready
+                "rss_kb": rss_kb("self")?, "cpu_percent": cpu, "time_wait": time_wait(port), "unready": unready
             }))
         }
         .await;
@@ -207,15 +207,16 @@ fn ready(view: &podvisor_kubelet::PodView) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// This process's resident set size in KiB (VmRSS).
-fn rss_kb() -> Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+/// The resident set size (VmRSS) of process `pid` (`self` for this one), in KiB.
+pub(crate) fn rss_kb(pid: &str) -> Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/self/status")
+        .with_context(|| format!("no VmRSS in {path}"))
 }
 
 /// User plus system CPU time of this process and its reaped children so far, in seconds.

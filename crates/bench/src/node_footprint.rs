@@ -33,8 +33,7 @@ use crate::stats::{Goal, Percentiles, Row};
 /// MAX_PODS`.
 pub(crate) const CHILD_ARG: &str = "__node-child";
 
-/// How long the node may take to start, and its pods to be Ready (per 100 pods).
-const START_LIMIT: Duration = Duration::from_secs(60);
+/// How long the pods may take to be Ready, per 100 pods.
 const READY_LIMIT_PER_100: Duration = Duration::from_secs(30);
 /// How long the node may take to stop its pods and exit.
 const STOP_LIMIT: Duration = Duration::from_secs(180);
@@ -85,18 +84,7 @@ pub(crate) async fn run(sizes: &[usize], idle: Duration) -> Result<Vec<Row>> {
 }
 
 async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, port: u16) -> Result<Vec<Row>> {
-    let kubeconfig = data_dir.join("kubeconfig");
-    let deadline = tokio::time::Instant::now() + START_LIMIT;
-    while !kubeconfig.exists() {
-        if tokio::time::Instant::now() >= deadline {
-            bail!("the node wrote no kubeconfig within {START_LIMIT:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let client = podvisor_node::api::join(&kubeconfig)
-        .await
-        .context("a client of the node's API")?;
-    api_node::wait_ready(&client, api_node::NODE_NAME, deadline).await?;
+    let client = api_node::connect(&data_dir.join("kubeconfig"), api_node::NODE_NAME).await?;
     let pods: Api<Pod> = Api::namespaced(client, "default");
     let mut rows = Vec::new();
     let mut created = 0;
@@ -115,7 +103,7 @@ async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, por
         let start = Instant::now();
         tokio::time::sleep(idle).await;
         let cpu = (cpu_ticks(pid)? - before) / ticks_per_second() / start.elapsed().as_secs_f64() * 100.0;
-        let rss_mb = rss_kb(pid)? / 1024.0;
+        let rss_mb = footprint::rss_kb(&pid.to_string())? / 1024.0;
         let (helpers, helpers_kb) = children_pss_kb(pid);
         let (rss_goal, cpu_goal) = goals(size);
         rows.push(Row {
@@ -194,18 +182,6 @@ async fn wait_all_ready(pods: &Api<Pod>, n: usize, limit: Duration) -> Result<()
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// VmRSS of process `pid`, in KiB.
-fn rss_kb(pid: u32) -> Result<f64> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading the node's status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
 }
 
 /// The processes whose parent is `pid`, and their PSS summed, in KiB.

@@ -45,14 +45,7 @@ impl Measured {
 
     /// The daemon `pid`'s VmRSS with `programs` programs running.
     fn rss(pid: u32, programs: usize) -> Option<Measured> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()?;
+        let kb = crate::footprint::rss_kb(&pid.to_string()).ok()?;
         Some(Measured {
             metric: format!("daemon RSS, {programs} programs running"),
             unit: "MB",

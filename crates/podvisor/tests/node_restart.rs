@@ -143,19 +143,14 @@ fn pods(kubeconfig: &Path) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The pod's container statuses, init containers' included.
+fn statuses(pod: &Value) -> impl Iterator<Item = &Value> {
+    let list = |key: &str| pod["status"][key].as_array().into_iter().flatten();
+    list("containerStatuses").chain(list("initContainerStatuses"))
+}
+
 fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(
-            pod["status"]["initContainerStatuses"]
-                .as_array()
-                .into_iter()
-                .flatten(),
-        )
-        .find(|c| c["name"] == name)
-        .unwrap_or(&Value::Null)
+    statuses(pod).find(|c| c["name"] == name).unwrap_or(&Value::Null)
 }
 
 fn ready_since(pod: &Value) -> Option<String> {
@@ -306,17 +301,7 @@ fn root_only() {
 fn snapshot(all: &BTreeMap<String, Value>) -> BTreeMap<String, (String, String, i64, Option<String>)> {
     let mut out = BTreeMap::new();
     for (name, pod) in all {
-        for c in pod["status"]["containerStatuses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(
-                pod["status"]["initContainerStatuses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten(),
-            )
-        {
+        for c in statuses(pod) {
             out.insert(
                 format!("{name}/{}", c["name"].as_str().unwrap_or_default()),
                 (

@@ -78,14 +78,7 @@ impl ProcessRuntime {
         };
         let (fate, _) = watch::channel(Fate::Alive);
         let state = if rec.host_network {
-            SandboxState {
-                pod_dir,
-                holder: None,
-                namespaces: None,
-                host_veth: None,
-                host_veth_index: None,
-                fate,
-            }
+            SandboxState::host_network(pod_dir, fate)
         } else {
             let Some(pid) = rec.holder.filter(|p| self.inner.procs.is_holder(*p)) else {
                 return false;

@@ -166,6 +166,20 @@ struct SandboxState {
     fate: watch::Sender<Fate>,
 }
 
+impl SandboxState {
+    /// A sandbox in the node's network: no holder, namespaces or veth of its own.
+    fn host_network(pod_dir: PathBuf, fate: watch::Sender<Fate>) -> SandboxState {
+        SandboxState {
+            pod_dir,
+            holder: None,
+            namespaces: None,
+            host_veth: None,
+            host_veth_index: None,
+            fate,
+        }
+    }
+}
+
 /// On-disk record of a sandbox, for a restarted node to adopt it or clean it up.
 #[derive(Serialize, Deserialize)]
 struct SandboxRecord {

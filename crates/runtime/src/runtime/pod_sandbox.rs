@@ -92,17 +92,7 @@ impl ProcessRuntime {
                 host_network: true,
                 grace_seconds: grace_of(pod),
             });
-            lock(&self.inner.sandboxes).insert(
-                uid,
-                SandboxState {
-                    pod_dir,
-                    holder: None,
-                    namespaces: None,
-                    host_veth: None,
-                    host_veth_index: None,
-                    fate: fate_tx,
-                },
-            );
+            lock(&self.inner.sandboxes).insert(uid, SandboxState::host_network(pod_dir, fate_tx));
             return Ok(Sandbox {
                 pod_ip: ip.or_else(|| Some("127.0.0.1".into())),
                 host_network: true,
