@@ -324,7 +324,6 @@ pub(crate) fn compute_phase(
     let (mut pending_init, mut failed_init) = (0, 0);
     let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded, mut pending_sidecar) =
         (0, 0, 0, 0, 0, 0);
-    let has_initialized = m.records[m.def.regular()].iter().any(|r| r.has_history);
     for (def, cs) in m.def.containers[..m.def.n_init].iter().zip(init_statuses) {
         let st = cs.state.clone().unwrap_or_default();
         if def.kind == ContainerKind::Sidecar {
@@ -383,7 +382,15 @@ pub(crate) fn compute_phase(
     if failed_init > 0 && policy == RestartPolicy::Never {
         return Phase::Failed;
     }
-    if pending_init > 0 || (pending_sidecar > 0 && !has_initialized) || waiting > 0 {
+    // The kubelet's HasAnyRegularContainerStarted: once a regular container shows Running or
+    // Terminated, initialisation still under way (a sidecar not yet started, init containers
+    // running again in a new sandbox) no longer makes the pod Pending.
+    let regular_started = statuses.iter().any(|cs| {
+        cs.state
+            .as_ref()
+            .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    });
+    if (pending_init + pending_sidecar > 0 && !regular_started) || waiting > 0 {
         return Phase::Pending;
     }
     if running > 0 && unknown == 0 {

@@ -970,10 +970,15 @@ impl Model {
             let c = &self.containers[i];
             match (c.kind, c.state) {
                 (Kind::Regular, _) => break,
-                (Kind::Sidecar, _) if c.started_once => {}
+                // The kubelet goes on from the last init container with a status in this
+                // sandbox: a sidecar that started once gates the next one again while that one
+                // has none (it never got created), restarted and started anew.
+                (Kind::Sidecar, _) if c.started_once && self.later_init_has_status(i) => {}
                 (Kind::Sidecar, MState::Running) if c.started() => {
-                    self.containers[i].started_once = true;
-                    return Progress::Changed;
+                    if !c.started_once {
+                        self.containers[i].started_once = true;
+                        return Progress::Changed;
+                    }
                 }
                 (Kind::Sidecar, MState::Running) => return Progress::Waiting,
                 (Kind::Init, MState::Exited { code: 0, .. }) => {}
@@ -993,6 +998,14 @@ impl Model {
             }
         }
         Progress::Done
+    }
+
+    /// Whether an init container after `i` has run in this sandbox.
+    fn later_init_has_status(&self, i: usize) -> bool {
+        self.containers[i + 1..]
+            .iter()
+            .take_while(|c| c.kind != Kind::Regular)
+            .any(|c| c.state != MState::NotStarted)
     }
 
     /// Starts container `i` unless it is in back-off; true if it was started.
@@ -1079,7 +1092,16 @@ impl Model {
         }
         let (mut pending_init, mut failed_init, mut pending_sidecar) = (0, 0, 0);
         let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-        let has_initialized = self.containers.iter().any(|c| c.kind == Kind::Regular && c.ran);
+        // A regular container shows Running or Terminated, not Waiting in back-off or after a
+        // create error.
+        let regular_started = self.containers.iter().any(|c| {
+            c.kind == Kind::Regular
+                && match c.state {
+                    MState::Running => true,
+                    MState::Exited { .. } => c.restart_at.is_none() && c.create_retry_at.is_none(),
+                    MState::NotStarted => false,
+                }
+        });
         for c in &self.containers {
             match (c.kind, c.state) {
                 (Kind::Init, MState::Exited { code, .. }) => failed_init += usize::from(code != 0),
@@ -1111,7 +1133,7 @@ impl Model {
         if failed_init > 0 && self.policy == "Never" {
             return "Failed";
         }
-        if pending_init > 0 || (pending_sidecar > 0 && !has_initialized) || waiting > 0 {
+        if (pending_init + pending_sidecar > 0 && !regular_started) || waiting > 0 {
             return "Pending";
         }
         if running > 0 {
@@ -1310,4 +1332,106 @@ fn replay_never_pod_loses_its_sandbox_during_init() {
     let app = &status.container_statuses.as_ref().expect("statuses")[0];
     let waiting = app.state.as_ref().and_then(|s| s.waiting.as_ref());
     assert_eq!(waiting.and_then(|w| w.reason.as_deref()), Some("PodInitializing"));
+}
+
+/// Found by the model (CI): a pod deleted while its init containers run again in a new sandbox
+/// ends Succeeded when its regular containers did; init containers that have not run again
+/// do not keep it Pending once a regular container has started (the kubelet's
+/// `HasAnyRegularContainerStarted`, rule 10.2 step 5).
+#[test]
+fn replay_delete_during_init_in_a_new_sandbox() {
+    let mut app = cgen("app-0", false, false);
+    app.readiness = Some((1, 2, 3));
+    let pod = pod_of(
+        "Always",
+        vec![cgen("init-0", false, false), cgen("init-1", false, false)],
+        vec![app],
+    );
+    let h = replay(
+        pod,
+        vec![
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::BreakStart(2),
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::SandboxLost,
+            Transition::Delete(None),
+        ],
+    );
+    assert_eq!(h.sim.m.status().phase.as_deref(), Some("Succeeded"));
+}
+
+/// While init containers run again in a new sandbox, a pod whose regular container shows
+/// Terminated is Running, not Pending (rule 10.2 step 5).
+#[test]
+fn replay_init_again_after_sandbox_loss_is_running() {
+    let pod = pod_of(
+        "Always",
+        vec![cgen("init-0", false, false)],
+        vec![cgen("app-0", false, false)],
+    );
+    let h = replay(
+        pod,
+        vec![
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::SandboxLost,
+        ],
+    );
+    assert!(h.sim.running.contains_key("init-0"));
+    assert_eq!(h.sim.m.status().phase.as_deref(), Some("Running"));
+}
+
+/// Formerly a seed: a sidecar killed by its startup probe, whose restart hit a config error,
+/// then lost its sandbox. Its first start in the new sandbox fails (StartError): the restart
+/// after that waits out the back-off, measured from the failed start, not from the exit
+/// before the kill.
+#[test]
+fn replay_start_error_in_a_new_sandbox_backs_off() {
+    let mut side = cgen("init-0", true, false);
+    side.startup = true;
+    let pod = pod_of("Always", vec![side], vec![cgen("app-0", false, false)]);
+    let h = replay(
+        pod,
+        vec![
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::Tick(3000),
+            Transition::Probe(0, Outcome::Failure),
+            Transition::Probe(0, Outcome::Failure),
+            Transition::Tick(7000),
+            Transition::BreakConfig(0),
+            Transition::Probe(0, Outcome::Failure),
+            Transition::BreakStart(0),
+            Transition::SandboxLost,
+            Transition::Tick(10000),
+        ],
+    );
+    assert!(h.sim.running.is_empty());
+}
+
+/// Found by the model: a started sidecar that exits while the next init container waits to
+/// retry a config error is restarted (after its back-off) before that one is tried again: the
+/// kubelet goes on from the last init container that has a status.
+#[test]
+fn replay_exited_sidecar_comes_before_the_next_init_container() {
+    let mut side = cgen("init-0", true, false);
+    side.startup = true;
+    let pod = pod_of(
+        "Never",
+        vec![side, cgen("init-1", false, false)],
+        vec![cgen("app-0", false, false)],
+    );
+    let h = replay(
+        pod,
+        vec![
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::BreakConfig(1),
+            Transition::Tick(3000),
+            Transition::Probe(0, Outcome::Success),
+            Transition::Exit(0, ExitStatus::Exited(0)),
+            Transition::BreakStart(1),
+            Transition::Tick(10000),
+        ],
+    );
+    assert_eq!(h.sim.running.keys().collect::<Vec<_>>(), ["init-0"]);
+    assert!(!h.sim.finished);
 }

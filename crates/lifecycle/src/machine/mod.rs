@@ -331,7 +331,10 @@ impl PodMachine {
             let kind = self.def.containers[i].kind;
             let rec = &self.records[i];
             if kind == ContainerKind::Sidecar {
-                if rec.sidecar_started_once {
+                // The kubelet goes on from the last init container with a status in this
+                // sandbox: a sidecar that started once gates the next one again while that one
+                // has none (a config error kept it from being created).
+                if rec.sidecar_started_once && self.later_init_has_status(i) {
                     continue;
                 }
                 match &rec.state {
@@ -378,6 +381,13 @@ impl PodMachine {
             }
         }
         InitProgress::Done
+    }
+
+    /// Whether an init container after `i` has an instance in this sandbox.
+    fn later_init_has_status(&self, i: usize) -> bool {
+        self.records[i + 1..self.def.n_init]
+            .iter()
+            .any(|r| !matches!(r.state, State::Absent))
     }
 
     /// Rules 15.2-15.3: sidecars that have started once are kept running.
@@ -534,6 +544,9 @@ impl PodMachine {
         rec.has_history = true;
         rec.backoff_wait = None;
         rec.pending_restart = false;
+        // A kill's back-off base is for the restart right after it; a new instance (this one, or
+        // the first in a new sandbox) measures from its own end (a start error included).
+        rec.kill_backoff = None;
         out.push(Command::StartContainer {
             name,
             restart_count: rec.restart_count,
