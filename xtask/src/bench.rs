@@ -31,7 +31,8 @@ ARGUMENTS:
     NAME...       Run only the benchmarks whose names contain one of these [default: all]
                   (pod-start, burst-110, crash-restart, probe-cpu, probe-timing, api,
                   endpoint-propagation, footprint, sched-throughput, api-etcd, watch-latency,
-                  deploy-100, rollout-100, node-restart, node-footprint, burst-1000, probe-cpu-1000;
+                  deploy-100, rollout-100, node-restart, node-footprint, burst-1000, probe-cpu-1000,
+                  api-10k, endpoint-propagation-1000;
                   `micro` for the criterion micro-benchmarks of PodMachine::step and the
                   endpoint computation)
 

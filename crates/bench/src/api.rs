@@ -53,7 +53,7 @@ impl Client {
     }
 
     /// Sends a request; returns the status and the whole body.
-    async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: Method,
         path: &str,
@@ -94,7 +94,7 @@ impl Client {
 }
 
 /// Times `f` once.
-async fn timed<T>(f: impl Future<Output = Result<T>>) -> Result<(Duration, T)> {
+pub(crate) async fn timed<T>(f: impl Future<Output = Result<T>>) -> Result<(Duration, T)> {
     let start = Instant::now();
     let out = f.await?;
     Ok((start.elapsed(), out))
@@ -211,15 +211,7 @@ type Samples = Vec<Duration>;
 /// of both.
 pub(crate) async fn create_get(client: &mut Client, n: usize) -> Result<(Samples, Samples)> {
     let base = "/api/v1/namespaces/default/pods";
-    let mut create = Vec::with_capacity(n);
-    for i in 0..n {
-        let body = pod_json("default", &format!("p{i}"));
-        let (took, (status, text)) = timed(client.request(Method::POST, base, Some(&body))).await?;
-        if status != StatusCode::CREATED {
-            bail!("create answered {status}: {}", String::from_utf8_lossy(&text));
-        }
-        create.push(took);
-    }
+    let create = create_pods(client, n).await?;
     let mut get = Vec::with_capacity(n);
     for i in 0..n {
         let path = format!("{base}/p{i}");
@@ -230,6 +222,21 @@ pub(crate) async fn create_get(client: &mut Client, n: usize) -> Result<(Samples
         get.push(took);
     }
     Ok((create, get))
+}
+
+/// Creates `n` pods (`p0`...) in `default` one after the other; the latency of each.
+pub(crate) async fn create_pods(client: &mut Client, n: usize) -> Result<Samples> {
+    let base = "/api/v1/namespaces/default/pods";
+    let mut create = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = pod_json("default", &format!("p{i}"));
+        let (took, (status, text)) = timed(client.request(Method::POST, base, Some(&body))).await?;
+        if status != StatusCode::CREATED {
+            bail!("create answered {status}: {}", String::from_utf8_lossy(&text));
+        }
+        create.push(took);
+    }
+    Ok(create)
 }
 
 async fn measure(addr: SocketAddr, sizes: &Sizes) -> Result<(Samples, Samples, Samples, Samples)> {
@@ -246,16 +253,21 @@ async fn measure(addr: SocketAddr, sizes: &Sizes) -> Result<(Samples, Samples, S
         }
         list.push(took);
     }
-    let fanout = fan_out(addr, &mut client, sizes).await?;
+    let fanout = fan_out(addr, &mut client, sizes.watchers, sizes.changes).await?;
     Ok((create, get, list, fanout))
 }
 
 /// `watchers` watches of the (empty) kube-system pods; each created pod's ADDED event must
 /// reach them all.
-async fn fan_out(addr: SocketAddr, client: &mut Client, sizes: &Sizes) -> Result<Samples> {
+pub(crate) async fn fan_out(
+    addr: SocketAddr,
+    client: &mut Client,
+    watchers: usize,
+    changes: usize,
+) -> Result<Samples> {
     let (seen_tx, mut seen) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut tasks = Vec::new();
-    for _ in 0..sizes.watchers {
+    for _ in 0..watchers {
         let mut watcher = Client::connect(addr).await?;
         let response = watcher
             .send(
@@ -291,8 +303,8 @@ async fn fan_out(addr: SocketAddr, client: &mut Client, sizes: &Sizes) -> Result
     }
     // Let every watch register before the first change.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut samples = Vec::with_capacity(sizes.changes);
-    for i in 0..sizes.changes {
+    let mut samples = Vec::with_capacity(changes);
+    for i in 0..changes {
         let name = format!("fan{i}");
         let start = Instant::now();
         let (status, _) = client
@@ -307,7 +319,7 @@ async fn fan_out(addr: SocketAddr, client: &mut Client, sizes: &Sizes) -> Result
         }
         let mut got = 0;
         let mut last = start;
-        while got < sizes.watchers {
+        while got < watchers {
             let (seen_name, at) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
                 .await
                 .context("a watcher did not see the change within 10 s")?

@@ -13,6 +13,7 @@
 mod api;
 mod api_etcd;
 mod api_node;
+mod api_scale;
 mod burst;
 mod crash_restart;
 mod deployment;
@@ -65,6 +66,12 @@ BENCHMARKS:
     probe-cpu-1000 the same for 1,000 pods' HTTP+TCP probes at 10 s and at 1 s
     probe-timing   330 HTTP probes at period 1 s: lateness idle and with both cores loaded
     api            create/get/list pods, watch fan-out          (floor: loopback HTTP round trip)
+    api-10k        list of 10,000 pods, one change fanned out to 1,000 watchers
+                   (floors: the same list encoded by a minimal hyper server; one line written
+                   to 1,000 loopback connections)
+    endpoint-propagation  readiness flip → EndpointSlice watch event, one endpoint
+    endpoint-propagation-1000  the same in a Service of 1,000 endpoints, slices of 100
+                                                (floor: the one-endpoint flip)
     footprint      RSS and CPU of the pod parts, 0 and N probed pods
     node-footprint the whole node's RSS and idle CPU at 0, 110 and 1,000 probed pods (10 s
                    probes), and the PSS of the containers' monitors and sandbox holders
@@ -146,11 +153,23 @@ const BENCHES: &[Bench] = &[
         full: 330,
         quick: 30,
     },
+    // Pods listed; the watchers are a tenth of it.
+    Bench {
+        name: "api-10k",
+        full: 10_000,
+        quick: 500,
+    },
     // Readiness flips.
     Bench {
         name: "endpoint-propagation",
         full: 200,
         quick: 20,
+    },
+    // Endpoints of the Service whose one pod flips (slices of 100); the floor is one endpoint.
+    Bench {
+        name: "endpoint-propagation-1000",
+        full: 1000,
+        quick: 200,
     },
     // Probed pods of the larger size.
     Bench {
@@ -307,7 +326,19 @@ fn run(args: &Args) -> Result<()> {
                     })
                     .await
                 }
+                "api-10k" => {
+                    api_scale::run(&api_scale::Sizes {
+                        pods: n,
+                        lists: if args.quick { 3 } else { 10 },
+                        watchers: n / 10,
+                        changes: if args.quick { 5 } else { 20 },
+                    })
+                    .await
+                }
                 "endpoint-propagation" => endpoint_propagation::run(n).await,
+                "endpoint-propagation-1000" => {
+                    endpoint_propagation::run_scale(if args.quick { 10 } else { 100 }, n).await
+                }
                 "probe-cpu" => probe_cpu::run(n, Duration::from_secs(if args.quick { 3 } else { 10 })).await,
                 "probe-cpu-1000" => {
                     let (slow, fast) = if args.quick { (10, 3) } else { (20, 10) };
