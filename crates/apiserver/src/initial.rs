@@ -137,3 +137,99 @@ mod tests {
         );
     }
 }
+
+/// How many encoded live events [`EventLines`] keeps.
+const KEPT_EVENTS: usize = 64;
+
+/// Live watch events encoded once: the watches of one resource with one rendering get the same
+/// bytes for a change, so a change fanned out to 1,000 watches is encoded once, not 1,000
+/// times. The revision and the object's key name the change, the event type (a selector may
+/// turn MODIFIED into ADDED or DELETED) and the rendering the line. The last [`KEPT_EVENTS`]
+/// lines are kept: a fan-out renders each change within moments.
+#[derive(Default)]
+pub(crate) struct EventLines {
+    recent: Mutex<std::collections::VecDeque<EventLine>>,
+}
+
+/// A line by revision, object key, event type and rendering.
+type EventLine = (u64, String, &'static str, Arc<str>, Bytes);
+
+impl EventLines {
+    /// The line for the event of `revision` to the object `key` and `kind` rendered as
+    /// `rendering`; `render` makes it when no watch has yet.
+    pub(crate) fn get_or_render(
+        &self,
+        revision: u64,
+        key: String,
+        kind: &'static str,
+        rendering: &Arc<str>,
+        render: impl FnOnce() -> Bytes,
+    ) -> Bytes {
+        let found = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            recent
+                .iter()
+                .rev()
+                .find(|(r, o, k, f, _)| *r == revision && *o == key && *k == kind && f == rendering)
+                .map(|(_, _, _, _, line)| line.clone())
+        };
+        if let Some(line) = found {
+            return line;
+        }
+        let line = render();
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent.push_back((revision, key, kind, rendering.clone(), line.clone()));
+        while recent.len() > KEPT_EVENTS {
+            recent.pop_front();
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod event_lines_tests {
+    use super::*;
+
+    #[test]
+    fn a_change_is_rendered_once_per_rendering_and_kind() {
+        let lines = EventLines::default();
+        let json: Arc<str> = Arc::from("pods\0false");
+        let table: Arc<str> = Arc::from("pods\0true");
+        let renders = std::cell::Cell::new(0);
+        let render = |text: &'static str| {
+            renders.set(renders.get() + 1);
+            Bytes::from_static(text.as_bytes())
+        };
+        for _ in 0..3 {
+            assert_eq!(
+                lines.get_or_render(7, "a".into(), "MODIFIED", &json, || render("a")),
+                "a"
+            );
+        }
+        assert_eq!(
+            lines.get_or_render(7, "a".into(), "MODIFIED", &table, || render("b")),
+            "b"
+        );
+        assert_eq!(
+            lines.get_or_render(7, "a".into(), "DELETED", &json, || render("c")),
+            "c"
+        );
+        assert_eq!(
+            lines.get_or_render(8, "a".into(), "MODIFIED", &json, || render("d")),
+            "d"
+        );
+        assert_eq!(
+            lines.get_or_render(8, "b".into(), "MODIFIED", &json, || render("g")),
+            "g"
+        );
+        assert_eq!(renders.get(), 5);
+        // Only the newest are kept.
+        for revision in 100..100 + KEPT_EVENTS as u64 {
+            lines.get_or_render(revision, "a".into(), "ADDED", &json, || render("e"));
+        }
+        assert_eq!(
+            lines.get_or_render(7, "a".into(), "MODIFIED", &json, || render("f")),
+            "f"
+        );
+    }
+}

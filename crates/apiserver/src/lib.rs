@@ -200,6 +200,7 @@ impl ApiServer {
                     metrics: self.metrics.clone(),
                     limits: self.config.limits.clone(),
                     initial_lists: initial::InitialLists::default(),
+                    event_lines: initial::EventLines::default(),
                     node_key: self.auth.as_ref().and_then(|a| a.node_key().map(str::to_owned)),
                 })
             })

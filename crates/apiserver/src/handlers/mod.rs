@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub(crate) limits: crate::limits::Limits,
     /// Initial watch events shared between watches.
     pub(crate) initial_lists: crate::initial::InitialLists,
+    /// Live watch events encoded once for every watch.
+    pub(crate) event_lines: crate::initial::EventLines,
     /// The key node credentials are signed with, when agents may join.
     pub(crate) node_key: Option<String>,
 }

@@ -93,8 +93,17 @@ impl Ctx {
                 metadata["remainingItemCount"] = json!(n);
             }
         }
-        let out = json!({"kind": format!("{}List", self.r().kind), "apiVersion": self.r().api_version(), "metadata": metadata, "items": items});
-        Ok(json_response(StatusCode::OK, &out, &[]))
+        // The items are moved in, not copied (`json!` would serialize each into a new value).
+        let mut out = json!({"kind": format!("{}List", self.r().kind), "apiVersion": self.r().api_version(), "metadata": metadata});
+        out["items"] = Value::Array(items);
+        let response = json_response(StatusCode::OK, &out, &[]);
+        // Freeing thousands of objects is work the client need not wait for.
+        if let Value::Array(items) = out["items"].take()
+            && items.len() > 100
+        {
+            tokio::task::spawn_blocking(move || drop(items));
+        }
+        Ok(response)
     }
 
     pub(super) async fn watch(&self) -> Result<Response<Body>> {
@@ -192,6 +201,13 @@ impl Ctx {
         let bookmark_every = self.state.bookmark_interval;
         let kind = resource.kind;
         let api_version = resource.api_version();
+        let state = self.state.clone();
+        // What the line depends on besides the change: the version served (its conversion)
+        // and the table options.
+        let rendering: Arc<str> = Arc::from(format!(
+            "{}/{}/{}\0{as_table}\0{include:?}",
+            resource.group, resource.version, resource.plural
+        ));
         let run = async move {
             for line in initial.iter() {
                 if tokio::time::timeout(stalled, tx.send(line.clone()))
@@ -215,10 +231,12 @@ impl Ctx {
                     event = stream.next() => match event {
                         Some(Ok(ev)) => {
                             last = ev.revision;
+                            let key = format!("{}/{}", ev.key.namespace, ev.key.name);
                             let Some((kind, object)) = crate::selectors::selected_event(ev, predicate.as_ref()) else { continue };
+                            let line = state.event_lines.get_or_render(last, key, kind, &rendering, || render(kind, object));
                             // A client that takes nothing for this long is dropped, as
                             // kube-apiserver drops a watcher whose buffer stays full.
-                            if tokio::time::timeout(stalled, tx.send(render(kind, object))).await.map_or(true, |r| r.is_err()) { return; }
+                            if tokio::time::timeout(stalled, tx.send(line)).await.map_or(true, |r| r.is_err()) { return; }
                         }
                         Some(Err(StoreError::Expired { requested, compacted })) => {
                             let _ = tx.send(render("ERROR", ApiError::expired(requested, compacted).to_status())).await;

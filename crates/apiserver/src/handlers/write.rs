@@ -313,7 +313,8 @@ impl Ctx {
                 Err(e) => return Err(e),
             }
         }
-        let out = json!({"kind": format!("{}List", self.r().kind), "apiVersion": self.r().api_version(), "metadata": {"resourceVersion": list.revision.to_string()}, "items": items});
+        let mut out = json!({"kind": format!("{}List", self.r().kind), "apiVersion": self.r().api_version(), "metadata": {"resourceVersion": list.revision.to_string()}});
+        out["items"] = Value::Array(items);
         Ok(json_response(StatusCode::OK, &out, &[]))
     }
 }
