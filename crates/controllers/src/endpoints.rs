@@ -19,7 +19,6 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
@@ -134,16 +133,18 @@ async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
         for problem in unresolved_ports(service, &pods) {
             warn_about(client, service, &problem).await;
         }
-        if let Some(desired) = podvisor_endpoints::desired_endpoints(service, &pods) {
-            wanted_endpoints.insert(name.clone());
-            let current = caches.endpoints.get(&ObjectRef::new(&name).within(ns));
-            write(&endpoints_api, desired, current).await;
-        }
+        // Slices first: kube-proxy, DNS and our datapath read them; Endpoints (up to 1,000
+        // addresses in one object) is for older clients.
         for desired in podvisor_endpoints::desired_slices(service, &pods) {
             let slice_name = desired.name_any();
             wanted_slices.insert(slice_name.clone());
             let current = caches.slices.get(&ObjectRef::new(&slice_name).within(ns));
             write(&slices_api, desired, current).await;
+        }
+        if let Some(desired) = podvisor_endpoints::desired_endpoints(service, &pods) {
+            wanted_endpoints.insert(name.clone());
+            let current = caches.endpoints.get(&ObjectRef::new(&name).within(ns));
+            write(&endpoints_api, desired, current).await;
         }
     }
     // Managed slices no longer wanted, and Endpoints of Services that are gone.
@@ -166,30 +167,27 @@ async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
 }
 
 /// The parts of an object the controller decides (everything but bookkeeping metadata).
-fn content<K: serde::Serialize>(object: &K) -> Value {
-    let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for key in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "managedFields",
-            "generation",
-        ] {
-            meta.remove(key);
-        }
-    }
-    v
+/// Whether `current` already says what `desired` does: equal but for the fields the server
+/// sets (compared as typed objects; this runs for every slice on every pod change).
+fn same_content<K: Resource + Clone + PartialEq>(current: &K, desired: &K) -> bool {
+    let mut current = current.clone();
+    let (meta, wanted) = (current.meta_mut(), desired.meta());
+    meta.resource_version.clone_from(&wanted.resource_version);
+    meta.uid.clone_from(&wanted.uid);
+    meta.creation_timestamp.clone_from(&wanted.creation_timestamp);
+    meta.managed_fields.clone_from(&wanted.managed_fields);
+    meta.generation = wanted.generation;
+    current == *desired
 }
 
 /// Creates `desired`, or replaces `current` with it when their content differs.
 async fn write<K>(api: &Api<K>, mut desired: K, current: Option<Arc<K>>)
 where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource + Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let name = desired.meta().name.clone().unwrap_or_default();
     let result = match current {
-        Some(current) if content(&*current) == content(&desired) => return,
+        Some(current) if same_content(&*current, &desired) => return,
         Some(current) => {
             let meta = desired.meta_mut();
             meta.resource_version = current.meta().resource_version.clone();
@@ -325,5 +323,43 @@ async fn warn_about(client: &Client, service: &Service, message: &str) {
     };
     if let Err(e) = result {
         debug!(error = %e, "recording a FailedToResolveTargetPort event failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::same_content;
+
+    fn slice(addresses: &[&str]) -> EndpointSlice {
+        EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints: addresses
+                .iter()
+                .map(|a| Endpoint {
+                    addresses: vec![(*a).into()],
+                    ..Endpoint::default()
+                })
+                .collect(),
+            ..EndpointSlice::default()
+        }
+    }
+
+    /// What the server stamped on the stored copy is no difference; the endpoints are.
+    #[test]
+    fn content_ignores_what_the_server_sets() {
+        let desired = slice(&["10.88.0.2"]);
+        let mut stored = desired.clone();
+        stored.metadata.resource_version = Some("42".into());
+        stored.metadata.uid = Some("u".into());
+        stored.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        stored.metadata.generation = Some(3);
+        assert!(same_content(&stored, &desired));
+        assert!(!same_content(&stored, &slice(&["10.88.0.3"])));
+        let mut relabelled = stored.clone();
+        relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert!(!same_content(&relabelled, &desired));
     }
 }
