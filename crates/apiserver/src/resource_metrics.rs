@@ -171,6 +171,41 @@ fn running_containers(pod: &Value) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
+/// Pods read at a time by the scraper: a node's pods parsed all at once are ~50 KB each while
+/// held, and the scrape only keeps their running containers' IDs.
+const SCRAPE_PAGE: usize = 100;
+
+/// The IDs of the running containers of every pod, by node.
+async fn running_by_node(store: &dyn Store) -> Option<HashMap<String, Vec<String>>> {
+    let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list(
+                "pods",
+                None,
+                ListOptions {
+                    limit: Some(SCRAPE_PAGE),
+                    continue_after: after.take(),
+                    ..ListOptions::default()
+                },
+            )
+            .await
+            .ok()?;
+        for pod in &page.items {
+            let Some(node) = pod.object.pointer("/spec/nodeName").and_then(Value::as_str) else {
+                continue;
+            };
+            let ids = by_node.entry(node.to_owned()).or_default();
+            ids.extend(running_containers(&pod.object).map(|(_, id)| id.to_owned()));
+        }
+        match page.continue_after {
+            Some(next) => after = Some(next),
+            None => return Some(by_node),
+        }
+    }
+}
+
 impl ResourceMetrics {
     /// Metrics with `local` as the counters of node `node` (the one this server runs pods on).
     pub fn new(local: Option<(String, Arc<dyn UsageSource>)>) -> ResourceMetrics {
@@ -198,20 +233,12 @@ impl ResourceMetrics {
 
     /// Samples every node once.
     pub(crate) async fn scrape(&self, store: &dyn Store, node_key: Option<&str>) {
-        let (Ok(nodes), Ok(pods)) = (
-            store.list("nodes", None, ListOptions::default()).await,
-            store.list("pods", None, ListOptions::default()).await,
-        ) else {
+        let Ok(nodes) = store.list("nodes", None, ListOptions::default()).await else {
             return;
         };
-        let mut by_node: HashMap<String, Vec<String>> = HashMap::new();
-        for pod in &pods.items {
-            let Some(node) = pod.object.pointer("/spec/nodeName").and_then(Value::as_str) else {
-                continue;
-            };
-            let ids = by_node.entry(node.to_owned()).or_default();
-            ids.extend(running_containers(&pod.object).map(|(_, id)| id.to_owned()));
-        }
+        let Some(mut by_node) = running_by_node(store).await else {
+            return;
+        };
         let mut reports = Vec::new();
         for node in &nodes.items {
             let Some(name) = node.object.pointer("/metadata/name").and_then(Value::as_str) else {
@@ -465,6 +492,39 @@ pub fn resource_list() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scraper reads the pods a page at a time and misses none.
+    #[tokio::test]
+    async fn every_running_container_is_found_page_by_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = podvisor_store::RedbStore::open(dir.path().join("s.redb")).unwrap();
+        let n = SCRAPE_PAGE * 2 + 7;
+        for i in 0..n {
+            let node = if i % 2 == 0 { "a" } else { "b" };
+            let state = if i % 5 == 0 {
+                json!({"waiting": {}})
+            } else {
+                json!({"running": {}})
+            };
+            let pod = json!({"metadata": {"name": format!("p{i}"), "namespace": "default"},
+                "spec": {"nodeName": node},
+                "status": {"containerStatuses": [{"name": "c", "containerID": format!("podvisor://id{i}"), "state": state}]}});
+            let key = podvisor_store::ObjectKey::new("pods", "default", format!("p{i}"));
+            store.create(&key, pod).await.unwrap();
+        }
+        let by_node = running_by_node(&store).await.unwrap();
+        let mut found: Vec<String> = by_node.values().flatten().cloned().collect();
+        found.sort();
+        let mut expected: Vec<String> = (0..n).filter(|i| i % 5 != 0).map(|i| format!("id{i}")).collect();
+        expected.sort();
+        assert_eq!(found, expected);
+        assert_eq!(by_node["a"].len() + by_node["b"].len(), expected.len());
+        assert!(
+            by_node["a"]
+                .iter()
+                .all(|id| id[2..].parse::<usize>().unwrap() % 2 == 0)
+        );
+    }
 
     fn point(at_secs: u64, cpu_ns: u64, ws: u64) -> Point {
         Point {
