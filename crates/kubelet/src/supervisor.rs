@@ -31,6 +31,10 @@ pub struct SupervisorConfig {
 struct WorkerHandle {
     messages: mpsc::UnboundedSender<Msg>,
     view: watch::Receiver<PodView>,
+    /// The pod left the node's pods ([`PodSupervisor::delete`]: gone from the API, its
+    /// manifest removed) and is being torn down: it no longer counts against `--max-pods`
+    /// (the kubelet counts the pods its pod manager still has).
+    released: bool,
 }
 
 /// Runs one worker per pod and routes pod changes to it.
@@ -51,6 +55,10 @@ pub struct PodSupervisor {
     abandon_token: CancellationToken,
     /// Bumped on every ConfigMap or Secret change; workers watch it.
     config_generation: watch::Sender<u64>,
+    /// The most pods admitted at once (`--max-pods`); `None`: no bound.
+    max_pods: Option<usize>,
+    /// Pods that outlived the previous node process: admitted whatever the bound (they run).
+    running_before: std::collections::HashSet<String>,
 }
 
 impl PodSupervisor {
@@ -86,7 +94,25 @@ impl PodSupervisor {
             critical_token: CancellationToken::new(),
             abandon_token: CancellationToken::new(),
             config_generation: config_tx,
+            max_pods: None,
+            running_before: std::collections::HashSet::new(),
         }
+    }
+
+    /// Admits at most `max_pods` pods at once (the kubelet's `--max-pods`): a new pod beyond
+    /// it is rejected as the kubelet rejects it, phase `Failed` with reason `OutOfpods`, and
+    /// never runs. The scheduler keeps pods within it; this catches pods bound by name
+    /// (`spec.nodeName` set at creation) and static pods. Pods whose UIDs are in
+    /// `running_before` (left running by the previous node process) are always admitted: they
+    /// run already, and rejecting them would leave their processes without a worker.
+    pub fn with_max_pods(
+        mut self,
+        max_pods: usize,
+        running_before: impl IntoIterator<Item = String>,
+    ) -> PodSupervisor {
+        self.max_pods = Some(max_pods);
+        self.running_before = running_before.into_iter().collect();
+        self
     }
 
     /// Records what the workers observe into `metrics` (probe results and durations, pod start
@@ -148,6 +174,16 @@ impl PodSupervisor {
             // That worker has finished; a pod with the same UID is not run twice.
             return;
         }
+        if let Some(max) = self.max_pods.filter(|_| !self.running_before.contains(&uid)) {
+            let used = self.admitted();
+            if used >= max {
+                let message = format!(
+                    "Node didn't have enough resource: pods, requested: 1, used: {used}, capacity: {max}"
+                );
+                self.reject(uid, pod, "OutOfpods", message);
+                return;
+            }
+        }
         let (messages, rx) = mpsc::unbounded_channel();
         let (view_tx, view) = watch::channel(PodView {
             pod: pod.clone(),
@@ -167,13 +203,75 @@ impl PodSupervisor {
         };
         let abandon = self.abandon_token.child_token();
         tracker.spawn(worker::run(pod, deps, rx, view_tx, token, abandon).instrument(span));
-        self.workers.insert(uid, WorkerHandle { messages, view });
+        self.workers.insert(
+            uid,
+            WorkerHandle {
+                messages,
+                view,
+                released: false,
+            },
+        );
+    }
+
+    /// The pods admitted and not yet terminal (the kubelet's active pods).
+    fn admitted(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| {
+                if w.released {
+                    return false;
+                }
+                let view = w.view.borrow();
+                let phase = view.pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                !view.finished && !matches!(phase, Some("Succeeded" | "Failed"))
+            })
+            .count()
+    }
+
+    /// The kubelet's `rejectPod`: a Warning event with `reason`, and the pod's status set to
+    /// `Failed` with the reason and "Pod was rejected: `message`". No worker runs it.
+    fn reject(&mut self, uid: String, mut pod: Pod, reason: &'static str, message: String) {
+        warn!(pod = ?pod.metadata.name, reason, %message, "pod rejected");
+        let now = self.deps.clock.now();
+        let event = podvisor_lifecycle::Event {
+            type_: podvisor_lifecycle::EventType::Warning,
+            reason,
+            message: message.clone(),
+            field_path: None,
+        };
+        self.deps.sink.event(&pod, &event, now);
+        pod.status = Some(podvisor_core::corev1::PodStatus {
+            phase: Some("Failed".into()),
+            reason: Some(reason.into()),
+            message: Some(format!("Pod was rejected: {message}")),
+            qos_class: Some(podvisor_lifecycle::qos_class(&pod).into()),
+            ..Default::default()
+        });
+        let view = PodView {
+            pod,
+            finished: true,
+            ..PodView::default()
+        };
+        self.deps.sink.status(&view);
+        // Kept as a finished worker: a later change of the same pod is not run either, and
+        // `forget_finished` drops it like any other.
+        let (messages, _) = mpsc::unbounded_channel();
+        let (_, view) = watch::channel(view);
+        self.workers.insert(
+            uid,
+            WorkerHandle {
+                messages,
+                view,
+                released: true,
+            },
+        );
     }
 
     /// Terminates the pod with UID `uid`, with an optional grace period in seconds (the pod's
     /// own `terminationGracePeriodSeconds` otherwise). Unknown UIDs are ignored.
     pub fn delete(&mut self, uid: &str, grace_period_seconds: Option<i64>) {
-        if let Some(worker) = self.workers.get(uid) {
+        if let Some(worker) = self.workers.get_mut(uid) {
+            worker.released = true;
             let _ = worker.messages.send(Msg::Delete { grace_period_seconds });
         }
     }

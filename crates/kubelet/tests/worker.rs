@@ -936,3 +936,82 @@ async fn an_adopted_host_network_pod_keeps_the_nodes_address() {
     assert_eq!(creates_and_starts(&after), []);
     assert_eq!(status_of(&after).pod_ip.as_deref(), Some("192.0.2.1"));
 }
+
+fn named_pod(name: &str, uid: &str) -> Pod {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "namespace": "default", "uid": uid},
+        "spec": {"containers": [container("app")]}}),
+    )
+    .unwrap()
+}
+
+/// `--max-pods`: a pod past the node's capacity is rejected as the kubelet rejects it (phase
+/// Failed, reason OutOfpods, a Warning event) and never runs; a pod left running by the
+/// previous node process is admitted whatever the count; a pod gone from the API frees its
+/// place.
+#[tokio::test(start_paused = true)]
+async fn pods_past_max_pods_are_rejected_out_of_pods() {
+    let mut n = build_node(FakeHooks::default(), |s| {
+        s.with_max_pods(2, ["survivor".to_string()])
+    });
+    n.supervisor.apply(named_pod("a", "uid-a"));
+    n.supervisor.apply(named_pod("b", "uid-b"));
+    n.supervisor.apply(named_pod("c", "uid-c"));
+    settle().await;
+    let rejected = n
+        .sink
+        .statuses
+        .lock()
+        .unwrap()
+        .iter()
+        .rfind(|p| p.metadata.name.as_deref() == Some("c"))
+        .cloned()
+        .expect("a status for the rejected pod");
+    let status = rejected.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.reason.as_deref(), Some("OutOfpods"));
+    assert_eq!(
+        status.message.as_deref(),
+        Some("Pod was rejected: Node didn't have enough resource: pods, requested: 1, used: 2, capacity: 2")
+    );
+    assert!(
+        n.sink
+            .event_lines()
+            .iter()
+            .any(|e| e.starts_with("OutOfpods: Node didn't have enough resource: pods"))
+    );
+    let started: Vec<String> = n
+        .runtime
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            RuntimeCall::CreateSandbox { pod } => Some(pod.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, ["a", "b"]);
+    // A later change of the rejected pod does not run it either.
+    n.supervisor.apply(named_pod("c", "uid-c"));
+    // Left running by the previous node process: admitted.
+    n.supervisor.apply(named_pod("survivor", "survivor"));
+    settle().await;
+    let sandboxes = n
+        .runtime
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, RuntimeCall::CreateSandbox { .. }))
+        .count();
+    assert_eq!(sandboxes, 3);
+    // Admitted pods count, the survivor too: full. Pods that left the node's pods (gone from
+    // the API) free their places at once, while they are still being torn down.
+    n.supervisor.delete("uid-a", Some(0));
+    n.supervisor.delete("survivor", Some(0));
+    n.supervisor.apply(named_pod("d", "uid-d"));
+    settle().await;
+    assert!(
+        n.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, RuntimeCall::CreateSandbox { pod } if pod == "d"))
+    );
+}

@@ -349,7 +349,14 @@ impl Node {
                 clock,
             },
         )
-        .with_metrics(self.metrics.kubelet.clone());
+        .with_metrics(self.metrics.kubelet.clone())
+        .with_max_pods(
+            usize::try_from(self.config.max_pods).unwrap_or(usize::MAX),
+            self.process_runtime
+                .as_ref()
+                .map(ProcessRuntime::survivors)
+                .unwrap_or_default(),
+        );
         if let Some(running) = &api {
             supervisor = supervisor.with_config_source(running.kubelet.config.clone());
         }
