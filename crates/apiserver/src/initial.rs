@@ -145,42 +145,75 @@ const KEPT_EVENTS: usize = 64;
 
 /// Live watch events encoded once: the watches of one resource with one rendering get the same
 /// bytes for a change, so a change fanned out to 1,000 watches is encoded once, not 1,000
-/// times. The revision and the object's key name the change, the event type (a selector may
-/// turn MODIFIED into ADDED or DELETED) and the rendering the line. The last [`KEPT_EVENTS`]
-/// lines are kept: a fan-out renders each change within moments.
+/// times. The revision and the object's namespace and name name the change, the event type (a
+/// selector may turn MODIFIED into ADDED or DELETED) and the rendering the line. The last
+/// [`KEPT_EVENTS`] lines are kept: a fan-out renders each change within moments.
 #[derive(Default)]
 pub(crate) struct EventLines {
     recent: Mutex<std::collections::VecDeque<EventLine>>,
 }
 
-/// A line by revision, object key, event type and rendering.
-type EventLine = (u64, String, &'static str, Arc<str>, Bytes);
+/// One encoded event and what names it.
+struct EventLine {
+    revision: u64,
+    namespace: String,
+    name: String,
+    kind: &'static str,
+    rendering: Arc<str>,
+    line: Bytes,
+}
+
+/// The namespace and name of an event's object.
+fn object_key(object: &serde_json::Value) -> (&str, &str) {
+    let field = |f: &str| {
+        object
+            .pointer(f)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+    };
+    (field("/metadata/namespace"), field("/metadata/name"))
+}
 
 impl EventLines {
-    /// The line for the event of `revision` to the object `key` and `kind` rendered as
-    /// `rendering`; `render` makes it when no watch has yet.
+    /// The line for the event of `revision` and `kind` about `object`, rendered as
+    /// `rendering`; `render` makes it when no watch has yet. A hit allocates nothing.
     pub(crate) fn get_or_render(
         &self,
         revision: u64,
-        key: String,
         kind: &'static str,
         rendering: &Arc<str>,
-        render: impl FnOnce() -> Bytes,
+        object: serde_json::Value,
+        render: impl FnOnce(serde_json::Value) -> Bytes,
     ) -> Bytes {
+        let (namespace, name) = object_key(&object);
         let found = {
             let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             recent
                 .iter()
                 .rev()
-                .find(|(r, o, k, f, _)| *r == revision && *o == key && *k == kind && f == rendering)
-                .map(|(_, _, _, _, line)| line.clone())
+                .find(|e| {
+                    e.revision == revision
+                        && e.kind == kind
+                        && e.name == name
+                        && e.namespace == namespace
+                        && e.rendering == *rendering
+                })
+                .map(|e| e.line.clone())
         };
         if let Some(line) = found {
             return line;
         }
-        let line = render();
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        let line = render(object);
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        recent.push_back((revision, key, kind, rendering.clone(), line.clone()));
+        recent.push_back(EventLine {
+            revision,
+            namespace,
+            name,
+            kind,
+            rendering: rendering.clone(),
+            line: line.clone(),
+        });
         while recent.len() > KEPT_EVENTS {
             recent.pop_front();
         }
@@ -191,6 +224,10 @@ impl EventLines {
 #[cfg(test)]
 mod event_lines_tests {
     use super::*;
+
+    fn pod(name: &str) -> serde_json::Value {
+        serde_json::json!({"metadata": {"namespace": "default", "name": name}})
+    }
 
     #[test]
     fn a_change_is_rendered_once_per_rendering_and_kind() {
@@ -204,33 +241,33 @@ mod event_lines_tests {
         };
         for _ in 0..3 {
             assert_eq!(
-                lines.get_or_render(7, "a".into(), "MODIFIED", &json, || render("a")),
+                lines.get_or_render(7, "MODIFIED", &json, pod("a"), |_| render("a")),
                 "a"
             );
         }
         assert_eq!(
-            lines.get_or_render(7, "a".into(), "MODIFIED", &table, || render("b")),
+            lines.get_or_render(7, "MODIFIED", &table, pod("a"), |_| render("b")),
             "b"
         );
         assert_eq!(
-            lines.get_or_render(7, "a".into(), "DELETED", &json, || render("c")),
+            lines.get_or_render(7, "DELETED", &json, pod("a"), |_| render("c")),
             "c"
         );
         assert_eq!(
-            lines.get_or_render(8, "a".into(), "MODIFIED", &json, || render("d")),
+            lines.get_or_render(8, "MODIFIED", &json, pod("a"), |_| render("d")),
             "d"
         );
         assert_eq!(
-            lines.get_or_render(8, "b".into(), "MODIFIED", &json, || render("g")),
+            lines.get_or_render(8, "MODIFIED", &json, pod("b"), |_| render("g")),
             "g"
         );
         assert_eq!(renders.get(), 5);
         // Only the newest are kept.
         for revision in 100..100 + KEPT_EVENTS as u64 {
-            lines.get_or_render(revision, "a".into(), "ADDED", &json, || render("e"));
+            lines.get_or_render(revision, "ADDED", &json, pod("a"), |_| render("e"));
         }
         assert_eq!(
-            lines.get_or_render(7, "a".into(), "MODIFIED", &json, || render("f")),
+            lines.get_or_render(7, "MODIFIED", &json, pod("a"), |_| render("f")),
             "f"
         );
     }

@@ -136,6 +136,19 @@ impl Served {
         Ok(Served { addr, stop, serving })
     }
 
+    /// [`start`](Self::start) on a new redb store in a temporary directory named from
+    /// `prefix`, which goes when the returned directory is dropped.
+    pub(crate) async fn start_on_redb(prefix: &str) -> Result<(tempfile::TempDir, Served)> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .context("creating the data directory")?;
+        let store: Arc<dyn podvisor_store::Store> =
+            Arc::new(RedbStore::open(dir.path().join("store.redb")).context("opening the store")?);
+        let served = Served::start(store).await?;
+        Ok((dir, served))
+    }
+
     /// Stops serving (at most 15 s).
     pub(crate) async fn stop(self) {
         let _ = self.stop.send(());
@@ -145,13 +158,7 @@ impl Served {
 
 /// Runs the API benchmark.
 pub(crate) async fn run(sizes: &Sizes) -> Result<Vec<Row>> {
-    let dir = tempfile::Builder::new()
-        .prefix("podvisor-bench-api-")
-        .tempdir()
-        .context("creating the data directory")?;
-    let store: Arc<dyn podvisor_store::Store> =
-        Arc::new(RedbStore::open(dir.path().join("store.redb")).context("opening the store")?);
-    let served = Served::start(store).await?;
+    let (_dir, served) = Served::start_on_redb("podvisor-bench-api-").await?;
     let result = measure(served.addr, sizes).await;
     served.stop().await;
     let (create, get, list, fanout) = result?;

@@ -14,7 +14,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use podvisor_store::RedbStore;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -42,13 +41,7 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 pub(crate) async fn run(sizes: &Sizes) -> Result<Vec<Row>> {
     // Two sockets per watcher (both ends are in this process).
     podvisor_runtime::process::raise_open_file_limit().context("raising the open-file limit")?;
-    let dir = tempfile::Builder::new()
-        .prefix("podvisor-bench-api-scale-")
-        .tempdir()
-        .context("creating the data directory")?;
-    let store: Arc<dyn podvisor_store::Store> =
-        Arc::new(RedbStore::open(dir.path().join("store.redb")).context("opening the store")?);
-    let served = Served::start(store).await?;
+    let (_dir, served) = Served::start_on_redb("podvisor-bench-api-scale-").await?;
     let result = measure(&served, sizes).await;
     served.stop().await;
     let (list, items, fanout, event) = result?;

@@ -166,7 +166,6 @@ async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
     }
 }
 
-/// The parts of an object the controller decides (everything but bookkeeping metadata).
 /// Whether `current` already says what `desired` does: equal but for the fields the server
 /// sets (compared as typed objects; this runs for every slice on every pod change).
 fn same_content<K: Resource + Clone + PartialEq>(current: &K, desired: &K) -> bool {

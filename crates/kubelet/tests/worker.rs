@@ -83,6 +83,18 @@ async fn settle() {
 }
 
 impl Node {
+    /// The pods the runtime was asked to make a sandbox for, in order.
+    fn sandboxes_made(&self) -> Vec<String> {
+        self.runtime
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                RuntimeCall::CreateSandbox { pod } => Some(pod),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn phase(&self) -> String {
         self.supervisor.pods()[0]
             .pod
@@ -367,13 +379,7 @@ async fn sandbox_loss_recreates_the_sandbox_and_restarts_the_containers() {
     assert!(n.runtime.running("app").is_some());
     n.runtime.lose_sandboxes();
     settle().await;
-    let sandboxes = n
-        .runtime
-        .calls()
-        .iter()
-        .filter(|c| matches!(c, RuntimeCall::CreateSandbox { .. }))
-        .count();
-    assert_eq!(sandboxes, 2);
+    assert_eq!(n.sandboxes_made().len(), 2);
     assert_eq!(n.runtime.starts("init").len(), 2, "init runs again");
 }
 
@@ -980,38 +986,18 @@ async fn pods_past_max_pods_are_rejected_out_of_pods() {
             .iter()
             .any(|e| e.starts_with("OutOfpods: Node didn't have enough resource: pods"))
     );
-    let started: Vec<String> = n
-        .runtime
-        .calls()
-        .iter()
-        .filter_map(|c| match c {
-            RuntimeCall::CreateSandbox { pod } => Some(pod.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(started, ["a", "b"]);
+    assert_eq!(n.sandboxes_made(), ["a", "b"]);
     // A later change of the rejected pod does not run it either.
     n.supervisor.apply(named_pod("c", "uid-c"));
     // Left running by the previous node process: admitted.
     n.supervisor.apply(named_pod("survivor", "survivor"));
     settle().await;
-    let sandboxes = n
-        .runtime
-        .calls()
-        .iter()
-        .filter(|c| matches!(c, RuntimeCall::CreateSandbox { .. }))
-        .count();
-    assert_eq!(sandboxes, 3);
+    assert_eq!(n.sandboxes_made(), ["a", "b", "survivor"]);
     // Admitted pods count, the survivor too: full. Pods that left the node's pods (gone from
     // the API) free their places at once, while they are still being torn down.
     n.supervisor.delete("uid-a", Some(0));
     n.supervisor.delete("survivor", Some(0));
     n.supervisor.apply(named_pod("d", "uid-d"));
     settle().await;
-    assert!(
-        n.runtime
-            .calls()
-            .iter()
-            .any(|c| matches!(c, RuntimeCall::CreateSandbox { pod } if pod == "d"))
-    );
+    assert_eq!(n.sandboxes_made(), ["a", "b", "survivor", "d"]);
 }

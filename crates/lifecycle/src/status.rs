@@ -321,25 +321,26 @@ pub(crate) fn compute_phase(
     statuses: &[ContainerStatus],
     pod_is_terminal: bool,
 ) -> Phase {
+    // Sidecars not yet started count as initialisation under way, as regular init containers
+    // that have not finished do (the kubelet's one `pendingInitialization`).
     let (mut pending_init, mut failed_init) = (0, 0);
-    let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded, mut pending_sidecar) =
-        (0, 0, 0, 0, 0, 0);
+    let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
     for (def, cs) in m.def.containers[..m.def.n_init].iter().zip(init_statuses) {
         let st = cs.state.clone().unwrap_or_default();
         if def.kind == ContainerKind::Sidecar {
             if st.running.is_some() {
                 running += 1;
                 if cs.started != Some(true) {
-                    pending_sidecar += 1;
+                    pending_init += 1;
                 }
             } else if st.terminated.is_some() || (st.waiting.is_some() && previous_termination(cs).is_some())
             {
                 // Ignored: a sidecar's exits never decide the phase.
             } else if st.waiting.is_some() {
-                pending_sidecar += 1;
+                pending_init += 1;
                 waiting += 1;
             } else {
-                pending_sidecar += 1;
+                pending_init += 1;
                 unknown += 1;
             }
             continue;
@@ -390,7 +391,7 @@ pub(crate) fn compute_phase(
             .as_ref()
             .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
     });
-    if (pending_init + pending_sidecar > 0 && !regular_started) || waiting > 0 {
+    if (pending_init > 0 && !regular_started) || waiting > 0 {
         return Phase::Pending;
     }
     if running > 0 && unknown == 0 {

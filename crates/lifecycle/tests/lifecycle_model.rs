@@ -1090,7 +1090,7 @@ impl Model {
         if let Some(p) = self.finished {
             return p;
         }
-        let (mut pending_init, mut failed_init, mut pending_sidecar) = (0, 0, 0);
+        let (mut pending_init, mut failed_init) = (0, 0);
         let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
         // A regular container shows Running or Terminated, not Waiting in back-off or after a
         // create error.
@@ -1112,12 +1112,12 @@ impl Model {
                 (Kind::Init, _) => pending_init += 1,
                 (Kind::Sidecar, MState::Running) => {
                     running += 1;
-                    pending_sidecar += usize::from(!c.started());
+                    pending_init += usize::from(!c.started());
                 }
                 (Kind::Sidecar, MState::Exited { .. }) => {}
                 (Kind::Sidecar, MState::NotStarted) if c.old_sandbox_exit.is_some() => {}
                 (Kind::Sidecar, MState::NotStarted) => {
-                    pending_sidecar += 1;
+                    pending_init += 1;
                     waiting += 1;
                 }
                 (Kind::Regular, MState::Running) => running += 1,
@@ -1133,7 +1133,7 @@ impl Model {
         if failed_init > 0 && self.policy == "Never" {
             return "Failed";
         }
-        if (pending_init + pending_sidecar > 0 && !regular_started) || waiting > 0 {
+        if (pending_init > 0 && !regular_started) || waiting > 0 {
             return "Pending";
         }
         if running > 0 {

@@ -231,9 +231,8 @@ impl Ctx {
                     event = stream.next() => match event {
                         Some(Ok(ev)) => {
                             last = ev.revision;
-                            let key = format!("{}/{}", ev.key.namespace, ev.key.name);
                             let Some((kind, object)) = crate::selectors::selected_event(ev, predicate.as_ref()) else { continue };
-                            let line = state.event_lines.get_or_render(last, key, kind, &rendering, || render(kind, object));
+                            let line = state.event_lines.get_or_render(last, kind, &rendering, object, |object| render(kind, object));
                             // A client that takes nothing for this long is dropped, as
                             // kube-apiserver drops a watcher whose buffer stays full.
                             if tokio::time::timeout(stalled, tx.send(line)).await.map_or(true, |r| r.is_err()) { return; }
