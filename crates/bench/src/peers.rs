@@ -54,15 +54,14 @@ impl Measured {
     }
 }
 
-/// Whether `program --version` runs.
+/// Whether `program` is an executable file on `PATH`. It is looked up, not run: `pm2 --version`
+/// starts pm2's daemon in the user's own `~/.pm2`, which would outlive the run.
 fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 /// One note per missing peer, with how to install it.
