@@ -570,16 +570,7 @@ fn a_hundred_crashes_under_load_leave_nothing_behind() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(sandboxes, 0, "no sandbox record is left");
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("ipam") {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let state: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
-            assert_eq!(
-                state["used"],
-                serde_json::json!({}),
-                "no IP is still allocated to a pod"
-            );
-        }
-    }
+    let ipam =
+        podvisor_runtime::ipam::allocations(dir).unwrap_or_else(|e| panic!("reading the IPAM state: {e}"));
+    assert!(ipam.is_empty(), "no IP is still allocated to a pod: {ipam:?}");
 }

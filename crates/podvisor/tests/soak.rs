@@ -286,14 +286,10 @@ fn the_node_holds_steady_through_pods_connections_watches_and_big_objects() {
         0,
         "no veth left on the bridge"
     );
-    // The runtime's IP allocations (`ipam-<network>-<prefix>.json` in the data dir): none in use.
-    let ipam = tmp.path().join("node").join("ipam-10.77.0.0-16.json");
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&ipam).unwrap_or_default()).unwrap_or_default();
-    assert!(
-        state["used"].as_object().is_some_and(serde_json::Map::is_empty),
-        "no IP left allocated: {state}"
-    );
+    // The runtime's IP allocations in the data dir: none in use.
+    let ipam = podvisor_runtime::ipam::allocations(&tmp.path().join("node"))
+        .unwrap_or_else(|e| panic!("reading the IPAM state: {e}"));
+    assert!(ipam.is_empty(), "no IP left allocated: {ipam:?}");
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let parent = hierarchy.path().join(&cgroup_parent);
         let pods_left =

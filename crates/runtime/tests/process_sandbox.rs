@@ -89,6 +89,14 @@ async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
     let p = pod("lossy", json!([sh("c", "true")]), json!({}));
     let sb = sandbox(&rt, &p).await;
     let ip = sb.pod_ip.clone().unwrap_or_default();
+    let allocated = podvisor_runtime::ipam::allocations(&dir.path().join("data"))
+        .unwrap_or_else(|e| panic!("no IPAM state found: {e}"));
+    assert!(
+        allocated
+            .iter()
+            .any(|(a, u)| a.to_string() == ip && *u == uid(&p)),
+        "{allocated:?} lacks {ip}"
+    );
     // Find the holder and kill it.
     let holders: Vec<i32> = std::fs::read_dir("/proc")
         .into_iter()
@@ -125,16 +133,13 @@ async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
     rt.remove_sandbox(&uid(&p))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // The IP is free again: the state file no longer lists the pod.
-    let state: String = std::fs::read_dir(dir.path().join("data"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("ipam-"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .collect();
-    assert!(state.contains("\"used\""), "no IPAM state found: {state:?}");
-    assert!(!state.contains(&uid(&p)), "{state} still has {ip}");
+    // The IP is free again: the data directory no longer lists the pod.
+    let state = podvisor_runtime::ipam::allocations(&dir.path().join("data"))
+        .unwrap_or_else(|e| panic!("no IPAM state found: {e}"));
+    assert!(
+        state.iter().all(|(_, u)| *u != uid(&p)),
+        "{state:?} still has {ip:?}"
+    );
     let p2 = pod("again", json!([sh("c", "true")]), json!({}));
     let sb2 = sandbox(&rt, &p2).await;
     assert_ne!(sb2.pod_ip, None);

@@ -238,13 +238,12 @@ async fn a_missing_working_directory_fails_before_any_cgroup_is_made() {
     assert!(m.log().is_empty(), "{:#?}", m.log());
 }
 
+/// The pod UIDs holding an address, as the data directory says.
 fn ipam_state(dir: &std::path::Path) -> String {
-    std::fs::read_dir(dir)
+    crate::ipam::allocations(dir)
+        .unwrap_or_else(|e| panic!("reading the IPAM state: {e}"))
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("ipam"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .map(|(ip, uid)| format!("{ip} {uid}\n"))
         .collect()
 }
 
