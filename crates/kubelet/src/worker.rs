@@ -260,20 +260,25 @@ impl Worker {
     /// The named container's definition, found without cloning the whole pod (an ephemeral
     /// container's as a container: it has the same fields, fewer of them set).
     fn container(&self, name: &str) -> Option<Container> {
+        self.spec_container(name).cloned().or_else(|| {
+            let spec = self.machine.object().spec.as_ref()?;
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == name)
+                .map(ephemeral_as_container)
+        })
+    }
+
+    /// The named init or regular container's definition, borrowed: what has probes (an
+    /// ephemeral container may have none).
+    fn spec_container(&self, name: &str) -> Option<&Container> {
         let spec = self.machine.object().spec.as_ref()?;
         spec.init_containers
             .iter()
             .flatten()
             .chain(&spec.containers)
             .find(|c| c.name == name)
-            .cloned()
-            .or_else(|| {
-                spec.ephemeral_containers
-                    .iter()
-                    .flatten()
-                    .find(|c| c.name == name)
-                    .map(ephemeral_as_container)
-            })
     }
 
     fn target(&self, container: &Container, id: &ContainerId) -> ProbeTarget {
@@ -479,16 +484,18 @@ impl Worker {
                 kind,
                 timeout,
             } => {
-                let Some(container) = self.container(&name) else {
+                // Borrowed: a probe runs often, and the container's whole definition is not
+                // needed for it.
+                let Some(container) = self.spec_container(&name) else {
                     return;
                 };
                 let probe = match kind {
-                    ProbeKind::Liveness => container.liveness_probe.clone(),
-                    ProbeKind::Readiness => container.readiness_probe.clone(),
-                    ProbeKind::Startup => container.startup_probe.clone(),
+                    ProbeKind::Liveness => &container.liveness_probe,
+                    ProbeKind::Readiness => &container.readiness_probe,
+                    ProbeKind::Startup => &container.startup_probe,
                 };
-                let Some(probe) = probe else { return };
-                let target = self.target(&container, &id);
+                let Some(probe) = probe.clone() else { return };
+                let target = self.target(container, &id);
                 let clock = deps.clock;
                 let recorder = self.recorder.clone();
                 self.tasks.spawn(async move {
