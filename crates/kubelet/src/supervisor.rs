@@ -202,7 +202,7 @@ impl PodSupervisor {
             (&self.tracker, self.token.child_token())
         };
         let abandon = self.abandon_token.child_token();
-        tracker.spawn(worker::run(pod, deps, rx, view_tx, token, abandon).instrument(span));
+        tracker.spawn(worker::run(Box::new(pod), deps, rx, view_tx, token, abandon).instrument(span));
         self.workers.insert(
             uid,
             WorkerHandle {

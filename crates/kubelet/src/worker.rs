@@ -99,7 +99,7 @@ struct Worker {
 
 /// Runs one pod until it is terminal and torn down.
 pub(crate) async fn run(
-    pod: Pod,
+    pod: Box<Pod>,
     deps: Arc<Deps>,
     mut msgs: mpsc::UnboundedReceiver<Msg>,
     view: watch::Sender<PodView>,
@@ -127,7 +127,11 @@ pub(crate) async fn run(
     // An adopted pod started long ago: its start is not this node's to measure.
     let mut start_recorded = adopted;
     let recorder = PodRecorder::new(deps.metrics.clone(), &pod);
-    let mut worker = Worker {
+    // The model keeps the pod: this copy is not held for the pod's lifetime.
+    drop(pod);
+    // Boxed: the worker (its lifecycle model holds the pod) lives as long as the pod, and
+    // inline it made this future, one per pod, that much larger.
+    let mut worker = Box::new(Worker {
         deps,
         machine,
         feedback,
@@ -139,7 +143,7 @@ pub(crate) async fn run(
         diagnostics: BTreeMap::new(),
         diagnostics_changed: false,
         recorder,
-    };
+    });
     for (name, id, exit) in exits {
         // Exactly as a started instance's exit is observed.
         worker.watch_exit(name, id, exit);
@@ -313,15 +317,21 @@ impl Worker {
         let feedback = self.feedback.clone();
         match command {
             Command::CreateSandbox => {
-                let config = SandboxConfig { pod: self.pod() };
+                // Boxed: this task waits for the sandbox's loss as long as the pod lives, and
+                // the pod inline made each such task that much larger.
+                let config = Box::new(SandboxConfig { pod: self.pod() });
                 let recorder = self.recorder.clone();
                 let handle = self.tasks.spawn(async move {
                     Worker::setup_volumes(&deps, &config.pod, &feedback).await;
-                    let created = timed(
-                        &recorder,
-                        RuntimeOperation::RunPodSandbox,
-                        deps.runtime.create_sandbox(config),
-                    );
+                    let created = {
+                        // The box goes at the end of this block, not of the task.
+                        let config = config;
+                        timed(
+                            &recorder,
+                            RuntimeOperation::RunPodSandbox,
+                            deps.runtime.create_sandbox(*config),
+                        )
+                    };
                     match created.await {
                         Ok(sandbox) => {
                             for warning in sandbox.warnings {
@@ -725,7 +735,7 @@ impl Worker {
     }
 
     /// Waits for the sandbox teardown and stops whatever is still running of the worker's tasks.
-    async fn finish(mut self, view: &watch::Sender<PodView>) {
+    async fn finish(mut self: Box<Self>, view: &watch::Sender<PodView>) {
         if let Some(teardown) = self.teardown.take()
             && tokio::time::timeout(Duration::from_secs(30), teardown)
                 .await
