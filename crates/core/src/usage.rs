@@ -19,4 +19,11 @@ pub trait UsageSource: Send + Sync {
 
     /// The whole node's counters.
     fn node_usage(&self) -> Option<UsageSample>;
+
+    /// The IDs of every container running here, where the source knows them: the metrics
+    /// scraper then samples this node without reading its pods from the API. `None` (the
+    /// default): the scraper takes the IDs from the pods' statuses.
+    fn running_containers(&self) -> Option<Vec<String>> {
+        None
+    }
 }

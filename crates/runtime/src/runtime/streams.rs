@@ -279,4 +279,14 @@ impl UsageSource for ProcessRuntime {
     fn node_usage(&self) -> Option<UsageSample> {
         crate::usage::node()
     }
+
+    /// Every supervised instance, started or adopted, until its exit is seen.
+    fn running_containers(&self) -> Option<Vec<String>> {
+        Some(
+            lock(&self.inner.containers)
+                .keys()
+                .map(|id| id.0.clone())
+                .collect(),
+        )
+    }
 }
