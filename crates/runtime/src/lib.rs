@@ -5,7 +5,7 @@
 //! [`UsageSource`](podvisor_core::usage::UsageSource).
 //!
 //! What it is:
-//! - **Sandboxes** (the pause container's role): as root, a forked holder process owns the
+//! - **Sandboxes** (the pause container's role): as root, a holder process owns the
 //!   pod's network, UTS, IPC and mount namespaces ([`sandbox`] explains the design). The pod
 //!   gets an IP from the pod CIDR on the node bridge through a veth pair, programmed over
 //!   netlink; its hostname; its own `/etc/hosts` and `/etc/resolv.conf`. `hostNetwork` pods,
@@ -67,7 +67,7 @@
 //! it, and writes its own record of each instance (`<restart>.state`, versioned JSON: pids with
 //! their start times, cgroup, exec context, stdio) next to the log, and one per sandbox
 //! (`<data_dir>/sandboxes/<uid>.json`: holder, veth, pod IP, grace period). The sandbox
-//! holders are forked without a parent-death signal, so they outlive the node as well.
+//! holders are started without a parent-death signal, so they outlive the node as well.
 //! With `cleanup_on_start` (the default) a new runtime adopts what it finds
 //! (`runtime/adopt.rs`): sandboxes whose holders live (or host-network ones) and the newest
 //! instance of each of their containers, running (supervised again, stdin and pty master

@@ -9,6 +9,8 @@ use std::process::Command;
 
 use crate::spawn::{MainProcess, MonitorLaunch, Monitored, Spawned, setup_child};
 
+pub(super) use clone3::{reset_handlers, vfork};
+
 /// Spawns the container's main process as the child of its monitor: a process cloned from
 /// here that shares our memory until it execs (`CLONE_VM | CLONE_VFORK`), creates the main
 /// process exactly as [`spawn`] does (`clone3` into its cgroup), becomes a child subreaper in a
@@ -124,6 +126,25 @@ mod clone3 {
         CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
     }
 
+    /// Runs `clone` with every signal blocked in this thread: no signal handler may run in a
+    /// child that shares our memory (the child sets handlers to default before it unblocks).
+    fn signals_blocked<T>(clone: impl FnOnce() -> T) -> T {
+        // SAFETY: an all-zero sigset_t is a valid (empty) set.
+        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: fills a local set and blocks it in this thread, keeping the old mask.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old_mask);
+        }
+        let out = clone();
+        // SAFETY: restores this thread's own mask.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+        }
+        out
+    }
+
     /// A stack for a child that shares our memory, unmapped on drop.
     struct Stack(*mut c_void);
 
@@ -144,6 +165,23 @@ mod clone3 {
                 return Err(io::Error::last_os_error());
             }
             Ok(Stack(ptr))
+        }
+
+        /// `clone3`'s arguments for a child with `flags` on this stack (SIGCHLD at its end).
+        fn clone_args(&self, flags: u64) -> CloneArgs {
+            CloneArgs {
+                flags,
+                pidfd: 0,
+                child_tid: 0,
+                parent_tid: 0,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: self.0 as u64,
+                stack_size: STACK_SIZE as u64,
+                tls: 0,
+                set_tid: 0,
+                set_tid_size: 0,
+                cgroup: 0,
+            }
         }
     }
 
@@ -224,24 +262,12 @@ mod clone3 {
             err_w: err_w.as_raw_fd(),
         };
 
-        // No signal handler may run in a child that shares our memory: everything is blocked
-        // around the clone (the child sets handlers to default before it unblocks).
-        // SAFETY: sigset manipulation on local values.
-        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: fills a local set and blocks it in this thread, keeping the old mask.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old_mask);
-        }
         // SAFETY: see `raw_clone3`; `child_args` and everything it points to outlive the child's
         // use of them (with CLONE_VFORK this thread waits until the child has exec'd or exited;
         // without CLONE_VM the child has its own copy).
-        let ret = unsafe { raw_clone3(&clone_args, std::ptr::from_ref(&child_args).cast_mut().cast()) };
-        // SAFETY: restores this thread's own mask.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
-        }
+        let ret = signals_blocked(|| unsafe {
+            raw_clone3(&clone_args, std::ptr::from_ref(&child_args).cast_mut().cast())
+        });
         drop(stack);
         if ret < 0 {
             return match i32::try_from(-ret).unwrap_or(libc::EINVAL) {
@@ -432,17 +458,8 @@ mod clone3 {
             child_flags |= CLONE_INTO_CGROUP;
         }
         let child_clone = CloneArgs {
-            flags: child_flags,
-            pidfd: 0,
-            child_tid: 0,
-            parent_tid: 0,
-            exit_signal: libc::SIGCHLD as u64,
-            stack: child_stack.0 as u64,
-            stack_size: STACK_SIZE as u64,
-            tls: 0,
-            set_tid: 0,
-            set_tid_size: 0,
             cgroup: in_group.map_or(0, |fd| fd as u64),
+            ..child_stack.clone_args(child_flags)
         };
         let mut fds = [(-1, -1); 4];
         let mut n_fds = 0;
@@ -482,42 +499,20 @@ mod clone3 {
         };
         let mut monitor_pidfd: libc::c_int = -1;
         let monitor_clone = CloneArgs {
-            flags: CLONE_VM | CLONE_VFORK | CLONE_PIDFD,
             pidfd: std::ptr::from_mut(&mut monitor_pidfd) as u64,
-            child_tid: 0,
-            parent_tid: 0,
-            exit_signal: libc::SIGCHLD as u64,
-            stack: monitor_stack.0 as u64,
-            stack_size: STACK_SIZE as u64,
-            tls: 0,
-            set_tid: 0,
-            set_tid_size: 0,
-            cgroup: 0,
+            ..monitor_stack.clone_args(CLONE_VM | CLONE_VFORK | CLONE_PIDFD)
         };
-        // SAFETY: as in `spawn`: every signal is blocked around the clone, so no handler of
-        // ours runs in the children that share our memory.
-        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: fills a local set and blocks it in this thread, keeping the old mask.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old_mask);
-        }
         let _owned = crate::process::owned();
         // SAFETY: see `raw_clone3_with`; `monitor_args` and all it points to live on this
         // frame, and with CLONE_VFORK this thread waits until the monitor has exec'd or exited
         // (and the monitor, in turn, until the main process has).
-        let ret = unsafe {
+        let ret = signals_blocked(|| unsafe {
             raw_clone3_with(
                 &monitor_clone,
                 std::ptr::from_ref(&monitor_args).cast_mut().cast(),
                 monitor_entry,
             )
-        };
-        // SAFETY: restores this thread's own mask.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
-        }
+        });
         drop(child_stack);
         drop(monitor_stack);
         if ret < 0 {
@@ -699,12 +694,71 @@ mod clone3 {
         }
     }
 
+    /// Runs `entry(arg)` in a new process that shares our memory until it execs or exits
+    /// (`CLONE_VM | CLONE_VFORK`, as posix_spawn does): no page tables are copied, and the node
+    /// takes no copy-on-write faults afterwards. This thread waits until the child has exec'd
+    /// or exited, with every signal blocked. Returns the child's pid (its exit signal is
+    /// SIGCHLD), or `Ok(None)` where this is not available (no `clone3` with a stack here or in
+    /// the kernel): the caller forks instead.
+    ///
+    /// # Safety
+    /// `entry` must call [`reset_handlers`] before it unblocks any signal, touch only its own
+    /// stack and what `arg` points to (which must outlive the call), make only
+    /// async-signal-safe system calls, and end in exec or `_exit`, never returning.
+    pub(crate) unsafe fn vfork(
+        entry: extern "C" fn(*mut c_void) -> !,
+        arg: *mut c_void,
+    ) -> io::Result<Option<i32>> {
+        if !cfg!(target_arch = "x86_64") {
+            return Ok(None);
+        }
+        let stack = Stack::new()?;
+        let clone_args = stack.clone_args(CLONE_VM | CLONE_VFORK);
+        // SAFETY: the stack is a mapping of STACK_SIZE that outlives the child's use of it
+        // (CLONE_VFORK: this thread waits until the child has exec'd or exited); the caller
+        // vouches for `entry` and `arg`.
+        let ret = signals_blocked(|| unsafe { clone_on_stack(&clone_args, arg, entry) });
+        drop(stack);
+        if ret < 0 {
+            return match i32::try_from(-ret).unwrap_or(libc::EINVAL) {
+                libc::ENOSYS | libc::E2BIG | libc::EINVAL | libc::EPERM => Ok(None),
+                errno => Err(io::Error::from_raw_os_error(errno)),
+            };
+        }
+        i32::try_from(ret)
+            .map(Some)
+            .map_err(|_| io::Error::other("clone3 returned a bad pid"))
+    }
+
+    /// [`raw_clone3_with`] where it exists.
+    ///
+    /// # Safety
+    /// As [`raw_clone3_with`].
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn clone_on_stack(
+        args: &CloneArgs,
+        arg: *mut c_void,
+        entry: extern "C" fn(*mut c_void) -> !,
+    ) -> i64 {
+        // SAFETY: the caller's contract.
+        unsafe { raw_clone3_with(args, arg, entry) }
+    }
+
+    /// Never called: [`vfork`] returns before it elsewhere.
+    ///
+    /// # Safety
+    /// None needed.
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn clone_on_stack(_: &CloneArgs, _: *mut c_void, _: extern "C" fn(*mut c_void) -> !) -> i64 {
+        -i64::from(libc::ENOSYS)
+    }
+
     /// Sets every signal with a handler back to its default (a handler of the node's must
     /// never run in a child on the node's memory).
     ///
     /// # Safety
     /// Only in a child that shares the node's memory, before its exec.
-    unsafe fn reset_handlers() {
+    pub(crate) unsafe fn reset_handlers() {
         // SAFETY: sigaction queries and resets on the process's own dispositions.
         unsafe {
             for sig in 1..=libc::SIGRTMAX() {
