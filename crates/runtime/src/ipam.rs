@@ -70,9 +70,7 @@ pub fn allocations(data_dir: &Path) -> io::Result<Vec<(Ipv4Addr, String)>> {
     for entry in fs::read_dir(data_dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with("ipam-") && entry.path().is_dir() {
-            for (ip, uid) in read_addresses(&entry.path())? {
-                out.push((ip, uid));
-            }
+            out.extend(read_addresses(&entry.path())?);
         }
     }
     Ok(out)

@@ -705,19 +705,17 @@ mod clone3 {
     /// `entry` must call [`reset_handlers`] before it unblocks any signal, touch only its own
     /// stack and what `arg` points to (which must outlive the call), make only
     /// async-signal-safe system calls, and end in exec or `_exit`, never returning.
+    #[cfg(target_arch = "x86_64")]
     pub(crate) unsafe fn vfork(
         entry: extern "C" fn(*mut c_void) -> !,
         arg: *mut c_void,
     ) -> io::Result<Option<i32>> {
-        if !cfg!(target_arch = "x86_64") {
-            return Ok(None);
-        }
         let stack = Stack::new()?;
         let clone_args = stack.clone_args(CLONE_VM | CLONE_VFORK);
         // SAFETY: the stack is a mapping of STACK_SIZE that outlives the child's use of it
         // (CLONE_VFORK: this thread waits until the child has exec'd or exited); the caller
         // vouches for `entry` and `arg`.
-        let ret = signals_blocked(|| unsafe { clone_on_stack(&clone_args, arg, entry) });
+        let ret = signals_blocked(|| unsafe { raw_clone3_with(&clone_args, arg, entry) });
         drop(stack);
         if ret < 0 {
             return match i32::try_from(-ret).unwrap_or(libc::EINVAL) {
@@ -730,27 +728,16 @@ mod clone3 {
             .map_err(|_| io::Error::other("clone3 returned a bad pid"))
     }
 
-    /// [`raw_clone3_with`] where it exists.
+    /// Not available here: the caller forks.
     ///
     /// # Safety
-    /// As [`raw_clone3_with`].
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn clone_on_stack(
-        args: &CloneArgs,
-        arg: *mut c_void,
-        entry: extern "C" fn(*mut c_void) -> !,
-    ) -> i64 {
-        // SAFETY: the caller's contract.
-        unsafe { raw_clone3_with(args, arg, entry) }
-    }
-
-    /// Never called: [`vfork`] returns before it elsewhere.
-    ///
-    /// # Safety
-    /// None needed.
+    /// None: nothing is run.
     #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn clone_on_stack(_: &CloneArgs, _: *mut c_void, _: extern "C" fn(*mut c_void) -> !) -> i64 {
-        -i64::from(libc::ENOSYS)
+    pub(crate) unsafe fn vfork(
+        _: extern "C" fn(*mut c_void) -> !,
+        _: *mut c_void,
+    ) -> io::Result<Option<i32>> {
+        Ok(None)
     }
 
     /// Sets every signal with a handler back to its default (a handler of the node's must

@@ -21,13 +21,11 @@ use crate::sandbox::{Holder, HolderError, HolderSpec, STEPS};
 pub(crate) fn spawn_holder(spec: &HolderSpec) -> Result<Holder, HolderError> {
     if spec.program.is_some() {
         match start(spec, true) {
-            Ok(Some(holder)) => return Ok(holder),
-            Ok(None) => {}
             Err(HolderError::Holder { step, .. }) if step == STEPS[EXEC_STEP as usize] => {}
-            Err(e) => return Err(e),
+            started => return started,
         }
     }
-    start(spec, false).map(|h| h.expect("a fork is always available"))
+    start(spec, false)
 }
 
 /// The step a holder that shares the node's memory reports when its exec fails.
@@ -52,9 +50,9 @@ extern "C" fn holder_entry(arg: *mut std::ffi::c_void) -> ! {
     }
 }
 
-/// Starts the holder, sharing the node's memory until it execs (`shared`) or forked; `None`
-/// when sharing is not available here.
-fn start(spec: &HolderSpec, shared: bool) -> Result<Option<Holder>, HolderError> {
+/// Starts the holder, sharing the node's memory until it execs (`shared`, where [`vfork`] is
+/// available) or forked.
+fn start(spec: &HolderSpec, shared: bool) -> Result<Holder, HolderError> {
     let node = |step| move |source| HolderError::Node { step, source };
     let (read_end, write_end): (OwnedFd, OwnedFd) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| node("pipe")(io::Error::from(e)))?;
@@ -71,7 +69,7 @@ fn start(spec: &HolderSpec, shared: bool) -> Result<Option<Holder>, HolderError>
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     let exec = spec.program.map(|fd| (fd, &argv, &envp));
     let guard = crate::process::owned();
-    let child = if shared {
+    let cloned = if shared {
         let args = HolderArgs {
             wfd,
             nfd,
@@ -82,24 +80,24 @@ fn start(spec: &HolderSpec, shared: bool) -> Result<Option<Holder>, HolderError>
         // SAFETY: `holder_entry` resets the handlers first and then makes only
         // async-signal-safe system calls on `args` (alive until this returns) and its stack,
         // ending in exec or _exit.
-        match unsafe { vfork(holder_entry, std::ptr::from_ref(&args).cast_mut().cast()) } {
-            Ok(Some(pid)) => nix::unistd::Pid::from_raw(pid),
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(node("clone")(e)),
-        }
+        unsafe { vfork(holder_entry, std::ptr::from_ref(&args).cast_mut().cast()) }.map_err(node("clone"))?
     } else {
+        None
+    };
+    let child = match cloned {
+        Some(pid) => nix::unistd::Pid::from_raw(pid),
         // SAFETY: between fork and the end of the child only async-signal-safe system calls
         // run (dup2, close_range, setsid, prctl, unshare, mount, sethostname, write, pause,
         // _exit) on data that was prepared before the fork; the child never returns into Rust
         // code that could allocate or take a lock.
-        match unsafe { fork() } {
+        None => match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 // SAFETY: see above; `holder_main` never returns.
                 unsafe { holder_main(wfd, nfd, hostname, spec, exec, false) }
             }
             Ok(ForkResult::Parent { child }) => child,
             Err(e) => return Err(node("fork")(io::Error::from(e))),
-        }
+        },
     };
     let pid = child.as_raw();
     let mut guard = guard;
@@ -109,7 +107,7 @@ fn start(spec: &HolderSpec, shared: bool) -> Result<Option<Holder>, HolderError>
     let mut buf = [0u8; 2];
     let n = nix::unistd::read(read_end.as_raw_fd(), &mut buf).unwrap_or(0);
     if n == 1 && buf[0] == 0 {
-        return Ok(Some(Holder { pid }));
+        return Ok(Holder { pid });
     }
     // It failed: reap it.
     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
