@@ -216,8 +216,12 @@ pub(crate) async fn run(
             if changed {
                 published = Some(status.clone());
             }
-            if changed || worker.diagnostics_changed {
-                worker.publish(&view, changed);
+            if changed {
+                worker.publish(&view, true);
+            } else if worker.diagnostics_changed {
+                // A probe or hook result that left the status as it was: only the diagnostics
+                // are published again, the pod is not cloned.
+                worker.publish_diagnostics(&view);
             }
         }
         if worker.machine.is_finished() {
@@ -622,6 +626,7 @@ impl Worker {
                     .or_default()
                     .probes
                     .insert(kind, record);
+                self.diagnostics_changed = true;
                 input
             }
             Feedback::Hook(report) => {
@@ -635,6 +640,7 @@ impl Worker {
                     .entry(name)
                     .or_default()
                     .record_hook(hook, record);
+                self.diagnostics_changed = true;
                 input
             }
             Feedback::Event(event) => {
@@ -741,6 +747,12 @@ impl Worker {
     }
 
     /// Publishes the view; the sink hears of it only when the status changed.
+    /// Publishes the diagnostics alone (the view's pod is still current).
+    fn publish_diagnostics(&mut self, view: &watch::Sender<PodView>) {
+        view.send_modify(|current| current.diagnostics.clone_from(&self.diagnostics));
+        self.diagnostics_changed = false;
+    }
+
     fn publish(&mut self, view: &watch::Sender<PodView>, status_changed: bool) {
         let current = PodView {
             pod: self.pod(),

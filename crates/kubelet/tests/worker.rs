@@ -225,6 +225,31 @@ async fn readiness_follows_the_probe_without_restarts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_probe_result_reaches_the_pods_view_though_the_status_stays() {
+    let mut n = node();
+    let mut app = container("app");
+    app["readinessProbe"] = json!({"exec": {"command": ["ready"]}, "periodSeconds": 1});
+    n.supervisor.apply(pod(json!({"containers": [app]})));
+    settle().await;
+    assert!(n.ready());
+    let last_probe = |n: &Node| {
+        let view = &n.supervisor.pods()[0];
+        view.diagnostics["app"].probes[&podvisor_core::ProbeKind::Readiness]
+            .at
+            .as_millis()
+    };
+    let first = last_probe(&n);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    settle().await;
+    assert!(n.ready(), "still ready: the status did not change");
+    let since = last_probe(&n) - first;
+    assert!(
+        since >= 2000,
+        "the view shows a probe of 2-3 s later, not the first: {since} ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn deletion_runs_pre_stop_then_stops_with_the_remaining_grace_and_tears_down() {
     let hooks = FakeHooks {
         duration: Duration::from_secs(4),
