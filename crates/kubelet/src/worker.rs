@@ -217,7 +217,7 @@ pub(crate) async fn run(
                 published = Some(status.clone());
             }
             if changed {
-                worker.publish(&view, true);
+                worker.publish(&view);
             } else if worker.diagnostics_changed {
                 // A probe or hook result that left the status as it was: only the diagnostics
                 // are published again, the pod is not cloned.
@@ -746,22 +746,20 @@ impl Worker {
             .spawn(async move { volumes.refresh(&pod, deps.config.as_deref()).await });
     }
 
-    /// Publishes the view; the sink hears of it only when the status changed.
     /// Publishes the diagnostics alone (the view's pod is still current).
     fn publish_diagnostics(&mut self, view: &watch::Sender<PodView>) {
         view.send_modify(|current| current.diagnostics.clone_from(&self.diagnostics));
         self.diagnostics_changed = false;
     }
 
-    fn publish(&mut self, view: &watch::Sender<PodView>, status_changed: bool) {
+    /// Publishes the view after a status change, and tells the sink.
+    fn publish(&mut self, view: &watch::Sender<PodView>) {
         let current = PodView {
             pod: self.pod(),
             diagnostics: self.diagnostics.clone(),
             finished: self.machine.is_finished(),
         };
-        if status_changed {
-            self.deps.sink.status(&current);
-        }
+        self.deps.sink.status(&current);
         view.send_replace(current);
         self.diagnostics_changed = false;
     }
@@ -788,7 +786,7 @@ impl Worker {
             warn!("stopping containers took longer than 30s");
         }
         self.tasks.abort_all();
-        self.publish(view, true);
+        self.publish(view);
         // The pod is gone from this node: so are its series, as the kubelet's prober removes them.
         let containers: Vec<String> = self
             .pod()

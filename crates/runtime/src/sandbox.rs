@@ -1,22 +1,22 @@
 //! The pod sandbox holder: a child of the node that owns the pod's network, UTS, IPC and mount
 //! namespaces (the pause container's role).
 //!
-//! Design: the node clones it (in `crate::sys`) sharing the node's memory until it executes
-//! the pause program (`CLONE_VM | CLONE_VFORK`, as posix_spawn does: a fork copied the node's
-//! page tables, a tenth of the node's CPU in a burst of 1,000 pods), or forks it where that is
-//! not available or the program cannot be executed; the child (single-threaded, so it only
-//! makes raw syscalls on data prepared before the clone, its signal handlers reset) closes every inherited fd, starts its own session, names itself
-//! `podvisor-pause`, unshares `CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS`, makes
-//! its mounts private, bind-mounts the pod's `hosts` and `resolv.conf` over `/etc`, sets the
-//! hostname, and then executes the monitor's program (`sys::monitor`, from its memfd) in its
-//! `pause` mode, which reports readiness on the pipe and sleeps in `pause()` forever: executed,
-//! the holder shares no page with the node, where a forked process would keep a copy of every
-//! page the node writes afterwards (~2 MB each beside a busy node). Without the monitor's
-//! program the forked child reports and sleeps itself. The namespaces
-//! live as long as the holder (and anything joined to them); killing it tears the sandbox down,
-//! and its pidfd turning readable is how loss is noticed. This was chosen over named netns files
-//! (`ip netns` style bind mounts) because it needs no bind-mount bookkeeping in `/run` and a
-//! crash of the node cannot leave mounts behind, only a process that the next start adopts or kills.
+//! Design: the node clones it (in `crate::sys`) sharing the node's memory until it executes the
+//! pause program (`CLONE_VM | CLONE_VFORK`, as posix_spawn does: a fork copied the node's page
+//! tables, a tenth of the node's CPU in a burst of 1,000 pods), or forks it where that is not
+//! available or the program cannot be executed; the child (single-threaded, so it only makes raw
+//! syscalls on data prepared before the clone, its signal handlers reset) closes every inherited
+//! fd, starts its own session, names itself `podvisor-pause`, unshares
+//! `CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNS`, makes its mounts private,
+//! bind-mounts the pod's `hosts` and `resolv.conf` over `/etc`, sets the hostname, and then executes the monitor's program
+//! (`sys::monitor`, from its memfd) in its `pause` mode, which reports readiness on the pipe and
+//! sleeps in `pause()` forever: executed, the holder shares no page with the node, where a forked
+//! process would keep a copy of every page the node writes afterwards (~2 MB each beside a busy
+//! node). Without the monitor's program the forked child reports and sleeps itself. The namespaces
+//! live as long as the holder (and anything joined to them); killing it tears the sandbox down, and
+//! its pidfd turning readable is how loss is noticed. This was chosen over named netns files
+//! (`ip netns` style bind mounts) because it needs no bind-mount bookkeeping in `/run` and a crash of
+//! the node cannot leave mounts behind, only a process that the next start adopts or kills.
 
 use std::ffi::CString;
 use std::fs;

@@ -17,7 +17,12 @@ use super::PodChange;
 /// Relists (with back-off) after watch errors; runs until `changes` is closed.
 pub async fn follow_pods(client: Client, node_name: String, changes: mpsc::UnboundedSender<PodChange>) {
     let bound = watcher::Config::default().fields(&format!("spec.nodeName={node_name}"));
-    let events = watcher(Api::<Pod>::all(client.clone()), bound).default_backoff();
+    // The kubelet never reads a pod's managedFields (its status writes start from the API's
+    // current object), and they are often the larger part of a pod: each copy the pod's worker
+    // keeps or hands on would carry them.
+    let events = watcher(Api::<Pod>::all(client.clone()), bound)
+        .default_backoff()
+        .modify(|pod| pod.metadata.managed_fields = None);
     let mut events = std::pin::pin!(events);
     // The pods running here, and those seen in the relist under way.
     let mut known: HashSet<String> = HashSet::new();
@@ -62,12 +67,8 @@ pub async fn follow_pods(client: Client, node_name: String, changes: mpsc::Unbou
 }
 
 /// Forwards one pod; returns its UID if it runs here (not in a terminal phase).
-async fn handle(client: &Client, mut pod: Pod, changes: &mpsc::UnboundedSender<PodChange>) -> Option<String> {
+async fn handle(client: &Client, pod: Pod, changes: &mpsc::UnboundedSender<PodChange>) -> Option<String> {
     let uid = pod.metadata.uid.clone()?;
-    // The kubelet never reads a pod's managedFields (its status writes start from the API's
-    // current object), and they are often the larger part of a pod: each copy the pod's worker
-    // keeps or hands on would carry them.
-    pod.metadata.managed_fields = None;
     // A pod in a terminal phase is done: the kubelet never runs it again, and its status
     // (written when it finished) stays as it is, whatever else changes in the object.
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
