@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
-use crate::watch::{Touched, follow};
+use crate::watch::{Shared, Touched, follow, shared};
 
 /// How long a burst of changes is gathered before one pass handles it.
 const BATCH: Duration = Duration::from_millis(2);
@@ -36,12 +36,22 @@ struct Caches {
     slices: Store<EndpointSlice>,
 }
 
-/// Runs the controller until dropped.
+/// Runs the controller until dropped, on a watch of pods of its own.
 pub async fn run(client: Client) {
+    let (pods, watch) = shared(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    tokio::select! {
+        () = watch => {}
+        () = run_shared(client, pods.clone()) => {}
+    }
+}
+
+/// Runs the controller until dropped, on a pod watch it shares with other loops.
+pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
     let (tx, mut touched) = mpsc::unbounded_channel();
     let config = watcher::Config::default;
     let (services, a) = follow(Api::<Service>::all(client.clone()), config(), tx.clone());
-    let (pods, b) = follow(Api::<Pod>::all(client.clone()), config(), tx.clone());
+    let b = pods.touched(tx.clone());
+    let pods = pods.store().clone();
     let (endpoints, c) = follow(Api::<Endpoints>::all(client.clone()), config(), tx.clone());
     let (slices, d) = follow(Api::<EndpointSlice>::all(client.clone()), config(), tx);
     // The followers end with this task.

@@ -40,6 +40,11 @@ pub mod scheduler;
 mod watch;
 pub mod workloads;
 
+/// The integration tests' API server (in-process) and bounded wait, for unit tests too.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;
+
 use std::net::{Ipv4Addr, SocketAddr};
 
 use futures_util::FutureExt;
@@ -75,12 +80,24 @@ async fn run_manager(client: Client, config: ControllersConfig, token: Cancellat
     let run = |tracker: &TaskTracker, work| {
         tracker.spawn(token.clone().run_until_cancelled_owned(work));
     };
-    run(&tracker, endpoints::run(client.clone()).boxed());
-    run(&tracker, namespaces::run(client.clone()).boxed());
-    run(&tracker, workloads::run(client.clone()).boxed());
+    // One watch and cache of pods for the loops that read pods (each alone keeps its own).
+    let (pods, pods_watch) = watch::shared(
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+        kube::runtime::watcher::Config::default(),
+    );
+    run(&tracker, pods_watch.boxed());
     run(
         &tracker,
-        node_lifecycle::run(client.clone(), config.node_lifecycle.clone()).boxed(),
+        endpoints::run_shared(client.clone(), pods.clone()).boxed(),
+    );
+    run(&tracker, namespaces::run(client.clone()).boxed());
+    run(
+        &tracker,
+        workloads::run_shared(client.clone(), pods.clone()).boxed(),
+    );
+    run(
+        &tracker,
+        node_lifecycle::run_shared(client.clone(), config.node_lifecycle.clone(), pods).boxed(),
     );
     if let Some(cluster) = config.cluster_cidr {
         run(&tracker, node_ipam::run(client.clone(), cluster).boxed());

@@ -43,7 +43,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use crate::events::{namespace, publish};
-use crate::watch::follow;
+use crate::watch::{Shared, follow, shared};
 
 /// The controller's timing (kube-controller-manager's flags).
 #[derive(Clone, Debug)]
@@ -82,8 +82,18 @@ struct Probe {
     mark_pods: bool,
 }
 
-/// Watches nodes, their Leases and pods until dropped.
+/// Watches nodes, their Leases and pods until dropped, on a watch of pods of its own.
 pub async fn run(client: Client, config: NodeLifecycleConfig) {
+    let (pods, watch) = shared(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    tokio::select! {
+        () = watch => {}
+        () = run_shared(client, config, pods.clone()) => {}
+    }
+}
+
+/// Watches nodes, their Leases and pods until dropped, on a pod watch it shares with other
+/// loops.
+pub(crate) async fn run_shared(client: Client, config: NodeLifecycleConfig, pods: Shared<Pod>) {
     let (tx, mut touched) = mpsc::unbounded_channel();
     let (nodes, a) = follow(
         Api::<Node>::all(client.clone()),
@@ -92,7 +102,8 @@ pub async fn run(client: Client, config: NodeLifecycleConfig) {
     );
     let leases_api = Api::<Lease>::namespaced(client.clone(), "kube-node-lease");
     let (leases, b) = follow(leases_api, watcher::Config::default(), tx.clone());
-    let (pods, c) = follow(Api::<Pod>::all(client.clone()), watcher::Config::default(), tx);
+    let c = pods.touched(tx);
+    let pods = pods.store().clone();
     // The followers end with this task.
     let _followers = [a.boxed(), b.boxed(), c.boxed()].map(|f| AbortOnDropHandle::new(tokio::spawn(f)));
     for ready in [

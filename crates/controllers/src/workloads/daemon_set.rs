@@ -20,10 +20,12 @@ use podvisor_workloads::daemon_set::{self as rules, FailedPodBackoff};
 use podvisor_workloads::owner::Owner;
 use serde_json::json;
 
-use super::{Backoff, Expectations, cache, code, key, record, recorder};
+use super::{Backoff, Caches, Expectations, cache, code, key, record, recorder};
+use crate::watch::Shared;
 
 struct Ctx {
     client: Client,
+    pods: Shared<Pod>,
     nodes: Store<Node>,
     expectations: Expectations,
     backoff: Backoff,
@@ -32,11 +34,12 @@ struct Ctx {
 }
 
 /// Runs the DaemonSet controller until cancelled.
-pub(crate) async fn run(client: Client) {
+pub(crate) async fn run(client: Client, caches: Caches) {
     let (nodes, nodes_task) = cache(Api::<Node>::all(client.clone()));
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, "daemonset-controller"),
         client: client.clone(),
+        pods: caches.pods.clone(),
         nodes,
         expectations: Expectations::default(),
         backoff: Backoff::default(),
@@ -45,7 +48,7 @@ pub(crate) async fn run(client: Client) {
     let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let sets = controller.store();
     let controller = controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(caches.pods.objects())
         .owns(
             Api::<ControllerRevision>::all(client.clone()),
             watcher::Config::default(),
@@ -81,7 +84,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         return Ok(Action::await_change());
     };
     let uid = ds.uid().unwrap_or_default();
-    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
+    let candidates = super::namespace_pods(&ctx.pods, &ns);
     let satisfied = ctx.expectations.satisfied(&k, &candidates);
     let selector = ds.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
     let me = Owner {

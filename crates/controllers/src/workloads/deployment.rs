@@ -90,7 +90,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, kube::Er
         .and_then(|s| s.type_.as_deref())
         == Some("Recreate");
     let pods: Vec<Arc<Pod>> = if recreate {
-        super::namespace_pods(&ctx.client, &ns)
+        super::stored_namespace_pods(&ctx.client, &ns)
             .await?
             .into_iter()
             .filter(|p| owner::controller_of(&p.metadata).is_some_and(|o| uids.contains(&o.uid)))

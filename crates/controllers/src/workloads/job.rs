@@ -23,9 +23,11 @@ use serde_json::json;
 
 use super::{Backoff, Caches, Expectations, claim_all, code, key, record, recorder, slow_start};
 use crate::events::Recorder;
+use crate::watch::Shared;
 
 struct Ctx {
     client: Client,
+    pods: Shared<Pod>,
     expectations: Expectations,
     backoff: Backoff,
     records: Mutex<HashMap<String, JobBackoff>>,
@@ -37,6 +39,7 @@ pub(crate) async fn run(client: Client, caches: Caches) {
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, rules::CONTROLLER_NAME),
         client: client.clone(),
+        pods: caches.pods.clone(),
         expectations: Expectations::default(),
         backoff: Backoff::default(),
         records: Mutex::new(HashMap::new()),
@@ -44,14 +47,14 @@ pub(crate) async fn run(client: Client, caches: Caches) {
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default());
     let jobs = controller.store();
     let controller = controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(caches.pods.objects())
         .run(
             reconcile,
             |j, _e, ctx: Arc<Ctx>| ctx.backoff.failed(&key(j.as_ref())),
             ctx,
         )
         .for_each(|_| async {});
-    tokio::join!(controller, orphans(client, caches.pods, jobs));
+    tokio::join!(controller, orphans(client, caches.pods.store().clone(), jobs));
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {
@@ -87,7 +90,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> 
             None => Ok(Action::await_change()),
         };
     }
-    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
+    let candidates = super::namespace_pods(&ctx.pods, &ns);
     if !ctx.expectations.satisfied(&k, &candidates) {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }

@@ -15,7 +15,10 @@
 //!
 //! Shared here: reading a namespace's pods, claiming (rule 1.3), expectations (1.4), slow-start
 //! creation (1.5), per-key back-off, status merge patches and event recording; the caches of
-//! pods and ReplicaSets that the Job orphan worker and the ReplicaSet ranking read.
+//! pods and ReplicaSets. The pod cache is one [`Shared`] watch (in the node, the one the
+//! endpoint and node lifecycle controllers read too): every controller that owns pods is
+//! triggered by it and reads its pods from it, so a sync sees at least the change that
+//! triggered it, without listing the namespace's pods from the API at every sync.
 
 pub mod cron_job;
 pub mod daemon_set;
@@ -30,17 +33,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use podvisor_core::metav1::{LabelSelector, OwnerReference};
 use podvisor_workloads::owner::{Claim, Owner, claim};
 use serde_json::json;
-use tracing::debug;
+
+use crate::watch::{Shared, shared};
 
 /// How long an unmet expectation holds a controller back (`ExpectationsTimeout`, rule 1.4).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
@@ -56,20 +59,8 @@ where
         + Sync
         + 'static,
 {
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(crate::watch::lighten)
-        .reflect(writer);
-    let task = async move {
-        let mut stream = std::pin::pin!(stream.touched_objects());
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                debug!(error = %e, "watch failed; relisting after a back-off");
-            }
-        }
-    };
-    (reader, task)
+    let (shared, task) = shared(api, watcher::Config::default());
+    (shared.store().clone(), task)
 }
 
 /// The objects of `store` in `namespace`.
@@ -84,13 +75,22 @@ pub(crate) fn in_namespace<K: Resource<DynamicType = ()> + Clone>(
         .collect()
 }
 
-/// The namespace's pods as stored, read when a sync starts.
+/// The namespace's pods as the shared cache has them, for a controller whose pod trigger is
+/// that cache's watch.
 ///
-/// A controller's trigger (its `owns` watch) and a shared cache are two watches: the trigger
-/// may come before the cache shows the change it is about, and a sync computed from the stale
-/// cache would then be the last one. Reading the pods after the trigger sees at least what the
-/// trigger saw, so every change is acted on.
-pub(crate) async fn namespace_pods(client: &Client, namespace: &str) -> Result<Vec<Arc<Pod>>, kube::Error> {
+/// The cache and the trigger are one watch ([`Shared`]): a sync that a pod's change triggered
+/// sees at least that change, so every change is acted on. What the controller itself just
+/// wrote the cache may not show yet; its expectations (rule 1.4) hold it back until it does.
+pub(crate) fn namespace_pods(pods: &Shared<Pod>, namespace: &str) -> Vec<Arc<Pod>> {
+    in_namespace(pods.store(), namespace)
+}
+
+/// The namespace's pods as stored, for a controller with no pod trigger (the Deployment
+/// controller, which looks at pods only for `Recreate`): it reads them when a sync starts.
+pub(crate) async fn stored_namespace_pods(
+    client: &Client,
+    namespace: &str,
+) -> Result<Vec<Arc<Pod>>, kube::Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     Ok(api
         .list(&Default::default())
@@ -478,18 +478,31 @@ pub(crate) fn code(e: &kube::Error) -> Option<u16> {
     }
 }
 
-/// Runs the workload controllers until cancelled.
+/// Runs the workload controllers until cancelled, on a watch of pods of their own.
 pub async fn run(client: Client) {
-    let (pods, pods_task) = cache(Api::<Pod>::all(client.clone()));
+    let (pods, watch) = shared(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    tokio::select! {
+        () = watch => {}
+        () = run_shared(client, pods.clone()) => {}
+    }
+}
+
+/// Runs the workload controllers until cancelled, on a pod watch they share with other loops
+/// (and with each other: it is their pod cache and their pods' trigger).
+pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
+    // A controller must not decide from a cache that has not listed yet (it would see no pods
+    // and make them all again).
+    if pods.store().wait_until_ready().await.is_err() {
+        return;
+    }
     let (rss, rss_task) = cache(Api::<k8s_openapi::api::apps::v1::ReplicaSet>::all(client.clone()));
     let caches = Caches { pods, rss };
     tokio::join!(
-        pods_task,
         rss_task,
         replica_set::run(client.clone(), caches.clone()),
         deployment::run(client.clone()),
-        stateful_set::run(client.clone()),
-        daemon_set::run(client.clone()),
+        stateful_set::run(client.clone(), caches.clone()),
+        daemon_set::run(client.clone(), caches.clone()),
         cron_job::run(client.clone()),
         job::run(client.clone(), caches.clone()),
         gc::run(client.clone()),
@@ -500,8 +513,8 @@ pub async fn run(client: Client) {
 /// The caches several workload controllers read.
 #[derive(Clone)]
 pub(crate) struct Caches {
-    /// Every pod.
-    pub(crate) pods: Store<Pod>,
+    /// Every pod, and each pod's change once the cache shows it (the controllers' trigger).
+    pub(crate) pods: Shared<Pod>,
     /// Every ReplicaSet.
     pub(crate) rss: Store<k8s_openapi::api::apps::v1::ReplicaSet>,
 }

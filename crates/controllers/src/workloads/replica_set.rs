@@ -43,8 +43,8 @@ pub(crate) async fn run(client: Client, caches: Caches) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
+    Controller::new(Api::<ReplicaSet>::all(client), watcher::Config::default())
+        .owns_shared_stream(ctx.caches.pods.objects())
         .run(
             reconcile,
             |rs, _e, ctx: Arc<Ctx>| ctx.backoff.failed(&key(rs.as_ref())),
@@ -65,7 +65,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, kube::E
         return Ok(Action::await_change());
     };
     let now = Timestamp::now();
-    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
+    let candidates = super::namespace_pods(&ctx.caches.pods, &ns);
     let satisfied = ctx.expectations.satisfied(&k, &candidates);
     let active_candidates: Vec<Arc<Pod>> = candidates
         .iter()

@@ -17,20 +17,23 @@ use podvisor_workloads::owner::Owner;
 use podvisor_workloads::stateful_set::{self as rules, Verb};
 use serde_json::json;
 
-use super::{Backoff, Expectations, code, key, record, recorder};
+use super::{Backoff, Caches, Expectations, code, key, record, recorder};
+use crate::watch::Shared;
 
 struct Ctx {
     client: Client,
+    pods: Shared<Pod>,
     expectations: Expectations,
     backoff: Backoff,
     recorder: Recorder,
 }
 
 /// Runs the StatefulSet controller until cancelled.
-pub(crate) async fn run(client: Client) {
+pub(crate) async fn run(client: Client, caches: Caches) {
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, "statefulset-controller"),
         client: client.clone(),
+        pods: caches.pods.clone(),
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
@@ -38,7 +41,7 @@ pub(crate) async fn run(client: Client) {
         Api::<StatefulSet>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+    .owns_shared_stream(caches.pods.objects())
     .owns(Api::<ControllerRevision>::all(client), watcher::Config::default())
     .run(
         reconcile,
@@ -59,7 +62,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Ctx>) -> Result<Action, kube:
         ctx.expectations.forget(&k);
         return Ok(Action::await_change());
     };
-    let candidates = super::namespace_pods(&ctx.client, &ns).await?;
+    let candidates = super::namespace_pods(&ctx.pods, &ns);
     if !ctx.expectations.satisfied(&k, &candidates) {
         return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }
