@@ -40,7 +40,9 @@ pub(crate) fn follow<K>(
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (shared, watch) = shared(api, config);
+    // One subscriber, which needs to know only what to look at again: one that fell behind
+    // looks at everything.
+    let (shared, watch) = shared_with_backlog(api, config, 64);
     let forward = shared.touched(touched);
     let task = async move {
         // The watch runs until the forwarding ends (its receiver is gone).
@@ -53,8 +55,8 @@ where
 }
 
 /// How many changes a subscriber of a [`Shared`] watch may fall behind before it is handed the
-/// whole cache instead.
-const SHARED_BACKLOG: usize = 4096;
+/// whole cache instead (the channel holds as many from the start: ~40 bytes each).
+const SHARED_BACKLOG: usize = 1024;
 
 /// One watch of a resource shared by the control loops of a process: one cache, and every
 /// change handed to each subscriber once the cache shows it. A loop that reads the cache when a
@@ -101,6 +103,18 @@ where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug + Send + Sync + 'static,
 {
     shared_with_backlog(api, config, SHARED_BACKLOG)
+}
+
+/// A cache of `api`'s objects with no subscribers, and the task that keeps it current.
+pub(crate) fn cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (shared, task) = shared_with_backlog(api, config, 1);
+    (shared.store, task)
 }
 
 /// [`shared`] with subscribers that may fall `backlog` changes behind.

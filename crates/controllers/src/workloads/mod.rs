@@ -59,8 +59,7 @@ where
         + Sync
         + 'static,
 {
-    let (shared, task) = shared(api, watcher::Config::default());
-    (shared.store().clone(), task)
+    crate::watch::cache(api, watcher::Config::default())
 }
 
 /// The objects of `store` in `namespace`.
