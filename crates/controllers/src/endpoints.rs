@@ -51,6 +51,7 @@ pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
     let config = watcher::Config::default;
     let (services, a) = follow(Api::<Service>::all(client.clone()), config(), tx.clone());
     let b = pods.touched(tx.clone());
+    let pods_listed = pods.ready();
     let pods = pods.store().clone();
     let (endpoints, c) = follow(Api::<Endpoints>::all(client.clone()), config(), tx.clone());
     let (slices, d) = follow(Api::<EndpointSlice>::all(client.clone()), config(), tx);
@@ -63,9 +64,11 @@ pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
         endpoints,
         slices,
     };
+    if !pods_listed.await {
+        return;
+    }
     for ready in [
         caches.services.wait_until_ready().await,
-        caches.pods.wait_until_ready().await,
         caches.endpoints.wait_until_ready().await,
         caches.slices.wait_until_ready().await,
     ] {

@@ -103,14 +103,14 @@ pub(crate) async fn run_shared(client: Client, config: NodeLifecycleConfig, pods
     let leases_api = Api::<Lease>::namespaced(client.clone(), "kube-node-lease");
     let (leases, b) = follow(leases_api, watcher::Config::default(), tx.clone());
     let c = pods.touched(tx);
+    let pods_listed = pods.ready();
     let pods = pods.store().clone();
     // The followers end with this task.
     let _followers = [a.boxed(), b.boxed(), c.boxed()].map(|f| AbortOnDropHandle::new(tokio::spawn(f)));
-    for ready in [
-        nodes.wait_until_ready().await,
-        leases.wait_until_ready().await,
-        pods.wait_until_ready().await,
-    ] {
+    if !pods_listed.await {
+        return;
+    }
+    for ready in [nodes.wait_until_ready().await, leases.wait_until_ready().await] {
         if ready.is_err() {
             return;
         }

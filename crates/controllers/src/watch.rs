@@ -11,7 +11,7 @@ use futures_util::{Stream, StreamExt, stream};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tracing::debug;
 
 /// What a change touched.
@@ -65,6 +65,8 @@ const SHARED_BACKLOG: usize = 1024;
 pub(crate) struct Shared<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     changes: broadcast::Sender<Change<K>>,
+    /// Whether the cache has listed once.
+    ready: watch::Receiver<bool>,
 }
 
 impl<K: Resource<DynamicType = ()> + 'static> Clone for Shared<K> {
@@ -72,6 +74,7 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Shared<K> {
         Shared {
             store: self.store.clone(),
             changes: self.changes.clone(),
+            ready: self.ready.clone(),
         }
     }
 }
@@ -128,9 +131,11 @@ where
 {
     let (reader, writer) = reflector::store();
     let (changes, _) = broadcast::channel(backlog);
+    let (listed, ready) = watch::channel(false);
     let shared = Shared {
         store: reader.clone(),
         changes: changes.clone(),
+        ready,
     };
     let stream = watcher(api, config)
         .default_backoff()
@@ -147,7 +152,10 @@ where
                         .unwrap_or_else(|| Arc::new(o)),
                 ),
                 Ok(watcher::Event::Delete(o)) => Change::Object(Arc::new(o)),
-                Ok(watcher::Event::InitDone) => Change::All,
+                Ok(watcher::Event::InitDone) => {
+                    listed.send_replace(true);
+                    Change::All
+                }
                 Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
                 Err(e) => {
                     debug!(error = %e, "watch failed; relisting after a back-off");
@@ -165,9 +173,17 @@ impl<K> Shared<K>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    /// The cache.
+    /// The cache. Wait for it with [`Shared::ready`], not its `wait_until_ready`: that wakes
+    /// only one of several tasks waiting at once (it polls a oneshot channel, which keeps the
+    /// last waiter's waker), and a shared cache has several.
     pub(crate) fn store(&self) -> &Store<K> {
         &self.store
+    }
+
+    /// Resolves once the cache has listed (true), or when the watch has ended before (false).
+    pub(crate) fn ready(&self) -> impl Future<Output = bool> + Send + 'static + use<K> {
+        let mut ready = self.ready.clone();
+        async move { ready.wait_for(|listed| *listed).await.is_ok() }
     }
 
     /// Sends what each change touched to `touched` (everything after a relist, or when this
@@ -277,17 +293,32 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_loop_waiting_for_the_first_list_wakes() {
+        let (_dir, _server, client) = server().await;
+        let api: Api<ConfigMap> = Api::namespaced(client, "default");
+        let (shared, watch) = shared(api, watcher::Config::default());
+        // Three loops wait at once before the watch lists, as the node's loops do.
+        let waiting: Vec<_> = (0..3).map(|_| tokio::spawn(shared.ready())).collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let watch = tokio::spawn(watch);
+        for (i, loop_) in waiting.into_iter().enumerate() {
+            let listed = tokio::time::timeout(Duration::from_secs(20), loop_)
+                .await
+                .unwrap_or_else(|_| panic!("loop {i} still waits 20 s after the first list"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(listed, "loop {i}: the watch ended before it listed");
+        }
+        watch.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_subscriber_that_fell_behind_is_handed_the_whole_cache() {
         let (_dir, _server, client) = server().await;
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
         let (shared, watch) = shared_with_backlog(api.clone(), watcher::Config::default(), 2);
         let mut objects = std::pin::pin!(shared.objects());
         let watch = tokio::spawn(watch);
-        shared
-            .store()
-            .wait_until_ready()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(shared.ready().await, "the first list");
         let pp = PostParams::default();
         for name in ["a", "b", "c", "d", "e"] {
             api.create(&pp, &config_map(name))

@@ -491,7 +491,7 @@ pub async fn run(client: Client) {
 pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
     // A controller must not decide from a cache that has not listed yet (it would see no pods
     // and make them all again).
-    if pods.store().wait_until_ready().await.is_err() {
+    if !pods.ready().await {
         return;
     }
     let (rss, rss_task) = cache(Api::<k8s_openapi::api::apps::v1::ReplicaSet>::all(client.clone()));
