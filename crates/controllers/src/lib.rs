@@ -73,19 +73,33 @@ pub const CONTROLLER_MANAGER_LEASE: &str = "kube-controller-manager";
 /// The scheduler's Lease (kube-scheduler's).
 pub const SCHEDULER_LEASE: &str = "kube-scheduler";
 
+/// One watch and cache of every pod for the loops that read pods (each alone keeps its own).
+fn pods_watch(client: &Client) -> (PodWatch, impl Future<Output = ()> + Send + 'static) {
+    watch::shared(
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
+        kube::runtime::watcher::Config::default(),
+    )
+}
+
+type PodWatch = watch::Shared<k8s_openapi::api::core::v1::Pod>;
+
 /// Runs kube-controller-manager's loops (and the `kubernetes` Service's) until `token` is
-/// cancelled.
-async fn run_manager(client: Client, config: ControllersConfig, token: CancellationToken) {
+/// cancelled, on `pods`, or on a pod watch of their own.
+async fn run_manager(
+    client: Client,
+    config: ControllersConfig,
+    pods: Option<PodWatch>,
+    token: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     let run = |tracker: &TaskTracker, work| {
         tracker.spawn(token.clone().run_until_cancelled_owned(work));
     };
-    // One watch and cache of pods for the loops that read pods (each alone keeps its own).
-    let (pods, pods_watch) = watch::shared(
-        kube::Api::<k8s_openapi::api::core::v1::Pod>::all(client.clone()),
-        kube::runtime::watcher::Config::default(),
-    );
-    run(&tracker, pods_watch.boxed());
+    let pods = pods.unwrap_or_else(|| {
+        let (pods, watch) = pods_watch(&client);
+        run(&tracker, watch.boxed());
+        pods
+    });
     run(
         &tracker,
         endpoints::run_shared(client.clone(), pods.clone()).boxed(),
@@ -112,9 +126,18 @@ async fn run_manager(client: Client, config: ControllersConfig, token: Cancellat
     tracker.wait().await;
 }
 
-/// Runs the scheduler until `token` is cancelled.
-async fn run_scheduler(client: Client, token: CancellationToken) {
-    token.run_until_cancelled_owned(scheduler::run(client)).await;
+/// Runs the scheduler until `token` is cancelled, on `pods` or on a watch of its own.
+async fn run_scheduler(client: Client, pods: Option<PodWatch>, token: CancellationToken) {
+    match pods {
+        Some(pods) => {
+            token
+                .run_until_cancelled_owned(scheduler::run_shared(client, pods))
+                .await;
+        }
+        None => {
+            token.run_until_cancelled_owned(scheduler::run(client)).await;
+        }
+    }
 }
 
 /// The running control loops.
@@ -141,19 +164,27 @@ impl Controllers {
                     client.clone(),
                     election.named(CONTROLLER_MANAGER_LEASE),
                     token.clone(),
-                    move |leading| run_manager(c.clone(), cfg.clone(), leading),
+                    move |leading| run_manager(c.clone(), cfg.clone(), None, leading),
                 ));
                 let c = client.clone();
                 tracker.spawn(leader::run(
                     client.clone(),
                     election.named(SCHEDULER_LEASE),
                     token.clone(),
-                    move |leading| run_scheduler(c.clone(), leading),
+                    move |leading| run_scheduler(c.clone(), None, leading),
                 ));
             }
             None => {
-                tracker.spawn(run_manager(client.clone(), config.clone(), token.clone()));
-                tracker.spawn(run_scheduler(client.clone(), token.clone()));
+                // One process runs every loop: the scheduler shares the manager's pod watch.
+                let (pods, watch) = pods_watch(client);
+                tracker.spawn(token.clone().run_until_cancelled_owned(watch));
+                tracker.spawn(run_manager(
+                    client.clone(),
+                    config.clone(),
+                    Some(pods.clone()),
+                    token.clone(),
+                ));
+                tracker.spawn(run_scheduler(client.clone(), Some(pods), token.clone()));
             }
         }
         tracker.close();

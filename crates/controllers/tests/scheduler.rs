@@ -163,3 +163,24 @@ async fn a_cordoned_node_gets_no_pods_and_pods_naming_another_scheduler_wait() {
     );
     scheduler.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_pod_is_not_scheduled_when_the_scheduler_shares_the_managers_pods() {
+    let (_dir, _server, client) = server().await;
+    add_node(&client, "a", "4", json!({})).await;
+    // A pod that failed before it was scheduled (as one rejected by admission would).
+    add_pod(&client, "gave-up", "1", json!({})).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), "default");
+    let mut gave_up = pods.get("gave-up").await.unwrap_or_else(|e| panic!("{e}"));
+    gave_up.status.get_or_insert_default().phase = Some("Failed".into());
+    pods.replace_status("gave-up", &PostParams::default(), &gave_up)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Every loop in one process, no leader election: the scheduler reads the controller
+    // manager's watch of every pod, finished ones included.
+    let controllers = podvisor_controllers::Controllers::spawn(&client, &Default::default());
+    add_pod(&client, "pending", "1", json!({})).await;
+    eventually("the pending pod to be bound", || node_of(&client, "pending")).await;
+    assert_eq!(node_of(&client, "gave-up").await, None, "a Failed pod was bound");
+    controllers.stop().await;
+}

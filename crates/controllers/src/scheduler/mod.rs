@@ -1,7 +1,9 @@
 //! The scheduler: binds pending pods to nodes as kube-scheduler's default profile does
 //! (`cluster-semantics.md` §1; the filters, scores and messages are [`fit`]).
 //!
-//! It follows Nodes and non-terminal Pods (1.1) into reflector caches. Every change leads to a
+//! It follows Nodes and non-terminal Pods (1.1) into reflector caches (pods on a watch of its own
+//! with a field selector, or on the controller manager's shared pod watch when both run in one
+//! process without leader election, passing over the terminal ones). Every change leads to a
 //! pass over the pods without a node that name the default scheduler (1.2), highest priority
 //! first, then oldest (1.4); a pod is skipped while nothing it could depend on changed since
 //! its last failed attempt (the legacy re-queue of 1.9: any change of a node's labels, taints,
@@ -34,7 +36,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::debug;
 
 use crate::events::{namespace, publish};
-use crate::watch::follow;
+use crate::watch::{Shared, follow, shared};
 use fit::NodeView;
 
 /// The scheduler's name: pods ask for it in `spec.schedulerName` (the API's default).
@@ -65,19 +67,31 @@ impl Attempt {
     }
 }
 
-/// Schedules pods until dropped.
+/// Schedules pods until dropped, on a watch of non-terminal pods of its own.
 pub async fn run(client: Client) {
+    let live = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    let (pods, watch) = shared(Api::<Pod>::all(client.clone()), live);
+    tokio::select! {
+        () = watch => {}
+        () = run_shared(client, pods) => {}
+    }
+}
+
+/// Schedules pods until dropped, on a pod watch it shares with other loops (terminal pods in
+/// it are passed over).
+pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
     let (tx, mut touched) = mpsc::unbounded_channel();
     let (nodes, a) = follow(
         Api::<Node>::all(client.clone()),
         watcher::Config::default(),
         tx.clone(),
     );
-    let live = watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let (pods, b) = follow(Api::<Pod>::all(client.clone()), live, tx);
+    let b = pods.touched(tx);
+    let pods_listed = pods.ready();
+    let pods = pods.store().clone();
     // The followers end with this task.
     let _followers = [a.boxed(), b.boxed()].map(|f| AbortOnDropHandle::new(tokio::spawn(f)));
-    if nodes.wait_until_ready().await.is_err() || pods.wait_until_ready().await.is_err() {
+    if nodes.wait_until_ready().await.is_err() || !pods_listed.await {
         return;
     }
     let recorder = Recorder::new(
@@ -107,6 +121,14 @@ pub async fn run(client: Client) {
             () = sleep => {}
         }
     }
+}
+
+/// Succeeded or Failed.
+fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 fn hash_of(value: &impl Hash) -> u64 {
@@ -143,7 +165,8 @@ async fn pass(
     pods: &Store<Pod>,
     attempts: &mut HashMap<String, Attempt>,
 ) -> Option<Instant> {
-    let pod_list = pods.state();
+    // Terminal pods hold no resources and are not scheduled (1.1).
+    let pod_list: Vec<_> = pods.state().into_iter().filter(|p| !is_terminal(p)).collect();
     // Most passes (every change of any pod: a status write, a readiness flip) find nothing to
     // place; they cost a look at each pod, not a copy of the cluster.
     if !pod_list.iter().any(|p| wants_scheduling(p)) {
