@@ -15,7 +15,7 @@
 //!
 //! Shared here: reading a namespace's pods, claiming (rule 1.3), expectations (1.4), slow-start
 //! creation (1.5), per-key back-off, status merge patches and event recording; the caches of
-//! pods and ReplicaSets. The pod cache is one [`Shared`] watch (in the node, the one the
+//! pods and ReplicaSets. The pod cache is one `watch::Shared` (in the node, the one the
 //! endpoint and node lifecycle controllers read too): every controller that owns pods is
 //! triggered by it and reads its pods from it, so a sync sees at least the change that
 //! triggered it, without listing the namespace's pods from the API at every sync.
