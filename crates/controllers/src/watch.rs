@@ -267,6 +267,10 @@ mod tests {
         let forward = tokio::spawn(shared.touched(tx));
         let watch = tokio::spawn(watch);
         assert_eq!(touched.recv().await, Some(Touched::All), "the first list");
+        // The subscriber takes the first list's end (the whole cache, empty yet) before the
+        // create, or it would hand out `a` twice: from the cache, then as the change.
+        let first = tokio::time::timeout(Duration::from_millis(200), objects.next()).await;
+        assert!(first.is_err(), "the empty first list handed out an object");
         let pp = PostParams::default();
         api.create(&pp, &config_map("a"))
             .await

@@ -3,7 +3,7 @@
 //! (1.14, 1.17, 1.18, 1.20), the aggregate message of a pod that fits nowhere (1.21–1.23) and
 //! least-allocated plus balanced-allocation scoring with a deterministic tie-break (1.29–1.31).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Container, Node, NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration,
@@ -447,10 +447,8 @@ pub fn fit_error(nodes: usize, rejections: &[Rejection]) -> String {
 /// The non-terminal pods of `pods` by the node they are bound to.
 pub fn by_node<'a>(pods: impl Iterator<Item = &'a Pod>) -> BTreeMap<String, Vec<Pod>> {
     let mut out: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    let terminal: BTreeSet<&str> = ["Succeeded", "Failed"].into();
     for pod in pods {
-        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
-        if terminal.contains(phase) {
+        if podvisor_workloads::pods::is_finished(pod) {
             continue;
         }
         if let Some(node) = pod

@@ -38,6 +38,7 @@ use tracing::debug;
 use crate::events::{namespace, publish};
 use crate::watch::{Shared, follow, shared};
 use fit::NodeView;
+use podvisor_workloads::pods::is_finished;
 
 /// The scheduler's name: pods ask for it in `spec.schedulerName` (the API's default).
 pub const SCHEDULER_NAME: &str = "default-scheduler";
@@ -123,14 +124,6 @@ pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
     }
 }
 
-/// Succeeded or Failed.
-fn is_terminal(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
 fn hash_of(value: &impl Hash) -> u64 {
     let mut h = DefaultHasher::new();
     value.hash(&mut h);
@@ -166,7 +159,7 @@ async fn pass(
     attempts: &mut HashMap<String, Attempt>,
 ) -> Option<Instant> {
     // Terminal pods hold no resources and are not scheduled (1.1).
-    let pod_list: Vec<_> = pods.state().into_iter().filter(|p| !is_terminal(p)).collect();
+    let pod_list: Vec<_> = pods.state().into_iter().filter(|p| !is_finished(p)).collect();
     // Most passes (every change of any pod: a status write, a readiness flip) find nothing to
     // place; they cost a look at each pod, not a copy of the cluster.
     if !pod_list.iter().any(|p| wants_scheduling(p)) {

@@ -20,8 +20,8 @@ use podvisor_workloads::daemon_set::{self as rules, FailedPodBackoff};
 use podvisor_workloads::owner::Owner;
 use serde_json::json;
 
-use super::{Backoff, Caches, Expectations, cache, code, key, record, recorder};
-use crate::watch::Shared;
+use super::{Backoff, Caches, Expectations, code, key, record, recorder};
+use crate::watch::{Shared, cache};
 
 struct Ctx {
     client: Client,
@@ -35,7 +35,7 @@ struct Ctx {
 
 /// Runs the DaemonSet controller until cancelled.
 pub(crate) async fn run(client: Client, caches: Caches) {
-    let (nodes, nodes_task) = cache(Api::<Node>::all(client.clone()));
+    let (nodes, nodes_task) = cache(Api::<Node>::all(client.clone()), watcher::Config::default());
     let ctx = Arc::new(Ctx {
         recorder: recorder(&client, "daemonset-controller"),
         client: client.clone(),

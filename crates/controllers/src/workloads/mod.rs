@@ -43,24 +43,10 @@ use podvisor_core::metav1::{LabelSelector, OwnerReference};
 use podvisor_workloads::owner::{Claim, Owner, claim};
 use serde_json::json;
 
-use crate::watch::{Shared, shared};
+use crate::watch::{Shared, cache, shared};
 
 /// How long an unmet expectation holds a controller back (`ExpectationsTimeout`, rule 1.4).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A cache of `api`'s objects and the task that keeps it current.
-pub(crate) fn cache<K>(api: Api<K>) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    crate::watch::cache(api, watcher::Config::default())
-}
 
 /// The objects of `store` in `namespace`.
 pub(crate) fn in_namespace<K: Resource<DynamicType = ()> + Clone>(
@@ -489,21 +475,28 @@ pub async fn run(client: Client) {
 /// Runs the workload controllers until cancelled, on a pod watch they share with other loops
 /// (and with each other: it is their pod cache and their pods' trigger).
 pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
-    // A controller must not decide from a cache that has not listed yet (it would see no pods
-    // and make them all again).
-    if !pods.ready().await {
-        return;
-    }
-    let (rss, rss_task) = cache(Api::<k8s_openapi::api::apps::v1::ReplicaSet>::all(client.clone()));
+    let (rss, rss_task) = cache(
+        Api::<k8s_openapi::api::apps::v1::ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let caches = Caches { pods, rss };
+    // The controllers that read pods must not decide from a cache that has not listed yet
+    // (they would see no pods and make them all again); the others start at once.
+    let pod_owners = async {
+        if caches.pods.ready().await {
+            tokio::join!(
+                replica_set::run(client.clone(), caches.clone()),
+                stateful_set::run(client.clone(), caches.clone()),
+                daemon_set::run(client.clone(), caches.clone()),
+                job::run(client.clone(), caches.clone()),
+            );
+        }
+    };
     tokio::join!(
         rss_task,
-        replica_set::run(client.clone(), caches.clone()),
+        pod_owners,
         deployment::run(client.clone()),
-        stateful_set::run(client.clone(), caches.clone()),
-        daemon_set::run(client.clone(), caches.clone()),
         cron_job::run(client.clone()),
-        job::run(client.clone(), caches.clone()),
         gc::run(client.clone()),
         service_accounts::run(client.clone()),
     );
