@@ -9,6 +9,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Errors of cgroup operations.
 #[derive(Debug, thiserror::Error)]
@@ -330,18 +331,23 @@ impl Cgroups {
     }
 
     /// Removes the pod's directory in every hierarchy (after its containers' groups).
+    ///
+    /// Normally the containers' groups are gone already and one `rmdir` per hierarchy is all
+    /// there is to do. Only a group that would not go is read for leftovers: a cgroup directory
+    /// lists dozens of control files, and a `stat` of each (to tell them from child groups)
+    /// was a third of the node's CPU while 110 pods were deleted at once.
     pub(crate) fn remove_pod(&self, pod_uid: &str) {
         for base in self.bases() {
             let pod = base.join(pod_uid);
-            if let Ok(entries) = fs::read_dir(&pod) {
-                for e in entries.flatten() {
-                    if e.path().is_dir() {
-                        kill_dir(&e.path());
-                        let _ = fs::remove_dir(e.path());
-                    }
-                }
+            match fs::remove_dir(&pod) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => {}
             }
-            let _ = fs::remove_dir(&pod);
+            for child in child_groups(&pod) {
+                remove_killing(&child);
+            }
+            remove_killing(&pod);
         }
     }
 
@@ -362,7 +368,7 @@ impl Cgroups {
         for base in self.bases() {
             let Ok(pods) = fs::read_dir(base) else { continue };
             for pod in pods.flatten() {
-                if pod.path().is_dir()
+                if pod.file_type().is_ok_and(|t| t.is_dir())
                     && let Some(uid) = pod.file_name().to_str()
                     && !keep.iter().any(|k| k == uid)
                 {
@@ -371,6 +377,38 @@ impl Cgroups {
             }
         }
     }
+}
+
+/// How long [`remove_killing`] waits for a group's killed processes to exit.
+const EMPTY_WAIT: Duration = Duration::from_secs(2);
+
+/// Removes group `dir` with whatever still runs in it: killed, then the group removed once they
+/// have exited (`rmdir` says `EBUSY` until then), waiting at most [`EMPTY_WAIT`]. Blocks: its
+/// callers run on the blocking pool or a plain thread.
+#[allow(clippy::disallowed_methods)]
+fn remove_killing(dir: &Path) {
+    let deadline = Instant::now() + EMPTY_WAIT;
+    loop {
+        kill_dir(dir);
+        match fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The child groups of group `dir`: its subdirectories, told from its control files by the
+/// directory entry's type (no `stat` of each).
+fn child_groups(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect()
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {

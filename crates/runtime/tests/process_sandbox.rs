@@ -145,6 +145,12 @@ async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
     assert_ne!(sb2.pod_ip, None);
     let ports = format!("/sys/class/net/{}/brif", rt.config().bridge_name);
     let port_count = || std::fs::read_dir(&ports).map_or(0, |d| d.count());
+    // The first pod's veth goes with its network namespace, which the kernel destroys off the
+    // teardown's path (later while other tests' namespaces go too).
+    let t = std::time::Instant::now();
+    while port_count() > 1 && t.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(port_count(), 1, "the pod's veth is a port of the bridge");
     rt.remove_sandbox(&uid(&p2))
         .await
@@ -229,4 +235,57 @@ async fn without_namespaces_every_pod_falls_back_to_the_host_network() {
     rt.remove_sandbox(&uid(&p))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The directories named `name` under `dir`, to `depth` levels down.
+fn dirs_named(dir: &std::path::Path, name: &str, depth: usize) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name() == name {
+            found.push(e.path());
+        } else if depth > 0 {
+            found.extend(dirs_named(&e.path(), name, depth - 1));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn removing_a_sandbox_removes_the_pods_groups_and_what_still_ran_in_them() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), false).await;
+    let p = pod(
+        "groups",
+        json!([sh("done", "true"), sh("left", "sleep 3600")]),
+        json!({}),
+    );
+    let sb = sandbox(&rt, &p).await;
+    let done = start(&rt, &p, 0, sb.pod_ip.clone()).await;
+    assert_eq!(within(10, done.exit).await.status, ExitStatus::Exited(0));
+    // A container still running when its pod's sandbox goes (as after a node crash).
+    let left = start(&rt, &p, 1, sb.pod_ip.clone()).await;
+    let groups = || dirs_named(std::path::Path::new("/sys/fs/cgroup"), &uid(&p), 8);
+    let before = groups();
+    assert!(
+        rt.capabilities().cgroup == podvisor_runtime::CgroupVersion::None || !before.is_empty(),
+        "the pod has groups"
+    );
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Gone when the removal returns, in every hierarchy, with the container in them.
+    assert_eq!(groups(), Vec::<std::path::PathBuf>::new(), "left of {before:?}");
+    if !before.is_empty() {
+        assert_eq!(
+            within(10, left.exit).await.status,
+            ExitStatus::Signaled(9),
+            "the container left in its group is killed"
+        );
+    }
+    let _ = podvisor_runtime::delete_link(&rt.config().bridge_name).await;
 }

@@ -543,7 +543,8 @@ impl ProcessRuntime {
     }
 
     /// Kills every process in this runtime's cgroups and removes its cgroup parent directory
-    /// in every hierarchy (for a node that shuts down for good, and for tests).
+    /// in every hierarchy (for a node that shuts down for good, and for tests). Blocks while
+    /// the killed processes exit (at most a few seconds): call it from the blocking pool.
     pub fn remove_cgroup_parent(&self) {
         self.inner.cgroups.cleanup_all();
         self.inner.cgroups.remove_bases();
