@@ -35,19 +35,27 @@ fn pod_names(node: &RunningNode) -> Vec<String> {
     out.split_whitespace().map(str::to_owned).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_heals_scales_rolls_out_and_back_and_goes_with_its_dependents() {
-    require_kubectl();
+/// A node of its own, pod CIDR `10.<octet>.<pid>.0/24` (each test of this file a different
+/// octet: they run at once in one process), ready for pods (its `default` ServiceAccount made),
+/// with `manifest` applied; what `kubectl apply` said.
+async fn node_with(octet: u8, tag: &str, manifest: &str) -> (tempfile::TempDir, RunningNode, String) {
     let data = tempfile::tempdir().unwrap();
-    let cidr = format!("10.98.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "deploy").await;
+    let cidr = format!("10.{octet}.{}.0/24", std::process::id() % 250);
+    let node = RunningNode::start(data.path(), &cidr, tag).await;
     node.until(&["get", "serviceaccount", "default"], 30, |t| {
         t.contains("default")
     })
     .await;
-    let manifest = data.path().join("web.yaml");
-    std::fs::write(&manifest, WEB).unwrap();
-    let out = node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let path = data.path().join(format!("{tag}.yaml"));
+    std::fs::write(&path, manifest).unwrap();
+    let out = node.ok(&["apply", "-f", path.to_str().unwrap()]);
+    (data, node, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_heals_scales_rolls_out_and_back_and_goes_with_its_dependents() {
+    require_kubectl();
+    let (_data, node, out) = node_with(98, "deploy", WEB).await;
     assert!(out.contains("deployment.apps/web created"), "{out}");
     let status = node.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     assert!(
@@ -298,6 +306,98 @@ async fn a_deployment_heals_scales_rolls_out_and_back_and_goes_with_its_dependen
     node.stop().await;
 }
 
+const RECREATE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redo, labels: {app: redo}}
+spec:
+  replicas: 2
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: redo}}
+  template:
+    metadata: {labels: {app: redo}}
+    spec:
+      terminationGracePeriodSeconds: 3
+      containers:
+      - name: main
+        image: host
+        command: [sh, -c, 'trap "" TERM; while true; do sleep 1; done']
+"#;
+
+/// The pods `kubectl get pods -l app=redo` lists: name, and whether they are terminating.
+fn redo_pods(node: &RunningNode) -> Vec<(String, bool)> {
+    let out = node.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=redo",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{\"\\n\"}{end}",
+    ]);
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, deleted) = l.split_once(' ').unwrap_or((l, ""));
+            (name.to_owned(), !deleted.trim().is_empty())
+        })
+        .collect()
+}
+
+/// Rule 3.12 end to end: a Recreate rollout starts no new pod while an old one is still there
+/// (they take their 3 s grace: the container ignores SIGTERM), then creates the new ones as
+/// soon as the last old one is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_rollout_starts_the_new_pods_once_the_old_ones_are_gone() {
+    require_kubectl();
+    let (_data, node, _) = node_with(95, "recreate", RECREATE).await;
+    let status = node.ok(&["rollout", "status", "deployment/redo", "--timeout=60s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let old: Vec<String> = redo_pods(&node).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(old.len(), 2, "{old:?}");
+
+    let started = std::time::Instant::now();
+    node.ok(&["set", "env", "deployment/redo", "ROUND=2"]);
+    // While any old pod is there, there is no other pod.
+    let mut saw_terminating = false;
+    loop {
+        let pods = redo_pods(&node);
+        if !pods.iter().any(|(n, _)| old.contains(n)) {
+            break;
+        }
+        saw_terminating |= pods.iter().any(|(n, t)| old.contains(n) && *t);
+        let new: Vec<&String> = pods.iter().map(|(n, _)| n).filter(|n| !old.contains(n)).collect();
+        assert!(new.is_empty(), "new pods {new:?} beside old ones: {pods:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "old pods still there: {pods:?}"
+        );
+    }
+    assert!(saw_terminating, "the old pods were seen terminating");
+    // Then the new ones, without waiting for anything else (the progress deadline's look
+    // comes only after 600 s).
+    let status = node.ok(&["rollout", "status", "deployment/redo", "--timeout=30s"]);
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let new = redo_pods(&node);
+    assert_eq!(new.len(), 2, "{new:?}");
+    assert!(new.iter().all(|(n, t)| !old.contains(n) && !t), "{new:?}");
+    let sets = node.ok(&[
+        "get",
+        "rs",
+        "-l",
+        "app=redo",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.replicas}{\" \"}{end}",
+    ]);
+    let mut sizes: Vec<&str> = sets.split_whitespace().collect();
+    sizes.sort_unstable();
+    assert_eq!(
+        sizes,
+        ["0", "2"],
+        "the old ReplicaSet at 0, the new one at 2: {sets}"
+    );
+    node.stop().await;
+}
+
 const STATEFUL: &str = r#"
 apiVersion: v1
 kind: Service
@@ -358,12 +458,7 @@ fn created(node: &RunningNode) -> std::collections::BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stateful_sets_keep_names_and_order_and_daemon_sets_cover_the_node() {
     require_kubectl();
-    let data = tempfile::tempdir().unwrap();
-    let cidr = format!("10.97.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "sts").await;
-    let manifest = data.path().join("sts.yaml");
-    std::fs::write(&manifest, STATEFUL).unwrap();
-    node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let (data, node, _) = node_with(97, "sts", STATEFUL).await;
     let status = node.ok(&["rollout", "status", "statefulset/db", "--timeout=90s"]);
     assert!(
         status.contains("partitioned roll out complete") || status.contains("rolling update complete"),
@@ -456,6 +551,7 @@ async fn stateful_sets_keep_names_and_order_and_daemon_sets_cover_the_node() {
     assert!(described.contains("Created pod: agent-"), "{described}");
     let ds = node.ok(&["get", "daemonset", "agent"]);
     assert!(ds.contains("NODE SELECTOR"), "{ds}");
+    let manifest = data.path().join("sts.yaml");
     node.ok(&["delete", "-f", manifest.to_str().unwrap()]);
     node.until(&["get", "pods", "-o", "name"], 60, |t| {
         !t.contains("db-") && !t.contains("agent-")
@@ -524,12 +620,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_to_completion_fail_after_their_back_off_and_cron_jobs_start_them() {
     require_kubectl();
-    let data = tempfile::tempdir().unwrap();
-    let cidr = format!("10.96.{}.0/24", std::process::id() % 250);
-    let node = RunningNode::start(data.path(), &cidr, "jobs").await;
-    let manifest = data.path().join("jobs.yaml");
-    std::fs::write(&manifest, JOBS).unwrap();
-    node.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    let (_data, node, _) = node_with(96, "jobs", JOBS).await;
     node.ok(&["wait", "--for=condition=complete", "job/count", "--timeout=60s"]);
     let table = node.ok(&["get", "job", "count"]);
     let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
