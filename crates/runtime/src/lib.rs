@@ -61,11 +61,12 @@
 //! Each container's main process runs under its own monitor (`podvisor-monitor`, built from
 //! `sys/monitor/program.rs` by `build.rs` and executed from a sealed memfd): the monitor is
 //! the main process's parent and a child subreaper, writes the CRI log ([`logs::cri`]) and
-//! the exit record (`<restart>.exit`), and depends on nothing of the node. The node talks to
-//! monitors through pidfds and files only, no socket: it watches the main process and the
-//! monitor for their ends and reads the exit record, follows the log file while someone reads
-//! it, and writes its own record of each instance (`<restart>.state`, versioned JSON: pids with
-//! their start times, cgroup, exec context, stdio) next to the log, and one per sandbox
+//! the exit record, and depends on nothing of the node. The node talks to monitors through
+//! pidfds and files only, no socket: it watches the main process and the monitor for their
+//! ends and reads the exit record, follows the log file while someone reads it, and writes its
+//! own record of each instance (versioned JSON: pids with their start times, cgroup, exec
+//! context, stdio) next to the log, in the same file as the exit record (`<restart>.state`,
+//! each appended in one write; an older node's monitors wrote `<restart>.exit`), and one per sandbox
 //! (`<data_dir>/sandboxes/<uid>.json`: holder, veth, pod IP, grace period). The sandbox
 //! holders are started without a parent-death signal, so they outlive the node as well.
 //! With `cleanup_on_start` (the default) a new runtime adopts what it finds

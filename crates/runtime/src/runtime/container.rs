@@ -94,7 +94,7 @@ impl ProcessRuntime {
             stdout: stdout.ok_or(StartError::Pipe(nix::errno::Errno::EBADF))?,
             stderr: stderr.ok_or(StartError::Pipe(nix::errno::Errno::EBADF))?,
         };
-        let (state_path, exit_path) = monitored::record_paths(&plan.dir, plan.restart_count);
+        let state_path = monitored::record_path(&plan.dir, plan.restart_count);
         let RuntimeStdio {
             stdout,
             stderr,
@@ -103,13 +103,14 @@ impl ProcessRuntime {
         } = ours;
         let monitored = match &self.inner.monitor {
             Some(program) => {
-                let _ = fs::remove_file(&exit_path);
+                // An earlier attempt's record and exit go: both are appended to the file.
+                let _ = fs::remove_file(&state_path);
                 let launch = spawn::MonitorLaunch {
                     program,
                     log: &plan.log_path,
                     max_bytes: self.inner.config.log_max_bytes,
                     max_files: self.inner.config.log_max_files,
-                    exit: &exit_path,
+                    exit: &state_path,
                     stdout: &stdout,
                     stderr: stderr.as_ref(),
                     // With `stdinOnce` the stdin must close when its first client leaves.
@@ -126,7 +127,7 @@ impl ProcessRuntime {
                     pid: m.monitor.pid,
                     pidfd: m.monitor.pidfd,
                     own_child: true,
-                    exit_path,
+                    exit_path: state_path.clone(),
                 };
                 (m.main, monitored::Owner::Monitor(handle))
             }

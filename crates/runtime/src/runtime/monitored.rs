@@ -1,7 +1,15 @@
 //! Containers under a monitor (issue 18): what the node keeps on disk of an instance it
 //! started under a monitor (`<restart>.state`, [`InstanceRecord`]), the monitor's exit record
-//! (`<restart>.exit`), how the node waits for such an instance's end, and how it follows the
-//! log the monitor writes (for `kubectl logs -f` and attached clients).
+//! (appended to the same file), how the node waits for such an instance's end, and how it
+//! follows the log the monitor writes (for `kubectl logs -f` and attached clients).
+//!
+//! One file per instance, not two: the node appends the record (one line of JSON) once the
+//! instance runs, the monitor appends the exit record when the main process ends, each in one
+//! `write` (appends do not interleave), in whichever order they come; whichever is first
+//! creates the file. A file created is an inode allocated, which on some file systems costs
+//! far more than the write (ext4 without a journal scans the inodes deleted in the last minute
+//! on each). Instances started by an older node have their exit record in `<restart>.exit`
+//! (the record's `exit_path` says where); both layouts are read.
 //!
 //! The node and a monitor share no channel: the node watches the main process and the
 //! monitor through pidfds and reads the files the monitor writes. So a node that restarts (or
@@ -58,40 +66,45 @@ pub(super) struct InstanceRecord {
     pub(super) gid: Option<u32>,
 }
 
-/// `<dir>/<restart>.state` and `<dir>/<restart>.exit`.
-pub(super) fn record_paths(dir: &Path, restart: i32) -> (PathBuf, PathBuf) {
-    (
-        dir.join(format!("{restart}.state")),
-        dir.join(format!("{restart}.exit")),
-    )
+/// `<dir>/<restart>.state`: the instance's record and, once it ended, its exit record.
+pub(super) fn record_path(dir: &Path, restart: i32) -> PathBuf {
+    dir.join(format!("{restart}.state"))
 }
 
 impl InstanceRecord {
-    /// Writes the record next to the instance's log (a new file renamed into place).
+    /// Appends the record, one line, to the instance's file next to its log (created unless
+    /// the monitor's exit record came first).
     pub(super) fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("state.tmp");
-        fs::write(&tmp, serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
-        fs::rename(&tmp, path)
+        use std::io::Write;
+        let mut line = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .write_all(&line)
     }
 
-    /// Reads a record this node knows how to adopt.
+    /// Reads a record this node knows how to adopt: the file's line of JSON (the whole file
+    /// for an older node's).
     pub(super) fn read(path: &Path) -> Option<InstanceRecord> {
-        let bytes = fs::read(path).ok()?;
-        let record: InstanceRecord = serde_json::from_slice(&bytes).ok()?;
+        let text = fs::read_to_string(path).ok()?;
+        let line = text.lines().find(|l| l.starts_with('{'))?;
+        let record: InstanceRecord = serde_json::from_str(line).ok()?;
         (1..=RECORD_VERSION).contains(&record.version).then_some(record)
     }
 }
 
-/// The monitor's exit record: how the main process ended and when.
+/// The monitor's exit record: how the main process ended and when. It starts at the line
+/// `podvisor-exit 1` (the file's first for an older node's `<restart>.exit`) and ends before
+/// the instance's record or at the end.
 pub(super) fn read_exit(path: &Path, pid: i32) -> Option<(ExitStatus, SystemTime)> {
     let text = fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != "podvisor-exit 1" {
-        return None;
-    }
+    let mut lines = text.lines().skip_while(|l| *l != "podvisor-exit 1");
+    lines.next()?;
     let mut status = None;
     let mut finished = None;
-    for line in lines {
+    for line in lines.take_while(|l| !l.starts_with('{')) {
         let (key, value) = line.split_once(' ')?;
         match key {
             "pid" if value.parse::<i32>().ok()? != pid => return None,
@@ -272,5 +285,111 @@ pub(super) async fn follow_log(
             () = interest.notified() => {}
             () = done.cancelled() => last_pass = true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(pid: i32) -> InstanceRecord {
+        InstanceRecord {
+            version: RECORD_VERSION,
+            id: "c-1".into(),
+            pod_uid: "u-1".into(),
+            container: "main".into(),
+            restart_count: 0,
+            pid,
+            pid_start: 7,
+            monitor_pid: pid - 1,
+            monitor_start: 6,
+            started_at_ms: 1_000,
+            cgroup: "main-0".into(),
+            memory_bytes: None,
+            cpu_millis: None,
+            pids: None,
+            log_path: "/x/0.log".into(),
+            exit_path: "/x/0.state".into(),
+            termination_file: "/x/termination-log".into(),
+            fallback_to_logs: false,
+            stop_signal: 15,
+            stdin: false,
+            stdin_once: false,
+            tty: false,
+            join: vec!["net".into()],
+            own_mount_namespace: false,
+            env: vec![("A".into(), "a b {c}".into())],
+            cwd: "/".into(),
+            uid: None,
+            gid: None,
+        }
+    }
+
+    /// What the monitor appends when main process `pid` exited with `code`.
+    fn exit_block(pid: i32, code: i32) -> String {
+        format!("podvisor-exit 1\npid {pid}\nexited {code}\nfinished 2000000000\n")
+    }
+
+    fn append(path: &Path, text: &str) {
+        use std::io::Write;
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn the_record_and_the_exit_share_a_file_in_either_order() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let finished = UNIX_EPOCH + Duration::from_secs(2);
+        // The node first, then the monitor.
+        let first = record_path(dir.path(), 0);
+        record(42).write(&first).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_exit(&first, 42), None, "no exit yet");
+        append(&first, &exit_block(42, 3));
+        // The monitor first (the container ended at once), then the node.
+        let second = record_path(dir.path(), 1);
+        append(&second, &exit_block(42, 3));
+        record(42).write(&second).unwrap_or_else(|e| panic!("{e}"));
+        for path in [&first, &second] {
+            let read = InstanceRecord::read(path).unwrap_or_else(|| panic!("{}", path.display()));
+            assert_eq!((read.pid, read.env.clone()), (42, record(42).env));
+            assert_eq!(read_exit(path, 42), Some((ExitStatus::Exited(3), finished)));
+            // Another instance's pid is not taken for this one's.
+            assert_eq!(read_exit(path, 43), None);
+        }
+    }
+
+    #[test]
+    fn an_older_nodes_record_and_exit_files_are_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let state = dir.path().join("0.state");
+        let exit = dir.path().join("0.exit");
+        // As the node before wrote them: the JSON alone, the exit record in a file of its own.
+        fs::write(&state, serde_json::to_vec(&record(42)).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(
+            &exit,
+            "podvisor-exit 1\npid 42\nsignaled 9\nfinished 2000000000\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(InstanceRecord::read(&state).map(|r| r.pid), Some(42));
+        assert_eq!(read_exit(&state, 42), None);
+        assert_eq!(
+            read_exit(&exit, 42),
+            Some((ExitStatus::Signaled(9), UNIX_EPOCH + Duration::from_secs(2)))
+        );
+    }
+
+    #[test]
+    fn an_exit_record_cut_short_is_no_exit() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = record_path(dir.path(), 0);
+        record(42).write(&path).unwrap_or_else(|e| panic!("{e}"));
+        append(&path, "podvisor-exit 1\npid 42\nexited 0\n");
+        assert_eq!(read_exit(&path, 42), None);
+        assert!(InstanceRecord::read(&path).is_some());
     }
 }

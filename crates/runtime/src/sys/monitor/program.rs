@@ -9,8 +9,9 @@
 //! - it holds the read ends of the container's stdout and stderr (or its pty master) and
 //!   writes the CRI log file itself, rotation included (`logs/cri.rs`, included below), so no
 //!   line is lost while no node runs;
-//! - when the main process ends it writes the exit record (`<restart>.exit`: exit code or
-//!   signal, finish time) next to the log, durably (a new file renamed into place);
+//! - when the main process ends it appends the exit record (exit code or signal, finish time)
+//!   to the file it is given, in one write: the node's `<restart>.state` beside the log, which
+//!   holds the node's record of the instance too (or will: whichever comes first creates it);
 //! - it holds the container's stdin open when asked (fd 5), so a node restart does not close
 //!   it;
 //! - it leaves once the main process was reaped, both streams reached their end and it has no
@@ -258,10 +259,10 @@ fn record_exit(args: &Args, status: i32) {
         format!("signaled {}", status & 0x7f)
     };
     let text = format!("podvisor-exit 1\npid {}\n{how}\nfinished {finished}\n", args.pid);
-    let mut tmp = args.exit.clone().into_os_string();
-    tmp.push(".tmp");
-    let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(text.as_bytes()));
-    if written.is_ok() {
-        let _ = std::fs::rename(&tmp, &args.exit);
-    }
+    // One write, appended: the node's record may be there already, or come after it.
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.exit)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
 }
