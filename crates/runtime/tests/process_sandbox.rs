@@ -25,7 +25,7 @@ async fn sandbox_namespaces_ip_and_reachability() {
     let p = pod(
         "netpod",
         json!([
-            sh("info", "hostname; cat /proc/net/dev | grep -c eth0; ip -4 -o addr show 2>/dev/null | grep -c 127.0.0.1; grep netpod /etc/hosts | head -1"),
+            sh("info", "hostname; cat /proc/net/dev | grep -c eth0; ip -4 -o addr show 2>/dev/null | grep -c 127.0.0.1; grep netpod /etc/hosts | head -1; cat /proc/net/if_inet6"),
             { "name": "server", "command": ["python3", "-c", "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', 8080))\ns.listen()\nwhile True:\n c,_=s.accept()\n c.sendall(b'hello from pod')\n c.close()"] }
         ]),
         json!({}),
@@ -40,6 +40,35 @@ async fn sandbox_namespaces_ip_and_reachability() {
     assert_eq!(lines.first().copied(), Some("netpod"), "{text}");
     assert_eq!(lines.get(1).copied(), Some("1"), "eth0 in the pod: {text}");
     assert!(text.contains(&format!("{ip}\tnetpod")), "{text}");
+    // IPv6 stays on (loopback's ::1), but eth0 gets no link-local address, and neither does the
+    // veth's end on the node's bridge (the bridge would flood their neighbour discovery).
+    let inet6: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.len() > 32 && l[..32].bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    assert!(
+        inet6
+            .iter()
+            .any(|l| l.starts_with("00000000000000000000000000000001") && l.ends_with(" lo")),
+        "{text}"
+    );
+    assert!(!inet6.iter().any(|l| l.ends_with(" eth0")), "{text}");
+    let ports = format!("/sys/class/net/{}/brif", rt.config().bridge_name);
+    let host_ends: Vec<String> = std::fs::read_dir(&ports)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(host_ends.len(), 1, "{host_ends:?}");
+    let node_inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    assert!(
+        !node_inet6
+            .lines()
+            .any(|l| l.ends_with(&format!(" {}", host_ends[0]))),
+        "{node_inet6}"
+    );
 
     let server = start(&rt, &p, 1, Some(ip.clone())).await;
     let addr = format!("{ip}:8080");
