@@ -25,11 +25,11 @@ fn main() {
     let exe = out.join("podvisor-monitor");
     let gnu = env::var("CARGO_CFG_TARGET_ENV").is_ok_and(|e| e == "gnu");
     let build = |static_libc: bool| {
-        let mut rustc = Command::new(&rustc);
+        let mut command = Command::new(&rustc);
         if static_libc {
-            rustc.args(["-C", "target-feature=+crt-static"]);
+            command.args(["-C", "target-feature=+crt-static"]);
         }
-        rustc
+        command
             .args([
                 "--edition",
                 "2024",

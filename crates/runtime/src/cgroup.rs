@@ -339,15 +339,12 @@ impl Cgroups {
     pub(crate) fn remove_pod(&self, pod_uid: &str) {
         for base in self.bases() {
             let pod = base.join(pod_uid);
-            match fs::remove_dir(&pod) {
-                Ok(()) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(_) => {}
+            if fs::remove_dir(&pod).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY)) {
+                for child in child_groups(&pod) {
+                    remove_group(&child);
+                }
+                remove_group(&pod);
             }
-            for child in child_groups(&pod) {
-                remove_killing(&child);
-            }
-            remove_killing(&pod);
         }
     }
 
@@ -379,23 +376,21 @@ impl Cgroups {
     }
 }
 
-/// How long [`remove_killing`] waits for a group's killed processes to exit.
+/// How long [`remove_group`] waits for a group's killed processes to exit.
 const EMPTY_WAIT: Duration = Duration::from_secs(2);
 
-/// Removes group `dir` with whatever still runs in it: killed, then the group removed once they
-/// have exited (`rmdir` says `EBUSY` until then), waiting at most [`EMPTY_WAIT`]. Blocks: its
-/// callers run on the blocking pool or a plain thread.
+/// Removes group `dir` (it has no child groups). Should something still run in it (`rmdir`
+/// says `EBUSY`), that is killed and the group removed once it has exited, waiting at most
+/// [`EMPTY_WAIT`]. An empty group goes at once; one with processes blocks, so its callers run
+/// on the blocking pool or a plain thread, or know the group empty (a failed start's).
 #[allow(clippy::disallowed_methods)]
-fn remove_killing(dir: &Path) {
+fn remove_group(dir: &Path) {
     let deadline = Instant::now() + EMPTY_WAIT;
-    loop {
+    while fs::remove_dir(dir).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+        && Instant::now() < deadline
+    {
         kill_dir(dir);
-        match fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            _ => return,
-        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -514,13 +509,10 @@ impl ContainerCgroup {
         (cpu, memory)
     }
 
-    /// Removes the groups (they must be empty).
+    /// Removes the groups, killing what was left in them ([`remove_group`]).
     pub(crate) fn remove(&self) {
         for dir in &self.dirs {
-            if fs::remove_dir(dir).is_err() {
-                kill_dir(dir);
-                let _ = fs::remove_dir(dir);
-            }
+            remove_group(dir);
         }
     }
 }

@@ -54,13 +54,7 @@ async fn sandbox_namespaces_ip_and_reachability() {
         "{text}"
     );
     assert!(!inet6.iter().any(|l| l.ends_with(" eth0")), "{text}");
-    let ports = format!("/sys/class/net/{}/brif", rt.config().bridge_name);
-    let host_ends: Vec<String> = std::fs::read_dir(&ports)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let host_ends = bridge_ports(&rt);
     assert_eq!(host_ends.len(), 1, "{host_ends:?}");
     let node_inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
     assert!(
@@ -172,30 +166,19 @@ async fn sandbox_loss_is_detected_and_teardown_releases_the_ip() {
     let p2 = pod("again", json!([sh("c", "true")]), json!({}));
     let sb2 = sandbox(&rt, &p2).await;
     assert_ne!(sb2.pod_ip, None);
-    let ports = format!("/sys/class/net/{}/brif", rt.config().bridge_name);
-    let port_count = || std::fs::read_dir(&ports).map_or(0, |d| d.count());
-    // The first pod's veth goes with its network namespace, which the kernel destroys off the
-    // teardown's path (later while other tests' namespaces go too).
-    let t = std::time::Instant::now();
-    while port_count() > 1 && t.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(port_count(), 1, "the pod's veth is a port of the bridge");
+    // The first pod's veth is gone by now, or soon (see `bridge_ports_down_to`).
+    assert_eq!(
+        bridge_ports_down_to(&rt, 1).await,
+        1,
+        "the pod's veth is a port of the bridge"
+    );
     rt.remove_sandbox(&uid(&p2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    // The veth goes with the pod's network namespace (the kernel destroys it once the holder
-    // is gone, or the runtime's own 5 s fallback deletes it); the bound is generous for a
-    // loaded 2-core machine.
-    let t = std::time::Instant::now();
-    while port_count() > 0 && t.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert_eq!(
-        port_count(),
+        bridge_ports_down_to(&rt, 0).await,
         0,
-        "veth still on the bridge after {:?}",
-        t.elapsed()
+        "veth still on the bridge after 30 s"
     );
     let _ = podvisor_runtime::delete_link(&rt.config().bridge_name).await;
 }
@@ -264,6 +247,29 @@ async fn without_namespaces_every_pod_falls_back_to_the_host_network() {
     rt.remove_sandbox(&uid(&p))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The ports of the runtime's bridge: the node's ends of its pods' veths.
+fn bridge_ports(rt: &podvisor_runtime::ProcessRuntime) -> Vec<String> {
+    let ports = format!("/sys/class/net/{}/brif", rt.config().bridge_name);
+    std::fs::read_dir(ports)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// How many ports the runtime's bridge has once it has at most `n`, or after 30 s. A veth goes
+/// with its pod's network namespace, which the kernel destroys off the teardown's path (later
+/// while other tests' namespaces go too; or the runtime's own 5 s fallback deletes it): the
+/// bound is generous for a loaded 2-core machine.
+async fn bridge_ports_down_to(rt: &podvisor_runtime::ProcessRuntime, n: usize) -> usize {
+    let t = std::time::Instant::now();
+    while bridge_ports(rt).len() > n && t.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bridge_ports(rt).len()
 }
 
 /// The directories named `name` under `dir`, to `depth` levels down.

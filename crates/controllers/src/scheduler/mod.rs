@@ -159,7 +159,8 @@ async fn pass(
     attempts: &mut HashMap<String, Attempt>,
 ) -> Option<Instant> {
     // Terminal pods hold no resources and are not scheduled (1.1).
-    let pod_list: Vec<_> = pods.state().into_iter().filter(|p| !is_finished(p)).collect();
+    let mut pod_list = pods.state();
+    pod_list.retain(|p| !is_finished(p));
     // Most passes (every change of any pod: a status write, a readiness flip) find nothing to
     // place; they cost a look at each pod, not a copy of the cluster.
     if !pod_list.iter().any(|p| wants_scheduling(p)) {
