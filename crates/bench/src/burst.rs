@@ -1,9 +1,13 @@
 //! `burst-110` and `burst-1000`: that many one-container pods applied at once until every one is
 //! Running, then all deleted until every worker has finished (processes reaped, sandboxes and
 //! cgroups removed).
-//! Floor: spawning the same number of `sleep` processes one after another (in new network, UTS
-//! and IPC namespaces when root, as a sandbox needs at least), and killing and reaping them.
+//! Floor: spawning the same number of `sleep` processes one after another, and killing and
+//! reaping them. When root, as a pod needs at least: each in new network, UTS and IPC
+//! namespaces and in a pod group holding a container group, in every cgroup hierarchy the
+//! runtime gives such a container one (made before the spawn, the process moved in after it,
+//! removed after the reap).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,13 +40,19 @@ pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>
         tokio::task::spawn_blocking(move || spawn_all_floor(n, rounds.max(3), sandboxes))
             .await
             .context("the floor thread")??;
-    let what = if sandboxes {
-        format!("spawn {n} sleeps in new net/uts/ipc namespaces")
+    let (what_up, what_down) = if sandboxes {
+        (
+            format!("spawn {n} sleeps in new net/uts/ipc namespaces and pod cgroups"),
+            format!("SIGKILL + reap {n} processes, remove their cgroups"),
+        )
     } else {
-        format!("spawn {n} sleeps")
+        (
+            format!("spawn {n} sleeps"),
+            format!("SIGKILL + reap {n} processes"),
+        )
     };
     let note = if sandboxes {
-        "floor leaves out each sandbox's veth and address set-up, the per-pod cgroup and log files"
+        "floor leaves out each sandbox's veth and address set-up and the log files"
     } else {
         "not root: pods use the host network (no sandbox)"
     };
@@ -64,13 +74,8 @@ pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>
         })
     };
     Ok(vec![
-        row(&format!("{n} created→all Running"), &up, &floor_up, what)?,
-        row(
-            &format!("{n} deleted→all gone"),
-            &down,
-            &floor_down,
-            format!("SIGKILL + reap {n} processes"),
-        )?,
+        row(&format!("{n} created→all Running"), &up, &floor_up, what_up)?,
+        row(&format!("{n} deleted→all gone"), &down, &floor_down, what_down)?,
     ])
 }
 
@@ -118,15 +123,19 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
 }
 
 /// The floor, `rounds` times: spawn `n` sleeps (until the last spawn returned), then SIGKILL
-/// and reap them all.
-fn spawn_all_floor(n: usize, rounds: usize, namespaces: bool) -> Result<(Vec<Duration>, Vec<Duration>)> {
+/// and reap them all. With `sandboxes`, each sleep is in new namespaces and its own groups.
+fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let hierarchies = sandboxes.then(|| {
+        podvisor_runtime::cgroup::BareHierarchies::detect(&format!("podvisor-floor-{}", std::process::id()))
+    });
+    let bases: Vec<&Path> = hierarchies.as_ref().map(|h| h.bases()).unwrap_or_default();
     let spawn = || -> std::io::Result<Child> {
         let mut cmd = Command::new("sleep");
         cmd.arg("3600")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if namespaces {
+        if sandboxes {
             podvisor_runtime::with_new_pod_namespaces(&mut cmd);
         }
         cmd.spawn()
@@ -134,20 +143,70 @@ fn spawn_all_floor(n: usize, rounds: usize, namespaces: bool) -> Result<(Vec<Dur
     let mut up = Vec::with_capacity(rounds);
     let mut down = Vec::with_capacity(rounds);
     for _ in 0..rounds {
+        let mut round = FloorRound::default();
         let start = Instant::now();
-        let mut children = Vec::with_capacity(n);
-        for _ in 0..n {
-            children.push(spawn().context("spawning a floor process")?);
+        for i in 0..n {
+            let mut leaves = Vec::with_capacity(bases.len());
+            for base in &bases {
+                let pod = round.create_dir(base.join(format!("pod-{i}")))?;
+                leaves.push(round.create_dir(pod.join("main-0"))?);
+            }
+            let child = spawn().context("spawning a floor process")?;
+            let pid = child.id().to_string();
+            round.children.push(child);
+            for leaf in leaves {
+                let procs = leaf.join("cgroup.procs");
+                std::fs::write(&procs, &pid).with_context(|| format!("writing {}", procs.display()))?;
+            }
         }
         up.push(start.elapsed());
         let start = Instant::now();
-        for child in &mut children {
-            child.kill()?;
-        }
-        for child in &mut children {
-            child.wait()?;
-        }
+        round.end()?;
         down.push(start.elapsed());
     }
     Ok((up, down))
+}
+
+/// One round of the floor's processes and the groups made for them; what a failed round
+/// leaves is killed and removed on drop.
+#[derive(Default)]
+struct FloorRound {
+    children: Vec<Child>,
+    /// In the order made: each pod's group before its container's.
+    dirs: Vec<PathBuf>,
+}
+
+impl FloorRound {
+    fn create_dir(&mut self, dir: PathBuf) -> Result<PathBuf> {
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.dirs.push(dir.clone());
+        Ok(dir)
+    }
+
+    /// Kills every process, reaps them, then removes the groups (containers' before pods').
+    fn end(&mut self) -> Result<()> {
+        for child in &mut self.children {
+            child.kill()?;
+        }
+        for child in &mut self.children {
+            child.wait()?;
+        }
+        self.children.clear();
+        while let Some(dir) = self.dirs.pop() {
+            std::fs::remove_dir(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FloorRound {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }

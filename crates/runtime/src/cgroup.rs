@@ -9,7 +9,10 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 /// Errors of cgroup operations.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,8 @@ pub(crate) struct Cgroups {
     /// Controllers that limits can be written to (`memory`, `cpu`, `pids`).
     pub(crate) controllers: Vec<String>,
     pub(crate) cgroup_kill: bool,
+    /// Where groups go to be removed.
+    remover: Remover,
 }
 
 /// Limits for one container.
@@ -74,6 +79,7 @@ pub(crate) struct ContainerCgroup {
     pub(crate) dirs: Vec<PathBuf>,
     v2: Option<PathBuf>,
     memory: Option<(PathBuf, bool)>,
+    remover: Remover,
 }
 
 struct Mount {
@@ -157,6 +163,7 @@ impl Cgroups {
             v1_pids: None,
             controllers: Vec::new(),
             cgroup_kill: false,
+            remover: Remover::default(),
         }
     }
 
@@ -247,7 +254,10 @@ impl Cgroups {
         name: &str,
         limits: Limits,
     ) -> Result<(ContainerCgroup, Vec<&'static str>)> {
-        let mut cg = ContainerCgroup::default();
+        let mut cg = ContainerCgroup {
+            remover: self.remover.clone(),
+            ..ContainerCgroup::default()
+        };
         let mut missing = Vec::new();
         if self.version == CgroupVersion::None {
             if limits.memory_bytes.is_some() {
@@ -330,22 +340,22 @@ impl Cgroups {
         Ok((cg, missing))
     }
 
-    /// Removes the pod's directory in every hierarchy (after its containers' groups).
-    ///
-    /// Normally the containers' groups are gone already and one `rmdir` per hierarchy is all
-    /// there is to do. Only a group that would not go is read for leftovers: a cgroup directory
-    /// lists dozens of control files, and a `stat` of each (to tell them from child groups)
-    /// was a third of the node's CPU while 110 pods were deleted at once.
-    pub(crate) fn remove_pod(&self, pod_uid: &str) {
-        for base in self.bases() {
-            let pod = base.join(pod_uid);
-            if fs::remove_dir(&pod).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY)) {
-                for child in child_groups(&pod) {
-                    remove_group(&child);
-                }
-                remove_group(&pod);
-            }
-        }
+    /// Removes the pod's directory in every hierarchy, with its containers' groups, on the
+    /// [removal thread](Remover); resolves once done.
+    pub(crate) fn remove_pod(&self, pod_uid: &str) -> oneshot::Receiver<()> {
+        let (done, removed) = oneshot::channel();
+        self.remover.submit(self.pod_removal(pod_uid).notifying(done));
+        removed
+    }
+
+    /// [`remove_pod`](Self::remove_pod) on the calling thread, which it blocks.
+    pub(crate) fn remove_pod_blocking(&self, pod_uid: &str) {
+        self.pod_removal(pod_uid).finish_blocking();
+    }
+
+    /// The removal of the pod's directory in every hierarchy.
+    fn pod_removal(&self, pod_uid: &str) -> Removal {
+        Removal::of(self.bases().into_iter().map(|base| base.join(pod_uid)))
     }
 
     /// Removes the (empty) base directories.
@@ -369,28 +379,183 @@ impl Cgroups {
                     && let Some(uid) = pod.file_name().to_str()
                     && !keep.iter().any(|k| k == uid)
                 {
-                    self.remove_pod(uid);
+                    self.remove_pod_blocking(uid);
                 }
             }
         }
     }
 }
 
-/// How long [`remove_group`] waits for a group's killed processes to exit.
-const EMPTY_WAIT: Duration = Duration::from_secs(2);
+/// The hierarchies the runtime gives a container without limits a group in, for measurements
+/// that make the same groups without the runtime (the benchmarks' floors). [`detect`]ed as the
+/// runtime detects them, with `parent` as its cgroup parent; dropping it removes the parent's
+/// (by then empty) directories again.
+///
+/// [`detect`]: Self::detect
+pub struct BareHierarchies(Cgroups);
 
-/// Removes group `dir` (it has no child groups). Should something still run in it (`rmdir`
-/// says `EBUSY`), that is killed and the group removed once it has exited, waiting at most
-/// [`EMPTY_WAIT`]. An empty group goes at once; one with processes blocks, so its callers run
-/// on the blocking pool or a plain thread, or know the group empty (a failed start's).
-#[allow(clippy::disallowed_methods)]
-fn remove_group(dir: &Path) {
-    let deadline = Instant::now() + EMPTY_WAIT;
-    while fs::remove_dir(dir).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY))
-        && Instant::now() < deadline
-    {
-        kill_dir(dir);
-        std::thread::sleep(Duration::from_millis(10));
+impl BareHierarchies {
+    /// Finds the hierarchies and creates `parent` in each usable one.
+    pub fn detect(parent: &str) -> Self {
+        BareHierarchies(Cgroups::detect(parent))
+    }
+
+    /// The directories under which a pod's group goes, with the container's group in it: the
+    /// v2 hierarchy where there is one (limits or tracking), and v1's memory hierarchy where
+    /// the limits are v1 (the v1 memory group records OOM kills without a limit). Empty
+    /// without a usable hierarchy.
+    pub fn bases(&self) -> Vec<&Path> {
+        let c = &self.0;
+        let v1 = (c.version == CgroupVersion::V1)
+            .then_some(c.v1_memory.as_deref())
+            .flatten();
+        c.v2.as_deref().into_iter().chain(v1).collect()
+    }
+}
+
+impl Drop for BareHierarchies {
+    fn drop(&mut self) {
+        self.0.remove_bases();
+    }
+}
+
+/// How long a [`Removal`] waits for a group's killed processes to exit.
+const EMPTY_WAIT: Duration = Duration::from_secs(2);
+/// How often a [`Removal`] waiting for killed processes tries again.
+const RETRY: Duration = Duration::from_millis(10);
+
+/// The removal of groups, each with its child groups (removed first). Normally every group
+/// is empty by then and one `rmdir` each is all there is to do: only a group that will not go
+/// is read, for child groups (a cgroup directory lists dozens of control files; a `stat` of
+/// each to tell them from child groups was a third of the node's CPU while 110 pods were
+/// deleted at once). What still runs in a group is killed, and the group removed once it has
+/// exited, for at most [`EMPTY_WAIT`]; then it is left.
+#[derive(Debug)]
+struct Removal {
+    /// The groups still to remove, the next one last.
+    stack: Vec<PathBuf>,
+    /// Groups whose child groups were put on the stack.
+    expanded: Vec<PathBuf>,
+    deadline: Instant,
+    /// Told when done.
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Removal {
+    /// Removes `groups`, in this order.
+    fn of(groups: impl IntoIterator<Item = PathBuf>) -> Self {
+        let mut stack: Vec<PathBuf> = groups.into_iter().collect();
+        stack.reverse();
+        Removal {
+            stack,
+            expanded: Vec::new(),
+            deadline: Instant::now() + EMPTY_WAIT,
+            done: None,
+        }
+    }
+
+    fn notifying(mut self, done: oneshot::Sender<()>) -> Self {
+        self.done = Some(done);
+        self
+    }
+
+    /// Removes what can go now. False while a group waits for its killed processes to exit.
+    fn advance(&mut self) -> bool {
+        while let Some(dir) = self.stack.last() {
+            let busy = fs::remove_dir(dir).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY));
+            if !busy || Instant::now() >= self.deadline {
+                self.stack.pop();
+                continue;
+            }
+            if !self.expanded.contains(dir) {
+                self.expanded.push(dir.clone());
+                let children = child_groups(dir);
+                if !children.is_empty() {
+                    self.stack.extend(children);
+                    continue;
+                }
+            }
+            kill_dir(dir);
+            return false;
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+        true
+    }
+
+    /// Advances until done, sleeping between tries: for blocking contexts.
+    #[allow(clippy::disallowed_methods)]
+    fn finish_blocking(mut self) {
+        while !self.advance() {
+            std::thread::sleep(RETRY);
+        }
+    }
+}
+
+/// One thread that removes groups, one after the other, started with the first removal. The
+/// kernel removes groups under one global lock: from a blocking-pool thread per pod, 110 pods'
+/// groups took three times the CPU of one thread removing them in turn (spinning and switching
+/// on that lock), and a thread each to be started. A removal waiting for killed processes
+/// waits beside the others, not before them.
+#[derive(Clone, Debug, Default)]
+struct Remover(Arc<OnceLock<Option<mpsc::Sender<Removal>>>>);
+
+impl Remover {
+    /// Hands `removal` to the thread (done on the calling thread, blocking, should the thread
+    /// not start).
+    fn submit(&self, mut removal: Removal) {
+        if removal.stack.is_empty() {
+            removal.advance();
+            return;
+        }
+        let sender = self.0.get_or_init(|| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::Builder::new()
+                .name("podvisor-cgroup-rm".into())
+                .spawn(move || remove_in_turn(&rx))
+                .inspect_err(|e| tracing::warn!(error = %e, "starting the cgroup removal thread"))
+                .ok()
+                .map(|_| tx)
+        });
+        match sender {
+            Some(tx) => {
+                if let Err(mpsc::SendError(removal)) = tx.send(removal) {
+                    removal.finish_blocking();
+                }
+            }
+            None => removal.finish_blocking(),
+        }
+    }
+}
+
+/// The removal thread: each removal as it comes, those waiting for killed processes tried
+/// again every [`RETRY`]. Ends once every sender is gone and every removal done.
+fn remove_in_turn(rx: &mpsc::Receiver<Removal>) {
+    let mut waiting: Vec<Removal> = Vec::new();
+    let mut next_retry = Instant::now();
+    loop {
+        let received = if waiting.is_empty() {
+            rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(next_retry.saturating_duration_since(Instant::now()))
+        };
+        match received {
+            Ok(mut removal) => {
+                if !removal.advance() {
+                    waiting.push(removal);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                waiting.into_iter().for_each(Removal::finish_blocking);
+                return;
+            }
+        }
+        if Instant::now() >= next_retry {
+            waiting.retain_mut(|r| !r.advance());
+            next_retry = Instant::now() + RETRY;
+        }
     }
 }
 
@@ -509,11 +674,10 @@ impl ContainerCgroup {
         (cpu, memory)
     }
 
-    /// Removes the groups, killing what was left in them ([`remove_group`]).
+    /// Removes the groups, killing what was left in them, on the removal thread ([`Remover`]);
+    /// returns at once.
     pub(crate) fn remove(&self) {
-        for dir in &self.dirs {
-            remove_group(dir);
-        }
+        self.remover.submit(Removal::of(self.dirs.iter().cloned()));
     }
 }
 

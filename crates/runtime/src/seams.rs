@@ -42,8 +42,8 @@ pub(crate) trait CgroupOps: Send + Sync {
         name: &str,
         limits: Limits,
     ) -> Result<(Box<dyn ContainerGroup>, Vec<&'static str>), CgroupError>;
-    /// Removes a pod's groups (killing what is left in them).
-    fn remove_pod(&self, pod_uid: &str);
+    /// Removes a pod's groups (killing what is left in them); resolves once they are gone.
+    fn remove_pod(&self, pod_uid: &str) -> BoxFuture<'static, ()>;
     /// Kills everything under the parent and removes the groups.
     fn cleanup_all(&self);
     /// [`cleanup_all`](Self::cleanup_all) for every pod but those in `keep`.
@@ -66,7 +66,7 @@ pub(crate) trait ContainerGroup: Send + Sync {
     fn oom_killed(&self) -> bool;
     /// Cumulative CPU time (ns) and working set (bytes), each where the groups have it.
     fn usage(&self) -> (Option<u64>, Option<u64>);
-    /// Removes the (empty) groups.
+    /// Removes the groups (killing what is left in them) in the background; returns at once.
     fn remove(&self);
 }
 
@@ -80,8 +80,11 @@ impl CgroupOps for Cgroups {
         let (group, missing) = Cgroups::create(self, pod_uid, name, limits)?;
         Ok((Box::new(group), missing))
     }
-    fn remove_pod(&self, pod_uid: &str) {
-        Cgroups::remove_pod(self, pod_uid);
+    fn remove_pod(&self, pod_uid: &str) -> BoxFuture<'static, ()> {
+        let removed = Cgroups::remove_pod(self, pod_uid);
+        Box::pin(async move {
+            let _ = removed.await;
+        })
     }
     fn remove_pods_except(&self, keep: &[String]) {
         Cgroups::remove_pods_except(self, keep);

@@ -197,7 +197,7 @@ impl ProcessRuntime {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                let _ = tokio::task::spawn_blocking(move || released.remove()).await;
+                released.remove();
             });
             return Some(AdoptedContainer {
                 name: rec.container,

@@ -448,16 +448,14 @@ impl ProcessRuntime {
             );
             // Forgotten before the exit is reported (no stop or exec may reach a pid that is
             // gone), but released after it, on the blocking pool: closing the container's
-            // namespace fds can mean unmounting its whole mount namespace, which waits for RCU,
-            // and the next instance has groups of its own (removing the pod removes what is left).
+            // namespace fds can mean unmounting its whole mount namespace, which waits for RCU.
+            // The groups go on the removal thread (before the pod's, which the report can
+            // lead to); the next instance has groups of its own.
             let state = lock(&this.inner.containers).remove(&exit_id);
+            cgroup.remove();
             let _ = exit_tx.send(Some(status.code()));
             let _ = tx.send(ExitReport { status, message });
-            let released = tokio::task::spawn_blocking(move || {
-                drop(state);
-                cgroup.remove();
-            });
-            let _ = released.await;
+            let _ = tokio::task::spawn_blocking(move || drop(state)).await;
         });
         let exit = Box::pin(async move {
             rx.await.unwrap_or(ExitReport {

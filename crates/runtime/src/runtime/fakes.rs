@@ -187,8 +187,9 @@ impl CgroupOps for Machine {
         };
         Ok((Box::new(group), Vec::new()))
     }
-    fn remove_pod(&self, pod_uid: &str) {
+    fn remove_pod(&self, pod_uid: &str) -> BoxFuture<'static, ()> {
         self.record(format!("cgroup remove pod {pod_uid}"));
+        Box::pin(std::future::ready(()))
     }
     fn cleanup_all(&self) {
         self.record("cgroup cleanup".into());

@@ -577,9 +577,7 @@ impl ContainerRuntime for ProcessRuntime {
         if let Some(state) = state {
             self.teardown(pod_uid, state, Fate::Removed).await;
         }
-        let this = self.clone();
-        let uid = pod_uid.to_string();
-        let _ = tokio::task::spawn_blocking(move || this.inner.cgroups.remove_pod(&uid)).await;
+        self.inner.cgroups.remove_pod(pod_uid).await;
         Ok(())
     }
 
