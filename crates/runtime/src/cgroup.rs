@@ -274,9 +274,20 @@ impl Cgroups {
         let leaf = |base: &PathBuf| base.join(pod_uid).join(name);
         if let Some(base) = &self.v2 {
             let pod = base.join(pod_uid);
-            fs::create_dir_all(&pod).map_err(io_err(&pod))?;
-            for c in &self.controllers {
-                let _ = fs::write(pod.join("cgroup.subtree_control"), format!("+{c}"));
+            // The pod's group is made for its first container (with the controllers its
+            // containers' groups need, where limits are v2's); later ones find it.
+            let made = match fs::create_dir(&pod) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(_) => {
+                    fs::create_dir_all(&pod).map_err(io_err(&pod))?;
+                    true
+                }
+            };
+            if made && self.version == CgroupVersion::V2 {
+                for c in &self.controllers {
+                    let _ = fs::write(pod.join("cgroup.subtree_control"), format!("+{c}"));
+                }
             }
             let dir = leaf(base);
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;

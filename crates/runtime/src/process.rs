@@ -263,9 +263,12 @@ pub(crate) fn spawn_orphan_reaper() {
         return;
     };
     tokio::spawn(async move {
+        // The scan waits out the interval first: it reads a file per thread of the node, and
+        // the exit that raised the signal is being handled right then (a restart, a
+        // container's end) on the node's other threads.
         while sig.recv().await.is_some() {
-            reap_orphans();
             tokio::time::sleep(REAP_INTERVAL).await;
+            reap_orphans();
         }
     });
 }

@@ -46,11 +46,8 @@ pub(crate) struct LogFile {
 }
 
 impl LogFile {
-    /// Creates (truncates) the log file of one instance.
+    /// Creates (truncates) the log file of one instance, in a directory that exists.
     pub(crate) fn create(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         Ok(LogFile {
             file: cri::RotatingFile::create(path, max_bytes, max_files)?,
             updates: tokio::sync::watch::Sender::new(()),

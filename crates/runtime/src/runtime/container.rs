@@ -839,6 +839,10 @@ pub(super) fn termination_message(
 
 /// Keeps the logs of this instance's predecessor (for `--previous`), removes older ones.
 pub(super) fn prune_old_instances(dir: &Path, restart: i32) {
+    if restart < 2 {
+        // Nothing older than the previous instance yet.
+        return;
+    }
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
