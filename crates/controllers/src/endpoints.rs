@@ -1,7 +1,12 @@
-//! The endpoint controller: Endpoints and EndpointSlices follow Services and pod readiness.
+//! The endpoint controllers: EndpointSlices and Endpoints follow Services and pod readiness.
 //!
-//! Level-triggered: every change of a Service, Pod, Endpoints or EndpointSlice marks its
-//! namespace, and the namespace is recomputed from the reflectors' caches with
+//! Two loops over shared caches, as upstream has two controllers: one writes the
+//! EndpointSlices (what kube-proxy, DNS and our datapath read), the other the Endpoints (up to
+//! 1,000 addresses in one object, for older clients), so a readiness change reaches the slices
+//! without waiting behind the previous change's Endpoints write.
+//!
+//! Each is level-triggered: every change of a Service, Pod, or of the loop's own kind marks
+//! its namespace, and the namespace is recomputed from the reflectors' caches with
 //! `podvisor-endpoints`' pure functions; an object is written only when it differs from the
 //! cached one, so repeated or reordered events do no harm, and one deleted or changed by
 //! someone else is put back, as upstream's controllers do. A write that loses a race (409) is
@@ -25,6 +30,13 @@ use tracing::{debug, warn};
 
 use crate::watch::{Shared, Touched, follow, shared};
 
+/// What one loop writes.
+#[derive(Clone, Copy)]
+enum Output {
+    Slices,
+    Endpoints,
+}
+
 /// How long a burst of changes is gathered before one pass handles it.
 const BATCH: Duration = Duration::from_millis(2);
 
@@ -47,19 +59,29 @@ pub async fn run(client: Client) {
 
 /// Runs the controller until dropped, on a pod watch it shares with other loops.
 pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
-    let (tx, mut touched) = mpsc::unbounded_channel();
+    let (to_slices, slices_touched) = mpsc::unbounded_channel();
+    let (to_endpoints, endpoints_touched) = mpsc::unbounded_channel();
     let config = watcher::Config::default;
-    let (services, a) = follow(Api::<Service>::all(client.clone()), config(), tx.clone());
-    let b = pods.touched(tx.clone());
+    let (services, services_watch) = shared(Api::<Service>::all(client.clone()), config());
+    let followers = [
+        services_watch.boxed(),
+        services.touched(to_slices.clone()).boxed(),
+        services.touched(to_endpoints.clone()).boxed(),
+        pods.touched(to_slices.clone()).boxed(),
+        pods.touched(to_endpoints.clone()).boxed(),
+    ];
     let pods_listed = pods.ready();
     let pods = pods.store().clone();
-    let (endpoints, c) = follow(Api::<Endpoints>::all(client.clone()), config(), tx.clone());
-    let (slices, d) = follow(Api::<EndpointSlice>::all(client.clone()), config(), tx);
+    let (endpoints, c) = follow(Api::<Endpoints>::all(client.clone()), config(), to_endpoints);
+    let (slices, d) = follow(Api::<EndpointSlice>::all(client.clone()), config(), to_slices);
     // The followers end with this task.
-    let _followers =
-        [a.boxed(), b.boxed(), c.boxed(), d.boxed()].map(|f| AbortOnDropHandle::new(tokio::spawn(f)));
+    let _followers = followers
+        .into_iter()
+        .chain([c.boxed(), d.boxed()])
+        .map(|f| AbortOnDropHandle::new(tokio::spawn(f)))
+        .collect::<Vec<_>>();
     let caches = Caches {
-        services,
+        services: services.store().clone(),
         pods,
         endpoints,
         slices,
@@ -76,6 +98,20 @@ pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
             return;
         }
     }
+    tokio::join!(
+        passes(&client, &caches, Output::Slices, slices_touched),
+        passes(&client, &caches, Output::Endpoints, endpoints_touched),
+    );
+}
+
+/// One loop: gathers what was touched and recomputes each namespace's `output`, until the
+/// followers are gone.
+async fn passes(
+    client: &Client,
+    caches: &Caches,
+    output: Output,
+    mut touched: mpsc::UnboundedReceiver<Touched>,
+) {
     let mut all = true;
     loop {
         let mut dirty = BTreeSet::new();
@@ -101,7 +137,10 @@ pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
             dirty.extend(caches.namespaces());
         }
         for ns in &dirty {
-            reconcile(&client, &caches, ns).await;
+            match output {
+                Output::Slices => reconcile_slices(client, caches, ns).await,
+                Output::Endpoints => reconcile_endpoints(client, caches, ns).await,
+            }
         }
     }
 }
@@ -132,43 +171,49 @@ where
         .collect()
 }
 
-/// Recomputes and writes the Endpoints and EndpointSlices of every Service in `ns`.
-async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
+/// Recomputes and writes the EndpointSlices of every Service in `ns`, and removes the managed
+/// ones no Service wants.
+async fn reconcile_slices(client: &Client, caches: &Caches, ns: &str) {
     let services = in_namespace(&caches.services, ns);
     // Shared with the cache, not copied: this runs on every change of a pod of `ns`.
     let pods: Vec<Arc<Pod>> = in_namespace(&caches.pods, ns);
-    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), ns);
     let slices_api = Api::<EndpointSlice>::namespaced(client.clone(), ns);
-    let mut wanted_endpoints = BTreeSet::new();
-    let mut wanted_slices = BTreeSet::new();
+    let mut wanted = BTreeSet::new();
     for service in &services {
-        let name = service.name_any();
         for problem in unresolved_ports(service, &pods) {
             warn_about(client, service, &problem).await;
         }
-        // Slices first: kube-proxy, DNS and our datapath read them; Endpoints (up to 1,000
-        // addresses in one object) is for older clients.
         for desired in podvisor_endpoints::desired_slices(service, &pods) {
             let slice_name = desired.name_any();
-            wanted_slices.insert(slice_name.clone());
+            wanted.insert(slice_name.clone());
             let current = caches.slices.get(&ObjectRef::new(&slice_name).within(ns));
             write(&slices_api, desired, current).await;
         }
-        if let Some(desired) = podvisor_endpoints::desired_endpoints(service, &pods) {
-            wanted_endpoints.insert(name.clone());
-            let current = caches.endpoints.get(&ObjectRef::new(&name).within(ns));
-            write(&endpoints_api, desired, current).await;
-        }
     }
-    // Managed slices no longer wanted, and Endpoints of Services that are gone.
     for slice in in_namespace(&caches.slices, ns) {
         let managed = slice
             .labels()
             .get(podvisor_endpoints::MANAGED_BY_LABEL)
             .map(String::as_str)
             == Some(podvisor_endpoints::MANAGED_BY);
-        if managed && !wanted_slices.contains(&slice.name_any()) {
+        if managed && !wanted.contains(&slice.name_any()) {
             remove(&slices_api, &slice).await;
+        }
+    }
+}
+
+/// Recomputes and writes the Endpoints of every Service in `ns`, and removes those of Services
+/// that are gone.
+async fn reconcile_endpoints(client: &Client, caches: &Caches, ns: &str) {
+    let services = in_namespace(&caches.services, ns);
+    let pods: Vec<Arc<Pod>> = in_namespace(&caches.pods, ns);
+    let endpoints_api = Api::<Endpoints>::namespaced(client.clone(), ns);
+    for service in &services {
+        if let Some(desired) = podvisor_endpoints::desired_endpoints(service, &pods) {
+            let current = caches
+                .endpoints
+                .get(&ObjectRef::new(&service.name_any()).within(ns));
+            write(&endpoints_api, desired, current).await;
         }
     }
     let service_names: BTreeSet<String> = services.iter().map(|s| s.name_any()).collect();
@@ -180,16 +225,22 @@ async fn reconcile(client: &Client, caches: &Caches, ns: &str) {
 }
 
 /// Whether `current` already says what `desired` does: equal but for the fields the server
-/// sets (compared as typed objects; this runs for every slice on every pod change).
-fn same_content<K: Resource + Clone + PartialEq>(current: &K, desired: &K) -> bool {
-    let mut current = current.clone();
-    let (meta, wanted) = (current.meta_mut(), desired.meta());
-    meta.resource_version.clone_from(&wanted.resource_version);
-    meta.uid.clone_from(&wanted.uid);
-    meta.creation_timestamp.clone_from(&wanted.creation_timestamp);
-    meta.managed_fields.clone_from(&wanted.managed_fields);
-    meta.generation = wanted.generation;
-    current == *desired
+/// sets, compared as typed objects. Those fields are taken from `current` into `desired` for
+/// the comparison (a replace then carries the version, UID and creation time it read; its
+/// generation and managedFields are left as they were), so nothing else is copied: this runs
+/// for every slice on every pod change.
+fn same_content<K: Resource + PartialEq>(current: &K, desired: &mut K) -> bool {
+    let (meta, server) = (desired.meta_mut(), current.meta());
+    meta.resource_version.clone_from(&server.resource_version);
+    meta.uid.clone_from(&server.uid);
+    meta.creation_timestamp.clone_from(&server.creation_timestamp);
+    let generation = std::mem::replace(&mut meta.generation, server.generation);
+    let managed = std::mem::replace(&mut meta.managed_fields, server.managed_fields.clone());
+    let same = *current == *desired;
+    let meta = desired.meta_mut();
+    meta.generation = generation;
+    meta.managed_fields = managed;
+    same
 }
 
 /// Creates `desired`, or replaces `current` with it when their content differs.
@@ -199,14 +250,8 @@ where
 {
     let name = desired.meta().name.clone().unwrap_or_default();
     let result = match current {
-        Some(current) if same_content(&*current, &desired) => return,
-        Some(current) => {
-            let meta = desired.meta_mut();
-            meta.resource_version = current.meta().resource_version.clone();
-            meta.uid = current.meta().uid.clone();
-            meta.creation_timestamp = current.meta().creation_timestamp.clone();
-            api.replace(&name, &PostParams::default(), &desired).await
-        }
+        Some(current) if same_content(&*current, &mut desired) => return,
+        Some(_) => api.replace(&name, &PostParams::default(), &desired).await,
         None => api.create(&PostParams::default(), &desired).await,
     };
     match result {
@@ -368,10 +413,15 @@ mod tests {
         stored.metadata.uid = Some("u".into());
         stored.metadata.creation_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
         stored.metadata.generation = Some(3);
-        assert!(same_content(&stored, &desired));
-        assert!(!same_content(&stored, &slice(&["10.88.0.3"])));
+        let mut compared = desired.clone();
+        assert!(same_content(&stored, &mut compared));
+        // A replace carries the version, UID and creation time read; not the generation.
+        assert_eq!(compared.metadata.resource_version.as_deref(), Some("42"));
+        assert_eq!(compared.metadata.uid.as_deref(), Some("u"));
+        assert_eq!(compared.metadata.generation, None);
+        assert!(!same_content(&stored, &mut slice(&["10.88.0.3"])));
         let mut relabelled = stored.clone();
         relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
-        assert!(!same_content(&relabelled, &desired));
+        assert!(!same_content(&relabelled, &mut desired.clone()));
     }
 }
