@@ -3,7 +3,9 @@
 //! Two loops over shared caches, as upstream has two controllers: one writes the
 //! EndpointSlices (what kube-proxy, DNS and our datapath read), the other the Endpoints (up to
 //! 1,000 addresses in one object, for older clients), so a readiness change reaches the slices
-//! without waiting behind the previous change's Endpoints write.
+//! without waiting behind the previous change's Endpoints write. Each gathers a burst of
+//! changes into one pass; the Endpoints' waits longer for the burst to end (10 ms against
+//! 2 ms, at most 100 ms either), so the slices usually reach the store first.
 //!
 //! Each is level-triggered: every change of a Service, Pod, or of the loop's own kind marks
 //! its namespace, and the namespace is recomputed from the reflectors' caches with
@@ -37,8 +39,16 @@ enum Output {
     Endpoints,
 }
 
-/// How long a burst of changes is gathered before one pass handles it.
+/// How long a burst of changes is gathered before the slices' pass handles it: a pass starts
+/// once no change came for this long.
 const BATCH: Duration = Duration::from_millis(2);
+/// The same for the Endpoints' pass: longer, so that the slices (what kube-proxy, DNS and our
+/// datapath read) are usually written first and do not wait behind the Endpoints object's
+/// write (up to 1,000 addresses) in the store.
+const ENDPOINTS_BATCH: Duration = Duration::from_millis(10);
+/// The longest a pass waits for a burst to end: changes that keep coming (faster than the
+/// batch period) are handled at least this often.
+const MAX_GATHER: Duration = Duration::from_millis(100);
 
 /// The caches the controller decides from.
 struct Caches {
@@ -112,34 +122,51 @@ async fn passes(
     output: Output,
     mut touched: mpsc::UnboundedReceiver<Touched>,
 ) {
-    let mut all = true;
-    loop {
-        let mut dirty = BTreeSet::new();
-        // Gather what is queued, so a burst is one pass.
-        loop {
-            let next = if all || !dirty.is_empty() {
-                match tokio::time::timeout(BATCH, touched.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => break,
-                }
-            } else {
-                touched.recv().await
-            };
-            match next {
-                Some(Touched::All) => all = true,
-                Some(Touched::Namespace(ns)) => {
-                    dirty.insert(ns);
-                }
-                None => return,
-            }
-        }
-        if std::mem::take(&mut all) {
+    let batch = match output {
+        Output::Slices => BATCH,
+        Output::Endpoints => ENDPOINTS_BATCH,
+    };
+    // The first pass looks at everything.
+    let mut first = true;
+    while let Some((mut dirty, all)) = gather(&mut touched, batch, std::mem::take(&mut first)).await {
+        if all {
             dirty.extend(caches.namespaces());
         }
         for ns in &dirty {
             match output {
                 Output::Slices => reconcile_slices(client, caches, ns).await,
                 Output::Endpoints => reconcile_endpoints(client, caches, ns).await,
+            }
+        }
+    }
+}
+
+/// Waits for changes and gathers them, so a burst is one pass: until none came for `batch`,
+/// and at most [`MAX_GATHER`] after the first. Returns the namespaces touched and whether
+/// everything was (`all` starts the gathering at once, as if everything had been touched);
+/// `None` once every sender is gone.
+async fn gather(
+    touched: &mut mpsc::UnboundedReceiver<Touched>,
+    batch: Duration,
+    mut all: bool,
+) -> Option<(BTreeSet<String>, bool)> {
+    let mut dirty = BTreeSet::new();
+    let mut deadline = None;
+    loop {
+        let next = if all || !dirty.is_empty() {
+            let now = tokio::time::Instant::now();
+            let until = *deadline.get_or_insert(now + MAX_GATHER);
+            match tokio::time::timeout_at(until.min(now + batch), touched.recv()).await {
+                Ok(next) => next,
+                Err(_) => return Some((dirty, all)),
+            }
+        } else {
+            touched.recv().await
+        };
+        match next? {
+            Touched::All => all = true,
+            Touched::Namespace(ns) => {
+                dirty.insert(ns);
             }
         }
     }
@@ -387,8 +414,67 @@ async fn warn_about(client: &Client, service: &Service, message: &str) {
 mod tests {
     use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use tokio::sync::mpsc;
+    use tokio::time::Instant;
 
-    use super::same_content;
+    use super::{BATCH, ENDPOINTS_BATCH, MAX_GATHER, Touched, gather, same_content};
+
+    /// A change is handled once the batch period passed without another; a burst of changes
+    /// is one pass.
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_starts_once_changes_pause() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for ns in ["a", "b", "a"] {
+            tx.send(Touched::Namespace(ns.into()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let started = Instant::now();
+        let gathered = gather(&mut rx, BATCH, false).await;
+        assert_eq!(gathered, Some((["a".to_string(), "b".to_string()].into(), false)));
+        assert_eq!(started.elapsed(), BATCH);
+        drop(tx);
+        assert_eq!(gather(&mut rx, BATCH, false).await, None, "the senders are gone");
+    }
+
+    /// Changes that never pause are still handled, at least every MAX_GATHER: a busy namespace
+    /// must not hold its Endpoints back for good.
+    #[tokio::test(start_paused = true)]
+    async fn changes_that_never_pause_are_handled_at_least_every_max_gather() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let sender = tokio::spawn(async move {
+            loop {
+                if tx.send(Touched::Namespace("busy".into())).is_err() {
+                    return;
+                }
+                tokio::time::sleep(ENDPOINTS_BATCH / 2).await;
+            }
+        });
+        for _ in 0..3 {
+            let started = Instant::now();
+            let gathered = tokio::time::timeout(10 * MAX_GATHER, gather(&mut rx, ENDPOINTS_BATCH, false))
+                .await
+                .unwrap_or_else(|_| panic!("still gathering after {:?}", 10 * MAX_GATHER));
+            assert_eq!(gathered, Some((["busy".to_string()].into(), false)));
+            assert!(
+                started.elapsed() <= MAX_GATHER + ENDPOINTS_BATCH,
+                "gathered for {:?}",
+                started.elapsed()
+            );
+        }
+        sender.abort();
+    }
+
+    /// The first pass looks at everything without waiting for a change.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_pass_needs_no_change() {
+        let (_tx, mut rx) = mpsc::unbounded_channel::<Touched>();
+        let started = Instant::now();
+        assert_eq!(
+            gather(&mut rx, BATCH, true).await,
+            Some((Default::default(), true))
+        );
+        assert_eq!(started.elapsed(), BATCH);
+    }
 
     fn slice(addresses: &[&str]) -> EndpointSlice {
         EndpointSlice {
