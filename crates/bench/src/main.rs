@@ -59,8 +59,9 @@ OPTIONS:
 BENCHMARKS:
     pod-start      one-container pod created → Running        (floor: spawn+wait, namespaces as root)
     burst-110      110 pods applied at once → all Running → all deleted → all gone
-                                                                (floor: spawn and kill 110 processes)
-    burst-1000     the same with 1,000 pods                     (floor: spawn and kill 1,000)
+                          (floor: spawn and kill 110 processes; as root each in new namespaces
+                           and its own pod and container cgroups)
+    burst-1000     the same with 1,000 pods                     (floor: the same with 1,000)
     crash-restart  SIGKILL of an Always container → replaced   (floor: kill + waitpid + spawn)
     probe-cpu      CPU of 110 pods' HTTP+TCP (and exec) probes at 1 s, TIME_WAIT, false failures
     probe-cpu-1000 the same for 1,000 pods' HTTP+TCP probes at 10 s and at 1 s

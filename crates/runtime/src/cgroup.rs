@@ -1,4 +1,5 @@
-//! Cgroups: detection (v2, v1 controllers, hybrid), per-container groups, limits, kill, OOM.
+//! Cgroups: detection (v2, v1 controllers, hybrid), per-container groups, limits, kill, OOM,
+//! and their removal on one thread (`Remover`).
 //!
 //! Layout: `<base>/<pod-uid>/<container>-<restart>` in every hierarchy used, where `<base>` is
 //! `<v2 mount>/<parent>` for cgroup v2 and `<v1 controller mount>/<own cgroup>/<parent>` for v1
