@@ -51,6 +51,7 @@ const ENDPOINTS_BATCH: Duration = Duration::from_millis(10);
 const MAX_GATHER: Duration = Duration::from_millis(100);
 
 /// The caches the controller decides from.
+#[derive(Clone)]
 struct Caches {
     services: Store<Service>,
     pods: Store<Pod>,
@@ -108,17 +109,28 @@ pub(crate) async fn run_shared(client: Client, pods: Shared<Pod>) {
             return;
         }
     }
-    tokio::join!(
-        passes(&client, &caches, Output::Slices, slices_touched),
-        passes(&client, &caches, Output::Endpoints, endpoints_touched),
-    );
+    // Two tasks, so the Endpoints' pass (its write of up to 1,000 addresses is encoded and
+    // admitted on the task that makes it) runs beside the slices', not between its steps.
+    let slices_loop = AbortOnDropHandle::new(tokio::spawn(passes(
+        client.clone(),
+        caches.clone(),
+        Output::Slices,
+        slices_touched,
+    )));
+    let endpoints_loop = AbortOnDropHandle::new(tokio::spawn(passes(
+        client,
+        caches,
+        Output::Endpoints,
+        endpoints_touched,
+    )));
+    let _ = tokio::join!(slices_loop, endpoints_loop);
 }
 
 /// One loop: gathers what was touched and recomputes each namespace's `output`, until the
 /// followers are gone.
 async fn passes(
-    client: &Client,
-    caches: &Caches,
+    client: Client,
+    caches: Caches,
     output: Output,
     mut touched: mpsc::UnboundedReceiver<Touched>,
 ) {
@@ -134,8 +146,8 @@ async fn passes(
         }
         for ns in &dirty {
             match output {
-                Output::Slices => reconcile_slices(client, caches, ns).await,
-                Output::Endpoints => reconcile_endpoints(client, caches, ns).await,
+                Output::Slices => reconcile_slices(&client, &caches, ns).await,
+                Output::Endpoints => reconcile_endpoints(&client, &caches, ns).await,
             }
         }
     }

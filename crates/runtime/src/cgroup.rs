@@ -441,14 +441,15 @@ const RETRY: Duration = Duration::from_millis(10);
 /// is read, for child groups (a cgroup directory lists dozens of control files; a `stat` of
 /// each to tell them from child groups was a third of the node's CPU while 110 pods were
 /// deleted at once). What still runs in a group is killed, and the group removed once it has
-/// exited, for at most [`EMPTY_WAIT`]; then it is left.
+/// exited, for at most [`EMPTY_WAIT`] from the first kill; then it is left.
 #[derive(Debug)]
 struct Removal {
     /// The groups still to remove, the next one last.
     stack: Vec<PathBuf>,
     /// Groups whose child groups were put on the stack.
     expanded: Vec<PathBuf>,
-    deadline: Instant,
+    /// Set at the first kill (not when queued: a removal may wait its turn behind many).
+    deadline: Option<Instant>,
     /// Told when done.
     done: Option<oneshot::Sender<()>>,
 }
@@ -461,7 +462,7 @@ impl Removal {
         Removal {
             stack,
             expanded: Vec::new(),
-            deadline: Instant::now() + EMPTY_WAIT,
+            deadline: None,
             done: None,
         }
     }
@@ -475,7 +476,7 @@ impl Removal {
     fn advance(&mut self) -> bool {
         while let Some(dir) = self.stack.last() {
             let busy = fs::remove_dir(dir).is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY));
-            if !busy || Instant::now() >= self.deadline {
+            if !busy || self.deadline.is_some_and(|d| Instant::now() >= d) {
                 self.stack.pop();
                 continue;
             }
@@ -488,6 +489,7 @@ impl Removal {
                 }
             }
             kill_dir(dir);
+            self.deadline.get_or_insert_with(|| Instant::now() + EMPTY_WAIT);
             return false;
         }
         if let Some(done) = self.done.take() {
@@ -744,6 +746,40 @@ mod tests {
 
     fn no_own_path(_: Option<&str>) -> String {
         String::new()
+    }
+
+    /// A removal that waited its turn for longer than it may wait for killed processes still
+    /// kills what runs in its group and removes the group once that has exited: the wait
+    /// starts at the kill, not when the removal was queued.
+    #[test]
+    #[ignore = "needs root"]
+    #[allow(clippy::disallowed_methods)]
+    fn a_removal_queued_long_ago_still_kills_and_removes() {
+        let hierarchies = BareHierarchies::detect(&format!("podvisor-test-rm-{}", std::process::id()));
+        let Some(base) = hierarchies.bases().first().map(|b| b.to_path_buf()) else {
+            panic!("no usable cgroup hierarchy (run as root)");
+        };
+        let group = base.join("busy");
+        fs::create_dir(&group).unwrap_or_else(|e| panic!("{e}"));
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        fs::write(group.join("cgroup.procs"), sleeper.id().to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let removal = Removal::of([group.clone()]);
+        std::thread::sleep(EMPTY_WAIT + RETRY);
+        removal.finish_blocking();
+        let killed = sleeper.try_wait().ok().flatten();
+        let removed = !group.exists();
+        // Whatever the outcome, nothing is left behind.
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        let _ = fs::remove_dir(&group);
+        assert!(
+            killed.is_some_and(|s| !s.success()),
+            "the sleep was killed: {killed:?}"
+        );
+        assert!(removed, "the group is gone");
     }
 
     #[test]
