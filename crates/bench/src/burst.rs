@@ -36,14 +36,19 @@ pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>
     .await;
     node.shutdown().await;
     let (up, down) = result?;
-    let (floor_up, floor_down) =
+    let (floor_up, floor_down, groups) =
         tokio::task::spawn_blocking(move || spawn_all_floor(n, rounds.max(3), sandboxes))
             .await
             .context("the floor thread")??;
-    let (what_up, what_down) = if sandboxes {
+    let (what_up, what_down) = if sandboxes && groups {
         (
             format!("spawn {n} sleeps in new net/uts/ipc namespaces and pod cgroups"),
             format!("SIGKILL + reap {n} processes, remove their cgroups"),
+        )
+    } else if sandboxes {
+        (
+            format!("spawn {n} sleeps in new net/uts/ipc namespaces (no usable cgroups)"),
+            format!("SIGKILL + reap {n} processes"),
         )
     } else {
         (
@@ -123,8 +128,9 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
 }
 
 /// The floor, `rounds` times: spawn `n` sleeps (until the last spawn returned), then SIGKILL
-/// and reap them all. With `sandboxes`, each sleep is in new namespaces and its own groups.
-fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<(Vec<Duration>, Vec<Duration>)> {
+/// and reap them all. With `sandboxes`, each sleep is in new namespaces and its own groups
+/// (where a cgroup hierarchy is usable: the third value says whether one was).
+fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<(Vec<Duration>, Vec<Duration>, bool)> {
     let hierarchies = sandboxes.then(|| {
         podvisor_runtime::cgroup::BareHierarchies::detect(&format!("podvisor-floor-{}", std::process::id()))
     });
@@ -164,7 +170,7 @@ fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<(Vec<Dura
         round.end()?;
         down.push(start.elapsed());
     }
-    Ok((up, down))
+    Ok((up, down, !bases.is_empty()))
 }
 
 /// One round of the floor's processes and the groups made for them; what a failed round
