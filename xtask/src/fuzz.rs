@@ -13,7 +13,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 
 use crate::flags::{Arg, Parser};
 use crate::step;
@@ -33,10 +33,29 @@ A failure stops the run; its shrunk case is saved in the target's *.proptest-reg
 which `cargo test` replays first: commit it with the fix.
 ";
 
-/// (package, cargo test arguments) of each target.
-const TARGETS: [(&str, &[&str]); 2] = [
-    ("podvisor-apiserver", &["--test", "never_panic"]),
-    ("podvisor-api", &["--lib", "never_panics"]),
+/// One fuzz target: a test executable of the workspace's build and the test-name filter it
+/// runs with.
+struct Target {
+    package: &'static str,
+    /// The test target's kind and name: `test` and the file's name, or `lib` and the crate's.
+    kind: &'static str,
+    name: &'static str,
+    filter: &'static str,
+}
+
+const TARGETS: [Target; 2] = [
+    Target {
+        package: "podvisor-apiserver",
+        kind: "test",
+        name: "never_panic",
+        filter: "",
+    },
+    Target {
+        package: "podvisor-api",
+        kind: "lib",
+        name: "podvisor_api",
+        filter: "never_panics",
+    },
 ];
 
 pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
@@ -69,18 +88,34 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
         }
     }
     crate::setup::install(crate::setup::Need::Build)?;
+    // The suite's own executables (built once, with the workspace's features): `cargo test -p`
+    // would build everything again for one package's features.
+    let binaries = step::workspace_test_binaries()?;
+    let targets = TARGETS
+        .iter()
+        .map(|t| {
+            binaries
+                .iter()
+                .find(|b| b.package == t.package && b.target == t.name && b.kinds.iter().any(|k| k == t.kind))
+                .map(|b| (t, b))
+                .ok_or_else(|| anyhow!("cargo built no {} test `{}` of {}", t.kind, t.name, t.package))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut rounds = 0u64;
     loop {
         rounds += 1;
-        for (package, target) in TARGETS {
-            let mut command = step::cargo();
-            command
-                .args(["test", "--quiet", "-p", package])
-                .args(target)
-                .env("PROPTEST_CASES", cases.to_string());
+        for (target, binary) in &targets {
+            let mut command = binary.command();
+            command.arg("--quiet").env("PROPTEST_CASES", cases.to_string());
+            if !target.filter.is_empty() {
+                command.arg(target.filter);
+            }
             step::run(
-                &format!("fuzz round {rounds}: {package} {}", target.join(" ")),
+                &format!(
+                    "fuzz round {rounds}: {} {} {} {}",
+                    target.package, target.kind, target.name, target.filter
+                ),
                 &format!("PROPTEST_CASES={cases}"),
                 &mut command,
             )?;

@@ -223,17 +223,20 @@ fn ignored_tests() -> Result<Vec<String>> {
         .collect())
 }
 
-/// A test executable cargo built, and the package directory it runs in.
-struct TestBinary {
-    path: PathBuf,
-    package_dir: PathBuf,
-}
-
 /// Step 4: the test binaries of [`UNPRIVILEGED_PACKAGES`] run as [`TEST_USER`].
 fn unprivileged_pass() -> Result<()> {
     eprintln!("\n==> test [3/5] node, runtime, kubelet and proxy tests as `{TEST_USER}` (no root)");
     let home = ensure_user()?;
-    let binaries = test_binaries(&UNPRIVILEGED_PACKAGES)?;
+    let binaries: Vec<_> = step::workspace_test_binaries()?
+        .into_iter()
+        .filter(|b| UNPRIVILEGED_PACKAGES.contains(&b.package.as_str()))
+        .collect();
+    if binaries.is_empty() {
+        bail!(
+            "cargo built no test binaries for {}",
+            UNPRIVILEGED_PACKAGES.join(", ")
+        );
+    }
     let root = crate::project_root();
     open_path_for_others(&root)?;
     for binary in binaries {
@@ -245,13 +248,8 @@ fn unprivileged_pass() -> Result<()> {
             .arg("TMPDIR=/tmp")
             .arg(&binary.path)
             .current_dir(&binary.package_dir);
-        let name = binary
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         step::run(
-            &format!("unprivileged: {name}"),
+            &format!("unprivileged: {}", binary.name()),
             &format!("user={TEST_USER}"),
             &mut command,
         )?;
@@ -282,47 +280,6 @@ fn ensure_user() -> Result<PathBuf> {
         bail!("chown of {} failed", home.display());
     }
     Ok(home)
-}
-
-/// The test executables of `packages`, built (`cargo test --no-run`) and found in cargo's JSON
-/// messages.
-fn test_binaries(packages: &[&str]) -> Result<Vec<TestBinary>> {
-    let mut command = step::cargo();
-    command.args(["test", "--no-run", "--all-targets", "--message-format=json"]);
-    for package in packages {
-        command.args(["-p", package]);
-    }
-    let out = command.output().context("cannot build the test binaries")?;
-    if !out.status.success() {
-        bail!(
-            "building the test binaries failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut binaries = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let (Some(path), Some(manifest)) = (
-            message.get("executable").and_then(|e| e.as_str()),
-            message.get("manifest_path").and_then(|m| m.as_str()),
-        ) else {
-            continue;
-        };
-        let package_dir = Path::new(manifest)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        binaries.push(TestBinary {
-            path: PathBuf::from(path),
-            package_dir,
-        });
-    }
-    if binaries.is_empty() {
-        bail!("cargo built no test binaries for {}", packages.join(", "));
-    }
-    Ok(binaries)
 }
 
 /// Lets other users reach `dir`: adds the search (x) bit for others on `dir` and each of its
