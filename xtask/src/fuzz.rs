@@ -112,10 +112,11 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
                 command.arg(target.filter);
             }
             step::run(
-                &format!(
-                    "fuzz round {rounds}: {} {} {} {}",
+                format!(
+                    "fuzz round {rounds}: {} {} `{}` {}",
                     target.package, target.kind, target.name, target.filter
-                ),
+                )
+                .trim_end(),
                 &format!("PROPTEST_CASES={cases}"),
                 &mut command,
             )?;
