@@ -313,8 +313,7 @@ impl Cgroups {
             } else {
                 missing.push("memory");
             }
-        } else if !v2_limits && let Some(base) = &self.v1_memory {
-            // Without a limit the v1 memory group still records OOM kills and tracks pids.
+        } else if let Some(base) = self.v1_memory_without_limit() {
             let dir = leaf(base);
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             cg.memory = Some((dir.clone(), false));
@@ -350,6 +349,15 @@ impl Cgroups {
             }
         }
         Ok((cg, missing))
+    }
+
+    /// The v1 memory hierarchy where a container gets a group even without a memory limit:
+    /// where limits are v1's, as the v1 memory group still records OOM kills and tracks pids.
+    /// With the v2 hierarchy (where there is one), the groups every container gets.
+    fn v1_memory_without_limit(&self) -> Option<&PathBuf> {
+        (self.version == CgroupVersion::V1)
+            .then_some(self.v1_memory.as_ref())
+            .flatten()
     }
 
     /// Removes the pod's directory in every hierarchy, with its containers' groups, on the
@@ -413,15 +421,15 @@ impl BareHierarchies {
     }
 
     /// The directories under which a pod's group goes, with the container's group in it: the
-    /// v2 hierarchy where there is one (limits or tracking), and v1's memory hierarchy where
-    /// the limits are v1 (the v1 memory group records OOM kills without a limit). Empty
+    /// hierarchies in which the runtime gives a container without limits a group (the v2
+    /// hierarchy where there is one, and v1's memory hierarchy where limits are v1's). Empty
     /// without a usable hierarchy.
     pub fn bases(&self) -> Vec<&Path> {
         let c = &self.0;
-        let v1 = (c.version == CgroupVersion::V1)
-            .then_some(c.v1_memory.as_deref())
-            .flatten();
-        c.v2.as_deref().into_iter().chain(v1).collect()
+        c.v2.as_deref()
+            .into_iter()
+            .chain(c.v1_memory_without_limit().map(PathBuf::as_path))
+            .collect()
     }
 }
 
@@ -755,6 +763,7 @@ mod tests {
     #[ignore = "needs root"]
     #[allow(clippy::disallowed_methods)]
     fn a_removal_queued_long_ago_still_kills_and_removes() {
+        let _children = crate::TEST_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
         let hierarchies = BareHierarchies::detect(&format!("podvisor-test-rm-{}", std::process::id()));
         let Some(base) = hierarchies.bases().first().map(|b| b.to_path_buf()) else {
             panic!("no usable cgroup hierarchy (run as root)");
@@ -819,6 +828,35 @@ mod tests {
         let found = unprivileged(|| Cgroups::detect_in(&mounts, &no_own_path, "podvisor"));
         assert_eq!(found.version, CgroupVersion::None);
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The burst benchmark's floor makes a pod's groups where the runtime does:
+    /// [`BareHierarchies::bases`] are the hierarchies in which a container without limits gets
+    /// its groups, with v2 alone and on a hybrid machine (v1's memory hierarchy beside v2).
+    #[test]
+    fn the_floors_hierarchies_are_those_of_a_container_without_limits() {
+        let (v2, mut mounts) = fake_v2();
+        leave_base(v2.path(), "podvisor");
+        let alone = Cgroups::detect_in(&mounts, &no_own_path, "podvisor");
+        let v1 = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        leave_base(v1.path(), "podvisor");
+        mounts.push(Mount {
+            path: v1.path().to_path_buf(),
+            fstype: "cgroup".into(),
+            options: vec!["rw".into(), "memory".into()],
+        });
+        let hybrid = Cgroups::detect_in(&mounts, &no_own_path, "podvisor");
+        assert_eq!(hybrid.version, CgroupVersion::V1, "{hybrid:?}");
+        for (found, groups) in [(alone, 1), (hybrid, 2)] {
+            let (cg, missing) = found
+                .create("pod-uid", "c", Limits::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(missing.is_empty());
+            let made: Vec<&Path> = cg.dirs.iter().filter_map(|d| d.parent()?.parent()).collect();
+            let floor = BareHierarchies(found);
+            assert_eq!(made.len(), groups, "{made:?}");
+            assert_eq!(made, floor.bases());
+        }
     }
 
     #[test]

@@ -122,3 +122,8 @@ pub use runtime::{
     ProcessRuntime, RuntimeConfig, TERMINATION_MESSAGE_LIMIT, delete_link,
 };
 pub use sys::with_new_pod_namespaces;
+
+/// Held by the unit tests that have children of the test process or wait for "any child": such
+/// a wait must not meet another test's children.
+#[cfg(test)]
+pub(crate) static TEST_CHILDREN: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -847,9 +847,6 @@ mod tests {
         }
     }
 
-    /// The tests wait for "any child": one at a time.
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     fn pipe() -> (fs::File, OwnedFd) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         (fs::File::from(r), w)
@@ -857,7 +854,7 @@ mod tests {
 
     #[test]
     fn the_child_gets_default_signals_stdio_a_session_and_the_directory() {
-        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _children = crate::TEST_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
         let (mut out, out_w) = pipe();
         let (_err, err_w) = pipe();
         let argv = [
@@ -906,7 +903,7 @@ mod tests {
 
     #[test]
     fn a_failure_before_exec_is_returned_and_the_child_reaped() {
-        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let _children = crate::TEST_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
         let (_out, out_w) = pipe();
         let (_err, err_w) = pipe();
         let argv = ["true".to_string()];
