@@ -403,15 +403,7 @@ async fn stop_escalates_to_sigkill_for_the_whole_tree() {
     let p = pod("stubborn", json!([sh("s", &script)]), json!({}));
     let s = start(&rt, &p, 0, None).await;
     let t = Instant::now();
-    let mut all: Vec<i32> = Vec::new();
-    while all.len() < 3 && t.elapsed() < Duration::from_secs(5) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        all = std::fs::read_to_string(&pids)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.parse().ok())
-            .collect();
-    }
+    let all = pids_in(&pids, 3).await;
     assert_eq!(all.len(), 3, "three processes started");
     rt.stop(&s.id, Duration::from_secs(30))
         .await
@@ -467,6 +459,75 @@ async fn a_grace_period_near_i64_max_does_not_panic_and_a_shorter_stop_still_kil
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(within(10, s.exit).await.status, ExitStatus::Signaled(9));
+}
+
+/// The pids a container's script appends to `file`, once there are `n` (or what is there after
+/// 5 s).
+async fn pids_in(file: &std::path::Path, n: usize) -> Vec<i32> {
+    let t = Instant::now();
+    let mut pids = Vec::new();
+    while pids.len() < n && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        pids = std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+    }
+    pids
+}
+
+/// The state letter of `pid` in `/proc/<pid>/stat` (`Z` for a zombie); `None` once it is gone.
+fn state(pid: i32) -> Option<char> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text.rfind(')')
+        .and_then(|i| text[i + 1..].trim_start().chars().next())
+}
+
+/// A container's orphans are reaped by its monitor as they end (it wakes on `SIGCHLD`), not at
+/// a periodic tick: none stays a zombie for long. Four orphans end a quarter of a second apart
+/// while the main process runs on; with a one-second tick, one would wait most of a second.
+#[tokio::test]
+async fn a_containers_orphans_are_reaped_as_they_end() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let pids = dir.path().join("orphans");
+    let script = format!(
+        "for t in 0.3 0.55 0.8 1.05; do (sleep $t & echo $! >> {p}); done; exec sleep 60",
+        p = pids.display()
+    );
+    let p = pod("orphans", json!([sh("o", &script)]), json!({}));
+    let s = start(&rt, &p, 0, None).await;
+    let mut left = pids_in(&pids, 4).await;
+    assert_eq!(left.len(), 4, "four orphans started");
+    let t = Instant::now();
+    let mut zombie_since = std::collections::HashMap::new();
+    let mut longest = Duration::ZERO;
+    while !left.is_empty() && t.elapsed() < Duration::from_secs(10) {
+        left.retain(|&pid| match state(pid) {
+            Some('Z') => {
+                zombie_since.entry(pid).or_insert_with(Instant::now);
+                true
+            }
+            Some(_) => true,
+            None => {
+                if let Some(since) = zombie_since.get(&pid) {
+                    longest = longest.max(since.elapsed());
+                }
+                false
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.stop(&s.id, Duration::ZERO)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    within(10, s.exit).await;
+    assert!(left.is_empty(), "orphans {left:?} not reaped within 10 s");
+    assert!(
+        longest < Duration::from_millis(300),
+        "an orphan stayed a zombie for {longest:?}"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 //!
 //! What it does, and nothing else (no Kubernetes logic, no connection to the node):
 //! - it is the main process's parent and a child subreaper, so it reaps the main process and
-//!   every orphan of the container;
+//!   every orphan of the container, woken by each `SIGCHLD` (through a signalfd: an idle
+//!   monitor never wakes);
 //! - it holds the read ends of the container's stdout and stderr (or its pty master) and
 //!   writes the CRI log file itself, rotation included (`logs/cri.rs`, included below), so no
 //!   line is lost while no node runs;
@@ -48,8 +49,16 @@ struct PollFd {
     revents: i16,
 }
 
+/// glibc's `sigset_t` (1024 bits).
+#[repr(C)]
+struct SigSet([u64; 16]);
+
 unsafe extern "C" {
     fn poll(fds: *mut PollFd, n: u64, timeout: i32) -> i32;
+    fn sigemptyset(set: *mut SigSet) -> i32;
+    fn sigaddset(set: *mut SigSet, sig: i32) -> i32;
+    fn sigprocmask(how: i32, set: *const SigSet, old: *mut SigSet) -> i32;
+    fn signalfd(fd: i32, mask: *const SigSet, flags: i32) -> i32;
     fn read(fd: i32, buf: *mut u8, n: usize) -> isize;
     fn close(fd: i32) -> i32;
     fn waitpid(pid: i32, status: *mut i32, options: i32) -> i32;
@@ -68,6 +77,12 @@ const EAGAIN: i32 = 11;
 const SIGHUP: i32 = 1;
 const SIGINT: i32 = 2;
 const SIGPIPE: i32 = 13;
+const SIGCHLD: i32 = 17;
+const SIG_BLOCK: i32 = 0;
+const SFD_NONBLOCK: i32 = 0o4000;
+const SFD_CLOEXEC: i32 = 0o2000000;
+/// `struct signalfd_siginfo`'s size: a read returns whole ones.
+const SIGINFO_SIZE: usize = 128;
 const SIG_IGN: usize = 1;
 const PR_SET_NAME: i32 = 15;
 #[cfg(target_arch = "x86_64")]
@@ -112,6 +127,30 @@ fn parse() -> Option<Args> {
     })
 }
 
+/// A descriptor that is readable while a `SIGCHLD` is pending: the main process or an orphan
+/// handed to us ended. `SIGCHLD` is blocked for it, so it is kept pending, not discarded as its
+/// default disposition would. -1 if the kernel refuses.
+fn child_events() -> i32 {
+    let mut set = SigSet([0; 16]);
+    // SAFETY: the set is a local of glibc's `sigset_t` size; blocking a signal in this
+    // single-threaded program; signalfd returns a new fd or -1.
+    unsafe {
+        sigemptyset(&mut set);
+        sigaddset(&mut set, SIGCHLD);
+        if sigprocmask(SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return -1;
+        }
+        signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)
+    }
+}
+
+/// Reads every pending `SIGCHLD` off `fd` (what ended is then reaped with `waitpid`).
+fn drain(fd: i32) {
+    let mut infos = [0u8; SIGINFO_SIZE * 8];
+    // SAFETY: reading into a local buffer, at most its size.
+    while unsafe { read(fd, infos.as_mut_ptr(), infos.len()) } > 0 {}
+}
+
 /// The sandbox holder's wait (`pause` mode, see the module's docs).
 fn pause() -> ! {
     unsafe extern "C" {
@@ -149,6 +188,9 @@ fn main() {
     // A pidfd wakes the loop when the main process ends (it is our child: no other reaper).
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let pidfd = unsafe { syscall(SYS_PIDFD_OPEN, args.pid, 0) } as i32;
+    // And a SIGCHLD when anything we must reap ends, the container's orphans too: nothing else
+    // wakes an idle monitor (a timer would, at every tick, in each of a thousand monitors).
+    let children = child_events();
     let mut log = cri::RotatingFile::append(args.log.clone(), args.max_bytes, args.max_files).ok();
     let mut sources: Vec<Source> = [(3, "stdout"), (4, "stderr")]
         .into_iter()
@@ -202,14 +244,26 @@ fn main() {
                 revents: 0,
             });
         }
-        // Orphans are reaped at least once a second (no SIGCHLD handler).
+        if children >= 0 {
+            fds.push(PollFd {
+                fd: children,
+                events: POLLIN,
+                revents: 0,
+            });
+        }
+        // Without the signalfd, orphans are reaped at least once a second.
+        let timeout = if children >= 0 { -1 } else { 1000 };
         // SAFETY: `fds` is a live array of `fds.len()` entries.
-        let n = unsafe { poll(fds.as_mut_ptr(), fds.len() as u64, 1000) };
+        let n = unsafe { poll(fds.as_mut_ptr(), fds.len() as u64, timeout) };
         if n < 0 && errno() != EINTR {
             // Nothing sensible is left to wait on: reap with a pause.
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         for pfd in fds.iter().filter(|p| p.revents & (POLLIN | POLLHUP | POLLERR) != 0) {
+            if pfd.fd == children {
+                drain(children);
+                continue;
+            }
             let Some(source) = sources.iter_mut().find(|s| s.open && s.fd == pfd.fd) else {
                 continue;
             };
