@@ -684,15 +684,13 @@ impl ContainerCgroup {
     /// group's files (rule 6.6).
     pub(crate) fn usage(&self) -> (Option<u64>, Option<u64>) {
         let cpu = self.v2.as_deref().and_then(crate::usage::v2_cpu_ns);
-        let v1_memory = match &self.memory {
-            Some((dir, false)) => Some(dir.as_path()),
-            _ => None,
+        let memory = match &self.memory {
+            // A v1 memory group is made only where the v2 hierarchy has no memory controller:
+            // its group has no `memory.current` to look for (a failed lookup per container
+            // and scrape, a quarter of the files a scrape opened on such machines).
+            Some((dir, false)) => crate::usage::v1_working_set(dir),
+            _ => self.v2.as_deref().and_then(crate::usage::v2_working_set),
         };
-        let memory = self
-            .v2
-            .as_deref()
-            .and_then(crate::usage::v2_working_set)
-            .or_else(|| v1_memory.and_then(crate::usage::v1_working_set));
         (cpu, memory)
     }
 
