@@ -27,7 +27,7 @@
 //! Recording never fails and never blocks on I/O; the worker only observes and decides nothing
 //! from these values.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use podvisor_core::corev1::Pod;
@@ -303,6 +303,18 @@ impl KubeletMetrics {
 pub(crate) struct PodRecorder {
     metrics: Option<KubeletMetrics>,
     pod: Arc<PodLabels>,
+    /// The pod's probe series, shared by every clone of the recorder.
+    probes: Arc<Mutex<ProbeSeries>>,
+}
+
+/// Handles of a pod's probe series, taken from their families at each series' first probe:
+/// recording through one is an atomic add, where a family's lookup clones and hashes four
+/// label strings (a probe result a second per pod adds up at 1,000 pods). A handle shares its
+/// value with the family's series.
+#[derive(Debug, Default)]
+struct ProbeSeries {
+    totals: Vec<(String, ProbeKind, ProbeResultLabel, Counter)>,
+    durations: Vec<(String, ProbeKind, Histogram)>,
 }
 
 #[derive(Debug)]
@@ -323,6 +335,7 @@ impl PodRecorder {
                 namespace: podvisor_core::object::namespace_of(meta).to_string(),
                 uid: meta.uid.clone().unwrap_or_default(),
             }),
+            probes: Arc::default(),
         }
     }
 
@@ -330,16 +343,45 @@ impl PodRecorder {
     pub(crate) fn probe(&self, container: &str, kind: ProbeKind, result: &ProbeResult, elapsed: Duration) {
         let Some(m) = &self.metrics else { return };
         let label = ProbeResultLabel::of(result);
-        m.inner
-            .probe_total
-            .get_or_create(&self.probe_labels(container, kind, label))
-            .inc();
+        let mut series = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
+        match series
+            .totals
+            .iter()
+            .find(|(c, k, l, _)| c == container && *k == kind && *l == label)
+        {
+            Some((.., total)) => {
+                total.inc();
+            }
+            None => {
+                let total = m
+                    .inner
+                    .probe_total
+                    .get_or_create(&self.probe_labels(container, kind, label))
+                    .clone();
+                total.inc();
+                series.totals.push((container.to_owned(), kind, label, total));
+            }
+        };
         // The kubelet observes the duration of successful probes only.
-        if label == ProbeResultLabel::successful {
-            m.inner
-                .probe_duration
-                .get_or_create(&self.duration_labels(container, kind))
-                .observe(elapsed.as_secs_f64());
+        if label != ProbeResultLabel::successful {
+            return;
+        }
+        let seconds = elapsed.as_secs_f64();
+        match series
+            .durations
+            .iter()
+            .find(|(c, k, _)| c == container && *k == kind)
+        {
+            Some((.., duration)) => duration.observe(seconds),
+            None => {
+                let duration = m
+                    .inner
+                    .probe_duration
+                    .get_or_create(&self.duration_labels(container, kind))
+                    .clone();
+                duration.observe(seconds);
+                series.durations.push((container.to_owned(), kind, duration));
+            }
         }
     }
 
@@ -381,6 +423,9 @@ impl PodRecorder {
     /// Removes every per-pod series of `containers` (the pod's worker has ended).
     pub(crate) fn forget(&self, containers: &[String]) {
         let Some(m) = &self.metrics else { return };
+        let mut series = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
+        series.totals.retain(|(c, ..)| !containers.contains(c));
+        series.durations.retain(|(c, ..)| !containers.contains(c));
         for container in containers {
             for kind in [ProbeKind::Liveness, ProbeKind::Readiness, ProbeKind::Startup] {
                 for result in ProbeResultLabel::ALL {
@@ -528,6 +573,39 @@ mod tests {
         assert!(encoded(&metrics).contains(r#"prober_probe_total{probe_type="Startup",result="unknown""#));
         rec.forget(&["app".to_string()]);
         assert!(!encoded(&metrics).contains("prober_probe_total{"));
+    }
+
+    /// The worker records each probe through a clone of its recorder: every clone counts into
+    /// the same series, and `forget` removes them.
+    #[test]
+    fn clones_of_a_recorder_count_into_one_series() {
+        let metrics = KubeletMetrics::new();
+        let rec = PodRecorder::new(Some(metrics.clone()), &pod());
+        let ok = ProbeResult::new(ProbeOutcome::Success, "");
+        for _ in 0..3 {
+            rec.clone()
+                .probe("app", ProbeKind::Liveness, &ok, Duration::from_millis(5));
+        }
+        rec.clone().probe(
+            "sidecar",
+            ProbeKind::Liveness,
+            &ProbeResult::new(ProbeOutcome::Failure, ""),
+            Duration::ZERO,
+        );
+        let text = encoded(&metrics);
+        for line in [
+            r#"prober_probe_total{probe_type="Liveness",result="successful",container="app",pod="web",namespace="team",pod_uid="uid-1"} 3"#,
+            r#"prober_probe_total{probe_type="Liveness",result="failed",container="sidecar",pod="web",namespace="team",pod_uid="uid-1"} 1"#,
+            r#"prober_probe_duration_seconds_count{probe_type="Liveness",container="app",pod="web",namespace="team"} 3"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        rec.forget(&["app".to_string(), "sidecar".to_string()]);
+        assert!(
+            !encoded(&metrics).contains("prober_probe"),
+            "{}",
+            encoded(&metrics)
+        );
     }
 
     #[test]
