@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
@@ -91,15 +91,15 @@ pub(crate) fn workspace_test_binaries() -> Result<Vec<TestBinary>> {
             "--workspace",
             "--all-targets",
             "--no-run",
-            "--message-format=json",
+            "--message-format=json-render-diagnostics",
         ])
+        // Cargo's progress and errors show as they come (a first build takes minutes); the
+        // JSON messages on stdout are read.
+        .stderr(Stdio::inherit())
         .output()
         .context("cannot build the test binaries")?;
     if !out.status.success() {
-        bail!(
-            "building the test binaries failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("building the test binaries failed (cargo's errors are above)");
     }
     let mut binaries = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
