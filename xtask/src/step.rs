@@ -63,10 +63,14 @@ impl TestBinary {
     /// with `CARGO_MANIFEST_DIR` set.
     pub(crate) fn command(&self) -> Command {
         let mut command = Command::new(&self.path);
+        command.envs(self.environment()).current_dir(&self.package_dir);
         command
-            .env("CARGO_MANIFEST_DIR", &self.package_dir)
-            .current_dir(&self.package_dir);
-        command
+    }
+
+    /// What `cargo test` sets for the executable (its package's `CARGO_MANIFEST_DIR`), for a
+    /// wrapper that starts it with an environment of its own (`runuser ... env`).
+    pub(crate) fn environment(&self) -> [(&'static str, &Path); 1] {
+        [("CARGO_MANIFEST_DIR", self.package_dir.as_path())]
     }
 
     /// The executable's file name, as a step's name.

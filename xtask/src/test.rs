@@ -244,7 +244,7 @@ fn unprivileged_pass() -> Result<()> {
         command
             .args(["-u", TEST_USER, "--", "env"])
             .arg(format!("HOME={}", home.display()))
-            .arg(format!("CARGO_MANIFEST_DIR={}", binary.package_dir.display()))
+            .args(binary.environment().map(|(k, v)| format!("{k}={}", v.display())))
             .arg("TMPDIR=/tmp")
             .arg(&binary.path)
             .current_dir(&binary.package_dir);

@@ -36,11 +36,10 @@ pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>
     .await;
     node.shutdown().await;
     let (up, down) = result?;
-    let (floor_up, floor_down, groups) =
-        tokio::task::spawn_blocking(move || spawn_all_floor(n, rounds.max(3), sandboxes))
-            .await
-            .context("the floor thread")??;
-    let (what_up, what_down) = if sandboxes && groups {
+    let floor = tokio::task::spawn_blocking(move || spawn_all_floor(n, rounds.max(3), sandboxes))
+        .await
+        .context("the floor thread")??;
+    let (what_up, what_down) = if sandboxes && floor.cgroups {
         (
             format!("spawn {n} sleeps in new net/uts/ipc namespaces and pod cgroups"),
             format!("SIGKILL + reap {n} processes, remove their cgroups"),
@@ -79,8 +78,8 @@ pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>
         })
     };
     Ok(vec![
-        row(&format!("{n} created→all Running"), &up, &floor_up, what_up)?,
-        row(&format!("{n} deleted→all gone"), &down, &floor_down, what_down)?,
+        row(&format!("{n} created→all Running"), &up, &floor.up, what_up)?,
+        row(&format!("{n} deleted→all gone"), &down, &floor.down, what_down)?,
     ])
 }
 
@@ -127,10 +126,20 @@ async fn burst(node: &mut PodNode, n: usize) -> Result<(Duration, Duration)> {
     Ok((up, down))
 }
 
+/// The floor's samples, one per round.
+struct FloorSamples {
+    /// Spawning every process.
+    up: Vec<Duration>,
+    /// Killing and reaping them all, and removing their groups.
+    down: Vec<Duration>,
+    /// Whether the processes had groups of their own (a cgroup hierarchy was usable).
+    cgroups: bool,
+}
+
 /// The floor, `rounds` times: spawn `n` sleeps (until the last spawn returned), then SIGKILL
 /// and reap them all. With `sandboxes`, each sleep is in new namespaces and its own groups
-/// (where a cgroup hierarchy is usable: the third value says whether one was).
-fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<(Vec<Duration>, Vec<Duration>, bool)> {
+/// (where a cgroup hierarchy is usable).
+fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<FloorSamples> {
     let hierarchies = sandboxes.then(|| {
         podvisor_runtime::cgroup::BareHierarchies::detect(&format!("podvisor-floor-{}", std::process::id()))
     });
@@ -170,7 +179,11 @@ fn spawn_all_floor(n: usize, rounds: usize, sandboxes: bool) -> Result<(Vec<Dura
         round.end()?;
         down.push(start.elapsed());
     }
-    Ok((up, down, !bases.is_empty()))
+    Ok(FloorSamples {
+        up,
+        down,
+        cgroups: !bases.is_empty(),
+    })
 }
 
 /// One round of the floor's processes and the groups made for them; what a failed round

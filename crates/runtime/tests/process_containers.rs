@@ -479,9 +479,7 @@ async fn pids_in(file: &std::path::Path, n: usize) -> Vec<i32> {
 
 /// The state letter of `pid` in `/proc/<pid>/stat` (`Z` for a zombie); `None` once it is gone.
 fn state(pid: i32) -> Option<char> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    text.rfind(')')
-        .and_then(|i| text[i + 1..].trim_start().chars().next())
+    support::stat_fields(pid).first()?.chars().next()
 }
 
 /// A container's orphans are reaped by its monitor as they end (it wakes on `SIGCHLD`), not at

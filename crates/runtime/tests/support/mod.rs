@@ -143,18 +143,25 @@ pub fn zombie_children() -> Vec<i32> {
     let me = std::process::id().to_string();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path().join("stat")) else {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
             continue;
         };
-        let Some(rest) = text.rfind(')').map(|i| &text[i + 2..]) else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split(' ').collect();
-        if f.first() == Some(&"Z") && f.get(1) == Some(&me.as_str()) {
-            out.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        let f = stat_fields(pid);
+        if f.first().map(String::as_str) == Some("Z") && f.get(1) == Some(&me) {
+            out.push(pid);
         }
     }
     out
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (state, parent, group, ...); empty
+/// once the process is gone. The name is skipped by its last `)`: it may hold spaces and
+/// parentheses of its own.
+pub fn stat_fields(pid: i32) -> Vec<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    text.rfind(')')
+        .map(|i| text[i + 1..].split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 pub fn read_log(rt: &ProcessRuntime, pod: &corev1::Pod, container: &str) -> String {
