@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use podvisor_core::corev1::{Container, EphemeralContainer, Pod, PodStatus};
+use podvisor_core::corev1::{Container, EphemeralContainer, Pod};
 use podvisor_core::probe::ProbeTarget;
 use podvisor_core::runtime::{
     BoxFuture, ContainerLaunch, ContainerRuntime, ExitReport, RuntimeError, SandboxConfig, Started,
@@ -191,7 +191,8 @@ pub(crate) async fn run(
         worker.deps.sink.event(&pod, &event, clock.now());
     }
     let mut queue = VecDeque::from([Input::Tick]);
-    let mut published: Option<PodStatus> = None;
+    // The status revision last published.
+    let mut published: Option<u64> = None;
     let mut msgs_open = true;
     let mut shutting_down = false;
     let mut config_generation = worker.deps.config_generation.clone();
@@ -210,13 +211,12 @@ pub(crate) async fn run(
             worker.recorder.pod_running(admitted.elapsed());
         }
         if !worker.machine.is_finished() {
-            // Compared in place: most inputs (probe results that change nothing) leave the
-            // status as it was, and then nothing is cloned.
-            let changed = published.as_ref() != Some(status);
+            // Most inputs (probe results that change nothing) leave the status as it was: its
+            // revision says so without comparing it.
+            let revision = worker.machine.status_revision();
+            let changed = published != Some(revision);
             if changed {
-                published = Some(status.clone());
-            }
-            if changed {
+                published = Some(revision);
                 worker.publish(&view);
             } else if worker.diagnostics_changed {
                 // A probe or hook result that left the status as it was: only the diagnostics

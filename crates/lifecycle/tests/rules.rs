@@ -71,6 +71,36 @@ fn rule_3_4_first_probe_at_once_then_every_period() {
     assert_eq!(probe_times, [5, 10]);
 }
 
+/// Probe results and ticks that change nothing keep the status and its revision (the node
+/// publishes nothing); a result that crosses a threshold changes both.
+#[test]
+fn the_status_revision_moves_with_the_status_only() {
+    let app = with_probe(
+        c("app"),
+        "readinessProbe",
+        exec_probe(json!({"periodSeconds": 1})),
+    );
+    let app = with_probe(app, "livenessProbe", exec_probe(json!({"periodSeconds": 1})));
+    let mut sim = one(app);
+    sim.probe("app", Readiness, Success);
+    assert!(sim.cs("app").ready);
+    let (revision, status) = (sim.m.status_revision(), sim.m.status().clone());
+    for _ in 0..5 {
+        sim.advance(1.0);
+        sim.probe("app", Readiness, Success);
+        sim.probe("app", Liveness, Success);
+    }
+    assert_eq!(sim.m.status(), &status, "nothing shown changed");
+    assert_eq!(sim.m.status_revision(), revision);
+    for _ in 0..3 {
+        // failureThreshold 3: the third failure in a row makes the container unready.
+        sim.advance(1.0);
+        sim.probe("app", Readiness, Failure);
+    }
+    assert!(!sim.cs("app").ready);
+    assert!(sim.m.status_revision() > revision);
+}
+
 #[test]
 fn rule_3_5_8_initial_delay_skips_early_attempts() {
     let app = with_probe(

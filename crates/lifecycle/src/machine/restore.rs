@@ -124,6 +124,7 @@ impl PodMachine {
             now,
             external_conditions: Vec::new(),
             status: PodStatus::default(),
+            status_revision: 0,
             wake: None,
             leftovers: Vec::new(),
             leftover_sandbox: false,
