@@ -204,38 +204,37 @@ impl PodMachine {
         self.run_due_probes(&mut out);
         let unchanged = probes_before.is_some()
             && probes_before == self.probe_states()
-            && out
-                .iter()
-                .all(|c| matches!(c, Command::RunProbe { .. } | Command::WakeAt(_)));
+            && out.iter().all(|c| matches!(c, Command::RunProbe { .. }));
         if unchanged {
             debug_assert!(
                 status::generate(self) == self.status,
                 "a probe result or tick that changed no probe state changed the status"
             );
-            self.wake = self.compute_wake();
-            if let Some(t) = self.wake {
-                out.push(Command::WakeAt(t));
-            }
-            return out;
-        }
-        let status = status::generate(self);
-        if status != self.status {
-            // Rule 3.14: generating a changed status probes the readiness of every started
-            // container that is not ready, at once.
-            for i in 0..self.records.len() {
-                if self.records[i].started() && !self.records[i].ready() {
-                    self.trigger_readiness(i);
-                }
-            }
-            self.run_due_probes(&mut out);
-            self.status = status;
-            self.status_revision += 1;
+        } else {
+            self.refresh_status(&mut out);
         }
         self.wake = self.compute_wake();
         if let Some(t) = self.wake {
             out.push(Command::WakeAt(t));
         }
         out
+    }
+
+    /// Generates the status; when it changed, keeps it (counting the change) and, by rule 3.14,
+    /// probes the readiness of every started container that is not ready, at once.
+    fn refresh_status(&mut self, out: &mut Vec<Command>) {
+        let status = status::generate(self);
+        if status == self.status {
+            return;
+        }
+        for i in 0..self.records.len() {
+            if self.records[i].started() && !self.records[i].ready() {
+                self.trigger_readiness(i);
+            }
+        }
+        self.run_due_probes(out);
+        self.status = status;
+        self.status_revision += 1;
     }
 
     /// Every container's started and ready state, two bits each (`None` past 32 containers):
