@@ -1,18 +1,20 @@
-//! The writing side of the CRI log format, with nothing but `std`: the record encoding, the
-//! line splitter and the size-rotated file. Two programs compile this one file: the runtime
-//! (as `logs::cri`) and the container monitor (`sys/monitor/program.rs`, which includes it by
-//! path), so the format has one home however the bytes reach the disk.
+//! The writing side of the CRI log format, with nothing but `core` and `alloc`: the record
+//! encoding, the line splitter and the size-rotated file. Two programs compile this one file:
+//! the runtime (as `logs::cri`, its files through `std`) and the container monitor
+//! (`sys/monitor/program.rs`, which includes it by path and has no `std`, its files through its
+//! own system calls), so the format has one home however the bytes reach the disk.
 //!
 //! A record is `<RFC 3339 nano UTC timestamp> <stdout|stderr> <F|P> <text>\n`; a line longer
 //! than [`MAX_LINE`] becomes `P` (partial) records and a final `F` record, as containerd writes
 //! them. The current file is `<restart>.log`, rotated ones `<restart>.log.1` (newest) up to
 //! `<restart>.log.<max_files - 1>`. Reading the files back is `logs::read`, in the runtime only.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::time::Duration;
 
 /// The longest line written as one record; longer ones are split into partial records.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -21,20 +23,49 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// secrets, as with the kubelet's `/var/log/pods`.
 pub const LOG_MODE: u32 = 0o640;
 
-/// `t` as RFC 3339 in UTC with nine fraction digits (`2006-01-02T15:04:05.000000000Z`).
-pub fn timestamp(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+/// The time `since_epoch` (after 1970-01-01 UTC) as RFC 3339 in UTC with nine fraction digits
+/// (`2006-01-02T15:04:05.000000000Z`).
+pub fn timestamp(since_epoch: Duration) -> String {
+    let mut out = Vec::with_capacity(30);
+    push_timestamp(&mut out, since_epoch);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`timestamp`]'s text to `out` (no allocation of its own: the monitor stamps every
+/// record).
+fn push_timestamp(out: &mut Vec<u8>, since_epoch: Duration) {
+    let secs = since_epoch.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_nanos()
-    )
+    let year = u64::try_from(y.clamp(0, 9999)).unwrap_or(0);
+    push_digits(out, year, 4);
+    out.push(b'-');
+    push_digits(out, u64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(d), 2);
+    out.push(b'T');
+    push_digits(out, rem / 3600, 2);
+    out.push(b':');
+    push_digits(out, rem / 60 % 60, 2);
+    out.push(b':');
+    push_digits(out, rem % 60, 2);
+    out.push(b'.');
+    push_digits(out, u64::from(since_epoch.subsec_nanos()), 9);
+    out.push(b'Z');
+}
+
+/// `value` in decimal, zero-padded to `width` digits (more if it needs them).
+pub fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = 0;
+    let mut v = value;
+    while n < width || v > 0 {
+        digits[n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        n += 1;
+    }
+    out.extend(digits[..n].iter().rev());
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -51,9 +82,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
 }
 
-/// Appends one record to `out`.
-pub fn encode(out: &mut Vec<u8>, at: SystemTime, stream: &str, partial: bool, text: &[u8]) {
-    out.extend_from_slice(timestamp(at).as_bytes());
+/// Appends one record to `out`, stamped `since_epoch` (after 1970-01-01 UTC).
+pub fn encode(out: &mut Vec<u8>, since_epoch: Duration, stream: &str, partial: bool, text: &[u8]) {
+    push_timestamp(out, since_epoch);
     out.push(b' ');
     out.extend_from_slice(stream.as_bytes());
     out.extend_from_slice(if partial { b" P " } else { b" F " });
@@ -100,43 +131,70 @@ impl Splitter {
     }
 }
 
+/// What [`RotatingFile`] needs of the file system, paths as bytes: the runtime's is `std`'s,
+/// the monitor's its own system calls.
+pub trait LogFs {
+    /// An open file.
+    type File;
+    /// What fails.
+    type Error;
+    /// Creates (truncates) `path` with [`LOG_MODE`], also when it existed with another mode.
+    fn create(path: &[u8]) -> Result<Self::File, Self::Error>;
+    /// Opens `path` to append to it (created with [`LOG_MODE`] if missing), with its size.
+    fn append(path: &[u8]) -> Result<(Self::File, u64), Self::Error>;
+    /// Writes all of `bytes`.
+    fn write_all(file: &mut Self::File, bytes: &[u8]) -> Result<(), Self::Error>;
+    /// Removes `path`; a missing one is no error.
+    fn remove(path: &[u8]) -> Result<(), Self::Error>;
+    /// Renames `from` to `to`; a missing `from` is no error when `missing_ok`.
+    fn rename(from: &[u8], to: &[u8], missing_ok: bool) -> Result<(), Self::Error>;
+}
+
 /// A container instance's log file, rotated by size.
-#[derive(Debug)]
-pub struct RotatingFile {
-    path: PathBuf,
-    file: Option<File>,
+pub struct RotatingFile<F: LogFs> {
+    path: Vec<u8>,
+    file: Option<F::File>,
     size: u64,
     max_bytes: u64,
     max_files: u32,
+    fs: PhantomData<F>,
 }
 
-impl RotatingFile {
+impl<F: LogFs> core::fmt::Debug for RotatingFile<F> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RotatingFile")
+            .field("path", &String::from_utf8_lossy(&self.path))
+            .field("size", &self.size)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_files", &self.max_files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: LogFs> RotatingFile<F> {
     /// Creates (truncates) the file, mode [`LOG_MODE`].
-    pub fn create(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<RotatingFile> {
-        let file = create_private(&path)?;
+    pub fn create(path: Vec<u8>, max_bytes: u64, max_files: u32) -> Result<Self, F::Error> {
+        let file = F::create(&path)?;
         Ok(RotatingFile {
             path,
             file: Some(file),
             size: 0,
             max_bytes: max_bytes.max(1024),
             max_files: max_files.max(1),
+            fs: PhantomData,
         })
     }
 
     /// Opens the file to append to it (created by whoever started the instance).
-    pub fn append(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<RotatingFile> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(LOG_MODE)
-            .open(&path)?;
-        let size = file.metadata()?.len();
+    pub fn append(path: Vec<u8>, max_bytes: u64, max_files: u32) -> Result<Self, F::Error> {
+        let (file, size) = F::append(&path)?;
         Ok(RotatingFile {
             path,
             file: Some(file),
             size,
             max_bytes: max_bytes.max(1024),
             max_files: max_files.max(1),
+            fs: PhantomData,
         })
     }
 
@@ -144,7 +202,7 @@ impl RotatingFile {
     /// before a record that would take the file past its size, so a file holds at most its
     /// size of whole records (a single record larger than that gets a file of its own). A
     /// batch of many records, as one read of a full pipe gives, is split between files.
-    pub fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<(), F::Error> {
         while !bytes.is_empty() {
             let room = usize::try_from(self.max_bytes.saturating_sub(self.size)).unwrap_or(usize::MAX);
             let take = if bytes.len() <= room {
@@ -172,57 +230,38 @@ impl RotatingFile {
         Ok(())
     }
 
-    fn append_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+    fn append_bytes(&mut self, bytes: &[u8]) -> Result<(), F::Error> {
         let file = match &mut self.file {
             Some(f) => f,
-            None => self.file.insert(
-                OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(LOG_MODE)
-                    .open(&self.path)?,
-            ),
+            None => self.file.insert(F::append(&self.path)?.0),
         };
-        file.write_all(bytes)?;
+        F::write_all(file, bytes)?;
         self.size += bytes.len() as u64;
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
+    /// `<path>.<n>`.
+    fn rotated(&self, n: u32) -> Vec<u8> {
+        let mut name = self.path.clone();
+        name.push(b'.');
+        push_digits(&mut name, u64::from(n), 1);
+        name
+    }
+
+    fn rotate(&mut self) -> Result<(), F::Error> {
         self.file = None;
-        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
         if self.max_files <= 1 {
-            fs::remove_file(&self.path).or_else(ignore_missing)?;
+            F::remove(&self.path)?;
         } else {
             let last = self.max_files - 1;
-            fs::remove_file(name(last)).or_else(ignore_missing)?;
+            F::remove(&self.rotated(last))?;
             for n in (1..last).rev() {
-                fs::rename(name(n), name(n + 1)).or_else(ignore_missing)?;
+                F::rename(&self.rotated(n), &self.rotated(n + 1), true)?;
             }
-            fs::rename(&self.path, name(1))?;
+            F::rename(&self.path, &self.rotated(1), false)?;
         }
-        self.file = Some(create_private(&self.path)?);
+        self.file = Some(F::create(&self.path)?);
         self.size = 0;
         Ok(())
-    }
-}
-
-/// Creates (truncates) `path` with [`LOG_MODE`], also when it existed with another mode.
-fn create_private(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(LOG_MODE)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(LOG_MODE))?;
-    Ok(file)
-}
-
-fn ignore_missing(e: io::Error) -> io::Result<()> {
-    if e.kind() == io::ErrorKind::NotFound {
-        Ok(())
-    } else {
-        Err(e)
     }
 }

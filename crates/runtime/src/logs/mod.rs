@@ -5,11 +5,14 @@
 //! writer, for containers started without a monitor. [`read`] gives the files back as lines
 //! ([`CriLogReader`], the runtime's `LogSource`). This is the one crate that knows the format.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncReadExt;
 
@@ -17,6 +20,72 @@ pub mod cri;
 pub mod read;
 pub use cri::MAX_LINE;
 pub use read::CriLogReader;
+
+/// The node's log files: [`cri::RotatingFile`] through `std`.
+pub(crate) enum StdFs {}
+
+/// A rotating log file written by the node.
+pub(crate) type RotatingFile = cri::RotatingFile<StdFs>;
+
+impl cri::LogFs for StdFs {
+    type File = File;
+    type Error = io::Error;
+
+    fn create(path: &[u8]) -> io::Result<File> {
+        let path = Path::new(OsStr::from_bytes(path));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(cri::LOG_MODE)
+            .open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(cri::LOG_MODE))?;
+        Ok(file)
+    }
+
+    fn append(path: &[u8]) -> io::Result<(File, u64)> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(cri::LOG_MODE)
+            .open(Path::new(OsStr::from_bytes(path)))?;
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    }
+
+    fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        file.write_all(bytes)
+    }
+
+    fn remove(path: &[u8]) -> io::Result<()> {
+        std::fs::remove_file(Path::new(OsStr::from_bytes(path))).or_else(ignore_missing)
+    }
+
+    fn rename(from: &[u8], to: &[u8], missing_ok: bool) -> io::Result<()> {
+        let renamed = std::fs::rename(
+            Path::new(OsStr::from_bytes(from)),
+            Path::new(OsStr::from_bytes(to)),
+        );
+        if missing_ok {
+            renamed.or_else(ignore_missing)
+        } else {
+            renamed
+        }
+    }
+}
+
+fn ignore_missing(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+/// The time since the epoch (what [`cri::encode`] stamps records with).
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
 
 /// Which stream a record came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +106,7 @@ impl Stream {
 /// A size-rotated CRI log file shared by a container's stdout and stderr readers in the node
 /// (where no monitor writes it), with notifications for followers.
 pub(crate) struct LogFile {
-    file: cri::RotatingFile,
+    file: RotatingFile,
     /// Notified after every record written (followers read the file on each change); dropped
     /// with the file, once both streams ended.
     updates: tokio::sync::watch::Sender<()>,
@@ -49,7 +118,7 @@ impl LogFile {
     /// Creates (truncates) the log file of one instance, in a directory that exists.
     pub(crate) fn create(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<Self> {
         Ok(LogFile {
-            file: cri::RotatingFile::create(path, max_bytes, max_files)?,
+            file: RotatingFile::create(path.into_os_string().into_vec(), max_bytes, max_files)?,
             updates: tokio::sync::watch::Sender::new(()),
             interest: Arc::new(tokio::sync::Notify::new()),
         })
@@ -59,7 +128,7 @@ impl LogFile {
     /// never truncated.
     pub(crate) fn existing(path: PathBuf, max_bytes: u64, max_files: u32) -> io::Result<Self> {
         Ok(LogFile {
-            file: cri::RotatingFile::append(path, max_bytes, max_files)?,
+            file: RotatingFile::append(path.into_os_string().into_vec(), max_bytes, max_files)?,
             updates: tokio::sync::watch::Sender::new(()),
             interest: Arc::new(tokio::sync::Notify::new()),
         })
@@ -90,7 +159,13 @@ impl LogFile {
     /// Writes one record. Errors are reported once by the caller and never block the reader.
     pub(crate) fn record(&mut self, stream: Stream, partial: bool, text: &[u8]) -> io::Result<()> {
         let mut line = Vec::with_capacity(text.len() + 48);
-        cri::encode(&mut line, SystemTime::now(), stream.as_str(), partial, text);
+        cri::encode(
+            &mut line,
+            since_epoch(SystemTime::now()),
+            stream.as_str(),
+            partial,
+            text,
+        );
         self.file.write(&line)?;
         self.updates.send_modify(|()| {});
         Ok(())
@@ -196,12 +271,13 @@ mod tests {
         // What the monitor writes after one read of a full pipe: many records at once.
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let path = dir.path().join("0.log");
-        let mut file = cri::RotatingFile::create(path.clone(), 1024, 5).unwrap_or_else(|e| panic!("{e}"));
+        let mut file = RotatingFile::create(path.clone().into_os_string().into_vec(), 1024, 5)
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut batch = Vec::new();
         for i in 0..60 {
             cri::encode(
                 &mut batch,
-                SystemTime::UNIX_EPOCH,
+                Duration::ZERO,
                 "stdout",
                 false,
                 format!("line {i}").as_bytes(),
@@ -225,7 +301,7 @@ mod tests {
         let mut big = Vec::new();
         cri::encode(
             &mut big,
-            SystemTime::UNIX_EPOCH,
+            Duration::ZERO,
             "stdout",
             false,
             "x".repeat(2000).as_bytes(),
@@ -240,7 +316,7 @@ mod tests {
             for nanos in [0u32, 1, 999_999_999] {
                 let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
                 assert_eq!(
-                    cri::timestamp(t),
+                    cri::timestamp(since_epoch(t)),
                     podvisor_core::rfc3339::nanos(t),
                     "{secs}.{nanos}"
                 );

@@ -48,3 +48,33 @@ impl MonitorProgram {
         self.fd.as_raw_fd()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PROGRAM;
+
+    /// The program headers' types of the ELF64 executable `elf`.
+    fn segment_types(elf: &[u8]) -> Vec<u32> {
+        let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]);
+        let at = |o: usize| usize::try_from(u64::from_le_bytes(elf[o..o + 8].try_into().unwrap_or([0; 8])));
+        let phoff = at(0x20).unwrap_or(0);
+        let (size, count) = (usize::from(u16_at(0x36)), usize::from(u16_at(0x38)));
+        (0..count)
+            .map(|i| {
+                let o = phoff + i * size;
+                u32::from_le_bytes(elf[o..o + 4].try_into().unwrap_or([0; 4]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_monitor_is_a_small_static_program_with_nothing_to_load_or_relocate() {
+        assert_eq!(&PROGRAM[..4], b"\x7fELF");
+        let types = segment_types(PROGRAM);
+        assert!(types.contains(&1), "a loadable segment: {types:?}");
+        // PT_INTERP (a dynamic loader) and PT_DYNAMIC (libraries, relocations): each would
+        // cost every container start and sandbox their work.
+        assert!(!types.contains(&3) && !types.contains(&2), "{types:?}");
+        assert!(PROGRAM.len() < 128 * 1024, "{} bytes", PROGRAM.len());
+    }
+}
