@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use podvisor_core::ExitStatus;
@@ -189,6 +190,11 @@ async fn logs_are_cri_with_streams_partial_lines_and_rotation() {
     let rotated = |n: u32| std::path::PathBuf::from(format!("{}.{n}", path.display()));
     assert!(rotated(1).exists() && rotated(2).exists() && !rotated(3).exists());
     assert!(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) <= 64 * 1024);
+    // The files the monitor made in rotating keep the log's mode.
+    for file in [path.clone(), rotated(1)] {
+        let mode = std::fs::metadata(&file).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o640), "{}", file.display());
+    }
     assert!(
         std::fs::read_to_string(&path)
             .unwrap_or_default()
