@@ -38,8 +38,8 @@ fn push_timestamp(out: &mut Vec<u8>, since_epoch: Duration) {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    let year = u64::try_from(y.clamp(0, 9999)).unwrap_or(0);
-    push_digits(out, year, 4);
+    // From 1970 on: never negative.
+    push_digits(out, u64::try_from(y).unwrap_or(0), 4);
     out.push(b'-');
     push_digits(out, u64::from(m), 2);
     out.push(b'-');
