@@ -731,9 +731,11 @@ fn run(args: &Args) {
             if got == -sys::EINTR || got == -sys::EAGAIN {
                 continue;
             }
-            let name = source.name;
+            // The records of one read share the time it returned (one clock call per read,
+            // not per line: this clock is a system call here, not glibc's vDSO).
+            let (name, at) = (source.name, sys::now(sys::CLOCK_REALTIME));
             let mut emit = |partial: bool, text: &[u8]| {
-                cri::encode(&mut records, sys::now(sys::CLOCK_REALTIME), name, partial, text);
+                cri::encode(&mut records, at, name, partial, text);
             };
             if got <= 0 {
                 source.splitter.finish(&mut emit);
