@@ -1774,8 +1774,16 @@ fn rule_10_4_a_finished_pod_keeps_its_status_over_a_node_restart() {
     assert!(fresh.is_finished());
     assert_eq!(fresh.status(), sim.m.status(), "the exit code is not lost");
     // The node tells a restored machine its address; nothing else changes.
+    let revision = fresh.status_revision();
     fresh.set_host_ip("192.0.2.1");
     assert_eq!(fresh.status().host_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(fresh.status_revision(), revision + 1, "the address is a change");
+    fresh.set_host_ip("192.0.2.1");
+    assert_eq!(
+        fresh.status_revision(),
+        revision + 1,
+        "the same address again is none"
+    );
     assert_eq!(
         fresh.status().container_statuses,
         sim.m.status().container_statuses

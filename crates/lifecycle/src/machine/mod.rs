@@ -132,19 +132,29 @@ impl PodMachine {
     /// Sets the node's address, reported as `status.hostIP`.
     pub fn set_host_ip(&mut self, ip: impl Into<String>) {
         self.host_ip = Some(ip.into());
-        if self.finished {
+        let status = if self.finished {
             // A finished pod's status never changes again (rule 10.4), also one restored after a
             // node restart: only the address is filled in.
-            self.status.host_ip.clone_from(&self.host_ip);
-            self.status.host_ips = self.host_ip.clone().map(|ip| vec![HostIP { ip }]);
-            self.status_revision += 1;
-            return;
+            PodStatus {
+                host_ip: self.host_ip.clone(),
+                host_ips: self.host_ip.clone().map(|ip| vec![HostIP { ip }]),
+                ..self.status.clone()
+            }
+        } else {
+            status::generate(self)
+        };
+        self.keep_status(status);
+    }
+
+    /// Keeps `status` if it differs from the status kept, counting the change
+    /// ([`status_revision`](Self::status_revision)); whether it did.
+    fn keep_status(&mut self, status: PodStatus) -> bool {
+        if status == self.status {
+            return false;
         }
-        let status = status::generate(self);
-        if status != self.status {
-            self.status = status;
-            self.status_revision += 1;
-        }
+        self.status = status;
+        self.status_revision += 1;
+        true
     }
 
     /// The pod's complete status as of the last step.
@@ -224,7 +234,7 @@ impl PodMachine {
     /// probes the readiness of every started container that is not ready, at once.
     fn refresh_status(&mut self, out: &mut Vec<Command>) {
         let status = status::generate(self);
-        if status == self.status {
+        if !self.keep_status(status) {
             return;
         }
         for i in 0..self.records.len() {
@@ -233,8 +243,6 @@ impl PodMachine {
             }
         }
         self.run_due_probes(out);
-        self.status = status;
-        self.status_revision += 1;
     }
 
     /// Every container's started and ready state, two bits each (`None` past 32 containers):

@@ -11,7 +11,6 @@
 
 extern crate alloc;
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::marker::PhantomData;
 use core::time::Duration;
@@ -23,16 +22,8 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// secrets, as with the kubelet's `/var/log/pods`.
 pub const LOG_MODE: u32 = 0o640;
 
-/// The time `since_epoch` (after 1970-01-01 UTC) as RFC 3339 in UTC with nine fraction digits
-/// (`2006-01-02T15:04:05.000000000Z`).
-pub fn timestamp(since_epoch: Duration) -> String {
-    let mut out = Vec::with_capacity(30);
-    push_timestamp(&mut out, since_epoch);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-/// Appends [`timestamp`]'s text to `out` (no allocation of its own: the monitor stamps every
-/// record).
+/// Appends the time `since_epoch` (after 1970-01-01 UTC) to `out` as RFC 3339 in UTC with nine
+/// fraction digits (`2006-01-02T15:04:05.000000000Z`), allocating nothing of its own.
 fn push_timestamp(out: &mut Vec<u8>, since_epoch: Duration) {
     let secs = since_epoch.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
@@ -158,17 +149,6 @@ pub struct RotatingFile<F: LogFs> {
     max_bytes: u64,
     max_files: u32,
     fs: PhantomData<F>,
-}
-
-impl<F: LogFs> core::fmt::Debug for RotatingFile<F> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RotatingFile")
-            .field("path", &String::from_utf8_lossy(&self.path))
-            .field("size", &self.size)
-            .field("max_bytes", &self.max_bytes)
-            .field("max_files", &self.max_files)
-            .finish_non_exhaustive()
-    }
 }
 
 impl<F: LogFs> RotatingFile<F> {

@@ -315,8 +315,11 @@ mod tests {
         for secs in [0u64, 951_782_400, 1_709_251_199, 4_102_444_800, 253_402_300_799] {
             for nanos in [0u32, 1, 999_999_999] {
                 let t = SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+                let mut record = Vec::new();
+                cri::encode(&mut record, since_epoch(t), "stdout", false, b"x");
+                let stamp = record.split(|b| *b == b' ').next().unwrap_or_default();
                 assert_eq!(
-                    cri::timestamp(since_epoch(t)),
+                    String::from_utf8_lossy(stamp),
                     podvisor_core::rfc3339::nanos(t),
                     "{secs}.{nanos}"
                 );

@@ -203,6 +203,11 @@ mod sys {
         }
     }
 
+    pub fn read(fd: i32, buf: &mut [u8]) -> isize {
+        // SAFETY: the buffer is valid for `buf.len()` bytes.
+        unsafe { call3(READ, fd as usize, buf.as_mut_ptr() as usize, buf.len()) }
+    }
+
     /// Reads into the spare capacity of `buf` (which it must have) and extends `buf` by what
     /// was read; the count or `-errno`.
     pub fn read_into(fd: i32, buf: &mut alloc::vec::Vec<u8>) -> isize {
@@ -618,10 +623,8 @@ fn child_events() -> i32 {
 /// Reads every pending `SIGCHLD` off `fd` (what ended is then reaped with `wait4`).
 fn drain(fd: i32) {
     // `struct signalfd_siginfo` is 128 bytes: a read returns whole ones.
-    let mut infos = Vec::with_capacity(128 * 8);
-    while sys::read_into(fd, &mut infos) > 0 {
-        infos.clear();
-    }
+    let mut infos = [0u8; 128 * 8];
+    while sys::read(fd, &mut infos) > 0 {}
 }
 
 /// The sandbox holder's wait (`pause` mode, see the module's docs).
