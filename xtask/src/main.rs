@@ -12,6 +12,8 @@
 //! - [`bench`](mod@bench): builds the benchmark harness in release mode and runs it;
 //! - [`fuzz`]: runs the never-panic property tests of every input parser for a time budget;
 //! - [`soak`]: soaks a release node (10,000 pods, 1,000 connections, 500 watches).
+//! - [`layout`]: lists the functions a running node executes, which the release link of the
+//!   node's binaries lays out first (`layout/hot-functions.txt`).
 //!
 //! Repository policy (doc comments, dependency direction, manifest rules) is checked by the
 //! `#[test]`s in `tidy.rs`, so plain `cargo test` enforces it and CI needs nothing extra.
@@ -27,6 +29,7 @@ mod bench;
 mod ci;
 mod flags;
 mod fuzz;
+mod layout;
 mod machine;
 mod node;
 mod setup;
@@ -55,6 +58,7 @@ COMMANDS:
     fuzz     Run the never-panic property tests of every input parser for a time budget
     soak     Soak a release node with pods, connections, watches and big objects (root)
     setup    Install what building and testing need (protoc, kubectl, etcd, nftables)
+    layout   List the functions a running node executes, for the release link's code order (root)
     help     Print this message
 
 Run `cargo xtask <COMMAND> --help` for a command's options.
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz::run(rest),
         Some("soak") => soak::run(rest),
         Some("setup") => setup::run(rest),
+        Some("layout") => layout::run(rest),
         Some("help" | "--help" | "-h") => {
             print!("{HELP}");
             Ok(ExitCode::SUCCESS)

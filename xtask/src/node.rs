@@ -23,26 +23,37 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
 
 /// `cargo build --release -p podvisor`, returning the binary's path from cargo's messages.
 pub(crate) fn build() -> Result<PathBuf> {
+    build_package_with("podvisor", |_| {})
+}
+
+/// `cargo build --release -p PACKAGE` with the command's environment set by `configure`
+/// first, returning the binary (named as the package) from cargo's messages.
+pub(crate) fn build_package_with(
+    package: &str,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> Result<PathBuf> {
     crate::setup::install(crate::setup::Need::Build)?;
-    eprintln!("==> node: cargo build --release -p podvisor");
-    let out = step::cargo()
+    eprintln!("==> node: cargo build --release -p {package}");
+    let mut cargo = step::cargo();
+    configure(&mut cargo);
+    let out = cargo
         .args([
             "build",
             "--release",
             "-p",
-            "podvisor",
+            package,
             "--message-format=json-render-diagnostics",
         ])
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("cannot run cargo build")?;
     if !out.status.success() {
-        bail!("building podvisor failed ({})", out.status);
+        bail!("building {package} failed ({})", out.status);
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|message| message["target"]["name"] == "podvisor")
+        .filter(|message| message["target"]["name"] == package)
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .context("cargo built no podvisor binary")
+        .with_context(|| format!("cargo built no {package} binary"))
 }
