@@ -142,7 +142,54 @@ async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, por
             )),
         });
     }
+    if let Some((found, listed)) = laid_out_first() {
+        rows.push(Row {
+            bench: "node-footprint".into(),
+            metric: "functions laid out first".into(),
+            unit: "names",
+            value: Percentiles::single(found as f64),
+            floor: None,
+            goal: Goal::None,
+            note: Some(format!(
+                "names of layout/hot-functions.txt ({listed}: podvisor's and this binary's) that this binary \
+                 has, about 9,800 when the list was written; far fewer means a stale list, so the node's \
+                 code spreads over more pages: run `cargo xtask layout`"
+            )),
+        });
+    }
     Ok(rows)
+}
+
+/// How many of the functions `layout/hot-functions.txt` names this binary has, and how many it
+/// names; `None` when the list or `nm` is missing. Names carry a hash of their crate's build, so
+/// after a toolchain or dependency update the count falls and the RSS rows above rise.
+fn laid_out_first() -> Option<(usize, usize)> {
+    let list = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../layout/hot-functions.txt"
+    ))
+    .ok()?;
+    let listed: std::collections::HashSet<&str> = list
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    let exe = std::env::current_exe().ok()?;
+    let nm = std::process::Command::new("nm")
+        .arg("--defined-only")
+        .arg(exe)
+        .output()
+        .ok()?;
+    if !nm.status.success() {
+        return None;
+    }
+    let names = String::from_utf8_lossy(&nm.stdout);
+    let found: std::collections::HashSet<&str> = names
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .filter(|name| listed.contains(name))
+        .collect();
+    Some((found.len(), listed.len()))
 }
 
 /// Pod `i`: `sleep 3600`, HTTP readiness and TCP liveness at 10 s against the harness's target.
