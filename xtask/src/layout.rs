@@ -258,7 +258,7 @@ impl Node {
             .stderr(log)
             .spawn()
             .context("starting the node")?;
-        let node = Self {
+        let mut node = Self {
             child,
             subject,
             kubeconfig,
@@ -267,6 +267,7 @@ impl Node {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !node.kubeconfig.exists() {
             if Instant::now() > deadline {
+                node.stop();
                 bail!(
                     "the node wrote no kubeconfig within 120 s (see {})",
                     data.with_extension("log").display()
