@@ -151,6 +151,8 @@ pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildErro
         debug!("the allocator keeps freed large blocks (not glibc)");
     }
     podvisor_runtime::process::release_free_memory_periodically();
+    // What only start-up ran stops counting against the node's memory once it is done.
+    podvisor_runtime::process::release_start_up_pages();
     // Connections, watches, logs and probes each hold descriptors: 1024 is not enough.
     match podvisor_runtime::process::raise_open_file_limit() {
         Ok((before, after)) if after > before => info!(before, after, "raised the open-file limit"),

@@ -67,7 +67,8 @@ fn clock_ticks_per_second() -> u64 {
         .unwrap_or(100)
 }
 
-fn page_size() -> u64 {
+/// The system's page size in bytes (4096 when it cannot be read).
+pub(crate) fn page_size() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()

@@ -140,6 +140,91 @@ pub(crate) fn trim_allocator() -> bool {
     }
 }
 
+/// Unmaps the resident pages of this executable's read-only segments (its code, its read-only
+/// data), which are mapped from the file and never written, with `madvise(MADV_DONTNEED)`: the
+/// next access maps them again from the page cache. Writable segments (the data, and the RELRO
+/// one whose relocated contents differ from the file's) are left alone, and so is an executable
+/// with text relocations (its code pages were written at start-up). Returns the bytes of address
+/// space released (0 when there was nothing to release, or the executable has no program
+/// headers to read).
+pub(crate) fn release_executable_pages() -> usize {
+    /// The executable's read-only loaded segments, page-aligned inwards, collected by the
+    /// callback from the first object `dl_iterate_phdr` reports (the executable itself).
+    struct Found {
+        page: usize,
+        ranges: Vec<(usize, usize)>,
+        text_relocations: bool,
+    }
+    unsafe extern "C" fn first_object(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        const DT_NULL: u64 = 0;
+        const DT_TEXTREL: u64 = 22;
+        const DT_FLAGS: u64 = 30;
+        const DF_TEXTREL: u64 = 0x4;
+        // SAFETY: dl_iterate_phdr passes a valid info for the duration of the call, and `data`
+        // is the `Found` that `release_executable_pages` lent it (not otherwise borrowed then).
+        let (info, found) = unsafe { (&*info, &mut *data.cast::<Found>()) };
+        let page = found.page;
+        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: dlpi_phdr points at dlpi_phnum program headers of the loaded object.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+        };
+        let base = info.dlpi_addr as usize;
+        for h in headers {
+            if h.p_type == libc::PT_DYNAMIC {
+                let mut entry = (base + h.p_vaddr as usize) as *const [u64; 2];
+                // SAFETY: the dynamic segment is loaded and ends with a DT_NULL entry; each
+                // entry is a tag and a value of 8 bytes each on a 64-bit target.
+                unsafe {
+                    while (*entry)[0] != DT_NULL {
+                        let [tag, value] = *entry;
+                        if tag == DT_TEXTREL || (tag == DT_FLAGS && value & DF_TEXTREL != 0) {
+                            found.text_relocations = true;
+                        }
+                        entry = entry.add(1);
+                    }
+                }
+            }
+            if h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0 {
+                let start = (base + h.p_vaddr as usize).next_multiple_of(page);
+                let end = (base + (h.p_vaddr + h.p_memsz) as usize) / page * page;
+                if end > start {
+                    found.ranges.push((start, end));
+                }
+            }
+        }
+        1 // the first object is the executable: stop there
+    }
+    let mut found = Found {
+        page: usize::try_from(crate::usage::page_size()).unwrap_or(4096),
+        ranges: Vec::new(),
+        text_relocations: false,
+    };
+    // SAFETY: the callback only reads the program headers and dynamic entries the loader hands
+    // it and writes to `found`, which outlives the call.
+    unsafe {
+        libc::dl_iterate_phdr(Some(first_object), (&raw mut found).cast());
+    }
+    if found.text_relocations {
+        return 0;
+    }
+    let mut released = 0;
+    for (start, end) in found.ranges {
+        // SAFETY: the range lies within a read-only segment of the executable, mapped privately
+        // from its file and never written (no text relocations): dropping its pages loses no
+        // data, the next access maps them from the file again.
+        if unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) } == 0 {
+            released += end - start;
+        }
+    }
+    released
+}
+
 /// Makes `cmd`'s child leave into new network, UTS and IPC namespaces before it execs (what a
 /// pod sandbox costs at minimum; for measurements such as the benchmarks' floors). Spawning
 /// then fails with the `unshare` error where namespaces cannot be created (without root).
