@@ -49,8 +49,10 @@ pub struct RedbStoreConfig {
     pub max_object_bytes: usize,
 }
 
-/// The store's page cache unless configured: 32 MiB.
-pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// The store's page cache unless configured: 1 MiB. Pages it does not hold are read from the file,
+/// which the system caches: at 32 MiB the cache held about 12 MB of a 1,000-pod node's memory,
+/// for lists 12-14% faster (node-footprint, `api`, `api-10k`).
+pub const DEFAULT_CACHE_BYTES: usize = 1024 * 1024;
 
 /// etcd's default `--max-request-bytes`: the largest object kube-apiserver can store.
 pub const DEFAULT_MAX_OBJECT_BYTES: usize = 1536 * 1024;
