@@ -13,9 +13,10 @@
 //! 2. its binary is written back, dropped from the page cache, and read-ahead is turned off on
 //!    its block device (restored however the command ends), so a page is resident only if the
 //!    node executed code on it;
-//! 3. the node takes 110 pods with an HTTP readiness and a TCP liveness probe (what
-//!    `node-footprint` measures), the everyday kubectl commands run against it, then it idles
-//!    for more than a probe period;
+//! 3. once the node has unmapped what its start-up ran (ten seconds after it starts,
+//!    `podvisor_runtime::process::release_start_up_pages`), it takes 110 pods with an HTTP
+//!    readiness and a TCP liveness probe (what `node-footprint` measures), the everyday kubectl
+//!    commands run against it, then it idles for more than a probe period;
 //! 4. the functions on its resident code pages (its `/proc/PID/pagemap`, the binary's symbols
 //!    from `nm`), in address order, are the list.
 //!
@@ -49,14 +50,20 @@ USAGE:
 
 Builds podvisor with every function on a page of its own (target/layout), runs its node cold
 with read-ahead off on the binary's block device (restored afterwards), gives it 110 probed
-pods and the everyday kubectl commands, and writes the functions on its resident code pages
-to layout/hot-functions.txt. The release link lays those out first. Root; needs kubectl.
+pods (once it has unmapped what its start-up ran) and the everyday kubectl commands, and
+writes the functions on its resident code pages to layout/hot-functions.txt. The release link
+lays those out first. Root; needs kubectl.
 ";
 
 /// Where the list lives, from the workspace root (read by `crates/podvisor/build.rs`).
 pub(crate) const LIST: &str = "layout/hot-functions.txt";
 /// Pods the node takes, as `node-footprint` grows it to.
 const PODS: usize = 110;
+/// How long after its start the node unmaps its executable's pages
+/// (`podvisor_runtime::process::RELEASE_START_UP_PAGES_AFTER`, 10 s), with a margin: the
+/// exercise waits for it, so what only start-up ran stays out of the list and what pods use
+/// is in it.
+const START_UP_RELEASED: Duration = Duration::from_secs(13);
 /// Longer than the probes' period (10 s), so every probe's path runs at least twice.
 const IDLE: Duration = Duration::from_secs(25);
 const PAGE: u64 = 4096;
@@ -95,7 +102,9 @@ pub(crate) fn run(args: Vec<String>) -> Result<ExitCode> {
             let data = work.join("node");
             let _ = std::fs::remove_dir_all(&data);
             std::fs::create_dir_all(&data).context("making the node's data directory")?;
+            let started = Instant::now();
             let mut node = Node::start(subject, &binary, &data)?;
+            std::thread::sleep(START_UP_RELEASED.saturating_sub(started.elapsed()));
             let found = exercise(&node.kubeconfig, &data, &node)
                 .and_then(|()| resident_code_pages(node.id(), &binary));
             node.stop();
