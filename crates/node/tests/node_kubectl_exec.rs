@@ -157,7 +157,11 @@ spec:
     command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done']
 "#;
 
-fn web_pod(port: u16) -> String {
+/// A pod serving `forwarded` on `port` from a directory under `dir` (the test's own, removed
+/// with it).
+fn web_pod(port: u16, dir: &Path) -> String {
+    let site = dir.join("site");
+    let site = site.display();
     format!(
         r#"
 apiVersion: v1
@@ -168,7 +172,7 @@ spec:
   containers:
   - name: web
     image: host
-    command: [sh, -c, 'mkdir -p /tmp/pf-{port} && cd /tmp/pf-{port} && echo forwarded > index.html && exec python3 -m http.server {port}']
+    command: [sh, -c, 'mkdir -p {site} && cd {site} && echo forwarded > index.html && exec python3 -m http.server {port}']
     readinessProbe: {{tcpSocket: {{port: {port}}}, periodSeconds: 1}}
 "#
     )
@@ -248,7 +252,7 @@ async fn exec_cp_port_forward_attach_and_debug() {
     };
     apply(&node, dir.path(), "shell.yaml", &shell);
     let port = free_port();
-    apply(&node, dir.path(), "web.yaml", &web_pod(port));
+    apply(&node, dir.path(), "web.yaml", &web_pod(port, dir.path()));
     for (pod, ready) in [("shell", "3/3"), ("web", "1/1")] {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !node.kubectl(&["get", "pod", pod]).1.contains(ready) {
