@@ -152,7 +152,7 @@ async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, por
             goal: Goal::None,
             note: Some(format!(
                 "names of layout/hot-functions.txt ({listed}: podvisor's and this binary's) that this binary \
-                 has, about 9,800 when the list was written; far fewer means a stale list, so the node's \
+                 has, about 9,200 when the list was written; far fewer means a stale list, so the node's \
                  code spreads over more pages: run `cargo xtask layout`"
             )),
         });
