@@ -143,16 +143,23 @@ pub enum BuildError {
     Api(#[from] ApiSetupError),
 }
 
-/// Builds a node over the real parts: the process runtime and the probe handlers.
-/// Must be called inside a tokio runtime.
-pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+/// The process's memory set-up, for a node and an API server alike: large frees go back to the
+/// system, free allocator memory is handed back every 10 s, and start-up's executable pages are
+/// unmapped once it is done. Must be called inside a tokio runtime.
+pub(crate) fn tune_process_memory() {
     // Large request and response bodies are freed back to the system, not kept by the allocator.
     if !podvisor_runtime::process::return_large_frees_to_the_system() {
         debug!("the allocator keeps freed large blocks (not glibc)");
     }
     podvisor_runtime::process::release_free_memory_periodically();
-    // What only start-up ran stops counting against the node's memory once it is done.
+    // What only start-up ran stops counting against the process's memory once it is done.
     podvisor_runtime::process::release_start_up_pages();
+}
+
+/// Builds a node over the real parts: the process runtime and the probe handlers.
+/// Must be called inside a tokio runtime.
+pub async fn build(config: NodeConfig) -> Result<(Node, Capabilities), BuildError> {
+    tune_process_memory();
     // Connections, watches, logs and probes each hold descriptors: 1024 is not enough.
     match podvisor_runtime::process::raise_open_file_limit() {
         Ok((before, after)) if after > before => info!(before, after, "raised the open-file limit"),

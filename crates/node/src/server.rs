@@ -103,6 +103,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(&str),
 ) -> Result<(), ServerError> {
+    crate::node::tune_process_memory();
     std::fs::create_dir_all(&config.data_dir).ok();
     podvisor_apiserver::cluster_credentials::share(&*store, &config.data_dir, client_ip(config.listen.ip()))
         .await
