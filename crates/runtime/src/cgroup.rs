@@ -1,7 +1,9 @@
 //! Cgroups: detection (v2, v1 controllers, hybrid), per-container groups, limits, kill, OOM,
 //! and their removal on one thread (`Remover`).
 //!
-//! Layout: `<base>/<pod-uid>/<container>-<restart>` in every hierarchy used, where `<base>` is
+//! Layout: `<base>/<pod-uid>/<container>-<restart>` in every hierarchy used, named for the
+//! instance that made them (the runtime keeps a container's groups for its next instances
+//! while the pod's sandbox lasts, `runtime::KeptGroup`), where `<base>` is
 //! `<v2 mount>/<parent>` for cgroup v2 and `<v1 controller mount>/<own cgroup>/<parent>` for v1
 //! (nested under the node's own v1 group, so limits placed on the node still apply). On a
 //! hybrid machine (v1 controllers plus a controller-less v2 at `/sys/fs/cgroup/unified`), the
@@ -661,10 +663,10 @@ impl ContainerCgroup {
         }
     }
 
-    /// Whether the kernel's OOM killer killed a process of this container.
-    pub(crate) fn oom_killed(&self) -> bool {
+    /// How many processes of this container's groups the kernel's OOM killer has killed.
+    pub(crate) fn oom_kills(&self) -> u64 {
         let Some((dir, v2)) = &self.memory else {
-            return false;
+            return 0;
         };
         let file = if *v2 {
             "memory.events"
@@ -672,11 +674,9 @@ impl ContainerCgroup {
             "memory.oom_control"
         };
         let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
-        text.lines().any(|l| {
-            l.strip_prefix("oom_kill ")
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > 0)
-        })
+        text.lines()
+            .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
     }
 
     /// The groups' cumulative CPU time (ns) and working set (bytes), each where a group has

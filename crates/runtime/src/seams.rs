@@ -62,8 +62,10 @@ pub(crate) trait ContainerGroup: Send + Sync {
     fn pids(&self) -> Vec<i32>;
     /// SIGKILLs everything in the groups.
     fn kill_all(&self);
-    /// Whether the OOM killer killed a process of the groups.
-    fn oom_killed(&self) -> bool;
+    /// How many processes of the groups the OOM killer has killed since they were made (a
+    /// container's groups serve its instances one after the other: each compares the count
+    /// at its end with the one at its start).
+    fn oom_kills(&self) -> u64;
     /// Cumulative CPU time (ns) and working set (bytes), each where the groups have it.
     fn usage(&self) -> (Option<u64>, Option<u64>);
     /// Removes the groups (killing what is left in them) in the background; returns at once.
@@ -127,8 +129,8 @@ impl ContainerGroup for ContainerCgroup {
     fn kill_all(&self) {
         ContainerCgroup::kill_all(self);
     }
-    fn oom_killed(&self) -> bool {
-        ContainerCgroup::oom_killed(self)
+    fn oom_kills(&self) -> u64 {
+        ContainerCgroup::oom_kills(self)
     }
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         ContainerCgroup::usage(self)

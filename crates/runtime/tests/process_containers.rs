@@ -557,9 +557,8 @@ async fn leftovers_are_killed_when_the_main_process_exits() {
     assert!(bg > 0 && !exists(bg), "background sleep {bg} killed and reaped");
 }
 
-#[tokio::test]
-#[ignore = "needs root"]
-async fn memory_limit_kill_is_oom_killed() {
+/// A host-network runtime (as root) that can limit memory, in a fresh directory.
+async fn memory_limited_runtime() -> (tempfile::TempDir, Rt) {
     require_root();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
@@ -567,12 +566,49 @@ async fn memory_limit_kill_is_oom_killed() {
         rt.capabilities().cgroup_controllers.iter().any(|c| c == "memory"),
         "needs the memory cgroup controller"
     );
+    (dir, rt)
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn memory_limit_kill_is_oom_killed() {
+    let (_dir, rt) = memory_limited_runtime().await;
     let c = json!({ "name": "hog", "command": ["python3", "-c", "x = bytearray(200 * 1024 * 1024); print(len(x))"],
         "resources": { "limits": { "memory": "32Mi" } } });
     let p = pod("oom", json!([c]), json!({}));
     let report = within(14, start(&rt, &p, 0, None).await.exit).await;
     assert_eq!(report.status, ExitStatus::OomKilled);
     assert_eq!(report.status.code(), 137);
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn a_restart_runs_in_its_containers_groups_and_an_earlier_oom_kill_is_not_its() {
+    let (dir, rt) = memory_limited_runtime().await;
+    // The first instance is OOM-killed; the next one says where it runs and exits 0.
+    let marker = dir.path().join("ran");
+    let script = format!(
+        "if [ -e {m} ]; then cat /proc/self/cgroup; exit 0; fi; touch {m}; python3 -c 'x = bytearray(200 * 1024 * 1024)'",
+        m = marker.display()
+    );
+    let c = json!({ "name": "hog", "command": ["sh", "-c", script],
+        "resources": { "limits": { "memory": "32Mi" } } });
+    let p = pod("oomrestart", json!([c]), json!({}));
+    sandbox(&rt, &p).await;
+    let first = within(14, start_instance(&rt, &p, 0, None, 0).await.exit).await;
+    assert_eq!(first.status, ExitStatus::OomKilled);
+    let second = within(14, start_instance(&rt, &p, 0, None, 1).await.exit).await;
+    assert_eq!(second.status, ExitStatus::Exited(0));
+    let text = log_text(&read_instance_log(&rt, &p, "hog", 1));
+    let groups: Vec<&str> = text.lines().filter(|l| l.contains(&uid(&p))).collect();
+    assert!(!groups.is_empty(), "{text}");
+    assert!(
+        groups.iter().all(|l| l.ends_with("/hog-0")),
+        "the first instance's groups: {text}"
+    );
+    rt.remove_sandbox(&uid(&p))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test]

@@ -99,6 +99,7 @@ impl ProcessRuntime {
                 host_veth: rec.host_veth.clone(),
                 host_veth_index: index,
                 fate,
+                kept_groups: HashMap::new(),
             }
         };
         lock(&self.inner.sandboxes).insert(rec.pod_uid.clone(), state);
@@ -181,7 +182,7 @@ impl ProcessRuntime {
                 self.inner.procs.signal_group(rec.pid, Signal::SIGKILL);
             }
             let (status, finished_at) = ended.unwrap_or((ExitStatus::Signaled(9), SystemTime::now()));
-            let status = if cgroup.oom_killed() {
+            let status = if cgroup.oom_kills() > rec.oom_kills_before {
                 ExitStatus::OomKilled
             } else {
                 status
@@ -234,6 +235,8 @@ impl ProcessRuntime {
         }
         let exec_ctx = self.adopted_exec_context(&rec);
         let plan = Supervised {
+            pod_uid: rec.pod_uid.clone(),
+            container: rec.container.clone(),
             stop_signal: Signal::try_from(rec.stop_signal).unwrap_or(Signal::SIGTERM),
             stdio: StdioPlan {
                 stdin: rec.stdin,
@@ -247,7 +250,12 @@ impl ProcessRuntime {
         let instance = Instance {
             pid: rec.pid,
             pidfd,
-            cgroup,
+            groups: KeptGroup {
+                group: cgroup,
+                name: rec.cgroup.clone(),
+                limits,
+                oom_kills: rec.oom_kills_before,
+            },
             exec_ctx,
             log,
             stdin,

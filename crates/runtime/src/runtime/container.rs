@@ -45,13 +45,8 @@ impl ProcessRuntime {
         let log = self.open_files(&plan)?;
         let mount = self.mount_step(&plan, ns.as_ref().map(|n| n.mnt.as_ref()))?;
         let Wiring { child, runtime: ours } = wire(plan.stdio)?;
-        let (cgroup, missing) = self
-            .inner
-            .cgroups
-            .create(&plan.pod_uid, &plan.cgroup, plan.limits)?;
-        if !missing.is_empty() {
-            tracing::warn!(container = %plan.container, ?missing, "resource limits not enforced: controller unavailable");
-        }
+        let groups = self.instance_groups(&plan)?;
+        let cgroup = groups.group.clone();
         let cgroups = match cgroup.open_join() {
             Ok(join) => join,
             Err(e) => {
@@ -149,7 +144,8 @@ impl ProcessRuntime {
         let exec_ctx = exec_context(&plan, ns.as_ref(), own_mnt.clone());
         let id = self.instance_id(&plan);
         if let monitored::Owner::Monitor(handle) = &owner {
-            let record = self.instance_record(&id, &plan, pid, handle, started_at, own_mnt.is_some());
+            let record =
+                self.instance_record(&id, &plan, &groups, pid, handle, started_at, own_mnt.is_some());
             if let Err(e) = record.write(&state_path) {
                 // The instance runs; only a node restart could not take it over.
                 tracing::warn!(error = %e, path = %state_path.display(), "writing the instance record");
@@ -158,7 +154,7 @@ impl ProcessRuntime {
         let instance = Instance {
             pid,
             pidfd,
-            cgroup: Arc::from(cgroup),
+            groups,
             exec_ctx,
             log,
             stdin,
@@ -181,11 +177,55 @@ impl ProcessRuntime {
         ))
     }
 
+    /// The groups for a new instance of the plan's container: its last instance's when they
+    /// were kept with the same limits, else new ones (named `<container>-<restart>`).
+    fn instance_groups(&self, plan: &LaunchPlan) -> Result<KeptGroup, StartError> {
+        let kept = lock(&self.inner.sandboxes)
+            .get_mut(&plan.pod_uid)
+            .and_then(|s| s.kept_groups.remove(&plan.container));
+        match kept {
+            Some(kept) if kept.limits == plan.limits => return Ok(kept),
+            Some(other) => other.group.remove(),
+            None => {}
+        }
+        let (group, missing) = self
+            .inner
+            .cgroups
+            .create(&plan.pod_uid, &plan.cgroup, plan.limits)?;
+        if !missing.is_empty() {
+            tracing::warn!(container = %plan.container, ?missing, "resource limits not enforced: controller unavailable");
+        }
+        Ok(KeptGroup {
+            group: Arc::from(group),
+            name: plan.cgroup.clone(),
+            limits: plan.limits,
+            oom_kills: 0,
+        })
+    }
+
+    /// After an instance ended: its groups, when empty, are kept for the container's next
+    /// instance while its sandbox lasts (the sandbox's teardown removes them); otherwise
+    /// they are removed now.
+    fn release_groups(&self, pod_uid: &str, container: &str, groups: KeptGroup, empty: bool) {
+        if empty && groups.group.tracks() {
+            let mut sandboxes = lock(&self.inner.sandboxes);
+            if let Some(sandbox) = sandboxes.get_mut(pod_uid) {
+                if let Some(older) = sandbox.kept_groups.insert(container.to_owned(), groups) {
+                    older.group.remove();
+                }
+                return;
+            }
+        }
+        groups.group.remove();
+    }
+
     /// What a restarted node needs to take the instance over.
+    #[allow(clippy::too_many_arguments)]
     fn instance_record(
         &self,
         id: &ContainerId,
         plan: &LaunchPlan,
+        groups: &KeptGroup,
         pid: i32,
         monitor: &monitored::MonitorHandle,
         started_at: std::time::SystemTime,
@@ -202,7 +242,8 @@ impl ProcessRuntime {
             monitor_pid: monitor.pid,
             monitor_start: monitored::start_ticks(monitor.pid).unwrap_or(0),
             started_at_ms: monitored::epoch_ms(started_at),
-            cgroup: plan.cgroup.clone(),
+            cgroup: groups.name.clone(),
+            oom_kills_before: groups.oom_kills,
             memory_bytes: plan.limits.memory_bytes,
             cpu_millis: plan.limits.cpu_millis,
             pids: plan.limits.pids,
@@ -344,7 +385,7 @@ impl ProcessRuntime {
             stop: stop_tx,
             exec_ctx: Mutex::new(Some(instance.exec_ctx)),
             exec_tx: Mutex::new(None),
-            cgroup: instance.cgroup.clone(),
+            cgroup: instance.groups.group.clone(),
             attach: Attach {
                 stdio: plan.stdio,
                 stdin: Mutex::new(stdin),
@@ -387,7 +428,8 @@ impl ProcessRuntime {
                 follower = Some((task, done));
             }
         }
-        let (pidfd, cgroup) = (instance.pidfd, instance.cgroup);
+        let (pidfd, groups) = (instance.pidfd, instance.groups);
+        let cgroup = groups.group.clone();
         let log = instance.log;
         let (tx, rx) = oneshot::channel();
         let this = self.clone();
@@ -417,7 +459,7 @@ impl ProcessRuntime {
                     return;
                 }
             };
-            kill_leftovers(procs, pid, cgroup.as_ref(), killed).await;
+            let empty = kill_leftovers(procs, pid, cgroup.as_ref(), killed).await;
             for p in pumps {
                 // Output of processes that escaped both group and cgroup is not waited for.
                 let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
@@ -435,7 +477,8 @@ impl ProcessRuntime {
                 }
             }
             drop(log);
-            let status = if cgroup.oom_killed() {
+            let oom_kills = cgroup.oom_kills();
+            let status = if oom_kills > groups.oom_kills {
                 ExitStatus::OomKilled
             } else {
                 status
@@ -449,10 +492,16 @@ impl ProcessRuntime {
             // Forgotten before the exit is reported (no stop or exec may reach a pid that is
             // gone), but released after it, on the blocking pool: closing the container's
             // namespace fds can mean unmounting its whole mount namespace, which waits for RCU.
-            // The groups go on the removal thread (before the pod's, which the report can
-            // lead to); the next instance has groups of its own.
+            // The groups are kept for the next instance, or go on the removal thread, before
+            // the pod's (which the report can lead to).
             let state = lock(&this.inner.containers).remove(&exit_id);
-            cgroup.remove();
+            drop(cgroup);
+            this.release_groups(
+                &plan.pod_uid,
+                &plan.container,
+                KeptGroup { oom_kills, ..groups },
+                empty,
+            );
             let _ = exit_tx.send(Some(status.code()));
             let _ = tx.send(ExitReport { status, message });
             let _ = tokio::task::spawn_blocking(move || drop(state)).await;
@@ -551,6 +600,8 @@ pub(super) struct MountStep {
 /// What supervising an instance needs of its plan (an adopted instance's comes from its
 /// record).
 pub(super) struct Supervised {
+    pub(super) pod_uid: String,
+    pub(super) container: String,
     pub(super) stop_signal: Signal,
     pub(super) stdio: StdioPlan,
     pub(super) log_path: PathBuf,
@@ -561,6 +612,8 @@ pub(super) struct Supervised {
 impl Supervised {
     fn of(plan: &LaunchPlan) -> Supervised {
         Supervised {
+            pod_uid: plan.pod_uid.clone(),
+            container: plan.container.clone(),
             stop_signal: plan.stop_signal,
             stdio: plan.stdio,
             log_path: plan.log_path.clone(),
@@ -574,7 +627,8 @@ impl Supervised {
 pub(super) struct Instance {
     pub(super) pid: i32,
     pub(super) pidfd: Option<OwnedFd>,
-    pub(super) cgroup: Arc<dyn ContainerGroup>,
+    /// Its groups, made for it or kept from the container's instance before.
+    pub(super) groups: KeptGroup,
     pub(super) exec_ctx: exec::ExecContext,
     pub(super) log: Arc<Mutex<LogFile>>,
     /// The runtime's end of stdin (`stdin: true`) and the pty master (`tty: true`).
@@ -743,13 +797,14 @@ pub(super) async fn supervise(
 }
 
 /// After the main process ended: kill what remains of its group and cgroup, as the end of a
-/// PID namespace would, wait until it is gone and reap it.
+/// PID namespace would, wait until it is gone and reap it. Returns whether it is all gone
+/// (false: something would not die).
 pub(super) async fn kill_leftovers(
     procs: &dyn ProcessOps,
     pid: i32,
     cgroup: &dyn ContainerGroup,
     killed: Vec<i32>,
-) {
+) -> bool {
     // A container's cgroup holds every process it started (none can leave it without root),
     // so where there is one, `/proc` is not scanned for its process group and session.
     let tracked = cgroup.tracks();
@@ -761,6 +816,7 @@ pub(super) async fn kill_leftovers(
         let _ = tokio::time::timeout(Duration::from_secs(1), procs.wait_gone(*p)).await;
     }
     let mut seen: Vec<i32> = killed;
+    let mut gone = false;
     for _ in 0..20 {
         let mut pids = cgroup.pids();
         if !tracked {
@@ -769,6 +825,7 @@ pub(super) async fn kill_leftovers(
         pids.sort_unstable();
         pids.dedup();
         if pids.is_empty() {
+            gone = true;
             break;
         }
         cgroup.kill_all();
@@ -792,6 +849,7 @@ pub(super) async fn kill_leftovers(
         procs.reap_if_child(p);
     }
     procs.reap_group(pid);
+    gone
 }
 
 /// Empties (or creates) the termination-message file of a new instance: mode 0600, owned by

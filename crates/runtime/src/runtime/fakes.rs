@@ -48,7 +48,8 @@ struct State {
     next_pid: i32,
     /// The cgroup created last (the next spawn's).
     group: Option<String>,
-    oom: bool,
+    /// OOM kills counted in every group (a fake group's count only grows).
+    oom_kills: u64,
     ignore_term: bool,
     fail: Failures,
 }
@@ -78,9 +79,9 @@ impl Machine {
         lock(&self.state).ignore_term = true;
     }
 
-    /// Makes the next containers' cgroups report an OOM kill.
+    /// Counts one more OOM kill in the containers' cgroups.
     pub(super) fn oom(&self) {
-        lock(&self.state).oom = true;
+        lock(&self.state).oom_kills += 1;
     }
 
     /// The last process spawned (container or holder).
@@ -218,8 +219,8 @@ impl ContainerGroup for Group {
             self.machine.deliver(pid, Signal::SIGKILL);
         }
     }
-    fn oom_killed(&self) -> bool {
-        lock(&self.machine.state).oom
+    fn oom_kills(&self) -> u64 {
+        lock(&self.machine.state).oom_kills
     }
     fn usage(&self) -> (Option<u64>, Option<u64>) {
         (None, None)

@@ -43,8 +43,13 @@ pub(super) struct InstanceRecord {
     pub(super) monitor_start: u64,
     /// When the instance started, in milliseconds since the epoch.
     pub(super) started_at_ms: i64,
-    /// The instance's cgroup name under its pod's and its limits.
+    /// The instance's cgroup name under its pod's (an earlier instance's, when it took that
+    /// one's groups over) and its limits.
     pub(super) cgroup: String,
+    /// The OOM kills the groups had counted when the instance started (absent from an older
+    /// node's records, whose instances each had new groups).
+    #[serde(default)]
+    pub(super) oom_kills_before: u64,
     pub(super) memory_bytes: Option<u64>,
     pub(super) cpu_millis: Option<u64>,
     pub(super) pids: Option<u64>,
@@ -305,6 +310,7 @@ mod tests {
             monitor_start: 6,
             started_at_ms: 1_000,
             cgroup: "main-0".into(),
+            oom_kills_before: 0,
             memory_bytes: None,
             cpu_millis: None,
             pids: None,

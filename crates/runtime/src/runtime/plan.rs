@@ -90,7 +90,8 @@ pub(crate) struct LaunchPlan {
     /// `runAsUser` / `runAsGroup` (the container's, else the pod's).
     pub(crate) uid: Option<u32>,
     pub(crate) gid: Option<u32>,
-    /// The instance's cgroup under the pod's (`<container>-<restart>`), and its limits.
+    /// The name of the instance's cgroup under the pod's when it makes new ones
+    /// (`<container>-<restart>`; a restart takes its predecessor's over), and its limits.
     pub(crate) cgroup: String,
     pub(crate) limits: Limits,
     /// The volume mounts in effect (none without a mount namespace of its own).

@@ -8,6 +8,11 @@ impl ProcessRuntime {
     pub(super) async fn teardown(&self, uid: &str, state: SandboxState, fate: Fate) {
         state.fate.send_replace(fate);
         drop(state.namespaces);
+        // Before the pod's group, which the caller removes next (the removal thread takes
+        // them in turn): a group with child groups is read for them first.
+        for kept in state.kept_groups.into_values() {
+            kept.group.remove();
+        }
         if let Some(pid) = state.holder {
             self.inner.procs.signal(pid, Signal::SIGKILL);
             self.inner.procs.wait_gone(pid).await;
@@ -190,6 +195,7 @@ impl ProcessRuntime {
             host_veth: Some(host_veth.clone()),
             host_veth_index: net_result.as_ref().ok().copied(),
             fate,
+            kept_groups: HashMap::new(),
         };
         if let Err(e) = net_result {
             // Half set up: whatever was created goes now.

@@ -187,6 +187,37 @@ async fn an_oom_kill_in_the_cgroup_is_reported_as_oom_killed() {
 }
 
 #[tokio::test]
+async fn an_earlier_instances_oom_kill_is_not_the_next_ones() {
+    let (_dir, m, rt) = machine(Failures::default(), false);
+    rt.create_sandbox(SandboxConfig { pod: pod(false) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = rt
+        .start(launch(&pod(false), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.oom();
+    m.exit(m.last_pid(), ExitStatus::Signaled(9));
+    assert_eq!(first.exit.await.status, ExitStatus::OomKilled);
+    // The next instance runs in the same groups, whose count still says one OOM kill.
+    let second = rt
+        .start(launch(&pod(false), 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.exit(m.last_pid(), ExitStatus::Signaled(9));
+    assert_eq!(second.exit.await.status, ExitStatus::Signaled(9));
+    let third = rt
+        .start(launch(&pod(false), 2))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.oom();
+    m.exit(m.last_pid(), ExitStatus::Signaled(9));
+    assert_eq!(third.exit.await.status, ExitStatus::OomKilled);
+    let creates = m.log().iter().filter(|l| l.starts_with("cgroup create")).count();
+    assert_eq!(creates, 1, "{:#?}", m.log());
+}
+
+#[tokio::test]
 async fn a_failed_cgroup_write_is_a_start_error_and_nothing_is_spawned() {
     let (_dir, m, rt) = machine(
         Failures {
@@ -276,18 +307,36 @@ async fn a_sandbox_gets_a_holder_an_ip_and_a_network_and_its_teardown_releases_t
         .unwrap_or_else(|e| panic!("{e}"));
     m.exit(m.last_pid(), ExitStatus::Exited(0));
     assert_eq!(started.exit.await.status, ExitStatus::Exited(0));
-    // The container's supervision removes its cgroup after the exit is reported: wait for it,
-    // so the pod's teardown below is what the log ends with.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !m.log().iter().any(|l| l == "cgroup remove app-0") {
-        assert!(tokio::time::Instant::now() < deadline, "{:#?}", m.log());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Its restart takes the first instance's groups over (kept empty in the sandbox), and
+    // makes none.
+    let restarted = rt
+        .start(launch(&pod(false), 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    m.exit(m.last_pid(), ExitStatus::Exited(3));
+    assert_eq!(restarted.exit.await.status, ExitStatus::Exited(3));
+    let creates: Vec<String> = m
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("cgroup create"))
+        .collect();
+    assert_eq!(creates.len(), 1, "{creates:#?}");
+    assert!(creates[0].starts_with("cgroup create u-1/app-0 "), "{creates:#?}");
+    assert!(
+        !m.log().iter().any(|l| l.starts_with("cgroup remove")),
+        "{:#?}",
+        m.log()
+    );
 
+    // The sandbox's teardown removes the kept groups, then the pod's.
     rt.remove_sandbox("u-1").await.unwrap_or_else(|e| panic!("{e}"));
     let log = m.log();
     assert!(log.contains(&format!("signal {holder} SIGKILL")), "{log:#?}");
     assert_eq!(log.last().map(String::as_str), Some("cgroup remove pod u-1"));
+    assert!(
+        position(&log, "cgroup remove app-0") < position(&log, "cgroup remove pod u-1"),
+        "{log:#?}"
+    );
     assert!(!ipam_state(dir.path()).contains("u-1"), "the IP is released");
     assert!(!dir.path().join("sandboxes/u-1.json").exists());
 }

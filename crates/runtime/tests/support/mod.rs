@@ -105,6 +105,17 @@ pub fn uid(pod: &corev1::Pod) -> String {
 }
 
 pub async fn start(rt: &ProcessRuntime, pod: &corev1::Pod, index: usize, ip: Option<String>) -> Started {
+    start_instance(rt, pod, index, ip, 0).await
+}
+
+/// [`start`] of the container's instance with `restart_count`.
+pub async fn start_instance(
+    rt: &ProcessRuntime,
+    pod: &corev1::Pod,
+    index: usize,
+    ip: Option<String>,
+    restart_count: i32,
+) -> Started {
     let container = pod
         .spec
         .as_ref()
@@ -114,7 +125,7 @@ pub async fn start(rt: &ProcessRuntime, pod: &corev1::Pod, index: usize, ip: Opt
         pod: pod.clone(),
         pod_ip: ip,
         container,
-        restart_count: 0,
+        restart_count,
         mounts: Vec::new(),
     })
     .await
@@ -165,8 +176,18 @@ pub fn stat_fields(pid: i32) -> Vec<String> {
 }
 
 pub fn read_log(rt: &ProcessRuntime, pod: &corev1::Pod, container: &str) -> String {
+    read_instance_log(rt, pod, container, 0)
+}
+
+/// [`read_log`] of the container's instance with `restart_count`.
+pub fn read_instance_log(
+    rt: &ProcessRuntime,
+    pod: &corev1::Pod,
+    container: &str,
+    restart_count: i32,
+) -> String {
     let path = rt
-        .log_path(&uid(pod), container, 0)
+        .log_path(&uid(pod), container, restart_count)
         .unwrap_or_else(|| panic!("no log path"));
     std::fs::read_to_string(path).unwrap_or_default()
 }
