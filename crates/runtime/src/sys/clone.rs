@@ -123,9 +123,11 @@ mod clone3 {
         argv: &'a [*const c_char],
         envp: &'a [*const c_char],
         err_w: i32,
-        /// The CPU the node thread that spawns it ran on, which the child leaves before its
-        /// exec ([`leave_cpu`]); -1 for none.
-        avoid_cpu: i32,
+        /// The CPU the node thread that spawns it ran on, which the child leaves for
+        /// `move_to` before its exec ([`move_cpu`]); -1 for none.
+        move_from: i32,
+        /// The CPU the monitor ran on before it cloned the child (and then waited for it).
+        move_to: i32,
     }
 
     fn cstring(s: &[u8]) -> io::Result<CString> {
@@ -265,8 +267,9 @@ mod clone3 {
             argv: &argv_ptrs,
             envp: &envp_ptrs,
             err_w: err_w.as_raw_fd(),
-            // SAFETY: no arguments; -1 on failure, which the child takes as no CPU to leave.
-            avoid_cpu: unsafe { libc::sched_getcpu() },
+            // This thread runs when the clone is made, so the child goes elsewhere if it can.
+            move_from: -1,
+            move_to: -1,
         };
 
         // SAFETY: see `raw_clone3`; `child_args` and everything it points to outlive the child's
@@ -492,8 +495,9 @@ mod clone3 {
                 // The monitor makes the error pipe in its own descriptor table: a writing end
                 // left in ours would keep its read from ever seeing the end of a good exec.
                 err_w: -1,
-                // SAFETY: as in `spawn`.
-                avoid_cpu: unsafe { libc::sched_getcpu() },
+                // SAFETY: no arguments; -1 on failure, which the child takes as nothing to do.
+                move_from: unsafe { libc::sched_getcpu() },
+                move_to: -1,
             },
             child_clone,
             fds,
@@ -601,6 +605,8 @@ mod clone3 {
             let [err_r, err_w] = pipe;
             let mut child = args.child;
             child.err_w = err_w;
+            // Where this process waits for the child's exec: its CPU is about to be idle.
+            child.move_to = libc::sched_getcpu();
             // SAFETY (of the pointer): `child` lives on this stack until the main process has
             // exec'd or exited (CLONE_VFORK suspends us until then).
             let ret = raw_clone3_with(
@@ -771,37 +777,50 @@ mod clone3 {
         }
     }
 
-    /// Moves the calling process off `cpu` (when its affinity allows another), then gives it
-    /// back the affinity it had: the scheduler keeps it where it moved, and the program it
-    /// executes inherits the mask unchanged. Returns 0 or the errno of a failed restore.
+    /// Moves the calling process off CPU `from` when it runs there: to CPU `to` when that is
+    /// another one its affinity allows, else to any other it allows. Then gives it back the
+    /// affinity it had: the scheduler keeps it where it moved, and the program it executes
+    /// inherits the mask unchanged. Returns 0 or the errno of a failed restore.
     ///
     /// Why: the node thread that spawns a container waits (`CLONE_VFORK`) until the monitor
-    /// and the container have executed their programs, so its CPU looks idle and the new
-    /// process is put there; woken on that CPU, the node thread then waited behind the new
+    /// and the container have executed their programs, so its CPU looks idle and the container
+    /// is often put there; woken on that CPU, the node thread then waited behind the new
     /// program's start-up (0.4-0.7 ms of a C library's on the development machine) while the
-    /// other CPU stood idle, and the start was reported that much later.
+    /// other CPU stood idle, and the start was reported that much later. `to` is the monitor's
+    /// CPU, idle while the monitor waits for this exec (a move to a busy CPU waits for it);
+    /// where the monitor shares the node thread's CPU, the kernel picks one.
     ///
     /// # Safety
     /// Plain system calls on local data; callable between clone and exec.
-    pub(super) unsafe fn leave_cpu(cpu: i32) -> i32 {
-        let Ok(cpu) = usize::try_from(cpu) else {
+    pub(super) unsafe fn move_cpu(from: i32, to: i32) -> i32 {
+        let Ok(from) = usize::try_from(from) else {
             return 0;
         };
         let size = std::mem::size_of::<libc::cpu_set_t>();
-        // SAFETY: an all-zero cpu_set_t is a valid (empty) set; the calls fill or read the
-        // local sets of `size` bytes.
+        // SAFETY: sched_getcpu takes nothing; an all-zero cpu_set_t is a valid (empty) set;
+        // the calls fill or read the local sets of `size` bytes.
         unsafe {
-            let mut had: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, size, &mut had) != 0
-                || cpu >= 8 * size
-                || !libc::CPU_ISSET(cpu, &had)
-                || libc::CPU_COUNT(&had) < 2
-            {
+            if usize::try_from(libc::sched_getcpu()) != Ok(from) || from >= 8 * size {
                 return 0;
             }
-            let mut elsewhere = had;
-            libc::CPU_CLR(cpu, &mut elsewhere);
-            if libc::sched_setaffinity(0, size, &elsewhere) != 0 {
+            let mut had: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, size, &mut had) != 0 {
+                return 0;
+            }
+            let mut there: libc::cpu_set_t = std::mem::zeroed();
+            match usize::try_from(to) {
+                Ok(to) if to != from && to < 8 * size && libc::CPU_ISSET(to, &had) => {
+                    libc::CPU_SET(to, &mut there);
+                }
+                _ => {
+                    there = had;
+                    libc::CPU_CLR(from, &mut there);
+                    if libc::CPU_COUNT(&there) == 0 {
+                        return 0;
+                    }
+                }
+            }
+            if libc::sched_setaffinity(0, size, &there) != 0 {
                 return 0;
             }
             if libc::sched_setaffinity(0, size, &had) != 0 {
@@ -861,9 +880,9 @@ mod clone3 {
             return e.raw_os_error().unwrap_or(libc::EIO);
         }
         // SAFETY: system calls only, between clone and exec.
-        let left = unsafe { leave_cpu(args.avoid_cpu) };
-        if left != 0 {
-            return left;
+        let moved = unsafe { move_cpu(args.move_from, args.move_to) };
+        if moved != 0 {
+            return moved;
         }
         // SAFETY: null-terminated arrays of pointers into CStrings that outlive this call.
         unsafe {
@@ -960,31 +979,43 @@ mod tests {
     }
 
     #[test]
-    fn leaving_a_cpu_moves_the_thread_and_keeps_its_affinity() {
+    fn moving_to_another_cpu_moves_the_thread_and_keeps_its_affinity() {
         std::thread::spawn(|| {
             let size = std::mem::size_of::<libc::cpu_set_t>();
-            // SAFETY: fills a local, zeroed set of `size` bytes; sched_getcpu takes nothing.
-            let (before, cpu) = unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
-                (set, libc::sched_getcpu())
+            let affinity = || {
+                // SAFETY: fills a local, zeroed set of `size` bytes.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
+                    set
+                }
             };
-            // SAFETY: system calls on this thread only.
-            assert_eq!(unsafe { clone3::leave_cpu(cpu) }, 0);
-            // SAFETY: as above.
-            let (after, now) = unsafe {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                assert_eq!(libc::sched_getaffinity(0, size, &mut set), 0);
-                (set, libc::sched_getcpu())
-            };
-            // SAFETY: CPU_EQUAL compares two valid sets.
-            let same = unsafe { libc::CPU_EQUAL(&before, &after) };
-            assert!(same, "the affinity is unchanged");
-            // SAFETY: CPU_COUNT reads a valid set.
-            if unsafe { libc::CPU_COUNT(&before) } > 1 {
+            // SAFETY: takes nothing.
+            let cpu_now = || unsafe { libc::sched_getcpu() };
+            let before = affinity();
+            // Another try if the scheduler moved the thread between finding its CPU and the
+            // move (it then does nothing).
+            let mut moved = None;
+            for _ in 0..10 {
+                let cpu = cpu_now();
+                // SAFETY: CPU_ISSET reads a valid set.
+                let other = (0..8 * size)
+                    .find(|c| i32::try_from(*c) != Ok(cpu) && unsafe { libc::CPU_ISSET(*c, &before) });
+                let Some(to) = other.and_then(|c| i32::try_from(c).ok()) else {
+                    return; // one CPU: nowhere to go
+                };
+                // SAFETY: system calls on this thread only.
+                assert_eq!(unsafe { clone3::move_cpu(cpu, to) }, 0);
                 // Right after the move: nothing has had time to balance it back.
-                assert_ne!(now, cpu, "the thread left CPU {cpu}");
+                if cpu_now() == to {
+                    moved = Some(to);
+                    break;
+                }
             }
+            assert!(moved.is_some(), "the thread moved to the other CPU");
+            // SAFETY: CPU_EQUAL compares two valid sets.
+            let same = unsafe { libc::CPU_EQUAL(&before, &affinity()) };
+            assert!(same, "the affinity is unchanged");
         })
         .join()
         .unwrap();
