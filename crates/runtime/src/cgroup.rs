@@ -642,8 +642,13 @@ impl ContainerCgroup {
         !self.dirs.is_empty()
     }
 
-    /// The pids currently in the container's groups.
+    /// The pids currently in the container's groups: the v2 group's where there is one (it
+    /// holds every process the v1 groups hold; a v1 `tasks` file is the dearer read, a list
+    /// the kernel builds and caches, with work queued to free it), else the v1 groups'.
     pub(crate) fn pids(&self) -> Vec<i32> {
+        if let Some(v2) = &self.v2 {
+            return read_pids(v2);
+        }
         let mut all: Vec<i32> = self.dirs.iter().flat_map(|d| read_pids(d)).collect();
         all.sort_unstable();
         all.dedup();
