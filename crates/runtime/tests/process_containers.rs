@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use podvisor_core::ExitStatus;
 use podvisor_core::runtime::{ContainerExec, ContainerRuntime, RuntimeError};
+use podvisor_runtime::ProcessRuntime;
 use serde_json::json;
 use support::*;
 
@@ -581,34 +582,69 @@ async fn memory_limit_kill_is_oom_killed() {
     assert_eq!(report.status.code(), 137);
 }
 
-#[tokio::test]
-#[ignore = "needs root"]
-async fn a_restart_runs_in_its_containers_groups_and_an_earlier_oom_kill_is_not_its() {
-    let (dir, rt) = memory_limited_runtime().await;
-    // The first instance is OOM-killed; the next one says where it runs and exits 0.
-    let marker = dir.path().join("ran");
+/// Starts two instances of a container, the first ending at once (through `first`), the
+/// second printing its cgroups; returns their reports and the second's output.
+async fn two_instances(
+    rt: &ProcessRuntime,
+    dir: &std::path::Path,
+    name: &str,
+    first: &str,
+    limits: serde_json::Value,
+) -> (ExitStatus, ExitStatus, String) {
+    let marker = dir.join(format!("{name}-ran"));
     let script = format!(
-        "if [ -e {m} ]; then cat /proc/self/cgroup; exit 0; fi; touch {m}; python3 -c 'x = bytearray(200 * 1024 * 1024)'",
+        "if [ -e {m} ]; then cat /proc/self/cgroup; exit 0; fi; touch {m}; {first}",
         m = marker.display()
     );
-    let c = json!({ "name": "hog", "command": ["sh", "-c", script],
-        "resources": { "limits": { "memory": "32Mi" } } });
-    let p = pod("oomrestart", json!([c]), json!({}));
-    sandbox(&rt, &p).await;
-    let first = within(14, start_instance(&rt, &p, 0, None, 0).await.exit).await;
-    assert_eq!(first.status, ExitStatus::OomKilled);
-    let second = within(14, start_instance(&rt, &p, 0, None, 1).await.exit).await;
-    assert_eq!(second.status, ExitStatus::Exited(0));
-    let text = log_text(&read_instance_log(&rt, &p, "hog", 1));
-    let groups: Vec<&str> = text.lines().filter(|l| l.contains(&uid(&p))).collect();
-    assert!(!groups.is_empty(), "{text}");
-    assert!(
-        groups.iter().all(|l| l.ends_with("/hog-0")),
-        "the first instance's groups: {text}"
-    );
+    let c = json!({ "name": "app", "command": ["sh", "-c", script], "resources": limits });
+    let p = pod(name, json!([c]), json!({}));
+    sandbox(rt, &p).await;
+    let one = within(14, start_instance(rt, &p, 0, None, 0).await.exit).await;
+    let two = within(14, start_instance(rt, &p, 0, None, 1).await.exit).await;
+    let text = log_text(&read_instance_log(rt, &p, "app", 1));
     rt.remove_sandbox(&uid(&p))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    (one.status, two.status, text)
+}
+
+/// The lines of `/proc/self/cgroup` output that name a group of pod `name`'s container.
+fn container_groups<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.contains(&format!("uid-{name}-")))
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn a_restart_runs_in_its_containers_groups() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let (one, two, text) = two_instances(&rt, dir.path(), "regroup", "exit 3", json!({})).await;
+    assert_eq!((one, two), (ExitStatus::Exited(3), ExitStatus::Exited(0)));
+    let groups = container_groups(&text, "regroup");
+    assert!(!groups.is_empty(), "{text}");
+    assert!(
+        groups.iter().all(|l| l.ends_with("/app-0")),
+        "the first instance's groups: {text}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn a_memory_limited_restart_gets_new_groups_without_the_last_ones_oom_kill() {
+    let (dir, rt) = memory_limited_runtime().await;
+    let hog = "python3 -c 'x = bytearray(200 * 1024 * 1024)'";
+    let limits = json!({ "limits": { "memory": "32Mi" } });
+    let (one, two, text) = two_instances(&rt, dir.path(), "oomrestart", hog, limits).await;
+    assert_eq!((one, two), (ExitStatus::OomKilled, ExitStatus::Exited(0)));
+    let groups = container_groups(&text, "oomrestart");
+    assert!(!groups.is_empty(), "{text}");
+    assert!(
+        groups.iter().all(|l| l.ends_with("/app-1")),
+        "groups of its own: {text}"
+    );
 }
 
 #[tokio::test]

@@ -203,11 +203,16 @@ impl ProcessRuntime {
         })
     }
 
-    /// After an instance ended: its groups, when empty, are kept for the container's next
-    /// instance while its sandbox lasts (the sandbox's teardown removes them); otherwise
-    /// they are removed now.
+    /// After an instance ended: its groups, when empty and without a memory limit, are kept
+    /// for the container's next instance while its sandbox lasts (the sandbox's teardown
+    /// removes them); otherwise they are removed now.
+    ///
+    /// Not with a memory limit: what the instance left charged to its groups (page cache,
+    /// the pages of a memory-backed `emptyDir` it wrote) would count against the next
+    /// instance's limit, where a CRI runtime gives each instance new groups and the kernel
+    /// moves the old ones' charges to the pod's group as they are removed.
     fn release_groups(&self, pod_uid: &str, container: &str, groups: KeptGroup, empty: bool) {
-        if empty && groups.group.tracks() {
+        if empty && groups.group.tracks() && groups.limits.memory_bytes.is_none() {
             let mut sandboxes = lock(&self.inner.sandboxes);
             if let Some(sandbox) = sandboxes.get_mut(pod_uid) {
                 if let Some(older) = sandbox.kept_groups.insert(container.to_owned(), groups) {

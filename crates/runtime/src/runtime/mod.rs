@@ -172,6 +172,7 @@ struct SandboxState {
 /// container's next instance takes them over instead of making new ones (and its last one's
 /// removed): each `mkdir` and `rmdir` of a group is the kernel's work under one global lock,
 /// about a tenth of a restart on the development machine (a v1 memory group's the most).
+/// Only groups without a memory limit are kept (`release_groups` says why).
 pub(super) struct KeptGroup {
     pub(super) group: Arc<dyn ContainerGroup>,
     /// Their name under the pod's group: `<container>-<restart>` of the instance that made

@@ -30,6 +30,16 @@ fn pod(host_network: bool) -> corev1::Pod {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// [`pod`] with no memory limit on its container (whose groups are then kept between its
+/// instances).
+fn unlimited_pod() -> corev1::Pod {
+    let mut pod = pod(false);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers[0].resources = None;
+    }
+    pod
+}
+
 fn launch(pod: &corev1::Pod, restart_count: i32) -> ContainerLaunch {
     ContainerLaunch {
         pod: pod.clone(),
@@ -187,7 +197,7 @@ async fn an_oom_kill_in_the_cgroup_is_reported_as_oom_killed() {
 }
 
 #[tokio::test]
-async fn an_earlier_instances_oom_kill_is_not_the_next_ones() {
+async fn a_memory_limited_containers_restart_gets_new_groups() {
     let (_dir, m, rt) = machine(Failures::default(), false);
     rt.create_sandbox(SandboxConfig { pod: pod(false) })
         .await
@@ -196,18 +206,50 @@ async fn an_earlier_instances_oom_kill_is_not_the_next_ones() {
         .start(launch(&pod(false), 0))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    m.exit(m.last_pid(), ExitStatus::Exited(1));
+    assert_eq!(first.exit.await.status, ExitStatus::Exited(1));
+    // What the first instance left charged to its memory group must not count against the
+    // next one's limit: its groups go, the next instance gets its own.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !m.log().iter().any(|l| l == "cgroup remove app-0") {
+        assert!(Instant::now() < deadline, "{:#?}", m.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = rt
+        .start(launch(&pod(false), 1))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        m.log().iter().any(|l| l.starts_with("cgroup create u-1/app-1 ")),
+        "{:#?}",
+        m.log()
+    );
+    m.exit(m.last_pid(), ExitStatus::Exited(0));
+    assert_eq!(second.exit.await.status, ExitStatus::Exited(0));
+}
+
+#[tokio::test]
+async fn an_earlier_instances_oom_kill_is_not_the_next_ones() {
+    let (_dir, m, rt) = machine(Failures::default(), false);
+    rt.create_sandbox(SandboxConfig { pod: pod(false) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let first = rt
+        .start(launch(&unlimited_pod(), 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     m.oom();
     m.exit(m.last_pid(), ExitStatus::Signaled(9));
     assert_eq!(first.exit.await.status, ExitStatus::OomKilled);
     // The next instance runs in the same groups, whose count still says one OOM kill.
     let second = rt
-        .start(launch(&pod(false), 1))
+        .start(launch(&unlimited_pod(), 1))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     m.exit(m.last_pid(), ExitStatus::Signaled(9));
     assert_eq!(second.exit.await.status, ExitStatus::Signaled(9));
     let third = rt
-        .start(launch(&pod(false), 2))
+        .start(launch(&unlimited_pod(), 2))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     m.oom();
@@ -302,7 +344,7 @@ async fn a_sandbox_gets_a_holder_an_ip_and_a_network_and_its_teardown_releases_t
 
     // A container of the pod joins its namespaces and is started like any other.
     let started = rt
-        .start(launch(&pod(false), 0))
+        .start(launch(&unlimited_pod(), 0))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     m.exit(m.last_pid(), ExitStatus::Exited(0));
@@ -310,7 +352,7 @@ async fn a_sandbox_gets_a_holder_an_ip_and_a_network_and_its_teardown_releases_t
     // Its restart takes the first instance's groups over (kept empty in the sandbox), and
     // makes none.
     let restarted = rt
-        .start(launch(&pod(false), 1))
+        .start(launch(&unlimited_pod(), 1))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     m.exit(m.last_pid(), ExitStatus::Exited(3));
