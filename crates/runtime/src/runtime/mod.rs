@@ -6,16 +6,19 @@
 
 mod adopt;
 mod container;
+mod container_exec;
 #[cfg(test)]
 mod fakes;
 mod monitored;
 mod plan;
 mod pod_sandbox;
 mod streams;
+mod supervision;
 #[cfg(test)]
 mod tests;
 
 use container::*;
+use supervision::*;
 
 use std::collections::HashMap;
 use std::fs;

@@ -12,7 +12,7 @@ use podvisor_core::streams::{
 use podvisor_core::usage::{UsageSample, UsageSource};
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
-use super::container::exec_thread;
+use super::container_exec::exec_thread;
 use super::*;
 use crate::stdio::{FdStream, Keep};
 
