@@ -9,6 +9,7 @@
 //! samples into one) and which container is which (the runtime).
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use podvisor_core::usage::UsageSample;
@@ -21,28 +22,48 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// Parses the text of the small file at `path`.
+///
+/// The metrics scraper reads three files per container every 10 s (3,000 at 1,000 pods), so
+/// this reads into a buffer on the stack with one `read`: a cgroup file is generated whole at
+/// the first read, so a read that returns less than asked has all of it (as a regular file's
+/// does). `fs::read_to_string` would also `statx` the file and read once more to see its end
+/// (five system calls instead of three) and allocate. A file that fills the buffer is read
+/// again whole.
+fn parse_small<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    let mut buf = [0u8; 4096];
+    let len = fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    if len == buf.len() {
+        return parse(&fs::read_to_string(path).ok()?);
+    }
+    parse(std::str::from_utf8(&buf[..len]).ok()?)
+}
+
 fn read_u64(path: &Path) -> Option<u64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+    parse_small(path, |text| text.trim().parse().ok())
 }
 
 /// Cumulative CPU of a cgroup v2 group: `cpu.stat` `usage_usec` × 1000.
 pub(crate) fn v2_cpu_ns(dir: &Path) -> Option<u64> {
-    let text = fs::read_to_string(dir.join("cpu.stat")).ok()?;
-    keyed(&text, "usage_usec").map(|us| us.saturating_mul(1000))
+    parse_small(&dir.join("cpu.stat"), |text| keyed(text, "usage_usec")).map(|us| us.saturating_mul(1000))
 }
 
 /// Working set of a cgroup v2 group: `memory.current − memory.stat:inactive_file`, floored at 0.
 pub(crate) fn v2_working_set(dir: &Path) -> Option<u64> {
     let current = read_u64(&dir.join("memory.current"))?;
-    let stat = fs::read_to_string(dir.join("memory.stat")).ok()?;
-    Some(current.saturating_sub(keyed(&stat, "inactive_file").unwrap_or(0)))
+    let inactive = parse_small(&dir.join("memory.stat"), |text| {
+        Some(keyed(text, "inactive_file"))
+    })?;
+    Some(current.saturating_sub(inactive.unwrap_or(0)))
 }
 
 /// Working set of a cgroup v1 memory group: `memory.usage_in_bytes − total_inactive_file`.
 pub(crate) fn v1_working_set(dir: &Path) -> Option<u64> {
     let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
-    let stat = fs::read_to_string(dir.join("memory.stat")).ok()?;
-    Some(usage.saturating_sub(keyed(&stat, "total_inactive_file").unwrap_or(0)))
+    let inactive = parse_small(&dir.join("memory.stat"), |text| {
+        Some(keyed(text, "total_inactive_file"))
+    })?;
+    Some(usage.saturating_sub(inactive.unwrap_or(0)))
 }
 
 /// (CPU ticks, RSS pages) of one `/proc/<pid>/stat` line.
@@ -169,6 +190,19 @@ mod tests {
         fs::write(dir.path().join("memory.stat"), "inactive_file 20000\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v2_working_set(dir.path()), Some(0));
         assert_eq!(v1_working_set(dir.path()), None, "no v1 files here");
+    }
+
+    #[test]
+    fn a_v1_memory_stat_longer_than_the_read_buffer_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join("memory.usage_in_bytes"), "10000\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut stat: String = (0..400).map(|i| format!("filler_{i} {i}\n")).collect();
+        assert!(stat.len() > 4096, "the file must not fit the stack buffer");
+        stat.push_str("total_inactive_file 2500\n");
+        fs::write(dir.path().join("memory.stat"), stat).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v1_working_set(dir.path()), Some(7500));
+        assert_eq!(read_u64(&dir.path().join("memory.usage_in_bytes")), Some(10000));
+        assert_eq!(read_u64(&dir.path().join("missing")), None);
     }
 
     #[test]
