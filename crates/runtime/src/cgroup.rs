@@ -6,9 +6,9 @@
 //! limit for its next instances while the pod's sandbox lasts, `runtime::KeptGroup`), where
 //! `<base>` is `<v2 mount>/<parent>` for cgroup v2 and `<v1 controller mount>/<own
 //! cgroup>/<parent>` for v1 (nested under the node's own v1 group, so limits placed on the
-//! node still apply). On a
-//! hybrid machine (v1 controllers plus a controller-less v2 at `/sys/fs/cgroup/unified`), the
-//! limits go to v1 and the v2 group is still used to track and kill (`cgroup.kill`).
+//! node still apply). On a hybrid machine (v1 controllers plus a controller-less v2 at
+//! `/sys/fs/cgroup/unified`), the limits go to v1 and the v2 group is still used to track and
+//! kill (`cgroup.kill`).
 
 use std::fs;
 use std::io;
