@@ -140,7 +140,7 @@ async fn top_shows_what_the_cgroups_say() {
     let (burn_cg, _) = cgroup_dirs(burn);
     let (mem_cg, mem_v1) = cgroup_dirs(mem);
 
-    // Metrics come after two scrapes, 10 s apart.
+    // Metrics come after two scrapes, 15 s apart.
     let start = (Instant::now(), cpu_ns(&burn_cg));
     let text = node
         .until(&["top", "pod", "busy", "--containers", "--no-headers"], 60, |t| {

@@ -1,11 +1,20 @@
 //! Probe sockets: every TCP, HTTP and gRPC probe connects through here, so that closing a probe
 //! connection leaves no `TIME_WAIT` behind (`SO_LINGER` 0; the crate docs say why not 1 s).
+//!
+//! A probe connection is closed, never shut down first: [`ProbeStream`]'s `poll_shutdown` sends
+//! nothing. Go's client closes a connection it will not reuse the same way (`close`, no
+//! `shutdown`). hyper shuts a connection down when the server answers `Connection: close`: a
+//! system call and a FIN, and a server-side `TIME_WAIT` if the FIN reaches the server before our
+//! RST does.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Why a probe could not connect.
@@ -43,7 +52,7 @@ pub enum DialError {
 /// `host` is an IP address or a name, which is resolved; the addresses are tried in order. No
 /// timeout of its own: callers bound it with their deadline, and dropping the future closes the
 /// half-open socket.
-pub async fn connect(host: &str, port: u16) -> Result<TcpStream, DialError> {
+pub async fn connect(host: &str, port: u16) -> Result<ProbeStream, DialError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -58,7 +67,7 @@ pub async fn connect(host: &str, port: u16) -> Result<TcpStream, DialError> {
     let mut last = None;
     for addr in addrs {
         match connect_addr(addr).await {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return Ok(ProbeStream(stream)),
             Err(source) => last = Some(DialError::Connect { addr, source }),
         }
     }
@@ -75,4 +84,46 @@ async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
     socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     TcpSocket::from_std_stream(socket.into()).connect(addr).await
+}
+
+/// A connected probe socket: reads and writes go to the socket; shutting it down sends nothing
+/// (see the module docs). Dropping it closes the socket with a RST.
+#[derive(Debug)]
+pub struct ProbeStream(TcpStream);
+
+impl AsyncRead for ProbeStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProbeStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    /// Nothing is sent: the connection ends when the stream is dropped.
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }

@@ -12,7 +12,9 @@
 //! sits in `TIME_WAIT` for 60 s (100 probes left 100 such sockets in our test). Without it, the
 //! server keeps the connection open for a next request that never comes, and the probe drops
 //! the connection as soon as it has the response, which resets it (`SO_LINGER` 0): no
-//! `TIME_WAIT` on either end. A connection is still never used for a second request.
+//! `TIME_WAIT` on either end. A connection is still never used for a second request. When the
+//! server does answer `Connection: close`, the probe still sends no FIN of its own before the
+//! RST ([`dial::ProbeStream`]).
 
 use std::fmt;
 use std::time::Duration;

@@ -356,6 +356,36 @@ async fn https_hook_falls_back_to_http_once_without_authorization() {
 }
 
 #[tokio::test]
+async fn a_connection_close_answer_ends_with_a_reset_and_no_fin() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("local addr").port();
+    // The server answers `Connection: close` and keeps its end open to see how the probe ends.
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut request = [0u8; 1024];
+        let read = stream.read(&mut request).await.expect("the request");
+        assert!(read > 0, "the probe sent no request");
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .await
+            .expect("the answer");
+        stream.read(&mut request).await
+    });
+    let result = get(http_get(port, "/")).await;
+    assert_eq!(result.outcome, ProbeOutcome::Success, "{result:?}");
+    let after = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the probe ended its connection")
+        .expect("the server task");
+    // A FIN (`shutdown`) would read as the end of the stream; the probe's close is a RST.
+    match after {
+        Err(error) => assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}"),
+        Ok(read) => panic!("the server read {read} bytes (0: a FIN) where the probe's RST was expected"),
+    }
+}
+
+#[tokio::test]
 async fn sequential_http_probes_leave_almost_no_time_wait() {
     let server = http_server(ok_server_reply).await;
     let before = time_wait_on(server.port());

@@ -24,7 +24,7 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 
 /// Parses the text of the small file at `path`.
 ///
-/// The metrics scraper reads three files per container every 10 s (3,000 at 1,000 pods), so
+/// The metrics scraper reads three files per container every 15 s (3,000 at 1,000 pods), so
 /// this reads into a buffer on the stack with one `read`: a cgroup file is generated whole at
 /// the first read, so a read that returns less than asked has all of it (as a regular file's
 /// does). `fs::read_to_string` would also `statx` the file and read once more to see its end
