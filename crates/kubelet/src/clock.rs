@@ -5,6 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use podvisor_lifecycle::Time;
 use tokio::time::Instant;
 
+/// Wake-ups more than this far away are moved onto the [`WAKE_GRID`] (see [`Clock::wake_instant`]).
+const COALESCE_FROM: Duration = Duration::from_secs(1);
+
+/// The grid far wake-ups are moved onto: the longest a far wake-up is delayed.
+const WAKE_GRID: Duration = Duration::from_millis(50);
+
 /// Maps tokio's monotonic clock onto wall-clock [`Time`].
 ///
 /// The wall clock is read once, at construction; after that, time advances with
@@ -52,11 +58,58 @@ impl Clock {
             .checked_add(offset)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400))
     }
+
+    /// The tokio instant a pod worker sleeps until to wake at `t`.
+    ///
+    /// A wake-up more than 1 s away (nearly always a probe's next period, which is whole
+    /// seconds) is moved later, onto the next multiple of 50 ms since this clock started. Every
+    /// worker shares the node's clock, so the workers whose probes fall due in the same 50 ms
+    /// wake together: at 1,000 pods with two 10 s probes each, the node's context switches fell
+    /// by about 40% and its CPU by about 8% (README, Performance). A probe then runs up to 50 ms
+    /// after its ticker's time; the gap between its attempts stays its period (the ticker is
+    /// anchored, rule 3.4), and a near wake-up (a probe of period 1 s, a back-off of a second or
+    /// less) is not moved.
+    pub fn wake_instant(&self, t: Time) -> Instant {
+        let at = self.instant_at(t);
+        if at.saturating_duration_since(Instant::now()) <= COALESCE_FROM {
+            return at;
+        }
+        let grid = WAKE_GRID.as_nanos();
+        let since = at.saturating_duration_since(self.base).as_nanos();
+        let on_grid = since.div_ceil(grid).saturating_mul(grid);
+        let later = u64::try_from(on_grid - since).unwrap_or(0);
+        at + Duration::from_nanos(later)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn far_wake_ups_wait_for_the_grid_near_ones_do_not() {
+        let clock = Clock::starting_at(Time::from_secs(1_000));
+        let start = Instant::now();
+        // 10.020 s away: on to 10.050 s.
+        let far = clock.wake_instant(Time::from_millis(1_010_020));
+        assert_eq!(far - start, Duration::from_millis(10_050));
+        // Already on the grid: kept.
+        let on = clock.wake_instant(Time::from_millis(1_010_100));
+        assert_eq!(on - start, Duration::from_millis(10_100));
+        // 0.99 s away: exact.
+        let near = clock.wake_instant(Time::from_millis(1_000_990));
+        assert_eq!(near - start, Duration::from_millis(990));
+        // Later, the grid is still counted from the clock's start.
+        tokio::time::advance(Duration::from_millis(7)).await;
+        let later = clock.wake_instant(Time::from_millis(1_005_001));
+        assert_eq!(later - start, Duration::from_millis(5_050));
+        // Exactly 1 s away (a probe of period 1 s, stepped when it fell due): exact.
+        let second = clock.wake_instant(Time::from_millis(1_001_007));
+        assert_eq!(second - start, Duration::from_millis(1_007));
+        // The past is now.
+        let past = clock.wake_instant(Time::from_secs(999));
+        assert!(past <= Instant::now());
+    }
 
     #[test]
     fn wall_times_are_milliseconds_since_the_epoch() {

@@ -227,7 +227,8 @@ pub(crate) async fn run(
         if worker.machine.is_finished() {
             break;
         }
-        let wake = worker.machine.next_wakeup().map(|t| clock.instant_at(t));
+        // Far wake-ups (a probe's next period) on the clock's grid, so workers wake together.
+        let wake = worker.machine.next_wakeup().map(|t| clock.wake_instant(t));
         let timer = async move {
             match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
