@@ -45,6 +45,7 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
+use core::ffi::CStr;
 use core::time::Duration;
 
 #[allow(dead_code)]
@@ -54,6 +55,7 @@ mod cri;
 /// The kernel's interface, as much of it as the monitor uses.
 mod sys {
     use core::arch::asm;
+    use core::ffi::CStr;
     use core::time::Duration;
 
     #[cfg(target_arch = "x86_64")]
@@ -253,8 +255,14 @@ mod sys {
 
     pub fn open(path: &[u8], flags: usize, mode: u32) -> isize {
         let c = c_path(path);
+        // Up to its first NUL, as the kernel would read it.
+        CStr::from_bytes_until_nul(&c).map_or(-ENOENT, |c| open_c(c, flags, mode))
+    }
+
+    /// [`open`] of a path that is NUL-terminated already.
+    pub fn open_c(path: &CStr, flags: usize, mode: u32) -> isize {
         // SAFETY: a NUL-terminated path that lives across the call.
-        unsafe { call(OPENAT, [AT_FDCWD as usize, c.as_ptr() as usize, flags, mode as usize, 0, 0]) }
+        unsafe { call(OPENAT, [AT_FDCWD as usize, path.as_ptr() as usize, flags, mode as usize, 0, 0]) }
     }
 
     pub fn now(clock: usize) -> Duration {
@@ -493,22 +501,19 @@ core::arch::global_asm!(
 /// Called once, by `_start`, with the stack the kernel set up.
 unsafe extern "C" fn entry(stack: *const usize) -> ! {
     // SAFETY: at entry the stack holds argc, then argc pointers to NUL-terminated strings.
-    let args: Vec<&'static [u8]> = unsafe {
+    let args: Vec<&'static CStr> = unsafe {
         let argc = *stack;
         let argv = stack.add(1).cast::<*const core::ffi::c_char>();
-        (0..argc)
-            .map(|i| core::ffi::CStr::from_ptr(*argv.add(i)).to_bytes())
-            .collect()
+        (0..argc).map(|i| CStr::from_ptr(*argv.add(i))).collect()
     };
-    if args.get(1) == Some(&&b"pause"[..]) {
+    if args.get(1).map(|a| a.to_bytes()) == Some(&b"pause"[..]) {
         pause();
     }
     let Some(args) = parse(&args) else {
         let _ = sys::write_all(2, b"podvisor-monitor: bad invocation (it is started by the podvisor runtime only)\n");
         sys::exit(2);
     };
-    run(&args);
-    sys::exit(0)
+    run(&args)
 }
 
 /// The log's files, through the monitor's own system calls (errors are `-errno`).
@@ -582,7 +587,8 @@ struct Args {
     log: &'static [u8],
     max_bytes: u64,
     max_files: u32,
-    exit: &'static [u8],
+    /// As it came, NUL-terminated: opened on the way out with no copy made.
+    exit: &'static CStr,
     streams: u32,
 }
 
@@ -590,17 +596,17 @@ fn number<T: core::str::FromStr>(arg: &[u8]) -> Option<T> {
     core::str::from_utf8(arg).ok()?.parse().ok()
 }
 
-fn parse(args: &[&'static [u8]]) -> Option<Args> {
-    if args.len() != 8 || args[1] != b"1" {
+fn parse(args: &[&'static CStr]) -> Option<Args> {
+    if args.len() != 8 || args[1].to_bytes() != b"1" {
         return None;
     }
     Some(Args {
-        pid: number(args[2])?,
-        log: args[3],
-        max_bytes: number(args[4])?,
-        max_files: number(args[5])?,
+        pid: number(args[2].to_bytes())?,
+        log: args[3].to_bytes(),
+        max_bytes: number(args[4].to_bytes())?,
+        max_files: number(args[5].to_bytes())?,
         exit: args[6],
-        streams: number(args[7]).filter(|n| (1..=2).contains(n))?,
+        streams: number(args[7].to_bytes()).filter(|n| (1..=2).contains(n))?,
     })
 }
 
@@ -639,7 +645,8 @@ fn pause() -> ! {
     }
 }
 
-fn run(args: &Args) {
+/// Monitors the main process and its output until both have ended, then exits.
+fn run(args: &Args) -> ! {
     for sig in [sys::SIGHUP, sys::SIGINT, sys::SIGPIPE] {
         sys::ignore(sig);
     }
@@ -683,7 +690,9 @@ fn run(args: &Args) {
             if reaped > 0 {
                 if reaped == args.pid as isize {
                     main_ended = true;
-                    record_exit(args, status);
+                    // `records` is empty between reads: no allocation on the way out.
+                    record_exit(args, status, &mut records);
+                    records.clear();
                 }
                 continue;
             }
@@ -692,7 +701,10 @@ fn run(args: &Args) {
         }
         let streams_open = sources.iter().any(|s| s.open);
         if main_ended && !streams_open && no_children {
-            break;
+            // Out with every buffer still mapped: the exit unmaps them all at once, where
+            // dropping each would be a `munmap` and a TLB flush (on every CPU the monitor ran
+            // on) on the path between the container's end and the node's hearing of it.
+            sys::exit(0);
         }
         fds.clear();
         fds.extend(sources.iter().filter(|s| s.open).map(|s| sys::PollFd {
@@ -761,26 +773,26 @@ fn run(args: &Args) {
     }
 }
 
-/// Writes the exit record of the main process, whose wait status is `status`.
-fn record_exit(args: &Args, status: i32) {
+/// Writes the exit record of the main process, whose wait status is `status`, composed in
+/// `text` (empty).
+fn record_exit(args: &Args, status: i32, text: &mut Vec<u8>) {
     let finished = u64::try_from(sys::now(sys::CLOCK_REALTIME).as_nanos()).unwrap_or(u64::MAX);
     let (how, value) = if status & 0x7f == 0 {
         (&b"exited "[..], (status >> 8) & 0xff)
     } else {
         (&b"signaled "[..], status & 0x7f)
     };
-    let mut text: Vec<u8> = Vec::with_capacity(128);
     text.extend_from_slice(b"podvisor-exit 1\npid ");
-    cri::push_digits(&mut text, u64::from(args.pid.unsigned_abs()), 1);
+    cri::push_digits(text, u64::from(args.pid.unsigned_abs()), 1);
     text.push(b'\n');
     text.extend_from_slice(how);
-    cri::push_digits(&mut text, u64::from(value.unsigned_abs()), 1);
+    cri::push_digits(text, u64::from(value.unsigned_abs()), 1);
     text.extend_from_slice(b"\nfinished ");
-    cri::push_digits(&mut text, finished, 1);
+    cri::push_digits(text, finished, 1);
     text.push(b'\n');
     // One write, appended: the node's record may be there already, or come after it.
     let flags = sys::O_WRONLY | sys::O_CREAT | sys::O_APPEND | sys::O_CLOEXEC;
-    if let Ok(file) = fd(sys::open(args.exit, flags, 0o666)) {
-        let _ = sys::write_all(file.0, &text);
+    if let Ok(file) = fd(sys::open_c(args.exit, flags, 0o666)) {
+        let _ = sys::write_all(file.0, text);
     }
 }
