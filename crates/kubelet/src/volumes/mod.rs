@@ -34,13 +34,13 @@ pub(crate) mod payload;
 use files::*;
 use payload::*;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use podvisor_core::corev1::{
     ConfigMap, Container, DownwardAPIVolumeFile, KeyToPath, Pod, PodSpec, Secret, Volume, VolumeMount,
@@ -73,8 +73,19 @@ pub(crate) struct MountError(pub(crate) String);
 #[derive(Debug)]
 pub struct VolumeManager {
     config: VolumeConfig,
-    /// One volume operation at a time (set-ups, refreshes and teardowns are short).
-    busy: tokio::sync::Mutex<()>,
+    /// Shared by every pod's set-up, refresh and teardown; held alone by the sweep of what a
+    /// previous run left ([`remove_pods_except`](Self::remove_pods_except)).
+    sweep: tokio::sync::RwLock<()>,
+    /// One operation at a time per pod: the pods' set-ups, refreshes and teardowns run side by
+    /// side, so one pod waiting for its ConfigMap (the API, on an agent) or for an unmount
+    /// holds up no other. An entry goes with its pod's teardown.
+    pods: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A pod's turn at its volumes (see [`VolumeManager::turn`]).
+struct Turn<'a> {
+    _sweep: tokio::sync::RwLockReadGuard<'a, ()>,
+    pod: tokio::sync::OwnedMutexGuard<()>,
 }
 
 const DEFAULT_MODE: i32 = 0o644;
@@ -147,7 +158,8 @@ impl VolumeManager {
         remove_except(&root, config.host.as_ref(), keep);
         Ok(VolumeManager {
             config,
-            busy: tokio::sync::Mutex::new(()),
+            sweep: tokio::sync::RwLock::new(()),
+            pods: Mutex::default(),
         })
     }
 
@@ -155,13 +167,29 @@ impl VolumeManager {
     /// [`keeping`](Self::keeping) kept that were deleted while no node ran. Returns how many
     /// pods' volumes went.
     pub async fn remove_pods_except(&self, keep: &[String]) -> usize {
-        let _busy = self.busy.lock().await;
+        let _sweep = self.sweep.write().await;
         match fs::canonicalize(&self.config.root) {
             Ok(root) => remove_except(&root, self.config.host.as_ref(), keep),
             Err(e) => {
                 tracing::warn!(path = %self.config.root.display(), error = %e, "pod volumes not found");
                 0
             }
+        }
+    }
+
+    /// Waits for the pod's turn: no sweep running, and no other operation on this pod.
+    async fn turn(&self, uid: &str) -> Turn<'_> {
+        let sweep = self.sweep.read().await;
+        let lock = Arc::clone(
+            self.pods
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(uid.to_owned())
+                .or_default(),
+        );
+        Turn {
+            _sweep: sweep,
+            pod: lock.lock_owned().await,
         }
     }
 
@@ -186,7 +214,7 @@ impl VolumeManager {
         if Self::volumes(pod).is_empty() {
             return Ok(());
         }
-        let _busy = self.busy.lock().await;
+        let _turn = self.turn(Self::uid(pod)).await;
         for v in Self::volumes(pod) {
             self.setup_one(pod, v, source).await.map_err(|e| {
                 MountError(format!(
@@ -209,7 +237,7 @@ impl VolumeManager {
         {
             return;
         }
-        let _busy = self.busy.lock().await;
+        let _turn = self.turn(Self::uid(pod)).await;
         if !self.config.root.join(Self::uid(pod)).exists() {
             return;
         }
@@ -435,23 +463,37 @@ impl VolumeManager {
         if uid.is_empty() {
             return;
         }
-        let _busy = self.busy.lock().await;
+        let turn = self.turn(uid).await;
         let dir = self.config.root.join(uid);
-        if !dir.exists() {
-            return;
+        let host = Arc::clone(&self.config.host);
+        let owned = uid.to_owned();
+        // An unmount waits for the kernel: on the blocking pool, not on a runtime worker.
+        let _ = tokio::task::spawn_blocking(move || remove_pod_volumes(&dir, host.as_ref(), &owned)).await;
+        let mut pods = self.pods.lock().unwrap_or_else(PoisonError::into_inner);
+        // Kept while another operation of the pod waits for it (it holds a clone).
+        if pods.get(uid).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            pods.remove(uid);
         }
-        for kind in [Kind::EmptyDir, Kind::Secret, Kind::DownwardApi, Kind::Projected] {
-            for e in fs::read_dir(dir.join(kind.dir())).into_iter().flatten().flatten() {
-                if self.config.host.is_mount_point(&e.path())
-                    && let Err(err) = self.config.host.unmount(&e.path())
-                {
-                    tracing::warn!(path = %e.path().display(), error = %err, "could not unmount a pod volume");
-                }
+        drop(turn.pod);
+    }
+}
+
+/// Unmounts a pod's tmpfs volumes and removes its volume directory (if it has one).
+fn remove_pod_volumes(dir: &Path, host: &dyn HostOps, uid: &str) {
+    if !dir.exists() {
+        return;
+    }
+    for kind in [Kind::EmptyDir, Kind::Secret, Kind::DownwardApi, Kind::Projected] {
+        for e in fs::read_dir(dir.join(kind.dir())).into_iter().flatten().flatten() {
+            if host.is_mount_point(&e.path())
+                && let Err(err) = host.unmount(&e.path())
+            {
+                tracing::warn!(path = %e.path().display(), error = %err, "could not unmount a pod volume");
             }
         }
-        if let Err(e) = fs::remove_dir_all(&dir) {
-            tracing::warn!(pod_uid = uid, error = %e, "could not remove the pod's volumes");
-        }
+    }
+    if let Err(e) = fs::remove_dir_all(dir) {
+        tracing::warn!(pod_uid = uid, error = %e, "could not remove the pod's volumes");
     }
 }
 
@@ -742,6 +784,91 @@ mod tests {
             assert!(unmounted.contains(&HostCall::Unmount { dir }));
         }
         assert!(!root.join("u1").exists());
+    }
+
+    /// ConfigMaps from `inner`, except `slow`, which never comes.
+    struct Stuck(FakeConfig);
+
+    #[async_trait::async_trait]
+    impl ConfigSource for Stuck {
+        async fn config_map(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<ConfigMap>, podvisor_core::ConfigSourceError> {
+            if name == "slow" {
+                std::future::pending::<()>().await;
+            }
+            self.0.config_map(namespace, name).await
+        }
+
+        async fn secret(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Secret>, podvisor_core::ConfigSourceError> {
+            self.0.secret(namespace, name).await
+        }
+    }
+
+    fn pod_with_config_map(uid: &str, config_map: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid},
+            "spec": {
+                "containers": [{"name": "app"}],
+                "volumes": [
+                    {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                    {"name": "settings", "configMap": {"name": config_map}}
+                ]
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_pod_waiting_for_its_config_map_holds_up_no_other_pods_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("volumes");
+        let host = FakeHost::default();
+        let manager = Arc::new(isolated(&root, &host));
+        let config = FakeConfig::default();
+        config.put_config_map(serde_json::json!({
+            "metadata": {"name": "fast", "namespace": "ns"}, "data": {"k": "v"}
+        }));
+        let source = Arc::new(Stuck(config));
+        let stuck = {
+            let (manager, source) = (Arc::clone(&manager), Arc::clone(&source));
+            tokio::spawn(async move {
+                let _ = manager
+                    .setup(&pod_with_config_map("u1", "slow"), Some(source.as_ref()))
+                    .await;
+            })
+        };
+        // Let the first set-up take its turn and wait for its ConfigMap.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!stuck.is_finished());
+        let other = async {
+            manager
+                .setup(&pod_with_config_map("u2", "fast"), Some(source.as_ref()))
+                .await
+                .unwrap();
+            manager.teardown("u2").await;
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), other)
+            .await
+            .expect("the other pod's set-up and teardown waited for the stuck one");
+        assert!(!root.join("u2").exists());
+        assert_eq!(
+            host.mounted(),
+            [(root.join("u1/empty-dir/scratch"), None)].into_iter().collect()
+        );
+        // The finished pod's lock is gone; the waiting one's stays.
+        let pods = manager.pods.lock().unwrap();
+        assert_eq!(pods.keys().collect::<Vec<_>>(), ["u1"]);
+        drop(pods);
+        stuck.abort();
     }
 
     #[tokio::test]
