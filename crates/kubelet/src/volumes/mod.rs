@@ -465,10 +465,14 @@ impl VolumeManager {
         }
         let turn = self.turn(uid).await;
         let dir = self.config.root.join(uid);
-        let host = Arc::clone(&self.config.host);
-        let owned = uid.to_owned();
-        // An unmount waits for the kernel: on the blocking pool, not on a runtime worker.
-        let _ = tokio::task::spawn_blocking(move || remove_pod_volumes(&dir, host.as_ref(), &owned)).await;
+        // Most pods have no volumes: one `stat`, and no trip to the blocking pool.
+        if dir.exists() {
+            let host = Arc::clone(&self.config.host);
+            let owned = uid.to_owned();
+            // An unmount waits for the kernel: on the blocking pool, not on a runtime worker.
+            let _ =
+                tokio::task::spawn_blocking(move || remove_pod_volumes(&dir, host.as_ref(), &owned)).await;
+        }
         let mut pods = self.pods.lock().unwrap_or_else(PoisonError::into_inner);
         // Kept while another operation of the pod waits for it (it holds a clone).
         if pods.get(uid).is_some_and(|l| Arc::strong_count(l) <= 2) {
@@ -478,11 +482,8 @@ impl VolumeManager {
     }
 }
 
-/// Unmounts a pod's tmpfs volumes and removes its volume directory (if it has one).
+/// Unmounts a pod's tmpfs volumes and removes its volume directory `dir`.
 fn remove_pod_volumes(dir: &Path, host: &dyn HostOps, uid: &str) {
-    if !dir.exists() {
-        return;
-    }
     for kind in [Kind::EmptyDir, Kind::Secret, Kind::DownwardApi, Kind::Projected] {
         for e in fs::read_dir(dir.join(kind.dir())).into_iter().flatten().flatten() {
             if host.is_mount_point(&e.path())
