@@ -169,6 +169,10 @@ pub struct Mount {
 pub struct Started {
     /// The instance.
     pub id: ContainerId,
+    /// When the instance's process started, by the runtime's wall clock: the status's
+    /// `startedAt` (as the kubelet's comes from the runtime's container status), and the time
+    /// a restarted node finds in [`AdoptedContainer::started_at`].
+    pub started_at: std::time::SystemTime,
     /// Resolves when the instance's main process has ended and everything of it was reaped.
     /// Dropping it does not stop the container.
     pub exit: BoxFuture<ExitReport>,
@@ -178,6 +182,7 @@ impl std::fmt::Debug for Started {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Started")
             .field("id", &self.id)
+            .field("started_at", &self.started_at)
             .finish_non_exhaustive()
     }
 }

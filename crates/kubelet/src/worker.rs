@@ -443,13 +443,14 @@ impl Worker {
                             deps.runtime.start(launch),
                         );
                         match started.await {
-                            Ok(Started { id, exit }) => {
+                            Ok(Started { id, started_at, exit }) => {
                                 recorder.container_started(&name, restart_count);
                                 Worker::send(
                                     &feedback,
                                     Input::ContainerStarted {
                                         name: name.clone(),
                                         id: id.clone(),
+                                        started_at: Clock::wall(started_at),
                                     },
                                 );
                                 Some((name, id, exit))

@@ -37,6 +37,9 @@ fn build_node_at(
     customize: impl FnOnce(PodSupervisor) -> PodSupervisor,
 ) -> Node {
     let runtime = FakeRuntime::new();
+    // The start times the runtime reports, by the node's clock.
+    runtime
+        .set_wall(std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(start.as_millis()).unwrap()));
     let prober = ScriptedProber::default();
     let sink = RecordingSink::default();
     let supervisor = PodSupervisor::new(

@@ -44,7 +44,11 @@ fn running(t0: Time) -> (PodMachine, ContainerId, Time) {
                 if name == "app" {
                     app = Some(id.clone());
                 }
-                queue.push(Input::ContainerStarted { name, id });
+                queue.push(Input::ContainerStarted {
+                    name,
+                    id,
+                    started_at: now,
+                });
             }
         }
         now = now + Duration::from_millis(1);

@@ -3,6 +3,8 @@
 use podvisor_core::corev1::Pod;
 use podvisor_core::{ContainerId, ExitStatus, HookKind, HookResult, ProbeKind, ProbeResult};
 
+use crate::Time;
+
 /// One observation fed to [`PodMachine::step`](crate::PodMachine::step).
 ///
 /// Inputs that no longer apply (a result for a container instance that has since been
@@ -32,6 +34,10 @@ pub enum Input {
         name: String,
         /// The new instance.
         id: ContainerId,
+        /// When its process started, as the runtime says: the status's `startedAt`, which a
+        /// restarted node finds again in the runtime (the model's own clock reads later, by the
+        /// time the answer arrives).
+        started_at: Time,
     },
     /// A container could not be started (spawn failure: `StartError`, exit code 128).
     ContainerStartFailed {

@@ -109,6 +109,33 @@ fn ready_app() -> Sim {
     sim
 }
 
+/// The start time shown is the one the runtime reports, which a restarted node finds again in
+/// its records, not the time the answer reached the model: across a second's boundary the two
+/// differ, and the pod's `startedAt` would change with the node's restart.
+#[test]
+fn the_start_time_shown_is_the_runtimes_and_a_restart_keeps_it() {
+    let mut sim = Sim::with(
+        pod(json!({"spec": {"containers": [c("app")]}})),
+        Auto {
+            start: false,
+            ..Auto::default()
+        },
+    );
+    // The runtime starts the process 0.6 s in; its answer arrives 0.6 s later.
+    let started = sim.now + Duration::from_millis(600);
+    sim.advance(1.2);
+    sim.answer_start_at("app", started);
+    assert_eq!(sim.state("app"), "running");
+    assert_eq!(started_at(&sim, "app"), Some(started.as_secs()));
+    assert_ne!(
+        started.as_secs(),
+        sim.now.as_secs(),
+        "the answer came a second later"
+    );
+    let after = restart(&sim, 30, &survivors(&sim));
+    assert_eq!(started_at(&after, "app"), Some(started.as_secs()));
+}
+
 #[test]
 fn a_running_instance_keeps_its_id_start_time_count_and_readiness() {
     let before = ready_app();

@@ -60,6 +60,19 @@ struct RuntimeState {
     left: HashMap<String, (Option<String>, Vec<Survivor>)>,
     /// The pod UIDs `adopt` was asked about, in order.
     adopt_asked: Vec<String>,
+    /// The wall-clock time the runtime reports starts at, and the tokio instant it was set at
+    /// ([`FakeRuntime::set_wall`]); unset, the system's clock.
+    wall: Option<(std::time::SystemTime, tokio::time::Instant)>,
+}
+
+impl RuntimeState {
+    /// The runtime's wall clock now.
+    fn wall_now(&self) -> std::time::SystemTime {
+        match self.wall {
+            Some((at, since)) => at + since.elapsed(),
+            None => std::time::SystemTime::now(),
+        }
+    }
 }
 
 /// A container instance a test leaves behind for a restarted node to adopt
@@ -119,6 +132,12 @@ impl FakeRuntime {
         let rt = FakeRuntime::default();
         rt.honour_sigterm.store(true, std::sync::atomic::Ordering::SeqCst);
         rt
+    }
+
+    /// Sets the runtime's wall clock (the start times it reports) to `now`, running on with
+    /// tokio's clock from here: a test with a paused clock keeps it beside the node's.
+    pub fn set_wall(&self, now: std::time::SystemTime) {
+        lock(&self.state).wall = Some((now, tokio::time::Instant::now()));
     }
 
     pub fn calls(&self) -> Vec<RuntimeCall> {
@@ -292,7 +311,8 @@ impl ContainerRuntime for FakeRuntime {
                 message: None,
             })
         });
-        Ok(Started { id, exit })
+        let started_at = state.wall_now();
+        Ok(Started { id, started_at, exit })
     }
 
     async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {

@@ -240,18 +240,27 @@ impl Sim {
         Input::ContainerStarted {
             name: name.to_owned(),
             id,
+            started_at: self.now,
         }
     }
 
     /// Answers a start asked for earlier (with `auto.start` off).
     pub fn answer_start(&mut self, name: &str) {
+        self.answer_start_at(name, self.now);
+    }
+
+    /// Answers a start asked for earlier: the runtime says the process started at `started_at`.
+    pub fn answer_start_at(&mut self, name: &str, started_at: Time) {
         let pos = self
             .starts
             .iter()
             .position(|n| n == name)
             .expect("no pending start");
         self.starts.remove(pos);
-        let input = self.started(name);
+        let mut input = self.started(name);
+        if let Input::ContainerStarted { started_at: at, .. } = &mut input {
+            *at = started_at;
+        }
         self.input(input);
     }
 

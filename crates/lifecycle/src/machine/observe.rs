@@ -35,7 +35,9 @@ impl PodMachine {
                     self.sandbox_changed = true;
                 }
             }
-            Input::ContainerStarted { name, id } => self.observe_started(&name, id, out),
+            Input::ContainerStarted { name, id, started_at } => {
+                self.observe_started(&name, id, started_at, out)
+            }
             Input::ContainerStartFailed { name, message } => {
                 let Some(i) = self.index_of(&name) else { return };
                 if !matches!(self.records[i].state, State::Starting { .. }) {
@@ -156,8 +158,13 @@ impl PodMachine {
         }
     }
 
-    pub(super) fn observe_started(&mut self, name: &str, id: ContainerId, out: &mut Vec<Command>) {
-        let now = self.now;
+    pub(super) fn observe_started(
+        &mut self,
+        name: &str,
+        id: ContainerId,
+        started_at: Time,
+        out: &mut Vec<Command>,
+    ) {
         let Some(i) = self.index_of(name) else {
             // Not ours: make sure nothing unknown keeps running.
             out.push(Command::StopContainer {
@@ -180,7 +187,7 @@ impl PodMachine {
         let rec = &mut self.records[i];
         rec.state = State::Running(Running {
             id: id.clone(),
-            started_at: now,
+            started_at,
             image: def.image.clone(),
             post_start_pending: def.has_post_start,
             stop: None,

@@ -267,7 +267,7 @@ impl ProcessRuntime {
                 exit_path: rec.exit_path.clone(),
             }),
         };
-        let started = self.supervise_instance(id.clone(), plan, instance);
+        let started = self.supervise_instance(id.clone(), started_at, plan, instance);
         Some(AdoptedContainer {
             name: rec.container,
             id,

@@ -161,7 +161,7 @@ impl ProcessRuntime {
             terminal,
             owner,
         };
-        Ok(self.supervise_instance(id, Supervised::of(&plan), instance))
+        Ok(self.supervise_instance(id, started_at, Supervised::of(&plan), instance))
     }
 
     /// A new instance's ID: the pod's short hash, the container, its restart count and a

@@ -33,6 +33,7 @@ impl ProcessRuntime {
     pub(super) fn supervise_instance(
         &self,
         id: ContainerId,
+        started_at: std::time::SystemTime,
         plan: Supervised,
         instance: Instance,
     ) -> Started {
@@ -180,7 +181,7 @@ impl ProcessRuntime {
                 message: Some("the runtime shut down before the container ended".into()),
             })
         });
-        Started { id, exit }
+        Started { id, started_at, exit }
     }
 }
 
