@@ -233,6 +233,12 @@ impl Sim {
 
     /// The `ContainerStarted` input for a new instance of `name`.
     pub fn started(&mut self, name: &str) -> Input {
+        self.started_at(name, self.now)
+    }
+
+    /// The `ContainerStarted` input for a new instance of `name` whose process started at
+    /// `started_at`.
+    fn started_at(&mut self, name: &str, started_at: Time) -> Input {
         self.next_id += 1;
         let id = ContainerId(format!("{name}-{}", self.next_id));
         self.running.insert(name.to_owned(), id.clone());
@@ -240,7 +246,7 @@ impl Sim {
         Input::ContainerStarted {
             name: name.to_owned(),
             id,
-            started_at: self.now,
+            started_at,
         }
     }
 
@@ -257,10 +263,7 @@ impl Sim {
             .position(|n| n == name)
             .expect("no pending start");
         self.starts.remove(pos);
-        let mut input = self.started(name);
-        if let Input::ContainerStarted { started_at: at, .. } = &mut input {
-            *at = started_at;
-        }
+        let input = self.started_at(name, started_at);
         self.input(input);
     }
 

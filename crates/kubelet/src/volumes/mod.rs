@@ -237,8 +237,10 @@ impl VolumeManager {
         {
             return;
         }
-        let _turn = self.turn(Self::uid(pod)).await;
+        let turn = self.turn(Self::uid(pod)).await;
         if !self.config.root.join(Self::uid(pod)).exists() {
+            // Torn down meanwhile (a refresh that waited for the teardown's turn).
+            self.release(Self::uid(pod), turn);
             return;
         }
         for v in volumes {
@@ -473,8 +475,14 @@ impl VolumeManager {
             let _ =
                 tokio::task::spawn_blocking(move || remove_pod_volumes(&dir, host.as_ref(), &owned)).await;
         }
+        self.release(uid, turn);
+    }
+
+    /// Ends a turn on a pod whose volumes are gone: its lock goes too, unless another
+    /// operation of the pod waits for it (and holds a clone).
+    fn release(&self, uid: &str, turn: Turn<'_>) {
         let mut pods = self.pods.lock().unwrap_or_else(PoisonError::into_inner);
-        // Kept while another operation of the pod waits for it (it holds a clone).
+        // The map's and the turn's.
         if pods.get(uid).is_some_and(|l| Arc::strong_count(l) <= 2) {
             pods.remove(uid);
         }
@@ -870,6 +878,25 @@ mod tests {
         assert_eq!(pods.keys().collect::<Vec<_>>(), ["u1"]);
         drop(pods);
         stuck.abort();
+    }
+
+    #[tokio::test]
+    async fn a_refresh_after_the_teardown_leaves_no_lock_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("volumes");
+        let host = FakeHost::default();
+        let manager = isolated(&root, &host);
+        let config = FakeConfig::default();
+        config.put_config_map(serde_json::json!({
+            "metadata": {"name": "fast", "namespace": "ns"}, "data": {"k": "v"}
+        }));
+        let pod = pod_with_config_map("u1", "fast");
+        manager.setup(&pod, Some(&config)).await.unwrap();
+        manager.teardown("u1").await;
+        // A refresh the pod's worker had started before it ended.
+        manager.refresh(&pod, Some(&config)).await;
+        assert!(!root.join("u1").exists(), "the refresh made nothing again");
+        assert!(manager.pods.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
