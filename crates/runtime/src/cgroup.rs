@@ -616,11 +616,10 @@ fn kill_dir(dir: &Path) -> usize {
 }
 
 fn read_pids(dir: &Path) -> Vec<i32> {
-    fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+    crate::small::parse(&dir.join("cgroup.procs"), |text| {
+        Some(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    })
+    .unwrap_or_default()
 }
 
 impl ContainerCgroup {
@@ -679,10 +678,11 @@ impl ContainerCgroup {
         } else {
             "memory.oom_control"
         };
-        let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
-            .unwrap_or(0)
+        crate::small::parse(&dir.join(file), |text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
     }
 
     /// The groups' cumulative CPU time (ns) and working set (bytes), each where a group has

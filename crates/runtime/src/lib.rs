@@ -109,6 +109,7 @@ pub mod routes;
 mod runtime;
 pub mod sandbox;
 mod seams;
+mod small;
 mod spawn;
 mod stdio;
 mod sys;

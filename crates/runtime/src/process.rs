@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use nix::errno::Errno;
@@ -182,23 +183,35 @@ pub(crate) struct ProcStat {
     pub(crate) ppid: i32,
     pub(crate) pgrp: i32,
     pub(crate) session: i32,
+    /// When it started, in clock ticks since boot (field 22): with the pid, which process
+    /// this is (a reused pid has another start).
+    pub(crate) start_ticks: u64,
 }
 
 pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    crate::small::parse(Path::new(&format!("/proc/{pid}/stat")), |text| {
+        parse_stat(pid, text)
+    })
+}
+
+/// Parses a `/proc/<pid>/stat` line.
+fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
     // The command name may contain spaces and parentheses: parse after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let mut f = rest.split(' ');
     let state = f.next()?.chars().next()?;
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
     let session = f.next()?.parse().ok()?;
+    // Fields 7 to 21 lie between the session (6) and the start time (22).
+    let start_ticks = f.nth(15)?.parse().ok()?;
     Some(ProcStat {
         pid,
         state,
         ppid,
         pgrp,
         session,
+        start_ticks,
     })
 }
 
@@ -344,4 +357,32 @@ pub(crate) fn kill_tree(leader: i32) -> bool {
         kill_pid(p);
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_with_an_odd_name_gives_its_fields_and_start_time() {
+        let line = "42 (a (b) c) S 1 40 41 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 98765 1000000 250 18446744073709551615\n";
+        let stat = parse_stat(42, line).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!((stat.state, stat.ppid, stat.pgrp, stat.session), ('S', 1, 40, 41));
+        assert_eq!(stat.start_ticks, 98765);
+        assert!(parse_stat(42, "42 (cut) S 1 40 41 0").is_none());
+        assert!(parse_stat(42, "garbage").is_none());
+    }
+
+    #[test]
+    fn this_process_has_a_start_time() {
+        let pid = i32::try_from(std::process::id()).unwrap_or_else(|e| panic!("{e}"));
+        let first = stat(pid).unwrap_or_else(|| panic!("no stat for {pid}"));
+        assert_eq!(first.pid, pid);
+        assert!(first.start_ticks > 0);
+        assert_eq!(
+            stat(pid).map(|s| s.start_ticks),
+            Some(first.start_ticks),
+            "the same process"
+        );
+    }
 }

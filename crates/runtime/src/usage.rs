@@ -9,10 +9,11 @@
 //! samples into one) and which container is which (the runtime).
 
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use podvisor_core::usage::UsageSample;
+
+use crate::small;
 
 /// The value of `key` in a flat-keyed cgroup file (`cpu.stat`, `memory.stat`).
 fn keyed(text: &str, key: &str) -> Option<u64> {
@@ -22,36 +23,19 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// Parses the text of the small file at `path`.
-///
-/// The metrics scraper reads three files per container every 15 s (3,000 at 1,000 pods), so
-/// this reads into a buffer on the stack with one `read`: a cgroup file is generated whole at
-/// the first read, so a read that returns less than asked has all of it (as a regular file's
-/// does). `fs::read_to_string` would also `statx` the file and read once more to see its end
-/// (five system calls instead of three) and allocate. A file that fills the buffer is read
-/// again whole.
-fn parse_small<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
-    let mut buf = [0u8; 4096];
-    let len = fs::File::open(path).ok()?.read(&mut buf).ok()?;
-    if len == buf.len() {
-        return parse(&fs::read_to_string(path).ok()?);
-    }
-    parse(std::str::from_utf8(&buf[..len]).ok()?)
-}
-
 fn read_u64(path: &Path) -> Option<u64> {
-    parse_small(path, |text| text.trim().parse().ok())
+    small::parse(path, |text| text.trim().parse().ok())
 }
 
 /// Cumulative CPU of a cgroup v2 group: `cpu.stat` `usage_usec` × 1000.
 pub(crate) fn v2_cpu_ns(dir: &Path) -> Option<u64> {
-    parse_small(&dir.join("cpu.stat"), |text| keyed(text, "usage_usec")).map(|us| us.saturating_mul(1000))
+    small::parse(&dir.join("cpu.stat"), |text| keyed(text, "usage_usec")).map(|us| us.saturating_mul(1000))
 }
 
 /// Working set of a cgroup v2 group: `memory.current − memory.stat:inactive_file`, floored at 0.
 pub(crate) fn v2_working_set(dir: &Path) -> Option<u64> {
     let current = read_u64(&dir.join("memory.current"))?;
-    let inactive = parse_small(&dir.join("memory.stat"), |text| {
+    let inactive = small::parse(&dir.join("memory.stat"), |text| {
         Some(keyed(text, "inactive_file"))
     })?;
     Some(current.saturating_sub(inactive.unwrap_or(0)))
@@ -60,7 +44,7 @@ pub(crate) fn v2_working_set(dir: &Path) -> Option<u64> {
 /// Working set of a cgroup v1 memory group: `memory.usage_in_bytes − total_inactive_file`.
 pub(crate) fn v1_working_set(dir: &Path) -> Option<u64> {
     let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
-    let inactive = parse_small(&dir.join("memory.stat"), |text| {
+    let inactive = small::parse(&dir.join("memory.stat"), |text| {
         Some(keyed(text, "total_inactive_file"))
     })?;
     Some(usage.saturating_sub(inactive.unwrap_or(0)))
@@ -108,11 +92,7 @@ pub(crate) fn processes(pids: &[i32]) -> Option<UsageSample> {
         working_set_bytes: 0,
     };
     for pid in pids {
-        let Some((ticks, rss)) = fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .as_deref()
-            .and_then(parse_stat)
-        else {
+        let Some((ticks, rss)) = small::parse(Path::new(&format!("/proc/{pid}/stat")), parse_stat) else {
             continue;
         };
         seen = true;

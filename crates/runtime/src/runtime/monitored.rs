@@ -93,9 +93,9 @@ impl InstanceRecord {
     /// Reads a record this node knows how to adopt: the file's line of JSON (the whole file
     /// for an older node's).
     pub(super) fn read(path: &Path) -> Option<InstanceRecord> {
-        let text = fs::read_to_string(path).ok()?;
-        let line = text.lines().find(|l| l.starts_with('{'))?;
-        let record: InstanceRecord = serde_json::from_str(line).ok()?;
+        let record: InstanceRecord = crate::small::parse(path, |text| {
+            serde_json::from_str(text.lines().find(|l| l.starts_with('{'))?).ok()
+        })?;
         (1..=RECORD_VERSION).contains(&record.version).then_some(record)
     }
 }
@@ -104,7 +104,11 @@ impl InstanceRecord {
 /// `podvisor-exit 1` (the file's first for an older node's `<restart>.exit`) and ends before
 /// the instance's record or at the end.
 pub(super) fn read_exit(path: &Path, pid: i32) -> Option<(ExitStatus, SystemTime)> {
-    let text = fs::read_to_string(path).ok()?;
+    crate::small::parse(path, |text| parse_exit(text, pid))
+}
+
+/// Parses the exit record in `text` (see [`read_exit`]).
+fn parse_exit(text: &str, pid: i32) -> Option<(ExitStatus, SystemTime)> {
     let mut lines = text.lines().skip_while(|l| *l != "podvisor-exit 1");
     lines.next()?;
     let mut status = None;
@@ -128,9 +132,7 @@ pub(super) fn read_exit(path: &Path, pid: i32) -> Option<(ExitStatus, SystemTime
 /// A process's start time in clock ticks since boot (`/proc/<pid>/stat` field 22), if it
 /// lives (a zombie still has one).
 pub(super) fn start_ticks(pid: i32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &text[text.rfind(')')? + 2..];
-    after.split(' ').nth(19)?.parse().ok()
+    process::stat(pid).map(|s| s.start_ticks)
 }
 
 /// Milliseconds since the epoch.
