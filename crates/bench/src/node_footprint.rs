@@ -11,6 +11,10 @@
 //! moment has passed, it reads the node process's VmRSS and the CPU time it and everything it
 //! started (the containers' monitors, the sandbox holders) spent over an idle window, and the
 //! proportional set size (PSS) of those monitors and holders, which `ps` shows beside the node.
+//! Beside the idle CPU it says what else the window held, so a run the machine disturbed shows
+//! as one: the major page faults of the node and its helpers (a page of the binary that the
+//! kernel's reclaim paged out and the node touched again costs a fault and a read) and the CPU
+//! the rest of the machine spent (everything but the node, its helpers and this harness).
 //!
 //! Closing the child's stdin stops the node as Ctrl-C does: every pod stopped, then nothing of
 //! it left on the machine.
@@ -99,10 +103,20 @@ async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, por
         wait_all_ready(&pods, size, limit).await?;
         // Start-up work (first probes, status writes, endpoint and event traffic) settles.
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let before = cpu_ticks(pid)?;
+        let before = Window::read(pid)?;
         let start = Instant::now();
         tokio::time::sleep(idle).await;
-        let cpu = (cpu_ticks(pid)? - before) / ticks_per_second() / start.elapsed().as_secs_f64() * 100.0;
+        let after = Window::read(pid)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let percent = |ticks: f64| ticks / ticks_per_second() / seconds * 100.0;
+        let cpu = percent(after.node_ticks - before.node_ticks);
+        let rest = percent(
+            (after.machine_ticks - before.machine_ticks)
+                - (after.node_ticks - before.node_ticks)
+                - (after.harness_ticks - before.harness_ticks),
+        )
+        .max(0.0);
+        let faults = after.node_major_faults - before.node_major_faults;
         let rss_mb = footprint::rss_kb(&pid.to_string())? / 1024.0;
         let (helpers, helpers_kb) = children_pss_kb(pid);
         let (rss_goal, cpu_goal) = goals(size);
@@ -137,7 +151,8 @@ async fn measure(data_dir: &Path, pid: u32, sizes: &[usize], idle: Duration, por
             floor: None,
             goal: cpu_goal,
             note: Some(format!(
-                "% of one core over {:.0} s, node and its monitors and holders; HTTP+TCP probes at 10 s",
+                "% of one core over {:.0} s, node and its monitors and holders; HTTP+TCP probes at 10 s; \
+                 in the window: {faults:.0} major page faults of theirs, the rest of the machine {rest:.2}%",
                 idle.as_secs_f64()
             )),
         });
@@ -272,17 +287,55 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().skip(1).map(str::to_owned).collect())
 }
 
-/// CPU ticks (user + system, its reaped children's included) of `pid` and of the processes
-/// it started that still run.
-fn cpu_ticks(pid: u32) -> Result<f64> {
-    let ticks = |p: u32| -> Option<f64> {
-        let f = stat_fields(p)?;
-        // After the state: ppid(0) pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-        // utime(10) stime(11) cutime(12) cstime(13).
-        Some(f.get(10..14)?.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-    };
-    let own = ticks(pid).context("reading the node's CPU time")?;
-    Ok(own + children(pid).into_iter().filter_map(ticks).sum::<f64>())
+/// What the idle window is measured by, read at its start and its end.
+struct Window {
+    /// CPU ticks (user + system, its reaped children's included) of the node and of the
+    /// processes it started that still run.
+    node_ticks: f64,
+    /// Their major page faults (their reaped children's included).
+    node_major_faults: f64,
+    /// This harness's CPU ticks (it serves the pods' probes).
+    harness_ticks: f64,
+    /// The machine's busy ticks: every CPU's time but idle and I/O wait (`/proc/stat`).
+    machine_ticks: f64,
+}
+
+impl Window {
+    fn read(pid: u32) -> Result<Window> {
+        // After the state: ppid(0) pgrp session tty tpgid flags minflt cminflt majflt(8)
+        // cmajflt(9) utime(10) stime(11) cutime(12) cstime(13).
+        let sum = |p: u32, range: std::ops::Range<usize>| -> Option<f64> {
+            let f = stat_fields(p)?;
+            Some(f.get(range)?.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        };
+        let tree = |range: std::ops::Range<usize>| -> Result<f64> {
+            let own = sum(pid, range.clone()).context("reading the node's /proc/PID/stat")?;
+            Ok(own
+                + children(pid)
+                    .into_iter()
+                    .filter_map(|c| sum(c, range.clone()))
+                    .sum::<f64>())
+        };
+        Ok(Window {
+            node_ticks: tree(10..14)?,
+            node_major_faults: tree(8..10)?,
+            harness_ticks: sum(std::process::id(), 10..14).context("reading the harness's CPU time")?,
+            machine_ticks: machine_busy_ticks().context("reading /proc/stat")?,
+        })
+    }
+}
+
+/// The machine's busy CPU ticks: user, nice, system, irq, softirq and steal of `/proc/stat`'s
+/// `cpu` line (guest time is inside user and nice).
+fn machine_busy_ticks() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum())
 }
 
 fn ticks_per_second() -> f64 {
