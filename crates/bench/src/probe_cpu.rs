@@ -67,8 +67,10 @@ async fn measure(bench: &str, pods: usize, runs: &[(Variant, u64, Duration)]) ->
             // The probes each second: two per pod per period.
             let ops = (pods * 2).div_ceil(usize::try_from(period).unwrap_or(1));
             let floor = match variant {
+                // One GET and one connect per pod and period: half the probes' rate in pairs.
                 Variant::HttpTcp => {
-                    tokio::task::spawn_blocking(move || floor_percent(ops, || http_and_connect(port))).await
+                    let pairs = ops.div_ceil(2);
+                    tokio::task::spawn_blocking(move || floor_percent(pairs, || http_and_connect(port))).await
                 }
                 Variant::Exec => tokio::task::spawn_blocking(move || floor_percent(ops, spawn_true)).await,
             }
@@ -141,8 +143,8 @@ fn floor_percent(per_second: usize, op: impl Fn() -> Result<()>) -> Result<f64> 
     Ok(per_op * per_second as f64 * 100.0)
 }
 
-/// Half an HTTP probe's and half a TCP probe's bare work: one GET on a fresh connection and
-/// one connect-and-close (averaged over two operations by the caller's rate of `2 × pods`).
+/// An HTTP probe's and a TCP probe's bare work: one GET on a fresh connection and one
+/// connect-and-close (the caller runs `pods / period` of these pairs a second).
 fn http_and_connect(port: u16) -> Result<()> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
     stream.write_all(b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")?;

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use podvisor_core::corev1::{Container, EphemeralContainer, Pod};
 use podvisor_core::probe::ProbeTarget;
 use podvisor_core::runtime::{
@@ -63,11 +65,17 @@ pub(crate) enum Msg {
 /// and the channel's first block holds 32 of them from the start (6.4 KB a pod unboxed).
 enum Feedback {
     Input(Box<Input>),
+    /// An instance started (`ContainerStarted`), with the wait for its exit, which the worker
+    /// then polls itself.
+    Started(Box<(Input, Exit)>),
     Probe(Box<ProbeReport>),
     Hook(Box<HookReport>),
     Warning(String),
     Event(Box<Event>),
 }
+
+/// The wait for an instance's exit, resolving to its `ContainerExited`.
+type Exit = BoxFuture<Input>;
 
 /// A probe's result: for the pod's diagnostics, and the model's input.
 struct ProbeReport {
@@ -91,6 +99,10 @@ struct Worker {
     machine: PodMachine,
     feedback: mpsc::UnboundedSender<Feedback>,
     tasks: JoinSet<()>,
+    /// The running instances' exits, polled by the worker itself: a task each would be one
+    /// more per running container and one more hand-over between a container's exit and the
+    /// model.
+    exits: FuturesUnordered<Exit>,
     /// Stop signals being sent: waited for (not aborted) when the worker ends.
     stops: JoinSet<()>,
     sandbox_task: Option<AbortHandle>,
@@ -143,6 +155,7 @@ pub(crate) async fn run(
         machine,
         feedback,
         tasks: JoinSet::new(),
+        exits: FuturesUnordered::new(),
         stops: JoinSet::new(),
         sandbox_task: None,
         teardown: None,
@@ -259,6 +272,9 @@ pub(crate) async fn run(
             // tasks aborted, nothing stopped; the next node process adopts the pod.
             () = abandon.cancelled() => return,
             Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
+            Some(exited) = worker.exits.next(), if !worker.exits.is_empty() => {
+                queue.push_back(worker.absorb(Feedback::Input(Box::new(exited))));
+            }
             Some(_) = worker.stops.join_next(), if !worker.stops.is_empty() => {}
             () = timer => queue.push_back(Input::Tick),
         }
@@ -402,73 +418,63 @@ impl Worker {
                 let pod_ip = self.machine.status().pod_ip.clone();
                 let recorder = self.recorder.clone();
                 recorder.container_start_attempt(init);
-                // The start (the pod, the container's preparation, the runtime's start) is boxed
-                // apart from the wait for the exit, which lasts as long as the container: with
-                // it inline, every running container held a task of ~12 KB.
-                let start: BoxFuture<Option<(String, ContainerId, BoxFuture<ExitReport>)>> =
-                    Box::pin(async move {
-                        let field_path = if init {
-                            format!("spec.initContainers{{{name}}}")
-                        } else if ephemeral {
-                            format!("spec.ephemeralContainers{{{name}}}")
-                        } else {
-                            format!("spec.containers{{{name}}}")
-                        };
-                        let prepared =
-                            Worker::prepare_container(&deps, &pod, container, &field_path, &feedback).await;
-                        let (container, mounts) = match prepared {
-                            Ok(ready) => ready,
-                            Err((reason, message)) => {
-                                Worker::send(
-                                    &feedback,
-                                    Input::ContainerCreateFailed {
-                                        name,
-                                        reason,
-                                        message,
-                                    },
-                                );
-                                return None;
-                            }
-                        };
-                        let launch = ContainerLaunch {
-                            pod,
-                            pod_ip,
-                            container,
-                            restart_count,
-                            mounts,
-                        };
-                        let started = timed(
-                            &recorder,
-                            RuntimeOperation::StartContainer,
-                            deps.runtime.start(launch),
-                        );
-                        match started.await {
-                            Ok(Started { id, started_at, exit }) => {
-                                recorder.container_started(&name, restart_count);
-                                Worker::send(
-                                    &feedback,
-                                    Input::ContainerStarted {
-                                        name: name.clone(),
-                                        id: id.clone(),
-                                        started_at: Clock::wall(started_at),
-                                    },
-                                );
-                                Some((name, id, exit))
-                            }
-                            Err(e) => {
-                                let message = match e {
-                                    RuntimeError::Start { message, .. } => message,
-                                    other => other.to_string(),
-                                };
-                                Worker::send(&feedback, Input::ContainerStartFailed { name, message });
-                                None
-                            }
-                        }
-                    });
-                let feedback = self.feedback.clone();
+                // The start (the container's preparation, the runtime's start) in a task that
+                // ends with it; the worker then waits for the exit itself (`exits`).
                 self.tasks.spawn(async move {
-                    if let Some((name, id, exit)) = start.await {
-                        Worker::report_exit(&feedback, name, id, exit).await;
+                    let field_path = if init {
+                        format!("spec.initContainers{{{name}}}")
+                    } else if ephemeral {
+                        format!("spec.ephemeralContainers{{{name}}}")
+                    } else {
+                        format!("spec.containers{{{name}}}")
+                    };
+                    let prepared =
+                        Worker::prepare_container(&deps, &pod, container, &field_path, &feedback).await;
+                    let (container, mounts) = match prepared {
+                        Ok(ready) => ready,
+                        Err((reason, message)) => {
+                            Worker::send(
+                                &feedback,
+                                Input::ContainerCreateFailed {
+                                    name,
+                                    reason,
+                                    message,
+                                },
+                            );
+                            return;
+                        }
+                    };
+                    let launch = ContainerLaunch {
+                        pod,
+                        pod_ip,
+                        container,
+                        restart_count,
+                        mounts,
+                    };
+                    let started = timed(
+                        &recorder,
+                        RuntimeOperation::StartContainer,
+                        deps.runtime.start(launch),
+                    );
+                    match started.await {
+                        Ok(Started { id, started_at, exit }) => {
+                            recorder.container_started(&name, restart_count);
+                            let input = Input::ContainerStarted {
+                                name: name.clone(),
+                                id: id.clone(),
+                                started_at: Clock::wall(started_at),
+                            };
+                            let exit = Worker::exited(name, id, exit);
+                            // The worker may have ended; then nobody needs the answer.
+                            let _ = feedback.send(Feedback::Started(Box::new((input, exit))));
+                        }
+                        Err(e) => {
+                            let message = match e {
+                                RuntimeError::Start { message, .. } => message,
+                                other => other.to_string(),
+                            };
+                            Worker::send(&feedback, Input::ContainerStartFailed { name, message });
+                        }
                     }
                 });
             }
@@ -582,27 +588,22 @@ impl Worker {
         }
     }
 
-    /// Waits (in a task) for an instance's exit and reports it as `ContainerExited`.
+    /// Waits for an instance's exit (among the worker's `exits`), reported as `ContainerExited`.
     fn watch_exit(&mut self, name: String, id: ContainerId, exit: BoxFuture<ExitReport>) {
-        let feedback = self.feedback.clone();
-        self.tasks
-            .spawn(async move { Worker::report_exit(&feedback, name, id, exit).await });
+        self.exits.push(Worker::exited(name, id, exit));
     }
 
-    async fn report_exit(
-        feedback: &mpsc::UnboundedSender<Feedback>,
-        name: String,
-        id: ContainerId,
-        exit: BoxFuture<ExitReport>,
-    ) {
-        let report = exit.await;
-        let input = Input::ContainerExited {
-            name,
-            id,
-            status: report.status,
-            message: report.message,
-        };
-        Worker::send(feedback, input);
+    /// An instance's exit as the model's input.
+    fn exited(name: String, id: ContainerId, exit: BoxFuture<ExitReport>) -> Exit {
+        Box::pin(async move {
+            let report = exit.await;
+            Input::ContainerExited {
+                name,
+                id,
+                status: report.status,
+                message: report.message,
+            }
+        })
     }
 
     /// Records what a task reported and returns the input for the model.
@@ -615,6 +616,11 @@ impl Worker {
                     }
                 }
                 *input
+            }
+            Feedback::Started(started) => {
+                let (input, exit) = *started;
+                self.exits.push(exit);
+                input
             }
             Feedback::Probe(report) => {
                 let ProbeReport {

@@ -165,8 +165,9 @@ pub(super) struct MonitorHandle {
 }
 
 impl MonitorHandle {
-    /// Starts waiting for the monitor's end (reaping it at once when it is ours, so it is
-    /// never left a zombie); `finish` then waits for that.
+    /// Starts waiting for the monitor's end: [`MonitorWatch::gone`], polled beside the
+    /// container's supervision in its task, reaps it at once when it is ours, so it is never
+    /// left a zombie; `finish` then waits for that.
     pub(super) fn watch(self, procs: &Arc<dyn ProcessOps>) -> MonitorWatch {
         let MonitorHandle {
             pid,
@@ -174,14 +175,14 @@ impl MonitorHandle {
             own_child,
             exit_path,
         } = self;
-        let gone = if own_child {
+        let gone: futures_util::future::BoxFuture<'static, ()> = if own_child {
             let wait = procs.wait_reap(pid, pidfd);
-            tokio::spawn(async move {
+            Box::pin(async move {
                 wait.await;
             })
         } else {
             let wait = procs.wait_gone(pid);
-            tokio::spawn(async move {
+            Box::pin(async move {
                 wait.await;
             })
         };
@@ -189,7 +190,7 @@ impl MonitorHandle {
             pid,
             own_child,
             exit_path,
-            gone,
+            gone: Some(gone),
         }
     }
 }
@@ -199,10 +200,23 @@ pub(super) struct MonitorWatch {
     pid: i32,
     own_child: bool,
     exit_path: PathBuf,
-    gone: tokio::task::JoinHandle<()>,
+    /// The wait for its end (its reaping, when it is ours); `None` once it ended.
+    gone: Option<futures_util::future::BoxFuture<'static, ()>>,
 }
 
 impl MonitorWatch {
+    /// Resolves when the monitor has ended (and is reaped, when ours); never again after
+    /// that. Cancel-safe: the wait stays in the watch.
+    pub(super) async fn gone(&mut self) {
+        match &mut self.gone {
+            Some(wait) => {
+                wait.await;
+                self.gone = None;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     /// Waits for the monitor to leave once the main process and its leftovers are gone (it
     /// drains what is left in the pipes first), then reads the exit record. `tracked`: the
     /// container's cgroup held all its processes, so nothing can keep the pipes open and the
@@ -216,7 +230,10 @@ impl MonitorWatch {
             gone,
         } = self;
         let bound = Duration::from_secs(if tracked { 30 } else { 2 });
-        let gone = tokio::time::timeout(bound, gone).await.is_ok();
+        let gone = match gone {
+            None => true,
+            Some(wait) => tokio::time::timeout(bound, wait).await.is_ok(),
+        };
         if !gone && own_child {
             // Something that escaped the container's groups holds its output: the orphan
             // reaper takes the monitor once it leaves.

@@ -1,6 +1,8 @@
 //! Supervision of a running container instance until its exit is reported: the task that
 //! waits for the main process and applies stop requests, kills and reaps what is left, reads
-//! the termination message and the OOM count, and keeps or removes the instance's groups.
+//! the termination message and the OOM count, and keeps or removes the instance's groups. A
+//! monitored instance's monitor is waited for (and reaped) and its log followed in the same
+//! task: one task per running instance.
 
 use super::plan::{LaunchPlan, StdioPlan};
 use super::*;
@@ -87,14 +89,16 @@ impl ProcessRuntime {
                 }
                 monitor = Some(handle.watch(&self.inner.procs));
                 let done = tokio_util::sync::CancellationToken::new();
-                let task = tokio::spawn(monitored::follow_log(
+                // Polled in the supervision's task, not spawned: a task more per start woke
+                // the runtime's other thread, which took the core from the start.
+                let follow: futures_util::future::BoxFuture<'static, ()> = Box::pin(monitored::follow_log(
                     plan.log_path.clone(),
                     instance.log.clone(),
                     output.clone(),
                     interest,
                     done.clone(),
                 ));
-                follower = Some((task, done));
+                follower = Some((follow, done));
             }
         }
         let (pidfd, groups) = (instance.pidfd, instance.groups);
@@ -104,6 +108,8 @@ impl ProcessRuntime {
         let this = self.clone();
         let exit_id = id.clone();
         tokio::spawn(async move {
+            let mut monitor = monitor;
+            let mut follower = follower;
             let procs = this.inner.procs.as_ref();
             let wait = match &monitor {
                 // Not ours to reap: the monitor records how it ended.
@@ -117,15 +123,39 @@ impl ProcessRuntime {
                 None => procs.wait_reap(pid, pidfd),
             };
             let detached = this.inner.detached.clone();
-            let (status, killed) = tokio::select! {
-                done = supervise(procs, pid, wait, stop_rx, cgroup.as_ref()) => done,
-                () = detached.cancelled(), if monitor.is_some() => {
-                    // The node leaves its pods running: the monitor keeps the container and the
-                    // next node adopts it; nothing is reported here.
-                    if let Some((task, _)) = follower {
-                        task.abort();
+            let monitored = monitor.is_some();
+            let mut following = follower.is_some();
+            // Beside the supervision, in this task: the monitor's end (reaped at once, even
+            // before the container's) and the log's followers.
+            let (status, killed) = {
+                let supervised = supervise(procs, pid, wait, stop_rx, cgroup.as_ref());
+                tokio::pin!(supervised);
+                loop {
+                    tokio::select! {
+                        done = &mut supervised => break done,
+                        // The node leaves its pods running: the monitor keeps the container and
+                        // the next node adopts it; nothing is reported here. Its monitor, ours,
+                        // is still reaped should it end while this process lasts.
+                        () = detached.cancelled(), if monitored => {
+                            if let Some(mut watch) = monitor {
+                                tokio::spawn(async move { watch.gone().await });
+                            }
+                            return;
+                        }
+                        () = async {
+                            match monitor.as_mut() {
+                                Some(watch) => watch.gone().await,
+                                None => std::future::pending().await,
+                            }
+                        } => {}
+                        // It ends only once `done` is cancelled, below; never polled again after.
+                        () = async {
+                            match follower.as_mut() {
+                                Some((follow, _)) => follow.await,
+                                None => std::future::pending().await,
+                            }
+                        }, if following => following = false,
                     }
-                    return;
                 }
             };
             let empty = kill_leftovers(procs, pid, cgroup.as_ref(), killed).await;
@@ -137,10 +167,12 @@ impl ProcessRuntime {
                 Some(watch) => watch.finish(pid, cgroup.tracks()).await,
                 None => status,
             };
-            if let Some((task, done)) = follower {
+            if let Some((follow, done)) = follower {
                 // What the monitor wrote last reaches followers and attached clients.
                 done.cancel();
-                let _ = task.await;
+                if following {
+                    follow.await;
+                }
                 for o in &output {
                     o.end();
                 }
