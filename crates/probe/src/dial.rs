@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// Why a probe could not connect.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,21 @@ pub enum DialError {
 /// timeout of its own: callers bound it with their deadline, and dropping the future closes the
 /// half-open socket.
 pub async fn connect(host: &str, port: u16) -> Result<ProbeStream, DialError> {
+    let (addr, socket) = dial(host, port, true).await?;
+    TcpStream::from_std(socket.into())
+        .map(ProbeStream)
+        .map_err(|source| DialError::Connect { addr, source })
+}
+
+/// Connects to `host:port` as [`connect`] does and closes the connection at once (a RST): a
+/// TCP probe's whole exchange. The socket never joins the runtime's reactor when the
+/// handshake ends within the `connect` call, as it does to a local address.
+pub async fn reach(host: &str, port: u16) -> Result<(), DialError> {
+    dial(host, port, false).await.map(drop)
+}
+
+/// A connected probe socket to the first of `host`'s addresses that accepts, and that address.
+async fn dial(host: &str, port: u16, nodelay: bool) -> Result<(SocketAddr, Socket), DialError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -66,8 +81,8 @@ pub async fn connect(host: &str, port: u16) -> Result<ProbeStream, DialError> {
     };
     let mut last = None;
     for addr in addrs {
-        match connect_addr(addr).await {
-            Ok(stream) => return Ok(ProbeStream(stream)),
+        match connect_addr(addr, nodelay).await {
+            Ok(socket) => return Ok((addr, socket)),
             Err(source) => last = Some(DialError::Connect { addr, source }),
         }
     }
@@ -77,13 +92,41 @@ pub async fn connect(host: &str, port: u16) -> Result<ProbeStream, DialError> {
 }
 
 /// One connection attempt to one address with the probe socket options.
-async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+///
+/// To a local address (loopback, a pod on this node's bridge) the kernel runs the whole
+/// handshake, or the refusal, inside the non-blocking `connect` call, which still says "in
+/// progress": the socket is then asked whether it has a peer (or an error) before anything
+/// waits. Only a handshake still under way waits for the socket to become writable in the
+/// reactor, as tokio's own connect does.
+async fn connect_addr(addr: SocketAddr, nodelay: bool) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     // Why 0 and not the kubelet's 1 s: see the crate docs ("Sockets").
     socket.set_linger(Some(Duration::ZERO))?;
-    socket.set_tcp_nodelay(true)?;
-    socket.set_nonblocking(true)?;
-    TcpSocket::from_std_stream(socket.into()).connect(addr).await
+    if nodelay {
+        socket.set_tcp_nodelay(true)?;
+    }
+    match socket.connect(&addr.into()) {
+        Ok(()) => return Ok(socket),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    if socket.peer_addr().is_ok() {
+        return Ok(socket);
+    }
+    if let Some(e) = socket.take_error()? {
+        return Err(e);
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    stream.writable().await?;
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    // Out of the reactor again: the caller registers what it keeps.
+    Ok(Socket::from(stream.into_std()?))
 }
 
 /// A connected probe socket: reads and writes go to the socket; shutting it down sends nothing
@@ -125,5 +168,25 @@ impl AsyncWrite for ProbeStream {
     /// Nothing is sent: the connection ends when the stream is dropped.
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_local_port_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        match reach("127.0.0.1", port).await {
+            Err(DialError::Connect { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused, "{source}");
+            }
+            other => panic!("expected a refused connect, got {other:?}"),
+        }
     }
 }

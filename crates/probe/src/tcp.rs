@@ -21,12 +21,9 @@ pub async fn probe(action: &corev1::TCPSocketAction, target: &ProbeTarget, timeo
         .filter(|host| !host.is_empty())
         .unwrap_or(&target.pod_ip);
     let address = join_host_port(host, port);
-    match tokio::time::timeout(timeout, dial::connect(host, port)).await {
-        // Dropping the stream closes it with a RST (SO_LINGER 0): no TIME_WAIT on either end.
-        Ok(Ok(stream)) => {
-            drop(stream);
-            ProbeResult::new(ProbeOutcome::Success, "")
-        }
+    // The connection is closed with a RST (SO_LINGER 0): no TIME_WAIT on either end.
+    match tokio::time::timeout(timeout, dial::reach(host, port)).await {
+        Ok(Ok(())) => ProbeResult::new(ProbeOutcome::Success, ""),
         Ok(Err(error)) => ProbeResult::new(ProbeOutcome::Failure, error.to_string()),
         Err(_elapsed) => ProbeResult::new(ProbeOutcome::Failure, format!("dial tcp {address}: i/o timeout")),
     }

@@ -111,7 +111,9 @@ async fn tcp_socket_hook_always_fails() {
     }
 }
 
-#[tokio::test]
+// Two threads: a probe to a local port connects without yielding, so the server's accepts run
+// beside the probes, as a probed server does in its own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_tcp_probes_leave_almost_no_time_wait() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
@@ -123,9 +125,9 @@ async fn sequential_tcp_probes_leave_almost_no_time_wait() {
     let before = time_wait_on(port);
     let probes = Arc::new(probes());
     let probe = tcp_probe(IntOrString::Int(i32::from(port)));
-    for _ in 0..200 {
+    for i in 0..200 {
         let result = probes.probe(&probe, &local(), ONE_SECOND).await;
-        assert_eq!(result.outcome, ProbeOutcome::Success, "{result:?}");
+        assert_eq!(result.outcome, ProbeOutcome::Success, "probe {i}: {result:?}");
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after = time_wait_on(port);
