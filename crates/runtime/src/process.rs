@@ -186,6 +186,10 @@ pub(crate) struct ProcStat {
     /// When it started, in clock ticks since boot (field 22): with the pid, which process
     /// this is (a reused pid has another start).
     pub(crate) start_ticks: u64,
+    /// The CPU it and its reaped children spent, in clock ticks (fields 14 to 17).
+    pub(crate) cpu_ticks: u64,
+    /// Its resident set, in pages (field 24).
+    pub(crate) rss_pages: u64,
 }
 
 pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
@@ -203,8 +207,16 @@ fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
     let session = f.next()?.parse().ok()?;
-    // Fields 7 to 21 lie between the session (6) and the start time (22).
-    let start_ticks = f.nth(15)?.parse().ok()?;
+    // Fields 7 to 13 lie between the session (6) and the CPU times (14 to 17).
+    f.nth(6)?;
+    let mut cpu_ticks = 0u64;
+    for _ in 14..=17 {
+        // Signed in the kernel's format; never negative in practice.
+        cpu_ticks = cpu_ticks.saturating_add(f.next()?.parse().unwrap_or(0));
+    }
+    // Fields 18 to 21 lie between them and the start time (22); the size (23) before the RSS.
+    let start_ticks = f.nth(4)?.parse().ok()?;
+    let rss_pages = f.nth(1)?.parse().unwrap_or(0);
     Some(ProcStat {
         pid,
         state,
@@ -212,6 +224,8 @@ fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
         pgrp,
         session,
         start_ticks,
+        cpu_ticks,
+        rss_pages,
     })
 }
 
@@ -369,6 +383,7 @@ mod tests {
         let stat = parse_stat(42, line).unwrap_or_else(|| panic!("{line}"));
         assert_eq!((stat.state, stat.ppid, stat.pgrp, stat.session), ('S', 1, 40, 41));
         assert_eq!(stat.start_ticks, 98765);
+        assert_eq!((stat.cpu_ticks, stat.rss_pages), (7 + 3 + 2 + 1, 250));
         assert!(parse_stat(42, "42 (cut) S 1 40 41 0").is_none());
         assert!(parse_stat(42, "garbage").is_none());
     }

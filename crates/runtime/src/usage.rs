@@ -13,6 +13,7 @@ use std::path::Path;
 
 use podvisor_core::usage::UsageSample;
 
+use crate::process::{self, ProcStat};
 use crate::small;
 
 /// The value of `key` in a flat-keyed cgroup file (`cpu.stat`, `memory.stat`).
@@ -50,19 +51,6 @@ pub(crate) fn v1_working_set(dir: &Path) -> Option<u64> {
     Some(usage.saturating_sub(inactive.unwrap_or(0)))
 }
 
-/// (CPU ticks, RSS pages) of one `/proc/<pid>/stat` line.
-fn parse_stat(text: &str) -> Option<(u64, u64)> {
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
-    let fields: Vec<&str> = text.get(text.rfind(')')? + 2..)?.split(' ').collect();
-    // After the name: state is field 3, so field n is at index n - 3.
-    let num = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
-    let ticks = [14, 15, 16, 17]
-        .into_iter()
-        .map(|n| num(n).unwrap_or(0))
-        .fold(0u64, u64::saturating_add);
-    Some((ticks, num(24)?))
-}
-
 fn clock_ticks_per_second() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
@@ -92,7 +80,12 @@ pub(crate) fn processes(pids: &[i32]) -> Option<UsageSample> {
         working_set_bytes: 0,
     };
     for pid in pids {
-        let Some((ticks, rss)) = small::parse(Path::new(&format!("/proc/{pid}/stat")), parse_stat) else {
+        let Some(ProcStat {
+            cpu_ticks: ticks,
+            rss_pages: rss,
+            ..
+        }) = process::stat(*pid)
+        else {
             continue;
         };
         seen = true;
@@ -183,13 +176,6 @@ mod tests {
         assert_eq!(v1_working_set(dir.path()), Some(7500));
         assert_eq!(read_u64(&dir.path().join("memory.usage_in_bytes")), Some(10000));
         assert_eq!(read_u64(&dir.path().join("missing")), None);
-    }
-
-    #[test]
-    fn a_proc_stat_line_with_an_odd_name_parses() {
-        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 100 1000000 250 18446744073709551615";
-        assert_eq!(parse_stat(line), Some((13, 250)));
-        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
