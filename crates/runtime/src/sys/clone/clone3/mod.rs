@@ -50,6 +50,29 @@ struct ChildArgs<'a> {
     move_to: i32,
 }
 
+impl<'a> ChildArgs<'a> {
+    /// What both spawns give the child alike, with no CPU move.
+    fn new(
+        setup: &'a ChildSetup,
+        in_group: bool,
+        stdio: [i32; 3],
+        exec: &'a ExecStrings,
+        err_w: i32,
+    ) -> ChildArgs<'a> {
+        ChildArgs {
+            setup,
+            in_group,
+            stdio,
+            path: &exec.path,
+            argv: &exec.argv,
+            envp: &exec.envp,
+            err_w,
+            move_from: -1,
+            move_to: -1,
+        }
+    }
+}
+
 fn cstring(s: &[u8]) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in argument"))
 }
@@ -151,18 +174,14 @@ pub(super) fn spawn(
         set_tid_size: 0,
         cgroup: in_group.map_or(0, |fd| fd as u64),
     };
-    let child_args = ChildArgs {
+    // This thread runs when the clone is made, so the child goes elsewhere if it can: no move.
+    let child_args = ChildArgs::new(
         setup,
-        in_group: in_group.is_some(),
-        stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
-        path: &exec.path,
-        argv: &exec.argv,
-        envp: &exec.envp,
-        err_w: err_w.as_raw_fd(),
-        // This thread runs when the clone is made, so the child goes elsewhere if it can.
-        move_from: -1,
-        move_to: -1,
-    };
+        in_group.is_some(),
+        [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+        &exec,
+        err_w.as_raw_fd(),
+    );
 
     // SAFETY: see `raw_clone3`; `child_args` and everything it points to outlive the child's
     // use of them (with CLONE_VFORK this thread waits until the child has exec'd or exited;

@@ -92,18 +92,18 @@ pub(in crate::sys::clone) fn spawn_monitored(
     let mut report = Report::default();
     let monitor_args = MonitorArgs {
         child: ChildArgs {
-            setup,
-            in_group: in_group.is_some(),
-            stdio: [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
-            path: &exec.path,
-            argv: &exec.argv,
-            envp: &exec.envp,
-            // The monitor makes the error pipe in its own descriptor table: a writing end
-            // left in ours would keep its read from ever seeing the end of a good exec.
-            err_w: -1,
             // SAFETY: no arguments; -1 on failure, which the child takes as nothing to do.
             move_from: unsafe { libc::sched_getcpu() },
-            move_to: -1,
+            // The monitor makes the error pipe in its own descriptor table (-1 here): a
+            // writing end left in ours would keep its read from ever seeing the end of a good
+            // exec.
+            ..ChildArgs::new(
+                setup,
+                in_group.is_some(),
+                [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
+                &exec,
+                -1,
+            )
         },
         child_clone,
         fds,
