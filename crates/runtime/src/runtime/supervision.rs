@@ -89,8 +89,8 @@ impl ProcessRuntime {
                 }
                 monitor = Some(handle.watch(&self.inner.procs));
                 let done = tokio_util::sync::CancellationToken::new();
-                // Polled in the supervision's task, not spawned: a task more per start woke
-                // the runtime's other thread, which took the core from the start.
+                // Polled in the supervision's task, not spawned: one task per running
+                // instance, not one more for each of its followers and its monitor.
                 let follow: futures_util::future::BoxFuture<'static, ()> = Box::pin(monitored::follow_log(
                     plan.log_path.clone(),
                     instance.log.clone(),
