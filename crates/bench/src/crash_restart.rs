@@ -1,6 +1,13 @@
 //! `crash-restart`: a `restartPolicy: Always` container killed with SIGKILL, until its view
-//! shows the replacement running (restart count 1). A fresh pod per sample, so every sample is
-//! a first restart (no back-off). Floor: a minimal supervisor's kill → waitpid → spawn.
+//! shows the replacement running (restart count 1). A pod per sample, so every sample is a
+//! first restart (no back-off). Floor: a minimal supervisor's kill → waitpid → spawn.
+//!
+//! Every sample's pod is created and running before the first kill, and the samples follow
+//! each other as the floor's do: no pod is created or deleted while one is measured. (A
+//! deleted pod's network namespace is cleaned up by the kernel's workers for some time after
+//! the delete returns; with a pod created and deleted around each sample, that work shared the
+//! CPUs with the next restart, and kept them awake for it.) Both the containers and the
+//! floor's processes are killed asleep (see [`floor::kill_wait_respawn`]).
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +19,8 @@ use serde_json::json;
 use crate::floor;
 use crate::pods::{self, PodNode};
 use crate::stats::{Floor, Goal, Percentiles, Row};
+use podvisor_kubelet::PodView;
+use tokio::sync::watch;
 
 /// The environment variable that marks a sample's container, to find its pid in /proc.
 const MARK: &str = "PODVISOR_BENCH_MARK";
@@ -20,9 +29,16 @@ const MARK: &str = "PODVISOR_BENCH_MARK";
 pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
     let mut node = PodNode::start().await?;
     let result = async {
-        let mut samples = Vec::with_capacity(n);
+        let mut pods = Vec::with_capacity(n);
         for i in 0..n {
-            samples.push(restart_one(&mut node, i).await?);
+            pods.push(start_one(&mut node, i).await?);
+        }
+        let mut samples = Vec::with_capacity(n);
+        for pod in &mut pods {
+            samples.push(restart_one(pod).await?);
+        }
+        for pod in &pods {
+            node.delete_and_wait(&pod.uid).await?;
         }
         Ok::<_, anyhow::Error>(samples)
     }
@@ -50,8 +66,16 @@ pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
     }])
 }
 
-/// One pod: wait until it runs, SIGKILL its container, measure until the replacement runs.
-async fn restart_one(node: &mut PodNode, i: usize) -> Result<Duration> {
+/// A sample's pod, running.
+struct Sample {
+    uid: String,
+    view: watch::Receiver<PodView>,
+    /// Its container's main process.
+    pid: i32,
+}
+
+/// Creates a sample's pod and waits until its container runs.
+async fn start_one(node: &mut PodNode, i: usize) -> Result<Sample> {
     let mark = format!("{}-{i}", std::process::id());
     let pod = pods::pod(
         "crash",
@@ -62,8 +86,14 @@ async fn restart_one(node: &mut PodNode, i: usize) -> Result<Duration> {
     )?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     node.supervisor.apply(pod);
-    let mut rx = node.supervisor.watch(&uid).context("the pod has no worker")?;
-    pods::wait_view(&mut rx, Duration::from_secs(30), "the pod to run", pods::running).await?;
+    let mut view = node.supervisor.watch(&uid).context("the pod has no worker")?;
+    pods::wait_view(
+        &mut view,
+        Duration::from_secs(30),
+        "the pod to run",
+        pods::running,
+    )
+    .await?;
     // The runtime reports a start once the exec has begun; the new program's environment shows
     // in /proc a moment later.
     let mut found = find_marked(&mark);
@@ -75,16 +105,24 @@ async fn restart_one(node: &mut PodNode, i: usize) -> Result<Duration> {
         found = find_marked(&mark);
     }
     let pid = found.with_context(|| format!("no process carries {MARK}={mark}"))?;
+    Ok(Sample { uid, view, pid })
+}
+
+/// SIGKILLs the sample's container and measures until its replacement runs.
+async fn restart_one(sample: &mut Sample) -> Result<Duration> {
     let start = Instant::now();
-    kill(Pid::from_raw(pid), Signal::SIGKILL).context("kill -9 of the container")?;
-    pods::wait_view(&mut rx, Duration::from_secs(30), "the replacement to run", |v| {
-        let (restarts, running) = pods::first_container(v);
-        restarts >= 1 && running
-    })
+    kill(Pid::from_raw(sample.pid), Signal::SIGKILL).context("kill -9 of the container")?;
+    pods::wait_view(
+        &mut sample.view,
+        Duration::from_secs(30),
+        "the replacement to run",
+        |v| {
+            let (restarts, running) = pods::first_container(v);
+            restarts >= 1 && running
+        },
+    )
     .await?;
-    let elapsed = start.elapsed();
-    node.delete_and_wait(&uid).await?;
-    Ok(elapsed)
+    Ok(start.elapsed())
 }
 
 /// The pid of the `sleep` process whose environment has `MARK=mark`.

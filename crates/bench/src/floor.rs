@@ -30,6 +30,11 @@ pub(crate) fn spawn_wait(n: usize, namespaces: bool) -> io::Result<Vec<Duration>
 /// The restart floor: a minimal supervisor kills its `sleep` child with SIGKILL, reaps it with
 /// waitpid and spawns the replacement; the time from the kill until the replacement's spawn
 /// returned (exec done), `n` times.
+///
+/// Each `sleep` is killed once it sleeps, as the benchmark's containers are: killed the moment
+/// its spawn returned, it was still in its loader, running on an awake CPU, with half its
+/// libraries mapped; a sleeping one must be woken to die (on a virtual machine whose idle CPUs
+/// halt, that wake is the dearest step) and unmaps everything it loaded.
 pub(crate) fn kill_wait_respawn(n: usize) -> io::Result<Vec<Duration>> {
     let spawn = || {
         Command::new("sleep")
@@ -42,6 +47,7 @@ pub(crate) fn kill_wait_respawn(n: usize) -> io::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(n);
     let mut child = spawn()?;
     for _ in 0..n {
+        wait_until_asleep(child.id());
         let start = Instant::now();
         child.kill()?;
         child.wait()?;
@@ -51,4 +57,23 @@ pub(crate) fn kill_wait_respawn(n: usize) -> io::Result<Vec<Duration>> {
     child.kill()?;
     child.wait()?;
     Ok(samples)
+}
+
+/// Waits (for at most a second) until process `pid` sleeps: state `S` in `/proc/<pid>/stat`.
+/// A `sleep` that has executed reaches its `nanosleep` within a millisecond or so; its loader
+/// never blocks (its libraries are in the page cache once the first one ran). The floor runs
+/// on a thread of its own (the blocking pool), so it sleeps between looks.
+#[allow(clippy::disallowed_methods)]
+fn wait_until_asleep(pid: u32) {
+    let path = format!("/proc/{pid}/stat");
+    for _ in 0..10_000 {
+        let asleep = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
+            == Some('S');
+        if asleep {
+            return;
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
 }

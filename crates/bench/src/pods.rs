@@ -119,16 +119,20 @@ pub(crate) async fn wait_view(
 ) -> Result<PodView> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let view = rx.borrow_and_update().clone();
-        if check(&view) {
-            return Ok(view);
+        // Checked in place: a view is a whole pod, and cloning each one the worker publishes
+        // would add the harness's own work to what is measured.
+        {
+            let view = rx.borrow_and_update();
+            if check(&view) {
+                return Ok(view.clone());
+            }
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => bail!("the pod's worker ended while waiting for {what}"),
             Err(_) => bail!(
                 "timed out after {limit:?} waiting for {what}; last status: {:?}",
-                view.pod.status
+                rx.borrow().pod.status
             ),
         }
     }
