@@ -65,13 +65,8 @@ pub(crate) fn kill_wait_respawn(n: usize) -> io::Result<Vec<Duration>> {
 /// on a thread of its own (the blocking pool), so it sleeps between looks.
 #[allow(clippy::disallowed_methods)]
 fn wait_until_asleep(pid: u32) {
-    let path = format!("/proc/{pid}/stat");
     for _ in 0..10_000 {
-        let asleep = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
-            == Some('S');
-        if asleep {
+        if crate::procfs::stat(pid).is_some_and(|s| s.state == 'S') {
             return;
         }
         std::thread::sleep(Duration::from_micros(100));

@@ -28,6 +28,7 @@ mod pod_start;
 mod pods;
 mod probe_cpu;
 mod probe_timing;
+mod procfs;
 mod report;
 mod sched;
 mod stats;
@@ -400,7 +401,12 @@ async fn run_one(name: &'static str, n: usize, quick: bool) -> Result<Vec<Row>> 
         "node-restart" => node_restart::run(n, if quick { 1 } else { 3 }).await,
         "node-footprint" => {
             let sizes: &[usize] = if quick { &[n] } else { &[110, n] };
-            node_footprint::run(sizes, Duration::from_secs(if quick { 10 } else { 20 })).await
+            let idle = if quick {
+                Duration::from_secs(10)
+            } else {
+                node_footprint::IDLE_WINDOW
+            };
+            node_footprint::run(sizes, idle).await
         }
         other => bail!("benchmark {other} has no runner"),
     }

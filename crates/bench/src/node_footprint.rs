@@ -28,14 +28,23 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use podvisor_core::corev1::Pod;
 use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api_node::{self, Place};
 use crate::footprint;
+use crate::procfs;
 use crate::stats::{Goal, Percentiles, Row};
 
 /// The hidden first argument that makes this binary the node child: `__node-child DATA_DIR N
 /// MAX_PODS`.
 pub(crate) const CHILD_ARG: &str = "__node-child";
+
+/// The idle window of a full run: whole cycles of the node's periodic work, so that every
+/// window holds the same share of it. The probes come every 10 s; the usage scrape every 15 s
+/// (`ResourceMetrics`' resolution), reading an idle container at every other scrape only, so
+/// its cycle is 30 s. A 20 s window held one or two scrapes, each reading every container or
+/// none, and at 1,000 pods a full scrape is about a tenth of the node's idle CPU.
+pub(crate) const IDLE_WINDOW: Duration = Duration::from_secs(30);
 
 /// How long the pods may take to be Ready, per 100 pods.
 const READY_LIMIT_PER_100: Duration = Duration::from_secs(30);
@@ -273,18 +282,8 @@ fn children(pid: u32) -> Vec<u32> {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| {
-            stat_fields(*p).is_some_and(|f| f.first().and_then(|s| s.parse::<u32>().ok()) == Some(pid))
-        })
+        .filter(|p| procfs::stat(*p).and_then(|s| s.ppid()) == Some(pid))
         .collect()
-}
-
-/// The fields of `/proc/PID/stat` from the parent pid on (after the command name and state).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: the fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().skip(1).map(str::to_owned).collect())
 }
 
 /// What the idle window is measured by, read at its start and its end.
@@ -302,12 +301,8 @@ struct Window {
 
 impl Window {
     fn read(pid: u32) -> Result<Window> {
-        // After the state: ppid(0) pgrp session tty tpgid flags minflt cminflt majflt(8)
-        // cmajflt(9) utime(10) stime(11) cutime(12) cstime(13).
-        let sum = |p: u32, range: std::ops::Range<usize>| -> Option<f64> {
-            let f = stat_fields(p)?;
-            Some(f.get(range)?.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        };
+        // majflt and cmajflt are fields 8..10, utime, stime, cutime and cstime 10..14.
+        let sum = |p: u32, range: std::ops::Range<usize>| procfs::stat(p)?.sum(range);
         let tree = |range: std::ops::Range<usize>| -> Result<f64> {
             let own = sum(pid, range.clone()).context("reading the node's /proc/PID/stat")?;
             Ok(own
@@ -347,7 +342,8 @@ fn ticks_per_second() -> f64 {
 }
 
 /// The child: runs the node on DATA_DIR (place number N, room for MAX_PODS pods) until its
-/// stdin closes, then stops every pod and exits.
+/// stdin closes or it gets SIGINT or SIGTERM (an interrupted run: a terminal's Ctrl-C reaches
+/// the harness's whole process group), then stops every pod and exits.
 pub(crate) fn child(args: &[String]) -> Result<()> {
     let [data, n, max_pods] = args else {
         bail!("usage: {CHILD_ARG} DATA_DIR N MAX_PODS");
@@ -360,18 +356,49 @@ pub(crate) fn child(args: &[String]) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    tokio.block_on(async move {
+    let result = tokio.block_on(async move {
         let (node, _) = podvisor_node::build(config).await.context("building the node")?;
-        node.run_until(async {
-            let _ = tokio::task::spawn_blocking(|| {
-                use std::io::Read;
-                let mut buf = [0u8; 64];
-                while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
-            })
-            .await;
+        let stdin_closed = tokio::task::spawn_blocking(|| {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+        });
+        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM")?;
+        node.run_until(async move {
+            tokio::select! {
+                _ = stdin_closed => {}
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
             podvisor_node::Shutdown::StopPods
         })
         .await;
         Ok(())
-    })
+    });
+    // Stopped by a signal, the stdin reader still blocks: not waited for.
+    tokio.shutdown_background();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window holds whole probe periods (10 s, `probed_pod`) and whole cycles of the usage
+    /// scrape (an idle container is read at every other scrape).
+    #[test]
+    fn the_idle_window_holds_whole_cycles_of_the_periodic_work() {
+        let scrape_cycle = 2 * podvisor_apiserver::resource_metrics::RESOLUTION.as_secs();
+        let window = IDLE_WINDOW.as_secs();
+        assert_eq!(window % scrape_cycle, 0, "{window} s against {scrape_cycle} s");
+        assert_eq!(window % 10, 0);
+        let pod = probed_pod(0, 80).unwrap();
+        let c = &pod.spec.unwrap().containers[0];
+        assert_eq!(
+            c.readiness_probe.as_ref().and_then(|p| p.period_seconds),
+            Some(10)
+        );
+        assert_eq!(c.liveness_probe.as_ref().and_then(|p| p.period_seconds), Some(10));
+    }
 }
