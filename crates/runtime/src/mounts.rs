@@ -236,6 +236,19 @@ fn entries_of(dir: &Path, source_base: &Path, shadow_base: &Path) -> io::Result<
 }
 
 impl MountPlan {
+    /// The highest descriptor number the plan's steps use (its shadowed directories' slots),
+    /// or -1.
+    pub(crate) fn max_fd(&self) -> i32 {
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Shadow { slot, .. } => Some(slot.as_raw_fd()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(-1)
+    }
+
     /// Plans `binds` (in order of depth, so a mount inside another lands on top of it), then
     /// hides `hide` (the node's data directory). `stage` is an empty directory on the host used
     /// when `/` itself must be shadowed.

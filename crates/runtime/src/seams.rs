@@ -230,8 +230,10 @@ impl ProcessOps for RealProcesses {
         sandbox::spawn(spec)
     }
     fn namespaces_of(&self, pid: i32) -> io::Result<Namespaces> {
-        let open =
-            |kind: &str| fs::File::open(format!("/proc/{pid}/ns/{kind}")).map(|f| Arc::new(OwnedFd::from(f)));
+        let open = |kind: &str| {
+            fs::File::open(format!("/proc/{pid}/ns/{kind}"))
+                .map(|f| Arc::new(crate::sys::park(OwnedFd::from(f))))
+        };
         Ok(Namespaces {
             net: open("net")?,
             uts: open("uts")?,

@@ -72,6 +72,28 @@ pub(crate) struct JoinFds {
     pub(crate) mnt: Option<Arc<OwnedFd>>,
 }
 
+impl JoinFds {
+    /// Copies at low numbers of the [parked](crate::sys::park) ones (held open until the spawn
+    /// returns), so the child that joins them keeps only the low part of the node's table;
+    /// where no copy can be made, the original.
+    pub(crate) fn unparked(self) -> JoinFds {
+        use std::os::fd::AsRawFd;
+        let low = |fd: Option<Arc<OwnedFd>>| {
+            fd.map(|fd| match fd.as_raw_fd() >= crate::sys::PARKED {
+                // The lowest free number from 3 up (`F_DUPFD_CLOEXEC`).
+                true => fd.try_clone().map_or(fd, Arc::new),
+                false => fd,
+            })
+        };
+        JoinFds {
+            net: low(self.net),
+            uts: low(self.uts),
+            ipc: low(self.ipc),
+            mnt: low(self.mnt),
+        }
+    }
+}
+
 /// The cgroups a new process must be in before it execs.
 #[derive(Debug, Default)]
 pub(crate) struct CgroupJoin {
@@ -96,6 +118,27 @@ pub(crate) struct ChildSetup {
     /// Standard input is a terminal that becomes the new session's controlling terminal
     /// (`tty: true`).
     pub(crate) controlling_terminal: bool,
+}
+
+impl ChildSetup {
+    /// The highest descriptor number the child uses (its groups', its namespaces', its mount
+    /// plan's), or -1: a child on the node's descriptor table keeps the numbers up to it
+    /// (`sys::clone`).
+    pub(crate) fn max_fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        let groups = &self.cgroups;
+        let join = &self.join;
+        let single = [groups.v2_dir.as_ref(), groups.v2_procs.as_ref()]
+            .into_iter()
+            .chain(groups.v1_tasks.iter().map(Some))
+            .chain([&join.net, &join.uts, &join.ipc, &join.mnt].map(|fd| fd.as_deref()))
+            .flatten()
+            .map(AsRawFd::as_raw_fd);
+        single
+            .chain(self.mounts.as_ref().map(MountPlan::max_fd))
+            .max()
+            .unwrap_or(-1)
+    }
 }
 
 /// A container's main process to create.
@@ -185,6 +228,7 @@ pub(crate) fn setup_child(setup: &ChildSetup, in_v2_group: bool) -> io::Result<(
     if let Some(uid) = setup.uid {
         nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))?;
     }
+    crate::sys::close_on_exec_from(3);
     Ok(())
 }
 

@@ -749,3 +749,80 @@ async fn exec_output_exit_code_timeout_and_missing_binary() {
         Err(RuntimeError::NotFound { .. })
     ));
 }
+
+/// The numbers of this process's open descriptors and what each is (`/proc/self/fd`).
+fn own_fds() -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_str()?.parse().ok()?;
+            Some((n, std::fs::read_link(e.path()).ok()?.display().to_string()))
+        })
+        .collect()
+}
+
+/// A container is given its standard streams and no other descriptor of the node's, also
+/// when the node's low numbers are all taken; what the node holds for a running container
+/// (its pidfd, its log) sits at 1,024 and up, out of the part of the table a new process's
+/// clone copies (`sys::park`).
+#[tokio::test]
+async fn containers_inherit_no_descriptor_and_the_node_parks_the_ones_it_keeps() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let rt = runtime(dir.path(), true).await;
+    let listing = |name: &str| sh(name, "exec ls /proc/self/fd");
+    let p = pod(
+        "fds",
+        json!([
+            listing("first"),
+            sh("sleeper", "echo $$$$; exec sleep 30"),
+            listing("crowded")
+        ]),
+        json!({}),
+    );
+    let first = within(10, start(&rt, &p, 0, None).await.exit).await;
+    assert_eq!(first.status, ExitStatus::Exited(0));
+    // `ls` opens the directory it lists as its fourth descriptor.
+    assert_eq!(log_text(&read_log(&rt, &p, "first")), "0\n1\n2\n3\n");
+
+    let sleeper = start(&rt, &p, 1, None).await;
+    let log = rt
+        .log_path(&uid(&p), "sleeper", 0)
+        .unwrap_or_else(|| panic!("no log path"));
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = log_text(&std::fs::read_to_string(&log).unwrap_or_default())
+            .trim()
+            .to_owned();
+        if !pid.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = own_fds();
+    let pidfd = held.iter().find(|(n, what)| {
+        what == "anon_inode:[pidfd]"
+            && std::fs::read_to_string(format!("/proc/self/fdinfo/{n}"))
+                .is_ok_and(|info| info.lines().any(|l| l == format!("Pid:\t{pid}")))
+    });
+    assert!(
+        pidfd.is_some_and(|(n, _)| *n >= 1024),
+        "the main process {pid}'s pidfd: {pidfd:?}"
+    );
+    let log_fd = held.iter().find(|(_, what)| *what == log.display().to_string());
+    assert!(log_fd.is_some_and(|(n, _)| *n >= 1024), "its log: {log_fd:?}");
+
+    // Every low number taken: what the next container is given comes from above them.
+    let crowd: Vec<std::fs::File> = (0..1100)
+        .map(|_| std::fs::File::open("/dev/null").unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let crowded = within(10, start(&rt, &p, 2, None).await.exit).await;
+    drop(crowd);
+    assert_eq!(crowded.status, ExitStatus::Exited(0));
+    assert_eq!(log_text(&read_log(&rt, &p, "crowded")), "0\n1\n2\n3\n");
+    rt.stop(&sleeper.id, Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|e| panic!("stop: {e}"));
+    within(10, sleeper.exit).await;
+}

@@ -40,7 +40,8 @@ impl cri::LogFs for StdFs {
             .mode(cri::LOG_MODE)
             .open(path)?;
         file.set_permissions(std::fs::Permissions::from_mode(cri::LOG_MODE))?;
-        Ok(file)
+        // Held while the instance runs.
+        Ok(crate::sys::park(file))
     }
 
     fn append(path: &[u8]) -> io::Result<(File, u64)> {
@@ -50,7 +51,7 @@ impl cri::LogFs for StdFs {
             .mode(cri::LOG_MODE)
             .open(Path::new(OsStr::from_bytes(path)))?;
         let size = file.metadata()?.len();
-        Ok((file, size))
+        Ok((crate::sys::park(file), size))
     }
 
     fn write_all(file: &mut File, bytes: &[u8]) -> io::Result<()> {

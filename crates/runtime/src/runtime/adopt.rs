@@ -287,7 +287,7 @@ impl ProcessRuntime {
             .own_mount_namespace
             .then(|| fs::File::open(format!("/proc/{}/ns/mnt", rec.pid)).ok())
             .flatten()
-            .map(|f| Arc::new(OwnedFd::from(f)));
+            .map(|f| Arc::new(crate::sys::park(OwnedFd::from(f))));
         let mut namespaces = Vec::new();
         for kind in rec.join.iter().filter_map(|n| Namespace::from_name(n)) {
             let fd = match (kind, &ns) {

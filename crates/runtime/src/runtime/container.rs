@@ -71,7 +71,7 @@ impl ProcessRuntime {
         }
         let setup = spawn::ChildSetup {
             cgroups,
-            join,
+            join: join.unparked(),
             mounts: mount.plan,
             cwd,
             uid: plan.uid,
@@ -332,7 +332,7 @@ impl ProcessRuntime {
         }
         let opened = fs::File::open(format!("/proc/{pid}/ns/mnt"))
             .ok()
-            .map(|f| Arc::new(OwnedFd::from(f)));
+            .map(|f| Arc::new(crate::sys::park(OwnedFd::from(f))));
         if let (Some(made_from), Some(mnt)) = (origin, &opened) {
             let key = (plan.pod_uid.clone(), plan.container.clone());
             let kept = KeptMountNs {

@@ -8,7 +8,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{ForkResult, fork, pipe2};
 
-use super::clone::{reset_handlers, vfork};
+use super::clone::{own_fds, reset_handlers, vfork};
 use crate::sandbox::{Holder, HolderError, HolderSpec, STEPS};
 
 /// Starts the holder and waits until it is ready. Must be called where blocking is fine.
@@ -28,7 +28,8 @@ pub(crate) fn spawn_holder(spec: &HolderSpec) -> Result<Holder, HolderError> {
     start(spec, false)
 }
 
-/// The step a holder that shares the node's memory reports when its exec fails.
+/// The step a holder that shares the node's memory reports when its exec fails (or it could
+/// not take its descriptors off the node's table): the node forks one instead.
 const EXEC_STEP: u8 = 8;
 
 /// What a holder that shares the node's memory reads, all made before its clone.
@@ -38,6 +39,8 @@ struct HolderArgs<'a> {
     hostname: &'a [u8],
     spec: &'a HolderSpec,
     exec: Option<PauseExec<'a>>,
+    /// One above the highest descriptor of ours it uses ([`own_fds`]).
+    boundary: i32,
 }
 
 extern "C" fn holder_entry(arg: *mut std::ffi::c_void) -> ! {
@@ -45,6 +48,13 @@ extern "C" fn holder_entry(arg: *mut std::ffi::c_void) -> ! {
     // the exec (CLONE_VFORK); a handler of the node's must not run here, on its memory.
     unsafe {
         let a = &*arg.cast::<HolderArgs<'_>>();
+        let e = own_fds(a.boundary);
+        if e != 0 {
+            // The node then forks the holder instead, as when the exec fails.
+            let msg = [EXEC_STEP, e as u8];
+            libc::write(a.wfd, msg.as_ptr().cast(), 2);
+            libc::_exit(1);
+        }
         reset_handlers();
         holder_main(a.wfd, a.nfd, a.hostname, a.spec, a.exec, true)
     }
@@ -76,6 +86,7 @@ fn start(spec: &HolderSpec, shared: bool) -> Result<Holder, HolderError> {
             hostname,
             spec,
             exec,
+            boundary: 1 + wfd.max(nfd).max(spec.program.unwrap_or(-1)),
         };
         // SAFETY: `holder_entry` resets the handlers first and then makes only
         // async-signal-safe system calls on `args` (alive until this returns) and its stack,

@@ -9,10 +9,11 @@ use std::process::Command;
 
 use crate::spawn::{MainProcess, MonitorLaunch, Monitored, Spawned, setup_child};
 
-pub(super) use clone3::{reset_handlers, vfork};
+pub(super) use clone3::{own_fds, reset_handlers, vfork};
 
 /// Spawns the container's main process as the child of its monitor: a process cloned from
-/// here that shares our memory until it execs (`CLONE_VM | CLONE_VFORK`), creates the main
+/// here that shares our memory until it execs (`CLONE_VM | CLONE_VFORK`) and, until it takes
+/// the few it needs, our descriptor table (`CLONE_FILES`, see [`crate::sys::park`]), creates the main
 /// process exactly as [`spawn`] does (`clone3` into its cgroup), becomes a child subreaper in a
 /// session of its own and then execs the monitor program with the output's reading ends.
 /// `Ok(None)` where this is not available (no `clone3` with a stack here, or no cgroup v2

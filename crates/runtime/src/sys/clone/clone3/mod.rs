@@ -2,7 +2,11 @@
 //! pidfd; exec failures come back through a close-on-exec pipe. On x86_64 it shares the
 //! node's memory until it execs (`CLONE_VM | CLONE_VFORK`, as posix_spawn does): no page
 //! tables are copied, and the node does not take copy-on-write faults afterwards (each one a
-//! TLB shootdown across the node's threads). Elsewhere it is fork-like.
+//! TLB shootdown across the node's threads). It shares the node's descriptor table too
+//! (`CLONE_FILES`) until, first thing, it takes a table of its own with the descriptors below
+//! the highest it uses ([`own_fds`]): the node keeps its long-lived ones above those
+//! ([`crate::sys::park`]), so the child neither copies them nor closes them at its exec.
+//! Elsewhere it is fork-like.
 
 use std::ffi::{CString, c_char, c_void};
 use std::io;
@@ -20,6 +24,7 @@ use stack::Stack;
 const CLONE_VM: u64 = libc::CLONE_VM as u64;
 const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
 const CLONE_PIDFD: u64 = libc::CLONE_PIDFD as u64;
+const CLONE_FILES: u64 = libc::CLONE_FILES as u64;
 /// Not taken from libc, which declares it as a C `int` (it does not fit one).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// The child starts with every handled signal back to its default (ignored ones stay
@@ -48,6 +53,9 @@ struct ChildArgs<'a> {
     move_from: i32,
     /// The CPU the monitor ran on before it cloned the child (and then waited for it).
     move_to: i32,
+    /// For a child cloned on our descriptor table (`CLONE_FILES`), one above the highest
+    /// descriptor it uses ([`own_fds`]); 0 for one with a table of its own.
+    boundary: i32,
 }
 
 impl<'a> ChildArgs<'a> {
@@ -69,6 +77,7 @@ impl<'a> ChildArgs<'a> {
             err_w,
             move_from: -1,
             move_to: -1,
+            boundary: 0,
         }
     }
 }
@@ -116,6 +125,26 @@ impl ExecStrings {
     }
 }
 
+/// Gives a child cloned with `CLONE_FILES` (sharing the node's descriptor table) a table of
+/// its own holding the node's descriptors below `boundary` only: those above are neither
+/// copied nor, at its exec, closed one by one (see [`crate::sys::park`]). With `close_range`'s
+/// `CLOSE_RANGE_UNSHARE` (Linux 5.9), else a copy of the whole table (`unshare`). Returns 0 or
+/// the errno. Called first in such a child, before it opens, moves or closes a descriptor.
+pub(in crate::sys) fn own_fds(boundary: i32) -> i32 {
+    let from = boundary.max(3).unsigned_abs();
+    // SAFETY: close_range and unshare take integers only; they change this process's own
+    // descriptor table, which the node no longer sees once it is unshared.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, from, u32::MAX, libc::CLOSE_RANGE_UNSHARE) == 0 {
+            return 0;
+        }
+        if libc::unshare(libc::CLONE_FILES) == 0 {
+            return 0;
+        }
+    }
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
 /// Runs `clone` with every signal blocked in this thread: no signal handler may run in a
 /// child that shares our memory (the child sets handlers to default before it unblocks).
 fn signals_blocked<T>(clone: impl FnOnce() -> T) -> T {
@@ -159,7 +188,7 @@ pub(super) fn spawn(
         flags |= CLONE_INTO_CGROUP;
     }
     if stack.is_some() {
-        flags |= CLONE_VM | CLONE_VFORK;
+        flags |= CLONE_VM | CLONE_VFORK | CLONE_FILES;
     }
     let clone_args = CloneArgs {
         flags,
@@ -175,13 +204,20 @@ pub(super) fn spawn(
         cgroup: in_group.map_or(0, |fd| fd as u64),
     };
     // This thread runs when the clone is made, so the child goes elsewhere if it can: no move.
-    let child_args = ChildArgs::new(
-        setup,
-        in_group.is_some(),
-        [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
-        &exec,
-        err_w.as_raw_fd(),
-    );
+    let stdio = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+    let child_args = ChildArgs {
+        boundary: match stack {
+            Some(_) => {
+                1 + stdio
+                    .into_iter()
+                    .chain([err_w.as_raw_fd(), setup.max_fd()])
+                    .max()
+                    .unwrap_or(2)
+            }
+            None => 0,
+        },
+        ..ChildArgs::new(setup, in_group.is_some(), stdio, &exec, err_w.as_raw_fd())
+    };
 
     // SAFETY: see `raw_clone3`; `child_args` and everything it points to outlive the child's
     // use of them (with CLONE_VFORK this thread waits until the child has exec'd or exited;
@@ -201,7 +237,7 @@ pub(super) fn spawn(
     drop(err_w);
     let pid = i32::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
     // SAFETY: the kernel wrote a new pidfd there (CLONE_PIDFD) and nothing else owns it.
-    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    let pidfd = (pidfd >= 0).then(|| crate::sys::park(unsafe { OwnedFd::from_raw_fd(pidfd) }));
     let mut buf = [0u8; 4];
     let mut got = 0;
     while got < buf.len() {
@@ -290,13 +326,15 @@ unsafe fn raw_clone3(args: &CloneArgs, arg: *mut c_void) -> i64 {
 
 /// Runs `entry(arg)` in a new process that shares our memory until it execs or exits
 /// (`CLONE_VM | CLONE_VFORK`, as posix_spawn does): no page tables are copied, and the node
-/// takes no copy-on-write faults afterwards. This thread waits until the child has exec'd
+/// takes no copy-on-write faults afterwards. It shares our descriptor table too
+/// (`CLONE_FILES`) until it takes the part it needs with [`own_fds`]. This thread waits until the child has exec'd
 /// or exited, with every signal blocked. Returns the child's pid (its exit signal is
 /// SIGCHLD), or `Ok(None)` where this is not available (no `clone3` with a stack here or in
 /// the kernel): the caller forks instead.
 ///
 /// # Safety
-/// `entry` must call [`reset_handlers`] before it unblocks any signal, touch only its own
+/// `entry` must call [`own_fds`] before it opens, moves or closes a descriptor and
+/// [`reset_handlers`] before it unblocks any signal, touch only its own
 /// stack and what `arg` points to (which must outlive the call), make only
 /// async-signal-safe system calls, and end in exec or `_exit`, never returning.
 #[cfg(target_arch = "x86_64")]
@@ -305,7 +343,7 @@ pub(crate) unsafe fn vfork(
     arg: *mut c_void,
 ) -> io::Result<Option<i32>> {
     let stack = Stack::new()?;
-    let clone_args = stack.clone_args(CLONE_VM | CLONE_VFORK);
+    let clone_args = stack.clone_args(CLONE_VM | CLONE_VFORK | CLONE_FILES);
     // SAFETY: the stack is a mapping of STACK_SIZE that outlives the child's use of it
     // (CLONE_VFORK: this thread waits until the child has exec'd or exited); the caller
     // vouches for `entry` and `arg`.
@@ -421,15 +459,22 @@ extern "C" fn child_entry(arg: *mut c_void) -> ! {
     }
 }
 
-/// In the child (its handlers already the defaults): the signal mask, default SIGPIPE,
-/// stdio, the setup, off the spawning thread's CPU, then exec. Returns the errno of what failed (it only returns on
-/// failure).
+/// In the child (its handlers already the defaults): its own descriptor table (when cloned on
+/// ours), the signal mask, default SIGPIPE, stdio, the setup, off the spawning thread's CPU,
+/// then exec. Returns the errno of what failed (it only returns on failure).
 ///
 /// # Safety
 /// Only in a child just created by `clone3`, before exec; the pointers in `args` must be
 /// valid (prepared by `spawn` before the clone).
 unsafe fn child(args: &ChildArgs<'_>) -> i32 {
     let errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    if args.boundary > 0 {
+        // Off the node's descriptor table (CLONE_FILES) before any descriptor is touched.
+        let e = own_fds(args.boundary);
+        if e != 0 {
+            return e;
+        }
+    }
     // SAFETY: plain system calls on local data and fds that are open in the child.
     unsafe {
         // No handler of the node's can run here, on the node's memory: the clone reset them

@@ -28,6 +28,9 @@ struct MonitorArgs<'a> {
     /// `argv[2]`: the main process's pid, written in decimal by the monitor.
     pid_slot: *mut u8,
     report: *mut Report,
+    /// One above the highest descriptor of ours that the monitor or the main process uses:
+    /// the monitor, cloned on our table, keeps only those below it (`own_fds`).
+    boundary: i32,
 }
 
 /// The fd the executable gets in the monitor before its exec (close-on-exec).
@@ -90,6 +93,19 @@ pub(in crate::sys::clone) fn spawn_monitored(
         }
     }
     let mut report = Report::default();
+    let used = [
+        stdin.as_raw_fd(),
+        stdout.as_raw_fd(),
+        stderr.as_raw_fd(),
+        devnull.as_raw_fd(),
+        m.program.raw_fd(),
+        setup.max_fd(),
+    ];
+    let boundary = 1 + used
+        .into_iter()
+        .chain(fds.iter().map(|(fd, _)| *fd))
+        .max()
+        .unwrap_or(2);
     let monitor_args = MonitorArgs {
         child: ChildArgs {
             // SAFETY: no arguments; -1 on failure, which the child takes as nothing to do.
@@ -114,11 +130,12 @@ pub(in crate::sys::clone) fn spawn_monitored(
         envp: &monitor_envp,
         pid_slot: pid_slot.as_mut_ptr(),
         report: std::ptr::from_mut(&mut report),
+        boundary,
     };
     let mut monitor_pidfd: libc::c_int = -1;
     let monitor_clone = CloneArgs {
         pidfd: std::ptr::from_mut(&mut monitor_pidfd) as u64,
-        ..monitor_stack.clone_args(CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_CLEAR_SIGHAND)
+        ..monitor_stack.clone_args(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | CLONE_CLEAR_SIGHAND)
     };
     let _owned = crate::process::owned();
     // SAFETY: see `raw_clone3_with`; `monitor_args` and all it points to live on this
@@ -141,7 +158,8 @@ pub(in crate::sys::clone) fn spawn_monitored(
     }
     let monitor_pid = i32::try_from(ret).map_err(|_| io::Error::other("clone3 returned a bad pid"))?;
     // SAFETY: the kernel wrote a new pidfd there (CLONE_PIDFD) and nothing else owns it.
-    let monitor_pidfd = (monitor_pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(monitor_pidfd) });
+    let monitor_pidfd =
+        (monitor_pidfd >= 0).then(|| crate::sys::park(unsafe { OwnedFd::from_raw_fd(monitor_pidfd) }));
     if report.errno != 0 {
         // It exited without exec'ing the monitor (and reaped the main process if there
         // was one).
@@ -198,6 +216,11 @@ unsafe fn monitor_steps(args: &MonitorArgs<'_>) -> (i32, i32) {
     // after we exec'd or exited.
     // Its signal handlers are the defaults (CLONE_CLEAR_SIGHAND).
     unsafe {
+        // Off the node's descriptor table (CLONE_FILES) before any descriptor is touched.
+        let e = own_fds(args.boundary);
+        if e != 0 {
+            return (2, e);
+        }
         if libc::setsid() < 0 {
             return (2, errno());
         }
