@@ -1,23 +1,23 @@
-//! Exec in a container's context on the posix_spawn fast path.
+//! Exec in a container's context.
 //!
 //! Each container that is exec'd into gets one helper thread. The thread leaves the node's
 //! filesystem context (`unshare(CLONE_FS)`, needed to join a mount namespace from a threaded
 //! process) and joins the container's network, UTS, IPC and mount namespaces with `setns`,
-//! which affects only that thread. Commands are then spawned from it with plain
-//! `std::process::Command` (no `pre_exec` hook), so std uses posix_spawn (vfork + exec) and
-//! the child inherits the thread's namespaces. Setting a user (`runAsUser`) makes std fall back
-//! to fork; that is the only slow case.
+//! which affects only that thread. Commands are then spawned from it with `crate::spawn`
+//! (`clone3` on the node's memory, as posix_spawn does), and the child inherits the thread's
+//! namespaces. Not with `std::process::Command`'s posix_spawn: its child copies the node's
+//! whole descriptor table (about ten per pod) and closes every copy at its exec, at each
+//! probe; `crate::spawn`'s takes only the low part (`sys::park`).
 //!
-//! Interactive exec (`kubectl exec`, `Request::Session`) is spawned from the same thread but
-//! like a container's main process (`crate::spawn`): created inside the container's cgroup,
-//! in a session of its own, with the streams the client asked for, or a pty opened from this
-//! thread (so the container's `/dev/pts`) as its controlling terminal. Exec probes do not join
-//! the cgroup (they stay on the posix_spawn fast path, and are short).
+//! An exec probe's or hook's command (`Request::Probe`) gets a process group of its own, its
+//! output on one pipe, `/dev/null` as stdin, the container's user and directory; it does not
+//! join the cgroup (it is short). Interactive exec (`kubectl exec`, `Request::Session`) is
+//! spawned like a container's main process: created inside the container's cgroup, in a
+//! session of its own, with the streams the client asked for, or a pty opened from this
+//! thread (so the container's `/dev/pts`) as its controlling terminal.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 
@@ -37,9 +37,9 @@ pub(crate) struct ExecContext {
     pub(crate) gid: Option<u32>,
 }
 
-/// What the helper thread returns for one probe request: the pid and the read end of the
-/// combined stdout+stderr pipe, or why not.
-pub(crate) type Spawned = Result<(i32, OwnedFd), ExecError>;
+/// What the helper thread returns for one probe request: the pid, its pidfd where the kernel
+/// gave one, and the read end of the combined stdout+stderr pipe; or why not.
+pub(crate) type Spawned = Result<(i32, Option<OwnedFd>, OwnedFd), ExecError>;
 
 /// A command for the container's helper thread.
 pub(crate) enum Request {
@@ -198,33 +198,17 @@ fn spawn_session(
     let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
         return Err(ExecError::Pipe(nix::errno::Errno::EBADF));
     };
-    let spawn_error = |message: String| ExecError::Spawn {
-        program: program.clone(),
-        message,
-    };
-    let cwd =
-        crate::sandbox::cstring(&ctx.cwd).ok_or_else(|| spawn_error("NUL in working directory".into()))?;
-    let setup = crate::spawn::ChildSetup {
-        cgroups,
-        // This thread joined them: the child is created in them.
-        join: crate::spawn::JoinFds::default(),
-        mounts: None,
-        cwd,
-        uid: ctx.uid,
-        gid: ctx.gid,
-        controlling_terminal: stdio.tty,
-    };
     let main = crate::spawn::MainProcess {
         program: &resolved,
         argv,
         env: &ctx.env,
-        setup,
+        setup: child_setup(ctx, program, cgroups, stdio.tty)?,
         stdin,
         stdout,
         stderr,
     };
     let mut owned = crate::process::owned();
-    let spawned = crate::spawn::spawn(main).map_err(|e| spawn_error(e.to_string()))?;
+    let spawned = crate::spawn::spawn(main).map_err(|e| spawn_error(program, e))?;
     owned.insert(spawned.pid);
     drop(owned);
     fds.pid = spawned.pid;
@@ -250,32 +234,57 @@ fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
     let write_dup = write_end
         .try_clone()
         .map_err(|e| ExecError::Pipe(nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
-    let mut cmd = Command::new(&resolved);
-    cmd.arg0(program)
-        .args(&argv[1..])
-        .env_clear()
-        .envs(ctx.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&ctx.cwd)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(write_end))
-        .stderr(Stdio::from(write_dup));
-    if let Some(gid) = ctx.gid.or(ctx.uid.map(|_| 0)) {
-        cmd.gid(gid);
-    }
-    if let Some(uid) = ctx.uid {
-        cmd.uid(uid);
-    }
+    let setup = crate::spawn::ChildSetup {
+        own_session: false,
+        ..child_setup(ctx, program, CgroupJoin::default(), false)?
+    };
+    let main = crate::spawn::MainProcess {
+        program: &resolved,
+        argv,
+        env: &ctx.env,
+        setup,
+        stdin: None,
+        stdout: write_end,
+        stderr: write_dup,
+    };
     let mut owned = crate::process::owned();
-    let child = cmd.spawn().map_err(|e| ExecError::Spawn {
-        program: program.clone(),
-        message: e.to_string(),
-    })?;
-    let pid = child.id() as i32;
-    owned.insert(pid);
+    // `main`, and with it the pipe's write ends, is consumed: EOF comes when the command's
+    // processes are gone.
+    let spawned = crate::spawn::spawn(main).map_err(|e| spawn_error(program, e))?;
+    owned.insert(spawned.pid);
     drop(owned);
-    // `cmd` (and with it the pipe's write ends) is dropped here, so EOF comes when the
-    // command's processes are gone.
-    drop(cmd);
-    Ok((pid, read_end))
+    Ok((spawned.pid, spawned.pidfd, read_end))
+}
+
+/// What a command's child does before its exec: it leads a session of its own with the
+/// container's directory and user, in the namespaces this thread joined (it is created in
+/// them), in `cgroups`, with `terminal` as its controlling terminal.
+fn child_setup(
+    ctx: &ExecContext,
+    program: &str,
+    cgroups: CgroupJoin,
+    terminal: bool,
+) -> Result<crate::spawn::ChildSetup, ExecError> {
+    let cwd = crate::sandbox::cstring(&ctx.cwd).ok_or_else(|| ExecError::Spawn {
+        program: program.to_owned(),
+        message: "NUL in working directory".into(),
+    })?;
+    Ok(crate::spawn::ChildSetup {
+        cgroups,
+        join: crate::spawn::JoinFds::default(),
+        mounts: None,
+        cwd,
+        uid: ctx.uid,
+        gid: ctx.gid,
+        controlling_terminal: terminal,
+        own_session: true,
+    })
+}
+
+/// A spawn that failed, as exec reports it.
+fn spawn_error(program: &str, e: std::io::Error) -> ExecError {
+    ExecError::Spawn {
+        program: program.to_owned(),
+        message: e.to_string(),
+    }
 }

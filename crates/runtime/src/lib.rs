@@ -26,8 +26,8 @@
 //!   the figures the Node's conditions are measured from.
 //! - **Routes to other nodes' pod networks** ([`routes::NodeRoutes`], host-gw), the kubelet's
 //!   [`PodRoutes`](podvisor_core::host::PodRoutes).
-//! - **Exec** on the posix_spawn fast path from a helper thread that joined the container's
-//!   namespaces ([`exec`]).
+//! - **Exec** from a helper thread that joined the container's namespaces, spawned as a main
+//!   process is but in a process group of its own and outside the cgroup ([`exec`]).
 //! - **Into running pods** ([`PodStreams`](podvisor_core::streams::PodStreams), issue 17):
 //!   interactive exec from the same helper thread, but created like a main process inside the
 //!   container's cgroup and session, with separate stdin/stdout/stderr pipes or a pty opened

@@ -118,6 +118,11 @@ pub(crate) struct ChildSetup {
     /// Standard input is a terminal that becomes the new session's controlling terminal
     /// (`tty: true`).
     pub(crate) controlling_terminal: bool,
+    /// The process leads a session of its own (a container's main process, an interactive
+    /// exec, as runc's do); else it has only a process group of its own (an exec probe or
+    /// hook, as the node ran them with posix_spawn: a session is also a scheduler autogroup
+    /// the kernel makes and frees, at every probe).
+    pub(crate) own_session: bool,
 }
 
 impl ChildSetup {
@@ -195,7 +200,11 @@ pub(crate) struct Spawned {
 /// The child's side: session, cgroups, namespaces, mounts, directory and user. Only system
 /// calls on data prepared before the fork (it runs between fork and exec).
 pub(crate) fn setup_child(setup: &ChildSetup, in_v2_group: bool) -> io::Result<()> {
-    nix::unistd::setsid()?;
+    if setup.own_session {
+        nix::unistd::setsid()?;
+    } else {
+        nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+    }
     if setup.controlling_terminal {
         crate::sys::pty::stdin_becomes_controlling_terminal()?;
     }

@@ -763,10 +763,11 @@ fn own_fds() -> Vec<(i32, String)> {
         .collect()
 }
 
-/// A container is given its standard streams and no other descriptor of the node's, also
-/// when the node's low numbers are all taken; what the node holds for a running container
-/// (its pidfd, its log) sits at 1,024 and up, out of the part of the table a new process's
-/// clone copies (`sys::park`).
+/// A container, and an exec probe's command in it, is given its standard streams and no other
+/// descriptor of the node's, also when the node's low numbers are all taken; what the node
+/// holds for a running container (its pidfd, its log) sits at 1,024 and up, out of the part of
+/// the table a new process's clone copies (`sys::park`). An exec probe's command has a process
+/// group of its own, in the node's session.
 #[tokio::test]
 async fn containers_inherit_no_descriptor_and_the_node_parks_the_ones_it_keeps() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -813,11 +814,29 @@ async fn containers_inherit_no_descriptor_and_the_node_parks_the_ones_it_keeps()
     let log_fd = held.iter().find(|(_, what)| *what == log.display().to_string());
     assert!(log_fd.is_some_and(|(n, _)| *n >= 1024), "its log: {log_fd:?}");
 
+    let probe = || async {
+        let argv = ["sh", "-c", "echo $$ $(ps -o pgid= -o sid= -p $$); ls /proc/self/fd"].map(String::from);
+        let out = rt
+            .exec(&sleeper.id, &argv, Some(Duration::from_secs(10)))
+            .await
+            .unwrap_or_else(|e| panic!("exec: {e}"));
+        assert_eq!(out.status, ExitStatus::Exited(0));
+        let text = String::from_utf8_lossy(&out.output).into_owned();
+        let (ids, fds) = text.split_once('\n').unwrap_or_else(|| panic!("{text}"));
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        assert_eq!(ids[0], ids[1], "its own process group: {text}");
+        let node_session = stat_fields(std::process::id() as i32)[3].clone();
+        assert_eq!(ids[2], node_session, "the node's session: {text}");
+        assert_eq!(fds, "0\n1\n2\n3\n");
+    };
+    probe().await;
+
     // Every low number taken: what the next container is given comes from above them.
     let crowd: Vec<std::fs::File> = (0..1100)
         .map(|_| std::fs::File::open("/dev/null").unwrap_or_else(|e| panic!("{e}")))
         .collect();
     let crowded = within(10, start(&rt, &p, 2, None).await.exit).await;
+    probe().await;
     drop(crowd);
     assert_eq!(crowded.status, ExitStatus::Exited(0));
     assert_eq!(log_text(&read_log(&rt, &p, "crowded")), "0\n1\n2\n3\n");

@@ -77,6 +77,7 @@ impl ProcessRuntime {
             uid: plan.uid,
             gid: plan.gid,
             controlling_terminal: plan.stdio.tty,
+            own_session: true,
         };
         let procs = &self.inner.procs;
         let [stdin, stdout, stderr] = child;

@@ -26,11 +26,11 @@ impl ProcessRuntime {
             reply,
         })
         .map_err(|_| err("exec thread gone".into()))?;
-        let (pid, out) = answer
+        let (pid, pidfd, out) = answer
             .await
             .map_err(|_| err("exec thread gone".into()))?
             .map_err(|e| err(e.to_string()))?;
-        let pidfd = process::pidfd_open(pid).ok();
+        let pidfd = pidfd.or_else(|| process::pidfd_open(pid).ok());
         let reader = tokio::spawn(read_capped(out));
         let wait = process::wait_reap(pid, pidfd);
         tokio::pin!(wait);

@@ -42,7 +42,7 @@ pub(crate) fn spawn_monitored(p: &MainProcess<'_>, m: MonitorLaunch<'_>) -> io::
 
 /// Spawns the container's main process: with `clone3` straight into its cgroup v2 group (no
 /// migration afterwards) where the kernel has it (5.7+), else through `std::process` with a
-/// `pre_exec` hook. Exec probes use posix_spawn instead (see `exec`).
+/// `pre_exec` hook. Exec's commands (probes, hooks, `kubectl exec`) are spawned here too.
 pub(crate) fn spawn(p: MainProcess<'_>) -> io::Result<Spawned> {
     let MainProcess {
         program,
@@ -109,6 +109,7 @@ mod tests {
             uid: None,
             gid: None,
             controlling_terminal: false,
+            own_session: true,
         }
     }
 
