@@ -111,9 +111,10 @@ impl ContainerGroup for ContainerCgroup {
         };
         let (v2, v1) = self.join_paths();
         let mut join = CgroupJoin::default();
-        if let Some((dir, procs)) = v2 {
+        if let Some((dir, _)) = v2 {
+            // Its `cgroup.procs` only where the child cannot be cloned into it
+            // (`sys::clone::spawn` opens it then).
             join.v2_dir = Some(open(&dir, false)?);
-            join.v2_procs = Some(open(&procs, true)?);
         }
         for tasks in v1 {
             join.v1_tasks.push(open(&tasks, true)?);

@@ -99,7 +99,8 @@ impl JoinFds {
 pub(crate) struct CgroupJoin {
     /// The cgroup v2 group's directory: the child is created inside it (`CLONE_INTO_CGROUP`).
     pub(crate) v2_dir: Option<OwnedFd>,
-    /// That group's `cgroup.procs`, written by the child where `clone3` is not available.
+    /// That group's `cgroup.procs`, written by the child where `clone3` is not available
+    /// (opened from `v2_dir` then).
     pub(crate) v2_procs: Option<OwnedFd>,
     /// cgroup v1 `tasks` files. The child, still single-threaded, writes `0` (itself) to each:
     /// moving one thread that is the caller skips the kernel's global threadgroup lock, whose

@@ -815,7 +815,12 @@ async fn containers_inherit_no_descriptor_and_the_node_parks_the_ones_it_keeps()
     assert!(log_fd.is_some_and(|(n, _)| *n >= 1024), "its log: {log_fd:?}");
 
     let probe = || async {
-        let argv = ["sh", "-c", "echo $$ $(ps -o pgid= -o sid= -p $$); ls /proc/self/fd"].map(String::from);
+        let argv = [
+            "sh",
+            "-c",
+            "echo $$ $(ps -o pgid= -o sid= -p $$); ls /proc/self/fd",
+        ]
+        .map(String::from);
         let out = rt
             .exec(&sleeper.id, &argv, Some(Duration::from_secs(10)))
             .await

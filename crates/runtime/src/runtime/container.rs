@@ -252,13 +252,22 @@ impl ProcessRuntime {
     /// The container's directory, its log file (registered for followers) and an empty
     /// termination-message file; older instances' logs go.
     fn open_files(&self, plan: &LaunchPlan) -> Result<Arc<Mutex<LogFile>>, StartError> {
-        fs::create_dir_all(&plan.dir).map_err(file_error(&plan.dir))?;
         prune_old_instances(&plan.dir, plan.restart_count);
-        let log = LogFile::create(
-            plan.log_path.clone(),
-            self.inner.config.log_max_bytes,
-            self.inner.config.log_max_files,
-        )
+        let create = || {
+            LogFile::create(
+                plan.log_path.clone(),
+                self.inner.config.log_max_bytes,
+                self.inner.config.log_max_files,
+            )
+        };
+        // The directory is made by the container's first start (or again, should it be gone).
+        let log = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&plan.dir).map_err(file_error(&plan.dir))?;
+                create()
+            }
+            created => created,
+        }
         .map_err(file_error(&plan.log_path))?;
         let log = Arc::new(Mutex::new(log));
         {

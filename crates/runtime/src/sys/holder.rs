@@ -1,6 +1,5 @@
 //! The pod sandbox holder's fork and its life in the child ([`crate::sandbox`] has the design).
 
-use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -66,11 +65,7 @@ fn start(spec: &HolderSpec, shared: bool) -> Result<Holder, HolderError> {
     let node = |step| move |source| HolderError::Node { step, source };
     let (read_end, write_end): (OwnedFd, OwnedFd) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| node("pipe")(io::Error::from(e)))?;
-    let devnull = fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(node("open /dev/null"))?;
+    let devnull = crate::sys::dev_null().map_err(node("open /dev/null"))?;
     let hostname = spec.hostname.as_bytes();
     let wfd = write_end.as_raw_fd();
     let nfd = devnull.as_raw_fd();
@@ -261,6 +256,8 @@ unsafe fn holder_main(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     /// Starts a holder with `program`, and returns where its executable is and whether it

@@ -58,6 +58,34 @@ pub(crate) fn park<F: From<OwnedFd> + Into<OwnedFd>>(fd: F) -> F {
     F::from(unsafe { OwnedFd::from_raw_fd(moved) })
 }
 
+/// `/dev/null`, opened once for reading and writing, for the node's life: what a new process
+/// (container, monitor, sandbox holder) gets for the standard streams it is not given; the
+/// child makes its own copies. One open at each start less.
+pub(crate) fn dev_null() -> io::Result<&'static OwnedFd> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd);
+    }
+    let fd = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    Ok(NULL.get_or_init(|| OwnedFd::from(fd)))
+}
+
+/// Opens `name` in the directory `dir` for writing (close-on-exec): one step of a path walk
+/// instead of the whole path (cgroupfs paths are long, each step checked).
+pub(crate) fn open_in_for_writing(dir: &OwnedFd, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: openat reads a NUL-terminated name and returns a new fd or -1.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Marks every descriptor of this process from `first` up close-on-exec (Linux 5.11; nothing
 /// on an older kernel): what a container's main process does last before its exec, so it gets
 /// its standard streams and nothing else, also of what the node inherited without the flag

@@ -22,13 +22,9 @@ pub(crate) fn spawn_monitored(p: &MainProcess<'_>, m: MonitorLaunch<'_>) -> io::
     if !cfg!(target_arch = "x86_64") {
         return Ok(None);
     }
-    let devnull;
     let stdin = match &p.stdin {
         Some(fd) => fd,
-        None => {
-            devnull = OwnedFd::from(std::fs::File::open("/dev/null")?);
-            &devnull
-        }
+        None => crate::sys::dev_null()?,
     };
     clone3::spawn_monitored(
         p.program,
@@ -48,17 +44,26 @@ pub(crate) fn spawn(p: MainProcess<'_>) -> io::Result<Spawned> {
         program,
         argv,
         env,
-        setup,
+        mut setup,
         stdin,
         stdout,
         stderr,
     } = p;
+    let in_stdin = match &stdin {
+        Some(fd) => fd,
+        None => crate::sys::dev_null()?,
+    };
+    if let Some(spawned) = clone3::spawn(program, argv, env, &setup, [in_stdin, &stdout, &stderr])? {
+        return Ok(spawned);
+    }
     let stdin = match stdin {
         Some(fd) => fd,
         None => OwnedFd::from(std::fs::File::open("/dev/null")?),
     };
-    if let Some(spawned) = clone3::spawn(program, argv, env, &setup, [&stdin, &stdout, &stderr])? {
-        return Ok(spawned);
+    // Without `clone3` the child joins its v2 group by writing itself to it.
+    let groups = &mut setup.cgroups;
+    if let (Some(dir), None) = (&groups.v2_dir, &groups.v2_procs) {
+        groups.v2_procs = Some(crate::sys::open_in_for_writing(dir, c"cgroup.procs")?);
     }
     let mut cmd = Command::new(program);
     if let Some(arg0) = argv.first() {

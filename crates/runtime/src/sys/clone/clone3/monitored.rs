@@ -64,10 +64,7 @@ pub(in crate::sys::clone) fn spawn_monitored(
     let mut monitor_argv_ptrs = null_terminated(&monitor_argv);
     monitor_argv_ptrs[2] = pid_slot.as_ptr().cast();
     let monitor_envp: Vec<*const c_char> = vec![std::ptr::null()];
-    let devnull = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+    let devnull = crate::sys::dev_null()?;
 
     let child_stack = Stack::new()?;
     let monitor_stack = Stack::new()?;
