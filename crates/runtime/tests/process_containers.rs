@@ -770,6 +770,9 @@ fn own_fds() -> Vec<(i32, String)> {
 /// group of its own, in the node's session.
 #[tokio::test]
 async fn containers_inherit_no_descriptor_and_the_node_parks_the_ones_it_keeps() {
+    // As the node does at start: under the default soft limit of 1,024 open files nothing can
+    // be parked (a descriptor stays where it is), nor can the crowd below be opened.
+    podvisor_runtime::process::raise_open_file_limit().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let rt = runtime(dir.path(), true).await;
     let listing = |name: &str| sh(name, "exec ls /proc/self/fd");
