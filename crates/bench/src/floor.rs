@@ -66,7 +66,8 @@ pub(crate) fn kill_wait_respawn(n: usize) -> io::Result<Vec<Duration>> {
 #[allow(clippy::disallowed_methods)]
 fn wait_until_asleep(pid: u32) {
     for _ in 0..10_000 {
-        if crate::procfs::stat(pid).is_some_and(|s| s.state == 'S') {
+        let stat = i32::try_from(pid).ok().and_then(podvisor_runtime::process::stat);
+        if stat.is_some_and(|s| s.state == 'S') {
             return;
         }
         std::thread::sleep(Duration::from_micros(100));

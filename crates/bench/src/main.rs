@@ -28,7 +28,6 @@ mod pod_start;
 mod pods;
 mod probe_cpu;
 mod probe_timing;
-mod procfs;
 mod report;
 mod sched;
 mod stats;

@@ -27,12 +27,12 @@ use anyhow::{Context, Result, bail};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use podvisor_core::corev1::Pod;
+use podvisor_runtime::process::{self, ProcStat};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api_node::{self, Place};
 use crate::footprint;
-use crate::procfs;
 use crate::stats::{Goal, Percentiles, Row};
 
 /// The hidden first argument that makes this binary the node child: `__node-child DATA_DIR N
@@ -260,7 +260,7 @@ fn children_pss_kb(pid: u32) -> (usize, f64) {
     let mut count = 0;
     let mut total = 0.0;
     for child in children(pid) {
-        let pss = std::fs::read_to_string(format!("/proc/{child}/smaps_rollup"))
+        let pss = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", child.pid))
             .ok()
             .and_then(|s| {
                 s.lines()
@@ -276,13 +276,14 @@ fn children_pss_kb(pid: u32) -> (usize, f64) {
     (count, total)
 }
 
-/// The pids whose parent is `pid`.
-fn children(pid: u32) -> Vec<u32> {
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<ProcStat> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| procfs::stat(*p).and_then(|s| s.ppid()) == Some(pid))
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(process::stat)
+        .filter(|s| u32::try_from(s.ppid) == Ok(pid))
         .collect()
 }
 
@@ -301,20 +302,15 @@ struct Window {
 
 impl Window {
     fn read(pid: u32) -> Result<Window> {
-        // majflt and cmajflt are fields 8..10, utime, stime, cutime and cstime 10..14.
-        let sum = |p: u32, range: std::ops::Range<usize>| procfs::stat(p)?.sum(range);
-        let tree = |range: std::ops::Range<usize>| -> Result<f64> {
-            let own = sum(pid, range.clone()).context("reading the node's /proc/PID/stat")?;
-            Ok(own
-                + children(pid)
-                    .into_iter()
-                    .filter_map(|c| sum(c, range.clone()))
-                    .sum::<f64>())
-        };
+        let stat = |p: u32| i32::try_from(p).ok().and_then(process::stat);
+        let node = stat(pid).context("reading the node's /proc/PID/stat")?;
+        let tree: Vec<ProcStat> = std::iter::once(node).chain(children(pid)).collect();
+        let sum = |field: fn(&ProcStat) -> u64| tree.iter().map(|s| field(s) as f64).sum::<f64>();
+        let harness = stat(std::process::id()).context("reading the harness's CPU time")?;
         Ok(Window {
-            node_ticks: tree(10..14)?,
-            node_major_faults: tree(8..10)?,
-            harness_ticks: sum(std::process::id(), 10..14).context("reading the harness's CPU time")?,
+            node_ticks: sum(|s| s.cpu_ticks),
+            node_major_faults: sum(|s| s.major_faults),
+            harness_ticks: harness.cpu_ticks as f64,
             machine_ticks: machine_busy_ticks().context("reading /proc/stat")?,
         })
     }

@@ -207,10 +207,7 @@ fn spawn_session(
         stdout,
         stderr,
     };
-    let mut owned = crate::process::owned();
-    let spawned = crate::spawn::spawn(main).map_err(|e| spawn_error(program, e))?;
-    owned.insert(spawned.pid);
-    drop(owned);
+    let spawned = spawn_owned(program, main)?;
     fds.pid = spawned.pid;
     fds.pidfd = spawned.pidfd;
     // The child's ends (the pty slave among them) were closed when `main` was consumed, so
@@ -247,13 +244,25 @@ fn spawn_one(ctx: &ExecContext, argv: &[String]) -> Spawned {
         stdout: write_end,
         stderr: write_dup,
     };
-    let mut owned = crate::process::owned();
     // `main`, and with it the pipe's write ends, is consumed: EOF comes when the command's
     // processes are gone.
-    let spawned = crate::spawn::spawn(main).map_err(|e| spawn_error(program, e))?;
-    owned.insert(spawned.pid);
-    drop(owned);
+    let spawned = spawn_owned(program, main)?;
     Ok((spawned.pid, spawned.pidfd, read_end))
+}
+
+/// Spawns `main` and registers it as the node's own child (reaped by its waiter, not by the
+/// orphan reaper), under the registry's lock so no reaper sees it before.
+fn spawn_owned(
+    program: &str,
+    main: crate::spawn::MainProcess<'_>,
+) -> Result<crate::spawn::Spawned, ExecError> {
+    let mut owned = crate::process::owned();
+    let spawned = crate::spawn::spawn(main).map_err(|e| ExecError::Spawn {
+        program: program.to_owned(),
+        message: e.to_string(),
+    })?;
+    owned.insert(spawned.pid);
+    Ok(spawned)
 }
 
 /// What a command's child does before its exec: it leads a session of its own with the
@@ -279,12 +288,4 @@ fn child_setup(
         controlling_terminal: terminal,
         own_session: true,
     })
-}
-
-/// A spawn that failed, as exec reports it.
-fn spawn_error(program: &str, e: std::io::Error) -> ExecError {
-    ExecError::Spawn {
-        program: program.to_owned(),
-        message: e.to_string(),
-    }
 }

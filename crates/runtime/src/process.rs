@@ -177,22 +177,31 @@ pub(crate) async fn wait_gone(pid: i32) -> bool {
 
 /// One `/proc/<pid>/stat` entry.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct ProcStat {
-    pub(crate) pid: i32,
-    pub(crate) state: char,
-    pub(crate) ppid: i32,
-    pub(crate) pgrp: i32,
-    pub(crate) session: i32,
+pub struct ProcStat {
+    /// The process.
+    pub pid: i32,
+    /// Its state letter (`R`, `S`, `Z`, ...).
+    pub state: char,
+    /// Its parent.
+    pub ppid: i32,
+    /// Its process group.
+    pub pgrp: i32,
+    /// Its session.
+    pub session: i32,
+    /// The major page faults it and its reaped children took (fields 12 and 13).
+    pub major_faults: u64,
     /// When it started, in clock ticks since boot (field 22): with the pid, which process
     /// this is (a reused pid has another start).
-    pub(crate) start_ticks: u64,
+    pub start_ticks: u64,
     /// The CPU it and its reaped children spent, in clock ticks (fields 14 to 17).
-    pub(crate) cpu_ticks: u64,
+    pub cpu_ticks: u64,
     /// Its resident set, in pages (field 24).
-    pub(crate) rss_pages: u64,
+    pub rss_pages: u64,
 }
 
-pub(crate) fn stat(pid: i32) -> Option<ProcStat> {
+/// Process `pid`'s `/proc/<pid>/stat`, if it lives (a zombie has one too), read with one
+/// `read`: the one parser of the file (the benchmark harness's too).
+pub fn stat(pid: i32) -> Option<ProcStat> {
     crate::small::parse(Path::new(&format!("/proc/{pid}/stat")), |text| {
         parse_stat(pid, text)
     })
@@ -207,8 +216,12 @@ fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
     let ppid = f.next()?.parse().ok()?;
     let pgrp = f.next()?.parse().ok()?;
     let session = f.next()?.parse().ok()?;
-    // Fields 7 to 13 lie between the session (6) and the CPU times (14 to 17).
-    f.nth(6)?;
+    // Fields 7 to 11 lie between the session (6) and the major faults (12 and 13).
+    f.nth(4)?;
+    let mut major_faults = 0u64;
+    for _ in 12..=13 {
+        major_faults = major_faults.saturating_add(f.next()?.parse().unwrap_or(0));
+    }
     let mut cpu_ticks = 0u64;
     for _ in 14..=17 {
         // Signed in the kernel's format; never negative in practice.
@@ -223,6 +236,7 @@ fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
         ppid,
         pgrp,
         session,
+        major_faults,
         start_ticks,
         cpu_ticks,
         rss_pages,
@@ -379,13 +393,36 @@ mod tests {
 
     #[test]
     fn a_stat_line_with_an_odd_name_gives_its_fields_and_start_time() {
-        let line = "42 (a (b) c) S 1 40 41 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 98765 1000000 250 18446744073709551615\n";
+        let line = "42 (a (b) c) S 1 40 41 0 -1 4194560 100 0 5 6 7 3 2 1 20 0 1 0 98765 1000000 250 18446744073709551615\n";
         let stat = parse_stat(42, line).unwrap_or_else(|| panic!("{line}"));
         assert_eq!((stat.state, stat.ppid, stat.pgrp, stat.session), ('S', 1, 40, 41));
         assert_eq!(stat.start_ticks, 98765);
         assert_eq!((stat.cpu_ticks, stat.rss_pages), (7 + 3 + 2 + 1, 250));
+        assert_eq!(stat.major_faults, 5 + 6);
         assert!(parse_stat(42, "42 (cut) S 1 40 41 0").is_none());
         assert!(parse_stat(42, "garbage").is_none());
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a plain test thread
+    fn a_sleeping_child_reads_as_asleep_with_this_process_as_its_parent() {
+        let _children = crate::TEST_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = stat(pid).unwrap_or_else(|| panic!("no stat of {pid}"));
+        while seen.state != 'S' && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            seen = stat(pid).unwrap_or_else(|| panic!("no stat of {pid}"));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(seen.state, 'S', "{seen:?}");
+        assert_eq!(u32::try_from(seen.ppid), Ok(std::process::id()));
+        assert!(stat(i32::MAX).is_none());
     }
 
     #[test]

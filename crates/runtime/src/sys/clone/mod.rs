@@ -3,7 +3,6 @@
 //! before exec is [`crate::spawn::setup_child`].
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -58,7 +57,7 @@ pub(crate) fn spawn(p: MainProcess<'_>) -> io::Result<Spawned> {
     }
     let stdin = match stdin {
         Some(fd) => fd,
-        None => OwnedFd::from(std::fs::File::open("/dev/null")?),
+        None => crate::sys::dev_null()?.try_clone()?,
     };
     // Without `clone3` the child joins its v2 group by writing itself to it.
     let groups = &mut setup.cgroups;
