@@ -210,6 +210,21 @@ pub(crate) async fn run(
     let mut shutting_down = false;
     let mut config_generation = worker.deps.config_generation.clone();
     config_generation.mark_unchanged();
+    // The waits that outlive a pass of the loop are made once and kept. Made again at every
+    // pass (three or so a probe: its start, its result, its task's end), each was registered
+    // with its source and removed again: the timer with the runtime's timer wheel, the tokens'
+    // and the watch channel's waits with their waiter lists, each under a lock.
+    let config_changes = futures_util::stream::unfold(config_generation, |mut generation| async move {
+        generation.changed().await.ok()?;
+        Some(((), generation))
+    })
+    .fuse();
+    let mut config_changes = std::pin::pin!(config_changes);
+    let mut shutdown_requested = std::pin::pin!(shutdown.cancelled());
+    let mut abandoned = std::pin::pin!(abandon.cancelled());
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+    // The instant `timer` is set to, while the model wants a wake-up.
+    let mut armed: Option<Instant> = None;
     loop {
         while let Some(input) = queue.pop_front() {
             let commands = worker.machine.step(clock.now(), input);
@@ -242,15 +257,15 @@ pub(crate) async fn run(
         }
         // Far wake-ups (a probe's next period) on the clock's grid, so workers wake together.
         let wake = worker.machine.next_wakeup().map(|t| clock.wake_instant(t));
-        let timer = async move {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        if let Some(at) = wake
+            && armed != wake
+        {
+            timer.as_mut().reset(at);
+        }
+        armed = wake;
         tokio::select! {
             Some(fb) = feedback_rx.recv() => queue.push_back(worker.absorb(fb)),
-            Ok(()) = config_generation.changed() => {
+            Some(()) = config_changes.next() => {
                 worker.refresh_volumes();
                 queue.push_back(Input::ConfigChanged);
             }
@@ -264,19 +279,24 @@ pub(crate) async fn run(
                 }
                 None => msgs_open = false,
             },
-            () = shutdown.cancelled(), if !shutting_down => {
+            () = &mut shutdown_requested, if !shutting_down => {
                 shutting_down = true;
                 queue.push_back(Input::DeleteRequested { grace_period_seconds: None });
             }
             // The node leaves its pods running (issue 18): the worker ends where it is, its
             // tasks aborted, nothing stopped; the next node process adopts the pod.
-            () = abandon.cancelled() => return,
+            () = &mut abandoned => return,
             Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
             Some(exited) = worker.exits.next(), if !worker.exits.is_empty() => {
                 queue.push_back(worker.absorb(Feedback::Input(Box::new(exited))));
             }
             Some(_) = worker.stops.join_next(), if !worker.stops.is_empty() => {}
-            () = timer => queue.push_back(Input::Tick),
+            () = &mut timer, if armed.is_some() => {
+                // A fired timer stays ready: it is set again even for the same instant, should
+                // the model ask for that one again.
+                armed = None;
+                queue.push_back(Input::Tick);
+            }
         }
     }
     worker.finish(&view).await;
