@@ -226,6 +226,10 @@ pub(crate) async fn run(
     // The instant `timer` is set to, while the model wants a wake-up.
     let mut armed: Option<Instant> = None;
     loop {
+        // The tasks that ended are reaped here, not waited for: what a task has to tell
+        // comes through `feedback`, and a wait for the tasks' ends woke the worker once more
+        // per probe, for nothing.
+        while worker.tasks.try_join_next().is_some() {}
         while let Some(input) = queue.pop_front() {
             let commands = worker.machine.step(clock.now(), input);
             for command in commands {
@@ -286,7 +290,6 @@ pub(crate) async fn run(
             // The node leaves its pods running (issue 18): the worker ends where it is, its
             // tasks aborted, nothing stopped; the next node process adopts the pod.
             () = &mut abandoned => return,
-            Some(_) = worker.tasks.join_next(), if !worker.tasks.is_empty() => {}
             Some(exited) = worker.exits.next(), if !worker.exits.is_empty() => {
                 queue.push_back(worker.absorb(Feedback::Input(Box::new(exited))));
             }
