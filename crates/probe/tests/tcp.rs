@@ -112,10 +112,19 @@ async fn tcp_socket_hook_always_fails() {
 }
 
 // Two threads: a probe to a local port connects without yielding, so the server's accepts run
-// beside the probes, as a probed server does in its own process.
+// beside the probes, as a probed server does in its own process. The accept queue holds every
+// probe: a probe's handshake completes in the kernel whether or not the server has accepted
+// the connections before it, and with the default backlog of 128 a server thread kept off the
+// CPU for a few milliseconds (a busy machine) made the kernel drop the next SYN, and that
+// probe time out, which is not what this test is about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_tcp_probes_leave_almost_no_time_wait() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    const PROBES: u32 = 200;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("address"))
+        .expect("bind");
+    let listener = socket.listen(PROBES + 1).expect("listen");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -125,7 +134,7 @@ async fn sequential_tcp_probes_leave_almost_no_time_wait() {
     let before = time_wait_on(port);
     let probes = Arc::new(probes());
     let probe = tcp_probe(IntOrString::Int(i32::from(port)));
-    for i in 0..200 {
+    for i in 0..PROBES {
         let result = probes.probe(&probe, &local(), ONE_SECOND).await;
         assert_eq!(result.outcome, ProbeOutcome::Success, "probe {i}: {result:?}");
     }
