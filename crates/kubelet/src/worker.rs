@@ -223,8 +223,6 @@ pub(crate) async fn run(
     let mut shutdown_requested = std::pin::pin!(shutdown.cancelled());
     let mut abandoned = std::pin::pin!(abandon.cancelled());
     let mut timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
-    // The instant `timer` is set to, while the model wants a wake-up.
-    let mut armed: Option<Instant> = None;
     loop {
         // The tasks that ended are reaped here, not waited for: what a task has to tell
         // comes through `feedback`, and a wait for the tasks' ends woke the worker once more
@@ -261,12 +259,13 @@ pub(crate) async fn run(
         }
         // Far wake-ups (a probe's next period) on the clock's grid, so workers wake together.
         let wake = worker.machine.next_wakeup().map(|t| clock.wake_instant(t));
+        // Set again only when the wake-up moves; a timer that fired stays ready, so a wake-up
+        // the model asks for again is a tick again, as it is due.
         if let Some(at) = wake
-            && armed != wake
+            && timer.deadline() != at
         {
             timer.as_mut().reset(at);
         }
-        armed = wake;
         tokio::select! {
             Some(fb) = feedback_rx.recv() => queue.push_back(worker.absorb(fb)),
             Some(()) = config_changes.next() => {
@@ -294,12 +293,7 @@ pub(crate) async fn run(
                 queue.push_back(worker.absorb(Feedback::Input(Box::new(exited))));
             }
             Some(_) = worker.stops.join_next(), if !worker.stops.is_empty() => {}
-            () = &mut timer, if armed.is_some() => {
-                // A fired timer stays ready: it is set again even for the same instant, should
-                // the model ask for that one again.
-                armed = None;
-                queue.push_back(Input::Tick);
-            }
+            () = &mut timer, if wake.is_some() => queue.push_back(Input::Tick),
         }
     }
     worker.finish(&view).await;
