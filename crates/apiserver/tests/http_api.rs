@@ -120,6 +120,106 @@ fn watch_from_revision_bookmarks_and_expired() {
     });
 }
 
+/// The lines of a watch request on `path` as they come.
+async fn watch_lines(url: &str, path: &str) -> tokio::io::Lines<BufReader<tokio::net::TcpStream>> {
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    BufReader::new(conn).lines()
+}
+
+/// The next line of `lines` that contains `what`, within 20 s.
+async fn line_with(lines: &mut tokio::io::Lines<BufReader<tokio::net::TcpStream>>, what: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no line with {what} in time"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the watch ended before a line with {what}"));
+        if line.contains(what) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn bookmarks_pass_other_resources_changes_and_a_resumed_watch_misses_nothing() {
+    let s = common::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cms = "/api/v1/namespaces/default/configmaps";
+        let cm = |name: &str| {
+            format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}}}}"#)
+        };
+        let (code, body) = request(&s.url, "POST", cms, "application/json", cm("first").as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let first: u64 = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut watch = watch_lines(
+            &s.url,
+            &format!("{cms}?watch=true&resourceVersion={first}&allowWatchBookmarks=true&timeoutSeconds=30"),
+        )
+        .await;
+        // Changes of another resource only: the ConfigMaps' watch delivers none of them.
+        let mut last_pod = 0;
+        for n in ["a", "b", "c"] {
+            let (code, body) = request(
+                &s.url,
+                "POST",
+                "/api/v1/namespaces/default/pods",
+                "application/json",
+                pod(n).as_bytes(),
+            )
+            .await;
+            assert_eq!(code, 201, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            last_pod = v["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+        // A bookmark (interval 1 s in the harness) says the watch has seen up to the pods,
+        // not only up to the last ConfigMap.
+        let mark = loop {
+            let line = line_with(&mut watch, "BOOKMARK").await;
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let rv: u64 = v["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if rv >= last_pod {
+                break rv;
+            }
+            assert!(rv >= first, "a bookmark never goes back: {rv} < {first}");
+        };
+        drop(watch);
+        // Resumed from the bookmark: the next ConfigMap comes, and nothing from before it.
+        let mut resumed = watch_lines(
+            &s.url,
+            &format!("{cms}?watch=true&resourceVersion={mark}&timeoutSeconds=30"),
+        )
+        .await;
+        let (code, body) = request(&s.url, "POST", cms, "application/json", cm("second").as_bytes()).await;
+        assert_eq!(code, 201, "{body}");
+        let line = line_with(&mut resumed, "\"type\"").await;
+        assert!(
+            line.contains("\"ADDED\"") && line.contains("\"name\":\"second\""),
+            "{line}"
+        );
+    });
+}
+
 #[test]
 fn metrics_count_requests_and_open_watches() {
     use podvisor_apiserver::metrics::ApiMetrics;

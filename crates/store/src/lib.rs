@@ -211,6 +211,16 @@ pub trait Store: Send + Sync + 'static {
     /// The store's current revision.
     async fn current_revision(&self) -> Result<u64>;
 
+    /// A revision up to which every change has been handed to the live watch streams: a
+    /// stream of this store that has nothing ready has delivered every change of its resource
+    /// up to it (read before that stream is polled). What a watch's bookmarks can carry past
+    /// its resource's own last change, as kube-apiserver's do, so that a client resuming a
+    /// watch of a resource that rarely changes is not replayed the whole history since. `None`
+    /// where the store cannot say (the default; etcd's watches are etcd's own).
+    fn published_revision(&self) -> Option<u64> {
+        None
+    }
+
     /// Drops change history at and before `revision`; later watches from there fail with
     /// [`StoreError::Expired`].
     async fn compact(&self, revision: u64) -> Result<()>;

@@ -9,6 +9,7 @@
 //! are handed out, committed and broadcast in order.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -107,6 +108,9 @@ struct Inner {
     path: PathBuf,
     write_lock: Mutex<()>,
     events: broadcast::Sender<Arc<WatchEvent>>,
+    /// The revision of the last change handed to `events` (the current revision at open):
+    /// [`Store::published_revision`].
+    published: AtomicU64,
     config: RedbStoreConfig,
 }
 
@@ -165,6 +169,11 @@ impl RedbStore {
             txn.open_table(META).map_err(backend)?;
         }
         txn.commit().map_err(backend)?;
+        let current = {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = txn.open_table(META).map_err(backend)?;
+            meta.get(META_REVISION).map_err(backend)?.map_or(0, |v| v.value())
+        };
         let (events, _) = broadcast::channel(config.live_buffer.max(16));
         Ok(RedbStore {
             inner: Arc::new(Inner {
@@ -172,6 +181,7 @@ impl RedbStore {
                 path,
                 write_lock: Mutex::new(()),
                 events,
+                published: AtomicU64::new(current),
                 config,
             }),
         })
@@ -286,6 +296,8 @@ impl Inner {
         };
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(Arc::new(event));
+        // Under the write lock: revisions are published in order, each after its send.
+        self.published.store(versioned.revision, Ordering::Release);
         Ok(versioned)
     }
 
@@ -482,6 +494,10 @@ impl Store for RedbStore {
         Ok(futures_util::stream::unfold(state, WatchState::next).boxed())
     }
 
+    fn published_revision(&self) -> Option<u64> {
+        Some(self.inner.published.load(Ordering::Acquire))
+    }
+
     async fn current_revision(&self) -> Result<u64> {
         self.blocking(|inner| {
             let txn = inner.db.begin_read().map_err(backend)?;
@@ -542,12 +558,16 @@ impl WatchState {
         loop {
             match self.rx.recv().await {
                 Ok(event) => {
-                    if event.revision <= self.last
-                        || !event.key.matches(&self.resource, self.namespace.as_deref())
-                    {
+                    if event.revision <= self.last {
                         continue;
                     }
+                    // Changes come in revision order: everything up to here has been seen,
+                    // of other resources too, so a catch-up after a lag starts from here and
+                    // not from this resource's last change.
                     self.last = event.revision;
+                    if !event.key.matches(&self.resource, self.namespace.as_deref()) {
+                        continue;
+                    }
                     return Some((Ok((*event).clone()), self));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {

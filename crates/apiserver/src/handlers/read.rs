@@ -222,12 +222,14 @@ impl Ctx {
             ticker.tick().await;
             let mut last = from;
             loop {
+                // Read before the stream is polled: once the stream has nothing ready, every
+                // change up to here has been delivered (`Store::published_revision`).
+                let published = state.store.published_revision();
                 tokio::select! {
+                    // The stream before the ticker: a bookmark goes out only when the stream
+                    // has nothing ready.
+                    biased;
                     () = tx.closed() => return,
-                    _ = ticker.tick(), if bookmarks => {
-                        let b = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last.to_string()}});
-                        if tokio::time::timeout(stalled, tx.send(render("BOOKMARK", b))).await.map_or(true, |r| r.is_err()) { return; }
-                    }
                     event = stream.next() => match event {
                         Some(Ok(ev)) => {
                             last = ev.revision;
@@ -246,6 +248,14 @@ impl Ctx {
                             return;
                         }
                         None => return,
+                    },
+                    _ = ticker.tick(), if bookmarks => {
+                        // As kube-apiserver's: as far as the watch has seen, not only to its
+                        // resource's last change, so a watch of a resource that rarely changes
+                        // resumes near the present, not with a replay of all history since.
+                        last = last.max(published.unwrap_or(0));
+                        let b = json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last.to_string()}});
+                        if tokio::time::timeout(stalled, tx.send(render("BOOKMARK", b))).await.map_or(true, |r| r.is_err()) { return; }
                     }
                 }
             }
