@@ -6,13 +6,13 @@
 //! comes back as another input. Every action runs in its own task, so a slow probe or hook
 //! never delays anything else.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use podvisor_core::corev1::{Container, EphemeralContainer, Pod};
+use podvisor_core::corev1::{Container, EphemeralContainer, Pod, Probe};
 use podvisor_core::probe::ProbeTarget;
 use podvisor_core::runtime::{
     BoxFuture, ContainerLaunch, ContainerRuntime, ExitReport, RuntimeError, SandboxConfig, Started,
@@ -31,7 +31,7 @@ use crate::adoption;
 use crate::clock::Clock;
 use crate::env_refs::{self, ConfigError};
 use crate::metrics::{KubeletMetrics, PodRecorder, RuntimeOperation, timed};
-use crate::view::{ContainerDiagnostics, HookRecord, PodSink, PodView, ProbeRecord};
+use crate::view::{HookRecord, PodSink, PodView, ProbeRecord};
 use crate::volumes::{MountError, VolumeManager};
 
 /// What the worker needs from the node.
@@ -93,6 +93,12 @@ struct HookReport {
     input: Input,
 }
 
+/// One probe of one instance: its definition and its target.
+struct ProbeRun {
+    probe: Probe,
+    target: ProbeTarget,
+}
+
 /// The worker's state while it runs.
 struct Worker {
     deps: Arc<Deps>,
@@ -109,8 +115,12 @@ struct Worker {
     teardown: Option<JoinHandle<()>>,
     /// Hooks running per instance, aborted when the instance ends (a `sleep` hook then stops).
     hook_tasks: HashMap<ContainerId, Vec<AbortHandle>>,
-    diagnostics: BTreeMap<String, ContainerDiagnostics>,
-    /// A probe or hook result arrived since the view was last published.
+    /// What each probe runs, by container name, kind and instance: made at its first run and
+    /// kept while the instance is the same, so a probe's run does not clone its definition and
+    /// build its target again (both are fixed for an instance's life). A few per pod.
+    probe_runs: Vec<(String, ProbeKind, ContainerId, Arc<ProbeRun>)>,
+    /// A probe or hook result was written into the view's diagnostics since its watchers were
+    /// last told of a change.
     diagnostics_changed: bool,
     /// Where what the worker observes is recorded.
     recorder: PodRecorder,
@@ -160,7 +170,7 @@ pub(crate) async fn run(
         sandbox_task: None,
         teardown: None,
         hook_tasks: HashMap::new(),
-        diagnostics: BTreeMap::new(),
+        probe_runs: Vec::new(),
         diagnostics_changed: false,
         recorder,
     });
@@ -267,13 +277,14 @@ pub(crate) async fn run(
             timer.as_mut().reset(at);
         }
         tokio::select! {
-            Some(fb) = feedback_rx.recv() => queue.push_back(worker.absorb(fb)),
+            Some(fb) = feedback_rx.recv() => queue.push_back(worker.absorb(fb, &view)),
             Some(()) = config_changes.next() => {
                 worker.refresh_volumes();
                 queue.push_back(Input::ConfigChanged);
             }
             msg = msgs.recv(), if msgs_open => match msg {
                 Some(Msg::Update(pod)) => {
+                    worker.probe_runs.clear();
                     queue.push_back(Input::PodUpdated(pod));
                     worker.refresh_volumes();
                 }
@@ -290,7 +301,7 @@ pub(crate) async fn run(
             // tasks aborted, nothing stopped; the next node process adopts the pod.
             () = &mut abandoned => return,
             Some(exited) = worker.exits.next(), if !worker.exits.is_empty() => {
-                queue.push_back(worker.absorb(Feedback::Input(Box::new(exited))));
+                queue.push_back(worker.absorb(Feedback::Input(Box::new(exited)), &view));
             }
             Some(_) = worker.stops.join_next(), if !worker.stops.is_empty() => {}
             () = &mut timer, if wake.is_some() => queue.push_back(Input::Tick),
@@ -328,6 +339,38 @@ impl Worker {
             .flatten()
             .chain(&spec.containers)
             .find(|c| c.name == name)
+    }
+
+    /// What probe `kind` of instance `id` of container `name` runs: kept from its last run
+    /// while the instance is the same ([`Worker::probe_runs`]); `None` when the container has
+    /// no such probe.
+    fn probe_run(&mut self, name: &str, kind: ProbeKind, id: &ContainerId) -> Option<Arc<ProbeRun>> {
+        let kept = self
+            .probe_runs
+            .iter()
+            .position(|(n, k, _, _)| n == name && *k == kind);
+        if let Some(i) = kept
+            && self.probe_runs[i].2 == *id
+        {
+            return Some(Arc::clone(&self.probe_runs[i].3));
+        }
+        // Borrowed: the container's whole definition is not needed for a probe.
+        let container = self.spec_container(name)?;
+        let probe = match kind {
+            ProbeKind::Liveness => &container.liveness_probe,
+            ProbeKind::Readiness => &container.readiness_probe,
+            ProbeKind::Startup => &container.startup_probe,
+        };
+        let run = Arc::new(ProbeRun {
+            probe: probe.clone()?,
+            target: self.target(container, id),
+        });
+        let entry = (name.to_owned(), kind, id.clone(), Arc::clone(&run));
+        match kept {
+            Some(i) => self.probe_runs[i] = entry,
+            None => self.probe_runs.push(entry),
+        }
+        Some(run)
     }
 
     fn target(&self, container: &Container, id: &ContainerId) -> ProbeTarget {
@@ -541,23 +584,14 @@ impl Worker {
                 kind,
                 timeout,
             } => {
-                // Borrowed: a probe runs often, and the container's whole definition is not
-                // needed for it.
-                let Some(container) = self.spec_container(&name) else {
+                let Some(run) = self.probe_run(&name, kind, &id) else {
                     return;
                 };
-                let probe = match kind {
-                    ProbeKind::Liveness => &container.liveness_probe,
-                    ProbeKind::Readiness => &container.readiness_probe,
-                    ProbeKind::Startup => &container.startup_probe,
-                };
-                let Some(probe) = probe.clone() else { return };
-                let target = self.target(container, &id);
                 let clock = deps.clock;
                 let recorder = self.recorder.clone();
                 self.tasks.spawn(async move {
                     let started = Instant::now();
-                    let result: ProbeResult = deps.prober.probe(&probe, &target, timeout).await;
+                    let result: ProbeResult = deps.prober.probe(&run.probe, &run.target, timeout).await;
                     recorder.probe(&name, kind, &result, started.elapsed());
                     let record = ProbeRecord {
                         at: clock.now(),
@@ -623,8 +657,10 @@ impl Worker {
         })
     }
 
-    /// Records what a task reported and returns the input for the model.
-    fn absorb(&mut self, feedback: Feedback) -> Input {
+    /// Records what a task reported and returns the input for the model. A probe's or hook's
+    /// record is written into the view's diagnostics, whose watchers are told after the model
+    /// has taken the input ([`Worker::publish`], [`Worker::publish_diagnostics`]).
+    fn absorb(&mut self, feedback: Feedback, view: &watch::Sender<PodView>) -> Input {
         match feedback {
             Feedback::Input(input) => {
                 if let Input::ContainerExited { id, .. } = &*input {
@@ -646,11 +682,11 @@ impl Worker {
                     record,
                     input,
                 } = *report;
-                self.diagnostics
-                    .entry(name)
-                    .or_default()
-                    .probes
-                    .insert(kind, record);
+                view.send_if_modified(|current| {
+                    let diagnostics = current.diagnostics.entry(name).or_default();
+                    diagnostics.probes.insert(kind, record);
+                    false
+                });
                 self.diagnostics_changed = true;
                 input
             }
@@ -661,10 +697,14 @@ impl Worker {
                     record,
                     input,
                 } = *report;
-                self.diagnostics
-                    .entry(name)
-                    .or_default()
-                    .record_hook(hook, record);
+                view.send_if_modified(|current| {
+                    current
+                        .diagnostics
+                        .entry(name)
+                        .or_default()
+                        .record_hook(hook, record);
+                    false
+                });
                 self.diagnostics_changed = true;
                 input
             }
@@ -771,21 +811,23 @@ impl Worker {
             .spawn(async move { volumes.refresh(&pod, deps.config.as_deref()).await });
     }
 
-    /// Publishes the diagnostics alone (the view's pod is still current).
+    /// Tells the view's watchers of the diagnostics written into it (the view's pod is still
+    /// current).
     fn publish_diagnostics(&mut self, view: &watch::Sender<PodView>) {
-        view.send_modify(|current| current.diagnostics.clone_from(&self.diagnostics));
+        view.send_modify(|_| {});
         self.diagnostics_changed = false;
     }
 
-    /// Publishes the view after a status change, and tells the sink.
+    /// Publishes the view after a status change, and tells the sink. The diagnostics are the
+    /// view's own (written there as results come): only the pod and whether it is finished
+    /// change here, so a probe's record is never copied.
     fn publish(&mut self, view: &watch::Sender<PodView>) {
-        let current = PodView {
-            pod: self.pod(),
-            diagnostics: self.diagnostics.clone(),
-            finished: self.machine.is_finished(),
-        };
-        self.deps.sink.status(&current);
-        view.send_replace(current);
+        let (pod, finished) = (self.pod(), self.machine.is_finished());
+        view.send_modify(|current| {
+            current.pod = pod;
+            current.finished = finished;
+            self.deps.sink.status(current);
+        });
         self.diagnostics_changed = false;
     }
 

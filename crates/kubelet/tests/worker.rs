@@ -209,6 +209,41 @@ async fn a_failing_liveness_probe_stops_and_restarts_the_container() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_restarted_containers_probes_reach_its_new_instance() {
+    let mut n = node();
+    let mut app = container("app");
+    app["livenessProbe"] = json!({"exec": {"command": ["alive"]}, "periodSeconds": 5, "failureThreshold": 1});
+    n.supervisor.apply(pod(
+        json!({"containers": [app], "terminationGracePeriodSeconds": 1}),
+    ));
+    settle().await;
+    let first = n.runtime.running("app").expect("the first instance runs");
+    n.prober.answer("alive", ProbeOutcome::Failure);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    settle().await;
+    n.prober.answer("alive", ProbeOutcome::Success);
+    // Stopped, then started again after the first back-off (10 s).
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    settle().await;
+    let second = n.runtime.running("app").expect("the second instance runs");
+    assert_ne!(first, second);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    settle().await;
+    let targets = n.prober.targets();
+    assert!(targets.contains(&first), "{targets:?}");
+    assert_eq!(
+        targets.last(),
+        Some(&second),
+        "the last probes reach the new instance: {targets:?}"
+    );
+    let after = targets.iter().skip_while(|t| **t == first).collect::<Vec<_>>();
+    assert!(
+        after.len() >= 2 && after.iter().all(|t| **t == second),
+        "once the new instance runs, no probe reaches the old one: {targets:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn readiness_follows_the_probe_without_restarts() {
     let mut n = node();
     let mut app = container("app");

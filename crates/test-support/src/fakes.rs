@@ -344,11 +344,12 @@ impl ContainerRuntime for FakeRuntime {
 }
 
 /// A prober that answers what the test scripted per (container-id prefix, probe kind):
-/// `Success` unless told otherwise. It records every call.
+/// `Success` unless told otherwise. It records every call, and the instance each probed.
 #[derive(Clone, Default)]
 pub struct ScriptedProber {
     answers: Arc<Mutex<BTreeMap<String, ProbeOutcome>>>,
     calls: Arc<Mutex<Vec<(tokio::time::Instant, String)>>>,
+    targets: Arc<Mutex<Vec<ContainerId>>>,
     /// How long each probe takes.
     pub latency: Duration,
 }
@@ -364,6 +365,11 @@ impl ScriptedProber {
         lock(&self.calls).clone()
     }
 
+    /// The instance of each probe, in the order of [`ScriptedProber::calls`].
+    pub fn targets(&self) -> Vec<ContainerId> {
+        lock(&self.targets).clone()
+    }
+
     fn key(probe: &Probe) -> String {
         probe
             .exec
@@ -376,9 +382,10 @@ impl ScriptedProber {
 
 #[async_trait::async_trait]
 impl Prober for ScriptedProber {
-    async fn probe(&self, probe: &Probe, _target: &ProbeTarget, _timeout: Duration) -> ProbeResult {
+    async fn probe(&self, probe: &Probe, target: &ProbeTarget, _timeout: Duration) -> ProbeResult {
         let key = ScriptedProber::key(probe);
         lock(&self.calls).push((tokio::time::Instant::now(), key.clone()));
+        lock(&self.targets).push(target.container_id.clone());
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
