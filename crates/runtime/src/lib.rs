@@ -38,9 +38,10 @@
 //!   as stdout); port-forward to the pod's loopback from a thread that joined its network
 //!   namespace. Nothing buffers without bound: output waits in the pipes until read.
 //! - **Usage counters** ([`UsageSource`](podvisor_core::usage::UsageSource), `kubectl top`): a
-//!   container's from its cgroup files (v2 `cpu.stat`, v2 or v1 memory working set), or,
-//!   without one, approximated over its processes from `/proc`; the node's from `/proc/stat`
-//!   and `/proc/meminfo`.
+//!   container's from its cgroup files (v2 `cpu.stat`, v2 or v1 memory working set; opened
+//!   from the group directories' descriptors, which the container keeps from its first read),
+//!   or, without one, approximated over its processes from `/proc`; the node's from
+//!   `/proc/stat` and `/proc/meminfo`.
 //!
 //! How it is built: a container start is first a value, a launch plan computed from the pod,
 //! the container, its sandbox and the node's options without touching the machine, then short

@@ -8,10 +8,15 @@
 //! Here a file is read into a buffer on the stack with one `read`: a `/proc` or cgroup file is
 //! generated whole at the first read, and a regular file returns all it has up to the buffer's
 //! size, so a read that returns less than the buffer holds the whole file. A file that fills
-//! the buffer is read again whole.
+//! the buffer is read on to its end.
+//!
+//! A file in a directory the caller holds open ([`parse_in`]) is opened with one step from
+//! it: the usage scrape reads its cgroup files so.
 
+use std::ffi::CStr;
 use std::fs;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// The size of the buffer on the stack.
@@ -20,10 +25,25 @@ const BUF: usize = 4096;
 /// Parses the text of the small file at `path`; `None` when it cannot be read, is not UTF-8,
 /// or `parse` says so.
 pub(crate) fn parse<T>(path: &Path, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    parse_file(fs::File::open(path).ok()?, parse)
+}
+
+/// Parses the text of the small file `name` in the directory `dir` (a descriptor, `O_PATH` is
+/// enough), as [`parse`] does.
+pub(crate) fn parse_in<T>(dir: &OwnedFd, name: &CStr, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    parse_file(
+        fs::File::from(crate::sys::open_in(dir, name, libc::O_RDONLY).ok()?),
+        parse,
+    )
+}
+
+fn parse_file<T>(mut file: fs::File, parse: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     let mut buf = [0u8; BUF];
-    let len = fs::File::open(path).ok()?.read(&mut buf).ok()?;
+    let len = file.read(&mut buf).ok()?;
     if len == buf.len() {
-        return parse(&fs::read_to_string(path).ok()?);
+        let mut all = buf.to_vec();
+        file.read_to_end(&mut all).ok()?;
+        return parse(std::str::from_utf8(&all).ok()?);
     }
     parse(std::str::from_utf8(&buf[..len]).ok()?)
 }

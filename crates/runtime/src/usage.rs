@@ -8,8 +8,9 @@
 //! RSS (shared pages counted once per process). Not here: rates (the metrics API turns two
 //! samples into one) and which container is which (the runtime).
 
+use std::ffi::CStr;
 use std::fs;
-use std::path::Path;
+use std::os::fd::OwnedFd;
 
 use podvisor_core::usage::UsageSample;
 
@@ -24,28 +25,29 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-fn read_u64(path: &Path) -> Option<u64> {
-    small::parse(path, |text| text.trim().parse().ok())
+fn read_u64(dir: &OwnedFd, name: &CStr) -> Option<u64> {
+    small::parse_in(dir, name, |text| text.trim().parse().ok())
 }
 
+// The group's directory is a descriptor the container's cgroup keeps (`ContainerCgroup`):
+// each file is then one step from it, not a walk of the whole cgroupfs path.
+
 /// Cumulative CPU of a cgroup v2 group: `cpu.stat` `usage_usec` × 1000.
-pub(crate) fn v2_cpu_ns(dir: &Path) -> Option<u64> {
-    small::parse(&dir.join("cpu.stat"), |text| keyed(text, "usage_usec")).map(|us| us.saturating_mul(1000))
+pub(crate) fn v2_cpu_ns(dir: &OwnedFd) -> Option<u64> {
+    small::parse_in(dir, c"cpu.stat", |text| keyed(text, "usage_usec")).map(|us| us.saturating_mul(1000))
 }
 
 /// Working set of a cgroup v2 group: `memory.current − memory.stat:inactive_file`, floored at 0.
-pub(crate) fn v2_working_set(dir: &Path) -> Option<u64> {
-    let current = read_u64(&dir.join("memory.current"))?;
-    let inactive = small::parse(&dir.join("memory.stat"), |text| {
-        Some(keyed(text, "inactive_file"))
-    })?;
+pub(crate) fn v2_working_set(dir: &OwnedFd) -> Option<u64> {
+    let current = read_u64(dir, c"memory.current")?;
+    let inactive = small::parse_in(dir, c"memory.stat", |text| Some(keyed(text, "inactive_file")))?;
     Some(current.saturating_sub(inactive.unwrap_or(0)))
 }
 
 /// Working set of a cgroup v1 memory group: `memory.usage_in_bytes − total_inactive_file`.
-pub(crate) fn v1_working_set(dir: &Path) -> Option<u64> {
-    let usage = read_u64(&dir.join("memory.usage_in_bytes"))?;
-    let inactive = small::parse(&dir.join("memory.stat"), |text| {
+pub(crate) fn v1_working_set(dir: &OwnedFd) -> Option<u64> {
+    let usage = read_u64(dir, c"memory.usage_in_bytes")?;
+    let inactive = small::parse_in(dir, c"memory.stat", |text| {
         Some(keyed(text, "total_inactive_file"))
     })?;
     Some(usage.saturating_sub(inactive.unwrap_or(0)))
@@ -143,6 +145,11 @@ pub(crate) fn node() -> Option<UsageSample> {
 mod tests {
     use super::*;
 
+    /// `dir` opened as the container's cgroup opens its groups.
+    fn open(dir: &tempfile::TempDir) -> OwnedFd {
+        crate::cgroup::open_dir(dir.path()).unwrap_or_else(|| panic!("opening {}", dir.path().display()))
+    }
+
     #[test]
     fn cgroup_v2_files_give_cpu_and_working_set() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -157,12 +164,13 @@ mod tests {
             "anon 4000\nfile 6000\ninactive_file 2500\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(v2_cpu_ns(dir.path()), Some(1_500_000));
-        assert_eq!(v2_working_set(dir.path()), Some(7500));
+        let fd = open(&dir);
+        assert_eq!(v2_cpu_ns(&fd), Some(1_500_000));
+        assert_eq!(v2_working_set(&fd), Some(7500));
         // Floored at 0.
         fs::write(dir.path().join("memory.stat"), "inactive_file 20000\n").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(v2_working_set(dir.path()), Some(0));
-        assert_eq!(v1_working_set(dir.path()), None, "no v1 files here");
+        assert_eq!(v2_working_set(&fd), Some(0));
+        assert_eq!(v1_working_set(&fd), None, "no v1 files here");
     }
 
     #[test]
@@ -173,9 +181,10 @@ mod tests {
         assert!(stat.len() > 4096, "the file must not fit the stack buffer");
         stat.push_str("total_inactive_file 2500\n");
         fs::write(dir.path().join("memory.stat"), stat).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(v1_working_set(dir.path()), Some(7500));
-        assert_eq!(read_u64(&dir.path().join("memory.usage_in_bytes")), Some(10000));
-        assert_eq!(read_u64(&dir.path().join("missing")), None);
+        let fd = open(&dir);
+        assert_eq!(v1_working_set(&fd), Some(7500));
+        assert_eq!(read_u64(&fd, c"memory.usage_in_bytes"), Some(10000));
+        assert_eq!(read_u64(&fd, c"missing"), None);
     }
 
     #[test]

@@ -73,12 +73,13 @@ pub(crate) fn dev_null() -> io::Result<&'static OwnedFd> {
     Ok(NULL.get_or_init(|| OwnedFd::from(fd)))
 }
 
-/// Opens `name` in the directory `dir` for writing (close-on-exec): one step of a path walk
-/// instead of the whole path (cgroupfs paths are long, each step checked).
-pub(crate) fn open_in_for_writing(dir: &OwnedFd, name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+/// Opens `name` in the directory `dir` with `flags` (`O_RDONLY`, `O_WRONLY`, ...;
+/// close-on-exec is added): one step of a path walk instead of the whole path (cgroupfs paths
+/// are long, each step checked).
+pub(crate) fn open_in(dir: &OwnedFd, name: &std::ffi::CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     // SAFETY: openat reads a NUL-terminated name and returns a new fd or -1.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

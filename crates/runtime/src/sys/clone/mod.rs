@@ -62,7 +62,7 @@ pub(crate) fn spawn(p: MainProcess<'_>) -> io::Result<Spawned> {
     // Without `clone3` the child joins its v2 group by writing itself to it.
     let groups = &mut setup.cgroups;
     if let (Some(dir), None) = (&groups.v2_dir, &groups.v2_procs) {
-        groups.v2_procs = Some(crate::sys::open_in_for_writing(dir, c"cgroup.procs")?);
+        groups.v2_procs = Some(crate::sys::open_in(dir, c"cgroup.procs", libc::O_WRONLY)?);
     }
     let mut cmd = Command::new(program);
     if let Some(arg0) = argv.first() {
