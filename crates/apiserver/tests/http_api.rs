@@ -95,28 +95,46 @@ fn watch_from_revision_bookmarks_and_expired() {
         let base = "/api/v1/namespaces/default/pods";
         let (_, body) = request(&s.url, "POST", base, "application/json", pod("a").as_bytes()).await;
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let rv: u64 = v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        let rv: u64 = v["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         request(&s.url, "POST", base, "application/json", pod("b").as_bytes()).await;
 
         // Watch from rv: replays b, then a bookmark (interval 1 s in the harness).
-        let addr = s.url.trim_start_matches("http://").to_string();
-        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let req = format!("GET {base}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=10 HTTP/1.1\r\nHost: x\r\n\r\n");
-        conn.write_all(req.as_bytes()).await.unwrap();
-        let mut lines = BufReader::new(conn).lines();
+        let mut lines = watch_lines(
+            &s.url,
+            &format!("{base}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=10"),
+        )
+        .await;
         let mut got = String::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while !(got.contains("\"ADDED\"") && got.contains("BOOKMARK")) {
-            let line = tokio::time::timeout_at(deadline, lines.next_line()).await.expect("events in time").unwrap().unwrap();
+            let line = tokio::time::timeout_at(deadline, lines.next_line())
+                .await
+                .expect("events in time")
+                .unwrap()
+                .unwrap();
             got.push_str(&line);
         }
         assert!(got.contains("\"name\":\"b\""), "{got}");
         assert!(!got.contains("\"name\":\"a\""), "{got}");
 
         s.store.compact(rv + 1).await.unwrap();
-        let (code, body) = request(&s.url, "GET", &format!("{base}?watch=true&resourceVersion={rv}"), "", b"").await;
+        let (code, body) = request(
+            &s.url,
+            "GET",
+            &format!("{base}?watch=true&resourceVersion={rv}"),
+            "",
+            b"",
+        )
+        .await;
         assert_eq!(code, 200);
-        assert!(body.contains("\"ERROR\"") && body.contains("\"code\":410") && body.contains("Expired"), "{body}");
+        assert!(
+            body.contains("\"ERROR\"") && body.contains("\"code\":410") && body.contains("Expired"),
+            "{body}"
+        );
     });
 }
 
