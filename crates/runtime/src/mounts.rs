@@ -30,9 +30,12 @@
 //!
 //! # Hiding the node's data directory
 //! Volume contents live under the node's data directory on the host. After the binds, the data
-//! directory is covered with an empty read-only tmpfs in the container's namespace, so a
-//! container reaches exactly the volumes it mounts and no other pod's (or container's) files
-//! by any path. (A container running as root with `CAP_SYS_ADMIN` can undo mounts; there is no
+//! directory is covered in the container's namespace with a read-only bind of an empty
+//! directory the runtime keeps for this ([`Hidden::cover`]), so a container reaches exactly the
+//! volumes it mounts and no other pod's (or container's) files by any path. A bind makes no
+//! file system of its own: a tmpfs per container was one more superblock for the kernel to
+//! build at the start and tear down when the namespace goes (its shrinker and list_lru entries
+//! under locks every other teardown of a burst contends for). (A container running as root with `CAP_SYS_ADMIN` can undo mounts; there is no
 //! user namespace or capability dropping.)
 
 use crate::error::MountError;
@@ -102,7 +105,20 @@ enum Op {
         target: CString,
         read_only: bool,
     },
-    Hide(CString),
+    /// Cover `dir` with a read-only bind of the empty `cover`.
+    Hide {
+        dir: CString,
+        cover: CString,
+    },
+}
+
+/// A directory hidden in every container's namespace (the node's data directory), and the
+/// empty directory bound over it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Hidden {
+    pub(crate) dir: PathBuf,
+    /// Empty, mode 000, never written: what a container sees at `dir`.
+    pub(crate) cover: PathBuf,
 }
 
 /// An overlay over a shadowed directory (see [`Op::Shadow`]).
@@ -257,7 +273,7 @@ impl MountPlan {
     /// shadowed directory are bound back over its overlay.
     pub(crate) fn prepare(
         binds: &[BindSpec],
-        hide: Option<&Path>,
+        hide: Option<&Hidden>,
         stage: &Path,
         mount_points: &[PathBuf],
     ) -> Result<MountPlan, MountError> {
@@ -352,8 +368,11 @@ impl MountPlan {
             });
             mounted.push((target, bind.source.clone()));
         }
-        if let Some(hide) = hide.filter(|h| h.is_dir()) {
-            ops.push(Op::Hide(cs(hide).map_err(err)?));
+        if let Some(hide) = hide.filter(|h| h.dir.is_dir() && h.cover.is_dir()) {
+            ops.push(Op::Hide {
+                dir: cs(&hide.dir).map_err(err)?,
+                cover: cs(&hide.cover).map_err(err)?,
+            });
         }
         if let Some(root) = root_shadow {
             ops.insert(0, root);
@@ -413,16 +432,21 @@ impl MountPlan {
                         mount(none, target.as_c_str(), none, flags, none)?;
                     }
                 }
-                Op::Hide(dir) => {
-                    let flags =
-                        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                Op::Hide { dir, cover } => {
                     mount(
-                        Some(c"tmpfs"),
+                        Some(cover.as_c_str()),
                         dir.as_c_str(),
-                        Some(c"tmpfs"),
-                        flags,
-                        Some(c"mode=000,size=4k"),
+                        none,
+                        MsFlags::MS_BIND,
+                        none,
                     )?;
+                    let flags = MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC;
+                    mount(none, dir.as_c_str(), none, flags, none)?;
                 }
             }
         }
@@ -601,7 +625,7 @@ mod tests {
                 Op::Mkdir(p) => format!("mkdir {}", p.to_string_lossy()),
                 Op::Touch(p) => format!("touch {}", p.to_string_lossy()),
                 Op::Bind { target, .. } => format!("bind {}", target.to_string_lossy()),
-                Op::Hide(p) => format!("hide {}", p.to_string_lossy()),
+                Op::Hide { dir, .. } => format!("hide {}", dir.to_string_lossy()),
             })
             .collect()
     }
@@ -620,7 +644,10 @@ mod tests {
                 bind(&vol, &etc.display().to_string()),
                 bind(&vol, "/podvisor-test-does-not-exist/data"),
             ],
-            Some(tmp.path()),
+            Some(&Hidden {
+                dir: tmp.path().to_path_buf(),
+                cover: vol.clone(),
+            }),
             &tmp.path().join("stage"),
             &[],
         )

@@ -71,7 +71,8 @@ async fn a_container_sees_exactly_its_mounts_and_not_the_data_dir() {
     let script = format!(
         "exec 2>&1; echo hello > {top}/work/out && cat /etc/podvisor-test-app.conf && \
          cat {top}/conf/app.conf && (echo no 2>/dev/null > {top}/conf/x && echo WRITABLE || echo read-only) && \
-         (ls {data} 2>&1 | wc -l) && (cat {vol}/out 2>&1 || true) && test -x /bin/sh && echo host-ok",
+         (ls {data} 2>&1 | wc -l) && (cat {vol}/out 2>&1 || true) && \
+         (touch {data}/x 2>/dev/null && echo WRITABLE || echo hidden-read-only) && test -x /bin/sh && echo host-ok",
         data = data.display(),
         vol = vol.display(),
     );
@@ -101,7 +102,8 @@ async fn a_container_sees_exactly_its_mounts_and_not_the_data_dir() {
         lines[4].contains("No such file"),
         "the volume's host path is hidden: {log}"
     );
-    assert_eq!(lines[5], "host-ok", "{log}");
+    assert_eq!(lines[5], "hidden-read-only", "the cover is read-only: {log}");
+    assert_eq!(lines[6], "host-ok", "{log}");
     // The write went to the volume; the host filesystem got no new entries.
     assert_eq!(fs::read_to_string(vol.join("out")).unwrap(), "hello\n");
     assert!(!Path::new(&top).exists(), "{top} was created on the host");

@@ -315,12 +315,8 @@ impl ProcessRuntime {
         let stage = self.inner.config.data_dir.join("rootfs");
         let mount_points =
             mounts::mount_points(&fs::read_to_string(&plan.base_mountinfo).unwrap_or_default());
-        let made = mounts::MountPlan::prepare(
-            binds,
-            self.inner.hidden_data_dir.as_deref(),
-            &stage,
-            &mount_points,
-        )?;
+        let made =
+            mounts::MountPlan::prepare(binds, self.inner.hidden_data_dir.as_ref(), &stage, &mount_points)?;
         Ok(MountStep {
             plan: Some(made),
             kept: None,

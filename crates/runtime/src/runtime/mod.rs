@@ -308,8 +308,9 @@ struct Inner {
     ipam: Mutex<Ipam>,
     sandboxes: Mutex<HashMap<String, SandboxState>>,
     containers: Mutex<HashMap<ContainerId, Arc<ContainerState>>>,
-    /// The data directory's real path, hidden in every container's mount namespace.
-    hidden_data_dir: Option<PathBuf>,
+    /// The data directory's real path, hidden in every container's mount namespace, and the
+    /// empty directory bound over it.
+    hidden_data_dir: Option<crate::mounts::Hidden>,
     /// Each container's mount namespace, kept for its next instance (pod UID, container name).
     mount_namespaces: Mutex<HashMap<(String, String), KeptMountNs>>,
     /// What survived the node's previous run, by pod UID, until the pod's worker takes it
@@ -363,6 +364,32 @@ fn pod_name(pod: &corev1::Pod) -> (String, String, String) {
 fn pod_dir(data_dir: &Path, pod: &corev1::Pod) -> PathBuf {
     let (ns, name, uid) = pod_name(pod);
     data_dir.join("pods").join(format!("{ns}_{name}_{uid}"))
+}
+
+/// The data directory as every container's namespace hides it (see [`crate::mounts`]): its
+/// real path and `<data_dir>/empty`, made empty and mode 000 here. `None` when the data
+/// directory has no real path (then there is nothing to hide it from).
+fn hidden_data_dir(data_dir: &Path) -> Result<Option<crate::mounts::Hidden>, InitError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(dir) = fs::canonicalize(data_dir) else {
+        return Ok(None);
+    };
+    let cover = dir.join("empty");
+    // Readable while it is checked (an unprivileged node owns it but cannot list it at 000).
+    let mode = |bits| fs::set_permissions(&cover, fs::Permissions::from_mode(bits));
+    let made = fs::create_dir_all(&cover)
+        .and_then(|()| mode(0o700))
+        .and_then(|()| match fs::read_dir(&cover)?.next() {
+            None => mode(0o000),
+            Some(_) => Err(std::io::Error::other(
+                "must be empty: it is what containers see of the data directory",
+            )),
+        });
+    made.map_err(|source| InitError::DataDir {
+        path: cover.clone(),
+        source,
+    })?;
+    Ok(Some(crate::mounts::Hidden { dir, cover }))
 }
 
 /// The machine as the runtime reaches it (see [`crate::seams`]).
@@ -445,7 +472,7 @@ impl ProcessRuntime {
             })?;
         }
         let ipam = Ipam::open(cidr, config.data_dir.clone())?;
-        let hidden_data_dir = fs::canonicalize(&config.data_dir).ok();
+        let hidden_data_dir = hidden_data_dir(&config.data_dir)?;
         Ok(ProcessRuntime {
             inner: Arc::new(Inner {
                 config,
