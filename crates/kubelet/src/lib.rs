@@ -28,7 +28,7 @@
 //!
 //! Time: the model's clock is [`Clock`], which follows tokio's clock, so tests run workers
 //! under `tokio::time::pause()` with fakes from `podvisor-test-support`. A worker sleeps until
-//! its model's next wake-up, moved onto a 50 ms grid when it is more than 1 s away
+//! its model's next wake-up, moved onto a 250 ms grid when it is more than 1 s away
 //! ([`Clock::wake_instant`]), so that workers whose probes fall due together wake together.
 //!
 //! Metrics: [`KubeletMetrics`] (probe results and durations, pod start duration, container
