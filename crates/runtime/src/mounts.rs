@@ -35,8 +35,8 @@
 //! volumes it mounts and no other pod's (or container's) files by any path. A bind makes no
 //! file system of its own: a tmpfs per container was one more superblock for the kernel to
 //! build at the start and tear down when the namespace goes (its shrinker and list_lru entries
-//! under locks every other teardown of a burst contends for). (A container running as root with `CAP_SYS_ADMIN` can undo mounts; there is no
-//! user namespace or capability dropping.)
+//! under locks every other teardown of a burst contends for). (A container running as root
+//! with `CAP_SYS_ADMIN` can undo mounts; there is no user namespace or capability dropping.)
 
 use crate::error::MountError;
 use std::collections::HashSet;
