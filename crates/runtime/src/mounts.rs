@@ -117,7 +117,7 @@ enum Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Hidden {
     pub(crate) dir: PathBuf,
-    /// Empty, mode 000, never written: what a container sees at `dir`.
+    /// Empty, mode 555, never written: what a container sees at `dir`.
     pub(crate) cover: PathBuf,
 }
 

@@ -367,20 +367,21 @@ fn pod_dir(data_dir: &Path, pod: &corev1::Pod) -> PathBuf {
 }
 
 /// The data directory as every container's namespace hides it (see [`crate::mounts`]): its
-/// real path and `<data_dir>/empty`, made empty and mode 000 here. `None` when the data
-/// directory has no real path (then there is nothing to hide it from).
+/// real path and `<data_dir>/empty`, made empty and mode 555 here (no one but root writes
+/// into it; its owner can still list it, which `std::fs::remove_dir_all` of the data
+/// directory needs without root: at 000 it failed, and every unprivileged test's temporary
+/// directory was left behind). `None` when the data directory has no real path (then there
+/// is nothing to hide).
 fn hidden_data_dir(data_dir: &Path) -> Result<Option<crate::mounts::Hidden>, InitError> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(dir) = fs::canonicalize(data_dir) else {
         return Ok(None);
     };
     let cover = dir.join("empty");
-    // Readable while it is checked (an unprivileged node owns it but cannot list it at 000).
-    let mode = |bits| fs::set_permissions(&cover, fs::Permissions::from_mode(bits));
     let made = fs::create_dir_all(&cover)
-        .and_then(|()| mode(0o700))
+        .and_then(|()| fs::set_permissions(&cover, fs::Permissions::from_mode(0o555)))
         .and_then(|()| match fs::read_dir(&cover)?.next() {
-            None => mode(0o000),
+            None => Ok(()),
             Some(_) => Err(std::io::Error::other(
                 "must be empty: it is what containers see of the data directory",
             )),

@@ -463,3 +463,44 @@ async fn what_a_previous_run_left_and_cannot_be_adopted_is_removed_at_start() {
     assert!(!record.exists(), "the record goes with it");
     assert!(rt.survivors().is_empty(), "nothing to adopt");
 }
+
+/// The empty directory bound over the data directory in containers can be listed and removed
+/// by the data directory's owner (at mode 000 `remove_dir_all` of an unprivileged node's data
+/// directory failed), and a stray file in it stops the runtime's start, naming it.
+#[test]
+fn the_data_directorys_cover_is_empty_read_only_and_removable() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = tmp.path().join("data");
+    let hidden = super::hidden_data_dir(&data).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        hidden.is_none(),
+        "a data directory that does not exist has nothing to hide"
+    );
+    std::fs::create_dir(&data).unwrap_or_else(|e| panic!("{e}"));
+    let hidden = super::hidden_data_dir(&data)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("no cover"));
+    let mode = std::fs::metadata(&hidden.cover)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o555);
+    assert_eq!(std::fs::read_dir(&hidden.cover).map(|d| d.count()).ok(), Some(0));
+    // A second start finds it as it left it.
+    assert!(super::hidden_data_dir(&data).is_ok());
+    std::fs::set_permissions(&hidden.cover, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(hidden.cover.join("stray"), "x").unwrap_or_else(|e| panic!("{e}"));
+    let err = super::hidden_data_dir(&data)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("/empty: must be empty"), "{err}");
+    // Mode 555 again: its owner makes it writable to take the stray file out.
+    std::fs::set_permissions(&hidden.cover, std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(hidden.cover.join("stray")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(super::hidden_data_dir(&data).is_ok());
+    std::fs::remove_dir_all(&data).unwrap_or_else(|e| panic!("the data directory stays removable: {e}"));
+}
