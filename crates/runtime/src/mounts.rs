@@ -368,7 +368,9 @@ impl MountPlan {
             });
             mounted.push((target, bind.source.clone()));
         }
-        if let Some(hide) = hide.filter(|h| h.dir.is_dir() && h.cover.is_dir()) {
+        // The cover is the runtime's own (made when it started): not looked up at every start,
+        // and a missing one fails the start rather than leaving the data directory in view.
+        if let Some(hide) = hide.filter(|h| h.dir.is_dir()) {
             ops.push(Op::Hide {
                 dir: cs(&hide.dir).map_err(err)?,
                 cover: cs(&hide.cover).map_err(err)?,
