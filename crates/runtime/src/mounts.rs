@@ -105,11 +105,6 @@ enum Op {
         target: CString,
         read_only: bool,
     },
-    /// Cover `dir` with a read-only bind of the empty `cover`.
-    Hide {
-        dir: CString,
-        cover: CString,
-    },
 }
 
 /// A directory hidden in every container's namespace (the node's data directory), and the
@@ -371,9 +366,10 @@ impl MountPlan {
         // The cover is the runtime's own (made when it started): not looked up at every start,
         // and a missing one fails the start rather than leaving the data directory in view.
         if let Some(hide) = hide.filter(|h| h.dir.is_dir()) {
-            ops.push(Op::Hide {
-                dir: cs(&hide.dir).map_err(err)?,
-                cover: cs(&hide.cover).map_err(err)?,
+            ops.push(Op::Bind {
+                source: cs(&hide.cover).map_err(err)?,
+                target: cs(&hide.dir).map_err(err)?,
+                read_only: true,
             });
         }
         if let Some(root) = root_shadow {
@@ -433,22 +429,6 @@ impl MountPlan {
                         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
                         mount(none, target.as_c_str(), none, flags, none)?;
                     }
-                }
-                Op::Hide { dir, cover } => {
-                    mount(
-                        Some(cover.as_c_str()),
-                        dir.as_c_str(),
-                        none,
-                        MsFlags::MS_BIND,
-                        none,
-                    )?;
-                    let flags = MsFlags::MS_BIND
-                        | MsFlags::MS_REMOUNT
-                        | MsFlags::MS_RDONLY
-                        | MsFlags::MS_NOSUID
-                        | MsFlags::MS_NODEV
-                        | MsFlags::MS_NOEXEC;
-                    mount(none, dir.as_c_str(), none, flags, none)?;
                 }
             }
         }
@@ -627,7 +607,6 @@ mod tests {
                 Op::Mkdir(p) => format!("mkdir {}", p.to_string_lossy()),
                 Op::Touch(p) => format!("touch {}", p.to_string_lossy()),
                 Op::Bind { target, .. } => format!("bind {}", target.to_string_lossy()),
-                Op::Hide { dir, .. } => format!("hide {}", dir.to_string_lossy()),
             })
             .collect()
     }
@@ -667,7 +646,8 @@ mod tests {
                 format!("mkdir {e}/app"),
                 format!("mkdir {e}/app/conf"),
                 format!("bind {e}/app/conf"),
-                format!("hide {}", tmp.path().display()),
+                // The data directory, covered last.
+                format!("bind {}", tmp.path().display()),
             ]
         );
     }
