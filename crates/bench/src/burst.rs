@@ -2,8 +2,9 @@
 //! Running, then all deleted until every worker has finished (processes reaped, sandboxes and
 //! cgroups removed).
 //! Floor: spawning the same number of `sleep` processes one after another, and killing and
-//! reaping them. When root, as a pod needs at least: each in new network, UTS and IPC
-//! namespaces and in a pod group holding a container group, in every cgroup hierarchy the
+//! reaping them. When root, as a pod needs at least: each in new network, UTS, IPC and mount
+//! namespaces (a container's own mount namespace: since issue 19's twenty-third session) and in
+//! a pod group holding a container group, in every cgroup hierarchy the
 //! runtime gives such a container one (made before the spawn, the process moved in after it,
 //! removed after the reap).
 
@@ -41,12 +42,12 @@ pub(crate) async fn run(bench: &str, n: usize, rounds: usize) -> Result<Vec<Row>
         .context("the floor thread")??;
     let (what_up, what_down) = if sandboxes && floor.cgroups {
         (
-            format!("spawn {n} sleeps in new net/uts/ipc namespaces and pod cgroups"),
+            format!("spawn {n} sleeps in new net/uts/ipc/mnt namespaces and pod cgroups"),
             format!("SIGKILL + reap {n} processes, remove their cgroups"),
         )
     } else if sandboxes {
         (
-            format!("spawn {n} sleeps in new net/uts/ipc namespaces (no usable cgroups)"),
+            format!("spawn {n} sleeps in new net/uts/ipc/mnt namespaces (no usable cgroups)"),
             format!("SIGKILL + reap {n} processes"),
         )
     } else {

@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Spawns `/bin/true` and waits for it, `n` times; with `namespaces`, the child first leaves
-/// into new network, UTS and IPC namespaces (what a pod sandbox costs at minimum).
+/// into new network, UTS, IPC and mount namespaces (what a pod of one container costs at
+/// minimum: [`podvisor_runtime::with_new_pod_namespaces`]).
 pub(crate) fn spawn_wait(n: usize, namespaces: bool) -> io::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {

@@ -1,7 +1,7 @@
 //! `pod-start`: a pod with one container (`sleep 3600`) and no init containers, from
 //! [`PodSupervisor::apply`](podvisor_kubelet::PodSupervisor::apply) until its view shows the
 //! pod Running with the container started. Floor: spawn+wait of `/bin/true`, in new network,
-//! UTS and IPC namespaces when root.
+//! UTS, IPC and mount namespaces when root.
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ pub(crate) async fn run(n: usize) -> Result<Vec<Row>> {
         .context("measuring the spawn floor")?;
     let (floor_name, note) = if sandboxes {
         (
-            "spawn+wait /bin/true in new net/uts/ipc namespaces",
+            "spawn+wait /bin/true in new net/uts/ipc/mnt namespaces",
             "floor leaves out veth+address setup (≈5 ms here per docs/performance.md F5b)",
         )
     } else {
