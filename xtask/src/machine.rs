@@ -8,8 +8,10 @@
 //! becomes xtask's child instead of PID 1's: an orphan is exactly a live child of xtask once its
 //! steps have finished.
 //! Only podvisor's own names count (cgroups and tables named `podvisor*`, interfaces named
-//! `podvisor*`, `pv*` or `veth*`), so what the machine's other users do between the two snapshots
-//! is not blamed on the tests.
+//! `podvisor*`, `pv*` or `veth*`, and in the temporary directory the `.tmp*` entries that the
+//! `tempfile` crate makes for the tests' temporary directories and files), so what the
+//! machine's other users do between the two snapshots is not blamed on the tests. A temporary
+//! directory whose removal failed on drop (`TempDir` drops its errors) shows up that way.
 #![allow(
     clippy::disallowed_methods,
     reason = "xtask is synchronous: no tokio worker to block"
@@ -28,6 +30,8 @@ pub(crate) struct Snapshot {
     links: BTreeSet<String>,
     netns: BTreeSet<String>,
     nft_tables: BTreeSet<String>,
+    /// Entries of the temporary directory made by `tempfile` (`.tmp*`), as paths.
+    temp_files: BTreeSet<String>,
     /// Every process on the machine (pid and start time, so a reused pid is a new process).
     processes: BTreeSet<(u32, u64)>,
 }
@@ -59,6 +63,7 @@ impl Snapshot {
             links: names_in(Path::new("/sys/class/net"), our_link),
             netns: names_in(Path::new("/run/netns"), |_| true),
             nft_tables: nft_tables(),
+            temp_files: temp_files(&std::env::temp_dir()),
             processes: processes().into_iter().map(|p| (p.pid, p.start)).collect(),
         }
     }
@@ -88,6 +93,7 @@ impl Snapshot {
         found.extend(new("network interface", &self.links, &after.links));
         found.extend(new("network namespace", &self.netns, &after.netns));
         found.extend(new("nftables table", &self.nft_tables, &after.nft_tables));
+        found.extend(new("temporary file", &self.temp_files, &after.temp_files));
         let me = std::process::id();
         for process in processes {
             if self.processes.contains(&(process.pid, process.start)) {
@@ -155,6 +161,15 @@ fn names_in(dir: &Path, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The entries of `dir` named as the `tempfile` crate names what it makes (`.tmp` and random
+/// characters), as paths.
+fn temp_files(dir: &Path) -> BTreeSet<String> {
+    names_in(dir, |name| name.starts_with(".tmp"))
+        .into_iter()
+        .map(|name| dir.join(name).display().to_string())
+        .collect()
 }
 
 /// podvisor's nftables tables (`table ip podvisor...` lines of `nft list tables`).
@@ -233,6 +248,7 @@ mod tests {
         after.cgroups.insert("podvisor-e2e-1234".into());
         after.links.insert("pvt12x3".into());
         after.nft_tables.insert("table ip podvisor_svc_1".into());
+        after.temp_files.insert("/tmp/.tmpAbC123".into());
         let found = before.compare(&after, &[]);
         assert!(
             found.contains(&"cgroup podvisor-e2e-1234".to_owned()),
@@ -246,8 +262,27 @@ mod tests {
             found.contains(&"nftables table table ip podvisor_svc_1".to_owned()),
             "{found:?}"
         );
+        assert!(
+            found.contains(&"temporary file /tmp/.tmpAbC123".to_owned()),
+            "{found:?}"
+        );
         // What was there before is not blamed.
         assert!(after.compare(&after, &[]).is_empty());
+    }
+
+    /// A temporary directory that was not removed is found; other names are not ours.
+    #[test]
+    fn a_tempfile_entry_left_in_the_temporary_directory_is_seen() {
+        let parent = std::env::temp_dir().join(format!("podvisor-xtask-{}", std::process::id()));
+        let kept = parent.join(".tmpAbC123");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(parent.join("someone-elses"), "").unwrap();
+        let found = temp_files(&parent);
+        std::fs::remove_dir_all(&parent).unwrap();
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            [kept.display().to_string()]
+        );
     }
 
     #[test]
