@@ -2,8 +2,8 @@
 //! [`PodSupervisor`]) over a temporary data directory with a bridge, pod CIDR and cgroup parent
 //! of its own, plus helpers to wait for a pod's [`PodView`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +15,19 @@ use tokio::sync::watch;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// The data directories of the nodes shut down so far, removed by [`remove_data_dirs`] once
+/// every benchmark has run. A node's directory holds a file or more per pod it ran (thousands
+/// after burst-1000), and removing them frees as many inodes: on ext4 without a journal every
+/// file created in the next minute then passes over each of them (about 1 ms a creation), and
+/// the next benchmark (crash-restart after the bursts) would measure the harness's cleanup.
+static SHUT_DOWN: Mutex<Vec<tempfile::TempDir>> = Mutex::new(Vec::new());
+
+/// Removes the data directories of the nodes shut down (see [`SHUT_DOWN`]).
+pub(crate) fn remove_data_dirs() {
+    let dirs = std::mem::take(&mut *SHUT_DOWN.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(dirs);
+}
+
 pub(crate) use podvisor_runtime::is_root;
 
 /// A pod supervisor on the real runtime, torn down by [`PodNode::shutdown`].
@@ -25,7 +38,7 @@ pub(crate) struct PodNode {
     pub(crate) sandboxes: bool,
     bridge: String,
     runtime: Arc<ProcessRuntime>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl PodNode {
@@ -67,7 +80,7 @@ impl PodNode {
             sandboxes,
             bridge,
             runtime,
-            _data: data,
+            data,
         })
     }
 
@@ -86,13 +99,18 @@ impl PodNode {
         Ok(())
     }
 
-    /// Stops every pod and removes the bridge and the cgroup parent.
+    /// Stops every pod and removes the bridge and the cgroup parent; the data directory goes
+    /// when the harness ends ([`remove_data_dirs`]).
     pub(crate) async fn shutdown(self) {
         let _ = self.supervisor.shutdown(Duration::from_secs(60)).await;
         self.runtime.remove_cgroup_parent();
         if self.sandboxes {
             let _ = podvisor_runtime::delete_link(&self.bridge).await;
         }
+        SHUT_DOWN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.data);
     }
 }
 
