@@ -222,6 +222,14 @@ const BENCHES: &[Bench] = &[
 ];
 
 fn main() -> ExitCode {
+    let code = run_process();
+    // Every path's pod nodes, the harness's and a child's (footprint).
+    pods::remove_data_dirs();
+    code
+}
+
+/// The harness, or one of its child processes.
+fn run_process() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some(node_footprint::CHILD_ARG) {
         return match node_footprint::child(argv.get(1..).unwrap_or_default()) {
@@ -252,9 +260,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = run(&args);
-    pods::remove_data_dirs();
-    match result {
+    match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
