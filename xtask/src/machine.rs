@@ -8,8 +8,8 @@
 //! becomes xtask's child instead of PID 1's: an orphan is exactly a live child of xtask once its
 //! steps have finished.
 //! Only podvisor's own names count (cgroups and tables named `podvisor*`, interfaces named
-//! `podvisor*`, `pv*` or `veth*`, and in the temporary directory the `.tmp*` entries that the
-//! `tempfile` crate makes for the tests' temporary directories and files), so what the
+//! `podvisor*`, `pv*` or `veth*`, and in the temporary directory the `podvisor*` entries and
+//! the `.tmp*` ones the `tempfile` crate makes for the tests' temporary directories), so what the
 //! machine's other users do between the two snapshots is not blamed on the tests. A temporary
 //! directory whose removal failed on drop (`TempDir` drops its errors) shows up that way.
 #![allow(
@@ -30,7 +30,7 @@ pub(crate) struct Snapshot {
     links: BTreeSet<String>,
     netns: BTreeSet<String>,
     nft_tables: BTreeSet<String>,
-    /// Entries of the temporary directory made by `tempfile` (`.tmp*`), as paths.
+    /// Entries of the temporary directory named as ours or as `tempfile`'s, as paths.
     temp_files: BTreeSet<String>,
     /// Every process on the machine (pid and start time, so a reused pid is a new process).
     processes: BTreeSet<(u32, u64)>,
@@ -163,10 +163,10 @@ fn names_in(dir: &Path, keep: impl Fn(&str) -> bool) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// The entries of `dir` named as the `tempfile` crate names what it makes (`.tmp` and random
-/// characters), as paths.
+/// The entries of `dir` named as ours (`podvisor*`, as the benchmarks' node directories) or as
+/// the `tempfile` crate names what it makes (`.tmp` and random characters), as paths.
 fn temp_files(dir: &Path) -> BTreeSet<String> {
-    names_in(dir, |name| name.starts_with(".tmp"))
+    names_in(dir, |name| name.starts_with(".tmp") || ours(name))
         .into_iter()
         .map(|name| dir.join(name).display().to_string())
         .collect()
@@ -275,13 +275,15 @@ mod tests {
     fn a_tempfile_entry_left_in_the_temporary_directory_is_seen() {
         let parent = std::env::temp_dir().join(format!("podvisor-xtask-{}", std::process::id()));
         let kept = parent.join(".tmpAbC123");
+        let bench = parent.join("podvisor-bench-XyZ");
         std::fs::create_dir_all(&kept).unwrap();
+        std::fs::create_dir_all(&bench).unwrap();
         std::fs::write(parent.join("someone-elses"), "").unwrap();
         let found = temp_files(&parent);
         std::fs::remove_dir_all(&parent).unwrap();
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
-            [kept.display().to_string()]
+            [kept.display().to_string(), bench.display().to_string()]
         );
     }
 
