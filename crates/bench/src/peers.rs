@@ -194,7 +194,7 @@ impl Supervisord {
         let dir = tempfile::tempdir().context("a temp dir for supervisord")?;
         let d = dir.path().display();
         let mut conf = format!(
-            "[supervisord]\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+            "[supervisord]\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\nchildlogdir={d}\n\
              [unix_http_server]\nfile={d}/s.sock\n\
              [rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
              [supervisorctl]\nserverurl=unix://{d}/s.sock\n"
