@@ -363,9 +363,10 @@ impl MountPlan {
             });
             mounted.push((target, bind.source.clone()));
         }
-        // The cover is the runtime's own (made when it started): not looked up at every start,
-        // and a missing one fails the start rather than leaving the data directory in view.
-        if let Some(hide) = hide.filter(|h| h.dir.is_dir()) {
+        // The data directory and its cover are the runtime's own (both there when it started):
+        // neither is looked up at every start, and a missing one fails the start rather than
+        // leaving the data directory in view.
+        if let Some(hide) = hide {
             ops.push(Op::Bind {
                 source: cs(&hide.cover).map_err(err)?,
                 target: cs(&hide.dir).map_err(err)?,
